@@ -1,0 +1,53 @@
+// Addon entry point. Exports are private to lib/io and lib/tun: `init(dispatch)` wires the
+// completion channel, `NativeVolume`, `alignedBuffer`, `addressAlignment`.
+// Context-aware: each environment (main thread, worker) gets its own channel and pools.
+#include <napi.h>
+
+#include "buffer.h"
+#include "channel.h"
+#include "state.h"
+#include "volume.h"
+
+namespace lunlink {
+
+AddonState* GetState(Napi::Env env) { return env.GetInstanceData<AddonState>(); }
+
+namespace {
+
+void Teardown(void* arg) {
+  auto* state = static_cast<AddonState*>(arg);
+  // Registered after the ThreadSafeFunction was created, so it runs before Node deletes it
+  // (cleanup hooks run last-in, first-out): no thread can reach it afterwards.
+  if (state->channel) state->channel->Shutdown();
+  for (auto& weak : state->pools) {
+    if (auto pool = weak.lock()) pool->Abandon();
+  }
+}
+
+Napi::Value Init(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  AddonState* state = GetState(env);
+  if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "init(dispatch)");
+  if (state->channel) throw Napi::Error::New(env, "lunlink addon already initialised");
+  state->channel = Channel::Create(env, info[0].As<Napi::Function>());
+  napi_status status = napi_add_env_cleanup_hook(env, Teardown, state);
+  if (status != napi_ok) throw Napi::Error::New(env, "napi_add_env_cleanup_hook failed");
+  return env.Undefined();
+}
+
+Napi::Object Module(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new AddonState());
+  exports.Set("init", Napi::Function::New(env, Init, "init"));
+  exports.Set("NativeVolume", NativeVolume::Define(env));
+  exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
+  exports.Set("addressAlignment", Napi::Function::New(env, AddressAlignment, "addressAlignment"));
+  return exports;
+}
+
+}  // namespace
+
+}  // namespace lunlink
+
+static Napi::Object InitLunlink(Napi::Env env, Napi::Object exports) { return lunlink::Module(env, exports); }
+
+NODE_API_MODULE(lunlink, InitLunlink)

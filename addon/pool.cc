@@ -1,0 +1,173 @@
+// I/O thread pool implementation; see pool.h for bounds and invariants.
+#include "pool.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "device.h"
+
+namespace lunlink {
+
+Pool::Pool(std::shared_ptr<Channel> channel, int maxThreads)
+    : channel_(std::move(channel)), maxThreads_(maxThreads) {}
+
+bool Pool::Submit(Job job) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (closing_ || jobs_.size() >= kMaxQueuedJobs) return false;
+  jobs_.push_back(std::move(job));
+  if (idle_ == 0 && threads_ < maxThreads_) SpawnLocked();
+  wake_.notify_one();
+  return true;
+}
+
+void Pool::Close(double requestId) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (closing_) return;
+  closing_ = true;
+  closeRequestId_ = requestId;
+  if (threads_ == 0) SpawnLocked();  // someone must close the descriptor
+  wake_.notify_all();
+}
+
+void Pool::Abandon() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  silent_ = true;
+  if (closing_) return;
+  closing_ = true;
+  if (threads_ == 0) SpawnLocked();
+  wake_.notify_all();
+}
+
+Geometry Pool::geometry() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return geometry_;
+}
+
+bool Pool::closing() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return closing_;
+}
+
+size_t Pool::queued() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return jobs_.size() + static_cast<size_t>(running_);
+}
+
+void Pool::SpawnLocked() {
+  threads_++;
+  // The thread owns a reference to the pool and the channel, so a thread parked on a hung
+  // device keeps them alive and can finish whenever the device answers.
+  std::thread([self = shared_from_this()] { self->Run(); }).detach();
+}
+
+void Pool::Run() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    idle_++;
+    wake_.wait(lock, [this] { return !jobs_.empty() || closing_; });
+    idle_--;
+    if (jobs_.empty()) {
+      // Closing and nothing queued: the last one out closes the descriptor.
+      if (running_ == 0 && !closed_) {
+        closed_ = true;
+        const int fd = fd_;
+        fd_ = -1;
+        const bool silent = silent_;
+        const double requestId = closeRequestId_;
+        lock.unlock();
+        int error = 0;
+        if (fd >= 0 && close(fd) != 0 && errno != EINTR) error = errno;  // EINTR: fd is gone anyway
+        if (!silent) channel_->Post({requestId, 0, error, error ? Syscall::kClose : Syscall::kNone, nullptr});
+        lock.lock();
+      }
+      if (running_ == 0 || closed_) {
+        threads_--;
+        wake_.notify_all();
+        return;
+      }
+      // Another thread is still inside a job; wait for it to finish and close.
+      idle_++;
+      wake_.wait(lock, [this] { return running_ == 0 || closed_; });
+      idle_--;
+      continue;
+    }
+    Job job = std::move(jobs_.front());
+    jobs_.pop_front();
+    running_++;
+    lock.unlock();
+    Completion done{job.requestId, 0, 0, Syscall::kNone, job.keepAlive};
+    Execute(job, done);
+    channel_->Post(done);
+    lock.lock();
+    running_--;
+    if (closing_) wake_.notify_all();
+  }
+}
+
+// Runs one syscall to completion: EINTR is retried, short transfers are continued, and a
+// transfer that stops early (end of file, device shrank) is reported with the bytes done.
+void Pool::Execute(Job& job, Completion& done) {
+  if (job.op == Op::kOpen) {
+    ExecuteOpen(job, done);
+    return;
+  }
+  int fd;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    fd = fd_;
+  }
+  if (fd < 0) {
+    done.error = EBADF;
+    done.syscall = job.op == Op::kFlush ? Syscall::kFdatasync : (job.op == Op::kRead ? Syscall::kPread : Syscall::kPwrite);
+    return;
+  }
+  if (job.op == Op::kFlush) {
+    int r;
+    do {
+      r = fdatasync(fd);
+    } while (r != 0 && errno == EINTR);
+    if (r != 0) {
+      done.error = errno;
+      done.syscall = Syscall::kFdatasync;
+    }
+    return;
+  }
+  size_t doneBytes = 0;
+  while (doneBytes < job.length) {
+    ssize_t n;
+    const off_t at = static_cast<off_t>(job.offset + static_cast<int64_t>(doneBytes));
+    if (job.op == Op::kRead) {
+      n = pread(fd, job.data + doneBytes, job.length - doneBytes, at);
+    } else {
+      n = pwrite(fd, job.data + doneBytes, job.length - doneBytes, at);
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      done.error = errno;
+      done.syscall = job.op == Op::kRead ? Syscall::kPread : Syscall::kPwrite;
+      break;
+    }
+    if (n == 0) break;  // end of file or device: reported as a short transfer
+    doneBytes += static_cast<size_t>(n);
+  }
+  done.result = static_cast<int64_t>(doneBytes);
+}
+
+void Pool::ExecuteOpen(Job& job, Completion& done) {
+  Geometry geometry;
+  int fd = -1;
+  Syscall failed = Syscall::kNone;
+  int error = OpenVolume(*job.open, &fd, &geometry, &failed);
+  if (error != 0) {
+    done.error = error;
+    done.syscall = failed;
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  fd_ = fd;
+  geometry_ = geometry;
+}
+
+}  // namespace lunlink

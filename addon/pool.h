@@ -1,0 +1,94 @@
+// Per-volume I/O thread pool: lunlink's own threads, never the libuv pool that fs, dns and crypto
+// share, so a device that hangs parks only its own volume's threads.
+// Bounds: at most `maxThreads` threads (spawned lazily when every thread is busy) and at most
+// kMaxQueuedJobs queued jobs. Invariant: the file descriptor is closed exactly once, by the last
+// thread to leave after close was requested and every queued or running job has finished.
+#pragma once
+
+#include <napi.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "channel.h"
+
+namespace lunlink {
+
+enum class Op : int32_t { kOpen = 0, kRead = 1, kWrite = 2, kFlush = 3 };
+
+struct OpenRequest {
+  std::string path;
+  bool direct = true;
+  bool dsync = false;
+  bool exclusive = false;
+  bool readOnly = false;
+};
+
+struct Geometry {
+  bool valid = false;
+  bool isBlockDevice = false;
+  uint64_t sizeBytes = 0;
+  uint32_t logicalBlockSize = 0;
+  uint32_t physicalBlockSize = 0;
+  uint32_t memoryAlignment = 0;
+  bool dioAlignReported = false;  // statx STATX_DIOALIGN answered (files)
+  uint64_t fsMagic = 0;           // statfs f_type of the file system holding a file
+  uint32_t deviceMajor = 0;       // st_rdev for block devices, st_dev for files
+  uint32_t deviceMinor = 0;
+};
+
+struct Job {
+  Op op;
+  double requestId;
+  int64_t offset;
+  uint8_t* data;
+  size_t length;
+  Napi::Reference<Napi::Value>* keepAlive;
+  std::shared_ptr<OpenRequest> open;  // only for Op::kOpen
+};
+
+constexpr size_t kMaxQueuedJobs = 65536;
+constexpr int kMaxThreads = 64;
+
+class Pool : public std::enable_shared_from_this<Pool> {
+ public:
+  Pool(std::shared_ptr<Channel> channel, int maxThreads);
+
+  // Returns false if the pool is closing or the queue is full (the caller reports it).
+  bool Submit(Job job);
+  // Requests close; `requestId` completes once the descriptor is closed.
+  void Close(double requestId);
+  // Environment teardown or GC without close: close quietly, post nothing.
+  void Abandon();
+
+  Geometry geometry();
+  bool closing();
+  size_t queued();
+
+ private:
+  void Run();
+  void Execute(Job& job, Completion& done);
+  void ExecuteOpen(Job& job, Completion& done);
+  void SpawnLocked();
+
+  std::shared_ptr<Channel> channel_;
+  const int maxThreads_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Job> jobs_;
+  int threads_ = 0;
+  int idle_ = 0;
+  int running_ = 0;
+  bool closing_ = false;
+  bool closed_ = false;
+  bool silent_ = false;
+  double closeRequestId_ = 0;
+  int fd_ = -1;
+  Geometry geometry_;
+};
+
+}  // namespace lunlink

@@ -1,0 +1,172 @@
+// NativeVolume: the JS-facing handle of one open volume. Arguments are validated here again
+// (lib/io validates first and names the wrong value); every method only queues work for the
+// volume's own pool and returns at once, so no syscall ever runs on the JS thread.
+#include "volume.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "state.h"
+
+namespace lunlink {
+
+namespace {
+
+int64_t OffsetArg(const Napi::Value& value) {
+  if (value.IsBigInt()) {
+    bool lossless = false;
+    int64_t offset = value.As<Napi::BigInt>().Int64Value(&lossless);
+    if (!lossless || offset < 0) throw Napi::RangeError::New(value.Env(), "offset out of range");
+    return offset;
+  }
+  if (value.IsNumber()) {
+    double d = value.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0) || d > 9007199254740991.0 || std::floor(d) != d) {
+      throw Napi::RangeError::New(value.Env(), "offset must be a non-negative safe integer");
+    }
+    return static_cast<int64_t>(d);
+  }
+  throw Napi::TypeError::New(value.Env(), "offset must be a number or bigint");
+}
+
+double RequestIdArg(const Napi::Value& value) {
+  if (!value.IsNumber()) throw Napi::TypeError::New(value.Env(), "requestId must be a number");
+  return value.As<Napi::Number>().DoubleValue();
+}
+
+bool BoolOption(const Napi::Object& options, const char* name, bool fallback) {
+  Napi::Value v = options.Get(name);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsBoolean()) throw Napi::TypeError::New(options.Env(), std::string(name) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+}  // namespace
+
+Napi::Function NativeVolume::Define(Napi::Env env) {
+  return DefineClass(env, "NativeVolume",
+                     {
+                         InstanceMethod<&NativeVolume::Open>("open"),
+                         InstanceMethod<&NativeVolume::Read>("read"),
+                         InstanceMethod<&NativeVolume::Write>("write"),
+                         InstanceMethod<&NativeVolume::Flush>("flush"),
+                         InstanceMethod<&NativeVolume::Close>("close"),
+                         InstanceMethod<&NativeVolume::GetGeometry>("geometry"),
+                         InstanceMethod<&NativeVolume::Pending>("pending"),
+                     });
+}
+
+NativeVolume::NativeVolume(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeVolume>(info) {
+  Napi::Env env = info.Env();
+  AddonState* state = GetState(env);
+  if (state == nullptr || !state->channel) throw Napi::Error::New(env, "lunlink addon not initialised");
+  int maxThreads = 4;
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "maxThreads must be a number");
+    maxThreads = info[0].As<Napi::Number>().Int32Value();
+  }
+  if (maxThreads < 1 || maxThreads > kMaxThreads) {
+    throw Napi::RangeError::New(env, "maxThreads must be 1.." + std::to_string(kMaxThreads));
+  }
+  pool_ = std::make_shared<Pool>(state->channel, maxThreads);
+  // Forget pools that are gone, so the registry stays bounded by the number of live volumes.
+  auto& pools = state->pools;
+  for (size_t i = 0; i < pools.size();) {
+    if (pools[i].expired()) {
+      pools[i] = pools.back();
+      pools.pop_back();
+    } else {
+      i++;
+    }
+  }
+  pools.push_back(pool_);
+}
+
+NativeVolume::~NativeVolume() {
+  // Garbage-collected without close(): close the descriptor quietly on the pool's thread.
+  if (pool_) pool_->Abandon();
+}
+
+Napi::Value NativeVolume::Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[1].IsString() || !info[2].IsObject()) {
+    throw Napi::TypeError::New(env, "open(requestId, path, options)");
+  }
+  auto request = std::make_shared<OpenRequest>();
+  request->path = info[1].As<Napi::String>().Utf8Value();
+  if (request->path.empty() || request->path.find('\0') != std::string::npos) {
+    throw Napi::TypeError::New(env, "path must be a non-empty string without NUL");
+  }
+  Napi::Object options = info[2].As<Napi::Object>();
+  request->direct = BoolOption(options, "direct", true);
+  request->dsync = BoolOption(options, "dsync", false);
+  request->exclusive = BoolOption(options, "exclusive", false);
+  request->readOnly = BoolOption(options, "readOnly", false);
+  Job job{Op::kOpen, RequestIdArg(info[0]), 0, nullptr, 0, nullptr, request};
+  return Napi::Boolean::New(env, pool_->Submit(std::move(job)));
+}
+
+Napi::Value NativeVolume::Transfer(const Napi::CallbackInfo& info, Op op) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[2].IsTypedArray()) {
+    throw Napi::TypeError::New(env, "read/write(requestId, offset, Uint8Array)");
+  }
+  Napi::TypedArray typed = info[2].As<Napi::TypedArray>();
+  if (typed.TypedArrayType() != napi_uint8_array) throw Napi::TypeError::New(env, "buffer must be a Uint8Array");
+  Napi::Uint8Array buffer = info[2].As<Napi::Uint8Array>();
+  if (buffer.ByteLength() == 0 || buffer.Data() == nullptr) {
+    throw Napi::RangeError::New(env, "buffer is empty or detached");
+  }
+  const int64_t offset = OffsetArg(info[1]);
+  if (static_cast<uint64_t>(offset) > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) - buffer.ByteLength()) {
+    throw Napi::RangeError::New(env, "offset + length overflows");
+  }
+  // Pin the buffer until the thread has finished with it, even if JS gives up on the request.
+  auto* keepAlive = new Napi::Reference<Napi::Value>(Napi::Persistent(info[2]));
+  Job job{op, RequestIdArg(info[0]), offset, buffer.Data(), buffer.ByteLength(), keepAlive, nullptr};
+  if (!pool_->Submit(std::move(job))) {
+    delete keepAlive;
+    return Napi::Boolean::New(env, false);
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+Napi::Value NativeVolume::Read(const Napi::CallbackInfo& info) { return Transfer(info, Op::kRead); }
+
+Napi::Value NativeVolume::Write(const Napi::CallbackInfo& info) { return Transfer(info, Op::kWrite); }
+
+Napi::Value NativeVolume::Flush(const Napi::CallbackInfo& info) {
+  Job job{Op::kFlush, RequestIdArg(info[0]), 0, nullptr, 0, nullptr, nullptr};
+  return Napi::Boolean::New(info.Env(), pool_->Submit(std::move(job)));
+}
+
+Napi::Value NativeVolume::Close(const Napi::CallbackInfo& info) {
+  const double requestId = RequestIdArg(info[0]);
+  if (pool_->closing()) return Napi::Boolean::New(info.Env(), false);
+  pool_->Close(requestId);
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+Napi::Value NativeVolume::GetGeometry(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Geometry g = pool_->geometry();
+  if (!g.valid) return env.Null();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("isBlockDevice", g.isBlockDevice);
+  out.Set("sizeBytes", Napi::BigInt::New(env, g.sizeBytes));
+  out.Set("logicalBlockSize", g.logicalBlockSize);
+  out.Set("physicalBlockSize", g.physicalBlockSize);
+  out.Set("memoryAlignment", g.memoryAlignment);
+  out.Set("dioAlignReported", g.dioAlignReported);
+  out.Set("fsMagic", Napi::Number::New(env, static_cast<double>(g.fsMagic)));
+  out.Set("deviceMajor", g.deviceMajor);
+  out.Set("deviceMinor", g.deviceMinor);
+  return out;
+}
+
+Napi::Value NativeVolume::Pending(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(pool_->queued()));
+}
+
+}  // namespace lunlink

@@ -1,0 +1,31 @@
+// NativeVolume: JS handle of one open volume; see volume.cc.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+
+#include "pool.h"
+
+namespace lunlink {
+
+class NativeVolume : public Napi::ObjectWrap<NativeVolume> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit NativeVolume(const Napi::CallbackInfo& info);
+  ~NativeVolume() override;
+
+ private:
+  Napi::Value Open(const Napi::CallbackInfo& info);
+  Napi::Value Read(const Napi::CallbackInfo& info);
+  Napi::Value Write(const Napi::CallbackInfo& info);
+  Napi::Value Flush(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value GetGeometry(const Napi::CallbackInfo& info);
+  Napi::Value Pending(const Napi::CallbackInfo& info);
+  Napi::Value Transfer(const Napi::CallbackInfo& info, Op op);
+
+  std::shared_ptr<Pool> pool_;
+};
+
+}  // namespace lunlink

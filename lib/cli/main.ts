@@ -1,0 +1,70 @@
+// The `lunlink` command line: parses argv, runs one command, prints human text or --json, and
+// returns the exit status (0 ok, 1 the operation failed, 2 bad usage). Errors are one line on
+// stderr: "lunlink: ERR_LUNLINK_...: message".
+import { readFileSync } from "node:fs";
+
+import { ErrorCode, LunlinkError } from "../io/errors.ts";
+import { probeCommand } from "./probe.ts";
+import { UsageError, type Output } from "./output.ts";
+
+export interface Command {
+  summary: string;
+  usage: string;
+  run(args: string[], out: Output): Promise<void>;
+}
+
+const COMMANDS: Readonly<Record<string, Command>> = {
+  probe: probeCommand,
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+function help(): string {
+  const lines = [
+    "lunlink - carry network packets between two hosts through shared storage",
+    "",
+    "Usage: lunlink <command> [options]",
+    "",
+    "Commands:",
+  ];
+  for (const [name, command] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(10)} ${command.summary}`);
+  lines.push("", "Options:", "  -h, --help     show help (also: lunlink <command> --help)", "  -V, --version  print the version");
+  return lines.join("\n");
+}
+
+export async function main(argv: string[], out: Output = process): Promise<number> {
+  try {
+    const [first, ...rest] = argv;
+    if (first === undefined || first === "-h" || first === "--help" || first === "help") {
+      out.stdout.write(`${help()}\n`);
+      return first === undefined ? 2 : 0;
+    }
+    if (first === "-V" || first === "--version") {
+      out.stdout.write(`${version()}\n`);
+      return 0;
+    }
+    const command = COMMANDS[first];
+    if (command === undefined) throw new UsageError(`unknown command ${JSON.stringify(first)} (see lunlink --help)`);
+    if (rest.includes("-h") || rest.includes("--help")) {
+      out.stdout.write(`${command.usage}\n`);
+      return 0;
+    }
+    await command.run(rest, out);
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      out.stderr.write(`lunlink: ${error.message}\n`);
+      return 2;
+    }
+    if (error instanceof LunlinkError) {
+      out.stderr.write(`lunlink: ${error.code}: ${error.message}\n`);
+      return error.code === ErrorCode.InvalidArgument ? 2 : 1;
+    }
+    const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    out.stderr.write(`lunlink: internal error: ${text}\n`);
+    return 1;
+  }
+}

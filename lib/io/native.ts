@@ -1,0 +1,107 @@
+// The addon's raw surface, private to lib/io. Loads build/Release/lunlink.node once per
+// environment, wires the completion channel, and routes each completion to the request that
+// asked for it. Completions arrive batched (one JS call drains all ready ones).
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { ErrorCode, LunlinkError } from "./errors.ts";
+
+export interface NativeGeometry {
+  isBlockDevice: boolean;
+  sizeBytes: bigint;
+  logicalBlockSize: number;
+  physicalBlockSize: number;
+  memoryAlignment: number;
+  dioAlignReported: boolean;
+  fsMagic: number;
+  deviceMajor: number;
+  deviceMinor: number;
+}
+
+export interface NativeOpenOptions {
+  direct: boolean;
+  dsync: boolean;
+  exclusive: boolean;
+  readOnly: boolean;
+}
+
+/** Every method queues work and returns false if the volume's queue refused it (closing or full). */
+export interface NativeVolumeHandle {
+  open(requestId: number, path: string, options: NativeOpenOptions): boolean;
+  read(requestId: number, offset: number | bigint, buffer: Uint8Array): boolean;
+  write(requestId: number, offset: number | bigint, buffer: Uint8Array): boolean;
+  flush(requestId: number): boolean;
+  close(requestId: number): boolean;
+  geometry(): NativeGeometry | null;
+  pending(): number;
+}
+
+interface Addon {
+  init(dispatch: (ids: Float64Array, results: Float64Array, errors: Int32Array, syscalls: Int32Array) => void): void;
+  NativeVolume: new (maxThreads: number) => NativeVolumeHandle;
+  alignedBuffer(length: number, alignment: number): Uint8Array;
+  addressAlignment(buffer: Uint8Array): number;
+}
+
+/** Mirrors `enum class Syscall` in addon/channel.h. */
+const SYSCALL_NAMES = ["", "open", "stat", "ioctl", "statx", "fstatfs", "fcntl", "pread", "pwrite", "fdatasync", "close"];
+
+export function syscallName(id: number): string {
+  return SYSCALL_NAMES[id] ?? `syscall#${id}`;
+}
+
+/** Receives one completion: bytes transferred (or 0), errno (0 on success) and the failing syscall. */
+export type CompletionHandler = (result: number, errno: number, syscall: string) => void;
+
+const handlers = new Map<number, CompletionHandler>();
+let nextRequestId = 1;
+
+function dispatch(ids: Float64Array, results: Float64Array, errors: Int32Array, syscalls: Int32Array): void {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    const handler = handlers.get(id);
+    if (handler === undefined) continue; // a request abandoned after its deadline: nothing waits
+    handlers.delete(id);
+    handler(results[i]!, errors[i]!, syscallName(syscalls[i]!));
+  }
+}
+
+/** Registers a handler and returns the request id to pass to the addon. */
+export function registerRequest(handler: CompletionHandler): number {
+  const id = nextRequestId++;
+  handlers.set(id, handler);
+  return id;
+}
+
+/** Forgets a request whose submission was refused. */
+export function unregisterRequest(id: number): void {
+  handlers.delete(id);
+}
+
+function locateAddon(): string {
+  // lib/io/native.ts in the source tree, dist/lib/io/native.js when built: walk up to the package.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, "build", "Release", "lunlink.node");
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new LunlinkError(
+    ErrorCode.System,
+    "the lunlink native addon is not built (build/Release/lunlink.node is missing): run `npm ci` or `npx node-gyp rebuild`",
+  );
+}
+
+let loaded: Addon | undefined;
+
+export function addon(): Addon {
+  if (loaded === undefined) {
+    const require = createRequire(import.meta.url);
+    const module = require(locateAddon()) as Addon;
+    module.init(dispatch);
+    loaded = module;
+  }
+  return loaded;
+}

@@ -1,0 +1,359 @@
+// Volume: one block device or file opened for O_DIRECT I/O on lunlink's own threads.
+// Invariants checked before every syscall: the volume is open, offsets and lengths are multiples
+// of the logical block size, buffer addresses are aligned, the range lies inside the volume.
+// Every request has a deadline (ioTimeoutMs): past it the promise rejects with
+// ERR_LUNLINK_IO_STALLED and the volume reports itself stalled until the parked thread returns.
+import { EventEmitter } from "node:events";
+import { statfs } from "node:fs/promises";
+import { performance } from "node:perf_hooks";
+
+import { DeadlineTracker } from "./deadlines.ts";
+import { ErrorCode, LunlinkError, describe, invalidArgument, systemError } from "./errors.ts";
+import { fileSystemName, geometryFrom, type VolumeGeometry } from "./geometry.ts";
+import { addon, registerRequest, unregisterRequest, type NativeVolumeHandle } from "./native.ts";
+
+export interface VolumeOptions {
+  /** O_DIRECT (default true). Without it reads of a receive volume may be served from stale page cache. */
+  direct?: boolean;
+  /** O_DSYNC: each write is durable when it completes (default false). */
+  dsync?: boolean;
+  /** O_EXCL on block devices, an OFD lock on files (default false). */
+  exclusive?: boolean;
+  readOnly?: boolean;
+  /** Deadline for each request, including open (default 10000 ms, range 1..3600000). */
+  ioTimeoutMs?: number;
+  /** Most threads this volume's I/O may use at once, i.e. its queue depth (default 4, range 1..64). */
+  ioThreads?: number;
+  signal?: AbortSignal;
+}
+
+export const DEFAULT_IO_TIMEOUT_MS = 10_000;
+export const MAX_IO_TIMEOUT_MS = 3_600_000;
+export const DEFAULT_IO_THREADS = 4;
+export const MAX_IO_THREADS = 64;
+
+export interface VolumeEvents {
+  /** A request passed its deadline; `parked` requests are stuck in the kernel. */
+  stall: [parked: number];
+  /** Every parked request has returned. */
+  recover: [];
+}
+
+type Offset = number | bigint;
+
+export class Volume extends EventEmitter<VolumeEvents> {
+  readonly path: string;
+  readonly geometry: VolumeGeometry;
+  readonly readOnly: boolean;
+  readonly ioTimeoutMs: number;
+  /** Conditions a storage engineer should know about (e.g. a memory-backed volume). */
+  readonly warnings: readonly string[];
+
+  private readonly handle: NativeVolumeHandle;
+  private readonly tracker: DeadlineTracker;
+  private readonly sizeBytes: bigint;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    path: string,
+    handle: NativeVolumeHandle,
+    geometry: VolumeGeometry,
+    readOnly: boolean,
+    ioTimeoutMs: number,
+    tracker: DeadlineTracker,
+  ) {
+    super();
+    this.path = path;
+    this.handle = handle;
+    this.geometry = geometry;
+    this.sizeBytes = geometry.sizeBytes;
+    this.readOnly = readOnly;
+    this.ioTimeoutMs = ioTimeoutMs;
+    this.tracker = tracker;
+    const warnings: string[] = [];
+    if (geometry.memoryBacked) {
+      warnings.push(`${path} is on tmpfs: the volume is memory-backed, not shared storage, and is lost on reboot`);
+    }
+    this.warnings = warnings;
+  }
+
+  static async open(path: string, options: VolumeOptions = {}): Promise<Volume> {
+    if (typeof path !== "string" || path.length === 0 || path.includes("\0")) {
+      throw invalidArgument("path", "a non-empty string without NUL bytes", path);
+    }
+    const direct = booleanOption(options, "direct", true);
+    const dsync = booleanOption(options, "dsync", false);
+    const exclusive = booleanOption(options, "exclusive", false);
+    const readOnly = booleanOption(options, "readOnly", false);
+    const ioTimeoutMs = integerOption(options, "ioTimeoutMs", DEFAULT_IO_TIMEOUT_MS, 1, MAX_IO_TIMEOUT_MS);
+    const ioThreads = integerOption(options, "ioThreads", DEFAULT_IO_THREADS, 1, MAX_IO_THREADS);
+    options.signal?.throwIfAborted();
+
+    const handle = new (addon().NativeVolume)(ioThreads);
+    // Until open completes the tracker reports nothing: a stalled open is reported by its rejection.
+    let volume: Volume | undefined;
+    const tracker = new DeadlineTracker(
+      (parked) => volume?.emit("stall", parked),
+      () => volume?.emit("recover"),
+    );
+    await new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const finish = (error?: unknown): void => {
+        if (settled) return;
+        settled = true;
+        options.signal?.removeEventListener("abort", onAbort);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const onAbort = (): void => {
+        abandon();
+        finish(new LunlinkError(ErrorCode.Aborted, `open ${path}: aborted`, { path, cause: options.signal?.reason }));
+      };
+      // If the caller gave up (deadline or abort) a late success must not leak the descriptor.
+      const abandon = (): void => {
+        tracker.complete(id);
+      };
+      const id = registerRequest((_result, errno, syscall) => {
+        const fresh = tracker.complete(id);
+        if (!fresh || settled) {
+          handle.close(registerRequest(() => {}));
+          return;
+        }
+        if (errno === 0) {
+          finish();
+          return;
+        }
+        handle.close(registerRequest(() => {}));
+        openFailure(path, errno, syscall, direct).then(finish, finish);
+      });
+      tracker.add(id, {
+        deadlineMs: performance.now() + ioTimeoutMs,
+        expire: () => finish(stalled(path, "open", ioTimeoutMs)),
+      });
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      if (!handle.open(id, path, { direct, dsync, exclusive, readOnly })) {
+        unregisterRequest(id);
+        tracker.complete(id);
+        finish(new LunlinkError(ErrorCode.QueueFull, `open ${path}: the volume's I/O queue refused the request`, { path }));
+      }
+    });
+    const native = handle.geometry();
+    if (native === null) throw new Error(`assertion failed: ${path} opened without geometry`);
+    volume = new Volume(path, handle, geometryFrom(native), readOnly, ioTimeoutMs, tracker);
+    for (const warning of volume.warnings) process.emitWarning(warning, { code: "LUNLINK_MEMORY_BACKED" });
+    return volume;
+  }
+
+  get closed(): boolean {
+    return this.closing !== undefined;
+  }
+
+  /** True while a request that passed its deadline is still stuck in the kernel. */
+  get stalled(): boolean {
+    return this.tracker.parkedCount > 0;
+  }
+
+  /** Requests queued or running in the addon, including parked ones. */
+  get inFlight(): number {
+    return this.tracker.liveCount + this.tracker.parkedCount;
+  }
+
+  /** A zeroed buffer whose address, and length, suit this volume's O_DIRECT alignment. */
+  alloc(lengthBytes: number): Uint8Array {
+    const block = this.geometry.logicalBlockSize;
+    if (!Number.isSafeInteger(lengthBytes) || lengthBytes <= 0 || lengthBytes % block !== 0) {
+      throw new LunlinkError(
+        ErrorCode.Misaligned,
+        `buffer length must be a positive multiple of the logical block size ${block}; found ${describe(lengthBytes)}`,
+      );
+    }
+    return alignedBuffer(lengthBytes, Math.max(this.geometry.memoryAlignment, 4096));
+  }
+
+  /** Reads `length` bytes (into a new aligned buffer) or fills `buffer`, at `offset`. */
+  async read(offset: Offset, lengthOrBuffer: number | Uint8Array): Promise<Uint8Array> {
+    const buffer = typeof lengthOrBuffer === "number" ? this.alloc(lengthOrBuffer) : lengthOrBuffer;
+    const at = this.check("read", offset, buffer);
+    await this.submit("read", at, buffer);
+    return buffer;
+  }
+
+  async write(offset: Offset, buffer: Uint8Array): Promise<void> {
+    if (this.readOnly && !this.closed) {
+      throw new LunlinkError(ErrorCode.ReadOnly, `write ${this.path}: the volume was opened read-only`, { path: this.path });
+    }
+    const at = this.check("write", offset, buffer);
+    await this.submit("write", at, buffer);
+  }
+
+  /** fdatasync: every completed write is durable when this resolves. */
+  async flush(): Promise<void> {
+    this.assertOpen("flush");
+    await this.submit("flush", 0, undefined);
+  }
+
+  /** Closes once every queued request has finished; idempotent. */
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve, reject) => {
+      const id = registerRequest((_result, errno, syscall) => {
+        this.tracker.complete(id);
+        if (errno === 0) resolve();
+        else reject(systemError(errno, syscall, this.path, "close"));
+      });
+      this.tracker.add(id, {
+        deadlineMs: performance.now() + this.ioTimeoutMs,
+        expire: () => reject(stalled(this.path, "close", this.ioTimeoutMs)),
+      });
+      if (!this.handle.close(id)) {
+        unregisterRequest(id);
+        this.tracker.complete(id);
+        resolve();
+      }
+    });
+    return this.closing;
+  }
+
+  private assertOpen(what: string): void {
+    if (this.closed) {
+      throw new LunlinkError(ErrorCode.Closed, `${what} ${this.path}: the volume is closed`, { path: this.path });
+    }
+  }
+
+  /** Validates one transfer and returns the offset in the form the addon takes. */
+  private check(what: "read" | "write", offset: Offset, buffer: Uint8Array): number | bigint {
+    this.assertOpen(what);
+    if (!(buffer instanceof Uint8Array)) throw invalidArgument("buffer", "a Uint8Array", buffer);
+    let at: bigint;
+    if (typeof offset === "bigint") at = offset;
+    else if (Number.isSafeInteger(offset)) at = BigInt(offset);
+    else throw invalidArgument("offset", "a non-negative integer (number or bigint)", offset);
+    if (at < 0n) throw invalidArgument("offset", "a non-negative integer (number or bigint)", offset);
+    const block = this.geometry.logicalBlockSize;
+    if (at % BigInt(block) !== 0n) {
+      throw new LunlinkError(
+        ErrorCode.Misaligned,
+        `${what} ${this.path}: offset ${at} is not a multiple of the logical block size ${block} (O_DIRECT)`,
+        { path: this.path },
+      );
+    }
+    const length = buffer.byteLength;
+    if (length === 0 || length % block !== 0) {
+      throw new LunlinkError(
+        ErrorCode.Misaligned,
+        `${what} ${this.path}: length ${length} is not a positive multiple of the logical block size ${block} (O_DIRECT)`,
+        { path: this.path },
+      );
+    }
+    const addressAlignment = addon().addressAlignment(buffer);
+    if (addressAlignment < this.geometry.memoryAlignment) {
+      throw new LunlinkError(
+        ErrorCode.Misaligned,
+        `${what} ${this.path}: buffer address is aligned to ${addressAlignment} bytes, O_DIRECT needs ${this.geometry.memoryAlignment}: allocate it with volume.alloc() or alignedBuffer()`,
+        { path: this.path },
+      );
+    }
+    if (at + BigInt(length) > this.sizeBytes) {
+      throw new LunlinkError(
+        ErrorCode.OutOfRange,
+        `${what} ${this.path}: bytes ${at}..${at + BigInt(length)} lie past the end of the volume (${this.sizeBytes} bytes)`,
+        { path: this.path },
+      );
+    }
+    return at <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(at) : at;
+  }
+
+  private submit(op: "read" | "write" | "flush", offset: number | bigint, buffer: Uint8Array | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const length = buffer?.byteLength ?? 0;
+      const id = registerRequest((result, errno, syscall) => {
+        if (!this.tracker.complete(id)) return; // its caller was already told it stalled
+        if (errno !== 0) {
+          reject(systemError(errno, syscall, this.path, `${op} at offset ${offset} length ${length} on`));
+        } else if (op !== "flush" && result !== length) {
+          reject(
+            new LunlinkError(
+              ErrorCode.ShortIo,
+              `${op} ${this.path}: transferred ${result} of ${length} bytes at offset ${offset} (the volume ended early: was it truncated or resized?)`,
+              { path: this.path, syscall: op === "read" ? "pread" : "pwrite" },
+            ),
+          );
+        } else {
+          resolve();
+        }
+      });
+      this.tracker.add(id, {
+        deadlineMs: performance.now() + this.ioTimeoutMs,
+        expire: () => reject(stalled(this.path, op, this.ioTimeoutMs)),
+      });
+      const accepted =
+        op === "flush"
+          ? this.handle.flush(id)
+          : op === "read"
+            ? this.handle.read(id, offset, buffer!)
+            : this.handle.write(id, offset, buffer!);
+      if (!accepted) {
+        unregisterRequest(id);
+        this.tracker.complete(id);
+        reject(
+          this.closed
+            ? new LunlinkError(ErrorCode.Closed, `${op} ${this.path}: the volume is closed`, { path: this.path })
+            : new LunlinkError(ErrorCode.QueueFull, `${op} ${this.path}: the I/O queue is full`, { path: this.path }),
+        );
+      }
+    });
+  }
+}
+
+/** A zeroed Uint8Array whose first byte sits at a multiple of `alignment` (a power of two). */
+export function alignedBuffer(lengthBytes: number, alignment = 4096): Uint8Array {
+  if (!Number.isSafeInteger(lengthBytes) || lengthBytes < 1 || lengthBytes > 2 ** 30) {
+    throw invalidArgument("length", "an integer in 1..2^30", lengthBytes);
+  }
+  if (!Number.isSafeInteger(alignment) || alignment < 1 || alignment > 2 ** 20 || (alignment & (alignment - 1)) !== 0) {
+    throw invalidArgument("alignment", "a power of two in 1..2^20", alignment);
+  }
+  return addon().alignedBuffer(lengthBytes, alignment);
+}
+
+function stalled(path: string, op: string, ioTimeoutMs: number): LunlinkError {
+  return new LunlinkError(
+    ErrorCode.IoStalled,
+    `${op} ${path}: no answer from the device within ${ioTimeoutMs} ms; the request stays parked on its I/O thread and the volume is marked stalled`,
+    { path },
+  );
+}
+
+async function openFailure(path: string, errno: number, syscall: string, direct: boolean): Promise<LunlinkError> {
+  const error = systemError(errno, syscall, path, "open");
+  if (syscall === "open" && error.errno === 22 /* EINVAL */ && direct) {
+    // open(O_DIRECT) fails with EINVAL on file systems without direct I/O, ramfs among them.
+    let where = "its file system";
+    try {
+      where = `its file system (${fileSystemName((await statfs(path)).type)})`;
+    } catch {
+      // keep the generic wording; the open error itself is what matters
+    }
+    return new LunlinkError(
+      ErrorCode.NoDirectIo,
+      `open ${path}: ${where} does not support O_DIRECT (open() failed with EINVAL); put the volume on a block device or a file system with direct I/O (ext4, xfs)`,
+      { errno, syscall, path, cause: error },
+    );
+  }
+  return error;
+}
+
+function booleanOption(options: VolumeOptions, name: "direct" | "dsync" | "exclusive" | "readOnly", fallback: boolean): boolean {
+  const value = options[name];
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") throw invalidArgument(name, "a boolean", value);
+  return value;
+}
+
+function integerOption(options: VolumeOptions, name: "ioTimeoutMs" | "ioThreads", fallback: number, min: number, max: number): number {
+  const value = options[name];
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw invalidArgument(name, `an integer in ${min}..${max}`, value);
+  }
+  return value;
+}
