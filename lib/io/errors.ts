@@ -2,7 +2,7 @@
 // errors also carry `errno` (positive, as in C), `syscall` and `path`, like Node's own fs errors.
 // Messages say what was expected and what was found. Programmer errors (broken invariants) are
 // plain assertion failures instead, and crash loudly.
-import { getSystemErrorName } from "node:util";
+import { constants } from "node:os";
 
 export const ErrorCode = {
   InvalidArgument: "ERR_LUNLINK_INVALID_ARGUMENT",
@@ -49,13 +49,14 @@ export class LunlinkError extends Error {
   }
 }
 
+// Node's table lacks a few Linux errnos that volumes meet (ENOTBLK, EMEDIUMTYPE...).
+const EXTRA_ERRNO_NAMES: Readonly<Record<number, string>> = { 15: "ENOTBLK", 121: "EREMOTEIO", 123: "ENOMEDIUM", 124: "EMEDIUMTYPE" };
+const ERRNO_NAMES = new Map<number, string>(Object.entries(EXTRA_ERRNO_NAMES).map(([n, name]) => [Number(n), name]));
+for (const [name, value] of Object.entries(constants.errno)) if (!ERRNO_NAMES.has(value)) ERRNO_NAMES.set(value, name);
+
 /** "EIO" for 5; "errno 4242" for a number the platform does not name. */
 export function errnoName(errno: number): string {
-  try {
-    return getSystemErrorName(-errno);
-  } catch {
-    return `errno ${errno}`;
-  }
+  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
 }
 
 const codeByErrno: Readonly<Record<string, ErrorCode>> = {

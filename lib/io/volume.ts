@@ -87,7 +87,9 @@ export class Volume extends EventEmitter<VolumeEvents> {
     const readOnly = booleanOption(options, "readOnly", false);
     const ioTimeoutMs = integerOption(options, "ioTimeoutMs", DEFAULT_IO_TIMEOUT_MS, 1, MAX_IO_TIMEOUT_MS);
     const ioThreads = integerOption(options, "ioThreads", DEFAULT_IO_THREADS, 1, MAX_IO_THREADS);
-    options.signal?.throwIfAborted();
+    if (options.signal?.aborted === true) {
+      throw new LunlinkError(ErrorCode.Aborted, `open ${path}: aborted before it started`, { path, cause: options.signal.reason });
+    }
 
     const handle = new (addon().NativeVolume)(ioThreads);
     // Until open completes the tracker reports nothing: a stalled open is reported by its rejection.

@@ -1,0 +1,11 @@
+// Device tests: loop devices, FUSE mounts, nbdkit, file systems. One file at a time, one test at a
+// time, because they share the kernel's loop devices and some stall devices on purpose.
+export default {
+  files: ["test/device/**/*.test.ts"],
+  extensions: { ts: "module" },
+  nodeArguments: ["--import=tsx"],
+  workerThreads: false,
+  concurrency: 1,
+  serial: true,
+  timeout: "60s",
+};

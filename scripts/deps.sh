@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a lunlink job needs, only if some are missing.
+#   scripts/deps.sh test    tools the device tests drive (loop devices, FUSE, nbdkit, mkfs)
+#   scripts/deps.sh bench   the reference tools benchmarks compare against, and a C compiler for probes
+set -euo pipefail
+
+case "${1:-}" in
+  test) packages=(util-linux mount e2fsprogs fuse3 nbdkit nbdfuse procps iproute2) ;;
+  bench) packages=(util-linux mount e2fsprogs fio gcc libc6-dev procps) ;;
+  *) echo "usage: scripts/deps.sh test|bench" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "lunlink: missing Debian packages: ${missing[*]}; install them as root: apt-get update && apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "lunlink: installing Debian packages: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,58 @@
+// `npm test`: runs the unit suite, then the device suite (serially), each through ava's TAP
+// reporter, echoes everything, and ends with one line "N passed, N failed[, N skipped]" that CI
+// reads. Exit status is non-zero if anything failed or a suite did not report.
+import { spawn } from "node:child_process";
+
+const suites = [
+  { name: "unit", config: "ava.config.js" },
+  { name: "device", config: "ava.device.config.js" },
+];
+
+function runSuite(suite) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ["node_modules/ava/entrypoints/cli.mjs", "--tap", "--config", suite.config], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const counts = { pass: 0, fail: 0, skip: 0, reported: false };
+    let rest = "";
+    const onLine = (line) => {
+      process.stdout.write(`${line}\n`);
+      const summary = /^# (pass|fail|skip) (\d+)$/.exec(line);
+      if (summary) {
+        counts[summary[1]] = Number(summary[2]);
+        counts.reported = true;
+      }
+    };
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (chunk) => {
+      rest += chunk;
+      const lines = rest.split("\n");
+      rest = lines.pop() ?? "";
+      lines.forEach(onLine);
+    });
+    child.on("close", (code) => {
+      if (rest) onLine(rest);
+      if (!counts.reported) {
+        console.log(`# ${suite.name} suite ended (exit ${code}) without a TAP summary: counted as one failure`);
+        counts.fail += 1;
+      } else if (code !== 0 && counts.fail === 0) {
+        console.log(`# ${suite.name} suite exited ${code} with no failed test reported: counted as one failure`);
+        counts.fail += 1;
+      }
+      resolve(counts);
+    });
+  });
+}
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+for (const suite of suites) {
+  console.log(`# suite: ${suite.name}`);
+  const counts = await runSuite(suite);
+  passed += counts.pass;
+  failed += counts.fail;
+  skipped += counts.skip;
+}
+console.log(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ""}`);
+process.exitCode = failed > 0 || passed === 0 ? 1 : 0;

@@ -1,0 +1,162 @@
+// Faults produced for real (DESIGN.md section 5): a device that stalls without an error, EIO on
+// demand, ENOSPC, a file system without O_DIRECT, a backing file that shrinks.
+import test from "ava";
+import { mkdir, open, rm, truncate } from "node:fs/promises";
+import { join } from "node:path";
+
+import { ErrorCode, LunlinkError, Volume } from "../../lib/index.ts";
+import { mountExt4 } from "../helpers/ext4.ts";
+import { run } from "../helpers/exec.ts";
+import { attachLoop } from "../helpers/loop.ts";
+import { faultDevice } from "../helpers/nbd.ts";
+import { scratchDir, sparseFile } from "../helpers/scratch.ts";
+
+const MiB = 1024 * 1024;
+
+test("a stalled device: the deadline fires, the event loop and other volumes keep working, I/O resumes", async (t) => {
+  const fault = await faultDevice(t);
+  const volume = await Volume.open(fault.device, { ioTimeoutMs: 300, ioThreads: 2 });
+  t.teardown(() => volume.close().catch(() => undefined));
+  const other = await Volume.open(await sparseFile(t, MiB));
+  t.teardown(() => other.close());
+  const data = volume.alloc(4096);
+  data.fill(0x11);
+  await volume.write(0, data);
+
+  const events: string[] = [];
+  volume.on("stall", (parked) => events.push(`stall:${parked}`));
+  volume.on("recover", () => events.push("recover"));
+
+  fault.stop();
+  let ticks = 0;
+  const ticker = setInterval(() => ticks++, 5);
+  const stuck = await t.throwsAsync(volume.read(0, 4096));
+  t.is((stuck as LunlinkError).code, ErrorCode.IoStalled);
+  t.is((stuck as LunlinkError).path, fault.device);
+  t.true(volume.stalled);
+  t.deepEqual(events, ["stall:1"]);
+  // The JS thread was free the whole time, and another volume's I/O is unaffected.
+  t.true(ticks >= 5, `timer ran ${ticks} times during the stall`);
+  const otherData = other.alloc(4096);
+  otherData.fill(3);
+  await other.write(0, otherData);
+  t.is((await other.read(0, 4096))[100], 3);
+  clearInterval(ticker);
+
+  fault.resume();
+  for (let i = 0; i < 100 && volume.stalled; i++) await new Promise((r) => setTimeout(r, 50));
+  t.false(volume.stalled);
+  t.deepEqual(events, ["stall:1", "recover"]);
+  const back = await volume.read(0, 4096);
+  t.is(back[0], 0x11);
+});
+
+test("open and I/O on a device that is already stalled are bounded by the deadline", async (t) => {
+  const fault = await faultDevice(t);
+  fault.stop();
+  // open() of a block device may or may not touch the medium; whichever step blocks, the caller
+  // gets ERR_LUNLINK_IO_STALLED within its deadline instead of hanging.
+  const outcome = await Volume.open(fault.device, { ioTimeoutMs: 300 }).then(
+    async (volume) => {
+      t.teardown(() => volume.close().catch(() => undefined));
+      return volume.read(0, 4096).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+    },
+    (error: unknown) => error,
+  );
+  t.true(outcome instanceof LunlinkError);
+  t.is((outcome as LunlinkError).code, ErrorCode.IoStalled);
+  fault.resume();
+});
+
+test("EIO from the device is reported with errno, syscall and path, and clears when the device heals", async (t) => {
+  const fault = await faultDevice(t);
+  const volume = await Volume.open(fault.device, { ioTimeoutMs: 5000 });
+  t.teardown(() => volume.close());
+  const data = volume.alloc(8192);
+  data.fill(0x42);
+  await volume.write(0, data);
+
+  await fault.setFailing(true);
+  const readError = await t.throwsAsync(volume.read(65536, 4096));
+  t.is((readError as LunlinkError).code, ErrorCode.IoError);
+  t.is((readError as LunlinkError).errno, 5);
+  t.is((readError as LunlinkError).syscall, "pread");
+  t.is((readError as LunlinkError).path, fault.device);
+  const writeError = await t.throwsAsync(volume.write(65536, data));
+  t.is((writeError as LunlinkError).code, ErrorCode.IoError);
+  t.is((writeError as LunlinkError).syscall, "pwrite");
+
+  await fault.setFailing(false);
+  const back = await volume.read(0, 8192);
+  t.is(back[8191], 0x42);
+});
+
+test("ENOSPC: writing into a sparse volume on a full file system", async (t) => {
+  const mountpoint = await mountExt4(t, 16);
+  const volumePath = join(mountpoint, "volume.img");
+  const handle = await open(volumePath, "w");
+  await handle.truncate(64 * MiB); // sparse: far larger than the file system
+  await handle.close();
+  // Fill the file system.
+  const filler = await open(join(mountpoint, "filler"), "w");
+  const chunk = Buffer.alloc(MiB, 1);
+  for (let i = 0; i < 64; i++) {
+    try {
+      await filler.write(chunk);
+    } catch {
+      break;
+    }
+  }
+  await filler.close();
+
+  const volume = await Volume.open(volumePath);
+  t.teardown(() => volume.close());
+  const data = volume.alloc(MiB);
+  data.fill(7);
+  let error: unknown;
+  for (let i = 0; i < 32 && error === undefined; i++) {
+    try {
+      await volume.write(i * MiB, data);
+      await volume.flush();
+    } catch (e) {
+      error = e;
+    }
+  }
+  t.true(error instanceof LunlinkError);
+  t.is((error as LunlinkError).code, ErrorCode.NoSpace);
+  t.is((error as LunlinkError).errno, 28);
+  t.regex((error as LunlinkError).message, /ENOSPC/);
+});
+
+test("ramfs refuses O_DIRECT: a clear error that names the file system", async (t) => {
+  const dir = await scratchDir(t);
+  const mountpoint = join(dir, "ramfs");
+  await mkdir(mountpoint);
+  await run("mount", ["-t", "ramfs", "lunlink-test-ramfs", mountpoint]);
+  t.teardown(() => run("umount", [mountpoint]).then(() => undefined));
+  const path = join(mountpoint, "volume.img");
+  const handle = await open(path, "w");
+  await handle.truncate(MiB);
+  await handle.close();
+  const error = await t.throwsAsync(Volume.open(path));
+  t.is((error as LunlinkError).code, ErrorCode.NoDirectIo);
+  t.is((error as LunlinkError).errno, 22);
+  t.regex(error.message, /\(ramfs\) does not support O_DIRECT/);
+  await rm(path);
+});
+
+test("a loop device whose backing file shrank below the offset reports an error, not data", async (t) => {
+  const file = await sparseFile(t, 16 * MiB);
+  const device = await attachLoop(t, file, { directIo: true });
+  const volume = await Volume.open(device);
+  t.teardown(() => volume.close());
+  await truncate(file, MiB);
+  const error = await t.throwsAsync(volume.read(8 * MiB, 4096));
+  t.true(
+    [ErrorCode.IoError, ErrorCode.ShortIo].includes((error as LunlinkError).code as never),
+    `${(error as LunlinkError).code}: ${error.message}`,
+  );
+});

@@ -1,0 +1,79 @@
+// The `lunlink` command as a user runs it: the built bin/lunlink.js in a child process.
+import test from "ava";
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+
+import { scratchDir, sparseFile } from "../helpers/scratch.ts";
+
+const BIN = new URL("../../bin/lunlink.js", import.meta.url).pathname;
+
+function lunlink(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 20_000 }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+test("--version prints the package version", async (t) => {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  const { code, stdout } = await lunlink("--version");
+  t.is(code, 0);
+  t.is(stdout.trim(), pkg.version);
+});
+
+test("--help lists the commands; no arguments is a usage error", async (t) => {
+  const help = await lunlink("--help");
+  t.is(help.code, 0);
+  t.regex(help.stdout, /probe/);
+  const none = await lunlink();
+  t.is(none.code, 2);
+  const sub = await lunlink("probe", "--help");
+  t.is(sub.code, 0);
+  t.regex(sub.stdout, /Usage: lunlink probe <path> \[--json\]/);
+});
+
+test("probe --json reports a file volume", async (t) => {
+  const path = await sparseFile(t, 3 * 1024 * 1024);
+  const { code, stdout, stderr } = await lunlink("probe", path, "--json");
+  t.is(code, 0, stderr);
+  const result = JSON.parse(stdout) as Record<string, unknown>;
+  t.is(result.kind, "file");
+  t.is(result.sizeBytes, 3 * 1024 * 1024);
+  t.is(result.directIo, true);
+  t.is(typeof result.logicalBlockSize, "number");
+  t.is(typeof result.physicalBlockSize, "number");
+  t.is(result.fileSystem, "ext4");
+});
+
+test("probe prints a human table", async (t) => {
+  const path = await sparseFile(t, 1024 * 1024);
+  const { code, stdout } = await lunlink("probe", path);
+  t.is(code, 0);
+  t.regex(stdout, /^kind\s+file$/m);
+  t.regex(stdout, /^size\s+1\.0 MiB \(1048576 bytes\)$/m);
+  t.regex(stdout, /^direct I\/O\s+yes$/m);
+});
+
+test("bad input: one line on stderr, a coded error, a non-zero exit", async (t) => {
+  const dir = await scratchDir(t);
+  await mkdir(join(dir, "d"));
+  const cases: [string[], number, RegExp][] = [
+    [["probe", join(dir, "missing")], 1, /^lunlink: ERR_LUNLINK_NOT_FOUND: .*ENOENT/],
+    [["probe", join(dir, "d")], 1, /^lunlink: ERR_LUNLINK_NOT_A_VOLUME: /],
+    [["probe"], 2, /^lunlink: expected 1 argument, found 0/],
+    [["probe", "a", "b"], 2, /^lunlink: expected 1 argument, found 2/],
+    [["probe", "--bogus", "x"], 2, /^lunlink: Unknown option '--bogus'/],
+    [["frobnicate"], 2, /^lunlink: unknown command "frobnicate"/],
+  ];
+  for (const [args, expectedCode, pattern] of cases) {
+    const { code, stderr, stdout } = await lunlink(...args);
+    t.is(code, expectedCode, args.join(" "));
+    t.regex(stderr, pattern, args.join(" "));
+    t.is(stderr.trim().split("\n").length, 1, `one line for ${args.join(" ")}: ${stderr}`);
+    t.is(stdout, "");
+  }
+});

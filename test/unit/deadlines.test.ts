@@ -1,0 +1,49 @@
+import test from "ava";
+
+import { DeadlineTracker } from "../../lib/io/deadlines.ts";
+import { performance } from "node:perf_hooks";
+
+function tracker() {
+  const events: string[] = [];
+  const deadlines = new DeadlineTracker(
+    (parked) => events.push(`stall:${parked}`),
+    () => events.push("recover"),
+  );
+  return { events, deadlines };
+}
+
+test("a request completed before its deadline never expires", async (t) => {
+  const { events, deadlines } = tracker();
+  let expired = 0;
+  deadlines.add(1, { deadlineMs: performance.now() + 30, expire: () => expired++ });
+  t.true(deadlines.complete(1));
+  await new Promise((r) => setTimeout(r, 60));
+  t.is(expired, 0);
+  t.deepEqual(events, []);
+  t.is(deadlines.liveCount, 0);
+});
+
+test("expired requests are parked until they complete, then the tracker recovers", async (t) => {
+  const { events, deadlines } = tracker();
+  const expired: number[] = [];
+  const now = performance.now();
+  deadlines.add(1, { deadlineMs: now + 10, expire: () => expired.push(1) });
+  deadlines.add(2, { deadlineMs: now + 10, expire: () => expired.push(2) });
+  deadlines.add(3, { deadlineMs: now + 100_000, expire: () => expired.push(3) });
+  await new Promise((r) => setTimeout(r, 50));
+  t.deepEqual(expired, [1, 2]);
+  t.deepEqual(events, ["stall:2"]);
+  t.is(deadlines.parkedCount, 2);
+  t.false(deadlines.complete(1), "a parked request reports that its caller was already told");
+  t.deepEqual(events, ["stall:2"]);
+  t.false(deadlines.complete(2));
+  t.deepEqual(events, ["stall:2", "recover"]);
+  t.true(deadlines.complete(3));
+  t.is(deadlines.liveCount, 0);
+});
+
+test("unknown ids are ignored", (t) => {
+  const { events, deadlines } = tracker();
+  t.false(deadlines.complete(99));
+  t.deepEqual(events, []);
+});
