@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <thread>
 
 #include "device.h"
@@ -17,6 +18,7 @@ bool Pool::Submit(Job job) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (closing_ || jobs_.size() >= kMaxQueuedJobs) return false;
   jobs_.push_back(std::move(job));
+  pendingJobs_.store(jobs_.size(), std::memory_order_release);
   if (idle_ == 0 && threads_ < maxThreads_) SpawnLocked();
   wake_.notify_one();
   return true;
@@ -66,6 +68,7 @@ void Pool::Run() {
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     idle_++;
+    if (jobs_.empty() && !closing_ && !spinning_) SpinForWork(lock);
     wake_.wait(lock, [this] { return !jobs_.empty() || closing_; });
     idle_--;
     if (jobs_.empty()) {
@@ -95,6 +98,7 @@ void Pool::Run() {
     }
     Job job = std::move(jobs_.front());
     jobs_.pop_front();
+    pendingJobs_.store(jobs_.size(), std::memory_order_release);
     running_++;
     lock.unlock();
     Completion done{job.requestId, 0, 0, Syscall::kNone, job.keepAlive};
@@ -104,6 +108,26 @@ void Pool::Run() {
     running_--;
     if (closing_) wake_.notify_all();
   }
+}
+
+// Polls for new work for up to kSpinNs without the mutex. Only one thread per pool spins, so
+// queue depth N does not burn N cores. Returns with the lock held either way.
+bool Pool::SpinForWork(std::unique_lock<std::mutex>& lock) {
+  spinning_ = true;
+  lock.unlock();
+  const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(kSpinNs);
+  bool found = false;
+  while (!found && std::chrono::steady_clock::now() < until) {
+    for (int i = 0; i < 64 && !found; i++) {
+      found = pendingJobs_.load(std::memory_order_acquire) > 0;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+  }
+  lock.lock();
+  spinning_ = false;
+  return found;
 }
 
 // Runs one syscall to completion: EINTR is retried, short transfers are continued, and a

@@ -7,6 +7,7 @@
 
 #include <napi.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -52,6 +53,9 @@ struct Job {
 };
 
 constexpr size_t kMaxQueuedJobs = 65536;
+// After a job, one thread per pool polls the queue this long before sleeping on the condition
+// variable: back-to-back requests (queue depth 1) then skip a futex wake-up. Measured in bench raw.
+constexpr int64_t kSpinNs = 50'000;
 constexpr int kMaxThreads = 64;
 
 class Pool : public std::enable_shared_from_this<Pool> {
@@ -74,6 +78,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void Execute(Job& job, Completion& done);
   void ExecuteOpen(Job& job, Completion& done);
   void SpawnLocked();
+  bool SpinForWork(std::unique_lock<std::mutex>& lock);
 
   std::shared_ptr<Channel> channel_;
   const int maxThreads_;
@@ -83,6 +88,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   int threads_ = 0;
   int idle_ = 0;
   int running_ = 0;
+  bool spinning_ = false;
+  std::atomic<size_t> pendingJobs_{0};  // jobs_.size(), readable without the mutex while spinning
   bool closing_ = false;
   bool closed_ = false;
   bool silent_ = false;

@@ -1,8 +1,11 @@
 // Deadline tracking for one volume's in-flight requests. Requests share the volume's timeout, so
-// insertion order is deadline order and one timer (armed for the oldest live request) is enough.
+// insertion order is deadline order and one timer suffices. The timer is created once and kept:
+// it is ref'd (keeping the event loop alive) only while a live request waits, and when it fires it
+// expires what is overdue and re-arms for the oldest live request. No timer is created or cleared
+// per request (that cost shows at 4 KiB queue depth 1).
 // A request past its deadline is rejected at once but stays tracked as "parked" until its thread
-// returns: the volume is stalled while any request is parked. The timer is the only thing that
-// keeps the event loop alive for pending I/O, so a thread stuck in the kernel never pins the process.
+// returns: the volume is stalled while any request is parked. A parked thread never pins the
+// process: only live requests ref the timer.
 import { performance } from "node:perf_hooks";
 
 export interface Tracked {
@@ -15,6 +18,7 @@ export class DeadlineTracker {
   private readonly live = new Map<number, Tracked>();
   private readonly parked = new Set<number>();
   private timer: NodeJS.Timeout | undefined;
+  private timerDueMs = Number.POSITIVE_INFINITY;
 
   constructor(
     private readonly onStall: (parked: number) => void,
@@ -31,13 +35,16 @@ export class DeadlineTracker {
 
   add(id: number, tracked: Tracked): void {
     this.live.set(id, tracked);
-    if (this.timer === undefined) this.arm(tracked.deadlineMs);
+    if (this.live.size !== 1) return;
+    // First live request: the armed timer (if any) fires no later than this deadline, or is re-armed.
+    if (this.timer === undefined || this.timerDueMs > tracked.deadlineMs) this.arm(tracked.deadlineMs);
+    else this.timer.ref();
   }
 
   /** The request completed; returns false if it had already expired (its caller was told). */
   complete(id: number): boolean {
     if (this.live.delete(id)) {
-      if (this.live.size === 0) this.disarm();
+      if (this.live.size === 0) this.timer?.unref();
       return true;
     }
     if (this.parked.delete(id) && this.parked.size === 0) this.onRecover();
@@ -45,17 +52,14 @@ export class DeadlineTracker {
   }
 
   private arm(deadlineMs: number): void {
-    const delayMs = Math.max(0, Math.ceil(deadlineMs - performance.now()));
-    this.timer = setTimeout(() => this.check(), delayMs);
-  }
-
-  private disarm(): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.timerDueMs = deadlineMs;
+    this.timer = setTimeout(() => this.check(), Math.max(0, Math.ceil(deadlineMs - performance.now())));
   }
 
   private check(): void {
     this.timer = undefined;
+    this.timerDueMs = Number.POSITIVE_INFINITY;
     const nowMs = performance.now();
     let expired = 0;
     for (const [id, tracked] of this.live) {

@@ -5,6 +5,7 @@ import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { performance } from "node:perf_hooks";
 
 import { ErrorCode, LunlinkError } from "./errors.ts";
 
@@ -78,6 +79,28 @@ export function registerRequest(handler: CompletionHandler): number {
 /** Forgets a request whose submission was refused. */
 export function unregisterRequest(id: number): void {
   handlers.delete(id);
+}
+
+// Busy polling: while requests are in flight, keep the event loop turning (setImmediate) instead
+// of letting it sleep in epoll, so a completion is picked up without a thread wake-up. On the VMs
+// measured (bench raw), a wake-up costs ~25 us; polling brings a 4 KiB round trip from ~28 us to
+// ~5 us at the price of one busy core while I/O is pending. Bounded by the latest deadline asked for.
+let busyPollUntilMs = 0;
+let busyPolling = false;
+
+function busyPollTick(): void {
+  if (handlers.size > 0 && performance.now() < busyPollUntilMs) setImmediate(busyPollTick);
+  else busyPolling = false;
+}
+
+/** Keeps the event loop polling for completions for up to `us` microseconds from now. */
+export function busyPoll(us: number): void {
+  const untilMs = performance.now() + us / 1000;
+  if (untilMs > busyPollUntilMs) busyPollUntilMs = untilMs;
+  if (!busyPolling) {
+    busyPolling = true;
+    setImmediate(busyPollTick);
+  }
 }
 
 function locateAddon(): string {

@@ -1,0 +1,15 @@
+// `npm run bench -- <suite> [options]`: benchmarks side by side with reference tools, printed as
+// tables with ratios. Suites: raw (addon O_DIRECT vs fio psync).
+import { rawBench } from "./raw.ts";
+
+const SUITES: Record<string, (args: string[]) => Promise<void>> = {
+  raw: rawBench,
+};
+
+const [suite = "raw", ...rest] = process.argv.slice(2);
+const run = SUITES[suite];
+if (run === undefined) {
+  console.error(`unknown bench suite ${JSON.stringify(suite)}; suites: ${Object.keys(SUITES).join(", ")}`);
+  process.exit(2);
+}
+await run(rest);
