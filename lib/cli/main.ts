@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 
 import { ErrorCode, LunlinkError } from "../io/errors.ts";
+import { demoCommand } from "./demo.ts";
 import { probeCommand } from "./probe.ts";
 import { UsageError, type Output } from "./output.ts";
 
@@ -15,6 +16,7 @@ export interface Command {
 
 const COMMANDS: Readonly<Record<string, Command>> = {
   probe: probeCommand,
+  demo: demoCommand,
 };
 
 function version(): string {
