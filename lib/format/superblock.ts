@@ -1,0 +1,122 @@
+// Superblock codec (pure). Two copies: block 0 and block N-1. Byte layout (docs/format.md):
+//   0 magic u32 | 4 version u16 | 6 encodedBytes u16 | 8 volumeUuid 16 | 24 pairUuid 16
+//  40 writerNode u32 | 44 peerNode u32 | 48 blockBytes u32 | 52 reserved u32 (0)
+//  56 volumeBlocks u64 | 64 ringStartBlock u64 | 72 ringBlocks u64 | 80 epoch u64
+//  88 epochStartSeq u64 | 96 epochStartBlock u64 | 104 authMode u8 | 105 reserved 3 (0) | 108 keyId u32
+// 112 salt 32 | 144 createdAtMs u64 | 152 check 32 (CRC32C of bytes 0..152 in its first 4 bytes, the rest
+// zero, when authMode is none; a MAC otherwise) | 184 end. The rest of the block is zero.
+// A reader trusts no field before the check passed.
+import { crc32c } from "./checksum.ts";
+import { AuthMode, FORMAT_VERSION, RING_START_BLOCK, SUPERBLOCK_MAGIC, isValidBlockSize, MIN_RING_BLOCKS } from "./layout.ts";
+import { readUuid, writeUuid } from "./uuid.ts";
+
+export const SUPERBLOCK_BYTES = 184;
+const CHECK_AT = 152;
+
+export interface Superblock {
+  volumeUuid: string;
+  pairUuid: string;
+  writerNode: number;
+  peerNode: number;
+  blockBytes: number;
+  volumeBlocks: bigint;
+  ringStartBlock: bigint;
+  ringBlocks: bigint;
+  epoch: bigint;
+  epochStartSeq: bigint;
+  epochStartBlock: bigint;
+  authMode: AuthMode;
+  keyId: number;
+  salt: Uint8Array;
+  createdAtMs: bigint;
+}
+
+export type SuperblockDecode =
+  | { ok: true; superblock: Superblock }
+  | { ok: false; reason: "blank" | "magic" | "version" | "checksum" | "geometry"; detail: string };
+
+export function encodeSuperblock(sb: Superblock, out: Uint8Array): void {
+  if (out.length < sb.blockBytes || out.length < SUPERBLOCK_BYTES) throw new Error("assertion failed: superblock buffer too small");
+  if (sb.salt.length !== 32) throw new Error("assertion failed: salt must be 32 bytes");
+  out.fill(0, 0, sb.blockBytes);
+  const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  v.setUint32(0, SUPERBLOCK_MAGIC, true);
+  v.setUint16(4, FORMAT_VERSION, true);
+  v.setUint16(6, SUPERBLOCK_BYTES, true);
+  writeUuid(out, 8, sb.volumeUuid);
+  writeUuid(out, 24, sb.pairUuid);
+  v.setUint32(40, sb.writerNode, true);
+  v.setUint32(44, sb.peerNode, true);
+  v.setUint32(48, sb.blockBytes, true);
+  v.setBigUint64(56, sb.volumeBlocks, true);
+  v.setBigUint64(64, sb.ringStartBlock, true);
+  v.setBigUint64(72, sb.ringBlocks, true);
+  v.setBigUint64(80, sb.epoch, true);
+  v.setBigUint64(88, sb.epochStartSeq, true);
+  v.setBigUint64(96, sb.epochStartBlock, true);
+  v.setUint8(104, sb.authMode);
+  v.setUint32(108, sb.keyId, true);
+  out.set(sb.salt, 112);
+  v.setBigUint64(144, sb.createdAtMs, true);
+  v.setUint32(CHECK_AT, crc32c(out, 0, CHECK_AT), true);
+}
+
+export function decodeSuperblock(block: Uint8Array): SuperblockDecode {
+  if (block.length < SUPERBLOCK_BYTES) return { ok: false, reason: "geometry", detail: `block of ${block.length} bytes` };
+  const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  const magic = v.getUint32(0, true);
+  if (magic !== SUPERBLOCK_MAGIC) {
+    const blank = block.subarray(0, SUPERBLOCK_BYTES).every((b) => b === 0);
+    return blank
+      ? { ok: false, reason: "blank", detail: "all zero" }
+      : { ok: false, reason: "magic", detail: `magic 0x${magic.toString(16)}, expected 0x${SUPERBLOCK_MAGIC.toString(16)}` };
+  }
+  const stored = v.getUint32(CHECK_AT, true);
+  const computed = crc32c(block, 0, CHECK_AT);
+  if (stored !== computed) {
+    return { ok: false, reason: "checksum", detail: `CRC32C 0x${stored.toString(16)}, computed 0x${computed.toString(16)}` };
+  }
+  for (let i = CHECK_AT + 4; i < SUPERBLOCK_BYTES; i++) {
+    if (block[i] !== 0) return { ok: false, reason: "checksum", detail: `check byte ${i} is not zero (authMode none)` };
+  }
+  const version = v.getUint16(4, true);
+  if (version !== FORMAT_VERSION) {
+    return { ok: false, reason: "version", detail: `format version ${version}; this lunlink reads version ${FORMAT_VERSION}` };
+  }
+  const sb: Superblock = {
+    volumeUuid: readUuid(block, 8),
+    pairUuid: readUuid(block, 24),
+    writerNode: v.getUint32(40, true),
+    peerNode: v.getUint32(44, true),
+    blockBytes: v.getUint32(48, true),
+    volumeBlocks: v.getBigUint64(56, true),
+    ringStartBlock: v.getBigUint64(64, true),
+    ringBlocks: v.getBigUint64(72, true),
+    epoch: v.getBigUint64(80, true),
+    epochStartSeq: v.getBigUint64(88, true),
+    epochStartBlock: v.getBigUint64(96, true),
+    authMode: v.getUint8(104) as AuthMode,
+    keyId: v.getUint32(108, true),
+    salt: block.slice(112, 144),
+    createdAtMs: v.getBigUint64(144, true),
+  };
+  const problem = geometryProblem(sb);
+  if (problem !== undefined) return { ok: false, reason: "geometry", detail: problem };
+  return { ok: true, superblock: sb };
+}
+
+/** Why a checksummed superblock still cannot describe a volume, or undefined if it can. */
+export function geometryProblem(sb: Superblock): string | undefined {
+  if (!isValidBlockSize(sb.blockBytes)) return `block size ${sb.blockBytes} is not a power of two in 4096..65536`;
+  if (sb.ringStartBlock !== BigInt(RING_START_BLOCK)) return `ring starts at block ${sb.ringStartBlock}, expected ${RING_START_BLOCK}`;
+  if (sb.ringBlocks < BigInt(MIN_RING_BLOCKS)) return `ring of ${sb.ringBlocks} blocks, at least ${MIN_RING_BLOCKS} needed`;
+  if (sb.ringStartBlock + sb.ringBlocks + 1n !== sb.volumeBlocks) {
+    return `ring ${sb.ringStartBlock}+${sb.ringBlocks} does not end one block before the last block ${sb.volumeBlocks - 1n}`;
+  }
+  if (sb.epochStartBlock >= sb.ringBlocks) return `epoch start block ${sb.epochStartBlock} is outside the ring of ${sb.ringBlocks} blocks`;
+  if (sb.authMode !== AuthMode.None && sb.authMode !== AuthMode.Keyed) return `unknown authMode ${sb.authMode}`;
+  if (sb.writerNode === 0 || sb.peerNode === 0 || sb.writerNode === sb.peerNode) {
+    return `node ids must be non-zero and different (writer ${sb.writerNode}, peer ${sb.peerNode})`;
+  }
+  return undefined;
+}
