@@ -1,9 +1,11 @@
 // `npm run bench -- <suite> [options]`: benchmarks side by side with reference tools, printed as
-// tables with ratios. Suites: raw (addon O_DIRECT vs fio psync).
+// tables with ratios. Suites: raw (addon O_DIRECT vs fio psync), codec (checksums, record encode/decode).
+import { codecBench } from "./codec.ts";
 import { rawBench } from "./raw.ts";
 
 const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   raw: rawBench,
+  codec: codecBench,
 };
 
 const [suite = "raw", ...rest] = process.argv.slice(2);

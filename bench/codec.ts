@@ -1,0 +1,112 @@
+// codec: the hot path of the format, in memory. (1) checksum implementations side by side, the
+// measurement behind lib/format/checksum.ts's choice; (2) RecordBuilder encode and record
+// validate+decode throughput for 64 B, 1 KiB and 9000 B frames in records of up to 64 KiB.
+import { crc32c as nodeRsCrc32c } from "@node-rs/crc32";
+import { createCRC32, createXXHash128 } from "hash-wasm";
+import { randomBytes } from "node:crypto";
+import { performance } from "node:perf_hooks";
+
+import { loadChecksums } from "../lib/format/checksum.ts";
+import { FrameType, MAX_FRAME_BYTES } from "../lib/format/layout.ts";
+import { RecordBuilder, checkBody, checkFirstBlock, forEachFrame } from "../lib/format/record.ts";
+import { newUuid, uuidBytes } from "../lib/format/uuid.ts";
+import { machineLine } from "./machine.ts";
+import { table } from "./stats.ts";
+
+// Plain table-driven CRC32C: the baseline any native or WASM implementation must beat.
+const CRC_TABLE = new Int32Array(256);
+for (let n = 0; n < 256; n++) {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+  CRC_TABLE[n] = c;
+}
+function tableCrc32c(b: Uint8Array): number {
+  let c = -1;
+  for (let i = 0; i < b.length; i++) c = CRC_TABLE[(c ^ b[i]!) & 255]! ^ (c >>> 8);
+  return (c ^ -1) >>> 0;
+}
+
+function timeIt(size: number, f: (b: Uint8Array) => unknown): { nsPerCall: number; gbps: number } {
+  const b = new Uint8Array(randomBytes(size));
+  const n = Math.max(200, Math.floor(1e8 / Math.max(size, 400)));
+  for (let i = 0; i < 500; i++) f(b);
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) f(b);
+  const ms = performance.now() - t0;
+  return { nsPerCall: (ms * 1e6) / n, gbps: (size * n) / ms / 1e6 };
+}
+
+export async function codecBench(): Promise<void> {
+  console.log("# codec: checksums and record encode/decode, in memory, one core");
+  console.log(machineLine());
+  await loadChecksums();
+  const wasmCrc = await createCRC32(0x82f63b78);
+  const wasmXxh = await createXXHash128();
+  const impls: [string, (b: Uint8Array) => unknown][] = [
+    ["CRC32C @node-rs/crc32 (chosen)", (b) => nodeRsCrc32c(b as Buffer)],
+    ["CRC32C hash-wasm", (b) => (wasmCrc.init(), wasmCrc.update(b), wasmCrc.digest("binary"))],
+    ["CRC32C JS table", tableCrc32c],
+    ["XXH3-128 hash-wasm (chosen)", (b) => (wasmXxh.init(), wasmXxh.update(b), wasmXxh.digest("binary"))],
+  ];
+  const rows: string[][] = [];
+  for (const [name, f] of impls) {
+    const row = [name];
+    for (const size of [92, 4096, 65536, 1048576]) {
+      if (name.includes("JS table") && size > 65536) {
+        row.push("-");
+        continue;
+      }
+      const r = timeIt(size, f);
+      row.push(`${r.nsPerCall.toFixed(0)} ns, ${r.gbps.toFixed(2)} GB/s`);
+    }
+    rows.push(row);
+  }
+  console.log(table(["implementation", "92 B (header)", "4 KiB", "64 KiB", "1 MiB"], rows));
+
+  const blockBytes = 4096;
+  const maxBlocks = 17; // 64 KiB of payload plus stamps and header
+  const uuid = uuidBytes(newUuid());
+  const buffer = new Uint8Array(maxBlocks * blockBytes);
+  const builder = new RecordBuilder(buffer, blockBytes, maxBlocks);
+  const scratch = new Uint8Array(MAX_FRAME_BYTES);
+  const recordRows: string[][] = [];
+  for (const frameBytes of [64, 1024, 9000]) {
+    const payload = new Uint8Array(randomBytes(frameBytes));
+    const records = 2000;
+    let frames = 0;
+    let bytes = 0;
+    let seq = 1n;
+    const t0 = performance.now();
+    for (let r = 0; r < records; r++) {
+      builder.reset();
+      while (builder.append(FrameType.Data, 0, payload)) frames++;
+      builder.finish({ volumeUuid: uuid, epoch: 1n, seq: seq++, timestampMs: 0n });
+      bytes += builder.bytes;
+    }
+    const encodeMs = performance.now() - t0;
+    // Decode the last record repeatedly: validate header and body, walk every frame.
+    const lastSeq = seq - 1n;
+    let delivered = 0;
+    const visit = (): void => void delivered++;
+    const t1 = performance.now();
+    for (let r = 0; r < records; r++) {
+      const first = checkFirstBlock(buffer, blockBytes, lastSeq, uuid);
+      if (first.kind !== "header") throw new Error(first.kind);
+      if (checkBody(buffer, blockBytes, first.header).kind !== "valid") throw new Error("invalid");
+      const problem = forEachFrame(buffer, blockBytes, first.header, scratch, visit);
+      if (problem !== undefined) throw new Error(problem);
+    }
+    const decodeMs = performance.now() - t1;
+    const decodedBytes = builder.bytes * records;
+    recordRows.push([
+      `${frameBytes} B`,
+      String(Math.round(frames / records)),
+      ((frames / encodeMs) * 1000).toFixed(0),
+      (bytes / encodeMs / 1e3).toFixed(0),
+      ((delivered / decodeMs) * 1000).toFixed(0),
+      (decodedBytes / decodeMs / 1e3).toFixed(0),
+    ]);
+  }
+  console.log("\nrecords of up to 17 blocks (64 KiB payload), B = 4096:\n");
+  console.log(table(["frame", "frames/record", "encode frames/s", "encode MB/s", "decode frames/s", "decode MB/s"], recordRows));
+}
