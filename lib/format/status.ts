@@ -5,8 +5,8 @@
 //  40 headSeq u64 | 48 headBlock u64 | 56 oldestSeq u64 | 64 ackEpoch u64 | 72 ackSeq u64
 //  80 heartbeat u64 | 88 deliveredEpoch u64 | 96 deliveredSeq u64 | 104 wallClockMs u64
 // 112 check 32 (CRC32C of 0..112 in its first 4 bytes, rest zero, when authMode is none) | 144 end.
-import { crc32c } from "./checksum.ts";
 import { FORMAT_VERSION, STATUS_MAGIC } from "./layout.ts";
+import { seal, unseal } from "./sealed.ts";
 import { readUuid, writeUuid } from "./uuid.ts";
 
 export const STATUS_BYTES = 144;
@@ -55,24 +55,14 @@ export function encodeStatus(status: StatusBlock, out: Uint8Array): void {
   v.setBigUint64(88, status.deliveredEpoch, true);
   v.setBigUint64(96, status.deliveredSeq, true);
   v.setBigUint64(104, status.wallClockMs, true);
-  v.setUint32(CHECK_AT, crc32c(out, 0, CHECK_AT), true);
+  seal(out, CHECK_AT);
 }
 
 export function decodeStatus(block: Uint8Array): StatusDecode {
   if (block.length < STATUS_BYTES) return { ok: false, reason: "checksum", detail: `block of ${block.length} bytes` };
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  const magic = v.getUint32(0, true);
-  if (magic !== STATUS_MAGIC) {
-    return block.subarray(0, STATUS_BYTES).every((b) => b === 0)
-      ? { ok: false, reason: "blank", detail: "all zero" }
-      : { ok: false, reason: "magic", detail: `magic 0x${magic.toString(16)}` };
-  }
-  const stored = v.getUint32(CHECK_AT, true);
-  const computed = crc32c(block, 0, CHECK_AT);
-  if (stored !== computed) return { ok: false, reason: "checksum", detail: `CRC32C 0x${stored.toString(16)}, computed 0x${computed.toString(16)}` };
-  for (let i = CHECK_AT + 4; i < STATUS_BYTES; i++) {
-    if (block[i] !== 0) return { ok: false, reason: "checksum", detail: `check byte ${i} is not zero (authMode none)` };
-  }
+  const damage = unseal(block, STATUS_MAGIC, CHECK_AT);
+  if (damage !== undefined) return { ok: false, ...damage };
   const version = v.getUint16(4, true);
   if (version !== FORMAT_VERSION) return { ok: false, reason: "version", detail: `format version ${version}` };
   const slot = v.getUint16(6, true);

@@ -6,8 +6,8 @@
 // 112 salt 32 | 144 createdAtMs u64 | 152 check 32 (CRC32C of bytes 0..152 in its first 4 bytes, the rest
 // zero, when authMode is none; a MAC otherwise) | 184 end. The rest of the block is zero.
 // A reader trusts no field before the check passed.
-import { crc32c } from "./checksum.ts";
 import { AuthMode, FORMAT_VERSION, RING_START_BLOCK, SUPERBLOCK_MAGIC, isValidBlockSize, MIN_RING_BLOCKS } from "./layout.ts";
+import { seal, unseal } from "./sealed.ts";
 import { readUuid, writeUuid } from "./uuid.ts";
 
 export const SUPERBLOCK_BYTES = 184;
@@ -58,27 +58,14 @@ export function encodeSuperblock(sb: Superblock, out: Uint8Array): void {
   v.setUint32(108, sb.keyId, true);
   out.set(sb.salt, 112);
   v.setBigUint64(144, sb.createdAtMs, true);
-  v.setUint32(CHECK_AT, crc32c(out, 0, CHECK_AT), true);
+  seal(out, CHECK_AT);
 }
 
 export function decodeSuperblock(block: Uint8Array): SuperblockDecode {
   if (block.length < SUPERBLOCK_BYTES) return { ok: false, reason: "geometry", detail: `block of ${block.length} bytes` };
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  const magic = v.getUint32(0, true);
-  if (magic !== SUPERBLOCK_MAGIC) {
-    const blank = block.subarray(0, SUPERBLOCK_BYTES).every((b) => b === 0);
-    return blank
-      ? { ok: false, reason: "blank", detail: "all zero" }
-      : { ok: false, reason: "magic", detail: `magic 0x${magic.toString(16)}, expected 0x${SUPERBLOCK_MAGIC.toString(16)}` };
-  }
-  const stored = v.getUint32(CHECK_AT, true);
-  const computed = crc32c(block, 0, CHECK_AT);
-  if (stored !== computed) {
-    return { ok: false, reason: "checksum", detail: `CRC32C 0x${stored.toString(16)}, computed 0x${computed.toString(16)}` };
-  }
-  for (let i = CHECK_AT + 4; i < SUPERBLOCK_BYTES; i++) {
-    if (block[i] !== 0) return { ok: false, reason: "checksum", detail: `check byte ${i} is not zero (authMode none)` };
-  }
+  const damage = unseal(block, SUPERBLOCK_MAGIC, CHECK_AT);
+  if (damage !== undefined) return { ok: false, ...damage };
   const version = v.getUint16(4, true);
   if (version !== FORMAT_VERSION) {
     return { ok: false, reason: "version", detail: `format version ${version}; this lunlink reads version ${FORMAT_VERSION}` };
