@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 
 import { ErrorCode, LunlinkError } from "../io/errors.ts";
 import { demoCommand } from "./demo.ts";
+import { formatCommand, inspectCommand } from "./format.ts";
 import { probeCommand } from "./probe.ts";
 import { UsageError, type Output } from "./output.ts";
 
@@ -16,6 +17,8 @@ export interface Command {
 
 const COMMANDS: Readonly<Record<string, Command>> = {
   probe: probeCommand,
+  format: formatCommand,
+  inspect: inspectCommand,
   demo: demoCommand,
 };
 

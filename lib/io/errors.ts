@@ -22,6 +22,10 @@ export const ErrorCode = {
   QueueFull: "ERR_LUNLINK_QUEUE_FULL",
   Aborted: "ERR_LUNLINK_ABORTED",
   System: "ERR_LUNLINK_SYSTEM",
+  AlreadyFormatted: "ERR_LUNLINK_ALREADY_FORMATTED",
+  NotFormatted: "ERR_LUNLINK_NOT_FORMATTED",
+  SuperblockConflict: "ERR_LUNLINK_SUPERBLOCK_CONFLICT",
+  VolumeTooSmall: "ERR_LUNLINK_VOLUME_TOO_SMALL",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

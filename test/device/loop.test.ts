@@ -92,3 +92,22 @@ test("probe reports a loop device", async (t) => {
   t.is(result.logicalBlockSize, 4096);
   t.true(result.directIo);
 });
+
+test("format and inspect a 4096-byte-sector loop device through the CLI", async (t) => {
+  const { main } = await import("../../lib/cli/main.ts");
+  const file = await sparseFile(t, 32 * MiB);
+  const device = await attachLoop(t, file, { sectorSize: 4096, directIo: true });
+  let stdout = "";
+  let stderr = "";
+  const out = { stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => (stderr += s) } };
+  t.is(await main(["format", device, "--node", "1", "--peer", "2", "--ring-size", "16M"], out), 0, stderr);
+  t.regex(stdout, /ring 4096 blocks/);
+  stdout = "";
+  t.is(await main(["inspect", device, "--json"], out), 0, stderr);
+  const report = JSON.parse(stdout) as { superblock: { blockBytes: number; ringBlocks: number }; status: { headSeq: number } };
+  t.is(report.superblock.blockBytes, 4096);
+  t.is(report.superblock.ringBlocks, 4096);
+  t.is(report.status.headSeq, 1);
+  t.is(await main(["format", device, "--node", "1", "--peer", "2"], out), 1);
+  t.regex(stderr, /ERR_LUNLINK_ALREADY_FORMATTED/);
+});

@@ -1,0 +1,212 @@
+// Formatting a send volume and reading its superblocks: the I/O shell around lib/format's codecs.
+// Format order (docs/format.md): scan the ring for the highest stamp seq (so sequences never repeat,
+// even across a reformat), invalidate both superblock copies, write the status slots, write copy B,
+// fdatasync, write copy A, fdatasync. A crash at any point leaves no valid superblock, or a complete one.
+import { randomBytes } from "node:crypto";
+
+import { loadChecksums } from "../format/checksum.ts";
+import { AuthMode, FORMAT_VERSION, MAX_BLOCK_BYTES, MIN_BLOCK_BYTES, MIN_VOLUME_BLOCKS, RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
+import { readStamp } from "../format/record.ts";
+import { encodeStatus } from "../format/status.ts";
+import { decodeSuperblock, encodeSuperblock, type Superblock, type SuperblockDecode } from "../format/superblock.ts";
+import { isUuid, newUuid } from "../format/uuid.ts";
+import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
+import type { Volume } from "../io/volume.ts";
+
+export interface FormatOptions {
+  writerNode: number;
+  peerNode: number;
+  /** Shared by both volumes of a pair; a new one is made if absent. */
+  pairUuid?: string;
+  /** Default: max(4096, logical, physical sector size). */
+  blockBytes?: number;
+  /** Default: the whole volume. */
+  ringBlocks?: bigint;
+  /** Overwrite a volume that already holds a lunlink superblock. */
+  force?: boolean;
+  /** Ring blocks read per request while scanning for old stamps (default 256). */
+  scanBatchBlocks?: number;
+}
+
+export interface FormatResult {
+  superblock: Superblock;
+  /** Highest stamp seq found in the ring before formatting (0 if none). */
+  previousHighestSeq: bigint;
+}
+
+/** The block size a volume must use: max(4096, logical, physical). */
+export function minimumBlockBytes(volume: Volume): number {
+  return Math.max(MIN_BLOCK_BYTES, volume.geometry.logicalBlockSize, volume.geometry.physicalBlockSize);
+}
+
+export async function formatVolume(volume: Volume, options: FormatOptions): Promise<FormatResult> {
+  await loadChecksums();
+  const minimum = minimumBlockBytes(volume);
+  const B = options.blockBytes ?? minimum;
+  if (!Number.isInteger(B) || B < minimum || B > MAX_BLOCK_BYTES || (B & (B - 1)) !== 0) {
+    throw invalidArgument("blockBytes", `a power of two in ${minimum}..${MAX_BLOCK_BYTES} for ${volume.path}`, B);
+  }
+  for (const key of ["writerNode", "peerNode"] as const) {
+    const node = options[key];
+    if (!Number.isInteger(node) || node < 1 || node > 0xffffffff) throw invalidArgument(key, "an integer in 1..4294967295", node);
+  }
+  if (options.writerNode === options.peerNode) throw invalidArgument("peerNode", `a node id other than the writer's (${options.writerNode})`, options.peerNode);
+  const pairUuid = options.pairUuid ?? newUuid();
+  if (!isUuid(pairUuid)) throw invalidArgument("pairUuid", "a lower-case RFC 4122 UUID", pairUuid);
+
+  const available = volume.geometry.sizeBytes / BigInt(B);
+  const volumeBlocks = options.ringBlocks === undefined ? available : options.ringBlocks + BigInt(RING_START_BLOCK + 1);
+  if (volumeBlocks < BigInt(MIN_VOLUME_BLOCKS) || volumeBlocks > available) {
+    throw new LunlinkError(
+      ErrorCode.VolumeTooSmall,
+      `format ${volume.path}: ${volumeBlocks} blocks of ${B} bytes needed (at least ${MIN_VOLUME_BLOCKS}), the volume holds ${available}`,
+      { path: volume.path },
+    );
+  }
+  const ringBlocks = volumeBlocks - BigInt(RING_START_BLOCK + 1);
+
+  if (options.force !== true) {
+    const existing = await readSuperblocks(volume, B, volumeBlocks);
+    if (existing.a.ok || existing.b.ok || existing.a.reason !== "blank" || existing.b.reason !== "blank") {
+      throw new LunlinkError(
+        ErrorCode.AlreadyFormatted,
+        `format ${volume.path}: the volume already holds data where lunlink's superblocks go (copy A: ${describeDecode(existing.a)}, copy B: ${describeDecode(existing.b)}); use --force to overwrite it`,
+        { path: volume.path },
+      );
+    }
+  }
+
+  const previousHighestSeq = await highestStampSeq(volume, B, ringBlocks, options.scanBatchBlocks ?? 256);
+  const superblock: Superblock = {
+    volumeUuid: newUuid(),
+    pairUuid,
+    writerNode: options.writerNode,
+    peerNode: options.peerNode,
+    blockBytes: B,
+    volumeBlocks,
+    ringStartBlock: BigInt(RING_START_BLOCK),
+    ringBlocks,
+    epoch: 1n,
+    epochStartSeq: previousHighestSeq + 1n,
+    epochStartBlock: 0n,
+    authMode: AuthMode.None,
+    keyId: 0,
+    salt: new Uint8Array(randomBytes(32)),
+    createdAtMs: BigInt(Date.now()),
+  };
+  const block = volume.alloc(B);
+  const lastOffset = (volumeBlocks - 1n) * BigInt(B);
+  // 1. Invalidate both copies, so no reader trusts a half-formatted volume.
+  await volume.write(0, block);
+  await volume.write(lastOffset, block);
+  await volume.flush();
+  // 2. Status: slot 0 names the head; slot 1 blank.
+  encodeStatus(
+    {
+      slot: 0,
+      volumeUuid: superblock.volumeUuid,
+      epoch: 1n,
+      generation: 1n,
+      headSeq: superblock.epochStartSeq,
+      headBlock: 0n,
+      oldestSeq: superblock.epochStartSeq,
+      ackEpoch: 0n,
+      ackSeq: 0n,
+      heartbeat: 0n,
+      deliveredEpoch: 0n,
+      deliveredSeq: 0n,
+      wallClockMs: superblock.createdAtMs,
+    },
+    block,
+  );
+  await volume.write(STATUS_SLOT_BLOCKS[0] * B, block);
+  block.fill(0);
+  await volume.write(STATUS_SLOT_BLOCKS[1] * B, block);
+  // 3. Copy B, sync, copy A, sync.
+  encodeSuperblock(superblock, block);
+  await volume.write(lastOffset, block);
+  await volume.flush();
+  await volume.write(0, block);
+  await volume.flush();
+  return { superblock, previousHighestSeq };
+}
+
+export interface SuperblockPair {
+  a: SuperblockDecode;
+  b: SuperblockDecode;
+}
+
+/** Reads copies A (block 0) and B (block volumeBlocks-1). */
+export async function readSuperblocks(volume: Volume, blockBytes: number, volumeBlocks: bigint): Promise<SuperblockPair> {
+  await loadChecksums();
+  const a = decodeSuperblock(await volume.read(0, blockBytes));
+  const b = decodeSuperblock(await volume.read((volumeBlocks - 1n) * BigInt(blockBytes), blockBytes));
+  return { a, b };
+}
+
+/**
+ * Opens the superblock of a formatted volume: copy A tells the geometry, copy B is checked against it.
+ * Both valid and agreeing -> the higher epoch; valid but naming another volume or geometry ->
+ * ERR_LUNLINK_SUPERBLOCK_CONFLICT; one valid -> it (`repair` says which copy a writer must rewrite).
+ */
+export async function openSuperblock(volume: Volume): Promise<{ superblock: Superblock; repair: "none" | "a" | "b" }> {
+  await loadChecksums();
+  const B0 = minimumBlockBytes(volume);
+  const a = decodeSuperblock(await volume.read(0, B0 > 65536 ? 65536 : B0));
+  // Copy A gives B and N; without it, try copy B at the end for each possible block size.
+  let b: SuperblockDecode | undefined;
+  if (a.ok) {
+    const { blockBytes, volumeBlocks } = a.superblock;
+    if (volumeBlocks * BigInt(blockBytes) > volume.geometry.sizeBytes) {
+      throw new LunlinkError(ErrorCode.SuperblockConflict, `${volume.path}: the superblock describes ${volumeBlocks} blocks of ${blockBytes} bytes, more than the volume's ${volume.geometry.sizeBytes} bytes`, { path: volume.path });
+    }
+    b = decodeSuperblock(await volume.read((volumeBlocks - 1n) * BigInt(blockBytes), blockBytes));
+  } else {
+    for (let B = B0; B <= MAX_BLOCK_BYTES && b?.ok !== true; B *= 2) {
+      const blocks = volume.geometry.sizeBytes / BigInt(B);
+      if (blocks < BigInt(MIN_VOLUME_BLOCKS)) break;
+      b = decodeSuperblock(await volume.read((blocks - 1n) * BigInt(B), B));
+      if (b.ok && b.superblock.blockBytes !== B) b = { ok: false, reason: "geometry", detail: `copy B says block size ${b.superblock.blockBytes}, found at ${B}` };
+    }
+  }
+  if (a.ok && b?.ok === true) {
+    const x = a.superblock;
+    const y = b.superblock;
+    if (x.volumeUuid !== y.volumeUuid || x.pairUuid !== y.pairUuid || x.blockBytes !== y.blockBytes || x.volumeBlocks !== y.volumeBlocks) {
+      throw new LunlinkError(
+        ErrorCode.SuperblockConflict,
+        `${volume.path}: superblock copies disagree (A: volume ${x.volumeUuid}, ${x.volumeBlocks} x ${x.blockBytes}; B: volume ${y.volumeUuid}, ${y.volumeBlocks} x ${y.blockBytes})`,
+        { path: volume.path },
+      );
+    }
+    if (x.epoch === y.epoch) return { superblock: x, repair: "none" };
+    return x.epoch > y.epoch ? { superblock: x, repair: "b" } : { superblock: y, repair: "a" };
+  }
+  if (a.ok) return { superblock: a.superblock, repair: "b" };
+  if (b?.ok === true) return { superblock: b.superblock, repair: "a" };
+  throw new LunlinkError(
+    ErrorCode.NotFormatted,
+    `${volume.path} is not a lunlink volume of format version ${FORMAT_VERSION} (copy A: ${describeDecode(a)}; copy B: ${b === undefined ? "not read" : describeDecode(b)}); run lunlink format`,
+    { path: volume.path },
+  );
+}
+
+function describeDecode(d: SuperblockDecode): string {
+  return d.ok ? `valid, volume ${d.superblock.volumeUuid}` : `${d.reason} (${d.detail})`;
+}
+
+/** Highest seq in any ring block's stamp, torn records included; 0 if none. */
+async function highestStampSeq(volume: Volume, blockBytes: number, ringBlocks: bigint, batchBlocks: number): Promise<bigint> {
+  let highest = 0n;
+  const buffer = volume.alloc(batchBlocks * blockBytes);
+  for (let first = 0n; first < ringBlocks; first += BigInt(batchBlocks)) {
+    const count = Number(ringBlocks - first < BigInt(batchBlocks) ? ringBlocks - first : BigInt(batchBlocks));
+    const view = count === batchBlocks ? buffer : buffer.subarray(0, count * blockBytes);
+    await volume.read((BigInt(RING_START_BLOCK) + first) * BigInt(blockBytes), view);
+    for (let i = 0; i < count; i++) {
+      const stamp = readStamp(view, i * blockBytes);
+      if (stamp !== undefined && stamp.seq > highest) highest = stamp.seq;
+    }
+  }
+  return highest;
+}
