@@ -32,20 +32,33 @@ void Channel::Drain(Napi::Env env, Napi::Function dispatch, Channel* channel) {
   std::vector<Completion>& batch = channel->draining_;
   if (batch.empty()) return;
   const size_t count = batch.size();
-  Napi::HandleScope scope(env);
-  auto requestIds = Napi::Float64Array::New(env, count);
-  auto results = Napi::Float64Array::New(env, count);
-  auto errors = Napi::Int32Array::New(env, count);
-  auto syscalls = Napi::Int32Array::New(env, count);
-  for (size_t i = 0; i < count; i++) {
-    requestIds[i] = batch[i].requestId;
-    results[i] = static_cast<double>(batch[i].result);
-    errors[i] = batch[i].error;
-    syscalls[i] = static_cast<int32_t>(batch[i].syscall);
-    delete batch[i].keepAlive;  // unpin the buffer: the thread is done with it
+  try {
+    Napi::HandleScope scope(env);
+    auto requestIds = Napi::Float64Array::New(env, count);
+    auto results = Napi::Float64Array::New(env, count);
+    auto errors = Napi::Int32Array::New(env, count);
+    auto syscalls = Napi::Int32Array::New(env, count);
+    for (size_t i = 0; i < count; i++) {
+      requestIds[i] = batch[i].requestId;
+      results[i] = static_cast<double>(batch[i].result);
+      errors[i] = batch[i].error;
+      syscalls[i] = static_cast<int32_t>(batch[i].syscall);
+      delete batch[i].keepAlive;  // unpin the buffer: the thread is done with it
+      batch[i].keepAlive = nullptr;
+    }
+    batch.clear();
+    dispatch.Call({requestIds, results, errors, syscalls});
+  } catch (const Napi::Error& error) {
+    // Two ways to get here: the environment is shutting down and can no longer run JS (a completion
+    // that raced process exit: nothing is waiting for it, drop it), or dispatch itself threw (a
+    // lunlink bug): hand that exception back to JS so it surfaces as an uncaught exception.
+    // An exception must never escape this callback: it would abort the process.
+    batch.clear();
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && !pending && !error.IsEmpty()) {
+      napi_throw(env, error.Value());  // fails harmlessly if the environment is terminating
+    }
   }
-  batch.clear();
-  dispatch.Call({requestIds, results, errors, syscalls});
 }
 
 void Channel::Shutdown() {
