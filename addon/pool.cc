@@ -2,7 +2,10 @@
 #include "pool.h"
 
 #include <errno.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <chrono>
 #include <thread>
@@ -28,6 +31,7 @@ void Pool::Close(double requestId) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (closing_) return;
   closing_ = true;
+  stopping_.store(true, std::memory_order_release);
   closeRequestId_ = requestId;
   if (threads_ == 0) SpawnLocked();  // someone must close the descriptor
   wake_.notify_all();
@@ -38,6 +42,7 @@ void Pool::Abandon() {
   silent_ = true;
   if (closing_) return;
   closing_ = true;
+  stopping_.store(true, std::memory_order_release);
   if (threads_ == 0) SpawnLocked();
   wake_.notify_all();
 }
@@ -144,7 +149,7 @@ void Pool::Execute(Job& job, Completion& done) {
   }
   if (fd < 0) {
     done.error = EBADF;
-    done.syscall = job.op == Op::kFlush ? Syscall::kFdatasync : (job.op == Op::kRead ? Syscall::kPread : Syscall::kPwrite);
+    done.syscall = job.op == Op::kFlush ? Syscall::kFdatasync : (job.op == Op::kWrite ? Syscall::kPwrite : Syscall::kPread);
     return;
   }
   if (job.op == Op::kFlush) {
@@ -158,11 +163,22 @@ void Pool::Execute(Job& job, Completion& done) {
     }
     return;
   }
+  if (job.op == Op::kWatch) {
+    ExecuteWatch(job, done, fd);
+    return;
+  }
+  Transfer(job, done, fd);
+}
+
+// One full pread/pwrite of the job's range; false (with done.error or a short done.result) if it
+// did not complete.
+bool Pool::Transfer(Job& job, Completion& done, int fd) {
+  const bool reading = job.op != Op::kWrite;
   size_t doneBytes = 0;
   while (doneBytes < job.length) {
     ssize_t n;
     const off_t at = static_cast<off_t>(job.offset + static_cast<int64_t>(doneBytes));
-    if (job.op == Op::kRead) {
+    if (reading) {
       n = pread(fd, job.data + doneBytes, job.length - doneBytes, at);
     } else {
       n = pwrite(fd, job.data + doneBytes, job.length - doneBytes, at);
@@ -170,13 +186,36 @@ void Pool::Execute(Job& job, Completion& done) {
     if (n < 0) {
       if (errno == EINTR) continue;
       done.error = errno;
-      done.syscall = job.op == Op::kRead ? Syscall::kPread : Syscall::kPwrite;
+      done.syscall = reading ? Syscall::kPread : Syscall::kPwrite;
       break;
     }
     if (n == 0) break;  // end of file or device: reported as a short transfer
     doneBytes += static_cast<size_t>(n);
   }
   done.result = static_cast<int64_t>(doneBytes);
+  return done.error == 0 && doneBytes == job.length;
+}
+
+// result: the bytes read (the range is in the buffer) if the range changed, 0 if the timeout passed
+// or the volume is closing with the range unchanged.
+void Pool::ExecuteWatch(Job& job, Completion& done, int fd) {
+  const WatchRequest& watch = *job.watch;
+  struct timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    if (!Transfer(job, done, fd)) return;
+    if (std::memcmp(job.data, watch.baseline.data(), watch.baseline.size()) != 0) return;  // changed
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const int64_t elapsedNs = (now.tv_sec - start.tv_sec) * 1'000'000'000LL + (now.tv_nsec - start.tv_nsec);
+    if (elapsedNs >= watch.timeoutNs || stopping_.load(std::memory_order_acquire)) {
+      done.result = 0;
+      return;
+    }
+    struct timespec pause = {static_cast<time_t>(watch.sleepNs / 1'000'000'000LL), static_cast<long>(watch.sleepNs % 1'000'000'000LL)};
+    while (nanosleep(&pause, &pause) != 0 && errno == EINTR) {
+    }
+  }
 }
 
 void Pool::ExecuteOpen(Job& job, Completion& done) {

@@ -14,12 +14,22 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "channel.h"
 
 namespace lunlink {
 
-enum class Op : int32_t { kOpen = 0, kRead = 1, kWrite = 2, kFlush = 3 };
+enum class Op : int32_t { kOpen = 0, kRead = 1, kWrite = 2, kFlush = 3, kWatch = 4 };
+
+// A watch re-reads one range until its first `compareBytes` differ from `baseline` or the timeout
+// passes, sleeping `sleepNs` between reads: waiting for the peer's next record happens here, with
+// nanosleep's resolution, instead of on JS timers (~1 ms granularity).
+struct WatchRequest {
+  std::vector<uint8_t> baseline;
+  int64_t sleepNs;
+  int64_t timeoutNs;
+};
 
 struct OpenRequest {
   std::string path;
@@ -49,7 +59,8 @@ struct Job {
   uint8_t* data;
   size_t length;
   Napi::Reference<Napi::Value>* keepAlive;
-  std::shared_ptr<OpenRequest> open;  // only for Op::kOpen
+  std::shared_ptr<OpenRequest> open;    // only for Op::kOpen
+  std::shared_ptr<WatchRequest> watch;  // only for Op::kWatch
 };
 
 constexpr size_t kMaxQueuedJobs = 65536;
@@ -77,6 +88,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void Run();
   void Execute(Job& job, Completion& done);
   void ExecuteOpen(Job& job, Completion& done);
+  void ExecuteWatch(Job& job, Completion& done, int fd);
+  bool Transfer(Job& job, Completion& done, int fd);
   void SpawnLocked();
   bool SpinForWork(std::unique_lock<std::mutex>& lock);
 
@@ -89,6 +102,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   int idle_ = 0;
   int running_ = 0;
   bool spinning_ = false;
+  std::atomic<bool> stopping_{false};  // closing_, readable by a watch loop without the mutex
   std::atomic<size_t> pendingJobs_{0};  // jobs_.size(), readable without the mutex while spinning
   bool closing_ = false;
   bool closed_ = false;

@@ -51,6 +51,7 @@ Napi::Function NativeVolume::Define(Napi::Env env) {
                          InstanceMethod<&NativeVolume::Read>("read"),
                          InstanceMethod<&NativeVolume::Write>("write"),
                          InstanceMethod<&NativeVolume::Flush>("flush"),
+                         InstanceMethod<&NativeVolume::Watch>("watch"),
                          InstanceMethod<&NativeVolume::Close>("close"),
                          InstanceMethod<&NativeVolume::GetGeometry>("geometry"),
                          InstanceMethod<&NativeVolume::Pending>("pending"),
@@ -103,7 +104,7 @@ Napi::Value NativeVolume::Open(const Napi::CallbackInfo& info) {
   request->dsync = BoolOption(options, "dsync", false);
   request->exclusive = BoolOption(options, "exclusive", false);
   request->readOnly = BoolOption(options, "readOnly", false);
-  Job job{Op::kOpen, RequestIdArg(info[0]), 0, nullptr, 0, nullptr, request};
+  Job job{Op::kOpen, RequestIdArg(info[0]), 0, nullptr, 0, nullptr, request, nullptr};
   return Napi::Boolean::New(env, pool_->Submit(std::move(job)));
 }
 
@@ -124,7 +125,7 @@ Napi::Value NativeVolume::Transfer(const Napi::CallbackInfo& info, Op op) {
   }
   // Pin the buffer until the thread has finished with it, even if JS gives up on the request.
   auto* keepAlive = new Napi::Reference<Napi::Value>(Napi::Persistent(info[2]));
-  Job job{op, RequestIdArg(info[0]), offset, buffer.Data(), buffer.ByteLength(), keepAlive, nullptr};
+  Job job{op, RequestIdArg(info[0]), offset, buffer.Data(), buffer.ByteLength(), keepAlive, nullptr, nullptr};
   if (!pool_->Submit(std::move(job))) {
     delete keepAlive;
     return Napi::Boolean::New(env, false);
@@ -136,8 +137,42 @@ Napi::Value NativeVolume::Read(const Napi::CallbackInfo& info) { return Transfer
 
 Napi::Value NativeVolume::Write(const Napi::CallbackInfo& info) { return Transfer(info, Op::kWrite); }
 
+// watch(requestId, offset, buffer, compareBytes, sleepUs, timeoutUs): the buffer's first
+// compareBytes are the baseline; completes when the range read differs there, or at the timeout.
+Napi::Value NativeVolume::Watch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 6 || !info[2].IsTypedArray() || !info[3].IsNumber() || !info[4].IsNumber() || !info[5].IsNumber()) {
+    throw Napi::TypeError::New(env, "watch(requestId, offset, Uint8Array, compareBytes, sleepUs, timeoutUs)");
+  }
+  Napi::TypedArray typed = info[2].As<Napi::TypedArray>();
+  if (typed.TypedArrayType() != napi_uint8_array) throw Napi::TypeError::New(env, "buffer must be a Uint8Array");
+  Napi::Uint8Array buffer = info[2].As<Napi::Uint8Array>();
+  const double compareBytes = info[3].As<Napi::Number>().DoubleValue();
+  const double sleepUs = info[4].As<Napi::Number>().DoubleValue();
+  const double timeoutUs = info[5].As<Napi::Number>().DoubleValue();
+  if (buffer.ByteLength() == 0 || buffer.Data() == nullptr) throw Napi::RangeError::New(env, "buffer is empty or detached");
+  if (!(compareBytes >= 1) || compareBytes > static_cast<double>(buffer.ByteLength()) || std::floor(compareBytes) != compareBytes) {
+    throw Napi::RangeError::New(env, "compareBytes must be an integer in 1..buffer length");
+  }
+  if (!(sleepUs >= 0) || sleepUs > 1e6) throw Napi::RangeError::New(env, "sleepUs must be in 0..1000000");
+  if (!(timeoutUs >= 0) || timeoutUs > 6e7) throw Napi::RangeError::New(env, "timeoutUs must be in 0..60000000");
+  const int64_t offset = OffsetArg(info[1]);
+  auto watch = std::make_shared<WatchRequest>();
+  const auto* base = buffer.Data();
+  watch->baseline.assign(base, base + static_cast<size_t>(compareBytes));
+  watch->sleepNs = static_cast<int64_t>(sleepUs * 1000);
+  watch->timeoutNs = static_cast<int64_t>(timeoutUs * 1000);
+  auto* keepAlive = new Napi::Reference<Napi::Value>(Napi::Persistent(info[2]));
+  Job job{Op::kWatch, RequestIdArg(info[0]), offset, buffer.Data(), buffer.ByteLength(), keepAlive, nullptr, watch};
+  if (!pool_->Submit(std::move(job))) {
+    delete keepAlive;
+    return Napi::Boolean::New(env, false);
+  }
+  return Napi::Boolean::New(env, true);
+}
+
 Napi::Value NativeVolume::Flush(const Napi::CallbackInfo& info) {
-  Job job{Op::kFlush, RequestIdArg(info[0]), 0, nullptr, 0, nullptr, nullptr};
+  Job job{Op::kFlush, RequestIdArg(info[0]), 0, nullptr, 0, nullptr, nullptr, nullptr};
   return Napi::Boolean::New(info.Env(), pool_->Submit(std::move(job)));
 }
 

@@ -20,6 +20,7 @@ class NativeVolume : public Napi::ObjectWrap<NativeVolume> {
   Napi::Value Read(const Napi::CallbackInfo& info);
   Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value Flush(const Napi::CallbackInfo& info);
+  Napi::Value Watch(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value GetGeometry(const Napi::CallbackInfo& info);
   Napi::Value Pending(const Napi::CallbackInfo& info);

@@ -1,5 +1,4 @@
-// Deadline tracking for one volume's in-flight requests. Requests share the volume's timeout, so
-// insertion order is deadline order and one timer suffices. The timer is created once and kept:
+// Deadline tracking for one volume's in-flight requests, with one timer for all of them. The timer is created once and kept:
 // it is ref'd (keeping the event loop alive) only while a live request waits, and when it fires it
 // expires what is overdue and re-arms for the oldest live request. No timer is created or cleared
 // per request (that cost shows at 4 KiB queue depth 1).
@@ -35,10 +34,9 @@ export class DeadlineTracker {
 
   add(id: number, tracked: Tracked): void {
     this.live.set(id, tracked);
-    if (this.live.size !== 1) return;
-    // First live request: the armed timer (if any) fires no later than this deadline, or is re-armed.
+    // The armed timer (if any) must fire no later than this deadline.
     if (this.timer === undefined || this.timerDueMs > tracked.deadlineMs) this.arm(tracked.deadlineMs);
-    else this.timer.ref();
+    else if (this.live.size === 1) this.timer.ref();
   }
 
   /** The request completed; returns false if it had already expired (its caller was told). */
@@ -62,16 +60,20 @@ export class DeadlineTracker {
     this.timerDueMs = Number.POSITIVE_INFINITY;
     const nowMs = performance.now();
     let expired = 0;
+    let nextMs = Number.POSITIVE_INFINITY;
+    // Deadlines differ (a watch waits longer than a read), so look at every live request: at most
+    // the volume's queue, and this runs only when a deadline is due.
     for (const [id, tracked] of this.live) {
       if (tracked.deadlineMs > nowMs) {
-        this.arm(tracked.deadlineMs);
-        break;
+        nextMs = Math.min(nextMs, tracked.deadlineMs);
+        continue;
       }
       this.live.delete(id);
       this.parked.add(id);
       expired++;
       tracked.expire();
     }
+    if (nextMs !== Number.POSITIVE_INFINITY) this.arm(nextMs);
     if (expired > 0) this.onStall(this.parked.size);
   }
 }

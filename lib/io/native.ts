@@ -34,6 +34,7 @@ export interface NativeVolumeHandle {
   read(requestId: number, offset: number | bigint, buffer: Uint8Array): boolean;
   write(requestId: number, offset: number | bigint, buffer: Uint8Array): boolean;
   flush(requestId: number): boolean;
+  watch(requestId: number, offset: number | bigint, buffer: Uint8Array, compareBytes: number, sleepUs: number, timeoutUs: number): boolean;
   close(requestId: number): boolean;
   geometry(): NativeGeometry | null;
   pending(): number;

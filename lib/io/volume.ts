@@ -198,6 +198,27 @@ export class Volume extends EventEmitter<VolumeEvents> {
     await this.submit("write", at, buffer);
   }
 
+  /**
+   * Waits for a range to change: re-reads `buffer.length` bytes at `offset` (O_DIRECT) every
+   * `sleepUs` until the first `compareBytes` differ from what `buffer` holds now, or `timeoutMs`
+   * passes. Resolves true (the new content is in `buffer`) or false (timed out, unchanged). The
+   * waiting happens on the volume's I/O thread, with nanosleep resolution, not on JS timers.
+   */
+  async watch(offset: Offset, buffer: Uint8Array, options: { compareBytes: number; sleepUs: number; timeoutMs: number }): Promise<boolean> {
+    const at = this.check("read", offset, buffer);
+    const { compareBytes, sleepUs, timeoutMs } = options;
+    if (!Number.isInteger(compareBytes) || compareBytes < 1 || compareBytes > buffer.length) {
+      throw invalidArgument("compareBytes", `an integer in 1..${buffer.length}`, compareBytes);
+    }
+    if (!Number.isInteger(sleepUs) || sleepUs < 0 || sleepUs > 1_000_000) throw invalidArgument("sleepUs", "an integer in 0..1000000", sleepUs);
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > 60_000) throw invalidArgument("timeoutMs", "an integer in 0..60000", timeoutMs);
+    let changed = false;
+    await this.submit("watch", at, buffer, timeoutMs, (result) => {
+      changed = result > 0;
+    }, compareBytes, sleepUs);
+    return changed;
+  }
+
   /** fdatasync: every completed write is durable when this resolves. */
   async flush(): Promise<void> {
     this.assertOpen("flush");
@@ -283,13 +304,28 @@ export class Volume extends EventEmitter<VolumeEvents> {
     return typeof offset === "bigint" && offset <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(offset) : offset;
   }
 
-  private submit(op: "read" | "write" | "flush", offset: number | bigint, buffer: Uint8Array | undefined): Promise<void> {
+  private submit(
+    op: "read" | "write" | "flush" | "watch",
+    offset: number | bigint,
+    buffer: Uint8Array | undefined,
+    extraTimeoutMs = 0,
+    onResult?: (result: number) => void,
+    compareBytes = 0,
+    sleepUs = 0,
+  ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const length = buffer?.byteLength ?? 0;
       const id = registerRequest((result, errno, syscall) => {
         if (!this.tracker.complete(id)) return; // its caller was already told it stalled
         if (errno !== 0) {
           reject(systemError(errno, syscall, this.path, `${op} at offset ${offset} length ${length} on`));
+        } else if (op === "watch") {
+          if (result !== 0 && result !== length) {
+            reject(new LunlinkError(ErrorCode.ShortIo, `watch ${this.path}: read ${result} of ${length} bytes at offset ${offset}`, { path: this.path, syscall: "pread" }));
+          } else {
+            onResult?.(result);
+            resolve();
+          }
         } else if (op !== "flush" && result !== length) {
           reject(
             new LunlinkError(
@@ -303,15 +339,17 @@ export class Volume extends EventEmitter<VolumeEvents> {
         }
       });
       this.tracker.add(id, {
-        deadlineMs: performance.now() + this.ioTimeoutMs,
-        expire: () => reject(stalled(this.path, op, this.ioTimeoutMs)),
+        deadlineMs: performance.now() + this.ioTimeoutMs + extraTimeoutMs,
+        expire: () => reject(stalled(this.path, op, this.ioTimeoutMs + extraTimeoutMs)),
       });
       const accepted =
         op === "flush"
           ? this.handle.flush(id)
           : op === "read"
             ? this.handle.read(id, offset, buffer!)
-            : this.handle.write(id, offset, buffer!);
+            : op === "write"
+              ? this.handle.write(id, offset, buffer!)
+              : this.handle.watch(id, offset, buffer!, compareBytes, sleepUs, extraTimeoutMs * 1000);
       if (accepted && this.busyPollUs > 0) busyPoll(this.busyPollUs);
       if (!accepted) {
         unregisterRequest(id);

@@ -24,3 +24,16 @@ const ro = await Volume.open(path, { readOnly: true, exclusive: true, busyPollUs
 await ro.read(0, 4096);
 await ro.close();
 console.log("exercise done");
+{
+  const w = await Volume.open(path, { ioThreads: 2 });
+  const seen = w.alloc(4096);
+  const pending = w.watch(0, seen, { compareBytes: 16, sleepUs: 100, timeoutMs: 2000 });
+  const b = w.alloc(4096); b.fill(9);
+  const other = await Volume.open(path);
+  await other.write(0, b); await other.close();
+  if (!(await pending)) throw new Error("watch missed the change");
+  const idle = w.watch(4096, w.alloc(4096), { compareBytes: 16, sleepUs: 100, timeoutMs: 5000 });
+  await w.close();
+  if (await idle) throw new Error("watch reported a change on close");
+  console.log("watch done");
+}

@@ -266,3 +266,35 @@ test("dsync volumes and flush work", async (t) => {
   t.is(content[4096], 0xa5);
   t.is(content[0], 0);
 });
+
+test("watch resolves with the new content when the range changes, false when it does not", async (t) => {
+  const { volume } = await openFile(t, MiB);
+  const writer = await Volume.open(volume.path);
+  t.teardown(() => writer.close());
+  const seen = volume.alloc(4096); // baseline: zeros, as on disk
+  const change = writer.alloc(4096);
+  change.fill(0x77);
+  const watching = volume.watch(8192, seen, { compareBytes: 16, sleepUs: 100, timeoutMs: 5000 });
+  await new Promise((r) => setTimeout(r, 30));
+  await writer.write(8192, change);
+  t.true(await watching);
+  t.is(seen[0], 0x77);
+  t.is(seen[4095], 0x77);
+  // Nothing changes now: the watch times out and says so.
+  t.false(await volume.watch(8192, seen, { compareBytes: 16, sleepUs: 200, timeoutMs: 50 }));
+  // A change beyond compareBytes is not a change.
+  change[100] = 1;
+  await writer.write(8192, change);
+  t.false(await volume.watch(8192, seen, { compareBytes: 16, sleepUs: 200, timeoutMs: 30 }));
+  const bad = await t.throwsAsync(volume.watch(8192, seen, { compareBytes: 0, sleepUs: 1, timeoutMs: 1 }));
+  t.is((bad as LunlinkError).code, ErrorCode.InvalidArgument);
+});
+
+test("close ends a pending watch", async (t) => {
+  const path = await sparseFile(t, MiB);
+  const volume = await Volume.open(path);
+  const watching = volume.watch(0, volume.alloc(4096), { compareBytes: 16, sleepUs: 1000, timeoutMs: 60_000 });
+  await new Promise((r) => setTimeout(r, 20));
+  await volume.close();
+  t.false(await watching);
+});
