@@ -77,6 +77,11 @@ export class RecordBuilder {
     return this.payloadBytes;
   }
 
+  /** The record holds a frame appended with noOverwrite (control). */
+  get noOverwrite(): boolean {
+    return (this.flags & RecordFlag.NoOverwrite) !== 0;
+  }
+
   get blocks(): number {
     return blocksForPayload(this.blockBytes, this.payloadBytes);
   }

@@ -26,6 +26,9 @@ export const ErrorCode = {
   NotFormatted: "ERR_LUNLINK_NOT_FORMATTED",
   SuperblockConflict: "ERR_LUNLINK_SUPERBLOCK_CONFLICT",
   VolumeTooSmall: "ERR_LUNLINK_VOLUME_TOO_SMALL",
+  NotOwner: "ERR_LUNLINK_NOT_OWNER",
+  WrongPair: "ERR_LUNLINK_WRONG_PAIR",
+  FrameTooLarge: "ERR_LUNLINK_FRAME_TOO_LARGE",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

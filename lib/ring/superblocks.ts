@@ -6,12 +6,12 @@ import { randomBytes } from "node:crypto";
 
 import { loadChecksums } from "../format/checksum.ts";
 import { AuthMode, FORMAT_VERSION, MAX_BLOCK_BYTES, MIN_BLOCK_BYTES, MIN_VOLUME_BLOCKS, RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
-import { readStamp } from "../format/record.ts";
 import { encodeStatus } from "../format/status.ts";
 import { decodeSuperblock, encodeSuperblock, type Superblock, type SuperblockDecode } from "../format/superblock.ts";
 import { isUuid, newUuid } from "../format/uuid.ts";
 import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
 import type { Volume } from "../io/volume.ts";
+import { scanRing } from "./scan.ts";
 
 export interface FormatOptions {
   writerNode: number;
@@ -76,7 +76,7 @@ export async function formatVolume(volume: Volume, options: FormatOptions): Prom
     }
   }
 
-  const previousHighestSeq = await highestStampSeq(volume, B, ringBlocks, options.scanBatchBlocks ?? 256);
+  const previousHighestSeq = (await scanRing(volume, B, ringBlocks, options.scanBatchBlocks ?? 256)).highestSeq;
   const superblock: Superblock = {
     volumeUuid: newUuid(),
     pairUuid,
@@ -123,17 +123,23 @@ export async function formatVolume(volume: Volume, options: FormatOptions): Prom
   block.fill(0);
   await volume.write(STATUS_SLOT_BLOCKS[1] * B, block);
   // 3. Copy B, sync, copy A, sync.
-  encodeSuperblock(superblock, block);
-  await volume.write(lastOffset, block);
-  await volume.flush();
-  await volume.write(0, block);
-  await volume.flush();
+  await writeSuperblock(volume, superblock);
   return { superblock, previousHighestSeq };
 }
 
 export interface SuperblockPair {
   a: SuperblockDecode;
   b: SuperblockDecode;
+}
+
+/** Writes a superblock the safe way: copy B, fdatasync, copy A, fdatasync. */
+export async function writeSuperblock(volume: Volume, superblock: Superblock): Promise<void> {
+  const block = volume.alloc(superblock.blockBytes);
+  encodeSuperblock(superblock, block);
+  await volume.write((superblock.volumeBlocks - 1n) * BigInt(superblock.blockBytes), block);
+  await volume.flush();
+  await volume.write(0, block);
+  await volume.flush();
 }
 
 /** Reads copies A (block 0) and B (block volumeBlocks-1). */
@@ -193,20 +199,4 @@ export async function openSuperblock(volume: Volume): Promise<{ superblock: Supe
 
 function describeDecode(d: SuperblockDecode): string {
   return d.ok ? `valid, volume ${d.superblock.volumeUuid}` : `${d.reason} (${d.detail})`;
-}
-
-/** Highest seq in any ring block's stamp, torn records included; 0 if none. */
-async function highestStampSeq(volume: Volume, blockBytes: number, ringBlocks: bigint, batchBlocks: number): Promise<bigint> {
-  let highest = 0n;
-  const buffer = volume.alloc(batchBlocks * blockBytes);
-  for (let first = 0n; first < ringBlocks; first += BigInt(batchBlocks)) {
-    const count = Number(ringBlocks - first < BigInt(batchBlocks) ? ringBlocks - first : BigInt(batchBlocks));
-    const view = count === batchBlocks ? buffer : buffer.subarray(0, count * blockBytes);
-    await volume.read((BigInt(RING_START_BLOCK) + first) * BigInt(blockBytes), view);
-    for (let i = 0; i < count; i++) {
-      const stamp = readStamp(view, i * blockBytes);
-      if (stamp !== undefined && stamp.seq > highest) highest = stamp.seq;
-    }
-  }
-  return highest;
 }

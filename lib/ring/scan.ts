@@ -1,0 +1,32 @@
+// Ring scans: the highest sequence in any stamp (torn records too) and where its record ends.
+// Used by format (sequences never repeat across a reformat) and by writer open (a new epoch starts
+// above everything on the volume). Reads the ring in bounded batches.
+import { RING_START_BLOCK } from "../format/layout.ts";
+import { readStamp } from "../format/record.ts";
+import type { Volume } from "../io/volume.ts";
+
+export interface RingScan {
+  /** Highest stamp seq found, 0n if none. */
+  highestSeq: bigint;
+  /** Ring block just after the record holding highestSeq (wrapped to 0 at the ring end). */
+  nextBlock: bigint;
+}
+
+export async function scanRing(volume: Volume, blockBytes: number, ringBlocks: bigint, batchBlocks = 256): Promise<RingScan> {
+  let highestSeq = 0n;
+  let nextBlock = 0n;
+  const buffer = volume.alloc(batchBlocks * blockBytes);
+  for (let first = 0n; first < ringBlocks; first += BigInt(batchBlocks)) {
+    const count = Number(ringBlocks - first < BigInt(batchBlocks) ? ringBlocks - first : BigInt(batchBlocks));
+    const view = count === batchBlocks ? buffer : buffer.subarray(0, count * blockBytes);
+    await volume.read((BigInt(RING_START_BLOCK) + first) * BigInt(blockBytes), view);
+    for (let i = 0; i < count; i++) {
+      const stamp = readStamp(view, i * blockBytes);
+      if (stamp === undefined || stamp.seq <= highestSeq) continue;
+      highestSeq = stamp.seq;
+      const end = first + BigInt(i) - BigInt(stamp.blockIndex) + BigInt(Math.max(1, stamp.blockCount));
+      nextBlock = end >= ringBlocks || end < 0n ? 0n : end;
+    }
+  }
+  return { highestSeq, nextBlock };
+}

@@ -1,0 +1,473 @@
+// RingWriter: frames -> write buffer -> one record -> send volume.
+// Pipeline: (1) append() copies a frame into the filling record buffer (or, while that is full, a
+// bounded per-class overflow queue) -> (2) the pump seals the record when it reaches
+// flushThresholdBytes or maxDelayMs passed -> (3) one O_DIRECT write at the head (pad + wrap at the
+// ring end; flow control first) -> (4) status block (head, ack, heartbeat) -> sleep.
+// Invariants: one write in flight per volume; sequences strictly increase and never repeat for the
+// volume (a new epoch starts above every stamp on it); a record holding a control frame is never
+// overwritten before the peer acked it; every queue is bounded.
+import { EventEmitter } from "node:events";
+import { performance } from "node:perf_hooks";
+
+import { loadChecksums } from "../format/checksum.ts";
+import { FRAME_HEADER_BYTES, FrameType, MAX_FRAME_BYTES, MAX_RECORD_BLOCKS, RING_START_BLOCK, STATUS_SLOT_BLOCKS, payloadCapacity } from "../format/layout.ts";
+import { RecordBuilder, encodePad } from "../format/record.ts";
+import { encodeStatus } from "../format/status.ts";
+import type { Superblock } from "../format/superblock.ts";
+import { uuidBytes } from "../format/uuid.ts";
+import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
+import type { Volume } from "../io/volume.ts";
+import { scanRing } from "./scan.ts";
+import { openSuperblock, writeSuperblock } from "./superblocks.ts";
+
+export interface Ack {
+  epoch: bigint;
+  seq: bigint;
+}
+
+export interface RingWriterOptions {
+  /** This host's node id; must be the superblock's writer unless takeOver. */
+  nodeId: number;
+  takeOver?: boolean;
+  /** Seal a record once this many payload bytes are buffered (default 64 KiB). */
+  flushThresholdBytes?: number;
+  /** ... or once the oldest buffered frame waited this long (default 2 ms). */
+  maxDelayMs?: number;
+  /** Largest record in blocks (default 65, i.e. 256 KiB at B = 4096; at most 1024). */
+  maxRecordBlocks?: number;
+  /** Overflow bound per class while the record buffer is full (default 4 MiB each). */
+  queueLimitBytes?: number;
+  /** Storage heartbeat: the status block is rewritten at least this often (default 100 ms). */
+  statusIntervalMs?: number;
+  /** Re-read the superblock this often and stop if another writer took the volume (default 1000 ms). */
+  ownerCheckMs?: number;
+  /** The peer's ack of our records (from the peer's status block); undefined = nothing acked yet. */
+  peerAck?: () => Ack | undefined;
+  /** What we ack to the peer (highest (epoch, seq) received from it), written into our status block. */
+  localAck?: () => Ack | undefined;
+}
+
+export interface RingWriterCounters {
+  framesAppended: number;
+  framesDropped: number;
+  records: number;
+  pads: number;
+  bytesWritten: number;
+  statusWrites: number;
+  /** Records overwritten before the peer acked them (heartbeat/data only; control never is). */
+  overwrittenUnacked: number;
+  /** Times the writer waited for an ack before overwriting a control record. */
+  ackWaits: number;
+}
+
+interface Indexed {
+  seq: bigint;
+  startBlock: number;
+  blocks: number;
+  noOverwrite: boolean;
+}
+
+interface Pending {
+  type: number;
+  flags: number;
+  payload: Uint8Array;
+}
+
+export interface RingWriterEvents {
+  error: [LunlinkError];
+  flush: [seq: bigint, blocks: number];
+}
+
+const CLASS_ORDER = [FrameType.Heartbeat, FrameType.Control, FrameType.Data] as const;
+
+export class RingWriter extends EventEmitter<RingWriterEvents> {
+  readonly volume: Volume;
+  readonly counters: RingWriterCounters = {
+    framesAppended: 0,
+    framesDropped: 0,
+    records: 0,
+    pads: 0,
+    bytesWritten: 0,
+    statusWrites: 0,
+    overwrittenUnacked: 0,
+    ackWaits: 0,
+  };
+  private superblock: Superblock;
+  private readonly uuid: Uint8Array;
+  private readonly B: number;
+  private readonly ringBlocks: number;
+  private readonly options: Required<Omit<RingWriterOptions, "peerAck" | "localAck" | "takeOver">> & Pick<RingWriterOptions, "peerAck" | "localAck">;
+  private builders: [RecordBuilder, RecordBuilder];
+  private buffers: [Uint8Array, Uint8Array];
+  private filling = 0;
+  private fillingSinceMs = 0;
+  private readonly overflow = new Map<number, { frames: Pending[]; bytes: number }>();
+  private readonly index: Indexed[] = [];
+  private indexHead = 0;
+  private seq: bigint;
+  private headBlock: number;
+  private statusGeneration = 0n;
+  private heartbeat = 0n;
+  private lastStatusMs = 0;
+  private closed = false;
+  private failure: LunlinkError | undefined;
+  private wake: (() => void) | undefined;
+  private pump: Promise<void>;
+  private readonly statusBlock: Uint8Array;
+  private readonly padBlock: Uint8Array;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private flushWaiters: (() => void)[] = [];
+  private readonly spaceWaiters: (() => void)[] = [];
+
+  private constructor(volume: Volume, superblock: Superblock, options: RingWriter["options"], seq: bigint, headBlock: number) {
+    super();
+    this.volume = volume;
+    this.superblock = superblock;
+    this.uuid = uuidBytes(superblock.volumeUuid);
+    this.B = superblock.blockBytes;
+    this.ringBlocks = Number(superblock.ringBlocks);
+    this.options = options;
+    const maxBlocks = Math.min(options.maxRecordBlocks, this.ringBlocks - 1);
+    this.buffers = [volume.alloc(maxBlocks * this.B), volume.alloc(maxBlocks * this.B)];
+    this.builders = [new RecordBuilder(this.buffers[0], this.B, maxBlocks), new RecordBuilder(this.buffers[1], this.B, maxBlocks)];
+    this.statusBlock = volume.alloc(this.B);
+    this.padBlock = volume.alloc(this.B);
+    this.seq = seq;
+    this.headBlock = headBlock;
+    for (const type of CLASS_ORDER) this.overflow.set(type, { frames: [], bytes: 0 });
+    this.pump = this.run();
+    this.timers.push(setInterval(() => this.kick(), options.statusIntervalMs).unref());
+    this.timers.push(setInterval(() => void this.checkOwner(), options.ownerCheckMs).unref());
+  }
+
+  /** Opens the send volume for writing: checks ownership, starts a new epoch above every stamp on it. */
+  static async open(volume: Volume, options: RingWriterOptions): Promise<RingWriter> {
+    await loadChecksums();
+    const resolved = resolveOptions(options);
+    const { superblock } = await openSuperblock(volume);
+    if (superblock.writerNode !== options.nodeId) {
+      if (options.takeOver !== true) {
+        throw new LunlinkError(
+          ErrorCode.NotOwner,
+          `${volume.path} is the send volume of node ${superblock.writerNode}, not of node ${options.nodeId}; use --take-over if that node is gone for good`,
+          { path: volume.path },
+        );
+      }
+    }
+    const scan = await scanRing(volume, superblock.blockBytes, superblock.ringBlocks);
+    const startSeq = scan.highestSeq + 1n > superblock.epochStartSeq ? scan.highestSeq + 1n : superblock.epochStartSeq;
+    const next: Superblock = {
+      ...superblock,
+      writerNode: options.nodeId,
+      peerNode: superblock.peerNode === options.nodeId ? superblock.writerNode : superblock.peerNode,
+      epoch: superblock.epoch + 1n,
+      epochStartSeq: startSeq,
+      epochStartBlock: scan.highestSeq > 0n ? scan.nextBlock : 0n,
+    };
+    // The new epoch is durable before any record of it is written.
+    await writeSuperblock(volume, next);
+    const writer = new RingWriter(volume, next, resolved, startSeq, Number(next.epochStartBlock));
+    await writer.writeStatus();
+    return writer;
+  }
+
+  get epoch(): bigint {
+    return this.superblock.epoch;
+  }
+
+  /** Next sequence to be written. */
+  get headSeq(): bigint {
+    return this.seq;
+  }
+
+  get error(): LunlinkError | undefined {
+    return this.failure;
+  }
+
+  /**
+   * Queues one frame. Resolves once it is in the write buffer (not yet durable: see flush()).
+   * A full class queue drops heartbeat and data frames (counted, resolves false) and makes control
+   * frames wait for room.
+   */
+  async append(type: FrameType, payload: Uint8Array, flags = 0): Promise<boolean> {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.closed) throw new LunlinkError(ErrorCode.Closed, `append ${this.volume.path}: the ring writer is closed`);
+    if (type !== FrameType.Heartbeat && type !== FrameType.Control && type !== FrameType.Data) throw invalidArgument("type", "1 (heartbeat), 2 (control) or 3 (data)", type);
+    if (payload.length > MAX_FRAME_BYTES || payload.length + FRAME_HEADER_BYTES > payloadCapacity(this.B, this.builders[0].maxBlocks)) {
+      throw new LunlinkError(ErrorCode.FrameTooLarge, `a frame of ${payload.length} bytes does not fit a record (at most ${Math.min(MAX_FRAME_BYTES, payloadCapacity(this.B, this.builders[0].maxBlocks) - FRAME_HEADER_BYTES)})`);
+    }
+    const queue = this.overflow.get(type)!;
+    const builder = this.current();
+    if (queue.frames.length === 0 && this.overflowEmpty() && builder.fits(payload.length)) {
+      if (builder.frames === 0) this.fillingSinceMs = performance.now();
+      builder.append(type, flags, payload, type === FrameType.Control);
+      this.counters.framesAppended++;
+      if (builder.bytes >= this.options.flushThresholdBytes || builder.frames === 1) this.kick();
+      return true;
+    }
+    while (queue.bytes + payload.length > this.options.queueLimitBytes) {
+      if (type !== FrameType.Control) {
+        this.counters.framesDropped++;
+        return false;
+      }
+      await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
+      if (this.failure !== undefined) throw this.failure;
+    }
+    queue.frames.push({ type, flags, payload: payload.slice() });
+    queue.bytes += payload.length;
+    this.counters.framesAppended++;
+    this.kick();
+    return true;
+  }
+
+  /** Resolves when everything appended so far is written (durable if the volume was opened dsync). */
+  async flush(): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.current().frames === 0 && this.overflowEmpty() && !this.writing) return;
+    await new Promise<void>((resolve) => {
+      this.flushWaiters.push(resolve);
+      this.forceFlush = true;
+      this.kick();
+    });
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flush().catch(() => undefined);
+    this.closed = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.kick();
+    await this.pump;
+  }
+
+  private writing = false;
+  private forceFlush = false;
+
+  private current(): RecordBuilder {
+    return this.filling === 0 ? this.builders[0] : this.builders[1];
+  }
+
+  private overflowEmpty(): boolean {
+    for (const q of this.overflow.values()) if (q.frames.length > 0) return false;
+    return true;
+  }
+
+  private kick(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.closed && this.failure === undefined) {
+      try {
+        const builder = this.current();
+        const ageMs = builder.frames > 0 ? performance.now() - this.fillingSinceMs : 0;
+        const due = builder.frames > 0 && (this.forceFlush || builder.bytes >= this.options.flushThresholdBytes || ageMs >= this.options.maxDelayMs || !builder.fits(0) || !this.overflowEmpty());
+        if (due) {
+          await this.writeRecord();
+          continue;
+        }
+        if (!this.overflowEmpty()) {
+          this.refill(builder);
+          continue;
+        }
+        if (this.forceFlush) {
+          this.forceFlush = false;
+          const waiters = this.flushWaiters;
+          this.flushWaiters = [];
+          for (const w of waiters) w();
+        }
+        if (performance.now() - this.lastStatusMs >= this.options.statusIntervalMs) {
+          await this.writeStatus();
+          continue;
+        }
+        // Sleep until an append, a flush, the batching delay or the status interval.
+        const waitMs = builder.frames > 0 ? Math.max(0, this.options.maxDelayMs - ageMs) : this.options.statusIntervalMs;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            this.wake = undefined;
+            resolve();
+          }, waitMs);
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      } catch (error) {
+        this.fail(error);
+      }
+    }
+    for (const w of this.flushWaiters.splice(0)) w();
+    for (const w of this.spaceWaiters.splice(0)) w();
+  }
+
+  /** Moves queued frames into the (empty or partly filled) builder, highest class first. */
+  private refill(builder: RecordBuilder): void {
+    for (const type of CLASS_ORDER) {
+      const queue = this.overflow.get(type)!;
+      while (queue.frames.length > 0 && builder.fits(queue.frames[0]!.payload.length)) {
+        const f = queue.frames.shift()!;
+        if (builder.frames === 0) this.fillingSinceMs = performance.now();
+        builder.append(f.type, f.flags, f.payload, f.type === FrameType.Control);
+        queue.bytes -= f.payload.length;
+      }
+    }
+    for (const w of this.spaceWaiters.splice(0)) w();
+  }
+
+  private async writeRecord(): Promise<void> {
+    const builder = this.current();
+    this.filling = 1 - this.filling;
+    this.writing = true;
+    try {
+      const blocks = builder.blocks;
+      if (this.headBlock + blocks > this.ringBlocks) await this.wrap();
+      await this.makeRoom(this.headBlock, blocks);
+      const seq = this.seq;
+      builder.finish({ volumeUuid: this.uuid, epoch: this.superblock.epoch, seq, timestampMs: BigInt(Date.now()) });
+      const noOverwrite = builder.noOverwrite;
+      const buffer = this.buffers[1 - this.filling]!;
+      await this.volume.write((RING_START_BLOCK + this.headBlock) * this.B, blocks * this.B === buffer.length ? buffer : buffer.subarray(0, blocks * this.B));
+      this.index.push({ seq, startBlock: this.headBlock, blocks, noOverwrite });
+      this.seq = seq + 1n;
+      this.headBlock += blocks;
+      if (this.headBlock >= this.ringBlocks) this.headBlock = 0;
+      this.counters.records++;
+      this.counters.bytesWritten += blocks * this.B;
+      builder.reset();
+      this.emit("flush", seq, blocks);
+      await this.writeStatus();
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  /**
+   * Ends the lap: everything from the head to the ring end is the previous lap's tail, which a
+   * reader following this lap will skip, so it is freed now (waiting for acks of control records
+   * there, which is conservative); one pad block tells readers to continue at ring block 0.
+   */
+  private async wrap(): Promise<void> {
+    await this.makeRoom(this.headBlock, this.ringBlocks - this.headBlock);
+    if (this.headBlock < this.ringBlocks) {
+      encodePad(this.padBlock, this.B, { volumeUuid: this.uuid, epoch: this.superblock.epoch, seq: this.seq, timestampMs: BigInt(Date.now()) });
+      await this.volume.write((RING_START_BLOCK + this.headBlock) * this.B, this.padBlock);
+      this.seq++;
+      this.counters.pads++;
+    }
+    this.headBlock = 0;
+  }
+
+  /**
+   * Frees ring blocks [start, start+blocks) before they are overwritten. The records there are the
+   * oldest in the index (the ring is written in order), so they are taken from its front: a control
+   * record is waited on until the peer acks it; others are counted if unacked.
+   */
+  private async makeRoom(start: number, blocks: number): Promise<void> {
+    while (this.indexHead < this.index.length) {
+      const oldest = this.index[this.indexHead]!;
+      if (!(oldest.startBlock < start + blocks && oldest.startBlock + oldest.blocks > start)) break;
+      if (!this.acked(oldest.seq)) {
+        if (oldest.noOverwrite) {
+          this.counters.ackWaits++;
+          while (!this.acked(oldest.seq)) {
+            if (this.closed || this.failure !== undefined) throw this.failure ?? new LunlinkError(ErrorCode.Closed, "ring writer closed while waiting for an ack");
+            await new Promise((r) => setTimeout(r, 1));
+          }
+        } else {
+          this.counters.overwrittenUnacked++;
+        }
+      }
+      this.indexHead++;
+    }
+    // Keep the index bounded: drop freed entries in one splice now and then.
+    if (this.indexHead > 1024 && this.indexHead * 2 > this.index.length) {
+      this.index.splice(0, this.indexHead);
+      this.indexHead = 0;
+    }
+  }
+
+  private acked(seq: bigint): boolean {
+    const ack = this.options.peerAck?.();
+    if (ack === undefined) return false;
+    return ack.epoch > this.superblock.epoch || (ack.epoch === this.superblock.epoch && ack.seq >= seq);
+  }
+
+  private async writeStatus(): Promise<void> {
+    const ack = this.options.localAck?.();
+    const oldest = this.indexHead < this.index.length ? this.index[this.indexHead]!.seq : this.seq;
+    this.statusGeneration++;
+    this.heartbeat++;
+    const slot = Number(this.statusGeneration % 2n) as 0 | 1;
+    encodeStatus(
+      {
+        slot,
+        volumeUuid: this.superblock.volumeUuid,
+        epoch: this.superblock.epoch,
+        generation: this.statusGeneration,
+        headSeq: this.seq,
+        headBlock: BigInt(this.headBlock),
+        oldestSeq: oldest,
+        ackEpoch: ack?.epoch ?? 0n,
+        ackSeq: ack?.seq ?? 0n,
+        heartbeat: this.heartbeat,
+        deliveredEpoch: ack?.epoch ?? 0n,
+        deliveredSeq: ack?.seq ?? 0n,
+        wallClockMs: BigInt(Date.now()),
+      },
+      this.statusBlock,
+    );
+    await this.volume.write(STATUS_SLOT_BLOCKS[slot] * this.B, this.statusBlock);
+    this.lastStatusMs = performance.now();
+    this.counters.statusWrites++;
+  }
+
+  private async checkOwner(): Promise<void> {
+    if (this.closed || this.failure !== undefined) return;
+    try {
+      const { superblock } = await openSuperblock(this.volume);
+      if (superblock.epoch !== this.superblock.epoch || superblock.writerNode !== this.superblock.writerNode) {
+        this.fail(
+          new LunlinkError(
+            ErrorCode.NotOwner,
+            `${this.volume.path}: node ${superblock.writerNode} took the volume over (epoch ${superblock.epoch}, ours ${this.superblock.epoch}); this writer stops`,
+            { path: this.volume.path },
+          ),
+        );
+      }
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  private fail(error: unknown): void {
+    if (this.failure !== undefined) return;
+    this.failure = error instanceof LunlinkError ? error : new LunlinkError(ErrorCode.System, String(error), { cause: error });
+    for (const timer of this.timers) clearInterval(timer);
+    this.kick();
+    if (this.listenerCount("error") > 0) this.emit("error", this.failure);
+  }
+}
+
+function resolveOptions(o: RingWriterOptions): RingWriter["options"] {
+  const int = (name: string, value: number | undefined, fallback: number, min: number, max: number): number => {
+    if (value === undefined) return fallback;
+    if (!Number.isInteger(value) || value < min || value > max) throw invalidArgument(name, `an integer in ${min}..${max}`, value);
+    return value;
+  };
+  if (!Number.isInteger(o.nodeId) || o.nodeId < 1 || o.nodeId > 0xffffffff) throw invalidArgument("nodeId", "an integer in 1..4294967295", o.nodeId);
+  const resolved: RingWriter["options"] = {
+    nodeId: o.nodeId,
+    flushThresholdBytes: int("flushThresholdBytes", o.flushThresholdBytes, 64 * 1024, 1, 64 * 1024 * 1024),
+    maxDelayMs: int("maxDelayMs", o.maxDelayMs, 2, 0, 10_000),
+    maxRecordBlocks: int("maxRecordBlocks", o.maxRecordBlocks, 65, 1, MAX_RECORD_BLOCKS),
+    queueLimitBytes: int("queueLimitBytes", o.queueLimitBytes, 4 * 1024 * 1024, 0, 1024 * 1024 * 1024),
+    statusIntervalMs: int("statusIntervalMs", o.statusIntervalMs, 100, 1, 60_000),
+    ownerCheckMs: int("ownerCheckMs", o.ownerCheckMs, 1000, 10, 600_000),
+  };
+  if (o.peerAck !== undefined) resolved.peerAck = o.peerAck;
+  if (o.localAck !== undefined) resolved.localAck = o.localAck;
+  return resolved;
+}
