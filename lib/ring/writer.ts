@@ -41,6 +41,12 @@ export interface RingWriterOptions {
   statusIntervalMs?: number;
   /** Re-read the superblock this often and stop if another writer took the volume (default 1000 ms). */
   ownerCheckMs?: number;
+  /**
+   * May records of heartbeat and data frames be overwritten before the peer acked them (default
+   * true, counted in overwrittenUnacked, as a network drops)? false: every record waits for its ack.
+   * Records holding control frames always wait.
+   */
+  overwriteUnacked?: boolean;
   /** The peer's ack of our records (from the peer's status block); undefined = nothing acked yet. */
   peerAck?: () => Ack | undefined;
   /** What we ack to the peer (highest (epoch, seq) received from it), written into our status block. */
@@ -370,7 +376,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       const oldest = this.index[this.indexHead]!;
       if (!(oldest.startBlock < start + blocks && oldest.startBlock + oldest.blocks > start)) break;
       if (!this.acked(oldest.seq)) {
-        if (oldest.noOverwrite) {
+        if (oldest.noOverwrite || !this.options.overwriteUnacked) {
           this.counters.ackWaits++;
           while (!this.acked(oldest.seq)) {
             if (this.closed || this.failure !== undefined) throw this.failure ?? new LunlinkError(ErrorCode.Closed, "ring writer closed while waiting for an ack");
@@ -466,6 +472,7 @@ function resolveOptions(o: RingWriterOptions): RingWriter["options"] {
     queueLimitBytes: int("queueLimitBytes", o.queueLimitBytes, 4 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     statusIntervalMs: int("statusIntervalMs", o.statusIntervalMs, 100, 1, 60_000),
     ownerCheckMs: int("ownerCheckMs", o.ownerCheckMs, 1000, 10, 600_000),
+    overwriteUnacked: o.overwriteUnacked ?? true,
   };
   if (o.peerAck !== undefined) resolved.peerAck = o.peerAck;
   if (o.localAck !== undefined) resolved.localAck = o.localAck;

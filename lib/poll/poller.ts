@@ -1,0 +1,153 @@
+// Poller: keeps a RingReader at the head of the peer's ring. After a record it polls again at once;
+// while nothing arrives it waits in the addon's watch (re-reading the expected block with O_DIRECT,
+// nanosleep between tries), the sleep doubling from pollMinUs up to pollMaxMs, so latency stays low
+// under traffic and an idle link costs little. The peer's status block is re-read every
+// statusPollMs (acks, heartbeat, epoch changes). Frames go to onFrame (zero-copy, valid during the
+// call) and to an async iterator (copies, bounded by maxQueuedFrames: a slow consumer pauses polling).
+import { EventEmitter } from "node:events";
+import { performance } from "node:perf_hooks";
+
+import type { StatusBlock } from "../format/status.ts";
+import { invalidArgument } from "../io/errors.ts";
+import type { FrameVisitor, PollOutcome, RingReader } from "../ring/reader.ts";
+
+export interface PollerOptions {
+  /** Shortest sleep between reads of the expected block while waiting (default 100 us). */
+  pollMinUs?: number;
+  /** Longest sleep (the bound on added latency when idle; default 10 ms). */
+  pollMaxMs?: number;
+  /** Peer status block re-read period (default 50 ms). */
+  statusPollMs?: number;
+  /** Frames kept for the async iterator before polling pauses (default 10000). */
+  maxQueuedFrames?: number;
+  onFrame?: FrameVisitor;
+}
+
+export interface Frame {
+  seq: bigint;
+  type: number;
+  flags: number;
+  payload: Uint8Array;
+  receivedAtMs: number;
+}
+
+export interface PollerEvents {
+  outcome: [PollOutcome];
+  status: [StatusBlock];
+  error: [Error];
+}
+
+export class Poller extends EventEmitter<PollerEvents> {
+  readonly reader: RingReader;
+  private readonly pollMinUs: number;
+  private readonly pollMaxUs: number;
+  private readonly statusPollMs: number;
+  private readonly maxQueuedFrames: number;
+  private readonly onFrame: FrameVisitor | undefined;
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private readonly queue: Frame[] = [];
+  private queueWaiter: (() => void) | undefined;
+  private drainWaiter: (() => void) | undefined;
+  private failure: Error | undefined;
+  private iterating = false;
+
+  constructor(reader: RingReader, options: PollerOptions = {}) {
+    super();
+    this.reader = reader;
+    const int = (name: string, v: number | undefined, fallback: number, min: number, max: number): number => {
+      if (v === undefined) return fallback;
+      if (!Number.isInteger(v) || v < min || v > max) throw invalidArgument(name, `an integer in ${min}..${max}`, v);
+      return v;
+    };
+    this.pollMinUs = int("pollMinUs", options.pollMinUs, 100, 0, 1_000_000);
+    this.pollMaxUs = int("pollMaxMs", options.pollMaxMs, 10, 1, 1000) * 1000;
+    if (this.pollMaxUs < this.pollMinUs) throw invalidArgument("pollMaxMs", `at least pollMinUs (${this.pollMinUs} us)`, options.pollMaxMs);
+    this.statusPollMs = int("statusPollMs", options.statusPollMs, 50, 1, 60_000);
+    this.maxQueuedFrames = int("maxQueuedFrames", options.maxQueuedFrames, 10_000, 1, 10_000_000);
+    this.onFrame = options.onFrame;
+  }
+
+  /** Records the writer has written that we have not read yet (from the last status read). */
+  get lagRecords(): bigint {
+    const head = this.reader.status?.headSeq;
+    return head !== undefined && head > this.reader.seq ? head - this.reader.seq : 0n;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run().catch((error: unknown) => {
+      this.failure = error instanceof Error ? error : new Error(String(error));
+      this.running = false;
+      this.queueWaiter?.();
+      if (this.listenerCount("error") > 0) this.emit("error", this.failure);
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.drainWaiter?.();
+    await this.loop;
+    this.queueWaiter?.();
+  }
+
+  /** Frames in order, copied; ends when the poller stops, throws if it failed. */
+  async *frames(): AsyncGenerator<Frame> {
+    this.iterating = true;
+    try {
+      for (;;) {
+        const frame = this.queue.shift();
+        if (frame !== undefined) {
+          if (this.queue.length < this.maxQueuedFrames / 2) this.drainWaiter?.();
+          yield frame;
+          continue;
+        }
+        if (this.failure !== undefined) throw this.failure;
+        if (!this.running) return;
+        await new Promise<void>((resolve) => (this.queueWaiter = resolve));
+        this.queueWaiter = undefined;
+      }
+    } finally {
+      this.iterating = false;
+    }
+  }
+
+  private async run(): Promise<void> {
+    const reader = this.reader;
+    const visit: FrameVisitor = (seq, type, flags, bytes, offset, length) => {
+      this.onFrame?.(seq, type, flags, bytes, offset, length);
+      if (this.iterating || this.onFrame === undefined) {
+        this.queue.push({ seq, type, flags, payload: bytes.slice(offset, offset + length), receivedAtMs: performance.now() });
+      }
+    };
+    let sleepUs = this.pollMinUs;
+    let fresh = false;
+    let lastStatusMs = Number.NEGATIVE_INFINITY;
+    while (this.running) {
+      if (this.queue.length >= this.maxQueuedFrames) {
+        await new Promise<void>((resolve) => (this.drainWaiter = resolve));
+        this.drainWaiter = undefined;
+        continue;
+      }
+      const outcome = await reader.poll(visit, fresh);
+      fresh = false;
+      if (outcome !== "waiting") this.emit("outcome", outcome);
+      if (this.queue.length > 0) this.queueWaiter?.();
+      const now = performance.now();
+      if (now - lastStatusMs >= this.statusPollMs) {
+        lastStatusMs = now;
+        const changed = await reader.refresh();
+        if (changed !== undefined) this.emit("outcome", changed);
+        if (reader.status !== undefined) this.emit("status", reader.status);
+      }
+      if (outcome !== "waiting") {
+        sleepUs = this.pollMinUs;
+        continue;
+      }
+      const timeoutMs = Math.max(1, Math.min(this.statusPollMs, Math.ceil(this.statusPollMs - (performance.now() - lastStatusMs))));
+      fresh = await reader.volume.watch(reader.expectedOffset, reader.firstBlock, { compareBytes: 96, sleepUs, timeoutMs });
+      if (!fresh) sleepUs = Math.min(this.pollMaxUs, Math.max(1, sleepUs * 2));
+    }
+  }
+}

@@ -1,0 +1,302 @@
+// RingReader: reads the peer's ring on the receive volume, record by record, following the decision
+// table in docs/format.md. poll() makes one attempt at the expected position and says what it found;
+// it never delivers a record that failed a check, and never stalls forever behind a damaged one.
+// Pipeline: read expected block -> classify stamp/header -> read the rest -> verify -> deliver frames
+// in order -> advance (pad: wrap to ring block 0).
+import { performance } from "node:perf_hooks";
+
+import { loadChecksums } from "../format/checksum.ts";
+import { MAX_FRAME_BYTES, MAX_RECORD_BLOCKS, RING_START_BLOCK, RecordKind, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
+import { checkBody, checkFirstBlock, forEachFrame, readStamp } from "../format/record.ts";
+import { decodeStatus, pickStatus, type StatusBlock } from "../format/status.ts";
+import type { Superblock } from "../format/superblock.ts";
+import { uuidBytes } from "../format/uuid.ts";
+import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
+import type { Volume } from "../io/volume.ts";
+import { openSuperblock } from "./superblocks.ts";
+
+export interface RingReaderOptions {
+  /** This node: the receive volume's superblock must name it as the peer. */
+  nodeId: number;
+  /** The expected writer; default: whatever the superblock names (not the local node). */
+  peerNodeId?: number;
+  /** The expected pair UUID, if configured. */
+  pairUuid?: string;
+  /** Where to begin: the writer's head (default: only new records), the oldest intact, or a seq. */
+  start?: "head" | "oldest" | { seq: bigint };
+  /** A slot that stays invalid this long while the writer is past it is damaged and skipped (default 1000 ms). */
+  damageTimeoutMs?: number;
+  /** Bound of the resync scan for a sequence, in blocks (default: the whole ring). */
+  scanLimitBlocks?: number;
+}
+
+export type FrameVisitor = (seq: bigint, type: number, flags: number, bytes: Uint8Array, offset: number, length: number) => void;
+
+export type PollOutcome =
+  | "delivered" // a valid record: its frames were visited
+  | "pad" // end of lap: continued at ring block 0
+  | "waiting" // nothing new (empty, older lap, stale epoch, torn while being written)
+  | "overrun" // the writer lapped the reader: lost records counted, resynced
+  | "damaged" // a record stayed invalid past damageTimeoutMs: counted and skipped
+  | "epoch"; // the writer started a new epoch: resumed at its start
+
+export interface RingReaderCounters {
+  records: number;
+  frames: number;
+  pads: number;
+  lost: bigint;
+  overruns: number;
+  damaged: number;
+  tornSeen: number;
+  epochChanges: number;
+}
+
+export class RingReader {
+  readonly volume: Volume;
+  readonly counters: RingReaderCounters = { records: 0, frames: 0, pads: 0, lost: 0n, overruns: 0, damaged: 0, tornSeen: 0, epochChanges: 0 };
+  private superblock: Superblock;
+  private uuid: Uint8Array;
+  private readonly B: number;
+  private readonly ringBlocks: number;
+  private readonly damageTimeoutMs: number;
+  /** Next expected (epoch, seq) and the ring block it is at. */
+  epoch: bigint;
+  seq: bigint;
+  block: number;
+  /** The expected block as last read (the baseline a watch compares against). */
+  readonly firstBlock: Uint8Array;
+  private readonly record: Uint8Array;
+  private readonly scratch = new Uint8Array(MAX_FRAME_BYTES);
+  private invalidSinceMs: number | undefined;
+  private lastStatus: StatusBlock | undefined;
+
+  private constructor(volume: Volume, superblock: Superblock, options: RingReaderOptions) {
+    this.volume = volume;
+    this.superblock = superblock;
+    this.uuid = uuidBytes(superblock.volumeUuid);
+    this.B = superblock.blockBytes;
+    this.ringBlocks = Number(superblock.ringBlocks);
+    this.damageTimeoutMs = options.damageTimeoutMs ?? 1000;
+    this.epoch = superblock.epoch;
+    this.seq = superblock.epochStartSeq;
+    this.block = Number(superblock.epochStartBlock);
+    this.firstBlock = volume.alloc(this.B);
+    this.record = volume.alloc(Math.min(MAX_RECORD_BLOCKS, this.ringBlocks) * this.B);
+  }
+
+  static async open(volume: Volume, options: RingReaderOptions): Promise<RingReader> {
+    await loadChecksums();
+    if (!Number.isInteger(options.nodeId) || options.nodeId < 1) throw invalidArgument("nodeId", "an integer in 1..4294967295", options.nodeId);
+    const { superblock } = await openSuperblock(volume);
+    const wrong = (why: string): LunlinkError =>
+      new LunlinkError(ErrorCode.WrongPair, `${volume.path} cannot be node ${options.nodeId}'s receive volume: ${why}`, { path: volume.path });
+    if (superblock.writerNode === options.nodeId) throw wrong(`it is node ${options.nodeId}'s own send volume`);
+    if (superblock.peerNode !== options.nodeId) throw wrong(`it is written by node ${superblock.writerNode} for node ${superblock.peerNode}`);
+    if (options.peerNodeId !== undefined && superblock.writerNode !== options.peerNodeId) throw wrong(`its writer is node ${superblock.writerNode}, expected ${options.peerNodeId}`);
+    if (options.pairUuid !== undefined && superblock.pairUuid !== options.pairUuid) throw wrong(`it belongs to pair ${superblock.pairUuid}, expected ${options.pairUuid}`);
+    const reader = new RingReader(volume, superblock, options);
+    const status = await reader.readStatus();
+    const start = options.start ?? "head";
+    if (start === "head") {
+      if (status !== undefined && status.epoch === superblock.epoch) reader.jump(status.headSeq, Number(status.headBlock));
+    } else if (start === "oldest") {
+      if (status !== undefined && status.epoch === superblock.epoch) await reader.seek(status.oldestSeq, options.scanLimitBlocks);
+    } else {
+      await reader.seek(start.seq, options.scanLimitBlocks);
+    }
+    return reader;
+  }
+
+  /** The peer's status block (its head, its ack of our records, its heartbeat); cached as lastStatus. */
+  async readStatus(): Promise<StatusBlock | undefined> {
+    const a = decodeStatus(await this.volume.read(STATUS_SLOT_BLOCKS[0] * this.B, this.B));
+    const b = decodeStatus(await this.volume.read(STATUS_SLOT_BLOCKS[1] * this.B, this.B));
+    const status = pickStatus(a, b);
+    if (status !== undefined && status.volumeUuid === this.superblock.volumeUuid) this.lastStatus = status;
+    return this.lastStatus;
+  }
+
+  /**
+   * Re-reads the peer's status block; if the writer has moved to a newer epoch (it restarted while
+   * we waited at a slot it will never fill), resumes at that epoch's start.
+   */
+  async refresh(): Promise<PollOutcome | undefined> {
+    const status = await this.readStatus();
+    if (status !== undefined && status.epoch > this.epoch) return this.epochChange(status.epoch);
+    return undefined;
+  }
+
+  get status(): StatusBlock | undefined {
+    return this.lastStatus;
+  }
+
+  /** Byte offset of the expected block on the volume. */
+  get expectedOffset(): number {
+    return (RING_START_BLOCK + this.block) * this.B;
+  }
+
+  /**
+   * One attempt at the expected position. `fresh` says firstBlock already holds the block as just
+   * read (after a watch); otherwise it is read here.
+   */
+  async poll(visit: FrameVisitor, fresh = false): Promise<PollOutcome> {
+    if (!fresh) await this.volume.read(this.expectedOffset, this.firstBlock);
+    const first = checkFirstBlock(this.firstBlock, this.B, this.seq, this.uuid);
+    switch (first.kind) {
+      case "empty":
+      case "older":
+        this.invalidSinceMs = undefined;
+        return "waiting";
+      case "newer":
+        return this.overrun(first.seq);
+      case "foreign":
+        return this.foreign(first.volumeUuid);
+      case "torn":
+        this.counters.tornSeen++;
+        return this.maybeDamaged();
+      case "header":
+        break;
+    }
+    const header = first.header;
+    if (header.epoch < this.epoch) return "waiting"; // an older epoch's record with our seq: not written yet
+    if (header.epoch > this.epoch) return this.epochChange(header.epoch);
+    if (header.blockCount > 1) {
+      const rest = this.record.subarray(0, header.blockCount * this.B);
+      if (this.block + header.blockCount > this.ringBlocks) return this.maybeDamaged();
+      rest.set(this.firstBlock, 0);
+      await this.volume.read(this.expectedOffset + this.B, rest.subarray(this.B));
+    } else {
+      this.record.set(this.firstBlock, 0);
+    }
+    const body = checkBody(this.record, this.B, header);
+    if (body.kind === "newer") return this.overrun(body.seq);
+    if (body.kind === "torn") {
+      this.counters.tornSeen++;
+      return this.maybeDamaged();
+    }
+    this.invalidSinceMs = undefined;
+    if (header.kind === RecordKind.Pad) {
+      this.counters.pads++;
+      this.jump(this.seq + 1n, 0);
+      return "pad";
+    }
+    const seq = this.seq;
+    const problem = forEachFrame(this.record, this.B, header, this.scratch, (type, flags, bytes, offset, length) => {
+      this.counters.frames++;
+      visit(seq, type, flags, bytes, offset, length);
+    });
+    if (problem !== undefined) {
+      // Checksums passed but the frames do not parse: a writer bug or a forgery. Never deliver more.
+      this.counters.damaged++;
+      this.advance(header.blockCount);
+      return "damaged";
+    }
+    this.counters.records++;
+    this.advance(header.blockCount);
+    return "delivered";
+  }
+
+  private advance(blocks: number): void {
+    this.seq++;
+    this.block += blocks;
+    if (this.block >= this.ringBlocks) this.block = 0;
+  }
+
+  private jump(seq: bigint, block: number): void {
+    this.seq = seq;
+    this.block = block >= this.ringBlocks ? 0 : block;
+    this.invalidSinceMs = undefined;
+  }
+
+  /** The writer lapped us: continue with the newer record found here; what lay between is lost. */
+  private async overrun(newerSeq: bigint): Promise<PollOutcome> {
+    this.counters.overruns++;
+    const stamp = readStamp(this.firstBlock, 0);
+    const status = await this.readStatus();
+    if (stamp !== undefined && stamp.seq === newerSeq && stamp.blockIndex <= this.block) {
+      this.counters.lost += newerSeq - this.seq;
+      this.jump(newerSeq, this.block - stamp.blockIndex);
+    } else if (status !== undefined && status.epoch === this.epoch) {
+      this.counters.lost += status.headSeq > this.seq ? status.headSeq - this.seq : 0n;
+      this.jump(status.headSeq, Number(status.headBlock));
+    } else {
+      this.counters.lost += newerSeq - this.seq;
+      this.jump(newerSeq, this.block);
+    }
+    return "overrun";
+  }
+
+  private async epochChange(epoch: bigint): Promise<PollOutcome> {
+    const { superblock } = await openSuperblock(this.volume);
+    if (superblock.volumeUuid !== this.superblock.volumeUuid) return this.foreign(superblock.volumeUuid);
+    if (superblock.epoch < epoch) return "waiting"; // the mirrored superblock lags the records: wait for it
+    this.counters.epochChanges++;
+    if (superblock.epochStartSeq > this.seq) this.counters.lost += superblock.epochStartSeq - this.seq;
+    this.superblock = superblock;
+    this.epoch = superblock.epoch;
+    this.jump(superblock.epochStartSeq, Number(superblock.epochStartBlock));
+    return "epoch";
+  }
+
+  private foreign(uuid: string): never {
+    throw new LunlinkError(
+      ErrorCode.WrongPair,
+      `${this.volume.path}: found a record of volume ${uuid} where volume ${this.superblock.volumeUuid}'s seq ${this.seq} belongs (reformatted, or another pair's volume)`,
+      { path: this.volume.path },
+    );
+  }
+
+  /** An invalid slot: wait while the writer may still be writing it; skip it once it is clearly damaged. */
+  private async maybeDamaged(): Promise<PollOutcome> {
+    const now = performance.now();
+    this.invalidSinceMs ??= now;
+    if (now - this.invalidSinceMs < this.damageTimeoutMs) return "waiting";
+    const status = await this.readStatus();
+    if (status === undefined || status.epoch !== this.epoch || status.headSeq <= this.seq + 1n) return "waiting";
+    // The writer is past this record: skip to the next record start (stamp index 0, seq > ours).
+    this.counters.damaged++;
+    const found = await this.findFrom(this.block + 1, (seq, index) => index === 0 && seq > this.seq);
+    if (found !== undefined) {
+      this.counters.lost += found.seq - this.seq - 1n;
+      this.jump(found.seq, found.block);
+    } else {
+      this.counters.lost += status.headSeq - this.seq - 1n;
+      this.jump(status.headSeq, Number(status.headBlock));
+    }
+    return "damaged";
+  }
+
+  /** Positions the reader at `seq` by scanning stamps (bounded); if absent, at the oldest later one. */
+  private async seek(seq: bigint, limitBlocks = this.ringBlocks): Promise<void> {
+    let best: { seq: bigint; block: number } | undefined;
+    const batch = 64;
+    const buffer = this.volume.alloc(batch * this.B);
+    for (let first = 0; first < Math.min(limitBlocks, this.ringBlocks); first += batch) {
+      const count = Math.min(batch, this.ringBlocks - first);
+      const view = buffer.subarray(0, count * this.B);
+      await this.volume.read((RING_START_BLOCK + first) * this.B, view);
+      for (let i = 0; i < count; i++) {
+        const stamp = readStamp(view, i * this.B);
+        if (stamp === undefined || stamp.blockIndex !== 0 || stamp.seq < seq) continue;
+        if (best === undefined || stamp.seq < best.seq) best = { seq: stamp.seq, block: first + i };
+      }
+      if (best?.seq === seq) break;
+    }
+    if (best !== undefined) {
+      if (best.seq > seq) this.counters.lost += best.seq - seq;
+      this.jump(best.seq, best.block);
+    } else {
+      this.jump(seq, this.block);
+    }
+  }
+
+  private async findFrom(startBlock: number, match: (seq: bigint, index: number) => boolean): Promise<{ seq: bigint; block: number } | undefined> {
+    for (let n = 0; n < this.ringBlocks; n++) {
+      const block = (startBlock + n) % this.ringBlocks;
+      await this.volume.read((RING_START_BLOCK + block) * this.B, this.firstBlock);
+      const stamp = readStamp(this.firstBlock, 0);
+      if (stamp !== undefined && match(stamp.seq, stamp.blockIndex)) return { seq: stamp.seq, block };
+    }
+    return undefined;
+  }
+}
