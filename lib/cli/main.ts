@@ -7,6 +7,7 @@ import { ErrorCode, LunlinkError } from "../io/errors.ts";
 import { demoCommand } from "./demo.ts";
 import { formatCommand, inspectCommand } from "./format.ts";
 import { probeCommand } from "./probe.ts";
+import { appendCommand, tailCommand } from "./ring.ts";
 import { UsageError, type Output } from "./output.ts";
 
 export interface Command {
@@ -19,6 +20,8 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   probe: probeCommand,
   format: formatCommand,
   inspect: inspectCommand,
+  append: appendCommand,
+  tail: tailCommand,
   demo: demoCommand,
 };
 

@@ -85,6 +85,12 @@ export class Poller extends EventEmitter<PollerEvents> {
     });
   }
 
+  /** Resolves when the poller has stopped; rejects with the error that stopped it. */
+  async finished(): Promise<void> {
+    await this.loop;
+    if (this.failure !== undefined) throw this.failure;
+  }
+
   async stop(): Promise<void> {
     this.running = false;
     this.drainWaiter?.();

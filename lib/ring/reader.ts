@@ -100,7 +100,7 @@ export class RingReader {
     if (start === "head") {
       if (status !== undefined && status.epoch === superblock.epoch) reader.jump(status.headSeq, Number(status.headBlock));
     } else if (start === "oldest") {
-      if (status !== undefined && status.epoch === superblock.epoch) await reader.seek(status.oldestSeq, options.scanLimitBlocks);
+      if (status !== undefined) await reader.seek(status.oldestSeq, options.scanLimitBlocks);
     } else {
       await reader.seek(start.seq, options.scanLimitBlocks);
     }
@@ -145,6 +145,9 @@ export class RingReader {
     switch (first.kind) {
       case "empty":
       case "older":
+        // Below the current epoch's first seq nothing new will ever be written: the previous writer
+        // stopped before this seq. Wait out a lagging mirror (damageTimeoutMs), then move on.
+        if (this.seq < this.superblock.epochStartSeq) return this.endOfEpoch();
         this.invalidSinceMs = undefined;
         return "waiting";
       case "newer":
@@ -158,8 +161,11 @@ export class RingReader {
         break;
     }
     const header = first.header;
-    if (header.epoch < this.epoch) return "waiting"; // an older epoch's record with our seq: not written yet
+    // Sequences never repeat on a volume, so the record holding the expected seq is the one we want
+    // whatever its epoch, provided the epochs agree with the superblock: an older epoch's record must
+    // lie below the current epoch's first seq; a newer epoch means the writer restarted.
     if (header.epoch > this.epoch) return this.epochChange(header.epoch);
+    if (header.epoch < this.epoch && header.seq >= this.superblock.epochStartSeq) return this.maybeDamaged();
     if (header.blockCount > 1) {
       const rest = this.record.subarray(0, header.blockCount * this.B);
       if (this.block + header.blockCount > this.ringBlocks) return this.maybeDamaged();
@@ -226,15 +232,31 @@ export class RingReader {
     return "overrun";
   }
 
+  /**
+   * The writer started a newer epoch: adopt it (its superblock says where it starts). The position
+   * is kept: records of the older epoch below epochStartSeq are still read in order.
+   */
   private async epochChange(epoch: bigint): Promise<PollOutcome> {
     const { superblock } = await openSuperblock(this.volume);
     if (superblock.volumeUuid !== this.superblock.volumeUuid) return this.foreign(superblock.volumeUuid);
     if (superblock.epoch < epoch) return "waiting"; // the mirrored superblock lags the records: wait for it
     this.counters.epochChanges++;
-    if (superblock.epochStartSeq > this.seq) this.counters.lost += superblock.epochStartSeq - this.seq;
     this.superblock = superblock;
     this.epoch = superblock.epoch;
-    this.jump(superblock.epochStartSeq, Number(superblock.epochStartBlock));
+    if (this.seq > superblock.epochStartSeq) {
+      // We were past where the new epoch starts (the old writer's tail was torn): follow the new epoch.
+      this.jump(superblock.epochStartSeq, Number(superblock.epochStartBlock));
+    }
+    return "epoch";
+  }
+
+  /** The expected seq belongs to an ended epoch and is not on the volume: continue where the new epoch starts. */
+  private endOfEpoch(): PollOutcome {
+    const now = performance.now();
+    this.invalidSinceMs ??= now;
+    if (now - this.invalidSinceMs < this.damageTimeoutMs) return "waiting";
+    this.counters.lost += this.superblock.epochStartSeq - this.seq;
+    this.jump(this.superblock.epochStartSeq, Number(this.superblock.epochStartBlock));
     return "epoch";
   }
 

@@ -10,11 +10,14 @@ export interface RingScan {
   highestSeq: bigint;
   /** Ring block just after the record holding highestSeq (wrapped to 0 at the ring end). */
   nextBlock: bigint;
+  /** Lowest seq of a record start (stamp index 0) found, 0n if none: where the oldest data may be. */
+  lowestStartSeq: bigint;
 }
 
 export async function scanRing(volume: Volume, blockBytes: number, ringBlocks: bigint, batchBlocks = 256): Promise<RingScan> {
   let highestSeq = 0n;
   let nextBlock = 0n;
+  let lowestStartSeq = 0n;
   const buffer = volume.alloc(batchBlocks * blockBytes);
   for (let first = 0n; first < ringBlocks; first += BigInt(batchBlocks)) {
     const count = Number(ringBlocks - first < BigInt(batchBlocks) ? ringBlocks - first : BigInt(batchBlocks));
@@ -22,11 +25,13 @@ export async function scanRing(volume: Volume, blockBytes: number, ringBlocks: b
     await volume.read((BigInt(RING_START_BLOCK) + first) * BigInt(blockBytes), view);
     for (let i = 0; i < count; i++) {
       const stamp = readStamp(view, i * blockBytes);
-      if (stamp === undefined || stamp.seq <= highestSeq) continue;
+      if (stamp === undefined) continue;
+      if (stamp.blockIndex === 0 && (lowestStartSeq === 0n || stamp.seq < lowestStartSeq)) lowestStartSeq = stamp.seq;
+      if (stamp.seq <= highestSeq) continue;
       highestSeq = stamp.seq;
       const end = first + BigInt(i) - BigInt(stamp.blockIndex) + BigInt(Math.max(1, stamp.blockCount));
       nextBlock = end >= ringBlocks || end < 0n ? 0n : end;
     }
   }
-  return { highestSeq, nextBlock };
+  return { highestSeq, nextBlock, lowestStartSeq };
 }

@@ -125,7 +125,11 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
   private flushWaiters: (() => void)[] = [];
   private readonly spaceWaiters: (() => void)[] = [];
 
-  private constructor(volume: Volume, superblock: Superblock, options: RingWriter["options"], seq: bigint, headBlock: number) {
+  /** Oldest record start seen at open: the status block's oldestSeq until a full lap replaced the ring. */
+  private readonly oldestAtOpen: bigint;
+  private blocksSinceOpen = 0;
+
+  private constructor(volume: Volume, superblock: Superblock, options: RingWriter["options"], seq: bigint, headBlock: number, oldestAtOpen: bigint) {
     super();
     this.volume = volume;
     this.superblock = superblock;
@@ -140,6 +144,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     this.padBlock = volume.alloc(this.B);
     this.seq = seq;
     this.headBlock = headBlock;
+    this.oldestAtOpen = oldestAtOpen > 0n ? oldestAtOpen : seq;
     for (const type of CLASS_ORDER) this.overflow.set(type, { frames: [], bytes: 0 });
     this.pump = this.run();
     this.timers.push(setInterval(() => this.kick(), options.statusIntervalMs).unref());
@@ -172,7 +177,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     };
     // The new epoch is durable before any record of it is written.
     await writeSuperblock(volume, next);
-    const writer = new RingWriter(volume, next, resolved, startSeq, Number(next.epochStartBlock));
+    const writer = new RingWriter(volume, next, resolved, startSeq, Number(next.epochStartBlock), scan.lowestStartSeq);
     await writer.writeStatus();
     return writer;
   }
@@ -342,6 +347,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       if (this.headBlock >= this.ringBlocks) this.headBlock = 0;
       this.counters.records++;
       this.counters.bytesWritten += blocks * this.B;
+      this.blocksSinceOpen += blocks;
       builder.reset();
       this.emit("flush", seq, blocks);
       await this.writeStatus();
@@ -403,7 +409,8 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
 
   private async writeStatus(): Promise<void> {
     const ack = this.options.localAck?.();
-    const oldest = this.indexHead < this.index.length ? this.index[this.indexHead]!.seq : this.seq;
+    const oldest =
+      this.blocksSinceOpen < this.ringBlocks ? this.oldestAtOpen : this.indexHead < this.index.length ? this.index[this.indexHead]!.seq : this.seq;
     this.statusGeneration++;
     this.heartbeat++;
     const slot = Number(this.statusGeneration % 2n) as 0 | 1;
