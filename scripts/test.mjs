@@ -1,7 +1,7 @@
 // `npm test`: runs the unit suite, then the device suite (serially), each through ava's TAP
 // reporter, echoes everything, and ends with one line "N passed, N failed[, N skipped]" that CI
 // reads. Exit status is non-zero if anything failed or a suite did not report.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 
 const suites = [
   { name: "unit", config: "ava.config.js" },
@@ -44,6 +44,10 @@ function runSuite(suite) {
   });
 }
 
+// A run killed by a timeout cannot tear down: sweep its loop devices and mounts, before and after.
+const sweep = () => spawnSync("bash", ["scripts/sweep-test-leftovers.sh"], { stdio: "inherit" });
+sweep();
+
 let passed = 0;
 let failed = 0;
 let skipped = 0;
@@ -54,5 +58,6 @@ for (const suite of suites) {
   failed += counts.fail;
   skipped += counts.skip;
 }
+sweep();
 console.log(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ""}`);
 process.exitCode = failed > 0 || passed === 0 ? 1 : 0;

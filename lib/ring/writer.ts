@@ -37,6 +37,11 @@ export interface RingWriterOptions {
   maxRecordBlocks?: number;
   /** Overflow bound per class while the record buffer is full (default 4 MiB each). */
   queueLimitBytes?: number;
+  /**
+   * When a heartbeat or data queue is full: "drop" the frame (counted; append resolves false), as a
+   * network would (default), or "wait" for room (back-pressure). Control frames always wait.
+   */
+  fullQueue?: "drop" | "wait";
   /** Storage heartbeat: the status block is rewritten at least this often (default 100 ms). */
   statusIntervalMs?: number;
   /** Re-read the superblock this often and stop if another writer took the volume (default 1000 ms). */
@@ -197,8 +202,8 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
 
   /**
    * Queues one frame. Resolves once it is in the write buffer (not yet durable: see flush()).
-   * A full class queue drops heartbeat and data frames (counted, resolves false) and makes control
-   * frames wait for room.
+   * A full class queue drops heartbeat and data frames (counted, resolves false) unless fullQueue is
+   * "wait", and makes control frames wait for room.
    */
   async append(type: FrameType, payload: Uint8Array, flags = 0): Promise<boolean> {
     if (this.failure !== undefined) throw this.failure;
@@ -217,7 +222,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       return true;
     }
     while (queue.bytes + payload.length > this.options.queueLimitBytes) {
-      if (type !== FrameType.Control) {
+      if (type !== FrameType.Control && this.options.fullQueue === "drop") {
         this.counters.framesDropped++;
         return false;
       }
@@ -480,6 +485,7 @@ function resolveOptions(o: RingWriterOptions): RingWriter["options"] {
     statusIntervalMs: int("statusIntervalMs", o.statusIntervalMs, 100, 1, 60_000),
     ownerCheckMs: int("ownerCheckMs", o.ownerCheckMs, 1000, 10, 600_000),
     overwriteUnacked: o.overwriteUnacked ?? true,
+    fullQueue: o.fullQueue ?? "drop",
   };
   if (o.peerAck !== undefined) resolved.peerAck = o.peerAck;
   if (o.localAck !== undefined) resolved.localAck = o.localAck;

@@ -1,0 +1,75 @@
+// One side of the two-process ring test, run as its own process:
+//   node --import=tsx test/helpers/ring-peer.ts appender <sendVolume> <ackVolume> <frames>
+//   node --import=tsx test/helpers/ring-peer.ts tailer <receiveVolume> <ackSendVolume> <frames>
+// The appender writes frames (node 1) and learns the tailer's ack from the tailer's status block on
+// the second volume; the tailer (node 2) reads every frame and writes its ack into that status block.
+// Each prints one JSON line with its counters when done.
+import { createHash } from "node:crypto";
+
+import { FrameType } from "../../lib/format/layout.ts";
+import { Volume } from "../../lib/index.ts";
+import { Poller } from "../../lib/poll/poller.ts";
+import { RingReader } from "../../lib/ring/reader.ts";
+import { RingWriter, type Ack } from "../../lib/ring/writer.ts";
+
+const [mode, dataPath, ackPath, framesArg] = process.argv.slice(2);
+const frames = Number(framesArg);
+
+function payloadFor(i: number): Uint8Array {
+  const length = 16 + ((i * 7919) % 3000);
+  const b = new Uint8Array(length);
+  new DataView(b.buffer).setUint32(0, i, true);
+  for (let k = 4; k < length; k++) b[k] = (i * 31 + k) & 0xff;
+  return b;
+}
+
+if (mode === "appender") {
+  const send = await Volume.open(dataPath!, { dsync: true, exclusive: true });
+  const acks = await Volume.open(ackPath!, { readOnly: true });
+  const ackReader = await RingReader.open(acks, { nodeId: 1 });
+  let peerAck: Ack | undefined;
+  const ackPoll = setInterval(() => {
+    void ackReader.readStatus().then((s) => {
+      if (s !== undefined && s.ackSeq > 0n) peerAck = { epoch: s.ackEpoch, seq: s.ackSeq };
+    });
+  }, 2);
+  const writer = await RingWriter.open(send, { nodeId: 1, maxRecordBlocks: 4, flushThresholdBytes: 8192, maxDelayMs: 1, overwriteUnacked: false, fullQueue: "wait", queueLimitBytes: 256 * 1024, peerAck: () => peerAck });
+  for (let i = 0; i < frames; i++) await writer.append(FrameType.Data, payloadFor(i));
+  await writer.flush();
+  await writer.close();
+  clearInterval(ackPoll);
+  console.log(JSON.stringify({ ...writer.counters, epoch: Number(writer.epoch) }));
+  await send.close();
+  await acks.close();
+} else if (mode === "tailer") {
+  const receive = await Volume.open(dataPath!, { readOnly: true });
+  const ackSend = await Volume.open(ackPath!, { dsync: true, exclusive: true });
+  let delivered: Ack | undefined;
+  const ackWriter = await RingWriter.open(ackSend, { nodeId: 2, statusIntervalMs: 2, localAck: () => delivered });
+  const reader = await RingReader.open(receive, { nodeId: 2, start: "head" });
+  const poller = new Poller(reader, { pollMinUs: 50, pollMaxMs: 2, statusPollMs: 5 });
+  const hash = createHash("sha256");
+  let count = 0;
+  let inOrder = true;
+  let corrupt = 0;
+  poller.start();
+  console.log(JSON.stringify({ ready: true }));
+  for await (const frame of poller.frames()) {
+    const i = new DataView(frame.payload.buffer, frame.payload.byteOffset).getUint32(0, true);
+    if (i !== count) inOrder = false;
+    if (Buffer.compare(frame.payload, payloadFor(i)) !== 0) corrupt++;
+    hash.update(frame.payload);
+    count++;
+    delivered = { epoch: reader.epoch, seq: frame.seq };
+    if (count === frames) break;
+  }
+  await new Promise((r) => setTimeout(r, 50)); // let the last ack reach the status block
+  await poller.stop();
+  await ackWriter.close();
+  console.log(JSON.stringify({ count, inOrder, corrupt, hash: hash.digest("hex"), lost: Number(reader.counters.lost), overruns: reader.counters.overruns, damaged: reader.counters.damaged }));
+  await receive.close();
+  await ackSend.close();
+} else {
+  console.error("usage: ring-peer.ts appender|tailer <volume> <volume> <frames>");
+  process.exit(2);
+}
