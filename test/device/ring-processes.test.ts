@@ -15,7 +15,7 @@ const FRAMES = 6000;
 const RING_BLOCKS = 128n;
 
 function start(t: Parameters<typeof sparseFile>[0], args: string[]) {
-  const child = spawn(process.execPath, ["--import=tsx", PEER, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--import=tsx", PEER, ...args], { stdio: ["pipe", "pipe", "pipe"] });
   t.teardown(() => {
     if (child.exitCode === null) child.kill("SIGKILL");
   });

@@ -14,6 +14,14 @@ import { RingWriter, type Ack } from "../../lib/ring/writer.ts";
 
 const [mode, dataPath, ackPath, framesArg] = process.argv.slice(2);
 const frames = Number(framesArg);
+// Bounded in time, and gone with its parent: the test pipes stdin, which closes if the parent dies.
+setTimeout(() => {
+  console.error("ring-peer: 120 s limit reached");
+  process.exit(3);
+}, 120_000).unref();
+process.stdin.on("end", () => process.exit(4));
+process.stdin.on("error", () => process.exit(4));
+process.stdin.resume();
 
 function payloadFor(i: number): Uint8Array {
   const length = 16 + ((i * 7919) % 3000);
@@ -73,3 +81,5 @@ if (mode === "appender") {
   console.error("usage: ring-peer.ts appender|tailer <volume> <volume> <frames>");
   process.exit(2);
 }
+process.exit(0); // stdin is still being watched for the parent's death
+
