@@ -112,7 +112,13 @@ export class RingReader {
     const a = decodeStatus(await this.volume.read(STATUS_SLOT_BLOCKS[0] * this.B, this.B));
     const b = decodeStatus(await this.volume.read(STATUS_SLOT_BLOCKS[1] * this.B, this.B));
     const status = pickStatus(a, b);
-    if (status !== undefined && status.volumeUuid === this.superblock.volumeUuid) this.lastStatus = status;
+    if (status !== undefined && status.volumeUuid !== this.superblock.volumeUuid) {
+      // Another volume's status: the volume was reformatted (or swapped) under us.
+      const { superblock } = await openSuperblock(this.volume);
+      if (superblock.volumeUuid !== this.superblock.volumeUuid) this.foreign(superblock.volumeUuid);
+      return this.lastStatus;
+    }
+    if (status !== undefined) this.lastStatus = status;
     return this.lastStatus;
   }
 

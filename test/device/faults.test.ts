@@ -160,3 +160,43 @@ test("a loop device whose backing file shrank below the offset reports an error,
     `${(error as LunlinkError).code}: ${error.message}`,
   );
 });
+
+test("the ring reader reports EIO and a stall on its receive volume, and carries on when the device heals", async (t) => {
+  const { FrameType } = await import("../../lib/format/layout.ts");
+  const { RingReader } = await import("../../lib/ring/reader.ts");
+  const { RingWriter } = await import("../../lib/ring/writer.ts");
+  const { formatVolume } = await import("../../lib/ring/superblocks.ts");
+  const fault = await faultDevice(t);
+  const send = await Volume.open(fault.device, { dsync: true, ioTimeoutMs: 5000 });
+  t.teardown(() => send.close().catch(() => undefined));
+  await formatVolume(send, { writerNode: 1, peerNode: 2, ringBlocks: 256n });
+  const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 0 });
+  t.teardown(() => writer.close().catch(() => undefined));
+  const receive = await Volume.open(fault.device, { readOnly: true, ioTimeoutMs: 300 });
+  t.teardown(() => receive.close().catch(() => undefined));
+  const reader = await RingReader.open(receive, { nodeId: 2, start: "head" });
+  const texts: string[] = [];
+  const visit = (_s: bigint, _t: number, _f: number, bytes: Uint8Array, offset: number, length: number) => texts.push(Buffer.from(bytes.buffer, bytes.byteOffset + offset, length).toString());
+
+  await writer.append(FrameType.Control, Buffer.from("one"));
+  await writer.flush();
+  t.is(await reader.poll(visit), "delivered");
+
+  await fault.setFailing(true);
+  const eio = await t.throwsAsync(reader.poll(visit));
+  t.is((eio as LunlinkError).code, ErrorCode.IoError);
+  await fault.setFailing(false);
+
+  fault.stop();
+  const stall = await t.throwsAsync(reader.poll(visit));
+  t.is((stall as LunlinkError).code, ErrorCode.IoStalled);
+  fault.resume();
+  for (let i = 0; i < 100 && receive.stalled; i++) await new Promise((r) => setTimeout(r, 20));
+
+  await writer.append(FrameType.Control, Buffer.from("two"));
+  await writer.flush();
+  let outcome = await reader.poll(visit);
+  for (let i = 0; i < 5 && outcome !== "delivered"; i++) outcome = await reader.poll(visit);
+  t.deepEqual(texts, ["one", "two"]);
+  t.is(reader.counters.lost, 0n);
+});
