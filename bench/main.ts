@@ -1,11 +1,13 @@
 // `npm run bench -- <suite> [options]`: benchmarks side by side with reference tools, printed as
-// tables with ratios. Suites: raw (addon O_DIRECT vs fio psync), codec (checksums, record encode/decode).
+// tables with ratios. Suites: raw (addon O_DIRECT vs fio psync), codec (checksums, record encode/decode), ring (RingWriter vs fio).
 import { codecBench } from "./codec.ts";
 import { rawBench } from "./raw.ts";
+import { ringBench } from "./ring.ts";
 
 const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   raw: rawBench,
   codec: codecBench,
+  ring: ringBench,
 };
 
 const [suite = "raw", ...rest] = process.argv.slice(2);

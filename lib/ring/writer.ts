@@ -112,7 +112,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
   private buffers: [Uint8Array, Uint8Array];
   private filling = 0;
   private fillingSinceMs = 0;
-  private readonly overflow = new Map<number, { frames: Pending[]; bytes: number }>();
+  private readonly overflow = new Map<number, { frames: Pending[]; head: number; bytes: number }>();
   private readonly index: Indexed[] = [];
   private indexHead = 0;
   private seq: bigint;
@@ -150,7 +150,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     this.seq = seq;
     this.headBlock = headBlock;
     this.oldestAtOpen = oldestAtOpen > 0n ? oldestAtOpen : seq;
-    for (const type of CLASS_ORDER) this.overflow.set(type, { frames: [], bytes: 0 });
+    for (const type of CLASS_ORDER) this.overflow.set(type, { frames: [], head: 0, bytes: 0 });
     this.pump = this.run();
     this.timers.push(setInterval(() => this.kick(), options.statusIntervalMs).unref());
     this.timers.push(setInterval(() => void this.checkOwner(), options.ownerCheckMs).unref());
@@ -201,39 +201,60 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
   }
 
   /**
-   * Queues one frame. Resolves once it is in the write buffer (not yet durable: see flush()).
-   * A full class queue drops heartbeat and data frames (counted, resolves false) unless fullQueue is
-   * "wait", and makes control frames wait for room.
+   * Queues one frame without waiting: "queued" (in the write buffer, or in its class's overflow
+   * queue), "dropped" (heartbeat/data with a full queue and fullQueue "drop"; counted) or "full"
+   * (a control frame, or fullQueue "wait": call append() to wait for room). No promise, no
+   * allocation while the frame fits the write buffer: this is the hot path.
    */
-  async append(type: FrameType, payload: Uint8Array, flags = 0): Promise<boolean> {
+  tryAppend(type: FrameType, payload: Uint8Array, flags = 0): "queued" | "dropped" | "full" {
     if (this.failure !== undefined) throw this.failure;
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, `append ${this.volume.path}: the ring writer is closed`);
     if (type !== FrameType.Heartbeat && type !== FrameType.Control && type !== FrameType.Data) throw invalidArgument("type", "1 (heartbeat), 2 (control) or 3 (data)", type);
-    if (payload.length > MAX_FRAME_BYTES || payload.length + FRAME_HEADER_BYTES > payloadCapacity(this.B, this.builders[0].maxBlocks)) {
-      throw new LunlinkError(ErrorCode.FrameTooLarge, `a frame of ${payload.length} bytes does not fit a record (at most ${Math.min(MAX_FRAME_BYTES, payloadCapacity(this.B, this.builders[0].maxBlocks) - FRAME_HEADER_BYTES)})`);
+    const capacity = Math.min(MAX_FRAME_BYTES, payloadCapacity(this.B, this.builders[0].maxBlocks) - FRAME_HEADER_BYTES);
+    if (payload.length > capacity) {
+      throw new LunlinkError(ErrorCode.FrameTooLarge, `a frame of ${payload.length} bytes does not fit a record (at most ${capacity})`);
     }
-    const queue = this.overflow.get(type)!;
     const builder = this.current();
-    if (queue.frames.length === 0 && this.overflowEmpty() && builder.fits(payload.length)) {
+    if (this.overflowBytes === 0 && builder.fits(payload.length)) {
       if (builder.frames === 0) this.fillingSinceMs = performance.now();
       builder.append(type, flags, payload, type === FrameType.Control);
       this.counters.framesAppended++;
-      if (builder.bytes >= this.options.flushThresholdBytes || builder.frames === 1) this.kick();
-      return true;
+      if (builder.frames === 1 || builder.bytes >= this.options.flushThresholdBytes) this.kick();
+      return "queued";
     }
-    while (queue.bytes + payload.length > this.options.queueLimitBytes) {
+    // Back-pressured data waits for the next write buffer instead of being copied aside; heartbeat
+    // and control go to their queues so they overtake waiting data at the next record.
+    if (type === FrameType.Data && this.options.fullQueue === "wait") {
+      this.sealNow = true; // a frame is waiting for room: do not hold the full buffer for maxDelayMs
+      this.kick();
+      return "full";
+    }
+    const queue = this.overflow.get(type)!;
+    if (queue.bytes + payload.length > this.options.queueLimitBytes) {
       if (type !== FrameType.Control && this.options.fullQueue === "drop") {
         this.counters.framesDropped++;
-        return false;
+        return "dropped";
       }
-      await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
-      if (this.failure !== undefined) throw this.failure;
+      return "full";
     }
     queue.frames.push({ type, flags, payload: payload.slice() });
     queue.bytes += payload.length;
+    this.overflowBytes += payload.length + 1;
     this.counters.framesAppended++;
     this.kick();
-    return true;
+    return "queued";
+  }
+
+  /**
+   * Queues one frame, waiting for room when its queue is full and the policy says wait (control
+   * frames always). Resolves true once queued (not yet durable: see flush()), false if dropped.
+   */
+  async append(type: FrameType, payload: Uint8Array, flags = 0): Promise<boolean> {
+    for (;;) {
+      const result = this.tryAppend(type, payload, flags);
+      if (result !== "full") return result === "queued";
+      await new Promise<void>((resolve) => this.spaceWaiters.push(resolve));
+    }
   }
 
   /** Resolves when everything appended so far is written (durable if the volume was opened dsync). */
@@ -259,14 +280,18 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
 
   private writing = false;
   private forceFlush = false;
+  private statusStale = false;
+  private sealNow = false;
 
   private current(): RecordBuilder {
     return this.filling === 0 ? this.builders[0] : this.builders[1];
   }
 
+  /** Bytes (plus one per frame) in the overflow queues; 0 when they are all empty. */
+  private overflowBytes = 0;
+
   private overflowEmpty(): boolean {
-    for (const q of this.overflow.values()) if (q.frames.length > 0) return false;
-    return true;
+    return this.overflowBytes === 0;
   }
 
   private kick(): void {
@@ -280,7 +305,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       try {
         const builder = this.current();
         const ageMs = builder.frames > 0 ? performance.now() - this.fillingSinceMs : 0;
-        const due = builder.frames > 0 && (this.forceFlush || builder.bytes >= this.options.flushThresholdBytes || ageMs >= this.options.maxDelayMs || !builder.fits(0) || !this.overflowEmpty());
+        const due = builder.frames > 0 && (this.forceFlush || this.sealNow || builder.bytes >= this.options.flushThresholdBytes || ageMs >= this.options.maxDelayMs || !builder.fits(0) || !this.overflowEmpty());
         if (due) {
           await this.writeRecord();
           continue;
@@ -295,7 +320,9 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
           this.flushWaiters = [];
           for (const w of waiters) w();
         }
-        if (performance.now() - this.lastStatusMs >= this.options.statusIntervalMs) {
+        // Status: on the heartbeat interval, and whenever the writer goes idle with a new head (not
+        // after every record: under load that would double the writes).
+        if (this.statusStale || performance.now() - this.lastStatusMs >= this.options.statusIntervalMs) {
           await this.writeStatus();
           continue;
         }
@@ -323,11 +350,16 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
   private refill(builder: RecordBuilder): void {
     for (const type of CLASS_ORDER) {
       const queue = this.overflow.get(type)!;
-      while (queue.frames.length > 0 && builder.fits(queue.frames[0]!.payload.length)) {
-        const f = queue.frames.shift()!;
+      while (queue.head < queue.frames.length && builder.fits(queue.frames[queue.head]!.payload.length)) {
+        const f = queue.frames[queue.head++]!;
         if (builder.frames === 0) this.fillingSinceMs = performance.now();
         builder.append(f.type, f.flags, f.payload, f.type === FrameType.Control);
         queue.bytes -= f.payload.length;
+        this.overflowBytes -= f.payload.length + 1;
+      }
+      if (queue.head === queue.frames.length) {
+        queue.frames.length = 0;
+        queue.head = 0;
       }
     }
     for (const w of this.spaceWaiters.splice(0)) w();
@@ -337,6 +369,8 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     const builder = this.current();
     this.filling = 1 - this.filling;
     this.writing = true;
+    this.sealNow = false;
+    for (const w of this.spaceWaiters.splice(0)) w(); // a fresh write buffer is open
     try {
       const blocks = builder.blocks;
       if (this.headBlock + blocks > this.ringBlocks) await this.wrap();
@@ -354,8 +388,8 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       this.counters.bytesWritten += blocks * this.B;
       this.blocksSinceOpen += blocks;
       builder.reset();
+      this.statusStale = true;
       this.emit("flush", seq, blocks);
-      await this.writeStatus();
     } finally {
       this.writing = false;
     }
@@ -437,6 +471,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       },
       this.statusBlock,
     );
+    this.statusStale = false;
     await this.volume.write(STATUS_SLOT_BLOCKS[slot] * this.B, this.statusBlock);
     this.lastStatusMs = performance.now();
     this.counters.statusWrites++;

@@ -1,0 +1,104 @@
+// ring: RingWriter append throughput against fio sequential writes of the same size on the same
+// volume in the same run. The volume is a loop device (--direct-io=on) over a 1 GiB ext4 file,
+// formatted with the whole device as ring; both sides open O_DIRECT|O_DSYNC (lunlink's default for
+// send volumes; fio --sync=dsync). Records carry up to 64 KiB of payload (17 blocks, 68 KiB on disk):
+// fio writes 68 KiB blocks. Each cell runs for --seconds (default 3) or 200000 frames per batch round.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+
+import { FrameType } from "../lib/format/layout.ts";
+import { Volume } from "../lib/index.ts";
+import { formatVolume } from "../lib/ring/superblocks.ts";
+import { RingWriter } from "../lib/ring/writer.ts";
+import { fio } from "./fio.ts";
+import { machineLine } from "./machine.ts";
+import { mbps, ratio, table } from "./stats.ts";
+
+const VOLUME_BYTES = 1024 * 1024 * 1024;
+const RECORD_BLOCKS = 17;
+
+const BUSY_POLL_US = 500;
+
+async function appendRun(device: string, frameBytes: number, seconds: number, busyPollUs: number) {
+  const volume = await Volume.open(device, { dsync: true, busyPollUs });
+  try {
+    await formatVolume(volume, { writerNode: 1, peerNode: 2, force: true });
+    const writer = await RingWriter.open(volume, { nodeId: 1, maxRecordBlocks: RECORD_BLOCKS, flushThresholdBytes: 64 * 1024 - 1024, maxDelayMs: 1, fullQueue: "wait", queueLimitBytes: 1024 * 1024 });
+    const payload = new Uint8Array(frameBytes).fill(0x5a);
+    const cpuStart = process.cpuUsage();
+    const started = performance.now();
+    const deadline = started + seconds * 1000;
+    let frames = 0;
+    while (performance.now() < deadline && frames < 50_000_000) {
+      for (let i = 0; i < 256; i++) {
+        if (writer.tryAppend(FrameType.Data, payload) !== "queued") await writer.append(FrameType.Data, payload);
+      }
+      frames += 256;
+    }
+    await writer.flush();
+    const elapsedS = (performance.now() - started) / 1000;
+    const cpu = process.cpuUsage(cpuStart);
+    const payloadBytes = frames * frameBytes;
+    await writer.close();
+    return {
+      framesPerSecond: frames / elapsedS,
+      payloadBytesPerSecond: payloadBytes / elapsedS,
+      deviceBytesPerSecond: writer.counters.bytesWritten / elapsedS,
+      cpuMsPerMB: (((cpu.user + cpu.system) / 1000) / (payloadBytes / 1e6)),
+      records: writer.counters.records,
+    };
+  } finally {
+    await volume.close();
+  }
+}
+
+export async function ringBench(args: string[]): Promise<void> {
+  const at = args.indexOf("--seconds");
+  const seconds = at >= 0 ? Number(args[at + 1]) || 3 : 3;
+  const dir = mkdtempSync("/var/tmp/lunlink-bench-");
+  let loop: string | undefined;
+  try {
+    const backing = join(dir, "send.img");
+    execFileSync("fio", ["--name=fill", `--filename=${backing}`, "--rw=write", "--bs=1M", `--size=${VOLUME_BYTES}`, "--direct=1", "--ioengine=psync"], { stdio: "ignore" });
+    loop = execFileSync("losetup", ["--find", "--show", "--direct-io=on", backing], { encoding: "utf8" }).trim();
+    console.log(`# ring: RingWriter append vs fio sequential write, O_DIRECT|O_DSYNC, ${seconds} s per cell`);
+    console.log(machineLine());
+    console.log(`volume: ${loop} (loop, dio=on) over a 1 GiB file on ext4; records up to ${RECORD_BLOCKS} blocks of 4096 B\n`);
+    const fioResult = await fio([
+      "--name=ring",
+      `--filename=${loop}`,
+      "--ioengine=psync",
+      "--direct=1",
+      "--sync=dsync",
+      "--rw=write",
+      `--bs=${RECORD_BLOCKS * 4096}`,
+      `--size=${VOLUME_BYTES}`,
+      `--runtime=${seconds}`,
+      "--time_based",
+    ]);
+    const rows: string[][] = [];
+    for (const frameBytes of [64, 1024, 9000]) {
+      for (const busyPollUs of [0, BUSY_POLL_US]) {
+      const r = await appendRun(loop, frameBytes, seconds, busyPollUs);
+      rows.push([
+        `${frameBytes} B`,
+        busyPollUs === 0 ? "default" : `busyPollUs ${busyPollUs}`,
+        Math.round(r.framesPerSecond).toString(),
+        mbps(r.payloadBytesPerSecond),
+        mbps(r.deviceBytesPerSecond),
+        mbps(fioResult.bytesPerSecond),
+        ratio(r.deviceBytesPerSecond, fioResult.bytesPerSecond),
+        r.cpuMsPerMB.toFixed(2),
+      ]);
+      console.error(`  done ${frameBytes} B frames, busyPollUs ${busyPollUs}`);
+      }
+    }
+    console.log(table(["frame", "mode", "frames/s", "payload MB/s", "device MB/s", "fio MB/s (68 KiB)", "ratio (device)", "CPU ms/MB"], rows));
+    console.log("\nratio = lunlink device write rate / fio's with the same block size and sync mode; payload excludes stamps, headers and frame headers.");
+  } finally {
+    if (loop !== undefined) execFileSync("losetup", ["-d", loop]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
