@@ -1,6 +1,7 @@
 // `npm run bench -- <suite> [options]`: benchmarks side by side with reference tools, printed as
-// tables with ratios. Suites: raw (addon O_DIRECT vs fio psync), codec (checksums, record encode/decode), ring (RingWriter vs fio).
+// tables with ratios. Suites: raw (addon O_DIRECT vs fio psync), codec (checksums, record encode/decode), ring (RingWriter vs fio), latency (writer -> poller vs a C probe).
 import { codecBench } from "./codec.ts";
+import { latencyBench } from "./latency.ts";
 import { rawBench } from "./raw.ts";
 import { ringBench } from "./ring.ts";
 
@@ -8,6 +9,7 @@ const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   raw: rawBench,
   codec: codecBench,
   ring: ringBench,
+  latency: latencyBench,
 };
 
 const [suite = "raw", ...rest] = process.argv.slice(2);

@@ -90,6 +90,8 @@ export interface RingWriterEvents {
 }
 
 const CLASS_ORDER = [FrameType.Heartbeat, FrameType.Control, FrameType.Data] as const;
+/** Idle time after the last record before the new head goes to the status block. */
+const STATUS_IDLE_MS = 5;
 
 export class RingWriter extends EventEmitter<RingWriterEvents> {
   readonly volume: Volume;
@@ -282,6 +284,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
   private forceFlush = false;
   private statusStale = false;
   private sealNow = false;
+  private lastRecordMs = 0;
 
   private current(): RecordBuilder {
     return this.filling === 0 ? this.builders[0] : this.builders[1];
@@ -322,12 +325,19 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
         }
         // Status: on the heartbeat interval, and whenever the writer goes idle with a new head (not
         // after every record: under load that would double the writes).
-        if (this.statusStale || performance.now() - this.lastStatusMs >= this.options.statusIntervalMs) {
+        // A stale head is written once the writer has been idle for STATUS_IDLE_MS, so a status write
+        // never sits in front of the next record of a conversation.
+        const sinceStatusMs = performance.now() - this.lastStatusMs;
+        const sinceRecordMs = performance.now() - this.lastRecordMs;
+        if ((this.statusStale && sinceRecordMs >= STATUS_IDLE_MS) || sinceStatusMs >= this.options.statusIntervalMs) {
           await this.writeStatus();
           continue;
         }
-        // Sleep until an append, a flush, the batching delay or the status interval.
-        const waitMs = builder.frames > 0 ? Math.max(0, this.options.maxDelayMs - ageMs) : this.options.statusIntervalMs;
+        // Sleep until an append, a flush, the batching delay, the idle status write or the interval.
+        const waitMs =
+          builder.frames > 0
+            ? Math.max(0, this.options.maxDelayMs - ageMs)
+            : Math.max(0, Math.min(this.options.statusIntervalMs - sinceStatusMs, this.statusStale ? STATUS_IDLE_MS - sinceRecordMs : Number.POSITIVE_INFINITY));
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {
             this.wake = undefined;
@@ -389,6 +399,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       this.blocksSinceOpen += blocks;
       builder.reset();
       this.statusStale = true;
+      this.lastRecordMs = performance.now();
       this.emit("flush", seq, blocks);
     } finally {
       this.writing = false;

@@ -1,0 +1,87 @@
+// One-way latency probe: the C reference for `npm run bench -- latency` (DESIGN.md section 7, row a).
+// Same steps as lunlink's writer -> poller on one volume: a writer thread writes a 4096-byte block
+// (O_DIRECT, plus O_DSYNC when asked) holding a sequence number and a CLOCK_MONOTONIC timestamp; a
+// reader thread re-reads that block with O_DIRECT, sleeping between tries with the same adaptive
+// schedule as lunlink's Poller (start at min_us, double while nothing changed, cap at max_us, back to
+// min_us after a delivery). The writer waits for the reader before the next round (ping-pong).
+// Usage: latency <path> <rounds> <dsync 0|1> <min_us> <max_us>; prints one latency (ns) per line.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int rounds, min_us, max_us;
+static int wfd, rfd;
+static atomic_int delivered;
+static int64_t *lat;
+
+static int64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void sleep_us(int us) {
+  struct timespec t = {us / 1000000, (long)(us % 1000000) * 1000};
+  while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+  }
+}
+
+static void *reader(void *arg) {
+  (void)arg;
+  uint8_t *buf;
+  if (posix_memalign((void **)&buf, 4096, 4096) != 0) abort();
+  int sleep = min_us;
+  for (int64_t expect = 1; expect <= rounds;) {
+    if (pread(rfd, buf, 4096, 4096) != 4096) { perror("pread"); exit(1); }
+    int64_t seq, stamp;
+    memcpy(&seq, buf, 8);
+    memcpy(&stamp, buf + 8, 8);
+    if (seq == expect) {
+      lat[expect - 1] = now_ns() - stamp;
+      atomic_store(&delivered, (int)expect);
+      expect++;
+      sleep = min_us;
+      continue;
+    }
+    sleep_us(sleep);
+    sleep = sleep * 2 > max_us ? max_us : sleep * 2;
+  }
+  free(buf);
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 6) { fprintf(stderr, "usage: latency <path> <rounds> <dsync> <min_us> <max_us>\n"); return 2; }
+  rounds = atoi(argv[2]);
+  min_us = atoi(argv[4]);
+  max_us = atoi(argv[5]);
+  if (rounds < 1 || rounds > 10000000 || min_us < 1 || max_us < min_us) { fprintf(stderr, "bad arguments\n"); return 2; }
+  wfd = open(argv[1], O_RDWR | O_DIRECT | (atoi(argv[3]) ? O_DSYNC : 0));
+  rfd = open(argv[1], O_RDONLY | O_DIRECT);
+  if (wfd < 0 || rfd < 0) { perror("open"); return 1; }
+  lat = calloc((size_t)rounds, sizeof *lat);
+  uint8_t *buf;
+  if (lat == NULL || posix_memalign((void **)&buf, 4096, 4096) != 0) return 1;
+  memset(buf, 0, 4096);
+  if (pwrite(wfd, buf, 4096, 4096) != 4096) { perror("pwrite"); return 1; }
+  pthread_t t;
+  pthread_create(&t, NULL, reader, NULL);
+  for (int64_t seq = 1; seq <= rounds; seq++) {
+    int64_t stamp = now_ns();
+    memcpy(buf, &seq, 8);
+    memcpy(buf + 8, &stamp, 8);
+    if (pwrite(wfd, buf, 4096, 4096) != 4096) { perror("pwrite"); return 1; }
+    while (atomic_load(&delivered) < seq) sleep_us(20);
+  }
+  pthread_join(t, NULL);
+  for (int i = 0; i < rounds; i++) printf("%lld\n", (long long)lat[i]);
+  return 0;
+}
