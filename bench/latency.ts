@@ -4,7 +4,6 @@
 // same run on the same loop device (--direct-io=on). Ping-pong: the next message is sent once the
 // previous one arrived. Rounds: --rounds (default 2000).
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 
@@ -15,6 +14,7 @@ import { RingReader } from "../lib/ring/reader.ts";
 import { formatVolume } from "../lib/ring/superblocks.ts";
 import { RingWriter } from "../lib/ring/writer.ts";
 import { machineLine } from "./machine.ts";
+import { withScratch } from "./scratch.ts";
 import { percentile, ratio, table } from "./stats.ts";
 
 const POLL_MIN_US = 100;
@@ -66,14 +66,10 @@ function probeLatency(binary: string, device: string, rounds: number): Float64Ar
 export async function latencyBench(args: string[]): Promise<void> {
   const at = args.indexOf("--rounds");
   const rounds = at >= 0 ? Number(args[at + 1]) || 2000 : 2000;
-  const dir = mkdtempSync("/var/tmp/lunlink-bench-");
-  let loop: string | undefined;
-  try {
-    const binary = join(dir, "latency");
+  await withScratch(async (scratch) => {
+    const binary = join(scratch.dir, "latency");
     execFileSync("gcc", ["-O2", "-Wall", "-pthread", "-o", binary, new URL("./probe/latency.c", import.meta.url).pathname]);
-    const backing = join(dir, "volume.img");
-    execFileSync("fio", ["--name=fill", `--filename=${backing}`, "--rw=write", "--bs=1M", "--size=64M", "--direct=1", "--ioengine=psync"], { stdio: "ignore" });
-    loop = execFileSync("losetup", ["--find", "--show", "--direct-io=on", backing], { encoding: "utf8" }).trim();
+    const loop = scratch.loop("volume.img", 64 * 1024 * 1024);
     console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds`);
     console.log(machineLine());
     console.log(`volume: ${loop} (loop, dio=on) over a 64 MiB file on ext4\n`);
@@ -88,8 +84,5 @@ export async function latencyBench(args: string[]): Promise<void> {
       ratio(percentile(x, 99), percentile(c, 99)),
     ];
     console.log(table(["path (idle, ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C"], [row("C probe", c), row("lunlink", l), row("lunlink busyPollUs 500", p)]));
-  } finally {
-    if (loop !== undefined) execFileSync("losetup", ["-d", loop]);
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }

@@ -4,13 +4,12 @@
 // on ext4. Queue depth N = N sequential streams over N equal regions (fio: numjobs=N,
 // offset_increment); no O_DSYNC on either side. Each cell runs for --seconds (default 2).
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 
 import { Volume } from "../lib/index.ts";
 import { fio } from "./fio.ts";
 import { machineLine } from "./machine.ts";
+import { withScratch } from "./scratch.ts";
 import { mbps, percentile, ratio, table } from "./stats.ts";
 
 interface Cell {
@@ -85,16 +84,9 @@ function fioRun(path: string, op: "read" | "write", blockBytes: number, depth: n
 export async function rawBench(args: string[]): Promise<void> {
   const at = args.indexOf("--seconds");
   const seconds = at >= 0 ? Number(args[at + 1]) || 2 : 2;
-  const dir = mkdtempSync("/var/tmp/lunlink-bench-");
-  let loop: string | undefined;
-  try {
-    const file = join(dir, "file.img");
-    const backing = join(dir, "loop.img");
-    for (const path of [file, backing]) {
-      // Write every block once so neither tool pays for block allocation inside the measurement.
-      execFileSync("fio", ["--name=fill", `--filename=${path}`, "--rw=write", "--bs=1M", `--size=${VOLUME_BYTES}`, "--direct=1", "--ioengine=psync"], { stdio: "ignore" });
-    }
-    loop = execFileSync("losetup", ["--find", "--show", "--direct-io=on", backing], { encoding: "utf8" }).trim();
+  await withScratch(async (scratch) => {
+    const file = scratch.file("file.img", VOLUME_BYTES);
+    const loop = scratch.loop("loop.img", VOLUME_BYTES);
     const dio = execFileSync("cat", [`/sys/block/${loop.slice(5)}/loop/dio`], { encoding: "utf8" }).trim();
 
     console.log(`# raw: lunlink Volume vs fio psync, O_DIRECT, no O_DSYNC, ${seconds} s per cell`);
@@ -132,8 +124,5 @@ export async function rawBench(args: string[]): Promise<void> {
     console.log(`\nlunlink = default (threads sleep between requests); poll = busyPollUs ${BUSY_POLL_US}. CPU % = lunlink process CPU time / wall time (200 = both cores).`);
     console.log("\n4 KiB QD1 latency (us):\n");
     console.log(table(["target", "op", "lunlink p50", "poll p50", "fio p50", "lunlink p99", "poll p99", "fio p99"], latencyRows));
-  } finally {
-    if (loop !== undefined) execFileSync("losetup", ["-d", loop]);
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }

@@ -3,9 +3,6 @@
 // formatted with the whole device as ring; both sides open O_DIRECT|O_DSYNC (lunlink's default for
 // send volumes; fio --sync=dsync). Records carry up to 64 KiB of payload (17 blocks, 68 KiB on disk):
 // fio writes 68 KiB blocks. Each cell runs for --seconds (default 3) or 200000 frames per batch round.
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 
 import { FrameType } from "../lib/format/layout.ts";
@@ -14,6 +11,7 @@ import { formatVolume } from "../lib/ring/superblocks.ts";
 import { RingWriter } from "../lib/ring/writer.ts";
 import { fio } from "./fio.ts";
 import { machineLine } from "./machine.ts";
+import { withScratch } from "./scratch.ts";
 import { mbps, ratio, table } from "./stats.ts";
 
 const VOLUME_BYTES = 1024 * 1024 * 1024;
@@ -57,12 +55,8 @@ async function appendRun(device: string, frameBytes: number, seconds: number, bu
 export async function ringBench(args: string[]): Promise<void> {
   const at = args.indexOf("--seconds");
   const seconds = at >= 0 ? Number(args[at + 1]) || 3 : 3;
-  const dir = mkdtempSync("/var/tmp/lunlink-bench-");
-  let loop: string | undefined;
-  try {
-    const backing = join(dir, "send.img");
-    execFileSync("fio", ["--name=fill", `--filename=${backing}`, "--rw=write", "--bs=1M", `--size=${VOLUME_BYTES}`, "--direct=1", "--ioengine=psync"], { stdio: "ignore" });
-    loop = execFileSync("losetup", ["--find", "--show", "--direct-io=on", backing], { encoding: "utf8" }).trim();
+  await withScratch(async (scratch) => {
+    const loop = scratch.loop("send.img", VOLUME_BYTES);
     console.log(`# ring: RingWriter append vs fio sequential write, O_DIRECT|O_DSYNC, ${seconds} s per cell`);
     console.log(machineLine());
     console.log(`volume: ${loop} (loop, dio=on) over a 1 GiB file on ext4; records up to ${RECORD_BLOCKS} blocks of 4096 B\n`);
@@ -97,8 +91,5 @@ export async function ringBench(args: string[]): Promise<void> {
     }
     console.log(table(["frame", "mode", "frames/s", "payload MB/s", "device MB/s", "fio MB/s (68 KiB)", "ratio (device)", "CPU ms/MB"], rows));
     console.log("\nratio = lunlink device write rate / fio's with the same block size and sync mode; payload excludes stamps, headers and frame headers.");
-  } finally {
-    if (loop !== undefined) execFileSync("losetup", ["-d", loop]);
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
