@@ -189,6 +189,19 @@ export function readStamp(bytes: Uint8Array, at = 0): Stamp | undefined {
   return { blockIndex: v.getUint16(4, true), blockCount: v.getUint16(6, true), seq: v.getBigUint64(8, true) };
 }
 
+/**
+ * The block count and no-overwrite flag of a record whose first block is at `at`, if its header
+ * CRC is intact (the writer's scan at open; the body is not checked).
+ */
+export function readRecordStart(bytes: Uint8Array, at: number): { blockCount: number; noOverwrite: boolean } | undefined {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + at, RECORD_HEADER_END);
+  if (v.getUint32(0, true) !== STAMP_MAGIC || v.getUint32(16, true) !== RECORD_MAGIC) return undefined;
+  if (v.getUint32(HEADER_CRC_AT, true) !== crc32c(bytes, at, at + HEADER_CRC_AT)) return undefined;
+  const blockCount = v.getUint16(6, true);
+  if (blockCount < 1 || blockCount > MAX_RECORD_BLOCKS) return undefined;
+  return { blockCount, noOverwrite: (v.getUint16(22, true) & RecordFlag.NoOverwrite) !== 0 };
+}
+
 /** What the first block at the reader's expected position says (see docs/format.md, decision table). */
 export type FirstBlockVerdict =
   | { kind: "empty" }

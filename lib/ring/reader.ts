@@ -136,6 +136,15 @@ export class RingReader {
     return this.lastStatus;
   }
 
+  /**
+   * What to ack to the writer: everything below the expected seq has been delivered or declared
+   * lost, so the writer may reuse its space (acking only delivered records would leave a writer
+   * waiting forever for a record the reader skipped as damaged).
+   */
+  get ack(): { epoch: bigint; seq: bigint } {
+    return { epoch: this.epoch, seq: this.seq - 1n };
+  }
+
   /** Byte offset of the expected block on the volume. */
   get expectedOffset(): number {
     return (RING_START_BLOCK + this.block) * this.B;
@@ -154,6 +163,8 @@ export class RingReader {
         // Below the current epoch's first seq nothing new will ever be written: the previous writer
         // stopped before this seq. Wait out a lagging mirror (damageTimeoutMs), then move on.
         if (this.seq < this.superblock.epochStartSeq) return this.endOfEpoch();
+        // The writer says it is past this seq, yet the slot holds nothing of it: damaged.
+        if (this.lastStatus !== undefined && this.lastStatus.epoch === this.epoch && this.lastStatus.headSeq > this.seq + 1n) return this.maybeDamaged();
         this.invalidSinceMs = undefined;
         return "waiting";
       case "newer":
@@ -279,7 +290,12 @@ export class RingReader {
     const now = performance.now();
     this.invalidSinceMs ??= now;
     if (now - this.invalidSinceMs < this.damageTimeoutMs) return "waiting";
-    const status = await this.readStatus();
+    let status = await this.readStatus();
+    if (status !== undefined && status.epoch > this.epoch) {
+      // The writer restarted meanwhile: adopt its epoch (position kept) before judging the slot.
+      await this.epochChange(status.epoch);
+      status = this.lastStatus;
+    }
     if (status === undefined || status.epoch !== this.epoch || status.headSeq <= this.seq + 1n) return "waiting";
     // The writer is past this record: skip to the next record start (stamp index 0, seq > ours).
     this.counters.damaged++;

@@ -185,6 +185,9 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     // The new epoch is durable before any record of it is written.
     await writeSuperblock(volume, next);
     const writer = new RingWriter(volume, next, resolved, startSeq, Number(next.epochStartBlock), scan.lowestStartSeq);
+    // What the previous writer left is still owed to the reader: track it like our own records,
+    // so a control record of an earlier epoch is not overwritten before the peer acked it.
+    writer.index.push(...scan.records);
     await writer.writeStatus();
     return writer;
   }
@@ -436,6 +439,9 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
           this.counters.ackWaits++;
           while (!this.acked(oldest.seq)) {
             if (this.closed || this.failure !== undefined) throw this.failure ?? new LunlinkError(ErrorCode.Closed, "ring writer closed while waiting for an ack");
+            // Keep the heartbeat and head current while waiting: the reader needs them to decide
+            // that a slot it is stuck on is damaged, which is what frees this wait.
+            if (performance.now() - this.lastStatusMs >= this.options.statusIntervalMs) await this.writeStatus();
             await new Promise((r) => setTimeout(r, 1));
           }
         } else {
@@ -451,10 +457,10 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     }
   }
 
+  /** Sequences never repeat on a volume, so the seq alone says whether the peer has a record. */
   private acked(seq: bigint): boolean {
     const ack = this.options.peerAck?.();
-    if (ack === undefined) return false;
-    return ack.epoch > this.superblock.epoch || (ack.epoch === this.superblock.epoch && ack.seq >= seq);
+    return ack !== undefined && ack.epoch <= this.superblock.epoch && ack.seq >= seq;
   }
 
   private async writeStatus(): Promise<void> {

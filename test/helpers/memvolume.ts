@@ -1,0 +1,77 @@
+// An in-memory volume for the deterministic simulation: the subset of Volume the ring uses, over a
+// byte array, with faults the simulation injects on purpose (a write torn at a 512-byte sector that
+// completes later, bit flips). Real-device behaviour is covered by the device tests; this exists so
+// a seeded run of thousands of steps replays exactly.
+import type { Volume } from "../../lib/index.ts";
+import type { VolumeGeometry } from "../../lib/io/geometry.ts";
+
+export class MemVolume {
+  readonly path = "mem:simulation";
+  readonly readOnly = false;
+  readonly store: Uint8Array;
+  readonly geometry: VolumeGeometry;
+  /** When set, the next write keeps only this many 512-byte sectors now; the rest is held back. */
+  tearNextWriteAtSector: number | undefined;
+  private held: { offset: number; bytes: Uint8Array } | undefined;
+
+  constructor(sizeBytes: number) {
+    this.store = new Uint8Array(sizeBytes);
+    this.geometry = {
+      kind: "file",
+      sizeBytes: BigInt(sizeBytes),
+      logicalBlockSize: 512,
+      physicalBlockSize: 4096,
+      memoryAlignment: 512,
+      device: "0:0",
+      memoryBacked: true,
+    };
+  }
+
+  asVolume(): Volume {
+    return this as unknown as Volume;
+  }
+
+  alloc(length: number): Uint8Array {
+    return new Uint8Array(length);
+  }
+
+  async read(offset: number | bigint, lengthOrBuffer: number | Uint8Array): Promise<Uint8Array> {
+    const at = Number(offset);
+    const buffer = typeof lengthOrBuffer === "number" ? new Uint8Array(lengthOrBuffer) : lengthOrBuffer;
+    if (at + buffer.length > this.store.length) throw new Error(`simulated read past the end: ${at}+${buffer.length}`);
+    buffer.set(this.store.subarray(at, at + buffer.length));
+    return buffer;
+  }
+
+  async write(offset: number | bigint, buffer: Uint8Array): Promise<void> {
+    // Writes reach the medium in order (as a mirror copies them): a torn write completes first.
+    this.completeTornWrite();
+    const at = Number(offset);
+    if (at + buffer.length > this.store.length) throw new Error(`simulated write past the end: ${at}+${buffer.length}`);
+    const keep = this.tearNextWriteAtSector;
+    if (keep !== undefined && keep * 512 < buffer.length) {
+      this.tearNextWriteAtSector = undefined;
+      this.store.set(buffer.subarray(0, keep * 512), at);
+      this.held = { offset: at + keep * 512, bytes: buffer.slice(keep * 512) };
+      return;
+    }
+    this.store.set(buffer, at);
+  }
+
+  /** The torn write's remaining sectors reach the medium. */
+  completeTornWrite(): boolean {
+    if (this.held === undefined) return false;
+    this.store.set(this.held.bytes, this.held.offset);
+    this.held = undefined;
+    return true;
+  }
+
+  /** The torn write's remaining sectors are lost for good (the writer crashed). */
+  dropTornWrite(): void {
+    this.held = undefined;
+  }
+
+  async flush(): Promise<void> {}
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,117 @@
+// The deterministic ring simulation used by test/unit/ring-simulation.test.ts (see there).
+import { FrameType, formatVolume } from "../../lib/index.ts";
+import { RingReader, type PollOutcome } from "../../lib/ring/reader.ts";
+import { RingWriter } from "../../lib/ring/writer.ts";
+import { MemVolume } from "./memvolume.ts";
+
+const STEPS = 3000;
+const B = 4096;
+
+/** xorshift32: tiny, seedable, the same sequence on every platform. */
+function generator(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 4294967296;
+  };
+}
+
+function payloadFor(id: number): Uint8Array {
+  const b = new Uint8Array(8 + (id % 23) * 37);
+  new DataView(b.buffer).setUint32(0, id, true);
+  for (let k = 4; k < b.length; k++) b[k] = (id * 131 + k) & 0xff;
+  return b;
+}
+
+export async function simulate(seed: number, hostile: boolean) {
+  const random = generator(seed);
+  const volume = new MemVolume(64 * B + 4 * B);
+  await formatVolume(volume.asVolume(), { writerNode: 1, peerNode: 2, ringBlocks: 64n });
+  // Benign runs never overwrite unacked records and lose no torn write: every frame must arrive.
+  const writerOptions = { nodeId: 1, maxDelayMs: 0, maxRecordBlocks: 4, statusIntervalMs: 5, ownerCheckMs: 600_000, overwriteUnacked: hostile };
+  // The reader's ack goes straight back to the writer (the peer's status block in real life).
+  let ack: { epoch: bigint; seq: bigint } | undefined;
+  const options = { ...writerOptions, peerAck: () => ack };
+  let writer = await RingWriter.open(volume.asVolume(), options);
+  // Benign: a torn record is only ever in progress, never damaged. Hostile: skip damage at once.
+  const reader = await RingReader.open(volume.asVolume(), { nodeId: 2, start: "head", damageTimeoutMs: hostile ? 0 : 3_600_000 });
+  // A flush can wait for the reader's ack (control records are never overwritten unacked), so the
+  // writer's work runs alongside the steps instead of blocking them.
+  let pending: Promise<void> | undefined;
+  const appended: { id: number; type: number }[] = [];
+  const delivered: { id: number; type: number }[] = [];
+  const problems: string[] = [];
+  const faults = { torn: 0, restarts: 0, flips: 0 };
+  let nextId = 0;
+  const visit = (_seq: bigint, type: number, _flags: number, bytes: Uint8Array, offset: number, length: number): void => {
+    const id = new DataView(bytes.buffer, bytes.byteOffset + offset, 4).getUint32(0, true);
+    const expected = payloadFor(id);
+    if (length !== expected.length || Buffer.compare(Buffer.from(bytes.buffer, bytes.byteOffset + offset, length), expected) !== 0) {
+      problems.push(`garbage delivered for id ${id}`);
+    }
+    delivered.push({ id, type });
+  };
+  const poll = async (): Promise<PollOutcome> => {
+    const outcome = await reader.poll(visit);
+    ack = reader.ack;
+    return outcome;
+  };
+  for (let step = 0; step < STEPS; step++) {
+    const r = random();
+    if (r < 0.45) {
+      if (pending !== undefined) {
+        await poll();
+        continue;
+      }
+      const count = 1 + Math.floor(random() * 5);
+      for (let i = 0; i < count; i++) {
+        const type = random() < 0.3 ? FrameType.Control : FrameType.Data;
+        const id = nextId;
+        if (writer.tryAppend(type, payloadFor(id)) !== "queued") break;
+        nextId++;
+        appended.push({ id, type });
+      }
+      const flushing: Promise<void> = writer.flush().finally(() => {
+        if (pending === flushing) pending = undefined;
+      });
+      pending = flushing;
+      await new Promise((r) => setImmediate(r));
+    } else if (r < 0.85) {
+      await poll();
+    } else if (r < 0.9) {
+      volume.tearNextWriteAtSector = 1 + Math.floor(random() * 7);
+      faults.torn++;
+    } else if (r < 0.95) {
+      volume.completeTornWrite();
+    } else if (r < 0.98) {
+      if (pending !== undefined) continue;
+      // Writer restart: a torn write in flight completes or is lost with the crash.
+      if (!hostile || random() < 0.5) volume.completeTornWrite();
+      else volume.dropTornWrite();
+      await writer.close();
+      writer = await RingWriter.open(volume.asVolume(), options);
+      faults.restarts++;
+    } else if (hostile) {
+      const ringByte = 3 * B + Math.floor(random() * 64 * B);
+      volume.store[ringByte]! ^= 1 << Math.floor(random() * 8);
+      faults.flips++;
+    }
+  }
+  volume.completeTornWrite();
+  const drained = writer.flush();
+  let done = false;
+  void drained.then(() => (done = true));
+  for (let i = 0; i < 20_000; i++) {
+    const outcome = await poll();
+    if (outcome === "waiting") await new Promise((r) => setTimeout(r, 1));
+    if (done && outcome === "waiting" && reader.seq >= writer.headSeq) break;
+  }
+  await drained;
+  await writer.close();
+  return { appended, delivered, problems, faults, reader, writer };
+}
+
