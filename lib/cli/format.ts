@@ -4,6 +4,7 @@ import { STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { decodeStatus, pickStatus } from "../format/status.ts";
 import { invalidArgument } from "../io/errors.ts";
 import { Volume } from "../io/volume.ts";
+import { inspectRing } from "../ring/inspect.ts";
 import { formatVolume, openSuperblock } from "../ring/superblocks.ts";
 import { flag, parse, type ParsedArgs } from "./args.ts";
 import type { Command } from "./main.ts";
@@ -87,8 +88,9 @@ export const formatCommand: Command = {
 };
 
 export const inspectCommand: Command = {
-  summary: "show a volume's superblock and status block",
-  usage: "Usage: lunlink inspect <path> [--json]\n\nReads (O_DIRECT, read-only) the superblock copies and both status slots of a lunlink volume.",
+  summary: "show a volume's superblock, status block and ring contents",
+  usage:
+    "Usage: lunlink inspect <path> [--json]\n\nReads (O_DIRECT, read-only) the superblock copies, both status slots and every ring block of a\nlunlink volume: intact records and frames, the sequence range, epochs present, and damaged records\n(seq and byte offset).",
   async run(args, out) {
     const parsed = parse(args, { json: { type: "boolean" } }, { min: 1, max: 1 });
     await loadChecksums();
@@ -98,12 +100,14 @@ export const inspectCommand: Command = {
       const B = superblock.blockBytes;
       const slots = [decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[0] * B, B)), decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[1] * B, B))] as const;
       const status = pickStatus(slots[0], slots[1]);
+      const ring = await inspectRing(volume, superblock);
       const report = {
         path: volume.path,
         superblock: { ...superblock, salt: undefined },
         superblockCopies: repair === "none" ? "both valid" : `copy ${repair.toUpperCase()} needs repair`,
         status: status ?? null,
         statusSlots: slots.map((s) => (s.ok ? `valid (generation ${s.status.generation})` : `${s.reason}: ${s.detail}`)),
+        ring,
       };
       if (flag(parsed, "json")) {
         out.stdout.write(`${toJson(report)}\n`);
@@ -117,6 +121,9 @@ export const inspectCommand: Command = {
         `superblocks  ${report.superblockCopies}`,
         `status       ${status === undefined ? "no valid slot" : `head seq ${status.headSeq} at ring block ${status.headBlock}, oldest seq ${status.oldestSeq}, ack ${status.ackEpoch}/${status.ackSeq}, heartbeat ${status.heartbeat}`}`,
         `status slots ${report.statusSlots.join("; ")}`,
+        `ring         ${ring.records} records (${ring.frames} frames), ${ring.pads} pads, seq ${ring.oldestSeq ?? "-"}..${ring.newestSeq ?? "-"}, epochs ${ring.epochs.join(",") || "-"}`,
+        `damage       ${ring.invalid === 0 ? "none" : `${ring.invalid} invalid record start(s)`}`,
+        ...ring.damage.map((d) => `  seq ${d.seq} at byte ${d.offsetBytes}: ${d.reason}`),
       ];
       out.stdout.write(`${lines.join("\n")}\n`);
     } finally {

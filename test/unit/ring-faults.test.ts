@@ -98,3 +98,30 @@ test("a volume reformatted under the reader is reported as the wrong pair", asyn
   const error = await t.throwsAsync(reader.refresh());
   t.is((error as LunlinkError).code, ErrorCode.WrongPair);
 });
+
+test("inspect counts intact records and frames and names a damaged record by seq and offset", async (t) => {
+  const { inspectRing } = await import("../../lib/ring/inspect.ts");
+  const { openSuperblock } = await import("../../lib/ring/superblocks.ts");
+  const { vandal, writer, reader } = await setup(t);
+  const first = reader.block;
+  for (let i = 0; i < 5; i++) {
+    await writer.append(FrameType.Data, Buffer.from(`a${i}`));
+    await writer.append(FrameType.Data, Buffer.from(`b${i}`));
+    await writer.flush();
+  }
+  const before = await inspectRing(vandal, (await openSuperblock(vandal)).superblock);
+  // This writer seals a record per frame (flushThresholdBytes 1).
+  t.is(before.records, 10);
+  t.is(before.frames, 10);
+  t.is(before.invalid, 0);
+  t.is(before.newestSeq! - before.oldestSeq!, 9n);
+  const offset = (RING_START_BLOCK + first + 2) * B;
+  const block = await vandal.read(offset, B);
+  block[300]! ^= 0x80;
+  await vandal.write(offset, block);
+  const after = await inspectRing(vandal, (await openSuperblock(vandal)).superblock);
+  t.is(after.records, 9);
+  t.is(after.invalid, 1);
+  t.is(after.damage[0]?.offsetBytes, BigInt(offset));
+  t.regex(after.damage[0]?.reason ?? "", /body check/);
+});
