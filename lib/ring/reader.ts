@@ -6,13 +6,14 @@
 import { performance } from "node:perf_hooks";
 
 import { loadChecksums } from "../format/checksum.ts";
-import { MAX_FRAME_BYTES, MAX_RECORD_BLOCKS, RING_START_BLOCK, RecordKind, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
+import { FrameType, MAX_FRAME_BYTES, MAX_RECORD_BLOCKS, RING_START_BLOCK, RecordKind, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { checkBody, checkFirstBlock, forEachFrame, readStamp } from "../format/record.ts";
 import { decodeStatus, pickStatus, type StatusBlock } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { uuidBytes } from "../format/uuid.ts";
 import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
 import type { Volume } from "../io/volume.ts";
+import { scanRing } from "./scan.ts";
 import { openSuperblock } from "./superblocks.ts";
 
 export interface RingReaderOptions {
@@ -22,8 +23,12 @@ export interface RingReaderOptions {
   peerNodeId?: number;
   /** The expected pair UUID, if configured. */
   pairUuid?: string;
-  /** Where to begin: the writer's head (default: only new records), the oldest intact, or a seq. */
-  start?: "head" | "oldest" | { seq: bigint };
+  /**
+   * Where to begin: the writer's head (default: only new records), the oldest intact, a seq, or a
+   * restart after the ack this node persisted: records after it are read again, but only their
+   * control frames are delivered; data written before the restart is stale and dropped (counted).
+   */
+  start?: "head" | "oldest" | { seq: bigint } | { afterAck: bigint };
   /** A slot that stays invalid this long while the writer is past it is damaged and skipped (default 1000 ms). */
   damageTimeoutMs?: number;
   /** Bound of the resync scan for a sequence, in blocks (default: the whole ring). */
@@ -49,11 +54,13 @@ export interface RingReaderCounters {
   damaged: number;
   tornSeen: number;
   epochChanges: number;
+  /** Data frames dropped because they were written before a reader restart (start: afterAck). */
+  staleDataDropped: number;
 }
 
 export class RingReader {
   readonly volume: Volume;
-  readonly counters: RingReaderCounters = { records: 0, frames: 0, pads: 0, lost: 0n, overruns: 0, damaged: 0, tornSeen: 0, epochChanges: 0 };
+  readonly counters: RingReaderCounters = { records: 0, frames: 0, pads: 0, lost: 0n, overruns: 0, damaged: 0, tornSeen: 0, epochChanges: 0, staleDataDropped: 0 };
   private superblock: Superblock;
   private uuid: Uint8Array;
   private readonly B: number;
@@ -68,6 +75,8 @@ export class RingReader {
   private readonly record: Uint8Array;
   private readonly scratch = new Uint8Array(MAX_FRAME_BYTES);
   private invalidSinceMs: number | undefined;
+  /** Data frames of records below this seq were written before a restart: not delivered. */
+  private dropDataBelowSeq = 0n;
   private lastStatus: StatusBlock | undefined;
 
   private constructor(volume: Volume, superblock: Superblock, options: RingReaderOptions) {
@@ -101,6 +110,11 @@ export class RingReader {
       if (status !== undefined && status.epoch === superblock.epoch) reader.jump(status.headSeq, Number(status.headBlock));
     } else if (start === "oldest") {
       if (status !== undefined) await reader.seek(status.oldestSeq, options.scanLimitBlocks);
+    } else if ("afterAck" in start) {
+      // Everything on the volume now predates the restart: the status head may lag, the stamps do not.
+      const scan = await scanRing(volume, superblock.blockBytes, superblock.ringBlocks);
+      reader.dropDataBelowSeq = scan.highestSeq + 1n;
+      await reader.seek(start.afterAck + 1n, options.scanLimitBlocks);
     } else {
       await reader.seek(start.seq, options.scanLimitBlocks);
     }
@@ -204,7 +218,12 @@ export class RingReader {
       return "pad";
     }
     const seq = this.seq;
+    const stale = seq < this.dropDataBelowSeq;
     const problem = forEachFrame(this.record, this.B, header, this.scratch, (type, flags, bytes, offset, length) => {
+      if (stale && type === FrameType.Data) {
+        this.counters.staleDataDropped++;
+        return;
+      }
       this.counters.frames++;
       visit(seq, type, flags, bytes, offset, length);
     });

@@ -125,3 +125,27 @@ test("inspect counts intact records and frames and names a damaged record by seq
   t.is(after.damage[0]?.offsetBytes, BigInt(offset));
   t.regex(after.damage[0]?.reason ?? "", /body check/);
 });
+
+test("reader restart: control frames after the persisted ack are delivered again, older data is dropped", async (t) => {
+  const { receive, writer, reader } = await setup(t);
+  const { frames, visit } = collector();
+  await writer.append(FrameType.Control, Buffer.from("c1"));
+  await writer.flush();
+  t.is(await reader.poll(visit), "delivered");
+  const persistedAck = reader.ack.seq; // what this node wrote into its status block before it died
+  for (const [type, text] of [[FrameType.Data, "d1"], [FrameType.Control, "c2"], [FrameType.Data, "d2"]] as const) {
+    await writer.append(type, Buffer.from(text));
+    await writer.flush();
+  }
+  // The reader process restarts with its persisted ack.
+  const restarted = await RingReader.open(receive, { nodeId: 2, start: { afterAck: persistedAck } });
+  const again = collector();
+  while ((await restarted.poll(again.visit)) !== "waiting");
+  t.deepEqual(again.frames, ["c2"]);
+  t.is(restarted.counters.staleDataDropped, 2);
+  await writer.append(FrameType.Data, Buffer.from("d3"));
+  await writer.flush();
+  while ((await restarted.poll(again.visit)) !== "waiting");
+  t.deepEqual(again.frames, ["c2", "d3"]);
+  t.deepEqual(frames, ["c1"]);
+});
