@@ -20,13 +20,18 @@ import { percentile, ratio, table } from "./stats.ts";
 const POLL_MIN_US = 100;
 const POLL_MAX_MS = 1;
 
-async function lunlinkLatency(device: string, rounds: number, busyPollUs: number): Promise<Float64Array> {
+const LOAD_MBPS = 10;
+
+async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, loadMBps = 0): Promise<Float64Array> {
   const send = await Volume.open(device, { dsync: true, busyPollUs });
   const receive = await Volume.open(device, { readOnly: true, busyPollUs });
   try {
     await formatVolume(send, { writerNode: 1, peerNode: 2, ringBlocks: 4096n, force: true });
-    const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 0, statusIntervalMs: 1000 });
-    const reader = await RingReader.open(receive, { nodeId: 2, start: "head" });
+    // The reader acks in-process (in a deployment: through the peer's status block), so control
+    // records can be reused once read and a loaded run can lap the ring.
+    let reader: RingReader | undefined;
+    const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 0, statusIntervalMs: 1000, peerAck: () => reader?.ack });
+    reader = await RingReader.open(receive, { nodeId: 2, start: "head" });
     const latenciesUs = new Float64Array(rounds);
     let arrived: (() => void) | undefined;
     let round = 0;
@@ -34,21 +39,36 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
       pollMinUs: POLL_MIN_US,
       pollMaxMs: POLL_MAX_MS,
       statusPollMs: 1000,
-      onFrame: (_seq, _type, _flags, bytes, offset) => {
+      onFrame: (_seq, type, _flags, bytes, offset) => {
+        if (type !== FrameType.Control) return; // background load
         const sentMs = new DataView(bytes.buffer, bytes.byteOffset + offset, 8).getFloat64(0, true);
         latenciesUs[round] = (performance.now() - sentMs) * 1000;
         arrived?.();
       },
     });
     poller.start();
+    // Loaded: 1 KiB data frames at loadMBps through the same writer, paced every millisecond.
+    let loading = loadMBps > 0;
+    const filler = new Uint8Array(1024);
+    const load = loading
+      ? (async () => {
+          const perTick = Math.max(1, Math.round((loadMBps * 1e6) / 1000 / filler.length));
+          while (loading) {
+            for (let i = 0; i < perTick; i++) writer.tryAppend(FrameType.Data, filler);
+            await new Promise((r) => setTimeout(r, 1));
+          }
+        })()
+      : Promise.resolve();
     const payload = new Uint8Array(64);
     const view = new DataView(payload.buffer);
     for (round = 0; round < rounds; round++) {
       const delivered = new Promise<void>((resolve) => (arrived = resolve));
       view.setFloat64(0, performance.now(), true);
-      writer.tryAppend(FrameType.Data, payload);
+      writer.tryAppend(FrameType.Control, payload);
       await delivered;
     }
+    loading = false;
+    await load;
     await poller.stop();
     await writer.close();
     return latenciesUs.sort();
@@ -58,8 +78,10 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
   }
 }
 
-function probeLatency(binary: string, device: string, rounds: number): Float64Array {
-  const out = execFileSync(binary, [device, String(rounds), "1", String(POLL_MIN_US), String(POLL_MAX_MS * 1000)], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+function probeLatency(binary: string, device: string, rounds: number, loadMBps = 0): Float64Array {
+  const args = [device, String(rounds), "1", String(POLL_MIN_US), String(POLL_MAX_MS * 1000)];
+  if (loadMBps > 0) args.push(String(loadMBps));
+  const out = execFileSync(binary, args, { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
   return Float64Array.from(out.trim().split("\n").map((ns) => Number(ns) / 1000)).sort();
 }
 
@@ -73,16 +95,23 @@ export async function latencyBench(args: string[]): Promise<void> {
     console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds`);
     console.log(machineLine());
     console.log(`volume: ${loop} (loop, dio=on) over a 64 MiB file on ext4\n`);
-    const c = probeLatency(binary, loop, rounds);
-    const l = await lunlinkLatency(loop, rounds, 0);
-    const p = await lunlinkLatency(loop, rounds, 500);
-    const row = (name: string, x: Float64Array): string[] => [
-      name,
-      percentile(x, 50).toFixed(0),
-      percentile(x, 99).toFixed(0),
-      ratio(percentile(x, 50), percentile(c, 50)),
-      ratio(percentile(x, 99), percentile(c, 99)),
-    ];
-    console.log(table(["path (idle, ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C"], [row("C probe", c), row("lunlink", l), row("lunlink busyPollUs 500", p)]));
+    const rows: string[][] = [];
+    for (const load of [0, LOAD_MBPS]) {
+      const c = probeLatency(binary, loop, rounds, load);
+      const l = await lunlinkLatency(loop, rounds, 0, load);
+      const p = await lunlinkLatency(loop, rounds, 500, load);
+      const condition = load === 0 ? "idle" : `loaded ${load} MB/s`;
+      const row = (name: string, x: Float64Array): string[] => [
+        condition,
+        name,
+        percentile(x, 50).toFixed(0),
+        percentile(x, 99).toFixed(0),
+        ratio(percentile(x, 50), percentile(c, 50)),
+        ratio(percentile(x, 99), percentile(c, 99)),
+      ];
+      rows.push(row("C probe", c), row("lunlink", l), row("lunlink busyPollUs 500", p));
+    }
+    console.log(table(["condition", "path (ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C"], rows));
+    console.log(`\nloaded: a background stream of ${LOAD_MBPS} MB/s (lunlink: 1 KiB data frames through the same writer; C: 64 KiB writes to the same volume); the timed messages are control frames.`);
   });
 }

@@ -21,6 +21,20 @@ export async function withScratch<T>(run: (scratch: BenchScratch) => Promise<T>)
     execFileSync("fio", ["--name=fill", `--filename=${path}`, "--rw=write", "--bs=1M", `--size=${bytes}`, "--direct=1", "--ioengine=psync"], { stdio: "ignore" });
     return path;
   };
+  // A benchmark stopped with Ctrl-C or a timeout still detaches its loop devices.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    for (const device of loops) {
+      try {
+        execFileSync("losetup", ["-d", device]);
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+    process.kill(process.pid, signal);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   try {
     return await run({
       dir,
@@ -32,6 +46,8 @@ export async function withScratch<T>(run: (scratch: BenchScratch) => Promise<T>)
       },
     });
   } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     for (const device of loops) execFileSync("losetup", ["-d", device]);
     rmSync(dir, { recursive: true, force: true });
   }

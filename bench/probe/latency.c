@@ -4,7 +4,9 @@
 // reader thread re-reads that block with O_DIRECT, sleeping between tries with the same adaptive
 // schedule as lunlink's Poller (start at min_us, double while nothing changed, cap at max_us, back to
 // min_us after a delivery). The writer waits for the reader before the next round (ping-pong).
-// Usage: latency <path> <rounds> <dsync 0|1> <min_us> <max_us>; prints one latency (ns) per line.
+// Optional load: a third thread writes 64 KiB blocks (same flags) at load_mbps MB/s to a 16 MiB region
+// after the first MiB, as lunlink's loaded row streams data through the same ring.
+// Usage: latency <path> <rounds> <dsync 0|1> <min_us> <max_us> [load_mbps]; prints one latency (ns) per line.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +22,8 @@
 static int rounds, min_us, max_us;
 static int wfd, rfd;
 static atomic_int delivered;
+static atomic_int finished;
+static int load_mbps;
 static int64_t *lat;
 
 static int64_t now_ns(void) {
@@ -58,8 +62,26 @@ static void *reader(void *arg) {
   return NULL;
 }
 
+static void *loader(void *arg) {
+  (void)arg;
+  uint8_t *buf;
+  if (posix_memalign((void **)&buf, 4096, 65536) != 0) abort();
+  memset(buf, 0x5a, 65536);
+  const int64_t period_ns = 65536LL * 1000 / load_mbps;  // 64 KiB per period at load_mbps MB/s
+  int64_t next = now_ns();
+  for (int64_t i = 0; !atomic_load(&finished); i++) {
+    if (pwrite(wfd, buf, 65536, (off_t)(1048576 + (i % 256) * 65536)) != 65536) { perror("pwrite load"); exit(1); }
+    next += period_ns;
+    int64_t wait = next - now_ns();
+    if (wait > 0) sleep_us((int)(wait / 1000));
+  }
+  free(buf);
+  return NULL;
+}
+
 int main(int argc, char **argv) {
-  if (argc != 6) { fprintf(stderr, "usage: latency <path> <rounds> <dsync> <min_us> <max_us>\n"); return 2; }
+  if (argc != 6 && argc != 7) { fprintf(stderr, "usage: latency <path> <rounds> <dsync> <min_us> <max_us> [load_mbps]\n"); return 2; }
+  load_mbps = argc == 7 ? atoi(argv[6]) : 0;
   rounds = atoi(argv[2]);
   min_us = atoi(argv[4]);
   max_us = atoi(argv[5]);
@@ -72,8 +94,9 @@ int main(int argc, char **argv) {
   if (lat == NULL || posix_memalign((void **)&buf, 4096, 4096) != 0) return 1;
   memset(buf, 0, 4096);
   if (pwrite(wfd, buf, 4096, 4096) != 4096) { perror("pwrite"); return 1; }
-  pthread_t t;
+  pthread_t t, l;
   pthread_create(&t, NULL, reader, NULL);
+  if (load_mbps > 0) pthread_create(&l, NULL, loader, NULL);
   for (int64_t seq = 1; seq <= rounds; seq++) {
     int64_t stamp = now_ns();
     memcpy(buf, &seq, 8);
@@ -82,6 +105,8 @@ int main(int argc, char **argv) {
     while (atomic_load(&delivered) < seq) sleep_us(20);
   }
   pthread_join(t, NULL);
+  atomic_store(&finished, 1);
+  if (load_mbps > 0) pthread_join(l, NULL);
   for (int i = 0; i < rounds; i++) printf("%lld\n", (long long)lat[i]);
   return 0;
 }
