@@ -17,3 +17,5 @@ export { RingReader } from "./ring/reader.ts";
 export type { RingReaderOptions, RingReaderCounters, PollOutcome, FrameVisitor } from "./ring/reader.ts";
 export { Poller } from "./poll/poller.ts";
 export type { PollerOptions, Frame } from "./poll/poller.ts";
+export { LocalMirror } from "./mirror/local.ts";
+export type { LocalMirrorOptions, MirrorCounters } from "./mirror/local.ts";

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { ErrorCode, LunlinkError } from "../io/errors.ts";
 import { demoCommand } from "./demo.ts";
 import { formatCommand, inspectCommand } from "./format.ts";
+import { mirrorCommand } from "./mirror.ts";
 import { probeCommand } from "./probe.ts";
 import { appendCommand, tailCommand } from "./ring.ts";
 import { UsageError, type Output } from "./output.ts";
@@ -22,6 +23,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   inspect: inspectCommand,
   append: appendCommand,
   tail: tailCommand,
+  mirror: mirrorCommand,
   demo: demoCommand,
 };
 

@@ -37,6 +37,9 @@ export interface RingReaderOptions {
 
 export type FrameVisitor = (seq: bigint, type: number, flags: number, bytes: Uint8Array, offset: number, length: number) => void;
 
+/** Sees each verified record (pads too) as raw blocks, before its frames: the mirror copies these. */
+export type RecordVisitor = (record: Uint8Array, ringBlock: number, seq: bigint) => void | Promise<void>;
+
 export type PollOutcome =
   | "delivered" // a valid record: its frames were visited
   | "pad" // end of lap: continued at ring block 0
@@ -168,7 +171,7 @@ export class RingReader {
    * One attempt at the expected position. `fresh` says firstBlock already holds the block as just
    * read (after a watch); otherwise it is read here.
    */
-  async poll(visit: FrameVisitor, fresh = false): Promise<PollOutcome> {
+  async poll(visit: FrameVisitor, fresh = false, onRecord?: RecordVisitor): Promise<PollOutcome> {
     if (!fresh) await this.volume.read(this.expectedOffset, this.firstBlock);
     const first = checkFirstBlock(this.firstBlock, this.B, this.seq, this.uuid);
     switch (first.kind) {
@@ -212,6 +215,7 @@ export class RingReader {
       return this.maybeDamaged();
     }
     this.invalidSinceMs = undefined;
+    if (onRecord !== undefined) await onRecord(this.record.subarray(0, header.blockCount * this.B), this.block, this.seq);
     if (header.kind === RecordKind.Pad) {
       this.counters.pads++;
       this.jump(this.seq + 1n, 0);
