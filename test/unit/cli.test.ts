@@ -125,3 +125,22 @@ test("append as another node is refused; tail as the writer is the wrong pair", 
   const taken = await lunlink("append", path, "--node", "3", "--take-over", "mine now");
   t.is(taken.code, 0, taken.stderr);
 });
+
+test("mirror copy puts the send volume's frames on the receive volume; a miswired destination is refused", async (t) => {
+  const a = await sparseFile(t, 4 * 1024 * 1024, "a.img");
+  const b = await sparseFile(t, 4 * 1024 * 1024, "b.img");
+  await lunlink("format", a, "--node", "1", "--peer", "2");
+  await lunlink("append", a, "--node", "1", "across the mirror");
+  const copy = await lunlink("mirror", "copy", a, b, "--json");
+  t.is(copy.code, 0, copy.stderr);
+  t.like(JSON.parse(copy.stdout), { resyncs: 1 });
+  const tail = await lunlink("tail", b, "--node", "2");
+  t.regex(tail.stdout, /^1 data across the mirror$/m);
+  const c = await sparseFile(t, 4 * 1024 * 1024, "c.img");
+  await lunlink("format", c, "--node", "2", "--peer", "1");
+  const miswired = await lunlink("mirror", "copy", a, c);
+  t.is(miswired.code, 1);
+  t.regex(miswired.stderr, /ERR_LUNLINK_WRONG_PAIR: .*use --force/);
+  const verb = await lunlink("mirror", "push", a, b);
+  t.is(verb.code, 2);
+});
