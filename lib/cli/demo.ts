@@ -1,10 +1,10 @@
-// `lunlink demo`: the main job. Today it shows the storage path end to end on a real loop device:
-// format a send volume, a RingWriter (node 1) batching frames into records written with
-// O_DIRECT|O_DSYNC, and a Poller (node 2) reading them back with O_DIRECT and validating every
-// record; one-way latency and burst throughput are measured. The same device stands in for the
-// receive volume until the mirror exists; the two-host namespace failover demo comes with the link
-// layer (README: status). Everything it creates (a scratch directory, one loop device) is removed on
-// exit or Ctrl-C.
+// `lunlink demo`: the main job. Today it shows the storage path end to end on real loop devices:
+// node 1's send volume, node 2's receive volume, and lunlink's local mirror between them (standing in
+// for the array's replication). A RingWriter (node 1) batches frames into records written with
+// O_DIRECT|O_DSYNC; the mirror copies each record; a Poller (node 2) reads the receive volume with
+// O_DIRECT, validates every record and acks back. One-way latency and burst throughput are measured.
+// The two-host namespace failover demo comes with the link layer (README: status). Everything it
+// creates (a scratch directory, two loop devices) is removed on exit or Ctrl-C.
 import { execFile } from "node:child_process";
 import { mkdtemp, open, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -22,22 +22,31 @@ import { RingWriter } from "../ring/writer.ts";
 import { parse } from "./args.ts";
 import type { Command } from "./main.ts";
 import { formatBytes } from "./output.ts";
+import { LocalMirror } from "../mirror/local.ts";
 
 const execFileAsync = promisify(execFile);
 const ROUNDS = 1000;
 
 export const demoCommand: Command = {
-  summary: "run the demo on a real loop device (root)",
-  usage: "Usage: lunlink demo\n\nCreates a 64 MiB loop device (4096-byte sectors, direct I/O) under /var/tmp, writes and\nreads records through it with O_DIRECT, prints what happened, and removes everything it made.",
+  summary: "run the demo on real loop devices (root)",
+  usage: "Usage: lunlink demo\n\nCreates two 64 MiB loop devices (4096-byte sectors, direct I/O) under /var/tmp: node 1's send\nvolume and node 2's receive volume, with lunlink's local mirror between them; sends messages and a\nburst through them with O_DIRECT, prints what happened, and removes everything it made.",
   async run(args, out) {
     parse(args, {}, { min: 0, max: 0 });
     const say = (line: string): void => void out.stdout.write(`${line}\n`);
     const dir = await mkdtemp("/var/tmp/lunlink-demo-");
-    let loop: string | undefined;
+    const loops: string[] = [];
     const cleanup = async (): Promise<void> => {
-      if (loop !== undefined) await execFileAsync("losetup", ["-d", loop]).catch(() => undefined);
-      loop = undefined;
+      for (const loop of loops.splice(0)) await execFileAsync("losetup", ["-d", loop]).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
+    };
+    const attach = async (name: string): Promise<string> => {
+      const backing = join(dir, name);
+      const file = await open(backing, "w");
+      await file.truncate(64 * 1024 * 1024);
+      await file.close();
+      const device = (await execFileAsync("losetup", ["--find", "--show", "--sector-size", "4096", "--direct-io=on", backing])).stdout.trim();
+      loops.push(device);
+      return device;
     };
     const onSignal = (): void => {
       void cleanup().finally(() => process.exit(130));
@@ -45,22 +54,28 @@ export const demoCommand: Command = {
     process.once("SIGINT", onSignal);
     process.once("SIGTERM", onSignal);
     try {
-      const backing = join(dir, "send.img");
-      const file = await open(backing, "w");
-      await file.truncate(64 * 1024 * 1024);
-      await file.close();
-      loop = (await execFileAsync("losetup", ["--find", "--show", "--sector-size", "4096", "--direct-io=on", backing])).stdout.trim();
-      say(`[1] send volume: ${loop} (loop device over ${backing})`);
-      const info = await probe(loop);
+      const sendDevice = await attach("send.img");
+      const receiveDevice = await attach("receive.img");
+      say(`[1] node 1's send volume ${sendDevice}, node 2's receive volume ${receiveDevice} (loop devices over files in ${dir})`);
+      const info = await probe(sendDevice);
       say(`    ${info.kind}, ${formatBytes(info.sizeBytes)}, logical ${info.logicalBlockSize} B, physical ${info.physicalBlockSize} B, O_DIRECT ${info.directIo ? "yes" : "no"}`);
 
-      const send = await Volume.open(loop, { dsync: true, exclusive: true });
-      const receive = await Volume.open(loop, { readOnly: true });
+      const send = await Volume.open(sendDevice, { dsync: true, exclusive: true });
+      const mirrorSource = await Volume.open(sendDevice, { readOnly: true });
+      const mirrorTarget = await Volume.open(receiveDevice, { dsync: true, exclusive: true });
+      const receive = await Volume.open(receiveDevice, { readOnly: true });
+      let mirror: LocalMirror | undefined;
       try {
         const { superblock } = await formatVolume(send, { writerNode: 1, peerNode: 2, ringBlocks: 4096n });
         say(`[2] formatted: volume ${superblock.volumeUuid}, ring of ${superblock.ringBlocks} blocks of ${superblock.blockBytes} B, writer node 1 -> reader node 2`);
+        // The array's job, done by lunlink here: copy the send volume onto the receive volume.
+        mirror = await LocalMirror.open(mirrorSource, mirrorTarget, { statusCopyMs: 5, pollMinUs: 100, pollMaxMs: 2 });
+        const resynced = new Promise<void>((resolve) => mirror!.once("resync", () => resolve()));
+        mirror.start();
+        await resynced;
+        say(`    local mirror running: ${sendDevice} -> ${receiveDevice} (O_DIRECT, record by record)`);
         let reader: RingReader | undefined;
-        const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 0, fullQueue: "wait", peerAck: () => reader?.ack });
+        const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 0, fullQueue: "wait", overwriteUnacked: false, peerAck: () => reader?.ack });
         reader = await RingReader.open(receive, { nodeId: 2, start: "head" });
         let arrived: (() => void) | undefined;
         let received = 0;
@@ -79,7 +94,7 @@ export const demoCommand: Command = {
         let delivered = new Promise<void>((resolve) => (arrived = resolve));
         await writer.append(FrameType.Control, new TextEncoder().encode(hello));
         await delivered;
-        say(`[3] node 2 received over storage: "${lastText}"`);
+        say(`[3] node 2 received over storage (send volume -> mirror -> receive volume): "${lastText}"`);
 
         const latenciesUs: number[] = [];
         const ping = new Uint8Array(64);
@@ -92,7 +107,7 @@ export const demoCommand: Command = {
         }
         latenciesUs.sort((a, b) => a - b);
         const p = (q: number): string => latenciesUs[Math.min(latenciesUs.length - 1, Math.floor(q * latenciesUs.length))]!.toFixed(0);
-        say(`[4] ${ROUNDS} messages one at a time, writer -> O_DIRECT|O_DSYNC record -> poller: one-way p50 ${p(0.5)} us, p99 ${p(0.99)} us`);
+        say(`[4] ${ROUNDS} messages one at a time, writer -> O_DIRECT|O_DSYNC record -> mirror -> poller: one-way p50 ${p(0.5)} us, p99 ${p(0.99)} us`);
 
         const burst = 50_000;
         const frame = new Uint8Array(1024);
@@ -108,13 +123,15 @@ export const demoCommand: Command = {
         say(`[5] burst of ${burst} 1 KiB frames: ${received - before} delivered in ${seconds.toFixed(2)} s (${((burst * 1024) / seconds / 1e6).toFixed(0)} MB/s, ${writer.counters.records} records, ring lapped ${((writer.counters.bytesWritten / (4096 * 4096))).toFixed(1)} times, lost ${reader.counters.lost})`);
         await poller.stop();
         await writer.close();
+        await mirror.stop();
+        mirror = undefined;
         const report = await inspectRing(receive, superblock);
         say(`[6] inspect: ${report.records} intact records in the ring (seq ${report.oldestSeq}..${report.newestSeq}), damage: ${report.invalid === 0 ? "none" : report.invalid}`);
       } finally {
-        await send.close();
-        await receive.close();
+        await mirror?.stop().catch(() => undefined);
+        for (const volume of [send, mirrorSource, mirrorTarget, receive]) await volume.close();
       }
-      say("[7] cleaned up: loop device detached, scratch files removed");
+      say("[7] cleaned up: loop devices detached, scratch files removed");
     } finally {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
