@@ -5,10 +5,12 @@
 // then A) when the epoch changes. A full resync (ring from its end down to its start, so a record's
 // later blocks again land first; then status; then superblock B, then A) runs at start and after an
 // overrun. Never writes a partial block: every write is whole blocks of the source's block size.
+// The status head copied to the destination is capped at what the mirror has copied.
 import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 
 import { RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
+import { decodeStatus, encodeStatus } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
 import type { Volume } from "../io/volume.ts";
@@ -202,10 +204,24 @@ export class LocalMirror extends EventEmitter<MirrorEvents> {
     await this.copyStatus();
   }
 
+  /**
+   * Copies both status slots. The head they name is capped at what the mirror has copied: a reader
+   * of the destination must not learn of records that are not there yet (it would take their absence
+   * for damage and skip them).
+   */
   private async copyStatus(): Promise<void> {
     const B = this.B;
     const slots = this.source.alloc(2 * B);
     await this.source.read(STATUS_SLOT_BLOCKS[0] * B, slots);
+    const reader = this.reader;
+    if (reader !== undefined) {
+      for (let i = 0; i < 2; i++) {
+        const slot = slots.subarray(i * B, (i + 1) * B);
+        const decoded = decodeStatus(slot);
+        if (!decoded.ok || decoded.status.epoch !== reader.epoch || decoded.status.headSeq <= reader.seq) continue;
+        encodeStatus({ ...decoded.status, headSeq: reader.seq, headBlock: BigInt(reader.block) }, slot);
+      }
+    }
     await this.destination.write(STATUS_SLOT_BLOCKS[0] * B, slots);
     this.counters.statusCopies++;
   }
