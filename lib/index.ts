@@ -19,3 +19,5 @@ export { Poller } from "./poll/poller.ts";
 export type { PollerOptions, Frame } from "./poll/poller.ts";
 export { LocalMirror } from "./mirror/local.ts";
 export type { LocalMirrorOptions, MirrorCounters } from "./mirror/local.ts";
+export { HookMirror } from "./mirror/hook.ts";
+export type { HookMirrorOptions, HookMirrorCounters } from "./mirror/hook.ts";

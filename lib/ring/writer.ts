@@ -87,6 +87,8 @@ interface Pending {
 export interface RingWriterEvents {
   error: [LunlinkError];
   flush: [seq: bigint, blocks: number];
+  /** Every write the writer made to the volume (records, pads, status): what a mirror must copy. */
+  write: [offsetBytes: number, lengthBytes: number, what: "record" | "pad" | "status"];
 }
 
 const CLASS_ORDER = [FrameType.Heartbeat, FrameType.Control, FrameType.Data] as const;
@@ -392,7 +394,8 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       builder.finish({ volumeUuid: this.uuid, epoch: this.superblock.epoch, seq, timestampMs: BigInt(Date.now()) });
       const noOverwrite = builder.noOverwrite;
       const buffer = this.buffers[1 - this.filling]!;
-      await this.volume.write((RING_START_BLOCK + this.headBlock) * this.B, blocks * this.B === buffer.length ? buffer : buffer.subarray(0, blocks * this.B));
+      const startBlock = this.headBlock;
+      await this.volume.write((RING_START_BLOCK + startBlock) * this.B, blocks * this.B === buffer.length ? buffer : buffer.subarray(0, blocks * this.B));
       this.index.push({ seq, startBlock: this.headBlock, blocks, noOverwrite });
       this.seq = seq + 1n;
       this.headBlock += blocks;
@@ -403,6 +406,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       builder.reset();
       this.statusStale = true;
       this.lastRecordMs = performance.now();
+      this.emit("write", (RING_START_BLOCK + startBlock) * this.B, blocks * this.B, "record");
       this.emit("flush", seq, blocks);
     } finally {
       this.writing = false;
@@ -419,6 +423,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     if (this.headBlock < this.ringBlocks) {
       encodePad(this.padBlock, this.B, { volumeUuid: this.uuid, epoch: this.superblock.epoch, seq: this.seq, timestampMs: BigInt(Date.now()) });
       await this.volume.write((RING_START_BLOCK + this.headBlock) * this.B, this.padBlock);
+      this.emit("write", (RING_START_BLOCK + this.headBlock) * this.B, this.B, "pad");
       this.seq++;
       this.counters.pads++;
     }
@@ -490,6 +495,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     );
     this.statusStale = false;
     await this.volume.write(STATUS_SLOT_BLOCKS[slot] * this.B, this.statusBlock);
+    this.emit("write", STATUS_SLOT_BLOCKS[slot] * this.B, this.B, "status");
     this.lastStatusMs = performance.now();
     this.counters.statusWrites++;
   }

@@ -1,0 +1,89 @@
+// HookMirror with real commands: dd copies each range; failing, hanging and missing commands.
+import test from "ava";
+import { existsSync } from "node:fs";
+import { rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+
+import { ErrorCode, FrameType, LunlinkError, RingReader, RingWriter, Volume, formatVolume } from "../../lib/index.ts";
+import { HookMirror } from "../../lib/mirror/hook.ts";
+import { scratchDir, sparseFile } from "../helpers/scratch.ts";
+
+const MiB = 1024 * 1024;
+const DD = 'dd if="$LUNLINK_SRC" of="$LUNLINK_DST" bs="$LUNLINK_BLOCK_SIZE" skip=$((LUNLINK_OFFSET / LUNLINK_BLOCK_SIZE)) seek=$((LUNLINK_OFFSET / LUNLINK_BLOCK_SIZE)) count=$((LUNLINK_LENGTH / LUNLINK_BLOCK_SIZE)) iflag=direct oflag=direct,dsync conv=notrunc status=none';
+
+test("a dd hook copies every write; the reader on the destination gets every frame once, in order", async (t) => {
+  const aPath = await sparseFile(t, 2 * MiB, "a.img");
+  const bPath = await sparseFile(t, 2 * MiB, "b.img");
+  const a = await Volume.open(aPath, { dsync: true });
+  const b = await Volume.open(bPath, { readOnly: true });
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
+  await formatVolume(a, { writerNode: 1, peerNode: 2, ringBlocks: 64n });
+  const hook = new HookMirror({ command: DD, source: aPath, destination: bPath, blockBytes: 4096 });
+  hook.markDirty(0, 2 * MiB); // initial full copy, as a deployment's first sync would be
+  await hook.sync();
+  const reader = await RingReader.open(b, { nodeId: 2, start: "head" });
+  const writer = await RingWriter.open(a, { nodeId: 1, maxDelayMs: 1, maxRecordBlocks: 4, overwriteUnacked: false, fullQueue: "wait", queueLimitBytes: 32 * 1024, peerAck: () => reader.ack });
+  hook.attach(writer);
+  hook.markDirty(0, 4096); // the new epoch's superblock (copy A) and, below, copy B
+  hook.markDirty(2 * MiB - 4096, 4096);
+  const got: number[] = [];
+  const total = 1200;
+  const visit = (_s: bigint, _t: number, _f: number, bytes: Uint8Array, offset: number) => got.push(new DataView(bytes.buffer, bytes.byteOffset + offset).getUint32(0, true));
+  const produce = (async () => {
+    for (let i = 0; i < total; i++) {
+      const payload = new Uint8Array(700);
+      new DataView(payload.buffer).setUint32(0, i, true);
+      await writer.append(FrameType.Data, payload);
+    }
+    await writer.flush();
+  })();
+  for (let n = 0; n < 100_000 && got.length < total; n++) {
+    await hook.sync();
+    if ((await reader.poll(visit)) === "waiting") await new Promise((r) => setTimeout(r, 1));
+  }
+  await produce;
+  await writer.close();
+  t.deepEqual(got, Array.from({ length: total }, (_, i) => i));
+  t.is(reader.counters.lost, 0n);
+  t.true(writer.counters.bytesWritten > 2 * 64 * 4096, `the ring lapped (${writer.counters.bytesWritten} bytes written)`);
+  t.true(hook.counters.invocations > 10);
+  t.is(hook.counters.failures, 0);
+});
+
+test("a failing hook is retried, reported with its stderr, and its range is copied once it heals", async (t) => {
+  const dir = await scratchDir(t);
+  const src = await sparseFile(t, MiB, "src.img");
+  const dst = await sparseFile(t, MiB, "dst.img");
+  const broken = join(dir, "broken");
+  await writeFile(broken, "");
+  const hook = new HookMirror({ command: `if [ -e "${broken}" ]; then echo "array says no" >&2; exit 3; fi; ${DD}`, source: src, destination: dst, blockBytes: 4096, retries: 2, retryDelayMs: 1 });
+  const errors: LunlinkError[] = [];
+  hook.on("error", (e) => errors.push(e));
+  hook.markDirty(8192, 8192);
+  const failed = await t.throwsAsync(hook.sync());
+  t.is((failed as LunlinkError).code, ErrorCode.IoError);
+  t.regex(failed.message, /exited 3: array says no/);
+  t.is(hook.counters.failures, 3);
+  t.is(hook.pendingBytes, 8192, "the range stays dirty: nothing is lost");
+  t.is(errors.length, 1);
+  await rm(broken);
+  await hook.sync();
+  t.is(hook.pendingBytes, 0);
+  t.is(hook.counters.bytesCopied, 8192);
+});
+
+test("a hanging hook is killed at its timeout; a missing command says so", async (t) => {
+  const dir = await scratchDir(t);
+  const hang = new HookMirror({ command: "sleep 30", source: "/dev/null", destination: "/dev/null", blockBytes: 4096, timeoutMs: 100, retries: 0 });
+  hang.markDirty(0, 4096);
+  const slow = await t.throwsAsync(hang.sync());
+  t.regex(slow.message, /did not finish within 100 ms \(killed\)/);
+  const missing = new HookMirror({ command: join(dir, "no-such-tool"), source: "/dev/null", destination: "/dev/null", blockBytes: 4096, retries: 0 });
+  missing.markDirty(0, 4096);
+  const notFound = await t.throwsAsync(missing.sync());
+  t.regex(notFound.message, /exited 127 \(command not found\)/);
+  t.false(existsSync(join(dir, "no-such-tool")));
+});
