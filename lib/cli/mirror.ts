@@ -5,6 +5,7 @@ import { invalidArgument } from "../io/errors.ts";
 import { Volume } from "../io/volume.ts";
 import { LocalMirror } from "../mirror/local.ts";
 import { flag, parse } from "./args.ts";
+import { followUntilSignal } from "./follow.ts";
 import type { Command } from "./main.ts";
 import { toJson } from "./output.ts";
 
@@ -29,16 +30,7 @@ export const mirrorCommand: Command = {
       if (!flag(parsed, "follow")) {
         await mirror.resync();
       } else {
-        const stop = (): void => void mirror.stop().catch(() => undefined);
-        process.once("SIGINT", stop);
-        process.once("SIGTERM", stop);
-        mirror.start();
-        try {
-          await mirror.finished();
-        } finally {
-          process.off("SIGINT", stop);
-          process.off("SIGTERM", stop);
-        }
+        await followUntilSignal(mirror);
       }
       const summary = { source: sourcePath, destination: destinationPath, ...mirror.counters };
       out.stdout.write(flag(parsed, "json") ? `${toJson(summary)}\n` : `mirrored ${sourcePath} -> ${destinationPath}: ${mirror.counters.blocksCopied} blocks, ${mirror.counters.records} records followed, ${mirror.counters.resyncs} resync(s)\n`);

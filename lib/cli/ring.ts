@@ -7,6 +7,7 @@ import { Poller } from "../poll/poller.ts";
 import { RingReader } from "../ring/reader.ts";
 import { RingWriter } from "../ring/writer.ts";
 import { flag, parse, type ParsedArgs } from "./args.ts";
+import { followUntilSignal } from "./follow.ts";
 import type { Command } from "./main.ts";
 
 const TYPES: Readonly<Record<string, FrameType>> = { heartbeat: FrameType.Heartbeat, control: FrameType.Control, data: FrameType.Data };
@@ -102,17 +103,7 @@ export const tailCommand: Command = {
         if (reader.counters.lost > 0n) out.stderr.write(`lunlink: warning: ${reader.counters.lost} record(s) lost (overwritten or damaged)\n`);
         return;
       }
-      const poller = new Poller(reader, { onFrame: print });
-      const stop = (): void => void poller.stop();
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
-      poller.start();
-      try {
-        await poller.finished();
-      } finally {
-        process.off("SIGINT", stop);
-        process.off("SIGTERM", stop);
-      }
+      await followUntilSignal(new Poller(reader, { onFrame: print }));
     } finally {
       await volume.close();
     }

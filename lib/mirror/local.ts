@@ -12,6 +12,7 @@ import { performance } from "node:perf_hooks";
 import { RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { decodeStatus, encodeStatus } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
+import { Background } from "../io/background.ts";
 import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { RingReader } from "../ring/reader.ts";
@@ -53,9 +54,7 @@ export class LocalMirror extends EventEmitter<MirrorEvents> {
   private readonly B: number;
   private readonly options: Required<Omit<LocalMirrorOptions, "force">>;
   private reader: RingReader | undefined;
-  private running = false;
-  private loop: Promise<void> | undefined;
-  private failure: Error | undefined;
+  private readonly task = new Background();
 
   private constructor(source: Volume, destination: Volume, superblock: Superblock, options: LocalMirror["options"]) {
     super();
@@ -128,25 +127,23 @@ export class LocalMirror extends EventEmitter<MirrorEvents> {
 
   /** Resyncs, then follows the source ring until stop(). */
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = this.follow().catch((error: unknown) => {
-      this.failure = error instanceof Error ? error : new Error(String(error));
-      this.running = false;
-      if (this.listenerCount("error") > 0) this.emit("error", this.failure);
-    });
+    this.task.start(
+      () => this.follow(),
+      (error) => {
+        if (this.listenerCount("error") > 0) this.emit("error", error);
+      },
+    );
   }
 
   /** Resolves when following has stopped; rejects with the error that stopped it. */
-  async finished(): Promise<void> {
-    await this.loop;
-    if (this.failure !== undefined) throw this.failure;
+  finished(): Promise<void> {
+    return this.task.finished();
   }
 
+  /** Stops following; rejects with the error that had stopped it, if any. */
   async stop(): Promise<void> {
-    this.running = false;
-    await this.loop;
-    if (this.failure !== undefined) throw this.failure;
+    await this.task.stop();
+    if (this.task.error !== undefined) throw this.task.error;
   }
 
   /** Records the source has and the destination does not yet (from the source status block). */
@@ -175,7 +172,7 @@ export class LocalMirror extends EventEmitter<MirrorEvents> {
     let sleepUs = this.options.pollMinUs;
     let fresh = false;
     let lastStatusMs = performance.now();
-    while (this.running) {
+    while (this.task.running) {
       const outcome = await reader.poll(noFrames, fresh, copyRecord);
       fresh = false;
       if (outcome === "overrun") {

@@ -8,6 +8,7 @@ import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 
 import type { StatusBlock } from "../format/status.ts";
+import { Background } from "../io/background.ts";
 import { invalidArgument } from "../io/errors.ts";
 import type { FrameVisitor, PollOutcome, RingReader } from "../ring/reader.ts";
 
@@ -44,12 +45,10 @@ export class Poller extends EventEmitter<PollerEvents> {
   private readonly statusPollMs: number;
   private readonly maxQueuedFrames: number;
   private readonly onFrame: FrameVisitor | undefined;
-  private running = false;
-  private loop: Promise<void> | undefined;
+  private readonly task = new Background();
   private readonly queue: Frame[] = [];
   private queueWaiter: (() => void) | undefined;
   private drainWaiter: (() => void) | undefined;
-  private failure: Error | undefined;
   private iterating = false;
 
   constructor(reader: RingReader, options: PollerOptions = {}) {
@@ -75,26 +74,24 @@ export class Poller extends EventEmitter<PollerEvents> {
   }
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = this.run().catch((error: unknown) => {
-      this.failure = error instanceof Error ? error : new Error(String(error));
-      this.running = false;
-      this.queueWaiter?.();
-      if (this.listenerCount("error") > 0) this.emit("error", this.failure);
-    });
+    this.task.start(
+      () => this.run(),
+      (error) => {
+        this.queueWaiter?.();
+        if (this.listenerCount("error") > 0) this.emit("error", error);
+      },
+    );
   }
 
   /** Resolves when the poller has stopped; rejects with the error that stopped it. */
-  async finished(): Promise<void> {
-    await this.loop;
-    if (this.failure !== undefined) throw this.failure;
+  finished(): Promise<void> {
+    return this.task.finished();
   }
 
   async stop(): Promise<void> {
-    this.running = false;
+    this.task.running = false;
     this.drainWaiter?.();
-    await this.loop;
+    await this.task.stop();
     this.queueWaiter?.();
   }
 
@@ -109,8 +106,8 @@ export class Poller extends EventEmitter<PollerEvents> {
           yield frame;
           continue;
         }
-        if (this.failure !== undefined) throw this.failure;
-        if (!this.running) return;
+        if (this.task.error !== undefined) throw this.task.error;
+        if (!this.task.running) return;
         await new Promise<void>((resolve) => (this.queueWaiter = resolve));
         this.queueWaiter = undefined;
       }
@@ -130,7 +127,7 @@ export class Poller extends EventEmitter<PollerEvents> {
     let sleepUs = this.pollMinUs;
     let fresh = false;
     let lastStatusMs = Number.NEGATIVE_INFINITY;
-    while (this.running) {
+    while (this.task.running) {
       if (this.queue.length >= this.maxQueuedFrames) {
         await new Promise<void>((resolve) => (this.drainWaiter = resolve));
         this.drainWaiter = undefined;
