@@ -1,7 +1,8 @@
 // `npm run bench -- <suite> [options]`: benchmarks side by side with reference tools, printed as
-// tables with ratios. Suites: raw (addon O_DIRECT vs fio psync), codec (checksums, record encode/decode), ring (RingWriter vs fio), latency (writer -> poller vs a C probe).
+// tables with ratios. Suites: raw (addon O_DIRECT vs fio psync), codec (checksums, record encode/decode), ring (RingWriter vs fio), latency (writer -> poller vs a C probe), mirror (resync vs dd).
 import { codecBench } from "./codec.ts";
 import { latencyBench } from "./latency.ts";
+import { mirrorBench } from "./mirror.ts";
 import { rawBench } from "./raw.ts";
 import { ringBench } from "./ring.ts";
 
@@ -10,6 +11,7 @@ const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   codec: codecBench,
   ring: ringBench,
   latency: latencyBench,
+  mirror: mirrorBench,
 };
 
 const [suite = "raw", ...rest] = process.argv.slice(2);

@@ -108,15 +108,28 @@ export class LocalMirror extends EventEmitter<MirrorEvents> {
     const sb = this.superblock;
     const ringBlocks = Number(sb.ringBlocks);
     const chunkBlocks = Math.max(1, Math.floor(this.options.resyncChunkBytes / B));
-    const buffer = this.source.alloc(chunkBlocks * B);
-    // Ring from its end down, so within any record the later blocks are copied first.
-    for (let end = ringBlocks; end > 0; end -= chunkBlocks) {
-      const start = Math.max(0, end - chunkBlocks);
-      const view = buffer.subarray(0, (end - start) * B);
-      const offset = (RING_START_BLOCK + start) * B;
-      await this.source.read(offset, view);
-      await this.destination.write(offset, view);
-      this.counters.blocksCopied += end - start;
+    // Ring from its end down, so within any record the later blocks are copied first. Two buffers:
+    // the next chunk is read while the current one is written.
+    const buffers = [this.source.alloc(chunkBlocks * B), this.source.alloc(chunkBlocks * B)] as const;
+    const chunks: [number, number][] = [];
+    for (let end = ringBlocks; end > 0; end -= chunkBlocks) chunks.push([Math.max(0, end - chunkBlocks), end]);
+    const read = async (i: number): Promise<Uint8Array> => {
+      const [start, end] = chunks[i]!;
+      const view = buffers[i % 2]!.subarray(0, (end - start) * B);
+      await this.source.read((RING_START_BLOCK + start) * B, view);
+      return view;
+    };
+    let pending = chunks.length > 0 ? read(0) : undefined;
+    try {
+      for (let i = 0; i < chunks.length; i++) {
+        const view = await pending!;
+        pending = i + 1 < chunks.length ? read(i + 1) : undefined;
+        const [start, end] = chunks[i]!;
+        await this.destination.write((RING_START_BLOCK + start) * B, view);
+        this.counters.blocksCopied += end - start;
+      }
+    } finally {
+      pending?.catch(() => undefined); // a write failed: the read in flight is abandoned, not unhandled
     }
     await this.copyStatus();
     await this.copySuperblock();
