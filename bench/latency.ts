@@ -13,6 +13,7 @@ import { Poller } from "../lib/poll/poller.ts";
 import { RingReader } from "../lib/ring/reader.ts";
 import { formatVolume } from "../lib/ring/superblocks.ts";
 import { RingWriter } from "../lib/ring/writer.ts";
+import { LocalMirror } from "../lib/mirror/local.ts";
 import { machineLine } from "./machine.ts";
 import { withScratch } from "./scratch.ts";
 import { percentile, ratio, table } from "./stats.ts";
@@ -22,11 +23,23 @@ const POLL_MAX_MS = 1;
 
 const LOAD_MBPS = 10;
 
-async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, loadMBps = 0): Promise<Float64Array> {
+async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, loadMBps = 0, mirrorTo?: string): Promise<Float64Array> {
   const send = await Volume.open(device, { dsync: true, busyPollUs });
-  const receive = await Volume.open(device, { readOnly: true, busyPollUs });
+  const receive = await Volume.open(mirrorTo ?? device, { readOnly: true, busyPollUs });
+  let mirror: LocalMirror | undefined;
+  let mirrorVolumes: Volume[] = [];
   try {
     await formatVolume(send, { writerNode: 1, peerNode: 2, ringBlocks: 4096n, force: true });
+    if (mirrorTo !== undefined) {
+      mirrorVolumes = [await Volume.open(device, { readOnly: true, busyPollUs }), await Volume.open(mirrorTo, { dsync: true, busyPollUs })];
+      mirror = await LocalMirror.open(mirrorVolumes[0]!, mirrorVolumes[1]!, { force: true, pollMinUs: POLL_MIN_US, pollMaxMs: POLL_MAX_MS, statusCopyMs: 50 });
+      const resynced = new Promise<void>((resolve, reject) => {
+        mirror!.once("resync", () => resolve());
+        mirror!.once("error", reject);
+      });
+      mirror.start();
+      await resynced;
+    }
     // The reader acks in-process (in a deployment: through the peer's status block), so control
     // records can be reused once read and a loaded run can lap the ring.
     let reader: RingReader | undefined;
@@ -46,6 +59,13 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
         arrived?.();
       },
     });
+    let failure: Error | undefined;
+    const fail = (error: Error): void => {
+      failure ??= error;
+      arrived?.();
+    };
+    poller.on("error", fail);
+    mirror?.on("error", fail);
     poller.start();
     // Loaded: 1 KiB data frames at loadMBps through the same writer, paced every millisecond.
     let loading = loadMBps > 0;
@@ -66,6 +86,7 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
       view.setFloat64(0, performance.now(), true);
       writer.tryAppend(FrameType.Control, payload);
       await delivered;
+      if (failure !== undefined) throw failure;
     }
     loading = false;
     await load;
@@ -73,14 +94,17 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
     await writer.close();
     return latenciesUs.sort();
   } finally {
+    await mirror?.stop();
+    for (const v of mirrorVolumes) await v.close();
     await send.close();
     await receive.close();
   }
 }
 
-function probeLatency(binary: string, device: string, rounds: number, loadMBps = 0): Float64Array {
+function probeLatency(binary: string, device: string, rounds: number, loadMBps = 0, mirrorTo?: string): Float64Array {
   const args = [device, String(rounds), "1", String(POLL_MIN_US), String(POLL_MAX_MS * 1000)];
-  if (loadMBps > 0) args.push(String(loadMBps));
+  if (loadMBps > 0 || mirrorTo !== undefined) args.push(String(loadMBps));
+  if (mirrorTo !== undefined) args.push(mirrorTo);
   const out = execFileSync(binary, args, { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
   return Float64Array.from(out.trim().split("\n").map((ns) => Number(ns) / 1000)).sort();
 }
@@ -92,15 +116,22 @@ export async function latencyBench(args: string[]): Promise<void> {
     const binary = join(scratch.dir, "latency");
     execFileSync("gcc", ["-O2", "-Wall", "-pthread", "-o", binary, new URL("./probe/latency.c", import.meta.url).pathname]);
     const loop = scratch.loop("volume.img", 64 * 1024 * 1024);
+    const receiveLoop = scratch.loop("receive.img", 64 * 1024 * 1024);
     console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds`);
     console.log(machineLine());
-    console.log(`volume: ${loop} (loop, dio=on) over a 64 MiB file on ext4\n`);
+    console.log(`volumes: ${loop} (send) and ${receiveLoop} (receive, for row b), loop dio=on over 64 MiB files on ext4\n`);
     const rows: string[][] = [];
-    for (const load of [0, LOAD_MBPS]) {
-      const c = probeLatency(binary, loop, rounds, load);
-      const l = await lunlinkLatency(loop, rounds, 0, load);
-      const p = await lunlinkLatency(loop, rounds, 500, load);
-      const condition = load === 0 ? "idle" : `loaded ${load} MB/s`;
+    const conditions: [number, string | undefined, string][] = [
+      [0, undefined, "(a) idle"],
+      [LOAD_MBPS, undefined, `(a) loaded ${LOAD_MBPS} MB/s`],
+      [0, receiveLoop, "(b) via local mirror, idle"],
+    ];
+    for (const [load, mirrorTo, condition] of conditions) {
+      const c = probeLatency(binary, loop, rounds, load, mirrorTo);
+      console.error(`  probe ${condition}`);
+      const l = await lunlinkLatency(loop, rounds, 0, load, mirrorTo);
+      const p = await lunlinkLatency(loop, rounds, 500, load, mirrorTo);
+      console.error(`  done ${condition}`);
       const row = (name: string, x: Float64Array): string[] => [
         condition,
         name,

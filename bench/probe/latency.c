@@ -6,7 +6,11 @@
 // min_us after a delivery). The writer waits for the reader before the next round (ping-pong).
 // Optional load: a third thread writes 64 KiB blocks (same flags) at load_mbps MB/s to a 16 MiB region
 // after the first MiB, as lunlink's loaded row streams data through the same ring.
-// Usage: latency <path> <rounds> <dsync 0|1> <min_us> <max_us> [load_mbps]; prints one latency (ns) per line.
+// Optional mirror (DESIGN.md section 7, row b): a mirror thread re-reads the block on <path> with the same
+// adaptive sleep and, when it changed, writes it to the same offset of <mirror_path> (same flags); the
+// reader then polls <mirror_path>. Usage:
+//   latency <path> <rounds> <dsync 0|1> <min_us> <max_us> [load_mbps [mirror_path]]
+// prints one latency (ns) per line.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -20,7 +24,7 @@
 #include <unistd.h>
 
 static int rounds, min_us, max_us;
-static int wfd, rfd;
+static int wfd, rfd, mfd_src = -1, mfd_dst = -1;
 static atomic_int delivered;
 static atomic_int finished;
 static int load_mbps;
@@ -62,6 +66,29 @@ static void *reader(void *arg) {
   return NULL;
 }
 
+static void *mirror(void *arg) {
+  (void)arg;
+  uint8_t *buf;
+  if (posix_memalign((void **)&buf, 4096, 4096) != 0) abort();
+  int64_t copied = 0;
+  int sleep = min_us;
+  while (!atomic_load(&finished)) {
+    if (pread(mfd_src, buf, 4096, 4096) != 4096) { perror("mirror pread"); exit(1); }
+    int64_t seq;
+    memcpy(&seq, buf, 8);
+    if (seq != copied) {
+      if (pwrite(mfd_dst, buf, 4096, 4096) != 4096) { perror("mirror pwrite"); exit(1); }
+      copied = seq;
+      sleep = min_us;
+      continue;
+    }
+    sleep_us(sleep);
+    sleep = sleep * 2 > max_us ? max_us : sleep * 2;
+  }
+  free(buf);
+  return NULL;
+}
+
 static void *loader(void *arg) {
   (void)arg;
   uint8_t *buf;
@@ -80,21 +107,32 @@ static void *loader(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6 && argc != 7) { fprintf(stderr, "usage: latency <path> <rounds> <dsync> <min_us> <max_us> [load_mbps]\n"); return 2; }
-  load_mbps = argc == 7 ? atoi(argv[6]) : 0;
+  if (argc < 6 || argc > 8) { fprintf(stderr, "usage: latency <path> <rounds> <dsync> <min_us> <max_us> [load_mbps [mirror_path]]\n"); return 2; }
+  load_mbps = argc >= 7 ? atoi(argv[6]) : 0;
   rounds = atoi(argv[2]);
   min_us = atoi(argv[4]);
   max_us = atoi(argv[5]);
   if (rounds < 1 || rounds > 10000000 || min_us < 1 || max_us < min_us) { fprintf(stderr, "bad arguments\n"); return 2; }
   wfd = open(argv[1], O_RDWR | O_DIRECT | (atoi(argv[3]) ? O_DSYNC : 0));
-  rfd = open(argv[1], O_RDONLY | O_DIRECT);
+  const char *read_path = argv[1];
+  if (argc == 8) {
+    mfd_src = open(argv[1], O_RDONLY | O_DIRECT);
+    mfd_dst = open(argv[7], O_RDWR | O_DIRECT | (atoi(argv[3]) ? O_DSYNC : 0));
+    if (mfd_src < 0 || mfd_dst < 0) { perror("open mirror"); return 1; }
+    read_path = argv[7];
+  }
+  rfd = open(read_path, O_RDONLY | O_DIRECT);
   if (wfd < 0 || rfd < 0) { perror("open"); return 1; }
   lat = calloc((size_t)rounds, sizeof *lat);
   uint8_t *buf;
   if (lat == NULL || posix_memalign((void **)&buf, 4096, 4096) != 0) return 1;
   memset(buf, 0, 4096);
   if (pwrite(wfd, buf, 4096, 4096) != 4096) { perror("pwrite"); return 1; }
-  pthread_t t, l;
+  pthread_t t, l, m;
+  if (mfd_dst >= 0) {
+    if (pwrite(mfd_dst, buf, 4096, 4096) != 4096) { perror("pwrite"); return 1; }
+    pthread_create(&m, NULL, mirror, NULL);
+  }
   pthread_create(&t, NULL, reader, NULL);
   if (load_mbps > 0) pthread_create(&l, NULL, loader, NULL);
   for (int64_t seq = 1; seq <= rounds; seq++) {
@@ -107,6 +145,7 @@ int main(int argc, char **argv) {
   pthread_join(t, NULL);
   atomic_store(&finished, 1);
   if (load_mbps > 0) pthread_join(l, NULL);
+  if (mfd_dst >= 0) pthread_join(m, NULL);
   for (int i = 0; i < rounds; i++) printf("%lld\n", (long long)lat[i]);
   return 0;
 }

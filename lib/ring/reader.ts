@@ -283,8 +283,9 @@ export class RingReader {
     this.counters.epochChanges++;
     this.superblock = superblock;
     this.epoch = superblock.epoch;
-    if (this.seq > superblock.epochStartSeq) {
-      // We were past where the new epoch starts (the old writer's tail was torn): follow the new epoch.
+    if (this.seq >= superblock.epochStartSeq) {
+      // Our next seq belongs to the new epoch, which starts at epochStartBlock (not necessarily where
+      // we were waiting: a writer that reopened continues after the last stamp it found).
       this.jump(superblock.epochStartSeq, Number(superblock.epochStartBlock));
     }
     return "epoch";

@@ -149,3 +149,21 @@ test("reader restart: control frames after the persisted ack are delivered again
   t.deepEqual(again.frames, ["c2", "d3"]);
   t.deepEqual(frames, ["c1"]);
 });
+
+test("a reader waiting at the head of a freshly reformatted ring follows the writer to where its epoch starts", async (t) => {
+  const { send, receive, writer } = await setup(t);
+  for (let i = 0; i < 20; i++) await appendRecord(writer, `old ${i}`);
+  await writer.close();
+  // Reformat over the used ring: the new volume's sequences start above the old stamps.
+  await formatVolume(send, { writerNode: 1, peerNode: 2, ringBlocks: 64n, force: true });
+  const reader = await RingReader.open(receive, { nodeId: 2, start: "head" }); // waits at ring block 0
+  const next = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 0 }); // continues after the old stamps
+  t.teardown(() => next.close());
+  await appendRecord(next, "new");
+  const { frames, visit } = collector();
+  for (let i = 0; i < 5 && frames.length === 0; i++) {
+    if ((await reader.poll(visit)) === "waiting") await reader.refresh();
+  }
+  t.deepEqual(frames, ["new"]);
+  t.is(reader.counters.lost, 0n);
+});
