@@ -42,25 +42,33 @@ static void sleep_us(int us) {
   }
 }
 
+// The polling both the reader and the mirror do, as lunlink's Poller does it: re-read the block at
+// offset 4096 until its sequence differs from `last`, sleeping min_us doubling to max_us between
+// reads. Returns the new sequence, or -1 once `finished` is set.
+static int64_t wait_for_new_seq(int fd, uint8_t *buf, int64_t last) {
+  int sleep = min_us;
+  for (;;) {
+    if (pread(fd, buf, 4096, 4096) != 4096) { perror("pread"); exit(1); }
+    int64_t seq;
+    memcpy(&seq, buf, 8);
+    if (seq != last) return seq;
+    if (atomic_load(&finished)) return -1;
+    sleep_us(sleep);
+    sleep = sleep * 2 > max_us ? max_us : sleep * 2;
+  }
+}
+
 static void *reader(void *arg) {
   (void)arg;
   uint8_t *buf;
   if (posix_memalign((void **)&buf, 4096, 4096) != 0) abort();
-  int sleep = min_us;
-  for (int64_t expect = 1; expect <= rounds;) {
-    if (pread(rfd, buf, 4096, 4096) != 4096) { perror("pread"); exit(1); }
-    int64_t seq, stamp;
-    memcpy(&seq, buf, 8);
+  for (int64_t expect = 1; expect <= rounds; expect++) {
+    int64_t seq = wait_for_new_seq(rfd, buf, expect - 1);
+    if (seq != expect) { fprintf(stderr, "reader: seq %lld, expected %lld\n", (long long)seq, (long long)expect); exit(1); }
+    int64_t stamp;
     memcpy(&stamp, buf + 8, 8);
-    if (seq == expect) {
-      lat[expect - 1] = now_ns() - stamp;
-      atomic_store(&delivered, (int)expect);
-      expect++;
-      sleep = min_us;
-      continue;
-    }
-    sleep_us(sleep);
-    sleep = sleep * 2 > max_us ? max_us : sleep * 2;
+    lat[expect - 1] = now_ns() - stamp;
+    atomic_store(&delivered, (int)expect);
   }
   free(buf);
   return NULL;
@@ -70,20 +78,11 @@ static void *mirror(void *arg) {
   (void)arg;
   uint8_t *buf;
   if (posix_memalign((void **)&buf, 4096, 4096) != 0) abort();
-  int64_t copied = 0;
-  int sleep = min_us;
-  while (!atomic_load(&finished)) {
-    if (pread(mfd_src, buf, 4096, 4096) != 4096) { perror("mirror pread"); exit(1); }
-    int64_t seq;
-    memcpy(&seq, buf, 8);
-    if (seq != copied) {
-      if (pwrite(mfd_dst, buf, 4096, 4096) != 4096) { perror("mirror pwrite"); exit(1); }
-      copied = seq;
-      sleep = min_us;
-      continue;
-    }
-    sleep_us(sleep);
-    sleep = sleep * 2 > max_us ? max_us : sleep * 2;
+  for (int64_t copied = 0;;) {
+    int64_t seq = wait_for_new_seq(mfd_src, buf, copied);
+    if (seq < 0) break;
+    if (pwrite(mfd_dst, buf, 4096, 4096) != 4096) { perror("mirror pwrite"); exit(1); }
+    copied = seq;
   }
   free(buf);
   return NULL;
