@@ -105,6 +105,15 @@ export function invalidArgument(name: string, expected: string, found: unknown):
   return new LunlinkError(ErrorCode.InvalidArgument, `${name} must be ${expected}; found ${describe(found)}`);
 }
 
+/** An optional integer option: `fallback` when absent, else an integer in min..max or a coded error naming it. */
+export function integerOption(name: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw invalidArgument(name, `an integer in ${min}..${max}`, value);
+  }
+  return value;
+}
+
 /** A short, safe rendering of a bad value for an error message. */
 export function describe(value: unknown): string {
   if (typeof value === "bigint") return `${value}n`;

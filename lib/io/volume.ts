@@ -8,7 +8,7 @@ import { statfs } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 
 import { DeadlineTracker } from "./deadlines.ts";
-import { ErrorCode, LunlinkError, describe, invalidArgument, systemError } from "./errors.ts";
+import { ErrorCode, LunlinkError, describe, integerOption, invalidArgument, systemError } from "./errors.ts";
 import { fileSystemName, geometryFrom, type VolumeGeometry } from "./geometry.ts";
 import { addon, busyPoll, registerRequest, unregisterRequest, type NativeVolumeHandle } from "./native.ts";
 
@@ -94,9 +94,9 @@ export class Volume extends EventEmitter<VolumeEvents> {
     const dsync = booleanOption(options, "dsync", false);
     const exclusive = booleanOption(options, "exclusive", false);
     const readOnly = booleanOption(options, "readOnly", false);
-    const ioTimeoutMs = integerOption(options, "ioTimeoutMs", DEFAULT_IO_TIMEOUT_MS, 1, MAX_IO_TIMEOUT_MS);
-    const ioThreads = integerOption(options, "ioThreads", DEFAULT_IO_THREADS, 1, MAX_IO_THREADS);
-    const busyPollUs = integerOption(options, "busyPollUs", 0, 0, MAX_BUSY_POLL_US);
+    const ioTimeoutMs = integerOption("ioTimeoutMs", options.ioTimeoutMs, DEFAULT_IO_TIMEOUT_MS, 1, MAX_IO_TIMEOUT_MS);
+    const ioThreads = integerOption("ioThreads", options.ioThreads, DEFAULT_IO_THREADS, 1, MAX_IO_THREADS);
+    const busyPollUs = integerOption("busyPollUs", options.busyPollUs, 0, 0, MAX_BUSY_POLL_US);
     if (options.signal?.aborted === true) {
       throw new LunlinkError(ErrorCode.Aborted, `open ${path}: aborted before it started`, { path, cause: options.signal.reason });
     }
@@ -406,14 +406,5 @@ function booleanOption(options: VolumeOptions, name: "direct" | "dsync" | "exclu
   const value = options[name];
   if (value === undefined) return fallback;
   if (typeof value !== "boolean") throw invalidArgument(name, "a boolean", value);
-  return value;
-}
-
-function integerOption(options: VolumeOptions, name: "ioTimeoutMs" | "ioThreads" | "busyPollUs", fallback: number, min: number, max: number): number {
-  const value = options[name];
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw invalidArgument(name, `an integer in ${min}..${max}`, value);
-  }
   return value;
 }

@@ -9,7 +9,7 @@
 import { spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 
-import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
+import { ErrorCode, LunlinkError, integerOption, invalidArgument } from "../io/errors.ts";
 import type { RingWriter } from "../ring/writer.ts";
 
 export interface HookMirrorOptions {
@@ -50,16 +50,11 @@ export class HookMirror extends EventEmitter<HookMirrorEvents> {
   constructor(options: HookMirrorOptions) {
     super();
     if (typeof options.command !== "string" || options.command.trim() === "") throw invalidArgument("command", "a shell command", options.command);
-    const int = (name: string, v: number | undefined, fallback: number, min: number, max: number): number => {
-      if (v === undefined) return fallback;
-      if (!Number.isInteger(v) || v < min || v > max) throw invalidArgument(name, `an integer in ${min}..${max}`, v);
-      return v;
-    };
     this.options = {
       ...options,
-      timeoutMs: int("timeoutMs", options.timeoutMs, 10_000, 1, 3_600_000),
-      retries: int("retries", options.retries, 3, 0, 100),
-      retryDelayMs: int("retryDelayMs", options.retryDelayMs, 100, 0, 60_000),
+      timeoutMs: integerOption("timeoutMs", options.timeoutMs, 10_000, 1, 3_600_000),
+      retries: integerOption("retries", options.retries, 3, 0, 100),
+      retryDelayMs: integerOption("retryDelayMs", options.retryDelayMs, 100, 0, 60_000),
     };
   }
 

@@ -13,7 +13,7 @@ import { RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { decodeStatus, encodeStatus } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { Background } from "../io/background.ts";
-import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
+import { ErrorCode, LunlinkError, integerOption, invalidArgument } from "../io/errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { RingReader } from "../ring/reader.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
@@ -66,16 +66,11 @@ export class LocalMirror extends EventEmitter<MirrorEvents> {
   }
 
   static async open(source: Volume, destination: Volume, options: LocalMirrorOptions = {}): Promise<LocalMirror> {
-    const int = (name: string, v: number | undefined, fallback: number, min: number, max: number): number => {
-      if (v === undefined) return fallback;
-      if (!Number.isInteger(v) || v < min || v > max) throw invalidArgument(name, `an integer in ${min}..${max}`, v);
-      return v;
-    };
     const resolved = {
-      statusCopyMs: int("statusCopyMs", options.statusCopyMs, 10, 1, 60_000),
-      pollMinUs: int("pollMinUs", options.pollMinUs, 100, 0, 1_000_000),
-      pollMaxMs: int("pollMaxMs", options.pollMaxMs, 10, 1, 1000),
-      resyncChunkBytes: int("resyncChunkBytes", options.resyncChunkBytes, 1024 * 1024, 4096, 64 * 1024 * 1024),
+      statusCopyMs: integerOption("statusCopyMs", options.statusCopyMs, 10, 1, 60_000),
+      pollMinUs: integerOption("pollMinUs", options.pollMinUs, 100, 0, 1_000_000),
+      pollMaxMs: integerOption("pollMaxMs", options.pollMaxMs, 10, 1, 1000),
+      resyncChunkBytes: integerOption("resyncChunkBytes", options.resyncChunkBytes, 1024 * 1024, 4096, 64 * 1024 * 1024),
     };
     const { superblock } = await openSuperblock(source);
     const needed = superblock.volumeBlocks * BigInt(superblock.blockBytes);

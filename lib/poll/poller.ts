@@ -9,7 +9,7 @@ import { performance } from "node:perf_hooks";
 
 import type { StatusBlock } from "../format/status.ts";
 import { Background } from "../io/background.ts";
-import { invalidArgument } from "../io/errors.ts";
+import { integerOption, invalidArgument } from "../io/errors.ts";
 import type { FrameVisitor, PollOutcome, RingReader } from "../ring/reader.ts";
 
 export interface PollerOptions {
@@ -54,16 +54,11 @@ export class Poller extends EventEmitter<PollerEvents> {
   constructor(reader: RingReader, options: PollerOptions = {}) {
     super();
     this.reader = reader;
-    const int = (name: string, v: number | undefined, fallback: number, min: number, max: number): number => {
-      if (v === undefined) return fallback;
-      if (!Number.isInteger(v) || v < min || v > max) throw invalidArgument(name, `an integer in ${min}..${max}`, v);
-      return v;
-    };
-    this.pollMinUs = int("pollMinUs", options.pollMinUs, 100, 0, 1_000_000);
-    this.pollMaxUs = int("pollMaxMs", options.pollMaxMs, 10, 1, 1000) * 1000;
+    this.pollMinUs = integerOption("pollMinUs", options.pollMinUs, 100, 0, 1_000_000);
+    this.pollMaxUs = integerOption("pollMaxMs", options.pollMaxMs, 10, 1, 1000) * 1000;
     if (this.pollMaxUs < this.pollMinUs) throw invalidArgument("pollMaxMs", `at least pollMinUs (${this.pollMinUs} us)`, options.pollMaxMs);
-    this.statusPollMs = int("statusPollMs", options.statusPollMs, 50, 1, 60_000);
-    this.maxQueuedFrames = int("maxQueuedFrames", options.maxQueuedFrames, 10_000, 1, 10_000_000);
+    this.statusPollMs = integerOption("statusPollMs", options.statusPollMs, 50, 1, 60_000);
+    this.maxQueuedFrames = integerOption("maxQueuedFrames", options.maxQueuedFrames, 10_000, 1, 10_000_000);
     this.onFrame = options.onFrame;
   }
 

@@ -15,7 +15,7 @@ import { RecordBuilder, encodePad } from "../format/record.ts";
 import { encodeStatus } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { uuidBytes } from "../format/uuid.ts";
-import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
+import { ErrorCode, LunlinkError, integerOption, invalidArgument } from "../io/errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { scanRing } from "./scan.ts";
 import { openSuperblock, writeSuperblock } from "./superblocks.ts";
@@ -528,20 +528,15 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
 }
 
 function resolveOptions(o: RingWriterOptions): RingWriter["options"] {
-  const int = (name: string, value: number | undefined, fallback: number, min: number, max: number): number => {
-    if (value === undefined) return fallback;
-    if (!Number.isInteger(value) || value < min || value > max) throw invalidArgument(name, `an integer in ${min}..${max}`, value);
-    return value;
-  };
   if (!Number.isInteger(o.nodeId) || o.nodeId < 1 || o.nodeId > 0xffffffff) throw invalidArgument("nodeId", "an integer in 1..4294967295", o.nodeId);
   const resolved: RingWriter["options"] = {
     nodeId: o.nodeId,
-    flushThresholdBytes: int("flushThresholdBytes", o.flushThresholdBytes, 64 * 1024, 1, 64 * 1024 * 1024),
-    maxDelayMs: int("maxDelayMs", o.maxDelayMs, 2, 0, 10_000),
-    maxRecordBlocks: int("maxRecordBlocks", o.maxRecordBlocks, 65, 1, MAX_RECORD_BLOCKS),
-    queueLimitBytes: int("queueLimitBytes", o.queueLimitBytes, 4 * 1024 * 1024, 0, 1024 * 1024 * 1024),
-    statusIntervalMs: int("statusIntervalMs", o.statusIntervalMs, 100, 1, 60_000),
-    ownerCheckMs: int("ownerCheckMs", o.ownerCheckMs, 1000, 10, 600_000),
+    flushThresholdBytes: integerOption("flushThresholdBytes", o.flushThresholdBytes, 64 * 1024, 1, 64 * 1024 * 1024),
+    maxDelayMs: integerOption("maxDelayMs", o.maxDelayMs, 2, 0, 10_000),
+    maxRecordBlocks: integerOption("maxRecordBlocks", o.maxRecordBlocks, 65, 1, MAX_RECORD_BLOCKS),
+    queueLimitBytes: integerOption("queueLimitBytes", o.queueLimitBytes, 4 * 1024 * 1024, 0, 1024 * 1024 * 1024),
+    statusIntervalMs: integerOption("statusIntervalMs", o.statusIntervalMs, 100, 1, 60_000),
+    ownerCheckMs: integerOption("ownerCheckMs", o.ownerCheckMs, 1000, 10, 600_000),
     overwriteUnacked: o.overwriteUnacked ?? true,
     fullQueue: o.fullQueue ?? "drop",
   };
