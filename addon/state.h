@@ -15,7 +15,6 @@ namespace lunlink {
 struct AddonState {
   std::shared_ptr<Channel> channel;
   std::vector<std::weak_ptr<Pool>> pools;
-  Napi::FunctionReference volumeConstructor;
 };
 
 AddonState* GetState(Napi::Env env);
