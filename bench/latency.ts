@@ -16,7 +16,7 @@ import { RingWriter } from "../lib/ring/writer.ts";
 import { LocalMirror } from "../lib/mirror/local.ts";
 import { machineLine } from "./machine.ts";
 import { withScratch } from "./scratch.ts";
-import { percentile, ratio, table } from "./stats.ts";
+import { numberArg, percentile, ratio, table } from "./stats.ts";
 
 const POLL_MIN_US = 100;
 const POLL_MAX_MS = 1;
@@ -110,8 +110,7 @@ function probeLatency(binary: string, device: string, rounds: number, loadMBps =
 }
 
 export async function latencyBench(args: string[]): Promise<void> {
-  const at = args.indexOf("--rounds");
-  const rounds = at >= 0 ? Number(args[at + 1]) || 2000 : 2000;
+  const rounds = numberArg(args, "--rounds", 2000);
   await withScratch(async (scratch) => {
     const binary = join(scratch.dir, "latency");
     execFileSync("gcc", ["-O2", "-Wall", "-pthread", "-o", binary, new URL("./probe/latency.c", import.meta.url).pathname]);

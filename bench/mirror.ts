@@ -8,13 +8,12 @@ import { Volume, formatVolume } from "../lib/index.ts";
 import { LocalMirror } from "../lib/mirror/local.ts";
 import { machineLine } from "./machine.ts";
 import { withScratch } from "./scratch.ts";
-import { mbps, ratio, table } from "./stats.ts";
+import { mbps, numberArg, ratio, table } from "./stats.ts";
 
 const VOLUME_BYTES = 512 * 1024 * 1024;
 
 export async function mirrorBench(args: string[]): Promise<void> {
-  const at = args.indexOf("--rounds");
-  const rounds = at >= 0 ? Number(args[at + 1]) || 3 : 3;
+  const rounds = numberArg(args, "--rounds", 3);
   await withScratch(async (scratch) => {
     const source = scratch.loop("send.img", VOLUME_BYTES);
     const destination = scratch.loop("receive.img", VOLUME_BYTES);

@@ -10,7 +10,7 @@ import { Volume } from "../lib/index.ts";
 import { fio } from "./fio.ts";
 import { machineLine } from "./machine.ts";
 import { withScratch } from "./scratch.ts";
-import { mbps, percentile, ratio, table } from "./stats.ts";
+import { mbps, numberArg, percentile, ratio, table } from "./stats.ts";
 
 interface Cell {
   bytesPerSecond: number;
@@ -82,8 +82,7 @@ function fioRun(path: string, op: "read" | "write", blockBytes: number, depth: n
 }
 
 export async function rawBench(args: string[]): Promise<void> {
-  const at = args.indexOf("--seconds");
-  const seconds = at >= 0 ? Number(args[at + 1]) || 2 : 2;
+  const seconds = numberArg(args, "--seconds", 2);
   await withScratch(async (scratch) => {
     const file = scratch.file("file.img", VOLUME_BYTES);
     const loop = scratch.loop("loop.img", VOLUME_BYTES);

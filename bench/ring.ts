@@ -12,7 +12,7 @@ import { RingWriter } from "../lib/ring/writer.ts";
 import { fio } from "./fio.ts";
 import { machineLine } from "./machine.ts";
 import { withScratch } from "./scratch.ts";
-import { mbps, ratio, table } from "./stats.ts";
+import { mbps, numberArg, ratio, table } from "./stats.ts";
 
 const VOLUME_BYTES = 1024 * 1024 * 1024;
 const RECORD_BLOCKS = 17;
@@ -53,8 +53,7 @@ async function appendRun(device: string, frameBytes: number, seconds: number, bu
 }
 
 export async function ringBench(args: string[]): Promise<void> {
-  const at = args.indexOf("--seconds");
-  const seconds = at >= 0 ? Number(args[at + 1]) || 3 : 3;
+  const seconds = numberArg(args, "--seconds", 3);
   await withScratch(async (scratch) => {
     const loop = scratch.loop("send.img", VOLUME_BYTES);
     console.log(`# ring: RingWriter append vs fio sequential write, O_DIRECT|O_DSYNC, ${seconds} s per cell`);
