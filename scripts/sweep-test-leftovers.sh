@@ -18,6 +18,12 @@ findmnt -rn -o TARGET 2>/dev/null | grep "^${prefix}" | sort -r | while read -r 
   echo "sweep: unmounted $target"
 done
 for pid in $(pgrep -f "nbdfuse.*${prefix}" 2>/dev/null); do kill "$pid" 2>/dev/null; done
+# Network namespaces a test created (test/helpers/netns.ts names them llt-*): kill what runs inside,
+# then delete them, which removes their veth ends and TUN devices too.
+for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^llt-/ {print $1}'); do
+  for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+  ip netns del "$ns" 2>/dev/null && echo "sweep: deleted netns $ns"
+done
 # Scratch directories of runs that are no longer running (older than 10 minutes).
 find /var/tmp -maxdepth 1 -name 'lunlink-test-*' -mmin +10 -exec rm -rf {} + 2>/dev/null
 exit 0
