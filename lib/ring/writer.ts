@@ -52,6 +52,12 @@ export interface RingWriterOptions {
    * Records holding control frames always wait.
    */
   overwriteUnacked?: boolean;
+  /**
+   * Do records holding control frames wait for the peer's ack before being overwritten (default
+   * true)? false only for a layer above that acks and retransmits control itself (the link does),
+   * so a dead peer cannot stall the writer.
+   */
+  controlWaitsForAck?: boolean;
   /** The peer's ack of our records (from the peer's status block); undefined = nothing acked yet. */
   peerAck?: () => Ack | undefined;
   /** What we ack to the peer (highest (epoch, seq) received from it), written into our status block. */
@@ -224,7 +230,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     const builder = this.current();
     if (this.overflowBytes === 0 && builder.fits(payload.length)) {
       if (builder.frames === 0) this.fillingSinceMs = performance.now();
-      builder.append(type, flags, payload, type === FrameType.Control);
+      builder.append(type, flags, payload, type === FrameType.Control && this.options.controlWaitsForAck);
       this.counters.framesAppended++;
       if (builder.frames === 1 || builder.bytes >= this.options.flushThresholdBytes) this.kick();
       return "queued";
@@ -368,7 +374,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       while (queue.head < queue.frames.length && builder.fits(queue.frames[queue.head]!.payload.length)) {
         const f = queue.frames[queue.head++]!;
         if (builder.frames === 0) this.fillingSinceMs = performance.now();
-        builder.append(f.type, f.flags, f.payload, f.type === FrameType.Control);
+        builder.append(f.type, f.flags, f.payload, f.type === FrameType.Control && this.options.controlWaitsForAck);
         queue.bytes -= f.payload.length;
         this.overflowBytes -= f.payload.length + 1;
       }
@@ -538,6 +544,7 @@ function resolveOptions(o: RingWriterOptions): RingWriter["options"] {
     statusIntervalMs: integerOption("statusIntervalMs", o.statusIntervalMs, 100, 1, 60_000),
     ownerCheckMs: integerOption("ownerCheckMs", o.ownerCheckMs, 1000, 10, 600_000),
     overwriteUnacked: o.overwriteUnacked ?? true,
+    controlWaitsForAck: o.controlWaitsForAck ?? true,
     fullQueue: o.fullQueue ?? "drop",
   };
   if (o.peerAck !== undefined) resolved.peerAck = o.peerAck;

@@ -3,22 +3,10 @@ import { FrameType, formatVolume } from "../../lib/index.ts";
 import { RingReader, type PollOutcome } from "../../lib/ring/reader.ts";
 import { RingWriter } from "../../lib/ring/writer.ts";
 import { MemVolume } from "./memvolume.ts";
+import { generator } from "./random.ts";
 
 const STEPS = 3000;
 const B = 4096;
-
-/** xorshift32: tiny, seedable, the same sequence on every platform. */
-function generator(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
 
 function payloadFor(id: number): Uint8Array {
   const b = new Uint8Array(8 + (id % 23) * 37);

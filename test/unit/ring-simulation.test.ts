@@ -5,9 +5,10 @@
 import test from "ava";
 
 import { FrameType } from "../../lib/index.ts";
+import { simulationSeeds } from "../helpers/random.ts";
 import { simulate } from "../helpers/ring-sim.ts";
 
-const SEEDS = process.env.LUNLINK_SEED !== undefined ? [Number(process.env.LUNLINK_SEED)] : [Date.now() % 2 ** 31, 1, 2, 3];
+const SEEDS = simulationSeeds();
 
 test("seeded simulation, benign faults (torn writes that complete, writer restarts): every frame exactly once", async (t) => {
   for (const seed of SEEDS) {

@@ -1,0 +1,432 @@
+// Link: one node's end of a pair, carrying datagrams over two paths. Pipeline:
+//   send: classify (heartbeat > control > data) -> header -> UDP socket and/or RingWriter (send volume)
+//   receive: UDP socket | Poller (receive volume) -> decode -> node/session check -> path heartbeat
+//            -> control (in order, acked) | data (dedupe window) -> "data"/"control" events
+// Decisions live in the sans-IO parts (paths.ts, control.ts, window.ts); this file only moves bytes
+// and time into them. Invariants: heartbeats run on both paths all the time; the application never
+// sees a data message twice (dedupe by link sequence); control is delivered once, in order.
+import dgram from "node:dgram";
+import { EventEmitter } from "node:events";
+import { performance } from "node:perf_hooks";
+
+import { FrameType, FRAME_HEADER_BYTES } from "../format/layout.ts";
+import { ErrorCode, LunlinkError } from "../io/errors.ts";
+import { Volume } from "../io/volume.ts";
+import { Poller } from "../poll/poller.ts";
+import { RingReader } from "../ring/reader.ts";
+import { RingWriter, type Ack } from "../ring/writer.ts";
+import { ControlReceiver, ControlSender } from "./control.ts";
+import { decodeHeader, encodeHeader, MessageKind, MESSAGE_HEADER_BYTES, PathId, type MessageHeader } from "./message.ts";
+import { LinkState, type LinkTimers, type Transition } from "./paths.ts";
+import { SequenceWindow } from "./window.ts";
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export interface LinkOptions {
+  nodeId: number;
+  peerNodeId: number;
+  primary: { bind: Endpoint; peer: Endpoint };
+  storage: {
+    /** Our send volume (we own its ring). */
+    send: string;
+    /** The peer's ring as the mirror delivers it to us. */
+    receive: string;
+    /** O_DSYNC on the send volume (default true): a record is durable before the mirror copies it. */
+    dsync?: boolean;
+    /** Take the send volume over from a writer that did not close it (default true: it is ours by config). */
+    takeOver?: boolean;
+    /** Writer: seal a record after this long (default 1 ms). */
+    maxDelayMs?: number;
+    /** Poller: longest sleep between reads while idle (default 2 ms). */
+    pollMaxMs?: number;
+    ioTimeoutMs?: number;
+  };
+  timers: LinkTimers;
+  /** Control retransmission timeout (default 200 ms). */
+  controlRtoMs?: number;
+  /** Tick period of the state machine (default 5 ms). */
+  tickMs?: number;
+  /** Called for every state transition and notable event (the CLI logs them). */
+  log?: (event: string, fields: Record<string, unknown>) => void;
+}
+
+export interface LinkCounters {
+  sent: { primary: number; storage: number };
+  received: { primary: number; storage: number };
+  dataDelivered: number;
+  dataDuplicates: number;
+  dataTooOld: number;
+  dataDroppedStorage: number;
+  controlDelivered: number;
+  controlDuplicates: number;
+  controlRetransmits: number;
+  udpSendErrors: number;
+  malformed: number;
+  strays: number;
+  staleSession: number;
+  peerRestarts: number;
+}
+
+export interface LinkEvents {
+  /** A data payload (a view, valid only during the call). */
+  data: [payload: Uint8Array, path: "primary" | "storage"];
+  /** A control payload, in order, exactly once. */
+  control: [payload: Uint8Array];
+  transition: [Transition];
+  error: [Error];
+}
+
+export interface LinkStatus {
+  node: number;
+  peer: number;
+  active: string;
+  paths: Record<"primary" | "storage", { state: string; reason: string; lastHeardAgoMs: number | null; upForMs: number | null }>;
+  failovers: number;
+  failbacks: number;
+  selfPauses: number;
+  controlPending: number;
+  ring: { headSeq: string; peerAckSeq: string | null; receiveLagRecords: string; writerCounters: RingWriter["counters"] };
+  counters: LinkCounters;
+  transitions: Transition[];
+}
+
+const RING_FRAME_TYPE: Record<MessageKind, FrameType> = {
+  [MessageKind.Heartbeat]: FrameType.Heartbeat,
+  [MessageKind.Control]: FrameType.Control,
+  [MessageKind.ControlAck]: FrameType.Control,
+  [MessageKind.Data]: FrameType.Data,
+};
+
+/** Bound on datagrams kept for the async iterator before new ones are dropped (counted). */
+const MAX_QUEUED_DATAGRAMS = 4096;
+
+export class Link extends EventEmitter<LinkEvents> {
+  readonly options: LinkOptions;
+  readonly state: LinkState;
+  readonly counters: LinkCounters = {
+    sent: { primary: 0, storage: 0 },
+    received: { primary: 0, storage: 0 },
+    dataDelivered: 0,
+    dataDuplicates: 0,
+    dataTooOld: 0,
+    dataDroppedStorage: 0,
+    controlDelivered: 0,
+    controlDuplicates: 0,
+    controlRetransmits: 0,
+    udpSendErrors: 0,
+    malformed: 0,
+    strays: 0,
+    staleSession: 0,
+    peerRestarts: 0,
+  };
+  /** This run's session: ms since the epoch in the high bits, so a restarted node's is higher. */
+  readonly session: bigint;
+  private peerSession = 0n;
+  private readonly socket: dgram.Socket;
+  private readonly writer: RingWriter;
+  private readonly poller: Poller;
+  private readonly reader: RingReader;
+  private readonly volumes: Volume[];
+  private readonly window = new SequenceWindow();
+  private readonly controlOut = new ControlSender();
+  private readonly controlIn = new ControlReceiver();
+  private readonly heartbeatSeq = [0n, 0n];
+  private dataSeq = 0n;
+  private peerAck: Ack | undefined;
+  private readonly scratch = new Uint8Array(MESSAGE_HEADER_BYTES + 65535);
+  private readonly timers: NodeJS.Timeout[] = [];
+  private closed = false;
+  private readonly controlRtoMs: number;
+
+  private constructor(options: LinkOptions, socket: dgram.Socket, writer: RingWriter, reader: RingReader, volumes: Volume[]) {
+    super();
+    this.options = options;
+    this.state = new LinkState(options.timers);
+    this.session = (BigInt(Date.now()) << 16n) | BigInt(Math.floor(Math.random() * 0x10000));
+    this.socket = socket;
+    this.writer = writer;
+    this.reader = reader;
+    this.volumes = volumes;
+    this.controlRtoMs = options.controlRtoMs ?? 200;
+    this.poller = new Poller(reader, {
+      pollMinUs: 50,
+      pollMaxMs: options.storage.pollMaxMs ?? 2,
+      statusPollMs: 20,
+      onFrame: (_seq, _type, _flags, bytes, offset, length) => this.receive(bytes, offset, length, PathId.Storage),
+    });
+  }
+
+  /** Opens both paths: binds the UDP socket, opens the send ring (new epoch) and polls the receive ring from its head. */
+  static async open(options: LinkOptions): Promise<Link> {
+    const volumes: Volume[] = [];
+    let socket: dgram.Socket | undefined;
+    try {
+      const send = await Volume.open(options.storage.send, { dsync: options.storage.dsync ?? true, exclusive: true, ...(options.storage.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: options.storage.ioTimeoutMs }) });
+      volumes.push(send);
+      const receive = await Volume.open(options.storage.receive, { readOnly: true, ...(options.storage.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: options.storage.ioTimeoutMs }) });
+      volumes.push(receive);
+      let link: Link | undefined;
+      const writer = await RingWriter.open(send, {
+        nodeId: options.nodeId,
+        takeOver: options.storage.takeOver ?? true,
+        maxDelayMs: options.storage.maxDelayMs ?? 1,
+        controlWaitsForAck: false,
+        peerAck: () => link?.peerAck,
+        localAck: () => link?.reader.ack,
+      });
+      const reader = await RingReader.open(receive, { nodeId: options.nodeId, peerNodeId: options.peerNodeId, start: "head" });
+      socket = await bindSocket(options.primary.bind);
+      link = new Link(options, socket, writer, reader, volumes);
+      link.start();
+      return link;
+    } catch (error) {
+      socket?.close();
+      for (const v of volumes) await v.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private start(): void {
+    this.socket.on("message", (msg) => this.receive(msg, 0, msg.length, PathId.Primary));
+    this.socket.on("error", (error) => this.log("udp-error", { message: error.message }));
+    this.writer.on("error", (error) => {
+      this.log("storage-writer-error", { code: error.code, message: error.message });
+      this.emit("error", error);
+    });
+    this.poller.on("status", (status) => {
+      if (status.ackSeq > 0n) this.peerAck = { epoch: status.ackEpoch, seq: status.ackSeq };
+    });
+    this.poller.on("error", (error) => {
+      this.log("storage-poller-error", { message: error.message });
+      this.emit("error", error);
+    });
+    this.poller.start();
+    const t = this.options.timers;
+    this.timers.push(setInterval(() => this.heartbeat(PathId.Primary), t.primary.heartbeatMs));
+    this.timers.push(setInterval(() => this.heartbeat(PathId.Storage), t.storage.heartbeatMs));
+    this.timers.push(setInterval(() => this.tick(), this.options.tickMs ?? 5));
+    this.heartbeat(PathId.Primary);
+    this.heartbeat(PathId.Storage);
+    this.tick();
+  }
+
+  /** Sends one data datagram, best effort (like a network). Returns false if no path took it. */
+  sendData(payload: Uint8Array): boolean {
+    if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
+    const paths = this.state.dataPaths(performance.now(), this.storageDrained());
+    const header = this.header(MessageKind.Data, ++this.dataSeq, 0n);
+    let taken = false;
+    if (paths.primary) taken = this.sendUdp(header, payload) || taken;
+    if (paths.storage) taken = this.sendRing(header, payload) || taken;
+    return taken;
+  }
+
+  /** Queues one control message (reliable, in order). Resolves once it is handed to a path. */
+  async sendControl(payload: Uint8Array): Promise<void> {
+    for (;;) {
+      if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
+      const entry = this.controlOut.submit(payload, performance.now());
+      if (entry !== undefined) {
+        this.transmitControl(entry.seq, entry.payload);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, this.controlRtoMs / 4));
+    }
+  }
+
+  status(): LinkStatus {
+    const now = performance.now();
+    const path = (p: LinkState["primary"]) => ({
+      state: p.state,
+      reason: p.reason,
+      lastHeardAgoMs: Number.isFinite(p.lastHeardMs) ? Math.round(now - p.lastHeardMs) : null,
+      upForMs: Number.isNaN(p.upSinceMs) ? null : Math.round(now - p.upSinceMs),
+    });
+    return {
+      node: this.options.nodeId,
+      peer: this.options.peerNodeId,
+      active: this.state.active,
+      paths: { primary: path(this.state.primary), storage: path(this.state.storage) },
+      failovers: this.state.failovers,
+      failbacks: this.state.failbacks,
+      selfPauses: this.state.selfPauses,
+      controlPending: this.controlOut.pending,
+      ring: {
+        headSeq: String(this.writer.headSeq),
+        peerAckSeq: this.peerAck === undefined ? null : String(this.peerAck.seq),
+        receiveLagRecords: String(this.poller.lagRecords),
+        writerCounters: { ...this.writer.counters },
+      },
+      counters: { ...this.counters, controlRetransmits: this.controlOut.retransmits, controlDuplicates: this.controlIn.duplicates },
+      transitions: [...this.state.transitions],
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.socket.close();
+    await this.poller.stop();
+    await this.writer.close().catch(() => undefined);
+    for (const v of this.volumes) await v.close().catch(() => undefined);
+  }
+
+  // --- receive -------------------------------------------------------------------------------
+
+  private receive(bytes: Uint8Array, offset: number, length: number, arrivedOn: PathId): void {
+    if (this.closed) return;
+    const decoded = decodeHeader(bytes, offset, length);
+    if (!decoded.ok) {
+      this.counters.malformed++;
+      return;
+    }
+    const h = decoded.header;
+    if (h.node !== this.options.peerNodeId) {
+      this.counters.strays++;
+      return;
+    }
+    if (h.session !== this.peerSession) {
+      if (h.session < this.peerSession) {
+        this.counters.staleSession++;
+        return;
+      }
+      if (this.peerSession !== 0n) {
+        this.counters.peerRestarts++;
+        this.log("peer-restarted", { session: String(h.session) });
+      }
+      this.peerSession = h.session;
+      this.window.reset();
+      this.controlIn.reset();
+      this.state.primary.resetPeer();
+      this.state.storage.resetPeer();
+    }
+    const now = performance.now();
+    const path = this.state.path(arrivedOn);
+    if (arrivedOn === PathId.Primary) this.counters.received.primary++;
+    else this.counters.received.storage++;
+    path.heard(now);
+    const payload = bytes.subarray(decoded.payloadOffset, offset + length);
+    switch (h.kind) {
+      case MessageKind.Heartbeat:
+        path.heartbeat(now, h.seq, h.ack);
+        return;
+      case MessageKind.ControlAck:
+        this.controlOut.acked(h.ack);
+        return;
+      case MessageKind.Control: {
+        this.controlOut.acked(h.ack);
+        this.controlIn.receive(h.seq, payload, (p) => {
+          this.counters.controlDelivered++;
+          this.emit("control", p);
+        });
+        // Ack on the path it came by (it works) right away: the sender's window moves on.
+        const ack = this.header(MessageKind.ControlAck, 0n, this.controlIn.delivered, arrivedOn);
+        if (arrivedOn === PathId.Primary) this.sendUdp(ack);
+        else this.sendRing(ack);
+        return;
+      }
+      case MessageKind.Data: {
+        const verdict = this.window.check(h.seq);
+        if (verdict === "duplicate") this.counters.dataDuplicates++;
+        else if (verdict === "old") this.counters.dataTooOld++;
+        else {
+          this.counters.dataDelivered++;
+          this.emit("data", payload, arrivedOn === PathId.Primary ? "primary" : "storage");
+        }
+        return;
+      }
+    }
+  }
+
+  // --- send ----------------------------------------------------------------------------------
+
+  private header(kind: MessageKind, seq: bigint, ack: bigint, path: PathId = PathId.Primary): MessageHeader {
+    return { kind, path, node: this.options.nodeId, session: this.session, seq, ack };
+  }
+
+  private heartbeat(id: PathId): void {
+    if (this.closed) return;
+    const seq = ++this.heartbeatSeq[id]!;
+    const header = this.header(MessageKind.Heartbeat, seq, this.state.path(id).highestHeard, id);
+    if (id === PathId.Primary) this.sendUdp(header);
+    else this.sendRing(header);
+  }
+
+  private tick(): void {
+    if (this.closed) return;
+    const now = performance.now();
+    for (const t of this.state.tick(now)) {
+      this.log("transition", { ...t });
+      this.emit("transition", t);
+    }
+    for (const entry of this.controlOut.due(now, this.controlRtoMs)) this.transmitControl(entry.seq, entry.payload);
+  }
+
+  private transmitControl(seq: bigint, payload: Uint8Array): void {
+    const header = this.header(MessageKind.Control, seq, this.controlIn.delivered);
+    const active = this.state.active;
+    if (active !== "storage") this.sendUdp(header, payload);
+    if (active !== "primary") this.sendRing(header, payload);
+  }
+
+  private sendUdp(header: MessageHeader, payload?: Uint8Array): boolean {
+    header.path = PathId.Primary;
+    const out = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + (payload?.length ?? 0));
+    encodeHeader(out, 0, header);
+    if (payload !== undefined) out.set(payload, MESSAGE_HEADER_BYTES);
+    const peer = this.options.primary.peer;
+    this.socket.send(out, peer.port, peer.host, (error) => {
+      if (error) this.counters.udpSendErrors++;
+    });
+    this.counters.sent.primary++;
+    return true;
+  }
+
+  private sendRing(header: MessageHeader, payload?: Uint8Array): boolean {
+    header.path = PathId.Storage;
+    const length = MESSAGE_HEADER_BYTES + (payload?.length ?? 0);
+    encodeHeader(this.scratch, 0, header);
+    if (payload !== undefined) this.scratch.set(payload, MESSAGE_HEADER_BYTES);
+    if (this.writer.error !== undefined) return false;
+    // tryAppend copies the frame (into the record buffer or its class queue), so scratch is reusable.
+    const result = this.writer.tryAppend(RING_FRAME_TYPE[header.kind], this.scratch.subarray(0, length));
+    if (result !== "queued") {
+      if (header.kind === MessageKind.Data) this.counters.dataDroppedStorage++;
+      return false;
+    }
+    this.counters.sent.storage++;
+    return true;
+  }
+
+  /** Has the peer acked every record we wrote (so failback can move data to the primary)? */
+  private storageDrained(): boolean {
+    const ack = this.peerAck;
+    return ack !== undefined && ack.epoch === this.writer.epoch && ack.seq + 1n >= this.writer.headSeq;
+  }
+
+  private log(event: string, fields: Record<string, unknown>): void {
+    this.options.log?.(event, fields);
+  }
+}
+
+/** Largest data payload the storage path carries in one frame at the writer's defaults. */
+export const RING_FRAME_OVERHEAD_BYTES = FRAME_HEADER_BYTES + MESSAGE_HEADER_BYTES;
+
+function bindSocket(bind: Endpoint): Promise<dgram.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket({ type: "udp4", reuseAddr: false });
+    const onError = (error: NodeJS.ErrnoException) => {
+      socket.close();
+      reject(new LunlinkError(ErrorCode.System, `bind UDP ${bind.host}:${bind.port}: ${error.message}`, { ...(error.errno === undefined ? {} : { errno: Math.abs(error.errno) }), syscall: "bind", path: `${bind.host}:${bind.port}`, cause: error }));
+    };
+    socket.once("error", onError);
+    socket.bind(bind.port, bind.host, () => {
+      socket.off("error", onError);
+      resolve(socket);
+    });
+  });
+}

@@ -1,0 +1,82 @@
+// Link messages: the one encoding both paths carry. A UDP datagram is exactly one message; on
+// storage a message is the payload of one ring frame (the ring adds its own checksums). The header
+// names the sender (node id, session) so a receiver can drop strays and restarts' leftovers, and
+// carries one sequence and one acknowledgement whose meaning depends on the kind:
+//   heartbeat:  seq = heartbeat number on this path, ack = highest heartbeat number heard from the peer
+//               on this path (the echo that detects one-way failures)
+//   control:    seq = control sequence (reliable, in order), ack = cumulative control ack
+//   controlAck: seq = 0, ack = cumulative control ack
+//   data:       seq = link sequence (dedupe across paths), ack = 0
+// Layout (little-endian): version u8 | kind u8 | path u8 | node u8 | session u64 | seq u64 | ack u64.
+import { LunlinkError, ErrorCode } from "../io/errors.ts";
+
+export const LINK_VERSION = 1;
+export const MESSAGE_HEADER_BYTES = 28;
+/** UDP datagram bound; the storage path's bound is the ring's frame capacity. */
+export const MAX_MESSAGE_BYTES = 65507;
+
+export const MessageKind = { Heartbeat: 1, Control: 2, ControlAck: 3, Data: 4 } as const;
+export type MessageKind = (typeof MessageKind)[keyof typeof MessageKind];
+
+export const PathId = { Primary: 0, Storage: 1 } as const;
+export type PathId = (typeof PathId)[keyof typeof PathId];
+export const PATH_NAMES = ["primary", "storage"] as const;
+
+export interface MessageHeader {
+  kind: MessageKind;
+  path: PathId;
+  node: number;
+  session: bigint;
+  seq: bigint;
+  ack: bigint;
+}
+
+/** Writes a header at `offset` of `target` (which must have room for it plus the payload). */
+export function encodeHeader(target: Uint8Array, offset: number, header: MessageHeader): void {
+  const view = new DataView(target.buffer, target.byteOffset + offset, MESSAGE_HEADER_BYTES);
+  view.setUint8(0, LINK_VERSION);
+  view.setUint8(1, header.kind);
+  view.setUint8(2, header.path);
+  view.setUint8(3, header.node);
+  view.setBigUint64(4, header.session, true);
+  view.setBigUint64(12, header.seq, true);
+  view.setBigUint64(20, header.ack, true);
+}
+
+/** One message in a fresh buffer: header then payload. */
+export function encodeMessage(header: MessageHeader, payload?: Uint8Array): Buffer {
+  const length = MESSAGE_HEADER_BYTES + (payload?.length ?? 0);
+  if (length > MAX_MESSAGE_BYTES) throw new LunlinkError(ErrorCode.FrameTooLarge, `a link message of ${length} bytes exceeds ${MAX_MESSAGE_BYTES}`);
+  const out = Buffer.allocUnsafe(length);
+  encodeHeader(out, 0, header);
+  if (payload !== undefined) out.set(payload, MESSAGE_HEADER_BYTES);
+  return out;
+}
+
+export type DecodeResult = { ok: true; header: MessageHeader; payloadOffset: number } | { ok: false; reason: "short" | "version" | "kind" | "path" };
+
+/**
+ * Reads the header of the message at bytes[offset, offset+length). Never throws on bad input: a
+ * stray or damaged datagram is a counted drop, not an exception. The payload is the rest.
+ */
+export function decodeHeader(bytes: Uint8Array, offset: number, length: number): DecodeResult {
+  if (length < MESSAGE_HEADER_BYTES || offset + length > bytes.length) return { ok: false, reason: "short" };
+  const view = new DataView(bytes.buffer, bytes.byteOffset + offset, MESSAGE_HEADER_BYTES);
+  if (view.getUint8(0) !== LINK_VERSION) return { ok: false, reason: "version" };
+  const kind = view.getUint8(1);
+  if (kind < MessageKind.Heartbeat || kind > MessageKind.Data) return { ok: false, reason: "kind" };
+  const path = view.getUint8(2);
+  if (path !== PathId.Primary && path !== PathId.Storage) return { ok: false, reason: "path" };
+  return {
+    ok: true,
+    header: {
+      kind: kind as MessageKind,
+      path: path as PathId,
+      node: view.getUint8(3),
+      session: view.getBigUint64(4, true),
+      seq: view.getBigUint64(12, true),
+      ack: view.getBigUint64(20, true),
+    },
+    payloadOffset: offset + MESSAGE_HEADER_BYTES,
+  };
+}
