@@ -29,6 +29,7 @@ export const ErrorCode = {
   NotOwner: "ERR_LUNLINK_NOT_OWNER",
   WrongPair: "ERR_LUNLINK_WRONG_PAIR",
   FrameTooLarge: "ERR_LUNLINK_FRAME_TOO_LARGE",
+  BadConfig: "ERR_LUNLINK_BAD_CONFIG",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -100,7 +100,8 @@ export class PathMonitor {
     const txAge = nowMs - this.lastEchoMs;
     const age = Math.max(rxAge, txAge);
     const next: PathState = age < this.timers.suspectMs ? "up" : age < this.timers.downMs ? "suspect" : "down";
-    this.reason = next === "up" ? "none" : rxAge >= txAge ? "rx" : "tx";
+    // Silence from the peer is rx; hearing the peer while it does not echo us is tx (one-way).
+    this.reason = next === "up" ? "none" : rxAge >= this.timers.suspectMs ? "rx" : "tx";
     if (next === this.state) return false;
     this.state = next;
     this.upSinceMs = next === "up" ? nowMs : next === "suspect" ? this.upSinceMs : Number.NaN;

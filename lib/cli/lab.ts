@@ -1,0 +1,281 @@
+// A two-host lab on one machine, for the demo, the end-to-end tests and `bench link`: two network
+// namespaces joined by a veth (the primary network, 198.18.1.0/24 inside the namespaces only), four
+// volumes (each node's send volume and receive volume; loop devices with direct I/O, or files), two
+// local mirrors in the root namespace standing in for the array (so cutting the veth never touches
+// storage), and `lunlink up` running in each namespace. Every resource is named with the lab's
+// prefix and removed by destroy(), which is safe to call twice and after a partial create().
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+import { newUuid } from "../format/uuid.ts";
+import { Volume } from "../io/volume.ts";
+import type { LinkStatus } from "../link/link.ts";
+import { LocalMirror } from "../mirror/local.ts";
+import { formatVolume } from "../ring/superblocks.ts";
+import { callControl } from "./control.ts";
+
+const execFileAsync = promisify(execFile);
+
+export interface LabOptions {
+  /** Namespace/interface name prefix ("llt-" tests, "lld-" demo, "llb-" bench). */
+  prefix: string;
+  /** Parent of the lab's scratch directory (a disk file system: O_DIRECT). */
+  scratchParent?: string;
+  volumeBytes?: number;
+  /** Loop devices with --direct-io=on and 4096-byte sectors (default), or plain files. */
+  loopDevices?: boolean;
+  /** Extra config for both nodes (timers, tun mtu...), merged over the lab's. */
+  config?: Record<string, unknown>;
+  /** Every line a node logs (JSON) with its node number. */
+  onLog?: (node: 1 | 2, line: string) => void;
+}
+
+export interface LabNode {
+  id: 1 | 2;
+  ns: string;
+  /** The node's end of the primary veth and its address. */
+  veth: string;
+  underlayAddress: string;
+  tunAddress: string;
+  configPath: string;
+  socketPath: string;
+  send: string;
+  receive: string;
+  process?: ChildProcess;
+}
+
+const SUBNET = "198.18.1";
+const TUN_SUBNET = "198.18.100";
+
+export class Lab {
+  readonly dir: string;
+  readonly nodes: [LabNode, LabNode];
+  readonly mirrors: LocalMirror[] = [];
+  private readonly options: LabOptions;
+  private readonly loops: string[] = [];
+  private readonly volumes: Volume[] = [];
+  private readonly namespaces: string[] = [];
+  private destroyed = false;
+
+  private constructor(options: LabOptions, dir: string, nodes: [LabNode, LabNode]) {
+    this.options = options;
+    this.dir = dir;
+    this.nodes = nodes;
+  }
+
+  static async create(options: LabOptions): Promise<Lab> {
+    const dir = await mkdtemp(join(options.scratchParent ?? "/var/tmp", `${options.prefix.replace(/-$/, "")}-lab-`));
+    const tag = randomBytes(2).toString("hex");
+    const node = (id: 1 | 2): LabNode => ({
+      id,
+      ns: `${options.prefix}${tag}-node${id}`,
+      veth: `${options.prefix.replace(/-$/, "")}${tag}n${id}`.slice(0, 15),
+      underlayAddress: `${SUBNET}.${id}`,
+      tunAddress: `${TUN_SUBNET}.${id}`,
+      configPath: join(dir, `node${id}.json`),
+      socketPath: join(dir, `node${id}.sock`),
+      send: "",
+      receive: "",
+    });
+    const lab = new Lab(options, dir, [node(1), node(2)]);
+    try {
+      await lab.build();
+    } catch (error) {
+      await lab.destroy();
+      throw error;
+    }
+    return lab;
+  }
+
+  private async build(): Promise<void> {
+    const [a, b] = this.nodes;
+    for (const n of this.nodes) {
+      await ip(["netns", "add", n.ns]);
+      this.namespaces.push(n.ns);
+      await ip(["-n", n.ns, "link", "set", "lo", "up"]);
+    }
+    await ip(["link", "add", a.veth, "netns", a.ns, "type", "veth", "peer", "name", b.veth, "netns", b.ns]);
+    for (const n of this.nodes) {
+      await ip(["-n", n.ns, "addr", "add", `${n.underlayAddress}/24`, "dev", n.veth]);
+      await ip(["-n", n.ns, "link", "set", n.veth, "up"]);
+    }
+    // Volumes: node N's send volume is mirrored onto the other node's receive volume.
+    const size = this.options.volumeBytes ?? 64 * 1024 * 1024;
+    const pairUuid = newUuid();
+    const paths: string[] = [];
+    for (const name of ["node1-send", "node2-receive", "node2-send", "node1-receive"]) {
+      const file = join(this.dir, `${name}.img`);
+      const handle = await open(file, "w");
+      await handle.truncate(size);
+      await handle.close();
+      if (this.options.loopDevices ?? true) {
+        const device = (await execFileAsync("losetup", ["--find", "--show", "--sector-size", "4096", "--direct-io=on", file])).stdout.trim();
+        this.loops.push(device);
+        paths.push(device);
+      } else paths.push(file);
+    }
+    [a.send, b.receive, b.send, a.receive] = paths as [string, string, string, string];
+    for (const [sendPath, receivePath, writer, peer] of [
+      [a.send, b.receive, 1, 2],
+      [b.send, a.receive, 2, 1],
+    ] as const) {
+      const send = await Volume.open(sendPath, { dsync: true });
+      await formatVolume(send, { writerNode: writer, peerNode: peer, pairUuid });
+      await send.close();
+      const source = await Volume.open(sendPath, { readOnly: true });
+      const destination = await Volume.open(receivePath, { exclusive: true });
+      this.volumes.push(source, destination);
+      const mirror = await LocalMirror.open(source, destination, { statusCopyMs: 5, pollMinUs: 50, pollMaxMs: 2 });
+      const resynced = new Promise<void>((resolve) => mirror.once("resync", () => resolve()));
+      mirror.start();
+      await resynced;
+      this.mirrors.push(mirror);
+    }
+    for (const n of this.nodes) {
+      const peer = this.nodes[2 - n.id]!;
+      const config = {
+        node: n.id,
+        peer: peer.id,
+        tun: { name: "lunlink0", address: `${n.tunAddress}/24` },
+        primary: { bind: `${n.underlayAddress}:7410`, peer: `${peer.underlayAddress}:7410` },
+        storage: { send: n.send, receive: n.receive },
+        control: { socket: n.socketPath },
+        ...this.options.config,
+      };
+      await writeFile(n.configPath, `${JSON.stringify(config, null, 2)}\n`);
+    }
+  }
+
+  /** Starts `lunlink up` for a node inside its namespace and waits until its control socket answers. */
+  async startNode(id: 1 | 2, timeoutMs = 15_000): Promise<void> {
+    const n = this.nodes[id - 1]!;
+    const child = spawn("ip", ["netns", "exec", n.ns, process.execPath, lunlinkBin(), "up", "--config", n.configPath, "--log-json"], { stdio: ["ignore", "ignore", "pipe"] });
+    n.process = child;
+    let pending = "";
+    child.stderr!.on("data", (chunk: Buffer) => {
+      pending += chunk.toString("utf8");
+      let nl: number;
+      while ((nl = pending.indexOf("\n")) >= 0) {
+        this.options.onLog?.(id, pending.slice(0, nl));
+        pending = pending.slice(nl + 1);
+      }
+    });
+    const exited = new Promise<never>((_, reject) => child.once("exit", (code, signal) => reject(new Error(`node ${id} exited (${code ?? signal}) before it came up`))));
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await Promise.race([this.status(id), exited]);
+        return;
+      } catch (error) {
+        if (Date.now() > deadline || /exited/.test(String(error))) throw error;
+        await sleep(100);
+      }
+    }
+  }
+
+  /** Stops a node: "down" through its control socket, or SIGKILL (a crash). */
+  async stopNode(id: 1 | 2, how: "down" | "kill" = "down"): Promise<void> {
+    const child = this.nodes[id - 1]!.process;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exit = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    if (how === "kill") child.kill("SIGKILL");
+    else await callControl(this.nodes[id - 1]!.socketPath, "down").catch(() => child.kill("SIGTERM"));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    await exit;
+    clearTimeout(timer);
+  }
+
+  status(id: 1 | 2): Promise<LinkStatus> {
+    return callControl(this.nodes[id - 1]!.socketPath, "status") as Promise<LinkStatus>;
+  }
+
+  /** Polls a node's status until `check` holds; throws with the last status after timeoutMs. */
+  async waitFor(id: 1 | 2, what: string, check: (s: LinkStatus) => boolean, timeoutMs = 10_000): Promise<LinkStatus> {
+    const deadline = Date.now() + timeoutMs;
+    let last: LinkStatus | undefined;
+    while (Date.now() < deadline) {
+      last = await this.status(id);
+      if (check(last)) return last;
+      await sleep(25);
+    }
+    throw new Error(`node ${id}: not ${what} within ${timeoutMs} ms; last status: active ${last?.active}, primary ${last?.paths.primary.state}, storage ${last?.paths.storage.state}`);
+  }
+
+  /** Cuts (or restores) the primary network: both veth ends go down (up). Storage is untouched. */
+  async setPrimary(up: boolean): Promise<void> {
+    for (const n of this.nodes) await ip(["-n", n.ns, "link", "set", n.veth, up ? "up" : "down"]);
+  }
+
+  /** A one-way cut: node `from`'s packets to the peer's underlay address are blackholed. */
+  async setOneWay(from: 1 | 2, cut: boolean): Promise<void> {
+    const n = this.nodes[from - 1]!;
+    const peer = this.nodes[2 - from]!;
+    await ip(["-n", n.ns, "route", cut ? "add" : "del", "blackhole", `${peer.underlayAddress}/32`]);
+  }
+
+  /** Runs a command in a node's namespace. */
+  async exec(id: 1 | 2, command: string, args: string[], timeoutMs = 30_000): Promise<string> {
+    const { stdout } = await execFileAsync("ip", ["netns", "exec", this.nodes[id - 1]!.ns, command, ...args], { timeout: timeoutMs, encoding: "utf8" });
+    return stdout;
+  }
+
+  /** Starts a long-running command in a node's namespace (killed by destroy() if still running). */
+  spawnIn(id: 1 | 2, command: string, args: string[]): ChildProcess {
+    const child = spawn("ip", ["netns", "exec", this.nodes[id - 1]!.ns, command, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    this.extra.push(child);
+    return child;
+  }
+
+  private readonly extra: ChildProcess[] = [];
+
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const n of this.nodes) await this.stopNode(n.id, "kill").catch(() => undefined);
+    for (const child of this.extra) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    for (const m of this.mirrors) await m.stop().catch(() => undefined);
+    for (const v of this.volumes) await v.close().catch(() => undefined);
+    for (const ns of this.namespaces) {
+      const pids = await execFileAsync("ip", ["netns", "pids", ns]).then((r) => r.stdout.split(/\s+/).filter(Boolean), () => []);
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), "SIGKILL");
+        } catch {
+          // gone already
+        }
+      }
+      await ip(["netns", "del", ns]).catch(() => undefined);
+    }
+    for (const loop of this.loops) await execFileAsync("losetup", ["-d", loop]).catch(() => undefined);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function ip(args: string[]): Promise<void> {
+  try {
+    await execFileAsync("ip", args, { timeout: 10_000 });
+  } catch (error) {
+    const e = error as { stderr?: string; message: string };
+    throw new Error(`ip ${args.join(" ")} failed: ${e.stderr?.trim() || e.message}`, { cause: error });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** bin/lunlink.js of this package, found from this module (source or dist). */
+export function lunlinkBin(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json"))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error("package.json not found above lib/cli");
+    dir = up;
+  }
+  return join(dir, "bin", "lunlink.js");
+}

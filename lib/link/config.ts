@@ -1,0 +1,164 @@
+// The node's config file (JSON): schema, defaults and cross-field rules, with one error per bad
+// value naming the key, the value found and what is allowed (`lunlink check-config` prints them
+// all). zod does the per-field checks; the rules that span fields (timers in order, an MTU every
+// path can carry) are below it. Nothing here touches a device or a socket.
+import { readFile } from "node:fs/promises";
+import { isIPv4 } from "node:net";
+import { z } from "zod";
+
+import { ErrorCode, LunlinkError } from "../io/errors.ts";
+import { MESSAGE_HEADER_BYTES } from "./message.ts";
+import { DEFAULT_TIMERS, type LinkTimers } from "./paths.ts";
+import type { Endpoint, LinkOptions } from "./link.ts";
+
+const IP_UDP_HEADER_BYTES = 28;
+/** The largest frame a storage record carries (the ring's u16 frame length). */
+const STORAGE_MAX_PAYLOAD_BYTES = 65535 - MESSAGE_HEADER_BYTES;
+
+const endpoint = z.string().refine((s) => parseEndpoint(s) !== undefined, { message: "an IPv4 address and port, like 198.18.1.1:7410" });
+const ms = (min: number, max: number) => z.number().int().min(min).max(max);
+const pathTimers = (d: LinkTimers["primary"]) =>
+  z
+    .object({ heartbeatMs: ms(1, 60_000).default(d.heartbeatMs), suspectMs: ms(2, 600_000).default(d.suspectMs), downMs: ms(3, 600_000).default(d.downMs) })
+    .strict()
+    .prefault({});
+
+export const configSchema = z
+  .object({
+    node: z.number().int().min(1).max(255),
+    peer: z.number().int().min(1).max(255),
+    tun: z
+      .object({
+        name: z
+          .string()
+          .regex(/^[a-zA-Z0-9_.-]{1,15}$/, "1-15 characters: letters, digits, '_', '.', '-'")
+          .default("lunlink0"),
+        address: z.string().refine(isCidr, { message: "an IPv4 address with prefix length, like 198.18.100.1/24" }),
+        mtu: z.number().int().min(576).max(65535).default(1400),
+      })
+      .strict(),
+    primary: z.object({ bind: endpoint, peer: endpoint, underlayMtu: z.number().int().min(576).max(65535).default(1500) }).strict(),
+    storage: z
+      .object({
+        send: z.string().min(1),
+        receive: z.string().min(1),
+        dsync: z.boolean().default(true),
+        maxDelayMs: ms(0, 1000).default(1),
+        pollMaxMs: ms(1, 1000).default(2),
+        ioTimeoutMs: ms(1, 3_600_000).default(5000),
+      })
+      .strict(),
+    timers: z
+      .object({
+        primary: pathTimers(DEFAULT_TIMERS.primary),
+        storage: pathTimers(DEFAULT_TIMERS.storage),
+        holdDownMs: ms(0, 3_600_000).default(DEFAULT_TIMERS.holdDownMs),
+        selfPauseMs: ms(1, 600_000).default(DEFAULT_TIMERS.selfPauseMs),
+        failbackDrainMs: ms(0, 600_000).default(DEFAULT_TIMERS.failbackDrainMs),
+        controlRtoMs: ms(1, 600_000).default(200),
+      })
+      .strict()
+      .prefault({}),
+    control: z.object({ socket: z.string().min(1).optional() }).strict().prefault({}),
+    metrics: z.object({ listen: endpoint.optional() }).strict().prefault({}),
+  })
+  .strict();
+
+export type NodeConfig = z.infer<typeof configSchema>;
+
+export interface ConfigProblem {
+  key: string;
+  value: unknown;
+  allowed: string;
+}
+
+/** Parses and checks a config object; returns every problem, or the config with defaults filled. */
+export function checkConfig(raw: unknown): { ok: true; config: NodeConfig } | { ok: false; problems: ConfigProblem[] } {
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    return {
+      ok: false,
+      problems: parsed.error.issues.map((issue) => {
+        const path = issue.path.map(String);
+        const key = issue.code === "unrecognized_keys" ? [...path, issue.keys.join(",")].join(".") : path.join(".");
+        return { key: key || "(top level)", value: issue.code === "unrecognized_keys" ? "(unknown key)" : valueAt(raw, path), allowed: issue.message };
+      }),
+    };
+  }
+  const c = parsed.data;
+  const problems: ConfigProblem[] = [];
+  if (c.peer === c.node) problems.push({ key: "peer", value: c.peer, allowed: "a node id other than node" });
+  for (const name of ["primary", "storage"] as const) {
+    const t = c.timers[name];
+    if (t.suspectMs <= t.heartbeatMs) problems.push({ key: `timers.${name}.suspectMs`, value: t.suspectMs, allowed: `more than heartbeatMs (${t.heartbeatMs}): at least one heartbeat must be missed` });
+    if (t.downMs <= t.suspectMs) problems.push({ key: `timers.${name}.downMs`, value: t.downMs, allowed: `more than suspectMs (${t.suspectMs})` });
+  }
+  const udpMax = c.primary.underlayMtu - IP_UDP_HEADER_BYTES - MESSAGE_HEADER_BYTES;
+  if (c.tun.mtu > udpMax) problems.push({ key: "tun.mtu", value: c.tun.mtu, allowed: `at most ${udpMax}: the primary path carries underlayMtu ${c.primary.underlayMtu} - ${IP_UDP_HEADER_BYTES} (IP+UDP) - ${MESSAGE_HEADER_BYTES} (link header)` });
+  if (c.tun.mtu > STORAGE_MAX_PAYLOAD_BYTES) problems.push({ key: "tun.mtu", value: c.tun.mtu, allowed: `at most ${STORAGE_MAX_PAYLOAD_BYTES}: the storage path's largest frame` });
+  if (c.storage.send === c.storage.receive) problems.push({ key: "storage.receive", value: c.storage.receive, allowed: "a volume other than storage.send" });
+  return problems.length > 0 ? { ok: false, problems } : { ok: true, config: c };
+}
+
+export function formatProblems(source: string, problems: ConfigProblem[]): string {
+  return problems.map((p) => `${source}: ${p.key} = ${JSON.stringify(p.value) ?? "undefined"}: expected ${p.allowed}`).join("\n");
+}
+
+/** Reads and checks a config file; throws ERR_LUNLINK_BAD_CONFIG listing every problem. */
+export async function loadConfig(file: string): Promise<NodeConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    throw new LunlinkError(ErrorCode.BadConfig, `config ${file}: cannot read it (${e.code ?? e.message})`, { path: file, cause: error });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new LunlinkError(ErrorCode.BadConfig, `config ${file}: not valid JSON (${(error as Error).message})`, { path: file, cause: error });
+  }
+  const result = checkConfig(raw);
+  if (!result.ok) throw new LunlinkError(ErrorCode.BadConfig, formatProblems(file, result.problems), { path: file });
+  return result.config;
+}
+
+export function parseEndpoint(text: string): Endpoint | undefined {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(text);
+  if (m === null || !isIPv4(m[1]!)) return undefined;
+  const port = Number(m[2]);
+  return port >= 1 && port <= 65535 ? { host: m[1]!, port } : undefined;
+}
+
+function isCidr(text: string): boolean {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(text);
+  return m !== null && isIPv4(m[1]!) && Number(m[2]) >= 1 && Number(m[2]) <= 32;
+}
+
+/** The control socket path: configured, or /run/lunlink/<tun name>.sock. */
+export function controlSocketPath(c: NodeConfig): string {
+  return c.control.socket ?? `/run/lunlink/${c.tun.name}.sock`;
+}
+
+export function linkOptions(c: NodeConfig, log?: LinkOptions["log"]): LinkOptions {
+  const { controlRtoMs, ...timers } = c.timers;
+  return {
+    nodeId: c.node,
+    peerNodeId: c.peer,
+    primary: { bind: parseEndpoint(c.primary.bind)!, peer: parseEndpoint(c.primary.peer)! },
+    storage: { send: c.storage.send, receive: c.storage.receive, dsync: c.storage.dsync, maxDelayMs: c.storage.maxDelayMs, pollMaxMs: c.storage.pollMaxMs, ioTimeoutMs: c.storage.ioTimeoutMs },
+    timers,
+    controlRtoMs,
+    ...(log === undefined ? {} : { log }),
+  };
+}
+
+function valueAt(raw: unknown, path: string[]): unknown {
+  let v: unknown = raw;
+  for (const k of path) {
+    if (typeof v !== "object" || v === null) return undefined;
+    v = (v as Record<string, unknown>)[k];
+  }
+  return v;
+}
