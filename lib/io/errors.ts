@@ -29,6 +29,7 @@ export const ErrorCode = {
   NotOwner: "ERR_LUNLINK_NOT_OWNER",
   WrongPair: "ERR_LUNLINK_WRONG_PAIR",
   FrameTooLarge: "ERR_LUNLINK_FRAME_TOO_LARGE",
+  NoTun: "ERR_LUNLINK_NO_TUN",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
