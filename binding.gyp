@@ -8,13 +8,14 @@
         "addon/pool.cc",
         "addon/device.cc",
         "addon/volume.cc",
-        "addon/buffer.cc"
+        "addon/buffer.cc",
+        "addon/tun.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2", "-fno-strict-aliasing"],
       "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],
       "conditions": [
-        ["OS!='linux'", { "sources!": ["addon/volume.cc"] }]
+        ["OS!='linux'", { "sources!": ["addon/volume.cc", "addon/tun.cc"] }]
       ]
     }
   ]

@@ -27,6 +27,11 @@ enum class Syscall : int32_t {
   kPwrite = 8,
   kFdatasync = 9,
   kClose = 10,
+  kRead = 11,
+  kWrite = 12,
+  kPoll = 13,
+  kSocket = 14,
+  kEventfd = 15,
 };
 
 struct Completion {

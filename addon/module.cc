@@ -1,11 +1,13 @@
 // Addon entry point. Exports are private to lib/io and lib/tun: `init(dispatch)` wires the
-// completion channel, `NativeVolume`, `alignedBuffer`, `addressAlignment`.
+// completion channel, `NativeVolume`, `NativeTun`, `alignedBuffer`,
+// `addressAlignment`.
 // Context-aware: each environment (main thread, worker) gets its own channel and pools.
 #include <napi.h>
 
 #include "buffer.h"
 #include "channel.h"
 #include "state.h"
+#include "tun.h"
 #include "volume.h"
 
 namespace lunlink {
@@ -39,6 +41,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonState());
   exports.Set("init", Napi::Function::New(env, Init, "init"));
   exports.Set("NativeVolume", NativeVolume::Define(env));
+  exports.Set("NativeTun", NativeTun::Define(env));
   exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
   exports.Set("addressAlignment", Napi::Function::New(env, AddressAlignment, "addressAlignment"));
   return exports;

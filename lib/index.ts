@@ -21,3 +21,5 @@ export { LocalMirror } from "./mirror/local.ts";
 export type { LocalMirrorOptions, MirrorCounters } from "./mirror/local.ts";
 export { HookMirror } from "./mirror/hook.ts";
 export type { HookMirrorOptions, HookMirrorCounters } from "./mirror/hook.ts";
+export { TunDevice, DEFAULT_TUN_MTU, DEFAULT_TUN_NAME, MAX_TUN_MTU, MIN_TUN_MTU, TUN_BATCH_BYTES, TUN_BATCH_PACKETS, TUN_BATCH_SLOTS } from "./tun/tun.ts";
+export type { TunCounters, TunEvents, TunOptions, TunPacketHandler } from "./tun/tun.ts";

@@ -30,6 +30,7 @@ export const ErrorCode = {
   WrongPair: "ERR_LUNLINK_WRONG_PAIR",
   FrameTooLarge: "ERR_LUNLINK_FRAME_TOO_LARGE",
   BadConfig: "ERR_LUNLINK_BAD_CONFIG",
+  NoTun: "ERR_LUNLINK_NO_TUN",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

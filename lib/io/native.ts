@@ -1,4 +1,4 @@
-// The addon's raw surface, private to lib/io. Loads build/Release/lunlink.node once per
+// The addon's raw surface, private to lib/io and lib/tun. Loads build/Release/lunlink.node once per
 // environment, wires the completion channel, and routes each completion to the request that
 // asked for it. Completions arrive batched (one JS call drains all ready ones).
 import { createRequire } from "node:module";
@@ -40,18 +40,58 @@ export interface NativeVolumeHandle {
   pending(): number;
 }
 
+export interface NativeTunInfo {
+  name: string;
+  ifindex: number;
+  flags: number;
+  mtu: number;
+}
+
+/** Called on the JS thread per batch; the slot's buffers are valid only during the call. */
+export type NativeTunBatchHandler = (slot: number, count: number, bytes: number, errno: number, syscallId: number) => void;
+
+/**
+ * One TUN interface (addon/tun.cc). Every method is synchronous; a failed syscall throws an Error
+ * carrying `errno` and `syscallId` (see nativeSyscallFailure).
+ */
+export interface NativeTunHandle {
+  /** TUNSETIFF with IFF_TUN | IFF_NO_PI; "" lets the kernel pick tun%d. Returns the actual name. */
+  open(name: string): string;
+  setMtu(mtu: number): void;
+  setAddress(address: number, prefixLength: number): void;
+  setUp(up: boolean): void;
+  info(): NativeTunInfo;
+  /** Starts the reader thread; returns each slot's [packets, lengths] views. */
+  start(onBatch: NativeTunBatchHandler): [Uint8Array, Uint32Array][];
+  /** false: the kernel dropped the packet. */
+  write(packet: Uint8Array): boolean;
+  /** Packets written (the rest were dropped); their total bytes go to writtenBytes[0]. */
+  writeBatch(buffer: Uint8Array, lengths: Uint32Array | Uint16Array, count: number, writtenBytes: Float64Array): number;
+  /** Idempotent: joins the reader thread, closes the descriptor. */
+  close(): void;
+}
+
 interface Addon {
   init(dispatch: (ids: Float64Array, results: Float64Array, errors: Int32Array, syscalls: Int32Array) => void): void;
   NativeVolume: new (maxThreads: number) => NativeVolumeHandle;
+  NativeTun: new () => NativeTunHandle;
   alignedBuffer(length: number, alignment: number): Uint8Array;
   addressAlignment(buffer: Uint8Array): number;
 }
 
 /** Mirrors `enum class Syscall` in addon/channel.h. */
-const SYSCALL_NAMES = ["", "open", "stat", "ioctl", "statx", "fstatfs", "fcntl", "pread", "pwrite", "fdatasync", "close"];
+const SYSCALL_NAMES = ["", "open", "stat", "ioctl", "statx", "fstatfs", "fcntl", "pread", "pwrite", "fdatasync", "close", "read", "write", "poll", "socket", "eventfd"];
 
 export function syscallName(id: number): string {
   return SYSCALL_NAMES[id] ?? `syscall#${id}`;
+}
+
+/** The errno and syscall of an error a synchronous addon call threw for a failed syscall; undefined for any other error. */
+export function nativeSyscallFailure(error: unknown): { errno: number; syscall: string } | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const { errno, syscallId } = error as Error & { errno?: unknown; syscallId?: unknown };
+  if (typeof errno !== "number" || typeof syscallId !== "number") return undefined;
+  return { errno, syscall: syscallName(syscallId) };
 }
 
 /** Receives one completion: bytes transferred (or 0), errno (0 on success) and the failing syscall. */

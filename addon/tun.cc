@@ -1,0 +1,550 @@
+// TUN interface: open (TUNSETIFF), configuration ioctls, the batching reader thread, batched writes.
+// Threads: the JS thread opens, configures, writes and closes; one reader thread per started
+// device polls the TUN fd and an eventfd (shutdown) and only ever touches its own slots, the TUN fd
+// and the ThreadSafeFunction. Invariants: a slot is owned by exactly one side at a time (free list
+// under the mutex); the thread is joined before either descriptor is closed and before the batch
+// buffers are unpinned; the ThreadSafeFunction is released exactly once, after the join.
+// Configuration (MTU, address, flags) runs synchronously on the JS thread: these are quick
+// netdevice ioctls on a local socket that never wait for a device, unlike volume I/O.
+#include "tun.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <system_error>
+#include <thread>
+
+#include "channel.h"
+
+namespace lunlink {
+
+struct TunBatch {
+  TunReader* reader;
+  int slot;
+  uint32_t count;
+  uint32_t bytes;
+  int32_t error;  // errno that ended the reader thread (0: more batches follow)
+  Syscall syscall;
+};
+
+struct TunReader {
+  int fd = -1;
+  int wakeFd = -1;
+  std::mutex mutex;
+  std::condition_variable freed;
+  bool stopping = false;     // guarded by mutex
+  std::vector<int> free;     // guarded by mutex; capacity kTunSlots, never reallocates
+  bool delivering = true;    // JS thread only: false once closed, late batches are dropped
+  uint8_t* data[kTunSlots] = {};
+  uint32_t* lengths[kTunSlots] = {};
+  TunBatch batches[kTunSlots] = {};
+  Napi::ThreadSafeFunction tsfn;
+  std::thread thread;
+
+  void Run();
+  void Recycle(int slot);
+  // Fills batches[slot] from the descriptor; returns false if the thread must end (error).
+  void Drain(TunBatch& batch);
+  static void Deliver(Napi::Env env, Napi::Function onBatch, TunBatch* batch);
+};
+
+namespace {
+
+// A JS error for a failed syscall: lib/tun maps errno + syscall to a coded LunlinkError.
+Napi::Error SystemError(Napi::Env env, int error, Syscall syscall) {
+  Napi::Error e = Napi::Error::New(env, std::string("syscall failed: ") + std::strerror(error));
+  e.Set("errno", Napi::Number::New(env, error));
+  e.Set("syscallId", Napi::Number::New(env, static_cast<int32_t>(syscall)));
+  return e;
+}
+
+bool ValidName(const std::string& name) {
+  if (name.size() >= IFNAMSIZ || name == "." || name == "..") return false;
+  for (char c : name) {
+    if (c == '\0' || c == '/' || c == ':' || c == ' ' || c == '\t' || c == '\n') return false;
+  }
+  return true;
+}
+
+// Runs fn(socketFd) on a fresh AF_INET datagram socket in this process's network namespace.
+template <typename Fn>
+void WithSocket(Napi::Env env, Fn fn) {
+  const int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) throw SystemError(env, errno, Syscall::kSocket);
+  const int error = fn(s);
+  close(s);
+  if (error != 0) throw SystemError(env, error, Syscall::kIoctl);
+}
+
+void NameInto(struct ifreq* ifr, const std::string& name) {
+  std::memset(ifr, 0, sizeof(*ifr));
+  std::memcpy(ifr->ifr_name, name.data(), name.size());  // size < IFNAMSIZ: checked at open
+}
+
+int Ioctl(int fd, unsigned long request, struct ifreq* ifr) {
+  int r;
+  do {
+    r = ioctl(fd, request, ifr);
+  } while (r != 0 && errno == EINTR);
+  return r == 0 ? 0 : errno;
+}
+
+uint32_t U32Arg(const Napi::Value& value, const char* name, uint32_t min, uint32_t max) {
+  if (!value.IsNumber()) throw Napi::TypeError::New(value.Env(), std::string(name) + " must be a number");
+  const double d = value.As<Napi::Number>().DoubleValue();
+  if (!(d >= min) || d > max || std::floor(d) != d) {
+    throw Napi::RangeError::New(value.Env(), std::string(name) + " must be an integer in " + std::to_string(min) + ".." +
+                                                 std::to_string(max));
+  }
+  return static_cast<uint32_t>(d);
+}
+
+// Errors of one packet, not of the device: the kernel refused or had no room for this packet
+// (EINVAL: neither IPv4 nor IPv6; EIO: interface down). Counted as a drop, like a network would.
+bool IsPacketDrop(int error) {
+  return error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS || error == ENOMEM || error == EINVAL ||
+         error == EIO || error == EMSGSIZE;
+}
+
+}  // namespace
+
+// ---- reader thread -------------------------------------------------------------------------
+
+void TunReader::Run() {
+  int slot = -1;
+  for (;;) {
+    if (slot < 0) {
+      std::unique_lock<std::mutex> lock(mutex);
+      // JS behind: hold here, reading nothing; the kernel's txqueue then drops, like a network.
+      freed.wait(lock, [this] { return stopping || !free.empty(); });
+      if (stopping) return;
+      slot = free.back();
+      free.pop_back();
+    }
+    TunBatch& batch = batches[slot];
+    batch.count = 0;
+    batch.bytes = 0;
+    batch.error = 0;
+    batch.syscall = Syscall::kNone;
+
+    struct pollfd fds[2] = {{fd, POLLIN, 0}, {wakeFd, POLLIN, 0}};
+    const int r = poll(fds, 2, -1);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      batch.error = errno;
+      batch.syscall = Syscall::kPoll;
+    } else {
+      if (fds[1].revents != 0) return;  // shutdown (or the eventfd broke: stop either way)
+      if (fds[0].revents == 0) continue;
+      Drain(batch);
+      if (batch.count == 0 && batch.error == 0) {
+        if ((fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) == 0) continue;  // spurious wake-up
+        batch.error = EIO;  // error condition without an errno to read: the interface is gone
+        batch.syscall = Syscall::kPoll;
+      }
+    }
+    const int posted = slot;
+    slot = -1;
+    if (tsfn.NonBlockingCall(&batches[posted], Deliver) != napi_ok) return;  // environment closing
+    if (batch.error != 0) return;  // reported to JS; the device is unusable
+  }
+}
+
+void TunReader::Drain(TunBatch& batch) {
+  uint8_t* base = data[batch.slot];
+  uint32_t* table = lengths[batch.slot];
+  while (batch.count < kTunBatchPackets && kTunBatchBytes - batch.bytes >= kTunMaxPacketBytes) {
+    const ssize_t n = read(fd, base + batch.bytes, kTunMaxPacketBytes);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      batch.error = errno;
+      batch.syscall = Syscall::kRead;
+      return;
+    }
+    if (n == 0) return;  // nothing to read: a TUN read never returns 0 for a packet
+    table[batch.count++] = static_cast<uint32_t>(n);
+    batch.bytes += static_cast<uint32_t>(n);
+  }
+}
+
+void TunReader::Recycle(int slot) {
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    free.push_back(slot);
+  }
+  freed.notify_one();
+}
+
+// JS thread: onBatch(slot, count, bytes, errno, syscallId) runs synchronously; the slot's buffers
+// are valid only during that call and are handed back to the thread as soon as it returns.
+void TunReader::Deliver(Napi::Env env, Napi::Function onBatch, TunBatch* batch) {
+  TunReader* reader = batch->reader;
+  if (env == nullptr || onBatch.IsEmpty() || !reader->delivering) {
+    reader->Recycle(batch->slot);
+    return;
+  }
+  try {
+    Napi::HandleScope scope(env);
+    onBatch.Call({Napi::Number::New(env, batch->slot), Napi::Number::New(env, batch->count),
+                  Napi::Number::New(env, batch->bytes), Napi::Number::New(env, batch->error),
+                  Napi::Number::New(env, static_cast<int32_t>(batch->syscall))});
+    reader->Recycle(batch->slot);
+  } catch (const Napi::Error& error) {
+    // The packet handler threw (an uncaught exception, as for any listener) or the environment is
+    // terminating: recycle the slot, and hand the exception back to JS if it still runs.
+    reader->Recycle(batch->slot);
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && !pending && !error.IsEmpty()) {
+      napi_throw(env, error.Value());
+    }
+  }
+}
+
+// ---- JS surface ----------------------------------------------------------------------------
+
+Napi::Function NativeTun::Define(Napi::Env env) {
+  return DefineClass(env, "NativeTun",
+                     {
+                         InstanceMethod<&NativeTun::Open>("open"),
+                         InstanceMethod<&NativeTun::SetMtu>("setMtu"),
+                         InstanceMethod<&NativeTun::SetAddress>("setAddress"),
+                         InstanceMethod<&NativeTun::SetUp>("setUp"),
+                         InstanceMethod<&NativeTun::Info>("info"),
+                         InstanceMethod<&NativeTun::Start>("start"),
+                         InstanceMethod<&NativeTun::Write>("write"),
+                         InstanceMethod<&NativeTun::WriteBatch>("writeBatch"),
+                         InstanceMethod<&NativeTun::Close>("close"),
+                     });
+}
+
+NativeTun::NativeTun(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTun>(info), env_(info.Env()) {}
+
+NativeTun::~NativeTun() {
+  // Garbage-collected without close(): only possible when not started (a started device's
+  // ThreadSafeFunction holds its onBatch callback, and so the JS object, until close).
+  RemoveCleanupHook();
+  Shutdown();
+}
+
+void NativeTun::AddCleanupHook() {
+  if (hooked_) return;
+  if (napi_add_env_cleanup_hook(env_, Cleanup, this) != napi_ok) throw Napi::Error::New(env_, "napi_add_env_cleanup_hook failed");
+  hooked_ = true;
+}
+
+void NativeTun::RemoveCleanupHook() {
+  if (!hooked_) return;
+  hooked_ = false;
+  napi_remove_env_cleanup_hook(env_, Cleanup, this);
+}
+
+// Environment teardown with the device still open. Registered after the ThreadSafeFunction was
+// created (re-registered by start), so it runs before Node deletes it (hooks run last-in, first-out).
+void NativeTun::Cleanup(void* arg) {
+  auto* self = static_cast<NativeTun*>(arg);
+  self->hooked_ = false;  // Node removes a hook as it runs it
+  self->Shutdown();
+}
+
+int NativeTun::Shutdown() {
+  closed_ = true;
+  if (reader_) {
+    {
+      std::lock_guard<std::mutex> lock(reader_->mutex);
+      reader_->stopping = true;
+    }
+    reader_->freed.notify_all();
+    const uint64_t one = 1;
+    ssize_t n;
+    do {
+      n = write(reader_->wakeFd, &one, sizeof(one));
+    } while (n < 0 && errno == EINTR);
+    // The counter cannot overflow (one write per shutdown), so this write cannot fail on a valid
+    // eventfd; if it did, the thread would never wake: crash loudly rather than hang in join.
+    if (n != static_cast<ssize_t>(sizeof(one))) std::abort();
+    if (reader_->thread.joinable()) reader_->thread.join();
+    reader_->delivering = false;
+    reader_->tsfn.Release();
+    close(reader_->wakeFd);
+    reader_->wakeFd = -1;
+    reader_.reset();  // the ThreadSafeFunction's finalizer holds the last reference
+  }
+  pins_.clear();
+  int error = 0;
+  if (fd_ >= 0) {
+    if (close(fd_) != 0 && errno != EINTR) error = errno;  // EINTR: the descriptor is gone anyway
+    fd_ = -1;
+  }
+  return error;
+}
+
+void NativeTun::RequireOpen(Napi::Env env) const {
+  if (fd_ < 0 || closed_) throw Napi::Error::New(env, "the TUN device is not open");
+}
+
+// open(name) -> the interface's actual name. "" lets the kernel pick tun%d.
+Napi::Value NativeTun::Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "open(name)");
+  if (fd_ >= 0 || closed_) throw Napi::Error::New(env, "open called twice");
+  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  if (!ValidName(name)) throw Napi::RangeError::New(env, "invalid interface name");
+
+  int fd;
+  do {
+    fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) throw SystemError(env, errno, Syscall::kOpen);
+  struct ifreq ifr;
+  NameInto(&ifr, name);
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  const int error = Ioctl(fd, TUNSETIFF, &ifr);
+  if (error != 0) {
+    close(fd);
+    throw SystemError(env, error, Syscall::kIoctl);
+  }
+  fd_ = fd;
+  name_.assign(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
+  AddCleanupHook();
+  return Napi::String::New(env, name_);
+}
+
+Napi::Value NativeTun::SetMtu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireOpen(env);
+  const uint32_t mtu = U32Arg(info[0], "mtu", 68, 65535);
+  WithSocket(env, [&](int s) {
+    struct ifreq ifr;
+    NameInto(&ifr, name_);
+    ifr.ifr_mtu = static_cast<int>(mtu);
+    return Ioctl(s, SIOCSIFMTU, &ifr);
+  });
+  return env.Undefined();
+}
+
+// setAddress(address: u32, prefixLength: 1..32): SIOCSIFADDR then SIOCSIFNETMASK.
+Napi::Value NativeTun::SetAddress(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireOpen(env);
+  const uint32_t address = U32Arg(info[0], "address", 0, 0xffffffffu);
+  const uint32_t prefix = U32Arg(info[1], "prefixLength", 1, 32);
+  const uint32_t mask = prefix == 32 ? 0xffffffffu : ~(0xffffffffu >> prefix);
+  WithSocket(env, [&](int s) {
+    struct ifreq ifr;
+    NameInto(&ifr, name_);
+    struct sockaddr_in sin = {};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(address);
+    std::memcpy(&ifr.ifr_addr, &sin, sizeof(sin));
+    int error = Ioctl(s, SIOCSIFADDR, &ifr);
+    if (error != 0) return error;
+    sin.sin_addr.s_addr = htonl(mask);
+    std::memcpy(&ifr.ifr_netmask, &sin, sizeof(sin));
+    return Ioctl(s, SIOCSIFNETMASK, &ifr);
+  });
+  return env.Undefined();
+}
+
+Napi::Value NativeTun::SetUp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireOpen(env);
+  if (info.Length() < 1 || !info[0].IsBoolean()) throw Napi::TypeError::New(env, "setUp(boolean)");
+  const bool up = info[0].As<Napi::Boolean>().Value();
+  WithSocket(env, [&](int s) {
+    struct ifreq ifr;
+    NameInto(&ifr, name_);
+    int error = Ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (error != 0) return error;
+    if (up) {
+      ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
+    } else {
+      ifr.ifr_flags = static_cast<short>(ifr.ifr_flags & ~IFF_UP);
+    }
+    return Ioctl(s, SIOCSIFFLAGS, &ifr);
+  });
+  return env.Undefined();
+}
+
+// info() -> { name, ifindex, flags, mtu }
+Napi::Value NativeTun::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireOpen(env);
+  int ifindex = 0;
+  int flags = 0;
+  int mtu = 0;
+  WithSocket(env, [&](int s) {
+    struct ifreq ifr;
+    NameInto(&ifr, name_);
+    int error = Ioctl(s, SIOCGIFINDEX, &ifr);
+    if (error != 0) return error;
+    ifindex = ifr.ifr_ifindex;
+    error = Ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (error != 0) return error;
+    flags = static_cast<unsigned short>(ifr.ifr_flags);
+    error = Ioctl(s, SIOCGIFMTU, &ifr);
+    if (error != 0) return error;
+    mtu = ifr.ifr_mtu;
+    return 0;
+  });
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("name", name_);
+  out.Set("ifindex", ifindex);
+  out.Set("flags", flags);
+  out.Set("mtu", mtu);
+  return out;
+}
+
+// start(onBatch) -> [[packets: Uint8Array, lengths: Uint32Array], ...] (kTunSlots pairs).
+// onBatch(slot, count, bytes, errno, syscallId) is called on the JS thread for each batch.
+Napi::Value NativeTun::Start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireOpen(env);
+  if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "start(onBatch)");
+  if (reader_) throw Napi::Error::New(env, "start called twice");
+
+  auto reader = std::make_shared<TunReader>();
+  reader->fd = fd_;
+  reader->wakeFd = eventfd(0, EFD_CLOEXEC);
+  if (reader->wakeFd < 0) throw SystemError(env, errno, Syscall::kEventfd);
+  reader->free.reserve(kTunSlots);
+  Napi::Array slots = Napi::Array::New(env, kTunSlots);
+  std::vector<Napi::Reference<Napi::Value>> pins;
+  try {
+    for (int i = 0; i < kTunSlots; i++) {
+      Napi::Uint8Array packets = Napi::Uint8Array::New(env, kTunBatchBytes);
+      Napi::Uint32Array lengths = Napi::Uint32Array::New(env, kTunBatchPackets);
+      reader->data[i] = packets.Data();
+      reader->lengths[i] = lengths.Data();
+      reader->batches[i] = TunBatch{reader.get(), i, 0, 0, 0, Syscall::kNone};
+      reader->free.push_back(kTunSlots - 1 - i);
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, packets);
+      pair.Set(1u, lengths);
+      slots.Set(static_cast<uint32_t>(i), pair);
+      pins.push_back(Napi::Persistent(static_cast<Napi::Value>(packets)));
+      pins.push_back(Napi::Persistent(static_cast<Napi::Value>(lengths)));
+    }
+    // The finalizer owns one reference to the reader: queued batches may be delivered (and dropped)
+    // after close, so the reader outlives the NativeTun if need be.
+    std::unique_ptr<std::shared_ptr<TunReader>> keep(new std::shared_ptr<TunReader>(reader));
+    reader->tsfn = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "lunlink-tun-batches", 0, 1, keep.get(),
+                                                 [](Napi::Env, std::shared_ptr<TunReader>* kept) { delete kept; });
+    keep.release();  // owned by the finalizer from here on
+  } catch (...) {
+    close(reader->wakeFd);
+    throw;
+  }
+  pins_ = std::move(pins);
+  reader_ = reader;
+  // Re-register so that this hook runs before the ThreadSafeFunction's own teardown.
+  RemoveCleanupHook();
+  AddCleanupHook();
+  try {
+    reader_->thread = std::thread([r = reader_.get()] { r->Run(); });
+  } catch (const std::system_error&) {
+    reader_->tsfn.Release();
+    close(reader_->wakeFd);
+    reader_.reset();
+    pins_.clear();
+    throw Napi::Error::New(env, "could not start the TUN reader thread");
+  }
+  return slots;
+}
+
+bool NativeTun::WriteOne(Napi::Env env, const uint8_t* data, size_t length) {
+  for (;;) {
+    const ssize_t n = write(fd_, data, length);
+    if (n >= 0) return static_cast<size_t>(n) == length;  // a TUN write is all or nothing
+    if (errno == EINTR) continue;
+    if (IsPacketDrop(errno)) return false;
+    throw SystemError(env, errno, Syscall::kWrite);
+  }
+}
+
+// write(packet: Uint8Array) -> boolean (false: dropped)
+Napi::Value NativeTun::Write(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireOpen(env);
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw Napi::TypeError::New(env, "write(Uint8Array)");
+  }
+  Napi::Uint8Array packet = info[0].As<Napi::Uint8Array>();
+  if (packet.ByteLength() == 0 || packet.ByteLength() > 65535 || packet.Data() == nullptr) {
+    throw Napi::RangeError::New(env, "packet length must be 1..65535");
+  }
+  return Napi::Boolean::New(env, WriteOne(env, packet.Data(), packet.ByteLength()));
+}
+
+// writeBatch(buffer: Uint8Array, lengths: Uint32Array | Uint16Array, count, writtenBytes: Float64Array)
+// -> packets written; writtenBytes[0] = their total length (the others were dropped).
+// Every length is checked before the first write, so a bad table writes nothing.
+Napi::Value NativeTun::WriteBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireOpen(env);
+  if (info.Length() < 4 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[3].IsTypedArray() ||
+      info[3].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array || info[3].As<Napi::TypedArray>().ElementLength() < 1) {
+    throw Napi::TypeError::New(env, "writeBatch(Uint8Array, Uint32Array | Uint16Array, count, Float64Array(1))");
+  }
+  Napi::TypedArray bufferArg = info[0].As<Napi::TypedArray>();
+  Napi::TypedArray lengthsArg = info[1].As<Napi::TypedArray>();
+  if (bufferArg.TypedArrayType() != napi_uint8_array) throw Napi::TypeError::New(env, "buffer must be a Uint8Array");
+  const napi_typedarray_type lengthsType = lengthsArg.TypedArrayType();
+  if (lengthsType != napi_uint32_array && lengthsType != napi_uint16_array) {
+    throw Napi::TypeError::New(env, "lengths must be a Uint32Array or a Uint16Array");
+  }
+  const uint32_t count = U32Arg(info[2], "count", 0, static_cast<uint32_t>(std::min<size_t>(lengthsArg.ElementLength(), 0xffffffffu)));
+  Napi::Uint8Array buffer = info[0].As<Napi::Uint8Array>();
+  const uint8_t* data = buffer.Data();
+  const size_t capacity = buffer.ByteLength();
+  auto lengthAt = [&](uint32_t i) -> size_t {
+    if (lengthsType == napi_uint32_array) return lengthsArg.As<Napi::Uint32Array>()[i];
+    return lengthsArg.As<Napi::Uint16Array>()[i];
+  };
+  size_t total = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    const size_t length = lengthAt(i);
+    if (length == 0 || length > 65535) throw Napi::RangeError::New(env, "lengths[" + std::to_string(i) + "] must be 1..65535");
+    total += length;
+    if (total > capacity) throw Napi::RangeError::New(env, "the lengths add up to more than the buffer holds");
+  }
+  uint32_t written = 0;
+  size_t writtenBytes = 0;
+  size_t offset = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    const size_t length = lengthAt(i);
+    if (WriteOne(env, data + offset, length)) {
+      written++;
+      writtenBytes += length;
+    }
+    offset += length;
+  }
+  info[3].As<Napi::Float64Array>()[0] = static_cast<double>(writtenBytes);
+  return Napi::Number::New(env, written);
+}
+
+// close() -> undefined; idempotent. Throws a system error if close(2) itself failed.
+Napi::Value NativeTun::Close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (closed_) return env.Undefined();
+  RemoveCleanupHook();
+  const int error = Shutdown();
+  if (error != 0) throw SystemError(env, error, Syscall::kClose);
+  return env.Undefined();
+}
+
+}  // namespace lunlink
