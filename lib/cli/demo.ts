@@ -1,141 +1,138 @@
-// `lunlink demo`: the main job. Today it shows the storage path end to end on real loop devices:
-// node 1's send volume, node 2's receive volume, and lunlink's local mirror between them (standing in
-// for the array's replication). A RingWriter (node 1) batches frames into records written with
-// O_DIRECT|O_DSYNC; the mirror copies each record; a Poller (node 2) reads the receive volume with
-// O_DIRECT, validates every record and acks back. One-way latency and burst throughput are measured.
-// The two-host namespace failover demo comes with the link layer (README: status). Everything it
-// creates (a scratch directory, two loop devices) is removed on exit or Ctrl-C.
-import { execFile } from "node:child_process";
-import { mkdtemp, open, rm } from "node:fs/promises";
-import { join } from "node:path";
+// `lunlink demo`: the main job. Two hosts in network namespaces joined by a veth (their network),
+// four loop devices (each host's send and receive volume) with lunlink's local mirror in the root
+// namespace standing in for the array, and `lunlink up` on both. It pings across the TUN addresses
+// and runs a checksummed TCP stream while it cuts the veth (traffic moves to storage), restores it
+// (traffic fails back), prints a timeline with the measured interruption, checks the stream's
+// SHA-256 end to end, and removes everything it made, also on Ctrl-C.
+import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
-import { promisify } from "node:util";
 
-import { FrameType } from "../format/layout.ts";
-import { probe } from "../io/probe.ts";
-import { Volume } from "../io/volume.ts";
-import { Poller } from "../poll/poller.ts";
-import { inspectRing } from "../ring/inspect.ts";
-import { RingReader } from "../ring/reader.ts";
-import { formatVolume } from "../ring/superblocks.ts";
-import { RingWriter } from "../ring/writer.ts";
 import { parse } from "./args.ts";
+import { Lab, lunlinkBin } from "./lab.ts";
 import type { Command } from "./main.ts";
-import { formatBytes } from "./output.ts";
-import { LocalMirror } from "../mirror/local.ts";
 
-const execFileAsync = promisify(execFile);
-const ROUNDS = 1000;
+const STREAM_PORT = 5001;
+const STREAM_BYTES = 120 * 1024 * 1024;
+const STREAM_RATE_MBPS = 12;
+const PING_INTERVAL_S = 0.01;
+const PING_COUNT = 1300; // 13 s at 10 ms: bounded
+const CUT_AT_MS = 3000;
+const RESTORE_AT_MS = 7000;
+
+interface StreamResult {
+  done?: boolean;
+  bytes: number;
+  sha256?: string;
+  seconds?: number;
+}
 
 export const demoCommand: Command = {
-  summary: "run the demo on real loop devices (root)",
-  usage: "Usage: lunlink demo\n\nCreates two 64 MiB loop devices (4096-byte sectors, direct I/O) under /var/tmp: node 1's send\nvolume and node 2's receive volume, with lunlink's local mirror between them; sends messages and a\nburst through them with O_DIRECT, prints what happened, and removes everything it made.",
+  summary: "the main job: two hosts in namespaces, cut their network, watch traffic move to storage (root)",
+  usage: [
+    "Usage: lunlink demo",
+    "",
+    "Builds two hosts in network namespaces (lld-*-node1/2) joined by a veth (198.18.1.0/24), four 64 MiB",
+    "loop devices (direct I/O, 4096-byte sectors) and two local mirrors in the root namespace (the",
+    "array), starts `lunlink up` on both (lunlink0: 198.18.100.1 and .2), then pings and streams",
+    `${STREAM_BYTES / 1024 / 1024} MiB of TCP across the TUN addresses while it cuts the veth at ${CUT_AT_MS / 1000} s and restores it at ${RESTORE_AT_MS / 1000} s.`,
+    "Prints a timeline and a summary and removes everything it made (also on Ctrl-C).",
+  ].join("\n"),
   async run(args, out) {
     parse(args, {}, { min: 0, max: 0 });
-    const say = (line: string): void => void out.stdout.write(`${line}\n`);
-    const dir = await mkdtemp("/var/tmp/lunlink-demo-");
-    const loops: string[] = [];
-    const cleanup = async (): Promise<void> => {
-      for (const loop of loops.splice(0)) await execFileAsync("losetup", ["-d", loop]).catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
-    };
-    const attach = async (name: string): Promise<string> => {
-      const backing = join(dir, name);
-      const file = await open(backing, "w");
-      await file.truncate(64 * 1024 * 1024);
-      await file.close();
-      const device = (await execFileAsync("losetup", ["--find", "--show", "--sector-size", "4096", "--direct-io=on", backing])).stdout.trim();
-      loops.push(device);
-      return device;
-    };
+    const t0 = performance.now();
+    const at = () => `${((performance.now() - t0) / 1000).toFixed(2).padStart(6)} s`;
+    const say = (line: string): void => void out.stdout.write(`${at()}  ${line}\n`);
+    let lab: Lab | undefined;
     const onSignal = (): void => {
-      void cleanup().finally(() => process.exit(130));
+      say("interrupted: cleaning up");
+      void (lab?.destroy() ?? Promise.resolve()).finally(() => process.exit(130));
     };
     process.once("SIGINT", onSignal);
     process.once("SIGTERM", onSignal);
     try {
-      const sendDevice = await attach("send.img");
-      const receiveDevice = await attach("receive.img");
-      say(`[1] node 1's send volume ${sendDevice}, node 2's receive volume ${receiveDevice} (loop devices over files in ${dir})`);
-      const info = await probe(sendDevice);
-      say(`    ${info.kind}, ${formatBytes(info.sizeBytes)}, logical ${info.logicalBlockSize} B, physical ${info.physicalBlockSize} B, O_DIRECT ${info.directIo ? "yes" : "no"}`);
+      say("building two hosts: network namespaces, veth 198.18.1.1 <-> 198.18.1.2, four loop devices, two mirrors");
+      lab = await Lab.create({
+        prefix: "lld-",
+        onLog: (node, line) => {
+          try {
+            const e = JSON.parse(line) as { event?: string; kind?: string; subject?: string; from?: string; to?: string; detail?: string };
+            if (e.event === "transition" && e.kind === "active") say(`node ${node}: traffic ${e.from} -> ${e.to}  [${e.detail}]`);
+            else if (e.event === "transition" && e.kind === "path") say(`node ${node}: ${e.subject} path ${e.from} -> ${e.to} (${e.detail})`);
+            else if (e.event === "peer-restarted" || e.event?.endsWith("error")) say(`node ${node}: ${e.event}`);
+          } catch {
+            say(`node ${node}: ${line}`);
+          }
+        },
+      });
+      const [n1, n2] = lab.nodes;
+      say(`node 1: ns ${n1.ns}, send ${n1.send} -> mirror -> node 2 receive ${n2.receive}`);
+      say(`node 2: ns ${n2.ns}, send ${n2.send} -> mirror -> node 1 receive ${n1.receive}`);
+      await lab.startNode(1);
+      await lab.startNode(2);
+      for (const id of [1, 2] as const) await lab.waitFor(id, "up on both paths", (s) => s.active === "primary" && s.paths.storage.state === "up");
+      say("both nodes up: lunlink0 198.18.100.1 <-> 198.18.100.2, primary (UDP over the veth) and storage (rings + mirrors) both healthy");
+      const warm = await lab.exec(1, "ping", ["-c", "3", "-i", "0.2", "-W", "1", n2.tunAddress]);
+      say(`ping over the primary: ${/rtt min\/avg\/max\/mdev = ([\d./]+)/.exec(warm)?.[1] ?? "?"} ms (min/avg/max/mdev)`);
 
-      const send = await Volume.open(sendDevice, { dsync: true, exclusive: true });
-      const mirrorSource = await Volume.open(sendDevice, { readOnly: true });
-      const mirrorTarget = await Volume.open(receiveDevice, { dsync: true, exclusive: true });
-      const receive = await Volume.open(receiveDevice, { readOnly: true });
-      let mirror: LocalMirror | undefined;
-      try {
-        const { superblock } = await formatVolume(send, { writerNode: 1, peerNode: 2, ringBlocks: 4096n });
-        say(`[2] formatted: volume ${superblock.volumeUuid}, ring of ${superblock.ringBlocks} blocks of ${superblock.blockBytes} B, writer node 1 -> reader node 2`);
-        // The array's job, done by lunlink here: copy the send volume onto the receive volume.
-        mirror = await LocalMirror.open(mirrorSource, mirrorTarget, { statusCopyMs: 5, pollMinUs: 100, pollMaxMs: 2 });
-        const resynced = new Promise<void>((resolve) => mirror!.once("resync", () => resolve()));
-        mirror.start();
-        await resynced;
-        say(`    local mirror running: ${sendDevice} -> ${receiveDevice} (O_DIRECT, record by record)`);
-        let reader: RingReader | undefined;
-        const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 0, fullQueue: "wait", overwriteUnacked: false, peerAck: () => reader?.ack });
-        reader = await RingReader.open(receive, { nodeId: 2, start: "head" });
-        let arrived: (() => void) | undefined;
-        let received = 0;
-        let lastText = "";
-        const poller = new Poller(reader, {
-          pollMinUs: 100,
-          pollMaxMs: 2,
-          onFrame: (_seq, type, _flags, bytes, offset, length) => {
-            received++;
-            if (type === FrameType.Control) lastText = new TextDecoder().decode(bytes.subarray(offset, offset + length));
-            arrived?.();
-          },
-        });
-        poller.start();
-        const hello = `hello from node 1 at ${new Date().toISOString()}`;
-        let delivered = new Promise<void>((resolve) => (arrived = resolve));
-        await writer.append(FrameType.Control, new TextEncoder().encode(hello));
-        await delivered;
-        say(`[3] node 2 received over storage (send volume -> mirror -> receive volume): "${lastText}"`);
+      // Traffic: a checksummed TCP stream node 1 -> node 2, and a 10 ms ping, through the cut.
+      const server = lab.spawnIn(2, process.execPath, [lunlinkBin(), "stream", "serve", "--listen", `${n2.tunAddress}:${STREAM_PORT}`, "--interval-ms", "1000", "--timeout-s", "60"]);
+      const serverLines = createInterface({ input: server.stdout! });
+      let received: StreamResult = { bytes: 0 };
+      const listening = new Promise<void>((resolve) => serverLines.on("line", (line) => {
+        const o = JSON.parse(line) as StreamResult & { listening?: string; progress?: boolean };
+        if (o.listening !== undefined) resolve();
+        if (o.progress === true) say(`stream: node 2 has received ${(o.bytes / 1e6).toFixed(1)} MB`);
+        if (o.done === true) received = o;
+      }));
+      await listening;
+      const serverDone = new Promise<void>((resolve) => server.once("exit", () => resolve()));
+      const sender = lab.spawnIn(1, process.execPath, [lunlinkBin(), "stream", "send", "--to", `${n2.tunAddress}:${STREAM_PORT}`, "--bytes", String(STREAM_BYTES), "--rate-mbps", String(STREAM_RATE_MBPS), "--timeout-s", "60"]);
+      let sent: StreamResult = { bytes: 0 };
+      createInterface({ input: sender.stdout! }).on("line", (line) => (sent = JSON.parse(line) as StreamResult));
+      const senderDone = new Promise<void>((resolve) => sender.once("exit", () => resolve()));
+      const pinger = lab.spawnIn(1, "ping", ["-D", "-n", "-i", String(PING_INTERVAL_S), "-c", String(PING_COUNT), "-W", "1", n2.tunAddress]);
+      const replies: number[] = [];
+      createInterface({ input: pinger.stdout! }).on("line", (line) => {
+        const m = /^\[(\d+\.\d+)\].*icmp_seq=(\d+)/.exec(line);
+        if (m !== null) replies.push(Number(m[1]) * 1000);
+      });
+      const pingDone = new Promise<void>((resolve) => pinger.once("exit", () => resolve()));
+      say(`traffic started: TCP stream of ${STREAM_BYTES / 1024 / 1024} MiB at ${STREAM_RATE_MBPS} MB/s node 1 -> node 2, ping every ${PING_INTERVAL_S * 1000} ms`);
 
-        const latenciesUs: number[] = [];
-        const ping = new Uint8Array(64);
-        for (let i = 0; i < ROUNDS; i++) {
-          delivered = new Promise<void>((resolve) => (arrived = resolve));
-          const t0 = performance.now();
-          writer.tryAppend(FrameType.Control, ping);
-          await delivered;
-          latenciesUs.push((performance.now() - t0) * 1000);
-        }
-        latenciesUs.sort((a, b) => a - b);
-        const p = (q: number): string => latenciesUs[Math.min(latenciesUs.length - 1, Math.floor(q * latenciesUs.length))]!.toFixed(0);
-        say(`[4] ${ROUNDS} messages one at a time, writer -> O_DIRECT|O_DSYNC record -> mirror -> poller: one-way p50 ${p(0.5)} us, p99 ${p(0.99)} us`);
+      await sleep(CUT_AT_MS);
+      const cutWallMs = Date.now();
+      await lab.setPrimary(false);
+      say("CUT: the veth between the hosts is down (both ends); storage is untouched");
+      await sleep(RESTORE_AT_MS - CUT_AT_MS);
+      const restoreWallMs = Date.now();
+      await lab.setPrimary(true);
+      say("RESTORED: the veth is up again");
+      await Promise.all([senderDone, serverDone, pingDone]);
 
-        const burst = 50_000;
-        const frame = new Uint8Array(1024);
-        const before = received;
-        const t0 = performance.now();
-        for (let i = 0; i < burst; i++) if (writer.tryAppend(FrameType.Data, frame) !== "queued") await writer.append(FrameType.Data, frame);
-        await writer.flush();
-        while (received - before < burst && performance.now() - t0 < 30_000) {
-          delivered = new Promise<void>((resolve) => (arrived = resolve));
-          await Promise.race([delivered, new Promise((r) => setTimeout(r, 100))]);
-        }
-        const seconds = (performance.now() - t0) / 1000;
-        say(`[5] burst of ${burst} 1 KiB frames: ${received - before} delivered in ${seconds.toFixed(2)} s (${((burst * 1024) / seconds / 1e6).toFixed(0)} MB/s, ${writer.counters.records} records, ring lapped ${((writer.counters.bytesWritten / (4096 * 4096))).toFixed(1)} times, lost ${reader.counters.lost})`);
-        await poller.stop();
-        await writer.close();
-        await mirror.stop();
-        mirror = undefined;
-        const report = await inspectRing(receive, superblock);
-        say(`[6] inspect: ${report.records} intact records in the ring (seq ${report.oldestSeq}..${report.newestSeq}), damage: ${report.invalid === 0 ? "none" : report.invalid}`);
-      } finally {
-        await mirror?.stop().catch(() => undefined);
-        for (const volume of [send, mirrorSource, mirrorTarget, receive]) await volume.close();
+      const statuses = [await lab.status(1), await lab.status(2)];
+      const afterCut = replies.filter((r) => r > cutWallMs);
+      const interruptionMs = afterCut.length > 0 ? afterCut[0]! - cutWallMs : Number.NaN;
+      const duringCut = replies.filter((r) => r > cutWallMs && r < restoreWallMs).length;
+      let longestGapMs = 0;
+      for (let i = 1; i < replies.length; i++) longestGapMs = Math.max(longestGapMs, replies[i]! - replies[i - 1]!);
+      const ok = received.sha256 !== undefined && received.sha256 === sent.sha256 && received.bytes === STREAM_BYTES;
+      out.stdout.write("\nSummary\n");
+      out.stdout.write(`  TCP stream: sent ${sent.bytes} bytes, received ${received.bytes}, SHA-256 ${ok ? "equal" : "DIFFERENT"} (${received.sha256?.slice(0, 16) ?? "none"}...), ${sent.seconds?.toFixed(1) ?? "?"} s\n`);
+      out.stdout.write(`  ping: ${replies.length} of ${PING_COUNT} replies, ${duringCut} of them while the network was cut (over storage)\n`);
+      out.stdout.write(`  interruption at the cut: first reply ${interruptionMs.toFixed(0)} ms after the cut; longest gap between replies ${longestGapMs.toFixed(0)} ms\n`);
+      for (const s of statuses) {
+        out.stdout.write(`  node ${s.node}: failovers ${s.failovers}, failbacks ${s.failbacks}, messages over storage sent ${s.counters.sent.storage} / received ${s.counters.received.storage}, duplicates dropped ${s.counters.dataDuplicates}, active ${s.active}\n`);
       }
-      say("[7] cleaned up: loop devices detached, scratch files removed");
+      if (!ok) throw new Error("the TCP stream did not arrive intact");
     } finally {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
-      await cleanup();
+      await lab?.destroy();
+      say("cleaned up: nodes stopped, namespaces deleted, loop devices detached, scratch removed");
     }
   },
 };
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -7,8 +7,10 @@ import { ErrorCode, LunlinkError } from "../io/errors.ts";
 import { demoCommand } from "./demo.ts";
 import { formatCommand, inspectCommand } from "./format.ts";
 import { mirrorCommand } from "./mirror.ts";
+import { checkConfigCommand, downCommand, statusCommand, upCommand } from "./node.ts";
 import { probeCommand } from "./probe.ts";
 import { appendCommand, tailCommand } from "./ring.ts";
+import { streamCommand } from "./stream.ts";
 import { UsageError, type Output } from "./output.ts";
 
 export interface Command {
@@ -24,6 +26,11 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   append: appendCommand,
   tail: tailCommand,
   mirror: mirrorCommand,
+  up: upCommand,
+  down: downCommand,
+  status: statusCommand,
+  "check-config": checkConfigCommand,
+  stream: streamCommand,
   demo: demoCommand,
 };
 
@@ -40,7 +47,7 @@ function help(): string {
     "",
     "Commands:",
   ];
-  for (const [name, command] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(10)} ${command.summary}`);
+  for (const [name, command] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(13)} ${command.summary}`);
   lines.push("", "Options:", "  -h, --help     show help (also: lunlink <command> --help)", "  -V, --version  print the version");
   return lines.join("\n");
 }

@@ -1,0 +1,153 @@
+// `lunlink up | down | status | check-config`: run one node of a pair in the foreground (TUN device
+// + link + control socket + optional metrics), stop it, ask it how it is, or check a config file.
+// `up` runs until `lunlink down`, SIGINT or SIGTERM, then closes the TUN device (the interface
+// disappears), the link (the send ring's last records are flushed) and the control socket.
+import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import { readFile } from "node:fs/promises";
+import { unlink } from "node:fs/promises";
+import pino from "pino";
+import pretty from "pino-pretty";
+
+import { ErrorCode, LunlinkError } from "../io/errors.ts";
+import { checkConfig, controlSocketPath, formatProblems, linkOptions, loadConfig, parseEndpoint, type NodeConfig } from "../link/config.ts";
+import { Link, type LinkStatus } from "../link/link.ts";
+import { renderMetrics } from "../link/metrics.ts";
+import { bridge } from "../tun/bridge.ts";
+import { TunDevice } from "../tun/tun.ts";
+import { flag, parse } from "./args.ts";
+import { callControl, serveControl } from "./control.ts";
+import type { Command } from "./main.ts";
+import { toJson, UsageError } from "./output.ts";
+
+function configArg(values: Record<string, unknown>): string {
+  const file = values.config;
+  if (typeof file !== "string") throw new UsageError("--config FILE is required");
+  return file;
+}
+
+function logger(json: boolean) {
+  return json || !process.stderr.isTTY ? pino({ base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true })) : pino({}, pretty({ destination: 2, sync: true, colorize: true, translateTime: "HH:MM:ss.l" }));
+}
+
+export const upCommand: Command = {
+  summary: "bring this node's TUN interface and link up (foreground)",
+  usage: [
+    "Usage: lunlink up --config FILE [--log-json]",
+    "",
+    "Opens the TUN device (tun.name, default lunlink0) with tun.address and tun.mtu, the link's two",
+    "paths (UDP primary; send ring on storage.send, peer's ring on storage.receive) and the control",
+    "socket (control.socket, default /run/lunlink/<tun>.sock, mode 0600), and carries every IP packet",
+    "until `lunlink down`, SIGINT or SIGTERM. Logs are structured (pino): human on a terminal, JSON",
+    "lines otherwise or with --log-json. metrics.listen serves Prometheus text at /metrics.",
+  ].join("\n"),
+  async run(args) {
+    const parsed = parse(args, { config: { type: "string" }, "log-json": { type: "boolean" } }, { min: 0, max: 0 });
+    const config = await loadConfig(configArg(parsed.values));
+    await runNode(config, logger(flag(parsed, "log-json")));
+  },
+};
+
+export async function runNode(config: NodeConfig, log: pino.Logger): Promise<void> {
+  const socketPath = controlSocketPath(config);
+  const link = await Link.open(linkOptions(config, (event, fields) => log.info({ event, ...fields }, event)));
+  let tun: TunDevice | undefined;
+  let metrics: HttpServer | undefined;
+  let stopping: (() => void) | undefined;
+  const stopped = new Promise<void>((resolve) => (stopping = resolve));
+  const stop = () => stopping?.();
+  try {
+    tun = await TunDevice.open({ name: config.tun.name, mtu: config.tun.mtu, address: config.tun.address, up: true });
+    const counters = bridge(tun, link);
+    const status = (): LinkStatus & { tun: object } => ({ ...link.status(), tun: { name: tun!.name, mtu: tun!.mtu, ...tun!.counters, ...counters } });
+    const server = await serveControl(socketPath, async (cmd) => {
+      if (cmd === "status") return status();
+      if (cmd === "down") {
+        setImmediate(stop);
+        return { stopping: true };
+      }
+      throw new Error(`unknown command ${JSON.stringify(cmd)} (status, down)`);
+    });
+    if (config.metrics.listen !== undefined) {
+      const at = parseEndpoint(config.metrics.listen)!;
+      metrics = createHttpServer((req, res) => {
+        if (req.url !== "/metrics") {
+          res.writeHead(404).end();
+          return;
+        }
+        const s = link.status();
+        res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(renderMetrics(s, { tun_packets_in_total: tun!.counters.packetsIn, tun_packets_out_total: tun!.counters.packetsOut }));
+      });
+      await new Promise<void>((resolve, reject) => metrics!.once("error", reject).listen(at.port, at.host, () => resolve()));
+    }
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+    link.on("error", (error) => log.error({ event: "link-error", message: error.message }, "link error"));
+    log.info({ event: "up", node: config.node, peer: config.peer, tun: tun.name, address: config.tun.address, mtu: tun.mtu, control: socketPath }, `node ${config.node} up: ${tun.name} ${config.tun.address}`);
+    await stopped;
+    log.info({ event: "down", ...link.status().counters }, `node ${config.node} going down`);
+    server.close();
+    await unlink(socketPath).catch(() => undefined);
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+    metrics?.close();
+    await tun?.close();
+    await link.close();
+  }
+}
+
+export const downCommand: Command = {
+  summary: "bring a running node down (via its control socket)",
+  usage: "Usage: lunlink down (--config FILE | --socket PATH)\n\nAsks the node started with `lunlink up` to close its TUN device and link and exit.",
+  async run(args, out) {
+    const parsed = parse(args, { config: { type: "string" }, socket: { type: "string" } }, { min: 0, max: 0 });
+    const path = await socketFor(parsed.values);
+    await callControl(path, "down");
+    out.stdout.write(`asked the node on ${path} to go down\n`);
+  },
+};
+
+export const statusCommand: Command = {
+  summary: "show a running node's paths, failovers, queues and counters",
+  usage: "Usage: lunlink status (--config FILE | --socket PATH) [--json]\n\nAsks the node started with `lunlink up` for its state through the control socket.",
+  async run(args, out) {
+    const parsed = parse(args, { config: { type: "string" }, socket: { type: "string" }, json: { type: "boolean" } }, { min: 0, max: 0 });
+    const s = (await callControl(await socketFor(parsed.values), "status")) as LinkStatus & { tun: { name: string; packetsIn: number; packetsOut: number } };
+    if (flag(parsed, "json")) {
+      out.stdout.write(`${toJson(s)}\n`);
+      return;
+    }
+    const lines = [
+      `node ${s.node} <-> node ${s.peer}: active path ${s.active}${s.active === "isolated" ? " (both paths silent; lunlink does not fence)" : ""}`,
+      ...(["primary", "storage"] as const).map((p) => `  ${p.padEnd(8)} ${s.paths[p].state.padEnd(8)} last heard ${s.paths[p].lastHeardAgoMs ?? "never"} ms ago${s.paths[p].state === "up" ? "" : ` (${s.paths[p].reason})`}`),
+      `  failovers ${s.failovers}, failbacks ${s.failbacks}, self pauses ${s.selfPauses}, control pending ${s.controlPending}`,
+      `  sent primary ${s.counters.sent.primary} storage ${s.counters.sent.storage}; received primary ${s.counters.received.primary} storage ${s.counters.received.storage}; duplicates dropped ${s.counters.dataDuplicates}`,
+      `  ring head ${s.ring.headSeq}, peer ack ${s.ring.peerAckSeq ?? "none"}, receive lag ${s.ring.receiveLagRecords} records, writer drops ${s.ring.writerCounters.framesDropped}`,
+      `  tun ${s.tun.name}: ${s.tun.packetsIn} packets in, ${s.tun.packetsOut} out`,
+    ];
+    out.stdout.write(`${lines.join("\n")}\n`);
+  },
+};
+
+export const checkConfigCommand: Command = {
+  summary: "check a node config file and print every problem",
+  usage: "Usage: lunlink check-config FILE [--json]\n\nExit 0 if the file is valid (prints it with defaults filled in), 1 with one line per bad key otherwise.",
+  async run(args, out) {
+    const parsed = parse(args, { json: { type: "boolean" } }, { min: 1, max: 1 });
+    const file = parsed.positionals[0]!;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(await readFile(file, "utf8"));
+    } catch (error) {
+      throw new LunlinkError(ErrorCode.BadConfig, `config ${file}: ${(error as Error).message}`, { path: file, cause: error });
+    }
+    const result = checkConfig(raw);
+    if (!result.ok) throw new LunlinkError(ErrorCode.BadConfig, `${result.problems.length} problem(s)\n${formatProblems(file, result.problems)}`, { path: file });
+    out.stdout.write(flag(parsed, "json") ? `${toJson(result.config)}\n` : `${file}: ok (node ${result.config.node} <-> node ${result.config.peer}, ${result.config.tun.name} ${result.config.tun.address} mtu ${result.config.tun.mtu})\n`);
+  },
+};
+
+async function socketFor(values: Record<string, unknown>): Promise<string> {
+  if (typeof values.socket === "string") return values.socket;
+  return controlSocketPath(await loadConfig(configArg(values)));
+}
