@@ -11,20 +11,12 @@ import { parse } from "./args.ts";
 import { Lab, lunlinkBin } from "./lab.ts";
 import type { Command } from "./main.ts";
 
-const STREAM_PORT = 5001;
 const STREAM_BYTES = 120 * 1024 * 1024;
 const STREAM_RATE_MBPS = 12;
 const PING_INTERVAL_S = 0.01;
 const PING_COUNT = 1300; // 13 s at 10 ms: bounded
 const CUT_AT_MS = 3000;
 const RESTORE_AT_MS = 7000;
-
-interface StreamResult {
-  done?: boolean;
-  bytes: number;
-  sha256?: string;
-  seconds?: number;
-}
 
 export const demoCommand: Command = {
   summary: "the main job: two hosts in namespaces, cut their network, watch traffic move to storage (root)",
@@ -75,21 +67,7 @@ export const demoCommand: Command = {
       say(`ping over the primary: ${/rtt min\/avg\/max\/mdev = ([\d./]+)/.exec(warm)?.[1] ?? "?"} ms (min/avg/max/mdev)`);
 
       // Traffic: a checksummed TCP stream node 1 -> node 2, and a 10 ms ping, through the cut.
-      const server = lab.spawnIn(2, process.execPath, [lunlinkBin(), "stream", "serve", "--listen", `${n2.tunAddress}:${STREAM_PORT}`, "--interval-ms", "1000", "--timeout-s", "60"]);
-      const serverLines = createInterface({ input: server.stdout! });
-      let received: StreamResult = { bytes: 0 };
-      const listening = new Promise<void>((resolve) => serverLines.on("line", (line) => {
-        const o = JSON.parse(line) as StreamResult & { listening?: string; progress?: boolean };
-        if (o.listening !== undefined) resolve();
-        if (o.progress === true) say(`stream: node 2 has received ${(o.bytes / 1e6).toFixed(1)} MB`);
-        if (o.done === true) received = o;
-      }));
-      await listening;
-      const serverDone = new Promise<void>((resolve) => server.once("exit", () => resolve()));
-      const sender = lab.spawnIn(1, process.execPath, [lunlinkBin(), "stream", "send", "--to", `${n2.tunAddress}:${STREAM_PORT}`, "--bytes", String(STREAM_BYTES), "--rate-mbps", String(STREAM_RATE_MBPS), "--timeout-s", "60"]);
-      let sent: StreamResult = { bytes: 0 };
-      createInterface({ input: sender.stdout! }).on("line", (line) => (sent = JSON.parse(line) as StreamResult));
-      const senderDone = new Promise<void>((resolve) => sender.once("exit", () => resolve()));
+      const stream = await lab.startStream(1, STREAM_BYTES, STREAM_RATE_MBPS, (bytes) => say(`stream: node 2 has received ${(bytes / 1e6).toFixed(1)} MB`));
       const pinger = lab.spawnIn(1, "ping", ["-D", "-n", "-i", String(PING_INTERVAL_S), "-c", String(PING_COUNT), "-W", "1", n2.tunAddress]);
       const replies: number[] = [];
       createInterface({ input: pinger.stdout! }).on("line", (line) => {
@@ -107,7 +85,7 @@ export const demoCommand: Command = {
       const restoreWallMs = Date.now();
       await lab.setPrimary(true);
       say("RESTORED: the veth is up again");
-      await Promise.all([senderDone, serverDone, pingDone]);
+      const [{ sent, received }] = await Promise.all([stream.finished, pingDone]);
 
       const statuses = [await lab.status(1), await lab.status(2)];
       const afterCut = replies.filter((r) => r > cutWallMs);

@@ -10,6 +10,7 @@ import { existsSync } from "node:fs";
 import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 
 import { newUuid } from "../format/uuid.ts";
@@ -33,6 +34,13 @@ export interface LabOptions {
   config?: Record<string, unknown>;
   /** Every line a node logs (JSON) with its node number. */
   onLog?: (node: 1 | 2, line: string) => void;
+}
+
+export interface StreamReport {
+  done?: boolean;
+  bytes: number;
+  sha256?: string;
+  seconds?: number;
 }
 
 export interface LabNode {
@@ -232,6 +240,35 @@ export class Lab {
   }
 
   private readonly extra: ChildProcess[] = [];
+
+  /**
+   * Starts a checksummed TCP stream (`lunlink stream`) from node `from` to node `to` across their
+   * TUN addresses; resolves once the receiver listens. `finished` resolves with both sides' reports
+   * (equal sha256 and bytes = the stream arrived intact).
+   */
+  async startStream(from: 1 | 2, bytes: number, rateMBps: number, onProgress?: (bytes: number) => void, port = 5001): Promise<{ finished: Promise<{ sent: StreamReport; received: StreamReport }> }> {
+    const to = this.nodes[2 - from]!;
+    const server = this.spawnIn(to.id, process.execPath, [lunlinkBin(), "stream", "serve", "--listen", `${to.tunAddress}:${port}`, "--interval-ms", "1000", "--timeout-s", "60"]);
+    let received: StreamReport = { bytes: 0 };
+    let serverErr = "";
+    server.stderr!.on("data", (c: Buffer) => (serverErr += c.toString()));
+    const listening = new Promise<void>((resolve, reject) => {
+      createInterface({ input: server.stdout! }).on("line", (line) => {
+        const o = JSON.parse(line) as StreamReport & { listening?: string; progress?: boolean };
+        if (o.listening !== undefined) resolve();
+        if (o.progress === true) onProgress?.(o.bytes);
+        if (o.done === true) received = o;
+      });
+      server.once("exit", () => reject(new Error(`stream server exited before listening: ${serverErr}`)));
+    });
+    await listening;
+    const serverDone = new Promise<void>((resolve) => server.once("exit", () => resolve()));
+    const sender = this.spawnIn(from, process.execPath, [lunlinkBin(), "stream", "send", "--to", `${to.tunAddress}:${port}`, "--bytes", String(bytes), "--rate-mbps", String(rateMBps), "--timeout-s", "60"]);
+    let sent: StreamReport = { bytes: 0 };
+    createInterface({ input: sender.stdout! }).on("line", (line) => (sent = JSON.parse(line) as StreamReport));
+    const senderDone = new Promise<void>((resolve) => sender.once("exit", () => resolve()));
+    return { finished: Promise.all([serverDone, senderDone]).then(() => ({ sent, received })) };
+  }
 
   async destroy(): Promise<void> {
     if (this.destroyed) return;
