@@ -34,6 +34,8 @@ export interface LabOptions {
   config?: Record<string, unknown>;
   /** Every line a node logs (JSON) with its node number. */
   onLog?: (node: 1 | 2, line: string) => void;
+  /** Extra Node.js options for the `lunlink up` processes (e.g. --cpu-prof for profiling). */
+  nodeArgs?: string[];
 }
 
 export interface StreamReport {
@@ -118,8 +120,12 @@ export class Lab {
     const paths: string[] = [];
     for (const name of ["node1-send", "node2-receive", "node2-send", "node1-receive"]) {
       const file = join(this.dir, `${name}.img`);
+      // Written out, not sparse: a first write into a hole (or an unwritten extent) makes ext4
+      // allocate and journal, which stalls an O_DSYNC write for tens of ms; a LUN has no holes.
       const handle = await open(file, "w");
-      await handle.truncate(size);
+      const zeros = Buffer.alloc(1024 * 1024);
+      for (let at = 0; at < size; at += zeros.length) await handle.write(zeros, 0, Math.min(zeros.length, size - at), at);
+      await handle.sync();
       await handle.close();
       if (this.options.loopDevices ?? true) {
         const device = (await execFileAsync("losetup", ["--find", "--show", "--sector-size", "4096", "--direct-io=on", file])).stdout.trim();
@@ -162,7 +168,7 @@ export class Lab {
   /** Starts `lunlink up` for a node inside its namespace and waits until its control socket answers. */
   async startNode(id: 1 | 2, timeoutMs = 15_000): Promise<void> {
     const n = this.nodes[id - 1]!;
-    const child = spawn("ip", ["netns", "exec", n.ns, process.execPath, lunlinkBin(), "up", "--config", n.configPath, "--log-json"], { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn("ip", ["netns", "exec", n.ns, process.execPath, ...(this.options.nodeArgs ?? []), lunlinkBin(), "up", "--config", n.configPath, "--log-json"], { stdio: ["ignore", "ignore", "pipe"] });
     n.process = child;
     let pending = "";
     child.stderr!.on("data", (chunk: Buffer) => {

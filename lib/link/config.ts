@@ -43,7 +43,7 @@ export const configSchema = z
         send: z.string().min(1),
         receive: z.string().min(1),
         dsync: z.boolean().default(true),
-        maxDelayMs: ms(0, 1000).default(1),
+        maxDelayMs: ms(0, 1000).default(0),
         pollMaxMs: ms(1, 1000).default(2),
         ioTimeoutMs: ms(1, 3_600_000).default(5000),
       })

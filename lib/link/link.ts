@@ -7,7 +7,7 @@
 // sees a data message twice (dedupe by link sequence); control is delivered once, in order.
 import dgram from "node:dgram";
 import { EventEmitter } from "node:events";
-import { performance } from "node:perf_hooks";
+import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 
 import { FrameType, FRAME_HEADER_BYTES } from "../format/layout.ts";
 import { ErrorCode, LunlinkError } from "../io/errors.ts";
@@ -38,7 +38,7 @@ export interface LinkOptions {
     dsync?: boolean;
     /** Take the send volume over from a writer that did not close it (default true: it is ours by config). */
     takeOver?: boolean;
-    /** Writer: seal a record after this long (default 1 ms). */
+    /** Writer: seal a record after this long (default 0: write at once when idle, batch while a write is in flight). */
     maxDelayMs?: number;
     /** Poller: longest sleep between reads while idle (default 2 ms). */
     pollMaxMs?: number;
@@ -90,6 +90,8 @@ export interface LinkStatus {
   controlPending: number;
   ring: { headSeq: string; peerAckSeq: string | null; receiveLagRecords: string; writerCounters: RingWriter["counters"] };
   counters: LinkCounters;
+  /** Event-loop delay since the link opened (ms): what a paused loop costs heartbeats and packets. */
+  eventLoopDelayMs: { p50: number; p99: number; max: number };
   transitions: Transition[];
 }
 
@@ -140,6 +142,7 @@ export class Link extends EventEmitter<LinkEvents> {
   private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
   private readonly controlRtoMs: number;
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: 1 });
 
   private constructor(options: LinkOptions, socket: dgram.Socket, writer: RingWriter, reader: RingReader, volumes: Volume[]) {
     super();
@@ -172,7 +175,7 @@ export class Link extends EventEmitter<LinkEvents> {
       const writer = await RingWriter.open(send, {
         nodeId: options.nodeId,
         takeOver: options.storage.takeOver ?? true,
-        maxDelayMs: options.storage.maxDelayMs ?? 1,
+        maxDelayMs: options.storage.maxDelayMs ?? 0,
         controlWaitsForAck: false,
         peerAck: () => link?.peerAck,
         localAck: () => link?.reader.ack,
@@ -204,6 +207,7 @@ export class Link extends EventEmitter<LinkEvents> {
       this.emit("error", error);
     });
     this.poller.start();
+    this.loopDelay.enable();
     const t = this.options.timers;
     this.timers.push(setInterval(() => this.heartbeat(PathId.Primary), t.primary.heartbeatMs));
     this.timers.push(setInterval(() => this.heartbeat(PathId.Storage), t.storage.heartbeatMs));
@@ -261,6 +265,7 @@ export class Link extends EventEmitter<LinkEvents> {
         writerCounters: { ...this.writer.counters },
       },
       counters: { ...this.counters, controlRetransmits: this.controlOut.retransmits, controlDuplicates: this.controlIn.duplicates },
+      eventLoopDelayMs: { p50: this.loopDelay.percentile(50) / 1e6, p99: this.loopDelay.percentile(99) / 1e6, max: this.loopDelay.max / 1e6 },
       transitions: [...this.state.transitions],
     };
   }
@@ -269,6 +274,7 @@ export class Link extends EventEmitter<LinkEvents> {
     if (this.closed) return;
     this.closed = true;
     for (const timer of this.timers) clearInterval(timer);
+    this.loopDelay.disable();
     this.socket.close();
     await this.poller.stop();
     await this.writer.close().catch(() => undefined);
@@ -416,6 +422,8 @@ export class Link extends EventEmitter<LinkEvents> {
 /** Largest data payload the storage path carries in one frame at the writer's defaults. */
 export const RING_FRAME_OVERHEAD_BYTES = FRAME_HEADER_BYTES + MESSAGE_HEADER_BYTES;
 
+const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+
 function bindSocket(bind: Endpoint): Promise<dgram.Socket> {
   return new Promise((resolve, reject) => {
     const socket = dgram.createSocket({ type: "udp4", reuseAddr: false });
@@ -426,6 +434,16 @@ function bindSocket(bind: Endpoint): Promise<dgram.Socket> {
     socket.once("error", onError);
     socket.bind(bind.port, bind.host, () => {
       socket.off("error", onError);
+      // Bursts (a TCP window through the TUN) overflow the default ~208 KiB buffer while the event
+      // loop is busy, and every overflow is a TCP loss: ask for SOCKET_BUFFER_BYTES (the kernel caps
+      // it at net.core.rmem_max / wmem_max).
+      for (const set of [() => socket.setRecvBufferSize(SOCKET_BUFFER_BYTES), () => socket.setSendBufferSize(SOCKET_BUFFER_BYTES)]) {
+        try {
+          set();
+        } catch {
+          // Above the system maximum: keep what the kernel gave.
+        }
+      }
       resolve(socket);
     });
   });

@@ -1,0 +1,226 @@
+// `npm run bench -- link [--cuts N] [--seconds S]`: the link end to end in the two-host lab
+// (lib/cli/lab.ts: namespaces, veth, loop devices with direct I/O, local mirrors), side by side in
+// one run with the plain veth and wireguard-go over the same veth:
+//   1. failover: N cuts of the veth with a 1 ms UDP probe node 1 -> node 2 through lunlink0;
+//      per switch: the interruption (longest gap between probe arrivals from the cut until the
+//      restore, i.e. cut -> traffic flowing over storage), probes lost, duplicated, reordered;
+//   2. ping RTT (p50/p99 of 200 pings at 10 ms) and TCP throughput (iperf3, one stream);
+//   3. CPU per MB of the two lunlink processes during each TCP run.
+import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { performance } from "node:perf_hooks";
+import { promisify } from "node:util";
+
+import { Lab } from "../lib/cli/lab.ts";
+import { numberArg, percentile, ratio, table } from "./stats.ts";
+
+const execFileAsync = promisify(execFile);
+const wallMs = () => performance.timeOrigin + performance.now();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const PROBE_PORT = 6001;
+const IPERF_PORT = 5201;
+
+export async function linkBench(args: string[]): Promise<void> {
+  const cuts = numberArg(args, "--cuts", 50);
+  const seconds = numberArg(args, "--seconds", 5);
+  const lab = await Lab.create({ prefix: "llb-" });
+  const stop = () => void lab.destroy().finally(() => process.exit(130));
+  process.once("SIGINT", stop);
+  try {
+    await lab.startNode(1);
+    await lab.startNode(2);
+    for (const id of [1, 2] as const) await lab.waitFor(id, "up", (s) => s.active === "primary" && s.paths.storage.state === "up");
+    console.log(`lab: ${lab.nodes[0].send} ... (loop devices, direct I/O, 4096-byte sectors), mirrors in the root namespace, default timers`);
+    const wireguard = await startWireguard(lab).catch((error: Error) => {
+      console.log(`wireguard-go: not measured (${error.message})`);
+      return undefined;
+    });
+
+    // 2 + 3: RTT and throughput per path.
+    const rows: string[][] = [];
+    const targets: { name: string; address: string; prepare: () => Promise<void> }[] = [
+      { name: "veth (no tunnel)", address: lab.nodes[1].underlayAddress, prepare: async () => undefined },
+      ...(wireguard === undefined ? [] : [{ name: "wireguard-go over the veth", address: wireguard, prepare: async () => undefined }]),
+      { name: "lunlink0, primary (UDP)", address: lab.nodes[1].tunAddress, prepare: async () => undefined },
+      {
+        name: "lunlink0, storage (veth cut)",
+        address: lab.nodes[1].tunAddress,
+        prepare: async () => {
+          await lab.setPrimary(false);
+          for (const id of [1, 2] as const) await lab.waitFor(id, "on storage", (s) => s.active === "storage");
+        },
+      },
+    ];
+    let veth = 0;
+    for (const target of targets) {
+      await target.prepare();
+      const rtt = await pingRtt(lab, target.address);
+      const cpuBefore = await cpuMs(lab);
+      const bytesPerSecond = await iperf(lab, target.address, seconds);
+      const cpu = (await cpuMs(lab)) - cpuBefore;
+      if (veth === 0) veth = bytesPerSecond;
+      const lunlink = target.name.startsWith("lunlink");
+      rows.push([target.name, rtt.p50.toFixed(3), rtt.p99.toFixed(3), (bytesPerSecond / 1e6).toFixed(1), ratio(bytesPerSecond, veth), lunlink ? (cpu / ((bytesPerSecond * seconds) / 1e6)).toFixed(2) : ""]);
+    }
+    await lab.setPrimary(true);
+    for (const id of [1, 2] as const) await lab.waitFor(id, "back on the primary", (s) => s.active === "primary", 15_000);
+    console.log(`\nRTT and TCP throughput (iperf3, 1 stream, ${seconds} s; TUN MTU 1400)`);
+    console.log(table(["path", "ping p50 ms", "ping p99 ms", "TCP MB/s", "x veth", "lunlink CPU ms/MB (both nodes)"], rows));
+
+    // 1: failover.
+    console.log(`\nfailover: ${cuts} cuts of the veth, 1 ms UDP probe node 1 -> node 2 through lunlink0`);
+    const switches = await failover(lab, cuts);
+    const times = switches.map((s) => s.failoverMs).filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+    console.log(
+      table(
+        ["cuts", "interruption p50 ms", "p95 ms", "max ms", "lost per cut p50/max", "duplicates", "reordered", "lost per failback p50/max", "failback dup/reorder"],
+        [
+          [
+            String(switches.length),
+            percentile(times, 50).toFixed(0),
+            percentile(times, 95).toFixed(0),
+            (times.at(-1) ?? Number.NaN).toFixed(0),
+            `${percentile(switches.map((s) => s.lost).sort((a, b) => a - b), 50)}/${Math.max(...switches.map((s) => s.lost))}`,
+            String(switches.reduce((n, s) => n + s.duplicates, 0)),
+            String(switches.reduce((n, s) => n + s.reordered, 0)),
+            `${percentile(switches.map((s) => s.lostBack).sort((a, b) => a - b), 50)}/${Math.max(...switches.map((s) => s.lostBack))}`,
+            `${switches.reduce((n, s) => n + s.duplicatesBack, 0)}/${switches.reduce((n, s) => n + s.reorderedBack, 0)}`,
+          ],
+        ],
+      ),
+    );
+    console.log("corosync/knet default failure detection for the same cut (DESIGN.md, measured there): 6250 ms");
+  } finally {
+    process.off("SIGINT", stop);
+    await lab.destroy();
+  }
+}
+
+async function pingRtt(lab: Lab, address: string): Promise<{ p50: number; p99: number }> {
+  const out = await lab.exec(1, "ping", ["-n", "-c", "200", "-i", "0.01", "-W", "1", address], 60_000);
+  const times = [...out.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1])).sort((a, b) => a - b);
+  return { p50: percentile(times, 50), p99: percentile(times, 99) };
+}
+
+async function iperf(lab: Lab, address: string, seconds: number): Promise<number> {
+  const server = lab.spawnIn(2, "iperf3", ["-s", "-1", "-B", address, "-p", String(IPERF_PORT)]);
+  await sleep(300);
+  const json = JSON.parse(await lab.exec(1, "iperf3", ["-c", address, "-p", String(IPERF_PORT), "-t", String(seconds), "-J"], (seconds + 30) * 1000)) as { end: { sum_received: { bits_per_second: number } } };
+  await new Promise((r) => (server.exitCode === null ? server.once("exit", r) : r(undefined)));
+  return json.end.sum_received.bits_per_second / 8;
+}
+
+/** CPU time (user + system, ms) of both lunlink processes so far. */
+async function cpuMs(lab: Lab): Promise<number> {
+  let total = 0;
+  for (const n of lab.nodes) {
+    const stat = await readFile(`/proc/${n.process!.pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    total += ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in USER_HZ (100)
+  }
+  return total;
+}
+
+interface Switch {
+  failoverMs: number;
+  lost: number;
+  duplicates: number;
+  reordered: number;
+  lostBack: number;
+  duplicatesBack: number;
+  reorderedBack: number;
+}
+
+async function failover(lab: Lab, cuts: number): Promise<Switch[]> {
+  const probe = join(import.meta.dirname, "probe", "udp-probe.ts");
+  const target = `${lab.nodes[1].tunAddress}:${PROBE_PORT}`;
+  const receiver = lab.spawnIn(2, process.execPath, ["--import=tsx", probe, "recv", target, String(cuts * 6 + 30)]);
+  const lines = createInterface({ input: receiver.stdout! });
+  const output: string[] = [];
+  const listening = new Promise<void>((resolve) => lines.on("line", (l) => (l.includes("listening") ? resolve() : output.push(l))));
+  await listening;
+  const sender = lab.spawnIn(1, process.execPath, ["--import=tsx", probe, "send", target, "1", String(cuts * 6 + 20)]);
+  await sleep(500);
+  const events: { cutAt: number; restoreAt: number }[] = [];
+  for (let i = 0; i < cuts; i++) {
+    const cutAt = wallMs();
+    await lab.setPrimary(false);
+    await lab.waitFor(1, "on storage", (s) => s.active === "storage");
+    await lab.waitFor(2, "on storage", (s) => s.active === "storage");
+    await sleep(300);
+    const restoreAt = wallMs();
+    await lab.setPrimary(true);
+    for (const id of [1, 2] as const) await lab.waitFor(id, "back on the primary", (s) => s.active === "primary" && s.paths.primary.state === "up", 15_000);
+    await sleep(700); // failbackDrainMs passes: data is on the primary again
+    events.push({ cutAt, restoreAt });
+    if ((i + 1) % 10 === 0) process.stdout.write(`  ${i + 1} cuts done\n`);
+  }
+  sender.stdin!.end();
+  await new Promise((r) => sender.once("exit", r));
+  await sleep(200);
+  receiver.stdin!.end();
+  await new Promise((r) => receiver.once("exit", r));
+  const rows = (JSON.parse(output.at(-1)!) as { rows: [number, number, number][] }).rows;
+  return events.map((e, i) => {
+    const until = events[i + 1]?.cutAt ?? Number.POSITIVE_INFINITY;
+    const cutWindow = analyse(rows, e.cutAt - 200, e.restoreAt);
+    // The interruption the application sees: the longest gap between probe arrivals from just
+    // before the cut until the restore (probes go every 1 ms).
+    const arrivals = rows.filter((r) => r[2] >= e.cutAt - 50 && r[2] < e.restoreAt).map((r) => r[2]).sort((x, y) => x - y);
+    let gapMs = 0;
+    for (let k = 1; k < arrivals.length; k++) gapMs = Math.max(gapMs, arrivals[k]! - arrivals[k - 1]!);
+    const back = analyse(rows, e.restoreAt, Math.min(until, e.restoreAt + 3000));
+    return { failoverMs: arrivals.length < 2 ? Number.NaN : gapMs, lost: cutWindow.lost, duplicates: cutWindow.duplicates, reordered: cutWindow.reordered, lostBack: back.lost, duplicatesBack: back.duplicates, reorderedBack: back.reordered };
+  });
+}
+
+/** Loss, duplicates and reorders among probes sent in [from, to). */
+function analyse(rows: [number, number, number][], from: number, to: number): { lost: number; duplicates: number; reordered: number } {
+  const inWindow = rows.filter((r) => r[1] >= from && r[1] < to);
+  if (inWindow.length === 0) return { lost: 0, duplicates: 0, reordered: 0 };
+  const seqs = inWindow.map((r) => r[0]);
+  const distinct = new Set(seqs);
+  const lo = Math.min(...seqs);
+  const hi = Math.max(...seqs);
+  let reordered = 0;
+  let max = -1;
+  for (const s of seqs) {
+    if (s < max) reordered++;
+    max = Math.max(max, s);
+  }
+  return { lost: hi - lo + 1 - distinct.size, duplicates: seqs.length - distinct.size, reordered };
+}
+
+/** wireguard-go between the two namespaces over the same veth; returns node 2's tunnel address. */
+async function startWireguard(lab: Lab): Promise<string> {
+  await execFileAsync("which", ["wireguard-go", "wg"]).catch(() => {
+    throw new Error("wireguard-go or wg missing (scripts/deps.sh bench installs them)");
+  });
+  const keys = await Promise.all(
+    [0, 1].map(async () => {
+      const priv = (await execFileAsync("wg", ["genkey"])).stdout.trim();
+      const pub = await new Promise<string>((resolve, reject) => {
+        const child = execFile("wg", ["pubkey"], (error, stdout) => (error ? reject(error) : resolve(stdout.trim())));
+        child.stdin!.end(priv);
+      });
+      return { priv, pub };
+    }),
+  );
+  for (const n of lab.nodes) {
+    const me = keys[n.id - 1]!;
+    const peer = lab.nodes[2 - n.id]!;
+    const keyFile = join(lab.dir, `wg${n.id}.key`);
+    await import("node:fs/promises").then((fs) => fs.writeFile(keyFile, me.priv, { mode: 0o600 }));
+    // Foreground (-f) under the lab, so destroy() ends it with the namespace. Its UAPI socket
+    // (/var/run/wireguard/<name>.sock) is not namespaced: each node needs its own interface name.
+    const dev = `wgb${n.id}`;
+    lab.spawnIn(n.id, "env", ["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", "wireguard-go", "-f", dev]);
+    for (let i = 0; i < 50 && !(await execFileAsync("ip", ["-n", n.ns, "link", "show", dev]).then(() => true, () => false)); i++) await sleep(50);
+    await execFileAsync("ip", ["netns", "exec", n.ns, "wg", "set", dev, "private-key", keyFile, "listen-port", "51820", "peer", keys[peer.id - 1]!.pub, "allowed-ips", `198.18.200.${peer.id}/32`, "endpoint", `${peer.underlayAddress}:51820`]);
+    await execFileAsync("ip", ["-n", n.ns, "addr", "add", `198.18.200.${n.id}/24`, "dev", dev]);
+    await execFileAsync("ip", ["-n", n.ns, "link", "set", dev, "mtu", "1420", "up"]);
+  }
+  return "198.18.200.2";
+}
