@@ -2,7 +2,7 @@
 import test from "ava";
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 import { scratchDir, sparseFile } from "../helpers/scratch.ts";
@@ -143,4 +143,49 @@ test("mirror copy puts the send volume's frames on the receive volume; a miswire
   t.regex(miswired.stderr, /ERR_LUNLINK_WRONG_PAIR: .*use --force/);
   const verb = await lunlink("mirror", "push", a, b);
   t.is(verb.code, 2);
+});
+
+test("check-config: a valid file prints ok with defaults; every bad key is named with its value and what is allowed", async (t) => {
+  const dir = await scratchDir(t);
+  const good = { node: 1, peer: 2, tun: { address: "198.18.100.1/24" }, primary: { bind: "198.18.1.1:7410", peer: "198.18.1.2:7410" }, storage: { send: "/dev/a", receive: "/dev/b" } };
+  const goodPath = join(dir, "good.json");
+  await writeFile(goodPath, JSON.stringify(good));
+  const ok = await lunlink("check-config", goodPath, "--json");
+  t.is(ok.code, 0, ok.stderr);
+  const filled = JSON.parse(ok.stdout) as { tun: { name: string; mtu: number }; timers: { primary: { downMs: number } } };
+  t.deepEqual([filled.tun.name, filled.tun.mtu, filled.timers.primary.downMs], ["lunlink0", 1400, 150]);
+
+  const badPath = join(dir, "bad.json");
+  await writeFile(badPath, JSON.stringify({ ...good, tun: { address: "10.1.1.1", colour: "red" }, primary: { bind: "198.18.1.1", peer: "198.18.1.2:7410" } }));
+  const bad = await lunlink("check-config", badPath);
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /ERR_LUNLINK_BAD_CONFIG/);
+  t.regex(bad.stderr, /tun\.address = "10\.1\.1\.1": expected an IPv4 address with prefix length/);
+  t.regex(bad.stderr, /tun\.colour = "\(unknown key\)"/);
+  t.regex(bad.stderr, /primary\.bind = "198\.18\.1\.1": expected an IPv4 address and port/);
+
+  const crossPath = join(dir, "cross.json");
+  await writeFile(crossPath, JSON.stringify({ ...good, peer: 1, tun: { address: "198.18.100.1/24", mtu: 1490 }, timers: { primary: { suspectMs: 200, downMs: 100 } } }));
+  const cross = await lunlink("check-config", crossPath);
+  t.is(cross.code, 1);
+  t.regex(cross.stderr, /peer = 1: expected a node id other than node/);
+  t.regex(cross.stderr, /tun\.mtu = 1490: expected at most 1444/);
+  t.regex(cross.stderr, /timers\.primary\.downMs = 100: expected more than suspectMs \(200\)/);
+
+  const notJson = join(dir, "broken.json");
+  await writeFile(notJson, "{ node: 1");
+  const broken = await lunlink("check-config", notJson);
+  t.is(broken.code, 1);
+  t.regex(broken.stderr, /ERR_LUNLINK_BAD_CONFIG: config .*broken\.json: .*JSON/);
+});
+
+test("status and down without a running node say so (ERR_LUNLINK_NOT_FOUND), exit 1", async (t) => {
+  const dir = await scratchDir(t);
+  for (const command of ["status", "down"]) {
+    const r = await lunlink(command, "--socket", join(dir, "nothing.sock"));
+    t.is(r.code, 1);
+    t.regex(r.stderr, /ERR_LUNLINK_NOT_FOUND: no node is up on .*nothing\.sock \(ENOENT\)/);
+  }
+  const usage = await lunlink("status");
+  t.is(usage.code, 2, "no --config or --socket is a usage error");
 });
