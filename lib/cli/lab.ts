@@ -14,6 +14,7 @@ import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 
 import { newUuid } from "../format/uuid.ts";
+import { generateKeys } from "../link/keys.ts";
 import { Volume } from "../io/volume.ts";
 import type { LinkStatus } from "../link/link.ts";
 import { LocalMirror } from "../mirror/local.ts";
@@ -34,6 +35,8 @@ export interface LabOptions {
   config?: Record<string, unknown>;
   /** Every line a node logs (JSON) with its node number. */
   onLog?: (node: 1 | 2, line: string) => void;
+  /** Generate an X25519 key pair per node and configure keys (sealed UDP). */
+  keys?: boolean;
   /** Extra Node.js options for the `lunlink up` processes (e.g. --cpu-prof for profiling). */
   nodeArgs?: string[];
 }
@@ -150,9 +153,17 @@ export class Lab {
       await resynced;
       this.mirrors.push(mirror);
     }
+    const keys = this.options.keys === true ? [generateKeys(), generateKeys()] : undefined;
     for (const n of this.nodes) {
       const peer = this.nodes[2 - n.id]!;
+      let keyConfig = {};
+      if (keys !== undefined) {
+        const file = join(this.dir, `node${n.id}.key`);
+        await writeFile(file, `${keys[n.id - 1]!.privateKey}\n`, { mode: 0o600 });
+        keyConfig = { keys: { private: file, peerPublic: keys[peer.id - 1]!.publicKey } };
+      }
       const config = {
+        ...keyConfig,
         node: n.id,
         peer: peer.id,
         tun: { name: "lunlink0", address: `${n.tunAddress}/24` },

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { ErrorCode, LunlinkError } from "../io/errors.ts";
 import { demoCommand } from "./demo.ts";
 import { formatCommand, inspectCommand } from "./format.ts";
+import { keygenCommand, pubkeyCommand } from "./keys.ts";
 import { mirrorCommand } from "./mirror.ts";
 import { checkConfigCommand, downCommand, statusCommand, upCommand } from "./node.ts";
 import { probeCommand } from "./probe.ts";
@@ -31,6 +32,8 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   status: statusCommand,
   "check-config": checkConfigCommand,
   stream: streamCommand,
+  keygen: keygenCommand,
+  pubkey: pubkeyCommand,
   demo: demoCommand,
 };
 

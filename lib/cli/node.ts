@@ -9,7 +9,7 @@ import pino from "pino";
 import pretty from "pino-pretty";
 
 import { ErrorCode, LunlinkError } from "../io/errors.ts";
-import { checkConfig, controlSocketPath, formatProblems, linkOptions, loadConfig, parseEndpoint, type NodeConfig } from "../link/config.ts";
+import { checkConfig, controlSocketPath, formatProblems, linkOptions, loadConfig, loadKeys, parseEndpoint, type NodeConfig } from "../link/config.ts";
 import { Link, type LinkStatus } from "../link/link.ts";
 import { renderMetrics } from "../link/metrics.ts";
 import { bridge } from "../tun/bridge.ts";
@@ -49,7 +49,9 @@ export const upCommand: Command = {
 
 export async function runNode(config: NodeConfig, log: pino.Logger): Promise<void> {
   const socketPath = controlSocketPath(config);
-  const link = await Link.open(linkOptions(config, (event, fields) => log.info({ event, ...fields }, event)));
+  const keys = await loadKeys(config);
+  const link = await Link.open(linkOptions(config, (event, fields) => log.info({ event, ...fields }, event), keys));
+  if (keys === undefined) log.warn({ event: "no-keys" }, "no keys configured: UDP datagrams are neither authenticated nor encrypted (see docs/security.md)");
   let tun: TunDevice | undefined;
   let metrics: HttpServer | undefined;
   let stopping: (() => void) | undefined;

@@ -31,6 +31,8 @@ export const ErrorCode = {
   FrameTooLarge: "ERR_LUNLINK_FRAME_TOO_LARGE",
   BadConfig: "ERR_LUNLINK_BAD_CONFIG",
   NoTun: "ERR_LUNLINK_NO_TUN",
+  BadKey: "ERR_LUNLINK_BAD_KEY",
+  Exists: "ERR_LUNLINK_EXISTS",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -7,8 +7,10 @@ import { isIPv4 } from "node:net";
 import { z } from "zod";
 
 import { ErrorCode, LunlinkError } from "../io/errors.ts";
+import { publicKeyOf, readPrivateKeyFile } from "./keys.ts";
 import { MESSAGE_HEADER_BYTES } from "./message.ts";
 import { DEFAULT_TIMERS, type LinkTimers } from "./paths.ts";
+import { SEAL_OVERHEAD_BYTES } from "./seal.ts";
 import type { Endpoint, LinkOptions } from "./link.ts";
 
 const IP_UDP_HEADER_BYTES = 28;
@@ -59,6 +61,13 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    keys: z
+      .object({
+        private: z.string().min(1),
+        peerPublic: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "the peer's public key: 32 bytes in base64 (44 characters, from lunlink pubkey)"),
+      })
+      .strict()
+      .optional(),
     control: z.object({ socket: z.string().min(1).optional() }).strict().prefault({}),
     metrics: z.object({ listen: endpoint.optional() }).strict().prefault({}),
   })
@@ -93,8 +102,9 @@ export function checkConfig(raw: unknown): { ok: true; config: NodeConfig } | { 
     if (t.suspectMs <= t.heartbeatMs) problems.push({ key: `timers.${name}.suspectMs`, value: t.suspectMs, allowed: `more than heartbeatMs (${t.heartbeatMs}): at least one heartbeat must be missed` });
     if (t.downMs <= t.suspectMs) problems.push({ key: `timers.${name}.downMs`, value: t.downMs, allowed: `more than suspectMs (${t.suspectMs})` });
   }
-  const udpMax = c.primary.underlayMtu - IP_UDP_HEADER_BYTES - MESSAGE_HEADER_BYTES;
-  if (c.tun.mtu > udpMax) problems.push({ key: "tun.mtu", value: c.tun.mtu, allowed: `at most ${udpMax}: the primary path carries underlayMtu ${c.primary.underlayMtu} - ${IP_UDP_HEADER_BYTES} (IP+UDP) - ${MESSAGE_HEADER_BYTES} (link header)` });
+  const sealBytes = c.keys === undefined ? 0 : SEAL_OVERHEAD_BYTES;
+  const udpMax = c.primary.underlayMtu - IP_UDP_HEADER_BYTES - MESSAGE_HEADER_BYTES - sealBytes;
+  if (c.tun.mtu > udpMax) problems.push({ key: "tun.mtu", value: c.tun.mtu, allowed: `at most ${udpMax}: the primary path carries underlayMtu ${c.primary.underlayMtu} - ${IP_UDP_HEADER_BYTES} (IP+UDP) - ${MESSAGE_HEADER_BYTES} (link header)${sealBytes === 0 ? "" : ` - ${sealBytes} (counter + AEAD tag)`}` });
   if (c.tun.mtu > STORAGE_MAX_PAYLOAD_BYTES) problems.push({ key: "tun.mtu", value: c.tun.mtu, allowed: `at most ${STORAGE_MAX_PAYLOAD_BYTES}: the storage path's largest frame` });
   if (c.storage.send === c.storage.receive) problems.push({ key: "storage.receive", value: c.storage.receive, allowed: "a volume other than storage.send" });
   return problems.length > 0 ? { ok: false, problems } : { ok: true, config: c };
@@ -141,7 +151,15 @@ export function controlSocketPath(c: NodeConfig): string {
   return c.control.socket ?? `/run/lunlink/${c.tun.name}.sock`;
 }
 
-export function linkOptions(c: NodeConfig, log?: LinkOptions["log"]): LinkOptions {
+/** Reads the private key file named by the config (mode checked), if keys are configured. */
+export async function loadKeys(c: NodeConfig): Promise<LinkOptions["keys"]> {
+  if (c.keys === undefined) return undefined;
+  const privateKey = await readPrivateKeyFile(c.keys.private);
+  if (publicKeyOf(privateKey) === c.keys.peerPublic) throw new LunlinkError(ErrorCode.BadConfig, `keys.peerPublic is this node's own public key: configure the peer's (lunlink pubkey on the peer)`);
+  return { privateKey, peerPublicKey: c.keys.peerPublic };
+}
+
+export function linkOptions(c: NodeConfig, log?: LinkOptions["log"], keys?: LinkOptions["keys"]): LinkOptions {
   const { controlRtoMs, ...timers } = c.timers;
   return {
     nodeId: c.node,
@@ -151,6 +169,7 @@ export function linkOptions(c: NodeConfig, log?: LinkOptions["log"]): LinkOption
     timers,
     controlRtoMs,
     ...(log === undefined ? {} : { log }),
+    ...(keys === undefined ? {} : { keys }),
   };
 }
 

@@ -17,7 +17,9 @@ import { RingReader } from "../ring/reader.ts";
 import { RingWriter, type Ack } from "../ring/writer.ts";
 import { ControlReceiver, ControlSender } from "./control.ts";
 import { decodeHeader, encodeHeader, MessageKind, MESSAGE_HEADER_BYTES, PathId, type MessageHeader } from "./message.ts";
+import { sharedSecret } from "./keys.ts";
 import { LinkState, type LinkTimers, type Transition } from "./paths.ts";
+import { Opener, Sealer } from "./seal.ts";
 import { SequenceWindow } from "./window.ts";
 
 export interface Endpoint {
@@ -45,6 +47,11 @@ export interface LinkOptions {
     ioTimeoutMs?: number;
   };
   timers: LinkTimers;
+  /**
+   * Keys (base64 X25519, see keys.ts): when set, every UDP datagram is sealed (ChaCha20-Poly1305)
+   * and unsealed or downgraded datagrams are refused.
+   */
+  keys?: { privateKey: string; peerPublicKey: string };
   /** Control retransmission timeout (default 200 ms). */
   controlRtoMs?: number;
   /** Tick period of the state machine (default 5 ms). */
@@ -68,6 +75,12 @@ export interface LinkCounters {
   strays: number;
   staleSession: number;
   peerRestarts: number;
+  /** UDP datagrams refused: tag did not verify (forged, corrupted, wrong key). */
+  authFailures: number;
+  /** UDP datagrams refused: authentic but already seen (replayed) or from an older session. */
+  replays: number;
+  /** UDP datagrams refused: not sealed although keys are configured (downgrade attempt). */
+  downgrades: number;
 }
 
 export interface LinkEvents {
@@ -123,6 +136,9 @@ export class Link extends EventEmitter<LinkEvents> {
     strays: 0,
     staleSession: 0,
     peerRestarts: 0,
+    authFailures: 0,
+    replays: 0,
+    downgrades: 0,
   };
   /** This run's session: ms since the epoch in the high bits, so a restarted node's is higher. */
   readonly session: bigint;
@@ -143,6 +159,9 @@ export class Link extends EventEmitter<LinkEvents> {
   private closed = false;
   private readonly controlRtoMs: number;
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  private readonly sealer: Sealer | undefined;
+  private readonly opener: Opener | undefined;
+  private readonly refusalLoggedMs = new Map<string, number>();
 
   private constructor(options: LinkOptions, socket: dgram.Socket, writer: RingWriter, reader: RingReader, volumes: Volume[]) {
     super();
@@ -154,6 +173,11 @@ export class Link extends EventEmitter<LinkEvents> {
     this.reader = reader;
     this.volumes = volumes;
     this.controlRtoMs = options.controlRtoMs ?? 200;
+    if (options.keys !== undefined) {
+      const secret = sharedSecret(options.keys.privateKey, options.keys.peerPublicKey);
+      this.sealer = new Sealer(secret, this.session, options.nodeId, options.peerNodeId);
+      this.opener = new Opener(secret, options.peerNodeId, options.nodeId);
+    }
     this.poller = new Poller(reader, {
       pollMinUs: 50,
       pollMaxMs: options.storage.pollMaxMs ?? 2,
@@ -193,7 +217,7 @@ export class Link extends EventEmitter<LinkEvents> {
   }
 
   private start(): void {
-    this.socket.on("message", (msg) => this.receive(msg, 0, msg.length, PathId.Primary));
+    this.socket.on("message", (msg, from) => this.receiveUdp(msg, from));
     this.socket.on("error", (error) => this.log("udp-error", { message: error.message }));
     this.writer.on("error", (error) => {
       this.log("storage-writer-error", { code: error.code, message: error.message });
@@ -282,6 +306,26 @@ export class Link extends EventEmitter<LinkEvents> {
   }
 
   // --- receive -------------------------------------------------------------------------------
+
+  private receiveUdp(msg: Buffer, from: { address: string; port: number }): void {
+    if (this.opener === undefined) {
+      this.receive(msg, 0, msg.length, PathId.Primary);
+      return;
+    }
+    const opened = this.opener.open(msg);
+    if (opened.ok) {
+      this.receive(opened.message, 0, opened.message.length, PathId.Primary);
+      return;
+    }
+    const reason = opened.reason === "version" ? "downgrades" : opened.reason === "replay" ? "replays" : "authFailures";
+    this.counters[reason]++;
+    const now = performance.now();
+    if (now - (this.refusalLoggedMs.get(reason) ?? Number.NEGATIVE_INFINITY) >= 1000) {
+      this.refusalLoggedMs.set(reason, now);
+      const why = { downgrades: "not sealed although keys are configured (downgrade)", replays: "replayed or from an older session", authFailures: "authentication failed (forged, corrupted or another key)" }[reason];
+      this.log("udp-refused", { from: `${from.address}:${from.port}`, reason: why, total: this.counters[reason] });
+    }
+  }
 
   private receive(bytes: Uint8Array, offset: number, length: number, arrivedOn: PathId): void {
     if (this.closed) return;
@@ -381,9 +425,10 @@ export class Link extends EventEmitter<LinkEvents> {
 
   private sendUdp(header: MessageHeader, payload?: Uint8Array): boolean {
     header.path = PathId.Primary;
-    const out = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + (payload?.length ?? 0));
+    let out: Buffer = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + (payload?.length ?? 0));
     encodeHeader(out, 0, header);
     if (payload !== undefined) out.set(payload, MESSAGE_HEADER_BYTES);
+    if (this.sealer !== undefined) out = this.sealer.seal(out);
     const peer = this.options.primary.peer;
     this.socket.send(out, peer.port, peer.host, (error) => {
       if (error) this.counters.udpSendErrors++;

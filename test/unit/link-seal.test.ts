@@ -1,0 +1,93 @@
+// Keys and sealed UDP datagrams: key files (mode checked like ssh), X25519 agreement, and the
+// AEAD seal: round trip, every bit flip refused, replays and older sessions refused after
+// authentication, another key refused, an unsealed datagram refused as a downgrade.
+import { writeFile, chmod } from "node:fs/promises";
+import { join } from "node:path";
+import test from "ava";
+import fc from "fast-check";
+
+import { ErrorCode } from "../../lib/io/errors.ts";
+import { generateKeys, publicKeyOf, readPrivateKeyFile, sharedSecret } from "../../lib/link/keys.ts";
+import { encodeMessage, MessageKind, PathId } from "../../lib/link/message.ts";
+import { Opener, Sealer, SEAL_OVERHEAD_BYTES } from "../../lib/link/seal.ts";
+import { scratchDir } from "../helpers/scratch.ts";
+
+const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
+
+function pair() {
+  const a = generateKeys();
+  const b = generateKeys();
+  const ab = sharedSecret(a.privateKey, b.publicKey);
+  const ba = sharedSecret(b.privateKey, a.publicKey);
+  return { a, b, ab, ba };
+}
+
+function message(seq: bigint, payload: Uint8Array, session = 7n): Buffer {
+  return encodeMessage({ kind: MessageKind.Data, path: PathId.Primary, node: 1, session, seq, ack: 0n }, payload);
+}
+
+test("X25519: both ends agree on the secret; the public key derives from the private key", (t) => {
+  const { a, b, ab, ba } = pair();
+  t.deepEqual(ab, ba);
+  t.is(publicKeyOf(a.privateKey), a.publicKey);
+  t.not(a.publicKey, b.publicKey);
+  const bad = t.throws(() => sharedSecret(a.privateKey, "not-a-key"));
+  t.is((bad as { code?: string }).code, ErrorCode.BadKey);
+  t.regex(bad!.message, /expected 32 bytes in base64/);
+});
+
+test("a private key file readable by group or others is refused, naming its mode; 0600 is read", async (t) => {
+  const dir = await scratchDir(t);
+  const file = join(dir, "node.key");
+  const { privateKey } = generateKeys();
+  await writeFile(file, `${privateKey}\n`, { mode: 0o644 });
+  await chmod(file, 0o644);
+  const error = await t.throwsAsync(readPrivateKeyFile(file));
+  t.is((error as { code?: string }).code, ErrorCode.BadKey);
+  t.regex(error!.message, /accessible by group or others \(mode 0644\): chmod 600 it/);
+  await chmod(file, 0o600);
+  t.is(await readPrivateKeyFile(file), privateKey);
+  const missing = await t.throwsAsync(readPrivateKeyFile(join(dir, "none.key")));
+  t.regex(missing!.message, /ENOENT/);
+});
+
+test("sealed datagrams round-trip; any flipped bit is refused; replays and older sessions are refused", (t) => {
+  t.log(`fast-check seed ${SEED} (replay: LUNLINK_SEED=${SEED})`);
+  const { ab, ba } = pair();
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 300 }), fc.nat(), (payload, flipAt) => {
+      const sealer = new Sealer(ab, 7n, 1, 2);
+      const opener = new Opener(ba, 1, 2);
+      const plain = message(1n, payload);
+      const sealed = sealer.seal(plain);
+      if (sealed.length !== plain.length + SEAL_OVERHEAD_BYTES) return false;
+      if (payload.length > 8 && Buffer.from(sealed).includes(Buffer.from(payload))) return false; // encrypted
+      const flipped = Buffer.from(sealed);
+      const bit = flipAt % (flipped.length * 8);
+      flipped[bit >> 3]! ^= 1 << (bit & 7);
+      const refused = new Opener(ba, 1, 2).open(flipped);
+      if (refused.ok) return false;
+      const opened = opener.open(sealed);
+      if (!opened.ok || Buffer.compare(opened.message, plain) !== 0) return false;
+      const again = opener.open(sealed);
+      return !again.ok && again.reason === "replay";
+    }),
+    { numRuns: 300, seed: SEED },
+  );
+  const sealerOld = new Sealer(ab, 5n, 1, 2);
+  const sealerNew = new Sealer(ab, 9n, 1, 2);
+  const opener = new Opener(ba, 1, 2);
+  const old = sealerOld.seal(message(1n, new Uint8Array(4), 5n));
+  t.true(opener.open(sealerNew.seal(message(1n, new Uint8Array(4), 9n))).ok);
+  t.deepEqual(opener.open(old), { ok: false, reason: "replay" }, "a datagram of an older session is refused after a newer one authenticated");
+});
+
+test("another key, the other direction's key, or an unsealed datagram are refused", (t) => {
+  const { ab, ba } = pair();
+  const stranger = pair();
+  const plain = message(1n, Buffer.from("hello"));
+  t.deepEqual(new Opener(ba, 1, 2).open(new Sealer(stranger.ab, 7n, 1, 2).seal(plain)), { ok: false, reason: "auth" }, "another pair's key");
+  t.deepEqual(new Opener(ba, 2, 1).open(new Sealer(ab, 7n, 1, 2).seal(plain)), { ok: false, reason: "auth" }, "the reverse direction's key (reflection)");
+  t.deepEqual(new Opener(ba, 1, 2).open(Buffer.concat([plain, Buffer.alloc(SEAL_OVERHEAD_BYTES)])), { ok: false, reason: "version" }, "unsealed: downgrade");
+  t.deepEqual(new Opener(ba, 1, 2).open(plain.subarray(0, 20)), { ok: false, reason: "short" });
+});
