@@ -18,6 +18,7 @@ export type { RingReaderOptions, RingReaderCounters, PollOutcome, FrameVisitor }
 export { Poller } from "./poll/poller.ts";
 export type { PollerOptions, Frame } from "./poll/poller.ts";
 export { LocalMirror } from "./mirror/local.ts";
-export type { LocalMirrorOptions, MirrorCounters } from "./mirror/local.ts";
+export type { LocalMirrorOptions } from "./mirror/local.ts";
+export type { MirrorCounters, MirrorProgress, MirrorEvents, BlockSink } from "./mirror/ring-mirror.ts";
 export { HookMirror } from "./mirror/hook.ts";
 export type { HookMirrorOptions, HookMirrorCounters } from "./mirror/hook.ts";
