@@ -29,6 +29,9 @@ export const ErrorCode = {
   NotOwner: "ERR_LUNLINK_NOT_OWNER",
   WrongPair: "ERR_LUNLINK_WRONG_PAIR",
   FrameTooLarge: "ERR_LUNLINK_FRAME_TOO_LARGE",
+  BadPeerMessage: "ERR_LUNLINK_BAD_PEER_MESSAGE",
+  PeerLost: "ERR_LUNLINK_PEER_LOST",
+  PeerRefused: "ERR_LUNLINK_PEER_REFUSED",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
