@@ -41,8 +41,8 @@ export class LocalMirror extends RingMirror {
   /** Copies the whole source volume onto the destination, in an order safe for a live reader. */
   async resync(): Promise<void> {
     const B = this.B;
-    const chunks = this.resyncChunks();
-    const chunkBlocks = chunks.length > 0 ? chunks[0]![1] - chunks[0]![0] : 1;
+    const chunkBlocks = Math.max(1, Math.floor(this.options.resyncChunkBytes / B));
+    const chunks = this.resyncChunks(chunkBlocks);
     // Two buffers: the next chunk is read while the current one is written.
     const buffers = [this.source.alloc(chunkBlocks * B), this.source.alloc(chunkBlocks * B)] as const;
     const read = async (i: number): Promise<Uint8Array> => {

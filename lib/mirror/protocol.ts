@@ -6,7 +6,7 @@
 // Session: pusher Hello -> server Welcome (or Error); pusher SumsRequest -> server Sums (XXH3-128
 // per block of the destination); pusher Write(seq) ... -> server Ack(seq) once every write up to seq
 // is durable (fdatasync). Either side may send Error and close.
-import { crc32c, crc32cFrom } from "../format/checksum.ts";
+import { bodyCheck, crc32c, crc32cFrom } from "../format/checksum.ts";
 import { readUuid, writeUuid } from "../format/uuid.ts";
 import { ErrorCode, LunlinkError } from "../io/errors.ts";
 
@@ -248,4 +248,12 @@ export class MessageDecoder {
     }
     if (consume) this.buffered -= length;
   }
+}
+
+/** XXH3-128 of each of `count` blocks of `blockBytes` in `bytes`, 16 bytes each (loadChecksums() first). */
+export function blockSums(bytes: Uint8Array, blockBytes: number, count: number): Uint8Array {
+  if (bytes.length < blockBytes * count) throw new Error("assertion failed: fewer bytes than blocks to sum");
+  const sums = new Uint8Array(count * SUM_BYTES);
+  for (let i = 0; i < count; i++) bodyCheck(bytes, i * blockBytes, (i + 1) * blockBytes, sums, i * SUM_BYTES);
+  return sums;
 }

@@ -8,8 +8,7 @@
 import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 
-import { STATUS_SLOT_BLOCKS } from "../format/layout.ts";
-import { RING_START_BLOCK } from "../format/layout.ts";
+import { RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { decodeStatus, encodeStatus } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { Background } from "../io/background.ts";
@@ -165,8 +164,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
   }
 
   /** Ring chunks [start, end) in ring blocks, from the ring end down: a record's later blocks land first. */
-  protected resyncChunks(): [number, number][] {
-    const chunkBlocks = Math.max(1, Math.floor(this.options.resyncChunkBytes / this.B));
+  protected resyncChunks(chunkBlocks: number): [number, number][] {
     const chunks: [number, number][] = [];
     for (let end = Number(this.superblock.ringBlocks); end > 0; end -= chunkBlocks) chunks.push([Math.max(0, end - chunkBlocks), end]);
     return chunks;
