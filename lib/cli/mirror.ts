@@ -82,7 +82,9 @@ async function push(parsed: ParsedArgs, out: Output): Promise<void> {
   const json = flag(parsed, "json");
   const source = await Volume.open(sourcePath, { readOnly: true });
   try {
-    const pusher = await RemoteMirrorPusher.open(source, { host, port, once: flag(parsed, "once") });
+    const ackTimeout = parsed.values["ack-timeout-ms"];
+    const ackTimeoutMs = ackTimeout === undefined ? undefined : Number(ackTimeout);
+    const pusher = await RemoteMirrorPusher.open(source, { host, port, once: flag(parsed, "once"), ...(ackTimeoutMs === undefined ? {} : { ackTimeoutMs }) });
     pusher.on("progress", progressBar());
     pusher.on("connection", (state, detail) => {
       if (json) jsonLine(out, { event: `connection-${state}`, detail });
@@ -133,7 +135,7 @@ export const mirrorCommand: Command = {
   usage: [
     "Usage: lunlink mirror copy <source> <destination> [--follow] [--force] [--json]",
     "       lunlink mirror serve --listen HOST:PORT --volume <destination> [--force] [--json]",
-    "       lunlink mirror push <source> --to HOST:PORT [--once] [--json]",
+    "       lunlink mirror push <source> --to HOST:PORT [--once] [--ack-timeout-ms N] [--json]",
     "       lunlink mirror status <source> <destination> [--json]",
     "",
     "copy    Copies the source send volume onto the destination receive volume with O_DIRECT: the ring",
@@ -143,7 +145,8 @@ export const mirrorCommand: Command = {
     "        sends onto <destination> (O_DIRECT; acked only after fdatasync). One pusher at a time.",
     "push    Near side: connects to a server, compares per-block checksums of the ring and sends only",
     "        the blocks that differ, then follows the ring; reconnects with backoff and resyncs after",
-    "        the link drops. --once: resync, then exit.",
+    "        the link drops (a write unacked for --ack-timeout-ms, default 5000, means it did).",
+    "        --once: resync, then exit.",
     "status  Reads both volumes (any mirror mode, the array's too) and reports lag in records and ms,",
     "        head sequences and the last record copied.",
     "",
@@ -153,7 +156,7 @@ export const mirrorCommand: Command = {
   async run(args, out) {
     const parsed = parse(
       args,
-      { follow: { type: "boolean" }, force: { type: "boolean" }, json: { type: "boolean" }, once: { type: "boolean" }, listen: { type: "string" }, volume: { type: "string" }, to: { type: "string" } },
+      { follow: { type: "boolean" }, force: { type: "boolean" }, json: { type: "boolean" }, once: { type: "boolean" }, listen: { type: "string" }, volume: { type: "string" }, to: { type: "string" }, "ack-timeout-ms": { type: "string" } },
       { min: 1, max: 3 },
     );
     const verb = parsed.positionals[0];

@@ -11,6 +11,7 @@ import { Volume } from "../../lib/index.ts";
 import { Poller } from "../../lib/poll/poller.ts";
 import { RingReader } from "../../lib/ring/reader.ts";
 import { RingWriter, type Ack } from "../../lib/ring/writer.ts";
+import { payloadFor } from "./ring-payloads.ts";
 
 const [mode, dataPath, ackPath, framesArg] = process.argv.slice(2);
 const frames = Number(framesArg);
@@ -22,14 +23,6 @@ setTimeout(() => {
 process.stdin.on("end", () => process.exit(4));
 process.stdin.on("error", () => process.exit(4));
 process.stdin.resume();
-
-function payloadFor(i: number): Uint8Array {
-  const length = 16 + ((i * 7919) % 3000);
-  const b = new Uint8Array(length);
-  new DataView(b.buffer).setUint32(0, i, true);
-  for (let k = 4; k < length; k++) b[k] = (i * 31 + k) & 0xff;
-  return b;
-}
 
 if (mode === "appender") {
   const send = await Volume.open(dataPath!, { dsync: true, exclusive: true });
