@@ -51,7 +51,7 @@ export class LocalMirror extends RingMirror {
       await this.source.read((RING_START_BLOCK + start) * B, view);
       return view;
     };
-    const progress = { phase: "resync" as const, blocksDone: 0, blocksTotal: Number(this.superblock.ringBlocks), bytes: 0 };
+    const progress = this.startResync();
     let pending = chunks.length > 0 ? read(0) : undefined;
     try {
       for (let i = 0; i < chunks.length; i++) {

@@ -134,7 +134,7 @@ export class RemoteMirrorPusher extends RingMirror {
     const B = this.B;
     const chunkBlocks = Math.max(1, Math.min(Math.floor(this.options.resyncChunkBytes / B), MAX_SUMS_BLOCKS, Math.floor(MAX_WRITE_BYTES / B)));
     const chunks = this.resyncChunks(chunkBlocks);
-    const progress = { phase: "resync" as const, blocksDone: 0, blocksTotal: Number(this.superblock.ringBlocks), bytes: 0 };
+    const progress = this.startResync();
     const buffers = Array.from({ length: SUMS_AHEAD + 1 }, () => this.source.alloc(chunkBlocks * B));
     // Chunk i: its destination sums and its source bytes, fetched SUMS_AHEAD chunks ahead.
     const fetch = (i: number): Promise<[Uint8Array, Uint8Array]> => {

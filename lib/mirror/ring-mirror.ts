@@ -56,6 +56,8 @@ export interface MirrorCounters {
   lastCopyMs: number;
   /** Date.now() of the last completed resync or record copy (wall clock, for status). */
   lastSuccessWallMs: number;
+  /** How long the last resync took, in ms (ring, status, superblock, sync). */
+  lastResyncMs: number;
 }
 
 export interface MirrorProgress {
@@ -111,12 +113,13 @@ export async function checkDestination(source: SourceIdentity, sourceName: strin
 
 export abstract class RingMirror extends EventEmitter<MirrorEvents> {
   readonly source: Volume;
-  readonly counters: MirrorCounters = { records: 0, blocksCopied: 0, blocksSkipped: 0, resyncs: 0, statusCopies: 0, superblockCopies: 0, lastCopyMs: 0, lastSuccessWallMs: 0 };
+  readonly counters: MirrorCounters = { records: 0, blocksCopied: 0, blocksSkipped: 0, resyncs: 0, statusCopies: 0, superblockCopies: 0, lastCopyMs: 0, lastSuccessWallMs: 0, lastResyncMs: 0 };
   protected superblock: Superblock;
   protected readonly B: number;
   protected readonly options: ResolvedMirrorOptions;
   protected reader: RingReader | undefined;
   protected readonly task = new Background();
+  private resyncStartMs = 0;
 
   protected constructor(source: Volume, superblock: Superblock, options: ResolvedMirrorOptions) {
     super();
@@ -170,6 +173,12 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     return chunks;
   }
 
+  /** The progress record a resync reports through, and the start of its clock. */
+  protected startResync(): MirrorProgress {
+    this.resyncStartMs = performance.now();
+    return { phase: "resync", blocksDone: 0, blocksTotal: Number(this.superblock.ringBlocks), bytes: 0 };
+  }
+
   /** After the ring: status, superblock, sync; counted and announced. */
   protected async finishResync(progress: MirrorProgress): Promise<void> {
     await this.copyStatus();
@@ -177,6 +186,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     await this.sink.flush();
     this.counters.resyncs++;
     this.counters.lastSuccessWallMs = Date.now();
+    this.counters.lastResyncMs = performance.now() - this.resyncStartMs;
     this.emit("progress", { ...progress, phase: "done" });
     this.emit("resync");
   }

@@ -29,16 +29,23 @@ if (mode === "appender") {
   const acks = await Volume.open(ackPath!, { readOnly: true });
   const ackReader = await RingReader.open(acks, { nodeId: 1 });
   let peerAck: Ack | undefined;
+  // One status read at a time, and the last one awaited before the volume closes (a read still in
+  // flight at close failed with ERR_LUNLINK_CLOSED and crashed the process after its report).
+  let ackPolling: Promise<void> | undefined;
   const ackPoll = setInterval(() => {
-    void ackReader.readStatus().then((s) => {
-      if (s !== undefined && s.ackSeq > 0n) peerAck = { epoch: s.ackEpoch, seq: s.ackSeq };
-    });
+    ackPolling ??= ackReader
+      .readStatus()
+      .then((s) => {
+        if (s !== undefined && s.ackSeq > 0n) peerAck = { epoch: s.ackEpoch, seq: s.ackSeq };
+      })
+      .finally(() => (ackPolling = undefined));
   }, 2);
   const writer = await RingWriter.open(send, { nodeId: 1, maxRecordBlocks: 4, flushThresholdBytes: 8192, maxDelayMs: 1, overwriteUnacked: false, fullQueue: "wait", queueLimitBytes: 256 * 1024, peerAck: () => peerAck });
   for (let i = 0; i < frames; i++) await writer.append(FrameType.Data, payloadFor(i));
   await writer.flush();
   await writer.close();
   clearInterval(ackPoll);
+  await ackPolling;
   console.log(JSON.stringify({ ...writer.counters, epoch: Number(writer.epoch) }));
   await send.close();
   await acks.close();
