@@ -18,7 +18,8 @@ export type { RingReaderOptions, RingReaderCounters, PollOutcome, FrameVisitor }
 export { Poller } from "./poll/poller.ts";
 export type { PollerOptions, Frame } from "./poll/poller.ts";
 export { LocalMirror } from "./mirror/local.ts";
-export type { LocalMirrorOptions, MirrorCounters } from "./mirror/local.ts";
+export type { LocalMirrorOptions } from "./mirror/local.ts";
+export type { MirrorCounters, MirrorProgress, MirrorEvents, BlockSink } from "./mirror/ring-mirror.ts";
 export { HookMirror } from "./mirror/hook.ts";
 export type { HookMirrorOptions, HookMirrorCounters } from "./mirror/hook.ts";
 export { TunDevice, DEFAULT_TUN_MTU, DEFAULT_TUN_NAME, MAX_TUN_MTU, MIN_TUN_MTU, TUN_BATCH_BYTES, TUN_BATCH_PACKETS, TUN_BATCH_SLOTS } from "./tun/tun.ts";

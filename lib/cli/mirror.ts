@@ -1,42 +1,169 @@
-// `lunlink mirror copy`: copy a send volume onto a receive volume with lunlink's own O_DIRECT I/O
-// (local mode, for sites without array replication): a full resync, then, with --follow, every new
-// record as it lands until interrupted.
-import { invalidArgument } from "../io/errors.ts";
+// `lunlink mirror copy|serve|push|status`: the mirror modes lunlink drives itself (local copy; remote
+// over TCP: serve on the far side, push on the near side) and a status report for any mode.
+import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
 import { Volume } from "../io/volume.ts";
 import { LocalMirror } from "../mirror/local.ts";
-import { flag, parse } from "./args.ts";
+import { RemoteMirrorPusher } from "../mirror/remote-pusher.ts";
+import { RemoteMirrorServer } from "../mirror/remote-server.ts";
+import { mirrorStatus } from "../mirror/status.ts";
+import { flag, parse, type ParsedArgs } from "./args.ts";
 import { followUntilSignal } from "./follow.ts";
 import type { Command } from "./main.ts";
-import { toJson } from "./output.ts";
+import { toJson, type Output } from "./output.ts";
+import { progressBar } from "./progress.ts";
+
+/** "HOST:PORT" or "[IPv6]:PORT" -> parts. */
+export function parseAddress(name: string, raw: unknown): { host: string; port: number } {
+  const m = typeof raw === "string" ? /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(raw) : null;
+  const port = Number(m?.[3]);
+  if (m === null || port < 1 || port > 65535) throw invalidArgument(name, "HOST:PORT (or [IPv6]:PORT) with a port in 1..65535", raw);
+  return { host: m[1] ?? m[2]!, port };
+}
+
+function jsonLine(out: Output, value: unknown): void {
+  out.stdout.write(`${toJson(value).replace(/\n\s*/g, " ")}\n`);
+}
+
+async function copy(parsed: ParsedArgs, out: Output): Promise<void> {
+  const [, sourcePath, destinationPath] = parsed.positionals as [string, string?, string?];
+  if (destinationPath === undefined) throw invalidArgument("mirror copy", "<source> <destination>", parsed.positionals.slice(1).join(" "));
+  const source = await Volume.open(sourcePath!, { readOnly: true });
+  const destination = await Volume.open(destinationPath, { exclusive: true });
+  try {
+    const mirror = await LocalMirror.open(source, destination, { force: flag(parsed, "force") });
+    mirror.on("progress", progressBar());
+    if (!flag(parsed, "follow")) {
+      await mirror.resync();
+    } else {
+      await followUntilSignal(mirror);
+    }
+    const summary = { source: sourcePath, destination: destinationPath, ...mirror.counters };
+    out.stdout.write(flag(parsed, "json") ? `${toJson(summary)}\n` : `mirrored ${sourcePath} -> ${destinationPath}: ${mirror.counters.blocksCopied} blocks, ${mirror.counters.records} records followed, ${mirror.counters.resyncs} resync(s)\n`);
+  } finally {
+    await source.close();
+    await destination.close();
+  }
+}
+
+async function serve(parsed: ParsedArgs, out: Output): Promise<void> {
+  const { host, port } = parseAddress("--listen", parsed.values.listen);
+  const volumePath = parsed.values.volume;
+  if (typeof volumePath !== "string") throw invalidArgument("--volume", "the destination (receive) volume", volumePath);
+  const json = flag(parsed, "json");
+  const destination = await Volume.open(volumePath, { exclusive: true });
+  try {
+    const server = await RemoteMirrorServer.listen(destination, { host, port, force: flag(parsed, "force") });
+    const log = (event: string, detail: Record<string, unknown>): void => {
+      if (json) jsonLine(out, { event, ...detail });
+      else out.stderr.write(`lunlink mirror serve: ${event} ${Object.values(detail).join(" ")}\n`);
+    };
+    server.on("session", (peer) => log("session", { peer }));
+    server.on("sessionEnd", (peer, reason) => log("session-end", { peer, reason }));
+    server.on("error", (error) => log("error", { code: error instanceof LunlinkError ? error.code : "", message: error.message }));
+    const address = `${server.address.host}:${server.address.port}`;
+    if (json) jsonLine(out, { event: "listening", address, volume: volumePath });
+    else out.stdout.write(`listening on ${address}, writing ${volumePath}\n`);
+    await new Promise<void>((resolve) => {
+      process.once("SIGINT", resolve);
+      process.once("SIGTERM", resolve);
+    });
+    await server.close();
+    if (json) jsonLine(out, { event: "stopped", ...server.counters });
+    else out.stdout.write(`stopped: ${server.counters.sessions} session(s), ${server.counters.writes} writes, ${server.counters.bytesWritten} bytes, ${server.counters.syncs} syncs\n`);
+  } finally {
+    await destination.close();
+  }
+}
+
+async function push(parsed: ParsedArgs, out: Output): Promise<void> {
+  const sourcePath = parsed.positionals[1];
+  if (sourcePath === undefined || parsed.positionals.length !== 2) throw invalidArgument("mirror push", "<source> --to HOST:PORT", parsed.positionals.slice(1).join(" "));
+  const { host, port } = parseAddress("--to", parsed.values.to);
+  const json = flag(parsed, "json");
+  const source = await Volume.open(sourcePath, { readOnly: true });
+  try {
+    const ackTimeout = parsed.values["ack-timeout-ms"];
+    const ackTimeoutMs = ackTimeout === undefined ? undefined : Number(ackTimeout);
+    const pusher = await RemoteMirrorPusher.open(source, { host, port, once: flag(parsed, "once"), ...(ackTimeoutMs === undefined ? {} : { ackTimeoutMs }) });
+    pusher.on("progress", progressBar());
+    pusher.on("connection", (state, detail) => {
+      if (json) jsonLine(out, { event: `connection-${state}`, detail });
+      else out.stderr.write(`lunlink mirror push: link ${state}: ${detail}\n`);
+    });
+    pusher.on("resync", () => {
+      if (json) jsonLine(out, { event: "resync", ...pusher.counters, ...pusher.link });
+    });
+    await followUntilSignal(pusher);
+    const summary = { source: sourcePath, to: `${host}:${port}`, ...pusher.counters, ...pusher.link };
+    if (json) jsonLine(out, { event: "done", ...summary });
+    else out.stdout.write(`pushed ${sourcePath} -> ${host}:${port}: ${pusher.counters.blocksCopied} blocks sent, ${pusher.counters.blocksSkipped} already equal, ${pusher.counters.records} records followed, ${pusher.counters.resyncs} resync(s), ${pusher.link.reconnects} reconnect(s)\n`);
+  } finally {
+    await source.close();
+  }
+}
+
+async function status(parsed: ParsedArgs, out: Output): Promise<void> {
+  const [, sourcePath, destinationPath] = parsed.positionals as [string, string?, string?];
+  if (sourcePath === undefined || destinationPath === undefined) throw invalidArgument("mirror status", "<source> <destination>", parsed.positionals.slice(1).join(" "));
+  const source = await Volume.open(sourcePath, { readOnly: true });
+  const destination = await Volume.open(destinationPath, { readOnly: true });
+  try {
+    const report = await mirrorStatus(source, destination);
+    if (flag(parsed, "json")) {
+      out.stdout.write(`${toJson(report)}\n`);
+      return;
+    }
+    const s = report.source;
+    const d = report.destination;
+    out.stdout.write(
+      [
+        `mirror ${sourcePath} -> ${destinationPath}: ${report.state}`,
+        `  source       volume ${s.volumeUuid} epoch ${s.epoch} head seq ${s.headSeq ?? "?"}`,
+        `  destination  ${d.volumeUuid === null ? `no lunlink volume (${d.problem})` : `volume ${d.volumeUuid} epoch ${d.epoch} head seq ${d.headSeq ?? "?"}, last copied seq ${d.newestSeq ?? "none"}`}`,
+        `  lag          ${report.lagRecords === null ? "n/a" : `${report.lagRecords} record(s)`}${report.lagMs === null ? "" : `, status ${report.lagMs} ms behind`}`,
+        "",
+      ].join("\n"),
+    );
+  } finally {
+    await source.close();
+    await destination.close();
+  }
+}
 
 export const mirrorCommand: Command = {
-  summary: "copy a send volume onto a receive volume (local mirror)",
+  summary: "mirror a send volume onto a receive volume (local copy, remote serve/push) and report status",
   usage: [
     "Usage: lunlink mirror copy <source> <destination> [--follow] [--force] [--json]",
+    "       lunlink mirror serve --listen HOST:PORT --volume <destination> [--force] [--json]",
+    "       lunlink mirror push <source> --to HOST:PORT [--once] [--ack-timeout-ms N] [--json]",
+    "       lunlink mirror status <source> <destination> [--json]",
     "",
-    "Copies the source send volume onto the destination receive volume with O_DIRECT: the ring (end",
-    "first), the status slots, then superblock copy B and copy A, each synced. With --follow it then",
-    "copies every new record as it lands (later blocks before the first block) until SIGINT/SIGTERM.",
-    "Refuses a destination formatted as another volume or pair unless --force.",
+    "copy    Copies the source send volume onto the destination receive volume with O_DIRECT: the ring",
+    "        (end first), the status slots, then superblock copy B and copy A, each synced. With --follow",
+    "        it then copies every new record as it lands (later blocks before the first block).",
+    "serve   Far side of the remote mirror: listens on the replication link and writes what a pusher",
+    "        sends onto <destination> (O_DIRECT; acked only after fdatasync). One pusher at a time.",
+    "push    Near side: connects to a server, compares per-block checksums of the ring and sends only",
+    "        the blocks that differ, then follows the ring; reconnects with backoff and resyncs after",
+    "        the link drops (a write unacked for --ack-timeout-ms, default 5000, means it did).",
+    "        --once: resync, then exit.",
+    "status  Reads both volumes (any mirror mode, the array's too) and reports lag in records and ms,",
+    "        head sequences and the last record copied.",
+    "",
+    "copy and serve refuse a destination formatted as another volume or pair unless --force. copy, serve",
+    "and push run until SIGINT/SIGTERM (copy: with --follow); a progress bar shows on a terminal.",
   ].join("\n"),
   async run(args, out) {
-    const parsed = parse(args, { follow: { type: "boolean" }, force: { type: "boolean" }, json: { type: "boolean" } }, { min: 3, max: 3 });
-    const [verb, sourcePath, destinationPath] = parsed.positionals as [string, string, string];
-    if (verb !== "copy") throw invalidArgument("mirror subcommand", "copy", verb);
-    const source = await Volume.open(sourcePath, { readOnly: true });
-    const destination = await Volume.open(destinationPath, { exclusive: true });
-    try {
-      const mirror = await LocalMirror.open(source, destination, { force: flag(parsed, "force") });
-      if (!flag(parsed, "follow")) {
-        await mirror.resync();
-      } else {
-        await followUntilSignal(mirror);
-      }
-      const summary = { source: sourcePath, destination: destinationPath, ...mirror.counters };
-      out.stdout.write(flag(parsed, "json") ? `${toJson(summary)}\n` : `mirrored ${sourcePath} -> ${destinationPath}: ${mirror.counters.blocksCopied} blocks, ${mirror.counters.records} records followed, ${mirror.counters.resyncs} resync(s)\n`);
-    } finally {
-      await source.close();
-      await destination.close();
-    }
+    const parsed = parse(
+      args,
+      { follow: { type: "boolean" }, force: { type: "boolean" }, json: { type: "boolean" }, once: { type: "boolean" }, listen: { type: "string" }, volume: { type: "string" }, to: { type: "string" }, "ack-timeout-ms": { type: "string" } },
+      { min: 1, max: 3 },
+    );
+    const verb = parsed.positionals[0];
+    if (verb === "copy") return copy(parsed, out);
+    if (verb === "serve") return serve(parsed, out);
+    if (verb === "push") return push(parsed, out);
+    if (verb === "status") return status(parsed, out);
+    throw new LunlinkError(ErrorCode.InvalidArgument, `mirror subcommand must be copy, serve, push or status; found ${JSON.stringify(verb)}`);
   },
 };

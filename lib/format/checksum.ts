@@ -13,6 +13,11 @@ export function crc32c(bytes: Uint8Array, start = 0, end = bytes.length): number
   return nativeCrc32c(view as Buffer) >>> 0;
 }
 
+/** CRC32C of the bytes that gave `previous` followed by `bytes` (crc32cFrom(crc32c(a), b) = CRC32C of a then b). */
+export function crc32cFrom(previous: number, bytes: Uint8Array): number {
+  return nativeCrc32c(bytes as Buffer, previous) >>> 0;
+}
+
 let hasher: IHasher | undefined;
 
 /** Loads the WebAssembly hasher; call once before bodyCheck (format and ring entry points do). */

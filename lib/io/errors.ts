@@ -33,6 +33,9 @@ export const ErrorCode = {
   NoTun: "ERR_LUNLINK_NO_TUN",
   BadKey: "ERR_LUNLINK_BAD_KEY",
   Exists: "ERR_LUNLINK_EXISTS",
+  BadPeerMessage: "ERR_LUNLINK_BAD_PEER_MESSAGE",
+  PeerLost: "ERR_LUNLINK_PEER_LOST",
+  PeerRefused: "ERR_LUNLINK_PEER_REFUSED",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

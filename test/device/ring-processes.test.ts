@@ -2,11 +2,11 @@
 // second volume's status block, and the ring laps many times, so flow control is exercised for real.
 import test from "ava";
 import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
-import { createInterface } from "node:readline";
 
 import { Volume } from "../../lib/index.ts";
 import { formatVolume } from "../../lib/ring/superblocks.ts";
+import { jsonLines } from "../helpers/json-lines.ts";
+import { expectedHash } from "../helpers/ring-payloads.ts";
 import { attachLoop } from "../helpers/loop.ts";
 import { sparseFile } from "../helpers/scratch.ts";
 
@@ -19,24 +19,7 @@ function start(t: Parameters<typeof sparseFile>[0], args: string[]) {
   t.teardown(() => {
     if (child.exitCode === null) child.kill("SIGKILL");
   });
-  let stderr = "";
-  child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
-  const lines = createInterface({ input: child.stdout });
-  const messages: Record<string, unknown>[] = [];
-  const waiters: (() => void)[] = [];
-  lines.on("line", (line) => {
-    messages.push(JSON.parse(line) as Record<string, unknown>);
-    waiters.splice(0).forEach((w) => w());
-  });
-  const exited = new Promise<number>((resolve) => child.on("exit", (code) => resolve(code ?? -1)));
-  const next = async (): Promise<Record<string, unknown>> => {
-    while (messages.length === 0) {
-      const code = await Promise.race([new Promise<null>((r) => waiters.push(() => r(null))), exited]);
-      if (code !== null && messages.length === 0) throw new Error(`${args[0]} exited ${code}: ${stderr}`);
-    }
-    return messages.shift()!;
-  };
-  return { next, exited, stderr: () => stderr };
+  return jsonLines(child, args[0]!);
 }
 
 test("every frame exactly once and in order while the ring laps 10+ times, acks through a second volume", async (t) => {
@@ -57,18 +40,10 @@ test("every frame exactly once and in order while the ring laps 10+ times, acks 
   t.is(await appender.exited, 0, appender.stderr());
   t.is(await tailer.exited, 0, tailer.stderr());
 
-  const expected = createHash("sha256");
-  for (let i = 0; i < FRAMES; i++) {
-    const length = 16 + ((i * 7919) % 3000);
-    const p = new Uint8Array(length);
-    new DataView(p.buffer).setUint32(0, i, true);
-    for (let k = 4; k < length; k++) p[k] = (i * 31 + k) & 0xff;
-    expected.update(p);
-  }
   t.is(read.count, FRAMES);
   t.true(read.inOrder);
   t.is(read.corrupt, 0);
-  t.is(read.hash, expected.digest("hex"));
+  t.is(read.hash, expectedHash(FRAMES));
   t.is(read.lost, 0);
   t.is(read.overruns, 0);
   t.is(written.framesDropped, 0);

@@ -5,11 +5,15 @@
 // also removes its veth ends and TUN devices.
 import { randomBytes } from "node:crypto";
 import { spawn, type ChildProcess } from "node:child_process";
-import type { ExecutionContext } from "ava";
 
 import { run, sleep } from "./exec.ts";
 
 export const NETNS_PREFIX = "llt-";
+
+/** Whatever runs cleanups at the end: an ava test context, or a benchmark's own list. */
+export interface Teardown {
+  teardown(fn: () => unknown): void;
+}
 
 export interface Veth {
   /** Namespace and interface name of each end. */
@@ -18,7 +22,7 @@ export interface Veth {
 }
 
 /** Creates a namespace named llt-<random>-<label> with loopback up; deleted in teardown. */
-export async function createNamespace(t: ExecutionContext, label: string): Promise<string> {
+export async function createNamespace(t: Teardown, label: string): Promise<string> {
   const name = `${NETNS_PREFIX}${randomBytes(3).toString("hex")}-${label}`;
   await run("ip", ["netns", "add", name]);
   t.teardown(() => deleteNamespace(name));
@@ -77,7 +81,7 @@ export function runIn(ns: string, command: string, args: string[], timeoutMs = 3
 }
 
 /** Starts a long-running process inside a namespace; killed in teardown if still running. */
-export function spawnIn(t: ExecutionContext, ns: string, command: string, args: string[]): ChildProcess {
+export function spawnIn(t: Teardown, ns: string, command: string, args: string[]): ChildProcess {
   const child = spawn("ip", ["netns", "exec", ns, command, ...args], { stdio: ["pipe", "pipe", "pipe"] });
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");

@@ -11,6 +11,7 @@ import { Volume } from "../../lib/index.ts";
 import { Poller } from "../../lib/poll/poller.ts";
 import { RingReader } from "../../lib/ring/reader.ts";
 import { RingWriter, type Ack } from "../../lib/ring/writer.ts";
+import { payloadFor } from "./ring-payloads.ts";
 
 const [mode, dataPath, ackPath, framesArg] = process.argv.slice(2);
 const frames = Number(framesArg);
@@ -23,29 +24,28 @@ process.stdin.on("end", () => process.exit(4));
 process.stdin.on("error", () => process.exit(4));
 process.stdin.resume();
 
-function payloadFor(i: number): Uint8Array {
-  const length = 16 + ((i * 7919) % 3000);
-  const b = new Uint8Array(length);
-  new DataView(b.buffer).setUint32(0, i, true);
-  for (let k = 4; k < length; k++) b[k] = (i * 31 + k) & 0xff;
-  return b;
-}
-
 if (mode === "appender") {
   const send = await Volume.open(dataPath!, { dsync: true, exclusive: true });
   const acks = await Volume.open(ackPath!, { readOnly: true });
   const ackReader = await RingReader.open(acks, { nodeId: 1 });
   let peerAck: Ack | undefined;
+  // One status read at a time, and the last one awaited before the volume closes (a read still in
+  // flight at close failed with ERR_LUNLINK_CLOSED and crashed the process after its report).
+  let ackPolling: Promise<void> | undefined;
   const ackPoll = setInterval(() => {
-    void ackReader.readStatus().then((s) => {
-      if (s !== undefined && s.ackSeq > 0n) peerAck = { epoch: s.ackEpoch, seq: s.ackSeq };
-    });
+    ackPolling ??= ackReader
+      .readStatus()
+      .then((s) => {
+        if (s !== undefined && s.ackSeq > 0n) peerAck = { epoch: s.ackEpoch, seq: s.ackSeq };
+      })
+      .finally(() => (ackPolling = undefined));
   }, 2);
   const writer = await RingWriter.open(send, { nodeId: 1, maxRecordBlocks: 4, flushThresholdBytes: 8192, maxDelayMs: 1, overwriteUnacked: false, fullQueue: "wait", queueLimitBytes: 256 * 1024, peerAck: () => peerAck });
   for (let i = 0; i < frames; i++) await writer.append(FrameType.Data, payloadFor(i));
   await writer.flush();
   await writer.close();
   clearInterval(ackPoll);
+  await ackPolling;
   console.log(JSON.stringify({ ...writer.counters, epoch: Number(writer.epoch) }));
   await send.close();
   await acks.close();

@@ -143,6 +143,19 @@ test("mirror copy puts the send volume's frames on the receive volume; a miswire
   t.regex(miswired.stderr, /ERR_LUNLINK_WRONG_PAIR: .*use --force/);
   const verb = await lunlink("mirror", "push", a, b);
   t.is(verb.code, 2);
+  const status = await lunlink("mirror", "status", a, b, "--json");
+  t.is(status.code, 0, status.stderr);
+  t.like(JSON.parse(status.stdout), { state: "in-sync", lagRecords: 0, destination: { newestSeq: 1 } });
+  await lunlink("append", a, "--node", "1", "not yet mirrored");
+  const behind = await lunlink("mirror", "status", a, b);
+  t.regex(behind.stdout, /: lagging\n[^]*lag +1 record\(s\)/);
+  const other = await lunlink("mirror", "status", a, c, "--json");
+  t.like(JSON.parse(other.stdout), { state: "not-a-copy" });
+  const help = await lunlink("mirror", "--help");
+  t.regex(help.stdout, /lunlink mirror serve --listen HOST:PORT --volume <destination>/);
+  const badAddress = await lunlink("mirror", "push", a, "--to", "nowhere");
+  t.is(badAddress.code, 2);
+  t.regex(badAddress.stderr, /--to must be HOST:PORT/);
 });
 
 test("check-config: a valid file prints ok with defaults; every bad key is named with its value and what is allowed", async (t) => {

@@ -1,5 +1,5 @@
 // HookMirror with real commands: dd copies each range; failing, hanging and missing commands.
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { existsSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -11,7 +11,15 @@ import { scratchDir, sparseFile } from "../helpers/scratch.ts";
 const MiB = 1024 * 1024;
 const DD = 'dd if="$LUNLINK_SRC" of="$LUNLINK_DST" bs="$LUNLINK_BLOCK_SIZE" skip=$((LUNLINK_OFFSET / LUNLINK_BLOCK_SIZE)) seek=$((LUNLINK_OFFSET / LUNLINK_BLOCK_SIZE)) count=$((LUNLINK_LENGTH / LUNLINK_BLOCK_SIZE)) iflag=direct oflag=direct,dsync conv=notrunc status=none';
 
-test("a dd hook copies every write; the reader on the destination gets every frame once, in order", async (t) => {
+// rsync copies the whole volume per run (it has no byte range), comparing blocks (--no-whole-file)
+// and rewriting only those that differ in place; --ignore-times because a volume's size never changes.
+const RSYNC = 'rsync --inplace --fsync --copy-devices --write-devices --no-whole-file --ignore-times "$LUNLINK_SRC" "$LUNLINK_DST"';
+
+test("a dd hook copies every write; the reader on the destination gets every frame once, in order", (t) => hookCopies(t, DD, 1200));
+
+test("an rsync --inplace --fsync --copy-devices --write-devices hook: every frame once, in order", (t) => hookCopies(t, RSYNC, 900));
+
+async function hookCopies(t: ExecutionContext, command: string, total: number): Promise<void> {
   const aPath = await sparseFile(t, 2 * MiB, "a.img");
   const bPath = await sparseFile(t, 2 * MiB, "b.img");
   const a = await Volume.open(aPath, { dsync: true });
@@ -21,7 +29,7 @@ test("a dd hook copies every write; the reader on the destination gets every fra
     await b.close();
   });
   await formatVolume(a, { writerNode: 1, peerNode: 2, ringBlocks: 64n });
-  const hook = new HookMirror({ command: DD, source: aPath, destination: bPath, blockBytes: 4096 });
+  const hook = new HookMirror({ command, source: aPath, destination: bPath, blockBytes: 4096 });
   hook.markDirty(0, 2 * MiB); // initial full copy, as a deployment's first sync would be
   await hook.sync();
   const reader = await RingReader.open(b, { nodeId: 2, start: "head" });
@@ -30,7 +38,6 @@ test("a dd hook copies every write; the reader on the destination gets every fra
   hook.markDirty(0, 4096); // the new epoch's superblock (copy A) and, below, copy B
   hook.markDirty(2 * MiB - 4096, 4096);
   const got: number[] = [];
-  const total = 1200;
   const visit = (_s: bigint, _t: number, _f: number, bytes: Uint8Array, offset: number) => got.push(new DataView(bytes.buffer, bytes.byteOffset + offset).getUint32(0, true));
   const produce = (async () => {
     for (let i = 0; i < total; i++) {
@@ -51,7 +58,7 @@ test("a dd hook copies every write; the reader on the destination gets every fra
   t.true(writer.counters.bytesWritten > 2 * 64 * 4096, `the ring lapped (${writer.counters.bytesWritten} bytes written)`);
   t.true(hook.counters.invocations > 10);
   t.is(hook.counters.failures, 0);
-});
+}
 
 test("a failing hook is retried, reported with its stderr, and its range is copied once it heals", async (t) => {
   const dir = await scratchDir(t);

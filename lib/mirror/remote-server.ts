@@ -1,0 +1,269 @@
+// RemoteMirrorServer: the far end of the remote mirror (`lunlink mirror serve`). It listens on the
+// replication link, takes one pusher session at a time (a newer connection replaces the older, whose
+// unapplied messages are dropped once its current write has finished), and applies the session's
+// messages strictly in order: Hello is checked against the destination (size, sector size, and the
+// pair/volume check unless force), SumsRequests are answered from O_DIRECT reads, Writes (whole
+// blocks only, inside the volume) go to the destination with O_DIRECT and are acked once fdatasync
+// made them durable. Bounds: received-but-unapplied bytes (the socket pauses past queueLimitBytes),
+// one frame in the decoder, one write buffer.
+import { EventEmitter } from "node:events";
+import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+
+import { loadChecksums } from "../format/checksum.ts";
+import { MIN_VOLUME_BLOCKS, isValidBlockSize } from "../format/layout.ts";
+import { ErrorCode, LunlinkError, integerOption } from "../io/errors.ts";
+import type { Volume } from "../io/volume.ts";
+import { MAX_WRITE_BYTES, MessageDecoder, blockSums, encodeMessage, type Message } from "./protocol.ts";
+import { checkDestination } from "./ring-mirror.ts";
+
+export interface RemoteMirrorServerOptions {
+  host: string;
+  /** 0: any free port (read it from server.address). */
+  port: number;
+  /** Accept a pusher whose volume differs from the one the destination holds (default false). */
+  force?: boolean;
+  /** Received bytes not yet applied before the socket is paused (default 8 MiB). */
+  queueLimitBytes?: number;
+}
+
+export interface RemoteMirrorServerCounters {
+  sessions: number;
+  writes: number;
+  bytesWritten: number;
+  syncs: number;
+  sumsBlocks: number;
+  errors: number;
+  lastWriteWallMs: number;
+}
+
+export interface RemoteMirrorServerEvents {
+  session: [peer: string];
+  /** A session ended: `reason` is why (peer closed, replaced, refused, an error). */
+  sessionEnd: [peer: string, reason: string];
+  error: [Error];
+}
+
+/** Most bytes one SumsRequest may make the server read. */
+const MAX_SUMS_READ_BYTES = 4 * 1024 * 1024;
+
+export class RemoteMirrorServer extends EventEmitter<RemoteMirrorServerEvents> {
+  readonly destination: Volume;
+  readonly counters: RemoteMirrorServerCounters = { sessions: 0, writes: 0, bytesWritten: 0, syncs: 0, sumsBlocks: 0, errors: 0, lastWriteWallMs: 0 };
+  readonly force: boolean;
+  readonly queueLimitBytes: number;
+  private readonly server: Server;
+  private active: ServerSession | undefined;
+  /** One aligned buffer for writes and sums reads: sessions apply one message at a time. */
+  readonly buffer: Uint8Array;
+
+  private constructor(destination: Volume, server: Server, options: RemoteMirrorServerOptions) {
+    super();
+    this.destination = destination;
+    this.server = server;
+    this.force = options.force === true;
+    this.queueLimitBytes = integerOption("queueLimitBytes", options.queueLimitBytes, 8 * 1024 * 1024, MAX_WRITE_BYTES, 1024 * 1024 * 1024);
+    this.buffer = destination.alloc(Math.max(MAX_WRITE_BYTES, MAX_SUMS_READ_BYTES));
+    server.on("connection", (socket) => this.accept(socket));
+  }
+
+  static async listen(destination: Volume, options: RemoteMirrorServerOptions): Promise<RemoteMirrorServer> {
+    await loadChecksums();
+    integerOption("port", options.port, 0, 0, 65535);
+    const server = createServer({ noDelay: true });
+    const mirror = new RemoteMirrorServer(destination, server, options);
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (error: NodeJS.ErrnoException) =>
+        reject(new LunlinkError(ErrorCode.System, `mirror serve: cannot listen on ${options.host}:${options.port}: ${error.code ?? error.message}`, { cause: error })),
+      );
+      server.listen(options.port, options.host, () => resolve());
+    });
+    server.on("error", (error) => mirror.emit("error", error));
+    return mirror;
+  }
+
+  get address(): { host: string; port: number } {
+    const a = this.server.address() as AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  /** Stops listening, ends the session (after its current write) and waits for it. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const session = this.active;
+    this.active = undefined;
+    if (session !== undefined) await session.end("server closing");
+    await closed;
+  }
+
+  private accept(socket: Socket): void {
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 1000);
+    const previous = this.active;
+    const session = new ServerSession(this, socket, previous);
+    this.active = session;
+    this.counters.sessions++;
+    this.emit("session", session.peer);
+    void previous?.end(`replaced by a new session from ${session.peer}`);
+  }
+
+  /** Called by a session when it ends, with why. */
+  ended(session: ServerSession, reason: string, error?: Error): void {
+    if (this.active === session) this.active = undefined;
+    if (error !== undefined) {
+      this.counters.errors++;
+      if (this.listenerCount("error") > 0) this.emit("error", error);
+    }
+    this.emit("sessionEnd", session.peer, reason);
+  }
+}
+
+/** Errors the pusher should not retry: the destination will not take this source. */
+export const REFUSALS: ReadonlySet<string> = new Set([ErrorCode.WrongPair, ErrorCode.VolumeTooSmall, ErrorCode.Misaligned, ErrorCode.BadPeerMessage, ErrorCode.PeerRefused]);
+
+class ServerSession {
+  readonly peer: string;
+  private readonly owner: RemoteMirrorServer;
+  private readonly socket: Socket;
+  private readonly decoder = new MessageDecoder();
+  private readonly queue: Message[] = [];
+  private queuedBytes = 0;
+  private closed = false;
+  private working: Promise<void> | undefined;
+  /** The session this one replaced: its last write must finish before this one applies anything. */
+  private previous: ServerSession | undefined;
+  private blockBytes = 0;
+  private volumeBytes = 0;
+  private lastSeq = 0;
+  private unsynced = false;
+
+  constructor(owner: RemoteMirrorServer, socket: Socket, previous: ServerSession | undefined) {
+    this.owner = owner;
+    this.socket = socket;
+    this.previous = previous;
+    this.peer = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
+    socket.on("data", (chunk: Buffer) => this.receive(chunk));
+    socket.on("error", () => undefined); // "close" follows and says what matters
+    socket.on("close", () => void this.end("peer closed the connection"));
+  }
+
+  /** Stops taking messages, drops the unapplied ones, waits for the one being applied. */
+  async end(reason: string, error?: Error): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.queue.length = 0;
+      this.queuedBytes = 0;
+      if (error instanceof LunlinkError && !this.socket.destroyed) this.socket.end(encodeMessage({ type: "error", code: error.code, message: error.message }));
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+      this.owner.ended(this, reason, error);
+    }
+    await this.working?.catch(() => undefined);
+  }
+
+  private receive(chunk: Buffer): void {
+    if (this.closed) return;
+    try {
+      this.decoder.push(chunk);
+      for (let m = this.decoder.next(); m !== undefined; m = this.decoder.next()) {
+        this.queue.push(m);
+        this.queuedBytes += m.type === "write" ? m.data.length : 64;
+      }
+    } catch (error) {
+      void this.end("bad message", error as Error);
+      return;
+    }
+    if (this.queuedBytes > this.owner.queueLimitBytes) this.socket.pause();
+    this.working ??= this.apply().finally(() => {
+      this.working = undefined;
+    });
+  }
+
+  private async apply(): Promise<void> {
+    if (this.previous !== undefined) {
+      await this.previous.end("replaced");
+      this.previous = undefined;
+    }
+    try {
+      while (!this.closed && this.queue.length > 0) {
+        const message = this.queue.shift()!;
+        this.queuedBytes -= message.type === "write" ? message.data.length : 64;
+        if (this.queuedBytes <= this.owner.queueLimitBytes / 2 && this.socket.isPaused()) this.socket.resume();
+        await this.handle(message);
+      }
+    } catch (error) {
+      await this.end(error instanceof LunlinkError ? `error: ${error.code}` : "error", error as Error);
+    }
+  }
+
+  private send(message: Message): void {
+    if (!this.closed) this.socket.write(encodeMessage(message));
+  }
+
+  private refuse(code: ErrorCode, message: string): never {
+    throw new LunlinkError(code, message);
+  }
+
+  private async handle(message: Message): Promise<void> {
+    const destination = this.owner.destination;
+    if (message.type !== "hello" && this.blockBytes === 0) this.refuse(ErrorCode.BadPeerMessage, `mirror peer ${this.peer} sent ${message.type} before hello`);
+    switch (message.type) {
+      case "hello": {
+        if (this.blockBytes !== 0) this.refuse(ErrorCode.BadPeerMessage, `mirror peer ${this.peer} said hello twice`);
+        if (!isValidBlockSize(message.blockBytes) || message.volumeBlocks < MIN_VOLUME_BLOCKS) {
+          this.refuse(ErrorCode.BadPeerMessage, `mirror peer ${this.peer} announced a volume of ${message.volumeBlocks} blocks of ${message.blockBytes} bytes`);
+        }
+        await checkDestination({ volumeUuid: message.volumeUuid, blockBytes: message.blockBytes, volumeBlocks: BigInt(message.volumeBlocks) }, `${this.peer} (volume ${message.volumeUuid})`, destination, this.owner.force);
+        this.blockBytes = message.blockBytes;
+        this.volumeBytes = message.volumeBlocks * message.blockBytes;
+        this.send({ type: "welcome", destinationBytes: Number(destination.geometry.sizeBytes), logicalBlockBytes: destination.geometry.logicalBlockSize });
+        return;
+      }
+      case "sumsRequest": {
+        const B = this.blockBytes;
+        const bytes = message.blockCount * B;
+        if (bytes > MAX_SUMS_READ_BYTES || (message.firstBlock + message.blockCount) * B > this.volumeBytes) {
+          this.refuse(ErrorCode.BadPeerMessage, `mirror peer ${this.peer} asked for sums of blocks ${message.firstBlock}+${message.blockCount} (volume of ${this.volumeBytes / B} blocks, at most ${MAX_SUMS_READ_BYTES / B} per request)`);
+        }
+        const view = this.owner.buffer.subarray(0, bytes);
+        await destination.read(message.firstBlock * B, view);
+        this.owner.counters.sumsBlocks += message.blockCount;
+        this.send({ type: "sums", requestId: message.requestId, firstBlock: message.firstBlock, blockCount: message.blockCount, sums: blockSums(view, B, message.blockCount) });
+        return;
+      }
+      case "write": {
+        const B = this.blockBytes;
+        const length = message.data.length;
+        // Never a partial block, never outside the volume the pusher announced.
+        if (message.offsetBytes % B !== 0 || length % B !== 0 || length > MAX_WRITE_BYTES || message.offsetBytes + length > this.volumeBytes) {
+          this.refuse(ErrorCode.BadPeerMessage, `mirror peer ${this.peer} sent a write of ${length} bytes at ${message.offsetBytes} (whole ${B}-byte blocks inside ${this.volumeBytes} bytes expected)`);
+        }
+        if (message.seq <= this.lastSeq) this.refuse(ErrorCode.BadPeerMessage, `mirror peer ${this.peer} sent write seq ${message.seq} after ${this.lastSeq}`);
+        const view = this.owner.buffer.subarray(0, length);
+        view.set(message.data);
+        await destination.write(message.offsetBytes, view);
+        this.lastSeq = message.seq;
+        this.unsynced = true;
+        this.owner.counters.writes++;
+        this.owner.counters.bytesWritten += length;
+        this.owner.counters.lastWriteWallMs = Date.now();
+        // Ack once durable: at a sync point, or when nothing more is waiting (a batch's end).
+        if (message.sync || this.queue.length === 0) await this.sync();
+        return;
+      }
+      case "welcome":
+      case "sums":
+      case "ack":
+        this.refuse(ErrorCode.BadPeerMessage, `mirror peer ${this.peer} sent ${message.type}, which only a server sends`);
+      // falls through: refuse() never returns
+      case "error":
+        throw new LunlinkError(ErrorCode.PeerRefused, `mirror peer ${this.peer} reported ${message.code}: ${message.message}`);
+    }
+  }
+
+  private async sync(): Promise<void> {
+    if (!this.unsynced) return;
+    await this.owner.destination.flush();
+    this.unsynced = false;
+    this.owner.counters.syncs++;
+    this.send({ type: "ack", seq: this.lastSeq });
+  }
+}

@@ -1,0 +1,279 @@
+// RingMirror: what every lunlink-driven mirror shares (local volume to volume, remote over TCP).
+// Pipeline: follow the source ring (a RingReader, so only verified records move) -> write each
+// record's later blocks, then its first block (a reader on the destination never sees a header ahead
+// of its payload) -> copy the status slots every statusCopyMs (head capped at what was copied) and
+// the superblock (copy B, sync, copy A, sync) when the epoch changes. A full resync runs at start and
+// after an overrun; how it copies is the subclass's (whole ring, or only blocks whose checksums
+// differ). Writes go to a BlockSink (a Volume, or a TCP session) in whole blocks of the source's size.
+import { EventEmitter } from "node:events";
+import { performance } from "node:perf_hooks";
+
+import { RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
+import { decodeStatus, encodeStatus } from "../format/status.ts";
+import type { Superblock } from "../format/superblock.ts";
+import { Background } from "../io/background.ts";
+import { ErrorCode, LunlinkError, integerOption } from "../io/errors.ts";
+import type { Volume } from "../io/volume.ts";
+import { RingReader } from "../ring/reader.ts";
+import { openSuperblock } from "../ring/superblocks.ts";
+
+/** Where a mirror writes: whole blocks at block-aligned offsets; flush() makes every write durable. */
+export interface BlockSink {
+  write(offsetBytes: number, bytes: Uint8Array): Promise<void>;
+  flush(): Promise<void>;
+}
+
+export interface RingMirrorOptions {
+  /** Status slots are copied at least this often while following (default 10 ms). */
+  statusCopyMs?: number;
+  /** Watch sleep between reads of the next source block while idle (default 100 us, doubling to pollMaxMs). */
+  pollMinUs?: number;
+  pollMaxMs?: number;
+  /** Bytes per request during a resync (default 1 MiB). */
+  resyncChunkBytes?: number;
+}
+
+export type ResolvedMirrorOptions = Required<RingMirrorOptions>;
+
+export function resolveMirrorOptions(options: RingMirrorOptions): ResolvedMirrorOptions {
+  return {
+    statusCopyMs: integerOption("statusCopyMs", options.statusCopyMs, 10, 1, 60_000),
+    pollMinUs: integerOption("pollMinUs", options.pollMinUs, 100, 0, 1_000_000),
+    pollMaxMs: integerOption("pollMaxMs", options.pollMaxMs, 10, 1, 1000),
+    resyncChunkBytes: integerOption("resyncChunkBytes", options.resyncChunkBytes, 1024 * 1024, 4096, 64 * 1024 * 1024),
+  };
+}
+
+export interface MirrorCounters {
+  records: number;
+  blocksCopied: number;
+  /** Blocks a checksum resync found already equal on the destination (not sent). */
+  blocksSkipped: number;
+  resyncs: number;
+  statusCopies: number;
+  superblockCopies: number;
+  /** performance.now() of the last record copied, for lag. */
+  lastCopyMs: number;
+  /** Date.now() of the last completed resync or record copy (wall clock, for status). */
+  lastSuccessWallMs: number;
+  /** How long the last resync took, in ms (ring, status, superblock, sync). */
+  lastResyncMs: number;
+}
+
+export interface MirrorProgress {
+  phase: "resync" | "done";
+  blocksDone: number;
+  blocksTotal: number;
+  /** Bytes written to (or sent to) the destination in this resync. */
+  bytes: number;
+}
+
+export interface MirrorEvents {
+  record: [seq: bigint, blocks: number];
+  resync: [];
+  progress: [MirrorProgress];
+  /** Remote mode: the session to the server came up, or went down (with why). */
+  connection: [state: "up" | "down", detail: string];
+  error: [Error];
+}
+
+/** What a destination must be to receive a copy of `source`: big enough, fine-grained enough, and not another volume's. */
+export interface SourceIdentity {
+  volumeUuid: string;
+  blockBytes: number;
+  volumeBlocks: bigint;
+}
+
+/**
+ * Refuses a destination that cannot hold the source or is formatted as another volume or pair (the
+ * classic miswiring: the peer's own send volume), unless `force`. A blank destination is accepted.
+ */
+export async function checkDestination(source: SourceIdentity, sourceName: string, destination: Volume, force: boolean): Promise<void> {
+  const needed = source.volumeBlocks * BigInt(source.blockBytes);
+  if (destination.geometry.sizeBytes < needed) {
+    throw new LunlinkError(ErrorCode.VolumeTooSmall, `mirror ${sourceName} -> ${destination.path}: the destination holds ${destination.geometry.sizeBytes} bytes, the source volume needs ${needed}`, { path: destination.path });
+  }
+  if (destination.geometry.logicalBlockSize > source.blockBytes) {
+    throw new LunlinkError(ErrorCode.Misaligned, `mirror ${sourceName} -> ${destination.path}: the destination's ${destination.geometry.logicalBlockSize}-byte sectors are larger than the source's ${source.blockBytes}-byte blocks`, { path: destination.path });
+  }
+  if (force) return;
+  try {
+    const { superblock: existing } = await openSuperblock(destination);
+    if (existing.volumeUuid !== source.volumeUuid) {
+      throw new LunlinkError(
+        ErrorCode.WrongPair,
+        `mirror ${sourceName} -> ${destination.path}: the destination is volume ${existing.volumeUuid} of pair ${existing.pairUuid} (writer node ${existing.writerNode}), not a copy of ${source.volumeUuid}; use --force to overwrite it`,
+        { path: destination.path },
+      );
+    }
+  } catch (error) {
+    if (!(error instanceof LunlinkError) || error.code !== ErrorCode.NotFormatted) throw error;
+  }
+}
+
+export abstract class RingMirror extends EventEmitter<MirrorEvents> {
+  readonly source: Volume;
+  readonly counters: MirrorCounters = { records: 0, blocksCopied: 0, blocksSkipped: 0, resyncs: 0, statusCopies: 0, superblockCopies: 0, lastCopyMs: 0, lastSuccessWallMs: 0, lastResyncMs: 0 };
+  protected superblock: Superblock;
+  protected readonly B: number;
+  protected readonly options: ResolvedMirrorOptions;
+  protected reader: RingReader | undefined;
+  protected readonly task = new Background();
+  private resyncStartMs = 0;
+
+  protected constructor(source: Volume, superblock: Superblock, options: ResolvedMirrorOptions) {
+    super();
+    this.source = source;
+    this.superblock = superblock;
+    this.B = superblock.blockBytes;
+    this.options = options;
+  }
+
+  /** Where this mirror's writes go right now. */
+  protected abstract get sink(): BlockSink;
+
+  /** Copies the whole source volume onto the destination, in an order safe for a live reader. */
+  abstract resync(): Promise<void>;
+
+  /** The long-running job start() runs: follow() for a local mirror, sessions of it for a remote one. */
+  protected abstract run(): Promise<void>;
+
+  /** Resyncs, then follows the source ring until stop(). */
+  start(): void {
+    this.task.start(
+      () => this.run(),
+      (error) => {
+        if (this.listenerCount("error") > 0) this.emit("error", error);
+      },
+    );
+  }
+
+  /** Resolves when following has stopped; rejects with the error that stopped it. */
+  finished(): Promise<void> {
+    return this.task.finished();
+  }
+
+  /** Stops following; rejects with the error that had stopped it, if any. */
+  async stop(): Promise<void> {
+    await this.task.stop();
+    if (this.task.error !== undefined) throw this.task.error;
+  }
+
+  /** Records the source has and the destination does not yet (from the source status block). */
+  get lagRecords(): bigint {
+    const head = this.reader?.status?.headSeq;
+    const at = this.reader?.seq;
+    return head !== undefined && at !== undefined && head > at ? head - at : 0n;
+  }
+
+  /** Ring chunks [start, end) in ring blocks, from the ring end down: a record's later blocks land first. */
+  protected resyncChunks(chunkBlocks: number): [number, number][] {
+    const chunks: [number, number][] = [];
+    for (let end = Number(this.superblock.ringBlocks); end > 0; end -= chunkBlocks) chunks.push([Math.max(0, end - chunkBlocks), end]);
+    return chunks;
+  }
+
+  /** The progress record a resync reports through, and the start of its clock. */
+  protected startResync(): MirrorProgress {
+    this.resyncStartMs = performance.now();
+    return { phase: "resync", blocksDone: 0, blocksTotal: Number(this.superblock.ringBlocks), bytes: 0 };
+  }
+
+  /** After the ring: status, superblock, sync; counted and announced. */
+  protected async finishResync(progress: MirrorProgress): Promise<void> {
+    await this.copyStatus();
+    await this.copySuperblock();
+    await this.sink.flush();
+    this.counters.resyncs++;
+    this.counters.lastSuccessWallMs = Date.now();
+    this.counters.lastResyncMs = performance.now() - this.resyncStartMs;
+    this.emit("progress", { ...progress, phase: "done" });
+    this.emit("resync");
+  }
+
+  /** Resync, then copy every new record as it lands, until the task stops (or the sink fails). */
+  protected async follow(): Promise<void> {
+    // Capture the head first: whatever lands during the resync is copied by both, which is harmless.
+    this.reader = await RingReader.open(this.source, { nodeId: this.superblock.peerNode, start: "head" });
+    await this.resync();
+    const reader = this.reader;
+    const noFrames = (): void => {};
+    const B = this.B;
+    const copyRecord = async (record: Uint8Array, ringBlock: number, seq: bigint): Promise<void> => {
+      const offset = (RING_START_BLOCK + ringBlock) * B;
+      if (record.length > B) await this.sink.write(offset + B, record.subarray(B)); // payload first
+      await this.sink.write(offset, record.subarray(0, B)); // then the header block
+      this.counters.records++;
+      this.counters.blocksCopied += record.length / B;
+      this.counters.lastCopyMs = performance.now();
+      this.counters.lastSuccessWallMs = Date.now();
+      this.emit("record", seq, record.length / B);
+    };
+    let sleepUs = this.options.pollMinUs;
+    let fresh = false;
+    let lastStatusMs = performance.now();
+    while (this.task.running) {
+      const outcome = await reader.poll(noFrames, fresh, copyRecord);
+      fresh = false;
+      if (outcome === "overrun") {
+        await this.resync(); // the source lapped the mirror: copy everything again
+      } else if (outcome === "epoch") {
+        await this.adoptEpoch();
+      }
+      if (performance.now() - lastStatusMs >= this.options.statusCopyMs) {
+        lastStatusMs = performance.now();
+        if ((await reader.refresh()) === "epoch") await this.adoptEpoch();
+        await this.copyStatus();
+      }
+      if (outcome !== "waiting") {
+        sleepUs = this.options.pollMinUs;
+        continue;
+      }
+      const waitMs = Math.max(1, Math.ceil(this.options.statusCopyMs - (performance.now() - lastStatusMs)));
+      fresh = await this.source.watch(reader.expectedOffset, reader.firstBlock, { compareBytes: 96, sleepUs, timeoutMs: waitMs });
+      if (!fresh) sleepUs = Math.min(this.options.pollMaxMs * 1000, Math.max(1, sleepUs * 2));
+    }
+    await this.copyStatus();
+    await this.sink.flush();
+  }
+
+  private async adoptEpoch(): Promise<void> {
+    this.superblock = (await openSuperblock(this.source)).superblock;
+    await this.copySuperblock();
+  }
+
+  /**
+   * Copies both status slots. The head they name is capped at what the mirror has copied: a reader
+   * of the destination must not learn of records that are not there yet (it would take their absence
+   * for damage and skip them).
+   */
+  protected async copyStatus(): Promise<void> {
+    const B = this.B;
+    const slots = this.source.alloc(2 * B);
+    await this.source.read(STATUS_SLOT_BLOCKS[0] * B, slots);
+    const reader = this.reader;
+    if (reader !== undefined) {
+      for (let i = 0; i < 2; i++) {
+        const slot = slots.subarray(i * B, (i + 1) * B);
+        const decoded = decodeStatus(slot);
+        if (!decoded.ok || decoded.status.epoch !== reader.epoch || decoded.status.headSeq <= reader.seq) continue;
+        encodeStatus({ ...decoded.status, headSeq: reader.seq, headBlock: BigInt(reader.block) }, slot);
+      }
+    }
+    await this.sink.write(STATUS_SLOT_BLOCKS[0] * B, slots);
+    this.counters.statusCopies++;
+  }
+
+  /** Copy B, sync, copy A, sync: a reader of the destination never sees A ahead of B. */
+  protected async copySuperblock(): Promise<void> {
+    const B = this.B;
+    const lastOffset = Number(this.superblock.volumeBlocks - 1n) * B;
+    const block = this.source.alloc(B);
+    await this.source.read(0, block);
+    await this.sink.write(lastOffset, block);
+    await this.sink.flush();
+    await this.sink.write(0, block);
+    await this.sink.flush();
+    this.counters.superblockCopies++;
+  }
+}

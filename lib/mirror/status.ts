@@ -1,0 +1,83 @@
+// Mirror status for any mirror mode (local, remote, hook, or the array's own replication): reads the
+// send volume and its copy (O_DIRECT, read-only) and compares them. Lag in records is the source's
+// status head minus the copy's (the copy's head is what reached it: lunlink mirrors cap it at what
+// they copied; an array copies it as is); lag in ms is how much older the newest status block on the
+// copy is than the source's (both stamped by the writer's clock, so no clock skew enters). The copy's
+// ring is scanned for its newest intact record (the last copied).
+import { loadChecksums } from "../format/checksum.ts";
+import { STATUS_SLOT_BLOCKS } from "../format/layout.ts";
+import { decodeStatus, pickStatus, type StatusBlock } from "../format/status.ts";
+import type { Superblock } from "../format/superblock.ts";
+import { ErrorCode, LunlinkError } from "../io/errors.ts";
+import type { Volume } from "../io/volume.ts";
+import { inspectRing } from "../ring/inspect.ts";
+import { openSuperblock } from "../ring/superblocks.ts";
+
+export interface MirrorSideStatus {
+  path: string;
+  volumeUuid: string | null;
+  pairUuid: string | null;
+  epoch: bigint | null;
+  /** Next seq the writer will use, as this volume's status block says. */
+  headSeq: bigint | null;
+  /** Writer's wall clock when this status block was written. */
+  statusWallMs: bigint | null;
+  /** Newest intact record in the ring (the copy: the last one copied). */
+  newestSeq: bigint | null;
+  /** Why the volume could not be read as a lunlink volume (blank copy, conflict...). */
+  problem: string | null;
+}
+
+export interface MirrorStatusReport {
+  source: MirrorSideStatus;
+  destination: MirrorSideStatus;
+  /** "in-sync", "lagging", "not-a-copy" (another volume), "not-copied" (blank or unreadable copy). */
+  state: "in-sync" | "lagging" | "not-a-copy" | "not-copied";
+  lagRecords: bigint | null;
+  lagMs: number | null;
+}
+
+async function side(volume: Volume, scanRing: boolean): Promise<MirrorSideStatus & { superblock?: Superblock; status?: StatusBlock }> {
+  const base: MirrorSideStatus = { path: volume.path, volumeUuid: null, pairUuid: null, epoch: null, headSeq: null, statusWallMs: null, newestSeq: null, problem: null };
+  let superblock: Superblock;
+  try {
+    superblock = (await openSuperblock(volume)).superblock;
+  } catch (error) {
+    if (error instanceof LunlinkError) return { ...base, problem: `${error.code}: ${error.message}` };
+    throw error;
+  }
+  const B = superblock.blockBytes;
+  const status = pickStatus(decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[0] * B, B)), decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[1] * B, B)));
+  const ring = scanRing ? await inspectRing(volume, superblock) : undefined;
+  return {
+    ...base,
+    volumeUuid: superblock.volumeUuid,
+    pairUuid: superblock.pairUuid,
+    epoch: superblock.epoch,
+    headSeq: status?.headSeq ?? null,
+    statusWallMs: status?.wallClockMs ?? null,
+    newestSeq: ring?.newestSeq ?? null,
+    superblock,
+    ...(status === undefined ? {} : { status }),
+  };
+}
+
+export async function mirrorStatus(source: Volume, destination: Volume): Promise<MirrorStatusReport> {
+  await loadChecksums();
+  const { superblock: _s, status: sourceStatus, ...src } = await side(source, false);
+  const { superblock: _d, status: copyStatus, ...dst } = await side(destination, true);
+  const report: MirrorStatusReport = { source: src, destination: dst, state: "not-copied", lagRecords: null, lagMs: null };
+  if (src.volumeUuid === null) throw new LunlinkError(ErrorCode.NotFormatted, `mirror status: the source ${source.path} is not a lunlink volume (${src.problem})`);
+  if (dst.volumeUuid === null) return report;
+  if (dst.volumeUuid !== src.volumeUuid) {
+    report.state = "not-a-copy";
+    return report;
+  }
+  if (sourceStatus !== undefined && copyStatus !== undefined) {
+    // Sequences never repeat on a volume and grow across epochs, so heads compare across epochs too.
+    report.lagRecords = sourceStatus.headSeq > copyStatus.headSeq ? sourceStatus.headSeq - copyStatus.headSeq : 0n;
+    report.lagMs = Math.max(0, Number(sourceStatus.wallClockMs - copyStatus.wallClockMs));
+  }
+  report.state = report.lagRecords === 0n && dst.epoch === src.epoch ? "in-sync" : "lagging";
+  return report;
+}

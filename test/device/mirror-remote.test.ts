@@ -1,0 +1,175 @@
+// The remote mirror between two network namespaces joined by their own veth (the replication link,
+// 198.18.0.0/15 inside the namespaces only): `lunlink mirror serve` in one, `lunlink mirror push` in
+// the other, loop devices as send and receive volumes. An appender process writes frames, a tailer
+// process reads them from the receive volume (acking through a third volume), and the test cuts and
+// restores the link, or kills the pusher with SIGKILL and restarts it, mid-stream: every frame must
+// arrive exactly once, in order, by hash.
+import test, { type ExecutionContext } from "ava";
+import { spawn } from "node:child_process";
+
+import { STATUS_SLOT_BLOCKS } from "../../lib/format/layout.ts";
+import { readStamp } from "../../lib/format/record.ts";
+import { decodeStatus, pickStatus } from "../../lib/format/status.ts";
+import { Volume } from "../../lib/index.ts";
+import { mirrorStatus } from "../../lib/mirror/status.ts";
+import { formatVolume } from "../../lib/ring/superblocks.ts";
+import { jsonLines, type JsonLines } from "../helpers/json-lines.ts";
+import { attachLoop } from "../helpers/loop.ts";
+import { connect, createNamespace, setLink, spawnIn } from "../helpers/netns.ts";
+import { expectedHash } from "../helpers/ring-payloads.ts";
+import { sparseFile } from "../helpers/scratch.ts";
+import { sleep } from "../helpers/exec.ts";
+
+const CLI = new URL("../helpers/lunlink-cli.ts", import.meta.url).pathname;
+const PEER = new URL("../helpers/ring-peer.ts", import.meta.url).pathname;
+const FRAMES = 3000;
+const RING_BLOCKS = 128n;
+const PORT = 7433;
+
+interface Rig {
+  src: string;
+  dst: string;
+  nsA: string;
+  nsB: string;
+  linkEnd: { ns: string; dev: string };
+  to: string;
+  server: JsonLines;
+}
+
+async function rig(t: ExecutionContext, subnet: string): Promise<Rig> {
+  const [src, dst] = [await attachLoop(t, await sparseFile(t, 8 * 1024 * 1024, "src.img"), { directIo: true }), await attachLoop(t, await sparseFile(t, 8 * 1024 * 1024, "dst.img"), { directIo: true })];
+  const v = await Volume.open(src, { dsync: true });
+  await formatVolume(v, { writerNode: 1, peerNode: 2, ringBlocks: RING_BLOCKS });
+  await v.close();
+  const nsA = await createNamespace(t, "push");
+  const nsB = await createNamespace(t, "serve");
+  const veth = await connect(nsA, nsB, subnet, "r");
+  const to = `${veth.b.address}:${PORT}`;
+  const server = jsonLines(spawnIn(t, nsB, process.execPath, ["--import=tsx", CLI, "mirror", "serve", "--listen", to, "--volume", dst, "--json"]), "serve");
+  await server.until((l) => l.event === "listening");
+  return { src, dst, nsA, nsB, linkEnd: veth.a, to, server };
+}
+
+function pusher(t: ExecutionContext, r: Rig): JsonLines & { kill(signal: NodeJS.Signals): void } {
+  const child = spawnIn(t, r.nsA, process.execPath, ["--import=tsx", CLI, "mirror", "push", r.src, "--to", r.to, "--ack-timeout-ms", "1000", "--json"]);
+  return { ...jsonLines(child, "push"), kill: (signal) => child.kill(signal) };
+}
+
+function peer(t: ExecutionContext, args: string[]): JsonLines {
+  const child = spawn(process.execPath, ["--import=tsx", PEER, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  });
+  return jsonLines(child, args[0]!);
+}
+
+/** Waits (bounded) until the receive volume's status head has passed `records` more records. */
+async function copiedPast(dst: string, records: bigint): Promise<bigint> {
+  const volume = await Volume.open(dst, { readOnly: true });
+  try {
+    let first: bigint | undefined;
+    for (let n = 0; n < 1000; n++) {
+      const status = pickStatus(decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[0] * 4096, 4096)), decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[1] * 4096, 4096)));
+      if (status !== undefined) {
+        first ??= status.headSeq;
+        if (status.headSeq >= first + records) return status.headSeq;
+      }
+      await sleep(20);
+    }
+    throw new Error(`the receive volume's head did not advance ${records} records within 20 s`);
+  } finally {
+    await volume.close();
+  }
+}
+
+/** Ring blocks that differ between the volumes, with both stamps (a diagnostic for a failure). */
+async function ringDifferences(r: Rig): Promise<string[]> {
+  const [src, dst] = [await Volume.open(r.src, { readOnly: true }), await Volume.open(r.dst, { readOnly: true })];
+  try {
+    const bytes = Number(RING_BLOCKS + 4n) * 4096;
+    const [x, y] = [await src.read(0, bytes), await dst.read(0, bytes)];
+    const out: string[] = [];
+    for (let k = 3; k < Number(RING_BLOCKS) + 3; k++) {
+      const [p, q] = [x.subarray(k * 4096, (k + 1) * 4096), y.subarray(k * 4096, (k + 1) * 4096)];
+      if (Buffer.compare(p, q) !== 0) out.push(`block ${k}: source ${JSON.stringify(readStamp(p, 0), (_k, v: unknown) => (typeof v === "bigint" ? Number(v) : v))} copy ${JSON.stringify(readStamp(q, 0), (_k, v: unknown) => (typeof v === "bigint" ? Number(v) : v))}`);
+    }
+    return out;
+  } finally {
+    await src.close();
+    await dst.close();
+  }
+}
+
+/** Starts tailer then appender (acks through their own volume), and returns their final reports. */
+async function stream(t: ExecutionContext, r: Rig, during: () => Promise<void>) {
+  const acks = await sparseFile(t, 4 * 1024 * 1024, "acks.img");
+  const v = await Volume.open(acks, { dsync: true });
+  await formatVolume(v, { writerNode: 2, peerNode: 1, ringBlocks: 64n });
+  await v.close();
+  const tailer = peer(t, ["tailer", r.dst, acks, String(FRAMES)]);
+  t.deepEqual(await tailer.next(), { ready: true });
+  const appender = peer(t, ["appender", r.src, acks, String(FRAMES)]);
+  await during();
+  const written = (await appender.next(25_000)) as { framesDropped: number; overwrittenUnacked: number; bytesWritten: number };
+  const read = (await tailer.next(25_000)) as { count: number; inOrder: boolean; corrupt: number; hash: string; lost: number; overruns: number };
+  t.is(await appender.exited, 0, appender.stderr());
+  t.is(await tailer.exited, 0, tailer.stderr());
+  t.is(read.count, FRAMES);
+  t.true(read.inOrder, "in order");
+  t.is(read.corrupt, 0);
+  t.is(read.hash, expectedHash(FRAMES), "every frame exactly once");
+  t.is(read.lost, 0);
+  t.is(written.framesDropped, 0);
+  t.is(written.overwrittenUnacked, 0);
+  return { written, read };
+}
+
+test("cut and restore the replication link mid-stream: nothing lost or duplicated", async (t) => {
+  const r = await rig(t, "198.18.41");
+  const push = pusher(t, r);
+  await push.until((l) => l.event === "resync");
+  let down: Record<string, unknown> | undefined;
+  await stream(t, r, async () => {
+    await copiedPast(r.dst, 150n);
+    await setLink(r.linkEnd, false);
+    down = await push.until((l) => l.event === "connection-down", 15_000);
+    await setLink(r.linkEnd, true);
+    await push.until((l) => l.event === "resync", 20_000);
+  });
+  t.regex(String(down?.detail), /no answer for 1000 ms|ENETUNREACH|EHOSTUNREACH/);
+  push.kill("SIGTERM");
+  const done = await push.until((l) => l.event === "done");
+  t.true((done.reconnects as number) >= 1, `reconnects ${done.reconnects}`);
+  t.true((done.resyncs as number) >= 1);
+  t.is(await push.exited, 0, push.stderr());
+});
+
+test("kill -9 the pusher mid-copy and start it again: nothing lost or duplicated; once in sync, a restart sends no ring block", async (t) => {
+  const r = await rig(t, "198.18.42");
+  const first = pusher(t, r);
+  await first.until((l) => l.event === "resync");
+  let second: ReturnType<typeof pusher> | undefined;
+  await stream(t, r, async () => {
+    await copiedPast(r.dst, 150n);
+    first.kill("SIGKILL");
+    await first.exited;
+    second = pusher(t, r);
+    await second.until((l) => l.event === "resync", 20_000);
+  });
+  // Everything the tailer read is on the receive volume: a pusher restarted now finds the ring equal.
+  second!.kill("SIGKILL");
+  await second!.exited;
+  const third = pusher(t, r);
+  const before = await ringDifferences(r);
+  const resync = await third.until((l) => l.event === "resync", 20_000);
+  if (resync.blocksCopied !== 0) t.log(before.join("\n"));
+  t.is(resync.blocksCopied, 0, "no ring block differs");
+  t.is(resync.blocksSkipped, Number(RING_BLOCKS));
+  const src = await Volume.open(r.src, { readOnly: true });
+  const dst = await Volume.open(r.dst, { readOnly: true });
+  const status = await mirrorStatus(src, dst);
+  await src.close();
+  await dst.close();
+  t.is(status.state, "in-sync");
+  t.is(status.lagRecords, 0n);
+});

@@ -1,0 +1,133 @@
+// Remote mirror over TCP on the loopback interface, files as volumes: the checksum resync sends only
+// the blocks that differ, the continuous copy delivers every frame once, and a destination formatted
+// for another volume is refused with its code unless the server is forced.
+import test from "ava";
+
+import { ErrorCode, FrameType, LunlinkError, Poller, RingReader, RingWriter, Volume, formatVolume } from "../../lib/index.ts";
+import { RING_START_BLOCK } from "../../lib/format/layout.ts";
+import { RemoteMirrorPusher } from "../../lib/mirror/remote-pusher.ts";
+import { RemoteMirrorServer } from "../../lib/mirror/remote-server.ts";
+import { sparseFile } from "../helpers/scratch.ts";
+
+const MiB = 1024 * 1024;
+const RING_BLOCKS = 64n;
+
+async function setup(t: Parameters<typeof sparseFile>[0], serverOptions: { force?: boolean } = {}) {
+  const a = await Volume.open(await sparseFile(t, 2 * MiB, "a.img"), { dsync: true });
+  const b = await Volume.open(await sparseFile(t, 2 * MiB, "b.img"));
+  await formatVolume(a, { writerNode: 1, peerNode: 2, ringBlocks: RING_BLOCKS });
+  const server = await RemoteMirrorServer.listen(b, { host: "127.0.0.1", port: 0, ...serverOptions });
+  t.teardown(async () => {
+    await server.close();
+    await a.close();
+    await b.close();
+  });
+  return { a, b, server };
+}
+
+async function pushOnce(a: Volume, server: RemoteMirrorServer): Promise<RemoteMirrorPusher> {
+  const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port: server.address.port, once: true, retryMinMs: 10, maxReconnects: 3 });
+  pusher.start();
+  await pusher.finished();
+  return pusher;
+}
+
+function frame(i: number): Uint8Array {
+  const b = new Uint8Array(100 + (i % 13) * 97);
+  new DataView(b.buffer).setUint32(0, i, true);
+  b.fill(i & 0xff, 4);
+  return b;
+}
+
+test("checksum resync: a second push sends exactly the blocks that differ", async (t) => {
+  const { a, b, server } = await setup(t);
+  const writer = await RingWriter.open(a, { nodeId: 1, maxDelayMs: 0 });
+  for (let i = 0; i < 20; i++) await writer.append(FrameType.Control, frame(i));
+  await writer.flush();
+  await writer.close();
+  const first = await pushOnce(a, server);
+  t.true(first.counters.blocksCopied > 0, `first push copied ${first.counters.blocksCopied} ring blocks`);
+  t.is(first.counters.blocksCopied + first.counters.blocksSkipped, Number(RING_BLOCKS));
+  const reader = await RingReader.open(b, { nodeId: 2, start: "oldest" });
+  const got: number[] = [];
+  while ((await reader.poll((_s, _t, _f, bytes, offset) => got.push(new DataView(bytes.buffer, bytes.byteOffset + offset).getUint32(0, true)))) !== "waiting");
+  t.deepEqual(got, Array.from({ length: 20 }, (_, i) => i));
+
+  // Damage three ring blocks of the destination (one of them twice over): only those travel again.
+  const junk = b.alloc(4096).fill(0x5a);
+  for (const ringBlock of [0, 7, 40]) await b.write((RING_START_BLOCK + ringBlock) * 4096, junk);
+  const progress: number[] = [];
+  const second = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port: server.address.port, once: true });
+  second.on("progress", (p) => progress.push(p.blocksDone));
+  second.start();
+  await second.finished();
+  t.is(second.counters.blocksCopied, 3);
+  t.is(second.counters.blocksSkipped, Number(RING_BLOCKS) - 3);
+  t.is(progress.at(-1), Number(RING_BLOCKS));
+  const sameAgain = await pushOnce(a, server);
+  t.is(sameAgain.counters.blocksCopied, 0, "an equal destination costs no block");
+});
+
+test("continuous remote mirror: every frame once, in order, across laps, acks from the mirrored side", async (t) => {
+  const { a, b, server } = await setup(t);
+  const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port: server.address.port, statusCopyMs: 2, pollMinUs: 50, pollMaxMs: 2 });
+  const resynced = new Promise<void>((resolve) => pusher.once("resync", () => resolve()));
+  pusher.start();
+  await resynced;
+  const reader = await RingReader.open(b, { nodeId: 2, start: "head" });
+  const writer = await RingWriter.open(a, { nodeId: 1, maxDelayMs: 1, maxRecordBlocks: 4, overwriteUnacked: false, fullQueue: "wait", queueLimitBytes: 64 * 1024, peerAck: () => reader.ack });
+  const poller = new Poller(reader, { pollMinUs: 50, pollMaxMs: 2, statusPollMs: 5 });
+  poller.start();
+  const total = 2000;
+  const seen: number[] = [];
+  const consume = (async () => {
+    for await (const f of poller.frames()) {
+      const i = new DataView(f.payload.buffer, f.payload.byteOffset).getUint32(0, true);
+      if (Buffer.compare(f.payload, frame(i)) !== 0) throw new Error(`frame ${i} corrupted`);
+      seen.push(i);
+      if (seen.length === total) break;
+    }
+  })();
+  for (let i = 0; i < total; i++) await writer.append(FrameType.Data, frame(i));
+  await writer.flush();
+  await consume;
+  await poller.stop();
+  await writer.close();
+  await pusher.stop();
+  t.deepEqual(seen, Array.from({ length: total }, (_, i) => i));
+  t.is(reader.counters.lost, 0n);
+  t.true(writer.counters.bytesWritten / (Number(RING_BLOCKS) * 4096) >= 5, "the ring lapped 5+ times");
+  t.true(pusher.link.writesAcked > 0);
+  t.is(pusher.link.reconnects, 0);
+});
+
+test("the server refuses a destination formatted for another volume (WRONG_PAIR, not retried) unless forced", async (t) => {
+  const { a, b, server } = await setup(t);
+  await formatVolume(b, { writerNode: 2, peerNode: 1 });
+  const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port: server.address.port, once: true, retryMinMs: 10 });
+  pusher.start();
+  const refused = await t.throwsAsync(pusher.finished());
+  t.is((refused as LunlinkError).code, ErrorCode.WrongPair);
+  t.regex(refused.message, /use --force/);
+  t.is(pusher.link.reconnects, 0);
+  const forced = await RemoteMirrorServer.listen(b, { host: "127.0.0.1", port: 0, force: true });
+  t.teardown(() => forced.close());
+  const ok = await pushOnce(a, forced);
+  t.is(ok.counters.resyncs, 1);
+  const reader = await RingReader.open(b, { nodeId: 2 });
+  t.true(reader.epoch > 0n);
+});
+
+test("nobody listening: the pusher retries with backoff, then gives up with ERR_LUNLINK_PEER_LOST", async (t) => {
+  const { a, server } = await setup(t);
+  const port = server.address.port;
+  await server.close();
+  const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port, once: true, retryMinMs: 5, retryMaxMs: 20, maxReconnects: 3 });
+  const downs: string[] = [];
+  pusher.on("connection", (state, detail) => downs.push(`${state} ${detail}`));
+  pusher.start();
+  const lost = await t.throwsAsync(pusher.finished());
+  t.is((lost as LunlinkError).code, ErrorCode.PeerLost);
+  t.regex(lost.message, /gave up after 3 reconnects.*ECONNREFUSED/);
+  t.is(downs.length, 3);
+});
