@@ -1,10 +1,12 @@
 // `npm run bench -- <suite> [options]`: benchmarks side by side with reference tools, printed as
-// tables with ratios. Suites: raw (addon O_DIRECT vs fio psync), codec (checksums, record encode/decode), ring (RingWriter vs fio), latency (writer -> poller vs a C probe), mirror (resync vs dd).
+// tables with ratios. Suites: raw (addon O_DIRECT vs fio psync), codec (checksums, record encode/decode), ring (RingWriter vs fio), latency (writer -> poller vs a C probe), mirror (resync vs dd), tun (packets/s
+// per core through a TunDevice, read and write side, in a network namespace it creates).
 import { codecBench } from "./codec.ts";
 import { latencyBench } from "./latency.ts";
 import { mirrorBench } from "./mirror.ts";
 import { rawBench } from "./raw.ts";
 import { ringBench } from "./ring.ts";
+import { tunBench } from "./tun.ts";
 
 const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   raw: rawBench,
@@ -12,6 +14,7 @@ const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   ring: ringBench,
   latency: latencyBench,
   mirror: mirrorBench,
+  tun: tunBench,
 };
 
 const [suite = "raw", ...rest] = process.argv.slice(2);
