@@ -47,6 +47,8 @@ struct TunReader {
   std::mutex mutex;
   std::condition_variable freed;
   bool stopping = false;     // guarded by mutex
+  int inFlight = 0;          // guarded by mutex: batches posted to JS and not yet recycled
+  bool accumulating = false; // guarded by mutex: the thread holds a partial batch until inFlight is 0
   std::vector<int> free;     // guarded by mutex; capacity kTunSlots, never reallocates
   bool delivering = true;    // JS thread only: false once closed, late batches are dropped
   uint8_t* data[kTunSlots] = {};
@@ -124,6 +126,9 @@ bool IsPacketDrop(int error) {
 
 // ---- reader thread -------------------------------------------------------------------------
 
+// Batching policy: when JS has no batch in hand the first packets go out at once (latency); while
+// JS is still busy with earlier batches the thread keeps filling the current slot (throughput),
+// and posts it when it is full or JS has caught up (Recycle wakes the thread through the eventfd).
 void TunReader::Run() {
   int slot = -1;
   for (;;) {
@@ -134,12 +139,13 @@ void TunReader::Run() {
       if (stopping) return;
       slot = free.back();
       free.pop_back();
+      TunBatch& fresh = batches[slot];
+      fresh.count = 0;
+      fresh.bytes = 0;
+      fresh.error = 0;
+      fresh.syscall = Syscall::kNone;
     }
     TunBatch& batch = batches[slot];
-    batch.count = 0;
-    batch.bytes = 0;
-    batch.error = 0;
-    batch.syscall = Syscall::kNone;
 
     struct pollfd fds[2] = {{fd, POLLIN, 0}, {wakeFd, POLLIN, 0}};
     const int r = poll(fds, 2, -1);
@@ -148,19 +154,38 @@ void TunReader::Run() {
       batch.error = errno;
       batch.syscall = Syscall::kPoll;
     } else {
-      if (fds[1].revents != 0) return;  // shutdown (or the eventfd broke: stop either way)
-      if (fds[0].revents == 0) continue;
-      Drain(batch);
-      if (batch.count == 0 && batch.error == 0) {
-        if ((fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) == 0) continue;  // spurious wake-up
-        batch.error = EIO;  // error condition without an errno to read: the interface is gone
-        batch.syscall = Syscall::kPoll;
+      if (fds[1].revents != 0) {
+        uint64_t value;
+        ssize_t n;
+        do {
+          n = read(wakeFd, &value, sizeof(value));  // reset the counter; EAGAIN cannot happen here
+        } while (n < 0 && errno == EINTR);
+        std::lock_guard<std::mutex> lock(mutex);
+        if (stopping || n != static_cast<ssize_t>(sizeof(value))) return;  // shutdown (or a broken eventfd)
       }
+      if (fds[0].revents != 0) {
+        const uint32_t before = batch.count;
+        Drain(batch);
+        if (batch.count == before && batch.error == 0 && (fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
+          batch.error = EIO;  // error condition without an errno to read: the interface is gone
+          batch.syscall = Syscall::kPoll;
+        }
+      }
+    }
+    const bool full = batch.count >= kTunBatchPackets || kTunBatchBytes - batch.bytes < kTunMaxPacketBytes;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (batch.error == 0 && !full && (batch.count == 0 || inFlight > 0)) {
+        accumulating = batch.count > 0;  // ask Recycle to wake us when JS has caught up
+        continue;
+      }
+      accumulating = false;
+      inFlight++;
     }
     const int posted = slot;
     slot = -1;
     if (tsfn.NonBlockingCall(&batches[posted], Deliver) != napi_ok) return;  // environment closing
-    if (batch.error != 0) return;  // reported to JS; the device is unusable
+    if (batches[posted].error != 0) return;  // reported to JS; the device is unusable
   }
 }
 
@@ -183,11 +208,24 @@ void TunReader::Drain(TunBatch& batch) {
 }
 
 void TunReader::Recycle(int slot) {
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mutex);
     free.push_back(slot);
+    inFlight--;
+    wake = accumulating && inFlight == 0;
+    if (wake) accumulating = false;
   }
   freed.notify_one();
+  if (wake) {
+    const uint64_t one = 1;
+    ssize_t n;
+    do {
+      n = write(wakeFd, &one, sizeof(one));
+    } while (n < 0 && errno == EINTR);
+    // Cannot fail: the thread resets the counter on every wake-up, so it never nears overflow.
+    if (n != static_cast<ssize_t>(sizeof(one))) std::abort();
+  }
 }
 
 // JS thread: onBatch(slot, count, bytes, errno, syscallId) runs synchronously; the slot's buffers
@@ -278,6 +316,11 @@ int NativeTun::Shutdown() {
     // eventfd; if it did, the thread would never wake: crash loudly rather than hang in join.
     if (n != static_cast<ssize_t>(sizeof(one))) std::abort();
     if (reader_->thread.joinable()) reader_->thread.join();
+    {
+      // The thread is gone: late batches are recycled without waking anyone (wakeFd closes below).
+      std::lock_guard<std::mutex> lock(reader_->mutex);
+      reader_->accumulating = false;
+    }
     reader_->delivering = false;
     reader_->tsfn.Release();
     close(reader_->wakeFd);
