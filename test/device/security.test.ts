@@ -1,0 +1,46 @@
+// Keys end to end: two hosts with X25519 keys (lab keys: true) carry a TCP stream over sealed UDP
+// while a hostile sender in node 1's namespace floods node 2's port with forged sealed datagrams and
+// unsealed (downgrade) ones claiming to be node 1 with a newer session. Asserted: the stream arrives
+// intact, every hostile datagram is refused and counted by reason, none changes node 2's view of its
+// peer (no "restart"), and a node whose private key file is mode 0644 refuses to start.
+import { chmod } from "node:fs/promises";
+import { once } from "node:events";
+import { join } from "node:path";
+import test from "ava";
+
+import { Lab } from "../../lib/cli/lab.ts";
+import { NETNS_PREFIX } from "../helpers/netns.ts";
+
+test("sealed UDP: forged and downgraded datagrams are refused and counted while a TCP stream arrives intact", async (t) => {
+  const lab = await Lab.create({ prefix: NETNS_PREFIX, volumeBytes: 32 * 1024 * 1024, keys: true });
+  t.teardown(() => lab.destroy());
+  await lab.startNode(1);
+  await lab.startNode(2);
+  for (const id of [1, 2] as const) await lab.waitFor(id, "up on both paths", (s) => s.active === "primary" && s.paths.storage.state === "up");
+  const bytes = 16 * 1024 * 1024;
+  const stream = await lab.startStream(1, bytes, 8);
+  const target = `${lab.nodes[1].underlayAddress}:7410`;
+  for (const mode of ["forged", "downgrade"]) {
+    const flood = lab.spawnIn(1, process.execPath, ["--import=tsx", "test/helpers/udp-flood.ts", target, "2000", mode]);
+    const [code] = (await once(flood, "exit")) as [number];
+    t.is(code, 0, `${mode} flood ran`);
+  }
+  const { sent, received } = await stream.finished;
+  t.is(received.bytes, bytes);
+  t.is(received.sha256, sent.sha256, "the stream is intact");
+  const s = await lab.status(2);
+  t.true(s.counters.authFailures >= 2000, `forged datagrams refused (${s.counters.authFailures})`);
+  t.true(s.counters.downgrades >= 2000, `unsealed datagrams refused as downgrades (${s.counters.downgrades})`);
+  t.is(s.counters.peerRestarts, 0, "no hostile datagram made node 2 believe node 1 restarted");
+  t.is(s.active, "primary");
+});
+
+test("a private key file readable by others stops `lunlink up` with a clear error", async (t) => {
+  const lab = await Lab.create({ prefix: NETNS_PREFIX, volumeBytes: 16 * 1024 * 1024, keys: true });
+  t.teardown(() => lab.destroy());
+  await chmod(join(lab.dir, "node1.key"), 0o644);
+  const error = await t.throwsAsync(lab.startNode(1, 10_000));
+  t.regex(error!.message, /node 1 exited/);
+  const logs = await lab.exec(1, process.execPath, [new URL("../../bin/lunlink.js", import.meta.url).pathname, "up", "--config", lab.nodes[0].configPath]).catch((e: { stderr?: string }) => e.stderr ?? "");
+  t.regex(logs, /ERR_LUNLINK_BAD_KEY: private key .*node1\.key is accessible by group or others \(mode 0644\): chmod 600 it/);
+});
