@@ -33,10 +33,12 @@ function nonce(counter: bigint): Buffer {
 
 export class Sealer {
   private readonly key: Buffer;
+  private readonly session: bigint;
   private counter = 0n;
 
   constructor(secret: Uint8Array, session: bigint, from: number, to: number) {
     this.key = udpKey(secret, session, from, to);
+    this.session = session;
   }
 
   get exhausted(): boolean {
@@ -46,6 +48,8 @@ export class Sealer {
   /** Seals an encoded message (version-1 header + payload) into a new datagram. */
   seal(message: Uint8Array): Buffer {
     const payloadBytes = message.length - MESSAGE_HEADER_BYTES;
+    const session = new DataView(message.buffer, message.byteOffset + SESSION_OFFSET, 8).getBigUint64(0, true);
+    if (session !== this.session) throw new Error(`assertion failed: sealing a message of session ${session} with the key of session ${this.session}`);
     const out = Buffer.allocUnsafe(message.length + SEAL_OVERHEAD_BYTES);
     out.set(message.subarray(0, MESSAGE_HEADER_BYTES), 0);
     out[0] = LINK_VERSION_SEALED;
