@@ -69,7 +69,7 @@ export const configSchema = z
       .strict()
       .optional(),
     control: z.object({ socket: z.string().min(1).optional() }).strict().prefault({}),
-    metrics: z.object({ listen: endpoint.optional() }).strict().prefault({}),
+    metrics: z.object({ listen: endpoint.optional(), allowRemote: z.boolean().default(false) }).strict().prefault({}),
   })
   .strict();
 
@@ -106,6 +106,10 @@ export function checkConfig(raw: unknown): { ok: true; config: NodeConfig } | { 
   const udpMax = c.primary.underlayMtu - IP_UDP_HEADER_BYTES - MESSAGE_HEADER_BYTES - sealBytes;
   if (c.tun.mtu > udpMax) problems.push({ key: "tun.mtu", value: c.tun.mtu, allowed: `at most ${udpMax}: the primary path carries underlayMtu ${c.primary.underlayMtu} - ${IP_UDP_HEADER_BYTES} (IP+UDP) - ${MESSAGE_HEADER_BYTES} (link header)${sealBytes === 0 ? "" : ` - ${sealBytes} (counter + AEAD tag)`}` });
   if (c.tun.mtu > STORAGE_MAX_PAYLOAD_BYTES) problems.push({ key: "tun.mtu", value: c.tun.mtu, allowed: `at most ${STORAGE_MAX_PAYLOAD_BYTES}: the storage path's largest frame` });
+  const metricsAt = c.metrics.listen === undefined ? undefined : parseEndpoint(c.metrics.listen);
+  if (metricsAt !== undefined && !metricsAt.host.startsWith("127.") && !c.metrics.allowRemote) {
+    problems.push({ key: "metrics.listen", value: c.metrics.listen, allowed: "a loopback address (127.0.0.0/8); set metrics.allowRemote to serve metrics beyond this host" });
+  }
   if (c.storage.send === c.storage.receive) problems.push({ key: "storage.receive", value: c.storage.receive, allowed: "a volume other than storage.send" });
   return problems.length > 0 ? { ok: false, problems } : { ok: true, config: c };
 }

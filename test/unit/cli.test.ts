@@ -178,12 +178,13 @@ test("check-config: a valid file prints ok with defaults; every bad key is named
   t.regex(bad.stderr, /primary\.bind = "198\.18\.1\.1": expected an IPv4 address and port/);
 
   const crossPath = join(dir, "cross.json");
-  await writeFile(crossPath, JSON.stringify({ ...good, peer: 1, tun: { address: "198.18.100.1/24", mtu: 1490 }, timers: { primary: { suspectMs: 200, downMs: 100 } } }));
+  await writeFile(crossPath, JSON.stringify({ ...good, peer: 1, tun: { address: "198.18.100.1/24", mtu: 1490 }, timers: { primary: { suspectMs: 200, downMs: 100 } }, metrics: { listen: "198.18.1.1:9410" } }));
   const cross = await lunlink("check-config", crossPath);
   t.is(cross.code, 1);
   t.regex(cross.stderr, /peer = 1: expected a node id other than node/);
   t.regex(cross.stderr, /tun\.mtu = 1490: expected at most 1444/);
   t.regex(cross.stderr, /timers\.primary\.downMs = 100: expected more than suspectMs \(200\)/);
+  t.regex(cross.stderr, /metrics\.listen = "198\.18\.1\.1:9410": expected a loopback address/, "metrics stay local unless allowed");
 
   const notJson = join(dir, "broken.json");
   await writeFile(notJson, "{ node: 1");
