@@ -32,17 +32,24 @@ function logger(json: boolean) {
 export const upCommand: Command = {
   summary: "bring this node's TUN interface and link up (foreground)",
   usage: [
-    "Usage: lunlink up --config FILE [--log-json]",
+    "Usage: lunlink up --config FILE [--metrics ADDR:PORT] [--log-json]",
     "",
     "Opens the TUN device (tun.name, default lunlink0) with tun.address and tun.mtu, the link's two",
     "paths (UDP primary; send ring on storage.send, peer's ring on storage.receive) and the control",
     "socket (control.socket, default /run/lunlink/<tun>.sock, mode 0600), and carries every IP packet",
     "until `lunlink down`, SIGINT or SIGTERM. Logs are structured (pino): human on a terminal, JSON",
-    "lines otherwise or with --log-json. metrics.listen serves Prometheus text at /metrics.",
+    "lines otherwise or with --log-json. --metrics (or metrics.listen) serves Prometheus text at",
+    "/metrics (loopback addresses only, unless metrics.allowRemote).",
   ].join("\n"),
   async run(args) {
-    const parsed = parse(args, { config: { type: "string" }, "log-json": { type: "boolean" } }, { min: 0, max: 0 });
-    const config = await loadConfig(configArg(parsed.values));
+    const parsed = parse(args, { config: { type: "string" }, metrics: { type: "string" }, "log-json": { type: "boolean" } }, { min: 0, max: 0 });
+    const file = configArg(parsed.values);
+    let config = await loadConfig(file);
+    if (typeof parsed.values.metrics === "string") {
+      const checked = checkConfig({ ...config, metrics: { ...config.metrics, listen: parsed.values.metrics } });
+      if (!checked.ok) throw new LunlinkError(ErrorCode.BadConfig, formatProblems(`${file} with --metrics`, checked.problems), { path: file });
+      config = checked.config;
+    }
     await runNode(config, logger(flag(parsed, "log-json")));
   },
 };
