@@ -16,6 +16,7 @@ import { ErrorCode, LunlinkError, integerOption } from "../io/errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { RingReader } from "../ring/reader.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
+import { WritePump } from "./write-pump.ts";
 
 /** Where a mirror writes: whole blocks at block-aligned offsets; flush() makes every write durable. */
 export interface BlockSink {
@@ -199,16 +200,16 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     const reader = this.reader;
     const noFrames = (): void => {};
     const B = this.B;
-    const copyRecord = async (record: Uint8Array, ringBlock: number, seq: bigint): Promise<void> => {
-      const offset = (RING_START_BLOCK + ringBlock) * B;
-      if (record.length > B) await this.sink.write(offset + B, record.subarray(B)); // payload first
-      await this.sink.write(offset, record.subarray(0, B)); // then the header block
+    // Destination writes overlap the next source reads (write-pump.ts); every status, superblock or
+    // resync step first drains them, so the copied head never names a record not yet written.
+    const pump = new WritePump(this.sink, B, (bytes) => this.source.alloc(bytes), (seq, blocks) => {
       this.counters.records++;
-      this.counters.blocksCopied += record.length / B;
+      this.counters.blocksCopied += blocks;
       this.counters.lastCopyMs = performance.now();
       this.counters.lastSuccessWallMs = Date.now();
-      this.emit("record", seq, record.length / B);
-    };
+      this.emit("record", seq, blocks);
+    });
+    const copyRecord = (record: Uint8Array, ringBlock: number, seq: bigint): Promise<void> => pump.add((RING_START_BLOCK + ringBlock) * B, record, seq);
     let sleepUs = this.options.pollMinUs;
     let fresh = false;
     let lastStatusMs = performance.now();
@@ -216,12 +217,15 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
       const outcome = await reader.poll(noFrames, fresh, copyRecord);
       fresh = false;
       if (outcome === "overrun") {
+        await pump.drain();
         await this.resync(); // the source lapped the mirror: copy everything again
       } else if (outcome === "epoch") {
+        await pump.drain();
         await this.adoptEpoch();
       }
       if (performance.now() - lastStatusMs >= this.options.statusCopyMs) {
         lastStatusMs = performance.now();
+        await pump.drain();
         if ((await reader.refresh()) === "epoch") await this.adoptEpoch();
         await this.copyStatus();
       }
@@ -233,6 +237,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
       fresh = await this.source.watch(reader.expectedOffset, reader.firstBlock, { compareBytes: 96, sleepUs, timeoutMs: waitMs });
       if (!fresh) sleepUs = Math.min(this.options.pollMaxMs * 1000, Math.max(1, sleepUs * 2));
     }
+    await pump.drain();
     await this.copyStatus();
     await this.sink.flush();
   }
