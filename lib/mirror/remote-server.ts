@@ -188,6 +188,9 @@ class ServerSession {
         this.queuedBytes -= message.type === "write" ? message.data.length : 64;
         if (this.queuedBytes <= this.owner.queueLimitBytes / 2 && this.socket.isPaused()) this.socket.resume();
         await this.handle(message);
+        // Ack once durable: at the end of what has arrived (whatever the last message was: a pusher
+        // whose window is full waits for this ack and sends nothing more until it comes).
+        if (this.queue.length === 0) await this.sync();
       }
     } catch (error) {
       await this.end(error instanceof LunlinkError ? `error: ${error.code}` : "error", error as Error);
@@ -245,8 +248,7 @@ class ServerSession {
         this.owner.counters.writes++;
         this.owner.counters.bytesWritten += length;
         this.owner.counters.lastWriteWallMs = Date.now();
-        // Ack once durable: at a sync point, or when nothing more is waiting (a batch's end).
-        if (message.sync || this.queue.length === 0) await this.sync();
+        if (message.sync) await this.sync();
         return;
       }
       case "welcome":

@@ -68,6 +68,27 @@ test("checksum resync: a second push sends exactly the blocks that differ", asyn
   t.is(sameAgain.counters.blocksCopied, 0, "an equal destination costs no block");
 });
 
+test("a resync many times the window completes on one session (the server acks whatever message ends what arrived)", async (t) => {
+  const a = await Volume.open(await sparseFile(t, 24 * MiB, "a.img"), { dsync: true });
+  const b = await Volume.open(await sparseFile(t, 24 * MiB, "b.img"));
+  const noise = a.alloc(MiB);
+  for (let i = 0; i < noise.length; i += 4) new DataView(noise.buffer, noise.byteOffset).setUint32(i, (i * 2654435761) >>> 0, true);
+  for (let at = 0; at < 24 * MiB; at += MiB) await a.write(at, noise);
+  await formatVolume(a, { writerNode: 1, peerNode: 2, force: true });
+  const server = await RemoteMirrorServer.listen(b, { host: "127.0.0.1", port: 0 });
+  t.teardown(async () => {
+    await server.close();
+    await a.close();
+    await b.close();
+  });
+  const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port: server.address.port, once: true, windowBytes: MiB, ackTimeoutMs: 2000, maxReconnects: 0 });
+  pusher.start();
+  await pusher.finished();
+  t.is(pusher.link.reconnects, 0);
+  t.true(pusher.counters.blocksCopied > 5000, `${pusher.counters.blocksCopied} blocks sent`);
+  t.true(server.counters.syncs > 10, `${server.counters.syncs} syncs`);
+});
+
 test("continuous remote mirror: every frame once, in order, across laps, acks from the mirrored side", async (t) => {
   const { a, b, server } = await setup(t);
   const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port: server.address.port, statusCopyMs: 2, pollMinUs: 50, pollMaxMs: 2 });
