@@ -3,10 +3,11 @@
 // for another volume is refused with its code unless the server is forced.
 import test from "ava";
 
-import { ErrorCode, FrameType, LunlinkError, Poller, RingReader, RingWriter, Volume, formatVolume } from "../../lib/index.ts";
+import { ErrorCode, FrameType, LunlinkError, RingReader, RingWriter, Volume, formatVolume } from "../../lib/index.ts";
 import { RING_START_BLOCK } from "../../lib/format/layout.ts";
 import { RemoteMirrorPusher } from "../../lib/mirror/remote-pusher.ts";
 import { RemoteMirrorServer } from "../../lib/mirror/remote-server.ts";
+import { mirrorFrame, streamThroughMirror } from "../helpers/mirror-stream.ts";
 import { sparseFile } from "../helpers/scratch.ts";
 
 const MiB = 1024 * 1024;
@@ -32,17 +33,10 @@ async function pushOnce(a: Volume, server: RemoteMirrorServer): Promise<RemoteMi
   return pusher;
 }
 
-function frame(i: number): Uint8Array {
-  const b = new Uint8Array(100 + (i % 13) * 97);
-  new DataView(b.buffer).setUint32(0, i, true);
-  b.fill(i & 0xff, 4);
-  return b;
-}
-
 test("checksum resync: a second push sends exactly the blocks that differ", async (t) => {
   const { a, b, server } = await setup(t);
   const writer = await RingWriter.open(a, { nodeId: 1, maxDelayMs: 0 });
-  for (let i = 0; i < 20; i++) await writer.append(FrameType.Control, frame(i));
+  for (let i = 0; i < 20; i++) await writer.append(FrameType.Control, mirrorFrame(i));
   await writer.flush();
   await writer.close();
   const first = await pushOnce(a, server);
@@ -95,27 +89,9 @@ test("continuous remote mirror: every frame once, in order, across laps, acks fr
   const resynced = new Promise<void>((resolve) => pusher.once("resync", () => resolve()));
   pusher.start();
   await resynced;
-  const reader = await RingReader.open(b, { nodeId: 2, start: "head" });
-  const writer = await RingWriter.open(a, { nodeId: 1, maxDelayMs: 1, maxRecordBlocks: 4, overwriteUnacked: false, fullQueue: "wait", queueLimitBytes: 64 * 1024, peerAck: () => reader.ack });
-  const poller = new Poller(reader, { pollMinUs: 50, pollMaxMs: 2, statusPollMs: 5 });
-  poller.start();
-  const total = 2000;
-  const seen: number[] = [];
-  const consume = (async () => {
-    for await (const f of poller.frames()) {
-      const i = new DataView(f.payload.buffer, f.payload.byteOffset).getUint32(0, true);
-      if (Buffer.compare(f.payload, frame(i)) !== 0) throw new Error(`frame ${i} corrupted`);
-      seen.push(i);
-      if (seen.length === total) break;
-    }
-  })();
-  for (let i = 0; i < total; i++) await writer.append(FrameType.Data, frame(i));
-  await writer.flush();
-  await consume;
-  await poller.stop();
-  await writer.close();
+  const { seen, reader, writer } = await streamThroughMirror(a, b, 2000);
   await pusher.stop();
-  t.deepEqual(seen, Array.from({ length: total }, (_, i) => i));
+  t.deepEqual(seen, Array.from({ length: 2000 }, (_, i) => i));
   t.is(reader.counters.lost, 0n);
   t.true(writer.counters.bytesWritten / (Number(RING_BLOCKS) * 4096) >= 5, "the ring lapped 5+ times");
   t.true(pusher.link.writesAcked > 0);
