@@ -2,9 +2,11 @@
 // the blocks that differ, the continuous copy delivers every frame once, and a destination formatted
 // for another volume is refused with its code unless the server is forced.
 import test from "ava";
+import { createConnection } from "node:net";
 
 import { ErrorCode, FrameType, LunlinkError, RingReader, RingWriter, Volume, formatVolume } from "../../lib/index.ts";
 import { RING_START_BLOCK } from "../../lib/format/layout.ts";
+import { MessageDecoder } from "../../lib/mirror/protocol.ts";
 import { RemoteMirrorPusher } from "../../lib/mirror/remote-pusher.ts";
 import { RemoteMirrorServer } from "../../lib/mirror/remote-server.ts";
 import { mirrorFrame, streamThroughMirror } from "../helpers/mirror-stream.ts";
@@ -127,4 +129,23 @@ test("nobody listening: the pusher retries with backoff, then gives up with ERR_
   t.is((lost as LunlinkError).code, ErrorCode.PeerLost);
   t.regex(lost.message, /gave up after 3 reconnects.*ECONNREFUSED/);
   t.is(downs.length, 3);
+});
+
+test("a peer that is not a lunlink pusher is cut off with ERR_LUNLINK_BAD_PEER_MESSAGE, and the server keeps serving", async (t) => {
+  const { a, server } = await setup(t);
+  const errors: string[] = [];
+  server.on("error", (e) => errors.push(`${(e as LunlinkError).code}: ${e.message}`));
+  const reply = await new Promise<Buffer>((resolve) => {
+    const socket = createConnection({ host: "127.0.0.1", port: server.address.port }, () => socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    const chunks: Buffer[] = [];
+    socket.on("data", (c) => chunks.push(c));
+    socket.on("close", () => resolve(Buffer.concat(chunks)));
+  });
+  t.is(errors.length, 1);
+  t.regex(errors[0]!, /^ERR_LUNLINK_BAD_PEER_MESSAGE: .*not a lunlink mirror peer/);
+  const decoder = new MessageDecoder();
+  decoder.push(reply);
+  t.like(decoder.next(), { type: "error", code: ErrorCode.BadPeerMessage });
+  const ok = await pushOnce(a, server);
+  t.is(ok.counters.resyncs, 1, "the next pusher is served");
 });
