@@ -20,6 +20,12 @@ export function parseAddress(name: string, raw: unknown): { host: string; port: 
   return { host: m[1] ?? m[2]!, port };
 }
 
+/** `--flag N` as `{ key: N }` (range-checked by the API, which names the option), or nothing. */
+function numberOption<K extends string>(parsed: ParsedArgs, flagName: string, key: K): Partial<Record<K, number>> {
+  const raw = parsed.values[flagName];
+  return raw === undefined ? {} : ({ [key]: Number(raw) } as Partial<Record<K, number>>);
+}
+
 function jsonLine(out: Output, value: unknown): void {
   out.stdout.write(`${toJson(value).replace(/\n\s*/g, " ")}\n`);
 }
@@ -82,9 +88,7 @@ async function push(parsed: ParsedArgs, out: Output): Promise<void> {
   const json = flag(parsed, "json");
   const source = await Volume.open(sourcePath, { readOnly: true });
   try {
-    const ackTimeout = parsed.values["ack-timeout-ms"];
-    const ackTimeoutMs = ackTimeout === undefined ? undefined : Number(ackTimeout);
-    const pusher = await RemoteMirrorPusher.open(source, { host, port, once: flag(parsed, "once"), ...(ackTimeoutMs === undefined ? {} : { ackTimeoutMs }) });
+    const pusher = await RemoteMirrorPusher.open(source, { host, port, once: flag(parsed, "once"), ...numberOption(parsed, "ack-timeout-ms", "ackTimeoutMs"), ...numberOption(parsed, "poll-max-ms", "pollMaxMs") });
     pusher.on("progress", progressBar());
     pusher.on("connection", (state, detail) => {
       if (json) jsonLine(out, { event: `connection-${state}`, detail });
@@ -135,7 +139,7 @@ export const mirrorCommand: Command = {
   usage: [
     "Usage: lunlink mirror copy <source> <destination> [--follow] [--force] [--json]",
     "       lunlink mirror serve --listen HOST:PORT --volume <destination> [--force] [--json]",
-    "       lunlink mirror push <source> --to HOST:PORT [--once] [--ack-timeout-ms N] [--json]",
+    "       lunlink mirror push <source> --to HOST:PORT [--once] [--ack-timeout-ms N] [--poll-max-ms N] [--json]",
     "       lunlink mirror status <source> <destination> [--json]",
     "",
     "copy    Copies the source send volume onto the destination receive volume with O_DIRECT: the ring",
@@ -146,7 +150,8 @@ export const mirrorCommand: Command = {
     "push    Near side: connects to a server, compares per-block checksums of the ring and sends only",
     "        the blocks that differ, then follows the ring; reconnects with backoff and resyncs after",
     "        the link drops (a write unacked for --ack-timeout-ms, default 5000, means it did).",
-    "        --once: resync, then exit.",
+    "        --once: resync, then exit. --poll-max-ms: longest sleep between reads of the source's",
+    "        next block while idle (default 10; bounds the added lag).",
     "status  Reads both volumes (any mirror mode, the array's too) and reports lag in records and ms,",
     "        head sequences and the last record copied.",
     "",
@@ -156,7 +161,7 @@ export const mirrorCommand: Command = {
   async run(args, out) {
     const parsed = parse(
       args,
-      { follow: { type: "boolean" }, force: { type: "boolean" }, json: { type: "boolean" }, once: { type: "boolean" }, listen: { type: "string" }, volume: { type: "string" }, to: { type: "string" }, "ack-timeout-ms": { type: "string" } },
+      { follow: { type: "boolean" }, force: { type: "boolean" }, json: { type: "boolean" }, once: { type: "boolean" }, listen: { type: "string" }, volume: { type: "string" }, to: { type: "string" }, "ack-timeout-ms": { type: "string" }, "poll-max-ms": { type: "string" } },
       { min: 1, max: 3 },
     );
     const verb = parsed.positionals[0];

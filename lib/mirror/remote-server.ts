@@ -53,6 +53,7 @@ export class RemoteMirrorServer extends EventEmitter<RemoteMirrorServerEvents> {
   readonly queueLimitBytes: number;
   private readonly server: Server;
   private active: ServerSession | undefined;
+  private latest: ServerSession | undefined;
   /** One aligned buffer for writes and sums reads: sessions apply one message at a time. */
   readonly buffer: Uint8Array;
 
@@ -89,18 +90,21 @@ export class RemoteMirrorServer extends EventEmitter<RemoteMirrorServerEvents> {
   /** Stops listening, ends the session (after its current write) and waits for it. */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    const session = this.active;
+    const session = this.latest;
     this.active = undefined;
-    if (session !== undefined) await session.end("server closing");
+    if (session !== undefined) await session.end("server closing"); // also waits for its last write
     await closed;
   }
 
   private accept(socket: Socket): void {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 1000);
-    const previous = this.active;
+    // The last session, even one that already ended: a write it started may still be in the kernel,
+    // and must land before the new session reads a checksum or writes anything.
+    const previous = this.latest;
     const session = new ServerSession(this, socket, previous);
     this.active = session;
+    this.latest = session;
     this.counters.sessions++;
     this.emit("session", session.peer);
     void previous?.end(`replaced by a new session from ${session.peer}`);
@@ -148,6 +152,12 @@ class ServerSession {
 
   /** Stops taking messages, drops the unapplied ones, waits for the one being applied. */
   async end(reason: string, error?: Error): Promise<void> {
+    this.stop(reason, error);
+    await this.working?.catch(() => undefined);
+  }
+
+  /** end() without the wait: what the apply loop itself calls (it must not wait for itself). */
+  private stop(reason: string, error?: Error): void {
     if (!this.closed) {
       this.closed = true;
       this.queue.length = 0;
@@ -156,7 +166,6 @@ class ServerSession {
       setTimeout(() => this.socket.destroy(), 1000).unref();
       this.owner.ended(this, reason, error);
     }
-    await this.working?.catch(() => undefined);
   }
 
   private receive(chunk: Buffer): void {
@@ -168,7 +177,7 @@ class ServerSession {
         this.queuedBytes += m.type === "write" ? m.data.length : 64;
       }
     } catch (error) {
-      void this.end("bad message", error as Error);
+      this.stop("bad message", error as Error);
       return;
     }
     if (this.queuedBytes > this.owner.queueLimitBytes) this.socket.pause();
@@ -188,9 +197,12 @@ class ServerSession {
         this.queuedBytes -= message.type === "write" ? message.data.length : 64;
         if (this.queuedBytes <= this.owner.queueLimitBytes / 2 && this.socket.isPaused()) this.socket.resume();
         await this.handle(message);
+        // Ack once durable: at the end of what has arrived (whatever the last message was: a pusher
+        // whose window is full waits for this ack and sends nothing more until it comes).
+        if (this.queue.length === 0) await this.sync();
       }
     } catch (error) {
-      await this.end(error instanceof LunlinkError ? `error: ${error.code}` : "error", error as Error);
+      this.stop(error instanceof LunlinkError ? `error: ${error.code}` : "error", error as Error);
     }
   }
 
@@ -245,8 +257,7 @@ class ServerSession {
         this.owner.counters.writes++;
         this.owner.counters.bytesWritten += length;
         this.owner.counters.lastWriteWallMs = Date.now();
-        // Ack once durable: at a sync point, or when nothing more is waiting (a batch's end).
-        if (message.sync || this.queue.length === 0) await this.sync();
+        if (message.sync) await this.sync();
         return;
       }
       case "welcome":

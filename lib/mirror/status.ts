@@ -37,19 +37,20 @@ export interface MirrorStatusReport {
   lagMs: number | null;
 }
 
-async function side(volume: Volume, scanRing: boolean): Promise<MirrorSideStatus & { superblock?: Superblock; status?: StatusBlock }> {
+/** One volume as a side of the report, and its status block (undefined if neither slot is valid). */
+async function side(volume: Volume, scanRing: boolean): Promise<[MirrorSideStatus, StatusBlock | undefined]> {
   const base: MirrorSideStatus = { path: volume.path, volumeUuid: null, pairUuid: null, epoch: null, headSeq: null, statusWallMs: null, newestSeq: null, problem: null };
   let superblock: Superblock;
   try {
     superblock = (await openSuperblock(volume)).superblock;
   } catch (error) {
-    if (error instanceof LunlinkError) return { ...base, problem: `${error.code}: ${error.message}` };
+    if (error instanceof LunlinkError) return [{ ...base, problem: `${error.code}: ${error.message}` }, undefined];
     throw error;
   }
   const B = superblock.blockBytes;
   const status = pickStatus(decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[0] * B, B)), decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[1] * B, B)));
   const ring = scanRing ? await inspectRing(volume, superblock) : undefined;
-  return {
+  const report = {
     ...base,
     volumeUuid: superblock.volumeUuid,
     pairUuid: superblock.pairUuid,
@@ -57,15 +58,14 @@ async function side(volume: Volume, scanRing: boolean): Promise<MirrorSideStatus
     headSeq: status?.headSeq ?? null,
     statusWallMs: status?.wallClockMs ?? null,
     newestSeq: ring?.newestSeq ?? null,
-    superblock,
-    ...(status === undefined ? {} : { status }),
   };
+  return [report, status];
 }
 
 export async function mirrorStatus(source: Volume, destination: Volume): Promise<MirrorStatusReport> {
   await loadChecksums();
-  const { superblock: _s, status: sourceStatus, ...src } = await side(source, false);
-  const { superblock: _d, status: copyStatus, ...dst } = await side(destination, true);
+  const [src, sourceStatus] = await side(source, false);
+  const [dst, copyStatus] = await side(destination, true);
   const report: MirrorStatusReport = { source: src, destination: dst, state: "not-copied", lagRecords: null, lagMs: null };
   if (src.volumeUuid === null) throw new LunlinkError(ErrorCode.NotFormatted, `mirror status: the source ${source.path} is not a lunlink volume (${src.problem})`);
   if (dst.volumeUuid === null) return report;

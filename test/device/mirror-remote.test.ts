@@ -33,7 +33,7 @@ interface Rig {
   nsB: string;
   linkEnd: { ns: string; dev: string };
   to: string;
-  server: JsonLines;
+  server: JsonLines & { kill(signal: NodeJS.Signals): void };
 }
 
 async function rig(t: ExecutionContext, subnet: string): Promise<Rig> {
@@ -45,9 +45,15 @@ async function rig(t: ExecutionContext, subnet: string): Promise<Rig> {
   const nsB = await createNamespace(t, "serve");
   const veth = await connect(nsA, nsB, subnet, "r");
   const to = `${veth.b.address}:${PORT}`;
-  const server = jsonLines(spawnIn(t, nsB, process.execPath, ["--import=tsx", CLI, "mirror", "serve", "--listen", to, "--volume", dst, "--json"]), "serve");
-  await server.until((l) => l.event === "listening");
+  const server = await serve(t, nsB, to, dst);
   return { src, dst, nsA, nsB, linkEnd: veth.a, to, server };
+}
+
+async function serve(t: ExecutionContext, ns: string, to: string, dst: string): Promise<JsonLines & { kill(signal: NodeJS.Signals): void }> {
+  const child = spawnIn(t, ns, process.execPath, ["--import=tsx", CLI, "mirror", "serve", "--listen", to, "--volume", dst, "--json"]);
+  const server = { ...jsonLines(child, "serve"), kill: (signal: NodeJS.Signals) => child.kill(signal) };
+  await server.until((l) => l.event === "listening");
+  return server;
 }
 
 function pusher(t: ExecutionContext, r: Rig): JsonLines & { kill(signal: NodeJS.Signals): void } {
@@ -172,4 +178,21 @@ test("kill -9 the pusher mid-copy and start it again: nothing lost or duplicated
   await dst.close();
   t.is(status.state, "in-sync");
   t.is(status.lagRecords, 0n);
+});
+
+test("kill -9 the server mid-copy and start it again: the pusher reconnects, nothing lost or duplicated", async (t) => {
+  const r = await rig(t, "198.18.43");
+  const push = pusher(t, r);
+  await push.until((l) => l.event === "resync");
+  await stream(t, r, async () => {
+    await copiedPast(r.dst, 150n);
+    r.server.kill("SIGKILL");
+    await r.server.exited;
+    await push.until((l) => l.event === "connection-down", 15_000);
+    await serve(t, r.nsB, r.to, r.dst);
+    await push.until((l) => l.event === "resync", 20_000);
+  });
+  push.kill("SIGTERM");
+  const done = await push.until((l) => l.event === "done");
+  t.true((done.reconnects as number) >= 1, `reconnects ${done.reconnects}`);
 });

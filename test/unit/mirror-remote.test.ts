@@ -2,11 +2,14 @@
 // the blocks that differ, the continuous copy delivers every frame once, and a destination formatted
 // for another volume is refused with its code unless the server is forced.
 import test from "ava";
+import { createConnection } from "node:net";
 
-import { ErrorCode, FrameType, LunlinkError, Poller, RingReader, RingWriter, Volume, formatVolume } from "../../lib/index.ts";
+import { ErrorCode, FrameType, LunlinkError, RingReader, RingWriter, Volume, formatVolume } from "../../lib/index.ts";
 import { RING_START_BLOCK } from "../../lib/format/layout.ts";
+import { MessageDecoder } from "../../lib/mirror/protocol.ts";
 import { RemoteMirrorPusher } from "../../lib/mirror/remote-pusher.ts";
 import { RemoteMirrorServer } from "../../lib/mirror/remote-server.ts";
+import { mirrorFrame, streamThroughMirror } from "../helpers/mirror-stream.ts";
 import { sparseFile } from "../helpers/scratch.ts";
 
 const MiB = 1024 * 1024;
@@ -32,17 +35,10 @@ async function pushOnce(a: Volume, server: RemoteMirrorServer): Promise<RemoteMi
   return pusher;
 }
 
-function frame(i: number): Uint8Array {
-  const b = new Uint8Array(100 + (i % 13) * 97);
-  new DataView(b.buffer).setUint32(0, i, true);
-  b.fill(i & 0xff, 4);
-  return b;
-}
-
 test("checksum resync: a second push sends exactly the blocks that differ", async (t) => {
   const { a, b, server } = await setup(t);
   const writer = await RingWriter.open(a, { nodeId: 1, maxDelayMs: 0 });
-  for (let i = 0; i < 20; i++) await writer.append(FrameType.Control, frame(i));
+  for (let i = 0; i < 20; i++) await writer.append(FrameType.Control, mirrorFrame(i));
   await writer.flush();
   await writer.close();
   const first = await pushOnce(a, server);
@@ -68,33 +64,36 @@ test("checksum resync: a second push sends exactly the blocks that differ", asyn
   t.is(sameAgain.counters.blocksCopied, 0, "an equal destination costs no block");
 });
 
+test("a resync many times the window completes on one session (the server acks whatever message ends what arrived)", async (t) => {
+  const a = await Volume.open(await sparseFile(t, 24 * MiB, "a.img"), { dsync: true });
+  const b = await Volume.open(await sparseFile(t, 24 * MiB, "b.img"));
+  const noise = a.alloc(MiB);
+  for (let i = 0; i < noise.length; i += 4) new DataView(noise.buffer, noise.byteOffset).setUint32(i, (i * 2654435761) >>> 0, true);
+  for (let at = 0; at < 24 * MiB; at += MiB) await a.write(at, noise);
+  await formatVolume(a, { writerNode: 1, peerNode: 2, force: true });
+  const server = await RemoteMirrorServer.listen(b, { host: "127.0.0.1", port: 0 });
+  t.teardown(async () => {
+    await server.close();
+    await a.close();
+    await b.close();
+  });
+  const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port: server.address.port, once: true, windowBytes: MiB, ackTimeoutMs: 2000, maxReconnects: 0 });
+  pusher.start();
+  await pusher.finished();
+  t.is(pusher.link.reconnects, 0);
+  t.true(pusher.counters.blocksCopied > 5000, `${pusher.counters.blocksCopied} blocks sent`);
+  t.true(server.counters.syncs > 10, `${server.counters.syncs} syncs`);
+});
+
 test("continuous remote mirror: every frame once, in order, across laps, acks from the mirrored side", async (t) => {
   const { a, b, server } = await setup(t);
   const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port: server.address.port, statusCopyMs: 2, pollMinUs: 50, pollMaxMs: 2 });
   const resynced = new Promise<void>((resolve) => pusher.once("resync", () => resolve()));
   pusher.start();
   await resynced;
-  const reader = await RingReader.open(b, { nodeId: 2, start: "head" });
-  const writer = await RingWriter.open(a, { nodeId: 1, maxDelayMs: 1, maxRecordBlocks: 4, overwriteUnacked: false, fullQueue: "wait", queueLimitBytes: 64 * 1024, peerAck: () => reader.ack });
-  const poller = new Poller(reader, { pollMinUs: 50, pollMaxMs: 2, statusPollMs: 5 });
-  poller.start();
-  const total = 2000;
-  const seen: number[] = [];
-  const consume = (async () => {
-    for await (const f of poller.frames()) {
-      const i = new DataView(f.payload.buffer, f.payload.byteOffset).getUint32(0, true);
-      if (Buffer.compare(f.payload, frame(i)) !== 0) throw new Error(`frame ${i} corrupted`);
-      seen.push(i);
-      if (seen.length === total) break;
-    }
-  })();
-  for (let i = 0; i < total; i++) await writer.append(FrameType.Data, frame(i));
-  await writer.flush();
-  await consume;
-  await poller.stop();
-  await writer.close();
+  const { seen, reader, writer } = await streamThroughMirror(a, b, 2000);
   await pusher.stop();
-  t.deepEqual(seen, Array.from({ length: total }, (_, i) => i));
+  t.deepEqual(seen, Array.from({ length: 2000 }, (_, i) => i));
   t.is(reader.counters.lost, 0n);
   t.true(writer.counters.bytesWritten / (Number(RING_BLOCKS) * 4096) >= 5, "the ring lapped 5+ times");
   t.true(pusher.link.writesAcked > 0);
@@ -130,4 +129,23 @@ test("nobody listening: the pusher retries with backoff, then gives up with ERR_
   t.is((lost as LunlinkError).code, ErrorCode.PeerLost);
   t.regex(lost.message, /gave up after 3 reconnects.*ECONNREFUSED/);
   t.is(downs.length, 3);
+});
+
+test("a peer that is not a lunlink pusher is cut off with ERR_LUNLINK_BAD_PEER_MESSAGE, and the server keeps serving", async (t) => {
+  const { a, server } = await setup(t);
+  const errors: string[] = [];
+  server.on("error", (e) => errors.push(`${(e as LunlinkError).code}: ${e.message}`));
+  const reply = await new Promise<Buffer>((resolve) => {
+    const socket = createConnection({ host: "127.0.0.1", port: server.address.port }, () => socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    const chunks: Buffer[] = [];
+    socket.on("data", (c) => chunks.push(c));
+    socket.on("close", () => resolve(Buffer.concat(chunks)));
+  });
+  t.is(errors.length, 1);
+  t.regex(errors[0]!, /^ERR_LUNLINK_BAD_PEER_MESSAGE: .*not a lunlink mirror peer/);
+  const decoder = new MessageDecoder();
+  decoder.push(reply);
+  t.like(decoder.next(), { type: "error", code: ErrorCode.BadPeerMessage });
+  const ok = await pushOnce(a, server);
+  t.is(ok.counters.resyncs, 1, "the next pusher is served");
 });

@@ -1,8 +1,9 @@
 // LocalMirror on real files: send volume A -> receive volume B, with the reader on B acking back.
 import test from "ava";
 
-import { ErrorCode, FrameType, LunlinkError, Poller, RingReader, RingWriter, Volume, formatVolume } from "../../lib/index.ts";
+import { ErrorCode, FrameType, LunlinkError, RingReader, RingWriter, Volume, formatVolume } from "../../lib/index.ts";
 import { LocalMirror } from "../../lib/mirror/local.ts";
+import { mirrorFrame, streamThroughMirror } from "../helpers/mirror-stream.ts";
 import { sparseFile } from "../helpers/scratch.ts";
 
 const MiB = 1024 * 1024;
@@ -18,38 +19,14 @@ async function pair(t: Parameters<typeof sparseFile>[0], ringBlocks = 64n) {
   return { a, b };
 }
 
-function frame(i: number): Uint8Array {
-  const b = new Uint8Array(100 + (i % 13) * 97);
-  new DataView(b.buffer).setUint32(0, i, true);
-  b.fill(i & 0xff, 4);
-  return b;
-}
-
 test("continuous mirror: every frame arrives once, in order, on the receive volume across many laps", async (t) => {
   const { a, b } = await pair(t);
   const mirror = await LocalMirror.open(a, b, { statusCopyMs: 2, pollMinUs: 50, pollMaxMs: 2 });
   mirror.start();
   // Wait for the first resync, so the receive volume carries a superblock.
   await new Promise<void>((resolve) => mirror.once("resync", () => resolve()));
-  const reader = await RingReader.open(b, { nodeId: 2, start: "head" });
-  const writer = await RingWriter.open(a, { nodeId: 1, maxDelayMs: 1, maxRecordBlocks: 4, overwriteUnacked: false, fullQueue: "wait", queueLimitBytes: 64 * 1024, peerAck: () => reader.ack });
-  const poller = new Poller(reader, { pollMinUs: 50, pollMaxMs: 2, statusPollMs: 5 });
-  poller.start();
   const total = 2000;
-  const seen: number[] = [];
-  const consume = (async () => {
-    for await (const f of poller.frames()) {
-      const i = new DataView(f.payload.buffer, f.payload.byteOffset).getUint32(0, true);
-      if (Buffer.compare(f.payload, frame(i)) !== 0) throw new Error(`frame ${i} corrupted`);
-      seen.push(i);
-      if (seen.length === total) break;
-    }
-  })();
-  for (let i = 0; i < total; i++) await writer.append(FrameType.Data, frame(i));
-  await writer.flush();
-  await consume;
-  await poller.stop();
-  await writer.close();
+  const { seen, reader, writer } = await streamThroughMirror(a, b, total);
   await mirror.stop();
   t.deepEqual(seen, Array.from({ length: total }, (_, i) => i));
   t.is(reader.counters.lost, 0n);
@@ -62,7 +39,7 @@ test("continuous mirror: every frame arrives once, in order, on the receive volu
 test("a resync copies what is already on the send volume", async (t) => {
   const { a, b } = await pair(t);
   const writer = await RingWriter.open(a, { nodeId: 1, maxDelayMs: 0 });
-  for (let i = 0; i < 10; i++) await writer.append(FrameType.Control, frame(i));
+  for (let i = 0; i < 10; i++) await writer.append(FrameType.Control, mirrorFrame(i));
   await writer.flush();
   await writer.close();
   const mirror = await LocalMirror.open(a, b);
