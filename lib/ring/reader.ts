@@ -61,6 +61,10 @@ export interface RingReaderCounters {
   staleDataDropped: number;
 }
 
+/** Read-ahead grows from MIN to MAX while records arrive back to back; it stops when caught up. */
+const READ_AHEAD_MIN_BYTES = 64 * 1024;
+const READ_AHEAD_MAX_BYTES = 1024 * 1024;
+
 export class RingReader {
   readonly volume: Volume;
   readonly counters: RingReaderCounters = { records: 0, frames: 0, pads: 0, lost: 0n, overruns: 0, damaged: 0, tornSeen: 0, epochChanges: 0, staleDataDropped: 0 };
@@ -81,6 +85,11 @@ export class RingReader {
   /** Data frames of records below this seq were written before a restart: not delivered. */
   private dropDataBelowSeq = 0n;
   private lastStatus: StatusBlock | undefined;
+  /** Read-ahead window (readRing): bytes of the ring from aheadOffset, and the size of the next one. */
+  private ahead: Uint8Array | undefined;
+  private aheadOffset = 0;
+  private aheadLength = 0;
+  private aheadBytes = 0;
 
   private constructor(volume: Volume, superblock: Superblock, options: RingReaderOptions) {
     this.volume = volume;
@@ -172,7 +181,48 @@ export class RingReader {
    * read (after a watch); otherwise it is read here.
    */
   async poll(visit: FrameVisitor, fresh = false, onRecord?: RecordVisitor): Promise<PollOutcome> {
-    if (!fresh) await this.volume.read(this.expectedOffset, this.firstBlock);
+    if (fresh) this.aheadLength = 0; // a watch just read the slot: anything read ahead before is older
+    const outcome = await this.pollOnce(visit, fresh, onRecord);
+    if (outcome === "delivered" || outcome === "pad") {
+      this.aheadBytes = Math.min(READ_AHEAD_MAX_BYTES, Math.max(2 * this.aheadBytes, READ_AHEAD_MIN_BYTES));
+    } else {
+      // Caught up (or something to sort out): read only what is needed, fresh, from here on.
+      this.aheadBytes = 0;
+      this.aheadLength = 0;
+    }
+    return outcome;
+  }
+
+  /**
+   * Reads ring bytes at `offset` into `target`, through a read-ahead window: while records keep
+   * arriving back to back (a backlog) one large read serves several of them, instead of two reads
+   * per record. A window is only ever older than the volume, never newer, so the worst it can show
+   * is a slot not yet written (or a record half written at the time of the read): poll() then drops
+   * the window and the next attempt reads fresh.
+   */
+  private async readRing(offset: number, target: Uint8Array): Promise<void> {
+    if (this.ahead !== undefined && this.aheadLength > 0 && offset >= this.aheadOffset && offset + target.length <= this.aheadOffset + this.aheadLength) {
+      const at = offset - this.aheadOffset;
+      target.set(this.ahead.subarray(at, at + target.length));
+      return;
+    }
+    const ringEndBytes = (RING_START_BLOCK + this.ringBlocks) * this.B;
+    const length = Math.min(Math.max(target.length, this.aheadBytes), ringEndBytes - offset);
+    if (length <= target.length) {
+      this.aheadLength = 0;
+      await this.volume.read(offset, target);
+      return;
+    }
+    this.ahead ??= this.volume.alloc(READ_AHEAD_MAX_BYTES);
+    const view = this.ahead.subarray(0, length);
+    await this.volume.read(offset, view);
+    this.aheadOffset = offset;
+    this.aheadLength = length;
+    target.set(view.subarray(0, target.length));
+  }
+
+  private async pollOnce(visit: FrameVisitor, fresh: boolean, onRecord: RecordVisitor | undefined): Promise<PollOutcome> {
+    if (!fresh) await this.readRing(this.expectedOffset, this.firstBlock);
     const first = checkFirstBlock(this.firstBlock, this.B, this.seq, this.uuid);
     switch (first.kind) {
       case "empty":
@@ -204,7 +254,7 @@ export class RingReader {
       const rest = this.record.subarray(0, header.blockCount * this.B);
       if (this.block + header.blockCount > this.ringBlocks) return this.maybeDamaged();
       rest.set(this.firstBlock, 0);
-      await this.volume.read(this.expectedOffset + this.B, rest.subarray(this.B));
+      await this.readRing(this.expectedOffset + this.B, rest.subarray(this.B));
     } else {
       this.record.set(this.firstBlock, 0);
     }
