@@ -90,6 +90,7 @@ export class RingReader {
   private aheadOffset = 0;
   private aheadLength = 0;
   private aheadBytes = 0;
+  private streak = 0;
 
   private constructor(volume: Volume, superblock: Superblock, options: RingReaderOptions) {
     this.volume = volume;
@@ -184,8 +185,10 @@ export class RingReader {
     if (fresh) this.aheadLength = 0; // a watch just read the slot: anything read ahead before is older
     const outcome = await this.pollOnce(visit, fresh, onRecord);
     if (outcome === "delivered" || outcome === "pad") {
-      this.aheadBytes = Math.min(READ_AHEAD_MAX_BYTES, Math.max(2 * this.aheadBytes, READ_AHEAD_MIN_BYTES));
+      // From the second record in a row: a single record (a quiet conversation) reads nothing extra.
+      if (this.streak++ > 0) this.aheadBytes = Math.min(READ_AHEAD_MAX_BYTES, Math.max(2 * this.aheadBytes, READ_AHEAD_MIN_BYTES));
     } else {
+      this.streak = 0;
       // Caught up (or something to sort out): read only what is needed, fresh, from here on.
       this.aheadBytes = 0;
       this.aheadLength = 0;
