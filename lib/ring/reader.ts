@@ -207,6 +207,9 @@ export class RingReader {
         return last;
       }
     }
+    // Keyed: a status of an epoch before the verified superblock's is old (a mirror that has not copied
+    // the new one yet, or a restore): no decision is taken from it.
+    if (this.keys !== undefined && status !== undefined && status.epoch < this.epoch) return this.lastStatus?.epoch === this.epoch ? this.lastStatus : undefined;
     if (status !== undefined && status.volumeUuid !== this.superblock.volumeUuid) {
       // Another volume's status: the volume was reformatted (or swapped) under us.
       const superblock = await this.verifiedSuperblock();
@@ -299,9 +302,14 @@ export class RingReader {
     }
     const auth = this.bodyAuth(header.epoch, this.block);
     if (this.keys !== undefined && auth === undefined) {
-      // Keyed, an older epoch whose superblock this reader never saw: its key is unknown.
+      // Keyed, an older epoch whose superblock this reader never saw (it missed a whole epoch): its
+      // records can never be verified. The verified superblock says where the current epoch starts:
+      // continue there, counting the rest of the old epochs lost.
       this.counters.tornSeen++;
-      return this.maybeDamaged();
+      if (this.seq >= this.superblock.epochStartSeq) return this.maybeDamaged();
+      this.counters.lost += this.superblock.epochStartSeq - this.seq;
+      this.jump(this.superblock.epochStartSeq, Number(this.superblock.epochStartBlock));
+      return "epoch";
     }
     const body = checkBody(this.record, this.B, header, auth);
     switch (body.kind) {
