@@ -329,7 +329,7 @@ test("keyed ring through a LocalMirror (no key on the mirror): every frame arriv
     fullQueue: "wait",
     queueLimitBytes: 64 * 1024,
     peerAck: () => reader.ack,
-    rekeyAfterRecords: 100n,
+    rekeyAfterRecords: 20n,
   });
   const poller = new Poller(reader, { pollMinUs: 50, pollMaxMs: 2, statusPollMs: 5 });
   poller.start();
