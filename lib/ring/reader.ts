@@ -270,18 +270,15 @@ export class RingReader {
       case "foreign":
         if (this.keys === undefined) return this.foreign(first.volumeUuid);
         // Keyed: a CRC-valid header proves nothing; only an authenticated status or superblock may say foreign.
-        this.counters.authFailures++;
-        return this.maybeDamaged();
+        return this.invalid("authFailures");
       case "torn":
-        this.counters.tornSeen++;
-        return this.maybeDamaged();
+        return this.invalid("tornSeen");
       case "header":
         break;
     }
     const header = first.header;
     if (this.keys !== undefined && (header.flags & RecordFlag.Authenticated) === 0) {
-      this.counters.downgrades++;
-      return this.maybeDamaged();
+      return this.invalid("downgrades");
     }
     // Sequences never repeat on a volume, so the record holding the expected seq is the one we want
     // whatever its epoch, provided the epochs agree with the superblock: an older epoch's record must
@@ -317,17 +314,13 @@ export class RingReader {
         break;
       case "newer":
         if (this.keys === undefined) return this.overrun(body.seq);
-        this.counters.tornSeen++; // a later block's stamp is no authenticated evidence of an overrun
-        return this.maybeDamaged();
+        return this.invalid("tornSeen"); // a later block's stamp is no authenticated evidence of an overrun
       case "auth":
-        this.counters.authFailures++;
-        return this.maybeDamaged();
+        return this.invalid("authFailures");
       case "downgrade":
-        this.counters.downgrades++;
-        return this.maybeDamaged();
+        return this.invalid("downgrades");
       case "torn":
-        this.counters.tornSeen++;
-        return this.maybeDamaged();
+        return this.invalid("tornSeen");
     }
     this.invalidSinceMs = undefined;
     if (this.keys !== undefined && this.replayed(header)) {
@@ -446,8 +439,7 @@ export class RingReader {
       this.jump(status.headSeq, Number(status.headBlock));
       return "overrun";
     }
-    this.counters.tornSeen++;
-    return this.maybeDamaged();
+    return this.invalid("tornSeen");
   }
 
   private advance(blocks: number): void {
@@ -536,6 +528,12 @@ export class RingReader {
       `${this.volume.path}: found a record of volume ${uuid} where volume ${this.superblock.volumeUuid}'s seq ${this.seq} belongs (reformatted, or another pair's volume)`,
       { path: this.volume.path },
     );
+  }
+
+  /** Counts why the slot is invalid, then treats it as torn (maybeDamaged). */
+  private invalid(why: "tornSeen" | "authFailures" | "downgrades"): Promise<PollOutcome> {
+    this.counters[why]++;
+    return this.maybeDamaged();
   }
 
   /** An invalid slot: wait while the writer may still be writing it; skip it once it is clearly damaged. */

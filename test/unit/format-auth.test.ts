@@ -6,13 +6,14 @@ import fc from "fast-check";
 import { randomBytes } from "node:crypto";
 
 import { loadChecksums } from "../../lib/format/checksum.ts";
-import { AuthMode, FrameType, MAX_FRAME_BYTES, RING_START_BLOCK, RecordFlag } from "../../lib/format/layout.ts";
+import { AuthMode, FrameType, MAX_FRAME_BYTES, RecordFlag } from "../../lib/format/layout.ts";
 import { RecordCipher } from "../../lib/format/record-cipher.ts";
 import { RecordBuilder, checkBody, checkFirstBlock, forEachFrame, type BodyVerdict } from "../../lib/format/record.ts";
 import { STATUS_BYTES, decodeStatus, encodeStatus, type StatusBlock } from "../../lib/format/status.ts";
 import { SUPERBLOCK_BYTES, decodeSuperblock, encodeSuperblock, type Superblock } from "../../lib/format/superblock.ts";
 import { newUuid, uuidBytes } from "../../lib/format/uuid.ts";
 import { RingKeys } from "../../lib/ring/keys.ts";
+import { statusFixture, superblockFixture } from "../helpers/blocks.ts";
 import { acceptedFlips } from "../helpers/flips.ts";
 
 const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
@@ -117,44 +118,8 @@ test("an unkeyed record given to a keyed check is a downgrade; framing-only pass
   if (first.kind === "header") t.is(checkBody(keyed.slice(), B, first.header, "framing").kind, "valid");
 });
 
-function superblock(overrides: Partial<Superblock> = {}): Superblock {
-  return {
-    volumeUuid: newUuid(),
-    pairUuid: newUuid(),
-    writerNode: 1,
-    peerNode: 2,
-    blockBytes: B,
-    volumeBlocks: 1024n,
-    ringStartBlock: BigInt(RING_START_BLOCK),
-    ringBlocks: 1020n,
-    epoch: 4n,
-    epochStartSeq: 100n,
-    epochStartBlock: 7n,
-    authMode: AuthMode.Keyed,
-    keyId: 0x1234,
-    salt: new Uint8Array(randomBytes(32)),
-    createdAtMs: 1_764_000_000_000n,
-    ...overrides,
-  };
-}
-
-function status(): StatusBlock {
-  return {
-    slot: 1,
-    volumeUuid: newUuid(),
-    epoch: 4n,
-    generation: 9n,
-    headSeq: 120n,
-    headBlock: 30n,
-    oldestSeq: 100n,
-    ackEpoch: 2n,
-    ackSeq: 55n,
-    heartbeat: 9n,
-    deliveredEpoch: 2n,
-    deliveredSeq: 55n,
-    wallClockMs: 1_764_000_000_000n,
-  };
-}
+const superblock = (overrides: Partial<Superblock>): Superblock => superblockFixture({ authMode: AuthMode.Keyed, epoch: 4n, epochStartSeq: 100n, epochStartBlock: 7n, ...overrides });
+const status = (): StatusBlock => statusFixture({ slot: 1, epoch: 4n, generation: 9n, headSeq: 120n, headBlock: 30n, oldestSeq: 100n });
 
 test("keyed superblock: round trip under the key, every single-bit flip rejected, wrong key and downgrade named", (t) => {
   const keys = new RingKeys({ key: key() });
