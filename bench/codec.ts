@@ -1,6 +1,7 @@
 // codec: the hot path of the format, in memory. (1) checksum implementations side by side, the
 // measurement behind lib/format/checksum.ts's choice; (2) RecordBuilder encode and record
-// validate+decode throughput for 64 B, 1 KiB and 9000 B frames in records of up to 64 KiB.
+// validate+decode throughput for 64 B, 1 KiB and 9000 B frames in records of up to 64 KiB, unkeyed
+// (XXH3-128 body check) and keyed (ChaCha20-Poly1305 AEAD, authMode keyed) side by side.
 import { crc32c as nodeRsCrc32c } from "@node-rs/crc32";
 import { createCRC32, createXXHash128 } from "hash-wasm";
 import { randomBytes } from "node:crypto";
@@ -8,6 +9,7 @@ import { performance } from "node:perf_hooks";
 
 import { loadChecksums } from "../lib/format/checksum.ts";
 import { FrameType, MAX_FRAME_BYTES } from "../lib/format/layout.ts";
+import { RecordCipher } from "../lib/format/record-cipher.ts";
 import { RecordBuilder, checkBody, checkFirstBlock, forEachFrame } from "../lib/format/record.ts";
 import { newUuid, uuidBytes } from "../lib/format/uuid.ts";
 import { machineLine } from "./machine.ts";
@@ -70,43 +72,57 @@ export async function codecBench(): Promise<void> {
   const builder = new RecordBuilder(buffer, blockBytes, maxBlocks);
   const scratch = new Uint8Array(MAX_FRAME_BYTES);
   const recordRows: string[][] = [];
+  const cipher = new RecordCipher(new Uint8Array(randomBytes(32)), 1n);
+  const work = new Uint8Array(maxBlocks * blockBytes);
   for (const frameBytes of [64, 1024, 9000]) {
-    const payload = new Uint8Array(randomBytes(frameBytes));
-    const records = 2000;
-    let frames = 0;
-    let bytes = 0;
-    let seq = 1n;
-    const t0 = performance.now();
-    for (let r = 0; r < records; r++) {
-      builder.reset();
-      while (builder.append(FrameType.Data, 0, payload)) frames++;
-      builder.finish({ volumeUuid: uuid, epoch: 1n, seq: seq++, timestampMs: 0n });
-      bytes += builder.bytes;
+    const plainRates: number[] = [];
+    for (const keyed of [false, true]) {
+      const auth = keyed ? { cipher, ringBlock: 7 } : undefined;
+      const payload = new Uint8Array(randomBytes(frameBytes));
+      const records = 2000;
+      let frames = 0;
+      let bytes = 0;
+      let seq = 1n;
+      const t0 = performance.now();
+      for (let r = 0; r < records; r++) {
+        builder.reset();
+        while (builder.append(FrameType.Data, 0, payload)) frames++;
+        builder.finish({ volumeUuid: uuid, epoch: 1n, seq: seq++, timestampMs: 0n }, undefined, auth);
+        bytes += builder.bytes;
+      }
+      const encodeMs = performance.now() - t0;
+      // Decode the last record repeatedly from a fresh copy (a keyed check decrypts in place, as the
+      // reader does in its record buffer): validate header and body, walk every frame.
+      const lastSeq = seq - 1n;
+      const length = builder.blocks * blockBytes;
+      let delivered = 0;
+      const visit = (): void => void delivered++;
+      const t1 = performance.now();
+      for (let r = 0; r < records; r++) {
+        work.set(buffer.subarray(0, length));
+        const first = checkFirstBlock(work, blockBytes, lastSeq, uuid);
+        if (first.kind !== "header") throw new Error(first.kind);
+        if (checkBody(work, blockBytes, first.header, auth).kind !== "valid") throw new Error("invalid");
+        const problem = forEachFrame(work, blockBytes, first.header, scratch, visit);
+        if (problem !== undefined) throw new Error(problem);
+      }
+      const decodeMs = performance.now() - t1;
+      const decodedBytes = builder.bytes * records;
+      const encodeMBps = bytes / encodeMs / 1e3;
+      const decodeMBps = decodedBytes / decodeMs / 1e3;
+      if (!keyed) plainRates.push(encodeMBps, decodeMBps);
+      recordRows.push([
+        `${frameBytes} B`,
+        keyed ? "keyed (ChaCha20-Poly1305)" : "none (XXH3-128)",
+        String(Math.round(frames / records)),
+        ((frames / encodeMs) * 1000).toFixed(0),
+        encodeMBps.toFixed(0),
+        ((delivered / decodeMs) * 1000).toFixed(0),
+        decodeMBps.toFixed(0),
+        keyed ? `${(encodeMBps / plainRates[0]!).toFixed(2)} / ${(decodeMBps / plainRates[1]!).toFixed(2)}` : "1 / 1",
+      ]);
     }
-    const encodeMs = performance.now() - t0;
-    // Decode the last record repeatedly: validate header and body, walk every frame.
-    const lastSeq = seq - 1n;
-    let delivered = 0;
-    const visit = (): void => void delivered++;
-    const t1 = performance.now();
-    for (let r = 0; r < records; r++) {
-      const first = checkFirstBlock(buffer, blockBytes, lastSeq, uuid);
-      if (first.kind !== "header") throw new Error(first.kind);
-      if (checkBody(buffer, blockBytes, first.header).kind !== "valid") throw new Error("invalid");
-      const problem = forEachFrame(buffer, blockBytes, first.header, scratch, visit);
-      if (problem !== undefined) throw new Error(problem);
-    }
-    const decodeMs = performance.now() - t1;
-    const decodedBytes = builder.bytes * records;
-    recordRows.push([
-      `${frameBytes} B`,
-      String(Math.round(frames / records)),
-      ((frames / encodeMs) * 1000).toFixed(0),
-      (bytes / encodeMs / 1e3).toFixed(0),
-      ((delivered / decodeMs) * 1000).toFixed(0),
-      (decodedBytes / decodeMs / 1e3).toFixed(0),
-    ]);
   }
-  console.log("\nrecords of up to 17 blocks (64 KiB payload), B = 4096:\n");
-  console.log(table(["frame", "frames/record", "encode frames/s", "encode MB/s", "decode frames/s", "decode MB/s"], recordRows));
+  console.log("\nrecords of up to 17 blocks (64 KiB payload), B = 4096, unkeyed and keyed in the same run:\n");
+  console.log(table(["frame", "auth", "frames/record", "encode frames/s", "encode MB/s", "decode frames/s", "decode MB/s", "vs none (enc / dec)"], recordRows));
 }

@@ -2,8 +2,10 @@
 // (RingWriter -> volume -> Poller) against bench/probe/latency.c doing the same steps (O_DIRECT|O_DSYNC
 // write of the record, O_DIRECT re-reads with the same adaptive poll sleep), built and run in the
 // same run on the same loop device (--direct-io=on). Ping-pong: the next message is sent once the
-// previous one arrived. Rounds: --rounds (default 2000).
+// previous one arrived. Rounds: --rounds (default 2000). A keyed row (authMode keyed: AEAD records,
+// MACed status; the mirror keyless) runs in the same session for each condition.
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 
@@ -23,13 +25,14 @@ const POLL_MAX_MS = 1;
 
 const LOAD_MBPS = 10;
 
-async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, loadMBps = 0, mirrorTo?: string): Promise<Float64Array> {
+async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, loadMBps = 0, mirrorTo?: string, keyed = false): Promise<Float64Array> {
+  const auth = keyed ? { auth: { key: new Uint8Array(randomBytes(32)) } } : {};
   const send = await Volume.open(device, { dsync: true, busyPollUs });
   const receive = await Volume.open(mirrorTo ?? device, { readOnly: true, busyPollUs });
   let mirror: LocalMirror | undefined;
   let mirrorVolumes: Volume[] = [];
   try {
-    await formatVolume(send, { writerNode: 1, peerNode: 2, ringBlocks: 4096n, force: true });
+    await formatVolume(send, { writerNode: 1, peerNode: 2, ringBlocks: 4096n, force: true, ...auth });
     if (mirrorTo !== undefined) {
       mirrorVolumes = [await Volume.open(device, { readOnly: true, busyPollUs }), await Volume.open(mirrorTo, { dsync: true, busyPollUs })];
       mirror = await LocalMirror.open(mirrorVolumes[0]!, mirrorVolumes[1]!, { force: true, pollMinUs: POLL_MIN_US, pollMaxMs: POLL_MAX_MS, statusCopyMs: 50 });
@@ -43,8 +46,8 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
     // The reader acks in-process (in a deployment: through the peer's status block), so control
     // records can be reused once read and a loaded run can lap the ring.
     let reader: RingReader | undefined;
-    const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 0, statusIntervalMs: 1000, peerAck: () => reader?.ack });
-    reader = await RingReader.open(receive, { nodeId: 2, start: "head" });
+    const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 0, statusIntervalMs: 1000, peerAck: () => reader?.ack, ...auth });
+    reader = await RingReader.open(receive, { nodeId: 2, start: "head", ...auth });
     const latenciesUs = new Float64Array(rounds);
     let arrived: (() => void) | undefined;
     let round = 0;
@@ -130,6 +133,7 @@ export async function latencyBench(args: string[]): Promise<void> {
       console.error(`  probe ${condition}`);
       const l = await lunlinkLatency(loop, rounds, 0, load, mirrorTo);
       const p = await lunlinkLatency(loop, rounds, 500, load, mirrorTo);
+      const k = await lunlinkLatency(loop, rounds, 0, load, mirrorTo, true);
       console.error(`  done ${condition}`);
       const row = (name: string, x: Float64Array): string[] => [
         condition,
@@ -139,7 +143,7 @@ export async function latencyBench(args: string[]): Promise<void> {
         ratio(percentile(x, 50), percentile(c, 50)),
         ratio(percentile(x, 99), percentile(c, 99)),
       ];
-      rows.push(row("C probe", c), row("lunlink", l), row("lunlink busyPollUs 500", p));
+      rows.push(row("C probe", c), row("lunlink", l), row("lunlink busyPollUs 500", p), row(`lunlink keyed (p50 ${ratio(percentile(k, 50), percentile(l, 50))}x unkeyed)`, k));
     }
     console.log(table(["condition", "path (ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C"], rows));
     console.log(`\nloaded: a background stream of ${LOAD_MBPS} MB/s (lunlink: 1 KiB data frames through the same writer; C: 64 KiB writes to the same volume); the timed messages are control frames.`);

@@ -3,6 +3,9 @@
 // formatted with the whole device as ring; both sides open O_DIRECT|O_DSYNC (lunlink's default for
 // send volumes; fio --sync=dsync). Records carry up to 64 KiB of payload (17 blocks, 68 KiB on disk):
 // fio writes 68 KiB blocks. Each cell runs for --seconds (default 3) or 200000 frames per batch round.
+// Keyed rows (authMode keyed: ChaCha20-Poly1305 per record, MACed status) run in the same session,
+// with their ratio to the unkeyed row of the same frame size.
+import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 
 import { FrameType } from "../lib/format/layout.ts";
@@ -19,11 +22,12 @@ const RECORD_BLOCKS = 17;
 
 const BUSY_POLL_US = 500;
 
-async function appendRun(device: string, frameBytes: number, seconds: number, busyPollUs: number) {
+async function appendRun(device: string, frameBytes: number, seconds: number, busyPollUs: number, keyed = false) {
   const volume = await Volume.open(device, { dsync: true, busyPollUs });
+  const auth = keyed ? { auth: { key: new Uint8Array(randomBytes(32)) } } : {};
   try {
-    await formatVolume(volume, { writerNode: 1, peerNode: 2, force: true });
-    const writer = await RingWriter.open(volume, { nodeId: 1, maxRecordBlocks: RECORD_BLOCKS, flushThresholdBytes: 64 * 1024 - 1024, maxDelayMs: 1, fullQueue: "wait", queueLimitBytes: 1024 * 1024 });
+    await formatVolume(volume, { writerNode: 1, peerNode: 2, force: true, ...auth });
+    const writer = await RingWriter.open(volume, { nodeId: 1, maxRecordBlocks: RECORD_BLOCKS, flushThresholdBytes: 64 * 1024 - 1024, maxDelayMs: 1, fullQueue: "wait", queueLimitBytes: 1024 * 1024, ...auth });
     const payload = new Uint8Array(frameBytes).fill(0x5a);
     const cpuStart = process.cpuUsage();
     const started = performance.now();
@@ -73,11 +77,13 @@ export async function ringBench(args: string[]): Promise<void> {
     ]);
     const rows: string[][] = [];
     for (const frameBytes of [64, 1024, 9000]) {
-      for (const busyPollUs of [0, BUSY_POLL_US]) {
-      const r = await appendRun(loop, frameBytes, seconds, busyPollUs);
+      let plainFramesPerSecond = 0;
+      for (const [busyPollUs, keyed] of [[0, false], [BUSY_POLL_US, false], [0, true]] as const) {
+      const r = await appendRun(loop, frameBytes, seconds, busyPollUs, keyed);
+      if (!keyed && busyPollUs === 0) plainFramesPerSecond = r.framesPerSecond;
       rows.push([
         `${frameBytes} B`,
-        busyPollUs === 0 ? "default" : `busyPollUs ${busyPollUs}`,
+        keyed ? `keyed (${ratio(r.framesPerSecond, plainFramesPerSecond)} of default)` : busyPollUs === 0 ? "default" : `busyPollUs ${busyPollUs}`,
         Math.round(r.framesPerSecond).toString(),
         mbps(r.payloadBytesPerSecond),
         mbps(r.deviceBytesPerSecond),
@@ -85,7 +91,7 @@ export async function ringBench(args: string[]): Promise<void> {
         ratio(r.deviceBytesPerSecond, fioResult.bytesPerSecond),
         r.cpuMsPerMB.toFixed(2),
       ]);
-      console.error(`  done ${frameBytes} B frames, busyPollUs ${busyPollUs}`);
+      console.error(`  done ${frameBytes} B frames, busyPollUs ${busyPollUs}${keyed ? ", keyed" : ""}`);
       }
     }
     console.log(table(["frame", "mode", "frames/s", "payload MB/s", "device MB/s", "fio MB/s (68 KiB)", "ratio (device)", "CPU ms/MB"], rows));

@@ -11,6 +11,8 @@ export { formatVolume, openSuperblock } from "./ring/superblocks.ts";
 export type { FormatOptions, FormatResult } from "./ring/superblocks.ts";
 export type { Superblock } from "./format/superblock.ts";
 export type { StatusBlock } from "./format/status.ts";
+export { REKEY_AFTER_RECORDS } from "./ring/keys.ts";
+export type { RingAuth } from "./ring/keys.ts";
 export { RingWriter } from "./ring/writer.ts";
 export type { Ack, RingWriterOptions, RingWriterCounters } from "./ring/writer.ts";
 export { RingReader } from "./ring/reader.ts";

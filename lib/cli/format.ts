@@ -1,6 +1,6 @@
 // `lunlink format` and `lunlink inspect`: raw-device ops on a send volume's superblocks and status.
 import { loadChecksums } from "../format/checksum.ts";
-import { STATUS_SLOT_BLOCKS } from "../format/layout.ts";
+import { AuthMode, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { decodeStatus, pickStatus } from "../format/status.ts";
 import { invalidArgument } from "../io/errors.ts";
 import { Volume } from "../io/volume.ts";
@@ -98,7 +98,8 @@ export const inspectCommand: Command = {
     try {
       const { superblock, repair } = await openSuperblock(volume);
       const B = superblock.blockBytes;
-      const slots = [decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[0] * B, B)), decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[1] * B, B))] as const;
+      const mac = superblock.authMode === AuthMode.Keyed ? "unverified" : undefined; // inspection has no key
+      const slots = [decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[0] * B, B), mac), decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[1] * B, B), mac)] as const;
       const status = pickStatus(slots[0], slots[1]);
       const ring = await inspectRing(volume, superblock);
       const report = {

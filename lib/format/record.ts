@@ -4,11 +4,13 @@
 // Header (offsets within block 0; docs/format.md has the full table):
 //  16 magic u32 | 20 version u8 | 21 kind u8 | 22 flags u16 | 24 volumeUuid 16 | 40 epoch u64 | 48 seq u64
 //  56 payloadBytes u32 | 60 frameCount u16 | 62 reserved u16 | 64 timestampMs u64
-//  72 bodyCheck 16: XXH3-128 of bytes [96, blockCount*B) (payload, later stamps, zeroed tail)
+//  72 bodyCheck 16: XXH3-128 of bytes [96, blockCount*B) (payload, later stamps, zeroed tail); keyed
+//     (flag Authenticated): the ChaCha20-Poly1305 tag of the encrypted payload (record-cipher.ts)
 //  88 reserved u32 (0) | 92 headerCrc u32: CRC32C of bytes [0, 92) (stamp 0 and header, bodyCheck included)
 // Header and body are checked together: the header CRC covers the body check. No length is used
 // before the CRC that covers it passed, and every length is bounded again before it indexes memory.
 import { bodyCheck, bodyCheckMatches, crc32c } from "./checksum.ts";
+import type { RecordCipher } from "./record-cipher.ts";
 import {
   FORMAT_VERSION,
   FRAME_HEADER_BYTES,
@@ -38,6 +40,13 @@ export interface RecordHeader {
   frameCount: number;
   timestampMs: bigint;
 }
+
+/**
+ * How a record's body is sealed or checked: keyed (the epoch's cipher and the ring block the record
+ * is written at, part of its associated data), or "framing" (a keyless mirror: an authenticated
+ * record's tag cannot be checked, so only stamps and header CRC are; unkeyed records keep XXH3).
+ */
+export type BodyAuth = { cipher: RecordCipher; ringBlock: number } | "framing";
 
 export interface RecordIdentity {
   /** The volume UUID, pre-encoded with uuidBytes(). */
@@ -124,8 +133,8 @@ export class RecordBuilder {
     return true;
   }
 
-  /** Seals the record: stamps, header, checks. Returns its length in blocks. */
-  finish(id: RecordIdentity, kind: RecordKind = RecordKind.Batch): number {
+  /** Seals the record: stamps, header, checks (keyed: encrypts the payload). Returns its length in blocks. */
+  finish(id: RecordIdentity, kind: RecordKind = RecordKind.Batch, auth?: Exclude<BodyAuth, "framing">): number {
     const blocks = this.blocks;
     const B = this.blockBytes;
     // Zero the unused tail so the body check is deterministic.
@@ -135,7 +144,7 @@ export class RecordBuilder {
     v.setUint32(16, RECORD_MAGIC, true);
     v.setUint8(20, FORMAT_VERSION);
     v.setUint8(21, kind);
-    v.setUint16(22, this.flags, true);
+    v.setUint16(22, auth === undefined ? this.flags : this.flags | RecordFlag.Authenticated, true);
     this.buffer.set(id.volumeUuid, 24);
     v.setBigUint64(40, id.epoch, true);
     v.setBigUint64(48, id.seq, true);
@@ -143,8 +152,9 @@ export class RecordBuilder {
     v.setUint16(60, this.frameCount, true);
     v.setUint16(62, 0, true);
     v.setBigUint64(64, id.timestampMs, true);
-    bodyCheck(this.buffer, RECORD_HEADER_END, blocks * B, this.buffer, BODY_CHECK_AT);
     v.setUint32(88, 0, true);
+    if (auth === undefined) bodyCheck(this.buffer, RECORD_HEADER_END, blocks * B, this.buffer, BODY_CHECK_AT);
+    else auth.cipher.seal(this.buffer, B, blocks, auth.ringBlock);
     v.setUint32(HEADER_CRC_AT, crc32c(this.buffer, 0, HEADER_CRC_AT), true);
     return blocks;
   }
@@ -164,9 +174,9 @@ export class RecordBuilder {
 }
 
 /** A pad record: one block saying "nothing more in this lap, continue at the ring start". */
-export function encodePad(buffer: Uint8Array, blockBytes: number, id: RecordIdentity): void {
+export function encodePad(buffer: Uint8Array, blockBytes: number, id: RecordIdentity, auth?: Exclude<BodyAuth, "framing">): void {
   const builder = new RecordBuilder(buffer, blockBytes, 1);
-  builder.finish(id, RecordKind.Pad);
+  builder.finish(id, RecordKind.Pad, auth);
 }
 
 function writeStamp(v: DataView, at: number, index: number, count: number, seq: bigint): void {
@@ -253,10 +263,22 @@ export function checkFirstBlock(block: Uint8Array, blockBytes: number, expectedS
   };
 }
 
-export type BodyVerdict = { kind: "valid" } | { kind: "torn"; detail: string } | { kind: "newer"; seq: bigint; blockIndex: number };
+export type BodyVerdict =
+  | { kind: "valid" }
+  | { kind: "torn"; detail: string }
+  | { kind: "newer"; seq: bigint; blockIndex: number }
+  /** Keyed: the AEAD tag does not verify (forged, replayed elsewhere, other key, corrupted). */
+  | { kind: "auth"; detail: string }
+  /** Keyed: the record is not authenticated at all (flag clear), or keyless without "framing" on a keyed record. */
+  | { kind: "downgrade"; detail: string };
 
-/** Checks every later block's stamp and the body check of a record whose first block passed. */
-export function checkBody(record: Uint8Array, blockBytes: number, header: RecordHeader): BodyVerdict {
+/**
+ * Checks every later block's stamp and the body of a record whose first block passed: XXH3-128,
+ * or with a cipher the AEAD tag (then the payload is decrypted in place), or with "framing" nothing
+ * more for an authenticated record. A keyless check of an authenticated record fails ("auth"):
+ * nothing of it can be trusted.
+ */
+export function checkBody(record: Uint8Array, blockBytes: number, header: RecordHeader, auth?: BodyAuth): BodyVerdict {
   const total = header.blockCount * blockBytes;
   if (record.length < total) throw new Error(`assertion failed: record buffer ${record.length} < ${total}`);
   for (let i = 1; i < header.blockCount; i++) {
@@ -267,6 +289,18 @@ export function checkBody(record: Uint8Array, blockBytes: number, header: Record
     if (stamp.blockIndex !== i || stamp.blockCount !== header.blockCount) {
       return { kind: "torn", detail: `block ${i} stamped ${stamp.blockIndex}/${stamp.blockCount}` };
     }
+  }
+  const authenticated = (header.flags & RecordFlag.Authenticated) !== 0;
+  if (auth !== undefined && auth !== "framing") {
+    if (!authenticated) return { kind: "downgrade", detail: `record seq ${header.seq} is not authenticated (flag clear), a keyed record expected` };
+    if (!auth.cipher.open(record, blockBytes, header.blockCount, auth.ringBlock)) {
+      return { kind: "auth", detail: `record seq ${header.seq} epoch ${header.epoch}: AEAD tag does not verify` };
+    }
+    return { kind: "valid" };
+  }
+  if (authenticated) {
+    if (auth === "framing") return { kind: "valid" };
+    return { kind: "auth", detail: `record seq ${header.seq} is authenticated and no key was given to verify it` };
   }
   if (!bodyCheckMatches(record, RECORD_HEADER_END, total, record, BODY_CHECK_AT)) return { kind: "torn", detail: "body check (XXH3-128) mismatch" };
   return { kind: "valid" };

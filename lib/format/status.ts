@@ -4,9 +4,10 @@
 //   0 magic u32 | 4 version u16 | 6 slot u16 | 8 volumeUuid 16 | 24 epoch u64 | 32 generation u64
 //  40 headSeq u64 | 48 headBlock u64 | 56 oldestSeq u64 | 64 ackEpoch u64 | 72 ackSeq u64
 //  80 heartbeat u64 | 88 deliveredEpoch u64 | 96 deliveredSeq u64 | 104 wallClockMs u64
-// 112 check 32 (CRC32C of 0..112 in its first 4 bytes, rest zero, when authMode is none) | 144 end.
+// 112 check 32 (CRC32C of 0..112 in its first 4 bytes; rest zero when authMode is none, a truncated
+// HMAC-SHA256 under the status MAC key when keyed: sealed.ts) | 144 end.
 import { FORMAT_VERSION, STATUS_MAGIC } from "./layout.ts";
-import { seal, unseal } from "./sealed.ts";
+import { isSealProblem, seal, unseal } from "./sealed.ts";
 import { readUuid, writeUuid } from "./uuid.ts";
 
 export const STATUS_BYTES = 144;
@@ -34,9 +35,12 @@ export interface StatusBlock {
   wallClockMs: bigint;
 }
 
-export type StatusDecode = { ok: true; status: StatusBlock } | { ok: false; reason: "blank" | "magic" | "version" | "checksum"; detail: string };
+export type StatusDecode =
+  | { ok: true; status: StatusBlock }
+  | { ok: false; reason: "blank" | "magic" | "version" | "checksum" | "auth" | "downgrade"; detail: string };
 
-export function encodeStatus(status: StatusBlock, out: Uint8Array): void {
+/** Encodes and seals; `macKey` (keyed volumes) adds the MAC to the check area. */
+export function encodeStatus(status: StatusBlock, out: Uint8Array, macKey?: Uint8Array): void {
   if (out.length < STATUS_BYTES) throw new Error("assertion failed: status buffer too small");
   out.fill(0);
   const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
@@ -55,14 +59,19 @@ export function encodeStatus(status: StatusBlock, out: Uint8Array): void {
   v.setBigUint64(88, status.deliveredEpoch, true);
   v.setBigUint64(96, status.deliveredSeq, true);
   v.setBigUint64(104, status.wallClockMs, true);
-  seal(out, CHECK_AT);
+  seal(out, CHECK_AT, macKey);
 }
 
-export function decodeStatus(block: Uint8Array): StatusDecode {
+/**
+ * Decodes a status slot. With `macKey` the MAC must verify (absent: "downgrade", wrong: "auth");
+ * "unverified" (keyless mirrors and inspection of a keyed volume): only the CRC32C is checked and a
+ * MAC is left unverified; neither: an unkeyed slot, whose MAC bytes must be zero.
+ */
+export function decodeStatus(block: Uint8Array, macKey?: Uint8Array | "unverified"): StatusDecode {
   if (block.length < STATUS_BYTES) return { ok: false, reason: "checksum", detail: `block of ${block.length} bytes` };
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  const damage = unseal(block, STATUS_MAGIC, CHECK_AT);
-  if (damage !== undefined) return { ok: false, ...damage };
+  const sealed = unseal(block, STATUS_MAGIC, CHECK_AT, macKey);
+  if (isSealProblem(sealed)) return { ok: false, ...sealed };
   const version = v.getUint16(4, true);
   if (version !== FORMAT_VERSION) return { ok: false, reason: "version", detail: `format version ${version}` };
   const slot = v.getUint16(6, true);

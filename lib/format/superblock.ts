@@ -3,11 +3,11 @@
 //  40 writerNode u32 | 44 peerNode u32 | 48 blockBytes u32 | 52 reserved u32 (0)
 //  56 volumeBlocks u64 | 64 ringStartBlock u64 | 72 ringBlocks u64 | 80 epoch u64
 //  88 epochStartSeq u64 | 96 epochStartBlock u64 | 104 authMode u8 | 105 reserved 3 (0) | 108 keyId u32
-// 112 salt 32 | 144 createdAtMs u64 | 152 check 32 (CRC32C of bytes 0..152 in its first 4 bytes, the rest
-// zero, when authMode is none; a MAC otherwise) | 184 end. The rest of the block is zero.
-// A reader trusts no field before the check passed.
+// 112 salt 32 | 144 createdAtMs u64 | 152 check 32 (CRC32C of bytes 0..152 in its first 4 bytes; the rest
+// zero when authMode is none, a truncated HMAC-SHA256 when keyed: sealed.ts) | 184 end. The rest of the
+// block is zero. A reader trusts no field before the check passed; with a key, before the MAC passed.
 import { AuthMode, FORMAT_VERSION, RING_START_BLOCK, SUPERBLOCK_MAGIC, isValidBlockSize, MIN_RING_BLOCKS } from "./layout.ts";
-import { seal, unseal } from "./sealed.ts";
+import { isSealProblem, seal, unseal } from "./sealed.ts";
 import { readUuid, writeUuid } from "./uuid.ts";
 
 export const SUPERBLOCK_BYTES = 184;
@@ -33,11 +33,13 @@ export interface Superblock {
 
 export type SuperblockDecode =
   | { ok: true; superblock: Superblock }
-  | { ok: false; reason: "blank" | "magic" | "version" | "checksum" | "geometry"; detail: string };
+  | { ok: false; reason: "blank" | "magic" | "version" | "checksum" | "geometry" | "auth" | "downgrade"; detail: string };
 
-export function encodeSuperblock(sb: Superblock, out: Uint8Array): void {
+/** Encodes and seals; `macKey` (keyed volumes, authMode keyed) adds the MAC to the check area. */
+export function encodeSuperblock(sb: Superblock, out: Uint8Array, macKey?: Uint8Array): void {
   if (out.length < sb.blockBytes || out.length < SUPERBLOCK_BYTES) throw new Error("assertion failed: superblock buffer too small");
   if (sb.salt.length !== 32) throw new Error("assertion failed: salt must be 32 bytes");
+  if ((macKey !== undefined) !== (sb.authMode === AuthMode.Keyed)) throw new Error("assertion failed: a MAC key exactly when authMode is keyed");
   out.fill(0, 0, sb.blockBytes);
   const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
   v.setUint32(0, SUPERBLOCK_MAGIC, true);
@@ -58,14 +60,27 @@ export function encodeSuperblock(sb: Superblock, out: Uint8Array): void {
   v.setUint32(108, sb.keyId, true);
   out.set(sb.salt, 112);
   v.setBigUint64(144, sb.createdAtMs, true);
-  seal(out, CHECK_AT);
+  seal(out, CHECK_AT, macKey);
 }
 
-export function decodeSuperblock(block: Uint8Array): SuperblockDecode {
+/**
+ * Decodes a superblock. With `macKey` only a keyed superblock whose MAC verifies is accepted (none:
+ * "downgrade"; wrong: "auth"). Without one, the CRC32C is checked and a keyed superblock is returned
+ * unverified (mirrors and inspection have no key); authMode none must then have a zero MAC area.
+ */
+export function decodeSuperblock(block: Uint8Array, macKey?: Uint8Array): SuperblockDecode {
   if (block.length < SUPERBLOCK_BYTES) return { ok: false, reason: "geometry", detail: `block of ${block.length} bytes` };
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  const damage = unseal(block, SUPERBLOCK_MAGIC, CHECK_AT);
-  if (damage !== undefined) return { ok: false, ...damage };
+  // Keyless, authMode (covered by the CRC) says whether the MAC bytes may be set; checked below.
+  const sealed = unseal(block, SUPERBLOCK_MAGIC, CHECK_AT, macKey ?? "unverified");
+  if (isSealProblem(sealed)) return { ok: false, ...sealed };
+  const authMode = v.getUint8(104);
+  if (authMode === AuthMode.None && sealed.macPresent) {
+    return macKey === undefined
+      ? { ok: false, reason: "checksum", detail: "check area holds a MAC but authMode is none" }
+      : { ok: false, reason: "downgrade", detail: "authMode none under a valid MAC" };
+  }
+  if (authMode === AuthMode.Keyed && !sealed.macPresent) return { ok: false, reason: "checksum", detail: "authMode keyed without a MAC" };
   const version = v.getUint16(4, true);
   if (version !== FORMAT_VERSION) {
     return { ok: false, reason: "version", detail: `format version ${version}; this lunlink reads version ${FORMAT_VERSION}` };
@@ -82,7 +97,7 @@ export function decodeSuperblock(block: Uint8Array): SuperblockDecode {
     epoch: v.getBigUint64(80, true),
     epochStartSeq: v.getBigUint64(88, true),
     epochStartBlock: v.getBigUint64(96, true),
-    authMode: v.getUint8(104) as AuthMode,
+    authMode: authMode as AuthMode,
     keyId: v.getUint32(108, true),
     salt: block.slice(112, 144),
     createdAtMs: v.getBigUint64(144, true),

@@ -32,6 +32,12 @@ export const ErrorCode = {
   BadConfig: "ERR_LUNLINK_BAD_CONFIG",
   NoTun: "ERR_LUNLINK_NO_TUN",
   BadKey: "ERR_LUNLINK_BAD_KEY",
+  /** A keyed ring's superblock MAC does not verify under the configured key (wrong key or pair). */
+  WrongKey: "ERR_LUNLINK_WRONG_KEY",
+  /** A key is configured but the volume is not keyed (authMode none): refused, never read unauthenticated. */
+  Downgrade: "ERR_LUNLINK_DOWNGRADE",
+  /** The volume is keyed and no key was given (a keyless writer or frame reader). */
+  KeyRequired: "ERR_LUNLINK_KEY_REQUIRED",
   Exists: "ERR_LUNLINK_EXISTS",
   BadPeerMessage: "ERR_LUNLINK_BAD_PEER_MESSAGE",
   PeerLost: "ERR_LUNLINK_PEER_LOST",

@@ -104,7 +104,7 @@ export class RemoteMirrorPusher extends RingMirror {
         this.emit("connection", "up", `${this.remote.host}:${this.remote.port}`);
         backoffMs = this.remote.retryMinMs;
         if (this.remote.once) {
-          this.reader = await RingReader.open(this.source, { nodeId: this.superblock.peerNode, start: "head" });
+          this.reader = await RingReader.open(this.source, { nodeId: this.superblock.peerNode, start: "head", framingOnly: true });
           await this.resync();
           return;
         }

@@ -5,10 +5,13 @@
 // the superblock (copy B, sync, copy A, sync) when the epoch changes. A full resync runs at start and
 // after an overrun; how it copies is the subclass's (whole ring, or only blocks whose checksums
 // differ). Writes go to a BlockSink (a Volume, or a TCP session) in whole blocks of the source's size.
+// A mirror has no key (an array has none either): on a keyed ring it checks the plaintext framing
+// only (stamps, header CRC32C), copies ciphertext as is, and holds back a status slot whose head it
+// has not copied yet instead of rewriting it (a keyed status cannot be re-sealed without the key).
 import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 
-import { RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
+import { AuthMode, RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { decodeStatus, encodeStatus } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { Background } from "../io/background.ts";
@@ -195,7 +198,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
   /** Resync, then copy every new record as it lands, until the task stops (or the sink fails). */
   protected async follow(): Promise<void> {
     // Capture the head first: whatever lands during the resync is copied by both, which is harmless.
-    this.reader = await RingReader.open(this.source, { nodeId: this.superblock.peerNode, start: "head" });
+    this.reader = await RingReader.open(this.source, { nodeId: this.superblock.peerNode, start: "head", framingOnly: true });
     await this.resync();
     const reader = this.reader;
     const noFrames = (): void => {};
@@ -257,15 +260,23 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     const slots = this.source.alloc(2 * B);
     await this.source.read(STATUS_SLOT_BLOCKS[0] * B, slots);
     const reader = this.reader;
+    const keyed = this.superblock.authMode === AuthMode.Keyed;
+    const ahead = [false, false];
     if (reader !== undefined) {
       for (let i = 0; i < 2; i++) {
         const slot = slots.subarray(i * B, (i + 1) * B);
-        const decoded = decodeStatus(slot);
+        const decoded = decodeStatus(slot, keyed ? "unverified" : undefined);
         if (!decoded.ok || decoded.status.epoch !== reader.epoch || decoded.status.headSeq <= reader.seq) continue;
-        encodeStatus({ ...decoded.status, headSeq: reader.seq, headBlock: BigInt(reader.block) }, slot);
+        // Keyed: the next copy (statusCopyMs later) sends it, once the records it names are there.
+        if (keyed) ahead[i] = true;
+        else encodeStatus({ ...decoded.status, headSeq: reader.seq, headBlock: BigInt(reader.block) }, slot);
       }
     }
-    await this.sink.write(STATUS_SLOT_BLOCKS[0] * B, slots);
+    if (!ahead[0] && !ahead[1]) await this.sink.write(STATUS_SLOT_BLOCKS[0] * B, slots);
+    else if (!ahead[0] || !ahead[1]) {
+      const i = ahead[0] ? 1 : 0;
+      await this.sink.write(STATUS_SLOT_BLOCKS[i] * B, slots.subarray(i * B, (i + 1) * B));
+    }
     this.counters.statusCopies++;
   }
 

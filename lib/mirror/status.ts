@@ -5,7 +5,7 @@
 // copy is than the source's (both stamped by the writer's clock, so no clock skew enters). The copy's
 // ring is scanned for its newest intact record (the last copied).
 import { loadChecksums } from "../format/checksum.ts";
-import { STATUS_SLOT_BLOCKS } from "../format/layout.ts";
+import { AuthMode, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { decodeStatus, pickStatus, type StatusBlock } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { ErrorCode, LunlinkError } from "../io/errors.ts";
@@ -48,7 +48,8 @@ async function side(volume: Volume, scanRing: boolean): Promise<[MirrorSideStatu
     throw error;
   }
   const B = superblock.blockBytes;
-  const status = pickStatus(decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[0] * B, B)), decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[1] * B, B)));
+  const mac = superblock.authMode === AuthMode.Keyed ? "unverified" : undefined; // a mirror has no key
+  const status = pickStatus(decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[0] * B, B), mac), decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[1] * B, B), mac));
   const ring = scanRing ? await inspectRing(volume, superblock) : undefined;
   const report = {
     ...base,

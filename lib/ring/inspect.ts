@@ -1,7 +1,7 @@
 // Ring inspection for `lunlink inspect`: walks every block once (bounded batches), checks each
 // record start it finds (stamp, header, every block's stamp, body check) and reports counts, the
 // sequence range of intact records, and where damage is. Read-only; never trusts a length before
-// its checksum passed.
+// its checksum passed. Keyless: on a keyed ring it checks the plaintext framing only.
 import { MAX_RECORD_BLOCKS, RING_START_BLOCK, RecordKind } from "../format/layout.ts";
 import { checkBody, checkFirstBlock, readStamp } from "../format/record.ts";
 import type { Superblock } from "../format/superblock.ts";
@@ -55,9 +55,10 @@ export async function inspectRing(volume: Volume, superblock: Superblock): Promi
       }
       const view = record.subarray(0, head.header.blockCount * B);
       await volume.read(offsetBytes, view);
-      const body = checkBody(view, B, head.header);
+      // No key here: a keyed record's framing (stamps, header CRC) is checked, its tag cannot be.
+      const body = checkBody(view, B, head.header, "framing");
       if (body.kind !== "valid") {
-        fail(body.kind === "torn" ? body.detail : `block ${body.blockIndex} overwritten by seq ${body.seq}`);
+        fail(body.kind === "newer" ? `block ${body.blockIndex} overwritten by seq ${body.seq}` : body.detail);
         continue;
       }
       epochs.add(head.header.epoch);

@@ -2,6 +2,9 @@
 // Format order (docs/format.md): scan the ring for the highest stamp seq (so sequences never repeat,
 // even across a reformat), invalidate both superblock copies, write the status slots, write copy B,
 // fdatasync, write copy A, fdatasync. A crash at any point leaves no valid superblock, or a complete one.
+// Keyed (RingKeys given): superblock and status are MACed; opening with keys accepts only a superblock
+// whose MAC verifies (a keyless one is a downgrade, a wrong MAC a wrong key), without keys a keyed
+// superblock is returned unverified (mirrors, inspection).
 import { randomBytes } from "node:crypto";
 
 import { loadChecksums } from "../format/checksum.ts";
@@ -11,6 +14,7 @@ import { decodeSuperblock, encodeSuperblock, type Superblock, type SuperblockDec
 import { isUuid, newUuid } from "../format/uuid.ts";
 import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
 import type { Volume } from "../io/volume.ts";
+import { RingKeys, keyIdText, type RingAuth } from "./keys.ts";
 import { scanRing } from "./scan.ts";
 
 export interface FormatOptions {
@@ -26,6 +30,8 @@ export interface FormatOptions {
   force?: boolean;
   /** Ring blocks read per request while scanning for old stamps (default 256). */
   scanBatchBlocks?: number;
+  /** Keyed mode: authMode keyed, the superblock and status MACed under keys derived from auth.key. */
+  auth?: RingAuth;
 }
 
 export interface FormatResult {
@@ -51,6 +57,7 @@ export async function formatVolume(volume: Volume, options: FormatOptions): Prom
     if (!Number.isInteger(node) || node < 1 || node > 0xffffffff) throw invalidArgument(key, "an integer in 1..4294967295", node);
   }
   if (options.writerNode === options.peerNode) throw invalidArgument("peerNode", `a node id other than the writer's (${options.writerNode})`, options.peerNode);
+  const keys = options.auth === undefined ? undefined : new RingKeys(options.auth);
   const pairUuid = options.pairUuid ?? newUuid();
   if (!isUuid(pairUuid)) throw invalidArgument("pairUuid", "a lower-case RFC 4122 UUID", pairUuid);
 
@@ -89,8 +96,8 @@ export async function formatVolume(volume: Volume, options: FormatOptions): Prom
     epoch: 1n,
     epochStartSeq: previousHighestSeq + 1n,
     epochStartBlock: 0n,
-    authMode: AuthMode.None,
-    keyId: 0,
+    authMode: keys === undefined ? AuthMode.None : AuthMode.Keyed,
+    keyId: keys?.keyId ?? 0,
     salt: new Uint8Array(randomBytes(32)),
     createdAtMs: BigInt(Date.now()),
   };
@@ -118,12 +125,13 @@ export async function formatVolume(volume: Volume, options: FormatOptions): Prom
       wallClockMs: superblock.createdAtMs,
     },
     block,
+    keys?.statusMac,
   );
   await volume.write(STATUS_SLOT_BLOCKS[0] * B, block);
   block.fill(0);
   await volume.write(STATUS_SLOT_BLOCKS[1] * B, block);
   // 3. Copy B, sync, copy A, sync.
-  await writeSuperblock(volume, superblock);
+  await writeSuperblock(volume, superblock, keys);
   return { superblock, previousHighestSeq };
 }
 
@@ -133,9 +141,9 @@ export interface SuperblockPair {
 }
 
 /** Writes a superblock the safe way: copy B, fdatasync, copy A, fdatasync. */
-export async function writeSuperblock(volume: Volume, superblock: Superblock): Promise<void> {
+export async function writeSuperblock(volume: Volume, superblock: Superblock, keys?: RingKeys): Promise<void> {
   const block = volume.alloc(superblock.blockBytes);
-  encodeSuperblock(superblock, block);
+  encodeSuperblock(superblock, block, keys?.superblockMac);
   await volume.write((superblock.volumeBlocks - 1n) * BigInt(superblock.blockBytes), block);
   await volume.flush();
   await volume.write(0, block);
@@ -143,10 +151,10 @@ export async function writeSuperblock(volume: Volume, superblock: Superblock): P
 }
 
 /** Reads copies A (block 0) and B (block volumeBlocks-1). */
-export async function readSuperblocks(volume: Volume, blockBytes: number, volumeBlocks: bigint): Promise<SuperblockPair> {
+export async function readSuperblocks(volume: Volume, blockBytes: number, volumeBlocks: bigint, keys?: RingKeys): Promise<SuperblockPair> {
   await loadChecksums();
-  const a = decodeSuperblock(await volume.read(0, blockBytes));
-  const b = decodeSuperblock(await volume.read((volumeBlocks - 1n) * BigInt(blockBytes), blockBytes));
+  const a = decodeSuperblock(await volume.read(0, blockBytes), keys?.superblockMac);
+  const b = decodeSuperblock(await volume.read((volumeBlocks - 1n) * BigInt(blockBytes), blockBytes), keys?.superblockMac);
   return { a, b };
 }
 
@@ -154,11 +162,15 @@ export async function readSuperblocks(volume: Volume, blockBytes: number, volume
  * Opens the superblock of a formatted volume: copy A tells the geometry, copy B is checked against it.
  * Both valid and agreeing -> the higher epoch; valid but naming another volume or geometry ->
  * ERR_LUNLINK_SUPERBLOCK_CONFLICT; one valid -> it (`repair` says which copy a writer must rewrite).
+ * With keys, "valid" means the MAC verified; neither copy verifying is ERR_LUNLINK_DOWNGRADE (the volume
+ * is not keyed) or ERR_LUNLINK_WRONG_KEY (keyed under another key, or another pair's volume).
  */
-export async function openSuperblock(volume: Volume): Promise<{ superblock: Superblock; repair: "none" | "a" | "b" }> {
+export async function openSuperblock(volume: Volume, keys?: RingKeys): Promise<{ superblock: Superblock; repair: "none" | "a" | "b" }> {
   await loadChecksums();
   const B0 = minimumBlockBytes(volume);
-  const a = decodeSuperblock(await volume.read(0, B0 > 65536 ? 65536 : B0));
+  const mac = keys?.superblockMac;
+  const blockA = await volume.read(0, B0 > 65536 ? 65536 : B0);
+  const a = decodeSuperblock(blockA, mac);
   // Copy A gives B and N; without it, try copy B at the end for each possible block size.
   let b: SuperblockDecode | undefined;
   if (a.ok) {
@@ -166,12 +178,12 @@ export async function openSuperblock(volume: Volume): Promise<{ superblock: Supe
     if (volumeBlocks * BigInt(blockBytes) > volume.geometry.sizeBytes) {
       throw new LunlinkError(ErrorCode.SuperblockConflict, `${volume.path}: the superblock describes ${volumeBlocks} blocks of ${blockBytes} bytes, more than the volume's ${volume.geometry.sizeBytes} bytes`, { path: volume.path });
     }
-    b = decodeSuperblock(await volume.read((volumeBlocks - 1n) * BigInt(blockBytes), blockBytes));
+    b = decodeSuperblock(await volume.read((volumeBlocks - 1n) * BigInt(blockBytes), blockBytes), mac);
   } else {
     for (let B = B0; B <= MAX_BLOCK_BYTES && b?.ok !== true; B *= 2) {
       const blocks = volume.geometry.sizeBytes / BigInt(B);
       if (blocks < BigInt(MIN_VOLUME_BLOCKS)) break;
-      b = decodeSuperblock(await volume.read((blocks - 1n) * BigInt(B), B));
+      b = decodeSuperblock(await volume.read((blocks - 1n) * BigInt(B), B), mac);
       if (b.ok && b.superblock.blockBytes !== B) b = { ok: false, reason: "geometry", detail: `copy B says block size ${b.superblock.blockBytes}, found at ${B}` };
     }
   }
@@ -190,9 +202,33 @@ export async function openSuperblock(volume: Volume): Promise<{ superblock: Supe
   }
   if (a.ok) return { superblock: a.superblock, repair: "b" };
   if (b?.ok === true) return { superblock: b.superblock, repair: "a" };
+  const reasons = [a.reason, b?.ok === false ? b.reason : undefined];
+  if (keys !== undefined && (reasons.includes("auth") || reasons.includes("downgrade"))) {
+    throw keyedOpenError(volume, keys, !reasons.includes("auth"), a, blockA);
+  }
   throw new LunlinkError(
     ErrorCode.NotFormatted,
     `${volume.path} is not a lunlink volume of format version ${FORMAT_VERSION} (copy A: ${describeDecode(a)}; copy B: ${b === undefined ? "not read" : describeDecode(b)}); run lunlink format`,
+    { path: volume.path },
+  );
+}
+
+/** Why a keyed open failed, naming what the (unverified) superblock claims against what was configured. */
+function keyedOpenError(volume: Volume, keys: RingKeys, downgrade: boolean, a: SuperblockDecode, blockA: Uint8Array): LunlinkError {
+  const claimed = decodeSuperblock(blockA);
+  const says = claimed.ok
+    ? `it claims (unverified) authMode ${claimed.superblock.authMode === AuthMode.Keyed ? "keyed" : "none"}, key id ${keyIdText(claimed.superblock.keyId)}, pair ${claimed.superblock.pairUuid}, writer node ${claimed.superblock.writerNode}`
+    : `copy A: ${describeDecode(a)}`;
+  if (downgrade) {
+    return new LunlinkError(
+      ErrorCode.Downgrade,
+      `${volume.path}: downgrade refused: a ring key is configured (key id ${keyIdText(keys.keyId)}), expected a keyed volume (authMode keyed), found one without authentication (${says}); format it with the key`,
+      { path: volume.path },
+    );
+  }
+  return new LunlinkError(
+    ErrorCode.WrongKey,
+    `${volume.path}: the superblock MAC does not verify under the configured ring key (key id ${keyIdText(keys.keyId)}); ${says}: wrong key, or another pair's volume`,
     { path: volume.path },
   );
 }

@@ -5,7 +5,10 @@
 // ring end; flow control first) -> (4) status block (head, ack, heartbeat) -> sleep.
 // Invariants: one write in flight per volume; sequences strictly increase and never repeat for the
 // volume (a new epoch starts above every stamp on it); a record holding a control frame is never
-// overwritten before the peer acked it; every queue is bounded.
+// overwritten before the peer acked it; every queue is bounded. Keyed (auth): every record and pad is
+// AEAD-sealed under the epoch's key, status and superblock are MACed, and the writer starts a new
+// epoch (fresh salt, fresh key) before rekeyAfterRecords records in one epoch.
+import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 
@@ -16,7 +19,10 @@ import { encodeStatus } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { uuidBytes } from "../format/uuid.ts";
 import { ErrorCode, LunlinkError, integerOption, invalidArgument } from "../io/errors.ts";
+import { AuthMode } from "../format/layout.ts";
+import type { RecordCipher } from "../format/record-cipher.ts";
 import type { Volume } from "../io/volume.ts";
+import { MAX_SEQ, REKEY_AFTER_RECORDS, RingKeys, type RingAuth } from "./keys.ts";
 import { scanRing } from "./scan.ts";
 import { openSuperblock, writeSuperblock } from "./superblocks.ts";
 
@@ -62,6 +68,14 @@ export interface RingWriterOptions {
   peerAck?: () => Ack | undefined;
   /** What we ack to the peer (highest (epoch, seq) received from it), written into our status block. */
   localAck?: () => Ack | undefined;
+  /**
+   * Keyed mode: records AEAD-sealed, status and superblock MACed under keys derived from auth.key.
+   * The volume must have been formatted with the same key (otherwise ERR_LUNLINK_DOWNGRADE or
+   * ERR_LUNLINK_WRONG_KEY); a keyed volume refuses a writer without it (ERR_LUNLINK_KEY_REQUIRED).
+   */
+  auth?: RingAuth;
+  /** Keyed: start a new epoch (new key) before this many records in one epoch (default 2^48; tests lower it). */
+  rekeyAfterRecords?: bigint;
 }
 
 export interface RingWriterCounters {
@@ -75,6 +89,8 @@ export interface RingWriterCounters {
   overwrittenUnacked: number;
   /** Times the writer waited for an ack before overwriting a control record. */
   ackWaits: number;
+  /** Keyed: epochs started in place to change the record key before rekeyAfterRecords. */
+  rekeys: number;
 }
 
 interface Indexed {
@@ -94,7 +110,7 @@ export interface RingWriterEvents {
   error: [LunlinkError];
   flush: [seq: bigint, blocks: number];
   /** Every write the writer made to the volume (records, pads, status): what a mirror must copy. */
-  write: [offsetBytes: number, lengthBytes: number, what: "record" | "pad" | "status"];
+  write: [offsetBytes: number, lengthBytes: number, what: "record" | "pad" | "status" | "superblock"];
 }
 
 const CLASS_ORDER = [FrameType.Heartbeat, FrameType.Control, FrameType.Data] as const;
@@ -112,12 +128,16 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     statusWrites: 0,
     overwrittenUnacked: 0,
     ackWaits: 0,
+    rekeys: 0,
   };
   private superblock: Superblock;
   private readonly uuid: Uint8Array;
   private readonly B: number;
   private readonly ringBlocks: number;
-  private readonly options: Required<Omit<RingWriterOptions, "peerAck" | "localAck" | "takeOver">> & Pick<RingWriterOptions, "peerAck" | "localAck">;
+  private readonly options: Required<Omit<RingWriterOptions, "peerAck" | "localAck" | "takeOver" | "auth">> & Pick<RingWriterOptions, "peerAck" | "localAck">;
+  private readonly keys: RingKeys | undefined;
+  private cipher: RecordCipher | undefined;
+  private rotating = false;
   private builders: [RecordBuilder, RecordBuilder];
   private buffers: [Uint8Array, Uint8Array];
   private filling = 0;
@@ -144,10 +164,12 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
   private readonly oldestAtOpen: bigint;
   private blocksSinceOpen = 0;
 
-  private constructor(volume: Volume, superblock: Superblock, options: RingWriter["options"], seq: bigint, headBlock: number, oldestAtOpen: bigint) {
+  private constructor(volume: Volume, superblock: Superblock, options: RingWriter["options"], keys: RingKeys | undefined, seq: bigint, headBlock: number, oldestAtOpen: bigint) {
     super();
     this.volume = volume;
     this.superblock = superblock;
+    this.keys = keys;
+    this.cipher = keys?.recordCipher(superblock);
     this.uuid = uuidBytes(superblock.volumeUuid);
     this.B = superblock.blockBytes;
     this.ringBlocks = Number(superblock.ringBlocks);
@@ -170,7 +192,11 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
   static async open(volume: Volume, options: RingWriterOptions): Promise<RingWriter> {
     await loadChecksums();
     const resolved = resolveOptions(options);
-    const { superblock } = await openSuperblock(volume);
+    const keys = options.auth === undefined ? undefined : new RingKeys(options.auth);
+    const { superblock } = await openSuperblock(volume, keys);
+    if (keys === undefined && superblock.authMode === AuthMode.Keyed) {
+      throw new LunlinkError(ErrorCode.KeyRequired, `${volume.path} is a keyed send volume (authMode keyed); a writer needs its ring key (auth.key)`, { path: volume.path });
+    }
     if (superblock.writerNode !== options.nodeId) {
       if (options.takeOver !== true) {
         throw new LunlinkError(
@@ -189,10 +215,12 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       epoch: superblock.epoch + 1n,
       epochStartSeq: startSeq,
       epochStartBlock: scan.highestSeq > 0n ? scan.nextBlock : 0n,
+      // Keyed: a fresh salt makes the epoch's record key fresh even if an epoch number came back.
+      ...(keys === undefined ? {} : { salt: new Uint8Array(randomBytes(32)), keyId: keys.keyId }),
     };
     // The new epoch is durable before any record of it is written.
-    await writeSuperblock(volume, next);
-    const writer = new RingWriter(volume, next, resolved, startSeq, Number(next.epochStartBlock), scan.lowestStartSeq);
+    await writeSuperblock(volume, next, keys);
+    const writer = new RingWriter(volume, next, resolved, keys, startSeq, Number(next.epochStartBlock), scan.lowestStartSeq);
     // What the previous writer left is still owed to the reader: track it like our own records,
     // so a control record of an earlier epoch is not overwritten before the peer acked it.
     writer.index.push(...scan.records);
@@ -396,8 +424,9 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       const blocks = builder.blocks;
       if (this.headBlock + blocks > this.ringBlocks) await this.wrap();
       await this.makeRoom(this.headBlock, blocks);
+      await this.maybeRekey();
       const seq = this.seq;
-      builder.finish({ volumeUuid: this.uuid, epoch: this.superblock.epoch, seq, timestampMs: BigInt(Date.now()) });
+      builder.finish({ volumeUuid: this.uuid, epoch: this.superblock.epoch, seq, timestampMs: BigInt(Date.now()) }, undefined, this.sealing(this.headBlock));
       const noOverwrite = builder.noOverwrite;
       const buffer = this.buffers[1 - this.filling]!;
       const startBlock = this.headBlock;
@@ -427,7 +456,8 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
   private async wrap(): Promise<void> {
     await this.makeRoom(this.headBlock, this.ringBlocks - this.headBlock);
     if (this.headBlock < this.ringBlocks) {
-      encodePad(this.padBlock, this.B, { volumeUuid: this.uuid, epoch: this.superblock.epoch, seq: this.seq, timestampMs: BigInt(Date.now()) });
+      await this.maybeRekey();
+      encodePad(this.padBlock, this.B, { volumeUuid: this.uuid, epoch: this.superblock.epoch, seq: this.seq, timestampMs: BigInt(Date.now()) }, this.sealing(this.headBlock));
       await this.volume.write((RING_START_BLOCK + this.headBlock) * this.B, this.padBlock);
       this.emit("write", (RING_START_BLOCK + this.headBlock) * this.B, this.B, "pad");
       this.seq++;
@@ -468,6 +498,40 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     }
   }
 
+  /** Keyed: the epoch's cipher and the ring block a record goes to (both part of its AEAD). */
+  private sealing(ringBlock: number): { cipher: RecordCipher; ringBlock: number } | undefined {
+    return this.cipher === undefined ? undefined : { cipher: this.cipher, ringBlock };
+  }
+
+  /**
+   * Keyed: before the epoch's record count reaches rekeyAfterRecords, start a new epoch in place
+   * (fresh salt, so a fresh record key), durable before its first record, as at open. Readers
+   * follow it as any epoch change at the same position.
+   */
+  private async maybeRekey(): Promise<void> {
+    if (this.seq >= MAX_SEQ) throw new LunlinkError(ErrorCode.OutOfRange, `${this.volume.path}: sequence ${this.seq} reached 2^63; reformat the volume`, { path: this.volume.path });
+    if (this.keys === undefined || this.seq - this.superblock.epochStartSeq < this.options.rekeyAfterRecords) return;
+    const next: Superblock = {
+      ...this.superblock,
+      epoch: this.superblock.epoch + 1n,
+      epochStartSeq: this.seq,
+      epochStartBlock: BigInt(this.headBlock),
+      salt: new Uint8Array(randomBytes(32)),
+    };
+    this.rotating = true;
+    try {
+      await writeSuperblock(this.volume, next, this.keys);
+    } finally {
+      this.rotating = false;
+    }
+    this.superblock = next;
+    this.cipher = this.keys.recordCipher(next);
+    this.counters.rekeys++;
+    const lastBlock = Number(next.volumeBlocks - 1n);
+    this.emit("write", lastBlock * this.B, this.B, "superblock");
+    this.emit("write", 0, this.B, "superblock");
+  }
+
   /** Sequences never repeat on a volume, so the seq alone says whether the peer has a record. */
   private acked(seq: bigint): boolean {
     const ack = this.options.peerAck?.();
@@ -498,6 +562,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
         wallClockMs: BigInt(Date.now()),
       },
       this.statusBlock,
+      this.keys?.statusMac,
     );
     this.statusStale = false;
     await this.volume.write(STATUS_SLOT_BLOCKS[slot] * this.B, this.statusBlock);
@@ -507,9 +572,11 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
   }
 
   private async checkOwner(): Promise<void> {
-    if (this.closed || this.failure !== undefined) return;
+    if (this.closed || this.failure !== undefined || this.rotating) return;
+    const rekeys = this.counters.rekeys;
     try {
-      const { superblock } = await openSuperblock(this.volume);
+      const { superblock } = await openSuperblock(this.volume, this.keys);
+      if (this.rotating || this.counters.rekeys !== rekeys) return; // our own new epoch raced the read
       if (superblock.epoch !== this.superblock.epoch || superblock.writerNode !== this.superblock.writerNode) {
         this.fail(
           new LunlinkError(
@@ -546,7 +613,11 @@ function resolveOptions(o: RingWriterOptions): RingWriter["options"] {
     overwriteUnacked: o.overwriteUnacked ?? true,
     controlWaitsForAck: o.controlWaitsForAck ?? true,
     fullQueue: o.fullQueue ?? "drop",
+    rekeyAfterRecords: o.rekeyAfterRecords ?? REKEY_AFTER_RECORDS,
   };
+  if (resolved.rekeyAfterRecords < 1n || resolved.rekeyAfterRecords > REKEY_AFTER_RECORDS) {
+    throw invalidArgument("rekeyAfterRecords", `a bigint in 1..2^48`, o.rekeyAfterRecords);
+  }
   if (o.peerAck !== undefined) resolved.peerAck = o.peerAck;
   if (o.localAck !== undefined) resolved.localAck = o.localAck;
   return resolved;

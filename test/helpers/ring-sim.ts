@@ -15,18 +15,20 @@ function payloadFor(id: number): Uint8Array {
   return b;
 }
 
-export async function simulate(seed: number, hostile: boolean) {
+/** `key`: the same run on a keyed ring (authMode keyed), where every flip must fail authentication. */
+export async function simulate(seed: number, hostile: boolean, key?: Uint8Array) {
   const random = generator(seed);
   const volume = new MemVolume(64 * B + 4 * B);
-  await formatVolume(volume.asVolume(), { writerNode: 1, peerNode: 2, ringBlocks: 64n });
+  const auth = key === undefined ? {} : { auth: { key } };
+  await formatVolume(volume.asVolume(), { writerNode: 1, peerNode: 2, ringBlocks: 64n, ...auth });
   // Benign runs never overwrite unacked records and lose no torn write: every frame must arrive.
-  const writerOptions = { nodeId: 1, maxDelayMs: 0, maxRecordBlocks: 4, statusIntervalMs: 5, ownerCheckMs: 600_000, overwriteUnacked: hostile };
+  const writerOptions = { nodeId: 1, maxDelayMs: 0, maxRecordBlocks: 4, statusIntervalMs: 5, ownerCheckMs: 600_000, overwriteUnacked: hostile, ...auth };
   // The reader's ack goes straight back to the writer (the peer's status block in real life).
   let ack: { epoch: bigint; seq: bigint } | undefined;
   const options = { ...writerOptions, peerAck: () => ack };
   let writer = await RingWriter.open(volume.asVolume(), options);
   // Benign: a torn record is only ever in progress, never damaged. Hostile: skip damage at once.
-  const reader = await RingReader.open(volume.asVolume(), { nodeId: 2, start: "head", damageTimeoutMs: hostile ? 0 : 3_600_000 });
+  const reader = await RingReader.open(volume.asVolume(), { nodeId: 2, start: "head", damageTimeoutMs: hostile ? 0 : 3_600_000, ...auth });
   // A flush can wait for the reader's ack (control records are never overwritten unacked), so the
   // writer's work runs alongside the steps instead of blocking them.
   let pending: Promise<void> | undefined;

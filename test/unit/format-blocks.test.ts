@@ -1,37 +1,16 @@
 // Superblock and status block codecs: round trip, bit flips rejected, geometry rules, slot choice.
 import test from "ava";
 import fc from "fast-check";
-import { randomBytes } from "node:crypto";
 
-import { AuthMode, RING_START_BLOCK } from "../../lib/format/layout.ts";
-import { decodeStatus, encodeStatus, pickStatus, STATUS_BYTES, type StatusBlock } from "../../lib/format/status.ts";
-import { SUPERBLOCK_BYTES, decodeSuperblock, encodeSuperblock, type Superblock } from "../../lib/format/superblock.ts";
-import { newUuid } from "../../lib/format/uuid.ts";
+import { decodeStatus, encodeStatus, pickStatus, STATUS_BYTES } from "../../lib/format/status.ts";
+import { SUPERBLOCK_BYTES, decodeSuperblock, encodeSuperblock } from "../../lib/format/superblock.ts";
+import { statusFixture, superblockFixture } from "../helpers/blocks.ts";
 import { acceptedFlips } from "../helpers/flips.ts";
 
 const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
 const u64 = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n });
 
-function superblock(overrides: Partial<Superblock> = {}): Superblock {
-  return {
-    volumeUuid: newUuid(),
-    pairUuid: newUuid(),
-    writerNode: 1,
-    peerNode: 2,
-    blockBytes: 4096,
-    volumeBlocks: 1024n,
-    ringStartBlock: BigInt(RING_START_BLOCK),
-    ringBlocks: 1020n,
-    epoch: 1n,
-    epochStartSeq: 1n,
-    epochStartBlock: 0n,
-    authMode: AuthMode.None,
-    keyId: 0,
-    salt: new Uint8Array(randomBytes(32)),
-    createdAtMs: 1_764_000_000_000n,
-    ...overrides,
-  };
-}
+const superblock = superblockFixture;
 
 test("superblocks round-trip (fast-check)", (t) => {
   t.log(`fast-check seed ${SEED}`);
@@ -80,24 +59,7 @@ test("superblock decode says why it failed", (t) => {
   if (!magic.ok) t.is(magic.reason, "magic");
 });
 
-function status(overrides: Partial<StatusBlock> = {}): StatusBlock {
-  return {
-    slot: 0,
-    volumeUuid: newUuid(),
-    epoch: 1n,
-    generation: 1n,
-    headSeq: 10n,
-    headBlock: 5n,
-    oldestSeq: 1n,
-    ackEpoch: 1n,
-    ackSeq: 3n,
-    heartbeat: 99n,
-    deliveredEpoch: 1n,
-    deliveredSeq: 2n,
-    wallClockMs: 1_764_000_000_000n,
-    ...overrides,
-  };
-}
+const status = statusFixture;
 
 test("status blocks round-trip and every bit flip is rejected", (t) => {
   const s = status({ headSeq: 2n ** 64n - 1n });

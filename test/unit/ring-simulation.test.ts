@@ -29,10 +29,11 @@ test("seeded simulation, benign faults (torn writes that complete, writer restar
   }
 });
 
-test("seeded simulation, hostile faults (bit flips, lost torn writes, overwritten slow reader): nothing twice, nothing corrupt, losses counted", async (t) => {
+for (const keyed of [false, true]) {
+test(`seeded simulation, hostile faults (bit flips, lost torn writes, overwritten slow reader)${keyed ? ", keyed ring" : ""}: nothing twice, nothing corrupt, losses counted`, async (t) => {
   for (const seed of SEEDS) {
     t.log(`simulation seed ${seed} (replay: LUNLINK_SEED=${seed})`);
-    const { appended, delivered, problems, faults, reader } = await simulate(seed, true);
+    const { appended, delivered, problems, faults, reader } = await simulate(seed, true, keyed ? new Uint8Array(32).fill(seed & 0xff) : undefined);
     t.deepEqual(problems, [], `seed ${seed}`);
     const ids = delivered.map((d) => d.id);
     t.is(new Set(ids).size, ids.length, `seed ${seed}: a frame was delivered twice`);
@@ -45,6 +46,7 @@ test("seeded simulation, hostile faults (bit flips, lost torn writes, overwritte
       // Whatever did not arrive must be accounted for by a counted loss or damage.
       t.true(reader.counters.lost > 0n || reader.counters.damaged > 0, `seed ${seed}: ${missing} frames missing with no loss counted`);
     }
-    t.log(`seed ${seed}: appended ${appended.length}, delivered ${delivered.length}, lost records ${reader.counters.lost}, damaged ${reader.counters.damaged}, overruns ${reader.counters.overruns}, epochs ${reader.counters.epochChanges}, faults ${JSON.stringify(faults)}`);
+    t.log(`seed ${seed}: appended ${appended.length}, delivered ${delivered.length}, lost records ${reader.counters.lost}, damaged ${reader.counters.damaged}, overruns ${reader.counters.overruns}, epochs ${reader.counters.epochChanges}, auth failures ${reader.counters.authFailures}, faults ${JSON.stringify(faults)}`);
   }
 });
+}
