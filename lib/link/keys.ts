@@ -3,12 +3,12 @@
 // its peer's public key; both ends compute the same shared secret, and every working key is derived
 // from it with HKDF-SHA256 over a fresh salt (a UDP session, a writer epoch) and a label naming the
 // direction, so no two directions or sessions ever share a key. All crypto is node:crypto.
-import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, type KeyObject } from "node:crypto";
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { open, stat } from "node:fs/promises";
 
+import { KEY_BYTES } from "../format/kdf.ts";
 import { ErrorCode, LunlinkError } from "../io/errors.ts";
 
-export const KEY_BYTES = 32;
 // DER prefixes of X25519 PKCS#8 private and SPKI public keys (RFC 8410), followed by the 32 raw bytes.
 const PKCS8_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
 const SPKI_PREFIX = Buffer.from("302a300506032b656e032100", "hex");
@@ -55,11 +55,6 @@ export function sharedSecret(privateKeyBase64: string, peerPublicBase64: string)
   const secret = diffieHellman({ privateKey: privateKeyObject(privateKeyBase64, "private key"), publicKey: publicKeyObject(peerPublicBase64, "peer public key") });
   if (secret.every((b) => b === 0)) throw new LunlinkError(ErrorCode.BadKey, "the peer public key is a low-order point (shared secret all zero)");
   return secret;
-}
-
-/** A 32-byte working key: HKDF-SHA256(secret, salt, "lunlink v1 " + label). */
-export function deriveKey(secret: Uint8Array, salt: Uint8Array, label: string): Buffer {
-  return Buffer.from(hkdfSync("sha256", secret, salt, `lunlink v1 ${label}`, KEY_BYTES));
 }
 
 function decodeRaw(base64: string, what: string): Buffer {

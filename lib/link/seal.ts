@@ -7,7 +7,7 @@
 // After authentication a sliding window (window.ts) refuses replayed counters.
 import { createCipheriv, createDecipheriv } from "node:crypto";
 
-import { deriveKey } from "./keys.ts";
+import { deriveKey } from "../format/kdf.ts";
 import { LINK_VERSION, MESSAGE_HEADER_BYTES } from "./message.ts";
 import { SequenceWindow } from "./window.ts";
 

@@ -4,7 +4,7 @@
 // empty salt), key id ("ring key id", first 4 bytes, stored in the superblock to name the key in
 // errors), and per writer epoch the record key ("record epoch <n>", salt = the superblock's 32-byte
 // salt, fresh random per epoch). No subkey is used for two purposes.
-import { deriveKey } from "../link/keys.ts";
+import { deriveKey } from "../format/kdf.ts";
 import { RecordCipher } from "../format/record-cipher.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { invalidArgument } from "../io/errors.ts";
