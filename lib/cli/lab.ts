@@ -14,7 +14,7 @@ import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 
 import { newUuid } from "../format/uuid.ts";
-import { generateKeys } from "../link/keys.ts";
+import { generateKeys, ringKey, sharedSecret } from "../link/keys.ts";
 import { Volume } from "../io/volume.ts";
 import type { LinkStatus } from "../link/link.ts";
 import { LocalMirror } from "../mirror/local.ts";
@@ -35,7 +35,7 @@ export interface LabOptions {
   config?: Record<string, unknown>;
   /** Every line a node logs (JSON) with its node number. */
   onLog?: (node: 1 | 2, line: string) => void;
-  /** Generate an X25519 key pair per node and configure keys (sealed UDP). */
+  /** Generate an X25519 key pair per node and configure keys (sealed UDP, keyed rings). */
   keys?: boolean;
   /** Extra Node.js options for the `lunlink up` processes (e.g. --cpu-prof for profiling). */
   nodeArgs?: string[];
@@ -117,6 +117,7 @@ export class Lab {
       await ip(["-n", n.ns, "addr", "add", `${n.underlayAddress}/24`, "dev", n.veth]);
       await ip(["-n", n.ns, "link", "set", n.veth, "up"]);
     }
+    const keys = this.options.keys === true ? [generateKeys(), generateKeys()] : undefined;
     // Volumes: node N's send volume is mirrored onto the other node's receive volume.
     const size = this.options.volumeBytes ?? 64 * 1024 * 1024;
     const pairUuid = newUuid();
@@ -142,7 +143,8 @@ export class Lab {
       [b.send, a.receive, 2, 1],
     ] as const) {
       const send = await Volume.open(sendPath, { dsync: true });
-      await formatVolume(send, { writerNode: writer, peerNode: peer, pairUuid });
+      const auth = keys === undefined ? undefined : { key: ringKey(sharedSecret(keys[writer - 1]!.privateKey, keys[peer - 1]!.publicKey), pairUuid, writer, peer) };
+      await formatVolume(send, { writerNode: writer, peerNode: peer, pairUuid, ...(auth === undefined ? {} : { auth }) });
       await send.close();
       const source = await Volume.open(sendPath, { readOnly: true });
       const destination = await Volume.open(receivePath, { exclusive: true });
@@ -153,7 +155,6 @@ export class Lab {
       await resynced;
       this.mirrors.push(mirror);
     }
-    const keys = this.options.keys === true ? [generateKeys(), generateKeys()] : undefined;
     for (const n of this.nodes) {
       const peer = this.nodes[2 - n.id]!;
       let keyConfig = {};

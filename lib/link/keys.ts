@@ -6,7 +6,8 @@
 import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { open, stat } from "node:fs/promises";
 
-import { KEY_BYTES } from "../format/kdf.ts";
+import { deriveKey, KEY_BYTES } from "../format/kdf.ts";
+import { uuidBytes } from "../format/uuid.ts";
 import { ErrorCode, LunlinkError } from "../io/errors.ts";
 
 // DER prefixes of X25519 PKCS#8 private and SPKI public keys (RFC 8410), followed by the 32 raw bytes.
@@ -55,6 +56,14 @@ export function sharedSecret(privateKeyBase64: string, peerPublicBase64: string)
   const secret = diffieHellman({ privateKey: privateKeyObject(privateKeyBase64, "private key"), publicKey: publicKeyObject(peerPublicBase64, "peer public key") });
   if (secret.every((b) => b === 0)) throw new LunlinkError(ErrorCode.BadKey, "the peer public key is a low-order point (shared secret all zero)");
   return secret;
+}
+
+/**
+ * The ring key of one direction (writer -> peer) of a pair: HKDF over the X25519 secret, salted with
+ * the pair's UUID. The ring derives its per-epoch record keys and MAC keys from it (lib/ring/keys.ts).
+ */
+export function ringKey(secret: Uint8Array, pairUuid: string, writerNode: number, peerNode: number): Buffer {
+  return deriveKey(secret, uuidBytes(pairUuid), `ring ${writerNode}->${peerNode}`);
 }
 
 function decodeRaw(base64: string, what: string): Buffer {

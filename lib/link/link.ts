@@ -15,9 +15,11 @@ import { Volume } from "../io/volume.ts";
 import { Poller } from "../poll/poller.ts";
 import { RingReader } from "../ring/reader.ts";
 import { RingWriter, type Ack } from "../ring/writer.ts";
+import { openSuperblock } from "../ring/superblocks.ts";
+import { persistedAck } from "../ring/status.ts";
 import { ControlReceiver, ControlSender } from "./control.ts";
 import { decodeHeader, encodeHeader, MessageKind, MESSAGE_HEADER_BYTES, PathId, type MessageHeader } from "./message.ts";
-import { sharedSecret } from "./keys.ts";
+import { ringKey, sharedSecret } from "./keys.ts";
 import { LinkState, type LinkTimers, type Transition } from "./paths.ts";
 import { Opener, Sealer } from "./seal.ts";
 import { SequenceWindow } from "./window.ts";
@@ -195,6 +197,18 @@ export class Link extends EventEmitter<LinkEvents> {
       volumes.push(send);
       const receive = await Volume.open(options.storage.receive, { readOnly: true, ...(options.storage.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: options.storage.ioTimeoutMs }) });
       volumes.push(receive);
+      // Keys: the storage path's ring keys come from the same X25519 secret, salted with the pair's
+      // UUID. The UUID is read unverified: a wrong one only derives keys that fail verification.
+      let auth: { send: { key: Uint8Array }; receive: { key: Uint8Array } } | undefined;
+      let notBefore: Ack | undefined;
+      if (options.keys !== undefined) {
+        const secret = sharedSecret(options.keys.privateKey, options.keys.peerPublicKey);
+        const { pairUuid } = (await openSuperblock(send)).superblock;
+        auth = { send: { key: ringKey(secret, pairUuid, options.nodeId, options.peerNodeId) }, receive: { key: ringKey(secret, pairUuid, options.peerNodeId, options.nodeId) } };
+        // Anti-replay across restarts: what this node acked last time (its own, MACed status block)
+        // is the floor below which the peer's ring is refused, even if an old epoch is restored.
+        notBefore = await persistedAck(send, auth.send);
+      }
       let link: Link | undefined;
       const writer = await RingWriter.open(send, {
         nodeId: options.nodeId,
@@ -202,9 +216,15 @@ export class Link extends EventEmitter<LinkEvents> {
         maxDelayMs: options.storage.maxDelayMs ?? 0,
         controlWaitsForAck: false,
         peerAck: () => link?.peerAck,
-        localAck: () => link?.reader.ack,
+        localAck: () => link?.reader.ack ?? notBefore,
+        ...(auth === undefined ? {} : { auth: auth.send }),
       });
-      const reader = await RingReader.open(receive, { nodeId: options.nodeId, peerNodeId: options.peerNodeId, start: "head" });
+      const reader = await RingReader.open(receive, {
+        nodeId: options.nodeId,
+        peerNodeId: options.peerNodeId,
+        start: "head",
+        ...(auth === undefined ? {} : { auth: auth.receive, ...(notBefore === undefined ? {} : { notBefore }) }),
+      });
       socket = await bindSocket(options.primary.bind);
       link = new Link(options, socket, writer, reader, volumes);
       link.start();
