@@ -2,8 +2,10 @@
 import { loadChecksums } from "../format/checksum.ts";
 import { AuthMode, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { decodeStatus, pickStatus } from "../format/status.ts";
+import { newUuid } from "../format/uuid.ts";
 import { invalidArgument } from "../io/errors.ts";
 import { Volume } from "../io/volume.ts";
+import { readPrivateKeyFile, ringKey, sharedSecret } from "../link/keys.ts";
 import { inspectRing } from "../ring/inspect.ts";
 import { formatVolume, openSuperblock } from "../ring/superblocks.ts";
 import { flag, parse, type ParsedArgs } from "./args.ts";
@@ -31,13 +33,16 @@ export function parseSize(name: string, raw: string): bigint {
 export const formatCommand: Command = {
   summary: "format a send volume (superblocks, status block, empty ring)",
   usage: [
-    "Usage: lunlink format <path> --node N --peer N [--pair UUID] [--block-size N] [--ring-size SIZE] [--force] [--json]",
+    "Usage: lunlink format <path> --node N --peer N [--pair UUID] [--key FILE --peer-public KEY] [--block-size N] [--ring-size SIZE] [--force] [--json]",
     "",
     "Writes lunlink's format version 1 onto <path>: superblock copies at the first and last block,",
     "two status slots, and a ring over the rest (or --ring-size bytes of it). Refuses a volume that",
     "already holds anything where the superblocks go unless --force. Sequence numbers continue above",
     "any found in the old ring, so a reformatted volume never repeats one.",
     "Sizing: ring >= 2 x peak write rate x (mirror lag both ways + 2 polls + max batch delay).",
+    "Keyed (docs/security.md): --key is this node's private key file, --peer-public the peer's public",
+    "key, and --pair the UUID both volumes of the pair share (format the first volume, then the second",
+    "with the pair UUID it printed).",
   ].join("\n"),
   async run(args, out) {
     const parsed = parse(
@@ -46,6 +51,8 @@ export const formatCommand: Command = {
         node: { type: "string" },
         peer: { type: "string" },
         pair: { type: "string" },
+        key: { type: "string" },
+        "peer-public": { type: "string" },
         "block-size": { type: "string" },
         "ring-size": { type: "string" },
         force: { type: "boolean" },
@@ -65,6 +72,15 @@ export const formatCommand: Command = {
       const options: Parameters<typeof formatVolume>[1] = { writerNode, peerNode, force: flag(parsed, "force") };
       if (blockBytes !== undefined) options.blockBytes = blockBytes;
       if (typeof parsed.values.pair === "string") options.pairUuid = parsed.values.pair;
+      // Keyed mode: the ring key of this direction, from our private key and the peer's public key
+      // (both nodes derive the same one), salted with the pair UUID, which both volumes must share.
+      const keyFile = parsed.values.key;
+      const peerPublic = parsed.values["peer-public"];
+      if ((typeof keyFile === "string") !== (typeof peerPublic === "string")) throw invalidArgument("--key/--peer-public", "both (keyed volume) or neither", keyFile ?? peerPublic);
+      if (typeof keyFile === "string" && typeof peerPublic === "string") {
+        options.pairUuid ??= newUuid(); // the first volume of a pair: printed below, pass it as --pair for the second
+        options.auth = { key: ringKey(sharedSecret(await readPrivateKeyFile(keyFile), peerPublic), options.pairUuid, writerNode, peerNode) };
+      }
       if (typeof ringSize === "string") options.ringBlocks = parseSize("--ring-size", ringSize) / BigInt(B);
       const { superblock, previousHighestSeq } = await formatVolume(volume, options);
       if (flag(parsed, "json")) {
