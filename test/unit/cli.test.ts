@@ -2,7 +2,7 @@
 import test from "ava";
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 import { scratchDir, sparseFile } from "../helpers/scratch.ts";
@@ -202,4 +202,26 @@ test("status and down without a running node say so (ERR_LUNLINK_NOT_FOUND), exi
   }
   const usage = await lunlink("status");
   t.is(usage.code, 2, "no --config or --socket is a usage error");
+});
+
+test("keygen writes a 0600 key and prints its public key; pubkey agrees; an existing key is kept; format --key makes a keyed volume", async (t) => {
+  const dir = await scratchDir(t);
+  const key = join(dir, "node1.key");
+  const made = await lunlink("keygen", key);
+  t.is(made.code, 0, made.stderr);
+  t.regex(made.stdout, /^[A-Za-z0-9+/]{43}=\n$/);
+  t.is((await stat(key)).mode & 0o777, 0o600);
+  t.is((await lunlink("pubkey", key)).stdout, made.stdout);
+  const again = await lunlink("keygen", key);
+  t.is(again.code, 1);
+  t.regex(again.stderr, /ERR_LUNLINK_EXISTS: keygen .*node1\.key: the file exists/);
+  const peer = await lunlink("keygen", join(dir, "node2.key"));
+  const volume = await sparseFile(t, 2 * 1024 * 1024);
+  const formatted = await lunlink("format", volume, "--node", "1", "--peer", "2", "--key", key, "--peer-public", peer.stdout.trim(), "--json");
+  t.is(formatted.code, 0, formatted.stderr);
+  const sb = JSON.parse(formatted.stdout) as { authMode: number; pairUuid: string };
+  t.is(sb.authMode, 1, "authMode keyed");
+  const half = await lunlink("format", volume, "--node", "1", "--peer", "2", "--key", key, "--force");
+  t.is(half.code, 2);
+  t.regex(half.stderr, /--key\/--peer-public must be both \(keyed volume\) or neither/);
 });
