@@ -1,4 +1,4 @@
-// `npm run bench -- link [--cuts N] [--seconds S]`: the link end to end in the two-host lab
+// `npm run bench -- link [--cuts N] [--seconds S] [--keys]`: the link end to end in the two-host lab
 // (lib/cli/lab.ts: namespaces, veth, loop devices with direct I/O, local mirrors), side by side in
 // one run with the plain veth and wireguard-go over the same veth:
 //   1. failover: N cuts of the veth with a 1 ms UDP probe node 1 -> node 2 through lunlink0;
@@ -25,14 +25,15 @@ const IPERF_PORT = 5201;
 export async function linkBench(args: string[]): Promise<void> {
   const cuts = numberArg(args, "--cuts", 50);
   const seconds = numberArg(args, "--seconds", 5);
-  const lab = await Lab.create({ prefix: "llb-" });
+  const keys = args.includes("--keys");
+  const lab = await Lab.create({ prefix: "llb-", keys });
   const stop = () => void lab.destroy().finally(() => process.exit(130));
   process.once("SIGINT", stop);
   try {
     await lab.startNode(1);
     await lab.startNode(2);
     for (const id of [1, 2] as const) await lab.waitFor(id, "up", (s) => s.active === "primary" && s.paths.storage.state === "up");
-    console.log(`lab: ${lab.nodes[0].send} ... (loop devices, direct I/O, 4096-byte sectors), mirrors in the root namespace, default timers`);
+    console.log(`lab: loop devices (direct I/O, 4096-byte sectors), mirrors in the root namespace, default timers, ${keys ? "keys: sealed UDP and keyed rings" : "no keys"}`);
     const wireguard = await startWireguard(lab).catch((error: Error) => {
       console.log(`wireguard-go: not measured (${error.message})`);
       return undefined;

@@ -42,9 +42,10 @@ export const demoCommand: Command = {
     process.once("SIGINT", onSignal);
     process.once("SIGTERM", onSignal);
     try {
-      say("building two hosts: network namespaces, veth 198.18.1.1 <-> 198.18.1.2, four loop devices, two mirrors");
+      say("building two hosts: network namespaces, veth 198.18.1.1 <-> 198.18.1.2, four loop devices, two mirrors, X25519 keys");
       lab = await Lab.create({
         prefix: "lld-",
+        keys: true,
         onLog: (node, line) => {
           try {
             const e = JSON.parse(line) as { event?: string; kind?: string; subject?: string; from?: string; to?: string; detail?: string };
@@ -62,7 +63,7 @@ export const demoCommand: Command = {
       await lab.startNode(1);
       await lab.startNode(2);
       for (const id of [1, 2] as const) await lab.waitFor(id, "up on both paths", (s) => s.active === "primary" && s.paths.storage.state === "up");
-      say("both nodes up: lunlink0 198.18.100.1 <-> 198.18.100.2, primary (UDP over the veth) and storage (rings + mirrors) both healthy");
+      say("both nodes up: lunlink0 198.18.100.1 <-> 198.18.100.2, primary (sealed UDP over the veth) and storage (keyed rings + mirrors) both healthy");
       const warm = await lab.exec(1, "ping", ["-c", "3", "-i", "0.2", "-W", "1", n2.tunAddress]);
       say(`ping over the primary: ${/rtt min\/avg\/max\/mdev = ([\d./]+)/.exec(warm)?.[1] ?? "?"} ms (min/avg/max/mdev)`);
 
