@@ -1,4 +1,4 @@
-// `npm run bench -- link [--cuts N] [--seconds S] [--keys]`: the link end to end in the two-host lab
+// `npm run bench -- link [--cuts N] [--seconds S] [--keys] [--mtu N]`: the link end to end in the two-host lab
 // (lib/cli/lab.ts: namespaces, veth, loop devices with direct I/O, local mirrors), side by side in
 // one run with the plain veth and wireguard-go over the same veth:
 //   1. failover: N cuts of the veth with a 1 ms UDP probe node 1 -> node 2 through lunlink0;
@@ -26,14 +26,15 @@ export async function linkBench(args: string[]): Promise<void> {
   const cuts = numberArg(args, "--cuts", 50);
   const seconds = numberArg(args, "--seconds", 5);
   const keys = args.includes("--keys");
-  const lab = await Lab.create({ prefix: "llb-", keys });
+  const tunMtu = numberArg(args, "--mtu", 1400);
+  const lab = await Lab.create({ prefix: "llb-", keys, tunMtu });
   const stop = () => void lab.destroy().finally(() => process.exit(130));
   process.once("SIGINT", stop);
   try {
     await lab.startNode(1);
     await lab.startNode(2);
     for (const id of [1, 2] as const) await lab.waitFor(id, "up", (s) => s.active === "primary" && s.paths.storage.state === "up");
-    console.log(`lab: loop devices (direct I/O, 4096-byte sectors), mirrors in the root namespace, default timers, ${keys ? "keys: sealed UDP and keyed rings" : "no keys"}`);
+    console.log(`lab: loop devices (direct I/O, 4096-byte sectors), mirrors in the root namespace, default timers, ${keys ? "keys: sealed UDP and keyed rings" : "no keys"}, TUN MTU ${tunMtu}`);
     const wireguard = await startWireguard(lab).catch((error: Error) => {
       console.log(`wireguard-go: not measured (${error.message})`);
       return undefined;
@@ -67,7 +68,7 @@ export async function linkBench(args: string[]): Promise<void> {
     }
     await lab.setPrimary(true);
     for (const id of [1, 2] as const) await lab.waitFor(id, "back on the primary", (s) => s.active === "primary", 15_000);
-    console.log(`\nRTT and TCP throughput (iperf3, 1 stream, ${seconds} s; TUN MTU 1400)`);
+    console.log(`\nRTT and TCP throughput (iperf3, 1 stream, ${seconds} s; TUN MTU ${tunMtu}, veth MTU ${Math.max(1500, tunMtu + 80)})`);
     console.log(table(["path", "ping p50 ms", "ping p99 ms", "TCP MB/s", "x veth", "lunlink CPU ms/MB (both nodes)"], rows));
 
     // 1: failover.

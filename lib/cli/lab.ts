@@ -35,6 +35,8 @@ export interface LabOptions {
   config?: Record<string, unknown>;
   /** Every line a node logs (JSON) with its node number. */
   onLog?: (node: 1 | 2, line: string) => void;
+  /** TUN MTU (default 1400); the veth (underlay) MTU is set to carry it with every header and the seal. */
+  tunMtu?: number;
   /** Generate an X25519 key pair per node and configure keys (sealed UDP, keyed rings). */
   keys?: boolean;
   /** Extra Node.js options for the `lunlink up` processes (e.g. --cpu-prof for profiling). */
@@ -113,7 +115,10 @@ export class Lab {
       await ip(["-n", n.ns, "link", "set", "lo", "up"]);
     }
     await ip(["link", "add", a.veth, "netns", a.ns, "type", "veth", "peer", "name", b.veth, "netns", b.ns]);
+    const tunMtu = this.options.tunMtu ?? 1400;
+    const underlayMtu = Math.max(1500, tunMtu + 28 + 28 + 24);
     for (const n of this.nodes) {
+      if (underlayMtu !== 1500) await ip(["-n", n.ns, "link", "set", n.veth, "mtu", String(underlayMtu)]);
       await ip(["-n", n.ns, "addr", "add", `${n.underlayAddress}/24`, "dev", n.veth]);
       await ip(["-n", n.ns, "link", "set", n.veth, "up"]);
     }
@@ -167,8 +172,8 @@ export class Lab {
         ...keyConfig,
         node: n.id,
         peer: peer.id,
-        tun: { name: "lunlink0", address: `${n.tunAddress}/24` },
-        primary: { bind: `${n.underlayAddress}:7410`, peer: `${peer.underlayAddress}:7410` },
+        tun: { name: "lunlink0", address: `${n.tunAddress}/24`, mtu: tunMtu },
+        primary: { bind: `${n.underlayAddress}:7410`, peer: `${peer.underlayAddress}:7410`, underlayMtu },
         storage: { send: n.send, receive: n.receive },
         control: { socket: n.socketPath },
         ...this.options.config,
