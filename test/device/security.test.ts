@@ -9,14 +9,11 @@ import { join } from "node:path";
 import test from "ava";
 
 import { Lab } from "../../lib/cli/lab.ts";
+import { upLab } from "../helpers/lab.ts";
 import { NETNS_PREFIX } from "../helpers/netns.ts";
 
 test("keys on both paths: forged and downgraded UDP refused and counted, a cut carries the stream over keyed rings, intact", async (t) => {
-  const lab = await Lab.create({ prefix: NETNS_PREFIX, volumeBytes: 32 * 1024 * 1024, keys: true });
-  t.teardown(() => lab.destroy());
-  await lab.startNode(1);
-  await lab.startNode(2);
-  for (const id of [1, 2] as const) await lab.waitFor(id, "up on both paths", (s) => s.active === "primary" && s.paths.storage.state === "up");
+  const lab = await upLab(t, { keys: true });
   const bytes = 16 * 1024 * 1024;
   const stream = await lab.startStream(1, bytes, 8);
   const target = `${lab.nodes[1].underlayAddress}:7410`;
@@ -40,11 +37,7 @@ test("keys on both paths: forged and downgraded UDP refused and counted, a cut c
 });
 
 test("keyed rings across a restart: node 2 comes back with its persisted ack as the replay floor and traffic resumes", async (t) => {
-  const lab = await Lab.create({ prefix: NETNS_PREFIX, volumeBytes: 16 * 1024 * 1024, keys: true });
-  t.teardown(() => lab.destroy());
-  await lab.startNode(1);
-  await lab.startNode(2);
-  for (const id of [1, 2] as const) await lab.waitFor(id, "up on both paths", (s) => s.active === "primary" && s.paths.storage.state === "up");
+  const lab = await upLab(t, { keys: true, volumeBytes: 16 * 1024 * 1024 });
   await lab.stopNode(2, "kill");
   await lab.startNode(2);
   await lab.setPrimary(false);

@@ -7,21 +7,8 @@ import test, { type ExecutionContext } from "ava";
 
 import { Lab } from "../../lib/cli/lab.ts";
 import { sleep } from "../helpers/exec.ts";
-import { NETNS_PREFIX } from "../helpers/netns.ts";
+import { upLab } from "../helpers/lab.ts";
 import { generator } from "../helpers/random.ts";
-
-async function upLab(t: ExecutionContext): Promise<Lab> {
-  const logs: string[] = [];
-  const lab = await Lab.create({ prefix: NETNS_PREFIX, volumeBytes: 32 * 1024 * 1024, onLog: (node, line) => logs.length < 2000 && logs.push(`${node} ${line}`) });
-  t.teardown(async () => {
-    if (!t.passed) t.log(logs.filter((l) => l.includes("transition") || l.includes("error")).slice(-40).join("\n"));
-    await lab.destroy();
-  });
-  await lab.startNode(1);
-  await lab.startNode(2);
-  for (const id of [1, 2] as const) await lab.waitFor(id, "up on both paths", (s) => s.active === "primary" && s.paths.storage.state === "up");
-  return lab;
-}
 
 async function ping(lab: Lab, from: 1 | 2, count: number): Promise<number> {
   const out = await lab.exec(from, "ping", ["-n", "-c", String(count), "-i", "0.05", "-W", "2", lab.nodes[2 - from]!.tunAddress]).catch((e: { stdout?: string }) => e.stdout ?? "");

@@ -6,6 +6,7 @@ import test from "ava";
 import { spawnSync } from "node:child_process";
 
 import { createNamespace, runIn } from "../helpers/netns.ts";
+import type { TunCounters } from "../../lib/tun/tun.ts";
 
 const PEER = new URL("../helpers/tun-peer.ts", import.meta.url).pathname;
 
@@ -17,14 +18,7 @@ async function peer(ns: string, scenario: string, subnet: string, prefix: string
   return JSON.parse(line) as Record<string, unknown>;
 }
 
-interface Counters {
-  packetsIn: number;
-  bytesIn: number;
-  packetsOut: number;
-  bytesOut: number;
-  dropped: number;
-  batches: number;
-}
+type Counters = TunCounters;
 
 test("UDP sent to the TUN's subnet is read from the TUN as IPv4/UDP packets with the payload intact", async (t) => {
   const ns = await createNamespace(t, "tuna");

@@ -1,0 +1,20 @@
+// The two-host lab (lib/cli/lab.ts) for end-to-end tests: built with the test namespace prefix,
+// both nodes up and healthy on both paths before the test starts, destroyed in teardown (with the
+// nodes' transitions and errors in the test log if it failed).
+import type { ExecutionContext } from "ava";
+
+import { Lab, type LabOptions } from "../../lib/cli/lab.ts";
+import { NETNS_PREFIX } from "./netns.ts";
+
+export async function upLab(t: ExecutionContext, options: Omit<LabOptions, "prefix" | "onLog"> = {}): Promise<Lab> {
+  const logs: string[] = [];
+  const lab = await Lab.create({ prefix: NETNS_PREFIX, volumeBytes: 32 * 1024 * 1024, ...options, onLog: (node, line) => logs.length < 2000 && logs.push(`${node} ${line}`) });
+  t.teardown(async () => {
+    if (!t.passed) t.log(logs.filter((l) => l.includes("transition") || l.includes("error")).slice(-40).join("\n"));
+    await lab.destroy();
+  });
+  await lab.startNode(1);
+  await lab.startNode(2);
+  for (const id of [1, 2] as const) await lab.waitFor(id, "up on both paths", (s) => s.active === "primary" && s.paths.storage.state === "up");
+  return lab;
+}
