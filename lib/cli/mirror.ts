@@ -1,6 +1,7 @@
 // `lunlink mirror copy|serve|push|status`: the mirror modes lunlink drives itself (local copy; remote
 // over TCP: serve on the far side, push on the near side) and a status report for any mode.
-import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
+import { performance } from "node:perf_hooks";
+import { ErrorCode, LunlinkError, integerOption, invalidArgument } from "../io/errors.ts";
 import { Volume } from "../io/volume.ts";
 import { LocalMirror } from "../mirror/local.ts";
 import { RemoteMirrorPusher } from "../mirror/remote-pusher.ts";
@@ -38,13 +39,32 @@ async function copy(parsed: ParsedArgs, out: Output): Promise<void> {
   try {
     const mirror = await LocalMirror.open(source, destination, { force: flag(parsed, "force") });
     mirror.on("progress", progressBar());
-    if (!flag(parsed, "follow")) {
-      await mirror.resync();
-    } else {
+    const changed = flag(parsed, "changed");
+    const intervalText = parsed.values["interval-ms"];
+    if (flag(parsed, "follow")) {
+      if (changed || intervalText !== undefined) throw invalidArgument("--follow", "alone (not with --changed or --interval-ms)", true);
       await followUntilSignal(mirror);
+    } else if (intervalText !== undefined) {
+      // Interval mode: copy what changed every N ms until SIGINT/SIGTERM.
+      const intervalMs = integerOption("--interval-ms", Number(intervalText), 0, 1, 3_600_000);
+      let stop = false;
+      const onSignal = (): void => void (stop = true);
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      try {
+        while (!stop) {
+          await mirror.resync(true);
+          for (const until = performance.now() + intervalMs; !stop && performance.now() < until; ) await new Promise((r) => setTimeout(r, Math.min(100, intervalMs)));
+        }
+      } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+      }
+    } else {
+      await mirror.resync(changed);
     }
     const summary = { source: sourcePath, destination: destinationPath, ...mirror.counters };
-    out.stdout.write(flag(parsed, "json") ? `${toJson(summary)}\n` : `mirrored ${sourcePath} -> ${destinationPath}: ${mirror.counters.blocksCopied} blocks, ${mirror.counters.records} records followed, ${mirror.counters.resyncs} resync(s)\n`);
+    out.stdout.write(flag(parsed, "json") ? `${toJson(summary)}\n` : `mirrored ${sourcePath} -> ${destinationPath}: ${mirror.counters.blocksCopied} blocks copied, ${mirror.counters.blocksSkipped} already equal, ${mirror.counters.records} records followed, ${mirror.counters.resyncs} resync(s)\n`);
   } finally {
     await source.close();
     await destination.close();
@@ -137,13 +157,15 @@ async function status(parsed: ParsedArgs, out: Output): Promise<void> {
 export const mirrorCommand: Command = {
   summary: "mirror a send volume onto a receive volume (local copy, remote serve/push) and report status",
   usage: [
-    "Usage: lunlink mirror copy <source> <destination> [--follow] [--force] [--json]",
+    "Usage: lunlink mirror copy <source> <destination> [--follow | --changed | --interval-ms N] [--force] [--json]",
     "       lunlink mirror serve --listen HOST:PORT --volume <destination> [--force] [--json]",
     "       lunlink mirror push <source> --to HOST:PORT [--once] [--ack-timeout-ms N] [--poll-max-ms N] [--json]",
     "       lunlink mirror status <source> <destination> [--json]",
     "",
     "copy    Copies the source send volume onto the destination receive volume with O_DIRECT: the ring",
-    "        (end first), the status slots, then superblock copy B and copy A, each synced. With --follow",
+    "        (end first), the status slots, then superblock copy B and copy A, each synced. --changed",
+    "        reads the destination too and writes only the blocks that differ (once); --interval-ms N",
+    "        does that every N ms until SIGINT/SIGTERM. With --follow",
     "        it then copies every new record as it lands (later blocks before the first block).",
     "serve   Far side of the remote mirror: listens on the replication link and writes what a pusher",
     "        sends onto <destination> (O_DIRECT; acked only after fdatasync). One pusher at a time.",
@@ -161,7 +183,7 @@ export const mirrorCommand: Command = {
   async run(args, out) {
     const parsed = parse(
       args,
-      { follow: { type: "boolean" }, force: { type: "boolean" }, json: { type: "boolean" }, once: { type: "boolean" }, listen: { type: "string" }, volume: { type: "string" }, to: { type: "string" }, "ack-timeout-ms": { type: "string" }, "poll-max-ms": { type: "string" } },
+      { follow: { type: "boolean" }, changed: { type: "boolean" }, "interval-ms": { type: "string" }, force: { type: "boolean" }, json: { type: "boolean" }, once: { type: "boolean" }, listen: { type: "string" }, volume: { type: "string" }, to: { type: "string" }, "ack-timeout-ms": { type: "string" }, "poll-max-ms": { type: "string" } },
       { min: 1, max: 3 },
     );
     const verb = parsed.positionals[0];

@@ -38,13 +38,18 @@ export class LocalMirror extends RingMirror {
     return this.follow();
   }
 
-  /** Copies the whole source volume onto the destination, in an order safe for a live reader. */
-  async resync(): Promise<void> {
+  /**
+   * Copies the source volume onto the destination, in an order safe for a live reader. With
+   * changedOnly the destination is read too and only the blocks that differ are written (the
+   * "once" and "interval" modes: what changed since the last copy), counted in blocksSkipped.
+   */
+  async resync(changedOnly = false): Promise<void> {
     const B = this.B;
     const chunkBlocks = Math.max(1, Math.floor(this.options.resyncChunkBytes / B));
     const chunks = this.resyncChunks(chunkBlocks);
     // Two buffers: the next chunk is read while the current one is written.
     const buffers = [this.source.alloc(chunkBlocks * B), this.source.alloc(chunkBlocks * B)] as const;
+    const current = changedOnly ? this.source.alloc(chunkBlocks * B) : undefined;
     const read = async (i: number): Promise<Uint8Array> => {
       const [start, end] = chunks[i]!;
       const view = buffers[i % 2]!.subarray(0, (end - start) * B);
@@ -58,8 +63,12 @@ export class LocalMirror extends RingMirror {
         const view = await pending!;
         pending = i + 1 < chunks.length ? read(i + 1) : undefined;
         const [start, end] = chunks[i]!;
-        await this.destination.write((RING_START_BLOCK + start) * B, view);
-        this.counters.blocksCopied += end - start;
+        if (current === undefined) {
+          await this.destination.write((RING_START_BLOCK + start) * B, view);
+          this.counters.blocksCopied += end - start;
+        } else {
+          await this.copyDiffering(start, view, current.subarray(0, view.length));
+        }
         progress.blocksDone += end - start;
         progress.bytes += view.length;
         this.emit("progress", { ...progress });
@@ -68,5 +77,26 @@ export class LocalMirror extends RingMirror {
       pending?.catch(() => undefined); // a write failed: the read in flight is abandoned, not unhandled
     }
     await this.finishResync(progress);
+  }
+
+  /** Writes the runs of blocks where `source` (ring blocks from `start`) differs from the destination, highest first. */
+  private async copyDiffering(start: number, source: Uint8Array, destination: Uint8Array): Promise<void> {
+    const B = this.B;
+    await this.destination.read((RING_START_BLOCK + start) * B, destination);
+    const blocks = source.length / B;
+    const same = (i: number): boolean => Buffer.compare(source.subarray(i * B, (i + 1) * B), destination.subarray(i * B, (i + 1) * B)) === 0;
+    let end = blocks;
+    while (end > 0) {
+      if (same(end - 1)) {
+        this.counters.blocksSkipped++;
+        end--;
+        continue;
+      }
+      let first = end - 1;
+      while (first > 0 && !same(first - 1)) first--;
+      await this.destination.write((RING_START_BLOCK + start + first) * B, source.subarray(first * B, end * B));
+      this.counters.blocksCopied += end - first;
+      end = first;
+    }
   }
 }
