@@ -9,6 +9,7 @@
         "addon/device.cc",
         "addon/volume.cc",
         "addon/buffer.cc",
+        "addon/aead.cc",
         "addon/tun.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

@@ -1,9 +1,10 @@
-// Addon entry point. Exports are private to lib/io and lib/tun: `init(dispatch)` wires the
+// Addon entry point. Exports are private to lib/io, lib/tun and lib/link: `init(dispatch)` wires the
 // completion channel, `NativeVolume`, `NativeTun`, `alignedBuffer`,
-// `addressAlignment`.
+// `addressAlignment`, `aeadSeal`/`aeadOpen` (sealed UDP datagrams).
 // Context-aware: each environment (main thread, worker) gets its own channel and pools.
 #include <napi.h>
 
+#include "aead.h"
 #include "buffer.h"
 #include "channel.h"
 #include "state.h"
@@ -24,6 +25,7 @@ void Teardown(void* arg) {
   for (auto& weak : state->pools) {
     if (auto pool = weak.lock()) pool->Abandon();
   }
+  AeadTeardown(state);
 }
 
 Napi::Value Init(const Napi::CallbackInfo& info) {
@@ -44,6 +46,8 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTun", NativeTun::Define(env));
   exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
   exports.Set("addressAlignment", Napi::Function::New(env, AddressAlignment, "addressAlignment"));
+  exports.Set("aeadSeal", Napi::Function::New(env, AeadSeal, "aeadSeal"));
+  exports.Set("aeadOpen", Napi::Function::New(env, AeadOpen, "aeadOpen"));
   return exports;
 }
 

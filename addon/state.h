@@ -10,9 +10,14 @@
 #include "channel.h"
 #include "pool.h"
 
+struct evp_cipher_ctx_st;  // OpenSSL's EVP_CIPHER_CTX
+
 namespace lunlink {
 
 struct AddonState {
+  // aead.cc's reused cipher contexts (created on first use, freed at environment teardown).
+  evp_cipher_ctx_st* sealContext = nullptr;
+  evp_cipher_ctx_st* openContext = nullptr;
   std::shared_ptr<Channel> channel;
   std::vector<std::weak_ptr<Pool>> pools;
 };

@@ -77,6 +77,10 @@ interface Addon {
   NativeTun: new () => NativeTunHandle;
   alignedBuffer(length: number, alignment: number): Uint8Array;
   addressAlignment(buffer: Uint8Array): number;
+  /** ChaCha20-Poly1305 seal: out (plaintext.length + 16) gets ciphertext then tag. */
+  aeadSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, out: Uint8Array): void;
+  /** ChaCha20-Poly1305 open: true and the plaintext in out if the tag verifies, else false and out zeroed. */
+  aeadOpen(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array, out: Uint8Array): boolean;
 }
 
 /** Mirrors `enum class Syscall` in addon/channel.h. */

@@ -445,10 +445,14 @@ export class Link extends EventEmitter<LinkEvents> {
 
   private sendUdp(header: MessageHeader, payload?: Uint8Array): boolean {
     header.path = PathId.Primary;
-    let out: Buffer = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + (payload?.length ?? 0));
-    encodeHeader(out, 0, header);
-    if (payload !== undefined) out.set(payload, MESSAGE_HEADER_BYTES);
-    if (this.sealer !== undefined) out = this.sealer.seal(out);
+    let out: Buffer;
+    if (this.sealer !== undefined) {
+      out = this.sealer.sealParts(header, payload ?? EMPTY);
+    } else {
+      out = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + (payload?.length ?? 0));
+      encodeHeader(out, 0, header);
+      if (payload !== undefined) out.set(payload, MESSAGE_HEADER_BYTES);
+    }
     const peer = this.options.primary.peer;
     this.socket.send(out, peer.port, peer.host, (error) => {
       if (error) this.counters.udpSendErrors++;
@@ -488,6 +492,7 @@ export class Link extends EventEmitter<LinkEvents> {
 export const RING_FRAME_OVERHEAD_BYTES = FRAME_HEADER_BYTES + MESSAGE_HEADER_BYTES;
 
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+const EMPTY = new Uint8Array(0);
 
 function bindSocket(bind: Endpoint): Promise<dgram.Socket> {
   return new Promise((resolve, reject) => {

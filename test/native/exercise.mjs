@@ -88,3 +88,37 @@ console.log("exercise done");
   await new Promise((resolve, reject) => { worker.on("exit", resolve); worker.on("error", reject); });
   console.log("tun done");
 }
+{
+  // aeadSeal/aeadOpen (addon/aead.cc): sizes from empty to 64 KiB, a forged tag, bad arguments, and
+  // a worker that uses both and exits (its environment's contexts are freed at teardown).
+  const { Worker } = await import("node:worker_threads");
+  const { Sealer, Opener } = await import("../../dist/lib/link/seal.js");
+  const { generateKeys, sharedSecret } = await import("../../dist/lib/link/keys.js");
+  const { encodeMessage } = await import("../../dist/lib/link/message.js");
+  const a = generateKeys();
+  const b = generateKeys();
+  const sealer = new Sealer(sharedSecret(a.privateKey, b.publicKey), 3n, 1, 2);
+  const opener = new Opener(sharedSecret(b.privateKey, a.publicKey), 1, 2);
+  let opened = 0;
+  for (const size of [0, 1, 15, 16, 17, 1400, 9000, 65000]) {
+    const sealed = sealer.seal(encodeMessage({ kind: 4, path: 0, node: 1, session: 3n, seq: 1n, ack: 0n }, Buffer.alloc(size, size & 0xff)));
+    if (opener.open(sealed).ok) opened++;
+    sealed[sealed.length - 1] ^= 1;
+    if (opener.open(sealed).ok) throw new Error("forged datagram opened");
+  }
+  if (opened !== 8) throw new Error(`opened ${opened} of 8`);
+  const { addon } = await import("../../dist/lib/io/native.js");
+  for (const bad of [() => addon().aeadSeal(new Uint8Array(1), new Uint8Array(12), new Uint8Array(0), new Uint8Array(0), new Uint8Array(16)), () => addon().aeadOpen("x")]) {
+    try { bad(); throw new Error("accepted"); } catch (e) { if (e.message === "accepted") throw e; }
+  }
+  const worker = new Worker(`(async () => {
+    const { addon } = await import(${JSON.stringify(new URL("../../dist/lib/io/native.js", import.meta.url).href)});
+    const out = new Uint8Array(116);
+    addon().aeadSeal(new Uint8Array(32), new Uint8Array(12), new Uint8Array(8), new Uint8Array(100), out);
+    if (!addon().aeadOpen(new Uint8Array(32), new Uint8Array(12), new Uint8Array(8), out.subarray(0, 100), out.subarray(100), new Uint8Array(100))) process.exit(5);
+    process.exit(0);
+  })();`, { eval: true });
+  const code = await new Promise((resolve, reject) => { worker.on("exit", resolve); worker.on("error", reject); });
+  if (code !== 0) throw new Error(`aead worker exited ${code}`);
+  console.log("aead done");
+}

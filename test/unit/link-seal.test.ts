@@ -1,6 +1,7 @@
 // Keys and sealed UDP datagrams: key files (mode checked like ssh), X25519 agreement, and the
 // AEAD seal: round trip, every bit flip refused, replays and older sessions refused after
 // authentication, another key refused, an unsealed datagram refused as a downgrade.
+import { createCipheriv } from "node:crypto";
 import { writeFile, chmod } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
@@ -11,6 +12,7 @@ import { generateKeys, publicKeyOf, readPrivateKeyFile, sharedSecret } from "../
 import { encodeMessage, MessageKind, PathId } from "../../lib/link/message.ts";
 import { Opener, Sealer, SEAL_OVERHEAD_BYTES } from "../../lib/link/seal.ts";
 import { scratchDir } from "../helpers/scratch.ts";
+import { addon } from "../../lib/io/native.ts";
 
 const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
 
@@ -90,4 +92,29 @@ test("another key, the other direction's key, or an unsealed datagram are refuse
   t.deepEqual(new Opener(ba, 2, 1).open(new Sealer(ab, 7n, 1, 2).seal(plain)), { ok: false, reason: "auth" }, "the reverse direction's key (reflection)");
   t.deepEqual(new Opener(ba, 1, 2).open(Buffer.concat([plain, Buffer.alloc(SEAL_OVERHEAD_BYTES)])), { ok: false, reason: "version" }, "unsealed: downgrade");
   t.deepEqual(new Opener(ba, 1, 2).open(plain.subarray(0, 20)), { ok: false, reason: "short" });
+});
+
+test("the addon's ChaCha20-Poly1305 agrees with node:crypto's both ways (RFC 8439, same key, nonce and AAD)", (t) => {
+  t.log(`fast-check seed ${SEED} (replay: LUNLINK_SEED=${SEED})`);
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ minLength: 12, maxLength: 12 }), fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ maxLength: 2000 }), (key, nonce, aad, plain) => {
+      const sealed = new Uint8Array(plain.length + 16);
+      addon().aeadSeal(key, nonce, aad, plain, sealed);
+      const cipher = createCipheriv("chacha20-poly1305", key, nonce, { authTagLength: 16 });
+      cipher.setAAD(aad, { plaintextLength: plain.length });
+      const reference = Buffer.concat([cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
+      if (Buffer.compare(Buffer.from(sealed), reference) !== 0) return false;
+      const opened = new Uint8Array(plain.length);
+      if (!addon().aeadOpen(key, nonce, aad, reference.subarray(0, plain.length), reference.subarray(plain.length), opened)) return false;
+      if (Buffer.compare(Buffer.from(opened), Buffer.from(plain)) !== 0) return false;
+      const forged = Buffer.from(reference);
+      forged[forged.length - 1]! ^= 1;
+      const refused = new Uint8Array(plain.length).fill(7);
+      return !addon().aeadOpen(key, nonce, aad, forged.subarray(0, plain.length), forged.subarray(plain.length), refused) && refused.every((b) => b === 0);
+    }),
+    { numRuns: 300, seed: SEED },
+  );
+  t.throws(() => addon().aeadSeal(new Uint8Array(31), new Uint8Array(12), new Uint8Array(0), new Uint8Array(1), new Uint8Array(17)), { message: /key must be 32 bytes/ });
+  const shared = new Uint8Array(64);
+  t.throws(() => addon().aeadSeal(new Uint8Array(32), new Uint8Array(12), new Uint8Array(0), shared.subarray(0, 16), shared.subarray(8, 40)), { message: /must not overlap/ });
 });
