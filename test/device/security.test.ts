@@ -22,6 +22,9 @@ test("keys on both paths: forged and downgraded UDP refused and counted, a cut c
     const [code] = (await once(flood, "exit")) as [number];
     t.is(code, 0, `${mode} flood ran`);
   }
+  const flooded = await lab.status(2);
+  t.is(flooded.failovers, 0, "the floods did not starve heartbeats into a false failover");
+  t.is(flooded.paths.primary.state, "up");
   await lab.setPrimary(false);
   await lab.waitFor(2, "on storage", (x) => x.active === "storage");
   await new Promise((r) => setTimeout(r, 1000));
