@@ -84,3 +84,21 @@ test("both paths cut (veth down, mirror stopped): status says isolated, and reco
   await lab.waitFor(1, "on the primary again", (x) => x.active === "primary");
   t.true((await ping(lab, 1, 3)) >= 2, "ping works again");
 });
+
+test("status and metrics of a running node: `lunlink status` (human and --json) and Prometheus text on loopback", async (t) => {
+  const lab = await upLab(t, { config: { metrics: { listen: "127.0.0.1:9410" } } });
+  const bin = new URL("../../bin/lunlink.js", import.meta.url).pathname;
+  const human = await lab.exec(1, process.execPath, [bin, "status", "--socket", lab.nodes[0].socketPath]);
+  t.regex(human, /node 1 <-> node 2: active path primary/);
+  t.regex(human, /primary\s+up\s+last heard \d+ ms ago/);
+  const json = JSON.parse(await lab.exec(1, process.execPath, [bin, "status", "--socket", lab.nodes[0].socketPath, "--json"])) as { active: string; paths: { storage: { state: string } } };
+  t.is(json.active, "primary");
+  t.is(json.paths.storage.state, "up");
+  const metrics = await lab.exec(1, process.execPath, ["-e", "fetch('http://127.0.0.1:9410/metrics').then(async (r) => console.log(r.headers.get('content-type') + '\\n' + (await r.text())))"]);
+  t.regex(metrics, /^text\/plain; version=0\.0\.4/);
+  t.regex(metrics, /lunlink_path_state\{path="primary"\} 2/);
+  t.regex(metrics, /lunlink_active_path\{path="primary"\} 1/);
+  t.regex(metrics, /# TYPE lunlink_failovers_total counter\nlunlink_failovers_total 0/);
+  const missing = await lab.exec(1, process.execPath, ["-e", "fetch('http://127.0.0.1:9410/other').then((r) => console.log(r.status))"]);
+  t.is(missing.trim(), "404");
+});
