@@ -101,4 +101,11 @@ test("status and metrics of a running node: `lunlink status` (human and --json) 
   t.regex(metrics, /# TYPE lunlink_failovers_total counter\nlunlink_failovers_total 0/);
   const missing = await lab.exec(1, process.execPath, ["-e", "fetch('http://127.0.0.1:9410/other').then((r) => console.log(r.status))"]);
   t.is(missing.trim(), "404");
+  // `lunlink down`: the node closes its TUN device and link and exits 0; the interface is gone.
+  const node = lab.nodes[0].process!;
+  const exited = new Promise<number | null>((resolve) => node.once("exit", (code) => resolve(code)));
+  t.regex(await lab.exec(1, process.execPath, [bin, "down", "--socket", lab.nodes[0].socketPath]), /asked the node .* to go down/);
+  t.is(await exited, 0, "lunlink up exited 0");
+  const links = await lab.exec(1, "ip", ["link", "show"]);
+  t.false(links.includes("lunlink0"), "lunlink0 is gone");
 });
