@@ -34,7 +34,7 @@ export { TunDevice, DEFAULT_TUN_MTU, DEFAULT_TUN_NAME, MAX_TUN_MTU, MIN_TUN_MTU,
 export type { TunCounters, TunEvents, TunOptions, TunPacketHandler } from "./tun/tun.ts";
 export { Link } from "./link/link.ts";
 export type { LinkOptions, LinkStatus, LinkCounters, LinkEvents, Endpoint } from "./link/link.ts";
-export { loadConfig, checkConfig, linkOptions } from "./link/config.ts";
+export { loadConfig, loadKeys, checkConfig, linkOptions } from "./link/config.ts";
 export type { NodeConfig, ConfigProblem } from "./link/config.ts";
 export { DEFAULT_TIMERS } from "./link/paths.ts";
 export type { LinkTimers, PathTimers, PathState, Active, Transition } from "./link/paths.ts";

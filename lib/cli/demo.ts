@@ -8,7 +8,7 @@ import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
 
 import { parse } from "./args.ts";
-import { Lab, lunlinkBin } from "./lab.ts";
+import { Lab } from "./lab.ts";
 import type { Command } from "./main.ts";
 
 const STREAM_BYTES = 120 * 1024 * 1024;
@@ -79,8 +79,8 @@ export const demoCommand: Command = {
       say(`traffic started: TCP stream of ${STREAM_BYTES / 1024 / 1024} MiB at ${STREAM_RATE_MBPS} MB/s node 1 -> node 2, ping every ${PING_INTERVAL_S * 1000} ms`);
 
       await sleep(CUT_AT_MS);
-      const cutWallMs = Date.now();
       await lab.setPrimary(false);
+      const cutWallMs = Date.now(); // both veth ends are down from here (a conservative start)
       say("CUT: the veth between the hosts is down (both ends); storage is untouched");
       await sleep(RESTORE_AT_MS - CUT_AT_MS);
       const restoreWallMs = Date.now();
@@ -89,8 +89,10 @@ export const demoCommand: Command = {
       const [{ sent, received }] = await Promise.all([stream.finished, pingDone]);
 
       const statuses = [await lab.status(1), await lab.status(2)];
-      const afterCut = replies.filter((r) => r > cutWallMs);
-      const interruptionMs = afterCut.length > 0 ? afterCut[0]! - cutWallMs : Number.NaN;
+      // The interruption: the gap between the replies around the cut (the last before it, the first after).
+      const before = replies.filter((r) => r <= cutWallMs).at(-1);
+      const after = replies.find((r) => r > cutWallMs);
+      const interruptionMs = before !== undefined && after !== undefined ? after - before : Number.NaN;
       const duringCut = replies.filter((r) => r > cutWallMs && r < restoreWallMs).length;
       let longestGapMs = 0;
       for (let i = 1; i < replies.length; i++) longestGapMs = Math.max(longestGapMs, replies[i]! - replies[i - 1]!);
@@ -98,7 +100,7 @@ export const demoCommand: Command = {
       out.stdout.write("\nSummary\n");
       out.stdout.write(`  TCP stream: sent ${sent.bytes} bytes, received ${received.bytes}, SHA-256 ${ok ? "equal" : "DIFFERENT"} (${received.sha256?.slice(0, 16) ?? "none"}...), ${sent.seconds?.toFixed(1) ?? "?"} s\n`);
       out.stdout.write(`  ping: ${replies.length} of ${PING_COUNT} replies, ${duringCut} of them while the network was cut (over storage)\n`);
-      out.stdout.write(`  interruption at the cut: first reply ${interruptionMs.toFixed(0)} ms after the cut; longest gap between replies ${longestGapMs.toFixed(0)} ms\n`);
+      out.stdout.write(`  interruption at the cut: ${interruptionMs.toFixed(0)} ms between the last reply before the cut and the first after it; longest gap between replies ${longestGapMs.toFixed(0)} ms\n`);
       for (const s of statuses) {
         out.stdout.write(`  node ${s.node}: failovers ${s.failovers}, failbacks ${s.failbacks}, messages over storage sent ${s.counters.sent.storage} / received ${s.counters.received.storage}, duplicates dropped ${s.counters.dataDuplicates}, active ${s.active}\n`);
       }

@@ -3,6 +3,7 @@
 // `up` runs until `lunlink down`, SIGINT or SIGTERM, then closes the TUN device (the interface
 // disappears), the link (the send ring's last records are flushed) and the control socket.
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import type { Server } from "node:net";
 import { readFile } from "node:fs/promises";
 import { unlink } from "node:fs/promises";
 import pino from "pino";
@@ -59,8 +60,11 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
   const keys = await loadKeys(config);
   const link = await Link.open(linkOptions(config, (event, fields) => log.info({ event, ...fields }, event), keys));
   if (keys === undefined) log.warn({ event: "no-keys" }, "no keys configured: UDP datagrams are neither authenticated nor encrypted (see docs/security.md)");
+  // Listen at once: a storage error during the rest of the start-up is logged, not an unhandled event.
+  link.on("error", (error) => log.error({ event: "link-error", message: error.message }, "link error"));
   let tun: TunDevice | undefined;
   let metrics: HttpServer | undefined;
+  let server: Server | undefined;
   let stopping: (() => void) | undefined;
   const stopped = new Promise<void>((resolve) => (stopping = resolve));
   const stop = () => stopping?.();
@@ -68,7 +72,7 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
     tun = await TunDevice.open({ name: config.tun.name, mtu: config.tun.mtu, address: config.tun.address, up: true });
     const counters = bridge(tun, link);
     const status = (): LinkStatus & { tun: object } => ({ ...link.status(), tun: { name: tun!.name, mtu: tun!.mtu, ...tun!.counters, ...counters } });
-    const server = await serveControl(socketPath, async (cmd) => {
+    server = await serveControl(socketPath, async (cmd) => {
       if (cmd === "status") return status();
       if (cmd === "down") {
         setImmediate(stop);
@@ -90,15 +94,16 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
     }
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
-    link.on("error", (error) => log.error({ event: "link-error", message: error.message }, "link error"));
     log.info({ event: "up", node: config.node, peer: config.peer, tun: tun.name, address: config.tun.address, mtu: tun.mtu, control: socketPath }, `node ${config.node} up: ${tun.name} ${config.tun.address}`);
     await stopped;
     log.info({ event: "down", ...link.status().counters }, `node ${config.node} going down`);
-    server.close();
-    await unlink(socketPath).catch(() => undefined);
   } finally {
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
+    if (server !== undefined) {
+      server.close();
+      await unlink(socketPath).catch(() => undefined);
+    }
     metrics?.close();
     await tun?.close();
     await link.close();

@@ -41,7 +41,8 @@ export const streamCommand: Command = {
     } else if (verb === "send") {
       const to = parseEndpoint(String(v.to));
       if (to === undefined) throw invalidArgument("--to", "ADDR:PORT (IPv4)", v.to);
-      const bytes = integerOption("--bytes", v.bytes === undefined ? undefined : Number(v.bytes), 0, 1, 2 ** 40);
+      if (v.bytes === undefined) throw invalidArgument("--bytes", "the number of bytes to send (1..2^40)", undefined);
+      const bytes = integerOption("--bytes", Number(v.bytes), 0, 1, 2 ** 40);
       const rate = v["rate-mbps"] === undefined ? 0 : Number(v["rate-mbps"]);
       if (!(rate >= 0 && rate <= 100_000)) throw invalidArgument("--rate-mbps", "a number of MB/s in 0..100000 (0 = as fast as possible)", v["rate-mbps"]);
       await send(to.host, to.port, bytes, rate, timeoutMs, print);

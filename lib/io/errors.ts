@@ -39,6 +39,7 @@ export const ErrorCode = {
   /** The volume is keyed and no key was given (a keyless writer or frame reader). */
   KeyRequired: "ERR_LUNLINK_KEY_REQUIRED",
   Exists: "ERR_LUNLINK_EXISTS",
+  KeyExhausted: "ERR_LUNLINK_KEY_EXHAUSTED",
   BadPeerMessage: "ERR_LUNLINK_BAD_PEER_MESSAGE",
   PeerLost: "ERR_LUNLINK_PEER_LOST",
   PeerRefused: "ERR_LUNLINK_PEER_REFUSED",

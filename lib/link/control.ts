@@ -33,6 +33,19 @@ export class ControlSender {
     return entry;
   }
 
+  /**
+   * The peer restarted and expects seq 1 again: what it never acked is renumbered from 1, in order,
+   * and sent again at the next retransmission.
+   */
+  restart(): void {
+    let seq = 1n;
+    for (const entry of this.unacked) {
+      entry.seq = seq++;
+      entry.sentAtMs = Number.NEGATIVE_INFINITY;
+    }
+    this.nextSeq = seq;
+  }
+
   /** The peer received everything up to `ack`. Returns how many messages that released. */
   acked(ack: bigint): number {
     let released = 0;

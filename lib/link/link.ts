@@ -5,6 +5,7 @@
 // Decisions live in the sans-IO parts (paths.ts, control.ts, window.ts); this file only moves bytes
 // and time into them. Invariants: heartbeats run on both paths all the time; the application never
 // sees a data message twice (dedupe by link sequence); control is delivered once, in order.
+import { randomInt } from "node:crypto";
 import dgram from "node:dgram";
 import { EventEmitter } from "node:events";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
@@ -18,10 +19,10 @@ import { RingWriter, type Ack } from "../ring/writer.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
 import { persistedAck } from "../ring/status.ts";
 import { ControlReceiver, ControlSender } from "./control.ts";
-import { decodeHeader, encodeHeader, MessageKind, MESSAGE_HEADER_BYTES, PathId, type MessageHeader } from "./message.ts";
+import { decodeHeader, encodeHeader, MAX_MESSAGE_BYTES, MessageKind, MESSAGE_HEADER_BYTES, PathId, type MessageHeader } from "./message.ts";
 import { ringKey, sharedSecret } from "./keys.ts";
 import { LinkState, type LinkTimers, type Transition } from "./paths.ts";
-import { Opener, Sealer } from "./seal.ts";
+import { Opener, SEAL_OVERHEAD_BYTES, Sealer } from "./seal.ts";
 import { SequenceWindow } from "./window.ts";
 
 export interface Endpoint {
@@ -117,9 +118,6 @@ const RING_FRAME_TYPE: Record<MessageKind, FrameType> = {
   [MessageKind.Data]: FrameType.Data,
 };
 
-/** Bound on datagrams kept for the async iterator before new ones are dropped (counted). */
-const MAX_QUEUED_DATAGRAMS = 4096;
-
 export class Link extends EventEmitter<LinkEvents> {
   readonly options: LinkOptions;
   readonly state: LinkState;
@@ -142,7 +140,7 @@ export class Link extends EventEmitter<LinkEvents> {
     replays: 0,
     downgrades: 0,
   };
-  /** This run's session: ms since the epoch in the high bits, so a restarted node's is higher. */
+  /** This run's session: the send ring's epoch in the high bits, so a restarted node's is higher. */
   readonly session: bigint;
   private peerSession = 0n;
   private readonly socket: dgram.Socket;
@@ -169,7 +167,9 @@ export class Link extends EventEmitter<LinkEvents> {
     super();
     this.options = options;
     this.state = new LinkState(options.timers);
-    this.session = (BigInt(Date.now()) << 16n) | BigInt(Math.floor(Math.random() * 0x10000));
+    // Strictly higher on every start: the send ring's epoch (persisted on the volume, raised by every
+    // RingWriter.open), not the wall clock, which may step back. Low bits random.
+    this.session = (writer.epoch << 16n) | BigInt(randomInt(0x10000));
     this.socket = socket;
     this.writer = writer;
     this.reader = reader;
@@ -192,6 +192,7 @@ export class Link extends EventEmitter<LinkEvents> {
   static async open(options: LinkOptions): Promise<Link> {
     const volumes: Volume[] = [];
     let socket: dgram.Socket | undefined;
+    let writer: RingWriter | undefined;
     try {
       const send = await Volume.open(options.storage.send, { dsync: options.storage.dsync ?? true, exclusive: true, ...(options.storage.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: options.storage.ioTimeoutMs }) });
       volumes.push(send);
@@ -210,13 +211,15 @@ export class Link extends EventEmitter<LinkEvents> {
         notBefore = await persistedAck(send, auth.send);
       }
       let link: Link | undefined;
-      const writer = await RingWriter.open(send, {
+      writer = await RingWriter.open(send, {
         nodeId: options.nodeId,
         takeOver: options.storage.takeOver ?? true,
         maxDelayMs: options.storage.maxDelayMs ?? 0,
         controlWaitsForAck: false,
         peerAck: () => link?.peerAck,
-        localAck: () => link?.reader.ack ?? notBefore,
+        // Keyed: persist the high-water mark of authenticated records delivered (never lower, even if
+        // an old image is restored under the reader); unkeyed: the reader's position.
+        localAck: () => (link === undefined ? notBefore : auth === undefined ? link.reader.ack : link.reader.delivered),
         ...(auth === undefined ? {} : { auth: auth.send }),
       });
       const reader = await RingReader.open(receive, {
@@ -231,6 +234,7 @@ export class Link extends EventEmitter<LinkEvents> {
       return link;
     } catch (error) {
       socket?.close();
+      await writer?.close().catch(() => undefined);
       for (const v of volumes) await v.close().catch(() => undefined);
       throw error;
     }
@@ -264,6 +268,7 @@ export class Link extends EventEmitter<LinkEvents> {
   /** Sends one data datagram, best effort (like a network). Returns false if no path took it. */
   sendData(payload: Uint8Array): boolean {
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
+    this.checkSize(payload);
     const paths = this.state.dataPaths(performance.now(), this.storageDrained());
     const header = this.header(MessageKind.Data, ++this.dataSeq, 0n);
     let taken = false;
@@ -274,6 +279,7 @@ export class Link extends EventEmitter<LinkEvents> {
 
   /** Queues one control message (reliable, in order). Resolves once it is handed to a path. */
   async sendControl(payload: Uint8Array): Promise<void> {
+    this.checkSize(payload);
     for (;;) {
       if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
       const entry = this.controlOut.submit(payload, performance.now());
@@ -282,6 +288,17 @@ export class Link extends EventEmitter<LinkEvents> {
         return;
       }
       await new Promise((resolve) => setTimeout(resolve, this.controlRtoMs / 4));
+    }
+  }
+
+  /** The largest payload both paths carry: a UDP datagram (sealed or not) and a ring frame. */
+  get maxPayloadBytes(): number {
+    return MAX_MESSAGE_BYTES - MESSAGE_HEADER_BYTES - (this.sealer === undefined ? 0 : SEAL_OVERHEAD_BYTES);
+  }
+
+  private checkSize(payload: Uint8Array): void {
+    if (payload.length > this.maxPayloadBytes) {
+      throw new LunlinkError(ErrorCode.FrameTooLarge, `a payload of ${payload.length} bytes does not fit a link message (at most ${this.maxPayloadBytes})`);
     }
   }
 
@@ -371,6 +388,8 @@ export class Link extends EventEmitter<LinkEvents> {
       this.peerSession = h.session;
       this.window.reset();
       this.controlIn.reset();
+      // The restarted peer expects control seq 1 again: renumber what it never acked.
+      this.controlOut.restart();
       this.state.primary.resetPeer();
       this.state.storage.resetPeer();
     }

@@ -88,10 +88,13 @@ export class PathMonitor {
     this.highestHeard = 0n;
   }
 
-  /** Our own restart of numbering is never needed: the echo only has to advance. */
-  shift(pausedMs: number): void {
-    this.lastHeardMs += pausedMs;
-    this.lastEchoMs += pausedMs;
+  /**
+   * Our own pause of `pausedMs` ended at `nowMs`: its silence does not count. Times already moved
+   * by messages handled after the pause are not pushed past now.
+   */
+  shift(pausedMs: number, nowMs: number): void {
+    this.lastHeardMs = Math.min(this.lastHeardMs + pausedMs, nowMs);
+    this.lastEchoMs = Math.min(this.lastEchoMs + pausedMs, nowMs);
   }
 
   /** Recomputes the state; returns true if it changed. */
@@ -152,8 +155,8 @@ export class LinkState {
     if (!Number.isNaN(this.lastTickMs)) {
       const gapMs = nowMs - this.lastTickMs;
       if (gapMs > this.timers.selfPauseMs) {
-        this.primary.shift(gapMs);
-        this.storage.shift(gapMs);
+        this.primary.shift(gapMs, nowMs);
+        this.storage.shift(gapMs, nowMs);
         this.selfPauses++;
         out.push(this.note(nowMs, "pause", "self", "running", "running", `event loop paused ${Math.round(gapMs)} ms: silence during the pause ignored`));
       }

@@ -8,6 +8,7 @@
 // session field (to pick the key) before the tag is verified; every other decision waits for it.
 // After authentication a sliding window (window.ts) refuses replayed counters.
 import { deriveKey } from "../format/kdf.ts";
+import { ErrorCode, LunlinkError } from "../io/errors.ts";
 import { addon } from "../io/native.ts";
 import { decodeHeader, encodeHeader, LINK_VERSION, MESSAGE_HEADER_BYTES, type MessageHeader } from "./message.ts";
 import { SequenceWindow } from "./window.ts";
@@ -16,7 +17,7 @@ export const LINK_VERSION_SEALED = 2;
 export const COUNTER_BYTES = 8;
 export const TAG_BYTES = 16;
 export const SEAL_OVERHEAD_BYTES = COUNTER_BYTES + TAG_BYTES;
-/** A sender starts a new session (new key) before its counter reaches this. */
+/** A sender refuses to seal past this many datagrams under one key (a restart is a new session and key). */
 export const REKEY_AFTER_MESSAGES = 2n ** 48n;
 const SESSION_OFFSET = 4;
 
@@ -43,10 +44,6 @@ export class Sealer {
     this.session = session;
   }
 
-  get exhausted(): boolean {
-    return this.counter >= REKEY_AFTER_MESSAGES;
-  }
-
   /** Seals an encoded message (version-1 header + payload) into a new datagram. */
   seal(message: Uint8Array): Buffer {
     const decoded = decodeHeader(message, 0, message.length);
@@ -57,6 +54,9 @@ export class Sealer {
   /** Seals a header and payload straight into a new datagram (no intermediate message). */
   sealParts(header: MessageHeader, payload: Uint8Array): Buffer {
     if (header.session !== this.session) throw new Error(`assertion failed: sealing a message of session ${header.session} with the key of session ${this.session}`);
+    if (this.counter >= REKEY_AFTER_MESSAGES) {
+      throw new LunlinkError(ErrorCode.KeyExhausted, `this session sealed ${this.counter} datagrams, the bound for one key: restart the node for a new session and key`);
+    }
     const body = MESSAGE_HEADER_BYTES + COUNTER_BYTES;
     const out = Buffer.allocUnsafe(body + payload.length + TAG_BYTES);
     encodeHeader(out, 0, header);

@@ -41,7 +41,7 @@ export class WritePump {
   async add(offsetBytes: number, record: Uint8Array, seq: bigint): Promise<void> {
     if (this.failure !== undefined) throw this.failure;
     if (record.length % this.blockBytes !== 0 || offsetBytes % this.blockBytes !== 0) throw new Error(`assertion failed: record of ${record.length} bytes at ${offsetBytes} is not whole blocks`);
-    while (this.pendingBytes + record.length > MAX_PENDING_BYTES && this.pendingBytes > 0) await this.wait();
+    while (this.pendingBytes + record.length > MAX_PENDING_BYTES && this.pendingBytes > 0 && this.failure === undefined) await this.wait();
     if (this.failure !== undefined) throw this.failure;
     const last = this.queue.at(-1);
     if (last !== undefined && last.offsetBytes + last.lengthBytes === offsetBytes && last.lengthBytes + record.length <= last.buffer.length) {
@@ -60,7 +60,7 @@ export class WritePump {
 
   /** Resolves once everything added is written (and rejects if a write failed). */
   async drain(): Promise<void> {
-    while (this.writing || this.queue.length > 0) await this.wait();
+    while ((this.writing || this.queue.length > 0) && this.failure === undefined) await this.wait();
     if (this.failure !== undefined) throw this.failure;
   }
 
@@ -90,6 +90,8 @@ export class WritePump {
       }
     } catch (error) {
       this.failure = error instanceof Error ? error : new Error(String(error));
+      this.queue = []; // nothing more will be written: waiters must see the failure, not wait on
+      this.pendingBytes = 0;
     } finally {
       this.writing = false;
       this.wake();

@@ -3,7 +3,7 @@
 // a checksummed TCP stream across the TUN addresses while the primary is cut, flaps, or the peer
 // restarts. Asserted: the stream's SHA-256 and length end to end, replies after the cut, and the
 // failovers/failbacks/peer restarts the nodes report. Needs the build in dist/ (npm test builds it).
-import test, { type ExecutionContext } from "ava";
+import test from "ava";
 
 import { Lab } from "../../lib/cli/lab.ts";
 import { sleep } from "../helpers/exec.ts";

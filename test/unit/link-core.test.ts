@@ -277,3 +277,18 @@ test("paths: data goes on both paths while the primary is suspect, and stays on 
   t.deepEqual(s.dataPaths(now, true), { primary: true, storage: false }, "drained: primary");
   t.deepEqual(s.dataPaths(now + DEFAULT_TIMERS.failbackDrainMs, false), { primary: true, storage: false }, "drain time passed: primary");
 });
+
+test("control: after the peer restarts, the unacked messages are renumbered from 1 and a fresh receiver takes them in order", (t) => {
+  const sender = new ControlSender();
+  for (let i = 0; i < 5; i++) sender.submit(Uint8Array.of(i), 0);
+  t.is(sender.acked(2n), 2, "the old peer acked two");
+  sender.restart();
+  const resent = sender.due(1, 100);
+  t.deepEqual(resent.map((e) => e.seq), [1n, 2n, 3n], "renumbered and due at once");
+  const receiver = new ControlReceiver();
+  const got: number[] = [];
+  for (const e of resent) receiver.receive(e.seq, e.payload, (p) => got.push(p[0]!));
+  t.deepEqual(got, [2, 3, 4]);
+  const next = sender.submit(Uint8Array.of(9), 2)!;
+  t.is(next.seq, 4n, "new messages continue the new numbering");
+});
