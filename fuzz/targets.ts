@@ -1,22 +1,24 @@
 // Fuzz targets for every parser that reads bytes an attacker can write: the link message header,
 // sealed UDP datagrams, ring records (first block, body, frames), superblocks, status blocks and
-// the remote-mirror wire decoder. Each target is a fast-check property over random and mutated
+// the remote-mirror wire decoder, and the keyed (MACed, AEAD) forms of superblock, status and record. Each target is a fast-check property over random and mutated
 // valid input: the parser never throws anything but a coded LunlinkError, never accepts a mutated
 // authenticated input, and every range it hands out lies inside the buffer. `npm run fuzz` runs
 // them long (100k cases each); test/unit/fuzz.test.ts runs them short in every `npm test`.
 import fc from "fast-check";
 
 import { loadChecksums } from "../lib/format/checksum.ts";
-import { FrameType, MAX_FRAME_BYTES } from "../lib/format/layout.ts";
+import { AuthMode, FrameType, MAX_FRAME_BYTES } from "../lib/format/layout.ts";
+import { RecordCipher } from "../lib/format/record-cipher.ts";
 import { RecordBuilder, checkBody, checkFirstBlock, forEachFrame } from "../lib/format/record.ts";
-import { decodeStatus } from "../lib/format/status.ts";
-import { decodeSuperblock } from "../lib/format/superblock.ts";
+import { STATUS_BYTES, decodeStatus, encodeStatus } from "../lib/format/status.ts";
+import { SUPERBLOCK_BYTES, decodeSuperblock, encodeSuperblock } from "../lib/format/superblock.ts";
 import { newUuid, uuidBytes } from "../lib/format/uuid.ts";
 import { LunlinkError } from "../lib/io/errors.ts";
 import { generateKeys, sharedSecret } from "../lib/link/keys.ts";
 import { decodeHeader, encodeMessage, MessageKind, PathId } from "../lib/link/message.ts";
 import { Opener, Sealer } from "../lib/link/seal.ts";
 import { MessageDecoder } from "../lib/mirror/protocol.ts";
+import { statusFixture, superblockFixture } from "../test/helpers/blocks.ts";
 
 export interface FuzzOutcome {
   failed: boolean;
@@ -138,6 +140,61 @@ export const TARGETS: FuzzTarget[] = [
       }))),
   },
 ];
+
+// Keyed mode: valid MACed superblocks and status blocks and AEAD records, edited in 1-8 bytes. An
+// edit that changes any byte must fail the MAC or the tag; an untouched one must still verify.
+const ringMacKey = new Uint8Array(32).fill(7);
+const recordCipher = new RecordCipher(new Uint8Array(32).fill(9), 5n);
+const edits = fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 });
+function edited(bytes: Uint8Array, changes: [number, number][], limit: number): Uint8Array {
+  const out = Uint8Array.from(bytes);
+  for (const [at, value] of changes) out[at % limit] = value;
+  return out;
+}
+
+TARGETS.push(
+  {
+    name: "keyed-superblock-status",
+    run: checked(() =>
+      fc.property(fc.bigInt({ min: 1n, max: 2n ** 40n }), fc.bigInt({ min: 1n, max: 2n ** 40n }), edits, edits, (epoch, head, sbEdits, stEdits) => {
+        const sb = new Uint8Array(B);
+        encodeSuperblock(superblockFixture({ epoch, authMode: AuthMode.Keyed, keyId: 1 }), sb, ringMacKey);
+        const sbEdited = edited(sb, sbEdits, SUPERBLOCK_BYTES);
+        const st = new Uint8Array(B);
+        encodeStatus(statusFixture({ epoch, headSeq: head }), st, ringMacKey);
+        const stEdited = edited(st, stEdits, STATUS_BYTES);
+        const sbOk = onlyCoded(() => {
+          if (decodeSuperblock(sbEdited, ringMacKey).ok !== (Buffer.compare(sbEdited, sb) === 0)) throw new Error("superblock verdict wrong");
+        });
+        const stOk = onlyCoded(() => {
+          if (decodeStatus(stEdited, ringMacKey).ok !== (Buffer.compare(stEdited, st) === 0)) throw new Error("status verdict wrong");
+        });
+        return sbOk && stOk;
+      }),
+    ),
+  },
+  {
+    name: "keyed-record",
+    run: checked(() =>
+      fc.property(frames, edits, (fs, changes) => {
+        const buffer = new Uint8Array(8 * B);
+        const builder = new RecordBuilder(buffer, B, 8);
+        for (const f of fs) if (!builder.append(f.type, 0, f.bytes)) break;
+        const blocks = builder.finish({ volumeUuid: UUID, epoch: recordCipher.epoch, seq: 42n, timestampMs: 1n }, undefined, { cipher: recordCipher, ringBlock: 3 });
+        const record = buffer.subarray(0, blocks * B);
+        const copy = edited(record, changes, record.length);
+        const changed = Buffer.compare(copy, record) !== 0;
+        let verified = false;
+        const clean = onlyCoded(() => {
+          const first = checkFirstBlock(copy, B, 42n, UUID);
+          if (first.kind !== "header" || first.header.blockCount * B > copy.length) return;
+          verified = checkBody(copy, B, first.header, { cipher: recordCipher, ringBlock: 3 }).kind === "valid";
+        });
+        return clean && verified === !changed;
+      }),
+    ),
+  },
+);
 
 export async function prepare(): Promise<void> {
   await loadChecksums();
