@@ -104,7 +104,7 @@ export interface LinkStatus {
   failbacks: number;
   selfPauses: number;
   controlPending: number;
-  ring: { headSeq: string; peerAckSeq: string | null; receiveLagRecords: string; writerCounters: RingWriter["counters"] };
+  ring: { headSeq: string; peerAckSeq: string | null; receiveLagRecords: string; writerCounters: RingWriter["counters"]; readerCounters: Omit<RingReader["counters"], "lost"> & { lost: string } };
   counters: LinkCounters;
   /** Event-loop delay since the link opened (ms): what a paused loop costs heartbeats and packets. */
   eventLoopDelayMs: { p50: number; p99: number; max: number };
@@ -324,6 +324,7 @@ export class Link extends EventEmitter<LinkEvents> {
         peerAckSeq: this.peerAck === undefined ? null : String(this.peerAck.seq),
         receiveLagRecords: String(this.poller.lagRecords),
         writerCounters: { ...this.writer.counters },
+        readerCounters: { ...this.reader.counters, lost: String(this.reader.counters.lost) },
       },
       counters: { ...this.counters, controlRetransmits: this.controlOut.retransmits, controlDuplicates: this.controlIn.duplicates },
       eventLoopDelayMs: { p50: this.loopDelay.percentile(50) / 1e6, p99: this.loopDelay.percentile(99) / 1e6, max: this.loopDelay.max / 1e6 },

@@ -26,6 +26,17 @@ export function renderMetrics(status: LinkStatus, extra: Record<string, number> 
   metric("malformed_total", "counter", "Messages dropped as malformed, stray or from an old session.", [["", status.counters.malformed + status.counters.strays + status.counters.staleSession]]);
   metric("ring_receive_lag_records", "gauge", "Records in the peer's ring not read yet.", [["", Number(status.ring.receiveLagRecords)]]);
   metric("ring_frames_dropped_total", "counter", "Frames the ring writer dropped (queue full).", [["", status.ring.writerCounters.framesDropped]]);
+  const r = status.ring.readerCounters;
+  metric("ring_refused_total", "counter", "Peer ring content refused, by reason (keyed rings: forged, downgraded, replayed).", [
+    ['{reason="auth"}', r.authFailures],
+    ['{reason="downgrade"}', r.downgrades],
+    ['{reason="replay"}', r.replays],
+  ]);
+  metric("udp_refused_total", "counter", "Sealed UDP datagrams refused, by reason.", [
+    ['{reason="auth"}', status.counters.authFailures],
+    ['{reason="downgrade"}', status.counters.downgrades],
+    ['{reason="replay"}', status.counters.replays],
+  ]);
   for (const [name, value] of Object.entries(extra)) metric(name, "counter", name.replaceAll("_", " "), [["", value]]);
   return `${lines.join("\n")}\n`;
 }

@@ -39,7 +39,7 @@ test("keys on both paths: forged and downgraded UDP refused and counted, a cut c
   t.is(s.counters.peerRestarts, 0, "no hostile datagram made node 2 believe node 1 restarted");
 });
 
-test("keyed rings across a restart: node 2 comes back with its persisted ack as the replay floor and traffic resumes", async (t) => {
+test("keyed rings across a restart: node 2 reopens its keyed volumes (replay floor from its own MACed status) and traffic resumes over storage", async (t) => {
   const lab = await upLab(t, { keys: true, volumeBytes: 16 * 1024 * 1024 });
   await lab.stopNode(2, "kill");
   await lab.startNode(2);
@@ -48,6 +48,9 @@ test("keyed rings across a restart: node 2 comes back with its persisted ack as 
   t.is(s.paths.storage.state, "up", "node 2 hears node 1 over the keyed ring after restarting");
   const ping = await lab.exec(1, "ping", ["-n", "-c", "3", "-i", "0.2", "-W", "2", lab.nodes[1].tunAddress]).catch((e: { stdout?: string }) => e.stdout ?? "");
   t.regex(ping, /[23] received/, "ping over storage works after the restart");
+  const after = await lab.status(2);
+  t.is(after.ring.readerCounters.authFailures, 0, "nothing of the legitimate ring failed authentication");
+  t.is(after.ring.readerCounters.replays, 0, "and nothing legitimate fell under the replay floor");
 });
 
 test("a private key file readable by others stops `lunlink up` with a clear error", async (t) => {
