@@ -36,18 +36,18 @@ export async function sealBench(): Promise<void> {
     const sealed: Buffer[] = [];
     const source = new Sealer(ab, 6n, 1, 2);
     for (let i = 0; i < n + 2000; i++) sealed.push(source.seal(encodeMessage(header6, payload)));
-    const opener = new Opener(ba, 1, 2);
+    const opener = new Opener(ba, 1, 2, 77n);
     let k = 0;
     let opened = 0;
     const openNs = perCallNs(n, () => opener.open(sealed[k++]!).ok && opened++);
     if (opened !== n + Math.min(n, 2000)) throw new Error(`only ${opened} of ${n + Math.min(n, 2000)} valid datagrams opened`);
     const forged = Buffer.from(sealed[0]!); // same session as an authenticated one: no key derivation
     forged[forged.length - 1]! ^= 1;
-    const refuse = new Opener(ba, 1, 2);
+    const refuse = new Opener(ba, 1, 2, 77n);
     refuse.open(sealed[1]!);
     const forgedNs = perCallNs(n, () => refuse.open(forged));
     // A forgery with a session never seen costs a key derivation too (HKDF) before its tag fails.
-    const stranger = new Opener(ba, 1, 2);
+    const stranger = new Opener(ba, 1, 2, 77n);
     let session = 100n;
     const strangerNs = perCallNs(Math.min(n, 50_000), () => {
       forged.writeBigUInt64LE(session++, 4);

@@ -94,10 +94,10 @@ export const TARGETS: FuzzTarget[] = [
     run: checked(() =>
       fc.property(validSealed, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }), fc.uint8Array({ maxLength: 400 }), (sealed, edits, noise) => {
         // Random bytes never authenticate; an edited seal authenticates only if no byte changed.
-        if (new Opener(keys.ba, 1, 2).open(noise).ok) return false;
+        if (new Opener(keys.ba, 1, 2, 77n).open(noise).ok) return false;
         const edited = Buffer.from(sealed);
         for (const [at, value] of edits) edited[at % edited.length] = value;
-        const r = new Opener(keys.ba, 1, 2).open(edited);
+        const r = new Opener(keys.ba, 1, 2, 77n).open(edited);
         return r.ok === edited.equals(sealed);
       }),
     ),

@@ -84,6 +84,8 @@ export interface LinkCounters {
   replays: number;
   /** UDP datagrams refused: not sealed although keys are configured (downgrade attempt). */
   downgrades: number;
+  /** Sealed UDP data/control dropped because it was not yet bound to our session (only heartbeats are taken unbound). */
+  unbound: number;
 }
 
 export interface LinkEvents {
@@ -139,6 +141,7 @@ export class Link extends EventEmitter<LinkEvents> {
     authFailures: 0,
     replays: 0,
     downgrades: 0,
+    unbound: 0,
   };
   /** This run's session: the send ring's epoch in the high bits, so a restarted node's is higher. */
   readonly session: bigint;
@@ -178,7 +181,7 @@ export class Link extends EventEmitter<LinkEvents> {
     if (options.keys !== undefined) {
       const secret = sharedSecret(options.keys.privateKey, options.keys.peerPublicKey);
       this.sealer = new Sealer(secret, this.session, options.nodeId, options.peerNodeId);
-      this.opener = new Opener(secret, options.peerNodeId, options.nodeId);
+      this.opener = new Opener(secret, options.peerNodeId, options.nodeId, this.session);
     }
     this.poller = new Poller(reader, {
       pollMinUs: 50,
@@ -352,6 +355,12 @@ export class Link extends EventEmitter<LinkEvents> {
     }
     const opened = this.opener.open(msg);
     if (opened.ok) {
+      // Unbound (sealed before the peer knew our session): liveness only. Data and control must be
+      // bound to this run's session, so nothing captured before a restart of ours is taken again.
+      if (!opened.bound && opened.message[1] !== MessageKind.Heartbeat) {
+        this.counters.unbound++;
+        return;
+      }
       this.receive(opened.message, 0, opened.message.length, PathId.Primary);
       return;
     }
@@ -387,6 +396,7 @@ export class Link extends EventEmitter<LinkEvents> {
         this.log("peer-restarted", { session: String(h.session) });
       }
       this.peerSession = h.session;
+      this.sealer?.bindTo(h.session); // authenticated (sealed UDP, or a keyed ring): bind our datagrams to it
       this.window.reset();
       this.controlIn.reset();
       // The restarted peer expects control seq 1 again: renumber what it never acked.

@@ -98,7 +98,7 @@ console.log("exercise done");
   const a = generateKeys();
   const b = generateKeys();
   const sealer = new Sealer(sharedSecret(a.privateKey, b.publicKey), 3n, 1, 2);
-  const opener = new Opener(sharedSecret(b.privateKey, a.publicKey), 1, 2);
+  const opener = new Opener(sharedSecret(b.privateKey, a.publicKey), 1, 2, 77n);
   let opened = 0;
   for (const size of [0, 1, 15, 16, 17, 1400, 9000, 65000]) {
     const sealed = sealer.seal(encodeMessage({ kind: 4, path: 0, node: 1, session: 3n, seq: 1n, ack: 0n }, Buffer.alloc(size, size & 0xff)));

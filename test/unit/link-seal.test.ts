@@ -59,7 +59,7 @@ test("sealed datagrams round-trip; any flipped bit is refused; replays and older
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 300 }), fc.nat(), (payload, flipAt) => {
       const sealer = new Sealer(ab, 7n, 1, 2);
-      const opener = new Opener(ba, 1, 2);
+      const opener = new Opener(ba, 1, 2, 77n);
       const plain = message(1n, payload);
       const sealed = sealer.seal(plain);
       if (sealed.length !== plain.length + SEAL_OVERHEAD_BYTES) return false;
@@ -67,7 +67,7 @@ test("sealed datagrams round-trip; any flipped bit is refused; replays and older
       const flipped = Buffer.from(sealed);
       const bit = flipAt % (flipped.length * 8);
       flipped[bit >> 3]! ^= 1 << (bit & 7);
-      const refused = new Opener(ba, 1, 2).open(flipped);
+      const refused = new Opener(ba, 1, 2, 77n).open(flipped);
       if (refused.ok) return false;
       const opened = opener.open(sealed);
       if (!opened.ok || Buffer.compare(opened.message, plain) !== 0) return false;
@@ -78,7 +78,7 @@ test("sealed datagrams round-trip; any flipped bit is refused; replays and older
   );
   const sealerOld = new Sealer(ab, 5n, 1, 2);
   const sealerNew = new Sealer(ab, 9n, 1, 2);
-  const opener = new Opener(ba, 1, 2);
+  const opener = new Opener(ba, 1, 2, 77n);
   const old = sealerOld.seal(message(1n, new Uint8Array(4), 5n));
   t.true(opener.open(sealerNew.seal(message(1n, new Uint8Array(4), 9n))).ok);
   t.deepEqual(opener.open(old), { ok: false, reason: "replay" }, "a datagram of an older session is refused after a newer one authenticated");
@@ -88,10 +88,10 @@ test("another key, the other direction's key, or an unsealed datagram are refuse
   const { ab, ba } = pair();
   const stranger = pair();
   const plain = message(1n, Buffer.from("hello"));
-  t.deepEqual(new Opener(ba, 1, 2).open(new Sealer(stranger.ab, 7n, 1, 2).seal(plain)), { ok: false, reason: "auth" }, "another pair's key");
-  t.deepEqual(new Opener(ba, 2, 1).open(new Sealer(ab, 7n, 1, 2).seal(plain)), { ok: false, reason: "auth" }, "the reverse direction's key (reflection)");
-  t.deepEqual(new Opener(ba, 1, 2).open(Buffer.concat([plain, Buffer.alloc(SEAL_OVERHEAD_BYTES)])), { ok: false, reason: "version" }, "unsealed: downgrade");
-  t.deepEqual(new Opener(ba, 1, 2).open(plain.subarray(0, 20)), { ok: false, reason: "short" });
+  t.deepEqual(new Opener(ba, 1, 2, 77n).open(new Sealer(stranger.ab, 7n, 1, 2).seal(plain)), { ok: false, reason: "auth" }, "another pair's key");
+  t.deepEqual(new Opener(ba, 2, 1, 77n).open(new Sealer(ab, 7n, 1, 2).seal(plain)), { ok: false, reason: "auth" }, "the reverse direction's key (reflection)");
+  t.deepEqual(new Opener(ba, 1, 2, 77n).open(Buffer.concat([plain, Buffer.alloc(SEAL_OVERHEAD_BYTES)])), { ok: false, reason: "version" }, "unsealed: downgrade");
+  t.deepEqual(new Opener(ba, 1, 2, 77n).open(plain.subarray(0, 20)), { ok: false, reason: "short" });
 });
 
 test("the addon's ChaCha20-Poly1305 agrees with node:crypto's both ways (RFC 8439, same key, nonce and AAD)", (t) => {
@@ -117,4 +117,22 @@ test("the addon's ChaCha20-Poly1305 agrees with node:crypto's both ways (RFC 843
   t.throws(() => addon().aeadSeal(new Uint8Array(31), new Uint8Array(12), new Uint8Array(0), new Uint8Array(1), new Uint8Array(17)), { message: /key must be 32 bytes/ });
   const shared = new Uint8Array(64);
   t.throws(() => addon().aeadSeal(new Uint8Array(32), new Uint8Array(12), new Uint8Array(0), shared.subarray(0, 16), shared.subarray(8, 40)), { message: /must not overlap/ });
+});
+
+test("binding: unbound datagrams open as unbound; once bound, a datagram opens only for the receiver session it was bound to (a restarted receiver refuses captured ones)", (t) => {
+  const { ab, ba } = pair();
+  const sealer = new Sealer(ab, 7n, 1, 2);
+  const receiver = new Opener(ba, 1, 2, 500n);
+  const unbound = sealer.seal(message(1n, Buffer.from("hello"), 7n));
+  const first = receiver.open(unbound);
+  t.true(first.ok && !first.bound, "before binding: authentic but unbound (the link takes heartbeats only)");
+  sealer.bindTo(500n);
+  t.true(sealer.bound);
+  const bound = sealer.seal(message(2n, Buffer.from("data"), 7n));
+  const second = receiver.open(bound);
+  t.true(second.ok && second.bound, "bound to the receiver's session");
+  const restarted = new Opener(ba, 1, 2, 501n);
+  t.deepEqual(restarted.open(bound), { ok: false, reason: "auth" }, "replayed to the restarted receiver (new session): refused");
+  const replayedUnbound = restarted.open(unbound);
+  t.true(replayedUnbound.ok && !replayedUnbound.bound, "an unbound datagram replays only as unbound, which carries no data or control");
 });
