@@ -7,7 +7,7 @@
 //   2. ping RTT (p50/p99 of 200 pings at 10 ms) and TCP throughput (iperf3, one stream);
 //   3. CPU per MB of the two lunlink processes during each TCP run.
 import { execFile } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
@@ -97,7 +97,20 @@ export async function linkBench(args: string[]): Promise<void> {
         ],
       ),
     );
-    console.log("corosync/knet default failure detection for the same cut (DESIGN.md, measured there): 6250 ms");
+    const corosync = await corosyncDetection(lab, Math.min(cuts, 5)).catch((error: Error) => {
+      console.log(`corosync: not measured (${error.message})`);
+      return undefined;
+    });
+    if (corosync !== undefined) {
+      console.log(`\ncorosync 3 (knet, default totem timers, two_node) in the same namespaces over the same veth: ${corosync.length} cuts`);
+      const sorted = [...corosync].sort((a, b) => a.membershipMs - b.membershipMs);
+      console.log(
+        table(
+          ["cuts", "knet link down p50 ms", "token timeout p50 ms", "membership without the peer p50 ms", "max ms", "x lunlink interruption p50"],
+          [[String(corosync.length), percentile(corosync.map((c) => c.linkDownMs).sort((a, b) => a - b), 50).toFixed(0), percentile(corosync.map((c) => c.tokenMs).sort((a, b) => a - b), 50).toFixed(0), percentile(sorted.map((c) => c.membershipMs), 50).toFixed(0), (sorted.at(-1)?.membershipMs ?? Number.NaN).toFixed(0), ratio(percentile(sorted.map((c) => c.membershipMs), 50), percentile(times, 50))]],
+        ),
+      );
+    }
   } finally {
     process.off("SIGINT", stop);
     await lab.destroy();
@@ -197,6 +210,54 @@ function analyse(rows: [number, number, number][], from: number, to: number): { 
     max = Math.max(max, s);
   }
   return { lost: hi - lo + 1 - distinct.size, duplicates: seqs.length - distinct.size, reordered };
+}
+
+interface CorosyncCut {
+  linkDownMs: number;
+  tokenMs: number;
+  membershipMs: number;
+}
+
+/**
+ * corosync's own failure detection for the same cut: one corosync per namespace (knet over the lab's
+ * veth, default totem timers), each in a private mount namespace so their runtime files (/run,
+ * /var/lib/corosync) do not collide; the time from the cut to the log lines that say the peer is gone.
+ */
+async function corosyncDetection(lab: Lab, cuts: number): Promise<CorosyncCut[]> {
+  await execFileAsync("which", ["corosync"]).catch(() => {
+    throw new Error("corosync missing (scripts/deps.sh bench installs it)");
+  });
+  const events: { node: number; atMs: number; line: string }[] = [];
+  for (const n of lab.nodes) {
+    const nodes = lab.nodes.map((m) => `  node {\n    ring0_addr: ${m.underlayAddress}\n    nodeid: ${m.id}\n    name: n${m.id}\n  }`).join("\n");
+    const conf = join(lab.dir, `corosync${n.id}.conf`);
+    await writeFile(conf, `totem {\n  version: 2\n  cluster_name: lunlink-bench\n  transport: knet\n  crypto_cipher: none\n  crypto_hash: none\n}\nnodelist {\n${nodes}\n}\nquorum {\n  provider: corosync_votequorum\n  two_node: 1\n}\nlogging {\n  to_stderr: yes\n  to_syslog: no\n  to_logfile: no\n  debug: off\n}\n`);
+    const child = lab.spawnIn(n.id, "unshare", ["-m", "--propagation", "private", "sh", "-c", `mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/corosync && exec corosync -f -c ${conf}`]);
+    createInterface({ input: child.stderr! }).on("line", (line) => events.push({ node: n.id, atMs: wallMs(), line }));
+  }
+  const until = async (from: number, pattern: RegExp, timeoutMs: number): Promise<number> => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const hit = events.find((e) => e.node === 1 && e.atMs >= from && pattern.test(e.line));
+      if (hit !== undefined) return hit.atMs;
+      await sleep(10);
+    }
+    throw new Error(`no corosync log line ${pattern} within ${timeoutMs} ms`);
+  };
+  await until(0, /Members\[2\]/, 20_000);
+  const out: CorosyncCut[] = [];
+  for (let i = 0; i < cuts; i++) {
+    await lab.setPrimary(false);
+    const cutAt = wallMs();
+    const membership = await until(cutAt, /Members left|Members\[1\]/, 30_000);
+    const linkDown = events.find((e) => e.node === 1 && e.atMs >= cutAt && /link: 0 is down/.test(e.line))?.atMs ?? Number.NaN;
+    const token = events.find((e) => e.node === 1 && e.atMs >= cutAt && /token timed out|processor failed/.test(e.line))?.atMs ?? Number.NaN;
+    out.push({ linkDownMs: linkDown - cutAt, tokenMs: token - cutAt, membershipMs: membership - cutAt });
+    const restoredAt = wallMs();
+    await lab.setPrimary(true);
+    await until(restoredAt, /Members\[2\]/, 30_000);
+  }
+  return out;
 }
 
 /** wireguard-go between the two namespaces over the same veth; returns node 2's tunnel address. */
