@@ -136,7 +136,7 @@ export const statusCommand: Command = {
       ...(["primary", "storage"] as const).map((p) => `  ${p.padEnd(8)} ${s.paths[p].state.padEnd(8)} last heard ${s.paths[p].lastHeardAgoMs ?? "never"} ms ago${s.paths[p].state === "up" ? "" : ` (${s.paths[p].reason})`}`),
       `  failovers ${s.failovers}, failbacks ${s.failbacks}, self pauses ${s.selfPauses}, control pending ${s.controlPending}`,
       `  sent primary ${s.counters.sent.primary} storage ${s.counters.sent.storage}; received primary ${s.counters.received.primary} storage ${s.counters.received.storage}; duplicates dropped ${s.counters.dataDuplicates}`,
-      `  ring head ${s.ring.headSeq}, peer ack ${s.ring.peerAckSeq ?? "none"}, receive lag ${s.ring.receiveLagRecords} records, writer drops ${s.ring.writerCounters.framesDropped}`,
+      `  ring head ${s.ring.headSeq}, peer ack ${s.ring.peerAckSeq ?? "none"}, receive lag ${s.ring.receiveLagRecords} records, writer queue ${s.ring.writerQueuedBytes} B, writer drops ${s.ring.writerCounters.framesDropped}`,
       `  tun ${s.tun.name}: ${s.tun.packetsIn} packets in, ${s.tun.packetsOut} out`,
     ];
     out.stdout.write(`${lines.join("\n")}\n`);

@@ -106,7 +106,7 @@ export interface LinkStatus {
   failbacks: number;
   selfPauses: number;
   controlPending: number;
-  ring: { headSeq: string; peerAckSeq: string | null; receiveLagRecords: string; writerCounters: RingWriter["counters"]; readerCounters: Omit<RingReader["counters"], "lost"> & { lost: string } };
+  ring: { headSeq: string; peerAckSeq: string | null; receiveLagRecords: string; writerQueuedBytes: number; writerCounters: RingWriter["counters"]; readerCounters: Omit<RingReader["counters"], "lost"> & { lost: string } };
   counters: LinkCounters;
   /** Event-loop delay since the link opened (ms): what a paused loop costs heartbeats and packets. */
   eventLoopDelayMs: { p50: number; p99: number; max: number };
@@ -326,6 +326,7 @@ export class Link extends EventEmitter<LinkEvents> {
         headSeq: String(this.writer.headSeq),
         peerAckSeq: this.peerAck === undefined ? null : String(this.peerAck.seq),
         receiveLagRecords: String(this.poller.lagRecords),
+        writerQueuedBytes: this.writer.queuedBytes,
         writerCounters: { ...this.writer.counters },
         readerCounters: { ...this.reader.counters, lost: String(this.reader.counters.lost) },
       },

@@ -24,6 +24,7 @@ export function renderMetrics(status: LinkStatus, extra: Record<string, number> 
   metric("control_pending", "gauge", "Control messages sent and not yet acknowledged.", [["", status.controlPending]]);
   metric("control_retransmits_total", "counter", "Control retransmissions.", [["", status.counters.controlRetransmits]]);
   metric("malformed_total", "counter", "Messages dropped as malformed, stray or from an old session.", [["", status.counters.malformed + status.counters.strays + status.counters.staleSession]]);
+  metric("ring_writer_queued_bytes", "gauge", "Bytes waiting in the ring writer (record being filled and class queues).", [["", status.ring.writerQueuedBytes]]);
   metric("ring_receive_lag_records", "gauge", "Records in the peer's ring not read yet.", [["", Number(status.ring.receiveLagRecords)]]);
   metric("ring_frames_dropped_total", "counter", "Frames the ring writer dropped (queue full).", [["", status.ring.writerCounters.framesDropped]]);
   const r = status.ring.readerCounters;

@@ -232,6 +232,11 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     return this.superblock.epoch;
   }
 
+  /** Bytes waiting: in the record being filled and in the class queues behind it (status: queue depth). */
+  get queuedBytes(): number {
+    return this.current().bytes + this.overflowBytes;
+  }
+
   /** Next sequence to be written. */
   get headSeq(): bigint {
     return this.seq;
