@@ -51,6 +51,7 @@ struct TunReader {
   bool accumulating = false; // guarded by mutex: the thread holds a partial batch until inFlight is 0
   std::vector<int> free;     // guarded by mutex; capacity kTunSlots, never reallocates
   bool delivering = true;    // JS thread only: false once closed, late batches are dropped
+  bool heldByJs[kTunSlots] = {};  // JS thread only: slots JS will hand back with recycle(slot)
   uint8_t* data[kTunSlots] = {};
   uint32_t* lengths[kTunSlots] = {};
   TunBatch batches[kTunSlots] = {};
@@ -229,7 +230,10 @@ void TunReader::Recycle(int slot) {
 }
 
 // JS thread: onBatch(slot, count, bytes, errno, syscallId) runs synchronously; the slot's buffers
-// are valid only during that call and are handed back to the thread as soon as it returns.
+// are valid only during that call. If it returns true, JS keeps the slot until recycle(slot) (it
+// hands slots back once per event-loop turn: Node drains up to 1000 queued thread-safe calls in one
+// turn, so recycling at once let a busy TUN keep the loop away from timers for hundreds of ms);
+// otherwise the slot goes back to the thread as soon as the call returns.
 void TunReader::Deliver(Napi::Env env, Napi::Function onBatch, TunBatch* batch) {
   TunReader* reader = batch->reader;
   if (env == nullptr || onBatch.IsEmpty() || !reader->delivering) {
@@ -238,10 +242,14 @@ void TunReader::Deliver(Napi::Env env, Napi::Function onBatch, TunBatch* batch) 
   }
   try {
     Napi::HandleScope scope(env);
-    onBatch.Call({Napi::Number::New(env, batch->slot), Napi::Number::New(env, batch->count),
-                  Napi::Number::New(env, batch->bytes), Napi::Number::New(env, batch->error),
-                  Napi::Number::New(env, static_cast<int32_t>(batch->syscall))});
-    reader->Recycle(batch->slot);
+    Napi::Value keep = onBatch.Call({Napi::Number::New(env, batch->slot), Napi::Number::New(env, batch->count),
+                                     Napi::Number::New(env, batch->bytes), Napi::Number::New(env, batch->error),
+                                     Napi::Number::New(env, static_cast<int32_t>(batch->syscall))});
+    if (keep.IsBoolean() && keep.As<Napi::Boolean>().Value() && batch->error == 0) {
+      reader->heldByJs[batch->slot] = true;
+    } else {
+      reader->Recycle(batch->slot);
+    }
   } catch (const Napi::Error& error) {
     // The packet handler threw (an uncaught exception, as for any listener) or the environment is
     // terminating: recycle the slot, and hand the exception back to JS if it still runs.
@@ -267,6 +275,7 @@ Napi::Function NativeTun::Define(Napi::Env env) {
                          InstanceMethod<&NativeTun::Write>("write"),
                          InstanceMethod<&NativeTun::WriteBatch>("writeBatch"),
                          InstanceMethod<&NativeTun::Close>("close"),
+                         InstanceMethod<&NativeTun::RecycleSlot>("recycle"),
                      });
 }
 
@@ -581,6 +590,22 @@ Napi::Value NativeTun::WriteBatch(const Napi::CallbackInfo& info) {
 }
 
 // close() -> undefined; idempotent. Throws a system error if close(2) itself failed.
+// recycle(slot): JS hands back a slot it kept (onBatch returned true). A slot JS does not hold is a
+// programmer error in lib/tun: RangeError.
+Napi::Value NativeTun::RecycleSlot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "recycle(slot)");
+  const double value = info[0].As<Napi::Number>().DoubleValue();
+  if (!reader_ || !(value >= 0) || value >= kTunSlots || value != static_cast<double>(static_cast<int>(value))) {
+    throw Napi::RangeError::New(env, "recycle: no such slot");
+  }
+  const int slot = static_cast<int>(value);
+  if (!reader_->heldByJs[slot]) throw Napi::RangeError::New(env, "recycle: the slot is not held by JS");
+  reader_->heldByJs[slot] = false;
+  reader_->Recycle(slot);
+  return env.Undefined();
+}
+
 Napi::Value NativeTun::Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closed_) return env.Undefined();

@@ -39,6 +39,7 @@ class NativeTun : public Napi::ObjectWrap<NativeTun> {
   Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value WriteBatch(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value RecycleSlot(const Napi::CallbackInfo& info);
 
   void RequireOpen(Napi::Env env) const;
   // Writes one packet; true if the kernel took it, false if it was dropped. Throws on fd errors.

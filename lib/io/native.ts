@@ -48,7 +48,7 @@ export interface NativeTunInfo {
 }
 
 /** Called on the JS thread per batch; the slot's buffers are valid only during the call. */
-export type NativeTunBatchHandler = (slot: number, count: number, bytes: number, errno: number, syscallId: number) => void;
+export type NativeTunBatchHandler = (slot: number, count: number, bytes: number, errno: number, syscallId: number) => boolean | void;
 
 /**
  * One TUN interface (addon/tun.cc). Every method is synchronous; a failed syscall throws an Error
@@ -69,6 +69,8 @@ export interface NativeTunHandle {
   writeBatch(buffer: Uint8Array, lengths: Uint32Array | Uint16Array, count: number, writtenBytes: Float64Array): number;
   /** Idempotent: joins the reader thread, closes the descriptor. */
   close(): void;
+  /** Hands back a slot onBatch kept (it returned true). */
+  recycle(slot: number): void;
 }
 
 interface Addon {

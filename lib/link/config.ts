@@ -110,6 +110,10 @@ export function checkConfig(raw: unknown): { ok: true; config: NodeConfig } | { 
   if (metricsAt !== undefined && !metricsAt.host.startsWith("127.") && !c.metrics.allowRemote) {
     problems.push({ key: "metrics.listen", value: c.metrics.listen, allowed: "a loopback address (127.0.0.0/8); set metrics.allowRemote to serve metrics beyond this host" });
   }
+  for (const key of ["bind", "peer"] as const) {
+    const at = parseEndpoint(c.primary[key]);
+    if (at !== undefined && at.port > 65534) problems.push({ key: `primary.${key}`, value: c.primary[key], allowed: "a port of at most 65534 (the next port carries heartbeats and control)" });
+  }
   if (c.storage.send === c.storage.receive) problems.push({ key: "storage.receive", value: c.storage.receive, allowed: "a volume other than storage.send" });
   return problems.length > 0 ? { ok: false, problems } : { ok: true, config: c };
 }

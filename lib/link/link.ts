@@ -33,6 +33,7 @@ export interface Endpoint {
 export interface LinkOptions {
   nodeId: number;
   peerNodeId: number;
+  /** UDP: data on `port`, heartbeats and control on `port + 1` (both ends). */
   primary: { bind: Endpoint; peer: Endpoint };
   storage: {
     /** Our send volume (we own its ring). */
@@ -146,7 +147,10 @@ export class Link extends EventEmitter<LinkEvents> {
   /** This run's session: the send ring's epoch in the high bits, so a restarted node's is higher. */
   readonly session: bigint;
   private peerSession = 0n;
+  /** Data datagrams (bind port). */
   private readonly socket: dgram.Socket;
+  /** Heartbeats and control (bind port + 1): a data flood that overflows the data socket's buffer cannot drop them. */
+  private readonly controlSocket: dgram.Socket;
   private readonly writer: RingWriter;
   private readonly poller: Poller;
   private readonly reader: RingReader;
@@ -166,14 +170,14 @@ export class Link extends EventEmitter<LinkEvents> {
   private readonly opener: Opener | undefined;
   private readonly refusalLoggedMs = new Map<string, number>();
 
-  private constructor(options: LinkOptions, socket: dgram.Socket, writer: RingWriter, reader: RingReader, volumes: Volume[]) {
+  private constructor(options: LinkOptions, sockets: [dgram.Socket, dgram.Socket], writer: RingWriter, reader: RingReader, volumes: Volume[]) {
     super();
     this.options = options;
     this.state = new LinkState(options.timers);
     // Strictly higher on every start: the send ring's epoch (persisted on the volume, raised by every
     // RingWriter.open), not the wall clock, which may step back. Low bits random.
     this.session = (writer.epoch << 16n) | BigInt(randomInt(0x10000));
-    this.socket = socket;
+    [this.socket, this.controlSocket] = sockets;
     this.writer = writer;
     this.reader = reader;
     this.volumes = volumes;
@@ -194,7 +198,7 @@ export class Link extends EventEmitter<LinkEvents> {
   /** Opens both paths: binds the UDP socket, opens the send ring (new epoch) and polls the receive ring from its head. */
   static async open(options: LinkOptions): Promise<Link> {
     const volumes: Volume[] = [];
-    let socket: dgram.Socket | undefined;
+    const sockets: dgram.Socket[] = [];
     let writer: RingWriter | undefined;
     try {
       const send = await Volume.open(options.storage.send, { dsync: options.storage.dsync ?? true, exclusive: true, ...(options.storage.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: options.storage.ioTimeoutMs }) });
@@ -231,12 +235,13 @@ export class Link extends EventEmitter<LinkEvents> {
         start: "head",
         ...(auth === undefined ? {} : { auth: auth.receive, ...(notBefore === undefined ? {} : { notBefore }) }),
       });
-      socket = await bindSocket(options.primary.bind);
-      link = new Link(options, socket, writer, reader, volumes);
+      sockets.push(await bindSocket(options.primary.bind));
+      sockets.push(await bindSocket({ host: options.primary.bind.host, port: options.primary.bind.port + 1 }));
+      link = new Link(options, sockets as [dgram.Socket, dgram.Socket], writer, reader, volumes);
       link.start();
       return link;
     } catch (error) {
-      socket?.close();
+      for (const socket of sockets) socket.close();
       await writer?.close().catch(() => undefined);
       for (const v of volumes) await v.close().catch(() => undefined);
       throw error;
@@ -244,8 +249,10 @@ export class Link extends EventEmitter<LinkEvents> {
   }
 
   private start(): void {
-    this.socket.on("message", (msg, from) => this.receiveUdp(msg, from));
-    this.socket.on("error", (error) => this.log("udp-error", { message: error.message }));
+    for (const socket of [this.socket, this.controlSocket]) {
+      socket.on("message", (msg, from) => this.receiveUdp(msg, from));
+      socket.on("error", (error) => this.log("udp-error", { message: error.message }));
+    }
     this.writer.on("error", (error) => {
       this.log("storage-writer-error", { code: error.code, message: error.message });
       this.emit("error", error);
@@ -342,6 +349,7 @@ export class Link extends EventEmitter<LinkEvents> {
     for (const timer of this.timers) clearInterval(timer);
     this.loopDelay.disable();
     this.socket.close();
+    this.controlSocket.close();
     await this.poller.stop();
     await this.writer.close().catch(() => undefined);
     for (const v of this.volumes) await v.close().catch(() => undefined);
@@ -485,7 +493,8 @@ export class Link extends EventEmitter<LinkEvents> {
       if (payload !== undefined) out.set(payload, MESSAGE_HEADER_BYTES);
     }
     const peer = this.options.primary.peer;
-    this.socket.send(out, peer.port, peer.host, (error) => {
+    const data = header.kind === MessageKind.Data;
+    (data ? this.socket : this.controlSocket).send(out, data ? peer.port : peer.port + 1, peer.host, (error) => {
       if (error) this.counters.udpSendErrors++;
     });
     this.counters.sent.primary++;

@@ -194,8 +194,19 @@ export class TunDevice extends EventEmitter<TunEvents> {
     return this.closed;
   }
 
-  private readonly onBatch = (slot: number, count: number, bytes: number, errno: number, syscallId: number): void => {
+  // Slots handed back once per event-loop turn (setImmediate), not right after each batch: the
+  // reader thread can then post at most TUN_BATCH_SLOTS batches per turn, so a busy interface
+  // cannot keep timers (heartbeats) waiting.
+  private readonly kept: number[] = [];
+  private recycleScheduled = false;
+  private readonly recycleKept = (): void => {
+    this.recycleScheduled = false;
     if (this.closed) return;
+    for (const slot of this.kept.splice(0)) this.handle.recycle(slot);
+  };
+
+  private readonly onBatch = (slot: number, count: number, bytes: number, errno: number, syscallId: number): boolean => {
+    if (this.closed) return false;
     if (count > 0) {
       const views = this.slots[slot];
       const handler = this.handler;
@@ -207,7 +218,14 @@ export class TunDevice extends EventEmitter<TunEvents> {
     }
     if (errno !== 0) {
       this.emit("error", systemError(errno, syscallName(syscallId), this.name, "read TUN interface"));
+      return false;
     }
+    this.kept.push(slot);
+    if (!this.recycleScheduled) {
+      this.recycleScheduled = true;
+      setImmediate(this.recycleKept);
+    }
+    return true;
   };
 
   private nativeWrite(write: () => number): number {

@@ -109,3 +109,20 @@ test("status and metrics of a running node: `lunlink status` (human and --json) 
   const links = await lab.exec(1, "ip", ["link", "show"]);
   t.false(links.includes("lunlink0"), "lunlink0 is gone");
 });
+
+test("a local data flood through lunlink0 (far beyond the link's capacity) drops data, never the heartbeats: no failover", async (t) => {
+  const lab = await upLab(t);
+  const flood = lab.spawnIn(1, process.execPath, ["--import=tsx", "test/helpers/udp-flood.ts", `${lab.nodes[1].tunAddress}:9`, "150000", "blast"]);
+  let out = "";
+  flood.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+  await new Promise((resolve) => flood.once("exit", resolve));
+  const sent = (JSON.parse(out.trim()) as { sent: number }).sent;
+  t.true(sent > 10_000, `the flood sent ${sent} datagrams`);
+  for (const id of [1, 2] as const) {
+    const s = await lab.status(id);
+    t.is(s.failovers, 0, `node ${id}: no false failover under the flood`);
+    t.is(s.paths.primary.state, "up", `node ${id}: primary still up`);
+    t.is(s.paths.storage.state, "up", `node ${id}: storage still up`);
+  }
+  t.true((await ping(lab, 1, 3)) >= 2, "the link still carries traffic after the flood");
+});
