@@ -2,6 +2,7 @@
 // copy whose reader acks back to the writer (overwriteUnacked false, so nothing may be lost), and
 // every frame checked by content. Used by the local and the remote mirror tests alike.
 import { FrameType, Poller, RingReader, RingWriter, type Volume } from "../../lib/index.ts";
+import type { RingAuth } from "../../lib/ring/keys.ts";
 
 /** Frame i: i, then bytes of i, 100..1264 bytes long. */
 export function mirrorFrame(i: number): Uint8Array {
@@ -19,9 +20,10 @@ export interface StreamResult {
 }
 
 /** Writes `total` frames to `send` while the mirror (already resynced) copies to `copy`; reads them all there. */
-export async function streamThroughMirror(send: Volume, copy: Volume, total: number): Promise<StreamResult> {
-  const reader = await RingReader.open(copy, { nodeId: 2, start: "head" });
-  const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 1, maxRecordBlocks: 4, overwriteUnacked: false, fullQueue: "wait", queueLimitBytes: 64 * 1024, peerAck: () => reader.ack });
+export async function streamThroughMirror(send: Volume, copy: Volume, total: number, auth?: RingAuth): Promise<StreamResult> {
+  const keyed = auth === undefined ? {} : { auth };
+  const reader = await RingReader.open(copy, { nodeId: 2, start: "head", ...keyed });
+  const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 1, maxRecordBlocks: 4, overwriteUnacked: false, fullQueue: "wait", queueLimitBytes: 64 * 1024, peerAck: () => reader.ack, ...keyed });
   const poller = new Poller(reader, { pollMinUs: 50, pollMaxMs: 2, statusPollMs: 5 });
   poller.start();
   const seen: number[] = [];

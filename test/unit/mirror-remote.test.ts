@@ -10,15 +10,17 @@ import { MessageDecoder } from "../../lib/mirror/protocol.ts";
 import { RemoteMirrorPusher } from "../../lib/mirror/remote-pusher.ts";
 import { RemoteMirrorServer } from "../../lib/mirror/remote-server.ts";
 import { mirrorFrame, streamThroughMirror } from "../helpers/mirror-stream.ts";
+import type { RingAuth } from "../../lib/ring/keys.ts";
+import { randomBytes } from "node:crypto";
 import { sparseFile } from "../helpers/scratch.ts";
 
 const MiB = 1024 * 1024;
 const RING_BLOCKS = 64n;
 
-async function setup(t: Parameters<typeof sparseFile>[0], serverOptions: { force?: boolean } = {}) {
+async function setup(t: Parameters<typeof sparseFile>[0], serverOptions: { force?: boolean } = {}, auth?: RingAuth) {
   const a = await Volume.open(await sparseFile(t, 2 * MiB, "a.img"), { dsync: true });
   const b = await Volume.open(await sparseFile(t, 2 * MiB, "b.img"));
-  await formatVolume(a, { writerNode: 1, peerNode: 2, ringBlocks: RING_BLOCKS });
+  await formatVolume(a, { writerNode: 1, peerNode: 2, ringBlocks: RING_BLOCKS, ...(auth === undefined ? {} : { auth }) });
   const server = await RemoteMirrorServer.listen(b, { host: "127.0.0.1", port: 0, ...serverOptions });
   t.teardown(async () => {
     await server.close();
@@ -98,6 +100,23 @@ test("continuous remote mirror: every frame once, in order, across laps, acks fr
   t.true(writer.counters.bytesWritten / (Number(RING_BLOCKS) * 4096) >= 5, "the ring lapped 5+ times");
   t.true(pusher.link.writesAcked > 0);
   t.is(pusher.link.reconnects, 0);
+});
+
+test("a keyed ring through the remote mirror: the keyless pusher and server copy ciphertext, the keyed reader gets every frame", async (t) => {
+  const auth = { key: new Uint8Array(randomBytes(32)) };
+  const { a, b, server } = await setup(t, {}, auth);
+  const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port: server.address.port, statusCopyMs: 2, pollMinUs: 50, pollMaxMs: 2 });
+  const resynced = new Promise<void>((resolve) => pusher.once("resync", () => resolve()));
+  pusher.start();
+  await resynced;
+  const { seen, reader } = await streamThroughMirror(a, b, 1000, auth);
+  await pusher.stop();
+  t.deepEqual(seen, Array.from({ length: 1000 }, (_, i) => i));
+  t.is(reader.counters.authFailures, 0);
+  t.is(reader.counters.lost, 0n);
+  const copy = Buffer.from(await b.read(0, 2 * MiB));
+  const plaintextSeen = Array.from({ length: 20 }, (_, k) => k + 1).filter((k) => copy.includes(Buffer.from(mirrorFrame(k).subarray(4, 64))));
+  t.deepEqual(plaintextSeen, [], "the copy holds ciphertext: no frame's bytes appear in it");
 });
 
 test("the server refuses a destination formatted for another volume (WRONG_PAIR, not retried) unless forced", async (t) => {
