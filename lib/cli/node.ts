@@ -145,7 +145,7 @@ export const statusCommand: Command = {
 
 export const checkConfigCommand: Command = {
   summary: "check a node config file and print every problem",
-  usage: "Usage: lunlink check-config FILE [--json]\n\nExit 0 if the file is valid (prints it with defaults filled in), 1 with one line per bad key otherwise.",
+  usage: "Usage: lunlink check-config FILE [--json]\n\nExit 0 if the file is valid (prints it with defaults filled in), 1 with one line per bad key otherwise.\nWith keys configured it also reads the private key file as `up` would (present, mode 0600, a key).",
   async run(args, out) {
     const parsed = parse(args, { json: { type: "boolean" } }, { min: 1, max: 1 });
     const file = parsed.positionals[0]!;
@@ -157,6 +157,15 @@ export const checkConfigCommand: Command = {
     }
     const result = checkConfig(raw);
     if (!result.ok) throw new LunlinkError(ErrorCode.BadConfig, `${result.problems.length} problem(s)\n${formatProblems(file, result.problems)}`, { path: file });
+    // The key file as `up` will read it: present, mode 0600 or stricter, a key, not the peer's own.
+    if (result.config.keys !== undefined) {
+      try {
+        await loadKeys(result.config);
+      } catch (error) {
+        const problem = { key: "keys.private", value: result.config.keys.private, allowed: error instanceof Error ? error.message : String(error) };
+        throw new LunlinkError(ErrorCode.BadConfig, `1 problem(s)\n${formatProblems(file, [problem])}`, { path: file, cause: error });
+      }
+    }
     out.stdout.write(flag(parsed, "json") ? `${toJson(result.config)}\n` : `${file}: ok (node ${result.config.node} <-> node ${result.config.peer}, ${result.config.tun.name} ${result.config.tun.address} mtu ${result.config.tun.mtu})\n`);
   },
 };

@@ -2,7 +2,7 @@
 import test from "ava";
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdir, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 import { scratchDir, sparseFile } from "../helpers/scratch.ts";
@@ -185,6 +185,17 @@ test("check-config: a valid file prints ok with defaults; every bad key is named
   t.regex(cross.stderr, /tun\.mtu = 1490: expected at most 1444/);
   t.regex(cross.stderr, /timers\.primary\.downMs = 100: expected more than suspectMs \(200\)/);
   t.regex(cross.stderr, /metrics\.listen = "198\.18\.1\.1:9410": expected a loopback address/, "metrics stay local unless allowed");
+
+  const keyFile = join(dir, "node1.key");
+  const peerKey = (await lunlink("keygen", join(dir, "peer.key"))).stdout.trim();
+  await lunlink("keygen", keyFile);
+  const keyedPath = join(dir, "keyed.json");
+  await writeFile(keyedPath, JSON.stringify({ ...good, keys: { private: keyFile, peerPublic: peerKey } }));
+  t.is((await lunlink("check-config", keyedPath)).code, 0, "keys: a 0600 key file passes");
+  await chmod(keyFile, 0o640);
+  const loose = await lunlink("check-config", keyedPath);
+  t.is(loose.code, 1);
+  t.regex(loose.stderr, /keys\.private = ".*node1\.key": expected private key .* is accessible by group or others \(mode 0640\): chmod 600 it/);
 
   const notJson = join(dir, "broken.json");
   await writeFile(notJson, "{ node: 1");
