@@ -12,6 +12,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
+import { setTimeout as sleep } from "node:timers/promises";
 
 import { newUuid } from "../format/uuid.ts";
 import { generateKeys, ringKey, sharedSecret } from "../link/keys.ts";
@@ -300,19 +301,33 @@ export class Lab {
     for (const child of this.extra) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     for (const m of this.mirrors) await m.stop().catch(() => undefined);
     for (const v of this.volumes) await v.close().catch(() => undefined);
-    for (const ns of this.namespaces) {
-      const pids = await execFileAsync("ip", ["netns", "pids", ns]).then((r) => r.stdout.split(/\s+/).filter(Boolean), () => []);
-      for (const pid of pids) {
-        try {
-          process.kill(Number(pid), "SIGKILL");
-        } catch {
-          // gone already
-        }
-      }
-      await ip(["netns", "del", ns]).catch(() => undefined);
-    }
+    for (const ns of this.namespaces) await deleteNamespace(ns);
     for (const loop of this.loops) await execFileAsync("losetup", ["-d", loop]).catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Removes a network namespace this program created: kills what runs inside it, then deletes it
+ * (which removes its veth ends and TUN devices), retrying while the kernel still holds it.
+ */
+export async function deleteNamespace(name: string): Promise<void> {
+  const pids = await execFileAsync("ip", ["netns", "pids", name]).then((r) => r.stdout.split(/\s+/).filter(Boolean), () => []);
+  for (const pid of pids) {
+    try {
+      process.kill(Number(pid), "SIGKILL");
+    } catch {
+      // gone already
+    }
+  }
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      await ip(["netns", "del", name]);
+      return;
+    } catch (error) {
+      if (/No such file|not found|Invalid/i.test(String(error))) return;
+      await sleep(50);
+    }
   }
 }
 
@@ -325,9 +340,6 @@ async function ip(args: string[]): Promise<void> {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** bin/lunlink.js of this package, found from this module (source or dist). */
 export function lunlinkBin(): string {

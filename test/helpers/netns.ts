@@ -6,7 +6,8 @@
 import { randomBytes } from "node:crypto";
 import { spawn, type ChildProcess } from "node:child_process";
 
-import { run, sleep } from "./exec.ts";
+import { deleteNamespace as deleteLabNamespace } from "../../lib/cli/lab.ts";
+import { run } from "./exec.ts";
 
 export const NETNS_PREFIX = "llt-";
 
@@ -32,23 +33,7 @@ export async function createNamespace(t: Teardown, label: string): Promise<strin
 
 export async function deleteNamespace(name: string): Promise<void> {
   if (!name.startsWith(NETNS_PREFIX)) throw new Error(`refusing to delete namespace ${name}: not a test namespace`);
-  const pids = (await run("ip", ["netns", "pids", name]).catch(() => "")).split(/\s+/).filter(Boolean);
-  for (const pid of pids) {
-    try {
-      process.kill(Number(pid), "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-  for (let attempt = 0; attempt < 20; attempt++) {
-    try {
-      await run("ip", ["netns", "del", name]);
-      return;
-    } catch (error) {
-      if (/No such file|not found|Invalid/i.test(String(error))) return;
-      await sleep(50);
-    }
-  }
+  await deleteLabNamespace(name);
 }
 
 /**
