@@ -7,7 +7,7 @@ import { isIPv4 } from "node:net";
 import { z } from "zod";
 
 import { ErrorCode, LunlinkError } from "../io/errors.ts";
-import { publicKeyOf, readPrivateKeyFile } from "./keys.ts";
+import { KEY_BASE64, publicKeyOf, readPrivateKeyFile } from "./keys.ts";
 import { MESSAGE_HEADER_BYTES } from "./message.ts";
 import { DEFAULT_TIMERS, type LinkTimers } from "./paths.ts";
 import { SEAL_OVERHEAD_BYTES } from "./seal.ts";
@@ -64,7 +64,7 @@ export const configSchema = z
     keys: z
       .object({
         private: z.string().min(1),
-        peerPublic: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "the peer's public key: 32 bytes in base64 (44 characters, from lunlink pubkey)"),
+        peerPublic: z.string().regex(KEY_BASE64, "the peer's public key: 32 bytes in base64 (44 characters, from lunlink pubkey)"),
       })
       .strict()
       .optional(),

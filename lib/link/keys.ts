@@ -14,6 +14,9 @@ import { ErrorCode, LunlinkError } from "../io/errors.ts";
 const PKCS8_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
 const SPKI_PREFIX = Buffer.from("302a300506032b656e032100", "hex");
 
+/** A 32-byte key in base64, as keygen writes and pubkey prints it (44 characters, one "="). */
+export const KEY_BASE64 = /^[A-Za-z0-9+/]{43}=$/;
+
 export interface KeyPair {
   privateKey: string;
   publicKey: string;
@@ -68,7 +71,7 @@ export function ringKey(secret: Uint8Array, pairUuid: string, writerNode: number
 
 function decodeRaw(base64: string, what: string): Buffer {
   const raw = Buffer.from(base64, "base64");
-  if (!/^[A-Za-z0-9+/]{43}=$/.test(base64) || raw.length !== KEY_BYTES) {
+  if (!KEY_BASE64.test(base64) || raw.length !== KEY_BYTES) {
     throw new LunlinkError(ErrorCode.BadKey, `${what}: expected 32 bytes in base64 (44 characters, as from lunlink keygen), found ${JSON.stringify(base64.length > 60 ? `${base64.slice(0, 60)}...` : base64)}`);
   }
   return raw;

@@ -8,7 +8,7 @@ import { once } from "node:events";
 import { join } from "node:path";
 import test from "ava";
 
-import { Lab } from "../../lib/cli/lab.ts";
+import { Lab, lunlinkBin } from "../../lib/cli/lab.ts";
 import { upLab } from "../helpers/lab.ts";
 import { NETNS_PREFIX } from "../helpers/netns.ts";
 
@@ -59,6 +59,6 @@ test("a private key file readable by others stops `lunlink up` with a clear erro
   await chmod(join(lab.dir, "node1.key"), 0o644);
   const error = await t.throwsAsync(lab.startNode(1, 10_000));
   t.regex(error!.message, /node 1 exited/);
-  const logs = await lab.exec(1, process.execPath, [new URL("../../bin/lunlink.js", import.meta.url).pathname, "up", "--config", lab.nodes[0].configPath]).catch((e: { stderr?: string }) => e.stderr ?? "");
+  const logs = await lab.exec(1, process.execPath, [lunlinkBin(), "up", "--config", lab.nodes[0].configPath]).catch((e: { stderr?: string }) => e.stderr ?? "");
   t.regex(logs, /ERR_LUNLINK_BAD_KEY: private key .*node1\.key is accessible by group or others \(mode 0644\): chmod 600 it/);
 });

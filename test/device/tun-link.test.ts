@@ -5,7 +5,7 @@
 // failovers/failbacks/peer restarts the nodes report. Needs the build in dist/ (npm test builds it).
 import test from "ava";
 
-import { Lab } from "../../lib/cli/lab.ts";
+import { Lab, lunlinkBin } from "../../lib/cli/lab.ts";
 import { sleep } from "../helpers/exec.ts";
 import { upLab } from "../helpers/lab.ts";
 import { generator } from "../helpers/random.ts";
@@ -87,7 +87,7 @@ test("both paths cut (veth down, mirror stopped): status says isolated, and reco
 
 test("status and metrics of a running node: `lunlink status` (human and --json) and Prometheus text on loopback", async (t) => {
   const lab = await upLab(t, { config: { metrics: { listen: "127.0.0.1:9410" } } });
-  const bin = new URL("../../bin/lunlink.js", import.meta.url).pathname;
+  const bin = lunlinkBin();
   const human = await lab.exec(1, process.execPath, [bin, "status", "--socket", lab.nodes[0].socketPath]);
   t.regex(human, /node 1 <-> node 2: active path primary/);
   t.regex(human, /primary\s+up\s+last heard \d+ ms ago/);
