@@ -124,7 +124,8 @@ const RING_FRAME_TYPE: Record<MessageKind, FrameType> = {
 export class Link extends EventEmitter<LinkEvents> {
   readonly options: LinkOptions;
   readonly state: LinkState;
-  readonly counters: LinkCounters = {
+  /** Everything counted here; control retransmits and duplicates are counted by the control channel. */
+  private readonly tally: Omit<LinkCounters, "controlRetransmits" | "controlDuplicates"> = {
     sent: { primary: 0, storage: 0 },
     received: { primary: 0, storage: 0 },
     dataDelivered: 0,
@@ -132,8 +133,6 @@ export class Link extends EventEmitter<LinkEvents> {
     dataTooOld: 0,
     dataDroppedStorage: 0,
     controlDelivered: 0,
-    controlDuplicates: 0,
-    controlRetransmits: 0,
     udpSendErrors: 0,
     malformed: 0,
     strays: 0,
@@ -312,6 +311,10 @@ export class Link extends EventEmitter<LinkEvents> {
     }
   }
 
+  get counters(): LinkCounters {
+    return { ...this.tally, sent: { ...this.tally.sent }, received: { ...this.tally.received }, controlRetransmits: this.controlOut.retransmits, controlDuplicates: this.controlIn.duplicates };
+  }
+
   status(): LinkStatus {
     const now = performance.now();
     const path = (p: LinkState["primary"]) => ({
@@ -337,7 +340,7 @@ export class Link extends EventEmitter<LinkEvents> {
         writerCounters: { ...this.writer.counters },
         readerCounters: { ...this.reader.counters, lost: String(this.reader.counters.lost) },
       },
-      counters: { ...this.counters, controlRetransmits: this.controlOut.retransmits, controlDuplicates: this.controlIn.duplicates },
+      counters: this.counters,
       eventLoopDelayMs: { p50: this.loopDelay.percentile(50) / 1e6, p99: this.loopDelay.percentile(99) / 1e6, max: this.loopDelay.max / 1e6 },
       transitions: [...this.state.transitions],
     };
@@ -367,19 +370,19 @@ export class Link extends EventEmitter<LinkEvents> {
       // Unbound (sealed before the peer knew our session): liveness only. Data and control must be
       // bound to this run's session, so nothing captured before a restart of ours is taken again.
       if (!opened.bound && opened.message[1] !== MessageKind.Heartbeat) {
-        this.counters.unbound++;
+        this.tally.unbound++;
         return;
       }
       this.receive(opened.message, 0, opened.message.length, PathId.Primary);
       return;
     }
     const reason = opened.reason === "version" ? "downgrades" : opened.reason === "replay" ? "replays" : "authFailures";
-    this.counters[reason]++;
+    this.tally[reason]++;
     const now = performance.now();
     if (now - (this.refusalLoggedMs.get(reason) ?? Number.NEGATIVE_INFINITY) >= 1000) {
       this.refusalLoggedMs.set(reason, now);
       const why = { downgrades: "not sealed although keys are configured (downgrade)", replays: "replayed or from an older session", authFailures: "authentication failed (forged, corrupted or another key)" }[reason];
-      this.log("udp-refused", { from: `${from.address}:${from.port}`, reason: why, total: this.counters[reason] });
+      this.log("udp-refused", { from: `${from.address}:${from.port}`, reason: why, total: this.tally[reason] });
     }
   }
 
@@ -387,21 +390,21 @@ export class Link extends EventEmitter<LinkEvents> {
     if (this.closed) return;
     const decoded = decodeHeader(bytes, offset, length);
     if (!decoded.ok) {
-      this.counters.malformed++;
+      this.tally.malformed++;
       return;
     }
     const h = decoded.header;
     if (h.node !== this.options.peerNodeId) {
-      this.counters.strays++;
+      this.tally.strays++;
       return;
     }
     if (h.session !== this.peerSession) {
       if (h.session < this.peerSession) {
-        this.counters.staleSession++;
+        this.tally.staleSession++;
         return;
       }
       if (this.peerSession !== 0n) {
-        this.counters.peerRestarts++;
+        this.tally.peerRestarts++;
         this.log("peer-restarted", { session: String(h.session) });
       }
       this.peerSession = h.session;
@@ -415,8 +418,8 @@ export class Link extends EventEmitter<LinkEvents> {
     }
     const now = performance.now();
     const path = this.state.path(arrivedOn);
-    if (arrivedOn === PathId.Primary) this.counters.received.primary++;
-    else this.counters.received.storage++;
+    if (arrivedOn === PathId.Primary) this.tally.received.primary++;
+    else this.tally.received.storage++;
     path.heard(now);
     const payload = bytes.subarray(decoded.payloadOffset, offset + length);
     switch (h.kind) {
@@ -429,7 +432,7 @@ export class Link extends EventEmitter<LinkEvents> {
       case MessageKind.Control: {
         this.controlOut.acked(h.ack);
         this.controlIn.receive(h.seq, payload, (p) => {
-          this.counters.controlDelivered++;
+          this.tally.controlDelivered++;
           this.emit("control", p);
         });
         // Ack on the path it came by (it works) right away: the sender's window moves on.
@@ -440,10 +443,10 @@ export class Link extends EventEmitter<LinkEvents> {
       }
       case MessageKind.Data: {
         const verdict = this.window.check(h.seq);
-        if (verdict === "duplicate") this.counters.dataDuplicates++;
-        else if (verdict === "old") this.counters.dataTooOld++;
+        if (verdict === "duplicate") this.tally.dataDuplicates++;
+        else if (verdict === "old") this.tally.dataTooOld++;
         else {
-          this.counters.dataDelivered++;
+          this.tally.dataDelivered++;
           this.emit("data", payload, arrivedOn === PathId.Primary ? "primary" : "storage");
         }
         return;
@@ -495,9 +498,9 @@ export class Link extends EventEmitter<LinkEvents> {
     const peer = this.options.primary.peer;
     const data = header.kind === MessageKind.Data;
     (data ? this.socket : this.controlSocket).send(out, data ? peer.port : peer.port + 1, peer.host, (error) => {
-      if (error) this.counters.udpSendErrors++;
+      if (error) this.tally.udpSendErrors++;
     });
-    this.counters.sent.primary++;
+    this.tally.sent.primary++;
     return true;
   }
 
@@ -510,10 +513,10 @@ export class Link extends EventEmitter<LinkEvents> {
     // tryAppend copies the frame (into the record buffer or its class queue), so scratch is reusable.
     const result = this.writer.tryAppend(RING_FRAME_TYPE[header.kind], this.scratch.subarray(0, length));
     if (result !== "queued") {
-      if (header.kind === MessageKind.Data) this.counters.dataDroppedStorage++;
+      if (header.kind === MessageKind.Data) this.tally.dataDroppedStorage++;
       return false;
     }
-    this.counters.sent.storage++;
+    this.tally.sent.storage++;
     return true;
   }
 
