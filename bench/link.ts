@@ -12,13 +12,13 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
 import { promisify } from "node:util";
+import { setTimeout as sleep } from "node:timers/promises";
 
 import { Lab } from "../lib/cli/lab.ts";
 import { numberArg, percentile, ratio, table } from "./stats.ts";
 
 const execFileAsync = promisify(execFile);
 const wallMs = () => performance.timeOrigin + performance.now();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PROBE_PORT = 6001;
 const IPERF_PORT = 5201;
 

@@ -6,6 +6,7 @@
 // SHA-256 end to end, and removes everything it made, also on Ctrl-C.
 import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
 
 import { parse } from "./args.ts";
 import { Lab } from "./lab.ts";
@@ -113,7 +114,3 @@ export const demoCommand: Command = {
     }
   },
 };
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
