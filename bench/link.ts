@@ -1,5 +1,5 @@
 // `npm run bench -- link [--cuts N] [--seconds S] [--keys] [--mtu N]`: the link end to end in the two-host lab
-// (lib/cli/lab.ts: namespaces, veth, loop devices with direct I/O, local mirrors), side by side in
+// (lib/node/lab.ts: namespaces, veth, loop devices with direct I/O, local mirrors), side by side in
 // one run with the plain veth and wireguard-go over the same veth:
 //   1. failover: N cuts of the veth with a 1 ms UDP probe node 1 -> node 2 through lunlink0;
 //      per switch: the interruption (longest gap between probe arrivals from the cut until the
@@ -14,7 +14,7 @@ import { performance } from "node:perf_hooks";
 import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 
-import { Lab } from "../lib/cli/lab.ts";
+import { Lab } from "../lib/node/lab.ts";
 import { numberArg, percentile, ratio, table } from "./stats.ts";
 
 const execFileAsync = promisify(execFile);

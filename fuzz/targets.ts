@@ -13,7 +13,7 @@ import { RecordBuilder, checkBody, checkFirstBlock, forEachFrame } from "../lib/
 import { STATUS_BYTES, decodeStatus, encodeStatus } from "../lib/format/status.ts";
 import { SUPERBLOCK_BYTES, decodeSuperblock, encodeSuperblock } from "../lib/format/superblock.ts";
 import { newUuid, uuidBytes } from "../lib/format/uuid.ts";
-import { LunlinkError } from "../lib/io/errors.ts";
+import { LunlinkError } from "../lib/errors.ts";
 import { generateKeys, sharedSecret } from "../lib/link/keys.ts";
 import { decodeHeader, encodeMessage, MessageKind, PathId } from "../lib/link/message.ts";
 import { Opener, Sealer } from "../lib/link/seal.ts";

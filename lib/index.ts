@@ -2,8 +2,8 @@
 export { Volume, alignedBuffer, DEFAULT_IO_TIMEOUT_MS, DEFAULT_IO_THREADS, MAX_BUSY_POLL_US, MAX_IO_THREADS, MAX_IO_TIMEOUT_MS } from "./io/volume.ts";
 export type { VolumeOptions, VolumeEvents } from "./io/volume.ts";
 export type { VolumeGeometry, VolumeKind } from "./io/geometry.ts";
-export { ErrorCode, LunlinkError } from "./io/errors.ts";
-export type { LunlinkErrorDetails } from "./io/errors.ts";
+export { ErrorCode, LunlinkError } from "./errors.ts";
+export type { LunlinkErrorDetails } from "./errors.ts";
 export { probe } from "./io/probe.ts";
 export type { ProbeResult } from "./io/probe.ts";
 export { FrameType, FORMAT_VERSION } from "./format/layout.ts";
@@ -34,8 +34,8 @@ export { TunDevice, DEFAULT_TUN_MTU, DEFAULT_TUN_NAME, MAX_TUN_MTU, MIN_TUN_MTU,
 export type { TunCounters, TunEvents, TunOptions, TunPacketHandler } from "./tun/tun.ts";
 export { Link } from "./link/link.ts";
 export type { LinkOptions, LinkStatus, LinkCounters, LinkEvents, Endpoint } from "./link/link.ts";
-export { loadConfig, loadKeys, checkConfig, linkOptions } from "./link/config.ts";
-export type { NodeConfig, ConfigProblem } from "./link/config.ts";
+export { loadConfig, loadKeys, checkConfig, linkOptions } from "./node/config.ts";
+export type { NodeConfig, ConfigProblem } from "./node/config.ts";
 export { DEFAULT_TIMERS } from "./link/paths.ts";
 export type { LinkTimers, PathTimers, PathState, Active, Transition } from "./link/paths.ts";
 export { bridge } from "./tun/bridge.ts";

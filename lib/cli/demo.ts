@@ -9,8 +9,8 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { parse } from "./args.ts";
-import { Lab } from "./lab.ts";
-import type { Command } from "./main.ts";
+import { Lab } from "../node/lab.ts";
+import type { Command } from "./command.ts";
 
 const STREAM_BYTES = 120 * 1024 * 1024;
 const STREAM_RATE_MBPS = 12;

@@ -3,13 +3,13 @@ import { loadChecksums } from "../format/checksum.ts";
 import { AuthMode, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { decodeStatus, pickStatus } from "../format/status.ts";
 import { newUuid } from "../format/uuid.ts";
-import { invalidArgument } from "../io/errors.ts";
+import { invalidArgument } from "../errors.ts";
 import { Volume } from "../io/volume.ts";
 import { readPrivateKeyFile, ringKey, sharedSecret } from "../link/keys.ts";
 import { inspectRing } from "../ring/inspect.ts";
 import { formatVolume, openSuperblock } from "../ring/superblocks.ts";
 import { flag, parse, type ParsedArgs } from "./args.ts";
-import type { Command } from "./main.ts";
+import type { Command } from "./command.ts";
 import { formatBytes, toJson } from "./output.ts";
 
 function integer(parsed: ParsedArgs, name: string, fallback: number | undefined): number | undefined {

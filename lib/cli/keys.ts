@@ -3,10 +3,10 @@
 // --force); the public key is printed for the peer's config (keys.peerPublic).
 import { open, unlink } from "node:fs/promises";
 
-import { ErrorCode, LunlinkError } from "../io/errors.ts";
+import { ErrorCode, LunlinkError } from "../errors.ts";
 import { generateKeys, publicKeyOf, readPrivateKeyFile } from "../link/keys.ts";
 import { flag, parse } from "./args.ts";
-import type { Command } from "./main.ts";
+import type { Command } from "./command.ts";
 
 export const keygenCommand: Command = {
   summary: "create a private key file (mode 0600) and print its public key",

@@ -3,7 +3,7 @@
 // stderr: "lunlink: ERR_LUNLINK_...: message".
 import { readFileSync } from "node:fs";
 
-import { ErrorCode, LunlinkError } from "../io/errors.ts";
+import { ErrorCode, LunlinkError } from "../errors.ts";
 import { demoCommand } from "./demo.ts";
 import { formatCommand, inspectCommand } from "./format.ts";
 import { keygenCommand, pubkeyCommand } from "./keys.ts";
@@ -12,13 +12,9 @@ import { checkConfigCommand, downCommand, statusCommand, upCommand } from "./nod
 import { probeCommand } from "./probe.ts";
 import { appendCommand, tailCommand } from "./ring.ts";
 import { streamCommand } from "./stream.ts";
+import type { Command } from "./command.ts";
 import { UsageError, type Output } from "./output.ts";
 
-export interface Command {
-  summary: string;
-  usage: string;
-  run(args: string[], out: Output): Promise<void>;
-}
 
 const COMMANDS: Readonly<Record<string, Command>> = {
   probe: probeCommand,

@@ -1,7 +1,7 @@
 // `lunlink mirror copy|serve|push|status`: the mirror modes lunlink drives itself (local copy; remote
 // over TCP: serve on the far side, push on the near side) and a status report for any mode.
 import { performance } from "node:perf_hooks";
-import { ErrorCode, LunlinkError, integerOption, invalidArgument } from "../io/errors.ts";
+import { ErrorCode, LunlinkError, integerOption, invalidArgument } from "../errors.ts";
 import { Volume } from "../io/volume.ts";
 import { LocalMirror } from "../mirror/local.ts";
 import { RemoteMirrorPusher } from "../mirror/remote-pusher.ts";
@@ -9,7 +9,7 @@ import { RemoteMirrorServer } from "../mirror/remote-server.ts";
 import { mirrorStatus } from "../mirror/status.ts";
 import { flag, parse, type ParsedArgs } from "./args.ts";
 import { followUntilSignal } from "./follow.ts";
-import type { Command } from "./main.ts";
+import type { Command } from "./command.ts";
 import { toJson, type Output } from "./output.ts";
 import { progressBar } from "./progress.ts";
 

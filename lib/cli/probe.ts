@@ -1,7 +1,7 @@
 // `lunlink probe <path> [--json]`: what kind of volume a path is and how it must be addressed.
 import { probe } from "../io/probe.ts";
 import { flag, parse } from "./args.ts";
-import type { Command } from "./main.ts";
+import type { Command } from "./command.ts";
 import { formatBytes, toJson } from "./output.ts";
 
 export const probeCommand: Command = {

@@ -1,14 +1,14 @@
 // `lunlink append` and `lunlink tail`: write frames to a send volume and read them from a receive
 // volume, for raw-device ops scripts. Both speak one JSON object per line with --json.
 import { FrameType } from "../format/layout.ts";
-import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
+import { ErrorCode, LunlinkError, invalidArgument } from "../errors.ts";
 import { Volume } from "../io/volume.ts";
 import { Poller } from "../poll/poller.ts";
 import { RingReader } from "../ring/reader.ts";
 import { RingWriter } from "../ring/writer.ts";
 import { flag, parse, type ParsedArgs } from "./args.ts";
 import { followUntilSignal } from "./follow.ts";
-import type { Command } from "./main.ts";
+import type { Command } from "./command.ts";
 
 const TYPES: Readonly<Record<string, FrameType>> = { heartbeat: FrameType.Heartbeat, control: FrameType.Control, data: FrameType.Data };
 const TYPE_NAMES: Readonly<Record<number, string>> = { 1: "heartbeat", 2: "control", 3: "data" };

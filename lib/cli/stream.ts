@@ -7,10 +7,10 @@ import { createHash, randomFillSync } from "node:crypto";
 import { createConnection, createServer, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 
-import { invalidArgument, integerOption } from "../io/errors.ts";
-import { parseEndpoint } from "../link/config.ts";
+import { invalidArgument, integerOption } from "../errors.ts";
+import { parseEndpoint } from "../node/config.ts";
 import { parse } from "./args.ts";
-import type { Command } from "./main.ts";
+import type { Command } from "./command.ts";
 
 const CHUNK_BYTES = 64 * 1024;
 

@@ -7,7 +7,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 
-import { ErrorCode, LunlinkError } from "./errors.ts";
+import { ErrorCode, LunlinkError } from "../errors.ts";
 
 export interface NativeGeometry {
   isBlockDevice: boolean;

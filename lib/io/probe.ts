@@ -1,6 +1,6 @@
 // probe: what a volume is, as `lunlink probe` prints it. Opens read-only with O_DIRECT (falling
 // back to buffered only to tell the user that O_DIRECT is what failed), reads nothing.
-import { ErrorCode, LunlinkError } from "./errors.ts";
+import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { VolumeKind } from "./geometry.ts";
 import { Volume } from "./volume.ts";
 

@@ -8,7 +8,7 @@ import { statfs } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 
 import { DeadlineTracker } from "./deadlines.ts";
-import { ErrorCode, LunlinkError, describe, integerOption, invalidArgument, systemError } from "./errors.ts";
+import { ErrorCode, LunlinkError, describe, integerOption, invalidArgument, systemError } from "../errors.ts";
 import { fileSystemName, geometryFrom, type VolumeGeometry } from "./geometry.ts";
 import { addon, busyPoll, registerRequest, unregisterRequest, type NativeVolumeHandle } from "./native.ts";
 

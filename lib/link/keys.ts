@@ -8,7 +8,7 @@ import { open, stat } from "node:fs/promises";
 
 import { deriveKey, KEY_BYTES } from "../format/kdf.ts";
 import { uuidBytes } from "../format/uuid.ts";
-import { ErrorCode, LunlinkError } from "../io/errors.ts";
+import { ErrorCode, LunlinkError } from "../errors.ts";
 
 // DER prefixes of X25519 PKCS#8 private and SPKI public keys (RFC 8410), followed by the 32 raw bytes.
 const PKCS8_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");

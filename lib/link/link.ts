@@ -11,7 +11,7 @@ import { EventEmitter } from "node:events";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 
 import { FrameType, FRAME_HEADER_BYTES } from "../format/layout.ts";
-import { ErrorCode, LunlinkError } from "../io/errors.ts";
+import { ErrorCode, LunlinkError } from "../errors.ts";
 import { Volume } from "../io/volume.ts";
 import { Poller } from "../poll/poller.ts";
 import { RingReader } from "../ring/reader.ts";

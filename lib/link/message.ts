@@ -8,7 +8,7 @@
 //   controlAck: seq = 0, ack = cumulative control ack
 //   data:       seq = link sequence (dedupe across paths), ack = 0
 // Layout (little-endian): version u8 | kind u8 | path u8 | node u8 | session u64 | seq u64 | ack u64.
-import { LunlinkError, ErrorCode } from "../io/errors.ts";
+import { LunlinkError, ErrorCode } from "../errors.ts";
 
 export const LINK_VERSION = 1;
 export const MESSAGE_HEADER_BYTES = 28;

@@ -12,7 +12,7 @@
 // verified; every other decision waits for it. After authentication a sliding window (window.ts)
 // refuses replayed counters.
 import { deriveKey } from "../format/kdf.ts";
-import { ErrorCode, LunlinkError } from "../io/errors.ts";
+import { ErrorCode, LunlinkError } from "../errors.ts";
 import { addon } from "../io/native.ts";
 import { decodeHeader, encodeHeader, LINK_VERSION, MESSAGE_HEADER_BYTES, type MessageHeader } from "./message.ts";
 import { SequenceWindow } from "./window.ts";

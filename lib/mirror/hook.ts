@@ -9,7 +9,7 @@
 import { spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 
-import { ErrorCode, LunlinkError, integerOption, invalidArgument } from "../io/errors.ts";
+import { ErrorCode, LunlinkError, integerOption, invalidArgument } from "../errors.ts";
 import type { RingWriter } from "../ring/writer.ts";
 
 export interface HookMirrorOptions {

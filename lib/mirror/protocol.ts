@@ -8,7 +8,7 @@
 // is durable (fdatasync). Either side may send Error and close.
 import { bodyCheck, crc32c, crc32cFrom } from "../format/checksum.ts";
 import { readUuid, writeUuid } from "../format/uuid.ts";
-import { ErrorCode, LunlinkError } from "../io/errors.ts";
+import { ErrorCode, LunlinkError } from "../errors.ts";
 
 export const PROTOCOL_MAGIC = 0x504d4c4c; // "LLMP"
 export const PROTOCOL_VERSION = 1;

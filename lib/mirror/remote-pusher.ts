@@ -12,7 +12,7 @@ import { performance } from "node:perf_hooks";
 
 import { RING_START_BLOCK } from "../format/layout.ts";
 import { loadChecksums } from "../format/checksum.ts";
-import { ErrorCode, LunlinkError, integerOption } from "../io/errors.ts";
+import { ErrorCode, LunlinkError, integerOption } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { RingReader } from "../ring/reader.ts";
 import { openSuperblock } from "../ring/superblocks.ts";

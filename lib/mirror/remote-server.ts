@@ -11,7 +11,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from "node:n
 
 import { loadChecksums } from "../format/checksum.ts";
 import { MIN_VOLUME_BLOCKS, isValidBlockSize } from "../format/layout.ts";
-import { ErrorCode, LunlinkError, integerOption } from "../io/errors.ts";
+import { ErrorCode, LunlinkError, integerOption } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { MAX_WRITE_BYTES, MessageDecoder, blockSums, encodeMessage, type Message } from "./protocol.ts";
 import { checkDestination } from "./ring-mirror.ts";

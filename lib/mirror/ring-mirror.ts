@@ -15,7 +15,7 @@ import { AuthMode, RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout
 import { decodeStatus, encodeStatus } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { Background } from "../io/background.ts";
-import { ErrorCode, LunlinkError, integerOption } from "../io/errors.ts";
+import { ErrorCode, LunlinkError, integerOption } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { RingReader } from "../ring/reader.ts";
 import { openSuperblock } from "../ring/superblocks.ts";

@@ -8,7 +8,7 @@ import { loadChecksums } from "../format/checksum.ts";
 import { AuthMode, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { decodeStatus, pickStatus, type StatusBlock } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
-import { ErrorCode, LunlinkError } from "../io/errors.ts";
+import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { inspectRing } from "../ring/inspect.ts";
 import { openSuperblock } from "../ring/superblocks.ts";

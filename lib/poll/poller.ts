@@ -9,7 +9,7 @@ import { performance } from "node:perf_hooks";
 
 import type { StatusBlock } from "../format/status.ts";
 import { Background } from "../io/background.ts";
-import { integerOption, invalidArgument } from "../io/errors.ts";
+import { integerOption, invalidArgument } from "../errors.ts";
 import type { FrameVisitor, PollOutcome, RingReader } from "../ring/reader.ts";
 
 export interface PollerOptions {

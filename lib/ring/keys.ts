@@ -7,7 +7,7 @@
 import { deriveKey } from "../format/kdf.ts";
 import { RecordCipher } from "../format/record-cipher.ts";
 import type { Superblock } from "../format/superblock.ts";
-import { invalidArgument } from "../io/errors.ts";
+import { invalidArgument } from "../errors.ts";
 
 /** What formatVolume, RingWriter.open and RingReader.open take to work in keyed mode. */
 export interface RingAuth {

@@ -18,7 +18,7 @@ import { checkBody, checkFirstBlock, forEachFrame, readStamp, type BodyAuth, typ
 import { decodeStatus, pickStatus, type StatusBlock } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { uuidBytes } from "../format/uuid.ts";
-import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
+import { ErrorCode, LunlinkError, invalidArgument } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { RingKeys, type RingAuth } from "./keys.ts";
 import { scanRing } from "./scan.ts";

@@ -12,7 +12,7 @@ import { AuthMode, FORMAT_VERSION, MAX_BLOCK_BYTES, MIN_BLOCK_BYTES, MIN_VOLUME_
 import { encodeStatus } from "../format/status.ts";
 import { decodeSuperblock, encodeSuperblock, type Superblock, type SuperblockDecode } from "../format/superblock.ts";
 import { isUuid, newUuid } from "../format/uuid.ts";
-import { ErrorCode, LunlinkError, invalidArgument } from "../io/errors.ts";
+import { ErrorCode, LunlinkError, invalidArgument } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { RingKeys, keyIdText, type RingAuth } from "./keys.ts";
 import { scanRing } from "./scan.ts";

@@ -18,7 +18,7 @@ import { RecordBuilder, encodePad } from "../format/record.ts";
 import { encodeStatus } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { uuidBytes } from "../format/uuid.ts";
-import { ErrorCode, LunlinkError, integerOption, invalidArgument } from "../io/errors.ts";
+import { ErrorCode, LunlinkError, integerOption, invalidArgument } from "../errors.ts";
 import { AuthMode } from "../format/layout.ts";
 import type { RecordCipher } from "../format/record-cipher.ts";
 import type { Volume } from "../io/volume.ts";

@@ -5,7 +5,7 @@
 // exception. Invariant: after close() no handler runs and no syscall is made on the descriptor.
 import { EventEmitter } from "node:events";
 
-import { ErrorCode, LunlinkError, errnoName, integerOption, invalidArgument, systemError } from "../io/errors.ts";
+import { ErrorCode, LunlinkError, errnoName, integerOption, invalidArgument, systemError } from "../errors.ts";
 import { addon, nativeSyscallFailure, syscallName, type NativeTunHandle } from "../io/native.ts";
 
 /** Mirror the bounds in addon/tun.h. */

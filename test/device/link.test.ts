@@ -7,7 +7,7 @@ import { once } from "node:events";
 import type { ChildProcess } from "node:child_process";
 import test, { type ExecutionContext } from "ava";
 
-import { Lab } from "../../lib/cli/lab.ts";
+import { Lab } from "../../lib/node/lab.ts";
 import type { LinkStatus } from "../../lib/link/link.ts";
 import { sleep } from "../helpers/exec.ts";
 import { NETNS_PREFIX } from "../helpers/netns.ts";

@@ -8,7 +8,7 @@ import { once } from "node:events";
 import { join } from "node:path";
 import test from "ava";
 
-import { Lab, lunlinkBin } from "../../lib/cli/lab.ts";
+import { Lab, lunlinkBin } from "../../lib/node/lab.ts";
 import { upLab } from "../helpers/lab.ts";
 import { NETNS_PREFIX } from "../helpers/netns.ts";
 

@@ -1,11 +1,11 @@
 // End to end through real TUN devices: `lunlink up` on two hosts in network namespaces (the lab in
-// lib/cli/lab.ts: veth primary, loop devices with direct I/O and local mirrors for storage), ping and
+// lib/node/lab.ts: veth primary, loop devices with direct I/O and local mirrors for storage), ping and
 // a checksummed TCP stream across the TUN addresses while the primary is cut, flaps, or the peer
 // restarts. Asserted: the stream's SHA-256 and length end to end, replies after the cut, and the
 // failovers/failbacks/peer restarts the nodes report. Needs the build in dist/ (npm test builds it).
 import test from "ava";
 
-import { Lab, lunlinkBin } from "../../lib/cli/lab.ts";
+import { Lab, lunlinkBin } from "../../lib/node/lab.ts";
 import { sleep } from "../helpers/exec.ts";
 import { upLab } from "../helpers/lab.ts";
 import { generator } from "../helpers/random.ts";

@@ -1,9 +1,9 @@
-// The two-host lab (lib/cli/lab.ts) for end-to-end tests: built with the test namespace prefix,
+// The two-host lab (lib/node/lab.ts) for end-to-end tests: built with the test namespace prefix,
 // both nodes up and healthy on both paths before the test starts, destroyed in teardown (with the
 // nodes' transitions and errors in the test log if it failed).
 import type { ExecutionContext } from "ava";
 
-import { Lab, type LabOptions } from "../../lib/cli/lab.ts";
+import { Lab, type LabOptions } from "../../lib/node/lab.ts";
 import { NETNS_PREFIX } from "./netns.ts";
 
 export async function upLab(t: ExecutionContext, options: Omit<LabOptions, "prefix" | "onLog"> = {}): Promise<Lab> {

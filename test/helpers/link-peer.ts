@@ -5,7 +5,7 @@
 // when stdin says "finish" (or closes), waits until every control message it sent is acked (at
 // most 10 s), then prints one JSON line: received control numbers (in arrival order), data numbers
 // (distinct count and duplicates), and the link's status.
-import { loadConfig, linkOptions } from "../../lib/link/config.ts";
+import { loadConfig, linkOptions } from "../../lib/node/config.ts";
 import { Link } from "../../lib/link/link.ts";
 
 const [configPath, controlArg, dataArg, paceArg] = process.argv.slice(2);

@@ -6,7 +6,7 @@
 import dgram from "node:dgram";
 import { execFileSync } from "node:child_process";
 
-import { LunlinkError } from "../../lib/io/errors.ts";
+import { LunlinkError } from "../../lib/errors.ts";
 import { TunDevice, type TunOptions } from "../../lib/tun/tun.ts";
 import { buildUdpPacket, parseUdpPacket, writeUdpPacket } from "./ipv4.ts";
 

@@ -1,6 +1,6 @@
 import test from "ava";
 
-import { ErrorCode, LunlinkError, describe, errnoName, systemError } from "../../lib/io/errors.ts";
+import { ErrorCode, LunlinkError, describe, errnoName, systemError } from "../../lib/errors.ts";
 
 test("systemError maps errno to a stable code and keeps errno, syscall and path", (t) => {
   const cases: [number, ErrorCode][] = [

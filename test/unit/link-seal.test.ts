@@ -7,7 +7,7 @@ import { join } from "node:path";
 import test from "ava";
 import fc from "fast-check";
 
-import { ErrorCode } from "../../lib/io/errors.ts";
+import { ErrorCode } from "../../lib/errors.ts";
 import { generateKeys, publicKeyOf, readPrivateKeyFile, sharedSecret } from "../../lib/link/keys.ts";
 import { encodeMessage, MessageKind, PathId } from "../../lib/link/message.ts";
 import { Opener, Sealer, SEAL_OVERHEAD_BYTES } from "../../lib/link/seal.ts";

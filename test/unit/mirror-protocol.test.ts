@@ -3,7 +3,7 @@
 import test from "ava";
 import fc from "fast-check";
 
-import { ErrorCode, LunlinkError } from "../../lib/io/errors.ts";
+import { ErrorCode, LunlinkError } from "../../lib/errors.ts";
 import { FRAME_HEADER_BYTES, MAX_BUFFERED_BYTES, MAX_SUMS_BLOCKS, MessageDecoder, encodeMessage, type Message } from "../../lib/mirror/protocol.ts";
 
 const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);

@@ -6,7 +6,7 @@ import { chmod, mkdir, unlink } from "node:fs/promises";
 import { createConnection, createServer, type Server } from "node:net";
 import { dirname } from "node:path";
 
-import { ErrorCode, LunlinkError } from "../io/errors.ts";
+import { ErrorCode, LunlinkError } from "../errors.ts";
 
 const MAX_REQUEST_BYTES = 4096;
 const REQUEST_TIMEOUT_MS = 5000;

@@ -346,7 +346,7 @@ export function lunlinkBin(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, "package.json"))) {
     const up = dirname(dir);
-    if (up === dir) throw new Error("package.json not found above lib/cli");
+    if (up === dir) throw new Error("package.json not found above lib/node");
     dir = up;
   }
   return join(dir, "bin", "lunlink.js");

@@ -6,12 +6,12 @@ import { readFile } from "node:fs/promises";
 import { isIPv4 } from "node:net";
 import { z } from "zod";
 
-import { ErrorCode, LunlinkError } from "../io/errors.ts";
-import { KEY_BASE64, publicKeyOf, readPrivateKeyFile } from "./keys.ts";
-import { MESSAGE_HEADER_BYTES } from "./message.ts";
-import { DEFAULT_TIMERS, type LinkTimers } from "./paths.ts";
-import { SEAL_OVERHEAD_BYTES } from "./seal.ts";
-import type { Endpoint, LinkOptions } from "./link.ts";
+import { ErrorCode, LunlinkError } from "../errors.ts";
+import { KEY_BASE64, publicKeyOf, readPrivateKeyFile } from "../link/keys.ts";
+import { MESSAGE_HEADER_BYTES } from "../link/message.ts";
+import { DEFAULT_TIMERS, type LinkTimers } from "../link/paths.ts";
+import { SEAL_OVERHEAD_BYTES } from "../link/seal.ts";
+import type { Endpoint, LinkOptions } from "../link/link.ts";
 
 const IP_UDP_HEADER_BYTES = 28;
 /** The largest frame a storage record carries (the ring's u16 frame length). */

@@ -1,0 +1,79 @@
+// The composition root of a running node: TUN device + link + control socket + optional metrics,
+// built from one NodeConfig. `lunlink up` calls runNode; it returns once the node was told to stop
+// (`lunlink down`, SIGINT, SIGTERM) or its TUN device failed, after closing everything it opened:
+// the TUN device (the interface disappears), the link (last records flushed) and the control socket.
+import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import type { Server } from "node:net";
+import { unlink } from "node:fs/promises";
+import type pino from "pino";
+
+import { Link, type LinkStatus } from "../link/link.ts";
+import { renderMetrics } from "../link/metrics.ts";
+import { bridge } from "../tun/bridge.ts";
+import { TunDevice } from "../tun/tun.ts";
+import { controlSocketPath, linkOptions, loadKeys, parseEndpoint, type NodeConfig } from "./config.ts";
+import { serveControl } from "./control.ts";
+
+export async function runNode(config: NodeConfig, log: pino.Logger): Promise<void> {
+  const socketPath = controlSocketPath(config);
+  const keys = await loadKeys(config);
+  const link = await Link.open(linkOptions(config, (event, fields) => log.info({ event, ...fields }, event), keys));
+  if (keys === undefined) log.warn({ event: "no-keys" }, "no keys configured: UDP datagrams are neither authenticated nor encrypted (see docs/security.md)");
+  // Listen at once: a storage error during the rest of the start-up is logged, not an unhandled event.
+  link.on("error", (error) => log.error({ event: "link-error", message: error.message }, "link error"));
+  let tun: TunDevice | undefined;
+  let metrics: HttpServer | undefined;
+  let server: Server | undefined;
+  let stopping: (() => void) | undefined;
+  const stopped = new Promise<void>((resolve) => (stopping = resolve));
+  const stop = () => stopping?.();
+  // A TUN read error (the interface deleted under us, say) ends the node through the same clean-up
+  // as `lunlink down`, then runNode rejects with it: never an uncaught exception.
+  let tunFailure: Error | undefined;
+  try {
+    tun = await TunDevice.open({ name: config.tun.name, mtu: config.tun.mtu, address: config.tun.address, up: true });
+    tun.on("error", (error) => {
+      log.error({ event: "tun-error", code: (error as { code?: string }).code, message: error.message }, "TUN device failed: stopping the node");
+      tunFailure ??= error;
+      stop();
+    });
+    const counters = bridge(tun, link);
+    const status = (): LinkStatus & { tun: object } => ({ ...link.status(), tun: { name: tun!.name, mtu: tun!.mtu, ...tun!.counters, ...counters } });
+    server = await serveControl(socketPath, async (cmd) => {
+      if (cmd === "status") return status();
+      if (cmd === "down") {
+        setImmediate(stop);
+        return { stopping: true };
+      }
+      throw new Error(`unknown command ${JSON.stringify(cmd)} (status, down)`);
+    });
+    if (config.metrics.listen !== undefined) {
+      const at = parseEndpoint(config.metrics.listen)!;
+      metrics = createHttpServer((req, res) => {
+        if (req.url !== "/metrics") {
+          res.writeHead(404).end();
+          return;
+        }
+        const s = link.status();
+        res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(renderMetrics(s, { tun_packets_in_total: tun!.counters.packetsIn, tun_packets_out_total: tun!.counters.packetsOut }));
+      });
+      await new Promise<void>((resolve, reject) => metrics!.once("error", reject).listen(at.port, at.host, () => resolve()));
+    }
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+    log.info({ event: "up", node: config.node, peer: config.peer, tun: tun.name, address: config.tun.address, mtu: tun.mtu, control: socketPath }, `node ${config.node} up: ${tun.name} ${config.tun.address}`);
+    await stopped;
+    log.info({ event: "down", ...link.status().counters }, `node ${config.node} going down`);
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+    if (server !== undefined) {
+      server.close();
+      await unlink(socketPath).catch(() => undefined);
+    }
+    metrics?.close();
+    await tun?.close();
+    await link.close();
+  }
+  if (tunFailure !== undefined) throw tunFailure;
+}
