@@ -1,10 +1,12 @@
 // `npm run bench -- <suite> [options]`: benchmarks side by side with reference tools, printed as
 // tables with ratios. Suites: raw (addon O_DIRECT vs fio psync), codec (checksums, record encode/decode), ring (RingWriter vs fio), latency (writer -> poller vs a C probe), mirror (resync vs dd), tun (packets/s
-// per core through a TunDevice, in a network namespace it creates), link (failover over N cuts; RTT and TCP through lunlink0 vs veth and wireguard-go), seal (sealed UDP cost).
+// per core through a TunDevice, in a network namespace it creates), link (failover over N cuts; RTT and TCP through lunlink0 vs veth and wireguard-go), seal (sealed UDP cost), pressure (false
+// transitions of an uncut pair with and without a CPU hog on every core).
 import { codecBench } from "./codec.ts";
 import { latencyBench } from "./latency.ts";
 import { linkBench } from "./link.ts";
 import { mirrorBench } from "./mirror.ts";
+import { pressureBench } from "./pressure.ts";
 import { rawBench } from "./raw.ts";
 import { ringBench } from "./ring.ts";
 import { sealBench } from "./seal.ts";
@@ -19,6 +21,7 @@ const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   tun: tunBench,
   link: linkBench,
   seal: sealBench,
+  pressure: pressureBench,
 };
 
 const [suite = "raw", ...rest] = process.argv.slice(2);
