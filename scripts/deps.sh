@@ -5,7 +5,7 @@
 set -euo pipefail
 
 case "${1:-}" in
-  test) packages=(util-linux mount e2fsprogs fuse3 nbdkit libnbd-bin procps iproute2 iputils-ping rsync) ;;
+  test) packages=(util-linux mount e2fsprogs fuse3 nbdkit libnbd-bin procps iproute2 iputils-ping rsync nftables) ;;
   bench) packages=(util-linux mount e2fsprogs fio gcc libc6-dev procps iproute2 iputils-ping iperf3 wireguard-go wireguard-tools corosync stress-ng) ;;
   *) echo "usage: scripts/deps.sh test|bench" >&2; exit 2 ;;
 esac

@@ -5,5 +5,6 @@ import type { Output } from "./output.ts";
 export interface Command {
   summary: string;
   usage: string;
-  run(args: string[], out: Output): Promise<void>;
+  /** Resolves with the exit status (0 when nothing is returned); errors map to 1 or 2 in main.ts. */
+  run(args: string[], out: Output): Promise<void | number>;
 }

@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import { demoCommand } from "./demo.ts";
+import { doctorCommand } from "./doctor.ts";
 import { formatCommand, inspectCommand } from "./format.ts";
 import { keygenCommand, pubkeyCommand } from "./keys.ts";
 import { mirrorCommand } from "./mirror.ts";
@@ -14,7 +15,6 @@ import { appendCommand, tailCommand } from "./ring.ts";
 import { streamCommand } from "./stream.ts";
 import type { Command } from "./command.ts";
 import { UsageError, type Output } from "./output.ts";
-
 
 const COMMANDS: Readonly<Record<string, Command>> = {
   probe: probeCommand,
@@ -27,6 +27,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   down: downCommand,
   status: statusCommand,
   "check-config": checkConfigCommand,
+  doctor: doctorCommand,
   stream: streamCommand,
   keygen: keygenCommand,
   pubkey: pubkeyCommand,
@@ -68,8 +69,7 @@ export async function main(argv: string[], out: Output = process): Promise<numbe
       out.stdout.write(`${command.usage}\n`);
       return 0;
     }
-    await command.run(rest, out);
-    return 0;
+    return (await command.run(rest, out)) ?? 0;
   } catch (error) {
     if (error instanceof UsageError) {
       out.stderr.write(`lunlink: ${error.message}\n`);
