@@ -1,9 +1,11 @@
 // `npm run bench -- <suite> [options]`: benchmarks side by side with reference tools, printed as
 // tables with ratios. Suites: raw (addon O_DIRECT vs fio psync), codec (checksums, record encode/decode), ring (RingWriter vs fio), latency (writer -> poller vs a C probe), mirror (resync vs dd), tun (packets/s
 // per core through a TunDevice, in a network namespace it creates), link (failover over N cuts; RTT and TCP through lunlink0 vs veth and wireguard-go), seal (sealed UDP cost), pressure (false
-// transitions of an uncut pair with and without a CPU hog on every core).
+// transitions of an uncut pair with and without a CPU hog on every core), layout (buffer-layout vs
+// DataView for the cold structures).
 import { codecBench } from "./codec.ts";
 import { latencyBench } from "./latency.ts";
+import { layoutBench } from "./layout.ts";
 import { linkBench } from "./link.ts";
 import { mirrorBench } from "./mirror.ts";
 import { pressureBench } from "./pressure.ts";
@@ -22,6 +24,7 @@ const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   link: linkBench,
   seal: sealBench,
   pressure: pressureBench,
+  layout: layoutBench,
 };
 
 const [suite = "raw", ...rest] = process.argv.slice(2);
