@@ -7,6 +7,7 @@ import type { FirstBlockVerdict, BodyVerdict, RecordHeader, Stamp } from "../for
 import { RecordFlag, RecordKind } from "../format/layout.ts";
 import type { StatusBlock, StatusDecode } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
+import { ErrorCode } from "../errors.ts";
 
 /** How keyless and keyed readers differ, as data (the table's two columns and the rules around it). */
 export interface ReaderPolicy {
@@ -132,6 +133,9 @@ export const READER_TABLE: readonly Row[] = [
   row("V2", "header",  [_,    _,   0,   0, 0,    0,  0],  "valid",  [0,  1],  "pad",               "pad"),
   row("V3", "header",  [_,    _,   0,   0, 0,    0,  0],  "valid",  [0,  0],  "deliver",           "deliver"),
 ];
+
+/** The verbs of a record that passed every check (what "authentic at this position" means). */
+export const ACCEPTING: ReadonlySet<Verb> = new Set<Verb>(["refuse", "pad", "deliver"]);
 
 /** The counter a verb bumps each time its row matches (whatever the damage timer then says). */
 export const VERB_COUNTS: Partial<Record<Verb, "tornSeen" | "authFailures" | "downgrades">> = {
@@ -264,6 +268,13 @@ export function suspect(label: string, s: ReaderState, nowMs: number): Action {
   return timer.expired ? { do: "judge-damage", row: label } : { do: "wait", row: label, invalidSinceMs: timer.invalidSinceMs };
 }
 
+/** Just past a record that passed its checks (refused, pad or delivered): a pad ends the lap (ring block 0). */
+export function past(s: ReaderState, header: RecordHeader): Position {
+  if (header.kind === RecordKind.Pad) return { seq: s.seq + 1n, block: 0 };
+  const block = s.block + header.blockCount;
+  return { seq: s.seq + 1n, block: block >= s.ringBlocks ? 0 : block };
+}
+
 /** Past the timeout, a slot is damaged only if the writer (same epoch) is past the record after it; then the search stops below the head. */
 export function judgeDamage(s: ReaderState, status: StatusBlock | undefined): { headSeq: bigint; headBlock: number } | undefined {
   if (status === undefined || status.epoch !== s.epoch || status.headSeq <= s.seq + 1n) return undefined;
@@ -315,6 +326,31 @@ export function adoptEpoch(policy: ReaderPolicy, s: ReaderState, volumeUuid: str
   return { do: "adopt", superblock, jump };
 }
 
+/**
+ * Where a reader opened with `start` begins: at a position, or at a seq found by its stamp (seek);
+ * after a restart (afterAck) data below `dropDataBelow` predates it: the status head may lag, the
+ * stamps do not ("stamps": the highest stamp + 1), but keyed, stamps are not authenticated, so the
+ * authenticated status head decides.
+ */
+export function startPlan(
+  policy: ReaderPolicy,
+  start: "head" | "oldest" | { seq: bigint } | { afterAck: bigint },
+  superblock: Pick<Superblock, "epoch" | "epochStartSeq">,
+  status: StatusBlock | undefined,
+): { at?: Position; seek?: bigint; dropDataBelow?: bigint | "stamps" } {
+  if (start === "head") return status !== undefined && status.epoch === superblock.epoch ? { at: { seq: status.headSeq, block: Number(status.headBlock) } } : {};
+  if (start === "oldest") return status === undefined ? {} : { seek: status.oldestSeq };
+  if ("seq" in start) return { seek: start.seq };
+  return { seek: start.afterAck + 1n, dropDataBelow: policy.staleBoundary === "stamps" ? "stamps" : (status?.headSeq ?? superblock.epochStartSeq) };
+}
+
+/** Keyed, while following: which counter a superblock that does not open counts (undefined: the error is thrown). */
+export function superblockFailure(policy: ReaderPolicy, code: string): "downgrades" | "authFailures" | undefined {
+  if (!policy.countsSuperblockFailures) return undefined;
+  if (code === ErrorCode.Downgrade) return "downgrades";
+  return code === ErrorCode.WrongKey || code === ErrorCode.NotFormatted || code === ErrorCode.SuperblockConflict ? "authFailures" : undefined;
+}
+
 /** Which status a read of both slots yields. `check-superblock`: it names another volume; only the superblock may say foreign. */
 export type StatusDecision =
   | { do: "use"; status: StatusBlock | undefined; remember: boolean; authFailures: number; downgrades: number; replays: number }
@@ -336,4 +372,10 @@ export function acceptStatus(policy: ReaderPolicy, s: ReaderState, volumeUuid: s
   }
   if (picked.volumeUuid !== volumeUuid) return { do: "check-superblock", authFailures, downgrades };
   return { do: "use", status: picked, remember: true, authFailures, downgrades, replays: 0 };
+}
+
+/** A value the table guarantees in the row at hand (an assertion: a programmer error if missing). */
+export function must<T>(value: T | undefined): T {
+  if (value === undefined) throw new Error("assertion failed: a value the decision table guarantees is missing");
+  return value;
 }

@@ -96,3 +96,8 @@ export function checkReceiveVolume(path: string, superblock: Superblock, options
   if (options.peerNodeId !== undefined && superblock.writerNode !== options.peerNodeId) throw wrong(`its writer is node ${superblock.writerNode}, expected ${options.peerNodeId}`);
   if (options.pairUuid !== undefined && superblock.pairUuid !== options.pairUuid) throw wrong(`it belongs to pair ${superblock.pairUuid}, expected ${options.pairUuid}`);
 }
+
+/** A record or status of another volume where this one's belongs (found while following). */
+export function wrongPair(path: string, foundUuid: string, volumeUuid: string, seq: bigint): LunlinkError {
+  return new LunlinkError(ErrorCode.WrongPair, `${path}: found a record of volume ${foundUuid} where volume ${volumeUuid}'s seq ${seq} belongs (reformatted, or another pair's volume)`, { path });
+}

@@ -1,36 +1,33 @@
-// RingReader: the I/O shell around the decision table in lib/ring/decide.ts (docs/format.md, "Reader
-// decision table"). poll() reads the expected block, asks the table what it means and reads only what
-// the answer asks for (the record's other blocks, the status, the superblock, a scan); it never
-// delivers a record that failed a check, and never stalls forever behind a damaged one.
-// Pipeline: read expected block -> facts -> row -> (read body -> facts -> row) -> act: deliver frames
-// in order and advance (pad: ring block 0), wait, skip, resync or adopt an epoch. Keyless and keyed
-// differ by policy (decide.ts KEYLESS, KEYED) and keys only; nothing an attacker writes makes a keyed
-// poll() throw. Buffers whose read rejected are never reused (read-buffers.ts).
+// RingReader: the I/O shell around the decision table of lib/ring/decide.ts (docs/format.md). poll()
+// reads the expected block, asks the table, and reads only what the row asks for (the record's other
+// blocks, the status, the superblock, a scan); it never delivers a record that failed a check and never
+// stalls forever behind a damaged one. Keyless and keyed differ by policy (decide.ts) and keys only;
+// nothing an attacker writes makes a keyed poll() throw. Buffers are owned by read-buffers.ts.
 import { performance } from "node:perf_hooks";
 
 import { loadChecksums } from "../format/checksum.ts";
-import { AuthMode, FrameType, MAX_FRAME_BYTES, MAX_RECORD_BLOCKS, RING_START_BLOCK, RecordKind } from "../format/layout.ts";
-import type { RecordCipher } from "../format/record-cipher.ts";
+import { AuthMode, FrameType, MAX_FRAME_BYTES, MAX_RECORD_BLOCKS, RING_START_BLOCK } from "../format/layout.ts";
 import { checkBody, checkFirstBlock, forEachFrame, readStamp, type BodyAuth, type BodyVerdict, type FirstBlockVerdict, type RecordHeader, type Stamp } from "../format/record.ts";
 import type { StatusBlock } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { uuidBytes } from "../format/uuid.ts";
-import { ErrorCode, LunlinkError } from "../errors.ts";
+import { LunlinkError } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import * as core from "./decide.ts";
+import { EpochCiphers } from "./epoch-ciphers.ts";
 import { RingKeys } from "./keys.ts";
 import { ReaderBuffers } from "./read-buffers.ts";
-import { checkReaderOptions, checkReceiveVolume, newReaderCounters, type FrameVisitor, type PollOutcome, type RecordVisitor, type RingReaderCounters, type RingReaderOptions } from "./reader-api.ts";
-import { scanRing, scanStamps } from "./scan.ts";
+import { checkReaderOptions, checkReceiveVolume, newReaderCounters, wrongPair, type FrameVisitor, type PollOutcome, type RecordVisitor, type RingReaderCounters, type RingReaderOptions } from "./reader-api.ts";
+import { findRecordStart, scanRing, scanStamps } from "./scan.ts";
 import { readStatusSlots } from "./status.ts";
 import { openSuperblock } from "./superblocks.ts";
 
 export type { FrameVisitor, PollOutcome, RecordVisitor, RingReaderCounters, RingReaderOptions } from "./reader-api.ts";
 
-/** At most this many epochs' record keys are kept (the current one and those whose records may still be read). */
-const MAX_EPOCH_KEYS = 4;
 /** Table decisions per poll: one on the first block, one more once the record's body is read. */
 const MAX_DECISIONS_PER_POLL = 2;
+/** The counter each outcome of an accepted record bumps. */
+const OUTCOME_COUNTERS = { refused: "replays", pad: "pads", delivered: "records", damaged: "damaged" } as const;
 
 export class RingReader {
   readonly volume: Volume;
@@ -56,8 +53,7 @@ export class RingReader {
   private lastStatus: StatusBlock | undefined;
   private readonly keys: RingKeys | undefined;
   private readonly framingOnly: boolean;
-  /** Keyed: record ciphers of the epochs seen (bounded by MAX_EPOCH_KEYS). */
-  private readonly ciphers = new Map<bigint, RecordCipher>();
+  private readonly ciphers: EpochCiphers | undefined;
   /** Anti-replay high-water mark: notBefore, then the last record delivered. */
   private highWater: { epoch: bigint; seq: bigint };
 
@@ -68,7 +64,8 @@ export class RingReader {
     this.policy = keys === undefined ? core.KEYLESS : core.KEYED;
     this.framingOnly = options.framingOnly === true;
     this.highWater = options.notBefore === undefined ? { epoch: 0n, seq: 0n } : { ...options.notBefore };
-    this.addCipher(superblock);
+    this.ciphers = keys === undefined ? undefined : new EpochCiphers(keys);
+    this.ciphers?.add(superblock);
     this.uuid = uuidBytes(superblock.volumeUuid);
     this.B = superblock.blockBytes;
     this.ringBlocks = Number(superblock.ringBlocks);
@@ -88,19 +85,14 @@ export class RingReader {
     checkReceiveVolume(volume.path, superblock, options);
     const reader = new RingReader(volume, superblock, options, keys);
     const status = await reader.readStatus();
-    const start = options.start ?? "head";
-    if (start === "head") {
-      if (status !== undefined && status.epoch === superblock.epoch) reader.jump(status.headSeq, Number(status.headBlock));
-    } else if (start === "oldest") {
-      if (status !== undefined) await reader.seek(status.oldestSeq, options.scanLimitBlocks);
-    } else if ("afterAck" in start) {
-      // Everything on the volume now predates the restart: the status head may lag, the stamps do not
-      // (keyed: stamps are not authenticated, so the authenticated status head decides).
-      reader.dropDataBelowSeq =
-        reader.policy.staleBoundary === "stamps" ? (await scanRing(volume, superblock.blockBytes, superblock.ringBlocks)).highestSeq + 1n : (status?.headSeq ?? superblock.epochStartSeq);
-      await reader.seek(start.afterAck + 1n, options.scanLimitBlocks);
-    } else {
-      await reader.seek(start.seq, options.scanLimitBlocks);
+    const plan = core.startPlan(reader.policy, options.start ?? "head", superblock, status);
+    if (plan.dropDataBelow === "stamps") reader.dropDataBelowSeq = (await scanRing(volume, superblock.blockBytes, superblock.ringBlocks)).highestSeq + 1n;
+    else if (plan.dropDataBelow !== undefined) reader.dropDataBelowSeq = plan.dropDataBelow;
+    if (plan.at !== undefined) reader.moveTo(plan.at);
+    if (plan.seek !== undefined) {
+      // At the record of that seq (its stamp); if absent, at the oldest later one (the gap lost).
+      const found = await findRecordStart(volume, reader.B, reader.ringBlocks, plan.seek, options.scanLimitBlocks);
+      reader.moveTo(found === undefined ? { seq: plan.seek, block: reader.block } : { ...found, lost: found.seq - plan.seek });
     }
     return reader;
   }
@@ -120,7 +112,7 @@ export class RingReader {
     if (decision.do === "check-superblock") {
       // Another volume's status: the volume was reformatted (or swapped) under us, if the superblock agrees.
       const superblock = await this.verifiedSuperblock();
-      if (superblock !== undefined && superblock.volumeUuid !== this.superblock.volumeUuid) throw this.foreign(superblock.volumeUuid);
+      if (superblock !== undefined && superblock.volumeUuid !== this.superblock.volumeUuid) throw wrongPair(this.volume.path, superblock.volumeUuid, this.superblock.volumeUuid, this.seq);
       return this.lastStatus;
     }
     this.counters.replays += decision.replays;
@@ -131,19 +123,14 @@ export class RingReader {
   /** Re-reads the peer's status; if the writer moved to a newer epoch (it restarted while we waited at a slot it will never fill), adopts it. */
   async refresh(): Promise<PollOutcome | undefined> {
     const status = await this.readStatus();
-    if (status !== undefined && status.epoch > this.epoch) return this.epochChange(status.epoch);
-    return undefined;
+    return status !== undefined && status.epoch > this.epoch ? this.epochChange(status.epoch) : undefined;
   }
 
   get status(): StatusBlock | undefined {
     return this.lastStatus;
   }
 
-  /**
-   * What to ack to the writer: everything below the expected seq has been delivered or declared
-   * lost, so the writer may reuse its space (acking only delivered records would leave a writer
-   * waiting forever for a record the reader skipped as damaged).
-   */
+  /** What to ack: everything below the expected seq was delivered or declared lost (acking only delivered records would leave the writer waiting forever behind a damaged one). */
   get ack(): { epoch: bigint; seq: bigint } {
     return { epoch: this.epoch, seq: this.seq - 1n };
   }
@@ -175,38 +162,35 @@ export class RingReader {
       const action = core.decide(this.policy, this.facts(first, body, this.state), this.state, this.now());
       this.lastRow = action.row;
       if (action.count !== undefined) this.counters[action.count]++;
-      if (action.do === "wait") {
-        this.invalidSinceMs = action.invalidSinceMs;
-        return "waiting";
-      }
-      if (action.do === "read-body") {
-        body = await this.readBody(must(header));
-        continue;
-      }
       const newerSeq = first.kind === "newer" ? first.seq : body?.kind === "newer" ? body.seq : undefined;
       switch (action.do) {
+        case "wait":
+          this.invalidSinceMs = action.invalidSinceMs;
+          return "waiting";
+        case "read-body":
+          this.buffers.get("record").set(this.buffers.get("first"), 0);
+          body = await this.readBody(this.block, core.must(header), true);
+          continue;
         case "judge-damage":
           return this.skipDamaged();
         case "jump":
           this.moveTo(action.to);
           return action.outcome;
         case "overrun":
-          return this.overrun(must(newerSeq));
         case "verify-overrun":
-          return this.verifiedOverrun(must(newerSeq), action.row);
+          return this.overrun(core.must(newerSeq), action.row, action.do === "verify-overrun");
         case "wrong-pair":
-          throw this.foreign(first.kind === "foreign" ? first.volumeUuid : "?");
+          throw wrongPair(this.volume.path, core.must(first.kind === "foreign" ? first.volumeUuid : undefined), this.superblock.volumeUuid, this.seq);
         case "adopt-epoch":
         case "adopt-epoch/suspect": {
-          const outcome = await this.epochChange(must(header).epoch);
+          const outcome = await this.epochChange(core.must(header).epoch);
           // Keyed: a header's epoch is a claim until the verified superblock confirms it.
           return outcome === "waiting" && action.do === "adopt-epoch/suspect" ? this.suspect(action.row) : outcome;
         }
         case "refuse":
         case "pad":
         case "deliver":
-          this.invalidSinceMs = undefined;
-          return this.accept(action.do, must(header), visit, onRecord);
+          return this.accept(action.do, core.must(header), visit, onRecord);
         case "never":
           break;
       }
@@ -215,48 +199,35 @@ export class RingReader {
     throw new Error(`assertion failed: more than ${MAX_DECISIONS_PER_POLL} decisions in one poll`);
   }
 
-  /** A record whose checks passed: refused (replayed), a pad, or delivered. */
+  /** A record whose checks passed: refused (replayed), a pad, or delivered; then past it. */
   private async accept(verb: "refuse" | "pad" | "deliver", header: RecordHeader, visit: FrameVisitor, onRecord: RecordVisitor | undefined): Promise<PollOutcome> {
-    const record = this.buffers.get("record").subarray(0, header.blockCount * this.B);
-    if (verb === "refuse") {
-      this.counters.replays++;
-      this.pass(header);
-      return "refused";
-    }
-    if (onRecord !== undefined) await onRecord(record, this.block, this.seq);
-    if (verb === "pad") {
-      this.counters.pads++;
-      this.pass(header);
-      return "pad";
-    }
     const seq = this.seq;
-    if (!this.framingOnly) {
-      // A mirror (framingOnly) delivers no frames: they are not its business (ciphertext in a keyed ring).
-      const stale = seq < this.dropDataBelowSeq;
-      const problem = forEachFrame(record, this.B, header, this.scratch, (type, flags, bytes, offset, length) => {
-        if (stale && type === FrameType.Data) {
-          this.counters.staleDataDropped++;
-          return;
-        }
-        this.counters.frames++;
-        visit(seq, type, flags, bytes, offset, length);
-      });
-      if (problem !== undefined) {
-        // Checksums passed but the frames do not parse: a writer bug or a forgery. Never deliver more.
-        this.counters.damaged++;
-        this.pass(header);
-        return "damaged";
-      }
-      if (this.policy.antiReplay) this.highWater = { epoch: header.epoch, seq };
-    }
-    this.counters.records++;
-    this.pass(header);
+    const record = this.buffers.get("record").subarray(0, header.blockCount * this.B);
+    if (verb !== "refuse") await onRecord?.(record, this.block, seq);
+    const outcome = verb === "refuse" ? "refused" : verb === "pad" ? "pad" : this.deliver(header, record, seq, visit);
+    this.counters[OUTCOME_COUNTERS[outcome]]++;
+    this.moveTo(core.past(this.state, header));
+    return outcome;
+  }
+
+  /** Visits the frames (a mirror, framingOnly, visits none); data written before a restart is dropped. */
+  private deliver(header: RecordHeader, record: Uint8Array, seq: bigint, visit: FrameVisitor): "delivered" | "damaged" {
+    if (this.framingOnly) return "delivered";
+    const stale = seq < this.dropDataBelowSeq;
+    const problem = forEachFrame(record, this.B, header, this.scratch, (type, flags, bytes, offset, length) => {
+      if (stale && type === FrameType.Data) return void this.counters.staleDataDropped++;
+      this.counters.frames++;
+      visit(seq, type, flags, bytes, offset, length);
+    });
+    // Checksums passed but the frames do not parse: a writer bug or a forgery. Never deliver more.
+    if (problem !== undefined) return "damaged";
+    if (this.policy.antiReplay) this.highWater = { epoch: header.epoch, seq };
     return "delivered";
   }
 
   /** The table's facts at the expected slot (or, with `at`, at another position: verifyAt). */
   private facts(first: FirstBlockVerdict, body: BodyVerdict | undefined, at: core.ReaderState): core.Facts {
-    return core.slotFacts(this.policy, at, this.lastStatus, first, body, (epoch) => this.keys === undefined || this.ciphers.has(epoch));
+    return core.slotFacts(this.policy, at, this.lastStatus, first, body, (epoch) => this.ciphers?.has(epoch) ?? true);
   }
 
   private get state(): core.ReaderState {
@@ -264,33 +235,27 @@ export class RingReader {
     return { epoch: this.epoch, seq: this.seq, block: this.block, ringBlocks: this.ringBlocks, epochStartSeq, epochStartBlock: Number(epochStartBlock), invalidSinceMs: this.invalidSinceMs, damageTimeoutMs: this.damageTimeoutMs, highWater: this.highWater };
   }
 
-  /** The record's other blocks, read after its first block, checked. */
-  private async readBody(header: RecordHeader): Promise<BodyVerdict> {
-    this.buffers.get("record").set(this.buffers.get("first"), 0);
-    if (header.blockCount > 1) await this.buffers.readRing(this.expectedOffset + this.B, "record", this.B, header.blockCount * this.B);
-    return checkBody(this.buffers.get("record"), this.B, header, this.bodyAuth(header.epoch, this.block));
+  /** Reads the other blocks of the record whose first block is in the record buffer, at ring `block`, and checks it. */
+  private async readBody(block: number, header: RecordHeader, viaWindow: boolean): Promise<BodyVerdict> {
+    const [offsetBytes, end] = [(RING_START_BLOCK + block + 1) * this.B, header.blockCount * this.B];
+    if (header.blockCount > 1) await (viaWindow ? this.buffers.readRing(offsetBytes, "record", this.B, end) : this.buffers.read("record", offsetBytes, this.B, end));
+    return checkBody(this.buffers.get("record"), this.B, header, this.bodyAuth(header.epoch, block));
   }
 
-  /**
-   * Keyed: whether an authentic record of `seq` starts at `block`: the table, asked at that position,
-   * ends on an accepting row (so stamps an attacker wrote cannot steer the reader). Reads into the record buffer.
-   */
+  /** Keyed: whether an authentic record of `seq` starts at `block`: the table, asked there, accepts it (attacker stamps cannot steer us). */
   private async verifyAt(block: number, seq: bigint): Promise<boolean> {
     const at = { ...this.state, seq, block };
     const verb = (first: FirstBlockVerdict, body?: BodyVerdict): core.Verb => core.tableRow(this.facts(first, body, at))[this.policy.column];
-    await this.buffers.read("record", (RING_START_BLOCK + block) * this.B, 0, this.B);
-    const first = checkFirstBlock(this.buffers.get("record").subarray(0, this.B), this.B, seq, this.uuid);
+    const first = checkFirstBlock(await this.buffers.read("record", (RING_START_BLOCK + block) * this.B, 0, this.B), this.B, seq, this.uuid);
     if (first.kind !== "header" || verb(first) !== "read-body") return false;
-    const header = first.header;
-    if (header.blockCount > 1) await this.buffers.read("record", (RING_START_BLOCK + block + 1) * this.B, this.B, header.blockCount * this.B);
-    const body = checkBody(this.buffers.get("record"), this.B, header, this.bodyAuth(header.epoch, block));
+    const body = await this.readBody(block, first.header, false);
     if (body.kind === "auth") this.counters.authFailures++;
-    const accepted = verb(first, body);
-    return accepted === "refuse" || accepted === "pad" || accepted === "deliver";
+    return core.ACCEPTING.has(verb(first, body));
   }
 
   /** A suspect slot past the table: wait out damageTimeoutMs, then judge it. */
-  private async suspect(row: string): Promise<PollOutcome> {
+  private async suspect(row: string, count?: "tornSeen"): Promise<PollOutcome> {
+    if (count !== undefined) this.counters[count]++;
     const action = core.suspect(row, this.state, this.now());
     if (action.do !== "wait") return this.skipDamaged();
     this.invalidSinceMs = action.invalidSinceMs;
@@ -321,24 +286,20 @@ export class RingReader {
     return "damaged";
   }
 
-  /** Keyless: the writer lapped us; continue with the newer record (what lay between is lost). */
-  private async overrun(newerSeq: bigint): Promise<PollOutcome> {
-    this.counters.overruns++;
+  /**
+   * Lapped: a newer stamp at our slot. Keyless: resync at once. Keyed (`verify`): a claim, believed
+   * only if the newer record verifies at its own slot or the authenticated status says so; else torn.
+   */
+  private async overrun(newerSeq: bigint, row: string, verify: boolean): Promise<PollOutcome> {
     const stamp = readStamp(this.buffers.get("first"), 0);
-    this.moveTo(core.resyncAfterOverrun(this.state, newerSeq, stamp, await this.readStatus()));
-    return "overrun";
-  }
-
-  /** Keyed: a newer stamp is a claim, believed if its record verifies at its own slot or the authenticated status says so; else torn. */
-  private async verifiedOverrun(newerSeq: bigint, row: string): Promise<PollOutcome> {
-    const claim = core.overrunClaim(this.state, newerSeq, readStamp(this.buffers.get("first"), 0));
     let to: core.Jump | undefined;
-    if (claim !== undefined && (await this.verifyAt(claim.block, claim.seq))) to = { ...claim, lost: newerSeq - this.seq };
-    to ??= core.statusOverrun(this.state, await this.readStatus());
-    if (to === undefined) {
-      this.counters.tornSeen++;
-      return this.suspect(row);
+    if (!verify) to = core.resyncAfterOverrun(this.state, newerSeq, stamp, await this.readStatus());
+    else {
+      const claim = core.overrunClaim(this.state, newerSeq, stamp);
+      if (claim !== undefined && (await this.verifyAt(claim.block, claim.seq))) to = { ...claim, lost: newerSeq - this.seq };
+      to ??= core.statusOverrun(this.state, await this.readStatus());
     }
+    if (to === undefined) return this.suspect(row, "tornSeen");
     this.counters.overruns++;
     this.moveTo(to);
     return "overrun";
@@ -347,16 +308,16 @@ export class RingReader {
   /** The writer started a newer epoch: adopt it as its (verified) superblock says. */
   private async epochChange(epoch: bigint): Promise<PollOutcome> {
     const decision = core.adoptEpoch(this.policy, this.state, this.superblock.volumeUuid, await this.verifiedSuperblock(), epoch);
-    if (decision.do === "wrong-pair") throw this.foreign(decision.volumeUuid);
+    if (decision.do === "wrong-pair") throw wrongPair(this.volume.path, decision.volumeUuid, this.superblock.volumeUuid, this.seq);
     if (decision.do === "wait") {
       if (decision.replayed) this.counters.replays++;
       return "waiting";
     }
     this.counters.epochChanges++;
     this.superblock = decision.superblock;
-    this.addCipher(decision.superblock);
+    this.ciphers?.add(decision.superblock);
     this.epoch = decision.superblock.epoch;
-    if (decision.jump !== undefined) this.jump(decision.jump.seq, decision.jump.block);
+    if (decision.jump !== undefined) this.moveTo(decision.jump);
     return "epoch";
   }
 
@@ -365,77 +326,23 @@ export class RingReader {
     try {
       return (await openSuperblock(this.volume, this.keys)).superblock;
     } catch (error) {
-      if (!this.policy.countsSuperblockFailures || !(error instanceof LunlinkError)) throw error;
-      if (error.code === ErrorCode.Downgrade) this.counters.downgrades++;
-      else if (error.code === ErrorCode.WrongKey || error.code === ErrorCode.NotFormatted || error.code === ErrorCode.SuperblockConflict) this.counters.authFailures++;
-      else throw error;
+      const counter = error instanceof LunlinkError ? core.superblockFailure(this.policy, error.code) : undefined;
+      if (counter === undefined) throw error;
+      this.counters[counter]++;
       return undefined;
     }
   }
 
-  /** Positions the reader at `seq` by scanning stamps (bounded); if absent, at the oldest later one (the gap lost). */
-  private async seek(seq: bigint, limitBlocks = this.ringBlocks): Promise<void> {
-    let best: core.Position | undefined;
-    await scanStamps(
-      this.volume,
-      this.B,
-      this.ringBlocks,
-      (stamp, block) => {
-        if (stamp.blockIndex !== 0 || stamp.seq < seq) return false;
-        if (best === undefined || stamp.seq < best.seq) best = { seq: stamp.seq, block };
-        return best.seq === seq;
-      },
-      { limitBlocks },
-    );
-    this.moveTo(best === undefined ? { seq, block: this.block, lost: 0n } : { ...best, lost: best.seq - seq });
-  }
-
-  /** How checkBody checks a record of `epoch` at `ringBlock` (keyless: XXH3 or framing; keyed: undefined when that epoch's key is unknown). */
+  /** How checkBody checks a record of `epoch` at `ringBlock` (keyless: XXH3, or framing only). */
   private bodyAuth(epoch: bigint, ringBlock: number): BodyAuth | undefined {
-    if (this.keys === undefined) return this.framingOnly ? "framing" : undefined;
-    const cipher = this.ciphers.get(epoch);
-    return cipher === undefined ? undefined : { cipher, ringBlock };
+    return this.ciphers === undefined ? (this.framingOnly ? "framing" : undefined) : this.ciphers.bodyAuth(epoch, ringBlock);
   }
 
-  private addCipher(superblock: Superblock): void {
-    if (this.keys === undefined || this.ciphers.has(superblock.epoch)) return;
-    this.ciphers.set(superblock.epoch, this.keys.recordCipher(superblock));
-    while (this.ciphers.size > MAX_EPOCH_KEYS) this.ciphers.delete([...this.ciphers.keys()].reduce((a, b) => (b < a ? b : a)));
-  }
-
-  private advance(blocks: number): void {
-    this.seq++;
-    this.block += blocks;
-    if (this.block >= this.ringBlocks) this.block = 0;
-  }
-
-  /** Past a record that passed its checks: a pad ends the lap (ring block 0). */
-  private pass(header: RecordHeader): void {
-    if (header.kind === RecordKind.Pad) this.jump(this.seq + 1n, 0);
-    else this.advance(header.blockCount);
-  }
-
-  private jump(seq: bigint, block: number): void {
-    this.seq = seq;
-    this.block = block >= this.ringBlocks ? 0 : block;
+  /** Moves the expected position (the damage timer restarts); what was skipped is counted lost. */
+  private moveTo(to: core.Position & { lost?: bigint }): void {
+    this.counters.lost += to.lost ?? 0n;
+    this.seq = to.seq;
+    this.block = to.block >= this.ringBlocks ? 0 : to.block;
     this.invalidSinceMs = undefined;
   }
-
-  private moveTo(to: core.Jump): void {
-    this.counters.lost += to.lost;
-    this.jump(to.seq, to.block);
-  }
-
-  private foreign(uuid: string): LunlinkError {
-    return new LunlinkError(
-      ErrorCode.WrongPair,
-      `${this.volume.path}: found a record of volume ${uuid} where volume ${this.superblock.volumeUuid}'s seq ${this.seq} belongs (reformatted, or another pair's volume)`,
-      { path: this.volume.path },
-    );
-  }
-}
-
-function must<T>(value: T | undefined): T {
-  if (value === undefined) throw new Error("assertion failed: a value the decision table guarantees is missing");
-  return value;
 }

@@ -44,6 +44,18 @@ export async function scanStamps(volume: Volume, blockBytes: number, ringBlocks:
   return false;
 }
 
+/** The record start (stamp index 0) of `seq`, else of the lowest seq above it, within limitBlocks from ring block 0. */
+export async function findRecordStart(volume: Volume, blockBytes: number, ringBlocks: number, seq: bigint, limitBlocks = ringBlocks): Promise<{ seq: bigint; block: number } | undefined> {
+  let best: { seq: bigint; block: number } | undefined;
+  const visit = (stamp: Stamp, block: number): boolean => {
+    if (stamp.blockIndex !== 0 || stamp.seq < seq) return false;
+    if (best === undefined || stamp.seq < best.seq) best = { seq: stamp.seq, block };
+    return best.seq === seq;
+  };
+  await scanStamps(volume, blockBytes, ringBlocks, visit, { limitBlocks });
+  return best;
+}
+
 export interface RingScan {
   /** Highest stamp seq found, 0n if none. */
   highestSeq: bigint;
