@@ -303,3 +303,34 @@ test("issue 11: a stalled read of the expected block leaves no buffer of it in u
   volume.completeParkedReads(0xee);
   t.not(await reader.readStatus(), undefined, "the status slots are read into a fresh buffer");
 });
+
+test("N1 keyed: a newer stamp is believed only when its record verifies at its own slot; a forged one is torn", async (t) => {
+  const key = new Uint8Array(32).fill(5);
+  const { reader, put, poll } = await lab({ key });
+  put(5n, 0, { keyless: true }); // a newer stamp whose record does not verify (no tag): no evidence
+  t.is(await poll(), "waiting");
+  t.is(reader.lastRow, "N1");
+  t.deepEqual([reader.seq, reader.counters.overruns, reader.counters.tornSeen], [1n, 0, 1]);
+  put(5n, 0); // the writer's own record: it lapped us
+  t.is(await poll(), "overrun");
+  t.deepEqual([reader.seq, reader.block, reader.counters.lost, reader.counters.overruns], [5n, 0, 4n, 1]);
+});
+
+test("K1 keyed: a record of an epoch whose superblock the reader never saw is given up for the current epoch's start", async (t) => {
+  const key = new Uint8Array(32).fill(6);
+  const { reader, put, status, newEpoch, poll, frames } = await lab({ key });
+  put(1n, 0, { frames: ["epoch 1"] }); // (records are sealed under the latest superblock's salt: epoch by epoch)
+  await newEpoch(2n, 1); // epoch 2 from seq 2: the reader never reads this superblock
+  put(2n, 1, { frames: ["epoch 2"] });
+  await newEpoch(6n, 5); // epoch 3 from seq 6
+  put(6n, 5, { frames: ["epoch 3"] });
+  status({ epoch: 3n, headSeq: 7n, headBlock: 6n });
+  t.is(await poll(), "delivered");
+  t.is(await reader.refresh(), "epoch");
+  t.deepEqual([reader.epoch, reader.seq], [3n, 2n]);
+  t.is(await poll(), "epoch");
+  t.is(reader.lastRow, "K1");
+  t.deepEqual([reader.seq, reader.block, reader.counters.lost, reader.counters.tornSeen], [6n, 5, 4n, 1]);
+  t.is(await poll(), "delivered");
+  t.deepEqual(frames, ["epoch 1", "epoch 3"]);
+});
