@@ -12,7 +12,7 @@ import { ErrorCode } from "../errors.ts";
 /** How keyless and keyed readers differ, as data (the table's two columns and the rules around it). */
 export interface ReaderPolicy {
   readonly column: "keyless" | "keyed";
-  /** A record without the authenticated flag is a downgrade (and no key means no verdict). */
+  /** A record without the authenticated flag is a downgrade (row H1). */
   readonly requireAuthFlag: boolean;
   /** Authentic records at or below the high-water mark are refused (replays). */
   readonly antiReplay: boolean;
@@ -136,6 +136,9 @@ export const READER_TABLE: readonly Row[] = [
 
 /** The verbs of a record that passed every check (what "authentic at this position" means). */
 export const ACCEPTING: ReadonlySet<Verb> = new Set<Verb>(["refuse", "pad", "deliver"]);
+
+/** Table lookups per poll: one on the first block, one more once the record's body is read (row R1). */
+export const MAX_DECISIONS_PER_POLL = 2;
 
 /** The counter a verb bumps each time its row matches (whatever the damage timer then says). */
 export const VERB_COUNTS: Partial<Record<Verb, "tornSeen" | "authFailures" | "downgrades">> = {
@@ -342,6 +345,11 @@ export function startPlan(
   if (start === "oldest") return status === undefined ? {} : { seek: status.oldestSeq };
   if ("seq" in start) return { seek: start.seq };
   return { seek: start.afterAck + 1n, dropDataBelow: policy.staleBoundary === "stamps" ? "stamps" : (status?.headSeq ?? superblock.epochStartSeq) };
+}
+
+/** Where a seek lands: the record of `seq` (its stamp); if absent, the oldest later one (the gap lost); if none, `seq` here. */
+export function seekTo(seq: bigint, found: Position | undefined, block: number): Jump {
+  return found === undefined ? { seq, block, lost: 0n } : { ...found, lost: found.seq - seq };
 }
 
 /** Keyed, while following: which counter a superblock that does not open counts (undefined: the error is thrown). */

@@ -24,8 +24,6 @@ import { openSuperblock } from "./superblocks.ts";
 
 export type { FrameVisitor, PollOutcome, RecordVisitor, RingReaderCounters, RingReaderOptions } from "./reader-api.ts";
 
-/** Table decisions per poll: one on the first block, one more once the record's body is read. */
-const MAX_DECISIONS_PER_POLL = 2;
 /** The counter each outcome of an accepted record bumps. */
 const OUTCOME_COUNTERS = { refused: "replays", pad: "pads", delivered: "records", damaged: "damaged" } as const;
 
@@ -89,17 +87,18 @@ export class RingReader {
     if (plan.dropDataBelow === "stamps") reader.dropDataBelowSeq = (await scanRing(volume, superblock.blockBytes, superblock.ringBlocks)).highestSeq + 1n;
     else if (plan.dropDataBelow !== undefined) reader.dropDataBelowSeq = plan.dropDataBelow;
     if (plan.at !== undefined) reader.moveTo(plan.at);
-    if (plan.seek !== undefined) {
-      // At the record of that seq (its stamp); if absent, at the oldest later one (the gap lost).
-      const found = await findRecordStart(volume, reader.B, reader.ringBlocks, plan.seek, options.scanLimitBlocks);
-      reader.moveTo(found === undefined ? { seq: plan.seek, block: reader.block } : { ...found, lost: found.seq - plan.seek });
-    }
+    if (plan.seek !== undefined) reader.moveTo(core.seekTo(plan.seek, await findRecordStart(volume, reader.B, reader.ringBlocks, plan.seek, options.scanLimitBlocks), reader.block));
     return reader;
   }
 
   /** The expected block as last read (the baseline a watch compares against). */
   get firstBlock(): Uint8Array {
     return this.buffers.get("first");
+  }
+
+  /** Waits until the expected block changes (volume.watch into the reader's own buffer, dropped if the watch rejects); then poll(visit, true). */
+  watch(options: { compareBytes: number; sleepUs: number; timeoutMs: number }): Promise<boolean> {
+    return this.buffers.use("first", (buffer) => this.volume.watch(this.expectedOffset, buffer, options));
   }
 
   /** The peer's status block (its head, its ack of our records, its heartbeat); cached as lastStatus. */
@@ -158,7 +157,7 @@ export class RingReader {
     const first = checkFirstBlock(this.buffers.get("first"), this.B, this.seq, this.uuid);
     const header = first.kind === "header" ? first.header : undefined;
     let body: BodyVerdict | undefined;
-    for (let n = 0; n < MAX_DECISIONS_PER_POLL; n++) {
+    for (let n = 0; n < core.MAX_DECISIONS_PER_POLL; n++) {
       const action = core.decide(this.policy, this.facts(first, body, this.state), this.state, this.now());
       this.lastRow = action.row;
       if (action.count !== undefined) this.counters[action.count]++;
@@ -196,7 +195,7 @@ export class RingReader {
       }
       throw new Error(`assertion failed: row ${action.row} (${action.do}) under the ${this.policy.column} policy`);
     }
-    throw new Error(`assertion failed: more than ${MAX_DECISIONS_PER_POLL} decisions in one poll`);
+    throw new Error(`assertion failed: more than ${core.MAX_DECISIONS_PER_POLL} decisions in one poll`);
   }
 
   /** A record whose checks passed: refused (replayed), a pad, or delivered; then past it. */
@@ -322,15 +321,16 @@ export class RingReader {
   }
 
   /** The current superblock; keyed: a superblock that fails to verify is counted and yields undefined (the poll loop keeps running). */
-  private async verifiedSuperblock(): Promise<Superblock | undefined> {
-    try {
-      return (await openSuperblock(this.volume, this.keys)).superblock;
-    } catch (error) {
-      const counter = error instanceof LunlinkError ? core.superblockFailure(this.policy, error.code) : undefined;
-      if (counter === undefined) throw error;
-      this.counters[counter]++;
-      return undefined;
-    }
+  private verifiedSuperblock(): Promise<Superblock | undefined> {
+    return openSuperblock(this.volume, this.keys).then(
+      ({ superblock }) => superblock,
+      (error: unknown) => {
+        const counter = error instanceof LunlinkError ? core.superblockFailure(this.policy, error.code) : undefined;
+        if (counter === undefined) throw error;
+        this.counters[counter]++;
+        return undefined;
+      },
+    );
   }
 
   /** How checkBody checks a record of `epoch` at `ringBlock` (keyless: XXH3, or framing only). */

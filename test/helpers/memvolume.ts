@@ -55,6 +55,13 @@ export class MemVolume {
     return buffer;
   }
 
+  /** Volume.watch, simplified: reads the range once into `buffer`; true if its first compareBytes changed. */
+  async watch(offset: number | bigint, buffer: Uint8Array, options: { compareBytes: number }): Promise<boolean> {
+    const before = buffer.slice(0, options.compareBytes);
+    await this.read(offset, buffer);
+    return Buffer.compare(before, buffer.subarray(0, options.compareBytes)) !== 0;
+  }
+
   async write(offset: number | bigint, buffer: Uint8Array): Promise<void> {
     // Writes reach the medium in order (as a mirror copies them): a torn write completes first.
     this.completeTornWrite();

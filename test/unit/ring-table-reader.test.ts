@@ -334,3 +334,21 @@ test("K1 keyed: a record of an epoch whose superblock the reader never saw is gi
   t.is(await poll(), "delivered");
   t.deepEqual(frames, ["epoch 1", "epoch 3"]);
 });
+
+test("issue 11: reader.watch waits in the reader's own buffer, and a watch that stalls leaves it to the kernel", async (t) => {
+  const { volume, reader, put, frames } = await lab();
+  const visit = (_seq: bigint, _type: number, _flags: number, bytes: Uint8Array, offset: number, length: number): void => {
+    frames.push(new TextDecoder().decode(bytes.subarray(offset, offset + length)));
+  };
+  const options = { compareBytes: 96, sleepUs: 0, timeoutMs: 1 };
+  t.false(await reader.watch(options), "nothing written yet");
+  put(1n, 0, { frames: ["watched"] });
+  t.true(await reader.watch(options));
+  t.is(await reader.poll(visit, true), "delivered");
+  volume.stallRead = (offsetBytes) => offsetBytes === reader.expectedOffset;
+  await t.throwsAsync(reader.watch(options));
+  t.not(reader.firstBlock.buffer, volume.parked[0]!.buffer.buffer);
+  put(2n, 1, { frames: ["after the stall"] });
+  t.is(await reader.poll(visit, false, () => void volume.completeParkedReads(0xee)), "delivered");
+  t.deepEqual(frames, ["watched", "after the stall"]);
+});
