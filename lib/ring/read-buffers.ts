@@ -1,5 +1,4 @@
-// The RingReader's I/O buffers: the expected block, the record, the status slots and a read-ahead
-// window. Invariant (issue 11): memory handed to a read that rejected is never used again. A rejected
+// The RingReader's I/O buffers: the expected block, the record and a read-ahead window. Invariant (issue 11): memory handed to a read that rejected is never used again. A rejected
 // read may still be parked in the kernel (ERR_LUNLINK_IO_STALLED) and complete into that memory later,
 // even between a record's authentication and its delivery, so the buffer is replaced by a fresh one.
 // The window only ever holds bytes older than the volume, never newer (a slot not yet written).
@@ -10,13 +9,13 @@ import type { Volume } from "../io/volume.ts";
 const READ_AHEAD_MIN_BYTES = 64 * 1024;
 const READ_AHEAD_MAX_BYTES = 1024 * 1024;
 
-export type BufferName = "first" | "record" | "status";
+export type BufferName = "first" | "record";
 
 export class ReaderBuffers {
   private readonly volume: Volume;
   private readonly blockBytes: number;
   private readonly ringEndBytes: number;
-  private readonly owned: { first: Uint8Array; record: Uint8Array; status: Uint8Array; ahead: Uint8Array | undefined };
+  private readonly owned: { first: Uint8Array; record: Uint8Array; ahead: Uint8Array | undefined };
   private aheadOffset = 0;
   private aheadLength = 0;
   private aheadBytes = 0;
@@ -26,7 +25,7 @@ export class ReaderBuffers {
     this.volume = volume;
     this.blockBytes = blockBytes;
     this.ringEndBytes = (RING_START_BLOCK + ringBlocks) * blockBytes;
-    this.owned = { first: volume.alloc(blockBytes), record: volume.alloc(recordBytes), status: volume.alloc(2 * blockBytes), ahead: undefined };
+    this.owned = { first: volume.alloc(blockBytes), record: volume.alloc(recordBytes), ahead: undefined };
   }
 
   /** The buffer as it is now (a later rejected read may replace it: do not keep it across reads). */
@@ -38,7 +37,7 @@ export class ReaderBuffers {
    * Reads ring bytes at `offsetBytes` into `name` [start, end), through the read-ahead window: while
    * records keep arriving back to back (a backlog) one large read serves several of them.
    */
-  async readRing(offsetBytes: number, name: "first" | "record", start: number, end: number): Promise<void> {
+  async readRing(offsetBytes: number, name: BufferName, start: number, end: number): Promise<void> {
     const length = end - start;
     const ahead = this.owned.ahead;
     if (ahead !== undefined && this.aheadLength > 0 && offsetBytes >= this.aheadOffset && offsetBytes + length <= this.aheadOffset + this.aheadLength) {

@@ -104,7 +104,7 @@ export class RingReader {
   /** The peer's status block (its head, its ack of our records, its heartbeat); cached as lastStatus. */
   async readStatus(): Promise<StatusBlock | undefined> {
     const mac = this.keys?.statusMac ?? (this.superblock.authMode === AuthMode.Keyed ? "unverified" : undefined);
-    const read = await this.buffers.use("status", (buffer) => readStatusSlots(this.volume, this.B, mac, buffer));
+    const read = await readStatusSlots(this.volume, this.B, mac); // a buffer of its own per read: calls may overlap
     const decision = core.acceptStatus(this.policy, this.state, this.superblock.volumeUuid, this.lastStatus, read.slots, read.status);
     this.counters.authFailures += decision.authFailures;
     this.counters.downgrades += decision.downgrades;

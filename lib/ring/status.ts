@@ -16,12 +16,12 @@ export interface StatusRead {
 }
 
 /**
- * Reads and decodes both slots. `mac`: the status MAC key (keyed), "unverified" (a keyed volume read
- * without its key) or undefined (unkeyed). `buffer` (2 blocks) is read into if given, else allocated.
+ * Reads (into a buffer of its own) and decodes both slots. `mac`: the status MAC key (keyed),
+ * "unverified" (a keyed volume read without its key) or undefined (unkeyed).
  */
-export async function readStatusSlots(volume: Volume, blockBytes: number, mac: Uint8Array | "unverified" | undefined, buffer?: Uint8Array): Promise<StatusRead> {
+export async function readStatusSlots(volume: Volume, blockBytes: number, mac: Uint8Array | "unverified" | undefined): Promise<StatusRead> {
   if (STATUS_SLOT_BLOCKS[1] !== STATUS_SLOT_BLOCKS[0] + 1) throw new Error("assertion failed: status slots are adjacent blocks");
-  const both = await volume.read(STATUS_SLOT_BLOCKS[0] * blockBytes, buffer?.subarray(0, 2 * blockBytes) ?? 2 * blockBytes);
+  const both = await volume.read(STATUS_SLOT_BLOCKS[0] * blockBytes, 2 * blockBytes);
   const slots = [decodeStatus(both.subarray(0, blockBytes), mac), decodeStatus(both.subarray(blockBytes), mac)] as const;
   return { slots, status: pickStatus(slots[0], slots[1]) };
 }
