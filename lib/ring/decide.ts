@@ -173,8 +173,20 @@ export function rowMatches(r: Row, f: Facts): boolean {
   );
 }
 
-/** The one row that matches (an assertion if none or several do: the table is exhaustive and exclusive). */
+/** The one row that matches (an assertion if none or several do: the table is exhaustive and exclusive); memoized per combination of facts. */
 export function tableRow(f: Facts): Row {
+  let key = SLOT_KINDS.indexOf(f.slot) * BODY_KINDS.length + BODY_KINDS.indexOf(f.body);
+  for (const bit of FACT_BITS) key = 2 * key + (f[bit] ? 1 : 0);
+  return (ROW_BY_FACTS[key] ??= findRow(f));
+}
+
+const SLOT_KINDS: readonly SlotKind[] = ["empty", "older", "newer", "foreign", "torn", "header"];
+const BODY_KINDS: readonly BodyKind[] = ["unread", "valid", "newer", "auth", "downgrade", "torn"];
+const FACT_BITS = ["below", "writerPast", "unflagged", "epochHigher", "epochStale", "pastEnd", "keyUnknown", "replayed", "pad"] as const;
+/** The row of each combination of facts seen (at most 6 x 6 x 2^9 entries). */
+const ROW_BY_FACTS: (Row | undefined)[] = [];
+
+function findRow(f: Facts): Row {
   let found: Row | undefined;
   for (const r of READER_TABLE) {
     if (!rowMatches(r, f)) continue;

@@ -158,7 +158,8 @@ export class RingReader {
     const header = first.kind === "header" ? first.header : undefined;
     let body: BodyVerdict | undefined;
     for (let n = 0; n < core.MAX_DECISIONS_PER_POLL; n++) {
-      const action = core.decide(this.policy, this.facts(first, body, this.state), this.state, this.now());
+      const state = this.state;
+      const action = core.decide(this.policy, this.facts(first, body, state), state, this.now());
       this.lastRow = action.row;
       if (action.count !== undefined) this.counters[action.count]++;
       const newerSeq = first.kind === "newer" ? first.seq : body?.kind === "newer" ? body.seq : undefined;
