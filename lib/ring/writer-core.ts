@@ -122,6 +122,8 @@ export class RingWriterCore {
   private readonly entropy: (lengthBytes: number) => Uint8Array;
   private readonly recordBuffers: [Uint8Array, Uint8Array];
   private readonly builders: [RecordBuilder, RecordBuilder];
+  /** Largest payload a frame may carry. */
+  readonly frameCapacityBytes: number;
   private filling: 0 | 1 = 0;
   /** The sealed record going out (awaiting room, pad, rekey or its write), or undefined. */
   private outgoing: RecordBuilder | undefined;
@@ -162,6 +164,7 @@ export class RingWriterCore {
     const maxBlocks = Math.min(init.options.maxRecordBlocks, this.ringBlocks - 1);
     this.recordBuffers = [init.alloc(maxBlocks * this.blockBytes), init.alloc(maxBlocks * this.blockBytes)];
     this.builders = [new RecordBuilder(this.recordBuffers[0], this.blockBytes, maxBlocks), new RecordBuilder(this.recordBuffers[1], this.blockBytes, maxBlocks)];
+    this.frameCapacityBytes = Math.min(MAX_FRAME_BYTES, payloadCapacity(this.blockBytes, maxBlocks) - FRAME_HEADER_BYTES);
     this.statusBlock = init.alloc(this.blockBytes);
     this.padBlock = init.alloc(this.blockBytes);
     this.seq = init.seq;
@@ -204,14 +207,15 @@ export class RingWriterCore {
     return this.current().bytes + (this.outgoing?.bytes ?? 0) + this.queuedBytes;
   }
 
-  /** Largest payload a frame may carry. */
-  get frameCapacityBytes(): number {
-    return Math.min(MAX_FRAME_BYTES, payloadCapacity(this.blockBytes, this.builders[0].maxBlocks) - FRAME_HEADER_BYTES);
+  /** True when the next append starts a batch (then it needs the time: append's nowMs). */
+  get batchEmpty(): boolean {
+    return this.current().frames === 0;
   }
 
   /**
    * One frame in: "queued" ("queued, due": the pump should look again, a record may be due),
-   * "dropped" (counted) or "full" (wait for roomGeneration to move). No allocation on the hot path.
+   * "dropped" (counted) or "full" (wait for roomGeneration to move). No allocation on the hot path;
+   * `nowMs` is read only when batchEmpty (the shell skips the clock otherwise).
    */
   append(nowMs: number, type: number, payload: Uint8Array, flags: number): AppendResult {
     if (type !== FrameType.Heartbeat && type !== FrameType.Control && type !== FrameType.Data) throw invalidArgument("type", "1 (heartbeat), 2 (control) or 3 (data)", type);

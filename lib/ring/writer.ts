@@ -162,7 +162,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
    */
   tryAppend(type: FrameType, payload: Uint8Array, flags = 0): "queued" | "dropped" | "full" {
     this.throwIfStopped("append");
-    const result = this.core.append(this.clock.nowMs(), type, payload, flags);
+    const result = this.core.append(this.core.batchEmpty ? this.clock.nowMs() : 0, type, payload, flags);
     if (result === "queued") return result;
     if (result !== "dropped") this.kick();
     return result === "queued, due" ? "queued" : result;
