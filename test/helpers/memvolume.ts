@@ -13,6 +13,11 @@ export class MemVolume {
   /** When set, the next write keeps only this many 512-byte sectors now; the rest is held back. */
   tearNextWriteAtSector: number | undefined;
   private held: { offset: number; bytes: Uint8Array } | undefined;
+  /** While set, every read and write fails with this error (EIO on demand). */
+  failWith: Error | undefined;
+  /** While true, writes hang (a stalled device) until releaseStalledWrites(). */
+  stallWrites = false;
+  private stalled: (() => void)[] = [];
 
   constructor(sizeBytes: number) {
     this.store = new Uint8Array(sizeBytes);
@@ -36,6 +41,7 @@ export class MemVolume {
   }
 
   async read(offset: number | bigint, lengthOrBuffer: number | Uint8Array): Promise<Uint8Array> {
+    if (this.failWith !== undefined) throw this.failWith;
     const at = Number(offset);
     const buffer = typeof lengthOrBuffer === "number" ? new Uint8Array(lengthOrBuffer) : lengthOrBuffer;
     if (at + buffer.length > this.store.length) throw new Error(`simulated read past the end: ${at}+${buffer.length}`);
@@ -44,6 +50,8 @@ export class MemVolume {
   }
 
   async write(offset: number | bigint, buffer: Uint8Array): Promise<void> {
+    if (this.stallWrites) await new Promise<void>((resolve) => this.stalled.push(resolve));
+    if (this.failWith !== undefined) throw this.failWith;
     // Writes reach the medium in order (as a mirror copies them): a torn write completes first.
     this.completeTornWrite();
     const at = Number(offset);
@@ -64,6 +72,12 @@ export class MemVolume {
     this.store.set(this.held.bytes, this.held.offset);
     this.held = undefined;
     return true;
+  }
+
+  /** Stalled writes go on (and fail if failWith is set by then). */
+  releaseStalledWrites(): void {
+    this.stallWrites = false;
+    for (const resume of this.stalled.splice(0)) resume();
   }
 
   /** The torn write's remaining sectors are lost for good (the writer crashed). */
