@@ -226,7 +226,12 @@ export class RingWriterCore {
       if (builder.frames === 0) this.fillingSinceMs = nowMs;
       builder.append(type, flags, payload, type === FrameType.Control && this.o.controlWaitsForAck);
       this.counters.framesAppended++;
-      return builder.frames === 1 || builder.bytes >= this.o.flushThresholdBytes ? "queued, due" : "queued";
+      if (builder.bytes < this.o.flushThresholdBytes) return builder.frames === 1 ? "queued, due" : "queued";
+      // At the threshold the record is sealed now, not when the pump next looks (it may be writing a
+      // status block): records end at the threshold whatever the pump's timing. Not while the other
+      // buffer is still going out: then this one keeps filling up to maxRecordBlocks.
+      if (this.outgoing === undefined) this.seal();
+      return "queued, due";
     }
     // Back-pressured data waits for the next record buffer instead of being copied aside; heartbeat
     // and control go to their queues so they overtake waiting data at the next record.
@@ -347,10 +352,7 @@ export class RingWriterCore {
       if (this.outgoing !== undefined) return this.sendOutgoing(nowMs, input);
       const builder = this.current();
       if (builder.frames > 0 && this.recordDue(nowMs, builder, input)) {
-        // Seal: the other buffer starts filling while this one goes out.
-        this.outgoing = builder;
-        this.filling = this.filling === 0 ? 1 : 0;
-        this.roomGeneration++;
+        this.seal();
         continue;
       }
       if (this.queuedBytes > 0 && this.refill(nowMs)) continue;
@@ -368,6 +370,13 @@ export class RingWriterCore {
       const batchDueAtMs = builder.frames > 0 ? this.fillingSinceMs + this.o.maxDelayMs : Number.POSITIVE_INFINITY;
       return { kind: "sleep", untilMs: Math.min(batchDueAtMs, statusDueAtMs, this.nextOwnerCheckMs, this.closeDeadlineMs ?? Number.POSITIVE_INFINITY) };
     }
+  }
+
+  /** The filling record goes out; the other buffer starts filling. */
+  private seal(): void {
+    this.outgoing = this.current();
+    this.filling = this.filling === 0 ? 1 : 0;
+    this.roomGeneration++;
   }
 
   private recordDue(nowMs: number, builder: RecordBuilder, input: WriterInput): boolean {
