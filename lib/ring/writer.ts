@@ -301,6 +301,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     if (waiters.length >= MAX_WAITING_CALLS) throw new LunlinkError(ErrorCode.QueueFull, `${this.volume.path}: ${MAX_WAITING_CALLS} calls already wait on the ring writer`);
     return new Promise<void>((resolve, reject) => {
       waiters.push({ mark, resolve, reject });
+      this.settleWaiters(); // already stopped: rejected at once
       this.kick();
     });
   }
