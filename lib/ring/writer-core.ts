@@ -349,6 +349,8 @@ export class RingWriterCore {
         return { kind: "stop" };
       }
       if (nowMs >= this.nextOwnerCheckMs) return this.enter(WriterState.CheckingOwner, { kind: "readSuperblock" });
+      // The storage heartbeat goes first once per interval, even under a flood of records.
+      if (nowMs >= this.lastStatusMs + this.o.statusIntervalMs) return this.writeStatus(input);
       if (this.outgoing !== undefined) return this.sendOutgoing(nowMs, input);
       const builder = this.current();
       if (builder.frames > 0 && this.recordDue(nowMs, builder, input)) {
@@ -401,11 +403,8 @@ export class RingWriterCore {
     const wraps = this.headBlock + blocks > this.ringBlocks;
     // Ending the lap frees everything up to the ring end: a reader following this lap skips it.
     const blocking = this.freeRange(this.headBlock, wraps ? this.ringBlocks - this.headBlock : blocks, input.peerAck);
-    if (blocking !== undefined) return this.awaitAck(nowMs, blocking, input);
-    if (this.seq >= MAX_SEQ) {
-      this.fail(new LunlinkError(ErrorCode.OutOfRange, `sequence ${this.seq} reached 2^63; reformat the volume`));
-      return { kind: "stop" };
-    }
+    if (blocking !== undefined) return this.awaitAck(nowMs, blocking);
+    if (this.seq >= MAX_SEQ) throw new LunlinkError(ErrorCode.OutOfRange, `sequence ${this.seq} reached 2^63; reformat the volume`); // the shell fails with it
     if (this.keys !== undefined && this.seq - this.superblockNow.epochStartSeq >= this.o.rekeyAfterRecords) return this.rekey();
     const B = this.blockBytes;
     if (wraps) {
@@ -424,14 +423,16 @@ export class RingWriterCore {
     });
   }
 
-  /** Waiting for an ack: keep the heartbeat and head current (the reader needs them to skip a damaged slot, which is what frees this wait). */
-  private awaitAck(nowMs: number, blocking: Indexed, input: WriterInput): WriterAction {
+  /**
+   * Waiting for an ack, woken by peerAckChanged() or every ackPollMs; the heartbeat and head stay
+   * current meanwhile (decide() writes the status on its interval first): a reader stuck on a
+   * damaged slot needs them to skip it, which is what frees this wait. Bounded by close's deadline.
+   */
+  private awaitAck(nowMs: number, blocking: Indexed): WriterAction {
     if (this.waitingOnSeq !== blocking.seq) this.counters.ackWaits++;
     this.waitingOnSeq = blocking.seq;
     this.stateNow = WriterState.AwaitingAck;
-    const statusDueAtMs = this.lastStatusMs + this.o.statusIntervalMs;
-    if (nowMs >= statusDueAtMs) return this.writeStatus(input);
-    return { kind: "sleep", untilMs: Math.min(nowMs + this.o.ackPollMs, statusDueAtMs, this.nextOwnerCheckMs, this.closeDeadlineMs ?? Number.POSITIVE_INFINITY) };
+    return { kind: "sleep", untilMs: Math.min(nowMs + this.o.ackPollMs, this.lastStatusMs + this.o.statusIntervalMs, this.nextOwnerCheckMs, this.closeDeadlineMs ?? Number.POSITIVE_INFINITY) };
   }
 
   /**
