@@ -130,7 +130,7 @@ export class RingWriterCore {
   private fillingSinceMs = 0;
   private readonly queues = new Map<number, ClassQueue>();
   private queuedBytes = 0;
-  /** Records on the ring not yet freed, oldest first. Bound: 2 x ringBlocks (a lap of old plus a lap of new). */
+  /** Records on the ring not yet freed, in the order the head meets them. Bound: 2 x ringBlocks (one start per block, with margin). */
   private readonly index: Fifo<Indexed>;
   private seq: bigint;
   private headBlock: number;
@@ -172,7 +172,10 @@ export class RingWriterCore {
     this.oldestAtOpen = init.oldestAtOpen > 0n ? init.oldestAtOpen : init.seq;
     this.deliveredMark = init.delivered;
     this.index = new Fifo<Indexed>(2 * this.ringBlocks, Math.max(16, init.existing.length));
-    for (const record of init.existing) this.index.push(record);
+    // In the order the head will meet them (from headBlock on, wrapping), not by seq: records left by
+    // older laps and epochs need not lie in seq order, and freeRange() takes them from the front.
+    const ahead = (r: Indexed) => (r.startBlock - init.headBlock + this.ringBlocks) % this.ringBlocks;
+    for (const record of [...init.existing].sort((a, b) => ahead(a) - ahead(b))) this.index.push(record);
     // Every queued frame costs at least its header against queueLimitBytes: the frame count is bounded too.
     const framesLimit = Math.floor(init.options.queueLimitBytes / FRAME_HEADER_BYTES) + 1;
     for (const type of CLASS_ORDER) this.queues.set(type, { frames: new Fifo<Pending>(framesLimit), bytes: 0 });
@@ -436,8 +439,8 @@ export class RingWriterCore {
   }
 
   /**
-   * Frees ring blocks [start, start+blocks) before they are overwritten. The records there are the
-   * oldest in the index (the ring is written in order), so they are taken from its front. Returns the
+   * Frees ring blocks [start, start+blocks) before they are overwritten. The records there are at
+   * the index's front (it is kept in the order the head meets them), so they are taken from it. Returns the
    * unacked record there that may not be overwritten yet, if any.
    */
   private freeRange(start: number, blocks: number, peerAck: Ack | undefined): Indexed | undefined {

@@ -59,6 +59,8 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
   private pump: Promise<void> = Promise.resolve();
   private closing: Promise<WriterCloseReport> | undefined;
   private runObserved = false;
+  /** The fatal error was emitted or warned about (once). */
+  private reported = false;
 
   private constructor(volume: Volume, core: RingWriterCore, clock: Clock, keys: RingKeys | undefined, options: RingWriterOptions, closeTimeoutMs: number) {
     super();
@@ -331,8 +333,6 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     if (this.listenerCount("error") > 0) this.emit("error", failure);
     else if (!this.runObserved) process.emitWarning(`ring writer on ${this.volume.path} stopped: ${failure.message}`, { type: "LunlinkWarning", code: failure.code });
   }
-
-  private reported = false;
 }
 
 /** The delivered mark already on the volume (its newer valid status slot of this volume), to carry forward. */

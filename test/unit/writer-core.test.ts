@@ -9,7 +9,7 @@ import { AuthMode, FrameType } from "../../lib/format/layout.ts";
 import { decodeStatus } from "../../lib/format/status.ts";
 import type { Superblock } from "../../lib/format/superblock.ts";
 import { ErrorCode } from "../../lib/errors.ts";
-import { RingWriterCore, WriterState, type WriterAction, type WriterInput } from "../../lib/ring/writer-core.ts";
+import { RingWriterCore, WriterState, type Indexed, type WriterAction, type WriterInput } from "../../lib/ring/writer-core.ts";
 import { resolveOptions, type Ack, type RingWriterOptions } from "../../lib/ring/writer-options.ts";
 import { generator } from "../helpers/random.ts";
 
@@ -19,7 +19,7 @@ test.before(async () => {
   await loadChecksums();
 });
 
-function makeCore(options: Partial<RingWriterOptions> = {}, ringBlocks = 16, extra: { delivered?: Ack } = {}): RingWriterCore {
+function makeCore(options: Partial<RingWriterOptions> = {}, ringBlocks = 16, extra: { delivered?: Ack; existing?: Indexed[] } = {}): RingWriterCore {
   const superblock: Superblock = {
     volumeUuid: "00000000-0000-4000-8000-000000000001",
     pairUuid: "00000000-0000-4000-8000-000000000002",
@@ -45,7 +45,7 @@ function makeCore(options: Partial<RingWriterOptions> = {}, ringBlocks = 16, ext
     seq: 1n,
     headBlock: 0,
     oldestAtOpen: 0n,
-    existing: [],
+    existing: extra.existing ?? [],
     delivered: extra.delivered,
     alloc: (n) => new Uint8Array(n),
     entropy: (n) => new Uint8Array(n),
@@ -145,6 +145,27 @@ test("ack wait: the sealed record waits for the peer's ack (status heartbeat goe
   t.true(kinds(after).includes("record"));
   t.is(core.counters.overwrittenUnacked, 0);
   t.is(core.headSeq, 6n);
+});
+
+test("records left on the ring out of seq order: a control record is waited on where the head meets it", (t) => {
+  // An older lap left seq 5 (data) at block 12 and a later epoch seq 10 (control) at block 8: by seq
+  // the front would be block 12, and the head would reach block 8 without looking at seq 10.
+  const existing: Indexed[] = [
+    { seq: 5n, startBlock: 12, blocks: 4, noOverwrite: false },
+    { seq: 10n, startBlock: 8, blocks: 4, noOverwrite: true },
+  ];
+  const core = makeCore({ ackPollMs: 50 }, 16, { existing });
+  let now = 0;
+  drive(core, now);
+  for (let i = 0; i < 2; i++) {
+    core.append((now += 10), FrameType.Data, new Uint8Array(15_000), 0); // 4 blocks at 0, then 4
+    t.true(kinds(drive(core, (now += 2))).includes("record"));
+  }
+  core.append((now += 10), FrameType.Data, new Uint8Array(15_000), 0); // would go to block 8
+  t.is(core.next((now += 2), input()).kind, "sleep");
+  t.is(core.state, WriterState.AwaitingAck);
+  t.true(kinds(drive(core, now, { peerAck: { epoch: 1n, seq: 10n } })).includes("record"));
+  t.is(core.counters.overwrittenUnacked, 0);
 });
 
 test("close: a record that waits for an ack that never comes is given up at the close deadline and reported", (t) => {
