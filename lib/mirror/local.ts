@@ -6,7 +6,8 @@
 import type { Volume } from "../io/volume.ts";
 import { RING_START_BLOCK } from "../format/layout.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
-import { RingMirror, checkDestination, resolveMirrorOptions, type BlockSink, type RingMirrorOptions } from "./ring-mirror.ts";
+import { RingMirror, checkDestination, resolveMirrorOptions, type RingMirrorOptions } from "./ring-mirror.ts";
+import type { BlockSink } from "./sink.ts";
 
 export type { MirrorCounters, MirrorProgress, MirrorEvents } from "./ring-mirror.ts";
 

@@ -18,7 +18,8 @@ import { RingReader } from "../ring/reader.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
 import { MAX_SUMS_BLOCKS, MAX_WRITE_BYTES, MessageDecoder, SUM_BYTES, blockSums, encodeMessage, type Message } from "./protocol.ts";
 import { REFUSALS } from "./remote-server.ts";
-import { RingMirror, resolveMirrorOptions, type BlockSink, type RingMirrorOptions } from "./ring-mirror.ts";
+import { RingMirror, resolveMirrorOptions, type RingMirrorOptions } from "./ring-mirror.ts";
+import type { BlockSink } from "./sink.ts";
 
 export interface RemoteMirrorPusherOptions extends RingMirrorOptions {
   host: string;
@@ -277,7 +278,7 @@ class RemoteSession implements BlockSink {
       const piece = bytes.subarray(at, Math.min(bytes.length, at + MAX_WRITE_BYTES));
       await this.until(() => this.unackedBytes === 0 || this.unackedBytes + piece.length <= windowBytes);
       const seq = this.nextSeq++;
-      this.send({ type: "write", seq, offsetBytes: offsetBytes + at, sync: false, data: piece });
+      this.send({ type: "write", seq, offsetBytes: offsetBytes + at, data: piece });
       this.unacked.push({ seq, bytes: piece.length, sentAtMs: performance.now() });
       this.unackedBytes += piece.length;
     }

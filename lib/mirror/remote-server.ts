@@ -257,7 +257,6 @@ class ServerSession {
         this.owner.counters.writes++;
         this.owner.counters.bytesWritten += length;
         this.owner.counters.lastWriteWallMs = Date.now();
-        if (message.sync) await this.sync();
         return;
       }
       case "welcome":

@@ -19,13 +19,8 @@ import { ErrorCode, LunlinkError, integerOption } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { RingReader } from "../ring/reader.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
+import type { BlockSink } from "./sink.ts";
 import { WritePump } from "./write-pump.ts";
-
-/** Where a mirror writes: whole blocks at block-aligned offsets; flush() makes every write durable. */
-export interface BlockSink {
-  write(offsetBytes: number, bytes: Uint8Array): Promise<void>;
-  flush(): Promise<void>;
-}
 
 export interface RingMirrorOptions {
   /** Status slots are copied at least this often while following (default 10 ms). */

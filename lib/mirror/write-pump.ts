@@ -6,7 +6,7 @@
 // record's header everything after it in the segment is already there: it never sees a header
 // ahead of its payload. Bounds: at most MAX_SEGMENT_BYTES per segment (or one record, if larger)
 // and MAX_PENDING_BYTES copied aside (add() then waits for the writes to catch up).
-import type { BlockSink } from "./ring-mirror.ts";
+import type { BlockSink } from "./sink.ts";
 
 export const MAX_SEGMENT_BYTES = 1024 * 1024;
 export const MAX_PENDING_BYTES = 8 * 1024 * 1024;
