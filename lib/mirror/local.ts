@@ -20,7 +20,7 @@ export class LocalMirror extends RingMirror {
   readonly destination: Volume;
 
   private constructor(source: Volume, destination: Volume, superblock: LocalMirror["superblock"], options: LocalMirror["options"]) {
-    super(source, superblock, options);
+    super(source, superblock, options, "mirror copy");
     this.destination = destination;
   }
 
@@ -35,8 +35,12 @@ export class LocalMirror extends RingMirror {
     return this.destination;
   }
 
-  protected run(): Promise<void> {
+  protected attempt(): Promise<void> {
     return this.follow();
+  }
+
+  protected get volumes(): readonly Volume[] {
+    return [this.source, this.destination];
   }
 
   /**
