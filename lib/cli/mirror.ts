@@ -108,7 +108,9 @@ async function copy(parsed: ParsedArgs, out: Output): Promise<void> {
       await mirror.resync(changed);
     }
     const summary = { source: sourcePath, destination: destinationPath, ...mirror.counters, supervisor: mirror.supervisor.snapshot() };
-    out.stdout.write(json ? `${toJson(summary)}\n` : `mirrored ${sourcePath} -> ${destinationPath}: ${mirror.counters.blocksCopied} blocks copied, ${mirror.counters.blocksSkipped} already equal, ${mirror.counters.records} records followed, ${mirror.counters.resyncs} resync(s)\n`);
+    // --follow --json prints JSON lines (state changes, closed): the summary is one more line.
+    if (json && flag(parsed, "follow")) jsonLine(out, { event: "done", ...summary });
+    else out.stdout.write(json ? `${toJson(summary)}\n` : `mirrored ${sourcePath} -> ${destinationPath}: ${mirror.counters.blocksCopied} blocks copied, ${mirror.counters.blocksSkipped} already equal, ${mirror.counters.records} records followed, ${mirror.counters.resyncs} resync(s)\n`);
   } finally {
     await source.close();
     await destination.close();

@@ -175,11 +175,26 @@ export class SupervisorCore {
   }
 }
 
-/** Resolves once none of `volumes` has a parked request, or `signal` aborts; never rejects. */
+/** How often a wait for a stalled volume re-checks it besides its "recover" event. */
+export const RECOVER_CHECK_MS = 1000;
+
+/**
+ * Resolves once none of `volumes` has a parked request, or `signal` aborts; never rejects. The
+ * timer also keeps the process alive: a parked native request does not, and a CLI whose only
+ * pending work is this wait would otherwise exit with its top-level await unsettled.
+ */
 export async function untilRecovered(volumes: readonly Volume[], signal: AbortSignal): Promise<void> {
   for (const volume of volumes) {
     while (volume.stalled && !signal.aborted) {
-      await once(volume, "recover", { signal }).catch(() => undefined);
+      const check = new AbortController();
+      const cancel = (): void => check.abort();
+      signal.addEventListener("abort", cancel, { once: true });
+      try {
+        await Promise.race([once(volume, "recover", { signal: check.signal }).catch(() => undefined), sleepUnless(RECOVER_CHECK_MS, check.signal)]);
+      } finally {
+        check.abort();
+        signal.removeEventListener("abort", cancel);
+      }
     }
   }
 }

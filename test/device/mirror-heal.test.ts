@@ -5,6 +5,7 @@
 // a restart, and the destination ends byte-equal to the source over the ring. Assertions are on
 // states, counters and bytes, never on durations (waits are bounded loops).
 import test, { type ExecutionContext } from "ava";
+import { spawn } from "node:child_process";
 import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
 
@@ -17,10 +18,12 @@ import type { RingMirror } from "../../lib/mirror/ring-mirror.ts";
 import type { HealthChange } from "../../lib/mirror/supervisor.ts";
 import { mountExt4 } from "../helpers/ext4.ts";
 import { sleep } from "../helpers/exec.ts";
+import { jsonLines } from "../helpers/json-lines.ts";
 import { mirrorFrame } from "../helpers/mirror-stream.ts";
 import { faultDevice } from "../helpers/nbd.ts";
 import { sparseFile } from "../helpers/scratch.ts";
 
+const CLI = new URL("../helpers/lunlink-cli.ts", import.meta.url).pathname;
 const MiB = 1024 * 1024;
 const B = 4096;
 const RING_BLOCKS = 256n;
@@ -238,4 +241,28 @@ test("mirror serve / push: the server's destination stalls, then fails with EIO:
   t.true(states.includes("faulted:io-error"), `pusher: ${states.join(", ")}`);
   t.false(states.includes("failed"), `pusher: ${states.join(", ")}`);
   t.true(pusher.link.reconnects >= 2);
+});
+
+test("lunlink mirror copy --follow --json: one state line per change through a source stall, and SIGTERM reports a flushed close", async (t) => {
+  const fault = await faultDevice(t, 16);
+  const send = await sendVolume(t, fault.device);
+  await send.append(0, 20);
+  const destinationPath = await sparseFile(t, 16 * MiB, "copy.img");
+  const args = ["mirror", "copy", fault.device, destinationPath, "--follow", "--json", "--io-timeout-ms", String(IO_TIMEOUT_MS), "--retry-min-ms", "20", "--retry-max-ms", "200"];
+  const child = spawn(process.execPath, ["--import=tsx", CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  });
+  const lines = jsonLines(child, "mirror copy");
+  t.like(await lines.next(), { event: "state", component: "mirror copy", health: "healthy" });
+  fault.stop();
+  t.like(await lines.next(), { event: "state", health: "faulted", fault: "stall", code: "ERR_LUNLINK_IO_STALLED" });
+  fault.resume();
+  t.like(await lines.next(), { event: "state", health: "healthy", fault: null });
+  await send.append(20, 20);
+  await until(t, "the copy equal to the source", () => ringsEqual(fault.device, destinationPath));
+  child.kill("SIGTERM");
+  t.like(await lines.next(), { event: "closed", flushed: true, pendingBytes: 0 });
+  t.like(await lines.next(), { event: "done", supervisor: { health: "healthy", stalls: 1, recoveries: 1 } });
+  t.is(await lines.exited, 0, lines.stderr());
 });
