@@ -52,6 +52,8 @@ export interface RemoteMirrorServerCounters {
   lastWriteWallMs: number;
   /** Session buffers dropped because a request stalled on them (never reused: the kernel owns them). */
   buffersRetired: number;
+  /** Sessions that had to wait for the destination's parked requests before applying anything. */
+  sessionsHeld: number;
 }
 
 export interface RemoteMirrorServerEvents {
@@ -70,7 +72,7 @@ const SESSION_BUFFER_BYTES = Math.max(MAX_WRITE_BYTES, MAX_SUMS_READ_BYTES);
 
 export class RemoteMirrorServer extends EventEmitter<RemoteMirrorServerEvents> {
   readonly destination: Volume;
-  readonly counters: RemoteMirrorServerCounters = { sessions: 0, writes: 0, bytesWritten: 0, syncs: 0, sumsBlocks: 0, errors: 0, lastWriteWallMs: 0, buffersRetired: 0 };
+  readonly counters: RemoteMirrorServerCounters = { sessions: 0, writes: 0, bytesWritten: 0, syncs: 0, sumsBlocks: 0, errors: 0, lastWriteWallMs: 0, buffersRetired: 0, sessionsHeld: 0 };
   readonly force: boolean;
   readonly queueLimitBytes: number;
   readonly closeTimeoutMs: number;
@@ -254,6 +256,7 @@ class ServerSession {
     }
     // A write the previous session started may be parked in the kernel past its deadline: it must
     // land before this session reads a checksum or writes anything (it would overwrite newer data).
+    if (this.owner.destination.stalled) this.owner.counters.sessionsHeld++;
     await this.owner.untilDestinationAnswers();
     try {
       while (!this.closed && this.queue.length > 0) {

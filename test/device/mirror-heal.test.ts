@@ -6,12 +6,14 @@
 // states, counters and bytes, never on durations (waits are bounded loops).
 import test, { type ExecutionContext } from "ava";
 import { spawn } from "node:child_process";
+import { connect } from "node:net";
 import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
 
 import { FrameType, RingWriter, Volume, formatVolume } from "../../lib/index.ts";
 import { RING_START_BLOCK } from "../../lib/format/layout.ts";
 import { LocalMirror } from "../../lib/mirror/local.ts";
+import { MessageDecoder, encodeMessage, type Message } from "../../lib/mirror/protocol.ts";
 import { RemoteMirrorPusher } from "../../lib/mirror/remote-pusher.ts";
 import { RemoteMirrorServer } from "../../lib/mirror/remote-server.ts";
 import type { RingMirror } from "../../lib/mirror/ring-mirror.ts";
@@ -266,3 +268,59 @@ test("lunlink mirror copy --follow --json: one state line per change through a s
   t.like(await lines.next(), { event: "done", supervisor: { health: "healthy", stalls: 1, recoveries: 1 } });
   t.is(await lines.exited, 0, lines.stderr());
 });
+
+test("mirror serve on a really stalled device: a write parked past its deadline lands its own bytes, not the next session's", async (t) => {
+  const fault = await faultDevice(t, 16);
+  const destination = await Volume.open(fault.device, { ioTimeoutMs: IO_TIMEOUT_MS });
+  t.teardown(() => destination.close().catch(() => undefined));
+  const server = await RemoteMirrorServer.listen(destination, { host: "127.0.0.1", port: 0, force: true, closeTimeoutMs: 3000 });
+  t.teardown(() => server.close().then(() => undefined));
+  const hello = { type: "hello", volumeUuid: "00000000-0000-4000-8000-000000000001", pairUuid: "00000000-0000-4000-8000-000000000002", blockBytes: B, writerNode: 1, volumeBlocks: (16 * MiB) / B } as const;
+
+  fault.stop();
+  const first = await rawClient(t, server.address.port);
+  first.send(hello);
+  first.send({ type: "write", seq: 1, offsetBytes: 10 * B, data: new Uint8Array(B).fill(0xaa) });
+  t.is((await first.reply()).type, "error", "the write stalled: the session ends with the code");
+  const second = await rawClient(t, server.address.port);
+  second.send(hello);
+  second.send({ type: "write", seq: 1, offsetBytes: 20 * B, data: new Uint8Array(B).fill(0xbb) });
+  // Either the server holds the new session back (fixed), or it applied its write into the buffer
+  // the parked request still owns, which then parks too.
+  const counters = server.counters as { sessionsHeld?: number };
+  await until(t, "the second session held back or its write parked", () => (counters.sessionsHeld ?? 0) >= 1 || destination.inFlight >= 2);
+  fault.resume();
+  await second.reply();
+  await until(t, "every parked request returned", () => !destination.stalled);
+  const check = await Volume.open(fault.device, { readOnly: true });
+  try {
+    t.deepEqual([...new Set(await check.read(10 * B, B))], [0xaa], "block 10 holds the first session's bytes");
+  } finally {
+    await check.close();
+  }
+});
+
+/** A raw mirror protocol client (what a pusher sends), for driving the server message by message. */
+async function rawClient(t: ExecutionContext, port: number): Promise<{ send(m: Message): void; reply(): Promise<Message> }> {
+  const socket = connect({ host: "127.0.0.1", port });
+  await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+  t.teardown(() => void socket.destroy());
+  const decoder = new MessageDecoder();
+  const got: Message[] = [];
+  let wake: (() => void) | undefined;
+  socket.on("data", (chunk: Buffer) => {
+    decoder.push(chunk);
+    for (let m = decoder.next(); m !== undefined; m = decoder.next()) if (m.type !== "welcome") got.push(m);
+    wake?.();
+  });
+  socket.on("close", () => wake?.());
+  return {
+    send: (m) => socket.write(encodeMessage(m)),
+    reply: async () => {
+      for (let i = 0; i < 200 && got.length === 0 && !socket.destroyed; i++) await Promise.race([new Promise<void>((r) => (wake = r)), sleep(100)]);
+      const m = got.shift();
+      if (m === undefined) throw new Error("no reply from the server");
+      return m;
+    },
+  };
+}
