@@ -269,6 +269,38 @@ test("lunlink mirror copy --follow --json: one state line per change through a s
   t.is(await lines.exited, 0, lines.stderr());
 });
 
+test("mirror push: the source stalls past ioTimeoutMs, then answers: the pusher ends the session, reconnects by itself once the source answers, byte-equal", async (t) => {
+  const fault = await faultDevice(t, 16);
+  const send = await sendVolume(t, fault.device);
+  const destinationPath = await sparseFile(t, 16 * MiB, "copy.img");
+  const source = await Volume.open(fault.device, { readOnly: true, ioTimeoutMs: IO_TIMEOUT_MS });
+  const destination = await Volume.open(destinationPath, { ioTimeoutMs: IO_TIMEOUT_MS });
+  t.teardown(async () => {
+    await source.close().catch(() => undefined);
+    await destination.close().catch(() => undefined);
+  });
+  const server = await RemoteMirrorServer.listen(destination, { host: "127.0.0.1", port: 0, force: true, closeTimeoutMs: 3000 });
+  t.teardown(() => server.close().then(() => undefined));
+  const pusher = await RemoteMirrorPusher.open(source, { host: "127.0.0.1", port: server.address.port, ackTimeoutMs: 1000, ...FAST });
+  const states = recordStates(pusher);
+  await startMirror(t, pusher);
+  await send.append(0, 30);
+  await until(t, "the first records copied", () => ringsEqual(fault.device, destinationPath));
+
+  fault.stop();
+  await until(t, "the stall reported", () => states.includes("faulted:stall"));
+  t.true(source.stalled, "the pusher's read is parked on the source");
+  fault.resume();
+  await until(t, "healthy again", () => states.at(-1) === "healthy" && states.length === 3);
+  await send.append(30, 30);
+  await until(t, "the copy equal to the source", () => ringsEqual(fault.device, destinationPath));
+  t.log(`pusher ${states.join(" -> ")}; ${JSON.stringify(pusher.supervisor.counters)}; reconnects ${pusher.link.reconnects}`);
+  t.deepEqual(states, ["healthy", "faulted:stall", "healthy"]);
+  t.is(pusher.link.reconnects, 1);
+  const report = await pusher.stop();
+  t.true(report.flushed, report.detail);
+});
+
 test("mirror serve on a really stalled device: a write parked past its deadline lands its own bytes, not the next session's", async (t) => {
   const fault = await faultDevice(t, 16);
   const destination = await Volume.open(fault.device, { ioTimeoutMs: IO_TIMEOUT_MS });
