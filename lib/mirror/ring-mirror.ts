@@ -65,6 +65,8 @@ export interface MirrorCloseReport {
   flushed: boolean;
   /** Record bytes read from the source and not yet written to the destination. */
   pendingBytes: number;
+  /** Records the source's status names that the mirror had not read yet (as of its last status read). */
+  lagRecords: bigint;
   /** Requests still parked in the kernel on the mirror's volumes. */
   parkedRequests: number;
   detail: string;
@@ -207,11 +209,13 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     if (this.task.error !== undefined) throw this.task.error;
     const pendingBytes = this.pump?.unwrittenBytes ?? 0;
     const parkedRequests = this.volumes.reduce((n, v) => n + (v.stalled ? v.inFlight : 0), 0);
+    const lagRecords = this.lagRecords;
     const flushed = ended && this.flushedOnStop;
+    const why = ended ? "the copy in progress was cut or had failed before its final sync" : `the last writes and sync did not finish within ${this.options.closeTimeoutMs} ms`;
     const detail = flushed
       ? "every record copied is durable on the destination"
-      : `${ended ? "the last copy did not finish (a fault ended it)" : `the last writes and sync did not finish within ${this.options.closeTimeoutMs} ms`}: ${pendingBytes} record bytes unwritten${parkedRequests > 0 ? `, ${parkedRequests} request(s) parked` : ""}`;
-    return { flushed, pendingBytes, parkedRequests, detail };
+      : `${why}: ${pendingBytes} record bytes read and not written, ${lagRecords} record(s) not yet copied${parkedRequests > 0 ? `, ${parkedRequests} request(s) parked` : ""}`;
+    return { flushed, pendingBytes, lagRecords, parkedRequests, detail };
   }
 
   /** Runs attempts until one returns or stop(); between them waits out the fault (reported once per change). */

@@ -356,3 +356,38 @@ async function rawClient(t: ExecutionContext, port: number): Promise<{ send(m: M
     },
   };
 }
+
+test("stop() and close() return while the destination is still stalled, and say what they could not flush", async (t) => {
+  const sourcePath = await sparseFile(t, 4 * MiB, "send.img");
+  const send = await sendVolume(t, sourcePath);
+  const fault = await faultDevice(t, 16);
+  const source = await Volume.open(sourcePath, { readOnly: true });
+  // A deadline far beyond the close bound: the stuck write is still live (not yet parked) at stop.
+  const destination = await Volume.open(fault.device, { ioTimeoutMs: 20_000 });
+  t.teardown(async () => {
+    fault.resume();
+    await source.close().catch(() => undefined);
+    await destination.close().catch(() => undefined);
+  });
+  const mirror = await LocalMirror.open(source, destination, { ...FAST, force: true, closeTimeoutMs: 300 });
+  await startMirror(t, mirror);
+  await send.append(0, 20);
+  await until(t, "the first records copied", () => ringsEqual(sourcePath, fault.device));
+  fault.stop();
+  await send.append(20, 20);
+  await until(t, "a destination write stuck", () => destination.inFlight > 0);
+  const report = await mirror.stop();
+  t.false(report.flushed);
+  t.regex(report.detail, /did not finish within 300 ms/);
+
+  const server = await RemoteMirrorServer.listen(destination, { host: "127.0.0.1", port: 0, force: true, closeTimeoutMs: 300 });
+  const pusher = await RemoteMirrorPusher.open(source, { host: "127.0.0.1", port: server.address.port, ...FAST, closeTimeoutMs: 300 });
+  pusher.start();
+  await until(t, "the pusher's session sent a write the server cannot finish", () => server.counters.sessions >= 1 && pusher.link.bytesSent > 0);
+  const closed = await server.close();
+  t.false(closed.flushed, closed.detail);
+  const pushed = await pusher.stop();
+  t.false(pushed.flushed, pushed.detail);
+  t.true(destination.inFlight > 0, "all three returned while the device was still stopped");
+  t.log(`mirror: ${report.detail}; server: ${closed.detail}; pusher: ${pushed.detail}`);
+});
