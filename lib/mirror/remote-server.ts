@@ -208,9 +208,9 @@ class ServerSession {
     socket.on("close", () => void this.end("peer closed the connection"));
   }
 
-  /** Writes applied and not yet synced (or not applied) when the session ended. */
+  /** Writes applied and not yet synced (the unapplied ones are dropped when a session ends). */
   get unflushed(): boolean {
-    return this.unsynced || this.queue.length > 0;
+    return this.unsynced;
   }
 
   /** Stops taking messages, drops the unapplied ones, waits for the one being applied. */

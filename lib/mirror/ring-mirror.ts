@@ -223,7 +223,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     let first = true;
     while (this.task.running) {
       try {
-        if (!first) this.superblock = (await openSuperblock(this.source)).superblock; // reopen: the source may have moved on
+        if (!first) await this.reopen();
         first = false;
         await this.attempt();
         return;
@@ -241,6 +241,19 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
         if (this.task.running) this.retrying(this.supervisor.fault ?? "link", e);
       }
     }
+  }
+
+  /** Before a retry: re-reads the source superblock (the source may have moved on to a new epoch). */
+  private async reopen(): Promise<void> {
+    const { superblock } = await openSuperblock(this.source);
+    if (superblock.blockBytes !== this.B || superblock.volumeBlocks !== this.superblock.volumeBlocks) {
+      throw new LunlinkError(
+        ErrorCode.SuperblockConflict,
+        `${this.supervisor.component} ${this.source.path}: the source was reformatted (${superblock.volumeBlocks} blocks of ${superblock.blockBytes} bytes, was ${this.superblock.volumeBlocks} of ${this.B}); restart the mirror`,
+        { path: this.source.path },
+      );
+    }
+    this.superblock = superblock;
   }
 
   /** The mirror did useful work end to end (a resync completed): healthy again, reported once. */
