@@ -1,12 +1,12 @@
 // `lunlink format` and `lunlink inspect`: raw-device ops on a send volume's superblocks and status.
 import { loadChecksums } from "../format/checksum.ts";
-import { AuthMode, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
-import { decodeStatus, pickStatus } from "../format/status.ts";
+import { AuthMode } from "../format/layout.ts";
 import { newUuid } from "../format/uuid.ts";
 import { invalidArgument } from "../errors.ts";
 import { Volume } from "../io/volume.ts";
 import { readPrivateKeyFile, ringKey, sharedSecret } from "../link/keys.ts";
 import { inspectRing } from "../ring/inspect.ts";
+import { readStatusSlots } from "../ring/status.ts";
 import { formatVolume, openSuperblock } from "../ring/superblocks.ts";
 import { flag, parse, type ParsedArgs } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -115,8 +115,7 @@ export const inspectCommand: Command = {
       const { superblock, repair } = await openSuperblock(volume);
       const B = superblock.blockBytes;
       const mac = superblock.authMode === AuthMode.Keyed ? "unverified" : undefined; // inspection has no key
-      const slots = [decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[0] * B, B), mac), decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[1] * B, B), mac)] as const;
-      const status = pickStatus(slots[0], slots[1]);
+      const { slots, status } = await readStatusSlots(volume, B, mac);
       const ring = await inspectRing(volume, superblock);
       const report = {
         path: volume.path,

@@ -339,7 +339,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
         continue;
       }
       const waitMs = Math.max(1, Math.ceil(this.options.statusCopyMs - (performance.now() - lastStatusMs)));
-      fresh = await this.source.watch(reader.expectedOffset, reader.firstBlock, { compareBytes: 96, sleepUs, timeoutMs: waitMs });
+      fresh = await reader.watch({ compareBytes: 96, sleepUs, timeoutMs: waitMs });
       if (!fresh) sleepUs = Math.min(this.options.pollMaxMs * 1000, Math.max(1, sleepUs * 2));
     }
     await pump.drain();

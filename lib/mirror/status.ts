@@ -5,12 +5,13 @@
 // copy is than the source's (both stamped by the writer's clock, so no clock skew enters). The copy's
 // ring is scanned for its newest intact record (the last copied).
 import { loadChecksums } from "../format/checksum.ts";
-import { AuthMode, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
-import { decodeStatus, pickStatus, type StatusBlock } from "../format/status.ts";
+import { AuthMode } from "../format/layout.ts";
+import type { StatusBlock } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { inspectRing } from "../ring/inspect.ts";
+import { readStatusSlots } from "../ring/status.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
 
 export interface MirrorSideStatus {
@@ -49,7 +50,7 @@ async function side(volume: Volume, scanRing: boolean): Promise<[MirrorSideStatu
   }
   const B = superblock.blockBytes;
   const mac = superblock.authMode === AuthMode.Keyed ? "unverified" : undefined; // a mirror has no key
-  const status = pickStatus(decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[0] * B, B), mac), decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[1] * B, B), mac));
+  const { status } = await readStatusSlots(volume, B, mac);
   const ring = scanRing ? await inspectRing(volume, superblock) : undefined;
   const report = {
     ...base,
