@@ -1,4 +1,4 @@
-// `npm run bench -- pressure [--seconds S]`: false failovers under CPU pressure. A pair in the
+// `npm run bench -- pressure [--seconds S] [--phases quiet,other,lab]`: false failovers under CPU pressure. A pair in the
 // two-host lab (lib/node/lab.ts) with default timers and no cut runs three times, each for S seconds
 // (default 60): on a quiet machine; with a CPU hog at normal priority on every core (stress-ng --cpu
 // N, N = the core count) started as another job (its own session, so its own autogroup, as another
@@ -27,17 +27,27 @@ interface PhaseResult {
 
 /** Where the hog runs: nowhere, as another job (own session and autogroup), or in the lab's session. */
 type HogPlacement = "none" | "own-session" | "lab-session";
+const PHASES: Record<string, HogPlacement> = { quiet: "none", other: "own-session", lab: "lab-session" };
+
+/** `--phases quiet,other,lab` (the default; any subset, in any order). */
+function phaseList(args: string[]): HogPlacement[] {
+  const at = args.indexOf("--phases");
+  const names = at >= 0 && args[at + 1] !== undefined ? args[at + 1]!.split(",") : ["quiet", "other", "lab"];
+  return names.map((n) => {
+    const placement = PHASES[n];
+    if (placement === undefined) throw new Error(`--phases: ${JSON.stringify(n)} is not one of ${Object.keys(PHASES).join(", ")}`);
+    return placement;
+  });
+}
 
 export async function pressureBench(args: string[]): Promise<void> {
   const seconds = numberArg(args, "--seconds", 60);
   const cores = availableParallelism();
   console.log(machineLine());
   console.log(`pressure: a pair with default timers, no cut, ${seconds} s per phase; hog: stress-ng --cpu ${cores} (normal priority)`);
-  const results = [
-    await phase("quiet", seconds, "none"),
-    await phase(`stress-ng --cpu ${cores}, another session`, seconds, "own-session"),
-    await phase(`stress-ng --cpu ${cores}, the lab's session`, seconds, "lab-session"),
-  ];
+  const names: Record<HogPlacement, string> = { none: "quiet", "own-session": `stress-ng --cpu ${cores}, another session`, "lab-session": `stress-ng --cpu ${cores}, the lab's session` };
+  const results: PhaseResult[] = [];
+  for (const placement of phaseList(args)) results.push(await phase(names[placement], seconds, placement));
   const perMinute = (n: number) => ((n * 60) / seconds).toFixed(1);
   console.log(
     table(

@@ -1,6 +1,6 @@
 // `lunlink up` start-up scheduling (lib/node/scheduling.ts), applied to a child process (never to the
-// test runner): every thread SCHED_RR at the lowest real-time priority with reset-on-fork, or normal
-// scheduling kept when the environment opts out or the caller may not raise it.
+// test runner): every thread SCHED_RR at the lowest real-time priority, threads started afterwards
+// too, or normal scheduling kept when the environment opts out or the caller may not raise it.
 import { spawn, type ChildProcess } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
 
@@ -8,9 +8,15 @@ import test from "ava";
 
 import { REALTIME_PRIORITY, raiseScheduling } from "../../lib/node/scheduling.ts";
 
-/** A multi-threaded child (node runs several threads) that lives until killed, at most 30 s. */
+/** A multi-threaded child (node runs several threads) that lives until killed, at most 30 s; a line on stdin starts one more thread. */
+const CHILD = `
+const { Worker } = require("node:worker_threads");
+console.log("ready");
+process.stdin.once("data", () => new Worker("setTimeout(() => {}, 30000)", { eval: true }).once("online", () => console.log("started")));
+setTimeout(() => process.exit(0), 30000);`;
+
 async function child(): Promise<ChildProcess> {
-  const c = spawn(process.execPath, ["-e", "console.log('ready'); setTimeout(() => {}, 30000)"], { stdio: ["ignore", "pipe", "ignore"] });
+  const c = spawn(process.execPath, ["-e", CHILD], { stdio: ["pipe", "pipe", "ignore"] });
   await new Promise((resolve) => c.stdout!.once("data", resolve)); // its event loop (and threads) run
   return c;
 }
@@ -29,7 +35,7 @@ async function threadPolicies(pid: number): Promise<[number, number][]> {
 const SCHED_OTHER = 0;
 const SCHED_RR = 2;
 
-test.serial("raiseScheduling moves every thread of the process to SCHED_RR 1 (root only)", async (t) => {
+test.serial("raiseScheduling moves every thread of the process to SCHED_RR 1, and the threads it starts later (root only)", async (t) => {
   if (process.getuid?.() !== 0) return t.pass("needs CAP_SYS_NICE: skipped as a non-root user");
   const c = await child();
   try {
@@ -37,6 +43,12 @@ test.serial("raiseScheduling moves every thread of the process to SCHED_RR 1 (ro
     const threads = await threadPolicies(c.pid!);
     t.true(threads.length > 1, `a multi-threaded child (${threads.length} threads)`);
     t.deepEqual(threads, threads.map(() => [SCHED_RR, REALTIME_PRIORITY]));
+    // Like the addon's I/O threads, started on demand after start-up: they must not fall back to normal.
+    c.stdin!.write("start a thread\n");
+    await new Promise((resolve) => c.stdout!.once("data", resolve));
+    const later = await threadPolicies(c.pid!);
+    t.true(later.length > threads.length, `one more thread (${later.length})`);
+    t.deepEqual(later, later.map(() => [SCHED_RR, REALTIME_PRIORITY]));
   } finally {
     c.kill("SIGKILL");
   }
