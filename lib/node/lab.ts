@@ -3,9 +3,9 @@
 // volumes (each node's send volume and receive volume; loop devices with direct I/O, or files), two
 // local mirrors in the root namespace standing in for the array (so cutting the veth never touches
 // storage), and `lunlink up` running in each namespace. Each mirror is a `lunlink mirror copy
-// --follow` process in a session of its own, as an array is apart from the hosts: a CPU hog in the
-// caller's session then does not share a scheduling group (autogroup) with the mirror's busy watch
-// threads, which kept the kernel's I/O completion threads off the CPU for seconds (bench pressure).
+// --follow` process in a session of its own, as an array stands apart from the hosts: it shares no
+// process or scheduling group (autogroup) with the caller, so a test or a bench measures the nodes,
+// not how the test runner's own load (or a hog started beside it) slows a mirror inside it.
 // Every resource is named with the lab's prefix and removed by destroy(), which is safe to call
 // twice and after a partial create().
 import { execFile, spawn, type ChildProcess } from "node:child_process";
