@@ -1,9 +1,9 @@
 // Link: one node's end of a pair, carrying datagrams over two paths. Pipeline:
-//   send: classify (heartbeat > control > data) -> header -> UDP socket and/or RingWriter (send volume)
-//   receive: UDP socket | Poller (receive volume) -> decode -> node/session check -> path heartbeat
+//   send: classify (heartbeat > control > data) -> header -> UDP socket and/or StoragePath (send ring)
+//   receive: UDP socket | StoragePath (receive ring) -> decode -> node/session check -> path heartbeat
 //            -> control (in order, acked) | data (dedupe window) -> "data"/"control" events
-// Decisions live in the sans-IO parts (paths.ts, control.ts, window.ts); this file only moves bytes
-// and time into them. Invariants: heartbeats run on both paths all the time; the application never
+// Decisions live in the sans-IO parts (paths.ts, control.ts, window.ts); the storage path heals itself
+// (lib/ring/storage-path.ts); this file only moves bytes and time into them. Invariants: heartbeats run on both paths all the time; the application never
 // sees a data message twice (dedupe by link sequence); control is delivered once, in order.
 import { randomInt } from "node:crypto";
 import dgram from "node:dgram";
@@ -12,12 +12,10 @@ import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 
 import { FrameType, FRAME_HEADER_BYTES } from "../format/layout.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
-import { Volume } from "../io/volume.ts";
-import { Poller } from "../poll/poller.ts";
-import { RingReader } from "../ring/reader.ts";
-import { RingWriter, type Ack } from "../ring/writer.ts";
-import { openSuperblock } from "../ring/superblocks.ts";
-import { persistedAck } from "../ring/status.ts";
+import type { RingReader } from "../ring/reader.ts";
+import { StoragePath, type StorageReport } from "../ring/storage-path.ts";
+import type { RecoveryOptions, StateChange } from "../ring/supervisor.ts";
+import type { RingWriter } from "../ring/writer.ts";
 import { ControlReceiver, ControlSender } from "./control.ts";
 import { decodeHeader, encodeHeader, MAX_MESSAGE_BYTES, MessageKind, MESSAGE_HEADER_BYTES, PathId, type MessageHeader } from "./message.ts";
 import { ringKey, sharedSecret } from "./keys.ts";
@@ -49,6 +47,8 @@ export interface LinkOptions {
     /** Poller: longest sleep between reads while idle (default 2 ms). */
     pollMaxMs?: number;
     ioTimeoutMs?: number;
+    /** Backoff between reopen attempts after a storage fault (see README, "Storage faults"). */
+    recovery?: RecoveryOptions;
   };
   timers: LinkTimers;
   /**
@@ -95,6 +95,8 @@ export interface LinkEvents {
   /** A control payload, in order, exactly once. */
   control: [payload: Uint8Array];
   transition: [Transition];
+  /** A storage component (send ring, receive ring) changed state: fault, recovery, configuration fault. */
+  storage: [StateChange];
   error: [Error];
 }
 
@@ -107,6 +109,8 @@ export interface LinkStatus {
   failbacks: number;
   selfPauses: number;
   controlPending: number;
+  /** The local storage components: up, recovering (stalled or retrying, with why), failed (configuration). */
+  storage: StorageReport;
   ring: { headSeq: string; peerAckSeq: string | null; receiveLagRecords: string; writerQueuedBytes: number; writerCounters: RingWriter["counters"]; readerCounters: Omit<RingReader["counters"], "lost"> & { lost: string } };
   counters: LinkCounters;
   /** Event-loop delay since the link opened (ms): what a paused loop costs heartbeats and packets. */
@@ -150,16 +154,12 @@ export class Link extends EventEmitter<LinkEvents> {
   private readonly socket: dgram.Socket;
   /** Heartbeats and control (bind port + 1): a data flood that overflows the data socket's buffer cannot drop them. */
   private readonly controlSocket: dgram.Socket;
-  private readonly writer: RingWriter;
-  private readonly poller: Poller;
-  private readonly reader: RingReader;
-  private readonly volumes: Volume[];
+  private storage!: StoragePath;
   private readonly window = new SequenceWindow();
   private readonly controlOut = new ControlSender();
   private readonly controlIn = new ControlReceiver();
   private readonly heartbeatSeq = [0n, 0n];
   private dataSeq = 0n;
-  private peerAck: Ack | undefined;
   private readonly scratch = new Uint8Array(MESSAGE_HEADER_BYTES + 65535);
   private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
@@ -168,81 +168,52 @@ export class Link extends EventEmitter<LinkEvents> {
   private readonly sealer: Sealer | undefined;
   private readonly opener: Opener | undefined;
   private readonly refusalLoggedMs = new Map<string, number>();
+  /** sendControl calls waiting for room in the control window, in call order; acks admit them (no timers). */
+  private readonly controlWaiting: { payload: Uint8Array; resolve: () => void; reject: (error: Error) => void }[] = [];
 
-  private constructor(options: LinkOptions, sockets: [dgram.Socket, dgram.Socket], writer: RingWriter, reader: RingReader, volumes: Volume[]) {
+  private constructor(options: LinkOptions, sockets: [dgram.Socket, dgram.Socket], epoch: bigint) {
     super();
     this.options = options;
     this.state = new LinkState(options.timers);
     // Strictly higher on every start: the send ring's epoch (persisted on the volume, raised by every
     // RingWriter.open), not the wall clock, which may step back. Low bits random.
-    this.session = (writer.epoch << 16n) | BigInt(randomInt(0x10000));
+    this.session = (epoch << 16n) | BigInt(randomInt(0x10000));
     [this.socket, this.controlSocket] = sockets;
-    this.writer = writer;
-    this.reader = reader;
-    this.volumes = volumes;
     this.controlRtoMs = options.controlRtoMs ?? 200;
     if (options.keys !== undefined) {
       const secret = sharedSecret(options.keys.privateKey, options.keys.peerPublicKey);
       this.sealer = new Sealer(secret, this.session, options.nodeId, options.peerNodeId);
       this.opener = new Opener(secret, options.peerNodeId, options.nodeId, this.session);
     }
-    this.poller = new Poller(reader, {
-      pollMinUs: 50,
-      pollMaxMs: options.storage.pollMaxMs ?? 2,
-      statusPollMs: 20,
-      onFrame: (_seq, _type, _flags, bytes, offset, length) => this.receive(bytes, offset, length, PathId.Storage),
-    });
   }
 
-  /** Opens both paths: binds the UDP socket, opens the send ring (new epoch) and polls the receive ring from its head. */
+  /** Opens both paths: binds the UDP sockets and opens the storage path (send ring in a new epoch, receive ring from its head). */
   static async open(options: LinkOptions): Promise<Link> {
-    const volumes: Volume[] = [];
     const sockets: dgram.Socket[] = [];
-    let writer: RingWriter | undefined;
+    let storage: StoragePath | undefined;
     try {
-      const send = await Volume.open(options.storage.send, { dsync: options.storage.dsync ?? true, exclusive: true, ...(options.storage.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: options.storage.ioTimeoutMs }) });
-      volumes.push(send);
-      const receive = await Volume.open(options.storage.receive, { readOnly: true, ...(options.storage.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: options.storage.ioTimeoutMs }) });
-      volumes.push(receive);
-      // Keys: the storage path's ring keys come from the same X25519 secret, salted with the pair's
-      // UUID. The UUID is read unverified: a wrong one only derives keys that fail verification.
-      let auth: { send: { key: Uint8Array }; receive: { key: Uint8Array } } | undefined;
-      let notBefore: Ack | undefined;
-      if (options.keys !== undefined) {
-        const secret = sharedSecret(options.keys.privateKey, options.keys.peerPublicKey);
-        const { pairUuid } = (await openSuperblock(send)).superblock;
-        auth = { send: { key: ringKey(secret, pairUuid, options.nodeId, options.peerNodeId) }, receive: { key: ringKey(secret, pairUuid, options.peerNodeId, options.nodeId) } };
-        // Anti-replay across restarts: what this node acked last time (its own, MACed status block)
-        // is the floor below which the peer's ring is refused, even if an old epoch is restored.
-        notBefore = await persistedAck(send, auth.send);
-      }
       let link: Link | undefined;
-      writer = await RingWriter.open(send, {
-        nodeId: options.nodeId,
-        takeOver: options.storage.takeOver ?? true,
-        maxDelayMs: options.storage.maxDelayMs ?? 0,
-        controlWaitsForAck: false,
-        peerAck: () => link?.peerAck,
-        // Keyed: persist the high-water mark of authenticated records delivered (never lower, even if
-        // an old image is restored under the reader); unkeyed: the reader's position.
-        localAck: () => (link === undefined ? notBefore : auth === undefined ? link.reader.ack : link.reader.delivered),
-        ...(auth === undefined ? {} : { auth: auth.send }),
-      });
-      const reader = await RingReader.open(receive, {
+      const { keys } = options;
+      // Keys: the storage path's ring keys come from the same X25519 secret, salted with the pair's UUID.
+      const secret = keys === undefined ? undefined : sharedSecret(keys.privateKey, keys.peerPublicKey);
+      storage = await StoragePath.open({
+        ...options.storage,
         nodeId: options.nodeId,
         peerNodeId: options.peerNodeId,
-        start: "head",
-        ...(auth === undefined ? {} : { auth: auth.receive, ...(notBefore === undefined ? {} : { notBefore }) }),
+        ...(secret === undefined
+          ? {}
+          : { auth: (pairUuid: string) => ({ send: { key: ringKey(secret, pairUuid, options.nodeId, options.peerNodeId) }, receive: { key: ringKey(secret, pairUuid, options.peerNodeId, options.nodeId) } }) }),
+        onFrame: (_seq, _type, _flags, bytes, offset, length) => link?.receive(bytes, offset, length, PathId.Storage),
       });
       sockets.push(await bindSocket(options.primary.bind));
       sockets.push(await bindSocket({ host: options.primary.bind.host, port: options.primary.bind.port + 1 }));
-      link = new Link(options, sockets as [dgram.Socket, dgram.Socket], writer, reader, volumes);
+      link = new Link(options, sockets as [dgram.Socket, dgram.Socket], storage.epoch);
+      link.storage = storage;
       link.start();
       return link;
     } catch (error) {
       for (const socket of sockets) socket.close();
-      await writer?.close().catch(() => undefined);
-      for (const v of volumes) await v.close().catch(() => undefined);
+      await storage?.close();
       throw error;
     }
   }
@@ -252,18 +223,8 @@ export class Link extends EventEmitter<LinkEvents> {
       socket.on("message", (msg, from) => this.receiveUdp(msg, from));
       socket.on("error", (error) => this.log("udp-error", { message: error.message }));
     }
-    this.writer.on("error", (error) => {
-      this.log("storage-writer-error", { code: error.code, message: error.message });
-      this.emit("error", error);
-    });
-    this.poller.on("status", (status) => {
-      if (status.ackSeq > 0n) this.peerAck = { epoch: status.ackEpoch, seq: status.ackSeq };
-    });
-    this.poller.on("error", (error) => {
-      this.log("storage-poller-error", { message: error.message });
-      this.emit("error", error);
-    });
-    this.poller.start();
+    // One event per state change of a storage component (not per retry): the node logs it.
+    this.storage.on("change", (change) => this.emit("storage", change));
     this.loopDelay.enable();
     const t = this.options.timers;
     this.timers.push(setInterval(() => this.heartbeat(PathId.Primary), t.primary.heartbeatMs));
@@ -278,7 +239,7 @@ export class Link extends EventEmitter<LinkEvents> {
   sendData(payload: Uint8Array): boolean {
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
     this.checkSize(payload);
-    const paths = this.state.dataPaths(performance.now(), this.storageDrained());
+    const paths = this.state.dataPaths(performance.now(), this.storage.drained);
     const header = this.header(MessageKind.Data, ++this.dataSeq, 0n);
     let taken = false;
     if (paths.primary) taken = this.sendUdp(header, payload) || taken;
@@ -289,14 +250,25 @@ export class Link extends EventEmitter<LinkEvents> {
   /** Queues one control message (reliable, in order). Resolves once it is handed to a path. */
   async sendControl(payload: Uint8Array): Promise<void> {
     this.checkSize(payload);
-    for (;;) {
-      if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
-      const entry = this.controlOut.submit(payload, performance.now());
-      if (entry !== undefined) {
-        this.transmitControl(entry.seq, entry.payload);
-        return;
-      }
-      await new Promise((resolve) => setTimeout(resolve, this.controlRtoMs / 4));
+    if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
+    // Calls already waiting go first: the order of sendControl calls is the order of sequences.
+    const entry = this.controlWaiting.length === 0 ? this.controlOut.submit(payload, performance.now()) : undefined;
+    if (entry !== undefined) {
+      this.transmitControl(entry.seq, entry.payload);
+      return;
+    }
+    if (this.controlWaiting.length >= MAX_CONTROL_WAITING) throw new LunlinkError(ErrorCode.QueueFull, `${MAX_CONTROL_WAITING} control messages already wait for the peer's acks`);
+    await new Promise<void>((resolve, reject) => this.controlWaiting.push({ payload: payload.slice(), resolve, reject }));
+  }
+
+  /** The peer acked control messages: admit waiting ones, in order, as far as the window has room. */
+  private controlAcked(ack: bigint): void {
+    if (this.controlOut.acked(ack) === 0) return;
+    while (this.controlWaiting.length > 0) {
+      const entry = this.controlOut.submit(this.controlWaiting[0]!.payload, performance.now());
+      if (entry === undefined) return;
+      this.controlWaiting.shift()!.resolve();
+      this.transmitControl(entry.seq, entry.payload);
     }
   }
 
@@ -332,13 +304,14 @@ export class Link extends EventEmitter<LinkEvents> {
       failbacks: this.state.failbacks,
       selfPauses: this.state.selfPauses,
       controlPending: this.controlOut.pending,
+      storage: this.storage.report(),
       ring: {
-        headSeq: String(this.writer.headSeq),
-        peerAckSeq: this.peerAck === undefined ? null : String(this.peerAck.seq),
-        receiveLagRecords: String(this.poller.lagRecords),
-        writerQueuedBytes: this.writer.queuedBytes,
-        writerCounters: { ...this.writer.counters },
-        readerCounters: { ...this.reader.counters, lost: String(this.reader.counters.lost) },
+        headSeq: String(this.storage.headSeq),
+        peerAckSeq: this.storage.peerAck === undefined ? null : String(this.storage.peerAck.seq),
+        receiveLagRecords: String(this.storage.lagRecords),
+        writerQueuedBytes: this.storage.queuedBytes,
+        writerCounters: this.storage.writerCounters,
+        readerCounters: { ...this.storage.readerCounters, lost: String(this.storage.readerCounters.lost) },
       },
       counters: this.counters,
       eventLoopDelayMs: { p50: this.loopDelay.percentile(50) / 1e6, p99: this.loopDelay.percentile(99) / 1e6, max: this.loopDelay.max / 1e6 },
@@ -353,9 +326,8 @@ export class Link extends EventEmitter<LinkEvents> {
     this.loopDelay.disable();
     this.socket.close();
     this.controlSocket.close();
-    await this.poller.stop();
-    await this.writer.close().catch(() => undefined);
-    for (const v of this.volumes) await v.close().catch(() => undefined);
+    for (const waiting of this.controlWaiting.splice(0)) waiting.reject(new LunlinkError(ErrorCode.Closed, "the link closed before the control message could be sent"));
+    await this.storage.close();
   }
 
   // --- receive -------------------------------------------------------------------------------
@@ -427,10 +399,10 @@ export class Link extends EventEmitter<LinkEvents> {
         path.heartbeat(now, h.seq, h.ack);
         return;
       case MessageKind.ControlAck:
-        this.controlOut.acked(h.ack);
+        this.controlAcked(h.ack);
         return;
       case MessageKind.Control: {
-        this.controlOut.acked(h.ack);
+        this.controlAcked(h.ack);
         this.controlIn.receive(h.seq, payload, (p) => {
           this.tally.controlDelivered++;
           this.emit("control", p);
@@ -509,21 +481,15 @@ export class Link extends EventEmitter<LinkEvents> {
     const length = MESSAGE_HEADER_BYTES + (payload?.length ?? 0);
     encodeHeader(this.scratch, 0, header);
     if (payload !== undefined) this.scratch.set(payload, MESSAGE_HEADER_BYTES);
-    if (this.writer.error !== undefined) return false;
-    // tryAppend copies the frame (into the record buffer or its class queue), so scratch is reusable.
-    const result = this.writer.tryAppend(RING_FRAME_TYPE[header.kind], this.scratch.subarray(0, length));
+    // append copies the frame (into the record buffer or its class queue), so scratch is reusable;
+    // while the storage path recovers it answers "down" and nothing is queued.
+    const result = this.storage.append(RING_FRAME_TYPE[header.kind], this.scratch.subarray(0, length));
     if (result !== "queued") {
       if (header.kind === MessageKind.Data) this.tally.dataDroppedStorage++;
       return false;
     }
     this.tally.sent.storage++;
     return true;
-  }
-
-  /** Has the peer acked every record we wrote (so failback can move data to the primary)? */
-  private storageDrained(): boolean {
-    const ack = this.peerAck;
-    return ack !== undefined && ack.epoch === this.writer.epoch && ack.seq + 1n >= this.writer.headSeq;
   }
 
   private log(event: string, fields: Record<string, unknown>): void {
@@ -535,6 +501,8 @@ export class Link extends EventEmitter<LinkEvents> {
 export const RING_FRAME_OVERHEAD_BYTES = FRAME_HEADER_BYTES + MESSAGE_HEADER_BYTES;
 
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+/** sendControl calls that may wait for room in the control window (beyond: ERR_LUNLINK_QUEUE_FULL). */
+const MAX_CONTROL_WAITING = 4096;
 const EMPTY = new Uint8Array(0);
 
 function bindSocket(bind: Endpoint): Promise<dgram.Socket> {
