@@ -1,8 +1,10 @@
 // The storage path heals itself, end to end: two `lunlink up` nodes in network namespaces, the
-// primary cut so every packet rides storage, pings running; node 1's send volume is node 2's
+// primary cut so every packet rides storage, pings running. Either node 1's send volume is node 2's
 // receive volume (one shared LUN: a loop device over nbdfuse/nbdkit, or a sparse file on a small
-// ext4), and the test stalls it (SIGSTOP) past ioTimeoutMs, fails it with an EIO burst, or fills the
-// file system under it (ENOSPC). Each time: the faults show in `lunlink status` (the stalled writer
+// ext4), or only node 2's receive volume is the faulty device (fed by a local mirror the test
+// restarts when it fails: mirror supervision is the mirror's own business). The test stalls the
+// device (SIGSTOP) past ioTimeoutMs, fails it with an EIO burst, or fills the file system under it
+// (ENOSPC). Each time: the faults show in `lunlink status` (the stalled writer
 // with its parked requests, the retrying component and its code), and once the device answers again
 // the storage path comes back by itself (no restart): both components up, the storage path up on
 // both nodes, pings answered, faults = recoveries. Recovery times are logged (outcomes asserted, with
@@ -16,6 +18,7 @@ import test, { type ExecutionContext } from "ava";
 import { Volume } from "../../lib/io/volume.ts";
 import type { LinkStatus } from "../../lib/link/link.ts";
 import { Lab, lunlinkBin } from "../../lib/node/lab.ts";
+import { LocalMirror } from "../../lib/mirror/local.ts";
 import { formatVolume, openSuperblock } from "../../lib/ring/superblocks.ts";
 import { mountExt4 } from "../helpers/ext4.ts";
 import { sleep } from "../helpers/exec.ts";
@@ -30,9 +33,10 @@ const RING_BLOCKS = 1024n;
 
 /**
  * A lab whose node 1 -> node 2 storage direction is one shared volume at `shared` (formatted here as
- * node 1's send volume), with the primary cut and pings from node 1 to node 2 running.
+ * node 1's send volume), or (`receiveOnly`) whose node 2 receive volume is `shared`, a mirror of
+ * node 1's send volume; with the primary cut and pings from node 1 to node 2 running.
  */
-async function healLab(t: ExecutionContext, shared: string): Promise<Lab> {
+async function healLab(t: ExecutionContext, shared: string, receiveOnly = false): Promise<Lab> {
   const logs: string[] = [];
   const lab = await Lab.create({ prefix: NETNS_PREFIX, loopDevices: false, volumeBytes: 16 * 1024 * 1024, onLog: (node, line) => logs.length < 4000 && logs.push(`${node} ${line}`) });
   t.teardown(async () => {
@@ -42,17 +46,21 @@ async function healLab(t: ExecutionContext, shared: string): Promise<Lab> {
   const [n1, n2] = lab.nodes;
   // The lab's mirror of node 1's file stops: the shared volume replaces both ends of that direction.
   await lab.mirrors[0]!.stop();
-  const existing = await Volume.open(n1.send, { readOnly: true });
-  const { pairUuid } = (await openSuperblock(existing)).superblock;
-  await existing.close();
-  const volume = await Volume.open(shared, { dsync: true });
-  await formatVolume(volume, { writerNode: 1, peerNode: 2, pairUuid, ringBlocks: RING_BLOCKS });
-  await volume.close();
+  if (receiveOnly) await keepMirroring(t, n1.send, shared);
+  else {
+    const existing = await Volume.open(n1.send, { readOnly: true });
+    const { pairUuid } = (await openSuperblock(existing)).superblock;
+    await existing.close();
+    const volume = await Volume.open(shared, { dsync: true });
+    await formatVolume(volume, { writerNode: 1, peerNode: 2, pairUuid, ringBlocks: RING_BLOCKS });
+    await volume.close();
+  }
   const storage = { ioTimeoutMs: IO_TIMEOUT_MS, recovery: { backoffMinMs: 50, backoffMaxMs: 500 } };
   for (const [node, key] of [
     [n1, "send"],
     [n2, "receive"],
   ] as const) {
+    if (receiveOnly && key === "send") continue;
     const { readFile, writeFile } = await import("node:fs/promises");
     const config = JSON.parse(await readFile(node.configPath, "utf8")) as { storage: Record<string, unknown> };
     config.storage = { ...config.storage, ...storage, [key]: shared };
@@ -66,6 +74,34 @@ async function healLab(t: ExecutionContext, shared: string): Promise<Lab> {
   // Traffic through the TUN, over storage, for the whole test (bounded by ping's own deadline).
   lab.spawnIn(1, "ping", ["-q", "-i", "0.05", "-s", "1000", "-w", "55", n2.tunAddress]);
   return lab;
+}
+
+/**
+ * A local mirror source -> destination that is started again whenever it fails (after the
+ * destination answers again): a stand-in for the mirror's own supervision, so the faults below
+ * test the node's receive side alone. Stopped in teardown.
+ */
+async function keepMirroring(t: ExecutionContext, sourcePath: string, destinationPath: string): Promise<void> {
+  const source = await Volume.open(sourcePath, { readOnly: true });
+  const destination = await Volume.open(destinationPath, { ioTimeoutMs: IO_TIMEOUT_MS });
+  const mirror = await LocalMirror.open(source, destination, { statusCopyMs: 5, pollMinUs: 50, pollMaxMs: 2, force: true });
+  let stopped = false;
+  mirror.on("error", () => {
+    void (async () => {
+      for (let i = 0; i < 600 && !stopped && destination.stalled; i++) await sleep(50);
+      await sleep(100);
+      if (!stopped) mirror.start();
+    })();
+  });
+  const resynced = new Promise<void>((resolve) => mirror.once("resync", () => resolve()));
+  mirror.start();
+  await resynced;
+  t.teardown(async () => {
+    stopped = true;
+    await mirror.stop().catch(() => undefined);
+    await source.close().catch(() => undefined);
+    await destination.close().catch(() => undefined);
+  });
 }
 
 const healthy = (s: LinkStatus): boolean => s.storage.state === "up" && s.paths.storage.state === "up" && s.active === "storage";
@@ -143,6 +179,38 @@ test("the shared volume stalls past ioTimeoutMs, then fails with an EIO burst: t
   t.is(s1.storage.receive.counters.faults, 0, "node 1's own receive volume was never touched");
   t.is(s2.storage.send.counters.faults, 0, "node 2's own send volume was never touched");
   t.true(BigInt(s1.ring.headSeq) > 0n);
+});
+
+test("node 2's receive volume alone stalls, then fails with an EIO burst: its reader comes back, node 1's writer never notices", async (t) => {
+  const fault = await faultDevice(t, 16);
+  const lab = await healLab(t, fault.device, true);
+
+  fault.stop();
+  const stalled = await lab.waitFor(2, "receive volume stalled", (s) => s.storage.receive.state === "stalled", 10_000);
+  t.is(stalled.storage.receive.fault?.code, "ERR_LUNLINK_IO_STALLED");
+  const text = await statusText(lab, 2);
+  t.regex(text, /storage {2}recovering receive volume stalled \d+\.\d s \(\d+ requests? parked\)/, text);
+  await sleep(1500);
+  const resumedAt = Date.now();
+  fault.resume();
+  const stallRecovery = await recovered(lab, resumedAt);
+  t.log(`receive stall released: storage path back on node 1 after ${stallRecovery[0]} ms, node 2 after ${stallRecovery[1]} ms`);
+
+  await fault.setFailing(true);
+  const eio = await lab.waitFor(2, "receive volume retrying", (s) => s.storage.receive.state === "retrying", 10_000);
+  t.is(eio.storage.receive.fault?.code, "ERR_LUNLINK_IO_ERROR");
+  await sleep(1500);
+  const healedAt = Date.now();
+  await fault.setFailing(false);
+  const eioRecovery = await recovered(lab, healedAt);
+  t.log(`receive EIO burst over: storage path back on node 1 after ${eioRecovery[0]} ms, node 2 after ${eioRecovery[1]} ms`);
+
+  await pingsAnswered(t, lab);
+  const [s1, s2] = await Promise.all([lab.status(1), lab.status(2)]);
+  t.true(s2.storage.receive.counters.faults >= 2, `node 2 reader faults: ${s2.storage.receive.counters.faults}`);
+  t.is(s2.storage.receive.counters.recoveries, s2.storage.receive.counters.faults, "node 2: every reader fault healed");
+  t.is(s1.storage.send.counters.faults, 0, "node 1's writer (on its own volume) never failed");
+  t.is(s2.storage.send.counters.faults, 0, "node 2's writer never failed");
 });
 
 test("ENOSPC on a sparse file volume: the writer reports NO_SPACE, and is back once the file system has space", async (t) => {
