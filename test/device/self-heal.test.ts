@@ -10,6 +10,7 @@
 // both nodes, pings answered, faults = recoveries. Recovery times are logged (outcomes asserted, with
 // a generous bound, never durations).
 import { execFile } from "node:child_process";
+import { once } from "node:events";
 import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -22,6 +23,7 @@ import { LocalMirror } from "../../lib/mirror/local.ts";
 import { formatVolume, openSuperblock } from "../../lib/ring/superblocks.ts";
 import { mountExt4 } from "../helpers/ext4.ts";
 import { sleep } from "../helpers/exec.ts";
+import { upLab } from "../helpers/lab.ts";
 import { faultDevice } from "../helpers/nbd.ts";
 import { NETNS_PREFIX } from "../helpers/netns.ts";
 
@@ -36,7 +38,7 @@ const RING_BLOCKS = 1024n;
  * node 1's send volume), or (`receiveOnly`) whose node 2 receive volume is `shared`, a mirror of
  * node 1's send volume; with the primary cut and pings from node 1 to node 2 running.
  */
-async function healLab(t: ExecutionContext, shared: string, receiveOnly = false): Promise<Lab> {
+async function healLab(t: ExecutionContext, shared: string, receiveOnly = false, upNodes = true): Promise<Lab> {
   const logs: string[] = [];
   const lab = await Lab.create({ prefix: NETNS_PREFIX, loopDevices: false, volumeBytes: 16 * 1024 * 1024, onLog: (node, line) => logs.length < 4000 && logs.push(`${node} ${line}`) });
   t.teardown(async () => {
@@ -66,6 +68,7 @@ async function healLab(t: ExecutionContext, shared: string, receiveOnly = false)
     config.storage = { ...config.storage, ...storage, [key]: shared };
     await writeFile(node.configPath, `${JSON.stringify(config, null, 2)}\n`);
   }
+  if (!upNodes) return lab;
   await lab.startNode(1);
   await lab.startNode(2);
   for (const id of [1, 2] as const) await lab.waitFor(id, "up on both paths", (s) => s.active === "primary" && s.paths.storage.state === "up", 15_000);
@@ -249,4 +252,73 @@ test("ENOSPC on a sparse file volume: the writer reports NO_SPACE, and is back o
   t.true(BigInt(after.ring.headSeq) > before, "records written after the recovery");
   t.is(after.storage.state, "up");
   t.true(after.storage.send.counters.recoveries >= 1, `recoveries ${after.storage.send.counters.recoveries}`);
+});
+
+test("the mirror stops, then starts again: the storage path is down with both nodes' volumes fine, and comes back without a restart", async (t) => {
+  const lab = await upLab(t, { loopDevices: false, volumeBytes: 16 * 1024 * 1024 });
+  await lab.mirrors[1]!.stop(); // node 2 -> node 1
+  const s1 = await lab.waitFor(1, "storage down", (s) => s.paths.storage.state === "down", 10_000);
+  t.is(s1.paths.storage.reason, "rx", "node 1 hears nothing over storage");
+  t.is(s1.storage.state, "up", "node 1's own volumes are fine: the mirror's fault, not the node's");
+  const text = await statusText(lab, 1);
+  t.regex(text, /storage {2}down +last heard \d+ ms ago \(rx\) \(local volumes fine: the mirror or the peer\)/, text);
+  const restartedAt = Date.now();
+  lab.mirrors[1]!.start();
+  const back = await Promise.all([1, 2].map((id) => lab.waitFor(id as 1 | 2, "storage up", (s) => s.paths.storage.state === "up", RECOVERY_BOUND_MS)));
+  t.log(`mirror restarted: storage path up again after ${Date.now() - restartedAt} ms`);
+  for (const s of back) t.is(s.storage.send.counters.faults + s.storage.receive.counters.faults, 0, `node ${s.node}: no local storage fault`);
+});
+
+interface PeerReport {
+  control: number[];
+  dataDistinct: number;
+  dataDuplicatesDelivered: number;
+  sentData: number;
+  status: LinkStatus;
+}
+
+test("control exactly once and in order, data never twice, across a stall and an EIO burst of the shared volume (Link peers, primary cut)", async (t) => {
+  const fault = await faultDevice(t, 32);
+  const lab = await healLab(t, fault.device, false, false);
+  // test/helpers/link-peer.ts: numbered control (every 5 ms) and data (4 per 5 ms) both ways, through Link.
+  const peers = lab.nodes.map((n) => lab.spawnIn(n.id, process.execPath, ["--import=tsx", "test/helpers/link-peer.ts", n.configPath, "2000", "8000", "5"]));
+  await Promise.all(peers.map(async (c) => {
+    const [chunk] = (await once(c.stdout!, "data")) as [Buffer];
+    if (!String(chunk).includes("ready")) throw new Error(`peer did not start: ${String(chunk)}`);
+  }));
+  await sleep(1000);
+  await lab.setPrimary(false);
+  await sleep(1500);
+  fault.stop();
+  await sleep(2000); // past ioTimeoutMs (500): stalled on both nodes
+  fault.resume();
+  await sleep(1500);
+  await fault.setFailing(true);
+  await sleep(1500);
+  await fault.setFailing(false);
+  await sleep(1500);
+  const [a, b] = await Promise.all(peers.map(async (c) => {
+    let out = "";
+    let err = "";
+    c.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
+    c.stderr!.on("data", (chunk: Buffer) => (err += chunk.toString()));
+    c.stdin!.end("finish\n");
+    const [code] = (await once(c, "exit")) as [number | null];
+    if (code !== 0) throw new Error(`link peer exited ${code}: ${err}`);
+    return JSON.parse(out.trim().split("\n").at(-1)!) as PeerReport;
+  }));
+  for (const [r, who] of [
+    [a!, "node 1"],
+    [b!, "node 2"],
+  ] as const) {
+    t.deepEqual(r.control, Array.from({ length: 2000 }, (_, i) => i), `${who}: every control message once, in order`);
+    t.is(r.dataDuplicatesDelivered, 0, `${who}: no data message delivered twice`);
+    t.is(r.status.storage.state, "up", `${who}: storage healed`);
+    t.true(r.status.counters.received.storage > 0, `${who}: received over storage`);
+  }
+  const w = a!.status.storage.send.counters;
+  const rd = b!.status.storage.receive.counters;
+  t.true(w.faults >= 2 && w.recoveries === w.faults, `node 1 writer: ${w.faults} faults, ${w.recoveries} recoveries`);
+  t.true(rd.faults >= 2 && rd.recoveries === rd.faults, `node 2 reader: ${rd.faults} faults, ${rd.recoveries} recoveries`);
+  t.log(`data dropped on the storage path while it recovered: node 1 ${a!.status.counters.dataDroppedStorage}; control retransmits node 1 ${a!.status.counters.controlRetransmits}, node 2 ${b!.status.counters.controlRetransmits}`);
 });
