@@ -73,7 +73,7 @@ export const statusCommand: Command = {
     const lines = [
       `node ${s.node} <-> node ${s.peer}: active path ${s.active}${s.active === "isolated" ? " (both paths silent; lunlink does not fence)" : ""}`,
       `  primary  ${pathLine(s.paths.primary)}`,
-      `  storage  ${s.storage.state === "up" ? `${pathLine(s.paths.storage)}${s.paths.storage.state === "up" ? "" : " (local volumes fine: the mirror or the peer)"}` : `${s.storage.state.padEnd(8)} ${storageLine(s.storage)}`}`,
+      `  storage  ${s.storage.state === "up" ? `${pathLine(s.paths.storage)}${s.paths.storage.state === "up" ? "" : " (local volumes fine: the mirror or the peer)"}` : `${s.storage.state}  ${storageLine(s.storage)}`}`,
       `  failovers ${s.failovers}, failbacks ${s.failbacks}, self pauses ${s.selfPauses}, control pending ${s.controlPending}`,
       `  sent primary ${s.counters.sent.primary} storage ${s.counters.sent.storage}; received primary ${s.counters.received.primary} storage ${s.counters.received.storage}; duplicates dropped ${s.counters.dataDuplicates}`,
       `  ring head ${s.ring.headSeq}, peer ack ${s.ring.peerAckSeq ?? "none"}, receive lag ${s.ring.receiveLagRecords} records, writer queue ${s.ring.writerQueuedBytes} B, writer drops ${s.ring.writerCounters.framesDropped}`,

@@ -148,7 +148,7 @@ test("the shared volume stalls past ioTimeoutMs, then fails with an EIO burst: t
   t.is(stalled1.storage.send.fault?.code, "ERR_LUNLINK_IO_STALLED");
   t.is(stalled2.storage.receive.fault?.code, "ERR_LUNLINK_IO_STALLED");
   const text = await statusText(lab, 1);
-  t.regex(text, /storage {2}recovering send volume stalled \d+\.\d s \(\d+ requests? parked\)/, text);
+  t.regex(text, /storage {2}recovering {2}send volume stalled \d+\.\d s \(\d+ requests? parked\)/, text);
   await sleep(1500); // the stall outlives ioTimeoutMs three times over
   const during = await lab.status(1);
   t.is(during.storage.send.state, "stalled", "still waiting for the device, not retrying");
@@ -165,7 +165,7 @@ test("the shared volume stalls past ioTimeoutMs, then fails with an EIO burst: t
   t.is(eio1.storage.send.fault?.code, "ERR_LUNLINK_IO_ERROR");
   t.is(eio2.storage.receive.fault?.code, "ERR_LUNLINK_IO_ERROR");
   const eioText = await statusText(lab, 1);
-  t.regex(eioText, /storage {2}recovering send volume IO_ERROR \d+\.\d s ago, attempt \d+/, eioText);
+  t.regex(eioText, /storage {2}recovering {2}send volume IO_ERROR \d+\.\d s ago, attempt \d+/, eioText);
   await sleep(1500);
   const healedAt = Date.now();
   await fault.setFailing(false);
@@ -192,7 +192,7 @@ test("node 2's receive volume alone stalls, then fails with an EIO burst: its re
   const stalled = await lab.waitFor(2, "receive volume stalled", (s) => s.storage.receive.state === "stalled", 10_000);
   t.is(stalled.storage.receive.fault?.code, "ERR_LUNLINK_IO_STALLED");
   const text = await statusText(lab, 2);
-  t.regex(text, /storage {2}recovering receive volume stalled \d+\.\d s \(\d+ requests? parked\)/, text);
+  t.regex(text, /storage {2}recovering {2}receive volume stalled \d+\.\d s \(\d+ requests? parked\)/, text);
   await sleep(1500);
   const resumedAt = Date.now();
   fault.resume();
