@@ -26,8 +26,6 @@ export interface SupervisedWriterEvents {
   change: [StateChange];
 }
 
-const ZERO_COUNTERS: RingWriterCounters = { framesAppended: 0, framesDropped: 0, records: 0, pads: 0, bytesWritten: 0, statusWrites: 0, overwrittenUnacked: 0, ackWaits: 0, rekeys: 0 };
-
 export class SupervisedWriter extends EventEmitter<SupervisedWriterEvents> {
   readonly supervisor: Supervisor;
   private readonly options: SupervisedWriterOptions;
@@ -35,7 +33,7 @@ export class SupervisedWriter extends EventEmitter<SupervisedWriterEvents> {
   private current: RingWriter | undefined;
   private last: RingWriter;
   /** Counters of the writers retired after faults (reported as totals). */
-  private readonly retired: RingWriterCounters = { ...ZERO_COUNTERS };
+  private readonly retired: RingWriterCounters;
   private readonly upWaiters: (() => void)[] = [];
 
   private constructor(volume: Volume, writer: RingWriter, options: SupervisedWriterOptions) {
@@ -44,6 +42,8 @@ export class SupervisedWriter extends EventEmitter<SupervisedWriterEvents> {
     this.current = writer;
     this.last = writer;
     this.options = options;
+    this.retired = { ...writer.counters };
+    for (const k of keys(this.retired)) this.retired[k] = 0;
     this.supervisor = new Supervisor("send", () => this.currentVolume, (reopen) => this.reopen(reopen), options.recovery);
     this.supervisor.on("change", (change) => {
       if (change.to === "up") for (const wake of this.upWaiters.splice(0)) wake();
@@ -85,7 +85,7 @@ export class SupervisedWriter extends EventEmitter<SupervisedWriterEvents> {
   /** Totals over every writer this one opened. */
   get counters(): RingWriterCounters {
     const out = { ...this.retired };
-    if (this.current !== undefined) for (const k of Object.keys(out) as (keyof RingWriterCounters)[]) out[k] += this.current.counters[k];
+    if (this.current !== undefined) for (const k of keys(out)) out[k] += this.current.counters[k];
     return out;
   }
 
@@ -123,7 +123,7 @@ export class SupervisedWriter extends EventEmitter<SupervisedWriterEvents> {
   private async reopen(freshVolume: boolean): Promise<Incarnation> {
     const failed = this.current;
     if (failed !== undefined) {
-      for (const k of Object.keys(this.retired) as (keyof RingWriterCounters)[]) this.retired[k] += failed.counters[k];
+      for (const k of keys(this.retired)) this.retired[k] += failed.counters[k];
       this.current = undefined;
     }
     if (freshVolume && this.options.reopenVolume !== undefined) {
@@ -152,4 +152,8 @@ function incarnation(writer: RingWriter): Incarnation {
     }),
     close: () => writer.close(),
   };
+}
+
+function keys(counters: RingWriterCounters): (keyof RingWriterCounters)[] {
+  return Object.keys(counters) as (keyof RingWriterCounters)[];
 }
