@@ -130,10 +130,6 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
     }
   }
 
-  get up(): boolean {
-    return this.send.supervisor.up && this.receiveSupervisor.up;
-  }
-
   /** Queues one frame on the send ring: "down" while the writer is being recovered. */
   append(type: FrameType, frame: Uint8Array): "queued" | "dropped" | "full" | "down" {
     return this.send.tryAppend(type, frame);

@@ -197,7 +197,7 @@ export class SupervisorCore {
   }
 }
 
-export function resolveRecovery(o: RecoveryOptions): Required<RecoveryOptions> {
+function resolveRecovery(o: RecoveryOptions): Required<RecoveryOptions> {
   const r = { ...DEFAULT_RECOVERY, ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) } as Required<RecoveryOptions>;
   if (!Number.isInteger(r.backoffMinMs) || r.backoffMinMs < 1 || r.backoffMinMs > 600_000) throw invalidArgument("backoffMinMs", "an integer in 1..600000", r.backoffMinMs);
   if (!Number.isInteger(r.backoffMaxMs) || r.backoffMaxMs < r.backoffMinMs || r.backoffMaxMs > 600_000) throw invalidArgument("backoffMaxMs", `an integer in ${r.backoffMinMs}..600000`, r.backoffMaxMs);
