@@ -62,7 +62,6 @@ export interface LinkEvents {
   transition: [Transition];
   /** A storage component (send ring, receive ring) changed state: fault, recovery, configuration fault. */
   storage: [StateChange];
-  error: [Error];
 }
 
 export interface LinkStatus {
