@@ -310,17 +310,24 @@ const MIRROR_STOP_TIMEOUT_MS = 5_000;
 
 /** `lunlink mirror copy --follow SOURCE DESTINATION` in its own session (setsid), until stop(). */
 export class MirrorProcess {
-  private readonly child: ChildProcess;
-  private readonly exited: Promise<void>;
+  private child!: ChildProcess;
+  private exited!: Promise<void>;
   private stderr = "";
 
   constructor(
     readonly source: string,
     readonly destination: string,
   ) {
-    this.child = spawn(process.execPath, [lunlinkBin(), "mirror", "copy", "--follow", source, destination], { detached: true, stdio: ["ignore", "ignore", "pipe"] });
+    this.start();
+  }
+
+  /** Starts following (again, after stop()): a mirror restarted by its operator. */
+  start(): void {
+    if (this.child !== undefined && this.running) return;
+    this.child = spawn(process.execPath, [lunlinkBin(), "mirror", "copy", "--follow", this.source, this.destination], { detached: true, stdio: ["ignore", "ignore", "pipe"] });
     this.child.stderr!.on("data", (chunk: Buffer) => (this.stderr = (this.stderr + chunk.toString("utf8")).slice(-2000)));
-    this.exited = new Promise((resolve) => this.child.once("exit", () => resolve()));
+    const child = this.child;
+    this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
   }
 
   get running(): boolean {

@@ -155,7 +155,7 @@ export class Poller extends EventEmitter<PollerEvents> {
         continue;
       }
       const timeoutMs = Math.max(1, Math.min(this.statusPollMs, Math.ceil(this.statusPollMs - (performance.now() - lastStatusMs))));
-      fresh = await reader.volume.watch(reader.expectedOffset, reader.firstBlock, { compareBytes: 96, sleepUs, timeoutMs });
+      fresh = await reader.watch({ compareBytes: 96, sleepUs, timeoutMs });
       if (!fresh) sleepUs = Math.min(this.pollMaxUs, Math.max(1, sleepUs * 2));
     }
   }

@@ -1,7 +1,8 @@
 // Reading a volume's status block: the one reader of both slots (blocks 1 and 2, adjacent: one read),
-// used by the RingReader (the peer's head, ack and heartbeat) and by persistedAck. persistedAck: after
-// a restart, the ack a node persisted in its own status block (the highest (epoch, seq) of the peer's
-// ring it had delivered) is the floor below which the peer's ring is refused (RingReader notBefore).
+// used by the RingReader (the peer's head, ack and heartbeat) and by persistedDelivered: after a
+// restart, the delivered mark a keyed node persisted in its own status block (the highest
+// authenticated (epoch, seq) of the peer's ring it had delivered) is the floor below which the peer's
+// ring is refused (RingReader notBefore).
 // Keyed volumes: only a slot whose MAC verifies counts.
 import { STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { decodeStatus, pickStatus, type StatusBlock, type StatusDecode } from "../format/status.ts";
@@ -26,9 +27,10 @@ export async function readStatusSlots(volume: Volume, blockBytes: number, mac: U
   return { slots, status: pickStatus(slots[0], slots[1]) };
 }
 
-export async function persistedAck(volume: Volume, auth?: RingAuth): Promise<{ epoch: bigint; seq: bigint } | undefined> {
+/** The keyed replay floor this node persisted: its status block's delivered mark, undefined if none yet. */
+export async function persistedDelivered(volume: Volume, auth?: RingAuth): Promise<{ epoch: bigint; seq: bigint } | undefined> {
   const keys = auth === undefined ? undefined : new RingKeys(auth);
   const { superblock } = await openSuperblock(volume, keys);
   const { status } = await readStatusSlots(volume, superblock.blockBytes, keys?.statusMac);
-  return status === undefined || status.ackSeq === 0n ? undefined : { epoch: status.ackEpoch, seq: status.ackSeq };
+  return status === undefined || status.deliveredSeq === 0n ? undefined : { epoch: status.deliveredEpoch, seq: status.deliveredSeq };
 }

@@ -13,7 +13,7 @@ import { Volume } from "../io/volume.ts";
 import { Poller } from "../poll/poller.ts";
 import type { RingAuth } from "./keys.ts";
 import { RingReader, type FrameVisitor, type RingReaderCounters } from "./reader.ts";
-import { persistedAck } from "./status.ts";
+import { persistedDelivered } from "./status.ts";
 import { openSuperblock } from "./superblocks.ts";
 import { SupervisedWriter } from "./supervised-writer.ts";
 import { Supervisor, type ComponentReport, type Incarnation, type RecoveryOptions, type StateChange } from "./supervisor.ts";
@@ -112,7 +112,7 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
         auth = options.auth((await openSuperblock(sendVolume)).superblock.pairUuid);
         // Anti-replay across restarts: what this node acked last time (its own, MACed status block)
         // is the floor below which the peer's ring is refused, even if an old epoch is restored.
-        notBefore = await persistedAck(sendVolume, auth.send);
+        notBefore = await persistedDelivered(sendVolume, auth.send);
       }
       let path: StoragePath | undefined;
       send = await SupervisedWriter.open(sendVolume, {
@@ -167,6 +167,11 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
   get readerCounters(): RingReaderCounters {
     const c = this.reader.counters;
     return { ...c, lost: c.lost + this.retiredReader.lost, damaged: c.damaged + this.retiredReader.damaged, overruns: c.overruns + this.retiredReader.overruns };
+  }
+
+  /** Keyed: the authenticated high-water mark the status block's delivered fields persist. */
+  deliveredMark(): Ack {
+    return this.reader.delivered;
   }
 
   /** What our status block acks: keyed, the authenticated high-water mark (never lower); else the reader's position. */
@@ -265,7 +270,9 @@ function writerOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: (
     controlWaitsForAck: false,
     peerAck: () => path()?.peerAck,
     localAck: () => path()?.localAck() ?? notBefore,
-    ...(auth === undefined ? {} : { auth: auth.send }),
+    // Keyed: the authenticated high-water mark, persisted in the status block's delivered fields
+    // (docs/format.md), where a restarted reader takes its replay floor from (persistedDelivered).
+    ...(auth === undefined ? {} : { auth: auth.send, delivered: () => path()?.deliveredMark() ?? notBefore }),
   };
 }
 

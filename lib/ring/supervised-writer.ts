@@ -150,7 +150,9 @@ function incarnation(writer: RingWriter): Incarnation {
       if (writer.error !== undefined) resolve(writer.error);
       else writer.once("error", resolve);
     }),
-    close: () => writer.close(),
+    close: async () => {
+      await writer.close();
+    },
   };
 }
 
