@@ -1,9 +1,60 @@
-// Ring scans: the highest sequence in any stamp (torn records too) and where its record ends.
-// Used by format (sequences never repeat across a reformat) and by writer open (a new epoch starts
-// above everything on the volume). Reads the ring in bounded batches.
+// The one stamp scanner of the ring: visits every stamped block in ring order from a start block
+// (wrapping at the ring end), reading bounded batches into one buffer of its own, and stops when the
+// visitor says so. Built on it: scanRing (format and writer open: the highest seq, so sequences
+// never repeat; the record starts a restarted writer must not overwrite blindly), the reader's seek
+// and damage skip, and inspect.
 import { RING_START_BLOCK } from "../format/layout.ts";
-import { readRecordStart, readStamp } from "../format/record.ts";
+import { readRecordStart, readStamp, type Stamp } from "../format/record.ts";
 import type { Volume } from "../io/volume.ts";
+
+/** Ring blocks read per request while scanning (the bound of the scanner's buffer). */
+export const SCAN_BATCH_BLOCKS = 256;
+
+export interface StampScanOptions {
+  /** First ring block visited (default 0); the scan wraps at the ring end. */
+  fromBlock?: number;
+  /** Blocks visited at most (default and bound: the whole ring once). */
+  limitBlocks?: number;
+  batchBlocks?: number;
+}
+
+/**
+ * A stamped block: its stamp, its ring block, and the batch it lies in at `at` (valid during the
+ * call only). Returning true stops the scan.
+ */
+export type StampVisitor = (stamp: Stamp, ringBlock: number, batch: Uint8Array, at: number) => boolean | void | Promise<boolean | void>;
+
+/** Visits the stamped blocks; resolves true if the visitor stopped the scan. */
+export async function scanStamps(volume: Volume, blockBytes: number, ringBlocks: number, visit: StampVisitor, options: StampScanOptions = {}): Promise<boolean> {
+  const batchBlocks = options.batchBlocks ?? SCAN_BATCH_BLOCKS;
+  const limitBlocks = Math.min(options.limitBlocks ?? ringBlocks, ringBlocks);
+  const buffer = volume.alloc(Math.min(batchBlocks, ringBlocks) * blockBytes);
+  let block = (options.fromBlock ?? 0) % ringBlocks;
+  for (let done = 0; done < limitBlocks; ) {
+    const count = Math.min(batchBlocks, limitBlocks - done, ringBlocks - block);
+    const view = buffer.subarray(0, count * blockBytes);
+    await volume.read((RING_START_BLOCK + block) * blockBytes, view);
+    for (let i = 0; i < count; i++) {
+      const stamp = readStamp(view, i * blockBytes);
+      if (stamp !== undefined && (await visit(stamp, block + i, view, i * blockBytes)) === true) return true;
+    }
+    done += count;
+    block = (block + count) % ringBlocks;
+  }
+  return false;
+}
+
+/** The record start (stamp index 0) of `seq`, else of the lowest seq above it, within limitBlocks from ring block 0. */
+export async function findRecordStart(volume: Volume, blockBytes: number, ringBlocks: number, seq: bigint, limitBlocks = ringBlocks): Promise<{ seq: bigint; block: number } | undefined> {
+  let best: { seq: bigint; block: number } | undefined;
+  const visit = (stamp: Stamp, block: number): boolean => {
+    if (stamp.blockIndex !== 0 || stamp.seq < seq) return false;
+    if (best === undefined || stamp.seq < best.seq) best = { seq: stamp.seq, block };
+    return best.seq === seq;
+  };
+  await scanStamps(volume, blockBytes, ringBlocks, visit, { limitBlocks });
+  return best;
+}
 
 export interface RingScan {
   /** Highest stamp seq found, 0n if none. */
@@ -16,30 +67,28 @@ export interface RingScan {
   records: { seq: bigint; startBlock: number; blocks: number; noOverwrite: boolean }[];
 }
 
-export async function scanRing(volume: Volume, blockBytes: number, ringBlocks: bigint, batchBlocks = 256): Promise<RingScan> {
+export async function scanRing(volume: Volume, blockBytes: number, ringBlocks: bigint, batchBlocks = SCAN_BATCH_BLOCKS): Promise<RingScan> {
   let highestSeq = 0n;
   let nextBlock = 0n;
   let lowestStartSeq = 0n;
   const records: RingScan["records"] = [];
-  const buffer = volume.alloc(batchBlocks * blockBytes);
-  for (let first = 0n; first < ringBlocks; first += BigInt(batchBlocks)) {
-    const count = Number(ringBlocks - first < BigInt(batchBlocks) ? ringBlocks - first : BigInt(batchBlocks));
-    const view = count === batchBlocks ? buffer : buffer.subarray(0, count * blockBytes);
-    await volume.read((BigInt(RING_START_BLOCK) + first) * BigInt(blockBytes), view);
-    for (let i = 0; i < count; i++) {
-      const stamp = readStamp(view, i * blockBytes);
-      if (stamp === undefined) continue;
-      if (stamp.blockIndex === 0 && (lowestStartSeq === 0n || stamp.seq < lowestStartSeq)) lowestStartSeq = stamp.seq;
+  await scanStamps(
+    volume,
+    blockBytes,
+    Number(ringBlocks),
+    (stamp, block, batch, at) => {
       if (stamp.blockIndex === 0) {
-        const start = readRecordStart(view, i * blockBytes);
-        if (start !== undefined) records.push({ seq: stamp.seq, startBlock: Number(first) + i, blocks: start.blockCount, noOverwrite: start.noOverwrite });
+        if (lowestStartSeq === 0n || stamp.seq < lowestStartSeq) lowestStartSeq = stamp.seq;
+        const start = readRecordStart(batch, at);
+        if (start !== undefined) records.push({ seq: stamp.seq, startBlock: block, blocks: start.blockCount, noOverwrite: start.noOverwrite });
       }
-      if (stamp.seq <= highestSeq) continue;
+      if (stamp.seq <= highestSeq) return;
       highestSeq = stamp.seq;
-      const end = first + BigInt(i) - BigInt(stamp.blockIndex) + BigInt(Math.max(1, stamp.blockCount));
+      const end = BigInt(block) - BigInt(stamp.blockIndex) + BigInt(Math.max(1, stamp.blockCount));
       nextBlock = end >= ringBlocks || end < 0n ? 0n : end;
-    }
-  }
+    },
+    { batchBlocks },
+  );
   records.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
   return { highestSeq, nextBlock, lowestStartSeq, records };
 }

@@ -1,21 +1,34 @@
-// Reading a node's own status block back: after a restart, the ack it persisted there (the
-// highest (epoch, seq) of the peer's ring it had delivered) is the floor below which the peer's ring
-// is refused (RingReader notBefore), so an old epoch restored onto the LUN is not delivered again.
-// Keyed volumes: only a status whose MAC verifies under the ring key counts.
+// Reading a volume's status block: the one reader of both slots (blocks 1 and 2, adjacent: one read),
+// used by the RingReader (the peer's head, ack and heartbeat) and by persistedAck. persistedAck: after
+// a restart, the ack a node persisted in its own status block (the highest (epoch, seq) of the peer's
+// ring it had delivered) is the floor below which the peer's ring is refused (RingReader notBefore).
+// Keyed volumes: only a slot whose MAC verifies counts.
 import { STATUS_SLOT_BLOCKS } from "../format/layout.ts";
-import { decodeStatus, pickStatus } from "../format/status.ts";
+import { decodeStatus, pickStatus, type StatusBlock, type StatusDecode } from "../format/status.ts";
 import type { Volume } from "../io/volume.ts";
 import { RingKeys, type RingAuth } from "./keys.ts";
 import { openSuperblock } from "./superblocks.ts";
-import type { Ack } from "./writer.ts";
 
-export async function persistedAck(volume: Volume, auth?: RingAuth): Promise<Ack | undefined> {
+export interface StatusRead {
+  slots: readonly [StatusDecode, StatusDecode];
+  /** The valid slot with the higher (epoch, generation), if any. */
+  status: StatusBlock | undefined;
+}
+
+/**
+ * Reads (into a buffer of its own) and decodes both slots. `mac`: the status MAC key (keyed),
+ * "unverified" (a keyed volume read without its key) or undefined (unkeyed).
+ */
+export async function readStatusSlots(volume: Volume, blockBytes: number, mac: Uint8Array | "unverified" | undefined): Promise<StatusRead> {
+  if (STATUS_SLOT_BLOCKS[1] !== STATUS_SLOT_BLOCKS[0] + 1) throw new Error("assertion failed: status slots are adjacent blocks");
+  const both = await volume.read(STATUS_SLOT_BLOCKS[0] * blockBytes, 2 * blockBytes);
+  const slots = [decodeStatus(both.subarray(0, blockBytes), mac), decodeStatus(both.subarray(blockBytes), mac)] as const;
+  return { slots, status: pickStatus(slots[0], slots[1]) };
+}
+
+export async function persistedAck(volume: Volume, auth?: RingAuth): Promise<{ epoch: bigint; seq: bigint } | undefined> {
   const keys = auth === undefined ? undefined : new RingKeys(auth);
   const { superblock } = await openSuperblock(volume, keys);
-  const B = superblock.blockBytes;
-  const mac = keys?.statusMac;
-  const a = decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[0] * B, B), mac);
-  const b = decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[1] * B, B), mac);
-  const status = pickStatus(a, b);
+  const { status } = await readStatusSlots(volume, superblock.blockBytes, keys?.statusMac);
   return status === undefined || status.ackSeq === 0n ? undefined : { epoch: status.ackEpoch, seq: status.ackSeq };
 }

@@ -2,7 +2,7 @@
 // byte array, with faults the simulation injects on purpose (a write torn at a 512-byte sector that
 // completes later, bit flips). Real-device behaviour is covered by the device tests; this exists so
 // a seeded run of thousands of steps replays exactly.
-import type { Volume } from "../../lib/index.ts";
+import { ErrorCode, LunlinkError, type Volume } from "../../lib/index.ts";
 import type { VolumeGeometry } from "../../lib/io/geometry.ts";
 
 export class MemVolume {
@@ -13,6 +13,13 @@ export class MemVolume {
   /** When set, the next write keeps only this many 512-byte sectors now; the rest is held back. */
   tearNextWriteAtSector: number | undefined;
   private held: { offset: number; bytes: Uint8Array } | undefined;
+  /**
+   * When set, the next read it matches rejects with ERR_LUNLINK_IO_STALLED as a stalled device's
+   * does, and stays parked holding its buffer until completeParkedReads (then it is cleared).
+   */
+  stallRead: ((offsetBytes: number, lengthBytes: number) => boolean) | undefined;
+  /** Reads rejected as stalled, still holding the buffer they were given. */
+  readonly parked: { offset: number; buffer: Uint8Array }[] = [];
 
   constructor(sizeBytes: number) {
     this.store = new Uint8Array(sizeBytes);
@@ -39,8 +46,20 @@ export class MemVolume {
     const at = Number(offset);
     const buffer = typeof lengthOrBuffer === "number" ? new Uint8Array(lengthOrBuffer) : lengthOrBuffer;
     if (at + buffer.length > this.store.length) throw new Error(`simulated read past the end: ${at}+${buffer.length}`);
+    if (this.stallRead?.(at, buffer.length) === true) {
+      this.stallRead = undefined;
+      this.parked.push({ offset: at, buffer });
+      throw new LunlinkError(ErrorCode.IoStalled, `read ${this.path}: simulated stall at offset ${at}`, { path: this.path });
+    }
     buffer.set(this.store.subarray(at, at + buffer.length));
     return buffer;
+  }
+
+  /** Volume.watch, simplified: reads the range once into `buffer`; true if its first compareBytes changed. */
+  async watch(offset: number | bigint, buffer: Uint8Array, options: { compareBytes: number }): Promise<boolean> {
+    const before = buffer.slice(0, options.compareBytes);
+    await this.read(offset, buffer);
+    return Buffer.compare(before, buffer.subarray(0, options.compareBytes)) !== 0;
   }
 
   async write(offset: number | bigint, buffer: Uint8Array): Promise<void> {
@@ -56,6 +75,16 @@ export class MemVolume {
       return;
     }
     this.store.set(buffer, at);
+  }
+
+  /** The parked reads complete late: each writes `fill` bytes (default: what the medium holds now) into its buffer. */
+  completeParkedReads(fill?: number): number {
+    const count = this.parked.length;
+    for (const { offset, buffer } of this.parked.splice(0)) {
+      if (fill === undefined) buffer.set(this.store.subarray(offset, offset + buffer.length));
+      else buffer.fill(fill);
+    }
+    return count;
   }
 
   /** The torn write's remaining sectors reach the medium. */
