@@ -1,14 +1,18 @@
 // `lunlink mirror copy|serve|push|status`: the mirror modes lunlink drives itself (local copy; remote
 // over TCP: serve on the far side, push on the near side) and a status report for any mode.
+// The long-running ones heal themselves (lib/mirror/supervisor.ts) and print one line per change of
+// health (a JSON line with --json), never one per retry; on SIGINT/SIGTERM they stop within
+// --close-timeout-ms and say what they could not flush.
 import { performance } from "node:perf_hooks";
 import { ErrorCode, LunlinkError, integerOption, invalidArgument } from "../errors.ts";
 import { Volume } from "../io/volume.ts";
 import { LocalMirror } from "../mirror/local.ts";
+import type { MirrorCloseReport, RingMirror } from "../mirror/ring-mirror.ts";
+import type { HealthChange } from "../mirror/supervisor.ts";
 import { RemoteMirrorPusher } from "../mirror/remote-pusher.ts";
 import { RemoteMirrorServer } from "../mirror/remote-server.ts";
 import { mirrorStatus } from "../mirror/status.ts";
 import { flag, parse, type ParsedArgs } from "./args.ts";
-import { followUntilSignal } from "./follow.ts";
 import type { Command } from "./command.ts";
 import { toJson, type Output } from "./output.ts";
 import { progressBar } from "./progress.ts";
@@ -31,19 +35,59 @@ function jsonLine(out: Output, value: unknown): void {
   out.stdout.write(`${toJson(value).replace(/\n\s*/g, " ")}\n`);
 }
 
+/** The supervisor settings every long-running mirror verb takes. */
+function supervisorOptions(parsed: ParsedArgs): { retryMinMs?: number; retryMaxMs?: number; closeTimeoutMs?: number } {
+  return { ...numberOption(parsed, "retry-min-ms", "retryMinMs"), ...numberOption(parsed, "retry-max-ms", "retryMaxMs"), ...numberOption(parsed, "close-timeout-ms", "closeTimeoutMs") };
+}
+
+/** --io-timeout-ms N as a volume option (range-checked by Volume.open). */
+function ioTimeout(parsed: ParsedArgs): { ioTimeoutMs?: number } {
+  return numberOption(parsed, "io-timeout-ms", "ioTimeoutMs");
+}
+
+/** One line per change of health: `event: "state"` on stdout with --json, a sentence on stderr without. */
+function logState(out: Output, json: boolean, verb: string): (change: HealthChange) => void {
+  return (change) => {
+    if (json) jsonLine(out, { event: "state", ...change });
+    else out.stderr.write(`lunlink ${verb}: ${change.health}${change.fault === null ? "" : ` (${change.fault}${change.code === null ? "" : `, ${change.code}`})`}: ${change.detail}\n`);
+  };
+}
+
+/** Runs a mirror until SIGINT/SIGTERM (rejects if it failed first); returns what stop() could not flush. */
+async function followMirror(mirror: RingMirror): Promise<MirrorCloseReport> {
+  let onSignal: (() => void) | undefined;
+  const signalled = new Promise<void>((resolve) => (onSignal = resolve));
+  process.once("SIGINT", onSignal!);
+  process.once("SIGTERM", onSignal!);
+  mirror.start();
+  try {
+    await Promise.race([mirror.finished(), signalled]);
+    return await mirror.stop();
+  } finally {
+    process.off("SIGINT", onSignal!);
+    process.off("SIGTERM", onSignal!);
+  }
+}
+
+function reportClose(out: Output, json: boolean, verb: string, report: MirrorCloseReport | { flushed: boolean; detail: string }): void {
+  if (json) jsonLine(out, { event: "closed", ...report });
+  else if (!report.flushed) out.stderr.write(`lunlink ${verb}: stopped without flushing everything: ${report.detail}\n`);
+}
 async function copy(parsed: ParsedArgs, out: Output): Promise<void> {
   const [, sourcePath, destinationPath] = parsed.positionals as [string, string?, string?];
   if (destinationPath === undefined) throw invalidArgument("mirror copy", "<source> <destination>", parsed.positionals.slice(1).join(" "));
-  const source = await Volume.open(sourcePath!, { readOnly: true });
-  const destination = await Volume.open(destinationPath, { exclusive: true });
+  const source = await Volume.open(sourcePath!, { readOnly: true, ...ioTimeout(parsed) });
+  const destination = await Volume.open(destinationPath, { exclusive: true, ...ioTimeout(parsed) });
   try {
-    const mirror = await LocalMirror.open(source, destination, { force: flag(parsed, "force") });
+    const json = flag(parsed, "json");
+    const mirror = await LocalMirror.open(source, destination, { force: flag(parsed, "force"), ...supervisorOptions(parsed) });
     mirror.on("progress", progressBar());
     const changed = flag(parsed, "changed");
     const intervalText = parsed.values["interval-ms"];
     if (flag(parsed, "follow")) {
       if (changed || intervalText !== undefined) throw invalidArgument("--follow", "alone (not with --changed or --interval-ms)", true);
-      await followUntilSignal(mirror);
+      mirror.on("state", logState(out, json, "mirror copy"));
+      reportClose(out, json, "mirror copy", await followMirror(mirror));
     } else if (intervalText !== undefined) {
       // Interval mode: copy what changed every N ms until SIGINT/SIGTERM.
       const intervalMs = integerOption("--interval-ms", Number(intervalText), 0, 1, 3_600_000);
@@ -63,8 +107,10 @@ async function copy(parsed: ParsedArgs, out: Output): Promise<void> {
     } else {
       await mirror.resync(changed);
     }
-    const summary = { source: sourcePath, destination: destinationPath, ...mirror.counters };
-    out.stdout.write(flag(parsed, "json") ? `${toJson(summary)}\n` : `mirrored ${sourcePath} -> ${destinationPath}: ${mirror.counters.blocksCopied} blocks copied, ${mirror.counters.blocksSkipped} already equal, ${mirror.counters.records} records followed, ${mirror.counters.resyncs} resync(s)\n`);
+    const summary = { source: sourcePath, destination: destinationPath, ...mirror.counters, supervisor: mirror.supervisor.snapshot() };
+    // --follow --json prints JSON lines (state changes, closed): the summary is one more line.
+    if (json && flag(parsed, "follow")) jsonLine(out, { event: "done", ...summary });
+    else out.stdout.write(json ? `${toJson(summary)}\n` : `mirrored ${sourcePath} -> ${destinationPath}: ${mirror.counters.blocksCopied} blocks copied, ${mirror.counters.blocksSkipped} already equal, ${mirror.counters.records} records followed, ${mirror.counters.resyncs} resync(s)\n`);
   } finally {
     await source.close();
     await destination.close();
@@ -76,15 +122,18 @@ async function serve(parsed: ParsedArgs, out: Output): Promise<void> {
   const volumePath = parsed.values.volume;
   if (typeof volumePath !== "string") throw invalidArgument("--volume", "the destination (receive) volume", volumePath);
   const json = flag(parsed, "json");
-  const destination = await Volume.open(volumePath, { exclusive: true });
+  const destination = await Volume.open(volumePath, { exclusive: true, ...ioTimeout(parsed) });
   try {
-    const server = await RemoteMirrorServer.listen(destination, { host, port, force: flag(parsed, "force") });
+    const server = await RemoteMirrorServer.listen(destination, { host, port, force: flag(parsed, "force"), ...numberOption(parsed, "close-timeout-ms", "closeTimeoutMs") });
     const log = (event: string, detail: Record<string, unknown>): void => {
       if (json) jsonLine(out, { event, ...detail });
       else out.stderr.write(`lunlink mirror serve: ${event} ${Object.values(detail).join(" ")}\n`);
     };
-    server.on("session", (peer) => log("session", { peer }));
-    server.on("sessionEnd", (peer, reason) => log("session-end", { peer, reason }));
+    // While the destination is faulted every reconnect of the pusher would be a session: quiet then.
+    const quiet = (): boolean => server.supervisor.health === "faulted";
+    server.on("session", (peer) => quiet() || log("session", { peer }));
+    server.on("sessionEnd", (peer, reason) => quiet() || log("session-end", { peer, reason }));
+    server.on("state", logState(out, json, "mirror serve"));
     server.on("error", (error) => log("error", { code: error instanceof LunlinkError ? error.code : "", message: error.message }));
     const address = `${server.address.host}:${server.address.port}`;
     if (json) jsonLine(out, { event: "listening", address, volume: volumePath });
@@ -93,8 +142,8 @@ async function serve(parsed: ParsedArgs, out: Output): Promise<void> {
       process.once("SIGINT", resolve);
       process.once("SIGTERM", resolve);
     });
-    await server.close();
-    if (json) jsonLine(out, { event: "stopped", ...server.counters });
+    reportClose(out, json, "mirror serve", await server.close());
+    if (json) jsonLine(out, { event: "stopped", ...server.counters, supervisor: server.supervisor.snapshot() });
     else out.stdout.write(`stopped: ${server.counters.sessions} session(s), ${server.counters.writes} writes, ${server.counters.bytesWritten} bytes, ${server.counters.syncs} syncs\n`);
   } finally {
     await destination.close();
@@ -106,19 +155,20 @@ async function push(parsed: ParsedArgs, out: Output): Promise<void> {
   if (sourcePath === undefined || parsed.positionals.length !== 2) throw invalidArgument("mirror push", "<source> --to HOST:PORT", parsed.positionals.slice(1).join(" "));
   const { host, port } = parseAddress("--to", parsed.values.to);
   const json = flag(parsed, "json");
-  const source = await Volume.open(sourcePath, { readOnly: true });
+  const source = await Volume.open(sourcePath, { readOnly: true, ...ioTimeout(parsed) });
   try {
-    const pusher = await RemoteMirrorPusher.open(source, { host, port, once: flag(parsed, "once"), ...numberOption(parsed, "ack-timeout-ms", "ackTimeoutMs"), ...numberOption(parsed, "poll-max-ms", "pollMaxMs") });
+    const pusher = await RemoteMirrorPusher.open(source, { host, port, once: flag(parsed, "once"), ...numberOption(parsed, "ack-timeout-ms", "ackTimeoutMs"), ...numberOption(parsed, "poll-max-ms", "pollMaxMs"), ...supervisorOptions(parsed) });
     pusher.on("progress", progressBar());
     pusher.on("connection", (state, detail) => {
       if (json) jsonLine(out, { event: `connection-${state}`, detail });
       else out.stderr.write(`lunlink mirror push: link ${state}: ${detail}\n`);
     });
+    pusher.on("state", logState(out, json, "mirror push"));
     pusher.on("resync", () => {
       if (json) jsonLine(out, { event: "resync", ...pusher.counters, ...pusher.link });
     });
-    await followUntilSignal(pusher);
-    const summary = { source: sourcePath, to: `${host}:${port}`, ...pusher.counters, ...pusher.link };
+    reportClose(out, json, "mirror push", await followMirror(pusher));
+    const summary = { source: sourcePath, to: `${host}:${port}`, ...pusher.counters, ...pusher.link, supervisor: pusher.supervisor.snapshot() };
     if (json) jsonLine(out, { event: "done", ...summary });
     else out.stdout.write(`pushed ${sourcePath} -> ${host}:${port}: ${pusher.counters.blocksCopied} blocks sent, ${pusher.counters.blocksSkipped} already equal, ${pusher.counters.records} records followed, ${pusher.counters.resyncs} resync(s), ${pusher.link.reconnects} reconnect(s)\n`);
   } finally {
@@ -157,9 +207,9 @@ async function status(parsed: ParsedArgs, out: Output): Promise<void> {
 export const mirrorCommand: Command = {
   summary: "mirror a send volume onto a receive volume (local copy, remote serve/push) and report status",
   usage: [
-    "Usage: lunlink mirror copy <source> <destination> [--follow | --changed | --interval-ms N] [--force] [--json]",
-    "       lunlink mirror serve --listen HOST:PORT --volume <destination> [--force] [--json]",
-    "       lunlink mirror push <source> --to HOST:PORT [--once] [--ack-timeout-ms N] [--poll-max-ms N] [--json]",
+    "Usage: lunlink mirror copy <source> <destination> [--follow | --changed | --interval-ms N] [--force] [--json] [SUPERVISION]",
+    "       lunlink mirror serve --listen HOST:PORT --volume <destination> [--force] [--json] [--close-timeout-ms N] [--io-timeout-ms N]",
+    "       lunlink mirror push <source> --to HOST:PORT [--once] [--ack-timeout-ms N] [--poll-max-ms N] [--json] [SUPERVISION]",
     "       lunlink mirror status <source> <destination> [--json]",
     "",
     "copy    Copies the source send volume onto the destination receive volume with O_DIRECT: the ring",
@@ -179,11 +229,18 @@ export const mirrorCommand: Command = {
     "",
     "copy and serve refuse a destination formatted as another volume or pair unless --force. copy, serve",
     "and push run until SIGINT/SIGTERM (copy: with --follow); a progress bar shows on a terminal.",
+    "",
+    "SUPERVISION: --retry-min-ms N --retry-max-ms N (backoff between attempts, doubling, jittered; default",
+    "100 and 5000), --close-timeout-ms N (how long a stop waits for the last writes; default 5000),",
+    "--io-timeout-ms N (deadline of each I/O: past it the request is parked and the volume stalled;",
+    "default 10000). A stall, EIO, ENOSPC or a lost link is reported once (state: faulted), waited out",
+    "(a stalled volume until it answers) and the mirror resyncs and carries on by itself (state:",
+    "healthy); a configuration fault (wrong pair, too small, refused) is reported and ends the command.",
   ].join("\n"),
   async run(args, out) {
     const parsed = parse(
       args,
-      { follow: { type: "boolean" }, changed: { type: "boolean" }, "interval-ms": { type: "string" }, force: { type: "boolean" }, json: { type: "boolean" }, once: { type: "boolean" }, listen: { type: "string" }, volume: { type: "string" }, to: { type: "string" }, "ack-timeout-ms": { type: "string" }, "poll-max-ms": { type: "string" } },
+      { follow: { type: "boolean" }, changed: { type: "boolean" }, "interval-ms": { type: "string" }, force: { type: "boolean" }, json: { type: "boolean" }, once: { type: "boolean" }, listen: { type: "string" }, volume: { type: "string" }, to: { type: "string" }, "ack-timeout-ms": { type: "string" }, "poll-max-ms": { type: "string" }, "retry-min-ms": { type: "string" }, "retry-max-ms": { type: "string" }, "close-timeout-ms": { type: "string" }, "io-timeout-ms": { type: "string" } },
       { min: 1, max: 3 },
     );
     const verb = parsed.positionals[0];

@@ -6,7 +6,8 @@
 import type { Volume } from "../io/volume.ts";
 import { RING_START_BLOCK } from "../format/layout.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
-import { RingMirror, checkDestination, resolveMirrorOptions, type BlockSink, type RingMirrorOptions } from "./ring-mirror.ts";
+import { RingMirror, checkDestination, resolveMirrorOptions, type RingMirrorOptions } from "./ring-mirror.ts";
+import type { BlockSink } from "./sink.ts";
 
 export type { MirrorCounters, MirrorProgress, MirrorEvents } from "./ring-mirror.ts";
 
@@ -19,7 +20,7 @@ export class LocalMirror extends RingMirror {
   readonly destination: Volume;
 
   private constructor(source: Volume, destination: Volume, superblock: LocalMirror["superblock"], options: LocalMirror["options"]) {
-    super(source, superblock, options);
+    super(source, superblock, options, "mirror copy");
     this.destination = destination;
   }
 
@@ -34,8 +35,12 @@ export class LocalMirror extends RingMirror {
     return this.destination;
   }
 
-  protected run(): Promise<void> {
+  protected attempt(): Promise<void> {
     return this.follow();
+  }
+
+  protected get volumes(): readonly Volume[] {
+    return [this.source, this.destination];
   }
 
   /**

@@ -26,15 +26,17 @@ export const MAX_BUFFERED_BYTES = 2 * (FRAME_HEADER_BYTES + MAX_BODY_BYTES);
 
 export const MessageType = { Hello: 1, Welcome: 2, SumsRequest: 3, Sums: 4, Write: 5, Ack: 6, Error: 7 } as const;
 
-/** Write flag: the server syncs after this write and acks it before applying the next. */
-export const WRITE_SYNC = 1;
+// Write body: seq u64 | offsetBytes u64 | reserved u32 (0) | data. The reserved word once held a
+// "sync" flag that no pusher ever set (the server acks whatever ends what has arrived, once durable);
+// it was removed without a version bump because every version-1 pusher sent 0 there: both ends send
+// 0 and refuse anything else, so old and new peers of version 1 still speak to each other.
 
 export type Message =
   | { type: "hello"; volumeUuid: string; pairUuid: string; blockBytes: number; writerNode: number; volumeBlocks: number }
   | { type: "welcome"; destinationBytes: number; logicalBlockBytes: number }
   | { type: "sumsRequest"; requestId: number; firstBlock: number; blockCount: number }
   | { type: "sums"; requestId: number; firstBlock: number; blockCount: number; sums: Uint8Array }
-  | { type: "write"; seq: number; offsetBytes: number; sync: boolean; data: Uint8Array }
+  | { type: "write"; seq: number; offsetBytes: number; data: Uint8Array }
   | { type: "ack"; seq: number }
   | { type: "error"; code: string; message: string };
 
@@ -117,7 +119,7 @@ export function encodeMessage(message: Message): Uint8Array {
       if (message.data.length === 0) throw new Error("assertion failed: an empty write");
       v.setBigUint64(b, BigInt(message.seq), true);
       v.setBigUint64(b + 8, BigInt(message.offsetBytes), true);
-      v.setUint32(b + 16, message.sync ? WRITE_SYNC : 0, true);
+      // b + 16: the reserved word stays 0 (the frame is zeroed).
       frame.set(message.data, b + WRITE_HEAD_BYTES);
       break;
     case "ack":
@@ -169,9 +171,9 @@ function decodeBody(type: number, frame: Uint8Array): Message {
     }
     case MessageType.Write: {
       need(WRITE_HEAD_BYTES + 1, false);
-      const flags = v.getUint32(16, true);
-      if ((flags & ~WRITE_SYNC) !== 0) throw bad(`unknown write flags 0x${flags.toString(16)}`);
-      return { type: "write", seq: u53(v, 0, "seq"), offsetBytes: u53(v, 8, "offsetBytes"), sync: flags === WRITE_SYNC, data: body.subarray(WRITE_HEAD_BYTES) };
+      const reserved = v.getUint32(16, true);
+      if (reserved !== 0) throw bad(`write reserved word 0x${reserved.toString(16)} (must be 0)`);
+      return { type: "write", seq: u53(v, 0, "seq"), offsetBytes: u53(v, 8, "offsetBytes"), data: body.subarray(WRITE_HEAD_BYTES) };
     }
     case MessageType.Ack:
       need(8);

@@ -5,8 +5,10 @@
 // that differ are sent, ring end first) -> follow the ring (RingMirror: later blocks of a record
 // before its first, status after the records it names). Writes are acked by the server once
 // durable; at most windowBytes are sent and unacked. A write unacked for ackTimeoutMs, or any socket
-// error, ends the session; the pusher reconnects with backoff (retryMinMs doubling to retryMaxMs) and
-// resyncs by checksums again, which makes resuming correct by construction.
+// error, ends the session; so does a fault of the source volume (stall, EIO) or one the server
+// reports for the destination (its code kept). The supervisor (ring-mirror.ts) waits it out and
+// backs off (retryMinMs doubling to retryMaxMs, jittered), reconnects and resyncs by checksums
+// again, which makes resuming correct by construction.
 import { connect, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 
@@ -18,7 +20,8 @@ import { RingReader } from "../ring/reader.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
 import { MAX_SUMS_BLOCKS, MAX_WRITE_BYTES, MessageDecoder, SUM_BYTES, blockSums, encodeMessage, type Message } from "./protocol.ts";
 import { REFUSALS } from "./remote-server.ts";
-import { RingMirror, resolveMirrorOptions, type BlockSink, type RingMirrorOptions } from "./ring-mirror.ts";
+import { RingMirror, resolveMirrorOptions, type MirrorCloseReport, type RingMirrorOptions } from "./ring-mirror.ts";
+import type { BlockSink } from "./sink.ts";
 
 export interface RemoteMirrorPusherOptions extends RingMirrorOptions {
   host: string;
@@ -28,11 +31,6 @@ export interface RemoteMirrorPusherOptions extends RingMirrorOptions {
   /** A write unacked this long (or a sums request unanswered) means the link is lost (default 5000 ms). */
   ackTimeoutMs?: number;
   connectTimeoutMs?: number;
-  /** Reconnect backoff: retryMinMs, doubling to retryMaxMs (defaults 100 and 5000 ms). */
-  retryMinMs?: number;
-  retryMaxMs?: number;
-  /** Reconnects before giving up (default 1000000: with the backoff, weeks). */
-  maxReconnects?: number;
   /** Resync once and return, instead of following (default false). */
   once?: boolean;
 }
@@ -47,6 +45,9 @@ export interface RemoteLinkCounters {
   lastError: string;
 }
 
+/** Codes the server reports for its destination volume that are faults to wait out, not refusals. */
+const DESTINATION_FAULTS: ReadonlySet<string> = new Set([ErrorCode.IoStalled, ErrorCode.IoError, ErrorCode.NoSpace, ErrorCode.NotFound, ErrorCode.ShortIo]);
+
 /** Sums requests in flight during a resync (the next chunks are compared while this one is sent). */
 const SUMS_AHEAD = 2;
 
@@ -54,19 +55,19 @@ export class RemoteMirrorPusher extends RingMirror {
   readonly link: RemoteLinkCounters = { connects: 0, reconnects: 0, bytesSent: 0, writesAcked: 0, lastAckWallMs: 0, lastError: "" };
   private readonly remote: Required<Omit<RemoteMirrorPusherOptions, keyof RingMirrorOptions>>;
   private session: RemoteSession | undefined;
-  private wake: (() => void) | undefined;
+  /** An established session is up: a "down" is announced once when it is lost, not per failed reconnect. */
+  private connected = false;
+  /** Bytes the last session had sent and not seen acked when it ended. */
+  private unackedAtEnd = 0;
 
   private constructor(source: Volume, superblock: RemoteMirrorPusher["superblock"], options: RemoteMirrorPusherOptions) {
-    super(source, superblock, resolveMirrorOptions(options));
+    super(source, superblock, resolveMirrorOptions(options), "mirror push");
     this.remote = {
       host: options.host,
       port: integerOption("port", options.port, 0, 1, 65535),
       windowBytes: integerOption("windowBytes", options.windowBytes, 8 * 1024 * 1024, MAX_WRITE_BYTES, 1024 * 1024 * 1024),
       ackTimeoutMs: integerOption("ackTimeoutMs", options.ackTimeoutMs, 5000, 10, 600_000),
       connectTimeoutMs: integerOption("connectTimeoutMs", options.connectTimeoutMs, 3000, 10, 600_000),
-      retryMinMs: integerOption("retryMinMs", options.retryMinMs, 100, 1, 600_000),
-      retryMaxMs: integerOption("retryMaxMs", options.retryMaxMs, 5000, 1, 600_000),
-      maxReconnects: integerOption("maxReconnects", options.maxReconnects, 1_000_000, 0, Number.MAX_SAFE_INTEGER),
       once: options.once === true,
     };
   }
@@ -82,49 +83,50 @@ export class RemoteMirrorPusher extends RingMirror {
     return this.session;
   }
 
+  protected get volumes(): readonly Volume[] {
+    return [this.source];
+  }
+
   /** Stops following; a session stuck on a lost link is cut after a short grace. */
-  override async stop(): Promise<void> {
-    this.task.running = false;
-    this.wake?.();
-    const grace = setTimeout(() => this.session?.destroy(new LunlinkError(ErrorCode.Aborted, "mirror push stopped")), 1000);
+  override async stop(): Promise<MirrorCloseReport> {
+    const grace = setTimeout(() => this.session?.destroy(new LunlinkError(ErrorCode.Aborted, "mirror push stopped")), Math.min(1000, this.options.closeTimeoutMs));
     try {
-      await super.stop();
+      const report = await super.stop();
+      const unacked = this.session?.unackedBytes ?? this.unackedAtEnd;
+      return unacked === 0 ? report : { ...report, flushed: false, detail: `${report.detail}; ${unacked} bytes sent and not acked as durable` };
     } finally {
       clearTimeout(grace);
     }
   }
 
-  /** Sessions until stop() (once mode: until one resync completed), reconnecting with backoff. */
-  protected async run(): Promise<void> {
-    let backoffMs = this.remote.retryMinMs;
-    while (this.task.running) {
-      try {
-        this.session = await RemoteSession.open(this);
-        this.link.connects++;
-        this.emit("connection", "up", `${this.remote.host}:${this.remote.port}`);
-        backoffMs = this.remote.retryMinMs;
-        if (this.remote.once) {
-          this.reader = await RingReader.open(this.source, { nodeId: this.superblock.peerNode, start: "head", framingOnly: true });
-          await this.resync();
-          return;
-        }
-        await this.follow();
+  /** One session (once mode: until one resync completed; else following until stop()). */
+  protected async attempt(): Promise<void> {
+    try {
+      this.session = await RemoteSession.open(this);
+      this.link.connects++;
+      this.connected = true;
+      this.emit("connection", "up", `${this.remote.host}:${this.remote.port}`);
+      if (this.remote.once) {
+        this.reader = await RingReader.open(this.source, { nodeId: this.superblock.peerNode, start: "head", framingOnly: true });
+        await this.resync();
         return;
-      } catch (error) {
-        const e = error instanceof Error ? error : new Error(String(error));
-        this.link.lastError = e.message;
-        if (!this.task.running) return; // stopped: the cut session is not a failure
-        if (!(e instanceof LunlinkError) || e.code !== ErrorCode.PeerLost) throw e; // refusals and local failures end the job
-        if (this.link.reconnects >= this.remote.maxReconnects) throw new LunlinkError(ErrorCode.PeerLost, `mirror push: gave up after ${this.link.reconnects} reconnects: ${e.message}`, { cause: e });
-        this.emit("connection", "down", e.message);
-        this.link.reconnects++;
-        await this.pause(backoffMs);
-        backoffMs = Math.min(this.remote.retryMaxMs, backoffMs * 2);
-      } finally {
-        this.session?.end();
-        this.session = undefined;
       }
+      await this.follow();
+    } catch (error) {
+      const e = error instanceof Error ? error : new Error(String(error));
+      this.link.lastError = e.message;
+      if (this.connected && this.task.running) this.emit("connection", "down", e.message);
+      this.connected = false;
+      throw e;
+    } finally {
+      this.unackedAtEnd = this.session?.unackedBytes ?? 0;
+      this.session?.end();
+      this.session = undefined;
     }
+  }
+
+  protected override retrying(): void {
+    this.link.reconnects++;
   }
 
   /** One resync over the current session: compare per-block checksums, send only what differs. */
@@ -173,17 +175,6 @@ export class RemoteMirrorPusher extends RingMirror {
     await this.finishResync(progress);
   }
 
-  private pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = done;
-    });
-  }
-
   /** What a session announces: the source volume's identity and geometry. */
   get hello(): Extract<Message, { type: "hello" }> {
     const sb = this.superblock;
@@ -212,7 +203,12 @@ class RemoteSession implements BlockSink {
   private ackedSeq = 0;
   /** Sent, unacked writes, oldest first (bounded by windowBytes). */
   private readonly unacked: { seq: number; bytes: number; sentAtMs: number }[] = [];
-  private unackedBytes = 0;
+  private unackedTotal = 0;
+
+  /** Bytes sent and not yet acked as durable by the server. */
+  get unackedBytes(): number {
+    return this.unackedTotal;
+  }
   private nextRequestId = 1;
   private readonly sumsWaiting = new Map<number, { resolve: (sums: Uint8Array) => void; reject: (error: Error) => void; sentAtMs: number; firstBlock: number; blockCount: number }>();
   private welcome: { resolve: () => void; reject: (error: Error) => void } | undefined;
@@ -275,11 +271,11 @@ class RemoteSession implements BlockSink {
     const { windowBytes } = this.pusher.settings;
     for (let at = 0; at < bytes.length; at += MAX_WRITE_BYTES) {
       const piece = bytes.subarray(at, Math.min(bytes.length, at + MAX_WRITE_BYTES));
-      await this.until(() => this.unackedBytes === 0 || this.unackedBytes + piece.length <= windowBytes);
+      await this.until(() => this.unackedTotal === 0 || this.unackedTotal + piece.length <= windowBytes);
       const seq = this.nextSeq++;
-      this.send({ type: "write", seq, offsetBytes: offsetBytes + at, sync: false, data: piece });
+      this.send({ type: "write", seq, offsetBytes: offsetBytes + at, data: piece });
       this.unacked.push({ seq, bytes: piece.length, sentAtMs: performance.now() });
-      this.unackedBytes += piece.length;
+      this.unackedTotal += piece.length;
     }
   }
 
@@ -349,7 +345,7 @@ class RemoteSession implements BlockSink {
       case "ack": {
         if (message.seq < this.ackedSeq || message.seq >= this.nextSeq) throw new LunlinkError(ErrorCode.BadPeerMessage, `ack of seq ${message.seq}, expected ${this.ackedSeq}..${this.nextSeq - 1}`);
         this.ackedSeq = message.seq;
-        while (this.unacked.length > 0 && this.unacked[0]!.seq <= message.seq) this.unackedBytes -= this.unacked.shift()!.bytes;
+        while (this.unacked.length > 0 && this.unacked[0]!.seq <= message.seq) this.unackedTotal -= this.unacked.shift()!.bytes;
         this.pusher.link.writesAcked = message.seq;
         this.pusher.link.lastAckWallMs = Date.now();
         this.wakeAll();
@@ -367,8 +363,11 @@ class RemoteSession implements BlockSink {
       case "error": {
         // The server's refusal keeps its code (WRONG_PAIR, VOLUME_TOO_SMALL...) when it is one of ours.
         // Anything else (an I/O error on the far volume) ends this session only: retried.
+        // A fault of the far volume (stall, EIO, ENOSPC) keeps its code too: the supervisor reports it
+        // as such and waits it out.
         const known = (Object.values(ErrorCode) as string[]).includes(message.code) ? (message.code as ErrorCode) : ErrorCode.PeerRefused;
-        this.fail(REFUSALS.has(known) ? new LunlinkError(known, `${this.label}: ${message.message}`) : new LunlinkError(ErrorCode.PeerLost, `${this.label} ended the session: ${message.code}: ${message.message}`));
+        const kept = REFUSALS.has(known) || DESTINATION_FAULTS.has(known);
+        this.fail(kept ? new LunlinkError(known, `${this.label}: ${message.message}`) : new LunlinkError(ErrorCode.PeerLost, `${this.label} ended the session: ${message.code}: ${message.message}`));
         return;
       }
       default:

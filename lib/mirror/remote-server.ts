@@ -5,7 +5,11 @@
 // pair/volume check unless force), SumsRequests are answered from O_DIRECT reads, Writes (whole
 // blocks only, inside the volume) go to the destination with O_DIRECT and are acked once fdatasync
 // made them durable. Bounds: received-but-unapplied bytes (the socket pauses past queueLimitBytes),
-// one frame in the decoder, one write buffer.
+// one frame in the decoder, one I/O buffer per session. Memory a parked request owns is never
+// reused: each session has its own buffer, and one whose request stalled (ERR_LUNLINK_IO_STALLED)
+// is retired with its session. Supervision: a destination fault (stall, EIO, ENOSPC) ends the
+// session with the error's code (the pusher backs off and reconnects), is reported once per change
+// of state, and the next session applies nothing until every parked request has returned.
 import { EventEmitter } from "node:events";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 
@@ -15,6 +19,7 @@ import { ErrorCode, LunlinkError, integerOption } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { MAX_WRITE_BYTES, MessageDecoder, blockSums, encodeMessage, type Message } from "./protocol.ts";
 import { checkDestination } from "./ring-mirror.ts";
+import { SupervisorCore, classifyFault, resolveBackoff, settledWithin, untilRecovered, type HealthChange } from "./supervisor.ts";
 
 export interface RemoteMirrorServerOptions {
   host: string;
@@ -24,6 +29,17 @@ export interface RemoteMirrorServerOptions {
   force?: boolean;
   /** Received bytes not yet applied before the socket is paused (default 8 MiB). */
   queueLimitBytes?: number;
+  /** close() waits at most this long for the session's last write and sync (default 5000 ms). */
+  closeTimeoutMs?: number;
+}
+
+/** What close() could not finish within its bound. */
+export interface ServerCloseReport {
+  /** True when the last session's writes were all applied and synced. */
+  flushed: boolean;
+  /** Requests still parked in the kernel on the destination (they land when the device answers). */
+  parkedRequests: number;
+  detail: string;
 }
 
 export interface RemoteMirrorServerCounters {
@@ -34,28 +50,36 @@ export interface RemoteMirrorServerCounters {
   sumsBlocks: number;
   errors: number;
   lastWriteWallMs: number;
+  /** Session buffers dropped because a request stalled on them (never reused: the kernel owns them). */
+  buffersRetired: number;
 }
 
 export interface RemoteMirrorServerEvents {
   session: [peer: string];
   /** A session ended: `reason` is why (peer closed, replaced, refused, an error). */
   sessionEnd: [peer: string, reason: string];
+  /** The destination's health changed (once per change, not per retry). */
+  state: [HealthChange];
   error: [Error];
 }
 
 /** Most bytes one SumsRequest may make the server read. */
 const MAX_SUMS_READ_BYTES = 4 * 1024 * 1024;
+/** One session's I/O buffer: a write or a sums read, one at a time. */
+const SESSION_BUFFER_BYTES = Math.max(MAX_WRITE_BYTES, MAX_SUMS_READ_BYTES);
 
 export class RemoteMirrorServer extends EventEmitter<RemoteMirrorServerEvents> {
   readonly destination: Volume;
-  readonly counters: RemoteMirrorServerCounters = { sessions: 0, writes: 0, bytesWritten: 0, syncs: 0, sumsBlocks: 0, errors: 0, lastWriteWallMs: 0 };
+  readonly counters: RemoteMirrorServerCounters = { sessions: 0, writes: 0, bytesWritten: 0, syncs: 0, sumsBlocks: 0, errors: 0, lastWriteWallMs: 0, buffersRetired: 0 };
   readonly force: boolean;
   readonly queueLimitBytes: number;
+  readonly closeTimeoutMs: number;
+  /** The destination's health; the pusher does the backing off (it reconnects), so no delays here. */
+  readonly supervisor = new SupervisorCore("mirror serve", resolveBackoff({}));
   private readonly server: Server;
   private active: ServerSession | undefined;
   private latest: ServerSession | undefined;
-  /** One aligned buffer for writes and sums reads: sessions apply one message at a time. */
-  readonly buffer: Uint8Array;
+  private readonly closing = new AbortController();
 
   private constructor(destination: Volume, server: Server, options: RemoteMirrorServerOptions) {
     super();
@@ -63,7 +87,7 @@ export class RemoteMirrorServer extends EventEmitter<RemoteMirrorServerEvents> {
     this.server = server;
     this.force = options.force === true;
     this.queueLimitBytes = integerOption("queueLimitBytes", options.queueLimitBytes, 8 * 1024 * 1024, MAX_WRITE_BYTES, 1024 * 1024 * 1024);
-    this.buffer = destination.alloc(Math.max(MAX_WRITE_BYTES, MAX_SUMS_READ_BYTES));
+    this.closeTimeoutMs = integerOption("closeTimeoutMs", options.closeTimeoutMs, 5000, 0, 600_000);
     server.on("connection", (socket) => this.accept(socket));
   }
 
@@ -87,13 +111,41 @@ export class RemoteMirrorServer extends EventEmitter<RemoteMirrorServerEvents> {
     return { host: a.address, port: a.port };
   }
 
-  /** Stops listening, ends the session (after its current write) and waits for it. */
-  async close(): Promise<void> {
+  /**
+   * Stops listening and ends the session after its current write, waiting at most closeTimeoutMs;
+   * says what it could not finish (a write parked on a stalled destination lands when it answers).
+   */
+  async close(): Promise<ServerCloseReport> {
+    this.closing.abort();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const session = this.latest;
     this.active = undefined;
-    if (session !== undefined) await session.end("server closing"); // also waits for its last write
-    await closed;
+    const ended = session === undefined || (await settledWithin(session.end("server closing"), this.closeTimeoutMs));
+    await settledWithin(closed, this.closeTimeoutMs);
+    const flushed = ended && session?.unflushed !== true;
+    const parkedRequests = this.destination.stalled ? this.destination.inFlight : 0;
+    const detail = flushed
+      ? "every applied write is durable"
+      : `${ended ? "the last session's writes were not all synced" : `the last session's write did not finish within ${this.closeTimeoutMs} ms`}${parkedRequests > 0 ? `; ${parkedRequests} request(s) parked on ${this.destination.path}` : ""}`;
+    return { flushed, parkedRequests, detail };
+  }
+
+  /** Resolves once the destination has no parked request (or the server closes): nothing is applied before. */
+  untilDestinationAnswers(): Promise<void> {
+    return untilRecovered([this.destination], this.closing.signal);
+  }
+
+  /** A session's I/O on the destination failed: report the fault (once per change of state). */
+  destinationFault(error: unknown): void {
+    if (classifyFault(error) === "configuration" || classifyFault(error) === "bug") return;
+    const decision = this.supervisor.onFault(Date.now(), error, 0);
+    if (decision.change !== undefined) this.emit("state", decision.change);
+  }
+
+  /** A session's I/O on the destination succeeded. */
+  destinationHealthy(detail: string): void {
+    const change = this.supervisor.onHealthy(detail);
+    if (change !== undefined) this.emit("state", change);
   }
 
   private accept(socket: Socket): void {
@@ -115,7 +167,9 @@ export class RemoteMirrorServer extends EventEmitter<RemoteMirrorServerEvents> {
     if (this.active === session) this.active = undefined;
     if (error !== undefined) {
       this.counters.errors++;
-      if (this.listenerCount("error") > 0) this.emit("error", error);
+      // A destination fault is reported through "state", once per change, not once per session.
+      const kind = classifyFault(error);
+      if ((kind === "configuration" || kind === "bug") && this.listenerCount("error") > 0) this.emit("error", error);
     }
     this.emit("sessionEnd", session.peer, reason);
   }
@@ -139,6 +193,8 @@ class ServerSession {
   private volumeBytes = 0;
   private lastSeq = 0;
   private unsynced = false;
+  /** This session's aligned I/O buffer; dropped (never reused) once a request on it stalled. */
+  private buffer: Uint8Array | undefined;
 
   constructor(owner: RemoteMirrorServer, socket: Socket, previous: ServerSession | undefined) {
     this.owner = owner;
@@ -148,6 +204,11 @@ class ServerSession {
     socket.on("data", (chunk: Buffer) => this.receive(chunk));
     socket.on("error", () => undefined); // "close" follows and says what matters
     socket.on("close", () => void this.end("peer closed the connection"));
+  }
+
+  /** Writes applied and not yet synced (or not applied) when the session ended. */
+  get unflushed(): boolean {
+    return this.unsynced || this.queue.length > 0;
   }
 
   /** Stops taking messages, drops the unapplied ones, waits for the one being applied. */
@@ -191,6 +252,9 @@ class ServerSession {
       await this.previous.end("replaced");
       this.previous = undefined;
     }
+    // A write the previous session started may be parked in the kernel past its deadline: it must
+    // land before this session reads a checksum or writes anything (it would overwrite newer data).
+    await this.owner.untilDestinationAnswers();
     try {
       while (!this.closed && this.queue.length > 0) {
         const message = this.queue.shift()!;
@@ -202,8 +266,19 @@ class ServerSession {
         if (this.queue.length === 0) await this.sync();
       }
     } catch (error) {
+      if (error instanceof LunlinkError && error.code === ErrorCode.IoStalled && this.buffer !== undefined) {
+        this.buffer = undefined; // a parked request owns it: retired, never handed out again
+        this.owner.counters.buffersRetired++;
+      }
+      this.owner.destinationFault(error);
       this.stop(error instanceof LunlinkError ? `error: ${error.code}` : "error", error as Error);
     }
+  }
+
+  /** This session's I/O buffer, `bytes` long (allocated on first use). */
+  private view(bytes: number): Uint8Array {
+    this.buffer ??= this.owner.destination.alloc(SESSION_BUFFER_BYTES);
+    return this.buffer.subarray(0, bytes);
   }
 
   private send(message: Message): void {
@@ -235,8 +310,9 @@ class ServerSession {
         if (bytes > MAX_SUMS_READ_BYTES || (message.firstBlock + message.blockCount) * B > this.volumeBytes) {
           this.refuse(ErrorCode.BadPeerMessage, `mirror peer ${this.peer} asked for sums of blocks ${message.firstBlock}+${message.blockCount} (volume of ${this.volumeBytes / B} blocks, at most ${MAX_SUMS_READ_BYTES / B} per request)`);
         }
-        const view = this.owner.buffer.subarray(0, bytes);
+        const view = this.view(bytes);
         await destination.read(message.firstBlock * B, view);
+        this.owner.destinationHealthy("destination read");
         this.owner.counters.sumsBlocks += message.blockCount;
         this.send({ type: "sums", requestId: message.requestId, firstBlock: message.firstBlock, blockCount: message.blockCount, sums: blockSums(view, B, message.blockCount) });
         return;
@@ -249,7 +325,7 @@ class ServerSession {
           this.refuse(ErrorCode.BadPeerMessage, `mirror peer ${this.peer} sent a write of ${length} bytes at ${message.offsetBytes} (whole ${B}-byte blocks inside ${this.volumeBytes} bytes expected)`);
         }
         if (message.seq <= this.lastSeq) this.refuse(ErrorCode.BadPeerMessage, `mirror peer ${this.peer} sent write seq ${message.seq} after ${this.lastSeq}`);
-        const view = this.owner.buffer.subarray(0, length);
+        const view = this.view(length);
         view.set(message.data);
         await destination.write(message.offsetBytes, view);
         this.lastSeq = message.seq;
@@ -257,7 +333,6 @@ class ServerSession {
         this.owner.counters.writes++;
         this.owner.counters.bytesWritten += length;
         this.owner.counters.lastWriteWallMs = Date.now();
-        if (message.sync) await this.sync();
         return;
       }
       case "welcome":
@@ -274,6 +349,7 @@ class ServerSession {
     if (!this.unsynced) return;
     await this.owner.destination.flush();
     this.unsynced = false;
+    this.owner.destinationHealthy("destination writes durable");
     this.owner.counters.syncs++;
     this.send({ type: "ack", seq: this.lastSeq });
   }

@@ -8,6 +8,10 @@
 // A mirror has no key (an array has none either): on a keyed ring it checks the plaintext framing
 // only (stamps, header CRC32C), copies ciphertext as is, and holds back a status slot whose head it
 // has not copied yet instead of rewriting it (a keyed status cannot be re-sealed without the key).
+// Supervised (supervisor.ts): a stall, EIO, ENOSPC or a lost link ends the attempt; the mirror
+// reports it once, waits for the stalled volume to answer and backs off, then re-reads the source
+// superblock, reopens its reader with fresh buffers (a parked request may still own the old ones)
+// and resyncs, by itself. stop() returns within closeTimeoutMs and says what it could not flush.
 import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 
@@ -19,15 +23,11 @@ import { ErrorCode, LunlinkError, integerOption } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { RingReader } from "../ring/reader.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
+import type { BlockSink } from "./sink.ts";
+import { SupervisorCore, classifyFault, resolveBackoff, settledWithin, sleepUnless, untilRecovered, type BackoffOptions, type FaultKind, type HealthChange, type ResolvedBackoff } from "./supervisor.ts";
 import { WritePump } from "./write-pump.ts";
 
-/** Where a mirror writes: whole blocks at block-aligned offsets; flush() makes every write durable. */
-export interface BlockSink {
-  write(offsetBytes: number, bytes: Uint8Array): Promise<void>;
-  flush(): Promise<void>;
-}
-
-export interface RingMirrorOptions {
+export interface RingMirrorOptions extends BackoffOptions {
   /** Status slots are copied at least this often while following (default 10 ms). */
   statusCopyMs?: number;
   /** Watch sleep between reads of the next source block while idle (default 100 us, doubling to pollMaxMs). */
@@ -35,9 +35,18 @@ export interface RingMirrorOptions {
   pollMaxMs?: number;
   /** Bytes per request during a resync (default 1 MiB). */
   resyncChunkBytes?: number;
+  /** stop() waits at most this long for the last writes, status copy and sync (default 5000 ms). */
+  closeTimeoutMs?: number;
 }
 
-export type ResolvedMirrorOptions = Required<RingMirrorOptions>;
+export interface ResolvedMirrorOptions {
+  statusCopyMs: number;
+  pollMinUs: number;
+  pollMaxMs: number;
+  resyncChunkBytes: number;
+  closeTimeoutMs: number;
+  backoff: ResolvedBackoff;
+}
 
 export function resolveMirrorOptions(options: RingMirrorOptions): ResolvedMirrorOptions {
   return {
@@ -45,7 +54,20 @@ export function resolveMirrorOptions(options: RingMirrorOptions): ResolvedMirror
     pollMinUs: integerOption("pollMinUs", options.pollMinUs, 100, 0, 1_000_000),
     pollMaxMs: integerOption("pollMaxMs", options.pollMaxMs, 10, 1, 1000),
     resyncChunkBytes: integerOption("resyncChunkBytes", options.resyncChunkBytes, 1024 * 1024, 4096, 64 * 1024 * 1024),
+    closeTimeoutMs: integerOption("closeTimeoutMs", options.closeTimeoutMs, 5000, 0, 600_000),
+    backoff: resolveBackoff(options),
   };
+}
+
+/** What stop() could not finish within its bound. */
+export interface MirrorCloseReport {
+  /** True when every record copied was written, the status copied and the destination synced. */
+  flushed: boolean;
+  /** Record bytes read from the source and not yet written to the destination. */
+  pendingBytes: number;
+  /** Requests still parked in the kernel on the mirror's volumes. */
+  parkedRequests: number;
+  detail: string;
 }
 
 export interface MirrorCounters {
@@ -76,8 +98,10 @@ export interface MirrorEvents {
   record: [seq: bigint, blocks: number];
   resync: [];
   progress: [MirrorProgress];
-  /** Remote mode: the session to the server came up, or went down (with why). */
+  /** Remote mode: the session to the server came up, or an established one went down (with why). */
   connection: [state: "up" | "down", detail: string];
+  /** The mirror's health changed (faulted, healthy again, failed): once per change, not per retry. */
+  state: [HealthChange];
   error: [Error];
 }
 
@@ -123,14 +147,21 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
   protected readonly options: ResolvedMirrorOptions;
   protected reader: RingReader | undefined;
   protected readonly task = new Background();
+  readonly supervisor: SupervisorCore;
+  private stopping = new AbortController();
   private resyncStartMs = 0;
+  /** The write pump of the current attempt (for what stop() could not flush). */
+  private pump: WritePump | undefined;
+  /** True once follow() ended with everything written, the status copied and the sink synced. */
+  private flushedOnStop = false;
 
-  protected constructor(source: Volume, superblock: Superblock, options: ResolvedMirrorOptions) {
+  protected constructor(source: Volume, superblock: Superblock, options: ResolvedMirrorOptions, component: string) {
     super();
     this.source = source;
     this.superblock = superblock;
     this.B = superblock.blockBytes;
     this.options = options;
+    this.supervisor = new SupervisorCore(component, options.backoff);
   }
 
   /** Where this mirror's writes go right now. */
@@ -139,13 +170,22 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
   /** Copies the whole source volume onto the destination, in an order safe for a live reader. */
   abstract resync(): Promise<void>;
 
-  /** The long-running job start() runs: follow() for a local mirror, sessions of it for a remote one. */
-  protected abstract run(): Promise<void>;
+  /** One attempt of the job start() runs (follow() for a local mirror, a session of it for a remote one); supervised. */
+  protected abstract attempt(): Promise<void>;
 
-  /** Resyncs, then follows the source ring until stop(). */
+  /** The volumes whose parked requests a retry waits for. */
+  protected abstract get volumes(): readonly Volume[];
+
+  /** Called before each retry, after the wait: a remote mirror counts a reconnect. */
+  protected retrying(_kind: FaultKind, _error: Error): void {}
+
+  /** Resyncs, then follows the source ring until stop(), healing itself after storage or link faults. */
   start(): void {
+    if (this.task.running) return;
+    this.stopping = new AbortController();
+    this.flushedOnStop = false;
     this.task.start(
-      () => this.run(),
+      () => this.supervise(),
       (error) => {
         if (this.listenerCount("error") > 0) this.emit("error", error);
       },
@@ -157,10 +197,52 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     return this.task.finished();
   }
 
-  /** Stops following; rejects with the error that had stopped it, if any. */
-  async stop(): Promise<void> {
-    await this.task.stop();
+  /**
+   * Stops following, waiting at most closeTimeoutMs for the last writes and sync, and says what it
+   * could not flush; rejects with the error that had stopped the mirror, if any.
+   */
+  async stop(): Promise<MirrorCloseReport> {
+    this.stopping.abort();
+    const ended = await settledWithin(this.task.stop(), this.options.closeTimeoutMs);
     if (this.task.error !== undefined) throw this.task.error;
+    const pendingBytes = this.pump?.unwrittenBytes ?? 0;
+    const parkedRequests = this.volumes.reduce((n, v) => n + (v.stalled ? v.inFlight : 0), 0);
+    const flushed = ended && this.flushedOnStop;
+    const detail = flushed
+      ? "every record copied is durable on the destination"
+      : `${ended ? "the last copy did not finish (a fault ended it)" : `the last writes and sync did not finish within ${this.options.closeTimeoutMs} ms`}: ${pendingBytes} record bytes unwritten${parkedRequests > 0 ? `, ${parkedRequests} request(s) parked` : ""}`;
+    return { flushed, pendingBytes, parkedRequests, detail };
+  }
+
+  /** Runs attempts until one returns or stop(); between them waits out the fault (reported once per change). */
+  private async supervise(): Promise<void> {
+    let first = true;
+    while (this.task.running) {
+      try {
+        if (!first) this.superblock = (await openSuperblock(this.source)).superblock; // reopen: the source may have moved on
+        first = false;
+        await this.attempt();
+        return;
+      } catch (error) {
+        if (!this.task.running) return; // stopped: a cut attempt is not a failure
+        const e = error instanceof Error ? error : new Error(String(error));
+        const decision = this.supervisor.onFault(performance.now(), e, Math.random());
+        if (decision.change !== undefined) this.emit("state", decision.change);
+        if (decision.action === "fail") {
+          if (classifyFault(e) === "configuration" || classifyFault(e) === "bug" || !(e instanceof LunlinkError)) throw e;
+          throw new LunlinkError(e.code, `${this.supervisor.component}: gave up after ${this.supervisor.attempts} retries: ${e.message}`, { cause: e });
+        }
+        if (decision.waitForRecover) await untilRecovered(this.volumes, this.stopping.signal);
+        await sleepUnless(decision.delayMs, this.stopping.signal);
+        if (this.task.running) this.retrying(this.supervisor.fault ?? "link", e);
+      }
+    }
+  }
+
+  /** The mirror did useful work end to end (a resync completed): healthy again, reported once. */
+  protected healthy(detail: string): void {
+    const change = this.supervisor.onHealthy(detail);
+    if (change !== undefined) this.emit("state", change);
   }
 
   /** Records the source has and the destination does not yet (from the source status block). */
@@ -193,6 +275,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     this.counters.lastResyncMs = performance.now() - this.resyncStartMs;
     this.emit("progress", { ...progress, phase: "done" });
     this.emit("resync");
+    this.healthy("resync complete");
   }
 
   /** Resync, then copy every new record as it lands, until the task stops (or the sink fails). */
@@ -205,6 +288,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     const B = this.B;
     // Destination writes overlap the next source reads (write-pump.ts); every status, superblock or
     // resync step first drains them, so the copied head never names a record not yet written.
+    // A fresh pump (and reader) per attempt: buffers a stalled request may still own are never reused.
     const pump = new WritePump(this.sink, B, (bytes) => this.source.alloc(bytes), (seq, blocks) => {
       this.counters.records++;
       this.counters.blocksCopied += blocks;
@@ -212,6 +296,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
       this.counters.lastSuccessWallMs = Date.now();
       this.emit("record", seq, blocks);
     });
+    this.pump = pump;
     const copyRecord = (record: Uint8Array, ringBlock: number, seq: bigint): Promise<void> => pump.add((RING_START_BLOCK + ringBlock) * B, record, seq);
     let sleepUs = this.options.pollMinUs;
     let fresh = false;
@@ -243,6 +328,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     await pump.drain();
     await this.copyStatus();
     await this.sink.flush();
+    this.flushedOnStop = true;
   }
 
   private async adoptEpoch(): Promise<void> {

@@ -5,8 +5,10 @@
 // block. A reader of the destination reads records in order, so by the time it sees the first
 // record's header everything after it in the segment is already there: it never sees a header
 // ahead of its payload. Bounds: at most MAX_SEGMENT_BYTES per segment (or one record, if larger)
-// and MAX_PENDING_BYTES copied aside (add() then waits for the writes to catch up).
-import type { BlockSink } from "./ring-mirror.ts";
+// and MAX_PENDING_BYTES copied aside (add() then waits for the writes to catch up). A segment's
+// buffer goes back to the spares only after its write succeeded: one whose write failed or stalled
+// may still be read by a parked request, so it is dropped with the (then dead) pump.
+import type { BlockSink } from "./sink.ts";
 
 export const MAX_SEGMENT_BYTES = 1024 * 1024;
 export const MAX_PENDING_BYTES = 8 * 1024 * 1024;
@@ -58,6 +60,11 @@ export class WritePump {
     if (!this.writing) void this.pump();
   }
 
+  /** Record bytes added and not (yet) written; after a failure, those that never will be. */
+  get unwrittenBytes(): number {
+    return this.pendingBytes;
+  }
+
   /** Resolves once everything added is written (and rejects if a write failed). */
   async drain(): Promise<void> {
     while ((this.writing || this.queue.length > 0) && this.failure === undefined) await this.wait();
@@ -91,7 +98,7 @@ export class WritePump {
     } catch (error) {
       this.failure = error instanceof Error ? error : new Error(String(error));
       this.queue = []; // nothing more will be written: waiters must see the failure, not wait on
-      this.pendingBytes = 0;
+      // pendingBytes stays: what was added and never written (stop() reports it).
     } finally {
       this.writing = false;
       this.wake();

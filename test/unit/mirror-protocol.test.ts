@@ -4,6 +4,7 @@ import test from "ava";
 import fc from "fast-check";
 
 import { ErrorCode, LunlinkError } from "../../lib/errors.ts";
+import { crc32c, crc32cFrom } from "../../lib/format/checksum.ts";
 import { FRAME_HEADER_BYTES, MAX_BUFFERED_BYTES, MAX_SUMS_BLOCKS, MessageDecoder, encodeMessage, type Message } from "../../lib/mirror/protocol.ts";
 
 const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
@@ -20,7 +21,7 @@ const message: fc.Arbitrary<Message> = fc.oneof(
   fc.integer({ min: 1, max: 40 }).chain((blockCount) =>
     fc.record({ type: fc.constant("sums" as const), requestId: u32, firstBlock: u53, blockCount: fc.constant(blockCount), sums: fc.uint8Array({ minLength: blockCount * 16, maxLength: blockCount * 16 }) }),
   ),
-  fc.record({ type: fc.constant("write" as const), seq: u53, offsetBytes: u53, sync: fc.boolean(), data: bytes(3000) }),
+  fc.record({ type: fc.constant("write" as const), seq: u53, offsetBytes: u53, data: bytes(3000) }),
   fc.record({ type: fc.constant("ack" as const), seq: u53 }),
   fc.record({ type: fc.constant("error" as const), code: fc.string({ maxLength: 40 }), message: fc.string({ maxLength: 200 }) }),
 );
@@ -90,4 +91,15 @@ test("the decoder bounds what it holds and names what is wrong", (t) => {
   const lengthy = new MessageDecoder();
   lengthy.push(huge);
   t.throws(() => lengthy.next(), { code: ErrorCode.BadPeerMessage, message: /67108864-byte body/ });
+});
+
+test("a write's reserved word (once the unused sync flag) is 0 on the wire and refused otherwise", (t) => {
+  const frame = encodeMessage({ type: "write", seq: 7, offsetBytes: 4096, data: new Uint8Array(4096).fill(9) });
+  const v = new DataView(frame.buffer);
+  t.is(v.getUint32(FRAME_HEADER_BYTES + 16, true), 0, "the bytes a version-1 pusher always sent there");
+  v.setUint32(FRAME_HEADER_BYTES + 16, 1, true); // what the removed sync flag would have been
+  v.setUint32(12, crc32cFrom(crc32c(frame, 0, 12), frame.subarray(FRAME_HEADER_BYTES)), true);
+  const decoder = new MessageDecoder();
+  decoder.push(frame);
+  t.throws(() => decoder.next(), { code: ErrorCode.BadPeerMessage, message: /reserved word 0x1/ });
 });

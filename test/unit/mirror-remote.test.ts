@@ -31,7 +31,7 @@ async function setup(t: Parameters<typeof sparseFile>[0], serverOptions: { force
 }
 
 async function pushOnce(a: Volume, server: RemoteMirrorServer): Promise<RemoteMirrorPusher> {
-  const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port: server.address.port, once: true, retryMinMs: 10, maxReconnects: 3 });
+  const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port: server.address.port, once: true, retryMinMs: 10, maxRetries: 3 });
   pusher.start();
   await pusher.finished();
   return pusher;
@@ -79,7 +79,7 @@ test("a resync many times the window completes on one session (the server acks w
     await a.close();
     await b.close();
   });
-  const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port: server.address.port, once: true, windowBytes: MiB, ackTimeoutMs: 2000, maxReconnects: 0 });
+  const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port: server.address.port, once: true, windowBytes: MiB, ackTimeoutMs: 2000, maxRetries: 0 });
   pusher.start();
   await pusher.finished();
   t.is(pusher.link.reconnects, 0);
@@ -140,14 +140,18 @@ test("nobody listening: the pusher retries with backoff, then gives up with ERR_
   const { a, server } = await setup(t);
   const port = server.address.port;
   await server.close();
-  const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port, once: true, retryMinMs: 5, retryMaxMs: 20, maxReconnects: 3 });
-  const downs: string[] = [];
-  pusher.on("connection", (state, detail) => downs.push(`${state} ${detail}`));
+  const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port, once: true, retryMinMs: 5, retryMaxMs: 20, maxRetries: 3 });
+  const connections: string[] = [];
+  const states: string[] = [];
+  pusher.on("connection", (state, detail) => connections.push(`${state} ${detail}`));
+  pusher.on("state", (change) => states.push(`${change.health}${change.fault === null ? "" : `:${change.fault}`}`));
   pusher.start();
   const lost = await t.throwsAsync(pusher.finished());
   t.is((lost as LunlinkError).code, ErrorCode.PeerLost);
-  t.regex(lost.message, /gave up after 3 reconnects.*ECONNREFUSED/);
-  t.is(downs.length, 3);
+  t.regex(lost.message, /gave up after 3 retries.*ECONNREFUSED/);
+  t.is(pusher.link.reconnects, 3);
+  t.deepEqual(connections, [], "no session ever came up: nothing to announce as down");
+  t.deepEqual(states, ["faulted:link", "failed:link"], "one report per change of state, not one per retry");
 });
 
 test("a peer that is not a lunlink pusher is cut off with ERR_LUNLINK_BAD_PEER_MESSAGE, and the server keeps serving", async (t) => {
