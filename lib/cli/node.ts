@@ -6,6 +6,7 @@ import pretty from "pino-pretty";
 
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { LinkStatus } from "../link/link.ts";
+import type { StorageReport } from "../ring/storage-path.ts";
 import { checkConfig, controlSocketPath, formatProblems, loadConfig, loadKeys } from "../node/config.ts";
 import { callControl } from "../node/control.ts";
 import { runNode } from "../node/run.ts";
@@ -71,7 +72,8 @@ export const statusCommand: Command = {
     }
     const lines = [
       `node ${s.node} <-> node ${s.peer}: active path ${s.active}${s.active === "isolated" ? " (both paths silent; lunlink does not fence)" : ""}`,
-      ...(["primary", "storage"] as const).map((p) => `  ${p.padEnd(8)} ${s.paths[p].state.padEnd(8)} last heard ${s.paths[p].lastHeardAgoMs ?? "never"} ms ago${s.paths[p].state === "up" ? "" : ` (${s.paths[p].reason})`}`),
+      `  primary  ${pathLine(s.paths.primary)}`,
+      `  storage  ${s.storage.state === "up" ? `${pathLine(s.paths.storage)}${s.paths.storage.state === "up" ? "" : " (local volumes fine: the mirror or the peer)"}` : `${s.storage.state.padEnd(8)} ${storageLine(s.storage)}`}`,
       `  failovers ${s.failovers}, failbacks ${s.failbacks}, self pauses ${s.selfPauses}, control pending ${s.controlPending}`,
       `  sent primary ${s.counters.sent.primary} storage ${s.counters.sent.storage}; received primary ${s.counters.received.primary} storage ${s.counters.received.storage}; duplicates dropped ${s.counters.dataDuplicates}`,
       `  ring head ${s.ring.headSeq}, peer ack ${s.ring.peerAckSeq ?? "none"}, receive lag ${s.ring.receiveLagRecords} records, writer queue ${s.ring.writerQueuedBytes} B, writer drops ${s.ring.writerCounters.framesDropped}`,
@@ -107,6 +109,24 @@ export const checkConfigCommand: Command = {
     out.stdout.write(flag(parsed, "json") ? `${toJson(result.config)}\n` : `${file}: ok (node ${result.config.node} <-> node ${result.config.peer}, ${result.config.tun.name} ${result.config.tun.address} mtu ${result.config.tun.mtu})\n`);
   },
 };
+
+function pathLine(p: LinkStatus["paths"]["primary"]): string {
+  return `${p.state.padEnd(8)} last heard ${p.lastHeardAgoMs ?? "never"} ms ago${p.state === "up" ? "" : ` (${p.reason})`}`;
+}
+
+/** Why the local storage path is not up, e.g. "send volume stalled 12.4 s (2 requests parked)". */
+export function storageLine(report: StorageReport): string {
+  const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  const parts: string[] = [];
+  for (const v of [report.send, report.receive]) {
+    const name = `${v.component} volume`;
+    if (v.state === "stalled") parts.push(`${name} stalled ${seconds(v.stalledForMs ?? v.forMs)} (${v.parked} request${v.parked === 1 ? "" : "s"} parked)`);
+    else if (v.state === "retrying") parts.push(`${name} ${v.fault?.code.replace("ERR_LUNLINK_", "") ?? "fault"} ${seconds(v.forMs)} ago, attempt ${v.attempts}${v.nextAttemptInMs === null ? "" : `, next in ${seconds(v.nextAttemptInMs)}`}`);
+    else if (v.state === "failed") parts.push(`${name} failed: ${v.fault?.message ?? "unknown"} (configuration fault: not retried; fix it and restart)`);
+    else if (v.state !== "up") parts.push(`${name} ${v.state}`);
+  }
+  return parts.join("; ");
+}
 
 async function socketFor(values: Record<string, unknown>): Promise<string> {
   if (typeof values.socket === "string") return values.socket;

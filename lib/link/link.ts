@@ -1,29 +1,26 @@
 // Link: one node's end of a pair, carrying datagrams over two paths. Pipeline:
-//   send: classify (heartbeat > control > data) -> header -> UDP socket and/or RingWriter (send volume)
-//   receive: UDP socket | Poller (receive volume) -> decode -> node/session check -> path heartbeat
-//            -> control (in order, acked) | data (dedupe window) -> "data"/"control" events
-// Decisions live in the sans-IO parts (paths.ts, control.ts, window.ts); this file only moves bytes
-// and time into them. Invariants: heartbeats run on both paths all the time; the application never
-// sees a data message twice (dedupe by link sequence); control is delivered once, in order.
+//   send: LinkCore picks paths and headers -> UDP socket (sealed when keyed) and/or StoragePath (send ring)
+//   receive: UDP socket (unsealed) | StoragePath (receive ring) -> LinkCore (decode, session, path
+//            heartbeat, control in order and acked, data dedupe) -> "data"/"control" events
+// Every decision is in the sans-IO LinkCore (paths.ts, with control.ts and window.ts); the storage
+// path heals itself (lib/ring/storage-path.ts); this shell only moves bytes and time. Invariants:
+// heartbeats run on both paths all the time; the application never sees a data message twice;
+// control is delivered once, in order; sendControl waits for acks, never polls.
 import { randomInt } from "node:crypto";
 import dgram from "node:dgram";
 import { EventEmitter } from "node:events";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 
-import { FrameType, FRAME_HEADER_BYTES } from "../format/layout.ts";
+import { FRAME_HEADER_BYTES } from "../format/layout.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
-import { Volume } from "../io/volume.ts";
-import { Poller } from "../poll/poller.ts";
-import { RingReader } from "../ring/reader.ts";
-import { RingWriter, type Ack } from "../ring/writer.ts";
-import { openSuperblock } from "../ring/superblocks.ts";
-import { persistedAck } from "../ring/status.ts";
-import { ControlReceiver, ControlSender } from "./control.ts";
-import { decodeHeader, encodeHeader, MAX_MESSAGE_BYTES, MessageKind, MESSAGE_HEADER_BYTES, PathId, type MessageHeader } from "./message.ts";
+import type { RingReader } from "../ring/reader.ts";
+import { StoragePath, type StoragePathOptions, type StorageReport } from "../ring/storage-path.ts";
+import type { StateChange } from "../ring/supervisor.ts";
+import type { RingWriter } from "../ring/writer.ts";
+import { encodeHeader, MAX_MESSAGE_BYTES, MessageKind, MESSAGE_HEADER_BYTES, PathId, RING_FRAME_TYPE, type MessageHeader } from "./message.ts";
 import { ringKey, sharedSecret } from "./keys.ts";
-import { LinkState, type LinkTimers, type Transition } from "./paths.ts";
+import { LinkCore, type CoreCounters, type LinkOutput, type RefusedCounters, type LinkState, type LinkTimers, type Transition } from "./paths.ts";
 import { Opener, SEAL_OVERHEAD_BYTES, Sealer } from "./seal.ts";
-import { SequenceWindow } from "./window.ts";
 
 export interface Endpoint {
   host: string;
@@ -35,21 +32,8 @@ export interface LinkOptions {
   peerNodeId: number;
   /** UDP: data on `port`, heartbeats and control on `port + 1` (both ends). */
   primary: { bind: Endpoint; peer: Endpoint };
-  storage: {
-    /** Our send volume (we own its ring). */
-    send: string;
-    /** The peer's ring as the mirror delivers it to us. */
-    receive: string;
-    /** O_DSYNC on the send volume (default true): a record is durable before the mirror copies it. */
-    dsync?: boolean;
-    /** Take the send volume over from a writer that did not close it (default true: it is ours by config). */
-    takeOver?: boolean;
-    /** Writer: seal a record after this long (default 0: write at once when idle, batch while a write is in flight). */
-    maxDelayMs?: number;
-    /** Poller: longest sleep between reads while idle (default 2 ms). */
-    pollMaxMs?: number;
-    ioTimeoutMs?: number;
-  };
+  /** The storage path: volumes, writer and poller settings, recovery after faults (StoragePathOptions). */
+  storage: Omit<StoragePathOptions, "nodeId" | "peerNodeId" | "auth" | "onFrame">;
   timers: LinkTimers;
   /**
    * Keys (base64 X25519, see keys.ts): when set, every UDP datagram is sealed (ChaCha20-Poly1305)
@@ -64,29 +48,10 @@ export interface LinkOptions {
   log?: (event: string, fields: Record<string, unknown>) => void;
 }
 
-export interface LinkCounters {
-  sent: { primary: number; storage: number };
-  received: { primary: number; storage: number };
-  dataDelivered: number;
-  dataDuplicates: number;
-  dataTooOld: number;
-  dataDroppedStorage: number;
-  controlDelivered: number;
+export interface LinkCounters extends CoreCounters, RefusedCounters {
   controlDuplicates: number;
   controlRetransmits: number;
   udpSendErrors: number;
-  malformed: number;
-  strays: number;
-  staleSession: number;
-  peerRestarts: number;
-  /** UDP datagrams refused: tag did not verify (forged, corrupted, wrong key). */
-  authFailures: number;
-  /** UDP datagrams refused: authentic but already seen (replayed) or from an older session. */
-  replays: number;
-  /** UDP datagrams refused: not sealed although keys are configured (downgrade attempt). */
-  downgrades: number;
-  /** Sealed UDP data/control dropped because it was not yet bound to our session (only heartbeats are taken unbound). */
-  unbound: number;
 }
 
 export interface LinkEvents {
@@ -95,6 +60,8 @@ export interface LinkEvents {
   /** A control payload, in order, exactly once. */
   control: [payload: Uint8Array];
   transition: [Transition];
+  /** A storage component (send ring, receive ring) changed state: fault, recovery, configuration fault. */
+  storage: [StateChange];
   error: [Error];
 }
 
@@ -107,6 +74,8 @@ export interface LinkStatus {
   failbacks: number;
   selfPauses: number;
   controlPending: number;
+  /** The local storage components: up, recovering (stalled or retrying, with why), failed (configuration). */
+  storage: StorageReport;
   ring: { headSeq: string; peerAckSeq: string | null; receiveLagRecords: string; writerQueuedBytes: number; writerCounters: RingWriter["counters"]; readerCounters: Omit<RingReader["counters"], "lost"> & { lost: string } };
   counters: LinkCounters;
   /** Event-loop delay since the link opened (ms): what a paused loop costs heartbeats and packets. */
@@ -114,135 +83,83 @@ export interface LinkStatus {
   transitions: Transition[];
 }
 
-const RING_FRAME_TYPE: Record<MessageKind, FrameType> = {
-  [MessageKind.Heartbeat]: FrameType.Heartbeat,
-  [MessageKind.Control]: FrameType.Control,
-  [MessageKind.ControlAck]: FrameType.Control,
-  [MessageKind.Data]: FrameType.Data,
-};
-
 export class Link extends EventEmitter<LinkEvents> {
   readonly options: LinkOptions;
-  readonly state: LinkState;
-  /** Everything counted here; control retransmits and duplicates are counted by the control channel. */
-  private readonly tally: Omit<LinkCounters, "controlRetransmits" | "controlDuplicates"> = {
-    sent: { primary: 0, storage: 0 },
-    received: { primary: 0, storage: 0 },
-    dataDelivered: 0,
-    dataDuplicates: 0,
-    dataTooOld: 0,
-    dataDroppedStorage: 0,
-    controlDelivered: 0,
-    udpSendErrors: 0,
-    malformed: 0,
-    strays: 0,
-    staleSession: 0,
-    peerRestarts: 0,
-    authFailures: 0,
-    replays: 0,
-    downgrades: 0,
-    unbound: 0,
-  };
-  /** This run's session: the send ring's epoch in the high bits, so a restarted node's is higher. */
-  readonly session: bigint;
-  private peerSession = 0n;
+  readonly core: LinkCore;
+  /** What only the shell sees: UDP sends the kernel refused. */
+  private udpSendErrors = 0;
   /** Data datagrams (bind port). */
   private readonly socket: dgram.Socket;
   /** Heartbeats and control (bind port + 1): a data flood that overflows the data socket's buffer cannot drop them. */
   private readonly controlSocket: dgram.Socket;
-  private readonly writer: RingWriter;
-  private readonly poller: Poller;
-  private readonly reader: RingReader;
-  private readonly volumes: Volume[];
-  private readonly window = new SequenceWindow();
-  private readonly controlOut = new ControlSender();
-  private readonly controlIn = new ControlReceiver();
-  private readonly heartbeatSeq = [0n, 0n];
-  private dataSeq = 0n;
-  private peerAck: Ack | undefined;
+  private readonly storage: StoragePath;
   private readonly scratch = new Uint8Array(MESSAGE_HEADER_BYTES + 65535);
   private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
-  private readonly controlRtoMs: number;
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 1 });
   private readonly sealer: Sealer | undefined;
   private readonly opener: Opener | undefined;
-  private readonly refusalLoggedMs = new Map<string, number>();
+  /** sendControl calls waiting for room in the control window, in call order; acks admit them (no timers). */
+  private readonly controlWaiting: { payload: Uint8Array; resolve: () => void; reject: (error: Error) => void }[] = [];
+  /** The core's hands: every effect it decides goes through here. */
+  private readonly out: LinkOutput = {
+    send: (path, header, payload) => (path === PathId.Primary ? this.sendUdp(header, payload) : this.sendRing(header, payload)),
+    data: (payload, path) => this.emit("data", payload, path === PathId.Primary ? "primary" : "storage"),
+    control: (payload) => this.emit("control", payload),
+    peerSession: (session, restarted) => {
+      this.sealer?.bindTo(session); // authenticated (sealed UDP, or a keyed ring): bind our datagrams to it
+      if (restarted) this.log("peer-restarted", { session: String(session) });
+    },
+    controlRoom: () => this.admitControl(),
+    transition: (t) => {
+      this.log("transition", { ...t });
+      this.emit("transition", t);
+    },
+    log: (event, fields) => this.log(event, fields),
+  };
 
-  private constructor(options: LinkOptions, sockets: [dgram.Socket, dgram.Socket], writer: RingWriter, reader: RingReader, volumes: Volume[]) {
+  private constructor(options: LinkOptions, sockets: [dgram.Socket, dgram.Socket], storage: StoragePath) {
     super();
     this.options = options;
-    this.state = new LinkState(options.timers);
     // Strictly higher on every start: the send ring's epoch (persisted on the volume, raised by every
     // RingWriter.open), not the wall clock, which may step back. Low bits random.
-    this.session = (writer.epoch << 16n) | BigInt(randomInt(0x10000));
+    const session = (storage.epoch << 16n) | BigInt(randomInt(0x10000));
+    this.core = new LinkCore(options.timers, { nodeId: options.nodeId, peerNodeId: options.peerNodeId, session, controlRtoMs: options.controlRtoMs ?? 200 });
     [this.socket, this.controlSocket] = sockets;
-    this.writer = writer;
-    this.reader = reader;
-    this.volumes = volumes;
-    this.controlRtoMs = options.controlRtoMs ?? 200;
+    this.storage = storage;
     if (options.keys !== undefined) {
       const secret = sharedSecret(options.keys.privateKey, options.keys.peerPublicKey);
-      this.sealer = new Sealer(secret, this.session, options.nodeId, options.peerNodeId);
-      this.opener = new Opener(secret, options.peerNodeId, options.nodeId, this.session);
+      this.sealer = new Sealer(secret, session, options.nodeId, options.peerNodeId);
+      this.opener = new Opener(secret, options.peerNodeId, options.nodeId, session);
     }
-    this.poller = new Poller(reader, {
-      pollMinUs: 50,
-      pollMaxMs: options.storage.pollMaxMs ?? 2,
-      statusPollMs: 20,
-      onFrame: (_seq, _type, _flags, bytes, offset, length) => this.receive(bytes, offset, length, PathId.Storage),
-    });
   }
 
-  /** Opens both paths: binds the UDP socket, opens the send ring (new epoch) and polls the receive ring from its head. */
+  /** Opens both paths: binds the UDP sockets and opens the storage path (send ring in a new epoch, receive ring from its head). */
   static async open(options: LinkOptions): Promise<Link> {
-    const volumes: Volume[] = [];
     const sockets: dgram.Socket[] = [];
-    let writer: RingWriter | undefined;
+    let storage: StoragePath | undefined;
     try {
-      const send = await Volume.open(options.storage.send, { dsync: options.storage.dsync ?? true, exclusive: true, ...(options.storage.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: options.storage.ioTimeoutMs }) });
-      volumes.push(send);
-      const receive = await Volume.open(options.storage.receive, { readOnly: true, ...(options.storage.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: options.storage.ioTimeoutMs }) });
-      volumes.push(receive);
-      // Keys: the storage path's ring keys come from the same X25519 secret, salted with the pair's
-      // UUID. The UUID is read unverified: a wrong one only derives keys that fail verification.
-      let auth: { send: { key: Uint8Array }; receive: { key: Uint8Array } } | undefined;
-      let notBefore: Ack | undefined;
-      if (options.keys !== undefined) {
-        const secret = sharedSecret(options.keys.privateKey, options.keys.peerPublicKey);
-        const { pairUuid } = (await openSuperblock(send)).superblock;
-        auth = { send: { key: ringKey(secret, pairUuid, options.nodeId, options.peerNodeId) }, receive: { key: ringKey(secret, pairUuid, options.peerNodeId, options.nodeId) } };
-        // Anti-replay across restarts: what this node acked last time (its own, MACed status block)
-        // is the floor below which the peer's ring is refused, even if an old epoch is restored.
-        notBefore = await persistedAck(send, auth.send);
-      }
       let link: Link | undefined;
-      writer = await RingWriter.open(send, {
-        nodeId: options.nodeId,
-        takeOver: options.storage.takeOver ?? true,
-        maxDelayMs: options.storage.maxDelayMs ?? 0,
-        controlWaitsForAck: false,
-        peerAck: () => link?.peerAck,
-        // Keyed: persist the high-water mark of authenticated records delivered (never lower, even if
-        // an old image is restored under the reader); unkeyed: the reader's position.
-        localAck: () => (link === undefined ? notBefore : auth === undefined ? link.reader.ack : link.reader.delivered),
-        ...(auth === undefined ? {} : { auth: auth.send }),
-      });
-      const reader = await RingReader.open(receive, {
+      const { keys } = options;
+      // Keys: the storage path's ring keys come from the same X25519 secret, salted with the pair's UUID.
+      const secret = keys === undefined ? undefined : sharedSecret(keys.privateKey, keys.peerPublicKey);
+      storage = await StoragePath.open({
+        ...options.storage,
         nodeId: options.nodeId,
         peerNodeId: options.peerNodeId,
-        start: "head",
-        ...(auth === undefined ? {} : { auth: auth.receive, ...(notBefore === undefined ? {} : { notBefore }) }),
+        ...(secret === undefined
+          ? {}
+          : { auth: (pairUuid: string) => ({ send: { key: ringKey(secret, pairUuid, options.nodeId, options.peerNodeId) }, receive: { key: ringKey(secret, pairUuid, options.peerNodeId, options.nodeId) } }) }),
+        onFrame: (_seq, _type, _flags, bytes, offset, length) => link?.receive(bytes, offset, length, PathId.Storage),
       });
       sockets.push(await bindSocket(options.primary.bind));
       sockets.push(await bindSocket({ host: options.primary.bind.host, port: options.primary.bind.port + 1 }));
-      link = new Link(options, sockets as [dgram.Socket, dgram.Socket], writer, reader, volumes);
+      link = new Link(options, sockets as [dgram.Socket, dgram.Socket], storage);
       link.start();
       return link;
     } catch (error) {
       for (const socket of sockets) socket.close();
-      await writer?.close().catch(() => undefined);
-      for (const v of volumes) await v.close().catch(() => undefined);
+      await storage?.close();
       throw error;
     }
   }
@@ -252,25 +169,16 @@ export class Link extends EventEmitter<LinkEvents> {
       socket.on("message", (msg, from) => this.receiveUdp(msg, from));
       socket.on("error", (error) => this.log("udp-error", { message: error.message }));
     }
-    this.writer.on("error", (error) => {
-      this.log("storage-writer-error", { code: error.code, message: error.message });
-      this.emit("error", error);
-    });
-    this.poller.on("status", (status) => {
-      if (status.ackSeq > 0n) this.peerAck = { epoch: status.ackEpoch, seq: status.ackSeq };
-    });
-    this.poller.on("error", (error) => {
-      this.log("storage-poller-error", { message: error.message });
-      this.emit("error", error);
-    });
-    this.poller.start();
+    // One event per state change of a storage component (not per retry): the node logs it.
+    this.storage.on("change", (change) => this.emit("storage", change));
     this.loopDelay.enable();
     const t = this.options.timers;
-    this.timers.push(setInterval(() => this.heartbeat(PathId.Primary), t.primary.heartbeatMs));
-    this.timers.push(setInterval(() => this.heartbeat(PathId.Storage), t.storage.heartbeatMs));
+    const heartbeat = (path: PathId) => () => this.closed || this.core.heartbeat(path, this.out);
+    this.timers.push(setInterval(heartbeat(PathId.Primary), t.primary.heartbeatMs));
+    this.timers.push(setInterval(heartbeat(PathId.Storage), t.storage.heartbeatMs));
     this.timers.push(setInterval(() => this.tick(), this.options.tickMs ?? 5));
-    this.heartbeat(PathId.Primary);
-    this.heartbeat(PathId.Storage);
+    heartbeat(PathId.Primary)();
+    heartbeat(PathId.Storage)();
     this.tick();
   }
 
@@ -278,26 +186,22 @@ export class Link extends EventEmitter<LinkEvents> {
   sendData(payload: Uint8Array): boolean {
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
     this.checkSize(payload);
-    const paths = this.state.dataPaths(performance.now(), this.storageDrained());
-    const header = this.header(MessageKind.Data, ++this.dataSeq, 0n);
-    let taken = false;
-    if (paths.primary) taken = this.sendUdp(header, payload) || taken;
-    if (paths.storage) taken = this.sendRing(header, payload) || taken;
-    return taken;
+    return this.core.sendData(performance.now(), payload, this.storage.drained, this.out);
   }
 
   /** Queues one control message (reliable, in order). Resolves once it is handed to a path. */
   async sendControl(payload: Uint8Array): Promise<void> {
     this.checkSize(payload);
-    for (;;) {
-      if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
-      const entry = this.controlOut.submit(payload, performance.now());
-      if (entry !== undefined) {
-        this.transmitControl(entry.seq, entry.payload);
-        return;
-      }
-      await new Promise((resolve) => setTimeout(resolve, this.controlRtoMs / 4));
-    }
+    if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
+    // Calls already waiting go first: the order of sendControl calls is the order of sequences.
+    if (this.controlWaiting.length === 0 && this.core.submitControl(performance.now(), payload, this.out)) return;
+    if (this.controlWaiting.length >= MAX_CONTROL_WAITING) throw new LunlinkError(ErrorCode.QueueFull, `${MAX_CONTROL_WAITING} control messages already wait for the peer's acks`);
+    await new Promise<void>((resolve, reject) => this.controlWaiting.push({ payload: payload.slice(), resolve, reject }));
+  }
+
+  /** Acks made room: admit waiting control messages, in order, as far as the window goes. */
+  private admitControl(): void {
+    while (this.controlWaiting.length > 0 && this.core.submitControl(performance.now(), this.controlWaiting[0]!.payload, this.out)) this.controlWaiting.shift()!.resolve();
   }
 
   /** The largest payload both paths carry: a UDP datagram (sealed or not) and a ring frame. */
@@ -312,37 +216,41 @@ export class Link extends EventEmitter<LinkEvents> {
   }
 
   get counters(): LinkCounters {
-    return { ...this.tally, sent: { ...this.tally.sent }, received: { ...this.tally.received }, controlRetransmits: this.controlOut.retransmits, controlDuplicates: this.controlIn.duplicates };
+    const c = this.core.counters;
+    return { ...c, ...this.core.refused, udpSendErrors: this.udpSendErrors, sent: { ...c.sent }, received: { ...c.received }, controlRetransmits: this.core.controlOut.retransmits, controlDuplicates: this.core.controlIn.duplicates };
   }
 
   status(): LinkStatus {
     const now = performance.now();
+    const state = this.core.paths;
     const path = (p: LinkState["primary"]) => ({
       state: p.state,
       reason: p.reason,
       lastHeardAgoMs: Number.isFinite(p.lastHeardMs) ? Math.round(now - p.lastHeardMs) : null,
       upForMs: Number.isNaN(p.upSinceMs) ? null : Math.round(now - p.upSinceMs),
     });
+    const storage = this.storage;
     return {
       node: this.options.nodeId,
       peer: this.options.peerNodeId,
-      active: this.state.active,
-      paths: { primary: path(this.state.primary), storage: path(this.state.storage) },
-      failovers: this.state.failovers,
-      failbacks: this.state.failbacks,
-      selfPauses: this.state.selfPauses,
-      controlPending: this.controlOut.pending,
+      active: state.active,
+      paths: { primary: path(state.primary), storage: path(state.storage) },
+      failovers: state.failovers,
+      failbacks: state.failbacks,
+      selfPauses: state.selfPauses,
+      controlPending: this.core.controlOut.pending,
+      storage: storage.report(),
       ring: {
-        headSeq: String(this.writer.headSeq),
-        peerAckSeq: this.peerAck === undefined ? null : String(this.peerAck.seq),
-        receiveLagRecords: String(this.poller.lagRecords),
-        writerQueuedBytes: this.writer.queuedBytes,
-        writerCounters: { ...this.writer.counters },
-        readerCounters: { ...this.reader.counters, lost: String(this.reader.counters.lost) },
+        headSeq: String(storage.headSeq),
+        peerAckSeq: storage.peerAck === undefined ? null : String(storage.peerAck.seq),
+        receiveLagRecords: String(storage.lagRecords),
+        writerQueuedBytes: storage.queuedBytes,
+        writerCounters: storage.writerCounters,
+        readerCounters: { ...storage.readerCounters, lost: String(storage.readerCounters.lost) },
       },
       counters: this.counters,
       eventLoopDelayMs: { p50: this.loopDelay.percentile(50) / 1e6, p99: this.loopDelay.percentile(99) / 1e6, max: this.loopDelay.max / 1e6 },
-      transitions: [...this.state.transitions],
+      transitions: [...state.transitions],
     };
   }
 
@@ -353,140 +261,25 @@ export class Link extends EventEmitter<LinkEvents> {
     this.loopDelay.disable();
     this.socket.close();
     this.controlSocket.close();
-    await this.poller.stop();
-    await this.writer.close().catch(() => undefined);
-    for (const v of this.volumes) await v.close().catch(() => undefined);
+    for (const waiting of this.controlWaiting.splice(0)) waiting.reject(new LunlinkError(ErrorCode.Closed, "the link closed before the control message could be sent"));
+    await this.storage.close();
   }
 
-  // --- receive -------------------------------------------------------------------------------
-
   private receiveUdp(msg: Buffer, from: { address: string; port: number }): void {
-    if (this.opener === undefined) {
-      this.receive(msg, 0, msg.length, PathId.Primary);
-      return;
-    }
-    const opened = this.opener.open(msg);
-    if (opened.ok) {
-      // Unbound (sealed before the peer knew our session): liveness only. Data and control must be
-      // bound to this run's session, so nothing captured before a restart of ours is taken again.
-      if (!opened.bound && opened.message[1] !== MessageKind.Heartbeat) {
-        this.tally.unbound++;
-        return;
-      }
-      this.receive(opened.message, 0, opened.message.length, PathId.Primary);
-      return;
-    }
-    const reason = opened.reason === "version" ? "downgrades" : opened.reason === "replay" ? "replays" : "authFailures";
-    this.tally[reason]++;
-    const now = performance.now();
-    if (now - (this.refusalLoggedMs.get(reason) ?? Number.NEGATIVE_INFINITY) >= 1000) {
-      this.refusalLoggedMs.set(reason, now);
-      const why = { downgrades: "not sealed although keys are configured (downgrade)", replays: "replayed or from an older session", authFailures: "authentication failed (forged, corrupted or another key)" }[reason];
-      this.log("udp-refused", { from: `${from.address}:${from.port}`, reason: why, total: this.tally[reason] });
-    }
+    if (this.closed) return;
+    if (this.opener === undefined) this.core.receive(performance.now(), msg, 0, msg.length, PathId.Primary, this.out);
+    else this.core.receiveSealed(performance.now(), this.opener.open(msg), `${from.address}:${from.port}`, this.out);
   }
 
   private receive(bytes: Uint8Array, offset: number, length: number, arrivedOn: PathId): void {
-    if (this.closed) return;
-    const decoded = decodeHeader(bytes, offset, length);
-    if (!decoded.ok) {
-      this.tally.malformed++;
-      return;
-    }
-    const h = decoded.header;
-    if (h.node !== this.options.peerNodeId) {
-      this.tally.strays++;
-      return;
-    }
-    if (h.session !== this.peerSession) {
-      if (h.session < this.peerSession) {
-        this.tally.staleSession++;
-        return;
-      }
-      if (this.peerSession !== 0n) {
-        this.tally.peerRestarts++;
-        this.log("peer-restarted", { session: String(h.session) });
-      }
-      this.peerSession = h.session;
-      this.sealer?.bindTo(h.session); // authenticated (sealed UDP, or a keyed ring): bind our datagrams to it
-      this.window.reset();
-      this.controlIn.reset();
-      // The restarted peer expects control seq 1 again: renumber what it never acked.
-      this.controlOut.restart();
-      this.state.primary.resetPeer();
-      this.state.storage.resetPeer();
-    }
-    const now = performance.now();
-    const path = this.state.path(arrivedOn);
-    if (arrivedOn === PathId.Primary) this.tally.received.primary++;
-    else this.tally.received.storage++;
-    path.heard(now);
-    const payload = bytes.subarray(decoded.payloadOffset, offset + length);
-    switch (h.kind) {
-      case MessageKind.Heartbeat:
-        path.heartbeat(now, h.seq, h.ack);
-        return;
-      case MessageKind.ControlAck:
-        this.controlOut.acked(h.ack);
-        return;
-      case MessageKind.Control: {
-        this.controlOut.acked(h.ack);
-        this.controlIn.receive(h.seq, payload, (p) => {
-          this.tally.controlDelivered++;
-          this.emit("control", p);
-        });
-        // Ack on the path it came by (it works) right away: the sender's window moves on.
-        const ack = this.header(MessageKind.ControlAck, 0n, this.controlIn.delivered, arrivedOn);
-        if (arrivedOn === PathId.Primary) this.sendUdp(ack);
-        else this.sendRing(ack);
-        return;
-      }
-      case MessageKind.Data: {
-        const verdict = this.window.check(h.seq);
-        if (verdict === "duplicate") this.tally.dataDuplicates++;
-        else if (verdict === "old") this.tally.dataTooOld++;
-        else {
-          this.tally.dataDelivered++;
-          this.emit("data", payload, arrivedOn === PathId.Primary ? "primary" : "storage");
-        }
-        return;
-      }
-    }
-  }
-
-  // --- send ----------------------------------------------------------------------------------
-
-  private header(kind: MessageKind, seq: bigint, ack: bigint, path: PathId = PathId.Primary): MessageHeader {
-    return { kind, path, node: this.options.nodeId, session: this.session, seq, ack };
-  }
-
-  private heartbeat(id: PathId): void {
-    if (this.closed) return;
-    const seq = ++this.heartbeatSeq[id]!;
-    const header = this.header(MessageKind.Heartbeat, seq, this.state.path(id).highestHeard, id);
-    if (id === PathId.Primary) this.sendUdp(header);
-    else this.sendRing(header);
+    if (!this.closed) this.core.receive(performance.now(), bytes, offset, length, arrivedOn, this.out);
   }
 
   private tick(): void {
-    if (this.closed) return;
-    const now = performance.now();
-    for (const t of this.state.tick(now)) {
-      this.log("transition", { ...t });
-      this.emit("transition", t);
-    }
-    for (const entry of this.controlOut.due(now, this.controlRtoMs)) this.transmitControl(entry.seq, entry.payload);
-  }
-
-  private transmitControl(seq: bigint, payload: Uint8Array): void {
-    const header = this.header(MessageKind.Control, seq, this.controlIn.delivered);
-    const active = this.state.active;
-    if (active !== "storage") this.sendUdp(header, payload);
-    if (active !== "primary") this.sendRing(header, payload);
+    if (!this.closed) this.core.tick(performance.now(), this.out);
   }
 
   private sendUdp(header: MessageHeader, payload?: Uint8Array): boolean {
-    header.path = PathId.Primary;
     let out: Buffer;
     if (this.sealer !== undefined) {
       out = this.sealer.sealParts(header, payload ?? EMPTY);
@@ -498,32 +291,17 @@ export class Link extends EventEmitter<LinkEvents> {
     const peer = this.options.primary.peer;
     const data = header.kind === MessageKind.Data;
     (data ? this.socket : this.controlSocket).send(out, data ? peer.port : peer.port + 1, peer.host, (error) => {
-      if (error) this.tally.udpSendErrors++;
+      if (error) this.udpSendErrors++;
     });
-    this.tally.sent.primary++;
     return true;
   }
 
+  /** Appends a copy to the send ring ("down" while the storage path recovers: not taken). */
   private sendRing(header: MessageHeader, payload?: Uint8Array): boolean {
-    header.path = PathId.Storage;
     const length = MESSAGE_HEADER_BYTES + (payload?.length ?? 0);
     encodeHeader(this.scratch, 0, header);
     if (payload !== undefined) this.scratch.set(payload, MESSAGE_HEADER_BYTES);
-    if (this.writer.error !== undefined) return false;
-    // tryAppend copies the frame (into the record buffer or its class queue), so scratch is reusable.
-    const result = this.writer.tryAppend(RING_FRAME_TYPE[header.kind], this.scratch.subarray(0, length));
-    if (result !== "queued") {
-      if (header.kind === MessageKind.Data) this.tally.dataDroppedStorage++;
-      return false;
-    }
-    this.tally.sent.storage++;
-    return true;
-  }
-
-  /** Has the peer acked every record we wrote (so failback can move data to the primary)? */
-  private storageDrained(): boolean {
-    const ack = this.peerAck;
-    return ack !== undefined && ack.epoch === this.writer.epoch && ack.seq + 1n >= this.writer.headSeq;
+    return this.storage.append(RING_FRAME_TYPE[header.kind], this.scratch.subarray(0, length)) === "queued";
   }
 
   private log(event: string, fields: Record<string, unknown>): void {
@@ -535,6 +313,8 @@ export class Link extends EventEmitter<LinkEvents> {
 export const RING_FRAME_OVERHEAD_BYTES = FRAME_HEADER_BYTES + MESSAGE_HEADER_BYTES;
 
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+/** sendControl calls that may wait for room in the control window (beyond: ERR_LUNLINK_QUEUE_FULL). */
+const MAX_CONTROL_WAITING = 4096;
 const EMPTY = new Uint8Array(0);
 
 function bindSocket(bind: Endpoint): Promise<dgram.Socket> {

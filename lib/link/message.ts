@@ -8,6 +8,7 @@
 //   controlAck: seq = 0, ack = cumulative control ack
 //   data:       seq = link sequence (dedupe across paths), ack = 0
 // Layout (little-endian): version u8 | kind u8 | path u8 | node u8 | session u64 | seq u64 | ack u64.
+import { FrameType } from "../format/layout.ts";
 import { LunlinkError, ErrorCode } from "../errors.ts";
 
 export const LINK_VERSION = 1;
@@ -17,6 +18,14 @@ export const MAX_MESSAGE_BYTES = 65507;
 
 export const MessageKind = { Heartbeat: 1, Control: 2, ControlAck: 3, Data: 4 } as const;
 export type MessageKind = (typeof MessageKind)[keyof typeof MessageKind];
+
+/** On storage a message rides one ring frame of its class: heartbeat > control (acks too) > data. */
+export const RING_FRAME_TYPE: Record<MessageKind, FrameType> = {
+  [MessageKind.Heartbeat]: FrameType.Heartbeat,
+  [MessageKind.Control]: FrameType.Control,
+  [MessageKind.ControlAck]: FrameType.Control,
+  [MessageKind.Data]: FrameType.Data,
+};
 
 export const PathId = { Primary: 0, Storage: 1 } as const;
 export type PathId = (typeof PathId)[keyof typeof PathId];

@@ -3,6 +3,7 @@
 import type { LinkStatus } from "./link.ts";
 
 const STATE_VALUE: Record<string, number> = { down: 0, suspect: 1, up: 2 };
+const COMPONENT_VALUE: Record<string, number> = { failed: 0, closed: 0, stalled: 1, retrying: 2, opening: 2, up: 3 };
 
 export function renderMetrics(status: LinkStatus, extra: Record<string, number> = {}): string {
   const lines: string[] = [];
@@ -38,6 +39,13 @@ export function renderMetrics(status: LinkStatus, extra: Record<string, number> 
     ['{reason="downgrade"}', status.counters.downgrades],
     ['{reason="replay"}', status.counters.replays],
   ]);
+  const volumes = [status.storage.send, status.storage.receive];
+  metric("storage_volume_state", "gauge", "Local storage component: 0 failed (configuration), 1 stalled, 2 retrying, 3 up (opening/closed: 2/0).", volumes.map((v) => [`{volume="${v.component}"}`, COMPONENT_VALUE[v.state] ?? 0]));
+  metric("storage_volume_parked_requests", "gauge", "Requests parked in the kernel past ioTimeoutMs (a stalled device).", volumes.map((v) => [`{volume="${v.component}"}`, v.parked]));
+  metric("storage_volume_faults_total", "counter", "Storage faults (EIO, ENOSPC, stall, device gone...) that took the component down.", volumes.map((v) => [`{volume="${v.component}"}`, v.counters.faults]));
+  metric("storage_volume_recoveries_total", "counter", "Times the component came back by itself after a fault.", volumes.map((v) => [`{volume="${v.component}"}`, v.counters.recoveries]));
+  metric("storage_volume_failed_attempts_total", "counter", "Reopen attempts that failed during recoveries.", volumes.map((v) => [`{volume="${v.component}"}`, v.counters.failedAttempts]));
+  metric("storage_volume_last_outage_seconds", "gauge", "Duration of the last outage that ended (fault to up again).", volumes.map((v) => [`{volume="${v.component}"}`, (v.lastOutageMs ?? 0) / 1000]));
   for (const [name, value] of Object.entries(extra)) metric(name, "counter", name.replaceAll("_", " "), [["", value]]);
   return `${lines.join("\n")}\n`;
 }

@@ -5,7 +5,13 @@
 // (no flapping on a lossy link); time the caller itself was paused (GC, VM steal) longer than
 // selfPauseMs is not counted as silence; with both paths down the link is "isolated" (reported,
 // never acted on: fencing is the cluster manager's job).
-import { PathId, PATH_NAMES } from "./message.ts";
+// LinkCore (below) is the whole link protocol, sans-IO: sessions (adoption, a peer's restart), the
+// paths each message goes on, control (numbered, acked on the path it came by, retransmitted on the
+// active path) and data dedupe; the Link shell only moves bytes and time into it (LinkOutput).
+import { ControlReceiver, ControlSender } from "./control.ts";
+import { decodeHeader, MessageKind, PathId, PATH_NAMES, type MessageHeader } from "./message.ts";
+import type { OpenResult } from "./seal.ts";
+import { SequenceWindow } from "./window.ts";
 
 export type PathState = "up" | "suspect" | "down";
 export type Active = "primary" | "storage" | "isolated";
@@ -213,5 +219,233 @@ export class LinkState {
     this.transitions.push(t);
     if (this.transitions.length > MAX_TRANSITIONS) this.transitions.shift();
     return t;
+  }
+}
+
+/** What LinkCore asks its shell to do. Calls happen during the core's own calls; payloads are views valid only then. */
+export interface LinkOutput {
+  /** Transmit a message on a path; false if the path did not take it (socket error, ring down or full). */
+  send(path: PathId, header: MessageHeader, payload?: Uint8Array): boolean;
+  data(payload: Uint8Array, path: PathId): void;
+  control(payload: Uint8Array): void;
+  /** The peer started a new session (authenticated): sealed datagrams are bound to it from now on. */
+  peerSession(session: bigint, restarted: boolean): void;
+  /** Acks made room in the control window: the shell may submit waiting messages. */
+  controlRoom(): void;
+  transition(t: Transition): void;
+  log(event: string, fields: Record<string, unknown>): void;
+}
+
+/** Sealed UDP datagrams refused, by reason, and those not yet bound to our session. */
+export interface RefusedCounters {
+  /** Tag did not verify (forged, corrupted, wrong key). */
+  authFailures: number;
+  /** Authentic but already seen (replayed) or from an older session. */
+  replays: number;
+  /** Not sealed although keys are configured (downgrade attempt). */
+  downgrades: number;
+  /** Data/control sealed before the peer knew our session (only heartbeats are taken unbound). */
+  unbound: number;
+}
+
+/** A refusal reason is logged at most this often (the counters count every one). */
+const REFUSAL_LOG_INTERVAL_MS = 1000;
+
+export interface LinkIdentity {
+  nodeId: number;
+  peerNodeId: number;
+  /** This run's session (strictly higher on every start). */
+  session: bigint;
+  /** Control retransmission timeout. */
+  controlRtoMs: number;
+}
+
+/** Counters the core keeps (the shell adds what only it sees: socket errors, sealing refusals). */
+export interface CoreCounters {
+  sent: { primary: number; storage: number };
+  received: { primary: number; storage: number };
+  dataDelivered: number;
+  dataDuplicates: number;
+  dataTooOld: number;
+  dataDroppedStorage: number;
+  controlDelivered: number;
+  malformed: number;
+  strays: number;
+  staleSession: number;
+  peerRestarts: number;
+}
+
+export class LinkCore {
+  readonly paths: LinkState;
+  readonly id: LinkIdentity;
+  readonly counters: CoreCounters = {
+    sent: { primary: 0, storage: 0 },
+    received: { primary: 0, storage: 0 },
+    dataDelivered: 0,
+    dataDuplicates: 0,
+    dataTooOld: 0,
+    dataDroppedStorage: 0,
+    controlDelivered: 0,
+    malformed: 0,
+    strays: 0,
+    staleSession: 0,
+    peerRestarts: 0,
+  };
+  /** The peer's session (0: none heard yet). */
+  peerSession = 0n;
+  readonly refused: RefusedCounters = { authFailures: 0, replays: 0, downgrades: 0, unbound: 0 };
+  private readonly refusalLoggedMs = new Map<string, number>();
+  readonly controlOut = new ControlSender();
+  readonly controlIn = new ControlReceiver();
+  private readonly window = new SequenceWindow();
+  private readonly heartbeatSeq = [0n, 0n];
+  private dataSeq = 0n;
+
+  constructor(timers: LinkTimers, id: LinkIdentity) {
+    this.paths = new LinkState(timers);
+    this.id = id;
+  }
+
+  /** One message from a path (bytes[offset, offset+length)); whatever it causes goes to `out`. */
+  receive(nowMs: number, bytes: Uint8Array, offset: number, length: number, arrivedOn: PathId, out: LinkOutput): void {
+    const decoded = decodeHeader(bytes, offset, length);
+    if (!decoded.ok) {
+      this.counters.malformed++;
+      return;
+    }
+    const h = decoded.header;
+    if (h.node !== this.id.peerNodeId) {
+      this.counters.strays++;
+      return;
+    }
+    if (h.session !== this.peerSession) {
+      if (h.session < this.peerSession) {
+        this.counters.staleSession++;
+        return;
+      }
+      this.adopt(h.session, out);
+    }
+    const path = this.paths.path(arrivedOn);
+    if (arrivedOn === PathId.Primary) this.counters.received.primary++;
+    else this.counters.received.storage++;
+    path.heard(nowMs);
+    const payload = bytes.subarray(decoded.payloadOffset, offset + length);
+    switch (h.kind) {
+      case MessageKind.Heartbeat:
+        path.heartbeat(nowMs, h.seq, h.ack);
+        return;
+      case MessageKind.ControlAck:
+        this.acked(h.ack, out);
+        return;
+      case MessageKind.Control: {
+        this.acked(h.ack, out);
+        this.controlIn.receive(h.seq, payload, (p) => {
+          this.counters.controlDelivered++;
+          out.control(p);
+        });
+        // Ack on the path it came by (it works) right away: the sender's window moves on.
+        this.transmit(arrivedOn, this.header(MessageKind.ControlAck, 0n, this.controlIn.delivered, arrivedOn), undefined, out);
+        return;
+      }
+      case MessageKind.Data: {
+        const verdict = this.window.check(h.seq);
+        if (verdict === "duplicate") this.counters.dataDuplicates++;
+        else if (verdict === "old") this.counters.dataTooOld++;
+        else {
+          this.counters.dataDelivered++;
+          out.data(payload, arrivedOn);
+        }
+        return;
+      }
+    }
+  }
+
+  /**
+   * A sealed UDP datagram after the Opener: unbound data and control (sealed before the peer knew
+   * our session, e.g. captured before a restart of ours) count as liveness only and are dropped;
+   * refusals are counted and logged at most once per REFUSAL_LOG_INTERVAL_MS per reason.
+   */
+  receiveSealed(nowMs: number, opened: OpenResult, from: string, out: LinkOutput): void {
+    if (opened.ok) {
+      if (!opened.bound && opened.message[1] !== MessageKind.Heartbeat) this.refused.unbound++;
+      else this.receive(nowMs, opened.message, 0, opened.message.length, PathId.Primary, out);
+      return;
+    }
+    const reason = opened.reason === "version" ? "downgrades" : opened.reason === "replay" ? "replays" : "authFailures";
+    this.refused[reason]++;
+    if (nowMs - (this.refusalLoggedMs.get(reason) ?? Number.NEGATIVE_INFINITY) < REFUSAL_LOG_INTERVAL_MS) return;
+    this.refusalLoggedMs.set(reason, nowMs);
+    const why = { downgrades: "not sealed although keys are configured (downgrade)", replays: "replayed or from an older session", authFailures: "authentication failed (forged, corrupted or another key)" }[reason];
+    out.log("udp-refused", { from, reason: why, total: this.refused[reason] });
+  }
+
+  /** A heartbeat on `path` (its number, and our echo of the peer's). */
+  heartbeat(path: PathId, out: LinkOutput): void {
+    const seq = ++this.heartbeatSeq[path]!;
+    this.transmit(path, this.header(MessageKind.Heartbeat, seq, this.paths.path(path).highestHeard, path), undefined, out);
+  }
+
+  /** One data message on the paths data goes on now; false if none took it. */
+  sendData(nowMs: number, payload: Uint8Array, storageDrained: boolean, out: LinkOutput): boolean {
+    const paths = this.paths.dataPaths(nowMs, storageDrained);
+    const seq = ++this.dataSeq;
+    let taken = false;
+    if (paths.primary) taken = this.transmit(PathId.Primary, this.header(MessageKind.Data, seq, 0n, PathId.Primary), payload, out) || taken;
+    if (paths.storage) taken = this.transmit(PathId.Storage, this.header(MessageKind.Data, seq, 0n, PathId.Storage), payload, out) || taken;
+    return taken;
+  }
+
+  /** Numbers and sends one control message; false (nothing sent) while the window is full. */
+  submitControl(nowMs: number, payload: Uint8Array, out: LinkOutput): boolean {
+    const entry = this.controlOut.submit(payload, nowMs);
+    if (entry === undefined) return false;
+    this.transmitControl(entry.seq, entry.payload, out);
+    return true;
+  }
+
+  /** Advances time: path states and the active path (transitions), control retransmissions. */
+  tick(nowMs: number, out: LinkOutput): void {
+    for (const t of this.paths.tick(nowMs)) out.transition(t);
+    for (const entry of this.controlOut.due(nowMs, this.id.controlRtoMs)) this.transmitControl(entry.seq, entry.payload, out);
+  }
+
+  /** A newer session of the peer: adopt it; if it replaced an older one, the peer restarted. */
+  private adopt(session: bigint, out: LinkOutput): void {
+    const restarted = this.peerSession !== 0n;
+    if (restarted) this.counters.peerRestarts++;
+    this.peerSession = session;
+    this.window.reset();
+    this.controlIn.reset();
+    // The restarted peer expects control seq 1 again: renumber what it never acked.
+    this.controlOut.restart();
+    this.paths.primary.resetPeer();
+    this.paths.storage.resetPeer();
+    out.peerSession(session, restarted);
+  }
+
+  private acked(ack: bigint, out: LinkOutput): void {
+    if (this.controlOut.acked(ack) > 0) out.controlRoom();
+  }
+
+  /** Control goes on the active path (both while isolated: whichever recovers first carries it). */
+  private transmitControl(seq: bigint, payload: Uint8Array, out: LinkOutput): void {
+    const active = this.paths.active;
+    if (active !== "storage") this.transmit(PathId.Primary, this.header(MessageKind.Control, seq, this.controlIn.delivered, PathId.Primary), payload, out);
+    if (active !== "primary") this.transmit(PathId.Storage, this.header(MessageKind.Control, seq, this.controlIn.delivered, PathId.Storage), payload, out);
+  }
+
+  private transmit(path: PathId, header: MessageHeader, payload: Uint8Array | undefined, out: LinkOutput): boolean {
+    const taken = out.send(path, header, payload);
+    if (taken) {
+      if (path === PathId.Primary) this.counters.sent.primary++;
+      else this.counters.sent.storage++;
+    } else if (path === PathId.Storage && header.kind === MessageKind.Data) {
+      this.counters.dataDroppedStorage++;
+    }
+    return taken;
+  }
+
+  private header(kind: MessageKind, seq: bigint, ack: bigint, path: PathId): MessageHeader {
+    return { kind, path, node: this.id.nodeId, session: this.id.session, seq, ack };
   }
 }

@@ -11,6 +11,7 @@ import { KEY_BASE64, publicKeyOf, readPrivateKeyFile } from "../link/keys.ts";
 import { MESSAGE_HEADER_BYTES } from "../link/message.ts";
 import { DEFAULT_TIMERS, type LinkTimers } from "../link/paths.ts";
 import { SEAL_OVERHEAD_BYTES } from "../link/seal.ts";
+import { DEFAULT_RECOVERY } from "../ring/supervisor.ts";
 import type { Endpoint, LinkOptions } from "../link/link.ts";
 
 const IP_UDP_HEADER_BYTES = 28;
@@ -48,6 +49,16 @@ export const configSchema = z
         maxDelayMs: ms(0, 1000).default(0),
         pollMaxMs: ms(1, 1000).default(2),
         ioTimeoutMs: ms(1, 3_600_000).default(5000),
+        // After a storage fault: reopen with a doubling, jittered delay (a stall waits for the device instead).
+        recovery: z
+          .object({
+            backoffMinMs: ms(1, 600_000).default(DEFAULT_RECOVERY.backoffMinMs),
+            backoffMaxMs: ms(1, 600_000).default(DEFAULT_RECOVERY.backoffMaxMs),
+            backoffJitter: z.number().min(0).max(1).default(DEFAULT_RECOVERY.backoffJitter),
+            reopenVolumeAfter: z.number().int().min(1).max(1000).default(DEFAULT_RECOVERY.reopenVolumeAfter),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict(),
     timers: z
@@ -114,6 +125,8 @@ export function checkConfig(raw: unknown): { ok: true; config: NodeConfig } | { 
     const at = parseEndpoint(c.primary[key]);
     if (at !== undefined && at.port > 65534) problems.push({ key: `primary.${key}`, value: c.primary[key], allowed: "a port of at most 65534 (the next port carries heartbeats and control)" });
   }
+  const r = c.storage.recovery;
+  if (r.backoffMaxMs < r.backoffMinMs) problems.push({ key: "storage.recovery.backoffMaxMs", value: r.backoffMaxMs, allowed: `at least backoffMinMs (${r.backoffMinMs})` });
   if (c.storage.send === c.storage.receive) problems.push({ key: "storage.receive", value: c.storage.receive, allowed: "a volume other than storage.send" });
   return problems.length > 0 ? { ok: false, problems } : { ok: true, config: c };
 }
@@ -173,7 +186,7 @@ export function linkOptions(c: NodeConfig, log?: LinkOptions["log"], keys?: Link
     nodeId: c.node,
     peerNodeId: c.peer,
     primary: { bind: parseEndpoint(c.primary.bind)!, peer: parseEndpoint(c.primary.peer)! },
-    storage: { send: c.storage.send, receive: c.storage.receive, dsync: c.storage.dsync, maxDelayMs: c.storage.maxDelayMs, pollMaxMs: c.storage.pollMaxMs, ioTimeoutMs: c.storage.ioTimeoutMs },
+    storage: { send: c.storage.send, receive: c.storage.receive, dsync: c.storage.dsync, maxDelayMs: c.storage.maxDelayMs, pollMaxMs: c.storage.pollMaxMs, ioTimeoutMs: c.storage.ioTimeoutMs, recovery: c.storage.recovery },
     timers,
     controlRtoMs,
     ...(log === undefined ? {} : { log }),

@@ -21,6 +21,14 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
   if (keys === undefined) log.warn({ event: "no-keys" }, "no keys configured: UDP datagrams are neither authenticated nor encrypted (see docs/security.md)");
   // Listen at once: a storage error during the rest of the start-up is logged, not an unhandled event.
   link.on("error", (error) => log.error({ event: "link-error", message: error.message }, "link error"));
+  // One line per state change of a storage component (not per retry): fault, recovery, configuration fault.
+  link.on("storage", (c) => {
+    const fields = { event: "storage", component: c.component, from: c.from, to: c.to, ...(c.fault === undefined ? {} : { code: c.fault.code, message: c.fault.message }), ...(c.outageMs === undefined ? {} : { outageMs: Math.round(c.outageMs) }) };
+    const what = `${c.component} volume ${c.to}${c.fault === undefined ? "" : `: ${c.fault.message}`}${c.outageMs === undefined ? "" : ` (down ${(c.outageMs / 1000).toFixed(1)} s)`}`;
+    if (c.to === "failed") log.error(fields, `${what} (configuration fault: not retried; fix it and restart)`);
+    else if (c.to === "up" || c.to === "closed") log.info(fields, what);
+    else log.warn(fields, what);
+  });
   let tun: TunDevice | undefined;
   let metrics: HttpServer | undefined;
   let server: Server | undefined;

@@ -3,7 +3,11 @@
 // nanosleep between tries), the sleep doubling from pollMinUs up to pollMaxMs, so latency stays low
 // under traffic and an idle link costs little. The peer's status block is re-read every
 // statusPollMs (acks, heartbeat, epoch changes). Frames go to onFrame (zero-copy, valid during the
-// call) and to an async iterator (copies, bounded by maxQueuedFrames: a slow consumer pauses polling).
+// call) and to an async iterator (copies, bounded by maxQueuedFrames: a slow consumer pauses polling;
+// an iterator abandoned mid-queue drops what it left and releases the poll loop). A failure is never
+// silent: it goes to "error" listeners, the iterator or finished(); with none of them, "error" is
+// emitted anyway (an unhandled error event, which crashes loudly). A stopped or failed poller can
+// be started again on the same reader (its position is kept): that is how supervision reopens it.
 import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 
@@ -50,6 +54,8 @@ export class Poller extends EventEmitter<PollerEvents> {
   private queueWaiter: (() => void) | undefined;
   private drainWaiter: (() => void) | undefined;
   private iterating = false;
+  /** Someone awaits finished(): the failure reaches them. */
+  private watched = false;
 
   constructor(reader: RingReader, options: PollerOptions = {}) {
     super();
@@ -73,13 +79,14 @@ export class Poller extends EventEmitter<PollerEvents> {
       () => this.run(),
       (error) => {
         this.queueWaiter?.();
-        if (this.listenerCount("error") > 0) this.emit("error", error);
+        if (this.listenerCount("error") > 0 || (!this.iterating && !this.watched)) this.emit("error", error);
       },
     );
   }
 
   /** Resolves when the poller has stopped; rejects with the error that stopped it. */
   finished(): Promise<void> {
+    this.watched = true;
     return this.task.finished();
   }
 
@@ -107,7 +114,11 @@ export class Poller extends EventEmitter<PollerEvents> {
         this.queueWaiter = undefined;
       }
     } finally {
+      // Abandoned (break, return, throw in the consumer) or ended: frames left behind would reach a
+      // later iterator out of their time, and a full queue would hold the poll loop forever.
       this.iterating = false;
+      this.queue.length = 0;
+      this.drainWaiter?.();
     }
   }
 

@@ -164,14 +164,18 @@ test("a loop device whose backing file shrank below the offset reports an error,
 test("the ring reader reports EIO and a stall on its receive volume, and carries on when the device heals", async (t) => {
   const { FrameType } = await import("../../lib/format/layout.ts");
   const { RingReader } = await import("../../lib/ring/reader.ts");
-  const { RingWriter } = await import("../../lib/ring/writer.ts");
+  const { SupervisedWriter } = await import("../../lib/ring/supervised-writer.ts");
   const { formatVolume } = await import("../../lib/ring/superblocks.ts");
   const fault = await faultDevice(t);
   const send = await Volume.open(fault.device, { dsync: true, ioTimeoutMs: 5000 });
   t.teardown(() => send.close().catch(() => undefined));
   await formatVolume(send, { writerNode: 1, peerNode: 2, ringBlocks: 256n });
-  const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 0 });
-  t.teardown(() => writer.close().catch(() => undefined));
+  // The writer shares the faulty device: any of its writes (a status block every 100 ms, the owner
+  // check) may meet the EIO or the stall. Supervised, it is reopened (a new epoch) once the device
+  // answers again, as in a running node.
+  const supervised = await SupervisedWriter.open(send, { writer: { nodeId: 1, maxDelayMs: 0, statusIntervalMs: 10 }, recovery: { backoffMinMs: 20, backoffMaxMs: 200 } });
+  t.teardown(() => supervised.close());
+  const writer = await supervised.whenUp(0);
   const receive = await Volume.open(fault.device, { readOnly: true, ioTimeoutMs: 300 });
   t.teardown(() => receive.close().catch(() => undefined));
   const reader = await RingReader.open(receive, { nodeId: 2, start: "head" });
@@ -199,6 +203,8 @@ test("the ring reader reports EIO and a stall on its receive volume, and carries
   await fault.setFailing(true);
   const eio = await failingPoll("EIO");
   t.is((eio as LunlinkError).code, ErrorCode.IoError, String(eio));
+  // Long enough for a status write of the writer (every 10 ms) to meet the EIO, as on a slow day.
+  await new Promise((r) => setTimeout(r, 100));
   await fault.setFailing(false);
 
   fault.stop();
@@ -207,10 +213,14 @@ test("the ring reader reports EIO and a stall on its receive volume, and carries
   fault.resume();
   for (let i = 0; i < 100 && receive.stalled; i++) await new Promise((r) => setTimeout(r, 20));
 
-  await writer.append(FrameType.Control, Buffer.from("two"));
-  await writer.flush();
+  const healed = await supervised.whenUp(10_000);
+  await healed.append(FrameType.Control, Buffer.from("two"));
+  await healed.flush();
   let outcome = await reader.poll(visit);
   for (let i = 0; i < 5 && outcome !== "delivered"; i++) outcome = await reader.poll(visit);
   t.deepEqual(texts, ["one", "two"], "nothing was delivered while the device failed");
   t.is(reader.counters.lost, 0n);
+  const faults = supervised.supervisor.report().counters;
+  t.true(faults.faults >= 1, "the writer met the EIO");
+  t.is(faults.faults, faults.recoveries, `every writer fault healed (${faults.faults})`);
 });

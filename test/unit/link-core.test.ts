@@ -1,14 +1,15 @@
 // The link's sans-IO core with a fake clock: the message codec, the dedupe window against a model,
-// reliable control over a lossy, reordering, duplicating channel, and the path state machine of two
-// simulated nodes under cuts, one-way cuts, flapping, pauses and double failures. Simulated time is
+// reliable control over a lossy, reordering, duplicating channel, the path state machine of two
+// simulated nodes under cuts, one-way cuts, flapping, pauses and double failures, and LinkCore (the
+// protocol: sessions and restarts, path choice, control acks, sealed-input rules) end to end. Simulated time is
 // logic, not wall-clock timing: every figure asserted here is exact for the given script.
 // Replay a seed: LUNLINK_SEED=<seed> npx ava test/unit/link-core.test.ts
 import test from "ava";
 import fc from "fast-check";
 
 import { ControlReceiver, ControlSender } from "../../lib/link/control.ts";
-import { decodeHeader, encodeMessage, MessageKind, MESSAGE_HEADER_BYTES, PathId } from "../../lib/link/message.ts";
-import { DEFAULT_TIMERS, LinkState, type LinkTimers } from "../../lib/link/paths.ts";
+import { decodeHeader, encodeMessage, MessageKind, MESSAGE_HEADER_BYTES, PathId, type MessageHeader } from "../../lib/link/message.ts";
+import { DEFAULT_TIMERS, LinkCore, LinkState, type LinkOutput, type LinkTimers, type Transition } from "../../lib/link/paths.ts";
 import { SequenceWindow, WINDOW_BITS } from "../../lib/link/window.ts";
 import { generator, simulationSeeds } from "../helpers/random.ts";
 
@@ -291,4 +292,160 @@ test("control: after the peer restarts, the unacked messages are renumbered from
   t.deepEqual(got, [2, 3, 4]);
   const next = sender.submit(Uint8Array.of(9), 2)!;
   t.is(next.seq, 4n, "new messages continue the new numbering");
+});
+
+// --- LinkCore: the whole protocol sans-IO (sessions, path choice, control, dedupe) -------------------
+
+interface Sent {
+  path: PathId;
+  header: MessageHeader;
+  payload: Uint8Array | undefined;
+}
+
+/** A LinkOutput that records everything; `takes(path)` says whether a path accepts a send now. */
+function recorder(takes: (path: PathId) => boolean = () => true) {
+  const r = {
+    sent: [] as Sent[],
+    data: [] as [number, PathId][],
+    control: [] as number[],
+    sessions: [] as [bigint, boolean][],
+    rooms: 0,
+    logs: [] as string[],
+    transitions: [] as Transition[],
+  };
+  const out: LinkOutput = {
+    send: (path, header, payload) => {
+      if (!takes(path)) return false;
+      r.sent.push({ path, header: { ...header }, payload: payload?.slice() });
+      return true;
+    },
+    data: (payload, path) => r.data.push([new DataView(payload.buffer, payload.byteOffset).getUint32(0, true), path]),
+    control: (payload) => r.control.push(new DataView(payload.buffer, payload.byteOffset).getUint32(0, true)),
+    peerSession: (session, restarted) => r.sessions.push([session, restarted]),
+    controlRoom: () => r.rooms++,
+    transition: (t) => r.transitions.push(t),
+    log: (event) => r.logs.push(event),
+  };
+  return { r, out };
+}
+
+const u32 = (n: number) => {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n, true);
+  return b;
+};
+
+function deliver(core: LinkCore, now: number, m: Sent, out: LinkOutput): void {
+  const bytes = encodeMessage(m.header, m.payload);
+  core.receive(now, bytes, 0, bytes.length, m.path, out);
+}
+
+test("core: two nodes through a storage outage (ring down) and a primary cut: control once and in order, data never twice", (t) => {
+  for (const seed of simulationSeeds()) {
+    const random = generator(seed);
+    // The local storage path is down (recovering) once on the primary, once during the primary's cut (isolated).
+    const storageDown = (now: number) => (now >= 1000 && now < 2500) || (now >= 4800 && now < 6800);
+    const primaryCut = (now: number) => now >= 4000 && now < 7500;
+    const takes = (now: () => number) => (path: PathId) => (path === PathId.Storage ? !storageDown(now()) : true);
+    let now = 0;
+    const clock = () => now;
+    const a = new LinkCore(DEFAULT_TIMERS, { nodeId: 1, peerNodeId: 2, session: 10n << 16n, controlRtoMs: 200 });
+    const b = new LinkCore(DEFAULT_TIMERS, { nodeId: 2, peerNodeId: 1, session: 20n << 16n, controlRtoMs: 200 });
+    const ra = recorder(takes(clock));
+    const rb = recorder(takes(clock));
+    const waiting: number[] = [];
+    let nextControl = 0;
+    let nextData = 0;
+    for (; now < 10_000; now++) {
+      if (now % 25 === 0) a.heartbeat(PathId.Primary, ra.out), b.heartbeat(PathId.Primary, rb.out);
+      if (now % 100 === 0) a.heartbeat(PathId.Storage, ra.out), b.heartbeat(PathId.Storage, rb.out);
+      if (now < 8000 && now % 10 === 0) {
+        waiting.push(nextControl++);
+        while (waiting.length > 0 && a.submitControl(now, u32(waiting[0]!), ra.out)) waiting.shift();
+        a.sendData(now, u32(nextData++), true, ra.out);
+      }
+      if (now % 5 === 0) a.tick(now, ra.out), b.tick(now, rb.out);
+      // The wire: the primary carries unless cut (some loss), storage always delivers what it took.
+      for (const [from, to, out] of [
+        [ra.r, b, rb.out],
+        [rb.r, a, ra.out],
+      ] as const) {
+        for (const m of from.sent.splice(0)) {
+          if (m.path === PathId.Primary && (primaryCut(now) || random() < 0.05)) continue;
+          deliver(to, now, m, out);
+        }
+      }
+      while (waiting.length > 0 && a.submitControl(now, u32(waiting[0]!), ra.out)) waiting.shift();
+    }
+    t.deepEqual(rb.r.control, Array.from({ length: nextControl }, (_, i) => i), `seed ${seed}: every control message once, in order`);
+    const ids = rb.r.data.map(([id]) => id);
+    t.is(new Set(ids).size, ids.length, `seed ${seed}: no data delivered twice`);
+    t.true(a.counters.dataDroppedStorage > 0, `seed ${seed}: data offered to the storage path while it was down was dropped and counted`);
+    t.true(rb.r.data.some(([, path]) => path === PathId.Storage), `seed ${seed}: data rode storage during the cut`);
+    t.true(a.paths.failovers >= 1 && a.paths.failbacks >= 1, `seed ${seed}: failed over and back`);
+    t.true(a.paths.transitions.some((x) => x.kind === "active" && x.to === "isolated" && x.atMs > 5000), `seed ${seed}: isolated while both were down`);
+    t.deepEqual(rb.r.sessions, [[10n << 16n, false]], "b adopted a's session once, no restart");
+  }
+});
+
+test("core: a restarted peer (higher session) resets dedupe and control numbering; its older session is dropped", (t) => {
+  const b = new LinkCore(DEFAULT_TIMERS, { nodeId: 2, peerNodeId: 1, session: 5n, controlRtoMs: 200 });
+  const { r, out } = recorder();
+  const msg = (session: bigint, kind: MessageKind, seq: bigint, payload?: Uint8Array): Sent => ({ path: PathId.Primary, header: { kind, path: PathId.Primary, node: 1, session, seq, ack: 0n }, payload });
+  deliver(b, 0, msg(100n, MessageKind.Control, 1n, u32(1)), out);
+  deliver(b, 1, msg(100n, MessageKind.Data, 7n, u32(70)), out);
+  deliver(b, 2, msg(100n, MessageKind.Data, 7n, u32(70)), out);
+  t.is(b.counters.dataDuplicates, 1);
+  // b has an unacked control message of its own when the peer restarts.
+  t.true(b.submitControl(3, u32(900), out));
+  t.true(b.submitControl(3, u32(901), out));
+  deliver(b, 10, msg(200n, MessageKind.Control, 1n, u32(2)), out); // restarted: numbering from 1 again
+  deliver(b, 11, msg(200n, MessageKind.Data, 7n, u32(71)), out); // same seq, new session: new
+  deliver(b, 12, msg(100n, MessageKind.Data, 8n, u32(80)), out); // the old session's leftover
+  t.deepEqual(r.control, [1, 2], "the restarted peer's control seq 1 is delivered");
+  t.deepEqual(r.data.map(([id]) => id), [70, 71]);
+  t.is(b.counters.staleSession, 1);
+  t.is(b.counters.peerRestarts, 1);
+  t.deepEqual(r.sessions, [[100n, false], [200n, true]], "binding actions: first adoption, then a restart");
+  // b's unacked messages were renumbered from 1 and go out again at the next tick.
+  r.sent.length = 0;
+  b.tick(1000, out);
+  t.deepEqual(r.sent.filter((m) => m.header.kind === MessageKind.Control && m.path === PathId.Primary).map((m) => m.header.seq), [1n, 2n]);
+});
+
+test("core: control is acked on the path it came by and sent on the active path (both while isolated); acks make room", (t) => {
+  const b = new LinkCore(DEFAULT_TIMERS, { nodeId: 2, peerNodeId: 1, session: 5n, controlRtoMs: 200 });
+  const { r, out } = recorder();
+  deliver(b, 0, { path: PathId.Storage, header: { kind: MessageKind.Control, path: PathId.Storage, node: 1, session: 9n, seq: 1n, ack: 0n }, payload: u32(1) }, out);
+  const acks = r.sent.filter((m) => m.header.kind === MessageKind.ControlAck);
+  t.deepEqual(acks.map((m) => [m.path, m.header.ack]), [[PathId.Storage, 1n]], "acked on storage, where it came from");
+  r.sent.length = 0;
+  t.is(b.paths.active, "isolated");
+  b.submitControl(1, u32(5), out);
+  t.deepEqual(r.sent.map((m) => m.path).sort(), [PathId.Primary, PathId.Storage], "isolated: offered on both paths");
+  let released = 0;
+  for (let i = 0; i < 300; i++) if (!b.submitControl(2, u32(i), out)) released++;
+  t.true(released > 0 && b.controlOut.full, "the window bounds what is in flight");
+  deliver(b, 3, { path: PathId.Primary, header: { kind: MessageKind.ControlAck, path: PathId.Primary, node: 1, session: 9n, seq: 0n, ack: 10n }, payload: undefined }, out);
+  t.is(r.rooms, 1, "an ack that released messages says so once");
+});
+
+test("core: sealed datagrams: unbound data and control are dropped, heartbeats taken; refusals counted each time, logged once a second", (t) => {
+  const b = new LinkCore(DEFAULT_TIMERS, { nodeId: 2, peerNodeId: 1, session: 5n, controlRtoMs: 200 });
+  const { r, out } = recorder();
+  const sealed = (kind: MessageKind, bound: boolean) => ({ ok: true as const, bound, message: encodeMessage({ kind, path: PathId.Primary, node: 1, session: 9n, seq: 1n, ack: 0n }, u32(3)) });
+  b.receiveSealed(0, sealed(MessageKind.Data, false), "x", out);
+  b.receiveSealed(0, sealed(MessageKind.Control, false), "x", out);
+  b.receiveSealed(0, sealed(MessageKind.Heartbeat, false), "x", out);
+  t.is(b.refused.unbound, 2);
+  t.is(b.counters.received.primary, 1, "the heartbeat counted as heard");
+  b.receiveSealed(1, sealed(MessageKind.Data, true), "x", out);
+  t.deepEqual(r.data.map(([id]) => id), [3]);
+  for (let now = 0; now < 2500; now += 100) b.receiveSealed(now, { ok: false, reason: "auth" }, "198.18.1.1:7410", out);
+  b.receiveSealed(0, { ok: false, reason: "version" }, "x", out);
+  b.receiveSealed(0, { ok: false, reason: "replay" }, "x", out);
+  t.is(b.refused.authFailures, 25);
+  t.is(b.refused.downgrades, 1);
+  t.is(b.refused.replays, 1);
+  t.is(r.logs.filter((e) => e === "udp-refused").length, 3 + 2, "auth logged at 0, 1000 and 2000 ms; the others once each");
 });

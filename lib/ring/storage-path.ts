@@ -1,0 +1,283 @@
+// StoragePath: one node's storage path as one object: the send ring (RingWriter on the send volume)
+// and the receive ring (RingReader + Poller on the receive volume), each under a Supervisor, so an
+// EIO, ENOSPC, stall or vanished device takes the path down and it comes back by itself (a writer
+// reopen starts a new epoch; the reader keeps its position, or starts at the head on a fresh handle).
+// Invariants: frames are appended only to a writer that is up (otherwise "down": the link layer
+// retransmits control, data is best effort); the reader never goes back, so no frame is delivered
+// twice by this layer; the first open's errors are thrown (bad config fails `up` loudly).
+import { EventEmitter } from "node:events";
+
+import type { FrameType } from "../format/layout.ts";
+import type { StatusBlock } from "../format/status.ts";
+import { Volume } from "../io/volume.ts";
+import { Poller } from "../poll/poller.ts";
+import type { RingAuth } from "./keys.ts";
+import { RingReader, type FrameVisitor, type RingReaderCounters } from "./reader.ts";
+import { persistedAck } from "./status.ts";
+import { openSuperblock } from "./superblocks.ts";
+import { SupervisedWriter } from "./supervised-writer.ts";
+import { Supervisor, type ComponentReport, type Incarnation, type RecoveryOptions, type StateChange } from "./supervisor.ts";
+import type { Ack, RingWriterCounters, RingWriterOptions } from "./writer.ts";
+
+export interface StoragePathOptions {
+  nodeId: number;
+  peerNodeId: number;
+  /** Our send volume (we own its ring). */
+  send: string;
+  /** The peer's ring as the mirror (or the shared LUN) delivers it to us. */
+  receive: string;
+  /** O_DSYNC on the send volume (default true). */
+  dsync?: boolean;
+  /** Take the send volume over from a writer that did not close it (default true). */
+  takeOver?: boolean;
+  /** Writer: seal a record after this long (default 0). */
+  maxDelayMs?: number;
+  /** Poller: longest sleep between reads while idle (default 2 ms). */
+  pollMaxMs?: number;
+  /** Per-request deadline on both volumes (Volume default when absent). */
+  ioTimeoutMs?: number;
+  /** Keyed rings: the two ring keys, derived from the pair UUID (read, unverified, from the send superblock). */
+  auth?: (pairUuid: string) => { send: RingAuth; receive: RingAuth };
+  recovery?: RecoveryOptions;
+  /** Every frame of the peer's ring, zero-copy (valid during the call). */
+  onFrame: FrameVisitor;
+}
+
+export interface StoragePathEvents {
+  /** The peer's status block (its ack of our records, its heartbeat). */
+  status: [StatusBlock];
+  /** A component changed state (one event per change, not per retry). */
+  change: [StateChange];
+}
+
+export interface VolumeReport extends ComponentReport {
+  path: string;
+  /** While stalled: how long its oldest parked request has waited (time stalled plus the deadline it passed). */
+  stalledForMs: number | null;
+}
+
+export type StorageState = "up" | "recovering" | "failed";
+
+export interface StorageReport {
+  /** up: both components work; recovering: one is stalled or retrying; failed: a configuration fault. */
+  state: StorageState;
+  send: VolumeReport;
+  receive: VolumeReport;
+}
+
+export class StoragePath extends EventEmitter<StoragePathEvents> {
+  readonly options: StoragePathOptions;
+  readonly send: SupervisedWriter;
+  readonly receiveSupervisor: Supervisor;
+  private receiveVolume: Volume;
+  private reader: RingReader;
+  private poller: Poller;
+  private readonly auth: { send: RingAuth; receive: RingAuth } | undefined;
+  private readonly notBefore: Ack | undefined;
+  /** The peer's ack of our ring, from its status block. */
+  peerAck: Ack | undefined;
+  /** Counters of readers replaced after a fresh volume handle (reported as totals). */
+  private readonly retiredReader: { lost: bigint; damaged: number; overruns: number } = { lost: 0n, damaged: 0, overruns: 0 };
+  private closed = false;
+
+  private constructor(options: StoragePathOptions, send: SupervisedWriter, receive: Volume, reader: RingReader, auth: StoragePath["auth"], notBefore: Ack | undefined) {
+    super();
+    this.options = options;
+    this.send = send;
+    this.receiveVolume = receive;
+    this.reader = reader;
+    this.auth = auth;
+    this.notBefore = notBefore;
+    this.poller = this.newPoller(reader);
+    this.receiveSupervisor = new Supervisor("receive", () => this.receiveVolume, (reopen) => this.openReceive(reopen), options.recovery);
+    send.on("change", (c) => this.emit("change", c));
+    this.receiveSupervisor.on("change", (c) => this.emit("change", c));
+    this.watchReceive(receive);
+    this.receiveSupervisor.adopt(this.pollerIncarnation());
+  }
+
+  /** Opens both volumes, a writer (new epoch) and a reader at the peer's head; throws on any error. */
+  static async open(options: StoragePathOptions): Promise<StoragePath> {
+    const volumes: Volume[] = [];
+    let send: SupervisedWriter | undefined;
+    try {
+      const sendVolume = await openSend(options);
+      volumes.push(sendVolume);
+      const receive = await openReceive(options);
+      volumes.push(receive);
+      let auth: StoragePath["auth"];
+      let notBefore: Ack | undefined;
+      if (options.auth !== undefined) {
+        // The UUID is read unverified: a wrong one only derives keys that fail verification.
+        auth = options.auth((await openSuperblock(sendVolume)).superblock.pairUuid);
+        // Anti-replay across restarts: what this node acked last time (its own, MACed status block)
+        // is the floor below which the peer's ring is refused, even if an old epoch is restored.
+        notBefore = await persistedAck(sendVolume, auth.send);
+      }
+      let path: StoragePath | undefined;
+      send = await SupervisedWriter.open(sendVolume, {
+        writer: writerOptions(options, auth, () => path, notBefore),
+        ...(options.recovery === undefined ? {} : { recovery: options.recovery }),
+        reopenVolume: () => openSend(options),
+      });
+      const reader = await RingReader.open(receive, readerOptions(options, auth, notBefore));
+      path = new StoragePath(options, send, receive, reader, auth, notBefore);
+      return path;
+    } catch (error) {
+      await send?.close();
+      for (const v of volumes) await v.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  get up(): boolean {
+    return this.send.supervisor.up && this.receiveSupervisor.up;
+  }
+
+  /** Queues one frame on the send ring: "down" while the writer is being recovered. */
+  append(type: FrameType, frame: Uint8Array): "queued" | "dropped" | "full" | "down" {
+    return this.send.tryAppend(type, frame);
+  }
+
+  /** The current (or last) writer's epoch and next sequence. */
+  get epoch(): bigint {
+    return this.send.epoch;
+  }
+
+  get headSeq(): bigint {
+    return this.send.headSeq;
+  }
+
+  get queuedBytes(): number {
+    return this.send.queuedBytes;
+  }
+
+  get lagRecords(): bigint {
+    return this.poller.lagRecords;
+  }
+
+  /** Has the peer acked every record we wrote (a writer that is down has nothing to drain)? */
+  get drained(): boolean {
+    const writer = this.send.writer;
+    if (writer === undefined) return true;
+    const ack = this.peerAck;
+    return ack !== undefined && ack.epoch === writer.epoch && ack.seq + 1n >= writer.headSeq;
+  }
+
+  get writerCounters(): RingWriterCounters {
+    return this.send.counters;
+  }
+
+  get readerCounters(): RingReaderCounters {
+    const c = this.reader.counters;
+    return { ...c, lost: c.lost + this.retiredReader.lost, damaged: c.damaged + this.retiredReader.damaged, overruns: c.overruns + this.retiredReader.overruns };
+  }
+
+  /** What our status block acks: keyed, the authenticated high-water mark (never lower); else the reader's position. */
+  localAck(): Ack {
+    return this.auth === undefined ? this.reader.ack : this.reader.delivered;
+  }
+
+  report(): StorageReport {
+    const volumeReport = (s: Supervisor, path: string, volume: Volume): VolumeReport => {
+      const r = s.report();
+      return { ...r, path, stalledForMs: r.state === "stalled" ? r.forMs + volume.ioTimeoutMs : null };
+    };
+    const send = volumeReport(this.send.supervisor, this.options.send, this.send.volume);
+    const receive = volumeReport(this.receiveSupervisor, this.options.receive, this.receiveVolume);
+    const state: StorageState = send.state === "failed" || receive.state === "failed" ? "failed" : send.state === "up" && receive.state === "up" ? "up" : "recovering";
+    return { state, send, receive };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.receiveSupervisor.close();
+    await this.poller.stop().catch(() => undefined);
+    await this.send.close();
+    await this.send.volume.close().catch(() => undefined);
+    await this.receiveVolume.close().catch(() => undefined);
+  }
+
+  // --- the receive side's supervision ---------------------------------------------------------
+
+  private async openReceive(reopenVolume: boolean): Promise<Incarnation> {
+    if (reopenVolume) {
+      // A fresh handle: a new reader at the writer's head (what was written meanwhile is lost for
+      // data and retransmitted by the link for control). Keyed: never below what we delivered.
+      const delivered = this.auth === undefined ? undefined : this.reader.delivered;
+      await this.receiveVolume.close().catch(() => undefined);
+      this.receiveVolume = await openReceive(this.options);
+      this.watchReceive(this.receiveVolume);
+      const reader = await RingReader.open(this.receiveVolume, readerOptions(this.options, this.auth, delivered ?? this.notBefore));
+      const c = this.reader.counters;
+      this.retiredReader.lost += c.lost;
+      this.retiredReader.damaged += c.damaged;
+      this.retiredReader.overruns += c.overruns;
+      this.reader = reader;
+      this.poller = this.newPoller(reader);
+    } else {
+      // Same handle, same reader, same position: a status read proves the device answers again.
+      await this.reader.refresh();
+    }
+    return this.pollerIncarnation();
+  }
+
+  private newPoller(reader: RingReader): Poller {
+    const poller = new Poller(reader, { pollMinUs: 50, pollMaxMs: this.options.pollMaxMs ?? 2, statusPollMs: 20, onFrame: this.options.onFrame });
+    poller.on("status", (status) => {
+      if (status.ackSeq > 0n) this.peerAck = { epoch: status.ackEpoch, seq: status.ackSeq };
+      this.emit("status", status);
+    });
+    return poller;
+  }
+
+  /** Starts (or restarts, at the reader's position) the poller; its life ends with the error that stops it. */
+  private pollerIncarnation(): Incarnation {
+    const poller = this.poller;
+    poller.start();
+    return {
+      failed: poller.finished().then(
+        () => undefined,
+        (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
+      ),
+      close: () => poller.stop(),
+    };
+  }
+
+  private watchReceive(volume: Volume): void {
+    volume.on("stall", (parked) => (this.receiveSupervisor.parked = parked));
+    volume.on("recover", () => (this.receiveSupervisor.parked = 0));
+  }
+}
+
+function openSend(o: StoragePathOptions): Promise<Volume> {
+  return Volume.open(o.send, { dsync: o.dsync ?? true, exclusive: true, ...(o.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: o.ioTimeoutMs }) });
+}
+
+function openReceive(o: StoragePathOptions): Promise<Volume> {
+  return Volume.open(o.receive, { readOnly: true, ...(o.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: o.ioTimeoutMs }) });
+}
+
+function writerOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: () => StoragePath | undefined, notBefore: Ack | undefined): RingWriterOptions {
+  return {
+    nodeId: o.nodeId,
+    // It is ours by config; after a fault of our own writer, the superblock still names us.
+    takeOver: o.takeOver ?? true,
+    maxDelayMs: o.maxDelayMs ?? 0,
+    // The link acks and retransmits control itself: a dead peer must not stall the writer.
+    controlWaitsForAck: false,
+    peerAck: () => path()?.peerAck,
+    localAck: () => path()?.localAck() ?? notBefore,
+    ...(auth === undefined ? {} : { auth: auth.send }),
+  };
+}
+
+function readerOptions(o: StoragePathOptions, auth: StoragePath["auth"], notBefore: Ack | undefined): Parameters<typeof RingReader.open>[1] {
+  return {
+    nodeId: o.nodeId,
+    peerNodeId: o.peerNodeId,
+    start: "head",
+    ...(auth === undefined ? {} : { auth: auth.receive, ...(notBefore === undefined ? {} : { notBefore }) }),
+  };
+}
