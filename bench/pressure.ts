@@ -1,9 +1,11 @@
 // `npm run bench -- pressure [--seconds S]`: false failovers under CPU pressure. A pair in the
-// two-host lab (lib/node/lab.ts) with default timers and no cut runs twice, each for S seconds
-// (default 60): once on a quiet machine, once with a CPU hog at normal priority on every core
-// (stress-ng --cpu N, N = the core count). A transition on a link that nobody cut is a false one;
-// the table gives transitions per minute per node, self-pauses and the nodes' event-loop delay.
-import { spawn } from "node:child_process";
+// two-host lab (lib/node/lab.ts) with default timers and no cut runs three times, each for S seconds
+// (default 60): on a quiet machine; with a CPU hog at normal priority on every core (stress-ng --cpu
+// N, N = the core count) started as another job (its own session, so its own autogroup, as another
+// user's job or service would be); and with the same hog in the lab's own session (one autogroup with
+// the nodes and the mirrors, the harshest placement). A transition on a link nobody cut is a false
+// one; the table gives transitions per minute per node, self-pauses and the nodes' event-loop delay.
+import { spawn, type ChildProcess } from "node:child_process";
 import { availableParallelism, loadavg } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -19,19 +21,27 @@ interface PhaseResult {
   selfPauses: [number, number];
   loopDelayP99Ms: [number, number];
   loopDelayMaxMs: [number, number];
+  scheduling: string;
   load: string;
 }
+
+/** Where the hog runs: nowhere, as another job (own session and autogroup), or in the lab's session. */
+type HogPlacement = "none" | "own-session" | "lab-session";
 
 export async function pressureBench(args: string[]): Promise<void> {
   const seconds = numberArg(args, "--seconds", 60);
   const cores = availableParallelism();
   console.log(machineLine());
   console.log(`pressure: a pair with default timers, no cut, ${seconds} s per phase; hog: stress-ng --cpu ${cores} (normal priority)`);
-  const results = [await phase("quiet", seconds, false), await phase(`stress-ng --cpu ${cores}`, seconds, true)];
+  const results = [
+    await phase("quiet", seconds, "none"),
+    await phase(`stress-ng --cpu ${cores}, another session`, seconds, "own-session"),
+    await phase(`stress-ng --cpu ${cores}, the lab's session`, seconds, "lab-session"),
+  ];
   const perMinute = (n: number) => ((n * 60) / seconds).toFixed(1);
   console.log(
     table(
-      ["phase", "false transitions/min node 1", "node 2", "self-pauses 1/2", "event-loop delay p99 ms 1/2", "max ms 1/2", "load average"],
+      ["phase", "false transitions/min node 1", "node 2", "self-pauses 1/2", "event-loop delay p99 ms 1/2", "max ms 1/2", "node scheduling", "load average"],
       results.map((r) => [
         r.name,
         perMinute(r.transitions[0]),
@@ -39,6 +49,7 @@ export async function pressureBench(args: string[]): Promise<void> {
         `${r.selfPauses[0]}/${r.selfPauses[1]}`,
         `${r.loopDelayP99Ms[0].toFixed(1)}/${r.loopDelayP99Ms[1].toFixed(1)}`,
         `${r.loopDelayMaxMs[0].toFixed(0)}/${r.loopDelayMaxMs[1].toFixed(0)}`,
+        r.scheduling,
         r.load,
       ]),
     ),
@@ -47,18 +58,25 @@ export async function pressureBench(args: string[]): Promise<void> {
 }
 
 // One fresh lab per phase, so each node's event-loop histogram (kept since start) covers that phase only.
-async function phase(name: string, seconds: number, hog: boolean): Promise<PhaseResult> {
-  const lab = await Lab.create({ prefix: "llb-" });
+async function phase(name: string, seconds: number, hog: HogPlacement): Promise<PhaseResult> {
+  const scheduling = new Set<string>();
+  const onLog = (_node: 1 | 2, line: string): void => {
+    if (!line.includes('"scheduling"')) return;
+    const o = JSON.parse(line) as { policy?: string; priority?: number };
+    scheduling.add(o.policy === "rr" ? `SCHED_RR ${o.priority}` : "normal");
+  };
+  const lab = await Lab.create({ prefix: "llb-", onLog });
   const stop = () => void lab.destroy().finally(() => process.exit(130));
   process.once("SIGINT", stop);
-  let stress: ReturnType<typeof spawn> | undefined;
+  let stress: ChildProcess | undefined;
   try {
     await lab.startNode(1);
     await lab.startNode(2);
     for (const id of [1, 2] as const) await lab.waitFor(id, "up", (s) => s.active === "primary" && s.paths.storage.state === "up", 20_000);
     const before = await Promise.all([lab.status(1), lab.status(2)]);
-    if (hog) {
-      stress = spawn("stress-ng", ["--cpu", String(availableParallelism()), "--timeout", `${seconds + 5}s`, "--quiet"], { stdio: "ignore" });
+    if (hog !== "none") {
+      // detached = setsid(): a new session, so the kernel puts the hog in an autogroup of its own.
+      stress = spawn("stress-ng", ["--cpu", String(availableParallelism()), "--timeout", `${seconds + 5}s`, "--quiet"], { stdio: "ignore", detached: hog === "own-session" });
     }
     await sleep(seconds * 1000);
     const load = loadavg().map((x) => x.toFixed(2)).join(" ");
@@ -72,13 +90,24 @@ async function phase(name: string, seconds: number, hog: boolean): Promise<Phase
       selfPauses: [after[0]!.selfPauses - before[0]!.selfPauses, after[1]!.selfPauses - before[1]!.selfPauses],
       loopDelayP99Ms: [after[0]!.eventLoopDelayMs.p99, after[1]!.eventLoopDelayMs.p99],
       loopDelayMaxMs: [after[0]!.eventLoopDelayMs.max, after[1]!.eventLoopDelayMs.max],
+      scheduling: [...scheduling].join(", ") || "?",
       load,
     };
   } finally {
-    stress?.kill("SIGKILL");
+    if (stress !== undefined) await stopHog(stress);
     process.off("SIGINT", stop);
     await lab.destroy();
   }
+}
+
+/** SIGTERM lets stress-ng stop its workers; SIGKILL after 5 s (its own --timeout bounds it anyway). */
+async function stopHog(stress: ChildProcess): Promise<void> {
+  if (stress.exitCode !== null || stress.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => stress.once("exit", () => resolve()));
+  stress.kill("SIGTERM");
+  const timer = setTimeout(() => stress.kill("SIGKILL"), 5000);
+  await exited;
+  clearTimeout(timer);
 }
 
 /** Path and active-path transitions that happened between two status snapshots, as text. */

@@ -2,8 +2,12 @@
 // namespaces joined by a veth (the primary network, 198.18.1.0/24 inside the namespaces only), four
 // volumes (each node's send volume and receive volume; loop devices with direct I/O, or files), two
 // local mirrors in the root namespace standing in for the array (so cutting the veth never touches
-// storage), and `lunlink up` running in each namespace. Every resource is named with the lab's
-// prefix and removed by destroy(), which is safe to call twice and after a partial create().
+// storage), and `lunlink up` running in each namespace. Each mirror is a `lunlink mirror copy
+// --follow` process in a session of its own, as an array is apart from the hosts: a CPU hog in the
+// caller's session then does not share a scheduling group (autogroup) with the mirror's busy watch
+// threads, which kept the kernel's I/O completion threads off the CPU for seconds (bench pressure).
+// Every resource is named with the lab's prefix and removed by destroy(), which is safe to call
+// twice and after a partial create().
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -18,8 +22,7 @@ import { newUuid } from "../format/uuid.ts";
 import { generateKeys, ringKey, sharedSecret } from "../link/keys.ts";
 import { Volume } from "../io/volume.ts";
 import type { LinkStatus } from "../link/link.ts";
-import { LocalMirror } from "../mirror/local.ts";
-import { formatVolume } from "../ring/superblocks.ts";
+import { formatVolume, openSuperblock } from "../ring/superblocks.ts";
 import { callControl } from "./control.ts";
 
 const execFileAsync = promisify(execFile);
@@ -71,10 +74,9 @@ const TUN_SUBNET = "198.18.100";
 export class Lab {
   readonly dir: string;
   readonly nodes: [LabNode, LabNode];
-  readonly mirrors: LocalMirror[] = [];
+  readonly mirrors: MirrorProcess[] = [];
   private readonly options: LabOptions;
   private readonly loops: string[] = [];
-  private readonly volumes: Volume[] = [];
   private readonly namespaces: string[] = [];
   private destroyed = false;
 
@@ -150,16 +152,11 @@ export class Lab {
     ] as const) {
       const send = await Volume.open(sendPath, { dsync: true });
       const auth = keys === undefined ? undefined : { key: ringKey(sharedSecret(keys[writer - 1]!.privateKey, keys[peer - 1]!.publicKey), pairUuid, writer, peer) };
-      await formatVolume(send, { writerNode: writer, peerNode: peer, pairUuid, ...(auth === undefined ? {} : { auth }) });
+      const { superblock } = await formatVolume(send, { writerNode: writer, peerNode: peer, pairUuid, ...(auth === undefined ? {} : { auth }) });
       await send.close();
-      const source = await Volume.open(sendPath, { readOnly: true });
-      const destination = await Volume.open(receivePath, { exclusive: true });
-      this.volumes.push(source, destination);
-      const mirror = await LocalMirror.open(source, destination, { statusCopyMs: 5, pollMinUs: 50, pollMaxMs: 2 });
-      const resynced = new Promise<void>((resolve) => mirror.once("resync", () => resolve()));
-      mirror.start();
-      await resynced;
+      const mirror = new MirrorProcess(sendPath, receivePath);
       this.mirrors.push(mirror);
+      await mirror.resynced(superblock.volumeUuid);
     }
     for (const n of this.nodes) {
       const peer = this.nodes[2 - n.id]!;
@@ -299,11 +296,62 @@ export class Lab {
     this.destroyed = true;
     for (const n of this.nodes) await this.stopNode(n.id, "kill").catch(() => undefined);
     for (const child of this.extra) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    for (const m of this.mirrors) await m.stop().catch(() => undefined);
-    for (const v of this.volumes) await v.close().catch(() => undefined);
+    for (const m of this.mirrors) await m.stop();
     for (const ns of this.namespaces) await deleteNamespace(ns);
     for (const loop of this.loops) await execFileAsync("losetup", ["-d", loop]).catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Bound on a mirror's first full copy (64 MiB volumes take well under a second when idle). */
+const MIRROR_RESYNC_TIMEOUT_MS = 30_000;
+/** A mirror that does not stop on SIGTERM within this is killed. */
+const MIRROR_STOP_TIMEOUT_MS = 5_000;
+
+/** `lunlink mirror copy --follow SOURCE DESTINATION` in its own session (setsid), until stop(). */
+export class MirrorProcess {
+  private readonly child: ChildProcess;
+  private readonly exited: Promise<void>;
+  private stderr = "";
+
+  constructor(
+    readonly source: string,
+    readonly destination: string,
+  ) {
+    this.child = spawn(process.execPath, [lunlinkBin(), "mirror", "copy", "--follow", source, destination], { detached: true, stdio: ["ignore", "ignore", "pipe"] });
+    this.child.stderr!.on("data", (chunk: Buffer) => (this.stderr = (this.stderr + chunk.toString("utf8")).slice(-2000)));
+    this.exited = new Promise((resolve) => this.child.once("exit", () => resolve()));
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Resolves once the destination carries the source's superblock, i.e. the first resync is done (it is copied last). */
+  async resynced(volumeUuid: string): Promise<void> {
+    const deadline = Date.now() + MIRROR_RESYNC_TIMEOUT_MS;
+    for (;;) {
+      if (!this.running) throw new Error(`mirror ${this.source} -> ${this.destination} exited: ${this.stderr.trim()}`);
+      const destination = await Volume.open(this.destination, { readOnly: true });
+      try {
+        if ((await openSuperblock(destination)).superblock.volumeUuid === volumeUuid) return;
+      } catch {
+        // not copied yet
+      } finally {
+        await destination.close();
+      }
+      if (Date.now() > deadline) throw new Error(`mirror ${this.source} -> ${this.destination}: no copy within ${MIRROR_RESYNC_TIMEOUT_MS} ms: ${this.stderr.trim()}`);
+      await sleep(50);
+    }
+  }
+
+  /** Stops following (SIGTERM: the mirror flushes and exits), SIGKILL past MIRROR_STOP_TIMEOUT_MS. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), MIRROR_STOP_TIMEOUT_MS);
+    await this.exited;
+    clearTimeout(timer);
   }
 }
 

@@ -13,8 +13,12 @@ import { bridge } from "../tun/bridge.ts";
 import { TunDevice } from "../tun/tun.ts";
 import { controlSocketPath, linkOptions, loadKeys, parseEndpoint, type NodeConfig } from "./config.ts";
 import { serveControl } from "./control.ts";
+import { raiseScheduling } from "./scheduling.ts";
 
 export async function runNode(config: NodeConfig, log: pino.Logger): Promise<void> {
+  const scheduling = await raiseScheduling();
+  if (scheduling.policy === "rr") log.info({ event: "scheduling", ...scheduling }, `real-time scheduling (SCHED_RR ${scheduling.priority})`);
+  else log.warn({ event: "scheduling", ...scheduling }, `normal scheduling: heartbeats may be late under CPU pressure (${scheduling.reason})`);
   const socketPath = controlSocketPath(config);
   const keys = await loadKeys(config);
   const link = await Link.open(linkOptions(config, (event, fields) => log.info({ event, ...fields }, event), keys));

@@ -10,8 +10,12 @@ import { sleep } from "../helpers/exec.ts";
 import { upLab } from "../helpers/lab.ts";
 import { generator } from "../helpers/random.ts";
 
+// Replies count within REPLY_WAIT_S of the last request: a storage round trip on a loaded host can
+// take seconds, and the test is about whether replies come, not how fast.
+const REPLY_WAIT_S = 10;
+
 async function ping(lab: Lab, from: 1 | 2, count: number): Promise<number> {
-  const out = await lab.exec(from, "ping", ["-n", "-c", String(count), "-i", "0.05", "-W", "2", lab.nodes[2 - from]!.tunAddress]).catch((e: { stdout?: string }) => e.stdout ?? "");
+  const out = await lab.exec(from, "ping", ["-n", "-c", String(count), "-i", "0.05", "-W", String(REPLY_WAIT_S), lab.nodes[2 - from]!.tunAddress]).catch((e: { stdout?: string }) => e.stdout ?? "");
   return Number(/(\d+) received/.exec(out)?.[1] ?? 0);
 }
 
@@ -88,6 +92,7 @@ test("both paths cut (veth down, mirror stopped): status says isolated, and reco
 test("status and metrics of a running node: `lunlink status` (human and --json) and Prometheus text on loopback", async (t) => {
   const lab = await upLab(t, { config: { metrics: { listen: "127.0.0.1:9410" } } });
   const bin = lunlinkBin();
+  await lab.waitFor(1, "up on both paths", (s) => s.paths.primary.state === "up" && s.paths.storage.state === "up");
   const human = await lab.exec(1, process.execPath, [bin, "status", "--socket", lab.nodes[0].socketPath]);
   t.regex(human, /node 1 <-> node 2: active path primary/);
   t.regex(human, /primary\s+up\s+last heard \d+ ms ago/);
@@ -119,10 +124,10 @@ test("a local data flood through lunlink0 (far beyond the link's capacity) drops
   const sent = (JSON.parse(out.trim()) as { sent: number }).sent;
   t.true(sent > 10_000, `the flood sent ${sent} datagrams`);
   for (const id of [1, 2] as const) {
-    const s = await lab.status(id);
+    // A busy host may leave a path suspect for a moment; a heartbeat lost to the flood would fail over.
+    const s = await lab.waitFor(id, "up on both paths", (x) => x.paths.primary.state === "up" && x.paths.storage.state === "up");
     t.is(s.failovers, 0, `node ${id}: no false failover under the flood`);
-    t.is(s.paths.primary.state, "up", `node ${id}: primary still up`);
-    t.is(s.paths.storage.state, "up", `node ${id}: storage still up`);
+    t.is(s.active, "primary", `node ${id}: traffic still on the primary`);
   }
   t.true((await ping(lab, 1, 3)) >= 2, "the link still carries traffic after the flood");
 });
