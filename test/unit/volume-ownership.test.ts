@@ -30,13 +30,13 @@ test("alloc() buffers are native-owned and cannot be transferred away (structure
   t.true(addon().isNativeOwned(buffer));
   t.true(addon().isNativeOwned(buffer.subarray(4096)));
   t.false(addon().isNativeOwned(new Uint8Array(8192)));
-  const clone = structuredClone(buffer, { transfer: [buffer.buffer] });
+  const clone = structuredClone(buffer, { transfer: [buffer.buffer as ArrayBuffer] });
   t.is(buffer.byteLength, 8192, "still attached");
   t.is(clone[100], 7);
   clone[100] = 9;
   t.is(buffer[100], 7, "the clone is a copy");
   const { port1, port2 } = new MessageChannel();
-  port1.postMessage(buffer, [buffer.buffer]);
+  port1.postMessage(buffer, [buffer.buffer as ArrayBuffer]);
   t.is(buffer.byteLength, 8192);
   port1.close();
   port2.close();
