@@ -9,19 +9,58 @@ import { addon, nativeSyscallFailure, syscallName, type NativeTunBatchHandler, t
 export { nativeSyscallFailure, syscallName };
 export type { NativeTunBatchHandler as TunBatchHandler, NativeTunInfo as TunHandleInfo };
 
-/** One TUN interface handle; every method is synchronous and throws errors carrying errno/syscallId. */
-export type TunHandle = NativeTunHandle;
+/** One TUN interface; every method is synchronous and a failed syscall throws an Error with errno/syscallId. */
+export class TunHandle {
+  private readonly native: NativeTunHandle = new (addon().NativeTun)();
 
-export function newTunHandle(): TunHandle {
-  const handle = new (addon().NativeTun)();
-  const start = handle.start.bind(handle);
-  handle.start = (onBatch: NativeTunBatchHandler): [Uint8Array, Uint32Array][] => {
-    const slots = start(onBatch);
+  /** TUNSETIFF with IFF_TUN | IFF_NO_PI; "" lets the kernel pick tun%d. Returns the actual name. */
+  open(name: string): string {
+    return this.native.open(name);
+  }
+
+  setMtu(mtu: number): void {
+    this.native.setMtu(mtu);
+  }
+
+  setAddress(address: number, prefixLength: number): void {
+    this.native.setAddress(address, prefixLength);
+  }
+
+  setUp(up: boolean): void {
+    this.native.setUp(up);
+  }
+
+  info(): NativeTunInfo {
+    return this.native.info();
+  }
+
+  /** Starts the reader thread; returns each slot's [packets, lengths] views (valid during onBatch only). */
+  start(onBatch: NativeTunBatchHandler): [Uint8Array, Uint32Array][] {
+    const slots = this.native.start(onBatch);
     for (const [packets, lengths] of slots) {
       markAsUntransferable(packets.buffer);
       markAsUntransferable(lengths.buffer);
     }
     return slots;
-  };
-  return handle;
+  }
+
+  /** false: the kernel dropped the packet. */
+  write(packet: Uint8Array): boolean {
+    return this.native.write(packet);
+  }
+
+  /** Packets written (the rest were dropped); their total bytes go to writtenBytes[0]. */
+  writeBatch(buffer: Uint8Array, lengths: Uint32Array | Uint16Array, count: number, writtenBytes: Float64Array): number {
+    return this.native.writeBatch(buffer, lengths, count, writtenBytes);
+  }
+
+  /** Idempotent: joins the reader thread, closes the descriptor. */
+  close(): void {
+    this.native.close();
+  }
+
+  /** Hands back a slot onBatch kept (it returned true). */
+  recycle(slot: number): void {
+    this.native.recycle(slot);
+  }
 }

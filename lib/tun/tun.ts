@@ -7,7 +7,7 @@
 import { EventEmitter } from "node:events";
 
 import { ErrorCode, LunlinkError, errnoName, integerOption, invalidArgument, systemError } from "../errors.ts";
-import { nativeSyscallFailure, newTunHandle, syscallName, type TunHandle } from "../io/tun-handle.ts";
+import { TunHandle, nativeSyscallFailure, syscallName } from "../io/tun-handle.ts";
 
 /** Mirror the bounds in addon/tun.h. */
 export const TUN_BATCH_SLOTS = 4;
@@ -89,7 +89,7 @@ export class TunDevice extends EventEmitter<TunEvents> {
     if (options.up !== undefined && typeof options.up !== "boolean") throw invalidArgument("up", "a boolean", options.up);
     const up = options.up ?? true;
 
-    const handle = newTunHandle();
+    const handle = new TunHandle();
     let actual: string;
     try {
       actual = handle.open(name);
