@@ -395,7 +395,11 @@ export class Volume extends EventEmitter<VolumeEvents> {
         }
         release();
         if (!this.tracker.complete(id)) return; // its caller was already told it stalled (may emit recover)
-        if (errno === ECANCELED) {
+        if (errno === ECANCELED && op === "watch") {
+          // Closed before it started: like a running watch that close ends, "unchanged".
+          onResult?.(0);
+          resolve();
+        } else if (errno === ECANCELED) {
           reject(new LunlinkError(ErrorCode.Cancelled, `${op} ${this.path}: cancelled before it started (the volume was closed); it did not run`, { path: this.path }));
         } else if (errno !== 0) {
           reject(systemError(errno, syscall, this.path, `${op} at offset ${offset} length ${length} on`));
