@@ -17,7 +17,7 @@ libasan="$(gcc -print-file-name=libasan.so)"
 [ -e "$libasan" ] || { echo "asan.sh: gcc's libasan.so not found" >&2; exit 2; }
 
 work="$(mktemp -d /var/tmp/lunlink-asan.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
+trap '[ -n "${ASAN_KEEP:-}" ] || rm -rf "$work"' EXIT
 cp -r addon binding.gyp package.json "$work/"
 ln -s "$root/node_modules" "$work/node_modules"
 sanitize="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
@@ -29,7 +29,7 @@ sanitize="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit
     || { cat "$work/build.log" >&2; exit 1; }
 )
 export LUNLINK_ADDON="$work/build/Release/lunlink.node"
-nm -D "$LUNLINK_ADDON" | grep -q __asan_init || { echo "asan.sh: the addon was not built with ASan" >&2; exit 1; }
+[ "$(nm -D "$LUNLINK_ADDON" | grep -c __asan_init)" -gt 0 ] || { echo "asan.sh: the addon was not built with ASan" >&2; exit 1; }
 npm run --silent build
 
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_stack_use_after_return=0"
