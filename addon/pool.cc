@@ -61,12 +61,15 @@ bool Pool::Close(double requestId) {
     closeRequestId_ = requestId;
     cancelled.swap(jobs_);
     pendingJobs_.store(0, std::memory_order_release);
-    for (const Job& job : cancelled) pinnedBytes_ -= job.block ? job.length : 0;
+    // Queued work never runs after close: each request hears ECANCELED, before the close completes
+    // (posted under the lock, ahead of any thread's close completion; the channel never calls back).
+    for (const Job& job : cancelled) {
+      pinnedBytes_ -= job.block ? job.length : 0;
+      channel_->Post({job.requestId, 0, ECANCELED, Syscall::kNone});
+    }
     if (threads_ == 0 && !SpawnLocked()) CloseDescriptor(lock);  // no thread to do it: close here
     wake_.notify_all();
   }
-  // Queued work never runs after close: each request hears ECANCELED (before the close completes).
-  for (const Job& job : cancelled) channel_->Post({job.requestId, 0, ECANCELED, Syscall::kNone});
   return true;
 }
 

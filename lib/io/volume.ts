@@ -72,8 +72,6 @@ export class Volume extends EventEmitter<VolumeEvents> {
   private readonly sizeBytes: bigint;
   private readonly ioThreads: number;
   private closing: Promise<void> | undefined;
-  /** alloc() buffers owned by parked requests: ArrayBuffer -> how many parked requests use it. */
-  private readonly parkedBuffers = new WeakMap<ArrayBufferLike, number>();
   /** Bounce blocks no request owns, by length; at most MAX_SPARE_BOUNCE_BYTES in all. */
   private readonly spareBounces = new Map<number, Uint8Array[]>();
   private spareBounceBytes = 0;
@@ -356,7 +354,7 @@ export class Volume extends EventEmitter<VolumeEvents> {
       let bounced = false;
       if (buffer !== undefined) {
         if (ownedBuffers.has(buffer.buffer)) {
-          if (this.parkedBuffers.has(buffer.buffer)) {
+          if (parkedBuffers.has(buffer.buffer)) {
             reject(
               new LunlinkError(
                 ErrorCode.BufferBusy,
@@ -380,9 +378,9 @@ export class Volume extends EventEmitter<VolumeEvents> {
         if (memory === undefined) return;
         if (bounced) this.giveBounce(memory);
         else if (parked) {
-          const left = (this.parkedBuffers.get(memory.buffer) ?? 1) - 1;
-          if (left > 0) this.parkedBuffers.set(memory.buffer, left);
-          else this.parkedBuffers.delete(memory.buffer);
+          const left = (parkedBuffers.get(memory.buffer) ?? 1) - 1;
+          if (left > 0) parkedBuffers.set(memory.buffer, left);
+          else parkedBuffers.delete(memory.buffer);
         }
       };
       const id = registerRequest((result, errno, syscall) => {
@@ -441,7 +439,7 @@ export class Volume extends EventEmitter<VolumeEvents> {
             return false;
           }
           parked = true;
-          if (!bounced && memory !== undefined) this.parkedBuffers.set(memory.buffer, (this.parkedBuffers.get(memory.buffer) ?? 0) + 1);
+          if (!bounced && memory !== undefined) parkedBuffers.set(memory.buffer, (parkedBuffers.get(memory.buffer) ?? 0) + 1);
           reject(stalled(this.path, op, timeoutMs));
           return true;
         },
@@ -487,6 +485,8 @@ export class Volume extends EventEmitter<VolumeEvents> {
 
 /** ArrayBuffers of native-owned blocks (alignedBuffer): I/O uses them in place, no bounce copy. */
 const ownedBuffers = new WeakSet<ArrayBufferLike>();
+/** Those owned by requests parked past their deadline (on any volume): how many such requests. */
+const parkedBuffers = new WeakMap<ArrayBufferLike, number>();
 
 function refusal(submitted: Submitted, op: string, path: string): LunlinkError {
   switch (submitted) {
