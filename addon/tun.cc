@@ -514,7 +514,7 @@ Napi::Value NativeTun::Start(const Napi::CallbackInfo& info) {
   AddCleanupHook();
   try {
     reader_->thread = std::thread([r = reader_.get()] { r->Run(); });
-  } catch (const std::system_error&) {
+  } catch (const std::exception&) {  // std::system_error (EAGAIN) or bad_alloc: never into N-API
     reader_->tsfn.Release();
     close(reader_->wakeFd);
     reader_.reset();
