@@ -13,7 +13,6 @@ export const STATUS_MAGIC = 0x54534c4c; // "LLST"
 export const STAMP_MAGIC = 0x4b424c4c; // "LLBK"
 export const RECORD_MAGIC = 0x43524c4c; // "LLRC"
 
-export const SUPERBLOCK_A_BLOCK = 0;
 export const STATUS_SLOT_BLOCKS: readonly [number, number] = [1, 2];
 export const RING_START_BLOCK = 3;
 /** Superblocks A and B, two status slots, and a ring of at least this many blocks. */

@@ -29,7 +29,10 @@ export interface StatusBlock {
   ackSeq: bigint;
   /** Storage heartbeat counter: advances on every status write. */
   heartbeat: bigint;
-  /** Highest authenticated (epoch, seq) delivered from the peer (anti-replay across restarts). */
+  /**
+   * Highest authenticated (epoch, seq) delivered from the peer (anti-replay across restarts): the
+   * link's high-water mark, kept apart from the ack; the writer never lowers it, across restarts too.
+   */
   deliveredEpoch: bigint;
   deliveredSeq: bigint;
   wallClockMs: bigint;

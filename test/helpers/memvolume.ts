@@ -20,6 +20,11 @@ export class MemVolume {
   stallRead: ((offsetBytes: number, lengthBytes: number) => boolean) | undefined;
   /** Reads rejected as stalled, still holding the buffer they were given. */
   readonly parked: { offset: number; buffer: Uint8Array }[] = [];
+  /** While set, every read and write fails with this error (EIO on demand). */
+  failWith: Error | undefined;
+  /** While true, writes hang (a stalled device) until releaseStalledWrites(). */
+  stallWrites = false;
+  private stalled: (() => void)[] = [];
 
   constructor(sizeBytes: number) {
     this.store = new Uint8Array(sizeBytes);
@@ -43,6 +48,7 @@ export class MemVolume {
   }
 
   async read(offset: number | bigint, lengthOrBuffer: number | Uint8Array): Promise<Uint8Array> {
+    if (this.failWith !== undefined) throw this.failWith;
     const at = Number(offset);
     const buffer = typeof lengthOrBuffer === "number" ? new Uint8Array(lengthOrBuffer) : lengthOrBuffer;
     if (at + buffer.length > this.store.length) throw new Error(`simulated read past the end: ${at}+${buffer.length}`);
@@ -63,6 +69,8 @@ export class MemVolume {
   }
 
   async write(offset: number | bigint, buffer: Uint8Array): Promise<void> {
+    if (this.stallWrites) await new Promise<void>((resolve) => this.stalled.push(resolve));
+    if (this.failWith !== undefined) throw this.failWith;
     // Writes reach the medium in order (as a mirror copies them): a torn write completes first.
     this.completeTornWrite();
     const at = Number(offset);
@@ -93,6 +101,12 @@ export class MemVolume {
     this.store.set(this.held.bytes, this.held.offset);
     this.held = undefined;
     return true;
+  }
+
+  /** Stalled writes go on (and fail if failWith is set by then). */
+  releaseStalledWrites(): void {
+    this.stallWrites = false;
+    for (const resume of this.stalled.splice(0)) resume();
   }
 
   /** The torn write's remaining sectors are lost for good (the writer crashed). */

@@ -32,7 +32,8 @@ function frameBytes(i: number, length: number): Uint8Array {
 }
 
 test("frames written by the writer are delivered once, in order, across many laps, with flow control", async (t) => {
-  const { send, receive } = await setup(t, 64n);
+  // 61 blocks: no mix of record sizes fills every lap exactly, so laps end with pads.
+  const { send, receive } = await setup(t, 61n);
   let delivered: Ack | undefined;
   const writer = await RingWriter.open(send, {
     nodeId: 1,
@@ -73,7 +74,7 @@ test("frames written by the writer are delivered once, in order, across many lap
   const data = seen.filter((i) => i % 10 !== 0);
   t.deepEqual(control, [...control].sort((a, b) => a - b));
   t.deepEqual(data, [...data].sort((a, b) => a - b));
-  const laps = writer.counters.bytesWritten / (64 * 4096);
+  const laps = writer.counters.bytesWritten / (61 * 4096);
   t.true(laps >= 10, `ring lapped ${laps.toFixed(1)} times`);
   t.true(writer.counters.pads > 0);
   t.is(reader.counters.lost, 0n);

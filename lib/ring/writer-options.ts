@@ -1,0 +1,126 @@
+// RingWriter's options, counters and close report, and the defaults and bounds of every option
+// (one place, so the core and the shell agree). Options are validated once, at open.
+import { MAX_RECORD_BLOCKS } from "../format/layout.ts";
+import { integerOption, invalidArgument } from "../errors.ts";
+import type { LunlinkError } from "../errors.ts";
+import type { Clock } from "./clock.ts";
+import { REKEY_AFTER_RECORDS, type RingAuth } from "./keys.ts";
+
+export interface Ack {
+  epoch: bigint;
+  seq: bigint;
+}
+
+export interface RingWriterOptions {
+  /** This host's node id; must be the superblock's writer unless takeOver. */
+  nodeId: number;
+  takeOver?: boolean;
+  /** Seal a record once this many payload bytes are buffered (default 64 KiB). */
+  flushThresholdBytes?: number;
+  /** ... or once the oldest buffered frame waited this long (default 2 ms). */
+  maxDelayMs?: number;
+  /** Largest record in blocks (default 65, i.e. 256 KiB at B = 4096; at most 1024). */
+  maxRecordBlocks?: number;
+  /** Overflow bound per class while the record buffer is full, frame headers included (default 4 MiB each). */
+  queueLimitBytes?: number;
+  /**
+   * When a heartbeat or data queue is full: "drop" the frame (counted; append resolves false), as a
+   * network would (default), or "wait" for room (back-pressure). Control frames always wait.
+   */
+  fullQueue?: "drop" | "wait";
+  /** Storage heartbeat: the status block is rewritten at least this often (default 100 ms). */
+  statusIntervalMs?: number;
+  /** Re-read the superblock this often and stop if another writer took the volume (default 1000 ms). */
+  ownerCheckMs?: number;
+  /**
+   * May records of heartbeat and data frames be overwritten before the peer acked them (default
+   * true, counted in overwrittenUnacked, as a network drops)? false: every record waits for its ack.
+   * Records holding control frames always wait.
+   */
+  overwriteUnacked?: boolean;
+  /**
+   * Do records holding control frames wait for the peer's ack before being overwritten (default
+   * true)? false only for a layer above that acks and retransmits control itself (the link does),
+   * so a dead peer cannot stall the writer.
+   */
+  controlWaitsForAck?: boolean;
+  /** The peer's ack of our records (from the peer's status block); undefined = nothing acked yet. */
+  peerAck?: () => Ack | undefined;
+  /**
+   * While waiting for an ack, re-read peerAck this often (default 1 ms) unless woken earlier by
+   * peerAckChanged(); a caller that calls peerAckChanged() on every new ack may raise it.
+   */
+  ackPollMs?: number;
+  /** What we ack to the peer (highest (epoch, seq) received from it): the status block's ack. */
+  localAck?: () => Ack | undefined;
+  /**
+   * Highest authenticated (epoch, seq) delivered from the peer: the status block's delivered mark
+   * (anti-replay floor after a restart). The writer persists the highest value it was ever given,
+   * starting from the one already on the volume, so it never goes lower; absent: that value is kept.
+   */
+  delivered?: () => Ack | undefined;
+  /** close() gives up draining after this long and reports what it could not write (default 3000 ms). */
+  closeTimeoutMs?: number;
+  /**
+   * Keyed mode: records AEAD-sealed, status and superblock MACed under keys derived from auth.key.
+   * The volume must have been formatted with the same key (otherwise ERR_LUNLINK_DOWNGRADE or
+   * ERR_LUNLINK_WRONG_KEY); a keyed volume refuses a writer without it (ERR_LUNLINK_KEY_REQUIRED).
+   */
+  auth?: RingAuth;
+  /** Keyed: start a new epoch (new key) before this many records in one epoch (default 2^48; tests lower it). */
+  rekeyAfterRecords?: bigint;
+  /** Time source (default the system clock); tests pass a fake clock. */
+  clock?: Clock;
+  /** Random bytes for epoch salts (default crypto.randomBytes); deterministic simulations pass a seeded source. */
+  entropy?: (lengthBytes: number) => Uint8Array;
+}
+
+export interface RingWriterCounters {
+  framesAppended: number;
+  framesDropped: number;
+  records: number;
+  pads: number;
+  bytesWritten: number;
+  statusWrites: number;
+  /** Records overwritten before the peer acked them (heartbeat/data only; control never is). */
+  overwrittenUnacked: number;
+  /** Records the writer had to wait on for an ack before overwriting them. */
+  ackWaits: number;
+  /** Keyed: epochs started in place to change the record key before rekeyAfterRecords. */
+  rekeys: number;
+}
+
+/** What close() resolves with (and the 'close' event carries): what never reached the volume. */
+export interface WriterCloseReport {
+  /** Frames appended but not written (in the record buffers or the class queues). */
+  unflushedFrames: number;
+  /** Their bytes, frame headers included. */
+  unflushedBytes: number;
+  /** Set when the writer had stopped on a fatal error. */
+  error?: LunlinkError;
+}
+
+export type ResolvedWriterOptions = Required<Omit<RingWriterOptions, "peerAck" | "localAck" | "delivered" | "takeOver" | "auth" | "clock" | "entropy">>;
+
+export function resolveOptions(o: RingWriterOptions): ResolvedWriterOptions {
+  if (!Number.isInteger(o.nodeId) || o.nodeId < 1 || o.nodeId > 0xffffffff) throw invalidArgument("nodeId", "an integer in 1..4294967295", o.nodeId);
+  const resolved: ResolvedWriterOptions = {
+    nodeId: o.nodeId,
+    flushThresholdBytes: integerOption("flushThresholdBytes", o.flushThresholdBytes, 64 * 1024, 1, 64 * 1024 * 1024),
+    maxDelayMs: integerOption("maxDelayMs", o.maxDelayMs, 2, 0, 10_000),
+    maxRecordBlocks: integerOption("maxRecordBlocks", o.maxRecordBlocks, 65, 1, MAX_RECORD_BLOCKS),
+    queueLimitBytes: integerOption("queueLimitBytes", o.queueLimitBytes, 4 * 1024 * 1024, 0, 1024 * 1024 * 1024),
+    statusIntervalMs: integerOption("statusIntervalMs", o.statusIntervalMs, 100, 1, 60_000),
+    ownerCheckMs: integerOption("ownerCheckMs", o.ownerCheckMs, 1000, 10, 600_000),
+    ackPollMs: integerOption("ackPollMs", o.ackPollMs, 1, 1, 60_000),
+    closeTimeoutMs: integerOption("closeTimeoutMs", o.closeTimeoutMs, 3000, 0, 600_000),
+    overwriteUnacked: o.overwriteUnacked ?? true,
+    controlWaitsForAck: o.controlWaitsForAck ?? true,
+    fullQueue: o.fullQueue ?? "drop",
+    rekeyAfterRecords: o.rekeyAfterRecords ?? REKEY_AFTER_RECORDS,
+  };
+  if (resolved.rekeyAfterRecords < 1n || resolved.rekeyAfterRecords > REKEY_AFTER_RECORDS) {
+    throw invalidArgument("rekeyAfterRecords", `a bigint in 1..2^48`, o.rekeyAfterRecords);
+  }
+  return resolved;
+}
