@@ -13,7 +13,12 @@
         "addon/tun.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
-      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2", "-fno-strict-aliasing"],
+      "cflags_cc": [
+        "-std=c++17", "-Wall", "-Wextra", "-Werror", "-O2", "-fno-strict-aliasing",
+        "-fstack-protector-strong", "-fstack-clash-protection", "-U_FORTIFY_SOURCE", "-D_FORTIFY_SOURCE=2",
+        "-D_GLIBCXX_ASSERTIONS"
+      ],
+      "ldflags": ["-Wl,-z,relro", "-Wl,-z,now", "-Wl,-z,noexecstack"],
       "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],
       "conditions": [
         ["OS!='linux'", { "sources!": ["addon/volume.cc", "addon/tun.cc"] }]

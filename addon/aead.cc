@@ -98,7 +98,7 @@ Napi::Value AeadOpen(const Napi::CallbackInfo& info) {
                      (cipher.length == 0 || EVP_DecryptUpdate(ctx, out.data, &n, cipher.data, static_cast<int>(cipher.length)) == 1) &&
                      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(kTagBytes), expected) == 1;
   const bool verified = ready && EVP_DecryptFinal_ex(ctx, out.data + (cipher.length == 0 ? 0 : n), &tail) == 1;
-  if (!verified) std::memset(out.data, 0, out.length);
+  if (!verified && out.length > 0) std::memset(out.data, 0, out.length);  // an empty view has no data pointer
   return Napi::Boolean::New(env, verified);
 }
 

@@ -43,8 +43,6 @@ void Channel::Drain(Napi::Env env, Napi::Function dispatch, Channel* channel) {
       results[i] = static_cast<double>(batch[i].result);
       errors[i] = batch[i].error;
       syscalls[i] = static_cast<int32_t>(batch[i].syscall);
-      delete batch[i].keepAlive;  // unpin the buffer: the thread is done with it
-      batch[i].keepAlive = nullptr;
     }
     batch.clear();
     dispatch.Call({requestIds, results, errors, syscalls});

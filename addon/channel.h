@@ -39,7 +39,6 @@ struct Completion {
   int64_t result;            // bytes transferred, or 0
   int32_t error;             // errno, 0 on success
   Syscall syscall;           // the syscall that set `error`
-  Napi::Reference<Napi::Value>* keepAlive;  // buffer pinned for the I/O; freed on the JS thread
 };
 
 class Channel {

@@ -1,8 +1,11 @@
 // Addon entry point. Exports are private to lib/io, lib/tun and lib/link: `init(dispatch)` wires the
 // completion channel, `NativeVolume`, `NativeTun`, `alignedBuffer`,
-// `addressAlignment`, `aeadSeal`/`aeadOpen` (sealed UDP datagrams).
-// Context-aware: each environment (main thread, worker) gets its own channel and pools.
+// `addressAlignment`, `isNativeOwned`, `aeadSeal`/`aeadOpen` (sealed UDP datagrams).
+// Main thread only: a worker's environment can be torn down while pool or TUN threads still run
+// addon code for it (a parked thread returns minutes later), so loading in a worker throws an error
+// with code ERR_LUNLINK_WORKER_UNSUPPORTED (lib/io/native.ts refuses before that, with a LunlinkError).
 #include <napi.h>
+#include <uv.h>
 
 #include "aead.h"
 #include "buffer.h"
@@ -39,13 +42,24 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+bool OnMainThread(Napi::Env env) {
+  uv_loop_t* loop = nullptr;
+  return napi_get_uv_event_loop(env, &loop) == napi_ok && loop == uv_default_loop();
+}
+
 Napi::Object Module(Napi::Env env, Napi::Object exports) {
+  if (!OnMainThread(env)) {
+    Napi::Error error = Napi::Error::New(env, "the lunlink addon runs on the main thread only, not in a worker thread");
+    error.Set("code", Napi::String::New(env, "ERR_LUNLINK_WORKER_UNSUPPORTED"));
+    throw error;
+  }
   env.SetInstanceData(new AddonState());
   exports.Set("init", Napi::Function::New(env, Init, "init"));
   exports.Set("NativeVolume", NativeVolume::Define(env));
   exports.Set("NativeTun", NativeTun::Define(env));
   exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
   exports.Set("addressAlignment", Napi::Function::New(env, AddressAlignment, "addressAlignment"));
+  exports.Set("isNativeOwned", Napi::Function::New(env, IsNativeOwned, "isNativeOwned"));
   exports.Set("aeadSeal", Napi::Function::New(env, AeadSeal, "aeadSeal"));
   exports.Set("aeadOpen", Napi::Function::New(env, AeadOpen, "aeadOpen"));
   return exports;

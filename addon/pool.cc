@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <chrono>
@@ -17,34 +18,89 @@ namespace lunlink {
 Pool::Pool(std::shared_ptr<Channel> channel, int maxThreads)
     : channel_(std::move(channel)), maxThreads_(maxThreads) {}
 
-bool Pool::Submit(Job job) {
+Submitted Pool::Submit(Job job) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (closing_ || jobs_.size() >= kMaxQueuedJobs) return false;
+  if (closing_) return Submitted::kClosing;
+  if (jobs_.size() >= kMaxQueuedJobs) return Submitted::kQueueFull;
+  const size_t bytes = job.block ? job.length : 0;
+  if (bytes > kMaxPinnedBytes - pinnedBytes_) return Submitted::kPinnedFull;
+  // Queued jobs, this one included, must not outnumber the threads free to take them: a thread that
+  // was woken but has not yet taken its job still counts in idle_, so compare with the queue rather
+  // than test idle_ == 0 (which serialized back-to-back submissions behind a long watch).
+  if (jobs_.size() + 1 > static_cast<size_t>(idle_) && threads_ < maxThreads_) {
+    if (!SpawnLocked() && threads_ == 0) return Submitted::kNoThread;  // no thread would ever run it
+  }
+  pinnedBytes_ += bytes;
   jobs_.push_back(std::move(job));
   pendingJobs_.store(jobs_.size(), std::memory_order_release);
-  if (idle_ == 0 && threads_ < maxThreads_) SpawnLocked();
   wake_.notify_one();
+  return Submitted::kAccepted;
+}
+
+bool Pool::Cancel(double requestId) {
+  Job removed;  // its memory is released after the lock
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = std::find_if(jobs_.begin(), jobs_.end(), [requestId](const Job& job) { return job.requestId == requestId; });
+    if (it == jobs_.end()) return false;  // running, parked or done
+    removed = std::move(*it);
+    jobs_.erase(it);
+    pinnedBytes_ -= removed.block ? removed.length : 0;
+    pendingJobs_.store(jobs_.size(), std::memory_order_release);
+  }
   return true;
 }
 
-void Pool::Close(double requestId) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (closing_) return;
-  closing_ = true;
-  stopping_.store(true, std::memory_order_release);
-  closeRequestId_ = requestId;
-  if (threads_ == 0) SpawnLocked();  // someone must close the descriptor
-  wake_.notify_all();
+bool Pool::Close(double requestId) {
+  std::deque<Job> cancelled;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (closing_) return false;
+    closing_ = true;
+    stopping_.store(true, std::memory_order_release);
+    closeRequestId_ = requestId;
+    cancelled.swap(jobs_);
+    pendingJobs_.store(0, std::memory_order_release);
+    // Queued work never runs after close: each request hears ECANCELED, before the close completes
+    // (posted under the lock, ahead of any thread's close completion; the channel never calls back).
+    for (const Job& job : cancelled) {
+      pinnedBytes_ -= job.block ? job.length : 0;
+      channel_->Post({job.requestId, 0, ECANCELED, Syscall::kNone});
+    }
+    if (threads_ == 0 && !SpawnLocked()) CloseDescriptor(lock);  // no thread to do it: close here
+    wake_.notify_all();
+  }
+  return true;
 }
 
 void Pool::Abandon() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::deque<Job> dropped;
+  std::unique_lock<std::mutex> lock(mutex_);
   silent_ = true;
   if (closing_) return;
   closing_ = true;
   stopping_.store(true, std::memory_order_release);
-  if (threads_ == 0) SpawnLocked();
+  dropped.swap(jobs_);
+  pendingJobs_.store(0, std::memory_order_release);
+  for (const Job& job : dropped) pinnedBytes_ -= job.block ? job.length : 0;
+  if (threads_ == 0 && !SpawnLocked()) CloseDescriptor(lock);
   wake_.notify_all();
+}
+
+// With the lock held and no job running: closes the descriptor once and posts the close completion.
+// Returns with the lock held.
+void Pool::CloseDescriptor(std::unique_lock<std::mutex>& lock) {
+  if (closed_) return;
+  closed_ = true;
+  const int fd = fd_;
+  fd_ = -1;
+  const bool silent = silent_;
+  const double requestId = closeRequestId_;
+  lock.unlock();
+  int error = 0;
+  if (fd >= 0 && close(fd) != 0 && errno != EINTR) error = errno;  // EINTR: fd is gone anyway
+  if (!silent) channel_->Post({requestId, 0, error, error ? Syscall::kClose : Syscall::kNone});
+  lock.lock();
 }
 
 Geometry Pool::geometry() {
@@ -62,11 +118,16 @@ size_t Pool::queued() {
   return jobs_.size() + static_cast<size_t>(running_);
 }
 
-void Pool::SpawnLocked() {
-  threads_++;
+bool Pool::SpawnLocked() {
   // The thread owns a reference to the pool and the channel, so a thread parked on a hung
   // device keeps them alive and can finish whenever the device answers.
-  std::thread([self = shared_from_this()] { self->Run(); }).detach();
+  try {
+    std::thread([self = shared_from_this()] { self->Run(); }).detach();
+  } catch (const std::exception&) {
+    return false;  // std::system_error (EAGAIN) or bad_alloc: never let it reach N-API
+  }
+  threads_++;  // the new thread waits for mutex_, which the caller holds
+  return true;
 }
 
 void Pool::Run() {
@@ -78,18 +139,7 @@ void Pool::Run() {
     idle_--;
     if (jobs_.empty()) {
       // Closing and nothing queued: the last one out closes the descriptor.
-      if (running_ == 0 && !closed_) {
-        closed_ = true;
-        const int fd = fd_;
-        fd_ = -1;
-        const bool silent = silent_;
-        const double requestId = closeRequestId_;
-        lock.unlock();
-        int error = 0;
-        if (fd >= 0 && close(fd) != 0 && errno != EINTR) error = errno;  // EINTR: fd is gone anyway
-        if (!silent) channel_->Post({requestId, 0, error, error ? Syscall::kClose : Syscall::kNone, nullptr});
-        lock.lock();
-      }
+      if (running_ == 0) CloseDescriptor(lock);
       if (running_ == 0 || closed_) {
         threads_--;
         wake_.notify_all();
@@ -106,11 +156,14 @@ void Pool::Run() {
     pendingJobs_.store(jobs_.size(), std::memory_order_release);
     running_++;
     lock.unlock();
-    Completion done{job.requestId, 0, 0, Syscall::kNone, job.keepAlive};
+    Completion done{job.requestId, 0, 0, Syscall::kNone};
     Execute(job, done);
     channel_->Post(done);
+    const size_t bytes = job.block ? job.length : 0;
+    job = Job{};  // drop the job's memory outside the lock
     lock.lock();
     running_--;
+    pinnedBytes_ -= bytes;
     if (closing_) wake_.notify_all();
   }
 }

@@ -1,8 +1,10 @@
 // Per-volume I/O thread pool: lunlink's own threads, never the libuv pool that fs, dns and crypto
 // share, so a device that hangs parks only its own volume's threads.
-// Bounds: at most `maxThreads` threads (spawned lazily when every thread is busy) and at most
-// kMaxQueuedJobs queued jobs. Invariant: the file descriptor is closed exactly once, by the last
-// thread to leave after close was requested and every queued or running job has finished.
+// Bounds: at most `maxThreads` threads (spawned lazily when queued jobs outnumber idle threads), at
+// most kMaxQueuedJobs jobs and kMaxPinnedBytes bytes of job memory queued or running (parked ones
+// included). Invariants: a job touches only the Block it holds a reference to; a job that has not
+// started can be cancelled (deadline, close) and then never runs; the file descriptor is closed
+// exactly once, by the last thread to leave after close was requested and every running job returned.
 #pragma once
 
 #include <napi.h>
@@ -16,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "buffer.h"
 #include "channel.h"
 
 namespace lunlink {
@@ -53,17 +56,23 @@ struct Geometry {
 };
 
 struct Job {
-  Op op;
-  double requestId;
-  int64_t offset;
-  uint8_t* data;
-  size_t length;
-  Napi::Reference<Napi::Value>* keepAlive;
+  Op op = Op::kFlush;
+  double requestId = 0;
+  int64_t offset = 0;
+  BlockRef block;            // the memory of a read/write/watch; released when the job is destroyed
+  uint8_t* data = nullptr;   // inside block
+  size_t length = 0;
   std::shared_ptr<OpenRequest> open;    // only for Op::kOpen
   std::shared_ptr<WatchRequest> watch;  // only for Op::kWatch
 };
 
+// Why Submit refused a job; mirrored by SUBMIT_REFUSALS in lib/io/native.ts.
+enum class Submitted : int32_t { kAccepted = 0, kClosing = 1, kQueueFull = 2, kPinnedFull = 3, kNoThread = 4 };
+
 constexpr size_t kMaxQueuedJobs = 65536;
+// Job memory (queued, running or parked) per volume: a stalled device cannot make one volume pin
+// unbounded memory through retries.
+constexpr size_t kMaxPinnedBytes = size_t{1} << 30;
 // After a job, one thread per pool polls the queue this long before sleeping on the condition
 // variable: back-to-back requests (queue depth 1) then skip a futex wake-up. Measured in bench raw.
 constexpr int64_t kSpinNs = 50'000;
@@ -73,10 +82,12 @@ class Pool : public std::enable_shared_from_this<Pool> {
  public:
   Pool(std::shared_ptr<Channel> channel, int maxThreads);
 
-  // Returns false if the pool is closing or the queue is full (the caller reports it).
-  bool Submit(Job job);
-  // Requests close; `requestId` completes once the descriptor is closed.
-  void Close(double requestId);
+  Submitted Submit(Job job);
+  // Removes a job that has not started; true if it was queued (it will never run nor complete).
+  bool Cancel(double requestId);
+  // Requests close: queued jobs complete at once with ECANCELED, running ones finish; `requestId`
+  // completes once the descriptor is closed. False if the pool was already closing.
+  bool Close(double requestId);
   // Environment teardown or GC without close: close quietly, post nothing.
   void Abandon();
 
@@ -90,7 +101,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void ExecuteOpen(Job& job, Completion& done);
   void ExecuteWatch(Job& job, Completion& done, int fd);
   bool Transfer(Job& job, Completion& done, int fd);
-  void SpawnLocked();
+  // False if no thread could be created (EAGAIN: the process is out of threads or memory).
+  bool SpawnLocked();
+  void CloseDescriptor(std::unique_lock<std::mutex>& lock);
   bool SpinForWork(std::unique_lock<std::mutex>& lock);
 
   std::shared_ptr<Channel> channel_;
@@ -101,6 +114,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   int threads_ = 0;
   int idle_ = 0;
   int running_ = 0;
+  size_t pinnedBytes_ = 0;  // job memory queued or running
   bool spinning_ = false;
   std::atomic<bool> stopping_{false};  // closing_, readable by a watch loop without the mutex
   std::atomic<size_t> pendingJobs_{0};  // jobs_.size(), readable without the mutex while spinning

@@ -1,9 +1,9 @@
 // TUN interface: open (TUNSETIFF), configuration ioctls, the batching reader thread, batched writes.
 // Threads: the JS thread opens, configures, writes and closes; one reader thread per started
-// device polls the TUN fd and an eventfd (shutdown) and only ever touches its own slots, the TUN fd
-// and the ThreadSafeFunction. Invariants: a slot is owned by exactly one side at a time (free list
-// under the mutex); the thread is joined before either descriptor is closed and before the batch
-// buffers are unpinned; the ThreadSafeFunction is released exactly once, after the join.
+// device polls the TUN fd and an eventfd (shutdown) and only ever touches its own slots (native-owned
+// Blocks held by the reader), the TUN fd and the ThreadSafeFunction. Invariants: a slot is owned by
+// exactly one side at a time (free list under the mutex); the thread is joined before either
+// descriptor is closed; the ThreadSafeFunction is released exactly once, after the join.
 // Configuration (MTU, address, flags) runs synchronously on the JS thread: these are quick
 // netdevice ioctls on a local socket that never wait for a device, unlike volume I/O.
 #include "tun.h"
@@ -28,6 +28,7 @@
 #include <system_error>
 #include <thread>
 
+#include "buffer.h"
 #include "channel.h"
 
 namespace lunlink {
@@ -52,6 +53,11 @@ struct TunReader {
   std::vector<int> free;     // guarded by mutex; capacity kTunSlots, never reallocates
   bool delivering = true;    // JS thread only: false once closed, late batches are dropped
   bool heldByJs[kTunSlots] = {};  // JS thread only: slots JS will hand back with recycle(slot)
+  // Slot memory is native-owned (buffer.h): JS sees it through external ArrayBuffers, whose
+  // finalizers hold their own references, so neither a JS view outliving the device nor any JS
+  // operation on a view can free or move memory this thread writes into.
+  BlockRef packetBlocks[kTunSlots];
+  BlockRef lengthBlocks[kTunSlots];
   uint8_t* data[kTunSlots] = {};
   uint32_t* lengths[kTunSlots] = {};
   TunBatch batches[kTunSlots] = {};
@@ -336,7 +342,6 @@ int NativeTun::Shutdown() {
     reader_->wakeFd = -1;
     reader_.reset();  // the ThreadSafeFunction's finalizer holds the last reference
   }
-  pins_.clear();
   int error = 0;
   if (fd_ >= 0) {
     if (close(fd_) != 0 && errno != EINTR) error = errno;  // EINTR: the descriptor is gone anyway
@@ -475,21 +480,23 @@ Napi::Value NativeTun::Start(const Napi::CallbackInfo& info) {
   if (reader->wakeFd < 0) throw SystemError(env, errno, Syscall::kEventfd);
   reader->free.reserve(kTunSlots);
   Napi::Array slots = Napi::Array::New(env, kTunSlots);
-  std::vector<Napi::Reference<Napi::Value>> pins;
   try {
     for (int i = 0; i < kTunSlots; i++) {
-      Napi::Uint8Array packets = Napi::Uint8Array::New(env, kTunBatchBytes);
-      Napi::Uint32Array lengths = Napi::Uint32Array::New(env, kTunBatchPackets);
-      reader->data[i] = packets.Data();
-      reader->lengths[i] = lengths.Data();
+      BlockRef packetBlock = NewBlock(kTunBatchBytes, 64);
+      BlockRef lengthBlock = NewBlock(kTunBatchPackets * sizeof(uint32_t), 64);
+      if (!packetBlock || !lengthBlock) throw Napi::RangeError::New(env, "TUN batch buffers: out of memory");
+      Napi::Uint8Array packets = Napi::Uint8Array::New(env, kTunBatchBytes, ExposeBlock(env, packetBlock), 0);
+      Napi::Uint32Array lengths = Napi::Uint32Array::New(env, kTunBatchPackets, ExposeBlock(env, lengthBlock), 0);
+      reader->packetBlocks[i] = packetBlock;
+      reader->lengthBlocks[i] = lengthBlock;
+      reader->data[i] = packetBlock->data;
+      reader->lengths[i] = reinterpret_cast<uint32_t*>(lengthBlock->data);
       reader->batches[i] = TunBatch{reader.get(), i, 0, 0, 0, Syscall::kNone};
       reader->free.push_back(kTunSlots - 1 - i);
       Napi::Array pair = Napi::Array::New(env, 2);
       pair.Set(0u, packets);
       pair.Set(1u, lengths);
       slots.Set(static_cast<uint32_t>(i), pair);
-      pins.push_back(Napi::Persistent(static_cast<Napi::Value>(packets)));
-      pins.push_back(Napi::Persistent(static_cast<Napi::Value>(lengths)));
     }
     // The finalizer owns one reference to the reader: queued batches may be delivered (and dropped)
     // after close, so the reader outlives the NativeTun if need be.
@@ -501,18 +508,16 @@ Napi::Value NativeTun::Start(const Napi::CallbackInfo& info) {
     close(reader->wakeFd);
     throw;
   }
-  pins_ = std::move(pins);
   reader_ = reader;
   // Re-register so that this hook runs before the ThreadSafeFunction's own teardown.
   RemoveCleanupHook();
   AddCleanupHook();
   try {
     reader_->thread = std::thread([r = reader_.get()] { r->Run(); });
-  } catch (const std::system_error&) {
+  } catch (const std::exception&) {  // std::system_error (EAGAIN) or bad_alloc: never into N-API
     reader_->tsfn.Release();
     close(reader_->wakeFd);
     reader_.reset();
-    pins_.clear();
     throw Napi::Error::New(env, "could not start the TUN reader thread");
   }
   return slots;

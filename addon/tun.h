@@ -1,7 +1,7 @@
 // NativeTun: one TUN interface (IFF_TUN | IFF_NO_PI, non-blocking descriptor); see tun.cc.
 // Receive: a dedicated reader thread drains every ready packet per wake-up into one of kTunSlots
-// reused batch buffers (packets back to back + a length table) and hands it to JS through its own
-// ThreadSafeFunction; a slot is reused only after the JS callback for it has returned.
+// reused batch buffers (packets back to back + a length table; native-owned memory, see buffer.h) and
+// hands it to JS through its own ThreadSafeFunction; a slot is reused only after JS handed it back.
 // Send: non-blocking write() per packet on the JS thread (a TUN write never waits for a device).
 #pragma once
 
@@ -57,8 +57,6 @@ class NativeTun : public Napi::ObjectWrap<NativeTun> {
   bool hooked_ = false;
   std::string name_;
   std::shared_ptr<TunReader> reader_;
-  // Pins the batch buffers' ArrayBuffers for as long as the reader thread may write into them.
-  std::vector<Napi::Reference<Napi::Value>> pins_;
 };
 
 }  // namespace lunlink

@@ -1,6 +1,7 @@
 // NativeVolume: the JS-facing handle of one open volume. Arguments are validated here again
 // (lib/io validates first and names the wrong value); every method only queues work for the
-// volume's own pool and returns at once, so no syscall ever runs on the JS thread.
+// volume's own pool and returns at once, so no syscall ever runs on the JS thread. Submitting
+// methods return a Submitted code (0: accepted).
 #include "volume.h"
 
 #include <cmath>
@@ -42,6 +43,9 @@ bool BoolOption(const Napi::Object& options, const char* name, bool fallback) {
   return v.As<Napi::Boolean>().Value();
 }
 
+// Submission outcome for JS: 0 accepted, else the Submitted refusal (lib/io/native.ts names them).
+Napi::Value SubmitResult(Napi::Env env, Submitted submitted) { return Napi::Number::New(env, static_cast<int32_t>(submitted)); }
+
 }  // namespace
 
 Napi::Function NativeVolume::Define(Napi::Env env) {
@@ -52,6 +56,7 @@ Napi::Function NativeVolume::Define(Napi::Env env) {
                          InstanceMethod<&NativeVolume::Write>("write"),
                          InstanceMethod<&NativeVolume::Flush>("flush"),
                          InstanceMethod<&NativeVolume::Watch>("watch"),
+                         InstanceMethod<&NativeVolume::Cancel>("cancel"),
                          InstanceMethod<&NativeVolume::Close>("close"),
                          InstanceMethod<&NativeVolume::GetGeometry>("geometry"),
                          InstanceMethod<&NativeVolume::Pending>("pending"),
@@ -104,33 +109,34 @@ Napi::Value NativeVolume::Open(const Napi::CallbackInfo& info) {
   request->dsync = BoolOption(options, "dsync", false);
   request->exclusive = BoolOption(options, "exclusive", false);
   request->readOnly = BoolOption(options, "readOnly", false);
-  Job job{Op::kOpen, RequestIdArg(info[0]), 0, nullptr, 0, nullptr, request, nullptr};
-  return Napi::Boolean::New(env, pool_->Submit(std::move(job)));
+  Job job{Op::kOpen, RequestIdArg(info[0]), 0, nullptr, nullptr, 0, request, nullptr};
+  return SubmitResult(env, pool_->Submit(std::move(job)));
+}
+
+// The native-owned memory a read/write/watch will use. Only memory the addon allocated (a Block)
+// is accepted: lib/io bounces any other buffer through one, so no thread ever touches an
+// ArrayBuffer that JS could detach, transfer or free.
+BlockView NativeVolume::JobMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw Napi::TypeError::New(env, "buffer must be a Uint8Array");
+  }
+  Napi::Uint8Array buffer = info[2].As<Napi::Uint8Array>();
+  if (buffer.ByteLength() == 0 || buffer.Data() == nullptr) throw Napi::RangeError::New(env, "buffer is empty or detached");
+  BlockView view = BlockOf(buffer);
+  if (!view.block) throw Napi::TypeError::New(env, "buffer is not native-owned (allocate it with alignedBuffer)");
+  return view;
 }
 
 Napi::Value NativeVolume::Transfer(const Napi::CallbackInfo& info, Op op) {
   Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[2].IsTypedArray()) {
-    throw Napi::TypeError::New(env, "read/write(requestId, offset, Uint8Array)");
-  }
-  Napi::TypedArray typed = info[2].As<Napi::TypedArray>();
-  if (typed.TypedArrayType() != napi_uint8_array) throw Napi::TypeError::New(env, "buffer must be a Uint8Array");
-  Napi::Uint8Array buffer = info[2].As<Napi::Uint8Array>();
-  if (buffer.ByteLength() == 0 || buffer.Data() == nullptr) {
-    throw Napi::RangeError::New(env, "buffer is empty or detached");
-  }
+  BlockView view = JobMemory(info);
   const int64_t offset = OffsetArg(info[1]);
-  if (static_cast<uint64_t>(offset) > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) - buffer.ByteLength()) {
+  if (static_cast<uint64_t>(offset) > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) - view.length) {
     throw Napi::RangeError::New(env, "offset + length overflows");
   }
-  // Pin the buffer until the thread has finished with it, even if JS gives up on the request.
-  auto* keepAlive = new Napi::Reference<Napi::Value>(Napi::Persistent(info[2]));
-  Job job{op, RequestIdArg(info[0]), offset, buffer.Data(), buffer.ByteLength(), keepAlive, nullptr, nullptr};
-  if (!pool_->Submit(std::move(job))) {
-    delete keepAlive;
-    return Napi::Boolean::New(env, false);
-  }
-  return Napi::Boolean::New(env, true);
+  Job job{op, RequestIdArg(info[0]), offset, std::move(view.block), view.data, view.length, nullptr, nullptr};
+  return SubmitResult(env, pool_->Submit(std::move(job)));
 }
 
 Napi::Value NativeVolume::Read(const Napi::CallbackInfo& info) { return Transfer(info, Op::kRead); }
@@ -144,43 +150,37 @@ Napi::Value NativeVolume::Watch(const Napi::CallbackInfo& info) {
   if (info.Length() < 6 || !info[2].IsTypedArray() || !info[3].IsNumber() || !info[4].IsNumber() || !info[5].IsNumber()) {
     throw Napi::TypeError::New(env, "watch(requestId, offset, Uint8Array, compareBytes, sleepUs, timeoutUs)");
   }
-  Napi::TypedArray typed = info[2].As<Napi::TypedArray>();
-  if (typed.TypedArrayType() != napi_uint8_array) throw Napi::TypeError::New(env, "buffer must be a Uint8Array");
-  Napi::Uint8Array buffer = info[2].As<Napi::Uint8Array>();
+  BlockView view = JobMemory(info);
   const double compareBytes = info[3].As<Napi::Number>().DoubleValue();
   const double sleepUs = info[4].As<Napi::Number>().DoubleValue();
   const double timeoutUs = info[5].As<Napi::Number>().DoubleValue();
-  if (buffer.ByteLength() == 0 || buffer.Data() == nullptr) throw Napi::RangeError::New(env, "buffer is empty or detached");
-  if (!(compareBytes >= 1) || compareBytes > static_cast<double>(buffer.ByteLength()) || std::floor(compareBytes) != compareBytes) {
+  if (!(compareBytes >= 1) || compareBytes > static_cast<double>(view.length) || std::floor(compareBytes) != compareBytes) {
     throw Napi::RangeError::New(env, "compareBytes must be an integer in 1..buffer length");
   }
   if (!(sleepUs >= 0) || sleepUs > 1e6) throw Napi::RangeError::New(env, "sleepUs must be in 0..1000000");
   if (!(timeoutUs >= 0) || timeoutUs > 6e7) throw Napi::RangeError::New(env, "timeoutUs must be in 0..60000000");
   const int64_t offset = OffsetArg(info[1]);
   auto watch = std::make_shared<WatchRequest>();
-  const auto* base = buffer.Data();
-  watch->baseline.assign(base, base + static_cast<size_t>(compareBytes));
+  watch->baseline.assign(view.data, view.data + static_cast<size_t>(compareBytes));
   watch->sleepNs = static_cast<int64_t>(sleepUs * 1000);
   watch->timeoutNs = static_cast<int64_t>(timeoutUs * 1000);
-  auto* keepAlive = new Napi::Reference<Napi::Value>(Napi::Persistent(info[2]));
-  Job job{Op::kWatch, RequestIdArg(info[0]), offset, buffer.Data(), buffer.ByteLength(), keepAlive, nullptr, watch};
-  if (!pool_->Submit(std::move(job))) {
-    delete keepAlive;
-    return Napi::Boolean::New(env, false);
-  }
-  return Napi::Boolean::New(env, true);
+  Job job{Op::kWatch, RequestIdArg(info[0]), offset, std::move(view.block), view.data, view.length, nullptr, watch};
+  return SubmitResult(env, pool_->Submit(std::move(job)));
 }
 
 Napi::Value NativeVolume::Flush(const Napi::CallbackInfo& info) {
-  Job job{Op::kFlush, RequestIdArg(info[0]), 0, nullptr, 0, nullptr, nullptr, nullptr};
-  return Napi::Boolean::New(info.Env(), pool_->Submit(std::move(job)));
+  Job job{Op::kFlush, RequestIdArg(info[0]), 0, nullptr, nullptr, 0, nullptr, nullptr};
+  return SubmitResult(info.Env(), pool_->Submit(std::move(job)));
+}
+
+// cancel(requestId) -> true if the request had not started: it is removed and will never run nor
+// complete. False: it is running (perhaps parked in the kernel) or already done.
+Napi::Value NativeVolume::Cancel(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), pool_->Cancel(RequestIdArg(info[0])));
 }
 
 Napi::Value NativeVolume::Close(const Napi::CallbackInfo& info) {
-  const double requestId = RequestIdArg(info[0]);
-  if (pool_->closing()) return Napi::Boolean::New(info.Env(), false);
-  pool_->Close(requestId);
-  return Napi::Boolean::New(info.Env(), true);
+  return Napi::Boolean::New(info.Env(), pool_->Close(RequestIdArg(info[0])));
 }
 
 Napi::Value NativeVolume::GetGeometry(const Napi::CallbackInfo& info) {

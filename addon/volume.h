@@ -21,10 +21,12 @@ class NativeVolume : public Napi::ObjectWrap<NativeVolume> {
   Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value Flush(const Napi::CallbackInfo& info);
   Napi::Value Watch(const Napi::CallbackInfo& info);
+  Napi::Value Cancel(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value GetGeometry(const Napi::CallbackInfo& info);
   Napi::Value Pending(const Napi::CallbackInfo& info);
   Napi::Value Transfer(const Napi::CallbackInfo& info, Op op);
+  static BlockView JobMemory(const Napi::CallbackInfo& info);
 
   std::shared_ptr<Pool> pool_;
 };

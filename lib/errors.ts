@@ -18,6 +18,12 @@ export const ErrorCode = {
   IoError: "ERR_LUNLINK_IO_ERROR",
   NoSpace: "ERR_LUNLINK_NO_SPACE",
   IoStalled: "ERR_LUNLINK_IO_STALLED",
+  /** A request that never started was cancelled (its deadline passed in the queue, or the volume closed): it did not and will not run. */
+  Cancelled: "ERR_LUNLINK_CANCELLED",
+  /** The buffer is still owned by a request parked past its deadline; use another one until the volume recovers. */
+  BufferBusy: "ERR_LUNLINK_BUFFER_BUSY",
+  /** lunlink's native addon runs on the main thread only. */
+  WorkerUnsupported: "ERR_LUNLINK_WORKER_UNSUPPORTED",
   ShortIo: "ERR_LUNLINK_SHORT_IO",
   QueueFull: "ERR_LUNLINK_QUEUE_FULL",
   Aborted: "ERR_LUNLINK_ABORTED",

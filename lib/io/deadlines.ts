@@ -2,15 +2,17 @@
 // it is ref'd (keeping the event loop alive) only while a live request waits, and when it fires it
 // expires what is overdue and re-arms for the oldest live request. No timer is created or cleared
 // per request (that cost shows at 4 KiB queue depth 1).
-// A request past its deadline is rejected at once but stays tracked as "parked" until its thread
-// returns: the volume is stalled while any request is parked. A parked thread never pins the
-// process: only live requests ref the timer.
+// A request past its deadline is rejected at once. If it had not started, `expire` cancels it and
+// returns false: it is forgotten. Otherwise it stays tracked as "parked" until its thread returns:
+// the volume is stalled while any request is parked. A parked thread never pins the process: only
+// live requests ref the timer. State is updated before any callback runs, so a throwing listener
+// cannot leave a request half-tracked.
 import { performance } from "node:perf_hooks";
 
 export interface Tracked {
   readonly deadlineMs: number;
-  /** Called once when the deadline passes before completion. */
-  expire(): void;
+  /** Called once when the deadline passes before completion; false: it was cancelled, not parked. */
+  expire(): boolean | void;
 }
 
 export class DeadlineTracker {
@@ -30,6 +32,11 @@ export class DeadlineTracker {
 
   get liveCount(): number {
     return this.live.size;
+  }
+
+  /** True while the request waits within its deadline (neither expired nor completed). */
+  isLive(id: number): boolean {
+    return this.live.has(id);
   }
 
   add(id: number, tracked: Tracked): void {
@@ -69,9 +76,9 @@ export class DeadlineTracker {
         continue;
       }
       this.live.delete(id);
+      if (tracked.expire() === false) continue;
       this.parked.add(id);
       expired++;
-      tracked.expire();
     }
     if (nextMs !== Number.POSITIVE_INFINITY) this.arm(nextMs);
     if (expired > 0) this.onStall(this.parked.size);

@@ -1,7 +1,10 @@
-// The addon's raw surface, private to lib/io and lib/tun. Loads build/Release/lunlink.node once per
-// environment, wires the completion channel, and routes each completion to the request that
-// asked for it. Completions arrive batched (one JS call drains all ready ones).
+// The addon's raw surface, private to lib/io (other layers use the typed facades: volume.ts,
+// tun-handle.ts, aead.ts). Loads build/Release/lunlink.node once, on the main thread only (a worker
+// gets ERR_LUNLINK_WORKER_UNSUPPORTED), wires the completion channel, and routes each completion to
+// the request that asked for it. Completions arrive batched (one JS call drains all ready ones); a
+// handler that throws never keeps the rest of its batch from being delivered.
 import { createRequire } from "node:module";
+import { isMainThread } from "node:worker_threads";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -28,13 +31,23 @@ export interface NativeOpenOptions {
   readOnly: boolean;
 }
 
-/** Every method queues work and returns false if the volume's queue refused it (closing or full). */
+/** Why the addon refused to queue a request; mirrors `enum class Submitted` in addon/pool.h (0: accepted). */
+export const Submitted = { Accepted: 0, Closing: 1, QueueFull: 2, PinnedFull: 3, NoThread: 4 } as const;
+export type Submitted = (typeof Submitted)[keyof typeof Submitted];
+
+/**
+ * Every submitting method queues work and returns a Submitted code. read/write/watch accept only
+ * native-owned buffers (alignedBuffer): the I/O thread never touches memory JS could detach.
+ */
 export interface NativeVolumeHandle {
-  open(requestId: number, path: string, options: NativeOpenOptions): boolean;
-  read(requestId: number, offset: number | bigint, buffer: Uint8Array): boolean;
-  write(requestId: number, offset: number | bigint, buffer: Uint8Array): boolean;
-  flush(requestId: number): boolean;
-  watch(requestId: number, offset: number | bigint, buffer: Uint8Array, compareBytes: number, sleepUs: number, timeoutUs: number): boolean;
+  open(requestId: number, path: string, options: NativeOpenOptions): Submitted;
+  read(requestId: number, offset: number | bigint, buffer: Uint8Array): Submitted;
+  write(requestId: number, offset: number | bigint, buffer: Uint8Array): Submitted;
+  flush(requestId: number): Submitted;
+  watch(requestId: number, offset: number | bigint, buffer: Uint8Array, compareBytes: number, sleepUs: number, timeoutUs: number): Submitted;
+  /** true: the request had not started; it is removed and will never run nor complete. */
+  cancel(requestId: number): boolean;
+  /** Queued requests complete with ECANCELED; false if already closing. */
   close(requestId: number): boolean;
   geometry(): NativeGeometry | null;
   pending(): number;
@@ -77,8 +90,10 @@ interface Addon {
   init(dispatch: (ids: Float64Array, results: Float64Array, errors: Int32Array, syscalls: Int32Array) => void): void;
   NativeVolume: new (maxThreads: number) => NativeVolumeHandle;
   NativeTun: new () => NativeTunHandle;
+  /** A zeroed view over a native-owned block (an external ArrayBuffer). */
   alignedBuffer(length: number, alignment: number): Uint8Array;
   addressAlignment(buffer: Uint8Array): number;
+  isNativeOwned(buffer: Uint8Array): boolean;
   /** ChaCha20-Poly1305 seal: out (plaintext.length + 16) gets ciphertext then tag. */
   aeadSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, out: Uint8Array): void;
   /** ChaCha20-Poly1305 open: true and the plaintext in out if the tag verifies, else false and out zeroed. */
@@ -106,14 +121,25 @@ export type CompletionHandler = (result: number, errno: number, syscall: string)
 const handlers = new Map<number, CompletionHandler>();
 let nextRequestId = 1;
 
-function dispatch(ids: Float64Array, results: Float64Array, errors: Int32Array, syscalls: Int32Array): void {
+/**
+ * Delivers one batch of completions. A handler that throws (a user's `recover` listener runs inside
+ * one) does not stop the batch: every other request still settles, then the first error is rethrown
+ * and surfaces as an uncaught exception, as for any throwing listener.
+ */
+export function routeCompletions(ids: Float64Array, results: Float64Array, errors: Int32Array, syscalls: Int32Array): void {
+  let failure: { error: unknown } | undefined;
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i]!;
     const handler = handlers.get(id);
     if (handler === undefined) continue; // a request abandoned after its deadline: nothing waits
     handlers.delete(id);
-    handler(results[i]!, errors[i]!, syscallName(syscalls[i]!));
+    try {
+      handler(results[i]!, errors[i]!, syscallName(syscalls[i]!));
+    } catch (error) {
+      failure ??= { error };
+    }
   }
+  if (failure !== undefined) throw failure.error;
 }
 
 /** Registers a handler and returns the request id to pass to the addon. */
@@ -151,6 +177,9 @@ export function busyPoll(us: number): void {
 }
 
 function locateAddon(): string {
+  // A sanitizer build (scripts/asan.sh) lives outside build/Release and is named by LUNLINK_ADDON.
+  const override = process.env["LUNLINK_ADDON"];
+  if (override !== undefined && override !== "") return override;
   // lib/io/native.ts in the source tree, dist/lib/io/native.js when built: walk up to the package.
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
@@ -168,9 +197,17 @@ let loaded: Addon | undefined;
 
 export function addon(): Addon {
   if (loaded === undefined) {
+    if (!isMainThread) {
+      // A worker's environment can be torn down while lunlink's I/O or TUN threads still run for it
+      // (a thread parked on a stalled device returns whenever the device answers).
+      throw new LunlinkError(
+        ErrorCode.WorkerUnsupported,
+        "lunlink's native addon runs on the main thread only: open volumes and TUN devices there and pass data to workers by message",
+      );
+    }
     const require = createRequire(import.meta.url);
     const module = require(locateAddon()) as Addon;
-    module.init(dispatch);
+    module.init(routeCompletions);
     loaded = module;
   }
   return loaded;

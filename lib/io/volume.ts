@@ -1,16 +1,23 @@
 // Volume: one block device or file opened for O_DIRECT I/O on lunlink's own threads.
 // Invariants checked before every syscall: the volume is open, offsets and lengths are multiples
 // of the logical block size, buffer addresses are aligned, the range lies inside the volume.
-// Every request has a deadline (ioTimeoutMs): past it the promise rejects with
-// ERR_LUNLINK_IO_STALLED and the volume reports itself stalled until the parked thread returns.
+// Every request has a deadline (ioTimeoutMs): past it a request that never started is cancelled
+// (ERR_LUNLINK_CANCELLED: it will never run), one that started rejects with ERR_LUNLINK_IO_STALLED
+// and the volume reports itself stalled until the parked thread returns.
+// Memory (README "Buffers"): the I/O thread only touches native-owned blocks. alloc() buffers are
+// such blocks and are used in place; any other buffer is bounced through a spare block (copied in
+// for a write, copied out on completion for a read, only if the caller still waits and the buffer
+// is still attached). Memory a parked request owns is never reused: its bounce block stays out of
+// the spares, and its alloc() buffer is refused (ERR_LUNLINK_BUFFER_BUSY) until the request returns.
 import { EventEmitter } from "node:events";
 import { statfs } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
+import { markAsUntransferable } from "node:worker_threads";
 
 import { DeadlineTracker } from "./deadlines.ts";
 import { ErrorCode, LunlinkError, describe, integerOption, invalidArgument, systemError } from "../errors.ts";
 import { fileSystemName, geometryFrom, type VolumeGeometry } from "./geometry.ts";
-import { addon, busyPoll, registerRequest, unregisterRequest, type NativeVolumeHandle } from "./native.ts";
+import { Submitted, addon, busyPoll, registerRequest, unregisterRequest, type NativeVolumeHandle } from "./native.ts";
 
 export interface VolumeOptions {
   /** O_DIRECT (default true). Without it reads of a receive volume may be served from stale page cache. */
@@ -37,6 +44,10 @@ export const MAX_IO_TIMEOUT_MS = 3_600_000;
 export const DEFAULT_IO_THREADS = 4;
 export const MAX_IO_THREADS = 64;
 export const MAX_BUSY_POLL_US = 1_000_000;
+/** Spare bounce blocks a volume keeps for foreign buffers, in bytes (beyond this they are freed). */
+export const MAX_SPARE_BOUNCE_BYTES = 16 * 1024 * 1024;
+
+const ECANCELED = 125;
 
 export interface VolumeEvents {
   /** A request passed its deadline; `parked` requests are stuck in the kernel. */
@@ -59,7 +70,11 @@ export class Volume extends EventEmitter<VolumeEvents> {
   private readonly handle: NativeVolumeHandle;
   private readonly tracker: DeadlineTracker;
   private readonly sizeBytes: bigint;
+  private readonly ioThreads: number;
   private closing: Promise<void> | undefined;
+  /** Bounce blocks no request owns, by length; at most MAX_SPARE_BOUNCE_BYTES in all. */
+  private readonly spareBounces = new Map<number, Uint8Array[]>();
+  private spareBounceBytes = 0;
 
   private constructor(
     path: string,
@@ -67,11 +82,13 @@ export class Volume extends EventEmitter<VolumeEvents> {
     geometry: VolumeGeometry,
     readOnly: boolean,
     ioTimeoutMs: number,
+    ioThreads: number,
     busyPollUs: number,
     tracker: DeadlineTracker,
   ) {
     super();
     this.path = path;
+    this.ioThreads = ioThreads;
     this.handle = handle;
     this.geometry = geometry;
     this.sizeBytes = geometry.sizeBytes;
@@ -143,15 +160,16 @@ export class Volume extends EventEmitter<VolumeEvents> {
         expire: () => finish(stalled(path, "open", ioTimeoutMs)),
       });
       options.signal?.addEventListener("abort", onAbort, { once: true });
-      if (!handle.open(id, path, { direct, dsync, exclusive, readOnly })) {
+      const submitted = handle.open(id, path, { direct, dsync, exclusive, readOnly });
+      if (submitted !== Submitted.Accepted) {
         unregisterRequest(id);
         tracker.complete(id);
-        finish(new LunlinkError(ErrorCode.QueueFull, `open ${path}: the volume's I/O queue refused the request`, { path }));
+        finish(refusal(submitted, "open", path));
       }
     });
     const native = handle.geometry();
     if (native === null) throw new Error(`assertion failed: ${path} opened without geometry`);
-    volume = new Volume(path, handle, geometryFrom(native), readOnly, ioTimeoutMs, busyPollUs, tracker);
+    volume = new Volume(path, handle, geometryFrom(native), readOnly, ioTimeoutMs, ioThreads, busyPollUs, tracker);
     for (const warning of volume.warnings) process.emitWarning(warning, { code: "LUNLINK_MEMORY_BACKED" });
     return volume;
   }
@@ -225,7 +243,10 @@ export class Volume extends EventEmitter<VolumeEvents> {
     await this.submit("flush", 0, undefined);
   }
 
-  /** Closes once every queued request has finished; idempotent. */
+  /**
+   * Closes once every running request has returned; requests still queued are cancelled
+   * (ERR_LUNLINK_CANCELLED: they never run). Idempotent.
+   */
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve, reject) => {
       const id = registerRequest((_result, errno, syscall) => {
@@ -315,10 +336,73 @@ export class Volume extends EventEmitter<VolumeEvents> {
   ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const length = buffer?.byteLength ?? 0;
+      const timeoutMs = this.ioTimeoutMs + extraTimeoutMs;
+      if (this.tracker.parkedCount >= this.ioThreads) {
+        // Every thread is stuck in the kernel past its deadline: queueing would only pin memory
+        // and run late (a write landing after its caller gave up).
+        reject(
+          new LunlinkError(
+            ErrorCode.IoStalled,
+            `${op} ${this.path}: all ${this.ioThreads} I/O threads are parked on requests past their deadline; not queued (retry after the volume's "recover" event)`,
+            { path: this.path },
+          ),
+        );
+        return;
+      }
+      // The memory the thread will use: the caller's own alloc() buffer, or a bounce block.
+      let memory: Uint8Array | undefined;
+      let bounced = false;
+      if (buffer !== undefined) {
+        if (ownedBuffers.has(buffer.buffer)) {
+          if (parkedBuffers.has(buffer.buffer)) {
+            reject(
+              new LunlinkError(
+                ErrorCode.BufferBusy,
+                `${op} ${this.path}: the buffer still belongs to a request parked past its deadline (the device may yet write into it); use another buffer until the volume recovers`,
+                { path: this.path },
+              ),
+            );
+            return;
+          }
+          memory = buffer;
+        } else {
+          memory = this.takeBounce(length);
+          bounced = true;
+          if (op === "write") memory.set(buffer);
+          else if (op === "watch") memory.set(buffer.subarray(0, compareBytes));
+        }
+      }
+      let parked = false;
+      // Runs once the thread no longer owns `memory` (completed, cancelled or refused).
+      const release = (): void => {
+        if (memory === undefined) return;
+        if (bounced) this.giveBounce(memory);
+        else if (parked) {
+          const left = (parkedBuffers.get(memory.buffer) ?? 1) - 1;
+          if (left > 0) parkedBuffers.set(memory.buffer, left);
+          else parkedBuffers.delete(memory.buffer);
+        }
+      };
       const id = registerRequest((result, errno, syscall) => {
-        if (!this.tracker.complete(id)) return; // its caller was already told it stalled
-        if (errno !== 0) {
+        const live = this.tracker.isLive(id);
+        // Copy a bounced read out before the block goes back to the spares.
+        let detached = false;
+        if (live && bounced && errno === 0 && (op === "read" || (op === "watch" && result > 0)) && buffer !== undefined && memory !== undefined) {
+          if (buffer.byteLength === length) buffer.set(memory.subarray(0, Math.min(result, length)));
+          else detached = true;
+        }
+        release();
+        if (!this.tracker.complete(id)) return; // its caller was already told it stalled (may emit recover)
+        if (errno === ECANCELED && op === "watch") {
+          // Closed before it started: like a running watch that close ends, "unchanged".
+          onResult?.(0);
+          resolve();
+        } else if (errno === ECANCELED) {
+          reject(new LunlinkError(ErrorCode.Cancelled, `${op} ${this.path}: cancelled before it started (the volume was closed); it did not run`, { path: this.path }));
+        } else if (errno !== 0) {
           reject(systemError(errno, syscall, this.path, `${op} at offset ${offset} length ${length} on`));
+        } else if (detached) {
+          reject(invalidArgument("buffer", "attached until the read completes (it was transferred or detached; the data read was dropped)", buffer));
         } else if (op === "watch") {
           if (result !== 0 && result !== length) {
             reject(new LunlinkError(ErrorCode.ShortIo, `watch ${this.path}: read ${result} of ${length} bytes at offset ${offset}`, { path: this.path, syscall: "pread" }));
@@ -339,32 +423,89 @@ export class Volume extends EventEmitter<VolumeEvents> {
         }
       });
       this.tracker.add(id, {
-        deadlineMs: performance.now() + this.ioTimeoutMs + extraTimeoutMs,
-        expire: () => reject(stalled(this.path, op, this.ioTimeoutMs + extraTimeoutMs)),
+        deadlineMs: performance.now() + timeoutMs,
+        expire: () => {
+          if (this.handle.cancel(id)) {
+            // Never started: removed from the queue, it will not run (nor complete).
+            unregisterRequest(id);
+            release();
+            reject(
+              new LunlinkError(
+                ErrorCode.Cancelled,
+                `${op} ${this.path}: not started within ${timeoutMs} ms (every I/O thread busy or parked on the device); cancelled, it did not run`,
+                { path: this.path },
+              ),
+            );
+            return false;
+          }
+          parked = true;
+          if (!bounced && memory !== undefined) parkedBuffers.set(memory.buffer, (parkedBuffers.get(memory.buffer) ?? 0) + 1);
+          reject(stalled(this.path, op, timeoutMs));
+          return true;
+        },
       });
-      const accepted =
+      const submitted =
         op === "flush"
           ? this.handle.flush(id)
           : op === "read"
-            ? this.handle.read(id, offset, buffer!)
+            ? this.handle.read(id, offset, memory!)
             : op === "write"
-              ? this.handle.write(id, offset, buffer!)
-              : this.handle.watch(id, offset, buffer!, compareBytes, sleepUs, extraTimeoutMs * 1000);
-      if (accepted && this.busyPollUs > 0) busyPoll(this.busyPollUs);
-      if (!accepted) {
-        unregisterRequest(id);
-        this.tracker.complete(id);
-        reject(
-          this.closed
-            ? new LunlinkError(ErrorCode.Closed, `${op} ${this.path}: the volume is closed`, { path: this.path })
-            : new LunlinkError(ErrorCode.QueueFull, `${op} ${this.path}: the I/O queue is full`, { path: this.path }),
-        );
+              ? this.handle.write(id, offset, memory!)
+              : this.handle.watch(id, offset, memory!, compareBytes, sleepUs, extraTimeoutMs * 1000);
+      if (submitted === Submitted.Accepted) {
+        if (this.busyPollUs > 0) busyPoll(this.busyPollUs);
+        return;
       }
+      unregisterRequest(id);
+      this.tracker.complete(id);
+      release();
+      reject(refusal(submitted, op, this.path));
     });
+  }
+
+  /** A native-owned block of `lengthBytes` for a foreign buffer's I/O: a spare one, or a new one. */
+  private takeBounce(lengthBytes: number): Uint8Array {
+    const spare = this.spareBounces.get(lengthBytes)?.pop();
+    if (spare !== undefined) {
+      this.spareBounceBytes -= lengthBytes;
+      return spare;
+    }
+    return alignedBuffer(lengthBytes, Math.max(this.geometry.memoryAlignment, 4096));
+  }
+
+  /** Only for a block no request owns any more (completed, cancelled or refused). */
+  private giveBounce(block: Uint8Array): void {
+    if (this.spareBounceBytes + block.byteLength > MAX_SPARE_BOUNCE_BYTES) return; // freed by GC
+    let list = this.spareBounces.get(block.byteLength);
+    if (list === undefined) this.spareBounces.set(block.byteLength, (list = []));
+    list.push(block);
+    this.spareBounceBytes += block.byteLength;
   }
 }
 
-/** A zeroed Uint8Array whose first byte sits at a multiple of `alignment` (a power of two). */
+/** ArrayBuffers of native-owned blocks (alignedBuffer): I/O uses them in place, no bounce copy. */
+const ownedBuffers = new WeakSet<ArrayBufferLike>();
+/** Those owned by requests parked past their deadline (on any volume): how many such requests. */
+const parkedBuffers = new WeakMap<ArrayBufferLike, number>();
+
+function refusal(submitted: Submitted, op: string, path: string): LunlinkError {
+  switch (submitted) {
+    case Submitted.Closing:
+      return new LunlinkError(ErrorCode.Closed, `${op} ${path}: the volume is closed`, { path });
+    case Submitted.PinnedFull:
+      return new LunlinkError(ErrorCode.QueueFull, `${op} ${path}: the I/O queue holds its maximum of memory (queued, running and parked requests)`, { path });
+    case Submitted.NoThread:
+      return new LunlinkError(ErrorCode.System, `${op} ${path}: no I/O thread could be started (EAGAIN: out of threads or memory)`, { path, errno: 11, syscall: "pthread_create" });
+    default:
+      return new LunlinkError(ErrorCode.QueueFull, `${op} ${path}: the I/O queue is full`, { path });
+  }
+}
+
+/**
+ * A zeroed Uint8Array whose first byte sits at a multiple of `alignment` (a power of two). Its
+ * memory is native-owned: volume I/O uses it in place, and it cannot be transferred (postMessage
+ * and structuredClone copy it), so no JS call can pull it from under an I/O thread.
+ */
 export function alignedBuffer(lengthBytes: number, alignment = 4096): Uint8Array {
   if (!Number.isSafeInteger(lengthBytes) || lengthBytes < 1 || lengthBytes > 2 ** 30) {
     throw invalidArgument("length", "an integer in 1..2^30", lengthBytes);
@@ -372,7 +513,10 @@ export function alignedBuffer(lengthBytes: number, alignment = 4096): Uint8Array
   if (!Number.isSafeInteger(alignment) || alignment < 1 || alignment > 2 ** 20 || (alignment & (alignment - 1)) !== 0) {
     throw invalidArgument("alignment", "a power of two in 1..2^20", alignment);
   }
-  return addon().alignedBuffer(lengthBytes, alignment);
+  const buffer = addon().alignedBuffer(lengthBytes, alignment);
+  markAsUntransferable(buffer.buffer);
+  ownedBuffers.add(buffer.buffer);
+  return buffer;
 }
 
 function stalled(path: string, op: string, ioTimeoutMs: number): LunlinkError {

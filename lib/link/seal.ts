@@ -13,7 +13,7 @@
 // refuses replayed counters.
 import { deriveKey } from "../format/kdf.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
-import { addon } from "../io/native.ts";
+import { aeadOpen, aeadSeal } from "../io/aead.ts";
 import { decodeHeader, encodeHeader, LINK_VERSION, MESSAGE_HEADER_BYTES, type MessageHeader } from "./message.ts";
 import { SequenceWindow } from "./window.ts";
 
@@ -90,7 +90,7 @@ export class Sealer {
     out[0] = this.bound ? LINK_VERSION_BOUND : LINK_VERSION_SEALED;
     const counter = ++this.counter;
     out.writeBigUInt64LE(counter, MESSAGE_HEADER_BYTES);
-    addon().aeadSeal(this.key, nonce(this.nonce, counter), out.subarray(0, body), payload, out.subarray(body));
+    aeadSeal(this.key, nonce(this.nonce, counter), out.subarray(0, body), payload, out.subarray(body));
     return out;
   }
 }
@@ -132,7 +132,7 @@ export class Opener {
     const body = MESSAGE_HEADER_BYTES + COUNTER_BYTES;
     const payloadBytes = datagram.length - body - TAG_BYTES;
     const out = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + payloadBytes);
-    if (!addon().aeadOpen(key, nonce(this.nonce, counter), view.subarray(0, body), view.subarray(body, body + payloadBytes), view.subarray(body + payloadBytes), out.subarray(MESSAGE_HEADER_BYTES))) {
+    if (!aeadOpen(key, nonce(this.nonce, counter), view.subarray(0, body), view.subarray(body, body + payloadBytes), view.subarray(body + payloadBytes), out.subarray(MESSAGE_HEADER_BYTES))) {
       return { ok: false, reason: "auth" };
     }
     // Authenticated: now the session and counter may be believed.

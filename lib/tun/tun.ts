@@ -1,12 +1,13 @@
 // TunDevice: one TUN interface (IFF_TUN | IFF_NO_PI: bare IPv4/IPv6 packets) in the calling process's
 // network namespace. Receive: the addon's reader thread drains every ready packet per wake-up into one
-// of TUN_BATCH_SLOTS reused buffers; onPackets sees each batch zero-copy, valid only during the call.
+// of TUN_BATCH_SLOTS reused native-owned buffers; onPackets sees each batch zero-copy, valid only
+// during the call (a view kept later shows later packets; transferring it copies, never moves it).
 // Send: write()/writeBatch() on the JS thread; a packet the kernel refuses is a counted drop, never an
 // exception. Invariant: after close() no handler runs and no syscall is made on the descriptor.
 import { EventEmitter } from "node:events";
 
 import { ErrorCode, LunlinkError, errnoName, integerOption, invalidArgument, systemError } from "../errors.ts";
-import { addon, nativeSyscallFailure, syscallName, type NativeTunHandle } from "../io/native.ts";
+import { TunHandle, nativeSyscallFailure, syscallName } from "../io/tun-handle.ts";
 
 /** Mirror the bounds in addon/tun.h. */
 export const TUN_BATCH_SLOTS = 4;
@@ -63,7 +64,7 @@ export class TunDevice extends EventEmitter<TunEvents> {
   readonly address: string | undefined;
   readonly counters: Readonly<TunCounters>;
 
-  private readonly handle: NativeTunHandle;
+  private readonly handle: TunHandle;
   private readonly live: TunCounters = { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, dropped: 0, batches: 0 };
   private handler: TunPacketHandler | undefined;
   private slots: [Uint8Array, Uint32Array][] = [];
@@ -71,7 +72,7 @@ export class TunDevice extends EventEmitter<TunEvents> {
   /** writeBatch's second result (bytes written), preallocated: no allocation per batch. */
   private readonly writtenBytes = new Float64Array(1);
 
-  private constructor(handle: NativeTunHandle, name: string, mtu: number, ifindex: number, address: string | undefined) {
+  private constructor(handle: TunHandle, name: string, mtu: number, ifindex: number, address: string | undefined) {
     super();
     this.handle = handle;
     this.name = name;
@@ -88,7 +89,7 @@ export class TunDevice extends EventEmitter<TunEvents> {
     if (options.up !== undefined && typeof options.up !== "boolean") throw invalidArgument("up", "a boolean", options.up);
     const up = options.up ?? true;
 
-    const handle = new (addon().NativeTun)();
+    const handle = new TunHandle();
     let actual: string;
     try {
       actual = handle.open(name);

@@ -1,4 +1,5 @@
-// Exercises every addon entry point (for valgrind / ASan runs).
+// Exercises every addon entry point (for valgrind / ASan runs). LUNLINK_ADDON (lib/io/native.ts) may
+// name another build of the addon (scripts/asan.sh).
 import { Volume, alignedBuffer } from "../../dist/lib/index.js";
 import { writeFileSync, truncateSync } from "node:fs";
 const path = "/var/tmp/lunlink-vg.img";
@@ -17,6 +18,33 @@ try { await v.read(1 << 20, 4096); } catch (e) { console.log(e.code); }
 await v.close();
 try { await Volume.open("/nonexistent"); } catch (e) { console.log(e.code); }
 try { await Volume.open("/dev/null"); } catch (e) { console.log(e.code); }
+// Foreign (V8-allocated) buffers are bounced through native blocks; alloc() buffers stay attached
+// when transferred; queued work is cancelled by close.
+{
+  writeFileSync(path, Buffer.alloc(1 << 20));
+  const f = await Volume.open(path, { ioThreads: 1 });
+  const { addon } = await import("../../dist/lib/io/native.js");
+  const backing = new Uint8Array(new ArrayBuffer(65536 + 4096));
+  let foreign;
+  for (let shift = 0; shift < 4096 && foreign === undefined; shift += 8) {
+    const view = backing.subarray(shift, shift + 65536);
+    if (addon().addressAlignment(view) >= 4096) foreign = view;
+  }
+  foreign.fill(0x4f);
+  await f.write(0, foreign);
+  foreign.fill(0);
+  await f.read(0, foreign);
+  if (foreign[65535] !== 0x4f) throw new Error("bounced read mismatch");
+  const owned = f.alloc(4096);
+  structuredClone(owned, { transfer: [owned.buffer] });
+  if (owned.byteLength !== 4096) throw new Error("an alloc() buffer was transferred");
+  const queued = Promise.allSettled(Array.from({ length: 8 }, (_, i) => f.write(i * 65536, foreign)));
+  await f.close();
+  const outcomes = await queued;
+  if (!outcomes.some((o) => o.status === "rejected" && o.reason.code === "ERR_LUNLINK_CANCELLED")) throw new Error("close cancelled nothing");
+  writeFileSync(path, Buffer.alloc(65536));
+  console.log("bounce and cancel done");
+}
 // A volume dropped without close: the finalizer abandons the pool.
 for (let i = 0; i < 5; i++) await Volume.open(path);
 globalThis.gc?.();
@@ -78,14 +106,18 @@ console.log("exercise done");
   for (let i = 0; i < 3; i++) await TunDevice.open({ name: "lltvg%d", up: false });
   globalThis.gc?.();
   try { await TunDevice.open({ name: "lo" }); } catch (e) { console.log(e.code); }
-  // A worker that ends with a started TUN still open: the environment cleanup hook stops the reader.
+  // The addon refuses to load in a worker (coded error); the main thread keeps going.
   const worker = new Worker(`(async () => {
-    const { TunDevice } = await import(${JSON.stringify(new URL("../../dist/lib/index.js", import.meta.url).href)});
-    const tun = await TunDevice.open({ name: "lltvg%d" });
-    tun.onPackets(() => {});
-    process.exit(0);
+    const { parentPort } = await import("node:worker_threads");
+    try {
+      const { TunDevice } = await import(${JSON.stringify(new URL("../../dist/lib/index.js", import.meta.url).href)});
+      await TunDevice.open({ name: "lltvg%d" });
+      parentPort.postMessage("opened");
+    } catch (e) { parentPort.postMessage(e.code); }
   })();`, { eval: true });
-  await new Promise((resolve, reject) => { worker.on("exit", resolve); worker.on("error", reject); });
+  const refusal = await new Promise((resolve, reject) => { worker.on("message", resolve); worker.on("error", reject); });
+  if (refusal !== "ERR_LUNLINK_WORKER_UNSUPPORTED") throw new Error(`worker: ${refusal}`);
+  await new Promise((resolve) => worker.on("exit", resolve));
   console.log("tun done");
 }
 {
@@ -112,13 +144,14 @@ console.log("exercise done");
     try { bad(); throw new Error("accepted"); } catch (e) { if (e.message === "accepted") throw e; }
   }
   const worker = new Worker(`(async () => {
-    const { addon } = await import(${JSON.stringify(new URL("../../dist/lib/io/native.js", import.meta.url).href)});
-    const out = new Uint8Array(116);
-    addon().aeadSeal(new Uint8Array(32), new Uint8Array(12), new Uint8Array(8), new Uint8Array(100), out);
-    if (!addon().aeadOpen(new Uint8Array(32), new Uint8Array(12), new Uint8Array(8), out.subarray(0, 100), out.subarray(100), new Uint8Array(100))) process.exit(5);
-    process.exit(0);
+    const { parentPort } = await import("node:worker_threads");
+    try {
+      const { createRequire } = await import("node:module");
+      createRequire(${JSON.stringify(import.meta.url)})(${JSON.stringify(process.env.LUNLINK_ADDON || new URL("../../build/Release/lunlink.node", import.meta.url).pathname)});
+      parentPort.postMessage("loaded");
+    } catch (e) { parentPort.postMessage(e.code); }
   })();`, { eval: true });
-  const code = await new Promise((resolve, reject) => { worker.on("exit", resolve); worker.on("error", reject); });
-  if (code !== 0) throw new Error(`aead worker exited ${code}`);
+  const code = await new Promise((resolve, reject) => { worker.on("message", resolve); worker.on("error", reject); });
+  if (code !== "ERR_LUNLINK_WORKER_UNSUPPORTED") throw new Error(`raw addon in a worker: ${code}`);
   console.log("aead done");
 }

@@ -15,7 +15,7 @@ function tracker() {
 test("a request completed before its deadline never expires", async (t) => {
   const { events, deadlines } = tracker();
   let expired = 0;
-  deadlines.add(1, { deadlineMs: performance.now() + 30, expire: () => expired++ });
+  deadlines.add(1, { deadlineMs: performance.now() + 30, expire: () => void expired++ });
   t.true(deadlines.complete(1));
   await new Promise((r) => setTimeout(r, 60));
   t.is(expired, 0);
@@ -27,9 +27,9 @@ test("expired requests are parked until they complete, then the tracker recovers
   const { events, deadlines } = tracker();
   const expired: number[] = [];
   const now = performance.now();
-  deadlines.add(1, { deadlineMs: now + 10, expire: () => expired.push(1) });
-  deadlines.add(2, { deadlineMs: now + 10, expire: () => expired.push(2) });
-  deadlines.add(3, { deadlineMs: now + 100_000, expire: () => expired.push(3) });
+  deadlines.add(1, { deadlineMs: now + 10, expire: () => void expired.push(1) });
+  deadlines.add(2, { deadlineMs: now + 10, expire: () => void expired.push(2) });
+  deadlines.add(3, { deadlineMs: now + 100_000, expire: () => void expired.push(3) });
   await new Promise((r) => setTimeout(r, 50));
   t.deepEqual(expired, [1, 2]);
   t.deepEqual(events, ["stall:2"]);
@@ -46,4 +46,34 @@ test("unknown ids are ignored", (t) => {
   const { events, deadlines } = tracker();
   t.false(deadlines.complete(99));
   t.deepEqual(events, []);
+});
+
+test("a request cancelled at its deadline (expire returns false) is forgotten, not parked", async (t) => {
+  const { events, deadlines } = tracker();
+  const now = performance.now();
+  deadlines.add(1, { deadlineMs: now + 10, expire: () => true });
+  deadlines.add(2, { deadlineMs: now + 10, expire: () => false });
+  await new Promise((r) => setTimeout(r, 50));
+  t.deepEqual(events, ["stall:1"]);
+  t.is(deadlines.parkedCount, 1);
+  t.false(deadlines.isLive(2));
+  t.false(deadlines.complete(2), "a cancelled request is unknown: nothing waits for it");
+  t.deepEqual(events, ["stall:1"]);
+  t.false(deadlines.complete(1));
+  t.deepEqual(events, ["stall:1", "recover"]);
+});
+
+test("a throwing recover listener leaves the tracker consistent", async (t) => {
+  const deadlines = new DeadlineTracker(
+    () => undefined,
+    () => {
+      throw new Error("listener bug");
+    },
+  );
+  deadlines.add(1, { deadlineMs: performance.now() + 5, expire: () => true });
+  await new Promise((r) => setTimeout(r, 30));
+  t.is(deadlines.parkedCount, 1);
+  t.throws(() => deadlines.complete(1), { message: "listener bug" });
+  t.is(deadlines.parkedCount, 0);
+  t.is(deadlines.liveCount, 0);
 });
