@@ -35,13 +35,24 @@ npm run --silent build
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_stack_use_after_return=0"
 export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1"
 asan() { LD_PRELOAD="$libasan" "$@"; }
+# Tools the test helpers run inherit the preload too; pgrep (procps) hangs under it, so it runs clean.
+mkdir -p "$work/bin"
+printf '#!/bin/sh\nunset LD_PRELOAD\nexec %s "$@"\n' "$(command -v pgrep)" >"$work/bin/pgrep"
+chmod +x "$work/bin/pgrep"
+export PATH="$work/bin:$PATH"
 
-echo "== exercise.mjs"
-asan node --expose-gc test/native/exercise.mjs
+echo "== exercise.mjs (host namespace, then with TUN traffic inside a throwaway one, as valgrind.sh)"
+lock=/var/tmp/lunlink-device.lock  # the exercise opens TUN devices: serialized like the device tests
+asan flock "$lock" node --expose-gc test/native/exercise.mjs
+ns="llt-asan-$$"
+ip netns add "$ns"
+trap 'for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done; ip netns del "$ns" 2>/dev/null || true; [ -n "${ASAN_KEEP:-}" ] || rm -rf "$work"' EXIT
+ip -n "$ns" link set lo up
+flock "$lock" ip netns exec "$ns" env LUNLINK_EXERCISE_NETNS=1 LD_PRELOAD="$libasan" node --expose-gc test/native/exercise.mjs
 echo "== unit tests touching the addon"
 asan npx ava --config ava.config.js test/unit/volume-file.test.ts test/unit/volume-ownership.test.ts test/unit/link-seal.test.ts \
   test/unit/deadlines.test.ts
 echo "== device tests touching the addon"
-asan flock /var/tmp/lunlink-device.lock npx ava --config ava.device.config.js test/device/loop.test.ts test/device/faults.test.ts \
+asan flock "$lock" npx ava --config ava.device.config.js test/device/loop.test.ts test/device/faults.test.ts \
   test/device/volume-stall-ownership.test.ts test/device/tun.test.ts test/device/addon-tun-slots.test.ts
 echo "asan.sh: clean"
