@@ -81,6 +81,8 @@ export const configSchema = z
       .optional(),
     control: z.object({ socket: z.string().min(1).optional() }).strict().prefault({}),
     metrics: z.object({ listen: endpoint.optional(), allowRemote: z.boolean().default(false) }).strict().prefault({}),
+    /** "realtime": SCHED_RR 1 for every thread, as corosync runs (lib/node/scheduling.ts); "normal": the default scheduler. */
+    scheduling: z.enum(["realtime", "normal"]).default("realtime"),
   })
   .strict();
 

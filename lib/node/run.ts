@@ -16,7 +16,7 @@ import { serveControl } from "./control.ts";
 import { raiseScheduling } from "./scheduling.ts";
 
 export async function runNode(config: NodeConfig, log: pino.Logger): Promise<void> {
-  const scheduling = await raiseScheduling();
+  const scheduling = await raiseScheduling(config.scheduling);
   if (scheduling.policy === "rr") log.info({ event: "scheduling", ...scheduling }, `real-time scheduling (SCHED_RR ${scheduling.priority})`);
   else log.warn({ event: "scheduling", ...scheduling }, `normal scheduling: heartbeats may be late under CPU pressure (${scheduling.reason})`);
   const socketPath = controlSocketPath(config);

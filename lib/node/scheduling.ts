@@ -16,12 +16,12 @@ export const REALTIME_PRIORITY = 1;
 
 export type SchedulingOutcome = { policy: "rr"; priority: number } | { policy: "other"; reason: string };
 
-/**
- * Moves this process to SCHED_RR (all threads, and the threads they start). `LUNLINK_SCHEDULING=other` in the
- * environment keeps normal scheduling (for hosts where a real-time data path is not wanted).
- */
-export async function raiseScheduling(pid = process.pid): Promise<SchedulingOutcome> {
-  if (process.env.LUNLINK_SCHEDULING === "other") return { policy: "other", reason: "LUNLINK_SCHEDULING=other" };
+/** The node config's `scheduling`: "realtime" (default) or "normal" (hosts where a real-time data path is not wanted). */
+export type SchedulingPolicy = "realtime" | "normal";
+
+/** Moves this process to SCHED_RR (all threads, and the threads they start), unless `wanted` is "normal". */
+export async function raiseScheduling(wanted: SchedulingPolicy, pid = process.pid): Promise<SchedulingOutcome> {
+  if (wanted === "normal") return { policy: "other", reason: "scheduling \"normal\" in the config" };
   try {
     await execFileAsync("chrt", ["--all-tasks", "--rr", "--pid", String(REALTIME_PRIORITY), String(pid)], { timeout: 5000 });
     return { policy: "rr", priority: REALTIME_PRIORITY };

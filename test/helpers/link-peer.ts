@@ -3,7 +3,7 @@
 // Opens a Link from the node's config and, every paceMs, sends one numbered control message (until
 // controlCount) and four numbered data messages (until dataCount). It records what it receives and,
 // when stdin says "finish" (or closes), waits until every control message it sent is acked (at
-// most 10 s), then prints one JSON line: received control numbers (in arrival order), data numbers
+// most 10 s) and for the primary to be active again (at most 10 s more), then prints one JSON line: received control numbers (in arrival order), data numbers
 // (distinct count and duplicates), and the link's status.
 import { loadConfig, linkOptions } from "../../lib/node/config.ts";
 import { Link } from "../../lib/link/link.ts";
@@ -46,6 +46,9 @@ const finish = async () => {
   while (sentControl < controlCount) await link.sendControl(message(sentControl++, 64));
   const deadline = Date.now() + 10_000;
   while (link.status().controlPending > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  // Every test ends with the primary up: wait (bounded) for the failback rather than sampling the
+  // state at a fixed time, which a loaded machine can miss (hold-down plus late heartbeats).
+  while (link.status().active !== "primary" && Date.now() < deadline + 10_000) await new Promise((r) => setTimeout(r, 20));
   // Give the peer's last data a moment to arrive, then report.
   await new Promise((r) => setTimeout(r, 300));
   const duplicates = [...data.values()].filter((n) => n > 1).length;

@@ -39,7 +39,7 @@ test.serial("raiseScheduling moves every thread of the process to SCHED_RR 1, an
   if (process.getuid?.() !== 0) return t.pass("needs CAP_SYS_NICE: skipped as a non-root user");
   const c = await child();
   try {
-    t.deepEqual(await raiseScheduling(c.pid!), { policy: "rr", priority: REALTIME_PRIORITY });
+    t.deepEqual(await raiseScheduling("realtime", c.pid!), { policy: "rr", priority: REALTIME_PRIORITY });
     const threads = await threadPolicies(c.pid!);
     t.true(threads.length > 1, `a multi-threaded child (${threads.length} threads)`);
     t.deepEqual(threads, threads.map(() => [SCHED_RR, REALTIME_PRIORITY]));
@@ -54,14 +54,12 @@ test.serial("raiseScheduling moves every thread of the process to SCHED_RR 1, an
   }
 });
 
-test.serial("LUNLINK_SCHEDULING=other keeps normal scheduling", async (t) => {
+test.serial("scheduling \"normal\" in the config keeps normal scheduling", async (t) => {
   const c = await child();
-  process.env.LUNLINK_SCHEDULING = "other";
   try {
-    t.deepEqual(await raiseScheduling(c.pid!), { policy: "other", reason: "LUNLINK_SCHEDULING=other" });
+    t.deepEqual(await raiseScheduling("normal", c.pid!), { policy: "other", reason: 'scheduling "normal" in the config' });
     t.true((await threadPolicies(c.pid!)).every(([policy]) => policy === SCHED_OTHER));
   } finally {
-    delete process.env.LUNLINK_SCHEDULING;
     c.kill("SIGKILL");
   }
 });
@@ -70,7 +68,7 @@ test.serial("a process that is gone: normal scheduling, with chrt's reason", asy
   const c = await child();
   c.kill("SIGKILL");
   await new Promise((resolve) => c.once("exit", resolve));
-  const outcome = await raiseScheduling(c.pid!);
+  const outcome = await raiseScheduling("realtime", c.pid!);
   t.is(outcome.policy, "other");
   t.regex(outcome.policy === "other" ? outcome.reason : "", /chrt failed/);
 });
