@@ -32,7 +32,7 @@ test("seal: an empty payload gives the shortest datagram, which opens; one byte 
   t.deepEqual(new Opener(ba, 1, 2, 77n).open(sealed.subarray(0, sealed.length - 1)), { ok: false, reason: "short" });
 });
 
-test("seal: a version byte other than sealed (2) or bound (3) is refused as "version"", (t) => {
+test("seal: a version byte other than sealed (2) or bound (3) is refused as 'version'", (t) => {
   const { ab, ba } = secrets();
   const sealed = new Sealer(ab, 7n, 1, 2).seal(message(1n, Uint8Array.of(1, 2, 3), 7n));
   t.is(sealed[0], LINK_VERSION_SEALED);
