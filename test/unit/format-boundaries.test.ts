@@ -16,10 +16,15 @@ import {
   isValidBlockSize,
   MAX_FRAME_BYTES,
   MAX_RECORD_BLOCKS,
+  MIN_RING_BLOCKS,
+  MIN_VOLUME_BLOCKS,
   payloadCapacity,
+  RING_START_BLOCK,
   RecordFlag,
   RecordKind,
   STATUS_MAGIC,
+  STATUS_SLOT_BLOCKS,
+  SUPERBLOCK_A_BLOCK,
 } from "../../lib/format/layout.ts";
 import { RecordCipher } from "../../lib/format/record-cipher.ts";
 import { checkBody, checkFirstBlock, encodePad, forEachFrame, readRecordStart, readStamp, RecordBuilder, type RecordHeader } from "../../lib/format/record.ts";
@@ -92,6 +97,14 @@ test("layout: payload capacity and blocks needed meet exactly at block edges", (
   t.is(blocksForPayload(B, payloadCapacity(B, 2)), 2);
   t.is(blocksForPayload(B, payloadCapacity(B, 2) + 1), 3);
   t.is(blocksForPayload(8192, payloadCapacity(8192, 5)), 5);
+});
+
+test("layout: the block table of docs/format.md (superblock A, two status slots, ring of at least 8, superblock B)", (t) => {
+  t.is(SUPERBLOCK_A_BLOCK, 0);
+  t.deepEqual(STATUS_SLOT_BLOCKS, [1, 2]);
+  t.is(RING_START_BLOCK, 3);
+  t.is(MIN_RING_BLOCKS, 8);
+  t.is(MIN_VOLUME_BLOCKS, 12, "3 blocks before the ring, 8 of ring, superblock B");
 });
 
 test("layout: a block size is a power of two from 4096 to 65536", (t) => {
