@@ -110,7 +110,15 @@ for (const module of selected) {
     logLevel: "warn",
     fileLogLevel: "off",
   });
-  const results = await stryker.runMutationTest();
+  let results;
+  try {
+    results = await stryker.runMutationTest();
+  } catch (error) {
+    // A failed dry run (a test that fails unmutated) ends this module, not the others.
+    console.error(`${module.name}: Stryker failed: ${error instanceof Error ? error.message : String(error)}`);
+    rows.push({ name: `${module.name} (failed)`, ...count([]), seconds: (performance.now() - startedMs) / 1000 });
+    continue;
+  }
   writeFileSync(`${REPORT_DIR}/${stem(module)}.survivors.txt`, survivorsText(module, results));
   rows.push({ name: module.name, ...count(results), seconds: (performance.now() - startedMs) / 1000 });
   console.log(`\n${table(rows.slice(-1))}\n`);
