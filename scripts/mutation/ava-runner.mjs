@@ -5,6 +5,7 @@
 // test, so a mutant runs only the tests that reach it and one no test reaches is "no coverage".
 // Static mutants (module-level code) get a fresh process (reloadEnvironment: false), loaded with
 // the mutant on. An infinite loop under a mutant hits Stryker's hit limit or its timeout.
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { register } from "node:module";
 import { register as registerTsx } from "tsx/esm/api";
 import { resolve } from "node:path";
@@ -13,6 +14,8 @@ import { commonTokens, declareClassPlugin, PluginKind, tokens } from "@stryker-m
 import { DryRunStatus, TestStatus, toMutantRunResult } from "@stryker-mutator/api/test-runner";
 
 const NS = "__stryker__";
+/** In the sandbox (the workers' common working directory). */
+const DURATIONS_FILE = ".ava-runner-durations.json";
 
 class AvaInProcessRunner {
   static inject = tokens(commonTokens.logger);
@@ -50,31 +53,40 @@ class AvaInProcessRunner {
     return this.files;
   }
 
-  /** Runs the tests (all, or those in testFilter); with bail, stops at the first failure. */
+  /** Every test's dry-run time (ms), shared through the sandbox with the other workers. */
+  durations() {
+    this.durationsById ??= existsSync(DURATIONS_FILE) ? JSON.parse(readFileSync(DURATIONS_FILE, "utf8")) : undefined;
+    return this.durationsById ?? {};
+  }
+
+  /**
+   * Runs the tests (all, or those in testFilter); with bail, stops at the first failure. A mutant's
+   * tests run fastest first (their dry-run times), so a killed mutant is usually found cheaply.
+   */
   async run(testFilter, perTest, bail) {
     const ns = (globalThis[NS] ??= {});
     const results = [];
-    for (const file of await this.load()) {
-      for (const test of file.tests) {
-        const id = `${file.name} > ${test.title}`;
-        if (testFilter !== undefined && !testFilter.includes(id)) continue;
-        if (perTest) ns.currentTestId = id;
-        const teardowns = [];
-        const t = this.executionContext(test.title, teardowns);
-        const started = performance.now();
-        try {
-          for (const hook of file.beforeEach) await hook(t);
-          await test.fn(t);
-          for (const hook of file.afterEach) await hook(t);
-          results.push({ id, name: id, status: TestStatus.Success, timeSpentMs: performance.now() - started });
-        } catch (error) {
-          results.push({ id, name: id, status: TestStatus.Failed, failureMessage: String(error?.stack ?? error), timeSpentMs: performance.now() - started });
-        } finally {
-          for (const fn of teardowns.reverse()) await fn();
-          if (perTest) ns.currentTestId = undefined;
-        }
-        if (bail && results.at(-1).status === TestStatus.Failed) return results;
+    const all = (await this.load()).flatMap((file) => file.tests.map((test) => ({ file, test, id: `${file.name} > ${test.title}` })));
+    const chosen = testFilter === undefined ? all : all.filter((e) => testFilter.includes(e.id));
+    const durations = this.durations();
+    chosen.sort((a, b) => (durations[a.id] ?? 0) - (durations[b.id] ?? 0));
+    for (const { file, test, id } of chosen) {
+      if (perTest) ns.currentTestId = id;
+      const teardowns = [];
+      const t = this.executionContext(test.title, teardowns);
+      const started = performance.now();
+      try {
+        for (const hook of file.beforeEach) await hook(t);
+        await test.fn(t);
+        for (const hook of file.afterEach) await hook(t);
+        results.push({ id, name: id, status: TestStatus.Success, timeSpentMs: performance.now() - started });
+      } catch (error) {
+        results.push({ id, name: id, status: TestStatus.Failed, failureMessage: String(error?.stack ?? error), timeSpentMs: performance.now() - started });
+      } finally {
+        for (const fn of teardowns.reverse()) await fn();
+        if (perTest) ns.currentTestId = undefined;
       }
+      if (bail && results.at(-1).status === TestStatus.Failed) return results;
     }
     return results;
   }
@@ -84,6 +96,7 @@ class AvaInProcessRunner {
     ns.activeMutant = undefined;
     const perTest = options.coverageAnalysis === "perTest";
     const tests = await this.run(undefined, perTest, false);
+    writeFileSync(DURATIONS_FILE, JSON.stringify(Object.fromEntries(tests.map((t) => [t.id, t.timeSpentMs]))));
     const coverage = ns.mutantCoverage ?? { static: {}, perTest: {} };
     ns.mutantCoverage = { static: {}, perTest: {} };
     return { status: DryRunStatus.Complete, tests, mutantCoverage: options.coverageAnalysis === "off" ? undefined : coverage };
