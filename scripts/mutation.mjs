@@ -70,7 +70,7 @@ function survivorsText(module, results) {
   const lines = results
     .filter((r) => r.status === "Survived" || r.status === "NoCoverage")
     .sort((a, b) => a.location.start.line - b.location.start.line || a.location.start.column - b.location.start.column)
-    .map((r) => `${r.fileName.replace(`${process.cwd()}/`, "")}:${r.location.start.line}:${r.location.start.column + 1} ${r.status} ${r.mutatorName}: ${JSON.stringify(r.replacement)}`);
+    .map((r) => `${r.fileName.replace(`${process.cwd()}/`, "")}:${r.location.start.line}:${r.location.start.column} ${r.status} ${r.mutatorName}: ${JSON.stringify(r.replacement)}`);
   return `# ${module.name}: ${lines.length} survivors\n${lines.join("\n")}\n`;
 }
 

@@ -258,6 +258,7 @@ test("record start: the writer's scan reads block count and no-overwrite only un
   torn[40]! ^= 1;
   t.is(readRecordStart(torn, 0), undefined, "header CRC broken");
   t.is(readRecordStart(forge(plain, (v) => v.setUint32(16, 0x12345678, true)), 0), undefined, "no record magic");
+  t.is(readRecordStart(forge(plain, (v) => v.setUint32(0, 0x12345678, true)), 0), undefined, "no stamp magic");
 });
 
 test("stamps: read at any offset; a block without the stamp magic has none", (t) => {
