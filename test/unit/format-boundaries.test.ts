@@ -537,6 +537,7 @@ test("check area: seal writes CRC then MAC (or zeros) over stale bytes; unseal c
   crc[checkAt]! ^= 1;
   const problem = unseal(crc, STATUS_MAGIC, checkAt);
   t.true(isSealProblem(problem));
+  t.is(isSealProblem(problem) ? problem.reason : "", "checksum");
   t.regex(isSealProblem(problem) ? problem.detail : "", /^CRC32C 0x[0-9a-f]+, computed 0x[0-9a-f]+$/);
   t.false(isSealProblem({ macPresent: true }));
 });
@@ -634,6 +635,22 @@ test("record cipher: nonce, associated data and plaintext are exactly those of d
   t.deepEqual(Buffer.from(opened.subarray(96, B)), Buffer.from(plain.subarray(96, B)), "decrypted in place: block 0");
   t.deepEqual(Buffer.from(opened.subarray(B + 16)), Buffer.from(plain.subarray(B + 16)), "and block 1");
   t.throws(() => new RecordCipher(randomBytes(31), 1n), { message: /a record key is 32 bytes/ });
+});
+
+test("record cipher: open says false for a forgery, and the reserved header word is authenticated", (t) => {
+  const cipher = new RecordCipher(randomBytes(32), 4n);
+  const buffer = new Uint8Array(B);
+  const builder = new RecordBuilder(buffer, B, 1);
+  builder.append(FrameType.Data, 0, new Uint8Array(40).fill(6));
+  builder.finish({ volumeUuid: UUID, epoch: 4n, seq: 9n, timestampMs: 0n }, RecordKind.Batch, { cipher, ringBlock: 3 });
+  t.is(cipher.open(buffer.slice(), B, 1, 3), true);
+  const tag = buffer.slice();
+  tag[72]! ^= 1;
+  t.is(cipher.open(tag, B, 1, 3), false, "a wrong tag: false, not an exception");
+  const reserved = buffer.slice();
+  reserved[90] = 1; // bytes [88, 92) are in the associated data (docs/format.md)
+  t.is(cipher.open(reserved, B, 1, 3), false, "a changed reserved word does not verify");
+  t.is(cipher.open(buffer.slice(), B, 1, 4), false, "another ring block does not verify");
 });
 
 test("record cipher: an authenticated record without a key is 'auth', an unkeyed one under a key a downgrade", (t) => {
