@@ -11,7 +11,7 @@ import { register as registerTsx } from "tsx/esm/api";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { commonTokens, declareClassPlugin, PluginKind, tokens } from "@stryker-mutator/api/plugin";
-import { DryRunStatus, TestStatus, toMutantRunResult } from "@stryker-mutator/api/test-runner";
+import { DryRunStatus, MutantRunStatus, TestStatus, toMutantRunResult } from "@stryker-mutator/api/test-runner";
 
 const NS = "__stryker__";
 /** In the sandbox (the workers' common working directory). */
@@ -41,16 +41,17 @@ class AvaInProcessRunner {
     this.executionContext = executionContext;
     const registry = (globalThis.__lunlinkAvaShim ??= { files: new Map(), current: undefined });
     const names = JSON.parse(process.env.LUNLINK_MUTATION_TESTS ?? "[]");
-    this.files = [];
+    const files = [];
     for (const name of names) {
       const entry = { name, tests: [], before: [], after: [], beforeEach: [], afterEach: [] };
       registry.current = entry;
       await import(pathToFileURL(resolve(name)).href);
       registry.current = undefined;
       for (const hook of entry.before) await hook(executionContext(`${name} before`, []));
-      this.files.push(entry);
+      files.push(entry);
     }
-    return this.files;
+    this.files = files;
+    return files;
   }
 
   /** Every test's dry-run time (ms), shared through the sandbox with the other workers. */
@@ -108,8 +109,14 @@ class AvaInProcessRunner {
     ns.hitLimit = options.hitLimit;
     ns.hitCount = options.hitLimit === undefined ? undefined : 0;
     try {
-      const tests = await this.run(options.testFilter, false, !options.disableBail);
-      if (ns.hitLimit !== undefined && ns.hitCount > ns.hitLimit) return { status: "timeout", reason: `hit limit reached (${ns.hitCount}/${ns.hitLimit})` };
+      let tests;
+      try {
+        tests = await this.run(options.testFilter, false, !options.disableBail);
+      } catch (error) {
+        // A unit file that fails to load (import or before hook) under the mutant: ava fails that file.
+        return { status: MutantRunStatus.Killed, failureMessage: `loading the unit files: ${String(error?.stack ?? error)}`, killedBy: [], nrOfTests: 0 };
+      }
+      if (ns.hitLimit !== undefined && ns.hitCount > ns.hitLimit) return { status: MutantRunStatus.Timeout, reason: `hit limit reached (${ns.hitCount}/${ns.hitLimit})` };
       return toMutantRunResult({ status: DryRunStatus.Complete, tests });
     } finally {
       ns.activeMutant = undefined;

@@ -469,6 +469,8 @@ test("superblock: buffer bounds, the version, and authMode against the MAC area"
   t.deepEqual(short, { ok: false, reason: "geometry", detail: "block of 183 bytes" });
   t.throws(() => encodeSuperblock(sb, new Uint8Array(SUPERBLOCK_BYTES)), { message: /superblock buffer too small/ }, "smaller than the block size");
   t.throws(() => encodeSuperblock(superblockFixture({ salt: new Uint8Array(31) }), new Uint8Array(B)), { message: /salt must be 32 bytes/ });
+  t.throws(() => encodeSuperblock(superblockFixture({ blockBytes: 100 }), new Uint8Array(150)), { message: /superblock buffer too small/ }, "smaller than the superblock");
+  t.deepEqual([out[6], out[7]], [SUPERBLOCK_BYTES, 0], "encoded bytes field: 184, little-endian (docs/format.md)");
   t.throws(() => encodeSuperblock(sb, new Uint8Array(B), new Uint8Array(32)), { message: /a MAC key exactly when authMode is keyed/ });
   t.throws(() => encodeSuperblock(superblockFixture({ authMode: AuthMode.Keyed }), new Uint8Array(B)), { message: /a MAC key exactly when authMode is keyed/ });
   const dirty = new Uint8Array(B).fill(0xcd);

@@ -45,6 +45,7 @@ const actives = (transitions: Transition[]) => transitions.filter((tr) => tr.kin
 test("path monitor: up below suspectMs of silence, suspect from exactly suspectMs, down from exactly downMs", (t) => {
   const m = new PathMonitor(PathId.Primary, PATH);
   t.is(m.state, "down", "a path starts down");
+  t.is(m.reason, "rx", "because nothing was heard");
   t.is(m.name, "primary");
   t.is(new PathMonitor(PathId.Storage, PATH).name, "storage");
   m.heartbeat(0, 1n, 1n);
@@ -139,7 +140,7 @@ test("link: our own pause counts only when the gap between ticks is longer than 
   const pause = s.tick(at).filter((tr) => tr.kind === "pause");
   t.is(pause.length, 1, "selfPauseMs + 1 is");
   t.is(s.selfPauses, 1);
-  t.like(pause[0], { atMs: at, subject: "self" });
+  t.like(pause[0], { atMs: at, kind: "pause", subject: "self", from: "running", to: "running", detail: "event loop paused 21 ms: silence during the pause ignored" });
   t.is(s.primary.lastHeardMs, TIMERS.selfPauseMs + 1, "the silence of the pause was discounted");
   t.is(s.primary.state, "up", "so the primary is still up");
   const long = 2000;
@@ -159,9 +160,10 @@ test("link: the first healthy path is taken at once; after that the primary must
   t.deepEqual(d.state.dataPaths(d.now, true), { primary: false, storage: true });
   // The primary comes up; failback waits for holdDownMs of it being up.
   const upAt = d.now + STEP_MS;
-  const log = actives(d.run(upAt + TIMERS.holdDownMs + 50, true, true));
+  const transitions = d.run(upAt + TIMERS.holdDownMs + 50, true, true);
   t.is(d.state.primary.upSinceMs, upAt);
-  t.deepEqual(log, [{ atMs: upAt + TIMERS.holdDownMs, to: "primary" }], "failback exactly holdDownMs after the primary came up");
+  t.deepEqual(actives(transitions), [{ atMs: upAt + TIMERS.holdDownMs, to: "primary" }], "failback exactly holdDownMs after the primary came up");
+  t.is(transitions.find((tr) => tr.kind === "active")?.detail, "primary up, storage up", "both up: no reasons");
   t.is(d.state.failbacks, 1);
   t.is(d.state.failovers, 0, "storage -> primary is not a failover");
 });
@@ -227,6 +229,7 @@ test("link: transitions say what changed, and only the last MAX_TRANSITIONS are 
   t.like(down[1], { atMs: 5 + PATH.downMs, kind: "path", subject: "primary", from: "suspect", to: "down", detail: "reason rx" });
   t.like(down[2], { atMs: 5 + PATH.downMs, kind: "active", subject: "isolated", from: "primary", to: "isolated", detail: "primary down (rx), storage down (rx)" });
   t.deepEqual(d.state.transitions, [...up, ...down], "every transition returned is kept, in order");
+  t.is(d.state.failovers, 0, "primary -> isolated is not a failover (nothing carries the traffic)");
   // Flap the primary until far more transitions happened than are kept.
   let made = d.state.transitions.length;
   let last: Transition | undefined;
