@@ -172,3 +172,18 @@ test("control receiver: reset starts the numbering again at 1 and forgets held m
   t.is(receiver.delivered, 3n, "the message held before the reset is not delivered after 3");
   t.deepEqual(got, [1, 2, 11, 12, 13]);
 });
+
+test("control receiver: messages released from the early window are forgotten, so the window never fills with delivered ones", (t) => {
+  const receiver = new ControlReceiver();
+  let delivered = 0;
+  const deliver = () => delivered++;
+  // Each round: the next-but-one arrives first (held), then the next (delivered, releasing the held one).
+  for (let round = 0; round < 2 * MAX_EARLY; round++) {
+    const next = receiver.delivered + 1n;
+    t.is(receiver.receive(next + 1n, Uint8Array.of(2), deliver), "early");
+    t.is(receiver.receive(next, Uint8Array.of(1), deliver), "delivered");
+  }
+  t.is(delivered, 4 * MAX_EARLY);
+  t.is(receiver.receive(receiver.delivered + 2n, Uint8Array.of(3), deliver), "early", "after many releases the early window still has room");
+  t.is(receiver.dropped, 0);
+});

@@ -95,6 +95,8 @@ test("seal: a forged datagram claiming another peer session neither switches the
   fake[MESSAGE_HEADER_BYTES + 9]! ^= 0x80;
   t.deepEqual(opener.open(fake), { ok: false, reason: "auth" });
   t.true(opener.open(current.seal(message(3n, Uint8Array.of(5), 7n))).ok, "bound datagrams of the current session still open");
+  const restarted = new Sealer(ab, 10n, 1, 2);
+  t.true(opener.open(restarted.seal(message(1n, Uint8Array.of(6), 10n))).ok, "a genuine newer session is still adopted after the forgeries");
 });
 
 test("seal: refuses a message whose header does not decode, or of another session", (t) => {
