@@ -177,11 +177,12 @@ test("control receiver: messages released from the early window are forgotten, s
   const receiver = new ControlReceiver();
   let delivered = 0;
   const deliver = () => delivered++;
-  // Each round: the next-but-one arrives first (held), then the next (delivered, releasing the held one).
-  for (let round = 0; round < 2 * MAX_EARLY; round++) {
+  // Each round: the three after the next arrive first (held), then the next (delivered, releasing all three).
+  for (let round = 0; round < MAX_EARLY; round++) {
     const next = receiver.delivered + 1n;
-    t.is(receiver.receive(next + 1n, Uint8Array.of(2), deliver), "early");
+    for (const ahead of [3n, 2n, 1n]) t.is(receiver.receive(next + ahead, Uint8Array.of(2), deliver), "early");
     t.is(receiver.receive(next, Uint8Array.of(1), deliver), "delivered");
+    t.is(receiver.delivered, next + 3n);
   }
   t.is(delivered, 4 * MAX_EARLY);
   t.is(receiver.receive(receiver.delivered + 2n, Uint8Array.of(3), deliver), "early", "after many releases the early window still has room");
