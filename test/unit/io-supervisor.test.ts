@@ -10,7 +10,7 @@ import fc from "fast-check";
 
 import { ErrorCode, LunlinkError } from "../../lib/errors.ts";
 import type { Volume } from "../../lib/io/volume.ts";
-import { classifyFault, Supervisor, SupervisorCore, type Incarnation, type StateChange } from "../../lib/ring/supervisor.ts";
+import { classifyFault, Supervisor, SupervisorCore, type Incarnation, type StateChange } from "../../lib/io/supervisor.ts";
 import { generator } from "../helpers/random.ts";
 
 const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);

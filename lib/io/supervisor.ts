@@ -1,4 +1,4 @@
-// Supervision of one storage component (the ring writer on the send volume, the poller on the
+// Supervision of one I/O component (the ring writer on the send volume, the poller on the
 // receive volume): when it fails, decide what the fault is, wait (for the volume's `recover` after a
 // stall, or a bounded, jittered exponential backoff after an error), reopen, and report every state
 // change once (not every retry). SupervisorCore is the sans-IO decision table, driven by the
