@@ -1,14 +1,14 @@
 // `lunlink mirror copy|serve|push|status`: the mirror modes lunlink drives itself (local copy; remote
 // over TCP: serve on the far side, push on the near side) and a status report for any mode.
-// The long-running ones heal themselves (lib/mirror/supervisor.ts) and print one line per change of
+// The long-running ones heal themselves (lib/io/supervisor.ts) and print one line per change of
 // health (a JSON line with --json), never one per retry; on SIGINT/SIGTERM they stop within
 // --close-timeout-ms and say what they could not flush.
 import { performance } from "node:perf_hooks";
 import { ErrorCode, LunlinkError, integerOption, invalidArgument } from "../errors.ts";
 import { Volume } from "../io/volume.ts";
+import { healthOf, healthSnapshot, type HealthChange } from "../mirror/health.ts";
 import { LocalMirror } from "../mirror/local.ts";
 import type { MirrorCloseReport, RingMirror } from "../mirror/ring-mirror.ts";
-import type { HealthChange } from "../mirror/supervisor.ts";
 import { RemoteMirrorPusher } from "../mirror/remote-pusher.ts";
 import { RemoteMirrorServer } from "../mirror/remote-server.ts";
 import { mirrorStatus } from "../mirror/status.ts";
@@ -107,7 +107,7 @@ async function copy(parsed: ParsedArgs, out: Output): Promise<void> {
     } else {
       await mirror.resync(changed);
     }
-    const summary = { source: sourcePath, destination: destinationPath, ...mirror.counters, supervisor: mirror.supervisor.snapshot() };
+    const summary = { source: sourcePath, destination: destinationPath, ...mirror.counters, supervisor: healthSnapshot(mirror.supervisor) };
     // --follow --json prints JSON lines (state changes, closed): the summary is one more line.
     if (json && flag(parsed, "follow")) jsonLine(out, { event: "done", ...summary });
     else out.stdout.write(json ? `${toJson(summary)}\n` : `mirrored ${sourcePath} -> ${destinationPath}: ${mirror.counters.blocksCopied} blocks copied, ${mirror.counters.blocksSkipped} already equal, ${mirror.counters.records} records followed, ${mirror.counters.resyncs} resync(s)\n`);
@@ -130,7 +130,7 @@ async function serve(parsed: ParsedArgs, out: Output): Promise<void> {
       else out.stderr.write(`lunlink mirror serve: ${event} ${Object.values(detail).join(" ")}\n`);
     };
     // While the destination is faulted every reconnect of the pusher would be a session: quiet then.
-    const quiet = (): boolean => server.supervisor.health === "faulted";
+    const quiet = (): boolean => healthOf(server.supervisor.state) === "faulted";
     server.on("session", (peer) => quiet() || log("session", { peer }));
     server.on("sessionEnd", (peer, reason) => quiet() || log("session-end", { peer, reason }));
     server.on("state", logState(out, json, "mirror serve"));
@@ -143,7 +143,7 @@ async function serve(parsed: ParsedArgs, out: Output): Promise<void> {
       process.once("SIGTERM", resolve);
     });
     reportClose(out, json, "mirror serve", await server.close());
-    if (json) jsonLine(out, { event: "stopped", ...server.counters, supervisor: server.supervisor.snapshot() });
+    if (json) jsonLine(out, { event: "stopped", ...server.counters, supervisor: healthSnapshot(server.supervisor) });
     else out.stdout.write(`stopped: ${server.counters.sessions} session(s), ${server.counters.writes} writes, ${server.counters.bytesWritten} bytes, ${server.counters.syncs} syncs\n`);
   } finally {
     await destination.close();
@@ -168,7 +168,7 @@ async function push(parsed: ParsedArgs, out: Output): Promise<void> {
       if (json) jsonLine(out, { event: "resync", ...pusher.counters, ...pusher.link });
     });
     reportClose(out, json, "mirror push", await followMirror(pusher));
-    const summary = { source: sourcePath, to: `${host}:${port}`, ...pusher.counters, ...pusher.link, supervisor: pusher.supervisor.snapshot() };
+    const summary = { source: sourcePath, to: `${host}:${port}`, ...pusher.counters, ...pusher.link, supervisor: healthSnapshot(pusher.supervisor) };
     if (json) jsonLine(out, { event: "done", ...summary });
     else out.stdout.write(`pushed ${sourcePath} -> ${host}:${port}: ${pusher.counters.blocksCopied} blocks sent, ${pusher.counters.blocksSkipped} already equal, ${pusher.counters.records} records followed, ${pusher.counters.resyncs} resync(s), ${pusher.link.reconnects} reconnect(s)\n`);
   } finally {

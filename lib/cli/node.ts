@@ -6,7 +6,7 @@ import pretty from "pino-pretty";
 
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { LinkStatus } from "../link/link.ts";
-import type { StorageReport } from "../ring/storage-path.ts";
+import type { StorageReport } from "../link/storage-path.ts";
 import { checkConfig, controlSocketPath, formatProblems, loadConfig, loadKeys } from "../node/config.ts";
 import { callControl } from "../node/control.ts";
 import { runNode } from "../node/run.ts";

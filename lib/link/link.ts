@@ -3,7 +3,7 @@
 //   receive: UDP socket (unsealed) | StoragePath (receive ring) -> LinkCore (decode, session, path
 //            heartbeat, control in order and acked, data dedupe) -> "data"/"control" events
 // Every decision is in the sans-IO LinkCore (paths.ts, with control.ts and window.ts); the storage
-// path heals itself (lib/ring/storage-path.ts); this shell only moves bytes and time. Invariants:
+// path heals itself (lib/link/storage-path.ts); this shell only moves bytes and time. Invariants:
 // heartbeats run on both paths all the time; the application never sees a data message twice;
 // control is delivered once, in order; sendControl waits for acks, never polls.
 import { randomInt } from "node:crypto";
@@ -14,8 +14,8 @@ import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { FRAME_HEADER_BYTES } from "../format/layout.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { RingReader } from "../ring/reader.ts";
-import { StoragePath, type StoragePathOptions, type StorageReport } from "../ring/storage-path.ts";
-import type { StateChange } from "../ring/supervisor.ts";
+import { StoragePath, type StoragePathOptions, type StorageReport } from "./storage-path.ts";
+import type { StateChange } from "../io/supervisor.ts";
 import type { RingWriter } from "../ring/writer.ts";
 import { encodeHeader, MAX_MESSAGE_BYTES, MessageKind, MESSAGE_HEADER_BYTES, PathId, RING_FRAME_TYPE, type MessageHeader } from "./message.ts";
 import { ringKey, sharedSecret } from "./keys.ts";

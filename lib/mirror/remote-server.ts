@@ -12,14 +12,16 @@
 // of state, and the next session applies nothing until every parked request has returned.
 import { EventEmitter } from "node:events";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { performance } from "node:perf_hooks";
 
 import { loadChecksums } from "../format/checksum.ts";
 import { MIN_VOLUME_BLOCKS, isValidBlockSize } from "../format/layout.ts";
 import { ErrorCode, LunlinkError, integerOption } from "../errors.ts";
+import { SupervisorCore, classifyFault, settledWithin, untilRecovered } from "../io/supervisor.ts";
 import type { Volume } from "../io/volume.ts";
+import { MIRROR_FATAL_REASONS, healthChange, mirrorRecovery, type HealthChange } from "./health.ts";
 import { MAX_WRITE_BYTES, MessageDecoder, blockSums, encodeMessage, type Message } from "./protocol.ts";
 import { checkDestination } from "./ring-mirror.ts";
-import { SupervisorCore, classifyFault, resolveBackoff, settledWithin, untilRecovered, type HealthChange } from "./supervisor.ts";
 
 export interface RemoteMirrorServerOptions {
   host: string;
@@ -77,7 +79,7 @@ export class RemoteMirrorServer extends EventEmitter<RemoteMirrorServerEvents> {
   readonly queueLimitBytes: number;
   readonly closeTimeoutMs: number;
   /** The destination's health; the pusher does the backing off (it reconnects), so no delays here. */
-  readonly supervisor = new SupervisorCore("mirror serve", resolveBackoff({}));
+  readonly supervisor = new SupervisorCore("mirror serve", performance.now(), mirrorRecovery({}));
   private readonly server: Server;
   private active: ServerSession | undefined;
   private latest: ServerSession | undefined;
@@ -139,15 +141,15 @@ export class RemoteMirrorServer extends EventEmitter<RemoteMirrorServerEvents> {
 
   /** A session's I/O on the destination failed: report the fault (once per change of state). */
   destinationFault(error: unknown): void {
-    if (classifyFault(error) === "configuration" || classifyFault(error) === "bug") return;
-    const decision = this.supervisor.onFault(Date.now(), error, 0);
-    if (decision.change !== undefined) this.emit("state", decision.change);
+    if (classifyFault(error, false, MIRROR_FATAL_REASONS) === "config") return;
+    const { change } = this.supervisor.failed(performance.now(), error, false);
+    if (change !== undefined) this.emit("state", healthChange(change, error instanceof Error ? error.message : String(error)));
   }
 
   /** A session's I/O on the destination succeeded. */
   destinationHealthy(detail: string): void {
-    const change = this.supervisor.onHealthy(detail);
-    if (change !== undefined) this.emit("state", change);
+    const change = this.supervisor.opened(performance.now());
+    if (change !== undefined) this.emit("state", healthChange(change, detail));
   }
 
   private accept(socket: Socket): void {
@@ -170,8 +172,7 @@ export class RemoteMirrorServer extends EventEmitter<RemoteMirrorServerEvents> {
     if (error !== undefined) {
       this.counters.errors++;
       // A destination fault is reported through "state", once per change, not once per session.
-      const kind = classifyFault(error);
-      if ((kind === "configuration" || kind === "bug") && this.listenerCount("error") > 0) this.emit("error", error);
+      if (classifyFault(error, false, MIRROR_FATAL_REASONS) === "config" && this.listenerCount("error") > 0) this.emit("error", error);
     }
     this.emit("sessionEnd", session.peer, reason);
   }

@@ -8,7 +8,7 @@
 // A mirror has no key (an array has none either): on a keyed ring it checks the plaintext framing
 // only (stamps, header CRC32C), copies ciphertext as is, and holds back a status slot whose head it
 // has not copied yet instead of rewriting it (a keyed status cannot be re-sealed without the key).
-// Supervised (supervisor.ts): a stall, EIO, ENOSPC or a lost link ends the attempt; the mirror
+// Supervised (lib/io/supervisor.ts, reported through health.ts): a stall, EIO, ENOSPC or a lost link ends the attempt; the mirror
 // reports it once, waits for the stalled volume to answer and backs off, then re-reads the source
 // superblock, reopens its reader with fresh buffers (a parked request may still own the old ones)
 // and resyncs, by itself. stop() returns within closeTimeoutMs and says what it could not flush.
@@ -20,11 +20,12 @@ import { decodeStatus, encodeStatus } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { Background } from "../io/background.ts";
 import { ErrorCode, LunlinkError, integerOption } from "../errors.ts";
+import { SupervisorCore, settledWithin, sleepUnless, untilRecovered, type FaultReason, type RecoveryOptions, type StateChange } from "../io/supervisor.ts";
 import type { Volume } from "../io/volume.ts";
 import { RingReader } from "../ring/reader.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
+import { healthChange, mirrorRecovery, type BackoffOptions, type HealthChange } from "./health.ts";
 import type { BlockSink } from "./sink.ts";
-import { SupervisorCore, classifyFault, resolveBackoff, settledWithin, sleepUnless, untilRecovered, type BackoffOptions, type FaultKind, type HealthChange, type ResolvedBackoff } from "./supervisor.ts";
 import { WritePump } from "./write-pump.ts";
 
 export interface RingMirrorOptions extends BackoffOptions {
@@ -45,7 +46,7 @@ export interface ResolvedMirrorOptions {
   pollMaxMs: number;
   resyncChunkBytes: number;
   closeTimeoutMs: number;
-  backoff: ResolvedBackoff;
+  recovery: RecoveryOptions;
 }
 
 export function resolveMirrorOptions(options: RingMirrorOptions): ResolvedMirrorOptions {
@@ -55,7 +56,7 @@ export function resolveMirrorOptions(options: RingMirrorOptions): ResolvedMirror
     pollMaxMs: integerOption("pollMaxMs", options.pollMaxMs, 10, 1, 1000),
     resyncChunkBytes: integerOption("resyncChunkBytes", options.resyncChunkBytes, 1024 * 1024, 4096, 64 * 1024 * 1024),
     closeTimeoutMs: integerOption("closeTimeoutMs", options.closeTimeoutMs, 5000, 0, 600_000),
-    backoff: resolveBackoff(options),
+    recovery: mirrorRecovery(options),
   };
 }
 
@@ -163,7 +164,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     this.superblock = superblock;
     this.B = superblock.blockBytes;
     this.options = options;
-    this.supervisor = new SupervisorCore(component, options.backoff);
+    this.supervisor = new SupervisorCore(component, performance.now(), options.recovery);
   }
 
   /** Where this mirror's writes go right now. */
@@ -179,7 +180,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
   protected abstract get volumes(): readonly Volume[];
 
   /** Called before each retry, after the wait: a remote mirror counts a reconnect. */
-  protected retrying(_kind: FaultKind, _error: Error): void {}
+  protected retrying(_reason: FaultReason, _error: Error): void {}
 
   /** Resyncs, then follows the source ring until stop(), healing itself after storage or link faults. */
   start(): void {
@@ -230,15 +231,18 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
       } catch (error) {
         if (!this.task.running) return; // stopped: a cut attempt is not a failure
         const e = error instanceof Error ? error : new Error(String(error));
-        const decision = this.supervisor.onFault(performance.now(), e, Math.random());
-        if (decision.change !== undefined) this.emit("state", decision.change);
-        if (decision.action === "fail") {
-          if (classifyFault(e) === "configuration" || classifyFault(e) === "bug" || !(e instanceof LunlinkError)) throw e;
-          throw new LunlinkError(e.code, `${this.supervisor.component}: gave up after ${this.supervisor.attempts} retries: ${e.message}`, { cause: e });
+        const { next, change } = this.supervisor.failed(performance.now(), e, false);
+        this.report(change, e.message);
+        const fault = this.supervisor.fault;
+        if (next.kind === "stop") {
+          if (fault?.kind === "config" || !(e instanceof LunlinkError)) throw e;
+          throw new LunlinkError(e.code, `${this.supervisor.component}: gave up after ${this.supervisor.attempts - 1} retries: ${e.message}`, { cause: e });
         }
-        if (decision.waitForRecover) await untilRecovered(this.volumes, this.stopping.signal);
-        await sleepUnless(decision.delayMs, this.stopping.signal);
-        if (this.task.running) this.retrying(this.supervisor.fault ?? "link", e);
+        if (next.kind === "recover") {
+          await untilRecovered(this.volumes, this.stopping.signal);
+          this.supervisor.recovered(performance.now()); // stalled -> retrying: still faulted, not reported
+        } else await sleepUnless(next.delayMs, this.stopping.signal);
+        if (this.task.running) this.retrying(fault?.reason ?? "bug", e);
       }
     }
   }
@@ -258,8 +262,12 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
 
   /** The mirror did useful work end to end (a resync completed): healthy again, reported once. */
   protected healthy(detail: string): void {
-    const change = this.supervisor.onHealthy(detail);
-    if (change !== undefined) this.emit("state", change);
+    this.report(this.supervisor.opened(performance.now()), detail);
+  }
+
+  /** A change of the core's state as one `state` event. */
+  private report(change: StateChange | undefined, detail: string): void {
+    if (change !== undefined) this.emit("state", healthChange(change, detail));
   }
 
   /** Records the source has and the destination does not yet (from the source status block). */

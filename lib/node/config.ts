@@ -11,7 +11,7 @@ import { KEY_BASE64, publicKeyOf, readPrivateKeyFile } from "../link/keys.ts";
 import { MESSAGE_HEADER_BYTES } from "../link/message.ts";
 import { DEFAULT_TIMERS, type LinkTimers } from "../link/paths.ts";
 import { SEAL_OVERHEAD_BYTES } from "../link/seal.ts";
-import { DEFAULT_RECOVERY } from "../ring/supervisor.ts";
+import { DEFAULT_RECOVERY } from "../io/supervisor.ts";
 import type { Endpoint, LinkOptions } from "../link/link.ts";
 
 const IP_UDP_HEADER_BYTES = 28;

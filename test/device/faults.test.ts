@@ -164,7 +164,7 @@ test("a loop device whose backing file shrank below the offset reports an error,
 test("the ring reader reports EIO and a stall on its receive volume, and carries on when the device heals", async (t) => {
   const { FrameType } = await import("../../lib/format/layout.ts");
   const { RingReader } = await import("../../lib/ring/reader.ts");
-  const { SupervisedWriter } = await import("../../lib/ring/supervised-writer.ts");
+  const { SupervisedWriter } = await import("../../lib/link/supervised-writer.ts");
   const { formatVolume } = await import("../../lib/ring/superblocks.ts");
   const fault = await faultDevice(t);
   const send = await Volume.open(fault.device, { dsync: true, ioTimeoutMs: 5000 });

@@ -17,7 +17,7 @@ import { MessageDecoder, encodeMessage, type Message } from "../../lib/mirror/pr
 import { RemoteMirrorPusher } from "../../lib/mirror/remote-pusher.ts";
 import { RemoteMirrorServer } from "../../lib/mirror/remote-server.ts";
 import type { RingMirror } from "../../lib/mirror/ring-mirror.ts";
-import type { HealthChange } from "../../lib/mirror/supervisor.ts";
+import type { HealthChange } from "../../lib/mirror/health.ts";
 import { mountExt4 } from "../helpers/ext4.ts";
 import { sleep } from "../helpers/exec.ts";
 import { jsonLines } from "../helpers/json-lines.ts";

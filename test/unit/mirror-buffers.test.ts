@@ -9,6 +9,7 @@ import { connect, type Socket } from "node:net";
 
 import { ErrorCode, LunlinkError } from "../../lib/errors.ts";
 import type { Volume } from "../../lib/io/volume.ts";
+import { healthOf } from "../../lib/mirror/health.ts";
 import { MessageDecoder, encodeMessage, type Message } from "../../lib/mirror/protocol.ts";
 import { RemoteMirrorServer } from "../../lib/mirror/remote-server.ts";
 
@@ -113,7 +114,7 @@ test("a write parked past its deadline lands its own bytes, not the next session
   const acked = second.until("ack");
   const heldBack = new Promise<void>((resolve) => {
     const check = setInterval(() => {
-      if (server.supervisor?.health === "faulted") {
+      if (healthOf(server.supervisor.state) === "faulted") {
         clearInterval(check);
         resolve();
       }

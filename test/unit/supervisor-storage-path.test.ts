@@ -8,7 +8,7 @@ import test from "ava";
 import { storageLine } from "../../lib/cli/node.ts";
 import { FrameType } from "../../lib/format/layout.ts";
 import { ErrorCode, Volume } from "../../lib/index.ts";
-import { StoragePath } from "../../lib/ring/storage-path.ts";
+import { StoragePath } from "../../lib/link/storage-path.ts";
 import { formatVolume } from "../../lib/ring/superblocks.ts";
 import { RingWriter } from "../../lib/ring/writer.ts";
 import { sparseFile } from "../helpers/scratch.ts";

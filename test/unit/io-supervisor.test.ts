@@ -1,16 +1,19 @@
-// Storage supervision: the decision table (SupervisorCore) with a fake clock and seeded jitter, and
-// the async shell (Supervisor) around fake components and a fake volume that stalls and recovers.
-// Asserted: which faults are retried and how (stall -> wait for recover; EIO/ENOSPC/short/gone ->
-// bounded jittered backoff; not owner/wrong pair/wrong key -> failed, never retried), one state
-// change per change (not per retry), counters and outage times.
-// Replay a seed: LUNLINK_SEED=<seed> npx ava test/unit/supervisor.test.ts
+// Supervision of every I/O component (lib/io/supervisor.ts): the decision table (SupervisorCore) with
+// a fake clock and seeded jitter, the mirrors' view of it (lib/mirror/health.ts: their option names,
+// fatal reasons and `state` lines), and the async shell (Supervisor) around fake components and a
+// fake volume that stalls and recovers. Asserted: which faults are retried and how (stall -> wait for
+// recover; EIO/ENOSPC/short/gone/link -> bounded jittered backoff; not owner/wrong pair/wrong key ->
+// failed, never retried; retries bounded by maxRetries), the reason of each fault, one state change
+// per change (not per retry), counters and outage times.
+// Replay a seed: LUNLINK_SEED=<seed> npx ava test/unit/io-supervisor.test.ts
 import { EventEmitter } from "node:events";
 import test from "ava";
 import fc from "fast-check";
 
 import { ErrorCode, LunlinkError } from "../../lib/errors.ts";
 import type { Volume } from "../../lib/io/volume.ts";
-import { classifyFault, Supervisor, SupervisorCore, type Incarnation, type StateChange } from "../../lib/ring/supervisor.ts";
+import { classifyFault, faultReason, Supervisor, SupervisorCore, type Incarnation, type StateChange } from "../../lib/io/supervisor.ts";
+import { MIRROR_FATAL_REASONS, healthChange, mirrorRecovery } from "../../lib/mirror/health.ts";
 import { generator } from "../helpers/random.ts";
 
 const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
@@ -48,7 +51,7 @@ test("an EIO burst: retrying with doubling, jittered, bounded delays; one change
   t.deepEqual(changes.map((c) => `${c.from}->${c.to}`), ["up->retrying", "retrying->up"], "retries change nothing");
   t.is(changes[0]!.fault?.code, ErrorCode.IoError);
   t.is(up.outageMs, now + 5 - 1000);
-  t.deepEqual(core.counters, { faults: 1, recoveries: 1, failedAttempts: 8 });
+  t.deepEqual(core.counters, { faults: 1, recoveries: 1, failedAttempts: 8, retries: 9, stalls: 0, ioErrors: 5, noSpace: 4, deviceGone: 0, linkDrops: 0, otherFaults: 0 });
   delays.forEach((d, i) => {
     const base = Math.min(1000, 100 * 2 ** i);
     t.true(d <= base && d >= base / 2, `attempt ${i + 1}: ${d} ms within [${base / 2}, ${base}] (seed ${SEED})`);
@@ -86,7 +89,7 @@ test("a stall waits for the device (no timer retries), then reopens at once; a s
   t.is(c.change?.to, "stalled", "stalled again");
   core.recovered(61_000);
   t.is(core.opened(61_100)?.outageMs, 61_000);
-  t.deepEqual(core.counters, { faults: 1, recoveries: 1, failedAttempts: 3 });
+  t.deepEqual(core.counters, { faults: 1, recoveries: 1, failedAttempts: 3, retries: 4, stalls: 3, ioErrors: 1, noSpace: 0, deviceGone: 0, linkDrops: 0, otherFaults: 0 });
 });
 
 test("configuration faults are reported once and never retried; the volume handle is reopened after repeated faults or a vanished device", (t) => {
@@ -109,6 +112,87 @@ test("configuration faults are reported once and never retried; the volume handl
   g.opened(0);
   g.failed(1, err(ErrorCode.NotFound), false);
   t.true(g.reopenVolume, "the device went away: open it again by path");
+});
+
+// --- the mirrors' view: reasons, option names, fatal reasons, `state` lines ---------------------
+
+const fault = (code: ErrorCode): LunlinkError => new LunlinkError(code, `fake ${code}`);
+/** "healthy", "faulted:io-error"...: a change as the mirror CLI's state line names it. */
+const line = (change: StateChange | undefined, detail = "resync complete"): string | undefined => {
+  if (change === undefined) return undefined;
+  const h = healthChange(change, detail);
+  return `${h.health}${h.fault === null ? "" : `:${h.fault}`}`;
+};
+
+test("faults worth waiting out, configuration faults and bugs are told apart (reasons; a mirror's fatal ones)", (t) => {
+  t.is(faultReason(fault(ErrorCode.IoStalled)), "stall");
+  t.is(faultReason(fault(ErrorCode.IoError)), "io-error");
+  t.is(faultReason(fault(ErrorCode.NoSpace)), "no-space");
+  t.is(faultReason(fault(ErrorCode.NotFound)), "device-gone");
+  t.is(faultReason(fault(ErrorCode.ShortIo)), "device-gone");
+  t.is(faultReason(fault(ErrorCode.PeerLost)), "link");
+  for (const code of [ErrorCode.WrongPair, ErrorCode.NotOwner, ErrorCode.BadKey, ErrorCode.WrongKey, ErrorCode.PeerRefused]) {
+    t.is(faultReason(fault(code)), "configuration", code);
+    t.is(classifyFault(fault(code), false, MIRROR_FATAL_REASONS), "config", code);
+  }
+  t.is(faultReason(fault(ErrorCode.VolumeTooSmall)), "layout");
+  t.is(classifyFault(fault(ErrorCode.VolumeTooSmall), false, MIRROR_FATAL_REASONS), "config", "a mirror stops on a changed layout");
+  t.is(faultReason(new Error("assertion failed: x")), "bug");
+  t.is(classifyFault(new Error("assertion failed: x"), false, MIRROR_FATAL_REASONS), "config", "a mirror stops on a bug");
+  t.is(faultReason(fault(ErrorCode.IoError), true), "stall", "any fault while a request is parked is a stall");
+});
+
+test("mirror: one report per change of state, not per retry; healthy again counts a recovery", (t) => {
+  const core = new SupervisorCore("mirror copy", 0, mirrorRecovery({ retryMinMs: 10, retryMaxMs: 80, jitterPercent: 0 }));
+  const changes: string[] = [];
+  const note = (c: StateChange | undefined): void => void (c && changes.push(line(c)!));
+  note(core.opened(0));
+  const delays: number[] = [];
+  for (let i = 1; i <= 6; i++) {
+    const { next, change } = core.failed(i, fault(ErrorCode.IoError), false);
+    if (next.kind !== "reopen") return t.fail("an EIO is retried after a delay");
+    delays.push(next.delayMs);
+    note(change);
+  }
+  t.deepEqual(delays, [10, 20, 40, 80, 80, 80], "doubling, capped at retryMaxMs");
+  const stall = core.failed(7, fault(ErrorCode.IoStalled), false);
+  t.deepEqual(stall.next, { kind: "recover" }, "a stall waits for the volume's recover");
+  note(stall.change);
+  note(core.opened(8));
+  note(core.opened(9));
+  t.deepEqual(changes, ["healthy", "faulted:io-error", "faulted:stall", "healthy"]);
+  t.like(core.counters, { faults: 1, failedAttempts: 6, retries: 7, ioErrors: 6, stalls: 1, recoveries: 1 });
+  const again = core.failed(8 + 80, fault(ErrorCode.IoError), false);
+  t.deepEqual(again.next, { kind: "reopen", delayMs: 10 }, "the backoff starts over once healthy (for retryMaxMs)");
+});
+
+test("mirror: configuration faults are reported and not retried; retries are bounded by maxRetries", (t) => {
+  const core = new SupervisorCore("mirror push", 0, mirrorRecovery({ maxRetries: 2 }));
+  const wrongPair = core.failed(0, fault(ErrorCode.WrongPair), false);
+  t.deepEqual(wrongPair.next, { kind: "stop" });
+  t.like(healthChange(wrongPair.change!, ""), { health: "failed", fault: null, code: ErrorCode.WrongPair });
+  const bounded = new SupervisorCore("mirror push", 0, mirrorRecovery({ maxRetries: 2 }));
+  t.is(bounded.failed(0, fault(ErrorCode.PeerLost), false).next.kind, "reopen");
+  t.is(bounded.failed(1, fault(ErrorCode.PeerLost), false).next.kind, "reopen");
+  const gaveUp = bounded.failed(2, fault(ErrorCode.PeerLost), false);
+  t.deepEqual(gaveUp.next, { kind: "stop" });
+  const change = healthChange(gaveUp.change!, "");
+  t.like(change, { health: "failed", fault: "link" });
+  t.regex(change.detail, /gave up after 2 retries/);
+});
+
+test("mirror options: every backoff delay lies in [base * (1 - jitter), base] with base = min(max, min * 2^(n-1)) (fast-check)", (t) => {
+  t.log(`fast-check seed ${SEED} (replay: LUNLINK_SEED=${SEED})`);
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 10_000 }), fc.integer({ min: 0, max: 100_000 }), fc.integer({ min: 0, max: 100 }), fc.integer({ min: 1, max: 200 }), fc.double({ min: 0, max: 1, noNaN: true }), (min, extra, jitter, attempt, random) => {
+      const core = new SupervisorCore("x", 0, mirrorRecovery({ retryMinMs: min, retryMaxMs: min + extra, jitterPercent: jitter }), () => random);
+      const base = Math.min(min + extra, min * 2 ** (attempt - 1));
+      const delay = core.backoffMs(attempt);
+      return delay <= base && delay >= Math.floor(base * (1 - jitter / 100)) && delay <= min + extra;
+    }),
+    { numRuns: 1000, seed: SEED },
+  );
+  t.pass();
 });
 
 // --- the async shell ----------------------------------------------------------------------------

@@ -1,11 +1,13 @@
-// Supervision of one storage component (the ring writer on the send volume, the poller on the
-// receive volume): when it fails, decide what the fault is, wait (for the volume's `recover` after a
-// stall, or a bounded, jittered exponential backoff after an error), reopen, and report every state
-// change once (not every retry). SupervisorCore is the sans-IO decision table, driven by the
-// caller's clock; Supervisor is the thin async loop around it. Invariants: configuration faults
-// (not owner, wrong pair, wrong key...) are never retried; a stalled volume gets no new I/O from a
-// retry until every parked request returned; the delay between attempts is at most backoffMaxMs.
-import { EventEmitter } from "node:events";
+// Supervision of one I/O component (the ring writer and poller of a storage path, a mirror's copy,
+// push or serve): when it fails, decide what the fault is (one table: error code -> reason -> stall,
+// retry or stop), wait (for the volume's `recover` after a stall, or a bounded, jittered exponential
+// backoff after an error), reopen, and report every state change once (not every retry).
+// SupervisorCore is the sans-IO decision table, driven by the caller's clock; Supervisor is the thin
+// async loop around it (a mirror, which owns its loop, uses the core and the wait helpers below).
+// Invariants: configuration faults (not owner, wrong pair, wrong key...) are never retried; a stalled
+// volume gets no new I/O from a retry until every parked request returned; the delay between attempts
+// is at most backoffMaxMs; at most maxRetries failed attempts in a row.
+import { EventEmitter, once } from "node:events";
 import { performance } from "node:perf_hooks";
 
 import { ErrorCode, LunlinkError, invalidArgument } from "../errors.ts";
@@ -20,9 +22,17 @@ export interface RecoveryOptions {
   backoffJitter?: number;
   /** Faults in a row (the first one and failed reopens) after which the volume handle is closed and opened again by path (default 3). */
   reopenVolumeAfter?: number;
+  /** Faults in a row that are retried before the component gives up and fails (default 1000000: with the backoff, weeks). */
+  maxRetries?: number;
+  /**
+   * Reasons that stop the component besides "configuration" (default none): a mirror stops on a
+   * source whose layout changed ("layout") and on an unexpected error ("bug"); a storage path,
+   * which must keep the link up, retries both.
+   */
+  fatalReasons?: readonly FaultReason[];
 }
 
-export const DEFAULT_RECOVERY: Required<RecoveryOptions> = { backoffMinMs: 200, backoffMaxMs: 5000, backoffJitter: 0.2, reopenVolumeAfter: 3 };
+export const DEFAULT_RECOVERY: Required<RecoveryOptions> = { backoffMinMs: 200, backoffMaxMs: 5000, backoffJitter: 0.2, reopenVolumeAfter: 3, maxRetries: 1_000_000, fatalReasons: [] };
 
 /**
  * opening: first open; up: working; stalled: a request passed ioTimeoutMs and is still parked in the
@@ -30,38 +40,79 @@ export const DEFAULT_RECOVERY: Required<RecoveryOptions> = { backoffMinMs: 200, 
  * gone), reopening with backoff; failed: a configuration fault, not retried; closed.
  */
 export type ComponentState = "opening" | "up" | "stalled" | "retrying" | "failed" | "closed";
+/** What the supervisor does: wait for the device (stall), back off and reopen (io), or report and stop (config). */
 export type FaultKind = "stall" | "io" | "config";
+/** Why, for reports and counters: finer than the kind, same decision for every reason of one kind. */
+export type FaultReason = "stall" | "io-error" | "no-space" | "device-gone" | "link" | "layout" | "configuration" | "bug";
 
-/** Errors a retry cannot fix: the operator must (another writer, another pair, another key). */
-const CONFIG_CODES: ReadonlySet<string> = new Set([
-  ErrorCode.NotOwner,
-  ErrorCode.WrongPair,
-  ErrorCode.WrongKey,
-  ErrorCode.Downgrade,
-  ErrorCode.KeyRequired,
-  ErrorCode.BadKey,
-  ErrorCode.BadConfig,
-  ErrorCode.PermissionDenied,
-  ErrorCode.NotAVolume,
-  ErrorCode.NoDirectIo,
-  ErrorCode.ReadOnly,
-  ErrorCode.InvalidArgument,
-  ErrorCode.FrameTooLarge,
-  ErrorCode.KeyExhausted,
+/**
+ * The one table: error code -> reason. A code not listed (and an error that is no LunlinkError) is a
+ * "bug". "layout" (a volume too small, misaligned, unformatted, its superblocks in conflict) may be
+ * a passing state of a volume being formatted: retried unless the component lists it as fatal.
+ */
+const REASON_BY_CODE: ReadonlyMap<string, FaultReason> = new Map<string, FaultReason>([
+  [ErrorCode.IoStalled, "stall"],
+  [ErrorCode.IoError, "io-error"],
+  [ErrorCode.System, "io-error"],
+  [ErrorCode.NoSpace, "no-space"],
+  [ErrorCode.NotFound, "device-gone"], // ENXIO, ENODEV: the device went away under an open descriptor
+  [ErrorCode.ShortIo, "device-gone"], // the volume ended early: truncated or resized under us
+  [ErrorCode.Closed, "device-gone"],
+  [ErrorCode.PeerLost, "link"],
+  [ErrorCode.QueueFull, "link"],
+  [ErrorCode.Busy, "link"],
+  [ErrorCode.VolumeTooSmall, "layout"],
+  [ErrorCode.Misaligned, "layout"],
+  [ErrorCode.NotFormatted, "layout"],
+  [ErrorCode.SuperblockConflict, "layout"],
+  // A retry cannot fix these: the operator must (another writer, another pair, another key).
+  ...[
+    ErrorCode.NotOwner,
+    ErrorCode.WrongPair,
+    ErrorCode.WrongKey,
+    ErrorCode.Downgrade,
+    ErrorCode.KeyRequired,
+    ErrorCode.BadKey,
+    ErrorCode.BadConfig,
+    ErrorCode.PermissionDenied,
+    ErrorCode.NotAVolume,
+    ErrorCode.NoDirectIo,
+    ErrorCode.ReadOnly,
+    ErrorCode.InvalidArgument,
+    ErrorCode.FrameTooLarge,
+    ErrorCode.KeyExhausted,
+    ErrorCode.BadPeerMessage,
+    ErrorCode.PeerRefused,
+  ].map((code): [string, FaultReason] => [code, "configuration"]),
 ]);
 
+/** Reason -> counter, and the kind of every reason that is not fatal by the component's choice. */
+const REASONS: Record<FaultReason, { kind: FaultKind; counter: keyof SupervisorCounters }> = {
+  stall: { kind: "stall", counter: "stalls" },
+  "io-error": { kind: "io", counter: "ioErrors" },
+  "no-space": { kind: "io", counter: "noSpace" },
+  "device-gone": { kind: "io", counter: "deviceGone" },
+  link: { kind: "io", counter: "linkDrops" },
+  layout: { kind: "io", counter: "otherFaults" },
+  configuration: { kind: "config", counter: "otherFaults" },
+  bug: { kind: "io", counter: "otherFaults" },
+};
+
+/** Why `error` happened; any error while a request is parked on the component's volume is a stall. */
+export function faultReason(error: unknown, volumeStalled = false): FaultReason {
+  const reason = (error instanceof LunlinkError ? REASON_BY_CODE.get(error.code) : undefined) ?? "bug";
+  return volumeStalled && reason !== "configuration" ? "stall" : reason;
+}
+
 /** Stall (wait for the device), I/O fault (back off and reopen), or configuration fault (report, stop). */
-export function classifyFault(error: unknown, volumeStalled: boolean): FaultKind {
-  const code = error instanceof LunlinkError ? error.code : undefined;
-  if (code !== undefined && CONFIG_CODES.has(code)) return "config";
-  if (code === ErrorCode.IoStalled || volumeStalled) return "stall";
-  // IO_ERROR, NO_SPACE, SHORT_IO, NOT_FOUND, BUSY, SYSTEM, damaged superblocks, anything unexpected:
-  // worth another try after a pause.
-  return "io";
+export function classifyFault(error: unknown, volumeStalled: boolean, fatalReasons: readonly FaultReason[] = []): FaultKind {
+  const reason = faultReason(error, volumeStalled);
+  return fatalReasons.includes(reason) ? "config" : REASONS[reason].kind;
 }
 
 export interface Fault {
   kind: FaultKind;
+  reason: FaultReason;
   code: string;
   message: string;
   atMs: number;
@@ -75,6 +126,8 @@ export interface StateChange {
   fault?: Fault;
   /** On a return to up: how long the component was down (first fault to up again). */
   outageMs?: number;
+  /** Faults in a row so far (the first one and failed reopens); on a move to failed with an I/O fault: retries ran out. */
+  attempts: number;
 }
 
 export type NextStep = { kind: "reopen"; delayMs: number } | { kind: "recover" } | { kind: "stop" };
@@ -86,6 +139,16 @@ export interface SupervisorCounters {
   recoveries: number;
   /** Reopen attempts that failed. */
   failedAttempts: number;
+  /** Faults that were retried (waited out or backed off), of any reason. */
+  retries: number;
+  /** Every fault (the first one and failed reopens) by reason. */
+  stalls: number;
+  ioErrors: number;
+  noSpace: number;
+  deviceGone: number;
+  linkDrops: number;
+  /** Layout, configuration and unexpected faults. */
+  otherFaults: number;
 }
 
 /** The decision table, sans-IO: (now, what happened) -> next step and at most one state change. */
@@ -100,7 +163,9 @@ export class SupervisorCore {
   downSinceMs = Number.NaN;
   lastOutageMs: number | undefined;
   nextAttemptAtMs: number | undefined;
-  readonly counters: SupervisorCounters = { faults: 0, recoveries: 0, failedAttempts: 0 };
+  /** The last fault, kept after the component is up again (status reports). */
+  lastFault: Fault | undefined;
+  readonly counters: SupervisorCounters = { faults: 0, recoveries: 0, failedAttempts: 0, retries: 0, stalls: 0, ioErrors: 0, noSpace: 0, deviceGone: 0, linkDrops: 0, otherFaults: 0 };
   private readonly options: Required<RecoveryOptions>;
   private readonly random: () => number;
 
@@ -136,13 +201,17 @@ export class SupervisorCore {
    */
   failed(nowMs: number, error: unknown, volumeStalled: boolean): { next: NextStep; change: StateChange | undefined } {
     if (this.state === "closed") return { next: { kind: "stop" }, change: undefined };
-    const kind = classifyFault(error, volumeStalled);
+    const reason = faultReason(error, volumeStalled);
+    const kind = classifyFault(error, volumeStalled, this.options.fatalReasons);
     this.fault = {
       kind,
+      reason,
       code: error instanceof LunlinkError ? error.code : ErrorCode.System,
       message: error instanceof Error ? error.message : String(error),
       atMs: nowMs,
     };
+    this.lastFault = this.fault;
+    this.counters[REASONS[reason].counter]++;
     if (this.state === "up") {
       this.counters.faults++;
       this.downSinceMs = nowMs;
@@ -152,10 +221,12 @@ export class SupervisorCore {
     }
     if (Number.isNaN(this.downSinceMs)) this.downSinceMs = nowMs;
     this.attempts++;
-    const to: ComponentState = kind === "config" ? "failed" : kind === "stall" ? "stalled" : "retrying";
+    const gaveUp = kind !== "config" && this.attempts > this.options.maxRetries;
+    const to: ComponentState = kind === "config" || gaveUp ? "failed" : kind === "stall" ? "stalled" : "retrying";
     const change = this.state === to ? undefined : this.move(nowMs, to);
     if (change !== undefined) change.fault = this.fault;
-    if (kind === "config") return { next: { kind: "stop" }, change };
+    if (to === "failed") return { next: { kind: "stop" }, change };
+    this.counters.retries++;
     if (kind === "stall") {
       this.nextAttemptAtMs = undefined;
       return { next: { kind: "recover" }, change };
@@ -190,7 +261,7 @@ export class SupervisorCore {
   }
 
   private move(nowMs: number, to: ComponentState): StateChange {
-    const change: StateChange = { component: this.component, from: this.state, to, atMs: nowMs };
+    const change: StateChange = { component: this.component, from: this.state, to, atMs: nowMs, attempts: this.attempts };
     this.state = to;
     this.sinceMs = nowMs;
     return change;
@@ -200,9 +271,11 @@ export class SupervisorCore {
 function resolveRecovery(o: RecoveryOptions): Required<RecoveryOptions> {
   const r = { ...DEFAULT_RECOVERY, ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) } as Required<RecoveryOptions>;
   if (!Number.isInteger(r.backoffMinMs) || r.backoffMinMs < 1 || r.backoffMinMs > 600_000) throw invalidArgument("backoffMinMs", "an integer in 1..600000", r.backoffMinMs);
-  if (!Number.isInteger(r.backoffMaxMs) || r.backoffMaxMs < r.backoffMinMs || r.backoffMaxMs > 600_000) throw invalidArgument("backoffMaxMs", `an integer in ${r.backoffMinMs}..600000`, r.backoffMaxMs);
+  if (!Number.isInteger(r.backoffMaxMs) || r.backoffMaxMs < r.backoffMinMs || r.backoffMaxMs > 3_600_000) throw invalidArgument("backoffMaxMs", `an integer in ${r.backoffMinMs}..3600000`, r.backoffMaxMs);
   if (typeof r.backoffJitter !== "number" || !(r.backoffJitter >= 0 && r.backoffJitter <= 1)) throw invalidArgument("backoffJitter", "a number in 0..1", r.backoffJitter);
   if (!Number.isInteger(r.reopenVolumeAfter) || r.reopenVolumeAfter < 1 || r.reopenVolumeAfter > 1000) throw invalidArgument("reopenVolumeAfter", "an integer in 1..1000", r.reopenVolumeAfter);
+  if (!Number.isSafeInteger(r.maxRetries) || r.maxRetries < 0) throw invalidArgument("maxRetries", "an integer >= 0", r.maxRetries);
+  if (!Array.isArray(r.fatalReasons) || r.fatalReasons.some((reason) => !(reason in REASONS))) throw invalidArgument("fatalReasons", `a list of ${Object.keys(REASONS).join(", ")}`, r.fatalReasons);
   return r;
 }
 
@@ -222,7 +295,7 @@ export interface ComponentReport {
   state: ComponentState;
   /** How long it has been in this state. */
   forMs: number;
-  fault: { kind: FaultKind; code: string; message: string } | null;
+  fault: { kind: FaultKind; reason: FaultReason; code: string; message: string } | null;
   /** Requests parked in the kernel on its volume (a stall). */
   parked: number;
   attempts: number;
@@ -243,7 +316,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private current: Incarnation | undefined;
   private loop: Promise<void> | undefined;
   private closed = false;
-  private wakeUp: (() => void) | undefined;
+  /** Aborted by close(): ends every wait of the loop. */
+  private readonly stopping = new AbortController();
   private stopped!: () => void;
   /** Resolves on close(): a component that stops without an error must not keep the loop waiting. */
   private readonly closing = new Promise<undefined>((resolve) => (this.stopped = () => resolve(undefined)));
@@ -274,7 +348,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       component: c.component,
       state: c.state,
       forMs: Math.round(now - c.sinceMs),
-      fault: c.fault === undefined ? null : { kind: c.fault.kind, code: c.fault.code, message: c.fault.message },
+      fault: c.fault === undefined ? null : { kind: c.fault.kind, reason: c.fault.reason, code: c.fault.code, message: c.fault.message },
       parked: this.parked,
       attempts: c.attempts,
       nextAttemptInMs: c.nextAttemptAtMs === undefined ? null : Math.max(0, Math.round(c.nextAttemptAtMs - now)),
@@ -291,7 +365,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.closed = true;
     this.note(this.core.close(performance.now()));
     this.stopped();
-    this.wakeUp?.();
+    this.stopping.abort();
     await this.current?.close().catch(() => undefined);
     await this.loop;
   }
@@ -342,38 +416,66 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
   }
 
-  /** Until no request is parked on the volume: its `recover` event, re-checked every backoffMaxMs. */
+  /** Until no request is parked on the volume (its `recover` event, re-checked every RECOVER_CHECK_MS) or close(). */
   private async waitForRecover(): Promise<void> {
-    while (!this.closed && this.volume()?.stalled === true) {
-      const volume = this.volume()!;
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          volume.off("recover", done);
-          this.wakeUp = undefined;
-          resolve();
-        };
-        const timer = setTimeout(done, this.core.backoffMs(Number.POSITIVE_INFINITY));
-        volume.on("recover", done);
-        this.wakeUp = done;
-      });
-    }
+    const volume = this.volume();
+    if (volume !== undefined) await untilRecovered([volume], this.stopping.signal);
   }
 
   private sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.wakeUp = undefined;
-        resolve();
-      }, ms);
-      this.wakeUp = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
+    return sleepUnless(ms, this.stopping.signal);
   }
 
   private note(change: StateChange | undefined): void {
     if (change !== undefined) this.emit("change", change);
+  }
+}
+
+/** How often a wait for a stalled volume re-checks it besides its "recover" event. */
+export const RECOVER_CHECK_MS = 1000;
+
+/**
+ * Resolves once none of `volumes` has a parked request, or `signal` aborts; never rejects. The
+ * timer also keeps the process alive: a parked native request does not, and a CLI whose only
+ * pending work is this wait would otherwise exit with its top-level await unsettled.
+ */
+export async function untilRecovered(volumes: readonly Volume[], signal: AbortSignal): Promise<void> {
+  for (const volume of volumes) {
+    while (volume.stalled && !signal.aborted) {
+      const check = new AbortController();
+      const cancel = (): void => check.abort();
+      signal.addEventListener("abort", cancel, { once: true });
+      try {
+        await Promise.race([once(volume, "recover", { signal: check.signal }).catch(() => undefined), sleepUnless(RECOVER_CHECK_MS, check.signal)]);
+      } finally {
+        check.abort();
+        signal.removeEventListener("abort", cancel);
+      }
+    }
+  }
+}
+
+/** Sleeps `ms`, or less if `signal` aborts; never rejects. */
+export function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** Runs `work`, but gives up waiting after `ms`: resolves true if it settled in time. */
+export async function settledWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([work.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -4,13 +4,14 @@
 // `recover` (stall) or a backoff (error); a configuration fault (another owner took the volume) is
 // reported and not retried. Invariant: frames go only to a writer that is up; while it is down,
 // tryAppend answers "down" (the layer above decides: the link retransmits control, drops data).
+// Beside StoragePath (its only user) in lib/link: a ring component plus the lib/io supervisor.
 import { EventEmitter } from "node:events";
 
 import type { FrameType } from "../format/layout.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
-import { Supervisor, type Incarnation, type RecoveryOptions, type StateChange } from "./supervisor.ts";
-import { RingWriter, type RingWriterCounters, type RingWriterOptions } from "./writer.ts";
+import { Supervisor, type Incarnation, type RecoveryOptions, type StateChange } from "../io/supervisor.ts";
+import { RingWriter, type RingWriterCounters, type RingWriterOptions } from "../ring/writer.ts";
 
 export interface SupervisedWriterOptions {
   writer: RingWriterOptions;

@@ -5,19 +5,21 @@
 // Invariants: frames are appended only to a writer that is up (otherwise "down": the link layer
 // retransmits control, data is best effort); the reader never goes back, so no frame is delivered
 // twice by this layer; the first open's errors are thrown (bad config fails `up` loudly).
+// It lives in lib/link, not lib/ring: it composes a ring writer and a Poller (lib/poll, a layer above
+// the ring), and only the Link uses it, so every import here points down.
 import { EventEmitter } from "node:events";
 
 import type { FrameType } from "../format/layout.ts";
 import type { StatusBlock } from "../format/status.ts";
 import { Volume } from "../io/volume.ts";
 import { Poller } from "../poll/poller.ts";
-import type { RingAuth } from "./keys.ts";
-import { RingReader, type FrameVisitor, type RingReaderCounters } from "./reader.ts";
-import { persistedDelivered } from "./status.ts";
-import { openSuperblock } from "./superblocks.ts";
+import type { RingAuth } from "../ring/keys.ts";
+import { RingReader, type FrameVisitor, type RingReaderCounters } from "../ring/reader.ts";
+import { persistedDelivered } from "../ring/status.ts";
+import { openSuperblock } from "../ring/superblocks.ts";
 import { SupervisedWriter } from "./supervised-writer.ts";
-import { Supervisor, type ComponentReport, type Incarnation, type RecoveryOptions, type StateChange } from "./supervisor.ts";
-import type { Ack, RingWriterCounters, RingWriterOptions } from "./writer.ts";
+import { Supervisor, type ComponentReport, type Incarnation, type RecoveryOptions, type StateChange } from "../io/supervisor.ts";
+import type { Ack, RingWriterCounters, RingWriterOptions } from "../ring/writer.ts";
 
 export interface StoragePathOptions {
   nodeId: number;
