@@ -2,6 +2,8 @@
 // races us for the same free device), always detached by name in teardown, even if the test failed.
 import type { ExecutionContext } from "ava";
 
+import { readFile } from "node:fs/promises";
+
 import { run, sleep } from "./exec.ts";
 
 export interface LoopOptions {
@@ -20,6 +22,7 @@ export async function attachLoop(t: ExecutionContext, backingFile: string, optio
     try {
       const device = (await run("losetup", args)).trim();
       t.teardown(() => detachLoop(device));
+      if (options.directIo === true) await ensureDirectIo(device);
       return device;
     } catch (error) {
       lastError = error;
@@ -40,4 +43,19 @@ export async function detachLoop(device: string): Promise<void> {
       await sleep(100);
     }
   }
+}
+
+/**
+ * The loop driver falls back to buffered I/O on the backing file without saying so when it cannot
+ * do direct I/O at attach time; reads are then served from page cache (a stalled backing device
+ * would not stall them). Sets it again until /sys says dio = 1, or says why not.
+ */
+async function ensureDirectIo(device: string): Promise<void> {
+  const flag = `/sys/block/${device.replace("/dev/", "")}/loop/dio`;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    if ((await readFile(flag, "utf8")).trim() === "1") return;
+    await run("losetup", ["--direct-io=on", device]).catch(() => undefined);
+    await sleep(50 * (attempt + 1));
+  }
+  throw new Error(`${device}: the loop driver refuses direct I/O on its backing file (${flag} stays 0)`);
 }
