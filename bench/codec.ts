@@ -7,7 +7,6 @@ import { createCRC32, createXXHash128 } from "hash-wasm";
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 
-import { loadChecksums } from "../lib/format/checksum.ts";
 import { FrameType, MAX_FRAME_BYTES } from "../lib/format/layout.ts";
 import { RecordCipher } from "../lib/format/record-cipher.ts";
 import { RecordBuilder, checkBody, checkFirstBlock, forEachFrame } from "../lib/format/record.ts";
@@ -41,7 +40,6 @@ function timeIt(size: number, f: (b: Uint8Array) => unknown): { nsPerCall: numbe
 export async function codecBench(): Promise<void> {
   console.log("# codec: checksums and record encode/decode, in memory, one core");
   console.log(machineLine());
-  await loadChecksums();
   const wasmCrc = await createCRC32(0x82f63b78);
   const wasmXxh = await createXXHash128();
   const impls: [string, (b: Uint8Array) => unknown][] = [

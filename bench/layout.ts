@@ -7,7 +7,6 @@
 import { blob, nu64, struct, u16, u32, u8 } from "buffer-layout";
 import { performance } from "node:perf_hooks";
 
-import { loadChecksums } from "../lib/format/checksum.ts";
 import { AuthMode } from "../lib/format/layout.ts";
 import { SUPERBLOCK_BYTES, decodeSuperblock, encodeSuperblock, type Superblock } from "../lib/format/superblock.ts";
 import { newUuid, readUuid } from "../lib/format/uuid.ts";
@@ -44,7 +43,6 @@ function nsPerCall(f: () => unknown): number {
 export async function layoutBench(): Promise<void> {
   console.log("# layout: superblock decode, buffer-layout vs DataView, in memory, one core");
   console.log(machineLine());
-  await loadChecksums();
   const sb: Superblock = {
     volumeUuid: newUuid(), pairUuid: newUuid(), writerNode: 1, peerNode: 2, blockBytes: 4096,
     volumeBlocks: 262144n, ringStartBlock: 3n, ringBlocks: 262140n, epoch: 7n,

@@ -6,7 +6,6 @@
 // them long (100k cases each); test/unit/fuzz.test.ts runs them short in every `npm test`.
 import fc from "fast-check";
 
-import { loadChecksums } from "../lib/format/checksum.ts";
 import { AuthMode, FrameType, MAX_FRAME_BYTES } from "../lib/format/layout.ts";
 import { RecordCipher } from "../lib/format/record-cipher.ts";
 import { RecordBuilder, checkBody, checkFirstBlock, forEachFrame } from "../lib/format/record.ts";
@@ -194,5 +193,4 @@ export const TARGETS: FuzzTarget[] = [
 ];
 
 export async function prepare(): Promise<void> {
-  await loadChecksums();
 }

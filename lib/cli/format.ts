@@ -1,5 +1,4 @@
 // `lunlink format` and `lunlink inspect`: raw-device ops on a send volume's superblocks and status.
-import { loadChecksums } from "../format/checksum.ts";
 import { AuthMode } from "../format/layout.ts";
 import { newUuid } from "../format/uuid.ts";
 import { invalidArgument } from "../errors.ts";
@@ -109,7 +108,6 @@ export const inspectCommand: Command = {
     "Usage: lunlink inspect <path> [--json]\n\nReads (O_DIRECT, read-only) the superblock copies, both status slots and every ring block of a\nlunlink volume: intact records and frames, the sequence range, epochs present, and damaged records\n(seq and byte offset).",
   async run(args, out) {
     const parsed = parse(args, { json: { type: "boolean" } }, { min: 1, max: 1 });
-    await loadChecksums();
     const volume = await Volume.open(parsed.positionals[0]!, { readOnly: true });
     try {
       const { superblock, repair } = await openSuperblock(volume);

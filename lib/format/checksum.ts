@@ -18,16 +18,12 @@ export function crc32cFrom(previous: number, bytes: Uint8Array): number {
   return nativeCrc32c(bytes as Buffer, previous) >>> 0;
 }
 
-let hasher: IHasher | undefined;
-
-/** Loads the WebAssembly hasher; call once before bodyCheck (format and ring entry points do). */
-export async function loadChecksums(): Promise<void> {
-  hasher ??= await createXXHash128();
-}
+// The WebAssembly hasher, instantiated once when this module loads (top-level await): every importer
+// can checksum at once, and no entry point has to remember to load it first.
+const hasher: IHasher = await createXXHash128();
 
 /** XXH3-128 of `bytes[start, end)`, written as 16 bytes (little-endian halves) at `out[at]`. */
 export function bodyCheck(bytes: Uint8Array, start: number, end: number, out: Uint8Array, at: number): void {
-  if (hasher === undefined) throw new Error("assertion failed: loadChecksums() was not awaited before bodyCheck");
   hasher.init();
   hasher.update(bytes.subarray(start, end));
   out.set(hasher.digest("binary"), at);
@@ -35,7 +31,6 @@ export function bodyCheck(bytes: Uint8Array, start: number, end: number, out: Ui
 
 /** True when the 16 bytes at `a[at]` equal the XXH3-128 of `bytes[start, end)`. */
 export function bodyCheckMatches(bytes: Uint8Array, start: number, end: number, a: Uint8Array, at: number): boolean {
-  if (hasher === undefined) throw new Error("assertion failed: loadChecksums() was not awaited before bodyCheckMatches");
   hasher.init();
   hasher.update(bytes.subarray(start, end));
   const digest = hasher.digest("binary");

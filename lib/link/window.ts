@@ -14,10 +14,6 @@ export class SequenceWindow {
   private readonly words = new Uint32Array(WORDS);
   private highest = 0n;
 
-  get top(): bigint {
-    return this.highest;
-  }
-
   reset(): void {
     this.words.fill(0);
     this.highest = 0n;

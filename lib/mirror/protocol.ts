@@ -252,7 +252,7 @@ export class MessageDecoder {
   }
 }
 
-/** XXH3-128 of each of `count` blocks of `blockBytes` in `bytes`, 16 bytes each (loadChecksums() first). */
+/** XXH3-128 of each of `count` blocks of `blockBytes` in `bytes`, 16 bytes each. */
 export function blockSums(bytes: Uint8Array, blockBytes: number, count: number): Uint8Array {
   if (bytes.length < blockBytes * count) throw new Error("assertion failed: fewer bytes than blocks to sum");
   const sums = new Uint8Array(count * SUM_BYTES);

@@ -13,7 +13,6 @@ import { connect, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 
 import { RING_START_BLOCK } from "../format/layout.ts";
-import { loadChecksums } from "../format/checksum.ts";
 import { ErrorCode, LunlinkError, integerOption } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { RingReader } from "../ring/reader.ts";
@@ -73,7 +72,6 @@ export class RemoteMirrorPusher extends RingMirror {
   }
 
   static async open(source: Volume, options: RemoteMirrorPusherOptions): Promise<RemoteMirrorPusher> {
-    await loadChecksums();
     const { superblock } = await openSuperblock(source);
     return new RemoteMirrorPusher(source, superblock, options);
   }

@@ -14,7 +14,6 @@ import { EventEmitter } from "node:events";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 
-import { loadChecksums } from "../format/checksum.ts";
 import { MIN_VOLUME_BLOCKS, isValidBlockSize } from "../format/layout.ts";
 import { ErrorCode, LunlinkError, integerOption } from "../errors.ts";
 import { SupervisorCore, classifyFault, settledWithin, untilRecovered } from "../io/supervisor.ts";
@@ -96,7 +95,6 @@ export class RemoteMirrorServer extends EventEmitter<RemoteMirrorServerEvents> {
   }
 
   static async listen(destination: Volume, options: RemoteMirrorServerOptions): Promise<RemoteMirrorServer> {
-    await loadChecksums();
     integerOption("port", options.port, 0, 0, 65535);
     const server = createServer({ noDelay: true });
     const mirror = new RemoteMirrorServer(destination, server, options);

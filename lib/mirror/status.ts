@@ -4,7 +4,6 @@
 // they copied; an array copies it as is); lag in ms is how much older the newest status block on the
 // copy is than the source's (both stamped by the writer's clock, so no clock skew enters). The copy's
 // ring is scanned for its newest intact record (the last copied).
-import { loadChecksums } from "../format/checksum.ts";
 import { AuthMode } from "../format/layout.ts";
 import type { StatusBlock } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
@@ -65,7 +64,6 @@ async function side(volume: Volume, scanRing: boolean): Promise<[MirrorSideStatu
 }
 
 export async function mirrorStatus(source: Volume, destination: Volume): Promise<MirrorStatusReport> {
-  await loadChecksums();
   const [src, sourceStatus] = await side(source, false);
   const [dst, copyStatus] = await side(destination, true);
   const report: MirrorStatusReport = { source: src, destination: dst, state: "not-copied", lagRecords: null, lagMs: null };

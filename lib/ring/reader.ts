@@ -5,7 +5,6 @@
 // nothing an attacker writes makes a keyed poll() throw. Buffers are owned by read-buffers.ts.
 import { performance } from "node:perf_hooks";
 
-import { loadChecksums } from "../format/checksum.ts";
 import { AuthMode, FrameType, MAX_FRAME_BYTES, MAX_RECORD_BLOCKS, RING_START_BLOCK } from "../format/layout.ts";
 import { checkBody, checkFirstBlock, forEachFrame, readStamp, type BodyAuth, type BodyVerdict, type FirstBlockVerdict, type RecordHeader, type Stamp } from "../format/record.ts";
 import type { StatusBlock } from "../format/status.ts";
@@ -76,7 +75,6 @@ export class RingReader {
   }
 
   static async open(volume: Volume, options: RingReaderOptions): Promise<RingReader> {
-    await loadChecksums();
     checkReaderOptions(options);
     const keys = options.auth === undefined ? undefined : new RingKeys(options.auth);
     const { superblock } = await openSuperblock(volume, keys);

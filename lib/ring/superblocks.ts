@@ -7,7 +7,6 @@
 // superblock is returned unverified (mirrors, inspection).
 import { randomBytes } from "node:crypto";
 
-import { loadChecksums } from "../format/checksum.ts";
 import { AuthMode, FORMAT_VERSION, MAX_BLOCK_BYTES, MIN_BLOCK_BYTES, MIN_VOLUME_BLOCKS, RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { encodeStatus } from "../format/status.ts";
 import { decodeSuperblock, encodeSuperblock, type Superblock, type SuperblockDecode } from "../format/superblock.ts";
@@ -46,7 +45,6 @@ export function minimumBlockBytes(volume: Volume): number {
 }
 
 export async function formatVolume(volume: Volume, options: FormatOptions): Promise<FormatResult> {
-  await loadChecksums();
   const minimum = minimumBlockBytes(volume);
   const B = options.blockBytes ?? minimum;
   if (!Number.isInteger(B) || B < minimum || B > MAX_BLOCK_BYTES || (B & (B - 1)) !== 0) {
@@ -152,7 +150,6 @@ export async function writeSuperblock(volume: Volume, superblock: Superblock, ke
 
 /** Reads copies A (block 0) and B (block volumeBlocks-1). */
 export async function readSuperblocks(volume: Volume, blockBytes: number, volumeBlocks: bigint, keys?: RingKeys): Promise<SuperblockPair> {
-  await loadChecksums();
   const a = decodeSuperblock(await volume.read(0, blockBytes), keys?.superblockMac);
   const b = decodeSuperblock(await volume.read((volumeBlocks - 1n) * BigInt(blockBytes), blockBytes), keys?.superblockMac);
   return { a, b };
@@ -166,7 +163,6 @@ export async function readSuperblocks(volume: Volume, blockBytes: number, volume
  * is not keyed) or ERR_LUNLINK_WRONG_KEY (keyed under another key, or another pair's volume).
  */
 export async function openSuperblock(volume: Volume, keys?: RingKeys): Promise<{ superblock: Superblock; repair: "none" | "a" | "b" }> {
-  await loadChecksums();
   const B0 = minimumBlockBytes(volume);
   const mac = keys?.superblockMac;
   const blockA = await volume.read(0, B0 > 65536 ? 65536 : B0);

@@ -11,7 +11,6 @@
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 
-import { loadChecksums } from "../format/checksum.ts";
 import { AuthMode, FrameType, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { decodeStatus, pickStatus } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
@@ -74,7 +73,6 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
 
   /** Opens the send volume for writing: checks ownership, starts a new epoch above every stamp on it. */
   static async open(volume: Volume, options: RingWriterOptions): Promise<RingWriter> {
-    await loadChecksums();
     const resolved = resolveOptions(options);
     const clock = options.clock ?? systemClock;
     const keys = options.auth === undefined ? undefined : new RingKeys(options.auth);

@@ -5,7 +5,6 @@ import test from "ava";
 import fc from "fast-check";
 import { randomBytes } from "node:crypto";
 
-import { loadChecksums } from "../../lib/format/checksum.ts";
 import { AuthMode, FrameType, MAX_FRAME_BYTES, RecordFlag } from "../../lib/format/layout.ts";
 import { RecordCipher } from "../../lib/format/record-cipher.ts";
 import { RecordBuilder, checkBody, checkFirstBlock, forEachFrame, type BodyVerdict } from "../../lib/format/record.ts";
@@ -21,7 +20,6 @@ const UUID = uuidBytes(newUuid());
 const B = 4096;
 
 test.before(async () => {
-  await loadChecksums();
 });
 
 const key = (): Uint8Array => new Uint8Array(randomBytes(32));

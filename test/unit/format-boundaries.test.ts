@@ -7,7 +7,7 @@
 import { createCipheriv, createHmac, hkdfSync, randomBytes } from "node:crypto";
 import test from "ava";
 
-import { bodyCheck, bodyCheckMatches, crc32c, crc32cFrom, loadChecksums } from "../../lib/format/checksum.ts";
+import { bodyCheck, bodyCheckMatches, crc32c, crc32cFrom } from "../../lib/format/checksum.ts";
 import { deriveKey, KEY_BYTES } from "../../lib/format/kdf.ts";
 import {
   AuthMode,
@@ -39,7 +39,6 @@ const UUID = uuidBytes(UUID_TEXT);
 const HEADER_CRC_AT = 92;
 
 test.before(async () => {
-  await loadChecksums();
 });
 
 // --- helpers -------------------------------------------------------------------------------------

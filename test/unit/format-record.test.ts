@@ -2,7 +2,6 @@
 import test from "ava";
 import fc from "fast-check";
 
-import { loadChecksums } from "../../lib/format/checksum.ts";
 import { FrameType, MAX_FRAME_BYTES, RecordFlag, RecordKind, payloadCapacity } from "../../lib/format/layout.ts";
 import { RecordBuilder, checkBody, checkFirstBlock, encodePad, forEachFrame, type RecordHeader } from "../../lib/format/record.ts";
 import { newUuid, uuidBytes } from "../../lib/format/uuid.ts";
@@ -12,7 +11,6 @@ const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
 const UUID = uuidBytes(newUuid());
 
 test.before(async () => {
-  await loadChecksums();
 });
 
 interface Frame {

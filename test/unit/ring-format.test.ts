@@ -1,7 +1,6 @@
 // Formatting and opening superblocks on real files: refusal, conflicts, repair, sequence continuity.
 import test from "ava";
 
-import { loadChecksums } from "../../lib/format/checksum.ts";
 import { FrameType, RING_START_BLOCK } from "../../lib/format/layout.ts";
 import { RecordBuilder } from "../../lib/format/record.ts";
 import { encodeSuperblock } from "../../lib/format/superblock.ts";
@@ -18,7 +17,6 @@ async function volumeOf(t: Parameters<typeof sparseFile>[0], sizeBytes = 8 * MiB
   return volume;
 }
 
-test.before(loadChecksums);
 
 test("format writes both superblock copies and a status slot; open reads them back", async (t) => {
   const volume = await volumeOf(t);

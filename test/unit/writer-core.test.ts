@@ -4,7 +4,6 @@
 // apart from the ack, and a seeded random drive checking the sequence invariants.
 import test from "ava";
 
-import { loadChecksums } from "../../lib/format/checksum.ts";
 import { AuthMode, FrameType } from "../../lib/format/layout.ts";
 import { decodeStatus } from "../../lib/format/status.ts";
 import type { Superblock } from "../../lib/format/superblock.ts";
@@ -16,7 +15,6 @@ import { generator } from "../helpers/random.ts";
 const B = 4096;
 
 test.before(async () => {
-  await loadChecksums();
 });
 
 function makeCore(options: Partial<RingWriterOptions> = {}, ringBlocks = 16, extra: { delivered?: Ack; existing?: Indexed[] } = {}): RingWriterCore {
