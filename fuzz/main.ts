@@ -1,12 +1,12 @@
 // `npm run fuzz [-- --runs N] [target...]`: every fuzz target (fuzz/targets.ts) for N cases
 // (default 100,000), with the seed printed; LUNLINK_SEED=<seed> replays a failure.
+import { SEED as seed } from "../test/helpers/random.ts";
 import { prepare, TARGETS } from "./targets.ts";
 
 const args = process.argv.slice(2);
 const runsAt = args.indexOf("--runs");
 const runs = runsAt >= 0 ? Number(args[runsAt + 1]) : 100_000;
 const names = args.filter((a, i) => !a.startsWith("--") && (runsAt < 0 || i !== runsAt + 1));
-const seed = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
 await prepare();
 let failed = 0;
 for (const target of TARGETS.filter((t) => names.length === 0 || names.includes(t.name))) {

@@ -8,7 +8,7 @@ import test from "ava";
 import { Lab, lunlinkBin } from "../../lib/node/lab.ts";
 import { sleep } from "../helpers/exec.ts";
 import { upLab } from "../helpers/lab.ts";
-import { generator } from "../helpers/random.ts";
+import { generator, logSeed, SEED } from "../helpers/random.ts";
 
 // Replies count within REPLY_WAIT_S of the last request: a storage round trip on a loaded host can
 // take seconds, and the test is about whether replies come, not how fast.
@@ -43,9 +43,8 @@ test("ping and a TCP stream survive a cut of the primary: SHA-256 equal, traffic
 });
 
 test("a flapping primary (seeded up/down every 100-500 ms for 4 s): the TCP stream arrives intact", async (t) => {
-  const seed = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
-  t.log(`flap seed ${seed} (replay: LUNLINK_SEED=${seed})`);
-  const random = generator(seed);
+  logSeed(t, "simulation");
+  const random = generator(SEED);
   const lab = await upLab(t);
   const bytes = 24 * 1024 * 1024;
   const stream = await lab.startStream(1, bytes, 5);

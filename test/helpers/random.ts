@@ -12,7 +12,15 @@ export function generator(seed: number): () => number {
   };
 }
 
+/** The seed of a seeded test file (fast-check properties): LUNLINK_SEED, or a fresh one per run. */
+export const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
+
 /** The seeds a simulation test runs: LUNLINK_SEED alone, or a fresh one plus fixed ones. */
 export function simulationSeeds(): number[] {
   return process.env.LUNLINK_SEED !== undefined ? [Number(process.env.LUNLINK_SEED)] : [Date.now() % 2 ** 31, 1, 2, 3];
+}
+
+/** Prints the seed a test ran with and how to replay it. */
+export function logSeed(t: { log(...values: unknown[]): void }, kind: "fast-check" | "simulation" = "fast-check", seed = SEED): void {
+  t.log(`${kind} seed ${seed} (replay: LUNLINK_SEED=${seed})`);
 }

@@ -14,8 +14,8 @@ import { newUuid, uuidBytes } from "../../lib/format/uuid.ts";
 import { RingKeys } from "../../lib/ring/keys.ts";
 import { statusFixture, superblockFixture } from "../helpers/blocks.ts";
 import { acceptedFlips } from "../helpers/flips.ts";
+import { logSeed, SEED } from "../helpers/random.ts";
 
-const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
 const UUID = uuidBytes(newUuid());
 const B = 4096;
 
@@ -52,7 +52,7 @@ function kindOf(v: BodyVerdict | string): string {
 }
 
 test("keyed records round-trip: encrypted on disk, authenticated and decrypted (fast-check)", (t) => {
-  t.log(`fast-check seed ${SEED} (replay: LUNLINK_SEED=${SEED})`);
+  logSeed(t);
   fc.assert(
     fc.property(fc.array(frameArb, { maxLength: 30 }), fc.bigInt({ min: 1n, max: 2n ** 63n }), fc.bigInt({ min: 1n, max: 2n ** 40n }), fc.nat(10_000), (frames, seq, epoch, ringBlock) => {
       const cipher = new RecordCipher(key(), epoch);
@@ -83,7 +83,7 @@ test("keyed record: every single-bit flip (header, stamps, ciphertext, tag) is r
 });
 
 test("keyed records sealed under another key, epoch or ring block, or without the key, are rejected (fast-check)", (t) => {
-  t.log(`fast-check seed ${SEED} (replay: LUNLINK_SEED=${SEED})`);
+  logSeed(t);
   fc.assert(
     fc.property(fc.array(frameArb, { minLength: 1, maxLength: 8 }), fc.bigInt({ min: 1n, max: 2n ** 63n }), fc.nat(1000), (frames, seq, ringBlock) => {
       const k = key();

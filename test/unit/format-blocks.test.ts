@@ -6,14 +6,14 @@ import { decodeStatus, encodeStatus, pickStatus, STATUS_BYTES } from "../../lib/
 import { SUPERBLOCK_BYTES, decodeSuperblock, encodeSuperblock } from "../../lib/format/superblock.ts";
 import { statusFixture, superblockFixture } from "../helpers/blocks.ts";
 import { acceptedFlips } from "../helpers/flips.ts";
+import { logSeed, SEED } from "../helpers/random.ts";
 
-const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
 const u64 = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n });
 
 const superblock = superblockFixture;
 
 test("superblocks round-trip (fast-check)", (t) => {
-  t.log(`fast-check seed ${SEED}`);
+  logSeed(t);
   fc.assert(
     fc.property(fc.constantFrom(4096, 8192, 65536), fc.bigInt({ min: 8n, max: 2n ** 40n }), u64, u64, fc.integer({ min: 1, max: 2 ** 32 - 2 }), (blockBytes, ringBlocks, epoch, seq, node) => {
       const sb = superblock({ blockBytes, ringBlocks, volumeBlocks: ringBlocks + 4n, epoch, epochStartSeq: seq, epochStartBlock: ringBlocks - 1n, writerNode: node, peerNode: node + 1 });

@@ -6,8 +6,8 @@ import { FrameType, MAX_FRAME_BYTES, RecordFlag, RecordKind, payloadCapacity } f
 import { RecordBuilder, checkBody, checkFirstBlock, encodePad, forEachFrame, type RecordHeader } from "../../lib/format/record.ts";
 import { newUuid, uuidBytes } from "../../lib/format/uuid.ts";
 import { acceptedFlips } from "../helpers/flips.ts";
+import { logSeed, SEED } from "../helpers/random.ts";
 
-const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
 const UUID = uuidBytes(newUuid());
 
 test.before(async () => {
@@ -55,7 +55,7 @@ function framesOf(record: Uint8Array, blockBytes: number, header: RecordHeader):
 }
 
 test("frames round-trip through records of any size, straddling stamps", (t) => {
-  t.log(`fast-check seed ${SEED} (replay: LUNLINK_SEED=${SEED})`);
+  logSeed(t);
   fc.assert(
     fc.property(fc.constantFrom(4096, 8192), fc.integer({ min: 1, max: 24 }), fc.array(frameArb, { maxLength: 40 }), fc.bigInt({ min: 1n, max: 2n ** 64n - 1n }), (blockBytes, maxBlocks, frames, seq) => {
       const { buffer, blocks, accepted } = build(blockBytes, maxBlocks, frames, seq);

@@ -3,8 +3,8 @@
 import test from "ava";
 
 import { prepare, TARGETS } from "../../fuzz/targets.ts";
+import { logSeed, SEED } from "../helpers/random.ts";
 
-const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
 
 test.before(async () => {
   await prepare();
@@ -12,7 +12,7 @@ test.before(async () => {
 
 for (const target of TARGETS) {
   test(`fuzz ${target.name}: never throws uncoded, never accepts a forgery, ranges stay in bounds`, (t) => {
-    t.log(`fast-check seed ${SEED} (replay: LUNLINK_SEED=${SEED})`);
+    logSeed(t);
     const result = target.run(1000, SEED);
     t.false(result.failed, result.report ?? "");
     t.is(result.numRuns, 1000);

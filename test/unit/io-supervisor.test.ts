@@ -14,9 +14,8 @@ import { ErrorCode, LunlinkError } from "../../lib/errors.ts";
 import type { Volume } from "../../lib/io/volume.ts";
 import { classifyFault, faultReason, Supervisor, SupervisorCore, type Incarnation, type StateChange } from "../../lib/io/supervisor.ts";
 import { MIRROR_FATAL_REASONS, healthChange, mirrorRecovery } from "../../lib/mirror/health.ts";
-import { generator } from "../helpers/random.ts";
+import { generator, logSeed, SEED } from "../helpers/random.ts";
 
-const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
 const err = (code: ErrorCode) => new LunlinkError(code, `test: ${code}`);
 
 test("faults are classified: stall, I/O (retried), configuration (never retried)", (t) => {
@@ -60,7 +59,7 @@ test("an EIO burst: retrying with doubling, jittered, bounded delays; one change
 });
 
 test("backoff stays within [min*(1-jitter), max] for any attempt and options", (t) => {
-  t.log(`fast-check seed ${SEED} (replay: LUNLINK_SEED=${SEED})`);
+  logSeed(t);
   fc.assert(
     fc.property(fc.integer({ min: 1, max: 10_000 }), fc.integer({ min: 0, max: 100_000 }), fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 1, max: 200 }), fc.integer({ min: 0, max: 2 ** 31 }), (min, extra, jitter, attempt, seed) => {
       const core = new SupervisorCore("x", 0, { backoffMinMs: min, backoffMaxMs: min + extra, backoffJitter: jitter }, generator(seed));
@@ -182,7 +181,7 @@ test("mirror: configuration faults are reported and not retried; retries are bou
 });
 
 test("mirror options: every backoff delay lies in [base * (1 - jitter), base] with base = min(max, min * 2^(n-1)) (fast-check)", (t) => {
-  t.log(`fast-check seed ${SEED} (replay: LUNLINK_SEED=${SEED})`);
+  logSeed(t);
   fc.assert(
     fc.property(fc.integer({ min: 1, max: 10_000 }), fc.integer({ min: 0, max: 100_000 }), fc.integer({ min: 0, max: 100 }), fc.integer({ min: 1, max: 200 }), fc.double({ min: 0, max: 1, noNaN: true }), (min, extra, jitter, attempt, random) => {
       const core = new SupervisorCore("x", 0, mirrorRecovery({ retryMinMs: min, retryMaxMs: min + extra, jitterPercent: jitter }), () => random);

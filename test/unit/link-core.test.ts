@@ -11,12 +11,11 @@ import { ControlReceiver, ControlSender } from "../../lib/link/control.ts";
 import { decodeHeader, encodeMessage, MessageKind, MESSAGE_HEADER_BYTES, PathId, type MessageHeader } from "../../lib/link/message.ts";
 import { DEFAULT_TIMERS, LinkCore, LinkState, type LinkOutput, type LinkTimers, type Transition } from "../../lib/link/paths.ts";
 import { SequenceWindow, WINDOW_BITS } from "../../lib/link/window.ts";
-import { generator, simulationSeeds } from "../helpers/random.ts";
+import { generator, logSeed, SEED, simulationSeeds } from "../helpers/random.ts";
 
-const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
 
 test("message header round-trips and rejects short, unknown-version, unknown-kind and unknown-path input", (t) => {
-  t.log(`fast-check seed ${SEED} (replay: LUNLINK_SEED=${SEED})`);
+  logSeed(t);
   fc.assert(
     fc.property(
       fc.constantFrom(MessageKind.Heartbeat, MessageKind.Control, MessageKind.ControlAck, MessageKind.Data),
@@ -50,7 +49,7 @@ test("message header round-trips and rejects short, unknown-version, unknown-kin
 });
 
 test("dedupe window agrees with a model: new once, duplicate after, old below the window", (t) => {
-  t.log(`fast-check seed ${SEED} (replay: LUNLINK_SEED=${SEED})`);
+  logSeed(t);
   fc.assert(
     fc.property(fc.array(fc.integer({ min: 1, max: 3 * WINDOW_BITS }), { minLength: 1, maxLength: 400 }), fc.bigInt({ min: 0n, max: 2n ** 60n }), (offsets, base) => {
       const window = new SequenceWindow();
@@ -80,7 +79,7 @@ test("dedupe window agrees with a model: new once, duplicate after, old below th
 
 test("control: over a lossy, reordering, duplicating channel every message is delivered once, in order", (t) => {
   for (const seed of simulationSeeds()) {
-    t.log(`simulation seed ${seed} (replay: LUNLINK_SEED=${seed})`);
+    logSeed(t, "simulation", seed);
     const random = generator(seed);
     const sender = new ControlSender();
     const receiver = new ControlReceiver();

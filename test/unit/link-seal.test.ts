@@ -13,8 +13,8 @@ import { encodeMessage, MessageKind, PathId } from "../../lib/link/message.ts";
 import { Opener, Sealer, SEAL_OVERHEAD_BYTES } from "../../lib/link/seal.ts";
 import { scratchDir } from "../helpers/scratch.ts";
 import { addon } from "../../lib/io/native.ts";
+import { logSeed, SEED } from "../helpers/random.ts";
 
-const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
 
 function pair() {
   const a = generateKeys();
@@ -54,7 +54,7 @@ test("a private key file readable by group or others is refused, naming its mode
 });
 
 test("sealed datagrams round-trip; any flipped bit is refused; replays and older sessions are refused", (t) => {
-  t.log(`fast-check seed ${SEED} (replay: LUNLINK_SEED=${SEED})`);
+  logSeed(t);
   const { ab, ba } = pair();
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 300 }), fc.nat(), (payload, flipAt) => {
@@ -95,7 +95,7 @@ test("another key, the other direction's key, or an unsealed datagram are refuse
 });
 
 test("the addon's ChaCha20-Poly1305 agrees with node:crypto's both ways (RFC 8439, same key, nonce and AAD)", (t) => {
-  t.log(`fast-check seed ${SEED} (replay: LUNLINK_SEED=${SEED})`);
+  logSeed(t);
   fc.assert(
     fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ minLength: 12, maxLength: 12 }), fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ maxLength: 2000 }), (key, nonce, aad, plain) => {
       const sealed = new Uint8Array(plain.length + 16);

@@ -6,8 +6,8 @@ import fc from "fast-check";
 import { ErrorCode, LunlinkError } from "../../lib/errors.ts";
 import { crc32c, crc32cFrom } from "../../lib/format/checksum.ts";
 import { FRAME_HEADER_BYTES, MAX_BUFFERED_BYTES, MAX_SUMS_BLOCKS, MessageDecoder, encodeMessage, type Message } from "../../lib/mirror/protocol.ts";
+import { logSeed, SEED } from "../helpers/random.ts";
 
-const SEED = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
 
 const u32 = fc.integer({ min: 0, max: 0xffff_ffff });
 const u53 = fc.maxSafeNat();
@@ -45,7 +45,7 @@ function feed(stream: Uint8Array, cuts: number[]): Message[] {
 }
 
 test("messages round-trip through any split of the stream (fast-check)", (t) => {
-  t.log(`fast-check seed ${SEED} (replay: LUNLINK_SEED=${SEED})`);
+  logSeed(t);
   fc.assert(
     fc.property(fc.array(message, { minLength: 1, maxLength: 8 }), fc.array(fc.nat(), { maxLength: 20 }), (messages, cuts) => {
       const frames = messages.map(encodeMessage);
@@ -59,7 +59,7 @@ test("messages round-trip through any split of the stream (fast-check)", (t) => 
 });
 
 test("a frame with any one byte changed never decodes to a message (fast-check)", (t) => {
-  t.log(`fast-check seed ${SEED} (replay: LUNLINK_SEED=${SEED})`);
+  logSeed(t);
   fc.assert(
     fc.property(message, fc.nat(), fc.integer({ min: 1, max: 255 }), (m, where, flip) => {
       const frame = encodeMessage(m);

@@ -7,14 +7,14 @@
 import test from "ava";
 
 import { FrameType } from "../../lib/index.ts";
-import { simulationSeeds } from "../helpers/random.ts";
+import { logSeed, simulationSeeds } from "../helpers/random.ts";
 import { formattedImage, simulate } from "../helpers/ring-sim.ts";
 
 const SEEDS = simulationSeeds();
 
 test("determinism: one seed run twice gives the identical event trace and identical volume bytes", async (t) => {
   const seed = SEEDS[0]!;
-  t.log(`simulation seed ${seed} (replay: LUNLINK_SEED=${seed})`);
+  logSeed(t, "simulation", seed);
   for (const [hostile, key] of [[false, undefined], [true, new Uint8Array(32).fill(7)]] as const) {
     const image = await formattedImage(key);
     const first = await simulate(seed, hostile, key, image);
@@ -29,7 +29,7 @@ test("determinism: one seed run twice gives the identical event trace and identi
 
 test("seeded simulation, benign faults (torn writes that complete, writer restarts): every frame exactly once", async (t) => {
   for (const seed of SEEDS) {
-    t.log(`simulation seed ${seed} (replay: LUNLINK_SEED=${seed})`);
+    logSeed(t, "simulation", seed);
     const { appended, delivered, problems, faults, reader } = await simulate(seed, false);
     t.deepEqual(problems, [], `seed ${seed}`);
     t.deepEqual(
@@ -49,7 +49,7 @@ test("seeded simulation, benign faults (torn writes that complete, writer restar
 for (const keyed of [false, true]) {
 test(`seeded simulation, hostile faults (bit flips, lost torn writes, overwritten slow reader)${keyed ? ", keyed ring" : ""}: nothing twice, nothing corrupt, losses counted`, async (t) => {
   for (const seed of SEEDS) {
-    t.log(`simulation seed ${seed} (replay: LUNLINK_SEED=${seed})`);
+    logSeed(t, "simulation", seed);
     const { appended, delivered, problems, faults, reader } = await simulate(seed, true, keyed ? new Uint8Array(32).fill(seed & 0xff) : undefined);
     t.deepEqual(problems, [], `seed ${seed}`);
     const ids = delivered.map((d) => d.id);

@@ -7,6 +7,7 @@ import { join } from "node:path";
 
 import { ErrorCode, LunlinkError, Volume, alignedBuffer } from "../../lib/index.ts";
 import { scratchDir, sparseFile } from "../helpers/scratch.ts";
+import { logSeed, SEED } from "../helpers/random.ts";
 
 const MiB = 1024 * 1024;
 
@@ -34,8 +35,8 @@ test("random content round-trips at many offsets and lengths (fast-check)", asyn
   const { path, volume } = await openFile(t, 4 * MiB);
   const block = volume.geometry.logicalBlockSize;
   const blocks = Number(volume.geometry.sizeBytes) / block;
-  const seed = Number(process.env.LUNLINK_SEED ?? Date.now() % 2 ** 31);
-  t.log(`fast-check seed ${seed} (replay: LUNLINK_SEED=${seed})`);
+  const seed = SEED;
+  logSeed(t);
   const model = new Uint8Array(Number(volume.geometry.sizeBytes));
   await fc.assert(
     fc.asyncProperty(fc.integer({ min: 0, max: blocks - 1 }), fc.integer({ min: 1, max: 64 }), fc.boolean(), async (first, count, asBigint) => {
