@@ -1,5 +1,6 @@
 // lunlink's public API. Everything exported here is documented in README.md.
-export { Volume, alignedBuffer, DEFAULT_IO_TIMEOUT_MS, DEFAULT_IO_THREADS, MAX_BUSY_POLL_US, MAX_IO_THREADS, MAX_IO_TIMEOUT_MS } from "./io/volume.ts";
+export { Volume, alignedBuffer, MAX_BUSY_POLL_US, MAX_IO_THREADS, MAX_IO_TIMEOUT_MS } from "./io/volume.ts";
+export { DEFAULT_IO_THREADS, DEFAULT_IO_TIMEOUT_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "./defaults.ts";
 export type { VolumeOptions, VolumeEvents } from "./io/volume.ts";
 export type { VolumeGeometry, VolumeKind } from "./io/geometry.ts";
 export { ErrorCode, LunlinkError } from "./errors.ts";

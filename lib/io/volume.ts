@@ -16,6 +16,7 @@ import { markAsUntransferable } from "node:worker_threads";
 
 import { DeadlineTracker } from "./deadlines.ts";
 import { ErrorCode, LunlinkError, describe, integerOption, invalidArgument, systemError } from "../errors.ts";
+import { DEFAULT_IO_THREADS, DEFAULT_IO_TIMEOUT_MS } from "../defaults.ts";
 import { fileSystemName, geometryFrom, type VolumeGeometry } from "./geometry.ts";
 import { Submitted, addon, busyPoll, registerRequest, unregisterRequest, type NativeVolumeHandle } from "./native.ts";
 
@@ -39,9 +40,7 @@ export interface VolumeOptions {
   signal?: AbortSignal;
 }
 
-export const DEFAULT_IO_TIMEOUT_MS = 10_000;
 export const MAX_IO_TIMEOUT_MS = 3_600_000;
-export const DEFAULT_IO_THREADS = 4;
 export const MAX_IO_THREADS = 64;
 export const MAX_BUSY_POLL_US = 1_000_000;
 /** Spare bounce blocks a volume keeps for foreign buffers, in bytes (beyond this they are freed). */

@@ -9,6 +9,7 @@
 // the ring), and only the Link uses it, so every import here points down.
 import { EventEmitter } from "node:events";
 
+import { DEFAULT_MAX_DELAY_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
 import type { FrameType } from "../format/layout.ts";
 import type { StatusBlock } from "../format/status.ts";
 import { Volume } from "../io/volume.ts";
@@ -227,7 +228,7 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
   }
 
   private newPoller(reader: RingReader): Poller {
-    const poller = new Poller(reader, { pollMinUs: 50, pollMaxMs: this.options.pollMaxMs ?? 2, statusPollMs: 20, onFrame: this.options.onFrame });
+    const poller = new Poller(reader, { pollMinUs: DEFAULT_POLL_MIN_US, pollMaxMs: this.options.pollMaxMs ?? DEFAULT_POLL_MAX_MS, statusPollMs: 20, onFrame: this.options.onFrame });
     poller.on("status", (status) => {
       if (status.ackSeq > 0n) this.peerAck = { epoch: status.ackEpoch, seq: status.ackSeq };
       this.emit("status", status);
@@ -267,7 +268,7 @@ function writerOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: (
     nodeId: o.nodeId,
     // It is ours by config; after a fault of our own writer, the superblock still names us.
     takeOver: o.takeOver ?? true,
-    maxDelayMs: o.maxDelayMs ?? 0,
+    maxDelayMs: o.maxDelayMs ?? DEFAULT_MAX_DELAY_MS,
     // The link acks and retransmits control itself: a dead peer must not stall the writer.
     controlWaitsForAck: false,
     peerAck: () => path()?.peerAck,

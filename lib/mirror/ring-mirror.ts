@@ -19,6 +19,7 @@ import { AuthMode, RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout
 import { decodeStatus, encodeStatus } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { Background } from "../io/background.ts";
+import { DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
 import { ErrorCode, LunlinkError, integerOption } from "../errors.ts";
 import { SupervisorCore, settledWithin, sleepUnless, untilRecovered, type FaultReason, type RecoveryOptions, type StateChange } from "../io/supervisor.ts";
 import type { Volume } from "../io/volume.ts";
@@ -31,7 +32,7 @@ import { WritePump } from "./write-pump.ts";
 export interface RingMirrorOptions extends BackoffOptions {
   /** Status slots are copied at least this often while following (default 10 ms). */
   statusCopyMs?: number;
-  /** Watch sleep between reads of the next source block while idle (default 100 us, doubling to pollMaxMs). */
+  /** Watch sleep between reads of the next source block while idle (default DEFAULT_POLL_MIN_US, doubling to pollMaxMs). */
   pollMinUs?: number;
   pollMaxMs?: number;
   /** Bytes per request during a resync (default 1 MiB). */
@@ -52,8 +53,8 @@ export interface ResolvedMirrorOptions {
 export function resolveMirrorOptions(options: RingMirrorOptions): ResolvedMirrorOptions {
   return {
     statusCopyMs: integerOption("statusCopyMs", options.statusCopyMs, 10, 1, 60_000),
-    pollMinUs: integerOption("pollMinUs", options.pollMinUs, 100, 0, 1_000_000),
-    pollMaxMs: integerOption("pollMaxMs", options.pollMaxMs, 10, 1, 1000),
+    pollMinUs: integerOption("pollMinUs", options.pollMinUs, DEFAULT_POLL_MIN_US, 0, 1_000_000),
+    pollMaxMs: integerOption("pollMaxMs", options.pollMaxMs, DEFAULT_POLL_MAX_MS, 1, 1000),
     resyncChunkBytes: integerOption("resyncChunkBytes", options.resyncChunkBytes, 1024 * 1024, 4096, 64 * 1024 * 1024),
     closeTimeoutMs: integerOption("closeTimeoutMs", options.closeTimeoutMs, 5000, 0, 600_000),
     recovery: mirrorRecovery(options),

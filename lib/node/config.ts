@@ -6,6 +6,7 @@ import { readFile } from "node:fs/promises";
 import { isIPv4 } from "node:net";
 import { z } from "zod";
 
+import { DEFAULT_IO_TIMEOUT_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_POLL_MAX_MS } from "../defaults.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import { KEY_BASE64, publicKeyOf, readPrivateKeyFile } from "../link/keys.ts";
 import { MESSAGE_HEADER_BYTES } from "../link/message.ts";
@@ -46,9 +47,9 @@ export const configSchema = z
         send: z.string().min(1),
         receive: z.string().min(1),
         dsync: z.boolean().default(true),
-        maxDelayMs: ms(0, 1000).default(0),
-        pollMaxMs: ms(1, 1000).default(2),
-        ioTimeoutMs: ms(1, 3_600_000).default(5000),
+        maxDelayMs: ms(0, 1000).default(DEFAULT_MAX_DELAY_MS),
+        pollMaxMs: ms(1, 1000).default(DEFAULT_POLL_MAX_MS),
+        ioTimeoutMs: ms(1, 3_600_000).default(DEFAULT_IO_TIMEOUT_MS),
         // After a storage fault: reopen with a doubling, jittered delay (a stall waits for the device instead).
         recovery: z
           .object({

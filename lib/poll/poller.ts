@@ -13,13 +13,14 @@ import { performance } from "node:perf_hooks";
 
 import type { StatusBlock } from "../format/status.ts";
 import { Background } from "../io/background.ts";
+import { DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
 import { integerOption, invalidArgument } from "../errors.ts";
 import type { FrameVisitor, PollOutcome, RingReader } from "../ring/reader.ts";
 
 export interface PollerOptions {
   /** Shortest sleep between reads of the expected block while waiting (default 100 us). */
   pollMinUs?: number;
-  /** Longest sleep (the bound on added latency when idle; default 10 ms). */
+  /** Longest sleep (the bound on added latency when idle; default DEFAULT_POLL_MAX_MS). */
   pollMaxMs?: number;
   /** Peer status block re-read period (default 50 ms). */
   statusPollMs?: number;
@@ -60,8 +61,8 @@ export class Poller extends EventEmitter<PollerEvents> {
   constructor(reader: RingReader, options: PollerOptions = {}) {
     super();
     this.reader = reader;
-    this.pollMinUs = integerOption("pollMinUs", options.pollMinUs, 100, 0, 1_000_000);
-    this.pollMaxUs = integerOption("pollMaxMs", options.pollMaxMs, 10, 1, 1000) * 1000;
+    this.pollMinUs = integerOption("pollMinUs", options.pollMinUs, DEFAULT_POLL_MIN_US, 0, 1_000_000);
+    this.pollMaxUs = integerOption("pollMaxMs", options.pollMaxMs, DEFAULT_POLL_MAX_MS, 1, 1000) * 1000;
     if (this.pollMaxUs < this.pollMinUs) throw invalidArgument("pollMaxMs", `at least pollMinUs (${this.pollMinUs} us)`, options.pollMaxMs);
     this.statusPollMs = integerOption("statusPollMs", options.statusPollMs, 50, 1, 60_000);
     this.maxQueuedFrames = integerOption("maxQueuedFrames", options.maxQueuedFrames, 10_000, 1, 10_000_000);

@@ -1,6 +1,7 @@
 // RingWriter's options, counters and close report, and the defaults and bounds of every option
 // (one place, so the core and the shell agree). Options are validated once, at open.
 import { MAX_RECORD_BLOCKS } from "../format/layout.ts";
+import { DEFAULT_MAX_DELAY_MS } from "../defaults.ts";
 import { integerOption, invalidArgument } from "../errors.ts";
 import type { LunlinkError } from "../errors.ts";
 import type { Clock } from "./clock.ts";
@@ -107,7 +108,7 @@ export function resolveOptions(o: RingWriterOptions): ResolvedWriterOptions {
   const resolved: ResolvedWriterOptions = {
     nodeId: o.nodeId,
     flushThresholdBytes: integerOption("flushThresholdBytes", o.flushThresholdBytes, 64 * 1024, 1, 64 * 1024 * 1024),
-    maxDelayMs: integerOption("maxDelayMs", o.maxDelayMs, 2, 0, 10_000),
+    maxDelayMs: integerOption("maxDelayMs", o.maxDelayMs, DEFAULT_MAX_DELAY_MS, 0, 10_000),
     maxRecordBlocks: integerOption("maxRecordBlocks", o.maxRecordBlocks, 65, 1, MAX_RECORD_BLOCKS),
     queueLimitBytes: integerOption("queueLimitBytes", o.queueLimitBytes, 4 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     statusIntervalMs: integerOption("statusIntervalMs", o.statusIntervalMs, 100, 1, 60_000),
