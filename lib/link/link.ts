@@ -308,9 +308,6 @@ export class Link extends EventEmitter<LinkEvents> {
   }
 }
 
-/** Largest data payload the storage path carries in one frame at the writer's defaults. */
-export const RING_FRAME_OVERHEAD_BYTES = FRAME_HEADER_BYTES + MESSAGE_HEADER_BYTES;
-
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 /** sendControl calls that may wait for room in the control window (beyond: ERR_LUNLINK_QUEUE_FULL). */
 const MAX_CONTROL_WAITING = 4096;

@@ -49,7 +49,7 @@ export class LocalMirror extends RingMirror {
    * "once" and "interval" modes: what changed since the last copy), counted in blocksSkipped.
    */
   async resync(changedOnly = false): Promise<void> {
-    const B = this.B;
+    const B = this.blockBytes;
     const chunkBlocks = Math.max(1, Math.floor(this.options.resyncChunkBytes / B));
     const chunks = this.resyncChunks(chunkBlocks);
     // Two buffers: the next chunk is read while the current one is written.
@@ -86,7 +86,7 @@ export class LocalMirror extends RingMirror {
 
   /** Writes the runs of blocks where `source` (ring blocks from `start`) differs from the destination, highest first. */
   private async copyDiffering(start: number, source: Uint8Array, destination: Uint8Array): Promise<void> {
-    const B = this.B;
+    const B = this.blockBytes;
     await this.destination.read((RING_START_BLOCK + start) * B, destination);
     const blocks = source.length / B;
     const same = (i: number): boolean => Buffer.compare(source.subarray(i * B, (i + 1) * B), destination.subarray(i * B, (i + 1) * B)) === 0;

@@ -131,7 +131,7 @@ export class RemoteMirrorPusher extends RingMirror {
   async resync(): Promise<void> {
     const session = this.session;
     if (session === undefined) throw new Error("assertion failed: resync without a session");
-    const B = this.B;
+    const B = this.blockBytes;
     const chunkBlocks = Math.max(1, Math.min(Math.floor(this.options.resyncChunkBytes / B), MAX_SUMS_BLOCKS, Math.floor(MAX_WRITE_BYTES / B)));
     const chunks = this.resyncChunks(chunkBlocks);
     const progress = this.startResync();

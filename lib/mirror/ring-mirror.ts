@@ -147,7 +147,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
   readonly source: Volume;
   readonly counters: MirrorCounters = { records: 0, blocksCopied: 0, blocksSkipped: 0, resyncs: 0, statusCopies: 0, superblockCopies: 0, lastCopyMs: 0, lastSuccessWallMs: 0, lastResyncMs: 0 };
   protected superblock: Superblock;
-  protected readonly B: number;
+  protected readonly blockBytes: number;
   protected readonly options: ResolvedMirrorOptions;
   protected reader: RingReader | undefined;
   protected readonly task = new Background();
@@ -163,7 +163,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     super();
     this.source = source;
     this.superblock = superblock;
-    this.B = superblock.blockBytes;
+    this.blockBytes = superblock.blockBytes;
     this.options = options;
     this.supervisor = new SupervisorCore(component, performance.now(), options.recovery);
   }
@@ -251,10 +251,10 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
   /** Before a retry: re-reads the source superblock (the source may have moved on to a new epoch). */
   private async reopen(): Promise<void> {
     const { superblock } = await openSuperblock(this.source);
-    if (superblock.blockBytes !== this.B || superblock.volumeBlocks !== this.superblock.volumeBlocks) {
+    if (superblock.blockBytes !== this.blockBytes || superblock.volumeBlocks !== this.superblock.volumeBlocks) {
       throw new LunlinkError(
         ErrorCode.SuperblockConflict,
-        `${this.supervisor.component} ${this.source.path}: the source was reformatted (${superblock.volumeBlocks} blocks of ${superblock.blockBytes} bytes, was ${this.superblock.volumeBlocks} of ${this.B}); restart the mirror`,
+        `${this.supervisor.component} ${this.source.path}: the source was reformatted (${superblock.volumeBlocks} blocks of ${superblock.blockBytes} bytes, was ${this.superblock.volumeBlocks} of ${this.blockBytes}); restart the mirror`,
         { path: this.source.path },
       );
     }
@@ -311,7 +311,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     await this.resync();
     const reader = this.reader;
     const noFrames = (): void => {};
-    const B = this.B;
+    const B = this.blockBytes;
     // Destination writes overlap the next source reads (write-pump.ts); every status, superblock or
     // resync step first drains them, so the copied head never names a record not yet written.
     // A fresh pump (and reader) per attempt: buffers a stalled request may still own are never reused.
@@ -368,7 +368,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
    * for damage and skip them).
    */
   protected async copyStatus(): Promise<void> {
-    const B = this.B;
+    const B = this.blockBytes;
     const slots = this.source.alloc(2 * B);
     await this.source.read(STATUS_SLOT_BLOCKS[0] * B, slots);
     const reader = this.reader;
@@ -394,7 +394,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
 
   /** Copy B, sync, copy A, sync: a reader of the destination never sees A ahead of B. */
   protected async copySuperblock(): Promise<void> {
-    const B = this.B;
+    const B = this.blockBytes;
     const lastOffset = Number(this.superblock.volumeBlocks - 1n) * B;
     const block = this.source.alloc(B);
     await this.source.read(0, block);

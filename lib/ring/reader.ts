@@ -38,7 +38,7 @@ export class RingReader {
   private superblock: Superblock;
   private readonly policy: core.ReaderPolicy;
   private readonly uuid: Uint8Array;
-  private readonly B: number;
+  private readonly blockBytes: number;
   private readonly ringBlocks: number;
   private readonly damageTimeoutMs: number;
   private readonly now: () => number;
@@ -64,14 +64,14 @@ export class RingReader {
     this.ciphers = keys === undefined ? undefined : new EpochCiphers(keys);
     this.ciphers?.add(superblock);
     this.uuid = uuidBytes(superblock.volumeUuid);
-    this.B = superblock.blockBytes;
+    this.blockBytes = superblock.blockBytes;
     this.ringBlocks = Number(superblock.ringBlocks);
     this.damageTimeoutMs = options.damageTimeoutMs ?? 1000;
     this.now = options.now ?? (() => performance.now());
     this.epoch = superblock.epoch;
     this.seq = superblock.epochStartSeq;
     this.block = Number(superblock.epochStartBlock);
-    this.buffers = new ReaderBuffers(volume, this.B, this.ringBlocks, Math.min(MAX_RECORD_BLOCKS, this.ringBlocks) * this.B);
+    this.buffers = new ReaderBuffers(volume, this.blockBytes, this.ringBlocks, Math.min(MAX_RECORD_BLOCKS, this.ringBlocks) * this.blockBytes);
   }
 
   static async open(volume: Volume, options: RingReaderOptions): Promise<RingReader> {
@@ -85,7 +85,7 @@ export class RingReader {
     if (plan.dropDataBelow === "stamps") reader.dropDataBelowSeq = (await scanRing(volume, superblock.blockBytes, superblock.ringBlocks)).highestSeq + 1n;
     else if (plan.dropDataBelow !== undefined) reader.dropDataBelowSeq = plan.dropDataBelow;
     if (plan.at !== undefined) reader.moveTo(plan.at);
-    if (plan.seek !== undefined) reader.moveTo(core.seekTo(plan.seek, await findRecordStart(volume, reader.B, reader.ringBlocks, plan.seek, options.scanLimitBlocks), reader.block));
+    if (plan.seek !== undefined) reader.moveTo(core.seekTo(plan.seek, await findRecordStart(volume, reader.blockBytes, reader.ringBlocks, plan.seek, options.scanLimitBlocks), reader.block));
     return reader;
   }
 
@@ -102,7 +102,7 @@ export class RingReader {
   /** The peer's status block (its head, its ack of our records, its heartbeat); cached as lastStatus. */
   async readStatus(): Promise<StatusBlock | undefined> {
     const mac = this.keys?.statusMac ?? (this.superblock.authMode === AuthMode.Keyed ? "unverified" : undefined);
-    const read = await readStatusSlots(this.volume, this.B, mac); // a buffer of its own per read: calls may overlap
+    const read = await readStatusSlots(this.volume, this.blockBytes, mac); // a buffer of its own per read: calls may overlap
     const decision = core.acceptStatus(this.policy, this.state, this.superblock.volumeUuid, this.lastStatus, read.slots, read.status);
     this.counters.authFailures += decision.authFailures;
     this.counters.downgrades += decision.downgrades;
@@ -139,7 +139,7 @@ export class RingReader {
 
   /** Byte offset of the expected block on the volume. */
   get expectedOffset(): number {
-    return (RING_START_BLOCK + this.block) * this.B;
+    return (RING_START_BLOCK + this.block) * this.blockBytes;
   }
 
   /** One attempt at the expected position. `fresh`: firstBlock already holds the block as just read (after a watch). */
@@ -151,8 +151,8 @@ export class RingReader {
   }
 
   private async pollOnce(visit: FrameVisitor, fresh: boolean, onRecord: RecordVisitor | undefined): Promise<PollOutcome> {
-    if (!fresh) await this.buffers.readRing(this.expectedOffset, "first", 0, this.B);
-    const first = checkFirstBlock(this.buffers.get("first"), this.B, this.seq, this.uuid);
+    if (!fresh) await this.buffers.readRing(this.expectedOffset, "first", 0, this.blockBytes);
+    const first = checkFirstBlock(this.buffers.get("first"), this.blockBytes, this.seq, this.uuid);
     const header = first.kind === "header" ? first.header : undefined;
     let body: BodyVerdict | undefined;
     for (let n = 0; n < core.MAX_DECISIONS_PER_POLL; n++) {
@@ -200,7 +200,7 @@ export class RingReader {
   /** A record whose checks passed: refused (replayed), a pad, or delivered; then past it. */
   private async accept(verb: "refuse" | "pad" | "deliver", header: RecordHeader, visit: FrameVisitor, onRecord: RecordVisitor | undefined): Promise<PollOutcome> {
     const seq = this.seq;
-    const record = this.buffers.get("record").subarray(0, header.blockCount * this.B);
+    const record = this.buffers.get("record").subarray(0, header.blockCount * this.blockBytes);
     if (verb !== "refuse") await onRecord?.(record, this.block, seq);
     const outcome = verb === "refuse" ? "refused" : verb === "pad" ? "pad" : this.deliver(header, record, seq, visit);
     this.counters[OUTCOME_COUNTERS[outcome]]++;
@@ -212,7 +212,7 @@ export class RingReader {
   private deliver(header: RecordHeader, record: Uint8Array, seq: bigint, visit: FrameVisitor): "delivered" | "damaged" {
     if (this.framingOnly) return "delivered";
     const stale = seq < this.dropDataBelowSeq;
-    const problem = forEachFrame(record, this.B, header, this.scratch, (type, flags, bytes, offset, length) => {
+    const problem = forEachFrame(record, this.blockBytes, header, this.scratch, (type, flags, bytes, offset, length) => {
       if (stale && type === FrameType.Data) return void this.counters.staleDataDropped++;
       this.counters.frames++;
       visit(seq, type, flags, bytes, offset, length);
@@ -235,16 +235,16 @@ export class RingReader {
 
   /** Reads the other blocks of the record whose first block is in the record buffer, at ring `block`, and checks it. */
   private async readBody(block: number, header: RecordHeader, viaWindow: boolean): Promise<BodyVerdict> {
-    const [offsetBytes, end] = [(RING_START_BLOCK + block + 1) * this.B, header.blockCount * this.B];
-    if (header.blockCount > 1) await (viaWindow ? this.buffers.readRing(offsetBytes, "record", this.B, end) : this.buffers.read("record", offsetBytes, this.B, end));
-    return checkBody(this.buffers.get("record"), this.B, header, this.bodyAuth(header.epoch, block));
+    const [offsetBytes, end] = [(RING_START_BLOCK + block + 1) * this.blockBytes, header.blockCount * this.blockBytes];
+    if (header.blockCount > 1) await (viaWindow ? this.buffers.readRing(offsetBytes, "record", this.blockBytes, end) : this.buffers.read("record", offsetBytes, this.blockBytes, end));
+    return checkBody(this.buffers.get("record"), this.blockBytes, header, this.bodyAuth(header.epoch, block));
   }
 
   /** Keyed: whether an authentic record of `seq` starts at `block`: the table, asked there, accepts it (attacker stamps cannot steer us). */
   private async verifyAt(block: number, seq: bigint): Promise<boolean> {
     const at = { ...this.state, seq, block };
     const verb = (first: FirstBlockVerdict, body?: BodyVerdict): core.Verb => core.tableRow(this.facts(first, body, at))[this.policy.column];
-    const first = checkFirstBlock(await this.buffers.read("record", (RING_START_BLOCK + block) * this.B, 0, this.B), this.B, seq, this.uuid);
+    const first = checkFirstBlock(await this.buffers.read("record", (RING_START_BLOCK + block) * this.blockBytes, 0, this.blockBytes), this.blockBytes, seq, this.uuid);
     if (first.kind !== "header" || verb(first) !== "read-body") return false;
     const body = await this.readBody(block, first.header, false);
     if (body.kind === "auth") this.counters.authFailures++;
@@ -279,7 +279,7 @@ export class RingReader {
       found = { seq: stamp.seq, block };
       return true;
     };
-    await scanStamps(this.volume, this.B, this.ringBlocks, visit, { fromBlock: this.block + 1 });
+    await scanStamps(this.volume, this.blockBytes, this.ringBlocks, visit, { fromBlock: this.block + 1 });
     this.moveTo(core.skipDamaged(here, found, head));
     return "damaged";
   }

@@ -149,7 +149,7 @@ export async function writeSuperblock(volume: Volume, superblock: Superblock, ke
 }
 
 /** Reads copies A (block 0) and B (block volumeBlocks-1). */
-export async function readSuperblocks(volume: Volume, blockBytes: number, volumeBlocks: bigint, keys?: RingKeys): Promise<SuperblockPair> {
+async function readSuperblocks(volume: Volume, blockBytes: number, volumeBlocks: bigint, keys?: RingKeys): Promise<SuperblockPair> {
   const a = decodeSuperblock(await volume.read(0, blockBytes), keys?.superblockMac);
   const b = decodeSuperblock(await volume.read((volumeBlocks - 1n) * BigInt(blockBytes), blockBytes), keys?.superblockMac);
   return { a, b };
