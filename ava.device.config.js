@@ -7,5 +7,6 @@ export default {
   workerThreads: false,
   concurrency: 1,
   serial: true,
-  timeout: "60s",
+  // Inactivity bound: the longest test (the 60 s writer flood, issue 11) must finish inside it.
+  timeout: "150s",
 };
