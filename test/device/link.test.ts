@@ -3,53 +3,17 @@
 // sends numbered control and data messages while the test cuts, restores or half-cuts the primary
 // or stalls a mirror. Outcomes asserted: control exactly once and in order, data never delivered
 // twice, the failovers and failbacks that must happen, and that the cut removed only the primary.
-import { once } from "node:events";
-import type { ChildProcess } from "node:child_process";
 import test, { type ExecutionContext } from "ava";
 
 import { Lab } from "../../lib/node/lab.ts";
-import type { LinkStatus } from "../../lib/link/link.ts";
 import { sleep } from "../helpers/exec.ts";
+import { finishPeers, startPeers, type PeerReport } from "../helpers/link-peers.ts";
 import { NETNS_PREFIX } from "../helpers/netns.ts";
-
-interface PeerReport {
-  control: number[];
-  dataDistinct: number;
-  dataDuplicatesDelivered: number;
-  sentData: number;
-  status: LinkStatus;
-}
 
 async function lab(t: ExecutionContext): Promise<Lab> {
   const l = await Lab.create({ prefix: NETNS_PREFIX, loopDevices: false, volumeBytes: 16 * 1024 * 1024 });
   t.teardown(() => l.destroy());
   return l;
-}
-
-function startPeers(l: Lab, controlCount: number, dataCount: number): ChildProcess[] {
-  return l.nodes.map((n) => l.spawnIn(n.id, process.execPath, ["--import=tsx", "test/helpers/link-peer.ts", n.configPath, String(controlCount), String(dataCount), "5"]));
-}
-
-async function ready(children: ChildProcess[]): Promise<void> {
-  await Promise.all(children.map(async (c) => {
-    const [chunk] = (await once(c.stdout!, "data")) as [Buffer];
-    if (!String(chunk).includes("ready")) throw new Error(`peer did not start: ${String(chunk)}`);
-  }));
-}
-
-async function finish(children: ChildProcess[]): Promise<PeerReport[]> {
-  return Promise.all(
-    children.map(async (c) => {
-      let out = "";
-      let err = "";
-      c.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
-      c.stderr!.on("data", (chunk: Buffer) => (err += chunk.toString()));
-      c.stdin!.end("finish\n");
-      const [code] = (await once(c, "exit")) as [number | null];
-      if (code !== 0) throw new Error(`link peer exited ${code}: ${err}`);
-      return JSON.parse(out.trim().split("\n").at(-1)!) as PeerReport;
-    }),
-  );
 }
 
 function inOrderOnce(t: ExecutionContext, report: PeerReport, count: number, who: string): void {
@@ -59,8 +23,7 @@ function inOrderOnce(t: ExecutionContext, report: PeerReport, count: number, who
 
 test("a cut of the primary: control exactly once and in order, data never twice, failover then failback", async (t) => {
   const l = await lab(t);
-  const peers = startPeers(l, 700, 2800);
-  await ready(peers);
+  const peers = await startPeers(l, 700, 2800);
   await sleep(1000);
   await l.setPrimary(false);
   t.log("primary cut at 1.0 s");
@@ -68,7 +31,7 @@ test("a cut of the primary: control exactly once and in order, data never twice,
   await l.setPrimary(true);
   t.log("primary restored at 2.5 s");
   await sleep(2500);
-  const [a, b] = await finish(peers);
+  const [a, b] = await finishPeers(peers);
   for (const [r, who] of [
     [a!, "node 1"],
     [b!, "node 2"],
@@ -89,14 +52,13 @@ test("a cut of the primary: control exactly once and in order, data never twice,
 
 test("a one-way cut (node 1 -> node 2 blackholed): both nodes move to storage; control still exactly once", async (t) => {
   const l = await lab(t);
-  const peers = startPeers(l, 500, 2000);
-  await ready(peers);
+  const peers = await startPeers(l, 500, 2000);
   await sleep(800);
   await l.setOneWay(1, true);
   await sleep(1200);
   await l.setOneWay(1, false);
   await sleep(2000);
-  const [a, b] = await finish(peers);
+  const [a, b] = await finishPeers(peers);
   inOrderOnce(t, a!, 500, "node 1");
   inOrderOnce(t, b!, 500, "node 2");
   const reasons = (r: PeerReport) => r.status.transitions.filter((x) => x.kind === "path" && x.subject === "primary" && x.to === "down").map((x) => x.detail);
@@ -107,12 +69,11 @@ test("a one-way cut (node 1 -> node 2 blackholed): both nodes move to storage; c
 
 test("a stalled mirror takes the storage path down on both nodes while the primary carries everything", async (t) => {
   const l = await lab(t);
-  const peers = startPeers(l, 400, 1600);
-  await ready(peers);
+  const peers = await startPeers(l, 400, 1600);
   await sleep(500);
   await l.mirrors[0]!.stop(); // node 1 -> node 2 storage direction stops
   await sleep(2500);
-  const [a, b] = await finish(peers);
+  const [a, b] = await finishPeers(peers);
   inOrderOnce(t, a!, 400, "node 1");
   inOrderOnce(t, b!, 400, "node 2");
   t.is(b!.status.paths.storage.state, "down", "node 2 hears nothing over storage");

@@ -10,7 +10,6 @@
 // both nodes, pings answered, faults = recoveries. Recovery times are logged (outcomes asserted, with
 // a generous bound, never durations).
 import { execFile } from "node:child_process";
-import { once } from "node:events";
 import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -24,6 +23,7 @@ import { formatVolume, openSuperblock } from "../../lib/ring/superblocks.ts";
 import { mountExt4 } from "../helpers/ext4.ts";
 import { sleep } from "../helpers/exec.ts";
 import { upLab } from "../helpers/lab.ts";
+import { finishPeers, startPeers } from "../helpers/link-peers.ts";
 import { faultDevice } from "../helpers/nbd.ts";
 import { NETNS_PREFIX } from "../helpers/netns.ts";
 
@@ -269,23 +269,11 @@ test("the mirror stops, then starts again: the storage path is down with both no
   for (const s of back) t.is(s.storage.send.counters.faults + s.storage.receive.counters.faults, 0, `node ${s.node}: no local storage fault`);
 });
 
-interface PeerReport {
-  control: number[];
-  dataDistinct: number;
-  dataDuplicatesDelivered: number;
-  sentData: number;
-  status: LinkStatus;
-}
-
 test("control exactly once and in order, data never twice, across a stall and an EIO burst of the shared volume (Link peers, primary cut)", async (t) => {
   const fault = await faultDevice(t, 32);
   const lab = await healLab(t, fault.device, false, false);
   // test/helpers/link-peer.ts: numbered control (every 5 ms) and data (4 per 5 ms) both ways, through Link.
-  const peers = lab.nodes.map((n) => lab.spawnIn(n.id, process.execPath, ["--import=tsx", "test/helpers/link-peer.ts", n.configPath, "2000", "8000", "5"]));
-  await Promise.all(peers.map(async (c) => {
-    const [chunk] = (await once(c.stdout!, "data")) as [Buffer];
-    if (!String(chunk).includes("ready")) throw new Error(`peer did not start: ${String(chunk)}`);
-  }));
+  const peers = await startPeers(lab, 2000, 8000);
   await sleep(1000);
   await lab.setPrimary(false);
   await sleep(1500);
@@ -297,16 +285,7 @@ test("control exactly once and in order, data never twice, across a stall and an
   await sleep(1500);
   await fault.setFailing(false);
   await sleep(1500);
-  const [a, b] = await Promise.all(peers.map(async (c) => {
-    let out = "";
-    let err = "";
-    c.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
-    c.stderr!.on("data", (chunk: Buffer) => (err += chunk.toString()));
-    c.stdin!.end("finish\n");
-    const [code] = (await once(c, "exit")) as [number | null];
-    if (code !== 0) throw new Error(`link peer exited ${code}: ${err}`);
-    return JSON.parse(out.trim().split("\n").at(-1)!) as PeerReport;
-  }));
+  const [a, b] = await finishPeers(peers);
   for (const [r, who] of [
     [a!, "node 1"],
     [b!, "node 2"],

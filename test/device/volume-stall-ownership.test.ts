@@ -7,19 +7,10 @@ import test, { type ExecutionContext } from "ava";
 import { ErrorCode, LunlinkError, Volume } from "../../lib/index.ts";
 import { addon } from "../../lib/io/native.ts";
 import { faultDevice, type FaultDevice } from "../helpers/nbd.ts";
+import { foreignAligned } from "../helpers/buffers.ts";
 
 const MiB = 1024 * 1024;
 const IO_TIMEOUT_MS = 300;
-
-/** A view over a plain (V8-allocated) ArrayBuffer at a 4096-aligned address: memory JS can detach. */
-function foreignAligned(lengthBytes: number): Uint8Array {
-  const backing = new Uint8Array(new ArrayBuffer(lengthBytes + 4096));
-  for (let shift = 0; shift < 4096; shift += 8) {
-    const view = backing.subarray(shift, shift + lengthBytes);
-    if (addon().addressAlignment(view) >= 4096) return view;
-  }
-  throw new Error("no 4096-aligned offset in a 4096-byte window");
-}
 
 async function untilRecovered(volume: Volume): Promise<void> {
   for (let i = 0; i < 200 && volume.stalled; i++) await new Promise((r) => setTimeout(r, 50));

@@ -9,18 +9,9 @@ import { Worker } from "node:worker_threads";
 import { ErrorCode, Volume, alignedBuffer } from "../../lib/index.ts";
 import { addon, registerRequest, routeCompletions } from "../../lib/io/native.ts";
 import { sparseFile } from "../helpers/scratch.ts";
+import { foreignAligned } from "../helpers/buffers.ts";
 
 const MiB = 1024 * 1024;
-
-/** A view of `lengthBytes` over a plain (V8-allocated) ArrayBuffer, placed at a 4096-aligned address. */
-function foreignAligned(lengthBytes: number): Uint8Array {
-  const backing = new Uint8Array(new ArrayBuffer(lengthBytes + 4096));
-  for (let shift = 0; shift < 4096; shift += 8) {
-    const view = backing.subarray(shift, shift + lengthBytes);
-    if (addon().addressAlignment(view) >= 4096) return view;
-  }
-  throw new Error("no 4096-aligned offset in a 4096-byte window");
-}
 
 test("alloc() buffers are native-owned and cannot be transferred away (structuredClone and postMessage copy them)", async (t) => {
   const volume = await Volume.open(await sparseFile(t, MiB));
