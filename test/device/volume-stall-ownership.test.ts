@@ -5,7 +5,6 @@
 import test, { type ExecutionContext } from "ava";
 
 import { ErrorCode, LunlinkError, Volume } from "../../lib/index.ts";
-import { addon } from "../../lib/io/native.ts";
 import { faultDevice, type FaultDevice } from "../helpers/nbd.ts";
 import { foreignAligned } from "../helpers/buffers.ts";
 
