@@ -7,6 +7,7 @@
 // (distinct count and duplicates), and the link's status.
 import { loadConfig, linkOptions } from "../../lib/node/config.ts";
 import { Link } from "../../lib/link/link.ts";
+import { raiseScheduling } from "../../lib/node/scheduling.ts";
 
 const [configPath, controlArg, dataArg, paceArg] = process.argv.slice(2);
 const controlCount = Number(controlArg);
@@ -17,7 +18,10 @@ setTimeout(() => {
   process.exit(3);
 }, 60_000).unref();
 
-const link = await Link.open(linkOptions(await loadConfig(configPath!)));
+const config = await loadConfig(configPath!);
+// A node as `lunlink up` runs it (lib/node/run.ts): real-time unless the config says otherwise.
+await raiseScheduling(config.scheduling);
+const link = await Link.open(linkOptions(config));
 const control: number[] = [];
 const data = new Map<number, number>();
 link.on("control", (p) => control.push(new DataView(p.buffer, p.byteOffset).getUint32(0, true)));
