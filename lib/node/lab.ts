@@ -324,7 +324,10 @@ export class MirrorProcess {
   /** Starts following (again, after stop()): a mirror restarted by its operator. */
   start(): void {
     if (this.child !== undefined && this.running) return;
-    this.child = spawn(process.execPath, [lunlinkBin(), "mirror", "copy", "--follow", this.source, this.destination], { detached: true, stdio: ["ignore", "ignore", "pipe"] });
+    // Real-time like the nodes (chrt, SCHED_RR 1): the mirror stands in for the array, which has CPUs
+    // of its own; at normal priority a CPU hog on this machine starved it and took the storage path down.
+    const mirror = [process.execPath, lunlinkBin(), "mirror", "copy", "--follow", this.source, this.destination];
+    this.child = spawn("chrt", ["--rr", "1", ...mirror], { detached: true, stdio: ["ignore", "ignore", "pipe"] });
     this.child.stderr!.on("data", (chunk: Buffer) => (this.stderr = (this.stderr + chunk.toString("utf8")).slice(-2000)));
     const child = this.child;
     this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
