@@ -5,7 +5,7 @@ import { mkdir, open, rm, truncate } from "node:fs/promises";
 import { join } from "node:path";
 
 import { ErrorCode, LunlinkError, Volume } from "../../lib/index.ts";
-import { mountExt4 } from "../helpers/ext4.ts";
+import { fillFileSystem, mountExt4 } from "../helpers/ext4.ts";
 import { run } from "../helpers/exec.ts";
 import { attachLoop } from "../helpers/loop.ts";
 import { faultDevice } from "../helpers/nbd.ts";
@@ -100,17 +100,7 @@ test("ENOSPC: writing into a sparse volume on a full file system", async (t) => 
   const handle = await open(volumePath, "w");
   await handle.truncate(64 * MiB); // sparse: far larger than the file system
   await handle.close();
-  // Fill the file system.
-  const filler = await open(join(mountpoint, "filler"), "w");
-  const chunk = Buffer.alloc(MiB, 1);
-  for (let i = 0; i < 64; i++) {
-    try {
-      await filler.write(chunk);
-    } catch {
-      break;
-    }
-  }
-  await filler.close();
+  await fillFileSystem(mountpoint, 64);
 
   const volume = await Volume.open(volumePath);
   t.teardown(() => volume.close());

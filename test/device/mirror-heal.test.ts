@@ -18,7 +18,7 @@ import { RemoteMirrorPusher } from "../../lib/mirror/remote-pusher.ts";
 import { RemoteMirrorServer } from "../../lib/mirror/remote-server.ts";
 import type { RingMirror } from "../../lib/mirror/ring-mirror.ts";
 import type { HealthChange } from "../../lib/mirror/health.ts";
-import { mountExt4 } from "../helpers/ext4.ts";
+import { fillFileSystem, mountExt4 } from "../helpers/ext4.ts";
 import { sleep } from "../helpers/exec.ts";
 import { jsonLines } from "../helpers/json-lines.ts";
 import { mirrorFrame } from "../helpers/mirror-stream.ts";
@@ -172,16 +172,7 @@ test("mirror copy --follow: ENOSPC on a sparse destination until the file system
   const handle = await open(destinationPath, "w");
   await handle.truncate(4 * MiB); // sparse: every block the mirror writes needs space
   await handle.close();
-  const filler = await open(join(mountpoint, "filler"), "w");
-  const chunk = Buffer.alloc(MiB, 1);
-  for (let i = 0; i < 64; i++) {
-    try {
-      await filler.write(chunk);
-    } catch {
-      break;
-    }
-  }
-  await filler.close();
+  const filler = await fillFileSystem(mountpoint, 64);
 
   const source = await Volume.open(sourcePath, { readOnly: true, ioTimeoutMs: 5000 });
   const destination = await Volume.open(destinationPath, { ioTimeoutMs: 5000 });
@@ -194,7 +185,7 @@ test("mirror copy --follow: ENOSPC on a sparse destination until the file system
   const resynced = startMirror(t, mirror);
   await until(t, "ENOSPC reported", () => states.includes("faulted:no-space"));
   await until(t, "retried (backing off)", () => mirror.supervisor.counters.noSpace >= 2);
-  await rm(join(mountpoint, "filler"));
+  await rm(filler);
   await resynced;
   await send.append(20, 40);
   await until(t, "the copy equal to the source", () => ringsEqual(sourcePath, destinationPath));

@@ -20,7 +20,7 @@ import type { LinkStatus } from "../../lib/link/link.ts";
 import { Lab, lunlinkBin } from "../../lib/node/lab.ts";
 import { LocalMirror } from "../../lib/mirror/local.ts";
 import { formatVolume, openSuperblock } from "../../lib/ring/superblocks.ts";
-import { mountExt4 } from "../helpers/ext4.ts";
+import { fillFileSystem, mountExt4 } from "../helpers/ext4.ts";
 import { sleep } from "../helpers/exec.ts";
 import { upLab } from "../helpers/lab.ts";
 import { finishPeers, startPeers } from "../helpers/link-peers.ts";
@@ -225,18 +225,7 @@ test("ENOSPC on a sparse file volume: the writer reports NO_SPACE, and is back o
   const lab = await healLab(t, shared);
 
   // Fill the file system: the writer's next record lands in a hole that cannot be allocated.
-  const filler = join(mountpoint, "filler");
-  const fill = await open(filler, "w");
-  const chunk = Buffer.alloc(1024 * 1024, 1);
-  for (let i = 0; i < 32; i++) {
-    try {
-      await fill.write(chunk);
-      await fill.sync();
-    } catch {
-      break;
-    }
-  }
-  await fill.close();
+  const filler = await fillFileSystem(mountpoint, 32);
   const full = await lab.waitFor(1, "send volume out of space", (s) => s.storage.send.fault?.code === "ERR_LUNLINK_NO_SPACE", 15_000);
   t.true(full.storage.send.counters.faults >= 1);
 

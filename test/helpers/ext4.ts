@@ -1,7 +1,7 @@
 // A small ext4 file system on a loop device, mounted in a scratch directory, for ENOSPC tests.
 // Teardown unmounts and detaches (teardowns run last-in first-out: unmount before detach).
 import { join } from "node:path";
-import { mkdir } from "node:fs/promises";
+import { mkdir, open } from "node:fs/promises";
 import type { ExecutionContext } from "ava";
 
 import { run } from "./exec.ts";
@@ -17,4 +17,28 @@ export async function mountExt4(t: ExecutionContext, sizeMiB: number): Promise<s
   await run("mount", ["-t", "ext4", device, mountpoint]);
   t.teardown(() => run("umount", [mountpoint]).then(() => undefined));
   return mountpoint;
+}
+
+/**
+ * Fills the file system at `mountpoint` with a file of 1 MiB chunks (each synced, so delayed
+ * allocation cannot hide the shortage) until a write fails or `maxMiB` are written; returns the
+ * filler's path (remove it to give the space back).
+ */
+export async function fillFileSystem(mountpoint: string, maxMiB: number): Promise<string> {
+  const path = join(mountpoint, "filler");
+  const filler = await open(path, "w");
+  const chunk = Buffer.alloc(1024 * 1024, 1);
+  try {
+    for (let i = 0; i < maxMiB; i++) {
+      try {
+        await filler.write(chunk);
+        await filler.sync();
+      } catch {
+        break;
+      }
+    }
+  } finally {
+    await filler.close();
+  }
+  return path;
 }
