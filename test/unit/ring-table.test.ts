@@ -7,9 +7,9 @@ import test from "ava";
 import { RecordKind } from "../../lib/format/layout.ts";
 import type { FirstBlockVerdict, RecordHeader } from "../../lib/format/record.ts";
 import type { StatusBlock, StatusDecode } from "../../lib/format/status.ts";
-import type { Superblock } from "../../lib/format/superblock.ts";
 import * as core from "../../lib/ring/decide.ts";
 import { ErrorCode } from "../../lib/index.ts";
+import { statusFixture, superblockFixture } from "../helpers/blocks.ts";
 
 const SLOTS: readonly core.SlotKind[] = ["empty", "older", "newer", "foreign", "torn", "header"];
 const BODIES: readonly core.BodyKind[] = ["unread", "valid", "newer", "auth", "downgrade", "torn"];
@@ -114,22 +114,7 @@ function header(overrides: Partial<RecordHeader> = {}): RecordHeader {
   return { kind: RecordKind.Batch, flags: 1, epoch: EPOCH, seq: 100n, blockCount: 2, payloadBytes: 100, frameCount: 1, timestampMs: 0n, ...overrides };
 }
 function status(overrides: Partial<StatusBlock> = {}): StatusBlock {
-  return {
-    slot: 0,
-    volumeUuid: "uuid-a",
-    epoch: EPOCH,
-    generation: 7n,
-    headSeq: 120n,
-    headBlock: 40n,
-    oldestSeq: 90n,
-    ackEpoch: 0n,
-    ackSeq: 0n,
-    heartbeat: 0n,
-    deliveredEpoch: 0n,
-    deliveredSeq: 0n,
-    wallClockMs: 0n,
-    ...overrides,
-  };
+  return statusFixture({ volumeUuid: "uuid-a", epoch: EPOCH, generation: 7n, headSeq: 120n, headBlock: 40n, oldestSeq: 90n, ...overrides });
 }
 const allKeys = (): boolean => true;
 const valid = { kind: "valid" } as const;
@@ -214,7 +199,7 @@ test("overrun: keyless resyncs at the newer record's start, else the status head
 });
 
 test("epoch adoption: wait for a lagging superblock, refuse another volume, keep the position below epochStartSeq", (t) => {
-  const sb = (epoch: bigint, epochStartSeq: bigint, volumeUuid = "uuid-a") => ({ epoch, epochStartSeq, epochStartBlock: 7n, volumeUuid }) as Superblock;
+  const sb = (epoch: bigint, epochStartSeq: bigint, volumeUuid = "uuid-a") => superblockFixture({ epoch, epochStartSeq, epochStartBlock: 7n, volumeUuid });
   t.deepEqual(core.adoptEpoch(core.KEYLESS, state(), "uuid-a", undefined, 6n), { do: "wait", replayed: false });
   t.deepEqual(core.adoptEpoch(core.KEYLESS, state(), "uuid-a", sb(6n, 100n, "uuid-b"), 6n), { do: "wrong-pair", volumeUuid: "uuid-b" });
   t.deepEqual(core.adoptEpoch(core.KEYLESS, state(), "uuid-a", sb(5n, 50n), 6n), { do: "wait", replayed: false });
