@@ -23,7 +23,7 @@ const MODULES = [
     mutate: [`lib/format/${file}.ts`],
     tests: FORMAT_TESTS,
   })),
-  { name: "link/paths", mutate: ["lib/link/paths.ts"], tests: unit("link-core", "link-paths-boundaries") },
+  { name: "link/paths", mutate: ["lib/link/paths.ts"], tests: unit("link-core", "link-paths-boundaries", "link-core-counters") },
   { name: "link/window", mutate: ["lib/link/window.ts"], tests: unit("link-core", "link-window") },
   { name: "link/control", mutate: ["lib/link/control.ts"], tests: unit("link-core", "link-control") },
   { name: "link/seal", mutate: ["lib/link/seal.ts"], tests: unit("link-seal", "link-seal-boundaries") },
