@@ -27,7 +27,10 @@ const MODULES = [
   { name: "link/window", mutate: ["lib/link/window.ts"], tests: unit("link-core", "link-window") },
   { name: "link/control", mutate: ["lib/link/control.ts"], tests: unit("link-core", "link-control") },
   { name: "link/seal", mutate: ["lib/link/seal.ts"], tests: unit("link-seal", "link-seal-boundaries") },
-  { name: "ring/decide", mutate: ["lib/ring/decide.ts"], tests: unit("ring-table", "ring-table-reader") },
+  // decide.ts memoizes tableRow per combination of facts in a module-level array: in one process the
+  // rows cached before a mutant was switched on would hide it, and rows cached under a mutant would
+  // fail the runs after it. So one fresh process (test files loaded anew) per mutant.
+  { name: "ring/decide", mutate: ["lib/ring/decide.ts"], tests: unit("ring-table", "ring-table-reader"), freshProcess: true },
 ];
 
 const REPORT_DIR = "reports/mutation";
@@ -96,6 +99,7 @@ for (const module of selected) {
     ...runner,
     mutate: module.mutate,
     concurrency,
+    ...(module.freshProcess === true ? { maxTestRunnerReuse: 1 } : {}),
     timeoutMS: TIMEOUT_SLACK_MS,
     timeoutFactor: TIMEOUT_FACTOR,
     // /build: the sandbox (.stryker-tmp/sandbox-*/) finds build/Release/lunlink.node by walking up.
