@@ -243,3 +243,52 @@ test("positions: past a record, a pad ends the lap, the ring end wraps; start pl
   t.is(core.superblockFailure(core.KEYED, ErrorCode.WrongKey), "authFailures");
   t.is(core.superblockFailure(core.KEYED, ErrorCode.IoError), undefined, "I/O errors are thrown");
 });
+
+test("overrun evidence: only a stamp of the newer seq itself, inside the ring before us, places it; no stamp and no status: here", (t) => {
+  const s = state({ block: 10 });
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, undefined, undefined), { seq: 130n, block: 10, lost: 30n }, "no evidence at all: the newer seq, here");
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, { seq: 131n, blockIndex: 2, blockCount: 3 }, undefined), { seq: 130n, block: 10, lost: 30n }, "another record's stamp says nothing");
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, { seq: 130n, blockIndex: 10, blockCount: 11 }, undefined), { seq: 130n, block: 0, lost: 30n }, "its start at ring block 0");
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, undefined, status({ headSeq: 100n })), { seq: 100n, block: 40, lost: 0n }, "a head at our seq loses nothing");
+  t.is(core.overrunClaim(s, 130n, undefined), undefined);
+  t.is(core.overrunClaim(s, 130n, { seq: 131n, blockIndex: 2, blockCount: 3 }), undefined, "another record's stamp");
+  t.is(core.overrunClaim(s, 130n, { seq: 130n, blockIndex: 11, blockCount: 12 }), undefined, "its start would lie before ring block 0");
+  t.deepEqual(core.overrunClaim(s, 130n, { seq: 130n, blockIndex: 2, blockCount: 3 }), { seq: 130n, block: 8 });
+  t.is(core.statusOverrun(s, undefined), undefined, "no status: no evidence");
+  t.is(core.statusOverrun(s, status({ oldestSeq: 101n, epoch: EPOCH + 1n })), undefined, "another epoch's status: no evidence");
+});
+
+test("epoch adoption: a lagging superblock is a replay only when keyed and older than the reader's own epoch", (t) => {
+  const sb = (epoch: bigint) => superblockFixture({ epoch, epochStartSeq: 40n, epochStartBlock: 7n, volumeUuid: "uuid-a" });
+  t.deepEqual(core.adoptEpoch(core.KEYLESS, state(), "uuid-a", sb(EPOCH - 1n), EPOCH + 1n), { do: "wait", replayed: false }, "keyless: no anti-replay");
+  t.deepEqual(core.adoptEpoch(core.KEYED, state(), "uuid-a", sb(EPOCH), EPOCH + 1n), { do: "wait", replayed: false }, "keyed, the reader's epoch: the mirror lags");
+  t.deepEqual(core.adoptEpoch(core.KEYED, state(), "uuid-a", sb(EPOCH - 1n), EPOCH + 1n), { do: "wait", replayed: true });
+});
+
+test("start plans and seeks: oldest without a status starts where the reader stands; a seek that lands later counts the gap", (t) => {
+  const sb = { epoch: EPOCH, epochStartSeq: 50n };
+  t.deepEqual(core.startPlan(core.KEYLESS, "oldest", sb, undefined), {});
+  t.deepEqual(core.startPlan(core.KEYLESS, "head", sb, undefined), {});
+  t.deepEqual(core.seekTo(77n, undefined, 3), { seq: 77n, block: 3, lost: 0n }, "not found: the seq, here");
+  t.deepEqual(core.seekTo(77n, { seq: 80n, block: 5 }, 3), { seq: 80n, block: 5, lost: 3n });
+  t.deepEqual(core.seekTo(77n, { seq: 77n, block: 5 }, 3), { seq: 77n, block: 5, lost: 0n });
+});
+
+test("keyed superblock failures while following: a wrong key, an unformatted or a conflicting superblock count as auth failures", (t) => {
+  for (const code of [ErrorCode.WrongKey, ErrorCode.NotFormatted, ErrorCode.SuperblockConflict]) t.is(core.superblockFailure(core.KEYED, code), "authFailures", code);
+  t.is(core.superblockFailure(core.KEYLESS, ErrorCode.NotFormatted), undefined, "keyless: thrown");
+  t.is(core.superblockFailure(core.KEYLESS, ErrorCode.Downgrade), undefined, "keyless: thrown");
+});
+
+test("keyed status acceptance at its edges: older by epoch or generation is a replay (same volume only); a status of an earlier epoch keeps the last of ours", (t) => {
+  const ok = (s: StatusBlock): StatusDecode => ({ ok: true, status: s });
+  const use = (last: StatusBlock | undefined, picked: StatusBlock) => core.acceptStatus(core.KEYED, state(), "uuid-a", last, [ok(picked), ok(picked)], picked);
+  const last = status({ epoch: EPOCH, generation: 9n });
+  t.like(use(last, status({ epoch: EPOCH - 1n, generation: 99n })), { do: "use", status: last, remember: false, replays: 1 }, "an older epoch, whatever its generation");
+  const newer = status({ epoch: EPOCH + 1n, generation: 1n });
+  t.like(use(last, newer), { do: "use", status: newer, remember: true, replays: 0 }, "a newer epoch starts its generations again");
+  t.like(use(last, status({ volumeUuid: "uuid-b", generation: 8n })), { do: "check-superblock" }, "another volume's status is no replay of ours");
+  // Of an epoch before the reader's and no replay: no decision from it; the last status stays only if it is of the reader's epoch.
+  t.like(use(last, status({ volumeUuid: "uuid-b", epoch: EPOCH - 1n })), { do: "use", status: last, remember: false, replays: 0 });
+  t.like(use(status({ epoch: EPOCH - 2n }), status({ epoch: EPOCH - 1n })), { do: "use", status: undefined, remember: false, replays: 0 });
+});
