@@ -333,3 +333,20 @@ test("issue 11: reader.watch waits in the reader's own buffer, and a watch that 
   t.is(await reader.poll(visit, false, () => void volume.completeParkedReads(0xee)), "delivered");
   t.deepEqual(frames, ["watched", "after the stall"]);
 });
+
+test("N1 keyed: a newer record that verifies as a pad at its own slot is evidence of an overrun too", async (t) => {
+  const { reader, put, poll } = await lab({ key: new Uint8Array(32).fill(4) });
+  put(5n, 0, { kind: RecordKind.Pad }); // the writer lapped us and ended its lap here
+  t.is(await poll(), "overrun");
+  t.is(reader.lastRow, "N1");
+  t.deepEqual([reader.seq, reader.block, reader.counters.lost, reader.counters.overruns], [5n, 0, 4n, 1]);
+  t.is(await poll(), "pad");
+});
+
+test("N1 keyed: an authentic newer record below the anti-replay mark still proves the writer lapped us", async (t) => {
+  const { reader, put, poll } = await lab({ key: new Uint8Array(32).fill(8), reader: { start: { seq: 1n }, notBefore: { epoch: 1n, seq: 5n } } });
+  put(5n, 0); // authentic, at the mark: never delivered, yet it is where the writer has been
+  t.is(await poll(), "overrun");
+  t.deepEqual([reader.seq, reader.block, reader.counters.overruns], [5n, 0, 1]);
+  t.is(await poll(), "refused");
+});
