@@ -1,15 +1,15 @@
 // Faults produced for real (DESIGN.md section 5): a device that stalls without an error, EIO on
 // demand, ENOSPC, a file system without O_DIRECT, a backing file that shrinks.
 import test from "ava";
-import { mkdir, open, rm, truncate } from "node:fs/promises";
+import { mkdir, rm, truncate } from "node:fs/promises";
 import { join } from "node:path";
 
 import { ErrorCode, LunlinkError, Volume } from "../../lib/index.ts";
-import { fillFileSystem, mountExt4 } from "../helpers/ext4.ts";
+import { sparseFileOnFullExt4 } from "../helpers/ext4.ts";
 import { run } from "../helpers/exec.ts";
 import { attachLoop } from "../helpers/loop.ts";
 import { faultDevice } from "../helpers/nbd.ts";
-import { scratchDir, sparseFile } from "../helpers/scratch.ts";
+import { scratchDir, sparseFile, sparseFileIn } from "../helpers/scratch.ts";
 
 const MiB = 1024 * 1024;
 
@@ -95,14 +95,9 @@ test("EIO from the device is reported with errno, syscall and path, and clears w
 });
 
 test("ENOSPC: writing into a sparse volume on a full file system", async (t) => {
-  const mountpoint = await mountExt4(t, 16);
-  const volumePath = join(mountpoint, "volume.img");
-  const handle = await open(volumePath, "w");
-  await handle.truncate(64 * MiB); // sparse: far larger than the file system
-  await handle.close();
-  await fillFileSystem(mountpoint, 64);
+  const { path } = await sparseFileOnFullExt4(t, 64 * MiB); // far larger than the file system
 
-  const volume = await Volume.open(volumePath);
+  const volume = await Volume.open(path);
   t.teardown(() => volume.close());
   const data = volume.alloc(MiB);
   data.fill(7);
@@ -127,10 +122,7 @@ test("ramfs refuses O_DIRECT: a clear error that names the file system", async (
   await mkdir(mountpoint);
   await run("mount", ["-t", "ramfs", "lunlink-test-ramfs", mountpoint]);
   t.teardown(() => run("umount", [mountpoint]).then(() => undefined));
-  const path = join(mountpoint, "volume.img");
-  const handle = await open(path, "w");
-  await handle.truncate(MiB);
-  await handle.close();
+  const path = await sparseFileIn(mountpoint, MiB);
   const error = await t.throwsAsync(Volume.open(path));
   t.is((error as LunlinkError).code, ErrorCode.NoDirectIo);
   t.is((error as LunlinkError).errno, 22);

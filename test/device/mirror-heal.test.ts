@@ -7,8 +7,7 @@
 import test, { type ExecutionContext } from "ava";
 import { spawn } from "node:child_process";
 import { connect } from "node:net";
-import { open, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { rm } from "node:fs/promises";
 
 import { FrameType, RingWriter, Volume, formatVolume } from "../../lib/index.ts";
 import { RING_START_BLOCK } from "../../lib/format/layout.ts";
@@ -18,11 +17,11 @@ import { RemoteMirrorPusher } from "../../lib/mirror/remote-pusher.ts";
 import { RemoteMirrorServer } from "../../lib/mirror/remote-server.ts";
 import type { RingMirror } from "../../lib/mirror/ring-mirror.ts";
 import type { HealthChange } from "../../lib/mirror/health.ts";
-import { fillFileSystem, mountExt4 } from "../helpers/ext4.ts";
+import { sparseFileOnFullExt4 } from "../helpers/ext4.ts";
 import { sleep } from "../helpers/exec.ts";
 import { jsonLines } from "../helpers/json-lines.ts";
 import { mirrorFrame } from "../helpers/mirror-stream.ts";
-import { faultDevice } from "../helpers/nbd.ts";
+import { faultDevice, type FaultDevice } from "../helpers/nbd.ts";
 import { sparseFile } from "../helpers/scratch.ts";
 
 const CLI = new URL("../helpers/lunlink-cli.ts", import.meta.url).pathname;
@@ -92,21 +91,65 @@ function startMirror(t: ExecutionContext, mirror: RingMirror): Promise<void> {
   return resynced;
 }
 
-test("mirror copy --follow: the source stalls past ioTimeoutMs, then answers: the mirror reports it once, resumes by itself, the copy ends byte-equal", async (t) => {
-  const fault = await faultDevice(t, 16);
-  const send = await sendVolume(t, fault.device);
-  const destinationPath = await sparseFile(t, 16 * MiB, "copy.img");
-  const source = await Volume.open(fault.device, { readOnly: true, ioTimeoutMs: IO_TIMEOUT_MS });
-  const destination = await Volume.open(destinationPath, { ioTimeoutMs: IO_TIMEOUT_MS });
+/** The mirror's volumes (source read-only), closed in teardown; `destinationIoTimeoutMs` defaults to the source's. */
+async function mirrorVolumes(t: ExecutionContext, sourcePath: string, destinationPath: string, ioTimeoutMs = IO_TIMEOUT_MS, destinationIoTimeoutMs = ioTimeoutMs): Promise<{ source: Volume; destination: Volume }> {
+  const source = await Volume.open(sourcePath, { readOnly: true, ioTimeoutMs });
+  const destination = await Volume.open(destinationPath, { ioTimeoutMs: destinationIoTimeoutMs });
   t.teardown(async () => {
     await source.close().catch(() => undefined);
     await destination.close().catch(() => undefined);
   });
-  const mirror = await LocalMirror.open(source, destination, { ...FAST, force: true });
+  return { source, destination };
+}
+
+interface MirrorSetup {
+  fault: FaultDevice;
+  send: Awaited<ReturnType<typeof sendVolume>>;
+  sourcePath: string;
+  destinationPath: string;
+}
+
+/** The send volume on a fault device (the mirror's source stalls or fails), the copy on a 16 MiB sparse file. */
+async function faultySource(t: ExecutionContext): Promise<MirrorSetup> {
+  const fault = await faultDevice(t, 16);
+  const send = await sendVolume(t, fault.device);
+  return { fault, send, sourcePath: fault.device, destinationPath: await sparseFile(t, 16 * MiB, "copy.img") };
+}
+
+/** The send volume on a 4 MiB sparse file, the copy on a fault device (the mirror's destination stalls or fails). */
+async function faultyDestination(t: ExecutionContext): Promise<MirrorSetup> {
+  const sourcePath = await sparseFile(t, 4 * MiB, "send.img");
+  const send = await sendVolume(t, sourcePath);
+  const fault = await faultDevice(t, 16);
+  return { fault, send, sourcePath, destinationPath: fault.device };
+}
+
+/** Starts `mirror`, appends records 0..count-1 and waits until the copy holds them; returns its recorded states. */
+async function startCopying(t: ExecutionContext, mirror: RingMirror, setup: MirrorSetup, count: number): Promise<string[]> {
   const states = recordStates(mirror);
   await startMirror(t, mirror);
-  await send.append(0, 40);
-  await until(t, "the first records copied", () => ringsEqual(fault.device, destinationPath));
+  await setup.send.append(0, count);
+  await until(t, "the first records copied", () => ringsEqual(setup.sourcePath, setup.destinationPath));
+  return states;
+}
+
+/** A mirror server on loopback for `destination`, closed in teardown. */
+async function serve(t: ExecutionContext, destination: Volume): Promise<RemoteMirrorServer> {
+  const server = await RemoteMirrorServer.listen(destination, { host: "127.0.0.1", port: 0, force: true, closeTimeoutMs: 3000 });
+  t.teardown(() => server.close().then(() => undefined));
+  return server;
+}
+
+function pusherTo(server: RemoteMirrorServer, source: Volume): Promise<RemoteMirrorPusher> {
+  return RemoteMirrorPusher.open(source, { host: "127.0.0.1", port: server.address.port, ackTimeoutMs: 1000, ...FAST });
+}
+
+test("mirror copy --follow: the source stalls past ioTimeoutMs, then answers: the mirror reports it once, resumes by itself, the copy ends byte-equal", async (t) => {
+  const setup = await faultySource(t);
+  const { fault, send, destinationPath } = setup;
+  const { source, destination } = await mirrorVolumes(t, fault.device, destinationPath);
+  const mirror = await LocalMirror.open(source, destination, { ...FAST, force: true });
+  const states = await startCopying(t, mirror, setup, 40);
 
   fault.stop();
   await until(t, "the stall reported", () => states.includes("faulted:stall"));
@@ -126,20 +169,11 @@ test("mirror copy --follow: the source stalls past ioTimeoutMs, then answers: th
 });
 
 test("mirror copy --follow: the destination stalls, then fails with EIO for a while: each fault reported once, healed without a restart, byte-equal", async (t) => {
-  const sourcePath = await sparseFile(t, 4 * MiB, "send.img");
-  const send = await sendVolume(t, sourcePath);
-  const fault = await faultDevice(t, 16);
-  const source = await Volume.open(sourcePath, { readOnly: true, ioTimeoutMs: IO_TIMEOUT_MS });
-  const destination = await Volume.open(fault.device, { ioTimeoutMs: IO_TIMEOUT_MS });
-  t.teardown(async () => {
-    await source.close().catch(() => undefined);
-    await destination.close().catch(() => undefined);
-  });
+  const setup = await faultyDestination(t);
+  const { fault, send, sourcePath } = setup;
+  const { source, destination } = await mirrorVolumes(t, sourcePath, fault.device);
   const mirror = await LocalMirror.open(source, destination, { ...FAST, force: true });
-  const states = recordStates(mirror);
-  await startMirror(t, mirror);
-  await send.append(0, 30);
-  await until(t, "the first records copied", () => ringsEqual(sourcePath, fault.device));
+  const states = await startCopying(t, mirror, setup, 30);
 
   fault.stop();
   await until(t, "the stall reported", () => states.includes("faulted:stall"));
@@ -167,19 +201,9 @@ test("mirror copy --follow: ENOSPC on a sparse destination until the file system
   const sourcePath = await sparseFile(t, 4 * MiB, "send.img");
   const send = await sendVolume(t, sourcePath);
   await send.append(0, 20);
-  const mountpoint = await mountExt4(t, 16);
-  const destinationPath = join(mountpoint, "copy.img");
-  const handle = await open(destinationPath, "w");
-  await handle.truncate(4 * MiB); // sparse: every block the mirror writes needs space
-  await handle.close();
-  const filler = await fillFileSystem(mountpoint, 64);
-
-  const source = await Volume.open(sourcePath, { readOnly: true, ioTimeoutMs: 5000 });
-  const destination = await Volume.open(destinationPath, { ioTimeoutMs: 5000 });
-  t.teardown(async () => {
-    await source.close().catch(() => undefined);
-    await destination.close().catch(() => undefined);
-  });
+  // Sparse: every block the mirror writes needs space.
+  const { path: destinationPath, filler } = await sparseFileOnFullExt4(t, 4 * MiB);
+  const { source, destination } = await mirrorVolumes(t, sourcePath, destinationPath, 5000);
   const mirror = await LocalMirror.open(source, destination, FAST);
   const states = recordStates(mirror);
   const resynced = startMirror(t, mirror);
@@ -195,23 +219,13 @@ test("mirror copy --follow: ENOSPC on a sparse destination until the file system
 });
 
 test("mirror serve / push: the server's destination stalls, then fails with EIO: the pusher reconnects by itself, the stalled buffer is retired, byte-equal", async (t) => {
-  const sourcePath = await sparseFile(t, 4 * MiB, "send.img");
-  const send = await sendVolume(t, sourcePath);
-  const fault = await faultDevice(t, 16);
-  const source = await Volume.open(sourcePath, { readOnly: true, ioTimeoutMs: IO_TIMEOUT_MS });
-  const destination = await Volume.open(fault.device, { ioTimeoutMs: IO_TIMEOUT_MS });
-  t.teardown(async () => {
-    await source.close().catch(() => undefined);
-    await destination.close().catch(() => undefined);
-  });
-  const server = await RemoteMirrorServer.listen(destination, { host: "127.0.0.1", port: 0, force: true, closeTimeoutMs: 3000 });
-  t.teardown(() => server.close().then(() => undefined));
+  const setup = await faultyDestination(t);
+  const { fault, send, sourcePath } = setup;
+  const { source, destination } = await mirrorVolumes(t, sourcePath, fault.device);
+  const server = await serve(t, destination);
   const serverStates = recordStates(server);
-  const pusher = await RemoteMirrorPusher.open(source, { host: "127.0.0.1", port: server.address.port, ackTimeoutMs: 1000, ...FAST });
-  const states = recordStates(pusher);
-  await startMirror(t, pusher);
-  await send.append(0, 30);
-  await until(t, "the first records copied", () => ringsEqual(sourcePath, fault.device));
+  const pusher = await pusherTo(server, source);
+  const states = await startCopying(t, pusher, setup, 30);
 
   fault.stop();
   await until(t, "the server reports the stall", () => serverStates.includes("faulted:stall"));
@@ -237,10 +251,8 @@ test("mirror serve / push: the server's destination stalls, then fails with EIO:
 });
 
 test("lunlink mirror copy --follow --json: one state line per change through a source stall, and SIGTERM reports a flushed close", async (t) => {
-  const fault = await faultDevice(t, 16);
-  const send = await sendVolume(t, fault.device);
+  const { fault, send, destinationPath } = await faultySource(t);
   await send.append(0, 20);
-  const destinationPath = await sparseFile(t, 16 * MiB, "copy.img");
   const args = ["mirror", "copy", fault.device, destinationPath, "--follow", "--json", "--io-timeout-ms", String(IO_TIMEOUT_MS), "--retry-min-ms", "20", "--retry-max-ms", "200"];
   const child = spawn(process.execPath, ["--import=tsx", CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   t.teardown(() => {
@@ -261,22 +273,11 @@ test("lunlink mirror copy --follow --json: one state line per change through a s
 });
 
 test("mirror push: the source stalls past ioTimeoutMs, then answers: the pusher ends the session, reconnects by itself once the source answers, byte-equal", async (t) => {
-  const fault = await faultDevice(t, 16);
-  const send = await sendVolume(t, fault.device);
-  const destinationPath = await sparseFile(t, 16 * MiB, "copy.img");
-  const source = await Volume.open(fault.device, { readOnly: true, ioTimeoutMs: IO_TIMEOUT_MS });
-  const destination = await Volume.open(destinationPath, { ioTimeoutMs: IO_TIMEOUT_MS });
-  t.teardown(async () => {
-    await source.close().catch(() => undefined);
-    await destination.close().catch(() => undefined);
-  });
-  const server = await RemoteMirrorServer.listen(destination, { host: "127.0.0.1", port: 0, force: true, closeTimeoutMs: 3000 });
-  t.teardown(() => server.close().then(() => undefined));
-  const pusher = await RemoteMirrorPusher.open(source, { host: "127.0.0.1", port: server.address.port, ackTimeoutMs: 1000, ...FAST });
-  const states = recordStates(pusher);
-  await startMirror(t, pusher);
-  await send.append(0, 30);
-  await until(t, "the first records copied", () => ringsEqual(fault.device, destinationPath));
+  const setup = await faultySource(t);
+  const { fault, send, destinationPath } = setup;
+  const { source, destination } = await mirrorVolumes(t, fault.device, destinationPath);
+  const pusher = await pusherTo(await serve(t, destination), source);
+  const states = await startCopying(t, pusher, setup, 30);
 
   fault.stop();
   await until(t, "the stall reported", () => states.includes("faulted:stall"));
@@ -296,8 +297,7 @@ test("mirror serve on a really stalled device: a write parked past its deadline 
   const fault = await faultDevice(t, 16);
   const destination = await Volume.open(fault.device, { ioTimeoutMs: IO_TIMEOUT_MS });
   t.teardown(() => destination.close().catch(() => undefined));
-  const server = await RemoteMirrorServer.listen(destination, { host: "127.0.0.1", port: 0, force: true, closeTimeoutMs: 3000 });
-  t.teardown(() => server.close().then(() => undefined));
+  const server = await serve(t, destination);
   const hello = { type: "hello", volumeUuid: "00000000-0000-4000-8000-000000000001", pairUuid: "00000000-0000-4000-8000-000000000002", blockBytes: B, writerNode: 1, volumeBlocks: (16 * MiB) / B } as const;
 
   fault.stop();
@@ -349,21 +349,13 @@ async function rawClient(t: ExecutionContext, port: number): Promise<{ send(m: M
 }
 
 test("stop() and close() return while the destination is still stalled, and say what they could not flush", async (t) => {
-  const sourcePath = await sparseFile(t, 4 * MiB, "send.img");
-  const send = await sendVolume(t, sourcePath);
-  const fault = await faultDevice(t, 16);
-  const source = await Volume.open(sourcePath, { readOnly: true });
+  const setup = await faultyDestination(t);
+  const { fault, send, sourcePath } = setup;
   // A deadline far beyond the close bound: the stuck write is still live (not yet parked) at stop.
-  const destination = await Volume.open(fault.device, { ioTimeoutMs: 20_000 });
-  t.teardown(async () => {
-    fault.resume();
-    await source.close().catch(() => undefined);
-    await destination.close().catch(() => undefined);
-  });
+  const { source, destination } = await mirrorVolumes(t, sourcePath, fault.device, 5000, 20_000);
+  t.teardown(() => fault.resume()); // runs before the volumes close (teardowns run last first)
   const mirror = await LocalMirror.open(source, destination, { ...FAST, force: true, closeTimeoutMs: 300 });
-  await startMirror(t, mirror);
-  await send.append(0, 20);
-  await until(t, "the first records copied", () => ringsEqual(sourcePath, fault.device));
+  await startCopying(t, mirror, setup, 20);
   fault.stop();
   await send.append(20, 20);
   await until(t, "a destination write stuck", () => destination.inFlight > 0);
@@ -371,10 +363,14 @@ test("stop() and close() return while the destination is still stalled, and say 
   t.false(report.flushed);
   t.regex(report.detail, /did not finish within 300 ms/);
 
+  const stuckRequests = destination.inFlight;
   const server = await RemoteMirrorServer.listen(destination, { host: "127.0.0.1", port: 0, force: true, closeTimeoutMs: 300 });
   const pusher = await RemoteMirrorPusher.open(source, { host: "127.0.0.1", port: server.address.port, ...FAST, closeTimeoutMs: 300 });
   pusher.start();
-  await until(t, "the pusher's session sent a write the server cannot finish", () => server.counters.sessions >= 1 && pusher.link.bytesSent > 0);
+  // Not just "the pusher sent bytes": until its hello has reached the session, the server has
+  // nothing unfinished and closes flushed (seen under load). A request of the session's own on the
+  // stopped destination is what it cannot finish.
+  await until(t, "the server's session has a request the stopped destination cannot finish", () => destination.inFlight > stuckRequests);
   const closed = await server.close();
   t.false(closed.flushed, closed.detail);
   const pushed = await pusher.stop();

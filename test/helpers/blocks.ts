@@ -1,8 +1,9 @@
-// Superblock and status block values for codec tests: a valid one, with fields overridden.
+// Superblock and status block values for tests: a valid one, with fields overridden, and the block
+// it encodes to (through the real encoders, so no test copies the on-disk layout).
 import { randomBytes } from "node:crypto";
 
 import { AuthMode, RING_START_BLOCK } from "../../lib/format/layout.ts";
-import type { StatusBlock } from "../../lib/format/status.ts";
+import { encodeStatus, type StatusBlock } from "../../lib/format/status.ts";
 import type { Superblock } from "../../lib/format/superblock.ts";
 import { newUuid } from "../../lib/format/uuid.ts";
 
@@ -44,4 +45,11 @@ export function statusFixture(overrides: Partial<StatusBlock> = {}): StatusBlock
     wallClockMs: 1_764_000_000_000n,
     ...overrides,
   };
+}
+
+/** `status` as a block of `blockBytes` on the volume: encoded and sealed (MACed with `macKey`) by lib/format. */
+export function statusBlockBytes(status: StatusBlock, blockBytes: number, macKey?: Uint8Array): Uint8Array {
+  const block = new Uint8Array(blockBytes);
+  encodeStatus(status, block, macKey);
+  return block;
 }

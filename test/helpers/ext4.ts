@@ -6,7 +6,7 @@ import type { ExecutionContext } from "ava";
 
 import { run } from "./exec.ts";
 import { attachLoop } from "./loop.ts";
-import { sparseFile } from "./scratch.ts";
+import { sparseFile, sparseFileIn } from "./scratch.ts";
 
 export async function mountExt4(t: ExecutionContext, sizeMiB: number): Promise<string> {
   const image = await sparseFile(t, sizeMiB * 1024 * 1024, "ext4.img");
@@ -41,4 +41,16 @@ export async function fillFileSystem(mountpoint: string, maxMiB: number): Promis
     await filler.close();
   }
   return path;
+}
+
+/**
+ * ENOSPC on demand: a sparse file of `sizeBytes` on a fresh `fileSystemMiB` ext4 that is then filled,
+ * so writing any hole of the file fails with ENOSPC until `filler` is removed.
+ */
+export async function sparseFileOnFullExt4(t: ExecutionContext, sizeBytes: number, fileSystemMiB = 16): Promise<{ path: string; filler: string }> {
+  const mountpoint = await mountExt4(t, fileSystemMiB);
+  const path = await sparseFileIn(mountpoint, sizeBytes);
+  /** Four times the file system: fillFileSystem stops at the first failed write long before. */
+  const filler = await fillFileSystem(mountpoint, 4 * fileSystemMiB);
+  return { path, filler };
 }

@@ -12,7 +12,12 @@ export async function scratchDir(t: ExecutionContext): Promise<string> {
 
 /** A sparse file of `sizeBytes` in a fresh scratch directory. */
 export async function sparseFile(t: ExecutionContext, sizeBytes: number, name = "volume.img"): Promise<string> {
-  const path = join(await scratchDir(t), name);
+  return sparseFileIn(await scratchDir(t), sizeBytes, name);
+}
+
+/** A sparse file of `sizeBytes` named `name` in `dir` (a mounted test file system, say); removed with `dir`. */
+export async function sparseFileIn(dir: string, sizeBytes: number, name = "volume.img"): Promise<string> {
+  const path = join(dir, name);
   const handle = await open(path, "w");
   await handle.truncate(sizeBytes);
   await handle.close();

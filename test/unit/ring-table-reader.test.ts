@@ -5,15 +5,16 @@
 // authentication and its delivery.
 import test from "ava";
 
-import { FrameType, RING_START_BLOCK, RecordKind, STATUS_SLOT_BLOCKS } from "../../lib/format/layout.ts";
+import { FrameType, RING_START_BLOCK, RecordKind, STAMP_BYTES, STATUS_SLOT_BLOCKS } from "../../lib/format/layout.ts";
 import { RecordBuilder } from "../../lib/format/record.ts";
-import { encodeStatus, type StatusBlock } from "../../lib/format/status.ts";
+import type { StatusBlock } from "../../lib/format/status.ts";
 import type { Superblock } from "../../lib/format/superblock.ts";
 import { newUuid, uuidBytes } from "../../lib/format/uuid.ts";
 import { ErrorCode, LunlinkError } from "../../lib/index.ts";
 import { RingKeys } from "../../lib/ring/keys.ts";
 import { RingReader, type PollOutcome, type RingReaderOptions } from "../../lib/ring/reader.ts";
 import { formatVolume, openSuperblock, writeSuperblock } from "../../lib/ring/superblocks.ts";
+import { statusBlockBytes, statusFixture } from "../helpers/blocks.ts";
 import { MemVolume } from "../helpers/memvolume.ts";
 
 const B = 4096;
@@ -59,25 +60,8 @@ async function lab(options: LabOptions = {}) {
     return bytes;
   };
   const status = (fields: Partial<StatusBlock>): void => {
-    const block = new Uint8Array(B);
-    const full: StatusBlock = {
-      slot: 0,
-      volumeUuid: superblock.volumeUuid,
-      epoch: superblock.epoch,
-      generation: generation++,
-      headSeq: superblock.epochStartSeq,
-      headBlock: 0n,
-      oldestSeq: superblock.epochStartSeq,
-      ackEpoch: 0n,
-      ackSeq: 0n,
-      heartbeat: 0n,
-      deliveredEpoch: 0n,
-      deliveredSeq: 0n,
-      wallClockMs: 0n,
-      ...fields,
-    };
-    encodeStatus(full, block, keys?.statusMac);
-    volume.store.set(block, STATUS_SLOT_BLOCKS[0] * B);
+    const base = { volumeUuid: superblock.volumeUuid, epoch: superblock.epoch, generation: generation++, headSeq: superblock.epochStartSeq, headBlock: 0n, oldestSeq: superblock.epochStartSeq };
+    volume.store.set(statusBlockBytes(statusFixture({ ...base, ...fields }), B, keys?.statusMac), STATUS_SLOT_BLOCKS[0] * B);
   };
   const newEpoch = async (epochStartSeq: bigint, epochStartBlock: number): Promise<void> => {
     superblock = { ...superblock, epoch: superblock.epoch + 1n, epochStartSeq, epochStartBlock: BigInt(epochStartBlock), salt: new Uint8Array(32).fill(Number(superblock.epoch)) };
@@ -126,12 +110,9 @@ test("T1 on a fake clock: a torn slot waits strictly below damageTimeoutMs, then
 });
 
 test("T1: past the timeout, a slot the writer is not past keeps waiting (head = seq + 1: still being written)", async (t) => {
-  const { volume, reader, clock, status, poll } = await lab();
-  const stampOnly = new DataView(new ArrayBuffer(16)); // a stamp of seq 1, no header yet
-  stampOnly.setUint32(0, 0x4b424c4c, true);
-  stampOnly.setUint16(6, 1, true);
-  stampOnly.setBigUint64(8, 1n, true);
-  volume.store.set(new Uint8Array(stampOnly.buffer), RING_START_BLOCK * B);
+  const { volume, reader, clock, put, status, poll } = await lab();
+  put(1n, 0); // the record of seq 1 whose header is not written yet: its stamp only
+  volume.store.fill(0, RING_START_BLOCK * B + STAMP_BYTES, (RING_START_BLOCK + 1) * B);
   status({ headSeq: 2n, headBlock: 1n });
   t.is(await poll(), "waiting");
   clock.nowMs = 10_000;
@@ -351,4 +332,21 @@ test("issue 11: reader.watch waits in the reader's own buffer, and a watch that 
   put(2n, 1, { frames: ["after the stall"] });
   t.is(await reader.poll(visit, false, () => void volume.completeParkedReads(0xee)), "delivered");
   t.deepEqual(frames, ["watched", "after the stall"]);
+});
+
+test("N1 keyed: a newer record that verifies as a pad at its own slot is evidence of an overrun too", async (t) => {
+  const { reader, put, poll } = await lab({ key: new Uint8Array(32).fill(4) });
+  put(5n, 0, { kind: RecordKind.Pad }); // the writer lapped us and ended its lap here
+  t.is(await poll(), "overrun");
+  t.is(reader.lastRow, "N1");
+  t.deepEqual([reader.seq, reader.block, reader.counters.lost, reader.counters.overruns], [5n, 0, 4n, 1]);
+  t.is(await poll(), "pad");
+});
+
+test("N1 keyed: an authentic newer record below the anti-replay mark still proves the writer lapped us", async (t) => {
+  const { reader, put, poll } = await lab({ key: new Uint8Array(32).fill(8), reader: { start: { seq: 1n }, notBefore: { epoch: 1n, seq: 5n } } });
+  put(5n, 0); // authentic, at the mark: never delivered, yet it is where the writer has been
+  t.is(await poll(), "overrun");
+  t.deepEqual([reader.seq, reader.block, reader.counters.overruns], [5n, 0, 1]);
+  t.is(await poll(), "refused");
 });

@@ -7,9 +7,9 @@ import test from "ava";
 import { RecordKind } from "../../lib/format/layout.ts";
 import type { FirstBlockVerdict, RecordHeader } from "../../lib/format/record.ts";
 import type { StatusBlock, StatusDecode } from "../../lib/format/status.ts";
-import type { Superblock } from "../../lib/format/superblock.ts";
 import * as core from "../../lib/ring/decide.ts";
 import { ErrorCode } from "../../lib/index.ts";
+import { statusFixture, superblockFixture } from "../helpers/blocks.ts";
 
 const SLOTS: readonly core.SlotKind[] = ["empty", "older", "newer", "foreign", "torn", "header"];
 const BODIES: readonly core.BodyKind[] = ["unread", "valid", "newer", "auth", "downgrade", "torn"];
@@ -114,22 +114,7 @@ function header(overrides: Partial<RecordHeader> = {}): RecordHeader {
   return { kind: RecordKind.Batch, flags: 1, epoch: EPOCH, seq: 100n, blockCount: 2, payloadBytes: 100, frameCount: 1, timestampMs: 0n, ...overrides };
 }
 function status(overrides: Partial<StatusBlock> = {}): StatusBlock {
-  return {
-    slot: 0,
-    volumeUuid: "uuid-a",
-    epoch: EPOCH,
-    generation: 7n,
-    headSeq: 120n,
-    headBlock: 40n,
-    oldestSeq: 90n,
-    ackEpoch: 0n,
-    ackSeq: 0n,
-    heartbeat: 0n,
-    deliveredEpoch: 0n,
-    deliveredSeq: 0n,
-    wallClockMs: 0n,
-    ...overrides,
-  };
+  return statusFixture({ volumeUuid: "uuid-a", epoch: EPOCH, generation: 7n, headSeq: 120n, headBlock: 40n, oldestSeq: 90n, ...overrides });
 }
 const allKeys = (): boolean => true;
 const valid = { kind: "valid" } as const;
@@ -214,7 +199,7 @@ test("overrun: keyless resyncs at the newer record's start, else the status head
 });
 
 test("epoch adoption: wait for a lagging superblock, refuse another volume, keep the position below epochStartSeq", (t) => {
-  const sb = (epoch: bigint, epochStartSeq: bigint, volumeUuid = "uuid-a") => ({ epoch, epochStartSeq, epochStartBlock: 7n, volumeUuid }) as Superblock;
+  const sb = (epoch: bigint, epochStartSeq: bigint, volumeUuid = "uuid-a") => superblockFixture({ epoch, epochStartSeq, epochStartBlock: 7n, volumeUuid });
   t.deepEqual(core.adoptEpoch(core.KEYLESS, state(), "uuid-a", undefined, 6n), { do: "wait", replayed: false });
   t.deepEqual(core.adoptEpoch(core.KEYLESS, state(), "uuid-a", sb(6n, 100n, "uuid-b"), 6n), { do: "wrong-pair", volumeUuid: "uuid-b" });
   t.deepEqual(core.adoptEpoch(core.KEYLESS, state(), "uuid-a", sb(5n, 50n), 6n), { do: "wait", replayed: false });
@@ -257,4 +242,53 @@ test("positions: past a record, a pad ends the lap, the ring end wraps; start pl
   t.is(core.superblockFailure(core.KEYED, ErrorCode.Downgrade), "downgrades");
   t.is(core.superblockFailure(core.KEYED, ErrorCode.WrongKey), "authFailures");
   t.is(core.superblockFailure(core.KEYED, ErrorCode.IoError), undefined, "I/O errors are thrown");
+});
+
+test("overrun evidence: only a stamp of the newer seq itself, inside the ring before us, places it; no stamp and no status: here", (t) => {
+  const s = state({ block: 10 });
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, undefined, undefined), { seq: 130n, block: 10, lost: 30n }, "no evidence at all: the newer seq, here");
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, { seq: 131n, blockIndex: 2, blockCount: 3 }, undefined), { seq: 130n, block: 10, lost: 30n }, "another record's stamp says nothing");
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, { seq: 130n, blockIndex: 10, blockCount: 11 }, undefined), { seq: 130n, block: 0, lost: 30n }, "its start at ring block 0");
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, undefined, status({ headSeq: 100n })), { seq: 100n, block: 40, lost: 0n }, "a head at our seq loses nothing");
+  t.is(core.overrunClaim(s, 130n, undefined), undefined);
+  t.is(core.overrunClaim(s, 130n, { seq: 131n, blockIndex: 2, blockCount: 3 }), undefined, "another record's stamp");
+  t.is(core.overrunClaim(s, 130n, { seq: 130n, blockIndex: 11, blockCount: 12 }), undefined, "its start would lie before ring block 0");
+  t.deepEqual(core.overrunClaim(s, 130n, { seq: 130n, blockIndex: 2, blockCount: 3 }), { seq: 130n, block: 8 });
+  t.is(core.statusOverrun(s, undefined), undefined, "no status: no evidence");
+  t.is(core.statusOverrun(s, status({ oldestSeq: 101n, epoch: EPOCH + 1n })), undefined, "another epoch's status: no evidence");
+});
+
+test("epoch adoption: a lagging superblock is a replay only when keyed and older than the reader's own epoch", (t) => {
+  const sb = (epoch: bigint) => superblockFixture({ epoch, epochStartSeq: 40n, epochStartBlock: 7n, volumeUuid: "uuid-a" });
+  t.deepEqual(core.adoptEpoch(core.KEYLESS, state(), "uuid-a", sb(EPOCH - 1n), EPOCH + 1n), { do: "wait", replayed: false }, "keyless: no anti-replay");
+  t.deepEqual(core.adoptEpoch(core.KEYED, state(), "uuid-a", sb(EPOCH), EPOCH + 1n), { do: "wait", replayed: false }, "keyed, the reader's epoch: the mirror lags");
+  t.deepEqual(core.adoptEpoch(core.KEYED, state(), "uuid-a", sb(EPOCH - 1n), EPOCH + 1n), { do: "wait", replayed: true });
+});
+
+test("start plans and seeks: oldest without a status starts where the reader stands; a seek that lands later counts the gap", (t) => {
+  const sb = { epoch: EPOCH, epochStartSeq: 50n };
+  t.deepEqual(core.startPlan(core.KEYLESS, "oldest", sb, undefined), {});
+  t.deepEqual(core.startPlan(core.KEYLESS, "head", sb, undefined), {});
+  t.deepEqual(core.seekTo(77n, undefined, 3), { seq: 77n, block: 3, lost: 0n }, "not found: the seq, here");
+  t.deepEqual(core.seekTo(77n, { seq: 80n, block: 5 }, 3), { seq: 80n, block: 5, lost: 3n });
+  t.deepEqual(core.seekTo(77n, { seq: 77n, block: 5 }, 3), { seq: 77n, block: 5, lost: 0n });
+});
+
+test("keyed superblock failures while following: a wrong key, an unformatted or a conflicting superblock count as auth failures", (t) => {
+  for (const code of [ErrorCode.WrongKey, ErrorCode.NotFormatted, ErrorCode.SuperblockConflict]) t.is(core.superblockFailure(core.KEYED, code), "authFailures", code);
+  t.is(core.superblockFailure(core.KEYLESS, ErrorCode.NotFormatted), undefined, "keyless: thrown");
+  t.is(core.superblockFailure(core.KEYLESS, ErrorCode.Downgrade), undefined, "keyless: thrown");
+});
+
+test("keyed status acceptance at its edges: older by epoch or generation is a replay (same volume only); a status of an earlier epoch keeps the last of ours", (t) => {
+  const ok = (s: StatusBlock): StatusDecode => ({ ok: true, status: s });
+  const use = (last: StatusBlock | undefined, picked: StatusBlock) => core.acceptStatus(core.KEYED, state(), "uuid-a", last, [ok(picked), ok(picked)], picked);
+  const last = status({ epoch: EPOCH, generation: 9n });
+  t.like(use(last, status({ epoch: EPOCH - 1n, generation: 99n })), { do: "use", status: last, remember: false, replays: 1 }, "an older epoch, whatever its generation");
+  const newer = status({ epoch: EPOCH + 1n, generation: 1n });
+  t.like(use(last, newer), { do: "use", status: newer, remember: true, replays: 0 }, "a newer epoch starts its generations again");
+  t.like(use(last, status({ volumeUuid: "uuid-b", generation: 8n })), { do: "check-superblock" }, "another volume's status is no replay of ours");
+  // Of an epoch before the reader's and no replay: no decision from it; the last status stays only if it is of the reader's epoch.
+  t.like(use(last, status({ volumeUuid: "uuid-b", epoch: EPOCH - 1n })), { do: "use", status: last, remember: false, replays: 0 });
+  t.like(use(status({ epoch: EPOCH - 2n }), status({ epoch: EPOCH - 1n })), { do: "use", status: undefined, remember: false, replays: 0 });
 });
