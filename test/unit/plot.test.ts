@@ -1,0 +1,85 @@
+// The charts of --plot: each spec, built from a small fixed series, renders headless to an SVG with the
+// expected marks, axis titles and chart title; a missing charting package is a coded error.
+import test from "ava";
+
+import { cdfSpec, histogramSpec, renderSvg, timelineSpec, writeCharts } from "../../lib/cli/plot.ts";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const timeline = timelineSpec({
+  title: "fixed timeline",
+  throughput: [0, 0.5, 1, 1.5, 2, 2.5, 3].map((tS, i) => ({ tS, value: i === 3 ? 0 : 12 })),
+  throughputTitle: "delivered MB/s",
+  latency: [0.2, 0.7, 1.2, 1.7, 2.2, 2.7].map((tS, i) => ({ tS, value: i >= 3 && i < 5 ? 3 : 0.5 })),
+  latencyTitle: "ping RTT (ms)",
+  cutS: 1.4,
+  restoreS: 2.4,
+});
+
+/** Class names vega gives the mark groups it drew, e.g. "mark-line mark". */
+function markClasses(svg: string): Set<string> {
+  return new Set([...svg.matchAll(/class="(mark-[a-z]+) role-([a-z-]+)/g)].map((m) => `${m[1]} ${m[2]}`));
+}
+
+/** The text of every <text> element. */
+function texts(svg: string): string[] {
+  return [...svg.matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]!);
+}
+
+test("timeline: a throughput line and latency points, with cut and restore rules and both axis titles", async (t) => {
+  const svg = await renderSvg(timeline);
+  t.true(svg.startsWith("<svg"));
+  const marks = markClasses(svg);
+  t.true(marks.has("mark-line mark"), [...marks].join(", "));
+  t.true(marks.has("mark-symbol mark"));
+  t.true(marks.has("mark-rule mark"));
+  const words = texts(svg);
+  for (const expected of ["fixed timeline", "delivered MB/s", "ping RTT (ms)", "time since start (s)", "cut", "restore"]) t.true(words.includes(expected), `missing text ${expected}`);
+  // Two panels share the time axis: its title appears once per panel.
+  t.is(words.filter((w) => w === "time since start (s)").length, 2);
+});
+
+test("histogram: bars of interruptions per cut, the target rule and its label", async (t) => {
+  const svg = await renderSvg(histogramSpec([67, 70, 72, 79, 81, Number.NaN], "fixed histogram", 300));
+  const marks = markClasses(svg);
+  t.true(marks.has("mark-rect mark"), [...marks].join(", "));
+  t.true(marks.has("mark-rule mark"));
+  const words = texts(svg);
+  for (const expected of ["fixed histogram", "interruption per cut (ms)", "cuts", "target 300 ms (p95 and max)"]) t.true(words.includes(expected), `missing text ${expected}`);
+  // Five finite values in 5 ms bins: 65-70, 70-75 (two), 75-80, 80-85.
+  t.is([...svg.matchAll(/<path[^>]*aria-roledescription="bar"/g)].length, 4);
+});
+
+test("cdf: one panel per group, one line per series, a legend naming each series", async (t) => {
+  const sorted = (scale: number) => Float64Array.from({ length: 200 }, (_, i) => scale * (50 + i));
+  const svg = await renderSvg(
+    cdfSpec(
+      [
+        { group: "(a) idle", name: "C probe", values: sorted(1) },
+        { group: "(a) idle", name: "lunlink", values: sorted(1.3) },
+        { group: "(b) mirror", name: "C probe", values: sorted(2) },
+        { group: "(b) mirror", name: "lunlink", values: sorted(2.5) },
+        { group: "(b) mirror", name: "empty", values: [] },
+      ],
+      "fixed cdf",
+      "us",
+    ),
+  );
+  const words = texts(svg);
+  for (const expected of ["fixed cdf", "(a) idle", "(b) mirror", "one-way latency (us)", "fraction of messages", "C probe", "lunlink", "path"]) t.true(words.includes(expected), `missing text ${expected}`);
+  t.false(words.includes("empty"), "an empty series draws nothing");
+  // Two panels with two lines each.
+  t.is([...svg.matchAll(/<path[^>]*aria-roledescription="line mark"/g)].length, 4);
+});
+
+test("writeCharts writes one SVG file per chart into a directory it creates", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "lunlink-plot-"));
+  try {
+    const written = await writeCharts(join(dir, "img"), [{ file: "timeline.svg", spec: timeline }]);
+    t.deepEqual(written, [join(dir, "img", "timeline.svg")]);
+    t.regex(await readFile(written[0]!, "utf8"), /^<svg[^>]*>.*fixed timeline/s);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
