@@ -27,6 +27,8 @@ export interface TimelinePoint {
 
 export interface TimelineSeries {
   title: string;
+  /** Title of the shared time axis (what time 0 is). */
+  timeTitle: string;
   /** Delivered traffic per sampling interval (top panel). */
   throughput: TimelinePoint[];
   throughputTitle: string;
@@ -68,7 +70,7 @@ function markerLayers(cutS: number, restoreS: number): Layer[] {
 
 /** Throughput (top) and latency (bottom) over time, the cut and restore marked: the failover is the dip. */
 export function timelineSpec(series: TimelineSeries): ChartSpec {
-  const x = { field: "tS", type: "quantitative", title: "time since start (s)" } as const;
+  const x = { field: "tS", type: "quantitative", title: series.timeTitle } as const;
   const panel = (values: TimelinePoint[], yTitle: string, mark: Extract<Layer, { mark: unknown }>["mark"], logY: boolean): Panel => ({
     width: WIDTH_PX,
     height: PANEL_HEIGHT_PX,
@@ -120,8 +122,8 @@ export function histogramSpec(interruptionsMs: readonly number[], title: string,
   return spec;
 }
 
-/** Latency CDFs, one panel per group, one line per series; the x axis is logarithmic. */
-export function cdfSpec(series: readonly CdfSeries[], title: string, unit: string): ChartSpec {
+/** Latency CDFs, one panel per group, one line per series; the x axis (`xTitle`, with its unit) is logarithmic. */
+export function cdfSpec(series: readonly CdfSeries[], title: string, xTitle: string): ChartSpec {
   const values: { group: string; name: string; latency: number; fraction: number }[] = [];
   for (const s of series) {
     if (s.values.length === 0) continue;
@@ -140,7 +142,7 @@ export function cdfSpec(series: readonly CdfSeries[], title: string, unit: strin
       height: PANEL_HEIGHT_PX * 1.5,
       mark: { type: "line", interpolate: "step-after" },
       encoding: {
-        x: { field: "latency", type: "quantitative", title: `one-way latency (${unit})`, scale: { type: "log" } },
+        x: { field: "latency", type: "quantitative", title: xTitle, scale: { type: "log" } },
         y: { field: "fraction", type: "quantitative", title: "fraction of messages", scale: { domain: [0, 1] } },
         color: { field: "name", type: "nominal", title: "path", legend: { orient: "bottom", columns: 2 } },
       },
@@ -168,6 +170,11 @@ async function loadRenderer(): Promise<Renderer> {
       { cause: error },
     );
   }
+}
+
+/** Throws ERR_LUNLINK_MISSING_DEPENDENCY unless the charting packages load: call it before a long run. */
+export async function assertCanPlot(): Promise<void> {
+  await loadRenderer();
 }
 
 /** Renders one spec to SVG text. */

@@ -3,12 +3,14 @@
 import test from "ava";
 
 import { cdfSpec, histogramSpec, renderSvg, timelineSpec, writeCharts } from "../../lib/cli/plot.ts";
+import { interfaceRxBytes, parsePingReply, throughputSeries } from "../../lib/cli/plot-data.ts";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const timeline = timelineSpec({
   title: "fixed timeline",
+  timeTitle: "time since start (s)",
   throughput: [0, 0.5, 1, 1.5, 2, 2.5, 3].map((tS, i) => ({ tS, value: i === 3 ? 0 : 12 })),
   throughputTitle: "delivered MB/s",
   latency: [0.2, 0.7, 1.2, 1.7, 2.2, 2.7].map((tS, i) => ({ tS, value: i >= 3 && i < 5 ? 3 : 0.5 })),
@@ -63,7 +65,7 @@ test("cdf: one panel per group, one line per series, a legend naming each series
         { group: "(b) mirror", name: "empty", values: [] },
       ],
       "fixed cdf",
-      "us",
+      "one-way latency (us)",
     ),
   );
   const words = texts(svg);
@@ -82,4 +84,32 @@ test("writeCharts writes one SVG file per chart into a directory it creates", as
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test("demo sampling: /proc/net/dev rx bytes, ping -D reply lines, MB/s between counter samples", (t) => {
+  const netDev = [
+    "Inter-|   Receive                                                |  Transmit",
+    " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed",
+    "    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0",
+    "lunlink0: 125829120   90000    0    0    0     0          0         0     4200     100    0    0    0     0       0          0",
+  ].join("\n");
+  t.is(interfaceRxBytes(netDev, "lunlink0"), 125829120);
+  t.is(interfaceRxBytes(netDev, "lo"), 0);
+  t.is(interfaceRxBytes(netDev, "lunlink1"), undefined);
+  t.deepEqual(parsePingReply("[1764437000.123456] 64 bytes from 198.18.100.2: icmp_seq=7 ttl=64 time=2.31 ms"), { wallMs: 1764437000123.456, rttMs: 2.31 });
+  t.is(parsePingReply("PING 198.18.100.2 (198.18.100.2) 56(84) bytes of data."), undefined);
+  t.is(parsePingReply("[1764437000.123456] From 198.18.100.1 icmp_seq=8 Destination Host Unreachable"), undefined);
+  const points = throughputSeries(
+    [
+      { wallMs: 1000, bytes: 0 },
+      { wallMs: 1100, bytes: 1_200_000 },
+      { wallMs: 1100, bytes: 1_200_000 }, // same instant: skipped, no division by zero
+      { wallMs: 1300, bytes: 1_200_000 },
+    ],
+    1000,
+  );
+  t.deepEqual(points, [
+    { tS: 0, value: 12 },
+    { tS: 0.1, value: 0 },
+  ]);
 });
