@@ -3,6 +3,7 @@
 import test from "ava";
 
 import { cdfSpec, histogramSpec, renderSvg, timelineSpec, writeCharts } from "../../lib/cli/plot.ts";
+import { linkCharts, PROBE_BIN_MS, type ProbeRow } from "../../bench/plot.ts";
 import { interfaceRxBytes, parsePingReply, throughputSeries } from "../../lib/cli/plot-data.ts";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -24,18 +25,23 @@ function markClasses(svg: string): Set<string> {
   return new Set([...svg.matchAll(/class="(mark-[a-z]+) role-([a-z-]+)/g)].map((m) => `${m[1]} ${m[2]}`));
 }
 
+/** The number of shapes vega drew in the mark groups of class `mark` (e.g. mark-rect: bars). */
+function shapes(svg: string, mark: string): number {
+  const groups = [...svg.matchAll(new RegExp(`<g class="${mark} role-mark[^"]*"[^>]*>(.*?)</g>`, "g"))];
+  return groups.reduce((n, g) => n + [...g[1]!.matchAll(/<path /g)].length, 0);
+}
+
 /** The text of every <text> element. */
 function texts(svg: string): string[] {
   return [...svg.matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]!);
 }
 
-test("timeline: a throughput line and latency points, with cut and restore rules and both axis titles", async (t) => {
+test("timeline: a throughput line and a latency line, with cut and restore rules and both axis titles", async (t) => {
   const svg = await renderSvg(timeline);
   t.true(svg.startsWith("<svg"));
   const marks = markClasses(svg);
-  t.true(marks.has("mark-line mark"), [...marks].join(", "));
-  t.true(marks.has("mark-symbol mark"));
-  t.true(marks.has("mark-rule mark"));
+  t.true(marks.has("mark-rule mark"), [...marks].join(", "));
+  t.is(shapes(svg, "mark-line"), 2, "one line per panel");
   const words = texts(svg);
   for (const expected of ["fixed timeline", "delivered MB/s", "ping RTT (ms)", "time since start (s)", "cut", "restore"]) t.true(words.includes(expected), `missing text ${expected}`);
   // Two panels share the time axis: its title appears once per panel.
@@ -50,7 +56,7 @@ test("histogram: bars of interruptions per cut, the target rule and its label", 
   const words = texts(svg);
   for (const expected of ["fixed histogram", "interruption per cut (ms)", "cuts", "target 300 ms (p95 and max)"]) t.true(words.includes(expected), `missing text ${expected}`);
   // Five finite values in 5 ms bins: 65-70, 70-75 (two), 75-80, 80-85.
-  t.is([...svg.matchAll(/<path[^>]*aria-roledescription="bar"/g)].length, 4);
+  t.is(shapes(svg, "mark-rect"), 4);
 });
 
 test("cdf: one panel per group, one line per series, a legend naming each series", async (t) => {
@@ -72,7 +78,7 @@ test("cdf: one panel per group, one line per series, a legend naming each series
   for (const expected of ["fixed cdf", "(a) idle", "(b) mirror", "one-way latency (us)", "fraction of messages", "C probe", "lunlink", "path"]) t.true(words.includes(expected), `missing text ${expected}`);
   t.false(words.includes("empty"), "an empty series draws nothing");
   // Two panels with two lines each.
-  t.is([...svg.matchAll(/<path[^>]*aria-roledescription="line mark"/g)].length, 4);
+  t.is(shapes(svg, "mark-line"), 4);
 });
 
 test("writeCharts writes one SVG file per chart into a directory it creates", async (t) => {
@@ -112,4 +118,29 @@ test("demo sampling: /proc/net/dev rx bytes, ping -D reply lines, MB/s between c
     { tS: 0, value: 12 },
     { tS: 0.1, value: 0 },
   ]);
+});
+
+test("link bench charts: the histogram of all cuts, and the timeline of the cut with the median interruption", async (t) => {
+  // Three cuts 10 s apart; probes every 1 ms, none delivered for 70/90/80 ms after each cut.
+  const gapsMs = [70, 90, 80];
+  const events = gapsMs.map((_, i) => ({ cutAt: 10_000 * (i + 1), restoreAt: 10_000 * (i + 1) + 500 }));
+  const rows: ProbeRow[] = [];
+  let seq = 0;
+  for (let at = 9_000; at < 32_000; at++) {
+    const cut = events.findIndex((e) => at >= e.cutAt && at < e.cutAt + gapsMs[events.indexOf(e)]!);
+    if (cut < 0) rows.push([seq, at, at + 10]); // a 10 ms one-way delay: arrivals shift by exactly one bin
+    seq++;
+  }
+  const charts = linkCharts(rows, events, gapsMs, "fixed");
+  t.deepEqual(charts.map((c) => c.file), ["link-failover-histogram.svg", "link-failover-timeline.svg"]);
+  const timeline = await renderSvg(charts[1]!.spec);
+  t.true(texts(timeline).some((w) => w.includes("median interruption (80 ms")), "the third cut (80 ms) is the median");
+  t.true(texts(timeline).includes("time since the cut (s)"));
+  // The chart's throughput series has one 10 ms bin per step from 300 ms before the cut to 1 s after the restore.
+  const spec = charts[1]!.spec as { vconcat: { layer: { data: { values: { tS: number; value: number }[] } }[] }[] };
+  const bins = spec.vconcat[0]!.layer[0]!.data.values;
+  t.is(bins.length, (300 + 500 + 1000) / PROBE_BIN_MS);
+  t.is(bins.filter((b) => b.value === 0).length, 8, "80 ms without a probe = 8 empty bins");
+  t.true(bins.filter((b) => b.value !== 0).every((b) => b.value === 1000), "1 probe per ms elsewhere");
+  t.is(linkCharts(rows, events, [Number.NaN, Number.NaN, Number.NaN], "none").length, 1, "no finite interruption: only the histogram");
 });
