@@ -20,6 +20,8 @@ const PING_INTERVAL_S = 0.01;
 const PING_COUNT = 1300; // 13 s at 10 ms: bounded
 const CUT_AT_MS = 3000;
 const RESTORE_AT_MS = 7000;
+/** Bound on the wait for the stream's first bytes at node 2 (a loaded host starts its processes slowly). */
+const STREAM_START_TIMEOUT_MS = 30_000;
 
 export const demoCommand: Command = {
   summary: "the main job: two hosts in namespaces, cut their network, watch traffic move to storage (root)",
@@ -78,7 +80,16 @@ export const demoCommand: Command = {
       // Traffic: a checksummed TCP stream node 1 -> node 2, and a 10 ms ping, through the cut.
       const recorder = plotDir === undefined ? undefined : new DemoRecorder(n2.process!.pid!, "lunlink0");
       recorder?.start();
-      const stream = await lab.startStream(1, STREAM_BYTES, STREAM_RATE_MBPS, (bytes) => say(`stream: node 2 has received ${(bytes / 1e6).toFixed(1)} MB`));
+      let flowing: () => void = () => undefined;
+      const firstBytes = new Promise<void>((resolve) => (flowing = resolve));
+      const stream = await lab.startStream(1, STREAM_BYTES, STREAM_RATE_MBPS, (bytes) => {
+        say(`stream: node 2 has received ${(bytes / 1e6).toFixed(1)} MB`);
+        if (bytes > 0) flowing();
+      });
+      // The cut clock starts once data flows, so the cut always falls inside the stream.
+      const startWait = new AbortController();
+      await Promise.race([firstBytes, sleep(STREAM_START_TIMEOUT_MS, undefined, { signal: startWait.signal }).catch(() => undefined)]);
+      startWait.abort(); // no timer left to hold the process open
       const pinger = lab.spawnIn(1, "ping", ["-D", "-n", "-i", String(PING_INTERVAL_S), "-c", String(PING_COUNT), "-W", "1", n2.tunAddress]);
       const replies: number[] = [];
       createInterface({ input: pinger.stdout! }).on("line", (line) => {

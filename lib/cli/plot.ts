@@ -89,6 +89,7 @@ export function timelineSpec(series: TimelineSeries): ChartSpec {
   const spec = {
     $schema: SCHEMA,
     title: series.title,
+    resolve: { scale: { x: "shared" } },
     vconcat: [
       panel(series.throughput, series.throughputTitle, { type: "line", interpolate: "step-after", color: "#1f77b4", aria: false }, false),
       panel(series.latency.filter((p) => p.value > 0), series.latencyTitle, { type: "line", strokeWidth: 1, color: "#2ca02c", aria: false }, true),
@@ -147,7 +148,7 @@ export function cdfSpec(series: readonly CdfSeries[], title: string, xTitle: str
       encoding: {
         x: { field: "latency", type: "quantitative", title: xTitle, scale: { type: "log" } },
         y: { field: "fraction", type: "quantitative", title: "fraction of messages", scale: { domain: [0, 1] } },
-        color: { field: "name", type: "nominal", title: "path", legend: { orient: "bottom", columns: 2 } },
+        color: { field: "name", type: "nominal", title: "path", legend: { orient: "bottom", columns: 2, labelLimit: 400 } },
       },
     },
   } satisfies TopLevelSpec;
