@@ -100,6 +100,9 @@ export function timelineSpec(series: TimelineSeries): ChartSpec {
 
 /** Histogram of failover interruptions, with the target as a rule. */
 export function histogramSpec(interruptionsMs: readonly number[], title: string, targetMs: number): ChartSpec {
+  const finite = interruptionsMs.filter((v) => Number.isFinite(v));
+  // Bins from 0 to past the target or the largest value, so the target rule is always on the chart.
+  const extent: [number, number] = [0, Math.max(targetMs, ...finite) + 10];
   const spec = {
     $schema: SCHEMA,
     title,
@@ -107,10 +110,10 @@ export function histogramSpec(interruptionsMs: readonly number[], title: string,
     height: PANEL_HEIGHT_PX * 1.5,
     layer: [
       {
-        data: { values: interruptionsMs.filter((v) => Number.isFinite(v)).map((ms) => ({ ms })) },
+        data: { values: finite.map((ms) => ({ ms })) },
         mark: { type: "bar", color: "#1f77b4", aria: false },
         encoding: {
-          x: { field: "ms", type: "quantitative", bin: { step: 5 }, title: "interruption per cut (ms)", scale: { domainMin: 0 } },
+          x: { field: "ms", type: "quantitative", bin: { step: 5, extent }, title: "interruption per cut (ms)" },
           y: { aggregate: "count", type: "quantitative", title: "cuts" },
         },
       },
