@@ -1,6 +1,8 @@
 // The charts of --plot: each spec, built from a small fixed series, renders headless to an SVG with the
 // expected marks, axis titles and chart title; a missing charting package is a coded error.
 import test from "ava";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 
 import { cdfSpec, histogramSpec, renderSvg, timelineSpec, writeCharts } from "../../lib/cli/plot.ts";
 import { linkCharts, PROBE_BIN_MS, type ProbeRow } from "../../bench/plot.ts";
@@ -143,4 +145,15 @@ test("link bench charts: the histogram of all cuts, and the timeline of the cut 
   t.is(bins.filter((b) => b.value === 0).length, 8, "80 ms without a probe = 8 empty bins");
   t.true(bins.filter((b) => b.value !== 0).every((b) => b.value === 1000), "1 probe per ms elsewhere");
   t.is(linkCharts(rows, events, [Number.NaN, Number.NaN, Number.NaN], "none").length, 1, "no finite interruption: only the histogram");
+});
+
+test("without vega and vega-lite, assertCanPlot (called before a --plot run) fails with ERR_LUNLINK_MISSING_DEPENDENCY", async (t) => {
+  // A child whose module resolver cannot find the two packages, as in an installation without dev dependencies.
+  const hide = `export async function resolve(s, c, next) { if (s === "vega" || s === "vega-lite") { const e = new Error("Cannot find package " + s); e.code = "ERR_MODULE_NOT_FOUND"; throw e; } return next(s, c); }`;
+  const register = `import { register } from "node:module"; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hide)}`)});`;
+  const script = `const { assertCanPlot } = await import(${JSON.stringify(new URL("../../lib/cli/plot.ts", import.meta.url).href)}); try { await assertCanPlot(); console.log("loaded"); } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
+  const { stdout } = await promisify(execFile)(process.execPath, ["--import=tsx", "--import", `data:text/javascript,${encodeURIComponent(register)}`, "--input-type=module", "-e", script]);
+  const result = JSON.parse(stdout) as { code: string; message: string };
+  t.is(result.code, "ERR_LUNLINK_MISSING_DEPENDENCY");
+  t.regex(result.message, /vega and vega-lite .*Cannot find package vega/);
 });
