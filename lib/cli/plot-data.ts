@@ -93,7 +93,7 @@ export class DemoRecorder {
         file: "demo-timeline.svg",
         spec: timelineSpec({
           title: "lunlink demo: TCP stream and 10 ms ping through lunlink0 while the veth is cut and restored",
-          timeTitle: "time since the traffic started (s)",
+          timeTitle: "time since the stream was launched (s)",
           throughput: throughputSeries(this.counters, this.startWallMs),
           throughputTitle: `MB/s into node 2's lunlink0 (${THROUGHPUT_SAMPLE_MS} ms samples)`,
           latency: this.replies.map((r) => ({ tS: s(r.wallMs), value: r.rttMs })),
