@@ -44,7 +44,7 @@ export { bridge } from "./tun/bridge.ts";
 // Types the signatures above use (listed so the API reference documents them; typedoc.json names the internals it leaves out).
 export { AuthMode } from "./format/layout.ts";
 export type { Clock } from "./ring/clock.ts";
-export type { ComponentReport, ComponentState, Fault, FaultReason, RecoveryOptions, StateChange } from "./io/supervisor.ts";
+export type { ComponentReport, ComponentState, Fault, FaultKind, FaultReason, RecoveryOptions, StateChange, SupervisorCounters } from "./io/supervisor.ts";
 export type { StoragePathOptions, StorageReport, StorageState, VolumeReport } from "./link/storage-path.ts";
 export type { Health, HealthChange } from "./mirror/health.ts";
 export type { MirrorCloseReport } from "./mirror/ring-mirror.ts";
