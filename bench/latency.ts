@@ -3,7 +3,8 @@
 // write of the record, O_DIRECT re-reads with the same adaptive poll sleep), built and run in the
 // same run on the same loop device (--direct-io=on). Ping-pong: the next message is sent once the
 // previous one arrived. Rounds: --rounds (default 2000). A keyed row (authMode keyed: AEAD records,
-// MACed status; the mirror keyless) runs in the same session for each condition.
+// MACed status; the mirror keyless) runs in the same session for each condition. --plot DIR writes
+// the latency CDFs (bench/plot.ts).
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
@@ -19,6 +20,8 @@ import { LocalMirror } from "../lib/mirror/local.ts";
 import { machineLine } from "./machine.ts";
 import { withScratch } from "./scratch.ts";
 import { numberArg, percentile, ratio, table } from "./stats.ts";
+import { assertCanPlot, writeCharts, type CdfSeries } from "../lib/cli/plot.ts";
+import { latencyCharts, plotDirArg } from "./plot.ts";
 
 const POLL_MIN_US = 100;
 const POLL_MAX_MS = 1;
@@ -114,6 +117,9 @@ function probeLatency(binary: string, device: string, rounds: number, loadMBps =
 
 export async function latencyBench(args: string[]): Promise<void> {
   const rounds = numberArg(args, "--rounds", 2000);
+  const plotDir = plotDirArg(args);
+  if (plotDir !== undefined) await assertCanPlot();
+  const cdfs: CdfSeries[] = [];
   await withScratch(async (scratch) => {
     const binary = join(scratch.dir, "latency");
     execFileSync("gcc", ["-O2", "-Wall", "-pthread", "-o", binary, new URL("./probe/latency.c", import.meta.url).pathname]);
@@ -143,9 +149,11 @@ export async function latencyBench(args: string[]): Promise<void> {
         ratio(percentile(x, 50), percentile(c, 50)),
         ratio(percentile(x, 99), percentile(c, 99)),
       ];
+      cdfs.push(...([["C probe", c], ["lunlink", l], ["lunlink busyPollUs 500", p], ["lunlink keyed", k]] as const).map(([name, values]) => ({ group: condition, name, values })));
       rows.push(row("C probe", c), row("lunlink", l), row("lunlink busyPollUs 500", p), row(`lunlink keyed (p50 ${ratio(percentile(k, 50), percentile(l, 50))}x unkeyed)`, k));
     }
     console.log(table(["condition", "path (ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C"], rows));
+    if (plotDir !== undefined) for (const path of await writeCharts(plotDir, latencyCharts(cdfs))) console.log(`chart: ${path}`);
     console.log(`\nloaded: a background stream of ${LOAD_MBPS} MB/s (lunlink: 1 KiB data frames through the same writer; C: 64 KiB writes to the same volume); the timed messages are control frames.`);
   });
 }

@@ -1,4 +1,4 @@
-// `npm run bench -- link [--cuts N] [--seconds S] [--keys] [--mtu N]`: the link end to end in the two-host lab
+// `npm run bench -- link [--cuts N] [--seconds S] [--keys] [--mtu N] [--plot DIR]`: the link end to end in the two-host lab
 // (lib/node/lab.ts: namespaces, veth, loop devices with direct I/O, local mirrors), side by side in
 // one run with the plain veth and wireguard-go over the same veth:
 //   1. failover: N cuts of the veth with a 1 ms UDP probe node 1 -> node 2 through lunlink0;
@@ -16,6 +16,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import { Lab } from "../lib/node/lab.ts";
 import { numberArg, percentile, ratio, table } from "./stats.ts";
+import { assertCanPlot, writeCharts } from "../lib/cli/plot.ts";
+import { linkCharts, plotDirArg, type CutEvent, type ProbeRow } from "./plot.ts";
 
 const execFileAsync = promisify(execFile);
 const wallMs = () => performance.timeOrigin + performance.now();
@@ -27,6 +29,8 @@ export async function linkBench(args: string[]): Promise<void> {
   const seconds = numberArg(args, "--seconds", 5);
   const keys = args.includes("--keys");
   const tunMtu = numberArg(args, "--mtu", 1400);
+  const plotDir = plotDirArg(args);
+  if (plotDir !== undefined) await assertCanPlot();
   const lab = await Lab.create({ prefix: "llb-", keys, tunMtu });
   const stop = () => void lab.destroy().finally(() => process.exit(130));
   process.once("SIGINT", stop);
@@ -77,7 +81,8 @@ export async function linkBench(args: string[]): Promise<void> {
 
     // 1: failover.
     console.log(`\nfailover: ${cuts} cuts of the veth, 1 ms UDP probe node 1 -> node 2 through lunlink0`);
-    const switches = await failover(lab, cuts);
+    let probes: { rows: ProbeRow[]; events: CutEvent[] } | undefined;
+    const switches = await failover(lab, cuts, (rows, events) => (probes = { rows, events }));
     const times = switches.map((s) => s.failoverMs).filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
     console.log(
       table(
@@ -97,6 +102,10 @@ export async function linkBench(args: string[]): Promise<void> {
         ],
       ),
     );
+    if (plotDir !== undefined && probes !== undefined) {
+      const label = `${keys ? "keys" : "no keys"}, TUN MTU ${tunMtu}`;
+      for (const path of await writeCharts(plotDir, linkCharts(probes.rows, probes.events, switches.map((s) => s.failoverMs), label))) console.log(`chart: ${path}`);
+    }
     const corosync = await corosyncDetection(lab, Math.min(cuts, 5)).catch((error: Error) => {
       console.log(`corosync: not measured (${error.message})`);
       return undefined;
@@ -152,7 +161,7 @@ interface Switch {
   reorderedBack: number;
 }
 
-async function failover(lab: Lab, cuts: number): Promise<Switch[]> {
+async function failover(lab: Lab, cuts: number, onProbes?: (rows: ProbeRow[], events: CutEvent[]) => void): Promise<Switch[]> {
   const probe = join(import.meta.dirname, "probe", "udp-probe.ts");
   const target = `${lab.nodes[1].tunAddress}:${PROBE_PORT}`;
   const receiver = lab.spawnIn(2, process.execPath, ["--import=tsx", probe, "recv", target, String(cuts * 6 + 30)]);
@@ -182,6 +191,7 @@ async function failover(lab: Lab, cuts: number): Promise<Switch[]> {
   receiver.stdin!.end();
   await new Promise((r) => receiver.once("exit", r));
   const rows = (JSON.parse(output.at(-1)!) as { rows: [number, number, number][] }).rows;
+  onProbes?.(rows, events);
   return events.map((e, i) => {
     const until = events[i + 1]?.cutAt ?? Number.POSITIVE_INFINITY;
     const cutWindow = analyse(rows, e.cutAt - 200, e.restoreAt);

@@ -49,6 +49,8 @@ export const ErrorCode = {
   BadPeerMessage: "ERR_LUNLINK_BAD_PEER_MESSAGE",
   PeerLost: "ERR_LUNLINK_PEER_LOST",
   PeerRefused: "ERR_LUNLINK_PEER_REFUSED",
+  /** An optional package a feature needs (vega and vega-lite for --plot) could not be loaded. */
+  MissingDependency: "ERR_LUNLINK_MISSING_DEPENDENCY",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -41,3 +41,18 @@ export type { NodeConfig, ConfigProblem } from "./node/config.ts";
 export { DEFAULT_TIMERS } from "./link/paths.ts";
 export type { LinkTimers, PathTimers, PathState, Active, Transition } from "./link/paths.ts";
 export { bridge } from "./tun/bridge.ts";
+// Types the signatures above use (listed so the API reference documents them; typedoc.json names the internals it leaves out).
+export { AuthMode } from "./format/layout.ts";
+export type { Clock } from "./ring/clock.ts";
+export type { ComponentReport, ComponentState, Fault, FaultKind, FaultReason, RecoveryOptions, StateChange, SupervisorCounters } from "./io/supervisor.ts";
+export type { StoragePathOptions, StorageReport, StorageState, VolumeReport } from "./link/storage-path.ts";
+export type { Health, HealthChange } from "./mirror/health.ts";
+export type { MirrorCloseReport } from "./mirror/ring-mirror.ts";
+export type { HookMirrorEvents } from "./mirror/hook.ts";
+export type { ServerCloseReport } from "./mirror/remote-server.ts";
+export type { PollerEvents } from "./poll/poller.ts";
+export type { WriterState } from "./ring/writer-core.ts";
+export type { WriterCloseReport } from "./ring/writer-options.ts";
+export type { RingWriterEvents } from "./ring/writer.ts";
+export type { RecordVisitor } from "./ring/reader-api.ts";
+export type { BridgeCounters } from "./tun/bridge.ts";

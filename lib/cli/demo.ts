@@ -9,6 +9,8 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { parse } from "./args.ts";
+import { assertCanPlot, writeCharts } from "./plot.ts";
+import { DemoRecorder } from "./plot-data.ts";
 import { Lab } from "../node/lab.ts";
 import type { Command } from "./command.ts";
 
@@ -18,20 +20,27 @@ const PING_INTERVAL_S = 0.01;
 const PING_COUNT = 1300; // 13 s at 10 ms: bounded
 const CUT_AT_MS = 3000;
 const RESTORE_AT_MS = 7000;
+/** Bound on the wait for the stream's first bytes at node 2 (a loaded host starts its processes slowly). */
+const STREAM_START_TIMEOUT_MS = 30_000;
 
 export const demoCommand: Command = {
   summary: "the main job: two hosts in namespaces, cut their network, watch traffic move to storage (root)",
   usage: [
-    "Usage: lunlink demo",
+    "Usage: lunlink demo [--plot DIR]",
     "",
     "Builds two hosts in network namespaces (lld-*-node1/2) joined by a veth (198.18.1.0/24), four 64 MiB",
     "loop devices (direct I/O, 4096-byte sectors) and two local mirrors in the root namespace (the",
     "array), starts `lunlink up` on both (lunlink0: 198.18.100.1 and .2), then pings and streams",
     `${STREAM_BYTES / 1024 / 1024} MiB of TCP across the TUN addresses while it cuts the veth at ${CUT_AT_MS / 1000} s and restores it at ${RESTORE_AT_MS / 1000} s.`,
     "Prints a timeline and a summary and removes everything it made (also on Ctrl-C).",
+    "",
+    "  --plot DIR   also write SVG charts into DIR: throughput and ping across the cut and restore",
+    "               (demo-timeline.svg) and the ping RTT CDF per phase (demo-ping-cdf.svg); needs the",
+    "               packages vega and vega-lite (lunlink's development dependencies)",
   ].join("\n"),
   async run(args, out) {
-    parse(args, {}, { min: 0, max: 0 });
+    const plotDir = parse(args, { plot: { type: "string" } }, { min: 0, max: 0 }).values.plot as string | undefined;
+    if (plotDir !== undefined) await assertCanPlot(); // before the run, not after it
     const t0 = performance.now();
     const at = () => `${((performance.now() - t0) / 1000).toFixed(2).padStart(6)} s`;
     const say = (line: string): void => void out.stdout.write(`${at()}  ${line}\n`);
@@ -69,10 +78,22 @@ export const demoCommand: Command = {
       say(`ping over the primary: ${/rtt min\/avg\/max\/mdev = ([\d./]+)/.exec(warm)?.[1] ?? "?"} ms (min/avg/max/mdev)`);
 
       // Traffic: a checksummed TCP stream node 1 -> node 2, and a 10 ms ping, through the cut.
-      const stream = await lab.startStream(1, STREAM_BYTES, STREAM_RATE_MBPS, (bytes) => say(`stream: node 2 has received ${(bytes / 1e6).toFixed(1)} MB`));
+      const recorder = plotDir === undefined ? undefined : new DemoRecorder(n2.process!.pid!, "lunlink0");
+      recorder?.start();
+      let flowing: () => void = () => undefined;
+      const firstBytes = new Promise<void>((resolve) => (flowing = resolve));
+      const stream = await lab.startStream(1, STREAM_BYTES, STREAM_RATE_MBPS, (bytes) => {
+        say(`stream: node 2 has received ${(bytes / 1e6).toFixed(1)} MB`);
+        if (bytes > 0) flowing();
+      });
+      // The cut clock starts once data flows, so the cut always falls inside the stream.
+      const startWait = new AbortController();
+      await Promise.race([firstBytes, sleep(STREAM_START_TIMEOUT_MS, undefined, { signal: startWait.signal }).catch(() => undefined)]);
+      startWait.abort(); // no timer left to hold the process open
       const pinger = lab.spawnIn(1, "ping", ["-D", "-n", "-i", String(PING_INTERVAL_S), "-c", String(PING_COUNT), "-W", "1", n2.tunAddress]);
       const replies: number[] = [];
       createInterface({ input: pinger.stdout! }).on("line", (line) => {
+        recorder?.ping(line);
         const m = /^\[(\d+\.\d+)\].*icmp_seq=(\d+)/.exec(line);
         if (m !== null) replies.push(Number(m[1]) * 1000);
       });
@@ -88,6 +109,7 @@ export const demoCommand: Command = {
       await lab.setPrimary(true);
       say("RESTORED: the veth is up again");
       const [{ sent, received }] = await Promise.all([stream.finished, pingDone]);
+      recorder?.stop();
 
       const statuses = [await lab.status(1), await lab.status(2)];
       // The interruption: the gap between the replies around the cut (the last before it, the first after).
@@ -105,6 +127,7 @@ export const demoCommand: Command = {
       for (const s of statuses) {
         out.stdout.write(`  node ${s.node}: failovers ${s.failovers}, failbacks ${s.failbacks}, messages over storage sent ${s.counters.sent.storage} / received ${s.counters.received.storage}, duplicates dropped ${s.counters.dataDuplicates}, active ${s.active}\n`);
       }
+      if (recorder !== undefined) for (const path of await writeCharts(plotDir!, recorder.charts(cutWallMs, restoreWallMs))) out.stdout.write(`  chart: ${path}\n`);
       if (!ok) throw new Error("the TCP stream did not arrive intact");
     } finally {
       process.off("SIGINT", onSignal);
