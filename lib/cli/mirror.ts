@@ -4,6 +4,7 @@
 // health (a JSON line with --json), never one per retry; on SIGINT/SIGTERM they stop within
 // --close-timeout-ms and say what they could not flush.
 import { performance } from "node:perf_hooks";
+import { DEFAULT_IO_TIMEOUT_MS } from "../defaults.ts";
 import { ErrorCode, LunlinkError, integerOption, invalidArgument } from "../errors.ts";
 import { Volume } from "../io/volume.ts";
 import { healthOf, healthSnapshot, type HealthChange } from "../mirror/health.ts";
@@ -233,7 +234,7 @@ export const mirrorCommand: Command = {
     "SUPERVISION: --retry-min-ms N --retry-max-ms N (backoff between attempts, doubling, jittered; default",
     "100 and 5000), --close-timeout-ms N (how long a stop waits for the last writes; default 5000),",
     "--io-timeout-ms N (deadline of each I/O: past it the request is parked and the volume stalled;",
-    "default 10000). A stall, EIO, ENOSPC or a lost link is reported once (state: faulted), waited out",
+    `default ${DEFAULT_IO_TIMEOUT_MS}). A stall, EIO, ENOSPC or a lost link is reported once (state: faulted), waited out`,
     "(a stalled volume until it answers) and the mirror resyncs and carries on by itself (state:",
     "healthy); a configuration fault (wrong pair, too small, refused) is reported and ends the command.",
   ].join("\n"),
