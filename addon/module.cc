@@ -62,6 +62,8 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("isNativeOwned", Napi::Function::New(env, IsNativeOwned, "isNativeOwned"));
   exports.Set("aeadSeal", Napi::Function::New(env, AeadSeal, "aeadSeal"));
   exports.Set("aeadOpen", Napi::Function::New(env, AeadOpen, "aeadOpen"));
+  exports.Set("aeadSealSegments", Napi::Function::New(env, AeadSealSegments, "aeadSealSegments"));
+  exports.Set("aeadOpenSegments", Napi::Function::New(env, AeadOpenSegments, "aeadOpenSegments"));
   return exports;
 }
 

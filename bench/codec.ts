@@ -9,6 +9,7 @@ import { performance } from "node:perf_hooks";
 
 import { FrameType, MAX_FRAME_BYTES } from "../lib/format/layout.ts";
 import { RecordCipher } from "../lib/format/record-cipher.ts";
+import { addonAead } from "../lib/io/aead.ts";
 import { RecordBuilder, checkBody, checkFirstBlock, forEachFrame } from "../lib/format/record.ts";
 import { newUuid, uuidBytes } from "../lib/format/uuid.ts";
 import { machineLine } from "./machine.ts";
@@ -70,7 +71,7 @@ export async function codecBench(): Promise<void> {
   const builder = new RecordBuilder(buffer, blockBytes, maxBlocks);
   const scratch = new Uint8Array(MAX_FRAME_BYTES);
   const recordRows: string[][] = [];
-  const cipher = new RecordCipher(new Uint8Array(randomBytes(32)), 1n);
+  const cipher = new RecordCipher(addonAead, new Uint8Array(randomBytes(32)), 1n);
   const work = new Uint8Array(maxBlocks * blockBytes);
   for (const frameBytes of [64, 1024, 9000]) {
     const plainRates: number[] = [];

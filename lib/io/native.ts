@@ -98,6 +98,10 @@ interface Addon {
   aeadSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, out: Uint8Array): void;
   /** ChaCha20-Poly1305 open: true and the plaintext in out if the tag verifies, else false and out zeroed. */
   aeadOpen(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array, out: Uint8Array): boolean;
+  /** ChaCha20-Poly1305 in place over `count` [start, end) ranges of buffer; the tag goes to `tag`. */
+  aeadSealSegments(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, buffer: Uint8Array, segments: Uint32Array, count: number, tag: Uint8Array): void;
+  /** Verifies and decrypts in place: true if authentic, else false and the ranges zeroed. */
+  aeadOpenSegments(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, buffer: Uint8Array, segments: Uint32Array, count: number, tag: Uint8Array): boolean;
 }
 
 /** Mirrors `enum class Syscall` in addon/channel.h. */
