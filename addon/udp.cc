@@ -185,8 +185,10 @@ void UdpReader::Drain(UdpBatch& batch) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      // ICMP errors queued on the socket (port unreachable while the peer restarts) are per-datagram news, not ours to end on.
-      if (errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH) continue;
+      // Only a broken socket ends the thread. Anything else is news about the network (a queued ICMP
+      // error, the underlay going down while it is cut): the kernel clears it as it reports it, so
+      // the next call reads datagrams again. Ending here would lose the path for good after a cut.
+      if (errno != EBADF && errno != ENOTSOCK && errno != EFAULT && errno != EINVAL && errno != ENOMEM) return;
       batch.error = errno;
       batch.syscall = Syscall::kRead;
       return;
