@@ -57,6 +57,8 @@ export interface LinkCounters extends CoreCounters, RefusedCounters {
   controlDuplicates: number;
   controlRetransmits: number;
   udpSendErrors: number;
+  /** Batching on the primary path: sendmmsg calls and datagrams sent, recvmmsg batches and datagrams received. */
+  udpBatches: { sendCalls: number; datagramsOut: number; receiveBatches: number; datagramsIn: number };
 }
 
 export interface LinkEvents {
@@ -293,7 +295,9 @@ export class Link extends EventEmitter<LinkEvents> {
 
   get counters(): LinkCounters {
     const c = this.core.counters;
-    return { ...c, ...this.core.refused, udpSendErrors: this.udpSendErrors, sent: { ...c.sent }, received: { ...c.received }, controlRetransmits: this.core.controlOut.retransmits, controlDuplicates: this.core.controlIn.duplicates };
+    const u = this.udp.counters;
+    const udpBatches = { sendCalls: u.data.sendCalls + u.control.sendCalls, datagramsOut: u.data.datagramsOut + u.control.datagramsOut, receiveBatches: u.data.batchesIn + u.control.batchesIn, datagramsIn: u.data.datagramsIn + u.control.datagramsIn };
+    return { ...c, ...this.core.refused, udpSendErrors: this.udpSendErrors, udpBatches, sent: { ...c.sent }, received: { ...c.received }, controlRetransmits: this.core.controlOut.retransmits, controlDuplicates: this.core.controlIn.duplicates };
   }
 
   status(): LinkStatus {
