@@ -459,6 +459,7 @@ Napi::Value NativeUdp::SendBatch(const Napi::CallbackInfo& info) {
     msgs[messages].msg_hdr.msg_iov = &iovs[messages];
     msgs[messages].msg_hdr.msg_iovlen = 1;
     if (run > 1) {
+      std::memset(control[messages], 0, sizeof(control[messages]));  // the cmsg's padding goes to the kernel too
       msgs[messages].msg_hdr.msg_control = control[messages];
       msgs[messages].msg_hdr.msg_controllen = sizeof(control[messages]);
       struct cmsghdr* cm = CMSG_FIRSTHDR(&msgs[messages].msg_hdr);
