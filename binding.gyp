@@ -10,7 +10,8 @@
         "addon/volume.cc",
         "addon/buffer.cc",
         "addon/aead.cc",
-        "addon/tun.cc"
+        "addon/tun.cc",
+        "addon/udp.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "cflags_cc": [
@@ -21,7 +22,7 @@
       "ldflags": ["-Wl,-z,relro", "-Wl,-z,now", "-Wl,-z,noexecstack"],
       "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],
       "conditions": [
-        ["OS!='linux'", { "sources!": ["addon/volume.cc", "addon/tun.cc"] }]
+        ["OS!='linux'", { "sources!": ["addon/volume.cc", "addon/tun.cc", "addon/udp.cc"] }]
       ]
     }
   ]

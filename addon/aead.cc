@@ -21,18 +21,19 @@ constexpr size_t kKeyBytes = 32;
 constexpr size_t kNonceBytes = 12;
 constexpr size_t kTagBytes = 16;
 constexpr size_t kMaxBytes = 1 << 20;  // a datagram or ring frame is far smaller
+constexpr size_t kMaxRecordBytes = size_t{64} << 20;  // MAX_RECORD_BLOCKS x MAX_BLOCK_BYTES (lib/format/layout.ts)
 
 struct Bytes {
   uint8_t* data;
   size_t length;
 };
 
-Bytes Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+Bytes Arg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t maxBytes = kMaxBytes) {
   if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
     throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a Uint8Array");
   }
   Napi::Uint8Array a = info[i].As<Napi::Uint8Array>();
-  if (a.ByteLength() > kMaxBytes) throw Napi::RangeError::New(info.Env(), std::string(name) + " is larger than 1 MiB");
+  if (a.ByteLength() > maxBytes) throw Napi::RangeError::New(info.Env(), std::string(name) + " is larger than " + std::to_string(maxBytes >> 20) + " MiB");
   return Bytes{a.Data(), a.ByteLength()};
 }
 
@@ -99,6 +100,98 @@ Napi::Value AeadOpen(const Napi::CallbackInfo& info) {
                      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(kTagBytes), expected) == 1;
   const bool verified = ready && EVP_DecryptFinal_ex(ctx, out.data + (cipher.length == 0 ? 0 : n), &tail) == 1;
   if (!verified && out.length > 0) std::memset(out.data, 0, out.length);  // an empty view has no data pointer
+  return Napi::Boolean::New(env, verified);
+}
+
+namespace {
+
+// The segments of an in-place call: `buffer` and a table of [start, end) pairs within it, in order,
+// non-overlapping; `tag` outside every segment. Validated before any byte is touched.
+struct Segments {
+  uint8_t* base;
+  const uint32_t* table;
+  uint32_t count;
+};
+
+Segments SegmentArgs(const Napi::CallbackInfo& info, const Bytes& buffer, const Bytes& tag) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= 5 || !info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    throw Napi::TypeError::New(env, "segments must be a Uint32Array");
+  }
+  if (!info[5].IsNumber()) throw Napi::TypeError::New(env, "count must be a number");
+  Napi::Uint32Array table = info[4].As<Napi::Uint32Array>();
+  const double count = info[5].As<Napi::Number>().DoubleValue();
+  if (!(count >= 0) || count * 2 > static_cast<double>(table.ElementLength()) || count != static_cast<double>(static_cast<uint32_t>(count))) {
+    throw Napi::RangeError::New(env, "count must be an integer in 0..segments.length / 2");
+  }
+  const uint32_t n = static_cast<uint32_t>(count);
+  uint64_t previousEnd = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    const uint32_t start = table[2 * i], end = table[2 * i + 1];
+    if (start < previousEnd || end < start || end > buffer.length) throw Napi::RangeError::New(env, "segments must be ordered, non-overlapping ranges within the buffer");
+    const Bytes segment{buffer.data + start, end - start};
+    if (segment.length > 0 && !Disjoint(segment, tag)) throw Napi::RangeError::New(env, "tag must not overlap a segment");
+    previousEnd = end;
+  }
+  return Segments{buffer.data, table.Data(), n};
+}
+
+void ZeroSegments(const Segments& s) {
+  for (uint32_t i = 0; i < s.count; i++) std::memset(s.base + s.table[2 * i], 0, s.table[2 * i + 1] - s.table[2 * i]);
+}
+
+}  // namespace
+
+// aeadSealSegments(key, nonce, aad, buffer, segments, count, tag): the concatenation of the count
+// [start, end) ranges of buffer is one plaintext, encrypted in place (ChaCha20 is a stream cipher:
+// OpenSSL allows in == out); the 16-byte tag goes to tag. Records: the payload around block stamps.
+Napi::Value AeadSealSegments(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Bytes key = Arg(info, 0, "key"), nonce = Arg(info, 1, "nonce"), aad = Arg(info, 2, "aad"), buffer = Arg(info, 3, "buffer", kMaxRecordBytes), tag = Arg(info, 6, "tag");
+  if (key.length != kKeyBytes || nonce.length != kNonceBytes || tag.length != kTagBytes) throw Napi::RangeError::New(env, "key must be 32 bytes, nonce 12 and tag 16");
+  const Segments s = SegmentArgs(info, buffer, tag);
+  EVP_CIPHER_CTX* ctx = Context(env, true);
+  int n = 0;
+  bool ok = EVP_EncryptInit_ex(ctx, nullptr, nullptr, key.data, nonce.data) == 1 &&
+            (aad.length == 0 || EVP_EncryptUpdate(ctx, nullptr, &n, aad.data, static_cast<int>(aad.length)) == 1);
+  for (uint32_t i = 0; ok && i < s.count; i++) {
+    uint8_t* at = s.base + s.table[2 * i];
+    const int length = static_cast<int>(s.table[2 * i + 1] - s.table[2 * i]);
+    ok = length == 0 || EVP_EncryptUpdate(ctx, at, &n, at, length) == 1;
+  }
+  uint8_t none[1];
+  int tail = 0;
+  ok = ok && EVP_EncryptFinal_ex(ctx, none, &tail) == 1 && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(kTagBytes), tag.data) == 1;
+  if (!ok) {
+    ZeroSegments(s);
+    std::memset(tag.data, 0, tag.length);
+    throw Napi::Error::New(env, "ChaCha20-Poly1305 seal failed in OpenSSL");
+  }
+  return env.Undefined();
+}
+
+// aeadOpenSegments(key, nonce, aad, buffer, segments, count, tag): verifies and decrypts the ranges
+// in place; true if the tag verifies, false and every range zeroed otherwise.
+Napi::Value AeadOpenSegments(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Bytes key = Arg(info, 0, "key"), nonce = Arg(info, 1, "nonce"), aad = Arg(info, 2, "aad"), buffer = Arg(info, 3, "buffer", kMaxRecordBytes), tag = Arg(info, 6, "tag");
+  if (key.length != kKeyBytes || nonce.length != kNonceBytes || tag.length != kTagBytes) throw Napi::RangeError::New(env, "key must be 32 bytes, nonce 12 and tag 16");
+  const Segments s = SegmentArgs(info, buffer, tag);
+  EVP_CIPHER_CTX* ctx = Context(env, false);
+  uint8_t expected[kTagBytes];
+  std::memcpy(expected, tag.data, kTagBytes);
+  int n = 0;
+  bool ok = EVP_DecryptInit_ex(ctx, nullptr, nullptr, key.data, nonce.data) == 1 &&
+            (aad.length == 0 || EVP_DecryptUpdate(ctx, nullptr, &n, aad.data, static_cast<int>(aad.length)) == 1);
+  for (uint32_t i = 0; ok && i < s.count; i++) {
+    uint8_t* at = s.base + s.table[2 * i];
+    const int length = static_cast<int>(s.table[2 * i + 1] - s.table[2 * i]);
+    ok = length == 0 || EVP_DecryptUpdate(ctx, at, &n, at, length) == 1;
+  }
+  uint8_t none[1];
+  int tail = 0;
+  const bool verified = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(kTagBytes), expected) == 1 && EVP_DecryptFinal_ex(ctx, none, &tail) == 1;
+  if (!verified) ZeroSegments(s);
   return Napi::Boolean::New(env, verified);
 }
 

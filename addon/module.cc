@@ -12,6 +12,7 @@
 #include "channel.h"
 #include "state.h"
 #include "tun.h"
+#include "udp.h"
 #include "volume.h"
 
 namespace lunlink {
@@ -57,11 +58,14 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New(env, Init, "init"));
   exports.Set("NativeVolume", NativeVolume::Define(env));
   exports.Set("NativeTun", NativeTun::Define(env));
+  exports.Set("NativeUdp", NativeUdp::Define(env));
   exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
   exports.Set("addressAlignment", Napi::Function::New(env, AddressAlignment, "addressAlignment"));
   exports.Set("isNativeOwned", Napi::Function::New(env, IsNativeOwned, "isNativeOwned"));
   exports.Set("aeadSeal", Napi::Function::New(env, AeadSeal, "aeadSeal"));
   exports.Set("aeadOpen", Napi::Function::New(env, AeadOpen, "aeadOpen"));
+  exports.Set("aeadSealSegments", Napi::Function::New(env, AeadSealSegments, "aeadSealSegments"));
+  exports.Set("aeadOpenSegments", Napi::Function::New(env, AeadOpenSegments, "aeadOpenSegments"));
   return exports;
 }
 

@@ -1,14 +1,19 @@
 // codec: the hot path of the format, in memory. (1) checksum implementations side by side, the
 // measurement behind lib/format/checksum.ts's choice; (2) RecordBuilder encode and record
 // validate+decode throughput for 64 B, 1 KiB and 9000 B frames in records of up to 64 KiB, unkeyed
-// (XXH3-128 body check) and keyed (ChaCha20-Poly1305 AEAD, authMode keyed) side by side.
+// (XXH3-128 body check) and keyed (ChaCha20-Poly1305 AEAD, authMode keyed) side by side; (3) the
+// record AEAD alone, us per seal and per open of a 1-block and a 17-block record: the addon's
+// in-place segment cipher (lib/io/aead.ts, the product's) beside node:crypto doing the same steps
+// (the pre-#13 record cipher, kept here only as the reference row).
 import { crc32c as nodeRsCrc32c } from "@node-rs/crc32";
 import { createCRC32, createXXHash128 } from "hash-wasm";
-import { randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 
-import { FrameType, MAX_FRAME_BYTES } from "../lib/format/layout.ts";
+import { FrameType, MAX_FRAME_BYTES, RECORD_HEADER_END } from "../lib/format/layout.ts";
+import type { SegmentAead } from "../lib/format/aead.ts";
 import { RecordCipher } from "../lib/format/record-cipher.ts";
+import { addonAead } from "../lib/io/aead.ts";
 import { RecordBuilder, checkBody, checkFirstBlock, forEachFrame } from "../lib/format/record.ts";
 import { newUuid, uuidBytes } from "../lib/format/uuid.ts";
 import { machineLine } from "./machine.ts";
@@ -70,7 +75,7 @@ export async function codecBench(): Promise<void> {
   const builder = new RecordBuilder(buffer, blockBytes, maxBlocks);
   const scratch = new Uint8Array(MAX_FRAME_BYTES);
   const recordRows: string[][] = [];
-  const cipher = new RecordCipher(new Uint8Array(randomBytes(32)), 1n);
+  const cipher = new RecordCipher(addonAead, new Uint8Array(randomBytes(32)), 1n);
   const work = new Uint8Array(maxBlocks * blockBytes);
   for (const frameBytes of [64, 1024, 9000]) {
     const plainRates: number[] = [];
@@ -123,4 +128,66 @@ export async function codecBench(): Promise<void> {
   }
   console.log("\nrecords of up to 17 blocks (64 KiB payload), B = 4096, unkeyed and keyed in the same run:\n");
   console.log(table(["frame", "auth", "frames/record", "encode frames/s", "encode MB/s", "decode frames/s", "decode MB/s", "vs none (enc / dec)"], recordRows));
+
+  console.log("\nrecord AEAD alone (ChaCha20-Poly1305 of one record's payload around its stamps, in place), B = 4096, same run:\n");
+  const aeadRows: string[][] = [];
+  const key = new Uint8Array(randomBytes(32));
+  for (const blocks of [1, 17]) {
+    const record = new Uint8Array(randomBytes(blocks * blockBytes));
+    record.fill(0, 0, RECORD_HEADER_END);
+    record[0] = 1;
+    const row = [`${blocks} block${blocks > 1 ? "s" : ""} (${((blocks * blockBytes) / 1024).toFixed(0)} KiB)`];
+    const results: number[] = [];
+    for (const [name, aead] of [["node:crypto (before)", nodeCryptoAead], ["addon (now)", addonAead]] as const) {
+      const c = new RecordCipher(aead, key, 3n);
+      const n = blocks > 1 ? 3000 : 20_000;
+      const sealUs = perCallUs(n, () => c.seal(record, blockBytes, blocks, 9));
+      const copy = record.slice();
+      c.seal(copy, blockBytes, blocks, 9);
+      const work2 = new Uint8Array(copy.length);
+      const openUs = perCallUs(n, () => {
+        work2.set(copy);
+        if (!c.open(work2, blockBytes, blocks, 9)) throw new Error(`${name}: open failed`);
+      });
+      results.push(sealUs, openUs);
+      row.push(sealUs.toFixed(1), openUs.toFixed(1));
+    }
+    row.push(`${(results[0]! / results[2]!).toFixed(2)} / ${(results[1]! / results[3]!).toFixed(2)}`);
+    aeadRows.push(row);
+  }
+  console.log(table(["record", "node:crypto seal us", "open us (incl. copy)", "addon seal us", "open us (incl. copy)", "speed-up seal / open"], aeadRows));
 }
+
+function perCallUs(n: number, f: () => void): number {
+  for (let i = 0; i < Math.min(n, 500); i++) f();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) f();
+  return ((performance.now() - t0) * 1e3) / n;
+}
+
+/** The record cipher as it was before #13 (node:crypto, one cipher object per record): the reference row only. */
+const nodeCryptoAead: SegmentAead = {
+  sealSegments(key, nonce, aad, buffer, segments, count, tag) {
+    const cipher = createCipheriv("chacha20-poly1305", key, nonce, { authTagLength: 16 });
+    let length = 0;
+    for (let i = 0; i < count; i++) length += segments[2 * i + 1]! - segments[2 * i]!;
+    cipher.setAAD(aad, { plaintextLength: length });
+    for (let i = 0; i < count; i++) buffer.set(cipher.update(buffer.subarray(segments[2 * i]!, segments[2 * i + 1]!)), segments[2 * i]!);
+    cipher.final();
+    tag.set(cipher.getAuthTag());
+  },
+  openSegments(key, nonce, aad, buffer, segments, count, tag) {
+    const decipher = createDecipheriv("chacha20-poly1305", key, nonce, { authTagLength: 16 });
+    let length = 0;
+    for (let i = 0; i < count; i++) length += segments[2 * i + 1]! - segments[2 * i]!;
+    decipher.setAAD(aad, { plaintextLength: length });
+    decipher.setAuthTag(tag);
+    for (let i = 0; i < count; i++) buffer.set(decipher.update(buffer.subarray(segments[2 * i]!, segments[2 * i + 1]!)), segments[2 * i]!);
+    try {
+      decipher.final();
+      return true;
+    } catch {
+      return false;
+    }
+  },
+};

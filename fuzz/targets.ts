@@ -8,6 +8,7 @@ import fc from "fast-check";
 
 import { AuthMode, FrameType, MAX_FRAME_BYTES } from "../lib/format/layout.ts";
 import { RecordCipher } from "../lib/format/record-cipher.ts";
+import { addonAead } from "../lib/io/aead.ts";
 import { RecordBuilder, checkBody, checkFirstBlock, forEachFrame } from "../lib/format/record.ts";
 import { STATUS_BYTES, decodeStatus, encodeStatus } from "../lib/format/status.ts";
 import { SUPERBLOCK_BYTES, decodeSuperblock, encodeSuperblock } from "../lib/format/superblock.ts";
@@ -88,7 +89,7 @@ const validSealed = fc.uint8Array({ maxLength: 300 }).map((payload) => new Seale
 // Keyed mode: valid MACed superblocks and status blocks and AEAD records, edited in 1-8 bytes. An
 // edit that changes any byte must fail the MAC or the tag; an untouched one must still verify.
 const ringMacKey = new Uint8Array(32).fill(7);
-const recordCipher = new RecordCipher(new Uint8Array(32).fill(9), 5n);
+const recordCipher = new RecordCipher(addonAead, new Uint8Array(32).fill(9), 5n);
 
 export const TARGETS: FuzzTarget[] = [
   {

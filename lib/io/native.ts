@@ -86,10 +86,22 @@ export interface NativeTunHandle {
   recycle(slot: number): void;
 }
 
+/** addon/udp.cc: an IPv4 UDP socket with a recvmmsg thread and sendmmsg (lib/io/udp.ts is its facade). */
+export interface NativeUdpHandle {
+  /** Binds (address in host order, port 0: any); returns the bound port. */
+  bind(address: number, port: number, bufferBytes: number): number;
+  start(onBatch: (slot: number, count: number, bytes: number, errno: number, syscallId: number) => boolean): [Uint8Array, Uint32Array][];
+  /** Datagrams the kernel took of `count` back to back in buffer. */
+  sendBatch(buffer: Uint8Array, lengths: Uint32Array, count: number, address: number, port: number, gso: boolean): number;
+  close(): void;
+  recycle(slot: number): void;
+}
+
 interface Addon {
   init(dispatch: (ids: Float64Array, results: Float64Array, errors: Int32Array, syscalls: Int32Array) => void): void;
   NativeVolume: new (maxThreads: number) => NativeVolumeHandle;
   NativeTun: new () => NativeTunHandle;
+  NativeUdp: new () => NativeUdpHandle;
   /** A zeroed view over a native-owned block (an external ArrayBuffer). */
   alignedBuffer(length: number, alignment: number): Uint8Array;
   addressAlignment(buffer: Uint8Array): number;
@@ -98,6 +110,10 @@ interface Addon {
   aeadSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, out: Uint8Array): void;
   /** ChaCha20-Poly1305 open: true and the plaintext in out if the tag verifies, else false and out zeroed. */
   aeadOpen(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array, out: Uint8Array): boolean;
+  /** ChaCha20-Poly1305 in place over `count` [start, end) ranges of buffer; the tag goes to `tag`. */
+  aeadSealSegments(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, buffer: Uint8Array, segments: Uint32Array, count: number, tag: Uint8Array): void;
+  /** Verifies and decrypts in place: true if authentic, else false and the ranges zeroed. */
+  aeadOpenSegments(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, buffer: Uint8Array, segments: Uint32Array, count: number, tag: Uint8Array): boolean;
 }
 
 /** Mirrors `enum class Syscall` in addon/channel.h. */

@@ -1,13 +1,17 @@
-// Link: one node's end of a pair, carrying datagrams over two paths. Pipeline:
-//   send: LinkCore picks paths and headers -> UDP socket (sealed when keyed) and/or StoragePath (send ring)
-//   receive: UDP socket (unsealed) | StoragePath (receive ring) -> LinkCore (decode, session, path
-//            heartbeat, control in order and acked, data dedupe) -> "data"/"control" events
+// Link: one node's end of a pair, carrying datagrams over two paths of one shape (UdpPath, StoragePath).
+// Pipeline, batches kept whole at every stage:
+//   send: sendBatch (a TUN read batch) -> LinkCore picks paths and headers per packet -> UdpPath batch
+//         (encoded or sealed in place) flushed in one sendmmsg | StoragePath (frames into the ring
+//         writer's open record: one record per batch)
+//   receive: UdpPath recvmmsg batch (unsealed into one reused buffer) | StoragePath (receive ring) ->
+//            LinkCore (decode, session, path heartbeat, control in order and acked, data dedupe and
+//            failback order) -> "data"/"control" events, and data batches (onDataBatch: one call per
+//            receive batch, for TunDevice.writeBatch)
 // Every decision is in the sans-IO LinkCore (paths.ts, with control.ts and window.ts); the storage
 // path heals itself (lib/link/storage-path.ts); this shell only moves bytes and time. Invariants:
 // heartbeats run on both paths all the time; the application never sees a data message twice;
 // control is delivered once, in order; sendControl waits for acks, never polls.
 import { randomInt } from "node:crypto";
-import dgram from "node:dgram";
 import { EventEmitter } from "node:events";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 
@@ -18,6 +22,7 @@ import { StoragePath, type StoragePathOptions, type StorageReport } from "./stor
 import type { StateChange } from "../io/supervisor.ts";
 import type { RingWriter } from "../ring/writer.ts";
 import { encodeHeader, MAX_MESSAGE_BYTES, MessageKind, MESSAGE_HEADER_BYTES, PathId, RING_FRAME_TYPE, type MessageHeader } from "./message.ts";
+import { UdpPath } from "./udp-path.ts";
 import { ringKey, sharedSecret } from "./keys.ts";
 import { LinkCore, type CoreCounters, type LinkOutput, type RefusedCounters, type LinkState, type LinkTimers, type Transition } from "./paths.ts";
 import { Opener, SEAL_OVERHEAD_BYTES, Sealer } from "./seal.ts";
@@ -52,6 +57,8 @@ export interface LinkCounters extends CoreCounters, RefusedCounters {
   controlDuplicates: number;
   controlRetransmits: number;
   udpSendErrors: number;
+  /** Batching on the primary path: sendmmsg calls and datagrams sent, recvmmsg batches and datagrams received. */
+  udpBatches: { sendCalls: number; datagramsOut: number; receiveBatches: number; datagramsIn: number };
 }
 
 export interface LinkEvents {
@@ -63,6 +70,13 @@ export interface LinkEvents {
   /** A storage component (send ring, receive ring) changed state: fault, recovery, configuration fault. */
   storage: [StateChange];
 }
+
+/** Receives `count` data payloads back to back in `payloads` (payload i is lengths[i] bytes); valid during the call. */
+export type DataBatchHandler = (payloads: Uint8Array, lengths: Uint32Array, count: number) => void;
+
+/** Bounds of one delivered data batch (what one TunDevice.writeBatch gets). */
+export const DELIVERY_BATCH_PACKETS = 256;
+export const DELIVERY_BATCH_BYTES = 1 << 20;
 
 export interface LinkStatus {
   node: number;
@@ -87,11 +101,16 @@ export class Link extends EventEmitter<LinkEvents> {
   readonly core: LinkCore;
   /** What only the shell sees: UDP sends the kernel refused. */
   private udpSendErrors = 0;
-  /** Data datagrams (bind port). */
-  private readonly socket: dgram.Socket;
-  /** Heartbeats and control (bind port + 1): a data flood that overflows the data socket's buffer cannot drop them. */
-  private readonly controlSocket: dgram.Socket;
+  /** The primary path: data on the bind port, heartbeats and control on port + 1. */
+  private readonly udp: UdpPath;
   private readonly storage: StoragePath;
+  /** Inside sendBatch: UDP datagrams collect in the path's batch, flushed once at the end. */
+  private sending = false;
+  /** Unsealed datagrams land here (reused: no allocation per datagram). */
+  private readonly openScratch = Buffer.allocUnsafe(MAX_MESSAGE_BYTES);
+  /** Data delivered since the last flush, for onDataBatch (payloads back to back). */
+  private readonly delivery = { bytes: new Uint8Array(DELIVERY_BATCH_BYTES), lengths: new Uint32Array(DELIVERY_BATCH_PACKETS), count: 0, used: 0, scheduled: false };
+  private dataBatchHandler: DataBatchHandler | undefined;
   private readonly scratch = new Uint8Array(MESSAGE_HEADER_BYTES + 65535);
   private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
@@ -103,7 +122,7 @@ export class Link extends EventEmitter<LinkEvents> {
   /** The core's hands: every effect it decides goes through here. */
   private readonly out: LinkOutput = {
     send: (path, header, payload) => (path === PathId.Primary ? this.sendUdp(header, payload) : this.sendRing(header, payload)),
-    data: (payload, path) => this.emit("data", payload, path === PathId.Primary ? "primary" : "storage"),
+    data: (payload, path) => this.deliver(payload, path),
     control: (payload) => this.emit("control", payload),
     peerSession: (session, restarted) => {
       this.sealer?.bindTo(session); // authenticated (sealed UDP, or a keyed ring): bind our datagrams to it
@@ -117,14 +136,14 @@ export class Link extends EventEmitter<LinkEvents> {
     log: (event, fields) => this.log(event, fields),
   };
 
-  private constructor(options: LinkOptions, sockets: [dgram.Socket, dgram.Socket], storage: StoragePath) {
+  private constructor(options: LinkOptions, udp: UdpPath, storage: StoragePath) {
     super();
     this.options = options;
     // Strictly higher on every start: the send ring's epoch (persisted on the volume, raised by every
     // RingWriter.open), not the wall clock, which may step back. Low bits random.
     const session = (storage.epoch << 16n) | BigInt(randomInt(0x10000));
     this.core = new LinkCore(options.timers, { nodeId: options.nodeId, peerNodeId: options.peerNodeId, session, controlRtoMs: options.controlRtoMs ?? 200 });
-    [this.socket, this.controlSocket] = sockets;
+    this.udp = udp;
     this.storage = storage;
     if (options.keys !== undefined) {
       const secret = sharedSecret(options.keys.privateKey, options.keys.peerPublicKey);
@@ -135,7 +154,7 @@ export class Link extends EventEmitter<LinkEvents> {
 
   /** Opens both paths: binds the UDP sockets and opens the storage path (send ring in a new epoch, receive ring from its head). */
   static async open(options: LinkOptions): Promise<Link> {
-    const sockets: dgram.Socket[] = [];
+    let udp: UdpPath | undefined;
     let storage: StoragePath | undefined;
     try {
       let link: Link | undefined;
@@ -151,23 +170,24 @@ export class Link extends EventEmitter<LinkEvents> {
           : { auth: (pairUuid: string) => ({ send: { key: ringKey(secret, pairUuid, options.nodeId, options.peerNodeId) }, receive: { key: ringKey(secret, pairUuid, options.peerNodeId, options.nodeId) } }) }),
         onFrame: (_seq, _type, _flags, bytes, offset, length) => link?.receive(bytes, offset, length, PathId.Storage),
       });
-      sockets.push(await bindSocket(options.primary.bind));
-      sockets.push(await bindSocket({ host: options.primary.bind.host, port: options.primary.bind.port + 1 }));
-      link = new Link(options, sockets as [dgram.Socket, dgram.Socket], storage);
+      udp = await UdpPath.open({
+        bind: options.primary.bind,
+        peer: options.primary.peer,
+        onDatagram: (bytes, offset, length, address, port) => link?.receiveUdp(bytes, offset, length, address, port),
+        onBatchEnd: () => link?.flushDelivery(),
+        onError: (error) => link?.log("udp-error", { message: error.message }),
+      });
+      link = new Link(options, udp, storage);
       link.start();
       return link;
     } catch (error) {
-      for (const socket of sockets) socket.close();
+      udp?.close();
       await storage?.close();
       throw error;
     }
   }
 
   private start(): void {
-    for (const socket of [this.socket, this.controlSocket]) {
-      socket.on("message", (msg, from) => this.receiveUdp(msg, from));
-      socket.on("error", (error) => this.log("udp-error", { message: error.message }));
-    }
     // One event per state change of a storage component (not per retry): the node logs it.
     this.storage.on("change", (change) => this.emit("storage", change));
     this.loopDelay.enable();
@@ -187,6 +207,65 @@ export class Link extends EventEmitter<LinkEvents> {
     this.checkSize(payload);
     return this.core.sendData(performance.now(), payload, this.storage.drained, this.out);
   }
+
+  /**
+   * Sends `count` data payloads stored back to back in `payloads` (payload i is lengths[i] bytes), e.g.
+   * one TUN read batch: one sendmmsg for the UDP copies, one ring record for the storage copies.
+   * Returns how many some path took. A payload too large for the link is counted as not taken.
+   */
+  sendBatch(payloads: Uint8Array, lengths: Uint32Array, count: number): number {
+    if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
+    const now = performance.now();
+    const drained = this.storage.drained;
+    const max = this.maxPayloadBytes;
+    let taken = 0;
+    let offset = 0;
+    this.sending = true;
+    try {
+      for (let i = 0; i < count; i++) {
+        const length = lengths[i]!;
+        if (length <= max && this.core.sendData(now, payloads.subarray(offset, offset + length), drained, this.out)) taken++;
+        offset += length;
+      }
+    } finally {
+      this.sending = false;
+      this.udpSendErrors += this.udp.flush();
+    }
+    return taken;
+  }
+
+  /**
+   * Data payloads in batches (one call per UDP receive batch or ring poll): the TUN bridge writes
+   * each with one TunDevice.writeBatch. "data" events still fire for their listeners.
+   */
+  onDataBatch(handler: DataBatchHandler): void {
+    this.dataBatchHandler = handler;
+  }
+
+  private deliver(payload: Uint8Array, path: PathId): void {
+    if (this.listenerCount("data") > 0) this.emit("data", payload, path === PathId.Primary ? "primary" : "storage");
+    if (this.dataBatchHandler === undefined) return;
+    const d = this.delivery;
+    if (d.count === DELIVERY_BATCH_PACKETS || d.used + payload.length > DELIVERY_BATCH_BYTES) this.flushDelivery();
+    d.bytes.set(payload, d.used);
+    d.lengths[d.count++] = payload.length;
+    d.used += payload.length;
+    // Ring frames arrive one by one from the poller's record walk: flush after it (UDP flushes at batch end).
+    if (!d.scheduled) {
+      d.scheduled = true;
+      queueMicrotask(this.flushDelivery);
+    }
+  }
+
+  private readonly flushDelivery = (): void => {
+    const d = this.delivery;
+    d.scheduled = false;
+    if (d.count === 0) return;
+    const count = d.count;
+    d.count = 0;
+    d.used = 0;
+    if (!this.closed) this.dataBatchHandler?.(d.bytes, d.lengths, count);
+  };
 
   /** Queues one control message (reliable, in order). Resolves once it is handed to a path. */
   async sendControl(payload: Uint8Array): Promise<void> {
@@ -216,7 +295,9 @@ export class Link extends EventEmitter<LinkEvents> {
 
   get counters(): LinkCounters {
     const c = this.core.counters;
-    return { ...c, ...this.core.refused, udpSendErrors: this.udpSendErrors, sent: { ...c.sent }, received: { ...c.received }, controlRetransmits: this.core.controlOut.retransmits, controlDuplicates: this.core.controlIn.duplicates };
+    const u = this.udp.counters;
+    const udpBatches = { sendCalls: u.data.sendCalls + u.control.sendCalls, datagramsOut: u.data.datagramsOut + u.control.datagramsOut, receiveBatches: u.data.batchesIn + u.control.batchesIn, datagramsIn: u.data.datagramsIn + u.control.datagramsIn };
+    return { ...c, ...this.core.refused, udpSendErrors: this.udpSendErrors, udpBatches, sent: { ...c.sent }, received: { ...c.received }, controlRetransmits: this.core.controlOut.retransmits, controlDuplicates: this.core.controlIn.duplicates };
   }
 
   status(): LinkStatus {
@@ -258,16 +339,18 @@ export class Link extends EventEmitter<LinkEvents> {
     this.closed = true;
     for (const timer of this.timers) clearInterval(timer);
     this.loopDelay.disable();
-    this.socket.close();
-    this.controlSocket.close();
+    this.udp.close();
     for (const waiting of this.controlWaiting.splice(0)) waiting.reject(new LunlinkError(ErrorCode.Closed, "the link closed before the control message could be sent"));
     await this.storage.close();
   }
 
-  private receiveUdp(msg: Buffer, from: { address: string; port: number }): void {
+  private receiveUdp(bytes: Uint8Array, offset: number, length: number, address: number, port: number): void {
     if (this.closed) return;
-    if (this.opener === undefined) this.core.receive(performance.now(), msg, 0, msg.length, PathId.Primary, this.out);
-    else this.core.receiveSealed(performance.now(), this.opener.open(msg), `${from.address}:${from.port}`, this.out);
+    if (this.opener === undefined) this.core.receive(performance.now(), bytes, offset, length, PathId.Primary, this.out);
+    else {
+      const opened = this.opener.open(bytes.subarray(offset, offset + length), this.openScratch);
+      this.core.receiveSealed(performance.now(), opened, opened.ok ? "" : `${address >>> 24}.${(address >>> 16) & 255}.${(address >>> 8) & 255}.${address & 255}:${port}`, this.out);
+    }
   }
 
   private receive(bytes: Uint8Array, offset: number, length: number, arrivedOn: PathId): void {
@@ -278,20 +361,22 @@ export class Link extends EventEmitter<LinkEvents> {
     if (!this.closed) this.core.tick(performance.now(), this.out);
   }
 
+  /** Encodes (or seals) the message straight into the UDP path's batch; sent at the batch's flush. */
   private sendUdp(header: MessageHeader, payload?: Uint8Array): boolean {
-    let out: Buffer;
+    const control = header.kind !== MessageKind.Data;
+    const payloadBytes = payload?.length ?? 0;
+    const slot = this.udp.reserve(control, MESSAGE_HEADER_BYTES + payloadBytes + (this.sealer === undefined ? 0 : SEAL_OVERHEAD_BYTES));
+    let length: number;
     if (this.sealer !== undefined) {
-      out = this.sealer.sealParts(header, payload ?? EMPTY);
+      length = this.sealer.sealInto(slot, header, payload ?? EMPTY);
     } else {
-      out = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + (payload?.length ?? 0));
-      encodeHeader(out, 0, header);
-      if (payload !== undefined) out.set(payload, MESSAGE_HEADER_BYTES);
+      encodeHeader(slot, 0, header);
+      if (payload !== undefined) slot.set(payload, MESSAGE_HEADER_BYTES);
+      length = MESSAGE_HEADER_BYTES + payloadBytes;
     }
-    const peer = this.options.primary.peer;
-    const data = header.kind === MessageKind.Data;
-    (data ? this.socket : this.controlSocket).send(out, data ? peer.port : peer.port + 1, peer.host, (error) => {
-      if (error) this.udpSendErrors++;
-    });
+    this.udp.commit(control, length);
+    // Heartbeats, control and acks go at once; data inside sendBatch waits for the batch's flush.
+    if (!this.sending) this.udpSendErrors += this.udp.flush();
     return true;
   }
 
@@ -308,32 +393,6 @@ export class Link extends EventEmitter<LinkEvents> {
   }
 }
 
-const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 /** sendControl calls that may wait for room in the control window (beyond: ERR_LUNLINK_QUEUE_FULL). */
 const MAX_CONTROL_WAITING = 4096;
 const EMPTY = new Uint8Array(0);
-
-function bindSocket(bind: Endpoint): Promise<dgram.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = dgram.createSocket({ type: "udp4", reuseAddr: false });
-    const onError = (error: NodeJS.ErrnoException) => {
-      socket.close();
-      reject(new LunlinkError(ErrorCode.System, `bind UDP ${bind.host}:${bind.port}: ${error.message}`, { ...(error.errno === undefined ? {} : { errno: Math.abs(error.errno) }), syscall: "bind", path: `${bind.host}:${bind.port}`, cause: error }));
-    };
-    socket.once("error", onError);
-    socket.bind(bind.port, bind.host, () => {
-      socket.off("error", onError);
-      // Bursts (a TCP window through the TUN) overflow the default ~208 KiB buffer while the event
-      // loop is busy, and every overflow is a TCP loss: ask for SOCKET_BUFFER_BYTES (the kernel caps
-      // it at net.core.rmem_max / wmem_max).
-      for (const set of [() => socket.setRecvBufferSize(SOCKET_BUFFER_BYTES), () => socket.setSendBufferSize(SOCKET_BUFFER_BYTES)]) {
-        try {
-          set();
-        } catch {
-          // Above the system maximum: keep what the kernel gave.
-        }
-      }
-      resolve(socket);
-    });
-  });
-}

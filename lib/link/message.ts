@@ -6,7 +6,8 @@
 //               on this path (the echo that detects one-way failures)
 //   control:    seq = control sequence (reliable, in order), ack = cumulative control ack
 //   controlAck: seq = 0, ack = cumulative control ack
-//   data:       seq = link sequence (dedupe across paths), ack = 0
+//   data:       seq = link sequence (dedupe across paths); ack = on the primary, the highest seq the
+//               sender put on storage alone (the receiver keeps order behind it, paths.ts), else 0
 // Layout (little-endian): version u8 | kind u8 | path u8 | node u8 | session u64 | seq u64 | ack u64.
 import { FrameType } from "../format/layout.ts";
 import { LunlinkError, ErrorCode } from "../errors.ts";

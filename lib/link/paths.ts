@@ -7,7 +7,14 @@
 // never acted on: fencing is the cluster manager's job).
 // LinkCore (below) is the whole link protocol, sans-IO: sessions (adoption, a peer's restart), the
 // paths each message goes on, control (numbered, acked on the path it came by, retransmitted on the
-// active path) and data dedupe; the Link shell only moves bytes and time into it (LinkOutput).
+// active path), data dedupe and data order across a failback (below); the Link shell only moves bytes
+// and time into it (LinkOutput).
+// Failback order: the ring is slower than UDP, so data the sender moved back to the primary would
+// overtake data still in the ring (one bench run: 344 probes reordered over 20 failbacks). Every data
+// message on the primary carries, in its ack field, the highest data seq the sender put on storage
+// alone; the receiver holds primary data (in order, bounded by HOLD_* and failbackDrainMs) until the
+// ring has delivered up to that seq, then releases it. Loss on the ring costs at most failbackDrainMs
+// once, never a standing delay: after a timeout the receiver stops waiting for what it gave up on.
 import { ControlReceiver, ControlSender } from "./control.ts";
 import { decodeHeader, MessageKind, PathId, PATH_NAMES, type MessageHeader } from "./message.ts";
 import type { OpenResult } from "./seal.ts";
@@ -34,7 +41,10 @@ export interface LinkTimers {
   holdDownMs: number;
   /** A gap between two ticks longer than this is our own pause, not the peer's silence. */
   selfPauseMs: number;
-  /** After failback, data keeps using storage until its ring drained or this passed. */
+  /**
+   * After failback, data keeps using storage until its ring drained or this passed; the receiver
+   * holds primary data at most this long for ring data sent before it (failback order).
+   */
   failbackDrainMs: number;
 }
 
@@ -273,6 +283,62 @@ export interface CoreCounters {
   strays: number;
   staleSession: number;
   peerRestarts: number;
+  /** Primary data held until the ring delivered what was sent before it (failback order). */
+  dataHeldForOrder: number;
+  /** Holds ended by failbackDrainMs or the HOLD_* bounds instead of the ring catching up. */
+  holdsGivenUp: number;
+}
+
+/** Bounds of the failback-order hold (primary data waiting for the ring): messages and payload bytes. */
+export const HOLD_MAX_MESSAGES = 1024;
+export const HOLD_MAX_BYTES = 2 * 1024 * 1024;
+
+/** Primary data held for order: payloads back to back in one preallocated buffer, a FIFO. */
+class HeldData {
+  /** Allocated at the first hold (most links never fail back), then reused. */
+  private bytes = new Uint8Array(0);
+  private readonly seqs: bigint[] = [];
+  private readonly needs: bigint[] = [];
+  private readonly lengths: number[] = [];
+  private usedBytes = 0;
+  /** When the oldest held message gives up waiting. */
+  deadlineMs = Number.POSITIVE_INFINITY;
+
+  get count(): number {
+    return this.seqs.length;
+  }
+
+  fits(length: number): boolean {
+    return this.seqs.length < HOLD_MAX_MESSAGES && this.usedBytes + length <= HOLD_MAX_BYTES;
+  }
+
+  push(nowMs: number, holdMs: number, seq: bigint, needs: bigint, payload: Uint8Array): void {
+    if (this.seqs.length === 0) this.deadlineMs = nowMs + holdMs;
+    if (this.bytes.length === 0) this.bytes = new Uint8Array(HOLD_MAX_BYTES);
+    this.bytes.set(payload, this.usedBytes);
+    this.usedBytes += payload.length;
+    this.seqs.push(seq);
+    this.needs.push(needs);
+    this.lengths.push(payload.length);
+  }
+
+  /** Hands out, in order, every held message whose wait is over (all of them if `all`), then compacts. */
+  release(heard: bigint, all: boolean, each: (seq: bigint, needs: bigint, payload: Uint8Array) => void): void {
+    let n = 0;
+    let offset = 0;
+    while (n < this.seqs.length && (all || this.needs[n]! <= heard)) {
+      each(this.seqs[n]!, this.needs[n]!, this.bytes.subarray(offset, offset + this.lengths[n]!));
+      offset += this.lengths[n]!;
+      n++;
+    }
+    if (n === 0) return;
+    this.bytes.copyWithin(0, offset, this.usedBytes);
+    this.usedBytes -= offset;
+    this.seqs.splice(0, n);
+    this.needs.splice(0, n);
+    this.lengths.splice(0, n);
+    this.deadlineMs = this.seqs.length === 0 ? Number.POSITIVE_INFINITY : this.deadlineMs;
+  }
 }
 
 export class LinkCore {
@@ -290,6 +356,8 @@ export class LinkCore {
     strays: 0,
     staleSession: 0,
     peerRestarts: 0,
+    dataHeldForOrder: 0,
+    holdsGivenUp: 0,
   };
   /** The peer's session (0: none heard yet). */
   peerSession = 0n;
@@ -300,6 +368,11 @@ export class LinkCore {
   private readonly window = new SequenceWindow();
   private readonly heartbeatSeq = [0n, 0n];
   private dataSeq = 0n;
+  /** Sender: the highest data seq only the storage path took (primary data carries it as ack). */
+  private storageOnlySeq = 0n;
+  /** Receiver: the highest peer data seq heard on storage, or given up on after a hold timed out. */
+  private storageHeard = 0n;
+  private readonly held = new HeldData();
 
   constructor(timers: LinkTimers, id: LinkIdentity) {
     this.paths = new LinkState(timers);
@@ -348,16 +421,45 @@ export class LinkCore {
         return;
       }
       case MessageKind.Data: {
-        const verdict = this.window.check(h.seq);
-        if (verdict === "duplicate") this.counters.dataDuplicates++;
-        else if (verdict === "old") this.counters.dataTooOld++;
-        else {
-          this.counters.dataDelivered++;
-          out.data(payload, arrivedOn);
+        if (arrivedOn === PathId.Storage) {
+          this.deliverData(h.seq, payload, arrivedOn, out);
+          if (h.seq > this.storageHeard) this.storageHeard = h.seq;
+          this.held.release(this.storageHeard, false, (seq, _needs, p) => this.deliverData(seq, p, PathId.Primary, out));
+          return;
         }
+        // Primary: wait for the ring if it still carries data sent before this (or others wait already).
+        if (this.held.count > 0 || h.ack > this.storageHeard) {
+          if (!this.held.fits(payload.length)) this.giveUpHold(out);
+          if (this.held.count > 0 || h.ack > this.storageHeard) {
+            this.counters.dataHeldForOrder++;
+            this.held.push(nowMs, this.paths.timers.failbackDrainMs, h.seq, h.ack, payload);
+            return;
+          }
+        }
+        this.deliverData(h.seq, payload, arrivedOn, out);
         return;
       }
     }
+  }
+
+  private deliverData(seq: bigint, payload: Uint8Array, path: PathId, out: LinkOutput): void {
+    const verdict = this.window.check(seq);
+    if (verdict === "duplicate") this.counters.dataDuplicates++;
+    else if (verdict === "old") this.counters.dataTooOld++;
+    else {
+      this.counters.dataDelivered++;
+      out.data(payload, path);
+    }
+  }
+
+  /** Releases every held message and stops waiting for the ring data they waited for (lost or late). */
+  private giveUpHold(out: LinkOutput): void {
+    if (this.held.count === 0) return;
+    this.counters.holdsGivenUp++;
+    this.held.release(this.storageHeard, true, (seq, needs, p) => {
+      if (needs > this.storageHeard) this.storageHeard = needs;
+      this.deliverData(seq, p, PathId.Primary, out);
+    });
   }
 
   /**
@@ -389,10 +491,11 @@ export class LinkCore {
   sendData(nowMs: number, payload: Uint8Array, storageDrained: boolean, out: LinkOutput): boolean {
     const paths = this.paths.dataPaths(nowMs, storageDrained);
     const seq = ++this.dataSeq;
-    let taken = false;
-    if (paths.primary) taken = this.transmit(PathId.Primary, this.header(MessageKind.Data, seq, 0n, PathId.Primary), payload, out) || taken;
-    if (paths.storage) taken = this.transmit(PathId.Storage, this.header(MessageKind.Data, seq, 0n, PathId.Storage), payload, out) || taken;
-    return taken;
+    // The primary copy names the last data the ring alone carries: the receiver keeps order behind it.
+    const primary = paths.primary && this.transmit(PathId.Primary, this.header(MessageKind.Data, seq, this.storageOnlySeq, PathId.Primary), payload, out);
+    const storage = paths.storage && this.transmit(PathId.Storage, this.header(MessageKind.Data, seq, 0n, PathId.Storage), payload, out);
+    if (storage && !primary) this.storageOnlySeq = seq;
+    return primary || storage;
   }
 
   /** Numbers and sends one control message; false (nothing sent) while the window is full. */
@@ -406,6 +509,7 @@ export class LinkCore {
   /** Advances time: path states and the active path (transitions), control retransmissions. */
   tick(nowMs: number, out: LinkOutput): void {
     for (const t of this.paths.tick(nowMs)) out.transition(t);
+    if (nowMs >= this.held.deadlineMs) this.giveUpHold(out);
     for (const entry of this.controlOut.due(nowMs, this.id.controlRtoMs)) this.transmitControl(entry.seq, entry.payload, out);
   }
 
@@ -413,6 +517,9 @@ export class LinkCore {
   private adopt(session: bigint, out: LinkOutput): void {
     const restarted = this.peerSession !== 0n;
     if (restarted) this.counters.peerRestarts++;
+    // Held data of the old session goes out first (it is authentic and in order); the new one starts clean.
+    this.giveUpHold(out);
+    this.storageHeard = 0n;
     this.peerSession = session;
     this.window.reset();
     this.controlIn.reset();

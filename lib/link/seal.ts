@@ -80,18 +80,28 @@ export class Sealer {
 
   /** Seals a header and payload straight into a new datagram (no intermediate message). */
   sealParts(header: MessageHeader, payload: Uint8Array): Buffer {
+    const out = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + COUNTER_BYTES + payload.length + TAG_BYTES);
+    this.sealInto(out, header, payload);
+    return out;
+  }
+
+  /**
+   * Seals a header and payload into `out` (at least MESSAGE_HEADER_BYTES + SEAL_OVERHEAD_BYTES + payload.length bytes, e.g. a slot of
+   * a send batch: no allocation); returns the datagram's length.
+   */
+  sealInto(out: Uint8Array, header: MessageHeader, payload: Uint8Array): number {
     if (header.session !== this.session) throw new Error(`assertion failed: sealing a message of session ${header.session} with the key of session ${this.session}`);
     if (this.counter >= REKEY_AFTER_MESSAGES) {
       throw new LunlinkError(ErrorCode.KeyExhausted, `this session sealed ${this.counter} datagrams, the bound for one key: restart the node for a new session and key`);
     }
     const body = MESSAGE_HEADER_BYTES + COUNTER_BYTES;
-    const out = Buffer.allocUnsafe(body + payload.length + TAG_BYTES);
+    const length = body + payload.length + TAG_BYTES;
     encodeHeader(out, 0, header);
     out[0] = this.bound ? LINK_VERSION_BOUND : LINK_VERSION_SEALED;
     const counter = ++this.counter;
-    out.writeBigUInt64LE(counter, MESSAGE_HEADER_BYTES);
-    aeadSeal(this.key, nonce(this.nonce, counter), out.subarray(0, body), payload, out.subarray(body));
-    return out;
+    new DataView(out.buffer, out.byteOffset, body).setBigUint64(MESSAGE_HEADER_BYTES, counter, true);
+    aeadSeal(this.key, nonce(this.nonce, counter), out.subarray(0, body), payload, out.subarray(body, length));
+    return length;
   }
 }
 
@@ -119,8 +129,12 @@ export class Opener {
     this.mySession = mySession;
   }
 
-  /** Verifies and decrypts; returns the message with a version-1 header, or why it was refused. */
-  open(datagram: Uint8Array): OpenResult {
+  /**
+   * Verifies and decrypts; returns the message with a version-1 header, or why it was refused. With
+   * `into` (at least datagram.length bytes, reused by the caller: no allocation per datagram) the
+   * message is a view of it, valid until the next call.
+   */
+  open(datagram: Uint8Array, into?: Buffer): OpenResult {
     if (datagram.length < MESSAGE_HEADER_BYTES + SEAL_OVERHEAD_BYTES) return { ok: false, reason: "short" };
     const version = datagram[0];
     if (version !== LINK_VERSION_SEALED && version !== LINK_VERSION_BOUND) return { ok: false, reason: "version" };
@@ -131,7 +145,7 @@ export class Opener {
     const counter = view.readBigUInt64LE(MESSAGE_HEADER_BYTES);
     const body = MESSAGE_HEADER_BYTES + COUNTER_BYTES;
     const payloadBytes = datagram.length - body - TAG_BYTES;
-    const out = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + payloadBytes);
+    const out = into === undefined ? Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + payloadBytes) : into.subarray(0, MESSAGE_HEADER_BYTES + payloadBytes);
     if (!aeadOpen(key, nonce(this.nonce, counter), view.subarray(0, body), view.subarray(body, body + payloadBytes), view.subarray(body + payloadBytes), out.subarray(MESSAGE_HEADER_BYTES))) {
       return { ok: false, reason: "auth" };
     }

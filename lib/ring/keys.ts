@@ -6,6 +6,7 @@
 // salt, fresh random per epoch). No subkey is used for two purposes.
 import { deriveKey } from "../format/kdf.ts";
 import { RecordCipher } from "../format/record-cipher.ts";
+import { addonAead } from "../io/aead.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { invalidArgument } from "../errors.ts";
 
@@ -45,7 +46,7 @@ export class RingKeys {
 
   /** The AEAD of records written in the epoch this (verified) superblock starts. */
   recordCipher(superblock: Pick<Superblock, "salt" | "epoch">): RecordCipher {
-    return new RecordCipher(deriveKey(this.ringKey, superblock.salt, `record epoch ${superblock.epoch}`), superblock.epoch);
+    return new RecordCipher(addonAead, deriveKey(this.ringKey, superblock.salt, `record epoch ${superblock.epoch}`), superblock.epoch);
   }
 }
 

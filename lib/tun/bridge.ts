@@ -1,7 +1,7 @@
-// TUN <-> Link: every IP packet the kernel routes into the TUN device goes out as one data datagram
-// on the link; every data datagram from the peer is written back into the TUN device. Batches stay
-// batches (one callback per TUN read batch); nothing is copied here (the link copies into its UDP
-// buffer or ring record, the TUN write copies into the kernel).
+// TUN <-> Link, batches kept whole both ways: every TUN read batch goes to Link.sendBatch (one
+// sendmmsg for its UDP copies, one ring record for its storage copies); every data batch the link
+// delivers (one per UDP receive batch or ring poll) goes to the TUN with one writeBatch. Nothing is
+// copied here (the link copies into its UDP batch or ring record; the TUN write copies into the kernel).
 import type { Link } from "../link/link.ts";
 import type { TunDevice } from "./tun.ts";
 
@@ -15,17 +15,15 @@ export interface BridgeCounters {
 export function bridge(tun: TunDevice, link: Link): BridgeCounters {
   const counters: BridgeCounters = { packetsToLink: 0, packetsNotSent: 0, packetsToTun: 0, packetsTunDropped: 0 };
   tun.onPackets((packets, lengths, count) => {
-    let offset = 0;
-    for (let i = 0; i < count; i++) {
-      const length = lengths[i]!;
-      if (link.sendData(packets.subarray(offset, offset + length))) counters.packetsToLink++;
-      else counters.packetsNotSent++;
-      offset += length;
-    }
+    const taken = link.sendBatch(packets, lengths, count);
+    counters.packetsToLink += taken;
+    counters.packetsNotSent += count - taken;
   });
-  link.on("data", (payload) => {
-    if (tun.write(payload)) counters.packetsToTun++;
-    else counters.packetsTunDropped++;
+  link.onDataBatch((payloads, lengths, count) => {
+    if (tun.isClosed) return;
+    const written = tun.writeBatch(payloads, lengths, count);
+    counters.packetsToTun += written;
+    counters.packetsTunDropped += count - written;
   });
   return counters;
 }

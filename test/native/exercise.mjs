@@ -158,3 +158,48 @@ console.log("exercise done");
   if (code !== "ERR_LUNLINK_WORKER_UNSUPPORTED") throw new Error(`raw addon in a worker: ${code}`);
   console.log("aead done");
 }
+{
+  // aeadSealSegments/aeadOpenSegments (records, in place): 1 and 17 blocks, a forged tag, bad tables.
+  const { RecordCipher } = await import("../../dist/lib/format/record-cipher.js");
+  const { addonAead } = await import("../../dist/lib/io/aead.js");
+  for (const blocks of [1, 17]) {
+    const record = Buffer.alloc(blocks * 4096, 7);
+    const cipher = new RecordCipher(addonAead, Buffer.alloc(32, 1), 2n);
+    cipher.seal(record, 4096, blocks, 5);
+    if (!cipher.open(Buffer.from(record), 4096, blocks, 5)) throw new Error("record did not open");
+    record[200] ^= 1;
+    if (cipher.open(record, 4096, blocks, 5)) throw new Error("forged record opened");
+  }
+  for (const bad of [() => addonAead.sealSegments(Buffer.alloc(32), Buffer.alloc(12), Buffer.alloc(0), Buffer.alloc(64), new Uint32Array([8, 100]), 1, Buffer.alloc(16)), () => addonAead.openSegments(Buffer.alloc(32), Buffer.alloc(12), Buffer.alloc(0), Buffer.alloc(64), new Uint32Array([8, 4]), 1, Buffer.alloc(16))]) {
+    try { bad(); throw new Error("accepted"); } catch (e) { if (e.message === "accepted") throw e; }
+  }
+  console.log("segments done");
+}
+{
+  // NativeUdp (addon/udp.cc) on loopback: batches with and without GSO runs, receive thread, close
+  // with batches in flight, a socket garbage-collected without close.
+  const { UdpPath } = await import("../../dist/lib/link/udp-path.js");
+  const port = 30_000 + (process.pid % 10_000) * 2;
+  let got = 0;
+  const b = await UdpPath.open({ bind: { host: "127.0.0.1", port: port + 2 }, peer: { host: "127.0.0.1", port }, onDatagram: () => got++, onBatchEnd: () => undefined, onError: (e) => { throw e; } });
+  const a = await UdpPath.open({ bind: { host: "127.0.0.1", port }, peer: { host: "127.0.0.1", port: port + 2 }, onDatagram: () => undefined, onBatchEnd: () => undefined, onError: (e) => { throw e; } });
+  for (let round = 0; round < 20; round++) {
+    for (let i = 0; i < 300; i++) {
+      const size = i % 7 === 0 ? 100 + i : 1400;
+      a.reserve(i % 50 === 0, size).fill(i & 0xff);
+      a.commit(i % 50 === 0, size);
+    }
+    a.flush();
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  for (let i = 0; i < 200 && got < 6000; i++) await new Promise((r) => setTimeout(r, 10));
+  console.log("udp received", got, "of 6000");
+  for (let i = 0; i < 100; i++) { a.reserve(false, 1000).fill(1); a.commit(false, 1000); }
+  a.flush();
+  b.close();
+  a.close();
+  const { addon } = await import("../../dist/lib/io/native.js");
+  new (addon().NativeUdp)().bind(0x7f000001, 0, 0);
+  globalThis.gc?.();
+  console.log("udp done");
+}

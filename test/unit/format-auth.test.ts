@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 
 import { AuthMode, FrameType, MAX_FRAME_BYTES, RecordFlag } from "../../lib/format/layout.ts";
 import { RecordCipher } from "../../lib/format/record-cipher.ts";
+import { addonAead } from "../../lib/io/aead.ts";
 import { RecordBuilder, checkBody, checkFirstBlock, forEachFrame, type BodyVerdict } from "../../lib/format/record.ts";
 import { STATUS_BYTES, decodeStatus, encodeStatus, type StatusBlock } from "../../lib/format/status.ts";
 import { SUPERBLOCK_BYTES, decodeSuperblock, encodeSuperblock, type Superblock } from "../../lib/format/superblock.ts";
@@ -55,7 +56,7 @@ test("keyed records round-trip: encrypted on disk, authenticated and decrypted (
   logSeed(t);
   fc.assert(
     fc.property(fc.array(frameArb, { maxLength: 30 }), fc.bigInt({ min: 1n, max: 2n ** 63n }), fc.bigInt({ min: 1n, max: 2n ** 40n }), fc.nat(10_000), (frames, seq, epoch, ringBlock) => {
-      const cipher = new RecordCipher(key(), epoch);
+      const cipher = new RecordCipher(addonAead, key(), epoch);
       const { buffer, accepted } = seal(cipher, frames, seq, ringBlock);
       const first = checkFirstBlock(buffer, B, seq, UUID);
       if (first.kind !== "header") return false;
@@ -73,7 +74,7 @@ test("keyed records round-trip: encrypted on disk, authenticated and decrypted (
 });
 
 test("keyed record: every single-bit flip (header, stamps, ciphertext, tag) is rejected", (t) => {
-  const cipher = new RecordCipher(key(), 5n);
+  const cipher = new RecordCipher(addonAead, key(), 5n);
   const frames = [0, 1, 2, 3, 4].map((i) => ({ type: FrameType.Data, flags: 0, bytes: new Uint8Array(1500).fill(i) }));
   const { buffer } = seal(cipher, frames, 77n, 12);
   t.is(buffer.length, 2 * B);
@@ -87,12 +88,12 @@ test("keyed records sealed under another key, epoch or ring block, or without th
   fc.assert(
     fc.property(fc.array(frameArb, { minLength: 1, maxLength: 8 }), fc.bigInt({ min: 1n, max: 2n ** 63n }), fc.nat(1000), (frames, seq, ringBlock) => {
       const k = key();
-      const cipher = new RecordCipher(k, 9n);
+      const cipher = new RecordCipher(addonAead, k, 9n);
       const { buffer } = seal(cipher, frames, seq, ringBlock);
       const first = checkFirstBlock(buffer, B, seq, UUID);
       return (
-        kindOf(open(buffer, new RecordCipher(key(), 9n), seq, ringBlock)) === "auth" && // another key
-        kindOf(open(buffer, new RecordCipher(k, 10n), seq, ringBlock)) === "auth" && // same key, another epoch's nonce
+        kindOf(open(buffer, new RecordCipher(addonAead, key(), 9n), seq, ringBlock)) === "auth" && // another key
+        kindOf(open(buffer, new RecordCipher(addonAead, k, 10n), seq, ringBlock)) === "auth" && // same key, another epoch's nonce
         kindOf(open(buffer, cipher, seq, ringBlock + 1)) === "auth" && // replayed into another slot
         first.kind === "header" &&
         checkBody(buffer.slice(), B, first.header).kind === "auth" // keyless and not framing-only
@@ -108,7 +109,7 @@ test("an unkeyed record given to a keyed check is a downgrade; framing-only pass
   const builder = new RecordBuilder(buffer, B, 1);
   builder.append(FrameType.Data, 0, new Uint8Array(10));
   builder.finish({ volumeUuid: UUID, epoch: 1n, seq: 3n, timestampMs: 0n });
-  const cipher = new RecordCipher(key(), 1n);
+  const cipher = new RecordCipher(addonAead, key(), 1n);
   t.is(kindOf(open(buffer, cipher, 3n, 0)), "downgrade");
   const keyed = seal(cipher, [{ type: FrameType.Data, flags: 0, bytes: new Uint8Array(10) }], 4n, 1).buffer;
   const first = checkFirstBlock(keyed, B, 4n, UUID);

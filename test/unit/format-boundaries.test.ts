@@ -26,6 +26,7 @@ import {
   STATUS_SLOT_BLOCKS,
 } from "../../lib/format/layout.ts";
 import { RecordCipher } from "../../lib/format/record-cipher.ts";
+import { addonAead } from "../../lib/io/aead.ts";
 import { checkBody, checkFirstBlock, encodePad, forEachFrame, readRecordStart, readStamp, RecordBuilder, type RecordHeader } from "../../lib/format/record.ts";
 import { CHECK_BYTES, isSealProblem, seal, unseal } from "../../lib/format/sealed.ts";
 import { decodeStatus, encodeStatus, pickStatus, STATUS_BYTES, type StatusDecode } from "../../lib/format/status.ts";
@@ -599,7 +600,7 @@ test("record cipher: nonce, associated data and plaintext are exactly those of d
   const epoch = 0x1_2345_6789n; // the nonce takes the low 32 bits
   const seq = 0x0102_0304_0506_0708n;
   const ringBlock = 77;
-  const cipher = new RecordCipher(key, epoch);
+  const cipher = new RecordCipher(addonAead, key, epoch);
   const buffer = new Uint8Array(2 * B).fill(0xee);
   const builder = new RecordBuilder(buffer, B, 2);
   builder.append(FrameType.Data, 0, new Uint8Array(5000).map((_, i) => i & 0xff));
@@ -634,11 +635,11 @@ test("record cipher: nonce, associated data and plaintext are exactly those of d
   t.deepEqual(checkBody(opened, B, header, { cipher, ringBlock }), { kind: "valid" });
   t.deepEqual(Buffer.from(opened.subarray(96, B)), Buffer.from(plain.subarray(96, B)), "decrypted in place: block 0");
   t.deepEqual(Buffer.from(opened.subarray(B + 16)), Buffer.from(plain.subarray(B + 16)), "and block 1");
-  t.throws(() => new RecordCipher(randomBytes(31), 1n), { message: /a record key is 32 bytes/ });
+  t.throws(() => new RecordCipher(addonAead, randomBytes(31), 1n), { message: /a record key is 32 bytes/ });
 });
 
 test("record cipher: open says false for a forgery, and the reserved header word is authenticated", (t) => {
-  const cipher = new RecordCipher(randomBytes(32), 4n);
+  const cipher = new RecordCipher(addonAead, randomBytes(32), 4n);
   const buffer = new Uint8Array(B);
   const builder = new RecordBuilder(buffer, B, 1);
   builder.append(FrameType.Data, 0, new Uint8Array(40).fill(6));
@@ -654,7 +655,7 @@ test("record cipher: open says false for a forgery, and the reserved header word
 });
 
 test("record cipher: an authenticated record without a key is 'auth', an unkeyed one under a key a downgrade", (t) => {
-  const cipher = new RecordCipher(randomBytes(32), 1n);
+  const cipher = new RecordCipher(addonAead, randomBytes(32), 1n);
   const buffer = new Uint8Array(B);
   const builder = new RecordBuilder(buffer, B, 1);
   builder.append(FrameType.Data, 0, Uint8Array.of(1));
