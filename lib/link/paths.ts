@@ -8,6 +8,7 @@
 // LinkCore (below) is the whole link protocol, sans-IO: sessions (adoption, a peer's restart), the
 // paths each message goes on, control (numbered, acked on the path it came by, retransmitted on the
 // active path) and data dedupe; the Link shell only moves bytes and time into it (LinkOutput).
+import { FAULT_LOG_INTERVAL_MS, LogLimiter } from "./log-limiter.ts";
 import { ControlReceiver, ControlSender } from "./control.ts";
 import { decodeHeader, MessageKind, PathId, PATH_NAMES, type MessageHeader } from "./message.ts";
 import type { OpenResult } from "./seal.ts";
@@ -248,8 +249,6 @@ export interface RefusedCounters {
   unbound: number;
 }
 
-/** A refusal reason is logged at most this often (the counters count every one). */
-const REFUSAL_LOG_INTERVAL_MS = 1000;
 
 export interface LinkIdentity {
   nodeId: number;
@@ -294,7 +293,7 @@ export class LinkCore {
   /** The peer's session (0: none heard yet). */
   peerSession = 0n;
   readonly refused: RefusedCounters = { authFailures: 0, replays: 0, downgrades: 0, unbound: 0 };
-  private readonly refusalLoggedMs = new Map<string, number>();
+  private readonly refusalLog = new LogLimiter(FAULT_LOG_INTERVAL_MS);
   readonly controlOut = new ControlSender();
   readonly controlIn = new ControlReceiver();
   private readonly window = new SequenceWindow();
@@ -363,7 +362,7 @@ export class LinkCore {
   /**
    * A sealed UDP datagram after the Opener: unbound data and control (sealed before the peer knew
    * our session, e.g. captured before a restart of ours) count as liveness only and are dropped;
-   * refusals are counted and logged at most once per REFUSAL_LOG_INTERVAL_MS per reason.
+   * refusals are counted and logged at most once per FAULT_LOG_INTERVAL_MS per reason (LogLimiter).
    */
   receiveSealed(nowMs: number, opened: OpenResult, from: string, out: LinkOutput): void {
     if (opened.ok) {
@@ -373,10 +372,10 @@ export class LinkCore {
     }
     const reason = opened.reason === "version" ? "downgrades" : opened.reason === "replay" ? "replays" : "authFailures";
     this.refused[reason]++;
-    if (nowMs - (this.refusalLoggedMs.get(reason) ?? Number.NEGATIVE_INFINITY) < REFUSAL_LOG_INTERVAL_MS) return;
-    this.refusalLoggedMs.set(reason, nowMs);
+    const admitted = this.refusalLog.admit(reason, nowMs);
+    if (!admitted.log) return;
     const why = { downgrades: "not sealed although keys are configured (downgrade)", replays: "replayed or from an older session", authFailures: "authentication failed (forged, corrupted or another key)" }[reason];
-    out.log("udp-refused", { from, reason: why, total: this.refused[reason] });
+    out.log("udp-refused", { from, reason: why, total: this.refused[reason], suppressed: admitted.suppressed });
   }
 
   /** A heartbeat on `path` (its number, and our echo of the peer's). */
