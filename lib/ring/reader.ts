@@ -5,6 +5,7 @@
 // nothing an attacker writes makes a keyed poll() throw. Buffers are owned by read-buffers.ts.
 import { performance } from "node:perf_hooks";
 
+import { DEFAULT_DAMAGE_TIMEOUT_MS } from "../defaults.ts";
 import { AuthMode, FrameType, MAX_FRAME_BYTES, MAX_RECORD_BLOCKS, RING_START_BLOCK, RecordKind, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { checkBody, checkFirstBlock, forEachFrame, readStamp, type BodyAuth, type BodyVerdict, type FirstBlockVerdict, type RecordHeader, type Stamp } from "../format/record.ts";
 import type { StatusBlock } from "../format/status.ts";
@@ -71,7 +72,7 @@ export class RingReader {
     this.uuid = uuidBytes(superblock.volumeUuid);
     this.blockBytes = superblock.blockBytes;
     this.ringBlocks = Number(superblock.ringBlocks);
-    this.damageTimeoutMs = options.damageTimeoutMs ?? 1000;
+    this.damageTimeoutMs = options.damageTimeoutMs ?? DEFAULT_DAMAGE_TIMEOUT_MS;
     this.now = options.now ?? (() => performance.now());
     this.epoch = superblock.epoch;
     this.seq = superblock.epochStartSeq;
