@@ -43,6 +43,14 @@ test("a primary cut: timeline with reasons in status and --json, status --watch 
   t.is(watched.match(/^Every 0\.2s: lunlink status --socket .* --interval 0\.2 --count 3 {2}/gm)?.length, 3, "three plain frames");
   t.is(watched.match(/active path storage/g)?.length, 3);
   t.false(watched.includes("\x1b"), "no escape sequences when stdout is not a terminal");
+  // On a terminal (script(1) gives it a pty): redrawn in place, cursor hidden and shown again.
+  const command = [process.execPath, lunlinkBin(), "status", "--socket", socket, "--watch", "--interval", "0.2", "--count", "2"].join(" ");
+  const { stdout: screen } = await execFileAsync("script", ["-qec", command, "/dev/null"], { encoding: "utf8", timeout: 30_000 });
+  t.is(screen.split("\x1b[H").length - 1, 2, "two frames, each from the cursor's home");
+  t.true(screen.includes("\x1b[?25l") && screen.includes("\x1b[?25h"), "cursor hidden while watching, shown at the end");
+  t.regex(screen, /active path storage\x1b\[K/);
+  t.log(`status:\n${text}`);
+  t.log(`status --watch (pipe), first frame:\n${watched.split("\n\nEvery")[0]}`);
 
   const metrics = await lab.exec(1, "curl", ["-sf", `http://${METRICS}/metrics`]);
   t.regex(metrics, /^lunlink_failover_interruption_seconds_count 1$/m);
