@@ -17,3 +17,10 @@ export const DEFAULT_POLL_MAX_MS = 2;
 export const DEFAULT_POLL_MIN_US = 50;
 /** RingWriter: seal a record after this long; 0 writes at once when idle and batches while a write is in flight. */
 export const DEFAULT_MAX_DELAY_MS = 0;
+/**
+ * RingReader: a slot that stays invalid this long while the writer is past it is damaged and skipped.
+ * At least 2 x the mirror lag + pollMaxMs (lib/node/config.ts, README "damageTimeoutMs").
+ */
+export const DEFAULT_DAMAGE_TIMEOUT_MS = 1000;
+/** The longest a record takes from the peer's write to whole on this node's receive volume, as the node config assumes unless told. */
+export const DEFAULT_MIRROR_LAG_MS = 250;

@@ -1,18 +1,20 @@
 // `lunlink up | down | status | check-config`: run one node of a pair in the foreground (the node
 // itself is composed in lib/node/run.ts), stop it, ask it how it is, or check a config file.
 import { readFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import pino from "pino";
 import pretty from "pino-pretty";
 
 import { ErrorCode, LunlinkError } from "../errors.ts";
-import type { LinkStatus } from "../link/link.ts";
-import type { StorageReport } from "../link/storage-path.ts";
 import { checkConfig, controlSocketPath, formatProblems, loadConfig, loadKeys } from "../node/config.ts";
 import { callControl } from "../node/control.ts";
 import { runNode } from "../node/run.ts";
 import { flag, parse } from "./args.ts";
 import type { Command } from "./command.ts";
 import { toJson, UsageError } from "./output.ts";
+import { renderStatus, watch, WATCH_INTERVAL_DEFAULT_S, WATCH_INTERVAL_MAX_S, WATCH_INTERVAL_MIN_S, type NodeStatus } from "./status-view.ts";
+
+export { storageLine } from "./status-view.ts";
 
 function configArg(values: Record<string, unknown>): string {
   const file = values.config;
@@ -61,25 +63,50 @@ export const downCommand: Command = {
 };
 
 export const statusCommand: Command = {
-  summary: "show a running node's paths, failovers, queues and counters",
-  usage: "Usage: lunlink status (--config FILE | --socket PATH) [--json]\n\nAsks the node started with `lunlink up` for its state through the control socket.",
+  summary: "show a running node's paths, failovers, queues, counters and timeline (--watch: live)",
+  usage: [
+    "Usage: lunlink status (--config FILE | --socket PATH) [--json] [--watch [--interval SECONDS] [--count N]]",
+    "",
+    "Asks the node started with `lunlink up` for its state through the control socket: paths, active",
+    "path, failovers, ring and peer-ring counters, and the timeline of its last transitions with their",
+    "reasons (the last 10 here; --json has all the node keeps, 32).",
+    `--watch refreshes every --interval seconds (${WATCH_INTERVAL_MIN_S}-${WATCH_INTERVAL_MAX_S}, default ${WATCH_INTERVAL_DEFAULT_S}) until Ctrl-C, in place on a`,
+    "terminal and as plain frames one after another otherwise; --count N stops after N frames.",
+  ].join("\n"),
   async run(args, out) {
-    const parsed = parse(args, { config: { type: "string" }, socket: { type: "string" }, json: { type: "boolean" } }, { min: 0, max: 0 });
-    const s = (await callControl(await socketFor(parsed.values), "status")) as LinkStatus & { tun: { name: string; packetsIn: number; packetsOut: number } };
-    if (flag(parsed, "json")) {
-      out.stdout.write(`${toJson(s)}\n`);
+    const parsed = parse(args, { config: { type: "string" }, socket: { type: "string" }, json: { type: "boolean" }, watch: { type: "boolean" }, interval: { type: "string" }, count: { type: "string" } }, { min: 0, max: 0 });
+    const path = await socketFor(parsed.values);
+    const json = flag(parsed, "json");
+    const frame = async () => {
+      const s = (await callControl(path, "status")) as NodeStatus;
+      return json ? `${toJson(s)}\n` : renderStatus(s);
+    };
+    if (!flag(parsed, "watch")) {
+      if (parsed.values.interval !== undefined || parsed.values.count !== undefined) throw new UsageError("--interval and --count go with --watch");
+      out.stdout.write(await frame());
       return;
     }
-    const lines = [
-      `node ${s.node} <-> node ${s.peer}: active path ${s.active}${s.active === "isolated" ? " (both paths silent; lunlink does not fence)" : ""}`,
-      `  primary  ${pathLine(s.paths.primary)}`,
-      `  storage  ${s.storage.state === "up" ? `${pathLine(s.paths.storage)}${s.paths.storage.state === "up" ? "" : " (local volumes fine: the mirror or the peer)"}` : `${s.storage.state}  ${storageLine(s.storage)}`}`,
-      `  failovers ${s.failovers}, failbacks ${s.failbacks}, self pauses ${s.selfPauses}, control pending ${s.controlPending}`,
-      `  sent primary ${s.counters.sent.primary} storage ${s.counters.sent.storage}; received primary ${s.counters.received.primary} storage ${s.counters.received.storage}; duplicates dropped ${s.counters.dataDuplicates}`,
-      `  ring head ${s.ring.headSeq}, peer ack ${s.ring.peerAckSeq ?? "none"}, receive lag ${s.ring.receiveLagRecords} records, writer queue ${s.ring.writerQueuedBytes} B, writer drops ${s.ring.writerCounters.framesDropped}`,
-      `  tun ${s.tun.name}: ${s.tun.packetsIn} packets in, ${s.tun.packetsOut} out`,
-    ];
-    out.stdout.write(`${lines.join("\n")}\n`);
+    const intervalS = numberArg(parsed.values.interval, "--interval", WATCH_INTERVAL_DEFAULT_S, WATCH_INTERVAL_MIN_S, WATCH_INTERVAL_MAX_S);
+    const count = parsed.values.count === undefined ? undefined : numberArg(parsed.values.count, "--count", 1, 1, 1_000_000);
+    if (count !== undefined && !Number.isInteger(count)) throw new UsageError("--count must be a whole number");
+    const stdout = out.stdout as { isTTY?: boolean; rows?: number };
+    const stop = new AbortController();
+    const abort = () => stop.abort();
+    process.once("SIGINT", abort);
+    process.once("SIGTERM", abort);
+    try {
+      const ok = await watch(frame, { write: (text) => out.stdout.write(text), ...(stdout.isTTY === true ? { isTTY: true } : {}), ...(stdout.rows === undefined ? {} : { rows: stdout.rows }) }, {
+        intervalS,
+        ...(count === undefined ? {} : { count }),
+        title: ["lunlink status", ...args.filter((a) => a !== "--watch")].join(" "),
+        signal: stop.signal,
+        sleep: (ms, signal) => sleep(ms, undefined, { signal }),
+      });
+      return ok ? 0 : 1;
+    } finally {
+      process.off("SIGINT", abort);
+      process.off("SIGTERM", abort);
+    }
   },
 };
 
@@ -110,22 +137,11 @@ export const checkConfigCommand: Command = {
   },
 };
 
-function pathLine(p: LinkStatus["paths"]["primary"]): string {
-  return `${p.state.padEnd(8)} last heard ${p.lastHeardAgoMs ?? "never"} ms ago${p.state === "up" ? "" : ` (${p.reason})`}`;
-}
-
-/** Why the local storage path is not up, e.g. "send volume stalled 12.4 s (2 requests parked)". */
-export function storageLine(report: StorageReport): string {
-  const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-  const parts: string[] = [];
-  for (const v of [report.send, report.receive]) {
-    const name = `${v.component} volume`;
-    if (v.state === "stalled") parts.push(`${name} stalled ${seconds(v.stalledForMs ?? v.forMs)} (${v.parked} request${v.parked === 1 ? "" : "s"} parked)`);
-    else if (v.state === "retrying") parts.push(`${name} ${v.fault?.code.replace("ERR_LUNLINK_", "") ?? "fault"} ${seconds(v.forMs)} ago, attempt ${v.attempts}${v.nextAttemptInMs === null ? "" : `, next in ${seconds(v.nextAttemptInMs)}`}`);
-    else if (v.state === "failed") parts.push(`${name} failed: ${v.fault?.message ?? "unknown"} (configuration fault: not retried; fix it and restart)`);
-    else if (v.state !== "up") parts.push(`${name} ${v.state}`);
-  }
-  return parts.join("; ");
+function numberArg(value: unknown, name: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (typeof value !== "string" || value.trim() === "" || !Number.isFinite(n) || n < min || n > max) throw new UsageError(`${name} must be a number from ${min} to ${max}, found ${JSON.stringify(value)}`);
+  return n;
 }
 
 async function socketFor(values: Record<string, unknown>): Promise<string> {

@@ -15,6 +15,7 @@
 // alone; the receiver holds primary data (in order, bounded by HOLD_* and failbackDrainMs) until the
 // ring has delivered up to that seq, then releases it. Loss on the ring costs at most failbackDrainMs
 // once, never a standing delay: after a timeout the receiver stops waiting for what it gave up on.
+import { FAULT_LOG_INTERVAL_MS, LogLimiter } from "./log-limiter.ts";
 import { ControlReceiver, ControlSender } from "./control.ts";
 import { decodeHeader, MessageKind, PathId, PATH_NAMES, type MessageHeader } from "./message.ts";
 import type { OpenResult } from "./seal.ts";
@@ -258,8 +259,6 @@ export interface RefusedCounters {
   unbound: number;
 }
 
-/** A refusal reason is logged at most this often (the counters count every one). */
-const REFUSAL_LOG_INTERVAL_MS = 1000;
 
 export interface LinkIdentity {
   nodeId: number;
@@ -362,7 +361,7 @@ export class LinkCore {
   /** The peer's session (0: none heard yet). */
   peerSession = 0n;
   readonly refused: RefusedCounters = { authFailures: 0, replays: 0, downgrades: 0, unbound: 0 };
-  private readonly refusalLoggedMs = new Map<string, number>();
+  private readonly refusalLog = new LogLimiter(FAULT_LOG_INTERVAL_MS);
   readonly controlOut = new ControlSender();
   readonly controlIn = new ControlReceiver();
   private readonly window = new SequenceWindow();
@@ -465,7 +464,7 @@ export class LinkCore {
   /**
    * A sealed UDP datagram after the Opener: unbound data and control (sealed before the peer knew
    * our session, e.g. captured before a restart of ours) count as liveness only and are dropped;
-   * refusals are counted and logged at most once per REFUSAL_LOG_INTERVAL_MS per reason.
+   * refusals are counted and logged at most once per FAULT_LOG_INTERVAL_MS per reason (LogLimiter).
    */
   receiveSealed(nowMs: number, opened: OpenResult, from: string, out: LinkOutput): void {
     if (opened.ok) {
@@ -475,10 +474,10 @@ export class LinkCore {
     }
     const reason = opened.reason === "version" ? "downgrades" : opened.reason === "replay" ? "replays" : "authFailures";
     this.refused[reason]++;
-    if (nowMs - (this.refusalLoggedMs.get(reason) ?? Number.NEGATIVE_INFINITY) < REFUSAL_LOG_INTERVAL_MS) return;
-    this.refusalLoggedMs.set(reason, nowMs);
+    const admitted = this.refusalLog.admit(reason, nowMs);
+    if (!admitted.log) return;
     const why = { downgrades: "not sealed although keys are configured (downgrade)", replays: "replayed or from an older session", authFailures: "authentication failed (forged, corrupted or another key)" }[reason];
-    out.log("udp-refused", { from, reason: why, total: this.refused[reason] });
+    out.log("udp-refused", { from, reason: why, total: this.refused[reason], suppressed: admitted.suppressed });
   }
 
   /** A heartbeat on `path` (its number, and our echo of the peer's). */

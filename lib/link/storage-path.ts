@@ -14,6 +14,7 @@ import type { FrameType } from "../format/layout.ts";
 import type { StatusBlock } from "../format/status.ts";
 import { Volume } from "../io/volume.ts";
 import { Poller } from "../poll/poller.ts";
+import type { RingObserver } from "../ring/fault-memory.ts";
 import type { RingAuth } from "../ring/keys.ts";
 import { RingReader, type FrameVisitor, type RingReaderCounters } from "../ring/reader.ts";
 import { persistedDelivered } from "../ring/status.ts";
@@ -42,6 +43,10 @@ export interface StoragePathOptions {
   /** Keyed rings: the two ring keys, derived from the pair UUID (read, unverified, from the send superblock). */
   auth?: (pairUuid: string) => { send: RingAuth; receive: RingAuth };
   recovery?: RecoveryOptions;
+  /** Reader: a slot invalid this long while the peer's head is past it is damaged and skipped (RingReader default when absent). */
+  damageTimeoutMs?: number;
+  /** Reader: told of each ring fault counted and each record delivered (the node logs and measures them). */
+  observer?: RingObserver;
   /** Every frame of the peer's ring, zero-copy (valid during the call). */
   onFrame: FrameVisitor;
 }
@@ -80,7 +85,7 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
   /** The peer's ack of our ring, from its status block. */
   peerAck: Ack | undefined;
   /** Counters of readers replaced after a fresh volume handle (reported as totals). */
-  private readonly retiredReader: { lost: bigint; damaged: number; overruns: number } = { lost: 0n, damaged: 0, overruns: 0 };
+  private readonly retiredReader: Pick<RingReaderCounters, RetiredCounter | "lost"> = { lost: 0n, damaged: 0, overruns: 0, tornSeen: 0, authFailures: 0, downgrades: 0, replays: 0 };
   private closed = false;
 
   private constructor(options: StoragePathOptions, send: SupervisedWriter, receive: Volume, reader: RingReader, auth: StoragePath["auth"], notBefore: Ack | undefined) {
@@ -168,8 +173,10 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
   }
 
   get readerCounters(): RingReaderCounters {
-    const c = this.reader.counters;
-    return { ...c, lost: c.lost + this.retiredReader.lost, damaged: c.damaged + this.retiredReader.damaged, overruns: c.overruns + this.retiredReader.overruns };
+    const c = { ...this.reader.counters };
+    c.lost += this.retiredReader.lost;
+    for (const name of RETIRED_COUNTERS) c[name] += this.retiredReader[name];
+    return c;
   }
 
   /** Keyed: the authenticated high-water mark the status block's delivered fields persist. */
@@ -216,8 +223,7 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
       const reader = await RingReader.open(this.receiveVolume, readerOptions(this.options, this.auth, delivered ?? this.notBefore));
       const c = this.reader.counters;
       this.retiredReader.lost += c.lost;
-      this.retiredReader.damaged += c.damaged;
-      this.retiredReader.overruns += c.overruns;
+      for (const name of RETIRED_COUNTERS) this.retiredReader[name] += c[name];
       this.reader = reader;
       this.poller = this.newPoller(reader);
     } else {
@@ -255,6 +261,10 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
   }
 }
 
+/** Reader counters carried over when a fresh volume handle replaces the reader (totals never go back: Prometheus counters). */
+const RETIRED_COUNTERS = ["damaged", "overruns", "tornSeen", "authFailures", "downgrades", "replays"] as const;
+type RetiredCounter = (typeof RETIRED_COUNTERS)[number];
+
 function openSend(o: StoragePathOptions): Promise<Volume> {
   return Volume.open(o.send, { dsync: o.dsync ?? true, exclusive: true, ...(o.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: o.ioTimeoutMs }) });
 }
@@ -284,6 +294,8 @@ function readerOptions(o: StoragePathOptions, auth: StoragePath["auth"], notBefo
     nodeId: o.nodeId,
     peerNodeId: o.peerNodeId,
     start: "head",
+    ...(o.damageTimeoutMs === undefined ? {} : { damageTimeoutMs: o.damageTimeoutMs }),
+    ...(o.observer === undefined ? {} : { observer: o.observer }),
     ...(auth === undefined ? {} : { auth: auth.receive, ...(notBefore === undefined ? {} : { notBefore }) }),
   };
 }

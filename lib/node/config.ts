@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { isIPv4 } from "node:net";
 import { z } from "zod";
 
-import { DEFAULT_IO_TIMEOUT_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_POLL_MAX_MS } from "../defaults.ts";
+import { DEFAULT_DAMAGE_TIMEOUT_MS, DEFAULT_IO_TIMEOUT_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_MIRROR_LAG_MS, DEFAULT_POLL_MAX_MS } from "../defaults.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import { KEY_BASE64, publicKeyOf, readPrivateKeyFile } from "../link/keys.ts";
 import { MESSAGE_HEADER_BYTES } from "../link/message.ts";
@@ -50,6 +50,10 @@ export const configSchema = z
         maxDelayMs: ms(0, 1000).default(DEFAULT_MAX_DELAY_MS),
         pollMaxMs: ms(1, 1000).default(DEFAULT_POLL_MAX_MS),
         ioTimeoutMs: ms(1, 3_600_000).default(DEFAULT_IO_TIMEOUT_MS),
+        // The longest a record of the peer takes from its write to whole on storage.receive (the mirror's worst lag; 0: one shared LUN).
+        mirrorLagMs: ms(0, 600_000).default(DEFAULT_MIRROR_LAG_MS),
+        // A slot invalid this long while the peer's head is past it is damaged and skipped; at least minDamageTimeoutMs().
+        damageTimeoutMs: ms(1, 600_000).default(DEFAULT_DAMAGE_TIMEOUT_MS),
         // After a storage fault: reopen with a doubling, jittered delay (a stall waits for the device instead).
         recovery: z
           .object({
@@ -128,10 +132,25 @@ export function checkConfig(raw: unknown): { ok: true; config: NodeConfig } | { 
     const at = parseEndpoint(c.primary[key]);
     if (at !== undefined && at.port > 65534) problems.push({ key: `primary.${key}`, value: c.primary[key], allowed: "a port of at most 65534 (the next port carries heartbeats and control)" });
   }
+  const damageFloorMs = minDamageTimeoutMs(c.storage);
+  if (c.storage.damageTimeoutMs < damageFloorMs) {
+    problems.push({ key: "storage.damageTimeoutMs", value: c.storage.damageTimeoutMs, allowed: `at least ${damageFloorMs} = 2 x mirrorLagMs (${c.storage.mirrorLagMs}) + pollMaxMs (${c.storage.pollMaxMs}): a shorter timer skips records still in transit through the mirror as damaged (README: damageTimeoutMs)` });
+  }
   const r = c.storage.recovery;
   if (r.backoffMaxMs < r.backoffMinMs) problems.push({ key: "storage.recovery.backoffMaxMs", value: r.backoffMaxMs, allowed: `at least backoffMinMs (${r.backoffMinMs})` });
   if (c.storage.send === c.storage.receive) problems.push({ key: "storage.receive", value: c.storage.receive, allowed: "a volume other than storage.send" });
   return problems.length > 0 ? { ok: false, problems } : { ok: true, config: c };
+}
+
+/**
+ * The shortest safe damageTimeoutMs. A record still in transit is whole on the receive volume at most
+ * mirrorLagMs after the peer began writing it, and the reader's damage timer cannot start before that
+ * write began (until then the slot holds an older seq: row E3, no timer); the slot the reader judges
+ * may be one poll (pollMaxMs) old. mirrorLagMs counts twice because a lag is a measured percentile that
+ * moves with load (README's lag table: p99 6-8 ms at 10 MB/s, 0.7-1.3 s saturated).
+ */
+export function minDamageTimeoutMs(storage: { mirrorLagMs: number; pollMaxMs: number }): number {
+  return 2 * storage.mirrorLagMs + storage.pollMaxMs;
 }
 
 export function formatProblems(source: string, problems: ConfigProblem[]): string {
@@ -189,7 +208,7 @@ export function linkOptions(c: NodeConfig, log?: LinkOptions["log"], keys?: Link
     nodeId: c.node,
     peerNodeId: c.peer,
     primary: { bind: parseEndpoint(c.primary.bind)!, peer: parseEndpoint(c.primary.peer)! },
-    storage: { send: c.storage.send, receive: c.storage.receive, dsync: c.storage.dsync, maxDelayMs: c.storage.maxDelayMs, pollMaxMs: c.storage.pollMaxMs, ioTimeoutMs: c.storage.ioTimeoutMs, recovery: c.storage.recovery },
+    storage: { send: c.storage.send, receive: c.storage.receive, dsync: c.storage.dsync, maxDelayMs: c.storage.maxDelayMs, pollMaxMs: c.storage.pollMaxMs, ioTimeoutMs: c.storage.ioTimeoutMs, damageTimeoutMs: c.storage.damageTimeoutMs, recovery: c.storage.recovery },
     timers,
     controlRtoMs,
     ...(log === undefined ? {} : { log }),

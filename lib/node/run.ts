@@ -8,11 +8,11 @@ import { unlink } from "node:fs/promises";
 import type pino from "pino";
 
 import { Link, type LinkStatus } from "../link/link.ts";
-import { renderMetrics } from "../link/metrics.ts";
 import { bridge } from "../tun/bridge.ts";
 import { TunDevice } from "../tun/tun.ts";
 import { controlSocketPath, linkOptions, loadKeys, parseEndpoint, type NodeConfig } from "./config.ts";
 import { serveControl } from "./control.ts";
+import { NodeObservability } from "./observe.ts";
 import { raiseScheduling } from "./scheduling.ts";
 
 export async function runNode(config: NodeConfig, log: pino.Logger): Promise<void> {
@@ -21,7 +21,9 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
   else log.warn({ event: "scheduling", ...scheduling }, `normal scheduling: heartbeats may be late under CPU pressure (${scheduling.reason})`);
   const socketPath = controlSocketPath(config);
   const keys = await loadKeys(config);
-  const link = await Link.open(linkOptions(config, (event, fields) => log.info({ event, ...fields }, event), keys));
+  const observe = new NodeObservability(log);
+  const options = linkOptions(config, (event, fields) => log.info({ event, ...fields }, event), keys);
+  const link = await Link.open({ ...options, storage: { ...options.storage, observer: observe.ringObserver } });
   if (keys === undefined) log.warn({ event: "no-keys" }, "no keys configured: UDP datagrams are neither authenticated nor encrypted (see docs/security.md)");
   // One line per state change of a storage component (not per retry): fault, recovery, configuration fault.
   link.on("storage", (c) => {
@@ -48,7 +50,8 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
       stop();
     });
     const counters = bridge(tun, link);
-    const status = (): LinkStatus & { tun: object } => ({ ...link.status(), tun: { name: tun!.name, mtu: tun!.mtu, ...tun!.counters, ...counters } });
+    observe.attach(link, () => tun!.counters);
+    const status = (): LinkStatus & { tun: object } => ({ ...observe.status(link), tun: { name: tun!.name, mtu: tun!.mtu, ...tun!.counters, ...counters } });
     server = await serveControl(socketPath, async (cmd) => {
       if (cmd === "status") return status();
       if (cmd === "down") {
@@ -64,8 +67,10 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
           res.writeHead(404).end();
           return;
         }
-        const s = link.status();
-        res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(renderMetrics(s, { tun_packets_in_total: tun!.counters.packetsIn, tun_packets_out_total: tun!.counters.packetsOut }));
+        observe.metrics.render().then(
+          (text) => res.writeHead(200, { "content-type": observe.metrics.contentType }).end(text),
+          (error: unknown) => res.writeHead(500).end(String(error)),
+        );
       });
       await new Promise<void>((resolve, reject) => metrics!.once("error", reject).listen(at.port, at.host, () => resolve()));
     }

@@ -140,7 +140,7 @@ export const ACCEPTING: ReadonlySet<Verb> = new Set<Verb>(["refuse", "pad", "del
 /** Table lookups per poll: one on the first block, one more once the record's body is read (row R1). */
 export const MAX_DECISIONS_PER_POLL = 2;
 
-/** The counter a verb bumps each time its row matches (whatever the damage timer then says). */
+/** The counter a verb bumps when its row matches (whatever the damage timer then says); the shell counts each bad record once (fault-memory.ts). */
 export const VERB_COUNTS: Partial<Record<Verb, "tornSeen" | "authFailures" | "downgrades">> = {
   "suspect/torn": "tornSeen",
   "suspect/auth": "authFailures",

@@ -4,6 +4,7 @@
 import { AuthMode } from "../format/layout.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { ErrorCode, LunlinkError, invalidArgument } from "../errors.ts";
+import type { RingObserver } from "./fault-memory.ts";
 import type { RingAuth } from "./keys.ts";
 
 export interface RingReaderOptions {
@@ -38,6 +39,8 @@ export interface RingReaderOptions {
    * records) and deliver no frames; required to follow a keyed ring without its key.
    */
   framingOnly?: boolean;
+  /** Told of each fault counted (once per bad record, not per re-read) and each record delivered. */
+  observer?: RingObserver;
   /** The clock of the damage timer (default performance.now): tests pass a fake one. */
   now?: () => number;
 }

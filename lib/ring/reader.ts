@@ -5,7 +5,8 @@
 // nothing an attacker writes makes a keyed poll() throw. Buffers are owned by read-buffers.ts.
 import { performance } from "node:perf_hooks";
 
-import { AuthMode, FrameType, MAX_FRAME_BYTES, MAX_RECORD_BLOCKS, RING_START_BLOCK } from "../format/layout.ts";
+import { DEFAULT_DAMAGE_TIMEOUT_MS } from "../defaults.ts";
+import { AuthMode, FrameType, MAX_FRAME_BYTES, MAX_RECORD_BLOCKS, RING_START_BLOCK, RecordKind, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { checkBody, checkFirstBlock, forEachFrame, readStamp, type BodyAuth, type BodyVerdict, type FirstBlockVerdict, type RecordHeader, type Stamp } from "../format/record.ts";
 import type { StatusBlock } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
@@ -14,6 +15,7 @@ import { LunlinkError } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import * as core from "./decide.ts";
 import { EpochCiphers } from "./epoch-ciphers.ts";
+import { FaultMemory, type FaultReason, type FaultSource, type RingObserver } from "./fault-memory.ts";
 import { RingKeys } from "./keys.ts";
 import { ReaderBuffers } from "./read-buffers.ts";
 import { checkReaderOptions, checkReceiveVolume, newReaderCounters, wrongPair, type FrameVisitor, type PollOutcome, type RecordVisitor, type RingReaderCounters, type RingReaderOptions } from "./reader-api.ts";
@@ -23,8 +25,8 @@ import { openSuperblock } from "./superblocks.ts";
 
 export type { FrameVisitor, PollOutcome, RecordVisitor, RingReaderCounters, RingReaderOptions } from "./reader-api.ts";
 
-/** The counter each outcome of an accepted record bumps. */
-const OUTCOME_COUNTERS = { refused: "replays", pad: "pads", delivered: "records", damaged: "damaged" } as const;
+/** The counter each outcome of an accepted record bumps (replays and damaged go through countFault: logged). */
+const OUTCOME_COUNTERS = { pad: "pads", delivered: "records" } as const;
 
 export class RingReader {
   readonly volume: Volume;
@@ -53,6 +55,9 @@ export class RingReader {
   private readonly ciphers: EpochCiphers | undefined;
   /** Anti-replay high-water mark: notBefore, then the last record delivered. */
   private highWater: { epoch: bigint; seq: bigint };
+  /** Fault counters count each bad record (status slot, superblock) once, however often it is re-read. */
+  private readonly faults = new FaultMemory();
+  private readonly observer: RingObserver | undefined;
 
   private constructor(volume: Volume, superblock: Superblock, options: RingReaderOptions, keys: RingKeys | undefined) {
     this.volume = volume;
@@ -60,13 +65,14 @@ export class RingReader {
     this.keys = keys;
     this.policy = keys === undefined ? core.KEYLESS : core.KEYED;
     this.framingOnly = options.framingOnly === true;
+    this.observer = options.observer;
     this.highWater = options.notBefore === undefined ? { epoch: 0n, seq: 0n } : { ...options.notBefore };
     this.ciphers = keys === undefined ? undefined : new EpochCiphers(keys);
     this.ciphers?.add(superblock);
     this.uuid = uuidBytes(superblock.volumeUuid);
     this.blockBytes = superblock.blockBytes;
     this.ringBlocks = Number(superblock.ringBlocks);
-    this.damageTimeoutMs = options.damageTimeoutMs ?? 1000;
+    this.damageTimeoutMs = options.damageTimeoutMs ?? DEFAULT_DAMAGE_TIMEOUT_MS;
     this.now = options.now ?? (() => performance.now());
     this.epoch = superblock.epoch;
     this.seq = superblock.epochStartSeq;
@@ -104,15 +110,20 @@ export class RingReader {
     const mac = this.keys?.statusMac ?? (this.superblock.authMode === AuthMode.Keyed ? "unverified" : undefined);
     const read = await readStatusSlots(this.volume, this.blockBytes, mac); // a buffer of its own per read: calls may overlap
     const decision = core.acceptStatus(this.policy, this.state, this.superblock.volumeUuid, this.lastStatus, read.slots, read.status);
-    this.counters.authFailures += decision.authFailures;
-    this.counters.downgrades += decision.downgrades;
+    if (decision.authFailures + decision.downgrades > 0) {
+      read.slots.forEach((slot, i) => {
+        if (slot.ok || (slot.reason !== "auth" && slot.reason !== "downgrade")) return;
+        const offsetBytes = STATUS_SLOT_BLOCKS[i]! * this.blockBytes;
+        this.countFault(slot.reason === "auth" ? "authFailures" : "downgrades", "status", offsetBytes, read.bytes.subarray(i * this.blockBytes, (i + 1) * this.blockBytes), `status slot ${i}: ${slot.reason}`);
+      });
+    }
     if (decision.do === "check-superblock") {
       // Another volume's status: the volume was reformatted (or swapped) under us, if the superblock agrees.
       const superblock = await this.verifiedSuperblock();
       if (superblock !== undefined && superblock.volumeUuid !== this.superblock.volumeUuid) throw wrongPair(this.volume.path, superblock.volumeUuid, this.superblock.volumeUuid, this.seq);
       return this.lastStatus;
     }
-    this.counters.replays += decision.replays;
+    if (decision.replays > 0 && read.status !== undefined) this.countFault("replays", "status", STATUS_SLOT_BLOCKS[read.status.slot]! * this.blockBytes, `${read.status.epoch}/${read.status.generation}`, `older status restored (epoch ${read.status.epoch}, generation ${read.status.generation})`);
     if (decision.remember) this.lastStatus = decision.status;
     return decision.status;
   }
@@ -159,10 +170,12 @@ export class RingReader {
       const state = this.state;
       const action = core.decide(this.policy, this.facts(first, body, state), state, this.now());
       this.lastRow = action.row;
-      if (action.count !== undefined) this.counters[action.count]++;
+      if (action.count !== undefined) this.countFault(action.count, "record", this.expectedOffset, body === undefined ? this.buffers.get("first").subarray(0, this.blockBytes) : this.buffers.get("record").subarray(0, core.must(header).blockCount * this.blockBytes), `row ${action.row}`);
       const newerSeq = first.kind === "newer" ? first.seq : body?.kind === "newer" ? body.seq : undefined;
       switch (action.do) {
         case "wait":
+          // The slot holds nothing new again (E3): whatever bad content was there is gone, so the same bytes written there again are a new fault.
+          if (action.row === "E3") this.faults.forget("record");
           this.invalidSinceMs = action.invalidSinceMs;
           return "waiting";
         case "read-body":
@@ -203,7 +216,12 @@ export class RingReader {
     const record = this.buffers.get("record").subarray(0, header.blockCount * this.blockBytes);
     if (verb !== "refuse") await onRecord?.(record, this.block, seq);
     const outcome = verb === "refuse" ? "refused" : verb === "pad" ? "pad" : this.deliver(header, record, seq, visit);
-    this.counters[OUTCOME_COUNTERS[outcome]]++;
+    if (outcome === "refused") this.countFault("replays", "record", this.expectedOffset, record, `authentic record at or below the replay floor (epoch ${header.epoch})`);
+    else if (outcome === "damaged") this.countFault("damaged", "record", this.expectedOffset, record, "checksums passed but the frames do not parse");
+    else {
+      this.counters[OUTCOME_COUNTERS[outcome]]++;
+      if (outcome === "delivered" && header.kind === RecordKind.Batch) this.observer?.delivered?.(header.timestampMs);
+    }
     this.moveTo(core.past(this.state, header));
     return outcome;
   }
@@ -247,13 +265,13 @@ export class RingReader {
     const first = checkFirstBlock(await this.buffers.read("record", (RING_START_BLOCK + block) * this.blockBytes, 0, this.blockBytes), this.blockBytes, seq, this.uuid);
     if (first.kind !== "header" || verb(first) !== "read-body") return false;
     const body = await this.readBody(block, first.header, false);
-    if (body.kind === "auth") this.counters.authFailures++;
+    if (body.kind === "auth") this.countFault("authFailures", "record", (RING_START_BLOCK + block) * this.blockBytes, this.buffers.get("record").subarray(0, first.header.blockCount * this.blockBytes), `record of seq ${seq} fails authentication where a skip or an overrun claim points`, seq);
     return core.ACCEPTING.has(verb(first, body));
   }
 
   /** A suspect slot past the table: wait out damageTimeoutMs, then judge it. */
   private async suspect(row: string, count?: "tornSeen"): Promise<PollOutcome> {
-    if (count !== undefined) this.counters[count]++;
+    if (count !== undefined) this.countFault(count, "record", this.expectedOffset, this.buffers.get("first").subarray(0, this.blockBytes), `row ${row}: a newer stamp without evidence of an overrun`);
     const action = core.suspect(row, this.state, this.now());
     if (action.do !== "wait") return this.skipDamaged();
     this.invalidSinceMs = action.invalidSinceMs;
@@ -270,7 +288,7 @@ export class RingReader {
     }
     const head = core.judgeDamage(this.state, status);
     if (head === undefined) return "waiting";
-    this.counters.damaged++;
+    this.countFault("damaged", "record", this.expectedOffset, `damaged ${this.seq}`, `invalid for ${this.damageTimeoutMs} ms while the writer is at seq ${head.headSeq}: skipped`);
     const here = this.state;
     let found: core.Position | undefined;
     const visit = async (stamp: Stamp, block: number): Promise<boolean> => {
@@ -308,7 +326,7 @@ export class RingReader {
     const decision = core.adoptEpoch(this.policy, this.state, this.superblock.volumeUuid, await this.verifiedSuperblock(), epoch);
     if (decision.do === "wrong-pair") throw wrongPair(this.volume.path, decision.volumeUuid, this.superblock.volumeUuid, this.seq);
     if (decision.do === "wait") {
-      if (decision.replayed) this.counters.replays++;
+      if (decision.replayed) this.countFault("replays", "superblock", 0, `epoch claim ${epoch}`, `superblock of an epoch below ours restored (a header claims epoch ${epoch})`);
       return "waiting";
     }
     this.counters.epochChanges++;
@@ -322,11 +340,14 @@ export class RingReader {
   /** The current superblock; keyed: a superblock that fails to verify is counted and yields undefined (the poll loop keeps running). */
   private verifiedSuperblock(): Promise<Superblock | undefined> {
     return openSuperblock(this.volume, this.keys).then(
-      ({ superblock }) => superblock,
+      ({ superblock }) => {
+        this.faults.forget("superblock");
+        return superblock;
+      },
       (error: unknown) => {
         const counter = error instanceof LunlinkError ? core.superblockFailure(this.policy, error.code) : undefined;
         if (counter === undefined) throw error;
-        this.counters[counter]++;
+        this.countFault(counter, "superblock", 0, (error as LunlinkError).code, (error as LunlinkError).message);
         return undefined;
       },
     );
@@ -335,6 +356,16 @@ export class RingReader {
   /** How checkBody checks a record of `epoch` at `ringBlock` (keyless: XXH3, or framing only). */
   private bodyAuth(epoch: bigint, ringBlock: number): BodyAuth | undefined {
     return this.ciphers === undefined ? (this.framingOnly ? "framing" : undefined) : this.ciphers.bodyAuth(epoch, ringBlock);
+  }
+
+  /**
+   * Counts a fault once per identity (where, expected (epoch, seq), what was there) and tells the
+   * observer; the same bad content re-read on the next poll or status tick is not counted again.
+   */
+  private countFault(reason: FaultReason, source: FaultSource, offsetBytes: number, what: Uint8Array | string, detail: string, seq = this.seq): void {
+    if (!this.faults.isNew(reason, FaultMemory.identity(source, offsetBytes, this.epoch, seq, what))) return;
+    const total = ++this.counters[reason];
+    this.observer?.fault?.({ reason, source, offsetBytes, seq, epoch: this.epoch, detail, total });
   }
 
   /** Moves the expected position (the damage timer restarts); what was skipped is counted lost. */

@@ -12,6 +12,8 @@ import { openSuperblock } from "./superblocks.ts";
 
 export interface StatusRead {
   slots: readonly [StatusDecode, StatusDecode];
+  /** Both slots as read (a fault is identified by its bytes). */
+  bytes: Uint8Array;
   /** The valid slot with the higher (epoch, generation), if any. */
   status: StatusBlock | undefined;
 }
@@ -24,7 +26,7 @@ export async function readStatusSlots(volume: Volume, blockBytes: number, mac: U
   if (STATUS_SLOT_BLOCKS[1] !== STATUS_SLOT_BLOCKS[0] + 1) throw new Error("assertion failed: status slots are adjacent blocks");
   const both = await volume.read(STATUS_SLOT_BLOCKS[0] * blockBytes, 2 * blockBytes);
   const slots = [decodeStatus(both.subarray(0, blockBytes), mac), decodeStatus(both.subarray(blockBytes), mac)] as const;
-  return { slots, status: pickStatus(slots[0], slots[1]) };
+  return { slots, bytes: both, status: pickStatus(slots[0], slots[1]) };
 }
 
 /** The keyed replay floor this node persisted: its status block's delivered mark, undefined if none yet. */
