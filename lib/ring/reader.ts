@@ -6,7 +6,7 @@
 import { performance } from "node:perf_hooks";
 
 import { DEFAULT_DAMAGE_TIMEOUT_MS } from "../defaults.ts";
-import { AuthMode, FrameType, MAX_FRAME_BYTES, MAX_RECORD_BLOCKS, RING_START_BLOCK, RecordKind, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
+import { AuthMode, FrameType, MAX_FRAME_BYTES, MAX_RECORD_BLOCKS, RECORD_HEADER_END, RING_START_BLOCK, RecordKind, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { checkBody, checkFirstBlock, forEachFrame, readStamp, type BodyAuth, type BodyVerdict, type FirstBlockVerdict, type RecordHeader, type Stamp } from "../format/record.ts";
 import type { StatusBlock } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
@@ -170,7 +170,7 @@ export class RingReader {
       const state = this.state;
       const action = core.decide(this.policy, this.facts(first, body, state), state, this.now());
       this.lastRow = action.row;
-      if (action.count !== undefined) this.countFault(action.count, "record", this.expectedOffset, body === undefined ? this.buffers.get("first").subarray(0, this.blockBytes) : this.buffers.get("record").subarray(0, core.must(header).blockCount * this.blockBytes), `row ${action.row}`);
+      if (action.count !== undefined) this.countFault(action.count, "record", this.expectedOffset, recordIdentity(this.buffers.get("first"), header !== undefined, this.blockBytes), `row ${action.row}`);
       const newerSeq = first.kind === "newer" ? first.seq : body?.kind === "newer" ? body.seq : undefined;
       switch (action.do) {
         case "wait":
@@ -265,7 +265,7 @@ export class RingReader {
     const first = checkFirstBlock(await this.buffers.read("record", (RING_START_BLOCK + block) * this.blockBytes, 0, this.blockBytes), this.blockBytes, seq, this.uuid);
     if (first.kind !== "header" || verb(first) !== "read-body") return false;
     const body = await this.readBody(block, first.header, false);
-    if (body.kind === "auth") this.countFault("authFailures", "record", (RING_START_BLOCK + block) * this.blockBytes, this.buffers.get("record").subarray(0, first.header.blockCount * this.blockBytes), `record of seq ${seq} fails authentication where a skip or an overrun claim points`, seq);
+    if (body.kind === "auth") this.countFault("authFailures", "record", (RING_START_BLOCK + block) * this.blockBytes, recordIdentity(this.buffers.get("record"), true, this.blockBytes), `record of seq ${seq} fails authentication where a skip or an overrun claim points`, seq);
     return core.ACCEPTING.has(verb(first, body));
   }
 
@@ -375,4 +375,15 @@ export class RingReader {
     this.block = to.block >= this.ringBlocks ? 0 : to.block;
     this.invalidSinceMs = undefined;
   }
+}
+
+/**
+ * The bytes a bad record is known by (FaultMemory): its header without the header's own CRC32C
+ * (bytes [0, 92): stamp, seq, lengths, timestamp and tag, never touched by a failed open; a CRC32C
+ * over bytes that end with their own CRC32C is the same constant for every valid header) when it
+ * has one, else the whole first block. Not the payload: a failed open zeroes what it decrypted in
+ * place, so payload-only variations of one forged header count once.
+ */
+function recordIdentity(block: Uint8Array, hasHeader: boolean, blockBytes: number): Uint8Array {
+  return block.subarray(0, hasHeader ? RECORD_HEADER_END - 4 : blockBytes);
 }

@@ -159,12 +159,13 @@ test("refusals: each counted, each reason logged at most once per 1000 ms (again
   core.receiveSealed(999, { ok: false, reason: "replay" }, "198.18.1.2:7410", out);
   core.receiveSealed(999, { ok: false, reason: "version" }, "198.18.1.3:7410", out);
   t.is(core.refused.authFailures, 5);
-  const auth = (total: number) => ["udp-refused", { from: "198.18.1.1:7410", reason: "authentication failed (forged, corrupted or another key)", total }];
+  // suppressed: how many the limiter held back since the last line of that reason (999 and 1999).
+  const auth = (total: number, suppressed: number) => ["udp-refused", { from: "198.18.1.1:7410", reason: "authentication failed (forged, corrupted or another key)", total, suppressed }];
   t.deepEqual(r.logs, [
-    auth(1),
-    auth(3),
-    auth(5),
-    ["udp-refused", { from: "198.18.1.2:7410", reason: "replayed or from an older session", total: 1 }],
-    ["udp-refused", { from: "198.18.1.3:7410", reason: "not sealed although keys are configured (downgrade)", total: 1 }],
+    auth(1, 0),
+    auth(3, 1),
+    auth(5, 1),
+    ["udp-refused", { from: "198.18.1.2:7410", reason: "replayed or from an older session", total: 1, suppressed: 0 }],
+    ["udp-refused", { from: "198.18.1.3:7410", reason: "not sealed although keys are configured (downgrade)", total: 1, suppressed: 0 }],
   ]);
 });

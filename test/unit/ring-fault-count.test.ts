@@ -65,9 +65,15 @@ test("one forged record at the reader's slot is one authFailure after 200 polls 
   t.is(faults.length, 1);
   t.like(faults[0], { reason: "authFailures", source: "record", seq, total: 1, offsetBytes: (RING_START_BLOCK + reader.block) * B });
 
-  // Another forgery in the same slot (different bytes) is another record: counted.
-  volume.store[(RING_START_BLOCK + reader.block) * B + 300]! ^= 0x01;
-  for (let i = 0; i < 20; i++) await poll();
+  // Another forgery in the same slot (another header and tag) is another record: counted. A forgery
+  // is known by its header and tag: a failed open zeroes the payload it decrypted in place (no
+  // unauthenticated plaintext is kept), so payload-only variations under one header count once.
+  put(seq, reader.block, "another forgery attempt");
+  volume.store[(RING_START_BLOCK + reader.block) * B + 200]! ^= 0x01;
+  for (let i = 0; i < 20; i++) {
+    await poll();
+    await reader.refresh();
+  }
   t.is(reader.counters.authFailures, 2);
   // The legitimate record replaces it: delivered, and nothing more counted.
   volume.store.set(sealed, (RING_START_BLOCK + reader.block) * B);
