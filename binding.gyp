@@ -10,6 +10,7 @@
         "addon/volume.cc",
         "addon/buffer.cc",
         "addon/aead.cc",
+        "addon/notify.cc",
         "addon/tun.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
