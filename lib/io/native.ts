@@ -222,7 +222,19 @@ export function addon(): Addon {
       );
     }
     const require = createRequire(import.meta.url);
-    const module = require(locateAddon(require)) as Addon;
+    const path = locateAddon(require);
+    let module: Addon;
+    try {
+      module = require(path) as Addon;
+    } catch (error) {
+      if ((error as { code?: string }).code === "ERR_LUNLINK_WORKER_UNSUPPORTED") throw error;
+      // A prebuilt binary needs glibc >= 2.33 and GCC 12's libstdc++ (see scripts/prebuild.sh).
+      throw new LunlinkError(
+        ErrorCode.System,
+        `the lunlink native addon ${path} does not load on this system (${(error as Error).message.split("\n")[0]}): build it from source with \`npm rebuild lunlink\` (needs g++, make and python3)`,
+        { path, cause: error },
+      );
+    }
     module.init(routeCompletions);
     loaded = module;
   }
