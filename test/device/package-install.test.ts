@@ -1,9 +1,9 @@
 // The npm package installs and runs without a compiler (issue 15): `npm pack` (its prepack builds the
 // N-API prebuild, scripts/prebuild.sh; linux-x64 only here to keep the test short), then the tarball
 // is installed into fresh directories under /var/tmp with a PATH that holds only node, npm and basic
-// tools (no gcc, g++, cc, make, python3): once with install scripts held back (npm 11's default), once
-// with lunlink's install script approved (`node-gyp-build`, which must find the prebuild and compile
-// nothing). From the installed package, a volume file is written and read back, and a TUN device is
+// tools (no gcc, g++, cc, make, python3): once with no install script run at all (--ignore-scripts:
+// what a package gets where npm 11 blocks unapproved install scripts), once with lunlink's install
+// script approved and run (`node-gyp-build`, which must find the prebuild and compile nothing). From the installed package, a volume file is written and read back, and a TUN device is
 // opened inside a namespace the test creates. Steps are serial tests sharing one packed tarball.
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync, realpathSync } from "node:fs";
@@ -86,16 +86,18 @@ test.serial("the no-compiler PATH really has no compiler", async (t) => {
   t.regex((await sh("node", ["--version"], { env: bareEnv(s) })).stdout, /^v\d+\./);
 });
 
-for (const mode of ["install scripts held back (npm 11 default)", "install script approved (allowScripts)"] as const) {
+for (const mode of ["no install script run (--ignore-scripts)", "install script approved (allowScripts)"] as const) {
   test.serial(`installs from the tarball without a compiler: ${mode}`, async (t) => {
     const s = shared!;
     const app = join(s.dir, `app${s.apps.length}`);
     await mkdir(app);
     const approved = mode.startsWith("install script approved");
     await writeFile(join(app, "package.json"), JSON.stringify({ name: "lunlink-install-test", private: true, ...(approved ? { allowScripts: { lunlink: true } } : {}) }));
-    const { stdout, stderr } = await sh("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--foreground-scripts", s.tarball], { cwd: app, env: bareEnv(s), timeoutMs: INSTALL_TIMEOUT_MS });
+    const flags = ["--prefer-offline", "--no-audit", "--no-fund", "--foreground-scripts", ...(approved ? [] : ["--ignore-scripts"])];
+    const { stdout, stderr } = await sh("npm", ["install", ...flags, s.tarball], { cwd: app, env: bareEnv(s), timeoutMs: INSTALL_TIMEOUT_MS });
     t.log(`npm said: ${`${stdout}\n${stderr}`.split("\n").filter((l) => l.trim() !== "").join(" | ")}`);
     if (approved) t.regex(stdout, /> node-gyp-build/, "the approved install script ran");
+    else t.notRegex(stdout, /> node-gyp-build/, "no install script ran");
     const pkgDir = join(app, "node_modules", "lunlink");
     t.false(existsSync(join(pkgDir, "build")), "nothing was compiled: no build/ in the installed package");
     const resolved = (await sh("node", ["-e", "process.stdout.write(require('node-gyp-build').path(process.argv[1]))", pkgDir], { cwd: app, env: bareEnv(s) })).stdout;
