@@ -10,6 +10,7 @@
         "addon/volume.cc",
         "addon/buffer.cc",
         "addon/aead.cc",
+        "addon/notify.cc",
         "addon/tun.cc",
         "addon/udp.cc"
       ],

@@ -10,6 +10,7 @@
 #include "aead.h"
 #include "buffer.h"
 #include "channel.h"
+#include "notify.h"
 #include "state.h"
 #include "tun.h"
 #include "udp.h"
@@ -62,6 +63,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
   exports.Set("addressAlignment", Napi::Function::New(env, AddressAlignment, "addressAlignment"));
   exports.Set("isNativeOwned", Napi::Function::New(env, IsNativeOwned, "isNativeOwned"));
+  exports.Set("sdNotify", Napi::Function::New(env, SdNotify, "sdNotify"));
   exports.Set("aeadSeal", Napi::Function::New(env, AeadSeal, "aeadSeal"));
   exports.Set("aeadOpen", Napi::Function::New(env, AeadOpen, "aeadOpen"));
   exports.Set("aeadSealSegments", Napi::Function::New(env, AeadSealSegments, "aeadSealSegments"));

@@ -1,8 +1,10 @@
 // The addon's raw surface, private to lib/io (other layers use the typed facades: volume.ts,
-// tun-handle.ts, aead.ts). Loads build/Release/lunlink.node once, on the main thread only (a worker
-// gets ERR_LUNLINK_WORKER_UNSUPPORTED), wires the completion channel, and routes each completion to
-// the request that asked for it. Completions arrive batched (one JS call drains all ready ones); a
-// handler that throws never keeps the rest of its batch from being delivered.
+// tun-handle.ts, aead.ts, notify.ts). Loads the addon once, through node-gyp-build: a local build
+// (build/Release, from source) wins, else the prebuilt N-API binary shipped in the package
+// (prebuilds/linux-<arch>/*.node), so an install needs no compiler where a prebuild matches. Main
+// thread only (a worker gets ERR_LUNLINK_WORKER_UNSUPPORTED); wires the completion channel, and routes
+// each completion to the request that asked for it. Completions arrive batched (one JS call drains all
+// ready ones); a handler that throws never keeps the rest of its batch from being delivered.
 import { createRequire } from "node:module";
 import { isMainThread } from "node:worker_threads";
 import { existsSync } from "node:fs";
@@ -114,6 +116,8 @@ interface Addon {
   aeadSealSegments(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, buffer: Uint8Array, segments: Uint32Array, count: number, tag: Uint8Array): void;
   /** Verifies and decrypts in place: true if authentic, else false and the ranges zeroed. */
   aeadOpenSegments(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, buffer: Uint8Array, segments: Uint32Array, count: number, tag: Uint8Array): boolean;
+  /** One datagram to a unix socket (a path, or "@name" abstract); throws with `errno` and `syscall` (a name). */
+  sdNotify(socket: string, message: string): void;
 }
 
 /** Mirrors `enum class Syscall` in addon/channel.h. */
@@ -192,21 +196,33 @@ export function busyPoll(us: number): void {
   }
 }
 
-function locateAddon(): string {
+/** The package root: the nearest directory up from this file that holds binding.gyp (source tree, or the installed package). */
+function packageRoot(): string {
+  // lib/io/native.ts in the source tree, dist/lib/io/native.js when built.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    if (existsSync(join(dir, "binding.gyp"))) return dir;
+    dir = dirname(dir);
+  }
+  throw new LunlinkError(ErrorCode.System, `the lunlink package root (with binding.gyp) was not found above ${fileURLToPath(import.meta.url)}`);
+}
+
+function locateAddon(require: NodeJS.Require): string {
   // A sanitizer build (scripts/asan.sh) lives outside build/Release and is named by LUNLINK_ADDON.
   const override = process.env["LUNLINK_ADDON"];
   if (override !== undefined && override !== "") return override;
-  // lib/io/native.ts in the source tree, dist/lib/io/native.js when built: walk up to the package.
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const candidate = join(dir, "build", "Release", "lunlink.node");
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
+  const root = packageRoot();
+  const nodeGypBuild = require("node-gyp-build") as { resolve(dir: string): string };
+  try {
+    return nodeGypBuild.resolve(root);
+  } catch (error) {
+    throw new LunlinkError(
+      ErrorCode.System,
+      `the lunlink native addon is missing: no build/Release/lunlink.node and no prebuilt binary in prebuilds/ matches this machine (${process.platform}-${process.arch}); ` +
+        "build it from source with `npm rebuild lunlink` (needs g++, make and python3)",
+      { path: root, cause: error },
+    );
   }
-  throw new LunlinkError(
-    ErrorCode.System,
-    "the lunlink native addon is not built (build/Release/lunlink.node is missing): run `npm ci` or `npx node-gyp rebuild`",
-  );
 }
 
 let loaded: Addon | undefined;
@@ -222,7 +238,19 @@ export function addon(): Addon {
       );
     }
     const require = createRequire(import.meta.url);
-    const module = require(locateAddon()) as Addon;
+    const path = locateAddon(require);
+    let module: Addon;
+    try {
+      module = require(path) as Addon;
+    } catch (error) {
+      if ((error as { code?: string }).code === "ERR_LUNLINK_WORKER_UNSUPPORTED") throw error;
+      // A prebuilt binary needs glibc >= 2.33 and GCC 12's libstdc++ (see scripts/prebuild.sh).
+      throw new LunlinkError(
+        ErrorCode.System,
+        `the lunlink native addon ${path} does not load on this system (${(error as Error).message.split("\n")[0]}): build it from source with \`npm rebuild lunlink\` (needs g++, make and python3)`,
+        { path, cause: error },
+      );
+    }
     module.init(routeCompletions);
     loaded = module;
   }

@@ -2,6 +2,7 @@
 // built from one NodeConfig. `lunlink up` calls runNode; it returns once the node was told to stop
 // (`lunlink down`, SIGINT, SIGTERM) or its TUN device failed, after closing everything it opened:
 // the TUN device (the interface disappears), the link (last records flushed) and the control socket.
+// Under systemd (Type=notify, $NOTIFY_SOCKET) it reports readiness, status, watchdog and STOPPING=1.
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import type { Server } from "node:net";
 import { unlink } from "node:fs/promises";
@@ -14,6 +15,7 @@ import { controlSocketPath, linkOptions, loadKeys, parseEndpoint, type NodeConfi
 import { serveControl } from "./control.ts";
 import { NodeObservability } from "./observe.ts";
 import { raiseScheduling } from "./scheduling.ts";
+import { startServiceNotify, type ServiceNotifier } from "./service.ts";
 
 export async function runNode(config: NodeConfig, log: pino.Logger): Promise<void> {
   const scheduling = await raiseScheduling(config.scheduling);
@@ -38,7 +40,14 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
   let server: Server | undefined;
   let stopping: (() => void) | undefined;
   const stopped = new Promise<void>((resolve) => (stopping = resolve));
-  const stop = () => stopping?.();
+  let service: ServiceNotifier | undefined;
+  // Every way down tells systemd first (STOPPING=1), so it does not count the exit as a failure.
+  const stop = (why: string) => {
+    service?.stopping(why);
+    stopping?.();
+  };
+  const onSigint = () => stop("SIGINT");
+  const onSigterm = () => stop("SIGTERM");
   // A TUN read error (the interface deleted under us, say) ends the node through the same clean-up
   // as `lunlink down`, then runNode rejects with it: never an uncaught exception.
   let tunFailure: Error | undefined;
@@ -47,7 +56,7 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
     tun.on("error", (error) => {
       log.error({ event: "tun-error", code: (error as { code?: string }).code, message: error.message }, "TUN device failed: stopping the node");
       tunFailure ??= error;
-      stop();
+      stop("tun-error");
     });
     const counters = bridge(tun, link);
     observe.attach(link, () => tun!.counters);
@@ -55,7 +64,7 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
     server = await serveControl(socketPath, async (cmd) => {
       if (cmd === "status") return status();
       if (cmd === "down") {
-        setImmediate(stop);
+        setImmediate(() => stop("lunlink down"));
         return { stopping: true };
       }
       throw new Error(`unknown command ${JSON.stringify(cmd)} (status, down)`);
@@ -74,14 +83,16 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
       });
       await new Promise<void>((resolve, reject) => metrics!.once("error", reject).listen(at.port, at.host, () => resolve()));
     }
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    process.once("SIGINT", onSigint);
+    process.once("SIGTERM", onSigterm);
     log.info({ event: "up", node: config.node, peer: config.peer, tun: tun.name, address: config.tun.address, mtu: tun.mtu, control: socketPath }, `node ${config.node} up: ${tun.name} ${config.tun.address}`);
+    service = startServiceNotify(link, log);
     await stopped;
     log.info({ event: "down", ...link.status().counters }, `node ${config.node} going down`);
   } finally {
-    process.off("SIGINT", stop);
-    process.off("SIGTERM", stop);
+    service?.close();
+    process.off("SIGINT", onSigint);
+    process.off("SIGTERM", onSigterm);
     if (server !== undefined) {
       server.close();
       await unlink(socketPath).catch(() => undefined);
