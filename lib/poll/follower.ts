@@ -25,7 +25,8 @@ export interface FollowSteps {
 }
 
 export interface FollowOptions {
-  reader: RingReader;
+  /** Only its watch is used here: the steps poll it. */
+  reader: Pick<RingReader, "watch">;
   pace: AdaptiveWaitOptions;
   running: () => boolean;
   /** Monotonic ms (default performance.now); tests pass a fake one. */
