@@ -165,6 +165,8 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
   private pump: WritePump | undefined;
   /** True once follow() ended with everything written, the status copied and the sink synced. */
   private flushedOnStop = false;
+  /** The source's head in the reader's epoch, from the status slots the last copy read. */
+  private sourceHeadSeq: bigint | undefined;
   /** The status slots last written to the sink in this attempt (undefined: unknown, write again). */
   private lastStatusCopy: Uint8Array | undefined;
 
@@ -280,9 +282,10 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     if (change !== undefined) this.emit("state", healthChange(change, detail));
   }
 
-  /** Records the source has and the destination does not yet (from the source status block). */
+  /** Records the source has and the destination does not yet (from the source status block, as last read). */
   get lagRecords(): bigint {
-    const head = this.reader?.status?.headSeq;
+    const statusHead = this.reader?.status?.headSeq;
+    const head = this.sourceHeadSeq === undefined || (statusHead !== undefined && statusHead > this.sourceHeadSeq) ? statusHead : this.sourceHeadSeq;
     const at = this.reader?.seq;
     return head !== undefined && at !== undefined && head > at ? head - at : 0n;
   }
@@ -350,10 +353,13 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
         },
         periodic: async () => {
           await pump.drain();
-          const epoch = (await reader.refresh()) === "epoch";
-          if (epoch) await this.adoptEpoch();
-          await this.copyStatus(true);
-          return epoch;
+          // One read of the status slots serves both: the copy, and noticing a new epoch (the
+          // writer restarted while the mirror waited at a slot it will never fill).
+          if (!(await this.copyStatus(true))) return false;
+          const adopted = (await reader.refresh()) === "epoch";
+          if (adopted) await this.adoptEpoch(); // the new superblock reaches the destination before its status
+          await this.copyStatus();
+          return adopted;
         },
       },
     );
@@ -373,27 +379,34 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
    * of the destination must not learn of records that are not there yet (it would take their absence
    * for damage and skip them). `unchangedSkipped`: slots equal to the last ones written are not
    * written again (an idle source rewrites its status a few times a second, not every statusCopyMs).
+   * Returns true when a slot names an epoch newer than the reader's: with unchangedSkipped nothing is
+   * then copied (the caller adopts the epoch, superblock first, and copies again).
    */
-  protected async copyStatus(unchangedSkipped = false): Promise<void> {
+  protected async copyStatus(unchangedSkipped = false): Promise<boolean> {
     const B = this.blockBytes;
     const slots = this.source.alloc(2 * B);
     await this.source.read(STATUS_SLOT_BLOCKS[0] * B, slots);
     const reader = this.reader;
     const keyed = this.superblock.authMode === AuthMode.Keyed;
     const ahead = [false, false];
+    let newerEpoch = false;
     if (reader !== undefined) {
       for (let i = 0; i < 2; i++) {
         const slot = slots.subarray(i * B, (i + 1) * B);
         const decoded = decodeStatus(slot, keyed ? "unverified" : undefined);
-        if (!decoded.ok || decoded.status.epoch !== reader.epoch || decoded.status.headSeq <= reader.seq) continue;
+        if (!decoded.ok) continue;
+        if (decoded.status.epoch > reader.epoch) newerEpoch = true;
+        if (decoded.status.epoch === reader.epoch && (this.sourceHeadSeq === undefined || decoded.status.headSeq > this.sourceHeadSeq)) this.sourceHeadSeq = decoded.status.headSeq;
+        if (decoded.status.epoch !== reader.epoch || decoded.status.headSeq <= reader.seq) continue;
         // Keyed: the next copy (statusCopyMs later) sends it, once the records it names are there.
         if (keyed) ahead[i] = true;
         else encodeStatus({ ...decoded.status, headSeq: reader.seq, headBlock: BigInt(reader.block) }, slot);
       }
     }
+    if (unchangedSkipped && newerEpoch) return true; // not copied: the caller adopts the epoch first
     if (!ahead[0] && !ahead[1]) {
       const last = this.lastStatusCopy;
-      if (unchangedSkipped && last !== undefined && Buffer.compare(last, slots) === 0) return;
+      if (unchangedSkipped && last !== undefined && Buffer.compare(last, slots) === 0) return newerEpoch;
       this.lastStatusCopy = undefined; // unknown until the write succeeds
       await this.sink.write(STATUS_SLOT_BLOCKS[0] * B, slots);
       this.lastStatusCopy = slots;
@@ -405,6 +418,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
       }
     }
     this.counters.statusCopies++;
+    return newerEpoch;
   }
 
   /** Copy B, sync, copy A, sync: a reader of the destination never sees A ahead of B. */

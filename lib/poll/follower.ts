@@ -37,7 +37,7 @@ export interface FollowOptions {
 export async function follow(options: FollowOptions, steps: FollowSteps): Promise<void> {
   const now = options.now ?? (() => performance.now());
   const reader = options.reader;
-  const wait = new AdaptiveWait(options.pace, now());
+  const wait = new AdaptiveWait(options.pace);
   let fresh = false;
   while (options.running()) {
     const paused = steps.paused?.();
@@ -48,12 +48,12 @@ export async function follow(options: FollowOptions, steps: FollowSteps): Promis
     const outcome = await steps.poll(fresh);
     fresh = false;
     await steps.after?.(outcome);
-    if (outcome !== "waiting") wait.record(now());
+    if (outcome !== "waiting") wait.record();
     let progress = outcome !== "waiting";
     if (wait.periodicDue(now())) {
       wait.periodicRan(now());
       if (await steps.periodic()) {
-        wait.record(now());
+        wait.record();
         progress = true;
       }
     }
