@@ -1,10 +1,11 @@
-// `npm run bench -- idle [--seconds S] [--cuts N] [--profile DIR]`: what an idle pair costs (issue
+// `npm run bench -- idle [--seconds S] [--cuts N | --no-failover] [--profile DIR]`: what an idle pair costs (issue
 // #13 section 4). The two-host lab (lib/node/lab.ts: two `lunlink up` in namespaces, two `lunlink
 // mirror copy --follow` in the root namespace, default settings) carries nothing but heartbeats for
 // S seconds (default 60); the CPU each process used (utime + stime from /proc/PID/stat) is printed
 // as % of one core. Then, with the pair still idle (its followers backed off), N cuts of the primary
 // (default 10) measure the interruption a UDP probe sees (bench/link.ts's failover): backing off
 // must not cost the failover bound (300 ms). The load average is printed: the machine is shared.
+// --profile DIR: the nodes write V8 CPU profiles there (node --cpu-prof).
 import { readdir, readFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -42,9 +43,10 @@ async function mirrorPid(source: string): Promise<number> {
 
 export async function idleBench(args: string[]): Promise<void> {
   const seconds = numberArg(args, "--seconds", 60);
-  const cuts = numberArg(args, "--cuts", 10);
+  const cuts = args.includes("--no-failover") ? 0 : numberArg(args, "--cuts", 10);
   const profileAt = args.indexOf("--profile");
   const profileDir = profileAt >= 0 ? args[profileAt + 1] : undefined;
+  // --profile: the nodes run under --cpu-prof and are stopped gracefully at the end, so their profiles are written.
   const lab = await Lab.create({ prefix: "lli-", ...(profileDir === undefined ? {} : { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] }) });
   const stop = () => void lab.destroy().finally(() => process.exit(130));
   process.once("SIGINT", stop);
@@ -80,6 +82,7 @@ export async function idleBench(args: string[]): Promise<void> {
     }
   } finally {
     process.off("SIGINT", stop);
+    if (profileDir !== undefined) for (const id of [1, 2] as const) await lab.stopNode(id, "down").catch(() => undefined);
     await lab.destroy();
   }
 }
