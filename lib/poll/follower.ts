@@ -48,18 +48,18 @@ export async function follow(options: FollowOptions, steps: FollowSteps): Promis
     const outcome = await steps.poll(fresh);
     fresh = false;
     await steps.after?.(outcome);
-    if (outcome !== "waiting") wait.record();
+    if (outcome !== "waiting") wait.record(now());
     let progress = outcome !== "waiting";
     if (wait.periodicDue(now())) {
       wait.periodicRan(now());
       if (await steps.periodic()) {
-        wait.record();
+        wait.record(now());
         progress = true;
       }
     }
     if (progress || !options.running()) continue;
     const { sleepUs, timeoutMs } = wait.next(now());
     fresh = await reader.watch({ compareBytes: WATCH_COMPARE_BYTES, sleepUs, timeoutMs });
-    wait.waited(fresh);
+    wait.waited(now(), fresh);
   }
 }

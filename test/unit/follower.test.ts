@@ -5,7 +5,7 @@ import test from "ava";
 import fc from "fast-check";
 
 import { ErrorCode } from "../../lib/errors.ts";
-import { AdaptiveWait, SLEEP_GROWTH, WATCH_REREADS, type AdaptiveWaitOptions } from "../../lib/poll/adaptive-wait.ts";
+import { AdaptiveWait, GAP_SLEEP_FRACTION, SLEEP_GROWTH, WATCH_REREADS, type AdaptiveWaitOptions } from "../../lib/poll/adaptive-wait.ts";
 import { follow } from "../../lib/poll/follower.ts";
 import type { PollOutcome } from "../../lib/ring/reader.ts";
 import { logSeed, SEED } from "../helpers/random.ts";
@@ -17,7 +17,7 @@ test("an idle wait backs off from minSleepUs by SLEEP_GROWTH per unchanged wait 
   const sleeps: number[] = [];
   for (let i = 0; i < 8; i++) {
     sleeps.push(wait.next(0).sleepUs);
-    wait.waited(false);
+    wait.waited(0, false);
   }
   t.deepEqual(sleeps, [50, 400, 3200, 16_000, 16_000, 16_000, 16_000, 16_000]);
   t.is(SLEEP_GROWTH, 8);
@@ -27,22 +27,22 @@ test("a wait below the bound lasts about WATCH_REREADS re-reads; at the bound, u
   const wait = new AdaptiveWait(PACE);
   wait.periodicRan(0);
   t.deepEqual(wait.next(0), { sleepUs: 50, timeoutMs: 1 });
-  for (let i = 0; i < 2; i++) wait.waited(false);
+  for (let i = 0; i < 2; i++) wait.waited(0, false);
   t.deepEqual(wait.next(0), { sleepUs: 3200, timeoutMs: Math.ceil((3200 * WATCH_REREADS) / 1000) });
-  wait.waited(false);
+  wait.waited(0, false);
   t.deepEqual(wait.next(10), { sleepUs: 16_000, timeoutMs: 240 }, "idle: back when the idle period ends");
 });
 
 test("a changed block keeps the pace; a record snaps the sleep and the periodic task back", (t) => {
   const wait = new AdaptiveWait(PACE);
   wait.periodicRan(0);
-  for (let i = 0; i < 20; i++) wait.waited(false);
+  for (let i = 0; i < 20; i++) wait.waited(0, false);
   t.is(wait.sleepUs, 16_000);
-  wait.waited(true);
+  wait.waited(0, true);
   t.is(wait.sleepUs, 16_000, "a change that was no record yet (torn, being written) does not speed up or slow down");
   t.is(wait.periodMs, 250, "nothing to report: the idle period");
   t.false(wait.periodicDue(249));
-  wait.record();
+  wait.record(0);
   t.is(wait.sleepUs, 50);
   t.is(wait.periodMs, 20, "a record to report: the short period");
   t.true(wait.periodicDue(20));
@@ -56,12 +56,29 @@ test("the periodic task is due at once, then periodMs after a record and every i
   wait.periodicRan(0);
   t.false(wait.periodicDue(249));
   t.true(wait.periodicDue(250));
-  wait.record();
+  wait.record(0);
   t.false(wait.periodicDue(19));
   t.true(wait.periodicDue(20));
   t.is(wait.next(5).timeoutMs, 1, "short re-reads right after the record");
-  for (let i = 0; i < 5; i++) wait.waited(false);
+  for (let i = 0; i < 5; i++) wait.waited(0, false);
   t.is(wait.next(5).timeoutMs, 15, "at the bound: back when the periodic task is due");
+});
+
+test("records at a steady gap keep the sleep below gap / GAP_SLEEP_FRACTION until two gaps pass without one", (t) => {
+  const wait = new AdaptiveWait(PACE);
+  for (const at of [0, 10, 20, 30]) wait.record(at);
+  wait.periodicRan(30);
+  const sleeps: number[] = [];
+  for (const at of [30.5, 31.5, 33]) {
+    wait.waited(at, false);
+    sleeps.push(wait.sleepUs);
+  }
+  t.deepEqual(sleeps, [400, (10 * 1000) / GAP_SLEEP_FRACTION, 1250], "capped at 1250 us for a 10 ms rhythm");
+  t.is(wait.next(33).timeoutMs, 17, "at the cap, back in JS when the rhythm is broken (two gaps after the last record)");
+  wait.waited(50, false);
+  t.is(wait.sleepUs, 10_000, "rhythm broken: backing off again");
+  wait.waited(51, false);
+  t.is(wait.sleepUs, PACE.maxSleepUs);
 });
 
 test("options out of range are refused with coded errors", (t) => {
@@ -90,8 +107,8 @@ test("property: whatever happens, sleeps stay in [minSleepUs, maxSleepUs] and a 
         const wait = new AdaptiveWait(pace);
         for (const e of events) {
           now += e.afterMs;
-          if (e.kind === "record") wait.record();
-          else if (e.kind === "waited") wait.waited(e.changed);
+          if (e.kind === "record") wait.record(now);
+          else if (e.kind === "waited") wait.waited(now, e.changed);
           else if (wait.periodicDue(now)) wait.periodicRan(now);
           const next = wait.next(now);
           if (next.sleepUs < pace.minSleepUs || next.sleepUs > pace.maxSleepUs) return false;
