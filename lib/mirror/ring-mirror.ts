@@ -2,7 +2,7 @@
 // Pipeline: follow the source ring (a RingReader, so only verified records move; the loop is
 // lib/poll/follower.ts, the Poller's too) -> write each record's later blocks, then its first block
 // (a reader on the destination never sees a header ahead of its payload) -> copy the status slots
-// every statusCopyMs while records arrive, every statusIdleMs when idle, and only when they changed
+// statusCopyMs after a record, every statusIdleMs while none arrives, and only when they changed
 // (head capped at what was copied) and the superblock (copy B, sync, copy A, sync) when the epoch changes. A full resync runs at start and
 // after an overrun; how it copies is the subclass's (whole ring, or only blocks whose checksums
 // differ). Writes go to a BlockSink (a Volume, or a TCP session) in whole blocks of the source's size.
@@ -32,9 +32,9 @@ import type { BlockSink } from "./sink.ts";
 import { WritePump } from "./write-pump.ts";
 
 export interface RingMirrorOptions extends BackoffOptions {
-  /** Status slots are copied at least this often while records arrive (default 10 ms). */
+  /** Status slots are copied this long after a record was copied (default 10 ms)... */
   statusCopyMs?: number;
-  /** ... and this often once no record came for this long (default DEFAULT_FOLLOW_IDLE_MS, at least statusCopyMs). */
+  /** ... and this often while none arrives (default DEFAULT_FOLLOW_IDLE_MS, at least statusCopyMs). */
   statusIdleMs?: number;
   /** Watch sleep between reads of the next source block while idle (default DEFAULT_POLL_MIN_US, doubling to pollMaxMs). */
   pollMinUs?: number;

@@ -1,7 +1,7 @@
 // Poller: keeps a RingReader at the head of the peer's ring and delivers its frames. Following is
 // follower.ts's loop (shared with the mirror): poll again at once after a record; otherwise wait in
 // the addon's watch, the sleep backing off from pollMinUs to pollMaxMs while idle. The peer's status
-// block is re-read every statusPollMs while records arrive, every statusIdleMs once idle (acks,
+// block is re-read statusPollMs after a record, every statusIdleMs while none arrives (acks,
 // epoch changes). Frames go to onFrame (zero-copy, valid during the
 // call) and to an async iterator (copies, bounded by maxQueuedFrames: a slow consumer pauses polling;
 // an iterator abandoned mid-queue drops what it left and releases the poll loop). A failure is never
@@ -24,9 +24,9 @@ export interface PollerOptions {
   pollMinUs?: number;
   /** Longest sleep (the bound on added latency when idle; default DEFAULT_POLL_MAX_MS). */
   pollMaxMs?: number;
-  /** Peer status block re-read period while records arrive (default 50 ms). */
+  /** The peer status block is re-read this long after a record arrived (default 50 ms)... */
   statusPollMs?: number;
-  /** Its period once no record came for this long (default DEFAULT_FOLLOW_IDLE_MS, at least statusPollMs). */
+  /** ... and this often while none arrives (default DEFAULT_FOLLOW_IDLE_MS, at least statusPollMs). */
   statusIdleMs?: number;
   /** Frames kept for the async iterator before polling pauses (default 10000). */
   maxQueuedFrames?: number;
