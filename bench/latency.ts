@@ -5,10 +5,14 @@
 // previous one arrived. Rounds: --rounds (default 2000). A keyed row (authMode keyed: AEAD records,
 // MACed status; the mirror keyless) runs in the same session for each condition. --plot DIR writes
 // the latency CDFs (bench/plot.ts).
+// Where the time goes (row a, lunlink): each round is split into send -> write done (writer queue +
+// O_DIRECT|O_DSYNC pwrite + its completion reaching JS), write done -> watch woke (the poll sleep and
+// the watch completion reaching JS), watch woke -> delivered (read and verify), and marked when a GC
+// pause overlapped it; the table compares the median rounds with the slowest 1%.
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { performance } from "node:perf_hooks";
+import { PerformanceObserver, performance } from "node:perf_hooks";
 
 import { FrameType } from "../lib/format/layout.ts";
 import { Volume } from "../lib/index.ts";
@@ -28,7 +32,20 @@ const POLL_MAX_MS = 1;
 
 const LOAD_MBPS = 10;
 
-async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, loadMBps = 0, mirrorTo?: string, keyed = false): Promise<Float64Array> {
+/** One round's phases (ms, performance.now), for the breakdown. */
+interface RoundTrace {
+  sentMs: number;
+  writtenMs: number;
+  wokeMs: number;
+  deliveredMs: number;
+}
+
+/** Intervals [start, end) (ms) during which the event loop was busy elsewhere: GC pauses. */
+interface Stalls {
+  gc: [number, number][];
+}
+
+async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, loadMBps = 0, mirrorTo?: string, keyed = false, traces?: RoundTrace[], stalls?: Stalls): Promise<Float64Array> {
   const auth = keyed ? { auth: { key: new Uint8Array(randomBytes(32)) } } : {};
   const send = await Volume.open(device, { dsync: true, busyPollUs });
   const receive = await Volume.open(mirrorTo ?? device, { readOnly: true, busyPollUs });
@@ -51,6 +68,22 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
     let reader: RingReader | undefined;
     const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 0, statusIntervalMs: 1000, peerAck: () => reader?.ack, ...auth });
     reader = await RingReader.open(receive, { nodeId: 2, start: "head", ...auth });
+    // Breakdown: when the last write completed and the last watch that saw a change woke, as JS saw them.
+    let writtenMs = 0;
+    let wokeMs = 0;
+    if (traces !== undefined) {
+      const write = send.write.bind(send);
+      send.write = async (offset, buffer) => {
+        await write(offset, buffer);
+        writtenMs = performance.now();
+      };
+      const watch = receive.watch.bind(receive);
+      receive.watch = async (offset, buffer, options) => {
+        const changed = await watch(offset, buffer, options);
+        if (changed) wokeMs = performance.now();
+        return changed;
+      };
+    }
     const latenciesUs = new Float64Array(rounds);
     let arrived: (() => void) | undefined;
     let round = 0;
@@ -61,7 +94,9 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
       onFrame: (_seq, type, _flags, bytes, offset) => {
         if (type !== FrameType.Control) return; // background load
         const sentMs = new DataView(bytes.buffer, bytes.byteOffset + offset, 8).getFloat64(0, true);
-        latenciesUs[round] = (performance.now() - sentMs) * 1000;
+        const nowMs = performance.now();
+        latenciesUs[round] = (nowMs - sentMs) * 1000;
+        traces?.push({ sentMs, writtenMs, wokeMs, deliveredMs: nowMs });
         arrived?.();
       },
     });
@@ -73,6 +108,7 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
     poller.on("error", fail);
     mirror?.on("error", fail);
     poller.start();
+    const stallWatch = stalls === undefined ? undefined : watchStalls(stalls);
     // Loaded: 1 KiB data frames at loadMBps through the same writer, paced every millisecond.
     let loading = loadMBps > 0;
     const filler = new Uint8Array(1024);
@@ -96,15 +132,51 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
     }
     loading = false;
     await load;
+    stallWatch?.();
     await poller.stop();
     await writer.close();
-    return latenciesUs.sort();
+    return latenciesUs.slice().sort();
   } finally {
     await mirror?.stop();
     for (const v of mirrorVolumes) await v.close();
     await send.close();
     await receive.close();
   }
+}
+
+/** Records GC pauses (a PerformanceObserver: no timer that would itself wake the loop) until the returned function is called. */
+function watchStalls(stalls: Stalls): () => void {
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) stalls.gc.push([e.startTime, e.startTime + e.duration]);
+  });
+  observer.observe({ entryTypes: ["gc"] });
+  return () => observer.disconnect();
+}
+
+/** The median round against the slowest 1%: where their time went (us), and how many overlapped a stall. */
+function breakdown(traces: RoundTrace[], stalls: Stalls): string[][] {
+  const total = (r: RoundTrace): number => r.deliveredMs - r.sentMs;
+  const sorted = [...traces].sort((a, b) => total(a) - total(b));
+  const slowCount = Math.max(1, Math.round(sorted.length / 100));
+  const groups: [string, RoundTrace[]][] = [
+    ["median 10% of rounds", sorted.slice(Math.floor(sorted.length * 0.45), Math.ceil(sorted.length * 0.55))],
+    [`slowest 1% (${slowCount} rounds)`, sorted.slice(-slowCount)],
+  ];
+  const overlaps = (r: RoundTrace, spans: [number, number][]): boolean => spans.some(([a, b]) => a < r.deliveredMs && b > r.sentMs);
+  const mean = (xs: number[]): string => ((xs.reduce((n, x) => n + x, 0) / Math.max(1, xs.length)) * 1000).toFixed(0);
+  return groups.map(([name, rs]) => {
+    // A round whose record was found by a poll, not a watch (the watch had woken for an earlier one): no watch phase.
+    const watched = rs.filter((r) => r.wokeMs >= r.writtenMs && r.writtenMs >= r.sentMs);
+    return [
+      name,
+      mean(rs.map(total)),
+      mean(rs.map((r) => Math.max(0, r.writtenMs - r.sentMs))),
+      mean(watched.map((r) => r.wokeMs - r.writtenMs)),
+      mean(watched.map((r) => r.deliveredMs - r.wokeMs)),
+      `${rs.length - watched.length}`,
+      `${rs.filter((r) => overlaps(r, stalls.gc)).length}`,
+    ];
+  });
 }
 
 function probeLatency(binary: string, device: string, rounds: number, loadMBps = 0, mirrorTo?: string): Float64Array {
@@ -129,6 +201,7 @@ export async function latencyBench(args: string[]): Promise<void> {
     console.log(machineLine());
     console.log(`volumes: ${loop} (send) and ${receiveLoop} (receive, for row b), loop dio=on over 64 MiB files on ext4\n`);
     const rows: string[][] = [];
+    const breakdowns: string[][] = [];
     const conditions: [number, string | undefined, string][] = [
       [0, undefined, "(a) idle"],
       [LOAD_MBPS, undefined, `(a) loaded ${LOAD_MBPS} MB/s`],
@@ -137,7 +210,10 @@ export async function latencyBench(args: string[]): Promise<void> {
     for (const [load, mirrorTo, condition] of conditions) {
       const c = probeLatency(binary, loop, rounds, load, mirrorTo);
       console.error(`  probe ${condition}`);
-      const l = await lunlinkLatency(loop, rounds, 0, load, mirrorTo);
+      const traces: RoundTrace[] = [];
+      const stalls: Stalls = { gc: [] };
+      const l = await lunlinkLatency(loop, rounds, 0, load, mirrorTo, false, traces, stalls);
+      breakdowns.push(...breakdown(traces, stalls).map((r) => [condition, ...r]));
       const p = await lunlinkLatency(loop, rounds, 500, load, mirrorTo);
       const k = await lunlinkLatency(loop, rounds, 0, load, mirrorTo, true);
       console.error(`  done ${condition}`);
@@ -154,6 +230,8 @@ export async function latencyBench(args: string[]): Promise<void> {
     }
     console.log(table(["condition", "path (ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C"], rows));
     if (plotDir !== undefined) for (const path of await writeCharts(plotDir, latencyCharts(cdfs))) console.log(`chart: ${path}`);
+    console.log(`\nwhere the lunlink rounds' time goes (means in us; GC overlap: rounds during which a GC pause ran)`);
+    console.log(table(["condition", "rounds", "total", "send -> write done", "write done -> watch woke", "watch woke -> delivered", "found without a watch", "GC overlap"], breakdowns));
     console.log(`\nloaded: a background stream of ${LOAD_MBPS} MB/s (lunlink: 1 KiB data frames through the same writer; C: 64 KiB writes to the same volume); the timed messages are control frames.`);
   });
 }

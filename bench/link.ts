@@ -161,7 +161,7 @@ interface Switch {
   reorderedBack: number;
 }
 
-async function failover(lab: Lab, cuts: number, onProbes?: (rows: ProbeRow[], events: CutEvent[]) => void): Promise<Switch[]> {
+export async function failover(lab: Lab, cuts: number, onProbes?: (rows: ProbeRow[], events: CutEvent[]) => void): Promise<Switch[]> {
   const probe = join(import.meta.dirname, "probe", "udp-probe.ts");
   const target = `${lab.nodes[1].tunAddress}:${PROBE_PORT}`;
   const receiver = lab.spawnIn(2, process.execPath, ["--import=tsx", probe, "recv", target, String(cuts * 6 + 30)]);

@@ -4,6 +4,7 @@
 // transitions of an uncut pair with and without a CPU hog on every core), layout (buffer-layout vs
 // DataView for the cold structures).
 import { codecBench } from "./codec.ts";
+import { idleBench } from "./idle.ts";
 import { latencyBench } from "./latency.ts";
 import { layoutBench } from "./layout.ts";
 import { linkBench } from "./link.ts";
@@ -25,6 +26,7 @@ const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   seal: sealBench,
   pressure: pressureBench,
   layout: layoutBench,
+  idle: idleBench,
 };
 
 const [suite = "raw", ...rest] = process.argv.slice(2);

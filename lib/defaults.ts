@@ -11,10 +11,19 @@
 export const DEFAULT_IO_TIMEOUT_MS = 5000;
 /** I/O threads per volume (its queue depth), started on demand. */
 export const DEFAULT_IO_THREADS = 4;
-/** Longest sleep between reads of the next block while a ring reader (poller, mirror) is idle. */
-export const DEFAULT_POLL_MAX_MS = 2;
+/**
+ * Longest sleep between reads of the next block while a ring follower (poller, mirror) is idle: the
+ * latency an idle follower adds to the first record (it snaps back to DEFAULT_POLL_MIN_US on it).
+ * 16 ms: an idle follower re-reads ~60 times a second, not 500 (bench idle: issue #13 section 4).
+ */
+export const DEFAULT_POLL_MAX_MS = 16;
 /** Shortest such sleep, right after a record arrived. */
 export const DEFAULT_POLL_MIN_US = 50;
+/**
+ * Period of a follower's status work (Poller: re-read the peer's status; mirror: copy the status
+ * slots) while no record comes; after a record it runs statusPollMs / statusCopyMs later.
+ */
+export const DEFAULT_FOLLOW_IDLE_MS = 250;
 /** RingWriter: seal a record after this long; 0 writes at once when idle and batches while a write is in flight. */
 export const DEFAULT_MAX_DELAY_MS = 0;
 /**

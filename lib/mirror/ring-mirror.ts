@@ -1,8 +1,9 @@
 // RingMirror: what every lunlink-driven mirror shares (local volume to volume, remote over TCP).
-// Pipeline: follow the source ring (a RingReader, so only verified records move) -> write each
-// record's later blocks, then its first block (a reader on the destination never sees a header ahead
-// of its payload) -> copy the status slots every statusCopyMs (head capped at what was copied) and
-// the superblock (copy B, sync, copy A, sync) when the epoch changes. A full resync runs at start and
+// Pipeline: follow the source ring (a RingReader, so only verified records move; the loop is
+// lib/poll/follower.ts, the Poller's too) -> write each record's later blocks, then its first block
+// (a reader on the destination never sees a header ahead of its payload) -> copy the status slots
+// statusCopyMs after a record, every statusIdleMs while none arrives, and only when they changed
+// (head capped at what was copied) and the superblock (copy B, sync, copy A, sync) when the epoch changes. A full resync runs at start and
 // after an overrun; how it copies is the subclass's (whole ring, or only blocks whose checksums
 // differ). Writes go to a BlockSink (a Volume, or a TCP session) in whole blocks of the source's size.
 // A mirror has no key (an array has none either): on a keyed ring it checks the plaintext framing
@@ -19,10 +20,11 @@ import { AuthMode, RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout
 import { decodeStatus, encodeStatus } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { Background } from "../io/background.ts";
-import { DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
+import { DEFAULT_FOLLOW_IDLE_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
 import { ErrorCode, LunlinkError, integerOption } from "../errors.ts";
 import { SupervisorCore, settledWithin, sleepUnless, untilRecovered, type FaultReason, type RecoveryOptions, type StateChange } from "../io/supervisor.ts";
 import type { Volume } from "../io/volume.ts";
+import { follow } from "../poll/follower.ts";
 import { RingReader } from "../ring/reader.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
 import { healthChange, mirrorRecovery, type BackoffOptions, type HealthChange } from "./health.ts";
@@ -30,8 +32,10 @@ import type { BlockSink } from "./sink.ts";
 import { WritePump } from "./write-pump.ts";
 
 export interface RingMirrorOptions extends BackoffOptions {
-  /** Status slots are copied at least this often while following (default 10 ms). */
+  /** Status slots are copied this long after a record was copied (default 10 ms)... */
   statusCopyMs?: number;
+  /** ... and this often while none arrives (default DEFAULT_FOLLOW_IDLE_MS, at least statusCopyMs). */
+  statusIdleMs?: number;
   /** Watch sleep between reads of the next source block while idle (default DEFAULT_POLL_MIN_US, doubling to pollMaxMs). */
   pollMinUs?: number;
   pollMaxMs?: number;
@@ -43,6 +47,7 @@ export interface RingMirrorOptions extends BackoffOptions {
 
 export interface ResolvedMirrorOptions {
   statusCopyMs: number;
+  statusIdleMs: number;
   pollMinUs: number;
   pollMaxMs: number;
   resyncChunkBytes: number;
@@ -51,8 +56,10 @@ export interface ResolvedMirrorOptions {
 }
 
 export function resolveMirrorOptions(options: RingMirrorOptions): ResolvedMirrorOptions {
+  const statusCopyMs = integerOption("statusCopyMs", options.statusCopyMs, 10, 1, 60_000);
   return {
-    statusCopyMs: integerOption("statusCopyMs", options.statusCopyMs, 10, 1, 60_000),
+    statusCopyMs,
+    statusIdleMs: integerOption("statusIdleMs", options.statusIdleMs, Math.max(statusCopyMs, DEFAULT_FOLLOW_IDLE_MS), statusCopyMs, 60_000),
     pollMinUs: integerOption("pollMinUs", options.pollMinUs, DEFAULT_POLL_MIN_US, 0, 1_000_000),
     pollMaxMs: integerOption("pollMaxMs", options.pollMaxMs, DEFAULT_POLL_MAX_MS, 1, 1000),
     resyncChunkBytes: integerOption("resyncChunkBytes", options.resyncChunkBytes, 1024 * 1024, 4096, 64 * 1024 * 1024),
@@ -158,6 +165,10 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
   private pump: WritePump | undefined;
   /** True once follow() ended with everything written, the status copied and the sink synced. */
   private flushedOnStop = false;
+  /** The source's head in the reader's epoch, from the status slots the last copy read. */
+  private sourceHeadSeq: bigint | undefined;
+  /** The status slots last written to the sink in this attempt (undefined: unknown, write again). */
+  private lastStatusCopy: Uint8Array | undefined;
 
   protected constructor(source: Volume, superblock: Superblock, options: ResolvedMirrorOptions, component: string) {
     super();
@@ -271,9 +282,10 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     if (change !== undefined) this.emit("state", healthChange(change, detail));
   }
 
-  /** Records the source has and the destination does not yet (from the source status block). */
+  /** Records the source has and the destination does not yet (from the source status block, as last read). */
   get lagRecords(): bigint {
-    const head = this.reader?.status?.headSeq;
+    const statusHead = this.reader?.status?.headSeq;
+    const head = this.sourceHeadSeq === undefined || (statusHead !== undefined && statusHead > this.sourceHeadSeq) ? statusHead : this.sourceHeadSeq;
     const at = this.reader?.seq;
     return head !== undefined && at !== undefined && head > at ? head - at : 0n;
   }
@@ -306,6 +318,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
 
   /** Resync, then copy every new record as it lands, until the task stops (or the sink fails). */
   protected async follow(): Promise<void> {
+    this.lastStatusCopy = undefined; // a new attempt (maybe a new session or destination): write it again
     // Capture the head first: whatever lands during the resync is copied by both, which is harmless.
     this.reader = await RingReader.open(this.source, { nodeId: this.superblock.peerNode, start: "head", framingOnly: true });
     await this.resync();
@@ -324,33 +337,32 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     });
     this.pump = pump;
     const copyRecord = (record: Uint8Array, ringBlock: number, seq: bigint): Promise<void> => pump.add((RING_START_BLOCK + ringBlock) * B, record, seq);
-    let sleepUs = this.options.pollMinUs;
-    let fresh = false;
-    let lastStatusMs = performance.now();
-    while (this.task.running) {
-      const outcome = await reader.poll(noFrames, fresh, copyRecord);
-      fresh = false;
-      if (outcome === "overrun") {
-        await pump.drain();
-        await this.resync(); // the source lapped the mirror: copy everything again
-      } else if (outcome === "epoch") {
-        await pump.drain();
-        await this.adoptEpoch();
-      }
-      if (performance.now() - lastStatusMs >= this.options.statusCopyMs) {
-        lastStatusMs = performance.now();
-        await pump.drain();
-        if ((await reader.refresh()) === "epoch") await this.adoptEpoch();
-        await this.copyStatus();
-      }
-      if (outcome !== "waiting") {
-        sleepUs = this.options.pollMinUs;
-        continue;
-      }
-      const waitMs = Math.max(1, Math.ceil(this.options.statusCopyMs - (performance.now() - lastStatusMs)));
-      fresh = await reader.watch({ compareBytes: 96, sleepUs, timeoutMs: waitMs });
-      if (!fresh) sleepUs = Math.min(this.options.pollMaxMs * 1000, Math.max(1, sleepUs * 2));
-    }
+    const o = this.options;
+    await follow(
+      { reader, pace: { minSleepUs: o.pollMinUs, maxSleepUs: o.pollMaxMs * 1000, periodMs: o.statusCopyMs, idlePeriodMs: o.statusIdleMs }, running: () => this.task.running },
+      {
+        poll: (fresh) => reader.poll(noFrames, fresh, copyRecord),
+        after: async (outcome) => {
+          if (outcome === "overrun") {
+            await pump.drain();
+            await this.resync(); // the source lapped the mirror: copy everything again
+          } else if (outcome === "epoch") {
+            await pump.drain();
+            await this.adoptEpoch();
+          }
+        },
+        periodic: async () => {
+          await pump.drain();
+          // One read of the status slots serves both: the copy, and noticing a new epoch (the
+          // writer restarted while the mirror waited at a slot it will never fill).
+          if (!(await this.copyStatus(true))) return false;
+          const adopted = (await reader.refresh()) === "epoch";
+          if (adopted) await this.adoptEpoch(); // the new superblock reaches the destination before its status
+          await this.copyStatus();
+          return adopted;
+        },
+      },
+    );
     await pump.drain();
     await this.copyStatus();
     await this.sink.flush();
@@ -365,31 +377,48 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
   /**
    * Copies both status slots. The head they name is capped at what the mirror has copied: a reader
    * of the destination must not learn of records that are not there yet (it would take their absence
-   * for damage and skip them).
+   * for damage and skip them). `unchangedSkipped`: slots equal to the last ones written are not
+   * written again (an idle source rewrites its status a few times a second, not every statusCopyMs).
+   * Returns true when a slot names an epoch newer than the reader's: with unchangedSkipped nothing is
+   * then copied (the caller adopts the epoch, superblock first, and copies again).
    */
-  protected async copyStatus(): Promise<void> {
+  protected async copyStatus(unchangedSkipped = false): Promise<boolean> {
     const B = this.blockBytes;
     const slots = this.source.alloc(2 * B);
     await this.source.read(STATUS_SLOT_BLOCKS[0] * B, slots);
     const reader = this.reader;
     const keyed = this.superblock.authMode === AuthMode.Keyed;
     const ahead = [false, false];
+    let newerEpoch = false;
     if (reader !== undefined) {
       for (let i = 0; i < 2; i++) {
         const slot = slots.subarray(i * B, (i + 1) * B);
         const decoded = decodeStatus(slot, keyed ? "unverified" : undefined);
-        if (!decoded.ok || decoded.status.epoch !== reader.epoch || decoded.status.headSeq <= reader.seq) continue;
+        if (!decoded.ok) continue;
+        if (decoded.status.epoch > reader.epoch) newerEpoch = true;
+        if (decoded.status.epoch === reader.epoch && (this.sourceHeadSeq === undefined || decoded.status.headSeq > this.sourceHeadSeq)) this.sourceHeadSeq = decoded.status.headSeq;
+        if (decoded.status.epoch !== reader.epoch || decoded.status.headSeq <= reader.seq) continue;
         // Keyed: the next copy (statusCopyMs later) sends it, once the records it names are there.
         if (keyed) ahead[i] = true;
         else encodeStatus({ ...decoded.status, headSeq: reader.seq, headBlock: BigInt(reader.block) }, slot);
       }
     }
-    if (!ahead[0] && !ahead[1]) await this.sink.write(STATUS_SLOT_BLOCKS[0] * B, slots);
-    else if (!ahead[0] || !ahead[1]) {
-      const i = ahead[0] ? 1 : 0;
-      await this.sink.write(STATUS_SLOT_BLOCKS[i] * B, slots.subarray(i * B, (i + 1) * B));
+    if (unchangedSkipped && newerEpoch) return true; // not copied: the caller adopts the epoch first
+    if (!ahead[0] && !ahead[1]) {
+      const last = this.lastStatusCopy;
+      if (unchangedSkipped && last !== undefined && Buffer.compare(last, slots) === 0) return newerEpoch;
+      this.lastStatusCopy = undefined; // unknown until the write succeeds
+      await this.sink.write(STATUS_SLOT_BLOCKS[0] * B, slots);
+      this.lastStatusCopy = slots;
+    } else {
+      this.lastStatusCopy = undefined;
+      if (!ahead[0] || !ahead[1]) {
+        const i = ahead[0] ? 1 : 0;
+        await this.sink.write(STATUS_SLOT_BLOCKS[i] * B, slots.subarray(i * B, (i + 1) * B));
+      }
     }
     this.counters.statusCopies++;
+    return newerEpoch;
   }
 
   /** Copy B, sync, copy A, sync: a reader of the destination never sees A ahead of B. */

@@ -1,8 +1,8 @@
-// Poller: keeps a RingReader at the head of the peer's ring. After a record it polls again at once;
-// while nothing arrives it waits in the addon's watch (re-reading the expected block with O_DIRECT,
-// nanosleep between tries), the sleep doubling from pollMinUs up to pollMaxMs, so latency stays low
-// under traffic and an idle link costs little. The peer's status block is re-read every
-// statusPollMs (acks, heartbeat, epoch changes). Frames go to onFrame (zero-copy, valid during the
+// Poller: keeps a RingReader at the head of the peer's ring and delivers its frames. Following is
+// follower.ts's loop (shared with the mirror): poll again at once after a record; otherwise wait in
+// the addon's watch, the sleep backing off from pollMinUs to pollMaxMs while idle. The peer's status
+// block is re-read statusPollMs after a record, every statusIdleMs while none arrives (acks,
+// epoch changes). Frames go to onFrame (zero-copy, valid during the
 // call) and to an async iterator (copies, bounded by maxQueuedFrames: a slow consumer pauses polling;
 // an iterator abandoned mid-queue drops what it left and releases the poll loop). A failure is never
 // silent: it goes to "error" listeners, the iterator or finished(); with none of them, "error" is
@@ -13,17 +13,21 @@ import { performance } from "node:perf_hooks";
 
 import type { StatusBlock } from "../format/status.ts";
 import { Background } from "../io/background.ts";
-import { DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
+import { DEFAULT_FOLLOW_IDLE_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
 import { integerOption, invalidArgument } from "../errors.ts";
 import type { FrameVisitor, PollOutcome, RingReader } from "../ring/reader.ts";
+import type { AdaptiveWaitOptions } from "./adaptive-wait.ts";
+import { follow } from "./follower.ts";
 
 export interface PollerOptions {
   /** Shortest sleep between reads of the expected block while waiting (default 100 us). */
   pollMinUs?: number;
   /** Longest sleep (the bound on added latency when idle; default DEFAULT_POLL_MAX_MS). */
   pollMaxMs?: number;
-  /** Peer status block re-read period (default 50 ms). */
+  /** The peer status block is re-read this long after a record arrived (default 50 ms)... */
   statusPollMs?: number;
+  /** ... and this often while none arrives (default DEFAULT_FOLLOW_IDLE_MS, at least statusPollMs). */
+  statusIdleMs?: number;
   /** Frames kept for the async iterator before polling pauses (default 10000). */
   maxQueuedFrames?: number;
   onFrame?: FrameVisitor;
@@ -45,9 +49,7 @@ export interface PollerEvents {
 
 export class Poller extends EventEmitter<PollerEvents> {
   readonly reader: RingReader;
-  private readonly pollMinUs: number;
-  private readonly pollMaxUs: number;
-  private readonly statusPollMs: number;
+  private readonly pace: AdaptiveWaitOptions;
   private readonly maxQueuedFrames: number;
   private readonly onFrame: FrameVisitor | undefined;
   private readonly task = new Background();
@@ -61,10 +63,12 @@ export class Poller extends EventEmitter<PollerEvents> {
   constructor(reader: RingReader, options: PollerOptions = {}) {
     super();
     this.reader = reader;
-    this.pollMinUs = integerOption("pollMinUs", options.pollMinUs, DEFAULT_POLL_MIN_US, 0, 1_000_000);
-    this.pollMaxUs = integerOption("pollMaxMs", options.pollMaxMs, DEFAULT_POLL_MAX_MS, 1, 1000) * 1000;
-    if (this.pollMaxUs < this.pollMinUs) throw invalidArgument("pollMaxMs", `at least pollMinUs (${this.pollMinUs} us)`, options.pollMaxMs);
-    this.statusPollMs = integerOption("statusPollMs", options.statusPollMs, 50, 1, 60_000);
+    const minSleepUs = integerOption("pollMinUs", options.pollMinUs, DEFAULT_POLL_MIN_US, 0, 1_000_000);
+    const maxSleepUs = integerOption("pollMaxMs", options.pollMaxMs, DEFAULT_POLL_MAX_MS, 1, 1000) * 1000;
+    if (maxSleepUs < minSleepUs) throw invalidArgument("pollMaxMs", `at least pollMinUs (${minSleepUs} us)`, options.pollMaxMs);
+    const periodMs = integerOption("statusPollMs", options.statusPollMs, 50, 1, 60_000);
+    const idlePeriodMs = integerOption("statusIdleMs", options.statusIdleMs, Math.max(periodMs, DEFAULT_FOLLOW_IDLE_MS), periodMs, 60_000);
+    this.pace = { minSleepUs, maxSleepUs, periodMs, idlePeriodMs };
     this.maxQueuedFrames = integerOption("maxQueuedFrames", options.maxQueuedFrames, 10_000, 1, 10_000_000);
     this.onFrame = options.onFrame;
   }
@@ -131,33 +135,22 @@ export class Poller extends EventEmitter<PollerEvents> {
         this.queue.push({ seq, type, flags, payload: bytes.slice(offset, offset + length), receivedAtMs: performance.now() });
       }
     };
-    let sleepUs = this.pollMinUs;
-    let fresh = false;
-    let lastStatusMs = Number.NEGATIVE_INFINITY;
-    while (this.task.running) {
-      if (this.queue.length >= this.maxQueuedFrames) {
-        await new Promise<void>((resolve) => (this.drainWaiter = resolve));
-        this.drainWaiter = undefined;
-        continue;
-      }
-      const outcome = await reader.poll(visit, fresh);
-      fresh = false;
-      if (outcome !== "waiting") this.emit("outcome", outcome);
-      if (this.queue.length > 0) this.queueWaiter?.();
-      const now = performance.now();
-      if (now - lastStatusMs >= this.statusPollMs) {
-        lastStatusMs = now;
-        const changed = await reader.refresh();
-        if (changed !== undefined) this.emit("outcome", changed);
-        if (reader.status !== undefined) this.emit("status", reader.status);
-      }
-      if (outcome !== "waiting") {
-        sleepUs = this.pollMinUs;
-        continue;
-      }
-      const timeoutMs = Math.max(1, Math.min(this.statusPollMs, Math.ceil(this.statusPollMs - (performance.now() - lastStatusMs))));
-      fresh = await reader.watch({ compareBytes: 96, sleepUs, timeoutMs });
-      if (!fresh) sleepUs = Math.min(this.pollMaxUs, Math.max(1, sleepUs * 2));
-    }
+    await follow(
+      { reader, pace: this.pace, running: () => this.task.running },
+      {
+        paused: () => (this.queue.length >= this.maxQueuedFrames ? new Promise<void>((resolve) => (this.drainWaiter = resolve)).then(() => (this.drainWaiter = undefined)) : undefined),
+        poll: (fresh) => reader.poll(visit, fresh),
+        after: (outcome) => {
+          if (outcome !== "waiting") this.emit("outcome", outcome);
+          if (this.queue.length > 0) this.queueWaiter?.();
+        },
+        periodic: async () => {
+          const changed = await reader.refresh();
+          if (changed !== undefined) this.emit("outcome", changed);
+          if (reader.status !== undefined) this.emit("status", reader.status);
+          return changed !== undefined;
+        },
+      },
+    );
   }
 }

@@ -1,0 +1,65 @@
+// follow(): the one loop that keeps a RingReader at the head of a ring, for the Poller (delivers
+// frames) and RingMirror (copies records). Each turn: poll the expected block once; after progress
+// poll again at once; run the periodic task (status read or copy) when AdaptiveWait says it is due;
+// otherwise wait in the addon's watch (the volume's I/O thread re-reads the block with O_DIRECT and
+// nanosleeps; no JS timer, no JS turn until the block changes or the periodic task is due). The pace
+// backs off while idle and snaps back on the first record (adaptive-wait.ts). Bound: a turn does one
+// poll, at most one periodic task and one wait; the loop ends when `running()` turns false.
+import { performance } from "node:perf_hooks";
+
+import type { PollOutcome, RingReader } from "../ring/reader.ts";
+import { AdaptiveWait, type AdaptiveWaitOptions } from "./adaptive-wait.ts";
+
+/** Bytes of the expected block a watch compares: the stamp and the record header (docs/format.md). */
+export const WATCH_COMPARE_BYTES = 96;
+
+export interface FollowSteps {
+  /** One read at the expected block; `fresh`: the reader's buffer holds it as a watch just read it. */
+  poll(fresh: boolean): Promise<PollOutcome>;
+  /** Right after each poll (resync after an overrun, adopt an epoch...). */
+  after?(outcome: PollOutcome): Promise<void> | void;
+  /** The periodic task (status read, status copy); true: it made progress (a new epoch), poll at once. */
+  periodic(): Promise<boolean>;
+  /** Called before each poll: a promise pauses following until it resolves (a full queue). */
+  paused?(): Promise<void> | undefined;
+}
+
+export interface FollowOptions {
+  /** Only its watch is used here: the steps poll it. */
+  reader: Pick<RingReader, "watch">;
+  pace: AdaptiveWaitOptions;
+  running: () => boolean;
+  /** Monotonic ms (default performance.now); tests pass a fake one. */
+  now?: () => number;
+}
+
+/** Follows until `running()` is false; rejects with the first error of a step or a read. */
+export async function follow(options: FollowOptions, steps: FollowSteps): Promise<void> {
+  const now = options.now ?? (() => performance.now());
+  const reader = options.reader;
+  const wait = new AdaptiveWait(options.pace);
+  let fresh = false;
+  while (options.running()) {
+    const paused = steps.paused?.();
+    if (paused !== undefined) {
+      await paused;
+      continue;
+    }
+    const outcome = await steps.poll(fresh);
+    fresh = false;
+    await steps.after?.(outcome);
+    if (outcome !== "waiting") wait.record(now());
+    let progress = outcome !== "waiting";
+    if (wait.periodicDue(now())) {
+      wait.periodicRan(now());
+      if (await steps.periodic()) {
+        wait.record(now());
+        progress = true;
+      }
+    }
+    if (progress || !options.running()) continue;
+    const { sleepUs, timeoutMs } = wait.next(now());
+    fresh = await reader.watch({ compareBytes: WATCH_COMPARE_BYTES, sleepUs, timeoutMs });
+    wait.waited(now(), fresh);
+  }
+}
