@@ -185,7 +185,7 @@ test("config: storage.damageTimeoutMs below 2 x mirrorLagMs + pollMaxMs is refus
   const base = { node: 1, peer: 2, tun: { address: "198.18.100.1/24" }, primary: { bind: "198.18.1.1:7410", peer: "198.18.1.2:7410" } };
   const ok = checkConfig({ ...base, storage: { send: "/dev/a", receive: "/dev/b" } });
   t.true(ok.ok);
-  if (ok.ok) t.deepEqual([ok.config.storage.damageTimeoutMs, ok.config.storage.mirrorLagMs], [1000, 250], "defaults: 1000 >= 2 x 250 + 2");
+  if (ok.ok) t.deepEqual([ok.config.storage.damageTimeoutMs, ok.config.storage.mirrorLagMs], [1000, 250], "defaults: 1000 >= 2 x 250 + 16");
   t.is(minDamageTimeoutMs({ mirrorLagMs: 100, pollMaxMs: 5 }), 205);
   t.true(checkConfig({ ...base, storage: { send: "/dev/a", receive: "/dev/b", mirrorLagMs: 100, pollMaxMs: 5, damageTimeoutMs: 205 } }).ok, "the bound itself is allowed");
   const low = checkConfig({ ...base, storage: { send: "/dev/a", receive: "/dev/b", mirrorLagMs: 100, pollMaxMs: 5, damageTimeoutMs: 204 } });
@@ -196,5 +196,5 @@ test("config: storage.damageTimeoutMs below 2 x mirrorLagMs + pollMaxMs is refus
   await writeFile(file, JSON.stringify({ ...base, storage: { send: "/dev/a", receive: "/dev/b", mirrorLagMs: 2000, damageTimeoutMs: 1000 } }));
   const error = await t.throwsAsync(loadConfig(file), { instanceOf: LunlinkError });
   t.is(error?.code, ErrorCode.BadConfig);
-  t.regex(error?.message ?? "", /storage\.damageTimeoutMs = 1000: expected at least 4002 = 2 x mirrorLagMs \(2000\) \+ pollMaxMs \(2\)/);
+  t.regex(error?.message ?? "", /storage\.damageTimeoutMs = 1000: expected at least 4016 = 2 x mirrorLagMs \(2000\) \+ pollMaxMs \(16\)/);
 });
