@@ -51,7 +51,13 @@ export interface NativeVolumeHandle {
   close(requestId: number): boolean;
   geometry(): NativeGeometry | null;
   pending(): number;
+  /** The engine serving read/write/flush (open and watch always run on the volume's threads). */
+  engine(): "io_uring" | "threads";
+  /** Why io_uring was asked for and not used; null if it is used or was not asked for. */
+  engineFailure(): { errno: number; syscallId: number; detail: string } | null;
 }
+
+export type NativeEngine = "io_uring" | "threads";
 
 export interface NativeTunInfo {
   name: string;
@@ -88,7 +94,8 @@ export interface NativeTunHandle {
 
 interface Addon {
   init(dispatch: (ids: Float64Array, results: Float64Array, errors: Int32Array, syscalls: Int32Array) => void): void;
-  NativeVolume: new (maxThreads: number) => NativeVolumeHandle;
+  /** engine "io_uring" sets up a ring (or records why not, see engineFailure); dispatch gets its completions. */
+  NativeVolume: new (maxThreads: number, engine: NativeEngine, dispatch: typeof routeCompletions) => NativeVolumeHandle;
   NativeTun: new () => NativeTunHandle;
   /** A zeroed view over a native-owned block (an external ArrayBuffer). */
   alignedBuffer(length: number, alignment: number): Uint8Array;
@@ -101,7 +108,7 @@ interface Addon {
 }
 
 /** Mirrors `enum class Syscall` in addon/channel.h. */
-const SYSCALL_NAMES = ["", "open", "stat", "ioctl", "statx", "fstatfs", "fcntl", "pread", "pwrite", "fdatasync", "close", "read", "write", "poll", "socket", "eventfd"];
+const SYSCALL_NAMES = ["", "open", "stat", "ioctl", "statx", "fstatfs", "fcntl", "pread", "pwrite", "fdatasync", "close", "read", "write", "poll", "socket", "eventfd", "io_uring_setup", "io_uring_enter", "io_uring_register", "mmap"];
 
 export function syscallName(id: number): string {
   return SYSCALL_NAMES[id] ?? `syscall#${id}`;
