@@ -173,24 +173,26 @@ bool Ring::Setup(RingFailure* failure) {
     return false;
   }
   poll_ = new uv_poll_t;
-  prepare_ = new uv_prepare_t;
   int r = uv_poll_init(loop, poll_, deferTaskrun_ ? eventFd_ : ringFd_);
   if (r != 0) {
     delete poll_;
-    delete prepare_;
     poll_ = nullptr;
-    prepare_ = nullptr;
     failure->error = -r;
     failure->syscall = Syscall::kPoll;
     return false;
   }
+  prepare_ = new uv_prepare_t;
+  check_ = new uv_check_t;
   uv_prepare_init(loop, prepare_);
+  uv_check_init(loop, check_);
   poll_->data = this;
   prepare_->data = this;
+  check_->data = this;
   // Neither handle keeps the process alive: live requests hold a ref'd JS deadline timer, and a
   // request parked past its deadline must not (as for the thread engine's parked threads).
   uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
   uv_unref(reinterpret_cast<uv_handle_t*>(prepare_));
+  uv_unref(reinterpret_cast<uv_handle_t*>(check_));
   uv_poll_start(poll_, UV_READABLE, [](uv_poll_t* handle, int, int) {
     if (handle->data != nullptr) static_cast<Ring*>(handle->data)->Reap();
   });
@@ -220,6 +222,7 @@ void Ring::StopHandles() {
     handle->data = nullptr;
     uv_close(handle, [](uv_handle_t* h) {
       if (h->type == UV_POLL) delete reinterpret_cast<uv_poll_t*>(h);
+      else if (h->type == UV_CHECK) delete reinterpret_cast<uv_check_t*>(h);
       else delete reinterpret_cast<uv_prepare_t*>(h);
     });
   };
@@ -228,12 +231,15 @@ void Ring::StopHandles() {
     closeHandle(reinterpret_cast<uv_handle_t*>(poll_));
     poll_ = nullptr;
   }
+  StopFlushHooks();
   if (prepare_ != nullptr) {
-    uv_prepare_stop(prepare_);
     closeHandle(reinterpret_cast<uv_handle_t*>(prepare_));
     prepare_ = nullptr;
   }
-  prepareActive_ = false;
+  if (check_ != nullptr) {
+    closeHandle(reinterpret_cast<uv_handle_t*>(check_));
+    check_ = nullptr;
+  }
 }
 
 uint32_t Ring::AllocateSlot() {
@@ -265,14 +271,29 @@ Submitted Ring::Submit(Job job) {
   const uint32_t slot = AllocateSlot();
   slots_[slot].job = std::move(job);
   pending_.push_back({false, slot});
-  if (!prepareActive_) {
-    // Submitted before the loop next sleeps, together with every request of this turn.
-    uv_prepare_start(prepare_, [](uv_prepare_t* handle) {
-      if (handle->data != nullptr) static_cast<Ring*>(handle->data)->Flush();
-    });
-    prepareActive_ = true;
-  }
+  StartFlushHooks();
   return Submitted::kAccepted;
+}
+
+// Requests of this turn go to the kernel together, at the end of the loop phase that made them:
+// the check phase (after I/O callbacks) or the prepare phase (before the loop sleeps), whichever
+// comes first; completions' follow-up requests go in right after their batch (Reap).
+void Ring::StartFlushHooks() {
+  if (flushHooksActive_ || prepare_ == nullptr) return;
+  uv_prepare_start(prepare_, [](uv_prepare_t* handle) {
+    if (handle->data != nullptr) static_cast<Ring*>(handle->data)->Flush();
+  });
+  uv_check_start(check_, [](uv_check_t* handle) {
+    if (handle->data != nullptr) static_cast<Ring*>(handle->data)->Flush();
+  });
+  flushHooksActive_ = true;
+}
+
+void Ring::StopFlushHooks() {
+  if (!flushHooksActive_) return;
+  uv_prepare_stop(prepare_);
+  uv_check_stop(check_);
+  flushHooksActive_ = false;
 }
 
 bool Ring::FindSlot(double requestId, uint32_t* slot) const {
@@ -308,18 +329,15 @@ Ring::Cancelled Ring::Cancel(double requestId) {
     // the memory stays referenced until then.
     request.cancelAsked = true;
     pending_.push_back({true, UserData(slot, request.generation)});
-    if (!prepareActive_ && prepare_ != nullptr) {
-      uv_prepare_start(prepare_, [](uv_prepare_t* handle) {
-        if (handle->data != nullptr) static_cast<Ring*>(handle->data)->Flush();
-      });
-      prepareActive_ = true;
-    }
+    StartFlushHooks();
   }
   return Cancelled::kInKernel;
 }
 
-// Writes pending requests into the SQ and submits them with one io_uring_enter.
-void Ring::Flush() {
+// Writes pending requests into the SQ and submits them with one io_uring_enter. Requests that fail
+// to submit complete in a JS call of their own, or through the channel when JS is the caller
+// (close): never a JS call inside a JS call.
+void Ring::Flush(bool calledFromJs) {
   if (abandoned_ || rings_ == nullptr) return;
   std::vector<Completion>& failed = batch_;
   const unsigned head = LoadAcquire(sqHead_);
@@ -379,12 +397,13 @@ void Ring::Flush() {
     break;
   }
   const bool backlog = localSqTail_ != LoadAcquire(sqHead_);
-  if (pending_.empty() && !backlog && prepareActive_) {
-    uv_prepare_stop(prepare_);
-    prepareActive_ = false;
+  if (pending_.empty() && !backlog) StopFlushHooks();
+  if (!failed.empty() && calledFromJs) {
+    for (const Completion& completion : failed) channel_->Post(completion);
+    failed.clear();
   }
   if (!failed.empty()) Dispatch(failed);
-  FinishCloseIfDrained();
+  if (!calledFromJs) FinishCloseIfDrained();
 }
 
 // Releases a request's slot (its memory reference goes now: the kernel has returned it) and queues
@@ -511,6 +530,9 @@ void Ring::FinishCloseIfDrained() {
 
 bool Ring::Close(double requestId) {
   if (closing_ || abandoned_) return false;
+  // Requests accepted before close go to the kernel now and run, as a running thread job would;
+  // only those the ring has no room for are cancelled.
+  Flush(true);
   closing_ = true;
   closeRequestId_ = requestId;
   // Requests that never reached the kernel do not run: ECANCELED, ahead of the close completion.

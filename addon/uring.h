@@ -1,8 +1,8 @@
 // io_uring engine for one volume's reads, writes and flushes (open and watch stay on the volume's
 // Pool, which also owns the descriptor). Raw syscalls and <linux/io_uring.h>, no liburing.
 // Threading: everything but the abandon drain runs on the JS thread. Requests made in one event-loop
-// turn are written to the SQ and submitted by one io_uring_enter (a uv_prepare before the loop
-// sleeps, or right after a completion batch); completions are reaped when a uv_poll on the ring's
+// turn are written to the SQ and submitted by one io_uring_enter (a uv_check/uv_prepare at the end
+// of the loop phase that made them, or right after a completion batch); completions are reaped when a uv_poll on the ring's
 // descriptor fires and handed to JS in one call per batch (one wake-up, no thread hop).
 // Invariants: a request's Block is referenced until its CQE is reaped (a cancelled or timed-out
 // request included: a bio often cannot be cancelled); the rings are unmapped only when no SQE is
@@ -75,12 +75,14 @@ class Ring : public std::enable_shared_from_this<Ring> {
 
   Ring() = default;
   bool Setup(RingFailure* failure);
-  void Flush();
+  void Flush(bool calledFromJs = false);
   void Reap();
   void Dispatch(std::vector<Completion>& batch);
   void Finish(uint32_t slot, int error, Syscall syscall, std::vector<Completion>& batch);
   void FinishCloseIfDrained();
   void StopHandles();
+  void StartFlushHooks();
+  void StopFlushHooks();
   void Unmap();
   void Drain();  // abandon thread: waits for the kernel's CQEs, then unmaps
   void ReapInto(std::vector<Completion>* batch);
@@ -125,7 +127,8 @@ class Ring : public std::enable_shared_from_this<Ring> {
   double closeRequestId_ = 0;
   uv_poll_t* poll_ = nullptr;
   uv_prepare_t* prepare_ = nullptr;
-  bool prepareActive_ = false;
+  uv_check_t* check_ = nullptr;
+  bool flushHooksActive_ = false;
   std::vector<Completion> batch_;  // reused per reap
 };
 

@@ -95,7 +95,7 @@ export interface NativeTunHandle {
 interface Addon {
   init(dispatch: (ids: Float64Array, results: Float64Array, errors: Int32Array, syscalls: Int32Array) => void): void;
   /** engine "io_uring" sets up a ring (or records why not, see engineFailure); dispatch gets its completions. */
-  NativeVolume: new (maxThreads: number, engine: NativeEngine, dispatch: typeof routeCompletions) => NativeVolumeHandle;
+  NativeVolume: new (maxThreads: number, engine?: NativeEngine, dispatch?: typeof routeCompletions) => NativeVolumeHandle;
   NativeTun: new () => NativeTunHandle;
   /** A zeroed view over a native-owned block (an external ArrayBuffer). */
   alignedBuffer(length: number, alignment: number): Uint8Array;
