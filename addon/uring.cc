@@ -60,8 +60,9 @@ Syscall SyscallOf(Op op) {
 
 }  // namespace
 
-std::shared_ptr<Ring> Ring::Create(Napi::Env env, std::shared_ptr<Pool> pool, std::shared_ptr<Channel> channel, RingFailure* failure) {
+std::shared_ptr<Ring> Ring::Create(Napi::Env env, std::shared_ptr<Pool> pool, std::shared_ptr<Channel> channel, int maxInFlight, RingFailure* failure) {
   std::shared_ptr<Ring> ring(new Ring());
+  ring->maxInFlight_ = static_cast<size_t>(maxInFlight);
   ring->env_ = env;
   ring->pool_ = std::move(pool);
   ring->channel_ = std::move(channel);
@@ -270,7 +271,7 @@ Submitted Ring::Submit(Job job) {
   pinnedBytes_ += bytes;
   const uint32_t slot = AllocateSlot();
   slots_[slot].job = std::move(job);
-  pending_.push_back({false, slot});
+  pending_.push_back(slot);
   StartFlushHooks();
   return Submitted::kAccepted;
 }
@@ -313,7 +314,7 @@ Ring::Cancelled Ring::Cancel(double requestId) {
   Request& request = slots_[slot];
   if (!request.submittedOnce) {
     // Never reached the kernel: forget it, it will not run nor complete.
-    auto it = std::find_if(pending_.begin(), pending_.end(), [slot](const PendingSqe& p) { return !p.cancel && p.value == slot; });
+    auto it = std::find(pending_.begin(), pending_.end(), slot);
     if (it != pending_.end()) {
       pending_.erase(it);
       pinnedBytes_ -= request.job.block ? request.job.length : 0;
@@ -328,7 +329,7 @@ Ring::Cancelled Ring::Cancel(double requestId) {
     // In the kernel: ask it to cancel (a bio in flight usually cannot be); the CQE still comes, and
     // the memory stays referenced until then.
     request.cancelAsked = true;
-    pending_.push_back({true, UserData(slot, request.generation)});
+    pendingCancels_.push_back(UserData(slot, request.generation));
     StartFlushHooks();
   }
   return Cancelled::kInKernel;
@@ -341,19 +342,24 @@ void Ring::Flush(bool calledFromJs) {
   if (abandoned_ || rings_ == nullptr) return;
   std::vector<Completion>& failed = batch_;
   const unsigned head = LoadAcquire(sqHead_);
-  while (!pending_.empty() && localSqTail_ - head < sqEntries_ && kernelOwned_ < kMaxKernelOwned) {
-    const PendingSqe next = pending_.front();
-    pending_.pop_front();
+  // Cancels first (they never wait for depth); requests while fewer than maxInFlight_ are in the
+  // kernel: the rest wait here, where a deadline or close can still withdraw them.
+  while (localSqTail_ - head < sqEntries_ && kernelOwned_ < kMaxKernelOwned &&
+         (!pendingCancels_.empty() || (!pending_.empty() && requestsInKernel_ < maxInFlight_))) {
+    const bool cancel = !pendingCancels_.empty();
     const unsigned index = localSqTail_ & sqMask_;
     struct io_uring_sqe* sqe = &sqes_[index];
     std::memset(sqe, 0, sizeof(*sqe));
-    if (next.cancel) {
+    if (cancel) {
       sqe->opcode = IORING_OP_ASYNC_CANCEL;
       sqe->fd = -1;
-      sqe->addr = next.value;
+      sqe->addr = pendingCancels_.front();
       sqe->user_data = kCancelTag;
+      pendingCancels_.pop_front();
     } else {
-      const uint32_t slot = static_cast<uint32_t>(next.value);
+      const uint32_t slot = pending_.front();
+      pending_.pop_front();
+      requestsInKernel_++;
       Request& request = slots_[slot];
       if (fd_ < 0) fd_ = pool_->fd();  // fixed from open until close; the ring stops before close
       request.submittedOnce = true;
@@ -390,6 +396,7 @@ void Ring::Flush(bool calledFromJs) {
       const uint64_t userData = sqes_[at & sqMask_].user_data;
       kernelOwned_--;
       if (userData == kCancelTag) continue;
+      requestsInKernel_--;
       Finish(static_cast<uint32_t>(userData & 0xffffffffu), error, Syscall::kIoUringEnter, failed);
     }
     localSqTail_ = consumedHead;
@@ -397,7 +404,7 @@ void Ring::Flush(bool calledFromJs) {
     break;
   }
   const bool backlog = localSqTail_ != LoadAcquire(sqHead_);
-  if (pending_.empty() && !backlog) StopFlushHooks();
+  if (pending_.empty() && pendingCancels_.empty() && !backlog) StopFlushHooks();
   if (!failed.empty() && calledFromJs) {
     for (const Completion& completion : failed) channel_->Post(completion);
     failed.clear();
@@ -426,6 +433,7 @@ void Ring::ReapInto(std::vector<Completion>* batch) {
     head++;
     kernelOwned_--;
     if (cqe.user_data == kCancelTag) continue;  // the cancelled request's own CQE reports the outcome
+    requestsInKernel_--;
     const uint32_t slot = static_cast<uint32_t>(cqe.user_data & 0xffffffffu);
     Request& request = slots_[slot];
     const Syscall syscall = SyscallOf(request.job.op);
@@ -438,7 +446,7 @@ void Ring::ReapInto(std::vector<Completion>* batch) {
     const int res = cqe.res;
     if ((res == -EINTR || res == -EAGAIN) && request.retries < kMaxRetries && !request.cancelAsked) {
       request.retries++;
-      pending_.push_back({false, slot});
+      pending_.push_back(slot);
       continue;
     }
     if (res < 0) {
@@ -451,7 +459,7 @@ void Ring::ReapInto(std::vector<Completion>* batch) {
     }
     request.doneBytes += static_cast<size_t>(res);
     if (res > 0 && request.doneBytes < request.job.length && !request.cancelAsked && !abandoned_) {
-      pending_.push_back({false, slot});  // short transfer: the rest goes in again
+      pending_.push_back(slot);  // short transfer: the rest goes in again
       continue;
     }
     Finish(slot, 0, syscall, *batch);  // complete, or short (end of file or device: JS says so)
@@ -475,7 +483,7 @@ void Ring::Reap() {
   ReapInto(&batch);
   if (!batch.empty()) Dispatch(batch);
   if (abandoned_ || rings_ == nullptr) return;  // JS closed or dropped the volume meanwhile
-  if (!pending_.empty()) Flush();
+  if (!pending_.empty() || !pendingCancels_.empty()) Flush();
   FinishCloseIfDrained();
 }
 
@@ -521,7 +529,7 @@ void Ring::Dispatch(std::vector<Completion>& batch) {
 
 void Ring::FinishCloseIfDrained() {
   if (!closing_ || closeForwarded_ || abandoned_) return;
-  if (kernelOwned_ != 0 || !pending_.empty()) return;
+  if (kernelOwned_ != 0 || !pending_.empty() || !pendingCancels_.empty()) return;
   closeForwarded_ = true;
   StopHandles();
   Unmap();  // no SQE in the kernel: safe
@@ -536,14 +544,13 @@ bool Ring::Close(double requestId) {
   closing_ = true;
   closeRequestId_ = requestId;
   // Requests that never reached the kernel do not run: ECANCELED, ahead of the close completion.
-  std::deque<PendingSqe> keep;
-  for (const PendingSqe& p : pending_) {
-    if (p.cancel || slots_[p.value].submittedOnce) {
-      keep.push_back(p);  // a resubmission of a started request finishes
+  std::deque<uint32_t> keep;
+  for (const uint32_t slot : pending_) {
+    Request& request = slots_[slot];
+    if (request.submittedOnce) {
+      keep.push_back(slot);  // a resubmission of a started request finishes
       continue;
     }
-    const uint32_t slot = static_cast<uint32_t>(p.value);
-    Request& request = slots_[slot];
     channel_->Post({request.job.requestId, 0, ECANCELED, Syscall::kNone});
     pinnedBytes_ -= request.job.block ? request.job.length : 0;
     request.job = Job{};
@@ -552,7 +559,7 @@ bool Ring::Close(double requestId) {
     used_--;
   }
   pending_.swap(keep);
-  if (pending_.empty() && kernelOwned_ == 0) {
+  if (pending_.empty() && pendingCancels_.empty() && kernelOwned_ == 0) {
     // Nothing in flight: close at once (the pool posts the completion after the ECANCELED ones).
     closeForwarded_ = true;
     StopHandles();
@@ -576,6 +583,7 @@ void Ring::Abandon() {
   localSqTail_ = consumedHead;
   StoreRelease(sqTail_, localSqTail_);
   pending_.clear();
+  pendingCancels_.clear();
   for (Request& request : slots_) {
     if (request.used && !request.submittedOnce) request.job = Job{};
   }

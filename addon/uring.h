@@ -41,7 +41,7 @@ struct RingFailure {
 class Ring : public std::enable_shared_from_this<Ring> {
  public:
   // io_uring_setup + mmap + probe; nullptr (with *failure set) if io_uring cannot serve this volume.
-  static std::shared_ptr<Ring> Create(Napi::Env env, std::shared_ptr<Pool> pool, std::shared_ptr<Channel> channel, RingFailure* failure);
+  static std::shared_ptr<Ring> Create(Napi::Env env, std::shared_ptr<Pool> pool, std::shared_ptr<Channel> channel, int maxInFlight, RingFailure* failure);
   ~Ring();
 
   // Read, write or flush (JS thread). The descriptor is the pool's: only after open completed.
@@ -67,10 +67,6 @@ class Ring : public std::enable_shared_from_this<Ring> {
     bool used = false;
     bool submittedOnce = false;  // handed to the kernel at least once
     bool cancelAsked = false;
-  };
-  struct PendingSqe {
-    bool cancel;
-    uint64_t value;  // request slot, or the user_data to cancel
   };
 
   Ring() = default;
@@ -116,7 +112,10 @@ class Ring : public std::enable_shared_from_this<Ring> {
   // Requests.
   std::vector<Request> slots_;
   std::vector<uint32_t> freeSlots_;
-  std::deque<PendingSqe> pending_;  // to be written to the SQ at the next flush
+  std::deque<uint32_t> pending_;          // request slots to write to the SQ at the next flush
+  std::deque<uint64_t> pendingCancels_;   // user_data of requests to cancel (IORING_OP_ASYNC_CANCEL)
+  size_t maxInFlight_ = 1;                // requests in the kernel at once (ioThreads: the queue depth)
+  size_t requestsInKernel_ = 0;
   size_t used_ = 0;                 // requests in slots_
   size_t kernelOwned_ = 0;          // SQEs written and not yet reaped (cancels included)
   size_t pinnedBytes_ = 0;

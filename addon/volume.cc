@@ -109,7 +109,7 @@ NativeVolume::NativeVolume(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Na
       if (napi_async_init(env, nullptr, name, &state->ringContext) != napi_ok) throw Napi::Error::New(env, "napi_async_init failed");
       if (napi_add_env_cleanup_hook(env, RingTeardown, state) != napi_ok) throw Napi::Error::New(env, "napi_add_env_cleanup_hook failed");
     }
-    ring_ = Ring::Create(env, pool_, state->channel, &ringFailure_);
+    ring_ = Ring::Create(env, pool_, state->channel, maxThreads, &ringFailure_);
     if (ring_) {
       auto& rings = state->rings;
       for (size_t i = 0; i < rings.size();) {

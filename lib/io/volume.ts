@@ -378,7 +378,7 @@ export class Volume extends EventEmitter<VolumeEvents> {
         reject(
           new LunlinkError(
             ErrorCode.IoStalled,
-            `${op} ${this.path}: ${this.ioThreads} requests (ioThreads, the volume's queue depth) are parked on the device past their deadline; not queued (retry after the volume's "recover" event)`,
+            `${op} ${this.path}: all ${this.ioThreads} I/O ${this.engine === "threads" ? "threads" : "slots (ioThreads, the io_uring queue depth)"} are parked on requests past their deadline; not queued (retry after the volume's "recover" event)`,
             { path: this.path },
           ),
         );
