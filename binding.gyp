@@ -8,6 +8,7 @@
         "addon/pool.cc",
         "addon/device.cc",
         "addon/volume.cc",
+        "addon/uring.cc",
         "addon/buffer.cc",
         "addon/aead.cc",
         "addon/notify.cc",
@@ -23,7 +24,7 @@
       "ldflags": ["-Wl,-z,relro", "-Wl,-z,now", "-Wl,-z,noexecstack"],
       "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],
       "conditions": [
-        ["OS!='linux'", { "sources!": ["addon/volume.cc", "addon/tun.cc", "addon/udp.cc"] }]
+        ["OS!='linux'", { "sources!": ["addon/volume.cc", "addon/uring.cc", "addon/tun.cc", "addon/udp.cc"] }]
       ]
     }
   ]

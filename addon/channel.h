@@ -32,6 +32,10 @@ enum class Syscall : int32_t {
   kPoll = 13,
   kSocket = 14,
   kEventfd = 15,
+  kIoUringSetup = 16,
+  kIoUringEnter = 17,
+  kIoUringRegister = 18,
+  kMmap = 19,
 };
 
 struct Completion {

@@ -108,6 +108,11 @@ Geometry Pool::geometry() {
   return geometry_;
 }
 
+int Pool::fd() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return fd_;
+}
+
 bool Pool::closing() {
   std::lock_guard<std::mutex> lock(mutex_);
   return closing_;

@@ -92,6 +92,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void Abandon();
 
   Geometry geometry();
+  int fd();  // -1 before open completed and after close
   bool closing();
   size_t queued();
 

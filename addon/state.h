@@ -9,6 +9,7 @@
 
 #include "channel.h"
 #include "pool.h"
+#include "uring.h"
 
 struct evp_cipher_ctx_st;  // OpenSSL's EVP_CIPHER_CTX
 
@@ -20,6 +21,12 @@ struct AddonState {
   evp_cipher_ctx_st* openContext = nullptr;
   std::shared_ptr<Channel> channel;
   std::vector<std::weak_ptr<Pool>> pools;
+  // io_uring engine (uring.cc): completions are dispatched from a uv_poll callback, straight to the
+  // same JS dispatch function the channel calls. Set when the first ring is created.
+  Napi::FunctionReference dispatch;
+  napi_async_context ringContext = nullptr;
+  std::vector<std::weak_ptr<Ring>> rings;
+  bool tornDown = false;  // set by the rings' cleanup hook: no JS call after it
 };
 
 AddonState* GetState(Napi::Env env);

@@ -43,6 +43,16 @@ bool BoolOption(const Napi::Object& options, const char* name, bool fallback) {
   return v.As<Napi::Boolean>().Value();
 }
 
+// Environment teardown for rings: registered once, after Init's hook, so it runs first (hooks run
+// last-in, first-out): rings stop their handles and park until the kernel returns their SQEs.
+void RingTeardown(void* arg) {
+  auto* state = static_cast<AddonState*>(arg);
+  state->tornDown = true;
+  for (auto& weak : state->rings) {
+    if (auto ring = weak.lock()) ring->Abandon();
+  }
+}
+
 // Submission outcome for JS: 0 accepted, else the Submitted refusal (lib/io/native.ts names them).
 Napi::Value SubmitResult(Napi::Env env, Submitted submitted) { return Napi::Number::New(env, static_cast<int32_t>(submitted)); }
 
@@ -60,6 +70,8 @@ Napi::Function NativeVolume::Define(Napi::Env env) {
                          InstanceMethod<&NativeVolume::Close>("close"),
                          InstanceMethod<&NativeVolume::GetGeometry>("geometry"),
                          InstanceMethod<&NativeVolume::Pending>("pending"),
+                         InstanceMethod<&NativeVolume::Engine>("engine"),
+                         InstanceMethod<&NativeVolume::EngineFailure>("engineFailure"),
                      });
 }
 
@@ -87,11 +99,37 @@ NativeVolume::NativeVolume(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Na
     }
   }
   pools.push_back(pool_);
+  // new NativeVolume(maxThreads, engine, dispatch): engine "io_uring" sets up a ring, or records why
+  // it could not (lib/io falls back or refuses); dispatch is the function completions go to.
+  if (info.Length() > 1 && info[1].IsString() && info[1].As<Napi::String>().Utf8Value() == "io_uring") {
+    if (info.Length() < 3 || !info[2].IsFunction()) throw Napi::TypeError::New(env, "NativeVolume(maxThreads, \"io_uring\", dispatch)");
+    if (state->dispatch.IsEmpty()) {
+      state->dispatch = Napi::Persistent(info[2].As<Napi::Function>());
+      napi_value name = Napi::String::New(env, "lunlink-io-uring");
+      if (napi_async_init(env, nullptr, name, &state->ringContext) != napi_ok) throw Napi::Error::New(env, "napi_async_init failed");
+      if (napi_add_env_cleanup_hook(env, RingTeardown, state) != napi_ok) throw Napi::Error::New(env, "napi_add_env_cleanup_hook failed");
+    }
+    ring_ = Ring::Create(env, pool_, state->channel, maxThreads, &ringFailure_);
+    if (ring_) {
+      auto& rings = state->rings;
+      for (size_t i = 0; i < rings.size();) {
+        if (rings[i].expired()) {
+          rings[i] = rings.back();
+          rings.pop_back();
+        } else {
+          i++;
+        }
+      }
+      rings.push_back(ring_);
+    }
+  }
 }
 
 NativeVolume::~NativeVolume() {
-  // Garbage-collected without close(): close the descriptor quietly on the pool's thread.
-  if (pool_) pool_->Abandon();
+  // Garbage-collected without close(): close the descriptor quietly on the pool's thread (after the
+  // ring, if any, has every CQE back).
+  if (ring_) ring_->Abandon();
+  else if (pool_) pool_->Abandon();
 }
 
 Napi::Value NativeVolume::Open(const Napi::CallbackInfo& info) {
@@ -136,7 +174,7 @@ Napi::Value NativeVolume::Transfer(const Napi::CallbackInfo& info, Op op) {
     throw Napi::RangeError::New(env, "offset + length overflows");
   }
   Job job{op, RequestIdArg(info[0]), offset, std::move(view.block), view.data, view.length, nullptr, nullptr};
-  return SubmitResult(env, pool_->Submit(std::move(job)));
+  return SubmitResult(env, ring_ ? ring_->Submit(std::move(job)) : pool_->Submit(std::move(job)));
 }
 
 Napi::Value NativeVolume::Read(const Napi::CallbackInfo& info) { return Transfer(info, Op::kRead); }
@@ -170,17 +208,40 @@ Napi::Value NativeVolume::Watch(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeVolume::Flush(const Napi::CallbackInfo& info) {
   Job job{Op::kFlush, RequestIdArg(info[0]), 0, nullptr, nullptr, 0, nullptr, nullptr};
-  return SubmitResult(info.Env(), pool_->Submit(std::move(job)));
+  return SubmitResult(info.Env(), ring_ ? ring_->Submit(std::move(job)) : pool_->Submit(std::move(job)));
 }
 
 // cancel(requestId) -> true if the request had not started: it is removed and will never run nor
 // complete. False: it is running (perhaps parked in the kernel) or already done.
+// With io_uring, a request in the kernel cannot be withdrawn: an async cancel is sent, its CQE still
+// comes (false, like a running thread job).
 Napi::Value NativeVolume::Cancel(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), pool_->Cancel(RequestIdArg(info[0])));
+  const double requestId = RequestIdArg(info[0]);
+  if (ring_) {
+    const Ring::Cancelled outcome = ring_->Cancel(requestId);
+    if (outcome != Ring::Cancelled::kNotHere) return Napi::Boolean::New(info.Env(), outcome == Ring::Cancelled::kRemoved);
+  }
+  return Napi::Boolean::New(info.Env(), pool_->Cancel(requestId));  // open and watch run on the pool
 }
 
 Napi::Value NativeVolume::Close(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), pool_->Close(RequestIdArg(info[0])));
+  const double requestId = RequestIdArg(info[0]);
+  return Napi::Boolean::New(info.Env(), ring_ ? ring_->Close(requestId) : pool_->Close(requestId));
+}
+
+Napi::Value NativeVolume::Engine(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), ring_ ? "io_uring" : "threads");
+}
+
+// null, or {errno, syscallId, detail} of the step that kept io_uring from being used.
+Napi::Value NativeVolume::EngineFailure(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (ring_ || ringFailure_.error == 0) return env.Null();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("errno", ringFailure_.error);
+  out.Set("syscallId", static_cast<int32_t>(ringFailure_.syscall));
+  out.Set("detail", ringFailure_.detail);
+  return out;
 }
 
 Napi::Value NativeVolume::GetGeometry(const Napi::CallbackInfo& info) {
@@ -201,7 +262,7 @@ Napi::Value NativeVolume::GetGeometry(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeVolume::Pending(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(pool_->queued()));
+  return Napi::Number::New(info.Env(), static_cast<double>(pool_->queued() + (ring_ ? ring_->queued() : 0)));
 }
 
 }  // namespace lunlink

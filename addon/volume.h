@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "pool.h"
+#include "uring.h"
 
 namespace lunlink {
 
@@ -25,10 +26,14 @@ class NativeVolume : public Napi::ObjectWrap<NativeVolume> {
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value GetGeometry(const Napi::CallbackInfo& info);
   Napi::Value Pending(const Napi::CallbackInfo& info);
+  Napi::Value Engine(const Napi::CallbackInfo& info);
+  Napi::Value EngineFailure(const Napi::CallbackInfo& info);
   Napi::Value Transfer(const Napi::CallbackInfo& info, Op op);
   static BlockView JobMemory(const Napi::CallbackInfo& info);
 
   std::shared_ptr<Pool> pool_;
+  std::shared_ptr<Ring> ring_;  // reads, writes and flushes when the io_uring engine runs
+  RingFailure ringFailure_;     // why io_uring was asked for and not used
 };
 
 }  // namespace lunlink

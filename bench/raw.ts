@@ -1,12 +1,16 @@
-// raw: lunlink's addon (Volume) against fio psync on the same volume in the same run.
+// raw: lunlink's Volume on both engines (io_uring, threads) against fio psync, fio io_uring and
+// node:fs (FileHandle on the libuv pool, O_DIRECT, aligned buffer) on the same volume in the same run.
 // O_DIRECT sequential write and read at 4 KiB, 64 KiB and 1 MiB, queue depth 1 and 8, on a loop
 // device (--direct-io=on, so the loop driver does not serve O_DIRECT from page cache) and on a file
-// on ext4. Queue depth N = N sequential streams over N equal regions (fio: numjobs=N,
-// offset_increment); no O_DSYNC on either side. Each cell runs for --seconds (default 2).
+// on ext4. Queue depth N = N sequential streams over N equal regions (fio psync: numjobs=N,
+// offset_increment; fio io_uring: one job, iodepth=N); no O_DSYNC anywhere; default options (no
+// busy polling). Each cell runs for --seconds (default 2); the run order rotates per row.
 import { execFileSync } from "node:child_process";
+import { constants, open as openFile } from "node:fs/promises";
+import { loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 
-import { Volume } from "../lib/index.ts";
+import { Volume, alignedBuffer } from "../lib/index.ts";
 import { fio } from "./fio.ts";
 import { machineLine } from "./machine.ts";
 import { withScratch } from "./scratch.ts";
@@ -20,65 +24,78 @@ interface Cell {
 }
 
 const VOLUME_BYTES = 1024 * 1024 * 1024;
-const BUSY_POLL_US = 1000;
+type Engine = "io_uring" | "threads";
 
-async function lunlinkRun(path: string, op: "read" | "write", blockBytes: number, depth: number, seconds: number, busyPollUs: number): Promise<Cell> {
-  const volume = await Volume.open(path, { ioThreads: depth, busyPollUs });
-  try {
-    const region = Math.floor(VOLUME_BYTES / depth / blockBytes) * blockBytes;
-    const maxSamples = 2_000_000;
-    const latencies = new Float64Array(maxSamples);
-    let samples = 0;
-    let bytes = 0;
-    const deadline = performance.now() + seconds * 1000;
-    const cpuStart = process.cpuUsage();
-    const started = performance.now();
-    const stream = async (index: number): Promise<void> => {
-      const buffer = volume.alloc(blockBytes);
-      buffer.fill(index + 1);
+/** Runs `depth` sequential streams of `step(streamIndex, offsetBytes)` for `seconds`. */
+async function streams(blockBytes: number, depth: number, seconds: number, step: (index: number, offsetBytes: number) => Promise<unknown>): Promise<Cell> {
+  const region = Math.floor(VOLUME_BYTES / depth / blockBytes) * blockBytes;
+  const maxSamples = 2_000_000;
+  const latencies = new Float64Array(maxSamples);
+  let samples = 0;
+  let bytes = 0;
+  const deadline = performance.now() + seconds * 1000;
+  const cpuStart = process.cpuUsage();
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: depth }, async (_, index) => {
       const base = index * region;
       let position = 0;
       while (performance.now() < deadline) {
         const t0 = performance.now();
-        if (op === "write") await volume.write(base + position, buffer);
-        else await volume.read(base + position, buffer);
-        const t1 = performance.now();
-        if (samples < maxSamples) latencies[samples++] = (t1 - t0) * 1000;
+        await step(index, base + position);
+        if (samples < maxSamples) latencies[samples++] = (performance.now() - t0) * 1000;
         bytes += blockBytes;
         position += blockBytes;
         if (position >= region) position = 0;
       }
-    };
-    await Promise.all(Array.from({ length: depth }, (_, i) => stream(i)));
-    const elapsedS = (performance.now() - started) / 1000;
-    const cpu = process.cpuUsage(cpuStart);
-    const sorted = latencies.subarray(0, samples).sort();
-    return {
-      bytesPerSecond: bytes / elapsedS,
-      latencyUsP50: percentile(sorted, 50),
-      latencyUsP99: percentile(sorted, 99),
-      cpuPercent: ((cpu.user + cpu.system) / 1e6 / elapsedS) * 100,
-    };
+    }),
+  );
+  const elapsedS = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuStart);
+  const sorted = latencies.subarray(0, samples).sort();
+  return {
+    bytesPerSecond: bytes / elapsedS,
+    latencyUsP50: percentile(sorted, 50),
+    latencyUsP99: percentile(sorted, 99),
+    cpuPercent: ((cpu.user + cpu.system) / 1e6 / elapsedS) * 100,
+  };
+}
+
+async function lunlinkRun(path: string, op: "read" | "write", blockBytes: number, depth: number, seconds: number, engine: Engine): Promise<Cell> {
+  const volume = await Volume.open(path, { ioThreads: depth, engine });
+  if (volume.engine !== engine) throw new Error(`bench raw: engine ${engine} asked for, ${volume.engine} opened (${volume.engineFallback ?? ""})`);
+  try {
+    const buffers = Array.from({ length: depth }, (_, i) => volume.alloc(blockBytes).fill(i + 1));
+    return await streams(blockBytes, depth, seconds, (i, at) => (op === "write" ? volume.write(at, buffers[i]!) : volume.read(at, buffers[i]!)));
   } finally {
     await volume.close();
   }
 }
 
-function fioRun(path: string, op: "read" | "write", blockBytes: number, depth: number, seconds: number) {
+/** What a Node user would otherwise write: fs.promises FileHandle, O_DIRECT, aligned buffers, libuv pool. */
+async function nodeFsRun(path: string, op: "read" | "write", blockBytes: number, depth: number, seconds: number): Promise<Cell> {
+  const handle = await openFile(path, constants.O_RDWR | constants.O_DIRECT);
+  try {
+    const buffers = Array.from({ length: depth }, (_, i) => alignedBuffer(blockBytes, 4096).fill(i + 1));
+    return await streams(blockBytes, depth, seconds, (i, at) =>
+      op === "write" ? handle.write(buffers[i]!, 0, blockBytes, at) : handle.read(buffers[i]!, 0, blockBytes, at),
+    );
+  } finally {
+    await handle.close();
+  }
+}
+
+function fioRun(path: string, op: "read" | "write", blockBytes: number, depth: number, seconds: number, engine: "psync" | "io_uring") {
   const region = Math.floor(VOLUME_BYTES / depth / blockBytes) * blockBytes;
-  return fio([
-    "--name=raw",
-    `--filename=${path}`,
-    "--ioengine=psync",
-    "--direct=1",
-    `--rw=${op}`,
-    `--bs=${blockBytes}`,
-    `--numjobs=${depth}`,
-    `--size=${region}`,
-    `--offset_increment=${region}`,
-    `--runtime=${seconds}`,
-    "--time_based",
-  ]);
+  const layout =
+    engine === "psync"
+      ? ["--ioengine=psync", `--numjobs=${depth}`, `--size=${region}`, `--offset_increment=${region}`]
+      : ["--ioengine=io_uring", `--iodepth=${depth}`, `--size=${region * depth}`];
+  return fio(["--name=raw", `--filename=${path}`, "--direct=1", `--rw=${op}`, `--bs=${blockBytes}`, ...layout, `--runtime=${seconds}`, "--time_based"]);
+}
+
+function loadLine(): string {
+  return `load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`;
 }
 
 export async function rawBench(args: string[]): Promise<void> {
@@ -87,41 +104,57 @@ export async function rawBench(args: string[]): Promise<void> {
     const file = scratch.file("file.img", VOLUME_BYTES);
     const loop = scratch.loop("loop.img", VOLUME_BYTES);
     const dio = execFileSync("cat", [`/sys/block/${loop.slice(5)}/loop/dio`], { encoding: "utf8" }).trim();
+    const probe = await Volume.open(file);
+    const autoEngine = probe.engine;
+    await probe.close();
 
-    console.log(`# raw: lunlink Volume vs fio psync, O_DIRECT, no O_DSYNC, ${seconds} s per cell`);
+    console.log(`# raw: lunlink Volume (engines io_uring and threads) vs fio psync, fio io_uring and node:fs, O_DIRECT, no O_DSYNC, ${seconds} s per cell`);
     console.log(machineLine());
+    console.log(`engine (auto) on this host: ${autoEngine}; ${loadLine()} at start`);
     console.log(`targets: loop = ${loop} over ext4 file, dio=${dio}; file = 1 GiB file on ext4 (/var/tmp)\n`);
     const rows: string[][] = [];
     const latencyRows: string[][] = [];
+    const engines: Engine[] = autoEngine === "io_uring" ? ["io_uring", "threads"] : ["threads"];
     for (const [target, path] of [["loop", loop], ["file", file]] as const) {
       for (const op of ["write", "read"] as const) {
         for (const blockBytes of [4096, 65536, 1048576]) {
           for (const depth of [1, 8]) {
-            // Rotate which runs first so drift in the device does not favour one side.
             const runs: (() => Promise<Cell>)[] = [
-              () => lunlinkRun(path, op, blockBytes, depth, seconds, 0),
-              () => lunlinkRun(path, op, blockBytes, depth, seconds, BUSY_POLL_US),
-              () => fioRun(path, op, blockBytes, depth, seconds),
+              ...engines.map((engine) => () => lunlinkRun(path, op, blockBytes, depth, seconds, engine)),
+              () => nodeFsRun(path, op, blockBytes, depth, seconds),
+              () => fioRun(path, op, blockBytes, depth, seconds, "psync"),
+              () => fioRun(path, op, blockBytes, depth, seconds, "io_uring"),
             ];
-            const results: Cell[] = new Array(3);
-            for (let k = 0; k < 3; k++) {
-              const which = (k + rows.length) % 3;
+            // Rotate which runs first so drift in the device does not favour one side.
+            const results: Cell[] = new Array(runs.length);
+            for (let k = 0; k < runs.length; k++) {
+              const which = (k + rows.length) % runs.length;
               results[which] = await runs[which]!();
             }
-            const [l, p, f] = results as [Cell, Cell, Cell];
+            const uring = engines.length === 2 ? results[0] : undefined;
+            const threads = results[engines.length - 1]!;
+            const [nodeFs, psync, fioUring] = results.slice(engines.length) as [Cell, Cell, Cell];
+            const best = uring ?? threads;
             const size = blockBytes >= 1048576 ? `${blockBytes / 1048576} MiB` : `${blockBytes / 1024} KiB`;
-            rows.push([target, op, size, String(depth), mbps(l.bytesPerSecond), mbps(p.bytesPerSecond), mbps(f.bytesPerSecond), ratio(l.bytesPerSecond, f.bytesPerSecond), ratio(p.bytesPerSecond, f.bytesPerSecond), l.cpuPercent.toFixed(0), p.cpuPercent.toFixed(0)]);
+            rows.push([
+              target, op, size, String(depth),
+              uring === undefined ? "-" : mbps(uring.bytesPerSecond), mbps(threads.bytesPerSecond), mbps(nodeFs.bytesPerSecond),
+              mbps(psync.bytesPerSecond), mbps(fioUring.bytesPerSecond),
+              ratio(best.bytesPerSecond, psync.bytesPerSecond), ratio(best.bytesPerSecond, fioUring.bytesPerSecond),
+              ratio(threads.bytesPerSecond, psync.bytesPerSecond), ratio(nodeFs.bytesPerSecond, psync.bytesPerSecond),
+              best.cpuPercent.toFixed(0), threads.cpuPercent.toFixed(0),
+            ]);
             if (blockBytes === 4096 && depth === 1) {
-              latencyRows.push([target, op, l.latencyUsP50.toFixed(1), p.latencyUsP50.toFixed(1), f.latencyUsP50.toFixed(1), l.latencyUsP99.toFixed(1), p.latencyUsP99.toFixed(1), f.latencyUsP99.toFixed(1)]);
+              latencyRows.push([target, op, uring === undefined ? "-" : uring.latencyUsP50.toFixed(1), threads.latencyUsP50.toFixed(1), nodeFs.latencyUsP50.toFixed(1), psync.latencyUsP50.toFixed(1), ratio(best.latencyUsP50, psync.latencyUsP50), uring === undefined ? "-" : uring.latencyUsP99.toFixed(1), threads.latencyUsP99.toFixed(1), psync.latencyUsP99.toFixed(1)]);
             }
-            console.error(`  done ${target} ${op} ${size} qd${depth}: ${mbps(l.bytesPerSecond)} / ${mbps(p.bytesPerSecond)} vs ${mbps(f.bytesPerSecond)} MB/s`);
+            console.error(`  done ${target} ${op} ${size} qd${depth}: ${mbps(best.bytesPerSecond)} vs psync ${mbps(psync.bytesPerSecond)} MB/s (${loadLine()})`);
           }
         }
       }
     }
-    console.log(table(["target", "op", "block", "QD", "lunlink MB/s", "lunlink poll MB/s", "fio MB/s", "ratio", "ratio poll", "CPU %", "CPU % poll"], rows));
-    console.log(`\nlunlink = default (threads sleep between requests); poll = busyPollUs ${BUSY_POLL_US}. CPU % = lunlink process CPU time / wall time (200 = both cores).`);
+    console.log(table(["target", "op", "block", "QD", "io_uring MB/s", "threads MB/s", "node:fs MB/s", "fio psync MB/s", "fio io_uring MB/s", "ratio psync", "ratio fio io_uring", "threads/psync", "node:fs/psync", "CPU %", "CPU % threads"], rows));
+    console.log(`\nratio psync / ratio fio io_uring = lunlink's ${autoEngine} engine / fio with that engine (QD N: psync numjobs=N, io_uring iodepth=N). CPU % = lunlink process CPU time / wall time (200 = both cores). ${loadLine()} at end.`);
     console.log("\n4 KiB QD1 latency (us):\n");
-    console.log(table(["target", "op", "lunlink p50", "poll p50", "fio p50", "lunlink p99", "poll p99", "fio p99"], latencyRows));
+    console.log(table(["target", "op", "io_uring p50", "threads p50", "node:fs p50", "fio psync p50", "p50 ratio", "io_uring p99", "threads p99", "fio psync p99"], latencyRows));
   });
 }

@@ -6,6 +6,7 @@
 // Keyed rows (authMode keyed: ChaCha20-Poly1305 per record, MACed status) run in the same session,
 // with their ratio to the unkeyed row of the same frame size.
 import { randomBytes } from "node:crypto";
+import { loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 
 import { FrameType } from "../lib/format/layout.ts";
@@ -21,6 +22,22 @@ const VOLUME_BYTES = 1024 * 1024 * 1024;
 const RECORD_BLOCKS = 17;
 
 const BUSY_POLL_US = 500;
+
+/** fio's sequential O_DSYNC write of one record's size: measured next to each row, not once for all. */
+function fioReference(loop: string, seconds: number) {
+  return fio([
+    "--name=ring",
+    `--filename=${loop}`,
+    "--ioengine=psync",
+    "--direct=1",
+    "--sync=dsync",
+    "--rw=write",
+    `--bs=${RECORD_BLOCKS * 4096}`,
+    `--size=${VOLUME_BYTES}`,
+    `--runtime=${seconds}`,
+    "--time_based",
+  ]);
+}
 
 async function appendRun(device: string, frameBytes: number, seconds: number, busyPollUs: number, keyed = false) {
   const volume = await Volume.open(device, { dsync: true, busyPollUs });
@@ -62,24 +79,16 @@ export async function ringBench(args: string[]): Promise<void> {
     const loop = scratch.loop("send.img", VOLUME_BYTES);
     console.log(`# ring: RingWriter append vs fio sequential write, O_DIRECT|O_DSYNC, ${seconds} s per cell`);
     console.log(machineLine());
-    console.log(`volume: ${loop} (loop, dio=on) over a 1 GiB file on ext4; records up to ${RECORD_BLOCKS} blocks of 4096 B\n`);
-    const fioResult = await fio([
-      "--name=ring",
-      `--filename=${loop}`,
-      "--ioengine=psync",
-      "--direct=1",
-      "--sync=dsync",
-      "--rw=write",
-      `--bs=${RECORD_BLOCKS * 4096}`,
-      `--size=${VOLUME_BYTES}`,
-      `--runtime=${seconds}`,
-      "--time_based",
-    ]);
+    const probe = await Volume.open(loop);
+    const engine = probe.engine;
+    await probe.close();
+    console.log(`volume: ${loop} (loop, dio=on) over a 1 GiB file on ext4; records up to ${RECORD_BLOCKS} blocks of 4096 B; engine ${engine}; load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}\n`);
     const rows: string[][] = [];
     for (const frameBytes of [64, 1024, 9000]) {
       let plainFramesPerSecond = 0;
       for (const [busyPollUs, keyed] of [[0, false], [BUSY_POLL_US, false], [0, true]] as const) {
       const r = await appendRun(loop, frameBytes, seconds, busyPollUs, keyed);
+      const fioResult = await fioReference(loop, seconds);
       if (!keyed && busyPollUs === 0) plainFramesPerSecond = r.framesPerSecond;
       rows.push([
         `${frameBytes} B`,
@@ -95,6 +104,6 @@ export async function ringBench(args: string[]): Promise<void> {
       }
     }
     console.log(table(["frame", "mode", "frames/s", "payload MB/s", "device MB/s", "fio MB/s (68 KiB)", "ratio (device)", "CPU ms/MB"], rows));
-    console.log("\nratio = lunlink device write rate / fio's with the same block size and sync mode; payload excludes stamps, headers and frame headers.");
+    console.log(`\nratio = lunlink device write rate / fio's with the same block size and sync mode, fio run right after each row; payload excludes stamps, headers and frame headers. Engine ${engine}; load average ${loadavg().map((l) => l.toFixed(2)).join(" ")} at end.`);
   });
 }

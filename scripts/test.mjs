@@ -9,15 +9,27 @@ import { readdirSync } from "node:fs";
 // ends badly is named. (Run as one ava process, all 60 device tests passed and ava still exited 1
 // without saying why, in 2 of 3 fresh-clone runs; each file alone exits 0.)
 const deviceFiles = readdirSync("test/device").filter((f) => f.endsWith(".test.ts")).sort();
+// Volume-level device files run a second time on the io_uring engine (LUNLINK_ENGINE): the first
+// pass uses the default engine, threads (README "I/O engines"). volume-stall-ownership and
+// writer-faults are not in it yet: one io_uring run of the former failed (a parked read finished
+// with its data instead of stalling), and the latter has not been run on io_uring.
+const SECOND_ENGINE_FILES = ["loop.test.ts", "faults.test.ts"];
 const suites = [
   { name: "unit", config: "ava.config.js", files: [] },
   ...deviceFiles.map((f) => ({ name: `device ${f}`, config: "ava.device.config.js", files: [`test/device/${f}`] })),
+  ...SECOND_ENGINE_FILES.filter((f) => deviceFiles.includes(f)).map((f) => ({
+    name: `device ${f} (engine io_uring)`,
+    config: "ava.device.config.js",
+    files: [`test/device/${f}`],
+    env: { LUNLINK_ENGINE: "io_uring" },
+  })),
 ];
 
 function runSuite(suite) {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ["node_modules/ava/entrypoints/cli.mjs", "--tap", "--config", suite.config, ...suite.files], {
       stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, ...suite.env },
     });
     const counts = { pass: 0, fail: 0, skip: 0, reported: false };
     let rest = "";

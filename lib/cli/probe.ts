@@ -11,7 +11,7 @@ export const probeCommand: Command = {
     "",
     "Opens <path> (a block device or a file) read-only with O_DIRECT and prints:",
     "  kind, sizeBytes, logicalBlockSize, physicalBlockSize, memoryAlignment, directIo, device,",
-    "  fileSystem (files), memoryBacked, warnings.",
+    "  fileSystem (files), memoryBacked, engine (io_uring or threads, and why not io_uring), warnings.",
     "Exit status: 0 ok, 1 the volume could not be probed, 2 bad usage.",
   ].join("\n"),
   async run(args, out) {
@@ -30,6 +30,7 @@ export const probeCommand: Command = {
       ["memory alignment", `${result.memoryAlignment} bytes`],
       ["direct I/O", result.directIo ? "yes" : "NO"],
       ["device", result.device],
+      ["I/O engine", result.engineFallback === undefined ? result.engine : `${result.engine} (${result.engineFallback})`],
     ];
     if (result.fileSystem !== undefined) rows.push(["file system", result.fileSystem]);
     if (result.memoryBacked) rows.push(["memory-backed", "yes"]);

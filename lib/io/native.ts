@@ -53,7 +53,13 @@ export interface NativeVolumeHandle {
   close(requestId: number): boolean;
   geometry(): NativeGeometry | null;
   pending(): number;
+  /** The engine serving read/write/flush (open and watch always run on the volume's threads). */
+  engine(): "io_uring" | "threads";
+  /** Why io_uring was asked for and not used; null if it is used or was not asked for. */
+  engineFailure(): { errno: number; syscallId: number; detail: string } | null;
 }
+
+export type NativeEngine = "io_uring" | "threads";
 
 export interface NativeTunInfo {
   name: string;
@@ -101,7 +107,8 @@ export interface NativeUdpHandle {
 
 interface Addon {
   init(dispatch: (ids: Float64Array, results: Float64Array, errors: Int32Array, syscalls: Int32Array) => void): void;
-  NativeVolume: new (maxThreads: number) => NativeVolumeHandle;
+  /** engine "io_uring" sets up a ring (or records why not, see engineFailure); dispatch gets its completions. */
+  NativeVolume: new (maxThreads: number, engine?: NativeEngine, dispatch?: typeof routeCompletions) => NativeVolumeHandle;
   NativeTun: new () => NativeTunHandle;
   NativeUdp: new () => NativeUdpHandle;
   /** A zeroed view over a native-owned block (an external ArrayBuffer). */
@@ -121,7 +128,7 @@ interface Addon {
 }
 
 /** Mirrors `enum class Syscall` in addon/channel.h. */
-const SYSCALL_NAMES = ["", "open", "stat", "ioctl", "statx", "fstatfs", "fcntl", "pread", "pwrite", "fdatasync", "close", "read", "write", "poll", "socket", "eventfd"];
+const SYSCALL_NAMES = ["", "open", "stat", "ioctl", "statx", "fstatfs", "fcntl", "pread", "pwrite", "fdatasync", "close", "read", "write", "poll", "socket", "eventfd", "io_uring_setup", "io_uring_enter", "io_uring_register", "mmap"];
 
 export function syscallName(id: number): string {
   return SYSCALL_NAMES[id] ?? `syscall#${id}`;

@@ -15,6 +15,10 @@ export interface ProbeResult {
   device: string;
   fileSystem?: string;
   memoryBacked: boolean;
+  /** The I/O engine an open with default options gets here ("io_uring" or "threads"). */
+  engine: string;
+  /** Why io_uring is not used, when it is not. */
+  engineFallback?: string;
   warnings: string[];
 }
 
@@ -43,8 +47,10 @@ export async function probe(path: string, options: { ioTimeoutMs?: number } = {}
       directIo,
       device: g.device,
       memoryBacked: g.memoryBacked,
+      engine: volume.engine,
       warnings,
     };
+    if (volume.engineFallback !== undefined) result.engineFallback = volume.engineFallback;
     if (g.fileSystem !== undefined) result.fileSystem = g.fileSystem;
     return result;
   } finally {
