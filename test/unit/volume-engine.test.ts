@@ -35,6 +35,11 @@ test("engine option: threads is honoured, auto picks io_uring where the kernel a
   await auto.close();
   t.true(auto.engine === "io_uring" || auto.engineFallback !== undefined, "auto falls back only with a reason");
   await t.throwsAsync(Volume.open(path, { engine: "spdk" as "auto" }), { code: ErrorCode.InvalidArgument, message: /engine must be one of/ });
+  if (!process.env["LUNLINK_ENGINE"]) {
+    const plain = await Volume.open(path);
+    await plain.close();
+    t.is(plain.engine, "threads", "the default engine is threads (io_uring is opt-in)");
+  }
 });
 
 for (const engine of ["io_uring", "threads"] as const) {
@@ -89,7 +94,7 @@ test("fallback: where io_uring is denied (seccomp, EPERM), auto opens with threa
   const script = `
     import { Volume } from ${JSON.stringify(join(root, "lib/index.ts"))};
     const out = {};
-    const v = await Volume.open(${JSON.stringify(path)});
+    const v = await Volume.open(${JSON.stringify(path)}, { engine: "auto" });
     out.engine = v.engine;
     out.fallback = v.engineFallback;
     const b = v.alloc(4096).fill(0x5c);
