@@ -70,20 +70,20 @@ export class RegionVolume extends EventEmitter<VolumeEvents> {
     return this.base.alloc(lengthBytes);
   }
 
-  read(offset: Offset, lengthOrBuffer: number | Uint8Array): Promise<Uint8Array> {
+  async read(offset: Offset, lengthOrBuffer: number | Uint8Array): Promise<Uint8Array> {
     const length = typeof lengthOrBuffer === "number" ? lengthOrBuffer : lengthOrBuffer.length;
     return this.base.read(this.place("read", offset, length), lengthOrBuffer);
   }
 
-  write(offset: Offset, buffer: Uint8Array): Promise<void> {
+  async write(offset: Offset, buffer: Uint8Array): Promise<void> {
     return this.base.write(this.place("write", offset, buffer.length), buffer);
   }
 
-  watch(offset: Offset, buffer: Uint8Array, options: { compareBytes: number; sleepUs: number; timeoutMs: number }): Promise<boolean> {
+  async watch(offset: Offset, buffer: Uint8Array, options: { compareBytes: number; sleepUs: number; timeoutMs: number }): Promise<boolean> {
     return this.base.watch(this.place("read", offset, buffer.length), buffer, options);
   }
 
-  flush(): Promise<void> {
+  async flush(): Promise<void> {
     this.assertOpen("flush");
     return this.base.flush();
   }
