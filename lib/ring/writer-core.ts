@@ -378,7 +378,9 @@ export class RingWriterCore {
         this.finish(WriterState.Closed);
         return { kind: "stop" };
       }
-      if (nowMs >= this.nextOwnerCheckMs) return this.enter(WriterState.CheckingOwner, { kind: "readSuperblock" });
+      // Not before the first status write: open() just wrote the superblock, and open() expects the
+      // status first (a slow open under CPU pressure used to find the owner check due already).
+      if (nowMs >= this.nextOwnerCheckMs && this.lastStatusMs !== Number.NEGATIVE_INFINITY) return this.enter(WriterState.CheckingOwner, { kind: "readSuperblock" });
       // The storage heartbeat goes first once per interval, even under a flood of records.
       if (nowMs >= this.lastStatusMs + this.o.statusIntervalMs) return this.writeStatus(input);
       if (this.outgoing !== undefined) return this.sendOutgoing(nowMs, input);
