@@ -4,7 +4,7 @@
 // a complete one). Opening a node's region checks that its superblock agrees with the header's entry
 // (node, index, start, size, cluster UUID): a region copied elsewhere or a header pointing elsewhere is
 // never used as that node's ring. Peer acks: node P's ack of our ring is P's status row about us.
-import { MAX_BLOCK_BYTES, MAX_CLUSTER_NODES, MAX_CLUSTER_NODE_ID, MIN_CLUSTER_NODES, MIN_VOLUME_BLOCKS } from "../format/layout.ts";
+import { CLUSTER_MAGIC, MAX_BLOCK_BYTES, MAX_CLUSTER_NODES, MAX_CLUSTER_NODE_ID, MIN_CLUSTER_NODES, MIN_VOLUME_BLOCKS } from "../format/layout.ts";
 import { clusterProblem, decodeClusterHeader, encodeClusterHeader, planRegions, type ClusterDecode, type ClusterHeader } from "../format/cluster.ts";
 import { decodeSuperblock } from "../format/superblock.ts";
 import { peerRow, type StatusBlock } from "../format/status.ts";
@@ -158,6 +158,21 @@ export async function openRegion(volume: Volume, header: ClusterHeader, node: nu
     await view.close();
     throw error;
   }
+}
+
+/** Does block 0 hold a cluster header's magic (a cluster volume, or a torn copy A of one)? */
+export async function isClusterVolume(volume: Volume): Promise<boolean> {
+  const block = await volume.read(0, minimumBlockBytes(volume));
+  return new DataView(block.buffer, block.byteOffset, block.byteLength).getUint32(0, true) === CLUSTER_MAGIC;
+}
+
+/**
+ * The ring `node` writes: on a cluster volume its region (checked against the header), on a node
+ * volume the volume itself. The caller closes `volume`; the view needs no closing of its own.
+ */
+export async function ringOf(volume: Volume, node: number): Promise<Volume> {
+  if (!(await isClusterVolume(volume))) return volume;
+  return (await openRegion(volume, await openCluster(volume), node)).view.asVolume();
 }
 
 /** What one peer says about our ring: its ack row for us and its storage heartbeat. */

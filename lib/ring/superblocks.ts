@@ -214,7 +214,7 @@ export async function openSuperblock(volume: Volume, keys?: RingKeys): Promise<{
     );
   }
   if (new DataView(blockA.buffer, blockA.byteOffset, blockA.byteLength).getUint32(0, true) === CLUSTER_MAGIC) {
-    throw new LunlinkError(ErrorCode.NotFormatted, `${volume.path} is a cluster volume (cluster header at block 0), not a node volume: open its node's region (lunlink format --cluster; docs/format.md)`, { path: volume.path });
+    throw new LunlinkError(ErrorCode.NotFormatted, `${volume.path} is a cluster volume (cluster header at block 0), not a node volume: name the ring's node (lunlink append --node N, lunlink tail --writer W; docs/format.md)`, { path: volume.path });
   }
   if (keys !== undefined && (reasons.includes("auth") || reasons.includes("downgrade"))) {
     throw keyedOpenError(volume, keys, !reasons.includes("auth"), a, blockA);
