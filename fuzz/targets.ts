@@ -1,5 +1,6 @@
 // Fuzz targets for every parser that reads bytes an attacker can write: the link message header,
-// sealed UDP datagrams, ring records (first block, body, frames), superblocks, status blocks and
+// sealed UDP datagrams, ring records (first block, body, frames), superblocks, status blocks (with
+// a cluster's peer rows), cluster headers and
 // the remote-mirror wire decoder, and the keyed (MACed, AEAD) forms of superblock, status and record. Each target is a fast-check property over random and mutated
 // valid input: the parser never throws anything but a coded LunlinkError, never accepts a mutated
 // authenticated input, and every range it hands out lies inside the buffer. `npm run fuzz` runs
@@ -10,6 +11,8 @@ import { AuthMode, FrameType, MAX_FRAME_BYTES } from "../lib/format/layout.ts";
 import { RecordCipher } from "../lib/format/record-cipher.ts";
 import { addonAead } from "../lib/io/aead.ts";
 import { RecordBuilder, checkBody, checkFirstBlock, forEachFrame } from "../lib/format/record.ts";
+import { CLUSTER_HEADER_BYTES, clusterProblem, decodeClusterHeader, encodeClusterHeader, planRegions } from "../lib/format/cluster.ts";
+import { MAX_PEER_ROWS } from "../lib/format/layout.ts";
 import { STATUS_BYTES, decodeStatus, encodeStatus } from "../lib/format/status.ts";
 import { SUPERBLOCK_BYTES, decodeSuperblock, encodeSuperblock } from "../lib/format/superblock.ts";
 import { newUuid, uuidBytes } from "../lib/format/uuid.ts";
@@ -91,7 +94,40 @@ const validSealed = fc.uint8Array({ maxLength: 300 }).map((payload) => new Seale
 const ringMacKey = new Uint8Array(32).fill(7);
 const recordCipher = new RecordCipher(addonAead, new Uint8Array(32).fill(9), 5n);
 
+/** A valid cluster header of 2..16 nodes and a status block with one row per peer, as bytes. */
+const validClusterBlocks = fc
+  .tuple(fc.uniqueArray(fc.integer({ min: 1, max: 255 }), { minLength: 2, maxLength: 16 }), fc.bigInt({ min: 1n, max: 2n ** 40n }))
+  .map(([nodes, ack]) => {
+    const header = new Uint8Array(B);
+    const volumeBlocks = 2n + BigInt(nodes.length) * 20n;
+    encodeClusterHeader({ clusterUuid: newUuid(), blockBytes: B, volumeBlocks, createdAtMs: 1n, regions: planRegions(nodes, volumeBlocks) }, header);
+    const status = new Uint8Array(B);
+    const peers = nodes.slice(1).map((node, j) => ({ node, flags: j % 2, ackEpoch: 1n, ackSeq: ack + BigInt(j), deliveredEpoch: 1n, deliveredSeq: ack }));
+    encodeStatus(statusFixture({ peers, ackEpoch: 1n, ackSeq: ack, deliveredEpoch: 1n, deliveredSeq: ack }), status);
+    return { header, status };
+  });
+
 export const TARGETS: FuzzTarget[] = [
+  {
+    name: "cluster-header-status-rows",
+    run: checked(() =>
+      fc.property(validClusterBlocks, edits, fc.boolean(), ({ header, status }, changes, random) => {
+        const h = random ? new Uint8Array(B).map((_, i) => (i * 7919 + changes.length) & 0xff) : edited(header, changes, CLUSTER_HEADER_BYTES);
+        const st = edited(status, changes, STATUS_BYTES);
+        return onlyCoded(() => {
+          const decoded = decodeClusterHeader(h);
+          // Whatever decodes describes regions inside the volume, equal and back to back.
+          if (decoded.ok && clusterProblem(decoded.header) !== undefined) throw new Error("accepted a cluster header with a geometry problem");
+          if (Buffer.compare(h, header) === 0 && !decoded.ok) throw new Error("refused the unmodified cluster header");
+          const rows = decodeStatus(st);
+          if (rows.ok) {
+            const peers = rows.status.peers ?? [];
+            if (peers.length > MAX_PEER_ROWS || new Set(peers.map((r) => r.node)).size !== peers.length) throw new Error("accepted bad peer rows");
+          } else if (Buffer.compare(st, status) === 0) throw new Error("refused the unmodified status block");
+        });
+      }),
+    ),
+  },
   {
     name: "link-header",
     run: checked(() =>

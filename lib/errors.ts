@@ -30,6 +30,8 @@ export const ErrorCode = {
   System: "ERR_LUNLINK_SYSTEM",
   AlreadyFormatted: "ERR_LUNLINK_ALREADY_FORMATTED",
   NotFormatted: "ERR_LUNLINK_NOT_FORMATTED",
+  /** A lunlink volume of a format version this lunlink does not read (version 1: reformat it). */
+  FormatVersion: "ERR_LUNLINK_FORMAT_VERSION",
   SuperblockConflict: "ERR_LUNLINK_SUPERBLOCK_CONFLICT",
   VolumeTooSmall: "ERR_LUNLINK_VOLUME_TOO_SMALL",
   NotOwner: "ERR_LUNLINK_NOT_OWNER",

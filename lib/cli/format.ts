@@ -1,9 +1,12 @@
-// `lunlink format` and `lunlink inspect`: raw-device ops on a send volume's superblocks and status.
+// `lunlink format` and `lunlink inspect`: raw-device ops on a send volume's superblocks and status,
+// or on a cluster volume's header and every region (format --cluster: one ring per node on one LUN).
+import type { Superblock } from "../format/superblock.ts";
 import { AuthMode } from "../format/layout.ts";
 import { newUuid } from "../format/uuid.ts";
 import { invalidArgument } from "../errors.ts";
 import { Volume } from "../io/volume.ts";
 import { readPrivateKeyFile, ringKey, sharedSecret } from "../link/keys.ts";
+import { formatCluster, isClusterVolume, openCluster, openRegion } from "../ring/cluster.ts";
 import { inspectRing } from "../ring/inspect.ts";
 import { readStatusSlots } from "../ring/status.ts";
 import { formatVolume, openSuperblock } from "../ring/superblocks.ts";
@@ -33,8 +36,13 @@ export const formatCommand: Command = {
   summary: "format a send volume (superblocks, status block, empty ring)",
   usage: [
     "Usage: lunlink format <path> --node N --peer N [--pair UUID] [--key FILE --peer-public KEY] [--block-size N] [--ring-size SIZE] [--force] [--json]",
+    "       lunlink format <path> --cluster --nodes N [--node-ids 1,2,3] [--block-size N] [--ring-size SIZE] [--force] [--json]",
     "",
-    "Writes lunlink's format version 1 onto <path>: superblock copies at the first and last block,",
+    "--cluster: N regions (2..16) on one volume, one send ring per node (node ids 1..N, or --node-ids,",
+    "each 1..255), a cluster header at the first and last block; --ring-size is then each region's size.",
+    "Keyed cluster volumes are not supported yet (docs/format.md).",
+    "",
+    "Writes lunlink's format version 2 onto <path>: superblock copies at the first and last block,",
     "two status slots, and a ring over the rest (or --ring-size bytes of it). Refuses a volume that",
     "already holds anything where the superblocks go unless --force. Sequence numbers continue above",
     "any found in the old ring, so a reformatted volume never repeats one.",
@@ -54,11 +62,15 @@ export const formatCommand: Command = {
         "peer-public": { type: "string" },
         "block-size": { type: "string" },
         "ring-size": { type: "string" },
+        cluster: { type: "boolean" },
+        nodes: { type: "string" },
+        "node-ids": { type: "string" },
         force: { type: "boolean" },
         json: { type: "boolean" },
       },
       { min: 1, max: 1 },
     );
+    if (flag(parsed, "cluster")) return formatClusterVolume(parsed, out);
     const writerNode = integer(parsed, "node", undefined);
     const peerNode = integer(parsed, "peer", undefined);
     if (writerNode === undefined) throw invalidArgument("--node", "this host's node id (1..4294967295)", undefined);
@@ -102,6 +114,44 @@ export const formatCommand: Command = {
   },
 };
 
+async function formatClusterVolume(parsed: ParsedArgs, out: Parameters<Command["run"]>[1]): Promise<void> {
+  for (const single of ["node", "peer", "pair", "key", "peer-public"]) {
+    if (parsed.values[single] !== undefined) throw invalidArgument(`--${single}`, "not with --cluster (the cluster header names every node)", parsed.values[single]);
+  }
+  const count = integer(parsed, "nodes", undefined);
+  const idsRaw = parsed.values["node-ids"];
+  const nodes = typeof idsRaw === "string" ? idsRaw.split(",").map((id) => (/^\d+$/.test(id) ? Number(id) : Number.NaN)) : Array.from({ length: count ?? 0 }, (_, i) => i + 1);
+  if (count === undefined && typeof idsRaw !== "string") throw invalidArgument("--nodes", "the number of nodes (2..16)", undefined);
+  if (count !== undefined && count !== nodes.length) throw invalidArgument("--node-ids", `${count} ids (--nodes ${count})`, idsRaw);
+  const volume = await Volume.open(parsed.positionals[0]!, { dsync: true, exclusive: true });
+  try {
+    const blockBytes = integer(parsed, "block-size", undefined);
+    const B = blockBytes ?? Math.max(4096, volume.geometry.logicalBlockSize, volume.geometry.physicalBlockSize);
+    const ringSize = parsed.values["ring-size"];
+    const { header, superblocks } = await formatCluster(volume, {
+      nodes,
+      force: flag(parsed, "force"),
+      ...(blockBytes === undefined ? {} : { blockBytes }),
+      ...(typeof ringSize === "string" ? { regionBlocks: parseSize("--ring-size", ringSize) / BigInt(B) } : {}),
+    });
+    if (flag(parsed, "json")) {
+      out.stdout.write(`${toJson({ path: volume.path, ...header, superblocks: superblocks.map((s) => ({ ...s, salt: undefined })) })}\n`);
+      return;
+    }
+    const regionBytes = header.regions[0]!.blocks * BigInt(header.blockBytes);
+    out.stdout.write(
+      [
+        `formatted ${volume.path} as a cluster volume of ${header.regions.length} nodes (format version 2)`,
+        `  cluster ${header.clusterUuid}, block size ${header.blockBytes} B, regions of ${header.regions[0]!.blocks} blocks (${formatBytes(regionBytes)})`,
+        ...header.regions.map((r, i) => `  node ${r.node}: region ${i} at block ${r.startBlock}, volume ${superblocks[i]!.volumeUuid}, epoch 1 starts at seq ${superblocks[i]!.epochStartSeq}`),
+        `  capacity rule, per region: ring >= 2 x peak write rate x (mirror lag + poll + max delay + lag back + poll)`,
+      ].join("\n") + "\n",
+    );
+  } finally {
+    await volume.close();
+  }
+}
+
 export const inspectCommand: Command = {
   summary: "show a volume's superblock, status block and ring contents",
   usage:
@@ -110,38 +160,56 @@ export const inspectCommand: Command = {
     const parsed = parse(args, { json: { type: "boolean" } }, { min: 1, max: 1 });
     const volume = await Volume.open(parsed.positionals[0]!, { readOnly: true });
     try {
-      const { superblock, repair } = await openSuperblock(volume);
-      const B = superblock.blockBytes;
-      const mac = superblock.authMode === AuthMode.Keyed ? "unverified" : undefined; // inspection has no key
-      const { slots, status } = await readStatusSlots(volume, B, mac);
-      const ring = await inspectRing(volume, superblock);
-      const report = {
-        path: volume.path,
-        superblock: { ...superblock, salt: undefined },
-        superblockCopies: repair === "none" ? "both valid" : `copy ${repair.toUpperCase()} needs repair`,
-        status: status ?? null,
-        statusSlots: slots.map((s) => (s.ok ? `valid (generation ${s.status.generation})` : `${s.reason}: ${s.detail}`)),
-        ring,
-      };
-      if (flag(parsed, "json")) {
-        out.stdout.write(`${toJson(report)}\n`);
+      if (await isClusterVolume(volume)) {
+        const header = await openCluster(volume);
+        const regions = [];
+        for (const entry of header.regions) {
+          const { view } = await openRegion(volume, header, entry.node);
+          regions.push({ node: entry.node, ...(await inspectOne(view.asVolume())) });
+        }
+        if (flag(parsed, "json")) {
+          out.stdout.write(`${toJson({ path: volume.path, cluster: header, regions: regions.map((r) => ({ node: r.node, ...r.report })) })}\n`);
+          return;
+        }
+        const lines = [`cluster      ${header.clusterUuid}: ${header.regions.length} nodes, ${header.volumeBlocks} blocks of ${header.blockBytes} B`];
+        for (const r of regions) lines.push(`-- node ${r.node}, region at block ${r.superblock.region?.regionStartBlock ?? 0n}`, ...r.lines.map((l) => `  ${l}`));
+        out.stdout.write(`${lines.join("\n")}\n`);
         return;
       }
-      const lines = [
-        `volume       ${superblock.volumeUuid} (pair ${superblock.pairUuid})`,
-        `nodes        writer ${superblock.writerNode}, peer ${superblock.peerNode}`,
-        `geometry     ${superblock.volumeBlocks} blocks of ${B} B, ring ${superblock.ringBlocks} blocks from block ${superblock.ringStartBlock}`,
-        `epoch        ${superblock.epoch} (starts at seq ${superblock.epochStartSeq}, ring block ${superblock.epochStartBlock})`,
-        `superblocks  ${report.superblockCopies}`,
-        `status       ${status === undefined ? "no valid slot" : `head seq ${status.headSeq} at ring block ${status.headBlock}, oldest seq ${status.oldestSeq}, ack ${status.ackEpoch}/${status.ackSeq}, heartbeat ${status.heartbeat}`}`,
-        `status slots ${report.statusSlots.join("; ")}`,
-        `ring         ${ring.records} records (${ring.frames} frames), ${ring.pads} pads, seq ${ring.oldestSeq ?? "-"}..${ring.newestSeq ?? "-"}, epochs ${ring.epochs.join(",") || "-"}`,
-        `damage       ${ring.invalid === 0 ? "none" : `${ring.invalid} invalid record start(s)`}`,
-        ...ring.damage.map((d) => `  seq ${d.seq} at byte ${d.offsetBytes}: ${d.reason}`),
-      ];
-      out.stdout.write(`${lines.join("\n")}\n`);
+      const { report, lines } = await inspectOne(volume);
+      out.stdout.write(flag(parsed, "json") ? `${toJson(report)}\n` : `${lines.join("\n")}\n`);
     } finally {
       await volume.close();
     }
   },
 };
+
+/** One ring (a node volume or one region): its superblock, status and ring, as a report and as lines. */
+async function inspectOne(volume: Volume): Promise<{ superblock: Superblock; report: Record<string, unknown>; lines: string[] }> {
+  const { superblock, repair } = await openSuperblock(volume);
+  const B = superblock.blockBytes;
+  const mac = superblock.authMode === AuthMode.Keyed ? "unverified" : undefined; // inspection has no key
+  const { slots, status } = await readStatusSlots(volume, B, mac);
+  const ring = await inspectRing(volume, superblock);
+  const report = {
+    path: volume.path,
+    superblock: { ...superblock, salt: undefined },
+    superblockCopies: repair === "none" ? "both valid" : `copy ${repair.toUpperCase()} needs repair`,
+    status: status ?? null,
+    statusSlots: slots.map((s) => (s.ok ? `valid (generation ${s.status.generation})` : `${s.reason}: ${s.detail}`)),
+    ring,
+  };
+  const lines = [
+    `volume       ${superblock.volumeUuid} (pair ${superblock.pairUuid})`,
+    `nodes        writer ${superblock.writerNode}, ${superblock.peerNode === 0 ? `read by every member (${superblock.region?.nodeCount ?? 2} nodes)` : `peer ${superblock.peerNode}`}`,
+    `geometry     ${superblock.volumeBlocks} blocks of ${B} B, ring ${superblock.ringBlocks} blocks from block ${superblock.ringStartBlock}`,
+    `epoch        ${superblock.epoch} (starts at seq ${superblock.epochStartSeq}, ring block ${superblock.epochStartBlock})`,
+    `superblocks  ${report.superblockCopies}`,
+    `status       ${status === undefined ? "no valid slot" : `head seq ${status.headSeq} at ring block ${status.headBlock}, oldest seq ${status.oldestSeq}, ${status.peers === undefined ? `ack ${status.ackEpoch}/${status.ackSeq}` : `acks ${status.peers.map((r) => `node ${r.node} ${r.ackEpoch}/${r.ackSeq}${r.flags !== 0 ? " (released)" : ""}`).join(", ")}`}, heartbeat ${status.heartbeat}`}`,
+    `status slots ${report.statusSlots.join("; ")}`,
+    `ring         ${ring.records} records (${ring.frames} frames), ${ring.pads} pads, seq ${ring.oldestSeq ?? "-"}..${ring.newestSeq ?? "-"}, epochs ${ring.epochs.join(",") || "-"}`,
+    `damage       ${ring.invalid === 0 ? "none" : `${ring.invalid} invalid record start(s)`}`,
+    ...ring.damage.map((d) => `  seq ${d.seq} at byte ${d.offsetBytes}: ${d.reason}`),
+  ];
+  return { superblock, report, lines };
+}

@@ -4,6 +4,7 @@ import { FrameType } from "../format/layout.ts";
 import { ErrorCode, LunlinkError, invalidArgument } from "../errors.ts";
 import { Volume } from "../io/volume.ts";
 import { Poller } from "../poll/poller.ts";
+import { ringOf } from "../ring/cluster.ts";
 import { RingReader } from "../ring/reader.ts";
 import { RingWriter } from "../ring/writer.ts";
 import { flag, parse, type ParsedArgs } from "./args.ts";
@@ -13,10 +14,10 @@ import type { Command } from "./command.ts";
 const TYPES: Readonly<Record<string, FrameType>> = { heartbeat: FrameType.Heartbeat, control: FrameType.Control, data: FrameType.Data };
 const TYPE_NAMES: Readonly<Record<number, string>> = { 1: "heartbeat", 2: "control", 3: "data" };
 
-function nodeArg(parsed: ParsedArgs): number {
-  const raw = parsed.values.node;
+function nodeArg(parsed: ParsedArgs, name = "node", what = "this host's node id"): number {
+  const raw = parsed.values[name];
   const n = Number(raw);
-  if (typeof raw !== "string" || !/^\d+$/.test(raw) || n < 1 || n > 0xffffffff) throw invalidArgument("--node", "this host's node id (1..4294967295)", raw);
+  if (typeof raw !== "string" || !/^\d+$/.test(raw) || n < 1 || n > 0xffffffff) throw invalidArgument(`--${name}`, `${what} (1..4294967295)`, raw);
   return n;
 }
 
@@ -29,14 +30,18 @@ async function readStdin(): Promise<Buffer> {
 export const appendCommand: Command = {
   summary: "append frames to a send volume",
   usage: [
-    "Usage: lunlink append <path> --node N [--type heartbeat|control|data] [--take-over] [message | -]",
+    "Usage: lunlink append <path> --node N [--to NODE] [--type heartbeat|control|data] [--take-over] [message | -]",
     "",
     "Opens <path> as node N's send volume (a new epoch), appends the message as one frame (with -, each",
     "line of standard input is a frame), writes it with O_DIRECT|O_DSYNC and prints the sequence range.",
+    "On a cluster volume it writes node N's region; --to names the destination node (default: every",
+    "reader, broadcast).",
   ].join("\n"),
   async run(args, out) {
-    const parsed = parse(args, { node: { type: "string" }, type: { type: "string" }, "take-over": { type: "boolean" }, json: { type: "boolean" } }, { min: 1, max: 2 });
+    const parsed = parse(args, { node: { type: "string" }, to: { type: "string" }, type: { type: "string" }, "take-over": { type: "boolean" }, json: { type: "boolean" } }, { min: 1, max: 2 });
     const nodeId = nodeArg(parsed);
+    const destination = parsed.values.to === undefined ? 0 : nodeArg(parsed, "to", "the destination node id");
+    if (destination > 255) throw invalidArgument("--to", "a cluster node id (1..255)", destination);
     const typeName = typeof parsed.values.type === "string" ? parsed.values.type : "data";
     const type = TYPES[typeName];
     if (type === undefined) throw invalidArgument("--type", "heartbeat, control or data", typeName);
@@ -47,10 +52,10 @@ export const appendCommand: Command = {
         : [Buffer.from(message)];
     const volume = await Volume.open(parsed.positionals[0]!, { dsync: true, exclusive: true });
     try {
-      const writer = await RingWriter.open(volume, { nodeId, takeOver: flag(parsed, "take-over"), maxDelayMs: 0 });
+      const writer = await RingWriter.open(await ringOf(volume, nodeId), { nodeId, takeOver: flag(parsed, "take-over"), maxDelayMs: 0 });
       const firstSeq = writer.headSeq;
       for (const f of frames) {
-        if (!(await writer.append(type, f))) throw new LunlinkError(ErrorCode.QueueFull, "the write queue dropped a frame");
+        if (!(await writer.append(type, f, destination))) throw new LunlinkError(ErrorCode.QueueFull, "the write queue dropped a frame");
       }
       await writer.flush();
       const lastSeq = writer.headSeq - 1n;
@@ -66,15 +71,18 @@ export const appendCommand: Command = {
 export const tailCommand: Command = {
   summary: "print the frames on a receive volume",
   usage: [
-    "Usage: lunlink tail <path> --node N [--from SEQ | --from oldest] [--follow] [--json]",
+    "Usage: lunlink tail <path> --node N [--writer W] [--from SEQ | --from oldest] [--follow] [--json]",
     "",
     "Reads <path> as node N's receive volume (O_DIRECT) and prints one line per frame: by default the",
     "frames from the oldest still in the ring, or from SEQ; exits when it reaches the writer's head",
-    "unless --follow. --json prints {seq, type, flags, timestamp, text|base64} per line.",
+    "unless --follow. On a cluster volume --writer W names whose region to read (every frame of it is",
+    "printed; flags is its destination, 0 = broadcast). --json prints {seq, type, flags, timestamp,",
+    "text|base64} per line.",
   ].join("\n"),
   async run(args, out) {
-    const parsed = parse(args, { node: { type: "string" }, from: { type: "string" }, follow: { type: "boolean" }, json: { type: "boolean" } }, { min: 1, max: 1 });
+    const parsed = parse(args, { node: { type: "string" }, writer: { type: "string" }, from: { type: "string" }, follow: { type: "boolean" }, json: { type: "boolean" } }, { min: 1, max: 1 });
     const nodeId = nodeArg(parsed);
+    const writerNode = parsed.values.writer === undefined ? undefined : nodeArg(parsed, "writer", "the node whose ring to read");
     const from = parsed.values.from;
     let start: "oldest" | { seq: bigint } = "oldest";
     if (typeof from === "string" && from !== "oldest") {
@@ -84,7 +92,8 @@ export const tailCommand: Command = {
     const json = flag(parsed, "json");
     const volume = await Volume.open(parsed.positionals[0]!, { readOnly: true });
     try {
-      const reader = await RingReader.open(volume, { nodeId, start });
+      const ring = writerNode === undefined ? volume : await ringOf(volume, writerNode);
+      const reader = await RingReader.open(ring, { nodeId, start });
       const print = (seq: bigint, type: number, flags: number, bytes: Uint8Array, offset: number, length: number): void => {
         const payload = Buffer.from(bytes.buffer, bytes.byteOffset + offset, length);
         const text = payload.toString("utf8");

@@ -1,7 +1,11 @@
-// On-disk format version 1: the fixed numbers every codec and the spec (docs/format.md) share.
-// Volume layout in blocks of B bytes: 0 superblock copy A | 1-2 status slots | 3..N-2 ring | N-1
-// superblock copy B. All integers little-endian. Changing any number here changes the format.
-export const FORMAT_VERSION = 1;
+// On-disk format version 2: the fixed numbers every codec and the spec (docs/format.md) share.
+// Region layout in blocks of B bytes: 0 superblock copy A | 1-2 status slots | 3..R-2 ring | R-1
+// superblock copy B. A node volume is one region; a cluster volume is a header copy, N regions, a
+// header copy. All integers little-endian. Changing any number here changes the format.
+/** Version of the superblock, the status block and the cluster header. */
+export const FORMAT_VERSION = 2;
+/** Version of the record header: records did not change in format version 2. */
+export const RECORD_VERSION = 1;
 
 /** B = max(4096, logical, physical sector size), a power of two, fixed at format time. */
 export const MIN_BLOCK_BYTES = 4096;
@@ -12,6 +16,16 @@ export const SUPERBLOCK_MAGIC = 0x42534c4c; // "LLSB"
 export const STATUS_MAGIC = 0x54534c4c; // "LLST"
 export const STAMP_MAGIC = 0x4b424c4c; // "LLBK"
 export const RECORD_MAGIC = 0x43524c4c; // "LLRC"
+export const CLUSTER_MAGIC = 0x4c434c4c; // "LLCL"
+
+/** A cluster has 2..16 nodes, so a status block carries at most 15 peer rows. */
+export const MIN_CLUSTER_NODES = 2;
+export const MAX_CLUSTER_NODES = 16;
+export const MAX_PEER_ROWS = MAX_CLUSTER_NODES - 1;
+/** Cluster node ids fit the frame's destination byte (0 = broadcast). */
+export const MAX_CLUSTER_NODE_ID = 255;
+/** Frame destination byte: every reader of the ring delivers the frame. */
+export const BROADCAST = 0;
 
 export const STATUS_SLOT_BLOCKS: readonly [number, number] = [1, 2];
 export const RING_START_BLOCK = 3;

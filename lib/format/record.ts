@@ -12,7 +12,7 @@
 import { bodyCheck, bodyCheckMatches, crc32c } from "./checksum.ts";
 import type { RecordCipher } from "./record-cipher.ts";
 import {
-  FORMAT_VERSION,
+  RECORD_VERSION,
   FRAME_HEADER_BYTES,
   MAX_FRAME_BYTES,
   MAX_RECORD_BLOCKS,
@@ -142,7 +142,7 @@ export class RecordBuilder {
     for (let i = 0; i < blocks; i++) writeStamp(this.view, i * B, i, blocks, id.seq);
     const v = this.view;
     v.setUint32(16, RECORD_MAGIC, true);
-    v.setUint8(20, FORMAT_VERSION);
+    v.setUint8(20, RECORD_VERSION);
     v.setUint8(21, kind);
     v.setUint16(22, auth === undefined ? this.flags : this.flags | RecordFlag.Authenticated, true);
     this.buffer.set(id.volumeUuid, 24);
@@ -239,7 +239,7 @@ export function checkFirstBlock(block: Uint8Array, blockBytes: number, expectedS
   const seq = v.getBigUint64(48, true);
   const payloadBytes = v.getUint32(56, true);
   const frameCount = v.getUint16(60, true);
-  if (version !== FORMAT_VERSION) return { kind: "torn", detail: `record version ${version}` };
+  if (version !== RECORD_VERSION) return { kind: "torn", detail: `record version ${version}` };
   if (kind !== RecordKind.Batch && kind !== RecordKind.Pad) return { kind: "torn", detail: `record kind ${kind}` };
   if (seq !== stamp.seq) return { kind: "torn", detail: `header seq ${seq} under stamp seq ${stamp.seq}` };
   if (stamp.blockCount < 1 || stamp.blockCount > MAX_RECORD_BLOCKS) return { kind: "torn", detail: `block count ${stamp.blockCount}` };

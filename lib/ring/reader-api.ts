@@ -95,7 +95,8 @@ export function checkReceiveVolume(path: string, superblock: Superblock, options
   }
   const wrong = (why: string): LunlinkError => new LunlinkError(ErrorCode.WrongPair, `${path} cannot be node ${options.nodeId}'s receive volume: ${why}`, { path });
   if (superblock.writerNode === options.nodeId) throw wrong(`it is node ${options.nodeId}'s own send volume`);
-  if (superblock.peerNode !== options.nodeId) throw wrong(`it is written by node ${superblock.writerNode} for node ${superblock.peerNode}`);
+  // peerNode 0: a ring of a cluster of more than two nodes, read by every member (lib/ring/cluster.ts checks membership).
+  if (superblock.peerNode !== options.nodeId && superblock.peerNode !== 0) throw wrong(`it is written by node ${superblock.writerNode} for node ${superblock.peerNode}`);
   if (options.peerNodeId !== undefined && superblock.writerNode !== options.peerNodeId) throw wrong(`its writer is node ${superblock.writerNode}, expected ${options.peerNodeId}`);
   if (options.pairUuid !== undefined && superblock.pairUuid !== options.pairUuid) throw wrong(`it belongs to pair ${superblock.pairUuid}, expected ${options.pairUuid}`);
 }

@@ -7,9 +7,9 @@
 // superblock is returned unverified (mirrors, inspection).
 import { randomBytes } from "node:crypto";
 
-import { AuthMode, FORMAT_VERSION, MAX_BLOCK_BYTES, MIN_BLOCK_BYTES, MIN_VOLUME_BLOCKS, RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
+import { AuthMode, CLUSTER_MAGIC, FORMAT_VERSION, MAX_BLOCK_BYTES, MIN_BLOCK_BYTES, MIN_CLUSTER_NODES, MIN_VOLUME_BLOCKS, RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { encodeStatus } from "../format/status.ts";
-import { decodeSuperblock, encodeSuperblock, type Superblock, type SuperblockDecode } from "../format/superblock.ts";
+import { decodeSuperblock, encodeSuperblock, type RegionPlace, type Superblock, type SuperblockDecode } from "../format/superblock.ts";
 import { isUuid, newUuid } from "../format/uuid.ts";
 import { ErrorCode, LunlinkError, invalidArgument } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
@@ -18,7 +18,10 @@ import { scanRing } from "./scan.ts";
 
 export interface FormatOptions {
   writerNode: number;
+  /** The pair's peer; 0 on a region of a cluster of more than two nodes (every member reads it). */
   peerNode: number;
+  /** Formatting a region of a cluster volume (lib/ring/cluster.ts): its place, kept in the superblock. */
+  region?: RegionPlace;
   /** Shared by both volumes of a pair; a new one is made if absent. */
   pairUuid?: string;
   /** Default: max(4096, logical, physical sector size). */
@@ -50,10 +53,12 @@ export async function formatVolume(volume: Volume, options: FormatOptions): Prom
   if (!Number.isInteger(B) || B < minimum || B > MAX_BLOCK_BYTES || (B & (B - 1)) !== 0) {
     throw invalidArgument("blockBytes", `a power of two in ${minimum}..${MAX_BLOCK_BYTES} for ${volume.path}`, B);
   }
-  for (const key of ["writerNode", "peerNode"] as const) {
+  const manyNodes = (options.region?.nodeCount ?? MIN_CLUSTER_NODES) > MIN_CLUSTER_NODES;
+  for (const key of manyNodes ? (["writerNode"] as const) : (["writerNode", "peerNode"] as const)) {
     const node = options[key];
     if (!Number.isInteger(node) || node < 1 || node > 0xffffffff) throw invalidArgument(key, "an integer in 1..4294967295", node);
   }
+  if (manyNodes && options.peerNode !== 0) throw invalidArgument("peerNode", "0 on a ring of a cluster of more than two nodes (every member reads it)", options.peerNode);
   if (options.writerNode === options.peerNode) throw invalidArgument("peerNode", `a node id other than the writer's (${options.writerNode})`, options.peerNode);
   const keys = options.auth === undefined ? undefined : new RingKeys(options.auth);
   const pairUuid = options.pairUuid ?? newUuid();
@@ -98,6 +103,7 @@ export async function formatVolume(volume: Volume, options: FormatOptions): Prom
     keyId: keys?.keyId ?? 0,
     salt: new Uint8Array(randomBytes(32)),
     createdAtMs: BigInt(Date.now()),
+    ...(options.region === undefined ? {} : { region: options.region }),
   };
   const block = volume.alloc(B);
   const lastOffset = (volumeBlocks - 1n) * BigInt(B);
@@ -199,6 +205,17 @@ export async function openSuperblock(volume: Volume, keys?: RingKeys): Promise<{
   if (a.ok) return { superblock: a.superblock, repair: "b" };
   if (b?.ok === true) return { superblock: b.superblock, repair: "a" };
   const reasons = [a.reason, b?.ok === false ? b.reason : undefined];
+  if (reasons.includes("version")) {
+    const found = a.reason === "version" ? a.detail : b?.ok === false ? b.detail : "";
+    throw new LunlinkError(
+      ErrorCode.FormatVersion,
+      `${volume.path} holds a lunlink volume of another format (${found}); this lunlink reads format version ${FORMAT_VERSION} only: run lunlink format --force on it (sequences continue above the old ring's; docs/format.md, Versioning)`,
+      { path: volume.path },
+    );
+  }
+  if (new DataView(blockA.buffer, blockA.byteOffset, blockA.byteLength).getUint32(0, true) === CLUSTER_MAGIC) {
+    throw new LunlinkError(ErrorCode.NotFormatted, `${volume.path} is a cluster volume (cluster header at block 0), not a node volume: name the ring's node (lunlink append --node N, lunlink tail --writer W; docs/format.md)`, { path: volume.path });
+  }
   if (keys !== undefined && (reasons.includes("auth") || reasons.includes("downgrade"))) {
     throw keyedOpenError(volume, keys, !reasons.includes("auth"), a, blockA);
   }

@@ -5,11 +5,19 @@ import { DEFAULT_MAX_DELAY_MS } from "../defaults.ts";
 import { integerOption, invalidArgument } from "../errors.ts";
 import type { LunlinkError } from "../errors.ts";
 import type { Clock } from "./clock.ts";
+import type { PeerRow } from "../format/status.ts";
 import { REKEY_AFTER_RECORDS, type RingAuth } from "./keys.ts";
 
 export interface Ack {
   epoch: bigint;
   seq: bigint;
+}
+
+/** One peer's ack of this ring, with its status heartbeat (its liveness). */
+export interface PeerAckInput {
+  node: number;
+  ack: Ack | undefined;
+  heartbeat: bigint;
 }
 
 export interface RingWriterOptions {
@@ -47,6 +55,26 @@ export interface RingWriterOptions {
   controlWaitsForAck?: boolean;
   /** The peer's ack of our records (from the peer's status block); undefined = nothing acked yet. */
   peerAck?: () => Ack | undefined;
+  /**
+   * Cluster (replaces peerAck): every peer's ack of this ring with its status heartbeat
+   * (lib/ring/cluster.ts readPeerAcks). A record counts as acked once every peer still holding the
+   * ring acked it.
+   */
+  peerAcks?: () => readonly PeerAckInput[];
+  /** Cluster: this node's rows about its peers (ack and delivered mark of each peer's ring) for the status block. */
+  peerRows?: () => readonly PeerRow[];
+  /**
+   * Cluster: a peer whose status heartbeat has not advanced for this long no longer holds the ring
+   * back (counted in peersReleased, event peerReleased, flagged in its status row) until it moves
+   * again. Default 0: never (a pair's control frames wait for a dead peer, as in format version 1).
+   */
+  peerDownMs?: number;
+  /**
+   * Before taking the ring, watch its status heartbeat this long: if it moves, a live writer (a node
+   * configured with the same id) owns it and open fails with ERR_LUNLINK_NOT_OWNER. Default 0: off
+   * (a cluster node sets it to about 3 x statusIntervalMs).
+   */
+  liveCheckMs?: number;
   /**
    * While waiting for an ack, re-read peerAck this often (default 1 ms) unless woken earlier by
    * peerAckChanged(); a caller that calls peerAckChanged() on every new ack may raise it.
@@ -89,6 +117,10 @@ export interface RingWriterCounters {
   ackWaits: number;
   /** Keyed: epochs started in place to change the record key before rekeyAfterRecords. */
   rekeys: number;
+  /** Cluster: peers released after peerDownMs of silence (they stopped holding the ring back). */
+  peersReleased: number;
+  /** Cluster: released peers whose heartbeat moved again (they hold the ring again). */
+  peersReturned: number;
 }
 
 /** What close() resolves with (and the 'close' event carries): what never reached the volume. */
@@ -101,7 +133,7 @@ export interface WriterCloseReport {
   error?: LunlinkError;
 }
 
-export type ResolvedWriterOptions = Required<Omit<RingWriterOptions, "peerAck" | "localAck" | "delivered" | "takeOver" | "auth" | "clock" | "entropy">>;
+export type ResolvedWriterOptions = Required<Omit<RingWriterOptions, "peerAck" | "peerAcks" | "peerRows" | "localAck" | "delivered" | "takeOver" | "auth" | "clock" | "entropy">>;
 
 export function resolveOptions(o: RingWriterOptions): ResolvedWriterOptions {
   if (!Number.isInteger(o.nodeId) || o.nodeId < 1 || o.nodeId > 0xffffffff) throw invalidArgument("nodeId", "an integer in 1..4294967295", o.nodeId);
@@ -115,6 +147,8 @@ export function resolveOptions(o: RingWriterOptions): ResolvedWriterOptions {
     ownerCheckMs: integerOption("ownerCheckMs", o.ownerCheckMs, 1000, 10, 600_000),
     ackPollMs: integerOption("ackPollMs", o.ackPollMs, 1, 1, 60_000),
     closeTimeoutMs: integerOption("closeTimeoutMs", o.closeTimeoutMs, 3000, 0, 600_000),
+    peerDownMs: integerOption("peerDownMs", o.peerDownMs, 0, 0, 3_600_000),
+    liveCheckMs: integerOption("liveCheckMs", o.liveCheckMs, 0, 0, 600_000),
     overwriteUnacked: o.overwriteUnacked ?? true,
     controlWaitsForAck: o.controlWaitsForAck ?? true,
     fullQueue: o.fullQueue ?? "drop",

@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 
 import { AuthMode, FrameType, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
-import { decodeStatus, pickStatus } from "../format/status.ts";
+import { decodeStatus, pickStatus, type StatusBlock } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
@@ -33,6 +33,8 @@ export interface RingWriterEvents {
   write: [offsetBytes: number, lengthBytes: number, what: "record" | "pad" | "status" | "superblock"];
   /** close() finished (drained, or gave up at closeTimeoutMs): what was not written. */
   close: [WriterCloseReport];
+  /** Cluster: a peer silent for peerDownMs stopped holding the ring back (true), or came back (false). */
+  peerReleased: [node: number, released: boolean];
 }
 
 /** Bound on append() and flush() calls waiting at once; beyond it they fail with ERR_LUNLINK_QUEUE_FULL. */
@@ -87,7 +89,9 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
         { path: volume.path },
       );
     }
-    const delivered = await persistedDelivered(volume, superblock, keys);
+    const persisted = await persistedStatus(volume, superblock, keys);
+    if (resolved.liveCheckMs > 0) await refuseLiveWriter(volume, superblock, keys, clock, resolved.liveCheckMs, options.nodeId);
+    const delivered = persisted === undefined || persisted.deliveredSeq === 0n ? undefined : { epoch: persisted.deliveredEpoch, seq: persisted.deliveredSeq };
     const scan = await scanRing(volume, superblock.blockBytes, superblock.ringBlocks);
     const startSeq = scan.highestSeq + 1n > superblock.epochStartSeq ? scan.highestSeq + 1n : superblock.epochStartSeq;
     const entropy = options.entropy ?? ((n: number) => new Uint8Array(randomBytes(n)));
@@ -115,6 +119,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       oldestAtOpen: scan.lowestStartSeq,
       existing: scan.records,
       delivered,
+      ...(persisted?.peers === undefined ? {} : { peerRows: persisted.peers }),
       alloc: (n) => volume.alloc(n),
       entropy,
     });
@@ -244,6 +249,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       if (action.kind === "stop") break;
       if (action.kind === "sleep") await this.sleep(action.untilMs);
       else await this.perform(action).catch((error: unknown) => this.failWith(error));
+      for (const event of this.core.peerEvents.splice(0)) this.emit("peerReleased", event.node, event.released);
       this.settleWaiters();
     }
     this.settleWaiters();
@@ -272,6 +278,8 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     return {
       wallMs: this.clock.wallMs(),
       peerAck: this.options.peerAck?.(),
+      ...(this.options.peerAcks === undefined ? {} : { peerAcks: this.options.peerAcks() }),
+      ...(this.options.peerRows === undefined ? {} : { peerRows: this.options.peerRows() }),
       localAck: this.options.localAck?.(),
       delivered: this.options.delivered?.(),
       roomWanted: this.roomWaiters.length > 0,
@@ -333,11 +341,27 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
   }
 }
 
-/** The delivered mark already on the volume (its newer valid status slot of this volume), to carry forward. */
-async function persistedDelivered(volume: Volume, superblock: Superblock, keys: RingKeys | undefined): Promise<Ack | undefined> {
+/** The status already on the volume (its newer valid slot of this volume): delivered marks to carry forward. */
+async function persistedStatus(volume: Volume, superblock: Superblock, keys: RingKeys | undefined): Promise<StatusBlock | undefined> {
   const B = superblock.blockBytes;
   const mac = keys?.statusMac;
   const status = pickStatus(decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[0] * B, B), mac), decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[1] * B, B), mac));
-  if (status === undefined || status.volumeUuid !== superblock.volumeUuid || status.deliveredSeq === 0n) return undefined;
-  return { epoch: status.deliveredEpoch, seq: status.deliveredSeq };
+  return status === undefined || status.volumeUuid !== superblock.volumeUuid ? undefined : status;
+}
+
+/**
+ * Two nodes configured with the same id both pass the owner check at open: watch the status block
+ * for liveCheckMs first, and refuse the ring if its heartbeat moves (a live writer holds it).
+ */
+async function refuseLiveWriter(volume: Volume, superblock: Superblock, keys: RingKeys | undefined, clock: Clock, liveCheckMs: number, nodeId: number): Promise<void> {
+  const before = await persistedStatus(volume, superblock, keys);
+  await new Promise<void>((resolve) => clock.setTimer(liveCheckMs, resolve));
+  const after = await persistedStatus(volume, superblock, keys);
+  if (after !== undefined && (before === undefined || after.heartbeat !== before.heartbeat || after.generation !== before.generation || after.epoch !== before.epoch)) {
+    throw new LunlinkError(
+      ErrorCode.NotOwner,
+      `${volume.path}: node id ${nodeId} is live on this ring (its status heartbeat moved from ${before?.heartbeat ?? "none"} to ${after.heartbeat} within ${liveCheckMs} ms): two nodes configured with the same id? This writer does not start`,
+      { path: volume.path },
+    );
+  }
 }

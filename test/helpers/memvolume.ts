@@ -2,10 +2,13 @@
 // byte array, with faults the simulation injects on purpose (a write torn at a 512-byte sector that
 // completes later, bit flips). Real-device behaviour is covered by the device tests; this exists so
 // a seeded run of thousands of steps replays exactly.
+import { EventEmitter } from "node:events";
+
 import { ErrorCode, LunlinkError, type Volume } from "../../lib/index.ts";
 import type { VolumeGeometry } from "../../lib/io/geometry.ts";
 
-export class MemVolume {
+/** An EventEmitter like Volume (stall/recover), so views over it (lib/ring/region.ts) can listen. */
+export class MemVolume extends EventEmitter {
   readonly path = "mem:simulation";
   readonly readOnly = false;
   readonly store: Uint8Array;
@@ -27,6 +30,7 @@ export class MemVolume {
   private stalled: (() => void)[] = [];
 
   constructor(sizeBytes: number) {
+    super();
     this.store = new Uint8Array(sizeBytes);
     this.geometry = {
       kind: "file",

@@ -465,11 +465,11 @@ test("superblock: buffer bounds, the version, and authMode against the MAC area"
   encodeSuperblock(sb, out);
   t.true(decodeSuperblock(out.subarray(0, SUPERBLOCK_BYTES)).ok, "exactly SUPERBLOCK_BYTES");
   const short = decodeSuperblock(out.subarray(0, SUPERBLOCK_BYTES - 1));
-  t.deepEqual(short, { ok: false, reason: "geometry", detail: "block of 183 bytes" });
+  t.deepEqual(short, { ok: false, reason: "geometry", detail: "block of 199 bytes" });
   t.throws(() => encodeSuperblock(sb, new Uint8Array(SUPERBLOCK_BYTES)), { message: /superblock buffer too small/ }, "smaller than the block size");
   t.throws(() => encodeSuperblock(superblockFixture({ salt: new Uint8Array(31) }), new Uint8Array(B)), { message: /salt must be 32 bytes/ });
   t.throws(() => encodeSuperblock(superblockFixture({ blockBytes: 100 }), new Uint8Array(150)), { message: /superblock buffer too small/ }, "smaller than the superblock");
-  t.deepEqual([out[6], out[7]], [SUPERBLOCK_BYTES, 0], "encoded bytes field: 184, little-endian (docs/format.md)");
+  t.deepEqual([out[6], out[7]], [SUPERBLOCK_BYTES, 0], "encoded bytes field: 200, little-endian (docs/format.md)");
   t.throws(() => encodeSuperblock(sb, new Uint8Array(B), new Uint8Array(32)), { message: /a MAC key exactly when authMode is keyed/ });
   t.throws(() => encodeSuperblock(superblockFixture({ authMode: AuthMode.Keyed }), new Uint8Array(B)), { message: /a MAC key exactly when authMode is keyed/ });
   const dirty = new Uint8Array(B).fill(0xcd);
@@ -479,11 +479,17 @@ test("superblock: buffer bounds, the version, and authMode against the MAC area"
   const resealed = (edit: (v: DataView) => void, macKey?: Uint8Array) => {
     const copy = out.slice();
     edit(new DataView(copy.buffer));
-    seal(copy, 152, macKey);
+    seal(copy, 168, macKey);
     return copy;
   };
-  const v2 = decodeSuperblock(resealed((v) => v.setUint16(4, 2, true)));
-  t.deepEqual(v2, { ok: false, reason: "version", detail: "format version 2; this lunlink reads version 1" });
+  const v3 = decodeSuperblock(resealed((v) => v.setUint16(4, 3, true)));
+  t.deepEqual(v3, { ok: false, reason: "version", detail: "format version 3; this lunlink reads version 2" });
+  // A version 1 superblock (check at 152) is named by its version, not reported as a bad checksum.
+  const v1 = out.slice();
+  new DataView(v1.buffer).setUint16(4, 1, true);
+  v1.fill(0, 152, 200);
+  seal(v1, 152);
+  t.deepEqual(decodeSuperblock(v1), { ok: false, reason: "version", detail: "format version 1; this lunlink reads version 2" });
   const macKey = randomBytes(32);
   const noneWithMac = resealed(() => {}, macKey);
   t.deepEqual(decodeSuperblock(noneWithMac), { ok: false, reason: "checksum", detail: "check area holds a MAC but authMode is none" });
@@ -552,18 +558,18 @@ test("status: buffer bounds, version and slot under a valid CRC", (t) => {
   t.true(out.subarray(STATUS_BYTES).every((b) => b === 0), "the rest of the block is zeroed");
   const exact = decodeStatus(out.subarray(0, STATUS_BYTES));
   t.deepEqual(exact, { ok: true, status: s }, "exactly STATUS_BYTES");
-  t.deepEqual(decodeStatus(out.subarray(0, STATUS_BYTES - 1)), { ok: false, reason: "checksum", detail: "block of 143 bytes" });
+  t.deepEqual(decodeStatus(out.subarray(0, STATUS_BYTES - 1)), { ok: false, reason: "checksum", detail: "block of 719 bytes" });
   t.throws(() => encodeStatus(s, new Uint8Array(STATUS_BYTES - 1)), { message: /status buffer too small/ });
   t.notThrows(() => encodeStatus(s, new Uint8Array(STATUS_BYTES)));
   const resealed = (edit: (v: DataView) => void) => {
     const copy = out.slice();
     edit(new DataView(copy.buffer));
-    seal(copy, 112);
+    seal(copy, 688);
     return decodeStatus(copy);
   };
   t.deepEqual(
-    resealed((v) => v.setUint16(4, 2, true)),
-    { ok: false, reason: "version", detail: "format version 2" },
+    resealed((v) => v.setUint16(4, 1, true)),
+    { ok: false, reason: "version", detail: "format version 1" },
   );
   t.deepEqual(
     resealed((v) => v.setUint16(6, 2, true)),
