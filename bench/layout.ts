@@ -1,7 +1,7 @@
 // `npm run bench -- layout`: should the cold structures (superblock, status block, inspect output)
 // be described with buffer-layout, the declarative codec the design card names, instead of the
 // hand-written DataView codecs in lib/format? Measures a superblock's field decode both ways (same
-// 184 bytes, in memory, one core) beside the full lib decode (fields + CRC32C), and checks 64-bit
+// 200 bytes, in memory, one core) beside the full lib decode (fields + CRC32C), and checks 64-bit
 // precision: buffer-layout's nu64 yields a JS number, exact only below 2^53, where the format's
 // sequence numbers, epochs and block counts are u64.
 import { blob, nu64, struct, u16, u32, u8 } from "buffer-layout";
