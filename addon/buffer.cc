@@ -1,6 +1,6 @@
 // Native-owned aligned buffers; see buffer.h for the ownership rule. JS sees a Block through an
-// external ArrayBuffer (lib/io also marks it untransferable, so postMessage/structuredClone copy it
-// instead of moving it). A registry keyed by the block's address lets the addon recognise its own
+// external ArrayBuffer, which Node itself will not transfer (and which nobody may key: buffer.h).
+// A registry keyed by the block's address lets the addon recognise its own
 // memory in a view it is handed; anything else is refused, and lib/io bounces foreign buffers
 // through a Block of its own.
 #include "buffer.h"

@@ -2,6 +2,11 @@
 // aligned allocation shared (std::shared_ptr) between the JS view that exposes it and every job that
 // uses it, and freed only when the last of them lets go. JS can detach or drop its view at any time
 // (transfer, GC); a job's reference keeps the memory alive until the thread returns, however late.
+// Never mark a Block's ArrayBuffer with worker_threads.markAsUntransferable: Node refuses to transfer
+// external ArrayBuffers by itself (20 copies them, 22+ throws DataCloneError), and on Node 24 the call
+// also sets a V8 detach key, which Node's teardown hook for external buffers (an unkeyed Detach, then
+// Check) cannot pass: every process holding such a buffer at exit aborts with "FATAL ERROR:
+// v8::FromJust Maybe value is Nothing" in Environment::RunCleanup (test/unit/node-versions.test.ts).
 #pragma once
 
 #include <napi.h>

@@ -1,9 +1,7 @@
 // The typed facade of the addon's TUN interface (addon/tun.cc) for lib/tun: only lib/io touches the
 // raw addon. The batch views start() returns are native-owned memory (external ArrayBuffers the
 // reader thread keeps alive): transferring or dropping them cannot free or move what the thread
-// writes into; they are marked untransferable here too, so postMessage/structuredClone copy them.
-import { markAsUntransferable } from "node:worker_threads";
-
+// writes into (never marked untransferable here: see addon/buffer.h).
 import { addon, nativeSyscallFailure, syscallName, type NativeTunBatchHandler, type NativeTunHandle, type NativeTunInfo } from "./native.ts";
 
 export { nativeSyscallFailure, syscallName };
@@ -36,12 +34,7 @@ export class TunHandle {
 
   /** Starts the reader thread; returns each slot's [packets, lengths] views (valid during onBatch only). */
   start(onBatch: NativeTunBatchHandler): [Uint8Array, Uint32Array][] {
-    const slots = this.native.start(onBatch);
-    for (const [packets, lengths] of slots) {
-      markAsUntransferable(packets.buffer);
-      markAsUntransferable(lengths.buffer);
-    }
-    return slots;
+    return this.native.start(onBatch);
   }
 
   /** false: the kernel dropped the packet. */

@@ -1,10 +1,8 @@
 // The typed facade of the addon's UDP socket (addon/udp.cc) for lib/link: only lib/io touches the raw
-// addon. Receive batches arrive in native-owned slots (marked untransferable here, like the TUN's),
+// addon. Receive batches arrive in native-owned slots (external ArrayBuffers, like the TUN's),
 // valid only during the handler; a slot goes back to the receive thread once per event-loop turn, so
 // a flood cannot keep timers (heartbeats) waiting. Send: a whole batch in one sendmmsg (UDP GSO for
 // runs of equal sizes), never throwing for a network condition: what the kernel refused is counted.
-import { markAsUntransferable } from "node:worker_threads";
-
 import { invalidArgument, type LunlinkError, systemError } from "../errors.ts";
 import { addon, nativeSyscallFailure, syscallName, type NativeUdpHandle } from "./native.ts";
 
@@ -65,10 +63,6 @@ export class UdpSocket {
     this.handler = handler;
     this.onError = onError;
     this.slots = this.native.start(this.onBatch);
-    for (const [datagrams, table] of this.slots) {
-      markAsUntransferable(datagrams.buffer);
-      markAsUntransferable(table.buffer);
-    }
   }
 
   /** Sends `count` datagrams stored back to back in `buffer` to `to` (numeric IPv4); returns how many the kernel took. */

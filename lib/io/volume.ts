@@ -16,7 +16,6 @@
 import { EventEmitter } from "node:events";
 import { statfs } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
-import { markAsUntransferable } from "node:worker_threads";
 
 import { DeadlineTracker } from "./deadlines.ts";
 import { ErrorCode, LunlinkError, describe, errnoName, integerOption, invalidArgument, systemError } from "../errors.ts";
@@ -540,8 +539,8 @@ function refusal(submitted: Submitted, op: string, path: string): LunlinkError {
 
 /**
  * A zeroed Uint8Array whose first byte sits at a multiple of `alignment` (a power of two). Its
- * memory is native-owned: volume I/O uses it in place, and it cannot be transferred (postMessage
- * and structuredClone copy it), so no JS call can pull it from under an I/O thread.
+ * memory is native-owned: volume I/O uses it in place, and no JS call can pull it from under an I/O
+ * thread (Node itself refuses to transfer it; see addon/buffer.h for why it is never marked here).
  */
 export function alignedBuffer(lengthBytes: number, alignment = 4096): Uint8Array {
   if (!Number.isSafeInteger(lengthBytes) || lengthBytes < 1 || lengthBytes > 2 ** 30) {
@@ -551,7 +550,6 @@ export function alignedBuffer(lengthBytes: number, alignment = 4096): Uint8Array
     throw invalidArgument("alignment", "a power of two in 1..2^20", alignment);
   }
   const buffer = addon().alignedBuffer(lengthBytes, alignment);
-  markAsUntransferable(buffer.buffer);
   ownedBuffers.add(buffer.buffer);
   return buffer;
 }
