@@ -15,7 +15,8 @@ const deviceFiles = readdirSync("test/device").filter((f) => f.endsWith(".test.t
 // with its data instead of stalling), and the latter has not been run on io_uring.
 const SECOND_ENGINE_FILES = ["loop.test.ts", "faults.test.ts"];
 const suites = [
-  { name: "unit", config: "ava.config.js", files: [] },
+  // LUNLINK_NODE_MATRIX: the node-versions test must find Node 22 and 24 (scripts/deps.sh test installs them).
+  { name: "unit", config: "ava.config.js", files: [], env: { LUNLINK_NODE_MATRIX: "1" } },
   ...deviceFiles.map((f) => ({ name: `device ${f}`, config: "ava.device.config.js", files: [`test/device/${f}`] })),
   ...SECOND_ENGINE_FILES.filter((f) => deviceFiles.includes(f)).map((f) => ({
     name: `device ${f} (engine io_uring)`,
