@@ -104,7 +104,8 @@ export async function rawBench(args: string[]): Promise<void> {
     const file = scratch.file("file.img", VOLUME_BYTES);
     const loop = scratch.loop("loop.img", VOLUME_BYTES);
     const dio = execFileSync("cat", [`/sys/block/${loop.slice(5)}/loop/dio`], { encoding: "utf8" }).trim();
-    const probe = await Volume.open(file);
+    // Asks for "auto" explicitly: the default engine is threads, so a default open would never show io_uring.
+    const probe = await Volume.open(file, { engine: "auto" });
     const autoEngine = probe.engine;
     await probe.close();
 
