@@ -1,8 +1,9 @@
 // Volume: one block device or file opened for O_DIRECT I/O off the event loop and the libuv pool:
 // through the volume's own io_uring (engine "io_uring", addon/uring.cc) or lunlink's own threads
 // (engine "threads", addon/pool.cc, the default); "auto" takes io_uring when the kernel allows it.
-// Threads stay the default until io_uring measures at least as fast in bench raw: its first run
-// wrote 64 KiB QD1 at 0.2x the thread engine (README "I/O engines").
+// Threads stay the default until io_uring is shown at least as fast across runs: a first, loaded
+// run wrote 64 KiB QD1 at 0.2x the thread engine, the 2026-11-29 bench run put it ahead in 18 of
+// 24 bench raw cells (README "I/O engines", "Benchmarks").
 // Invariants checked before every syscall: the volume is open, offsets and lengths are multiples
 // of the logical block size, buffer addresses are aligned, the range lies inside the volume.
 // Every request has a deadline (ioTimeoutMs): past it a request that never started is cancelled
