@@ -4,7 +4,7 @@ import { once } from "node:events";
 import type { ChildProcess } from "node:child_process";
 
 import type { LinkStatus } from "../../lib/link/link.ts";
-import type { LinkTimers } from "../../lib/link/paths.ts";
+import { LinkState, type Active, type LinkTimers, type PathState } from "../../lib/link/paths.ts";
 import type { Lab } from "../../lib/node/lab.ts";
 
 export interface PeerReport {
@@ -66,28 +66,27 @@ export async function finishPeers(peers: ChildProcess[]): Promise<PeerReport[]> 
 export type DataRoute = "primary" | "storage" | "both" | "isolated";
 
 /**
- * Replays the sender's transitions (the LinkState rules of lib/link/paths.ts `dataPaths`) to find
- * the route of each data message. The drain window after a failback sends on storage only unless
- * the ring has drained, which the report does not record: such messages count as storage-carried,
- * the stricter reading (their loss must be counted by the product).
+ * Replays the sender's transitions into a LinkState (its path states, active path and failback
+ * drain) and asks the product's own rule, `dataPaths`, where each data message went. Whether the
+ * ring had drained is not in the report: it is taken as not drained, so drain-window messages count
+ * as storage-carried, the stricter reading (their loss must be counted by the product).
  */
 export function dataRoutes(sender: PeerReport): DataRoute[] {
   const events = [...sender.status.transitions].sort((x, y) => x.atMs - y.atMs);
-  const state = { primary: "down", storage: "down", active: "isolated", drainUntilMs: Number.NEGATIVE_INFINITY };
+  const state = new LinkState(sender.timers);
   let e = 0;
   return sender.sentAtMs.map((at) => {
     for (; e < events.length && events[e]!.atMs <= at; e++) {
       const x = events[e]!;
-      if (x.kind === "path" && (x.subject === "primary" || x.subject === "storage")) state[x.subject] = x.to;
+      if (x.kind === "path" && (x.subject === "primary" || x.subject === "storage")) state[x.subject].state = x.to as PathState;
       if (x.kind === "active") {
         if (x.from === "storage" && x.to === "primary") state.drainUntilMs = x.atMs + sender.timers.failbackDrainMs;
-        state.active = x.to;
+        state.active = x.to as Active;
       }
     }
-    if (state.active === "storage") return "storage";
     if (state.active === "isolated") return "isolated";
-    if (at < state.drainUntilMs) return "storage";
-    return state.primary === "suspect" && state.storage !== "down" ? "both" : "primary";
+    const paths = state.dataPaths(at, false);
+    return paths.primary && paths.storage ? "both" : paths.primary ? "primary" : "storage";
   });
 }
 
