@@ -51,9 +51,7 @@ export async function idleBench(args: string[]): Promise<void> {
   const stop = () => void lab.destroy().finally(() => process.exit(130));
   process.once("SIGINT", stop);
   try {
-    await lab.startNode(1);
-    await lab.startNode(2);
-    for (const id of [1, 2] as const) await lab.waitFor(id, "up", (s) => s.active === "primary" && s.paths.storage.state === "up");
+    await lab.startPair();
     console.log(`# idle: the lab pair with nothing but heartbeats for ${seconds} s, default settings; CPU = utime + stime from /proc`);
     console.log(machineLine());
     await sleep(SETTLE_MS);

@@ -35,9 +35,7 @@ export async function linkBench(args: string[]): Promise<void> {
   const stop = () => void lab.destroy().finally(() => process.exit(130));
   process.once("SIGINT", stop);
   try {
-    await lab.startNode(1);
-    await lab.startNode(2);
-    for (const id of [1, 2] as const) await lab.waitFor(id, "up", (s) => s.active === "primary" && s.paths.storage.state === "up");
+    await lab.startPair();
     console.log(`lab: loop devices (direct I/O, 4096-byte sectors), mirrors in the root namespace, default timers, ${keys ? "keys: sealed UDP and keyed rings" : "no keys"}, TUN MTU ${tunMtu}`);
     const wireguard = await startWireguard(lab).catch((error: Error) => {
       console.log(`wireguard-go: not measured (${error.message})`);

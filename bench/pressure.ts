@@ -80,9 +80,7 @@ async function phase(name: string, seconds: number, hog: HogPlacement): Promise<
   process.once("SIGINT", stop);
   let stress: ChildProcess | undefined;
   try {
-    await lab.startNode(1);
-    await lab.startNode(2);
-    for (const id of [1, 2] as const) await lab.waitFor(id, "up", (s) => s.active === "primary" && s.paths.storage.state === "up", 20_000);
+    await lab.startPair(20_000);
     const before = await Promise.all([lab.status(1), lab.status(2)]);
     if (hog !== "none") {
       // detached = setsid(): a new session, so the kernel puts the hog in an autogroup of its own.

@@ -70,9 +70,7 @@ export const demoCommand: Command = {
       const [n1, n2] = lab.nodes;
       say(`node 1: ns ${n1.ns}, send ${n1.send} -> mirror -> node 2 receive ${n2.receive}`);
       say(`node 2: ns ${n2.ns}, send ${n2.send} -> mirror -> node 1 receive ${n1.receive}`);
-      await lab.startNode(1);
-      await lab.startNode(2);
-      for (const id of [1, 2] as const) await lab.waitFor(id, "up on both paths", (s) => s.active === "primary" && s.paths.storage.state === "up");
+      await lab.startPair();
       say("both nodes up: lunlink0 198.18.100.1 <-> 198.18.100.2, primary (sealed UDP over the veth) and storage (keyed rings + mirrors) both healthy");
       const warm = await lab.exec(1, "ping", ["-c", "3", "-i", "0.2", "-W", "1", n2.tunAddress]);
       say(`ping over the primary: ${/rtt min\/avg\/max\/mdev = ([\d./]+)/.exec(warm)?.[1] ?? "?"} ms (min/avg/max/mdev)`);

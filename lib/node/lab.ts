@@ -235,6 +235,13 @@ export class Lab {
     throw new Error(`node ${id}: not ${what} within ${timeoutMs} ms; last status: active ${last?.active}, primary ${last?.paths.primary.state}, storage ${last?.paths.storage.state}`);
   }
 
+  /** Starts node 1, then node 2, and waits until each is up on both paths with the primary active. */
+  async startPair(timeoutMs = 10_000): Promise<void> {
+    await this.startNode(1);
+    await this.startNode(2);
+    for (const id of [1, 2] as const) await this.waitFor(id, "up on both paths", (s) => s.active === "primary" && s.paths.storage.state === "up", timeoutMs);
+  }
+
   /** Cuts (or restores) the primary network: both veth ends go down (up). Storage is untouched. */
   async setPrimary(up: boolean): Promise<void> {
     for (const n of this.nodes) await ip(["-n", n.ns, "link", "set", n.veth, up ? "up" : "down"]);

@@ -69,9 +69,7 @@ async function healLab(t: ExecutionContext, shared: string, receiveOnly = false,
     await writeFile(node.configPath, `${JSON.stringify(config, null, 2)}\n`);
   }
   if (!upNodes) return lab;
-  await lab.startNode(1);
-  await lab.startNode(2);
-  for (const id of [1, 2] as const) await lab.waitFor(id, "up on both paths", (s) => s.active === "primary" && s.paths.storage.state === "up", 15_000);
+  await lab.startPair(15_000);
   await lab.setPrimary(false);
   for (const id of [1, 2] as const) await lab.waitFor(id, "on storage", (s) => s.active === "storage", 10_000);
   // Traffic through the TUN, over storage, for the whole test (bounded by ping's own deadline).

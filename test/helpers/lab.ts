@@ -17,8 +17,6 @@ export async function upLab(t: ExecutionContext, options: Omit<LabOptions, "pref
     if (!t.passed) t.log(logs.filter((l) => l.includes("transition") || l.includes("error")).slice(-40).join("\n"));
     await lab.destroy();
   });
-  await lab.startNode(1);
-  await lab.startNode(2);
-  for (const id of [1, 2] as const) await lab.waitFor(id, "up on both paths", (s) => s.active === "primary" && s.paths.storage.state === "up");
+  await lab.startPair();
   return lab;
 }
