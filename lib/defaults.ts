@@ -12,6 +12,11 @@ export const DEFAULT_IO_TIMEOUT_MS = 5000;
 /** I/O threads per volume (its queue depth), started on demand. */
 export const DEFAULT_IO_THREADS = 4;
 /**
+ * The I/O engine a volume gets when neither its `engine` option nor LUNLINK_ENGINE names one:
+ * threads until io_uring is shown at least as fast across runs (lib/io/volume.ts, README "I/O engines").
+ */
+export const DEFAULT_ENGINE = "threads";
+/**
  * Longest sleep between reads of the next block while a ring follower (poller, mirror) is idle: the
  * latency an idle follower adds to the first record (it snaps back to DEFAULT_POLL_MIN_US on it).
  * 16 ms: an idle follower re-reads ~60 times a second, not 500 (bench idle: issue #13 section 4).

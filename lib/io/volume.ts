@@ -20,7 +20,7 @@ import { performance } from "node:perf_hooks";
 
 import { DeadlineTracker } from "./deadlines.ts";
 import { ErrorCode, LunlinkError, describe, errnoName, integerOption, invalidArgument, systemError } from "../errors.ts";
-import { DEFAULT_IO_THREADS, DEFAULT_IO_TIMEOUT_MS } from "../defaults.ts";
+import { DEFAULT_ENGINE, DEFAULT_IO_THREADS, DEFAULT_IO_TIMEOUT_MS } from "../defaults.ts";
 import { fileSystemName, geometryFrom, type VolumeGeometry } from "./geometry.ts";
 import { Submitted, addon, busyPoll, registerRequest, routeCompletions, syscallName, unregisterRequest, type NativeVolumeHandle } from "./native.ts";
 
@@ -581,9 +581,6 @@ async function openFailure(path: string, errno: number, syscall: string, direct:
   }
   return error;
 }
-
-/** The engine a volume gets when neither the option nor LUNLINK_ENGINE names one. */
-const DEFAULT_ENGINE: EngineChoice = "threads";
 
 function engineOption(value: unknown): EngineChoice {
   const fromEnvironment = process.env["LUNLINK_ENGINE"];
