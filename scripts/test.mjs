@@ -28,7 +28,7 @@ const suites = [
 
 function runSuite(suite) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["node_modules/ava/entrypoints/cli.mjs", "--tap", "--config", suite.config, ...suite.files], {
+    const child = spawn(process.execPath, ["scripts/ava-tap.mjs", "--tap", "--config", suite.config, ...suite.files], {
       stdio: ["ignore", "pipe", "inherit"],
       env: { ...process.env, ...suite.env },
     });

@@ -1,0 +1,34 @@
+// The test runner's own output: CI reads "N passed, N failed" that scripts/test.mjs derives from ava's
+// TAP. ava 7's TAP reporter died on a failure it could not dump (YAMLException), losing that test's
+// name and the summary; scripts/ava-tap.mjs keeps it alive. The fixture fails one test of three.
+import test from "ava";
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const FIXTURE = fileURLToPath(new URL("../fixtures/tap-undefined-field/", import.meta.url));
+const WRAPPER = fileURLToPath(new URL("../../scripts/ava-tap.mjs", import.meta.url));
+const AVA = fileURLToPath(new URL("cli.mjs", import.meta.resolve("ava")));
+
+function runTap(entry: string): Promise<{ code: number | null; stdout: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [entry, "--tap"], { cwd: FIXTURE, encoding: "utf8", timeout: 120_000 }, (error, stdout) => {
+      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : null, stdout });
+    });
+  });
+}
+
+test("the TAP reporter names a failure whose error has an undefined field, and the run ends with its summary", async (t) => {
+  const { code, stdout } = await runTap(WRAPPER);
+  t.regex(stdout, /^not ok \d+ - fails with an error whose stack is not a string$/m);
+  t.regex(stdout, /^ok \d+ - passes before$/m);
+  t.regex(stdout, /^ok \d+ - passes after$/m);
+  t.regex(stdout, /^# pass 2$/m);
+  t.regex(stdout, /^# fail 1$/m);
+  t.is(code, 1);
+});
+
+test("control: ava's own TAP reporter loses that failure and the summary (why the wrapper exists)", async (t) => {
+  const { stdout } = await runTap(AVA);
+  t.notRegex(stdout, /^not ok \d+ - fails with an error whose stack is not a string$/m);
+  t.notRegex(stdout, /^# fail \d+$/m);
+});
