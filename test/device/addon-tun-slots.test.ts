@@ -1,14 +1,29 @@
-// TUN batch slots are native-owned: a packet handler that transfers the views it was handed
-// (structuredClone or postMessage with a transfer list) gets a copy, the reader thread keeps
-// writing only into its own slots, and later batches arrive intact. Runs in a throwaway network
-// namespace (198.18.0.0/15); outcomes only (bytes, counts).
+// TUN batch slots are native-owned: a packet handler that tries to transfer the views it was handed
+// (structuredClone or postMessage with a transfer list) either gets a copy (Node 20) or a
+// DataCloneError (Node 22 and 24 refuse to transfer an untransferable buffer); either way its views
+// stay attached, the reader thread keeps writing only into its own slots, and later batches arrive
+// intact. Run under every supported Node major (test/helpers/node-matrix.ts), each in a throwaway
+// network namespace (198.18.0.0/15); outcomes only (bytes, counts).
 import test from "ava";
 
 import { createNamespace, runIn } from "../helpers/netns.ts";
+import { NODE_MAJORS, nodeBinaryOrReport } from "../helpers/node-matrix.ts";
 
 const TUN_MODULE = new URL("../../lib/tun/tun.ts", import.meta.url).href;
 const PACKETS = 600;
 const WINDOW = 100; // below the TUN's 500-packet txqueue: nothing is dropped however slow the reader
+
+interface Outcome {
+  node: string;
+  seen: number;
+  intact: number;
+  attached: boolean;
+  attempts: number;
+  clones: number;
+  posted: number;
+  refused: number;
+  clonesUnchanged: boolean;
+}
 
 // The scenario, run by `node --import=tsx --input-type=module -e` inside the namespace.
 const SCENARIO = `
@@ -18,6 +33,9 @@ import { TunDevice } from ${JSON.stringify(TUN_MODULE)};
 setTimeout(() => { console.error("25 s limit"); process.exit(3); }, 25000).unref();
 const tun = await TunDevice.open({ name: "lltslot0", mtu: 1500, address: "198.18.131.1/24" });
 const taken = [];
+let attempts = 0;
+let refused = 0;
+let posted = 0;
 let seen = 0;
 let intact = 0;
 let attached = true;
@@ -33,16 +51,24 @@ tun.onPackets((packets, lengths, count) => {
     const n = payload.readUInt32LE(0);
     if (payload.length === 64 && payload.every((b, k) => k < 4 || b === (n + k) % 251)) intact++;
   }
-  if (taken.length < 4) {
-    // Try to take the slot's memory away from the reader thread.
-    const clone = taken.length % 2 === 0
-      ? structuredClone(packets, { transfer: [packets.buffer] })
-      : (port1.postMessage(packets, [packets.buffer]), null);
-    const lengthsClone = structuredClone(lengths, { transfer: [lengths.buffer] });
+  if (attempts < 4) {
+    // Try to take the slot's memory away from the reader thread: a copy or a refusal, never a move.
+    attempts++;
+    const transfer = (view, viaPort) => {
+      try {
+        if (viaPort) { port1.postMessage(view, [view.buffer]); posted++; return null; }
+        const clone = structuredClone(view, { transfer: [view.buffer] });
+        return { view: clone, snapshot: Buffer.from(clone.buffer, clone.byteOffset, clone.byteLength) };
+      } catch (error) {
+        if (error?.name !== "DataCloneError") throw error;
+        refused++;
+        return null;
+      }
+    };
+    const packetsClone = transfer(packets, attempts % 2 === 0);
+    const lengthsClone = transfer(lengths, false);
     attached &&= packets.byteLength > 0 && lengths.byteLength > 0;
-    if (clone !== null) taken.push({ view: clone, snapshot: Buffer.from(clone) });
-    else taken.push(null);
-    taken.push({ view: lengthsClone, snapshot: Buffer.from(lengthsClone.buffer, lengthsClone.byteOffset, lengthsClone.byteLength) });
+    for (const clone of [packetsClone, lengthsClone]) if (clone !== null) taken.push(clone);
   }
 });
 const socket = dgram.createSocket("udp4");
@@ -60,18 +86,27 @@ for (let sent = 0; sent < ${PACKETS} && Date.now() < until; ) {
 socket.close();
 port1.close();
 port2.close();
-const clonesUnchanged = taken.filter((x) => x !== null).every(({ view, snapshot }) => Buffer.compare(Buffer.from(view.buffer, view.byteOffset, view.byteLength), snapshot) === 0);
+const clonesUnchanged = taken.every(({ view, snapshot }) => Buffer.compare(Buffer.from(view.buffer, view.byteOffset, view.byteLength), snapshot) === 0);
 await tun.close();
-console.log(JSON.stringify({ seen, intact, attached, clones: taken.filter((x) => x !== null).length, clonesUnchanged }));
+console.log(JSON.stringify({ node: process.version, seen, intact, attached, attempts, clones: taken.length, posted, refused, clonesUnchanged }));
 `;
 
-test("a packet handler that transfers its batch views gets copies; the reader thread keeps to its own memory", async (t) => {
-  const ns = await createNamespace(t, "slot");
-  const stdout = await runIn(ns, process.execPath, ["--import=tsx", "--input-type=module", "-e", SCENARIO], 30_000);
-  const out = JSON.parse(stdout.trim().split("\n").pop() ?? "{}") as { seen: number; intact: number; attached: boolean; clones: number; clonesUnchanged: boolean };
-  t.is(out.seen, PACKETS);
-  t.is(out.intact, PACKETS, "every packet read after the transfers arrived intact");
-  t.true(out.attached, "the handler's views stayed attached (transfer copied them)");
-  t.true(out.clones >= 4);
-  t.true(out.clonesUnchanged, "the reader thread never wrote into memory handed to a new owner");
-});
+for (const major of NODE_MAJORS) {
+  test(`Node ${major}: a packet handler that transfers its batch views gets copies or a DataCloneError; the reader thread keeps to its own memory`, async (t) => {
+    const binary = nodeBinaryOrReport(t, major);
+    if (binary === undefined) return;
+    const ns = await createNamespace(t, `slot${major}`);
+    const stdout = await runIn(ns, binary, ["--import=tsx", "--input-type=module", "-e", SCENARIO], 30_000);
+    const out = JSON.parse(stdout.trim().split("\n").pop() ?? "{}") as Outcome;
+    t.log(`${out.node}: ${out.clones} copies, ${out.posted} posted, ${out.refused} refusals`);
+    t.true(out.node.startsWith(`v${major}.`), `ran under ${out.node}`);
+    t.is(out.seen, PACKETS);
+    t.is(out.intact, PACKETS, "every packet read after the transfer attempts arrived intact");
+    t.true(out.attached, "the handler's views stayed attached (a transfer copied or was refused)");
+    t.is(out.attempts, 4);
+    // Eight transfer attempts (per attempt: the packets view by structuredClone or postMessage, the
+    // lengths view by structuredClone); each copied, posted (a copy on the port) or refused.
+    t.is(out.clones + out.posted + out.refused, 8, "every transfer was a copy or a DataCloneError");
+    t.true(out.clonesUnchanged, "the reader thread never wrote into memory handed to a new owner");
+  });
+}

