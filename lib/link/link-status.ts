@@ -2,8 +2,8 @@
 // path's view, the UDP path's counters and `nowMs`: ages are relative to nowMs (null for a path never
 // heard from or not up), 64-bit sequence numbers become strings (JSON), and the copies returned share
 // nothing mutable with the core. No I/O, no clock of its own.
-import type { RingReaderCounters } from "../ring/reader.ts";
-import type { RingWriterCounters } from "../ring/writer.ts";
+import type { RingReaderCounters } from "../ring/reader-api.ts";
+import type { RingWriterCounters } from "../ring/writer-options.ts";
 import type { CoreCounters, LinkCore, LinkState, RefusedCounters, Transition } from "./paths.ts";
 import type { StorageReport } from "./storage-path.ts";
 import type { UdpSocketCounters } from "../io/udp.ts";
