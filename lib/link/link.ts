@@ -7,24 +7,26 @@
 //            LinkCore (decode, session, path heartbeat, control in order and acked, data dedupe and
 //            failback order) -> "data"/"control" events, and data batches (onDataBatch: one call per
 //            receive batch, for TunDevice.writeBatch)
-// Every decision is in the sans-IO LinkCore (paths.ts, with control.ts and window.ts); the storage
-// path heals itself (lib/link/storage-path.ts); this shell only moves bytes and time. Invariants:
+// Every decision is in the sans-IO LinkCore (paths.ts, with control.ts and window.ts); delivery
+// batches, waiting control calls and the status are pure too (delivery-batch.ts, control-waiting.ts,
+// link-status.ts); the storage path heals itself (lib/link/storage-path.ts); this shell only moves
+// bytes and time. Invariants:
 // heartbeats run on both paths all the time; the application never sees a data message twice;
 // control is delivered once, in order; sendControl waits for acks, never polls.
 import { randomInt } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 
-import { FRAME_HEADER_BYTES } from "../format/layout.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
-import type { RingReader } from "../ring/reader.ts";
-import { StoragePath, type StoragePathOptions, type StorageReport } from "./storage-path.ts";
+import { ControlWaiting, MAX_CONTROL_WAITING } from "./control-waiting.ts";
+import { DeliveryBatch } from "./delivery-batch.ts";
+import { linkCounters, linkStatus, type LinkCounters, type LinkStatus } from "./link-status.ts";
+import { StoragePath, type StoragePathOptions } from "./storage-path.ts";
 import type { StateChange } from "../io/supervisor.ts";
-import type { RingWriter } from "../ring/writer.ts";
 import { encodeHeader, MAX_MESSAGE_BYTES, MessageKind, MESSAGE_HEADER_BYTES, PathId, RING_FRAME_TYPE, type MessageHeader } from "./message.ts";
 import { UdpPath } from "./udp-path.ts";
 import { ringKey, sharedSecret } from "./keys.ts";
-import { LinkCore, type CoreCounters, type LinkOutput, type RefusedCounters, type LinkState, type LinkTimers, type Transition } from "./paths.ts";
+import { LinkCore, type LinkOutput, type LinkTimers, type Transition } from "./paths.ts";
 import { Opener, SEAL_OVERHEAD_BYTES, Sealer } from "./seal.ts";
 
 export interface Endpoint {
@@ -53,13 +55,8 @@ export interface LinkOptions {
   log?: (event: string, fields: Record<string, unknown>) => void;
 }
 
-export interface LinkCounters extends CoreCounters, RefusedCounters {
-  controlDuplicates: number;
-  controlRetransmits: number;
-  udpSendErrors: number;
-  /** Batching on the primary path: sendmmsg calls and datagrams sent, recvmmsg batches and datagrams received. */
-  udpBatches: { sendCalls: number; datagramsOut: number; receiveBatches: number; datagramsIn: number };
-}
+export type { LinkCounters, LinkStatus } from "./link-status.ts";
+export { DELIVERY_BATCH_BYTES, DELIVERY_BATCH_PACKETS } from "./delivery-batch.ts";
 
 export interface LinkEvents {
   /** A data payload (a view, valid only during the call). */
@@ -74,28 +71,6 @@ export interface LinkEvents {
 /** Receives `count` data payloads back to back in `payloads` (payload i is lengths[i] bytes); valid during the call. */
 export type DataBatchHandler = (payloads: Uint8Array, lengths: Uint32Array, count: number) => void;
 
-/** Bounds of one delivered data batch (what one TunDevice.writeBatch gets). */
-export const DELIVERY_BATCH_PACKETS = 256;
-export const DELIVERY_BATCH_BYTES = 1 << 20;
-
-export interface LinkStatus {
-  node: number;
-  peer: number;
-  active: string;
-  paths: Record<"primary" | "storage", { state: string; reason: string; lastHeardAgoMs: number | null; upForMs: number | null }>;
-  failovers: number;
-  failbacks: number;
-  selfPauses: number;
-  controlPending: number;
-  /** The local storage components: up, recovering (stalled or retrying, with why), failed (configuration). */
-  storage: StorageReport;
-  ring: { headSeq: string; peerAckSeq: string | null; receiveLagRecords: string; writerQueuedBytes: number; writerCounters: RingWriter["counters"]; readerCounters: Omit<RingReader["counters"], "lost"> & { lost: string } };
-  counters: LinkCounters;
-  /** Event-loop delay since the link opened (ms): what a paused loop costs heartbeats and packets. */
-  eventLoopDelayMs: { p50: number; p99: number; max: number };
-  transitions: Transition[];
-}
-
 export class Link extends EventEmitter<LinkEvents> {
   readonly options: LinkOptions;
   readonly core: LinkCore;
@@ -108,8 +83,8 @@ export class Link extends EventEmitter<LinkEvents> {
   private sending = false;
   /** Unsealed datagrams land here (reused: no allocation per datagram). */
   private readonly openScratch = Buffer.allocUnsafe(MAX_MESSAGE_BYTES);
-  /** Data delivered since the last flush, for onDataBatch (payloads back to back). */
-  private readonly delivery = { bytes: new Uint8Array(DELIVERY_BATCH_BYTES), lengths: new Uint32Array(DELIVERY_BATCH_PACKETS), count: 0, used: 0, scheduled: false };
+  /** Data delivered since the last flush, for onDataBatch. */
+  private readonly delivery = new DeliveryBatch();
   private dataBatchHandler: DataBatchHandler | undefined;
   private readonly scratch = new Uint8Array(MESSAGE_HEADER_BYTES + 65535);
   private readonly timers: NodeJS.Timeout[] = [];
@@ -118,7 +93,7 @@ export class Link extends EventEmitter<LinkEvents> {
   private readonly sealer: Sealer | undefined;
   private readonly opener: Opener | undefined;
   /** sendControl calls waiting for room in the control window, in call order; acks admit them (no timers). */
-  private readonly controlWaiting: { payload: Uint8Array; resolve: () => void; reject: (error: Error) => void }[] = [];
+  private readonly controlWaiting = new ControlWaiting();
   /** The core's hands: every effect it decides goes through here. */
   private readonly out: LinkOutput = {
     send: (path, header, payload) => (path === PathId.Primary ? this.sendUdp(header, payload) : this.sendRing(header, payload)),
@@ -128,7 +103,7 @@ export class Link extends EventEmitter<LinkEvents> {
       this.sealer?.bindTo(session); // authenticated (sealed UDP, or a keyed ring): bind our datagrams to it
       if (restarted) this.log("peer-restarted", { session: String(session) });
     },
-    controlRoom: () => this.admitControl(),
+    controlRoom: () => this.controlWaiting.admit((payload) => this.core.submitControl(performance.now(), payload, this.out)),
     transition: (t) => {
       this.log("transition", { ...t });
       this.emit("transition", t);
@@ -245,26 +220,14 @@ export class Link extends EventEmitter<LinkEvents> {
   private deliver(payload: Uint8Array, path: PathId): void {
     if (this.listenerCount("data") > 0) this.emit("data", payload, path === PathId.Primary ? "primary" : "storage");
     if (this.dataBatchHandler === undefined) return;
-    const d = this.delivery;
-    if (d.count === DELIVERY_BATCH_PACKETS || d.used + payload.length > DELIVERY_BATCH_BYTES) this.flushDelivery();
-    d.bytes.set(payload, d.used);
-    d.lengths[d.count++] = payload.length;
-    d.used += payload.length;
+    if (!this.delivery.fits(payload.length)) this.flushDelivery();
     // Ring frames arrive one by one from the poller's record walk: flush after it (UDP flushes at batch end).
-    if (!d.scheduled) {
-      d.scheduled = true;
-      queueMicrotask(this.flushDelivery);
-    }
+    if (this.delivery.push(payload)) queueMicrotask(this.flushDelivery);
   }
 
   private readonly flushDelivery = (): void => {
-    const d = this.delivery;
-    d.scheduled = false;
-    if (d.count === 0) return;
-    const count = d.count;
-    d.count = 0;
-    d.used = 0;
-    if (!this.closed) this.dataBatchHandler?.(d.bytes, d.lengths, count);
+    const count = this.delivery.take();
+    if (count > 0 && !this.closed) this.dataBatchHandler?.(this.delivery.bytes, this.delivery.lengths, count);
   };
 
   /** Queues one control message (reliable, in order). Resolves once it is handed to a path. */
@@ -273,13 +236,9 @@ export class Link extends EventEmitter<LinkEvents> {
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
     // Calls already waiting go first: the order of sendControl calls is the order of sequences.
     if (this.controlWaiting.length === 0 && this.core.submitControl(performance.now(), payload, this.out)) return;
-    if (this.controlWaiting.length >= MAX_CONTROL_WAITING) throw new LunlinkError(ErrorCode.QueueFull, `${MAX_CONTROL_WAITING} control messages already wait for the peer's acks`);
-    await new Promise<void>((resolve, reject) => this.controlWaiting.push({ payload: payload.slice(), resolve, reject }));
-  }
-
-  /** Acks made room: admit waiting control messages, in order, as far as the window goes. */
-  private admitControl(): void {
-    while (this.controlWaiting.length > 0 && this.core.submitControl(performance.now(), this.controlWaiting[0]!.payload, this.out)) this.controlWaiting.shift()!.resolve();
+    await new Promise<void>((resolve, reject) => {
+      if (!this.controlWaiting.add(payload, resolve, reject)) throw new LunlinkError(ErrorCode.QueueFull, `${MAX_CONTROL_WAITING} control messages already wait for the peer's acks`);
+    });
   }
 
   /** The largest payload both paths carry: a UDP datagram (sealed or not) and a ring frame. */
@@ -294,44 +253,14 @@ export class Link extends EventEmitter<LinkEvents> {
   }
 
   get counters(): LinkCounters {
-    const c = this.core.counters;
-    const u = this.udp.counters;
-    const udpBatches = { sendCalls: u.data.sendCalls + u.control.sendCalls, datagramsOut: u.data.datagramsOut + u.control.datagramsOut, receiveBatches: u.data.batchesIn + u.control.batchesIn, datagramsIn: u.data.datagramsIn + u.control.datagramsIn };
-    return { ...c, ...this.core.refused, udpSendErrors: this.udpSendErrors, udpBatches, sent: { ...c.sent }, received: { ...c.received }, controlRetransmits: this.core.controlOut.retransmits, controlDuplicates: this.core.controlIn.duplicates };
+    return linkCounters(this.core, this.udp.counters, this.udpSendErrors);
   }
 
   status(): LinkStatus {
-    const now = performance.now();
-    const state = this.core.paths;
-    const path = (p: LinkState["primary"]) => ({
-      state: p.state,
-      reason: p.reason,
-      lastHeardAgoMs: Number.isFinite(p.lastHeardMs) ? Math.round(now - p.lastHeardMs) : null,
-      upForMs: Number.isNaN(p.upSinceMs) ? null : Math.round(now - p.upSinceMs),
-    });
-    const storage = this.storage;
-    return {
-      node: this.options.nodeId,
-      peer: this.options.peerNodeId,
-      active: state.active,
-      paths: { primary: path(state.primary), storage: path(state.storage) },
-      failovers: state.failovers,
-      failbacks: state.failbacks,
-      selfPauses: state.selfPauses,
-      controlPending: this.core.controlOut.pending,
-      storage: storage.report(),
-      ring: {
-        headSeq: String(storage.headSeq),
-        peerAckSeq: storage.peerAck === undefined ? null : String(storage.peerAck.seq),
-        receiveLagRecords: String(storage.lagRecords),
-        writerQueuedBytes: storage.queuedBytes,
-        writerCounters: storage.writerCounters,
-        readerCounters: { ...storage.readerCounters, lost: String(storage.readerCounters.lost) },
-      },
-      counters: this.counters,
-      eventLoopDelayMs: { p50: this.loopDelay.percentile(50) / 1e6, p99: this.loopDelay.percentile(99) / 1e6, max: this.loopDelay.max / 1e6 },
-      transitions: [...state.transitions],
-    };
+    const s = this.storage;
+    const storage = { report: s.report(), headSeq: s.headSeq, peerAck: s.peerAck, lagRecords: s.lagRecords, queuedBytes: s.queuedBytes, writerCounters: s.writerCounters, readerCounters: s.readerCounters };
+    const loopDelayMs = { p50: this.loopDelay.percentile(50) / 1e6, p99: this.loopDelay.percentile(99) / 1e6, max: this.loopDelay.max / 1e6 };
+    return linkStatus(performance.now(), this.options, this.core, storage, this.counters, loopDelayMs);
   }
 
   async close(): Promise<void> {
@@ -340,7 +269,7 @@ export class Link extends EventEmitter<LinkEvents> {
     for (const timer of this.timers) clearInterval(timer);
     this.loopDelay.disable();
     this.udp.close();
-    for (const waiting of this.controlWaiting.splice(0)) waiting.reject(new LunlinkError(ErrorCode.Closed, "the link closed before the control message could be sent"));
+    this.controlWaiting.rejectAll(new LunlinkError(ErrorCode.Closed, "the link closed before the control message could be sent"));
     await this.storage.close();
   }
 
@@ -393,6 +322,4 @@ export class Link extends EventEmitter<LinkEvents> {
   }
 }
 
-/** sendControl calls that may wait for room in the control window (beyond: ERR_LUNLINK_QUEUE_FULL). */
-const MAX_CONTROL_WAITING = 4096;
 const EMPTY = new Uint8Array(0);

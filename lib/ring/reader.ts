@@ -2,11 +2,12 @@
 // reads the expected block, asks the table, and reads only what the row asks for (the record's other
 // blocks, the status, the superblock, a scan); it never delivers a record that failed a check and never
 // stalls forever behind a damaged one. Keyless and keyed differ by policy (decide.ts) and keys only;
-// nothing an attacker writes makes a keyed poll() throw. Buffers are owned by read-buffers.ts.
+// nothing an attacker writes makes a keyed poll() throw. Buffers are owned by read-buffers.ts; where
+// the reader stands by reader-cursor.ts; what a fault is and whether it counts by fault-memory.ts.
 import { performance } from "node:perf_hooks";
 
 import { DEFAULT_DAMAGE_TIMEOUT_MS } from "../defaults.ts";
-import { AuthMode, FrameType, MAX_FRAME_BYTES, MAX_RECORD_BLOCKS, RECORD_HEADER_END, RING_START_BLOCK, RecordKind, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
+import { AuthMode, FrameType, MAX_FRAME_BYTES, MAX_RECORD_BLOCKS, RING_START_BLOCK, RecordKind } from "../format/layout.ts";
 import { checkBody, checkFirstBlock, forEachFrame, readStamp, type BodyAuth, type BodyVerdict, type FirstBlockVerdict, type RecordHeader, type Stamp } from "../format/record.ts";
 import type { StatusBlock } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
@@ -15,9 +16,10 @@ import { LunlinkError } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import * as core from "./decide.ts";
 import { EpochCiphers } from "./epoch-ciphers.ts";
-import { FaultMemory, type FaultReason, type FaultSource, type RingObserver } from "./fault-memory.ts";
+import { FaultMemory, acceptFault, recordIdentity, statusFaults, type FaultReason, type FaultSource, type RingObserver } from "./fault-memory.ts";
 import { RingKeys } from "./keys.ts";
 import { ReaderBuffers } from "./read-buffers.ts";
+import { ReaderCursor } from "./reader-cursor.ts";
 import { checkReaderOptions, checkReceiveVolume, newReaderCounters, wrongPair, type FrameVisitor, type PollOutcome, type RecordVisitor, type RingReaderCounters, type RingReaderOptions } from "./reader-api.ts";
 import { findRecordStart, scanRing, scanStamps } from "./scan.ts";
 import { readStatusSlots } from "./status.ts";
@@ -25,59 +27,40 @@ import { openSuperblock } from "./superblocks.ts";
 
 export type { FrameVisitor, PollOutcome, RecordVisitor, RingReaderCounters, RingReaderOptions } from "./reader-api.ts";
 
-/** The counter each outcome of an accepted record bumps (replays and damaged go through countFault: logged). */
-const OUTCOME_COUNTERS = { pad: "pads", delivered: "records" } as const;
-
 export class RingReader {
   readonly volume: Volume;
   readonly counters: RingReaderCounters = newReaderCounters();
-  /** Next expected (epoch, seq) and the ring block it is at. */
-  epoch: bigint;
-  seq: bigint;
-  block: number;
   /** The decision table row (decide.ts, docs/format.md) behind the last poll's decision. */
   lastRow: string | undefined;
-  private superblock: Superblock;
+  private readonly cursor: ReaderCursor;
   private readonly policy: core.ReaderPolicy;
   private readonly uuid: Uint8Array;
   private readonly blockBytes: number;
-  private readonly ringBlocks: number;
-  private readonly damageTimeoutMs: number;
   private readonly now: () => number;
   private readonly buffers: ReaderBuffers;
   private readonly scratch = new Uint8Array(MAX_FRAME_BYTES);
-  private invalidSinceMs: number | undefined;
-  /** Data frames of records below this seq were written before a restart: not delivered. */
-  private dropDataBelowSeq = 0n;
   private lastStatus: StatusBlock | undefined;
   private readonly keys: RingKeys | undefined;
   private readonly framingOnly: boolean;
   private readonly ciphers: EpochCiphers | undefined;
-  /** Anti-replay high-water mark: notBefore, then the last record delivered. */
-  private highWater: { epoch: bigint; seq: bigint };
   /** Fault counters count each bad record (status slot, superblock) once, however often it is re-read. */
   private readonly faults = new FaultMemory();
   private readonly observer: RingObserver | undefined;
 
   private constructor(volume: Volume, superblock: Superblock, options: RingReaderOptions, keys: RingKeys | undefined) {
     this.volume = volume;
-    this.superblock = superblock;
     this.keys = keys;
     this.policy = keys === undefined ? core.KEYLESS : core.KEYED;
     this.framingOnly = options.framingOnly === true;
     this.observer = options.observer;
-    this.highWater = options.notBefore === undefined ? { epoch: 0n, seq: 0n } : { ...options.notBefore };
     this.ciphers = keys === undefined ? undefined : new EpochCiphers(keys);
     this.ciphers?.add(superblock);
     this.uuid = uuidBytes(superblock.volumeUuid);
     this.blockBytes = superblock.blockBytes;
-    this.ringBlocks = Number(superblock.ringBlocks);
-    this.damageTimeoutMs = options.damageTimeoutMs ?? DEFAULT_DAMAGE_TIMEOUT_MS;
     this.now = options.now ?? (() => performance.now());
-    this.epoch = superblock.epoch;
-    this.seq = superblock.epochStartSeq;
-    this.block = Number(superblock.epochStartBlock);
-    this.buffers = new ReaderBuffers(volume, this.blockBytes, this.ringBlocks, Math.min(MAX_RECORD_BLOCKS, this.ringBlocks) * this.blockBytes);
+    this.cursor = new ReaderCursor(superblock, options.damageTimeoutMs ?? DEFAULT_DAMAGE_TIMEOUT_MS, options.notBefore, this.counters);
+    const ringBlocks = this.cursor.ringBlocks;
+    this.buffers = new ReaderBuffers(volume, this.blockBytes, ringBlocks, Math.min(MAX_RECORD_BLOCKS, ringBlocks) * this.blockBytes);
   }
 
   static async open(volume: Volume, options: RingReaderOptions): Promise<RingReader> {
@@ -88,11 +71,23 @@ export class RingReader {
     const reader = new RingReader(volume, superblock, options, keys);
     const status = await reader.readStatus();
     const plan = core.startPlan(reader.policy, options.start ?? "head", superblock, status);
-    if (plan.dropDataBelow === "stamps") reader.dropDataBelowSeq = (await scanRing(volume, superblock.blockBytes, superblock.ringBlocks)).highestSeq + 1n;
-    else if (plan.dropDataBelow !== undefined) reader.dropDataBelowSeq = plan.dropDataBelow;
-    if (plan.at !== undefined) reader.moveTo(plan.at);
-    if (plan.seek !== undefined) reader.moveTo(core.seekTo(plan.seek, await findRecordStart(volume, reader.blockBytes, reader.ringBlocks, plan.seek, options.scanLimitBlocks), reader.block));
+    const highest = plan.dropDataBelow === "stamps" ? (await scanRing(volume, superblock.blockBytes, superblock.ringBlocks)).highestSeq : undefined;
+    const found = plan.seek === undefined ? undefined : await findRecordStart(volume, superblock.blockBytes, Number(superblock.ringBlocks), plan.seek, options.scanLimitBlocks);
+    reader.cursor.start(plan, highest, found);
     return reader;
+  }
+
+  /** Next expected (epoch, seq) and the ring block it is at. */
+  get epoch(): bigint {
+    return this.cursor.epoch;
+  }
+
+  get seq(): bigint {
+    return this.cursor.seq;
+  }
+
+  get block(): number {
+    return this.cursor.block;
   }
 
   /** The expected block as last read (the baseline a watch compares against). */
@@ -107,23 +102,17 @@ export class RingReader {
 
   /** The peer's status block (its head, its ack of our records, its heartbeat); cached as lastStatus. */
   async readStatus(): Promise<StatusBlock | undefined> {
-    const mac = this.keys?.statusMac ?? (this.superblock.authMode === AuthMode.Keyed ? "unverified" : undefined);
+    const followed = this.cursor.superblock;
+    const mac = this.keys?.statusMac ?? (followed.authMode === AuthMode.Keyed ? "unverified" : undefined);
     const read = await readStatusSlots(this.volume, this.blockBytes, mac); // a buffer of its own per read: calls may overlap
-    const decision = core.acceptStatus(this.policy, this.state, this.superblock.volumeUuid, this.lastStatus, read.slots, read.status);
-    if (decision.authFailures + decision.downgrades > 0) {
-      read.slots.forEach((slot, i) => {
-        if (slot.ok || (slot.reason !== "auth" && slot.reason !== "downgrade")) return;
-        const offsetBytes = STATUS_SLOT_BLOCKS[i]! * this.blockBytes;
-        this.countFault(slot.reason === "auth" ? "authFailures" : "downgrades", "status", offsetBytes, read.bytes.subarray(i * this.blockBytes, (i + 1) * this.blockBytes), `status slot ${i}: ${slot.reason}`);
-      });
-    }
+    const decision = core.acceptStatus(this.policy, this.cursor.state, followed.volumeUuid, this.lastStatus, read.slots, read.status);
+    for (const fault of statusFaults(decision, read, this.blockBytes)) this.countFault(fault.reason, "status", fault.offsetBytes, fault.what, fault.detail);
     if (decision.do === "check-superblock") {
       // Another volume's status: the volume was reformatted (or swapped) under us, if the superblock agrees.
       const superblock = await this.verifiedSuperblock();
-      if (superblock !== undefined && superblock.volumeUuid !== this.superblock.volumeUuid) throw wrongPair(this.volume.path, superblock.volumeUuid, this.superblock.volumeUuid, this.seq);
+      if (superblock !== undefined && superblock.volumeUuid !== followed.volumeUuid) throw wrongPair(this.volume.path, superblock.volumeUuid, followed.volumeUuid, this.seq);
       return this.lastStatus;
     }
-    if (decision.replays > 0 && read.status !== undefined) this.countFault("replays", "status", STATUS_SLOT_BLOCKS[read.status.slot]! * this.blockBytes, `${read.status.epoch}/${read.status.generation}`, `older status restored (epoch ${read.status.epoch}, generation ${read.status.generation})`);
     if (decision.remember) this.lastStatus = decision.status;
     return decision.status;
   }
@@ -138,14 +127,13 @@ export class RingReader {
     return this.lastStatus;
   }
 
-  /** What to ack: everything below the expected seq was delivered or declared lost (acking only delivered records would leave the writer waiting forever behind a damaged one). */
+  /** What to ack, and the highest authenticated (epoch, seq) delivered (ReaderCursor). */
   get ack(): { epoch: bigint; seq: bigint } {
-    return { epoch: this.epoch, seq: this.seq - 1n };
+    return this.cursor.ack;
   }
 
-  /** The highest authenticated (epoch, seq) delivered (or notBefore): what the link persists and passes back as notBefore. */
   get delivered(): { epoch: bigint; seq: bigint } {
-    return { ...this.highWater };
+    return this.cursor.delivered;
   }
 
   /** Byte offset of the expected block on the volume. */
@@ -167,7 +155,7 @@ export class RingReader {
     const header = first.kind === "header" ? first.header : undefined;
     let body: BodyVerdict | undefined;
     for (let n = 0; n < core.MAX_DECISIONS_PER_POLL; n++) {
-      const state = this.state;
+      const state = this.cursor.state;
       const action = core.decide(this.policy, this.facts(first, body, state), state, this.now());
       this.lastRow = action.row;
       if (action.count !== undefined) this.countFault(action.count, "record", this.expectedOffset, recordIdentity(this.buffers.get("first"), header !== undefined, this.blockBytes), `row ${action.row}`);
@@ -176,7 +164,7 @@ export class RingReader {
         case "wait":
           // The slot holds nothing new again (E3): whatever bad content was there is gone, so the same bytes written there again are a new fault.
           if (action.row === "E3") this.faults.forget("record");
-          this.invalidSinceMs = action.invalidSinceMs;
+          this.cursor.invalidSinceMs = action.invalidSinceMs;
           return "waiting";
         case "read-body":
           this.buffers.get("record").set(this.buffers.get("first"), 0);
@@ -185,13 +173,13 @@ export class RingReader {
         case "judge-damage":
           return this.skipDamaged();
         case "jump":
-          this.moveTo(action.to);
+          this.cursor.moveTo(action.to);
           return action.outcome;
         case "overrun":
         case "verify-overrun":
           return this.overrun(core.must(newerSeq), action.row, action.do === "verify-overrun");
         case "wrong-pair":
-          throw wrongPair(this.volume.path, core.must(first.kind === "foreign" ? first.volumeUuid : undefined), this.superblock.volumeUuid, this.seq);
+          throw wrongPair(this.volume.path, core.must(first.kind === "foreign" ? first.volumeUuid : undefined), this.cursor.superblock.volumeUuid, this.seq);
         case "adopt-epoch":
         case "adopt-epoch/suspect": {
           const outcome = await this.epochChange(core.must(header).epoch);
@@ -216,39 +204,30 @@ export class RingReader {
     const record = this.buffers.get("record").subarray(0, header.blockCount * this.blockBytes);
     if (verb !== "refuse") await onRecord?.(record, this.block, seq);
     const outcome = verb === "refuse" ? "refused" : verb === "pad" ? "pad" : this.deliver(header, record, seq, visit);
-    if (outcome === "refused") this.countFault("replays", "record", this.expectedOffset, record, `authentic record at or below the replay floor (epoch ${header.epoch})`);
-    else if (outcome === "damaged") this.countFault("damaged", "record", this.expectedOffset, record, "checksums passed but the frames do not parse");
-    else {
-      this.counters[OUTCOME_COUNTERS[outcome]]++;
-      if (outcome === "delivered" && header.kind === RecordKind.Batch) this.observer?.delivered?.(header.timestampMs);
-    }
-    this.moveTo(core.past(this.state, header));
+    if (outcome === "refused" || outcome === "damaged") {
+      const { reason, detail } = acceptFault(outcome, header.epoch);
+      this.countFault(reason, "record", this.expectedOffset, record, detail);
+    } else if (outcome === "delivered" && header.kind === RecordKind.Batch) this.observer?.delivered?.(header.timestampMs);
+    this.cursor.pass(header, outcome, this.policy.antiReplay);
     return outcome;
   }
 
   /** Visits the frames (a mirror, framingOnly, visits none); data written before a restart is dropped. */
   private deliver(header: RecordHeader, record: Uint8Array, seq: bigint, visit: FrameVisitor): "delivered" | "damaged" {
     if (this.framingOnly) return "delivered";
-    const stale = seq < this.dropDataBelowSeq;
+    const stale = this.cursor.stale(seq);
     const problem = forEachFrame(record, this.blockBytes, header, this.scratch, (type, flags, bytes, offset, length) => {
       if (stale && type === FrameType.Data) return void this.counters.staleDataDropped++;
       this.counters.frames++;
       visit(seq, type, flags, bytes, offset, length);
     });
     // Checksums passed but the frames do not parse: a writer bug or a forgery. Never deliver more.
-    if (problem !== undefined) return "damaged";
-    if (this.policy.antiReplay) this.highWater = { epoch: header.epoch, seq };
-    return "delivered";
+    return problem === undefined ? "delivered" : "damaged";
   }
 
   /** The table's facts at the expected slot (or, with `at`, at another position: verifyAt). */
   private facts(first: FirstBlockVerdict, body: BodyVerdict | undefined, at: core.ReaderState): core.Facts {
     return core.slotFacts(this.policy, at, this.lastStatus, first, body, (epoch) => this.ciphers?.has(epoch) ?? true);
-  }
-
-  private get state(): core.ReaderState {
-    const { epochStartSeq, epochStartBlock } = this.superblock;
-    return { epoch: this.epoch, seq: this.seq, block: this.block, ringBlocks: this.ringBlocks, epochStartSeq, epochStartBlock: Number(epochStartBlock), invalidSinceMs: this.invalidSinceMs, damageTimeoutMs: this.damageTimeoutMs, highWater: this.highWater };
   }
 
   /** Reads the other blocks of the record whose first block is in the record buffer, at ring `block`, and checks it. */
@@ -260,7 +239,7 @@ export class RingReader {
 
   /** Keyed: whether an authentic record of `seq` starts at `block`: the table, asked there, accepts it (attacker stamps cannot steer us). */
   private async verifyAt(block: number, seq: bigint): Promise<boolean> {
-    const at = { ...this.state, seq, block };
+    const at = { ...this.cursor.state, seq, block };
     const verb = (first: FirstBlockVerdict, body?: BodyVerdict): core.Verb => core.tableRow(this.facts(first, body, at))[this.policy.column];
     const first = checkFirstBlock(await this.buffers.read("record", (RING_START_BLOCK + block) * this.blockBytes, 0, this.blockBytes), this.blockBytes, seq, this.uuid);
     if (first.kind !== "header" || verb(first) !== "read-body") return false;
@@ -272,9 +251,9 @@ export class RingReader {
   /** A suspect slot past the table: wait out damageTimeoutMs, then judge it. */
   private async suspect(row: string, count?: "tornSeen"): Promise<PollOutcome> {
     if (count !== undefined) this.countFault(count, "record", this.expectedOffset, this.buffers.get("first").subarray(0, this.blockBytes), `row ${row}: a newer stamp without evidence of an overrun`);
-    const action = core.suspect(row, this.state, this.now());
+    const action = core.suspect(row, this.cursor.state, this.now());
     if (action.do !== "wait") return this.skipDamaged();
-    this.invalidSinceMs = action.invalidSinceMs;
+    this.cursor.invalidSinceMs = action.invalidSinceMs;
     return "waiting";
   }
 
@@ -286,10 +265,10 @@ export class RingReader {
       await this.epochChange(status.epoch);
       status = this.lastStatus;
     }
-    const head = core.judgeDamage(this.state, status);
+    const head = core.judgeDamage(this.cursor.state, status);
     if (head === undefined) return "waiting";
-    this.countFault("damaged", "record", this.expectedOffset, `damaged ${this.seq}`, `invalid for ${this.damageTimeoutMs} ms while the writer is at seq ${head.headSeq}: skipped`);
-    const here = this.state;
+    this.countFault("damaged", "record", this.expectedOffset, `damaged ${this.seq}`, `invalid for ${this.cursor.damageTimeoutMs} ms while the writer is at seq ${head.headSeq}: skipped`);
+    const here = this.cursor.state;
     let found: core.Position | undefined;
     const visit = async (stamp: Stamp, block: number): Promise<boolean> => {
       if (!core.skipCandidate(this.policy, here, head.headSeq, stamp)) return false;
@@ -297,8 +276,8 @@ export class RingReader {
       found = { seq: stamp.seq, block };
       return true;
     };
-    await scanStamps(this.volume, this.blockBytes, this.ringBlocks, visit, { fromBlock: this.block + 1 });
-    this.moveTo(core.skipDamaged(here, found, head));
+    await scanStamps(this.volume, this.blockBytes, this.cursor.ringBlocks, visit, { fromBlock: this.block + 1 });
+    this.cursor.moveTo(core.skipDamaged(here, found, head));
     return "damaged";
   }
 
@@ -309,31 +288,29 @@ export class RingReader {
   private async overrun(newerSeq: bigint, row: string, verify: boolean): Promise<PollOutcome> {
     const stamp = readStamp(this.buffers.get("first"), 0);
     let to: core.Jump | undefined;
-    if (!verify) to = core.resyncAfterOverrun(this.state, newerSeq, stamp, await this.readStatus());
+    if (!verify) to = core.resyncAfterOverrun(this.cursor.state, newerSeq, stamp, await this.readStatus());
     else {
-      const claim = core.overrunClaim(this.state, newerSeq, stamp);
+      const claim = core.overrunClaim(this.cursor.state, newerSeq, stamp);
       if (claim !== undefined && (await this.verifyAt(claim.block, claim.seq))) to = { ...claim, lost: newerSeq - this.seq };
-      to ??= core.statusOverrun(this.state, await this.readStatus());
+      to ??= core.statusOverrun(this.cursor.state, await this.readStatus());
     }
     if (to === undefined) return this.suspect(row, "tornSeen");
     this.counters.overruns++;
-    this.moveTo(to);
+    this.cursor.moveTo(to);
     return "overrun";
   }
 
   /** The writer started a newer epoch: adopt it as its (verified) superblock says. */
   private async epochChange(epoch: bigint): Promise<PollOutcome> {
-    const decision = core.adoptEpoch(this.policy, this.state, this.superblock.volumeUuid, await this.verifiedSuperblock(), epoch);
-    if (decision.do === "wrong-pair") throw wrongPair(this.volume.path, decision.volumeUuid, this.superblock.volumeUuid, this.seq);
+    const followed = this.cursor.superblock;
+    const decision = core.adoptEpoch(this.policy, this.cursor.state, followed.volumeUuid, await this.verifiedSuperblock(), epoch);
+    if (decision.do === "wrong-pair") throw wrongPair(this.volume.path, decision.volumeUuid, followed.volumeUuid, this.seq);
     if (decision.do === "wait") {
       if (decision.replayed) this.countFault("replays", "superblock", 0, `epoch claim ${epoch}`, `superblock of an epoch below ours restored (a header claims epoch ${epoch})`);
       return "waiting";
     }
-    this.counters.epochChanges++;
-    this.superblock = decision.superblock;
+    this.cursor.adopt(decision.superblock, decision.jump);
     this.ciphers?.add(decision.superblock);
-    this.epoch = decision.superblock.epoch;
-    if (decision.jump !== undefined) this.moveTo(decision.jump);
     return "epoch";
   }
 
@@ -363,27 +340,7 @@ export class RingReader {
    * observer; the same bad content re-read on the next poll or status tick is not counted again.
    */
   private countFault(reason: FaultReason, source: FaultSource, offsetBytes: number, what: Uint8Array | string, detail: string, seq = this.seq): void {
-    if (!this.faults.isNew(reason, FaultMemory.identity(source, offsetBytes, this.epoch, seq, what))) return;
-    const total = ++this.counters[reason];
-    this.observer?.fault?.({ reason, source, offsetBytes, seq, epoch: this.epoch, detail, total });
+    const fault = this.faults.count(this.counters, { reason, source, offsetBytes, seq, epoch: this.epoch, detail }, what);
+    if (fault !== undefined) this.observer?.fault?.(fault);
   }
-
-  /** Moves the expected position (the damage timer restarts); what was skipped is counted lost. */
-  private moveTo(to: core.Position & { lost?: bigint }): void {
-    this.counters.lost += to.lost ?? 0n;
-    this.seq = to.seq;
-    this.block = to.block >= this.ringBlocks ? 0 : to.block;
-    this.invalidSinceMs = undefined;
-  }
-}
-
-/**
- * The bytes a bad record is known by (FaultMemory): its header without the header's own CRC32C
- * (bytes [0, 92): stamp, seq, lengths, timestamp and tag, never touched by a failed open; a CRC32C
- * over bytes that end with their own CRC32C is the same constant for every valid header) when it
- * has one, else the whole first block. Not the payload: a failed open zeroes what it decrypted in
- * place, so payload-only variations of one forged header count once.
- */
-function recordIdentity(block: Uint8Array, hasHeader: boolean, blockBytes: number): Uint8Array {
-  return block.subarray(0, hasHeader ? RECORD_HEADER_END - 4 : blockBytes);
 }

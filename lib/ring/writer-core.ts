@@ -4,16 +4,17 @@
 // Invariants: at most one action in flight (next() refuses to run while one is), so the owner check,
 // a rekey, a status write and a record write can never race; sequences strictly increase; a record
 // holding a control frame is not overwritten before the peer acked it (in a cluster: every peer that
-// still holds the ring, see peerHold); every queue has a named bound.
-import { FRAME_HEADER_BYTES, FrameType, MAX_FRAME_BYTES, MAX_PEER_ROWS, RING_START_BLOCK, STATUS_SLOT_BLOCKS, payloadCapacity } from "../format/layout.ts";
+// still holds the ring, see peer-holds.ts); every queue has a named bound.
+import { FRAME_HEADER_BYTES, FrameType, MAX_FRAME_BYTES, RING_START_BLOCK, STATUS_SLOT_BLOCKS, payloadCapacity } from "../format/layout.ts";
 import { RecordBuilder, encodePad } from "../format/record.ts";
 import type { RecordCipher } from "../format/record-cipher.ts";
-import { PEER_RELEASED, encodeStatus, type PeerRow } from "../format/status.ts";
+import { encodeStatus, type PeerRow } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { uuidBytes } from "../format/uuid.ts";
 import { ErrorCode, LunlinkError, invalidArgument } from "../errors.ts";
 import { Fifo } from "./fifo.ts";
 import { MAX_SEQ, type RingKeys } from "./keys.ts";
+import { PeerHolds, newer } from "./peer-holds.ts";
 import type { Ack, PeerAckInput, ResolvedWriterOptions, RingWriterCounters, WriterCloseReport } from "./writer-options.ts";
 
 /**
@@ -69,13 +70,6 @@ export interface WriterInput {
   roomWanted: boolean;
 }
 
-/** Per-peer liveness as the writer sees it: released peers no longer hold the ring back. */
-interface PeerHold {
-  heartbeat: bigint;
-  changedAtMs: number;
-  released: boolean;
-}
-
 export type AppendResult = "queued" | "queued, due" | "dropped" | "full";
 
 export interface WriterCoreInit {
@@ -124,8 +118,6 @@ export const STATUS_IDLE_MS = 5;
 
 export class RingWriterCore {
   readonly counters: RingWriterCounters = { framesAppended: 0, framesDropped: 0, records: 0, pads: 0, bytesWritten: 0, statusWrites: 0, overwrittenUnacked: 0, ackWaits: 0, rekeys: 0, peersReleased: 0, peersReturned: 0 };
-  /** Peers released or back since the shell last looked (it reports them); bound: 2 x MAX_PEER_ROWS. */
-  readonly peerEvents: { node: number; released: boolean }[] = [];
   /** Frames that reached the volume: flush() waits until this passes counters.framesAppended at its call. */
   framesWritten = 0;
   /** Bumped whenever room opens for a waiting append (a fresh record buffer, a refill). */
@@ -164,10 +156,8 @@ export class RingWriterCore {
   private readonly oldestAtOpen: bigint;
   private blocksSinceOpen = 0;
   private deliveredMark: Ack | undefined;
-  /** Cluster: liveness per peer (bound: MAX_PEER_ROWS entries). */
-  private readonly holds = new Map<number, PeerHold>();
-  /** Cluster: the highest delivered mark per peer ever written (persisted across restarts). */
-  private readonly deliveredByPeer = new Map<number, Ack>();
+  /** Cluster: which peers hold the ring back, and their delivered marks as written. */
+  private readonly peers: PeerHolds;
   /** The record an ack wait is on (ackWaits counts each record waited on once). */
   private waitingOnSeq: bigint | undefined;
   private inflight: WriterAction["kind"] | undefined;
@@ -194,7 +184,7 @@ export class RingWriterCore {
     this.headBlock = init.headBlock;
     this.oldestAtOpen = init.oldestAtOpen > 0n ? init.oldestAtOpen : init.seq;
     this.deliveredMark = init.delivered;
-    for (const row of init.peerRows ?? []) if (row.node !== 0 && row.deliveredSeq > 0n) this.deliveredByPeer.set(row.node, { epoch: row.deliveredEpoch, seq: row.deliveredSeq });
+    this.peers = new PeerHolds(init.options.peerDownMs, init.peerRows ?? [], this.counters);
     this.index = new Fifo<Indexed>(2 * this.ringBlocks, Math.max(16, init.existing.length));
     // In the order the head will meet them (from headBlock on, wrapping), not by seq: records left by
     // older laps and epochs need not lie in seq order, and freeRange() takes them from the front.
@@ -211,6 +201,16 @@ export class RingWriterCore {
 
   get state(): WriterState {
     return this.stateNow;
+  }
+
+  /** Cluster: peers released or back since the shell last looked (it reports them). */
+  get peerEvents(): { node: number; released: boolean }[] {
+    return this.peers.events;
+  }
+
+  /** Cluster: nodes released now (no longer holding the ring back). */
+  get releasedPeers(): number[] {
+    return this.peers.released;
   }
 
   get superblock(): Superblock {
@@ -370,7 +370,7 @@ export class RingWriterCore {
   }
 
   private decide(nowMs: number, input: WriterInput): WriterAction {
-    if (input.peerAcks !== undefined) this.trackPeers(nowMs, input.peerAcks);
+    if (input.peerAcks !== undefined) this.peers.track(nowMs, input.peerAcks);
     for (let step = 0; ; step++) {
       if (step > 2 * CLASS_ORDER.length + 4) throw new Error("assertion failed: the writer core did not settle");
       if (this.closeReport !== undefined) return { kind: "stop" };
@@ -434,7 +434,7 @@ export class RingWriterCore {
     const blocks = builder.blocks;
     const wraps = this.headBlock + blocks > this.ringBlocks;
     // Ending the lap frees everything up to the ring end: a reader following this lap skips it.
-    const blocking = this.freeRange(this.headBlock, wraps ? this.ringBlocks - this.headBlock : blocks, input.peerAcks === undefined ? input.peerAck : this.holdingAck(input.peerAcks));
+    const blocking = this.freeRange(this.headBlock, wraps ? this.ringBlocks - this.headBlock : blocks, input.peerAcks === undefined ? input.peerAck : this.peers.holdingAck(input.peerAcks));
     if (blocking !== undefined) return this.awaitAck(nowMs, blocking);
     if (this.seq >= MAX_SEQ) throw new LunlinkError(ErrorCode.OutOfRange, `sequence ${this.seq} reached 2^63; reformat the volume`); // the shell fails with it
     if (this.keys !== undefined && this.seq - this.superblockNow.epochStartSeq >= this.o.rekeyAfterRecords) return this.rekey();
@@ -486,52 +486,6 @@ export class RingWriterCore {
     return undefined;
   }
 
-  /**
-   * Cluster liveness: a peer whose status heartbeat has not moved for peerDownMs is released (it no
-   * longer holds the ring back; reported once), and holds it again once its heartbeat moves.
-   */
-  private trackPeers(nowMs: number, peers: readonly PeerAckInput[]): void {
-    if (peers.length > MAX_PEER_ROWS) throw new Error(`assertion failed: ${peers.length} peers, at most ${MAX_PEER_ROWS}`);
-    for (const peer of peers) {
-      const hold = this.holds.get(peer.node);
-      if (hold === undefined) {
-        if (this.holds.size >= MAX_PEER_ROWS) throw new Error(`assertion failed: more than ${MAX_PEER_ROWS} peers seen`);
-        this.holds.set(peer.node, { heartbeat: peer.heartbeat, changedAtMs: nowMs, released: false });
-        continue;
-      }
-      if (peer.heartbeat !== hold.heartbeat) {
-        hold.heartbeat = peer.heartbeat;
-        hold.changedAtMs = nowMs;
-        if (hold.released) {
-          hold.released = false;
-          this.counters.peersReturned++;
-          this.peerEvents.push({ node: peer.node, released: false });
-        }
-      } else if (!hold.released && this.o.peerDownMs > 0 && nowMs - hold.changedAtMs >= this.o.peerDownMs) {
-        hold.released = true;
-        this.counters.peersReleased++;
-        this.peerEvents.push({ node: peer.node, released: true });
-      }
-    }
-    if (this.peerEvents.length > 2 * MAX_PEER_ROWS) this.peerEvents.splice(0, this.peerEvents.length - 2 * MAX_PEER_ROWS);
-  }
-
-  /** The ack every holding peer gave (the lowest of theirs); all released: everything is free. */
-  private holdingAck(peers: readonly PeerAckInput[]): Ack | undefined {
-    let lowest: Ack | undefined = { epoch: 0n, seq: MAX_SEQ };
-    for (const peer of peers) {
-      if (this.holds.get(peer.node)?.released === true) continue;
-      if (peer.ack === undefined) return undefined;
-      if (peer.ack.seq < lowest.seq) lowest = peer.ack;
-    }
-    return lowest;
-  }
-
-  /** Nodes released now (no longer holding the ring back). */
-  get releasedPeers(): number[] {
-    return [...this.holds].filter(([, hold]) => hold.released).map(([node]) => node);
-  }
-
   /** Moves queued frames into the filling builder, highest class first. True if any moved. */
   private refill(nowMs: number): boolean {
     const builder = this.current();
@@ -567,7 +521,7 @@ export class RingWriterCore {
     this.statusGeneration++;
     this.heartbeat++;
     const slot = Number(this.statusGeneration % 2n) as 0 | 1;
-    const peers = input.peerRows === undefined ? undefined : this.statusRows(input.peerRows);
+    const peers = input.peerRows === undefined ? undefined : this.peers.statusRows(input.peerRows);
     encodeStatus(
       {
         slot,
@@ -590,18 +544,6 @@ export class RingWriterCore {
     );
     this.statusStale = false;
     return this.enter(WriterState.WritingStatus, { kind: "write", what: "status", offsetBytes: STATUS_SLOT_BLOCKS[slot] * this.blockBytes, bytes: this.statusBlock });
-  }
-
-  /** The cluster's rows: delivered marks never lowered, the released flag from this writer's view. */
-  private statusRows(rows: readonly PeerRow[]): PeerRow[] {
-    return rows.map((row) => {
-      const kept = this.deliveredByPeer.get(row.node);
-      const given = { epoch: row.deliveredEpoch, seq: row.deliveredSeq };
-      const delivered = kept !== undefined && !newer(given, kept) ? kept : given;
-      if (delivered.seq > 0n) this.deliveredByPeer.set(row.node, delivered);
-      const flags = this.holds.get(row.node)?.released === true ? PEER_RELEASED : 0;
-      return { ...row, flags, deliveredEpoch: delivered.epoch, deliveredSeq: delivered.seq };
-    });
   }
 
   private enter(state: WriterState, action: WriterAction): WriterAction {
@@ -640,9 +582,4 @@ export class RingWriterCore {
   private sealing(ringBlock: number): { cipher: RecordCipher; ringBlock: number } | undefined {
     return this.cipher === undefined ? undefined : { cipher: this.cipher, ringBlock };
   }
-}
-
-/** (epoch, seq) order. */
-function newer(a: Ack, b: Ack): boolean {
-  return a.epoch !== b.epoch ? a.epoch > b.epoch : a.seq > b.seq;
 }

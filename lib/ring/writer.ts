@@ -4,27 +4,32 @@
 // flushThresholdBytes or after maxDelayMs -> (3) one O_DIRECT write at the head (pad + wrap at the ring
 // end; flow control first) -> (4) status block (head, ack, delivered, heartbeat) -> sleep.
 // The shell only performs the core's one action at a time, sleeps on the injected clock until the
-// core's deadline or a notification (append, flush, close, peerAckChanged), and settles callers.
+// core's deadline or a notification (append, flush, close, peerAckChanged), and settles callers
+// (writer-waiters.ts); what open() decides about the volume is in writer-open.ts.
 // Fatal errors (I/O, another owner) stop the writer: 'error' is emitted when someone listens, else a
 // process warning is logged unless run() is awaited; run() rejects with the error; pending append()
 // and flush() calls reject with it; close() then returns at once with what was not written.
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 
-import { AuthMode, FrameType, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
-import { decodeStatus, pickStatus, type StatusBlock } from "../format/status.ts";
+import type { FrameType } from "../format/layout.ts";
+import type { StatusBlock } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { RingKeys } from "./keys.ts";
 import { scanRing } from "./scan.ts";
+import { readStatusSlots } from "./status.ts";
 import { openSuperblock, writeSuperblock } from "./superblocks.ts";
 import { RingWriterCore, type WriterAction, type WriterInput, type WriterState } from "./writer-core.ts";
-import { resolveOptions, type Ack, type RingWriterCounters, type RingWriterOptions, type WriterCloseReport } from "./writer-options.ts";
+import { carriedDelivered, checkWriterOwner, liveWriter, nextEpoch } from "./writer-open.ts";
+import { MAX_WAITING_CALLS, WriterWaiters } from "./writer-waiters.ts";
+import { resolveOptions, type RingWriterCounters, type RingWriterOptions, type WriterCloseReport } from "./writer-options.ts";
 
 export type { Ack, RingWriterCounters, RingWriterOptions, WriterCloseReport } from "./writer-options.ts";
 export { WriterState } from "./writer-core.ts";
+export { MAX_WAITING_CALLS } from "./writer-waiters.ts";
 
 export interface RingWriterEvents {
   error: [LunlinkError];
@@ -37,16 +42,6 @@ export interface RingWriterEvents {
   peerReleased: [node: number, released: boolean];
 }
 
-/** Bound on append() and flush() calls waiting at once; beyond it they fail with ERR_LUNLINK_QUEUE_FULL. */
-export const MAX_WAITING_CALLS = 65_536;
-
-interface Waiter {
-  /** flush: framesWritten to reach; append: the roomGeneration it saw. */
-  mark: number;
-  resolve: () => void;
-  reject: (error: LunlinkError) => void;
-}
-
 export class RingWriter extends EventEmitter<RingWriterEvents> {
   readonly volume: Volume;
   private readonly core: RingWriterCore;
@@ -54,8 +49,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
   private readonly keys: RingKeys | undefined;
   private readonly options: RingWriterOptions;
   private readonly closeTimeoutMs: number;
-  private readonly flushWaiters: Waiter[] = [];
-  private readonly roomWaiters: Waiter[] = [];
+  private readonly waiters = new WriterWaiters();
   private wake: (() => void) | undefined;
   private pump: Promise<void> = Promise.resolve();
   private closing: Promise<WriterCloseReport> | undefined;
@@ -79,32 +73,16 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     const clock = options.clock ?? systemClock;
     const keys = options.auth === undefined ? undefined : new RingKeys(options.auth);
     const { superblock } = await openSuperblock(volume, keys);
-    if (keys === undefined && superblock.authMode === AuthMode.Keyed) {
-      throw new LunlinkError(ErrorCode.KeyRequired, `${volume.path} is a keyed send volume (authMode keyed); a writer needs its ring key (auth.key)`, { path: volume.path });
-    }
-    if (superblock.writerNode !== options.nodeId && options.takeOver !== true) {
-      throw new LunlinkError(
-        ErrorCode.NotOwner,
-        `${volume.path} is the send volume of node ${superblock.writerNode}, not of node ${options.nodeId}; use --take-over if that node is gone for good`,
-        { path: volume.path },
-      );
-    }
+    checkWriterOwner(volume.path, superblock, keys !== undefined, options.nodeId, options.takeOver === true);
     const persisted = await persistedStatus(volume, superblock, keys);
-    if (resolved.liveCheckMs > 0) await refuseLiveWriter(volume, superblock, keys, clock, resolved.liveCheckMs, options.nodeId);
-    const delivered = persisted === undefined || persisted.deliveredSeq === 0n ? undefined : { epoch: persisted.deliveredEpoch, seq: persisted.deliveredSeq };
+    if (resolved.liveCheckMs > 0) {
+      await new Promise<void>((resolve) => clock.setTimer(resolved.liveCheckMs, resolve));
+      const live = liveWriter(volume.path, persisted, await persistedStatus(volume, superblock, keys), resolved.liveCheckMs, options.nodeId);
+      if (live !== undefined) throw live;
+    }
     const scan = await scanRing(volume, superblock.blockBytes, superblock.ringBlocks);
-    const startSeq = scan.highestSeq + 1n > superblock.epochStartSeq ? scan.highestSeq + 1n : superblock.epochStartSeq;
     const entropy = options.entropy ?? ((n: number) => new Uint8Array(randomBytes(n)));
-    const next: Superblock = {
-      ...superblock,
-      writerNode: options.nodeId,
-      peerNode: superblock.peerNode === options.nodeId ? superblock.writerNode : superblock.peerNode,
-      epoch: superblock.epoch + 1n,
-      epochStartSeq: startSeq,
-      epochStartBlock: scan.highestSeq > 0n ? scan.nextBlock : 0n,
-      // Keyed: a fresh salt makes the epoch's record key fresh even if an epoch number came back.
-      ...(keys === undefined ? {} : { salt: entropy(32), keyId: keys.keyId }),
-    };
+    const { superblock: next, startSeq } = nextEpoch(superblock, scan, options.nodeId, keys, entropy);
     // The new epoch is durable before any record of it is written.
     await writeSuperblock(volume, next, keys);
     // What the previous writer left is still owed to the reader: tracked like our own records, so a
@@ -118,7 +96,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       headBlock: Number(next.epochStartBlock),
       oldestAtOpen: scan.lowestStartSeq,
       existing: scan.records,
-      delivered,
+      delivered: carriedDelivered(persisted),
       ...(persisted?.peers === undefined ? {} : { peerRows: persisted.peers }),
       alloc: (n) => volume.alloc(n),
       entropy,
@@ -182,7 +160,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     for (;;) {
       const result = this.tryAppend(type, payload, flags);
       if (result !== "full") return result === "queued";
-      await this.waitIn(this.roomWaiters, this.core.roomGeneration);
+      await this.waitIn("room", this.core.roomGeneration);
     }
   }
 
@@ -192,7 +170,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     const target = this.core.counters.framesAppended;
     if (this.core.framesWritten >= target) return;
     this.core.flushTarget = Math.max(this.core.flushTarget, target);
-    await this.waitIn(this.flushWaiters, target);
+    await this.waitIn("flush", target);
   }
 
   /** Wakes an ack wait at once (instead of at the next ackPollMs): call when the peer's ack moved. */
@@ -282,7 +260,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       ...(this.options.peerRows === undefined ? {} : { peerRows: this.options.peerRows() }),
       localAck: this.options.localAck?.(),
       delivered: this.options.delivered?.(),
-      roomWanted: this.roomWaiters.length > 0,
+      roomWanted: this.waiters.roomWanted,
     };
   }
 
@@ -305,10 +283,9 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     wake?.();
   }
 
-  private waitIn(waiters: Waiter[], mark: number): Promise<void> {
-    if (waiters.length >= MAX_WAITING_CALLS) throw new LunlinkError(ErrorCode.QueueFull, `${this.volume.path}: ${MAX_WAITING_CALLS} calls already wait on the ring writer`);
+  private waitIn(kind: "flush" | "room", mark: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      waiters.push({ mark, resolve, reject });
+      if (!this.waiters.add(kind, mark, resolve, reject)) throw new LunlinkError(ErrorCode.QueueFull, `${this.volume.path}: ${MAX_WAITING_CALLS} calls already wait on the ring writer`);
       this.settleWaiters(); // already stopped: rejected at once
       this.kick();
     });
@@ -316,13 +293,9 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
 
   /** Resolves flushes that are written and appends that have room; once stopped, rejects the rest. */
   private settleWaiters(): void {
-    const written = this.core.framesWritten;
-    while (this.flushWaiters.length > 0 && this.flushWaiters[0]!.mark <= written) this.flushWaiters.shift()!.resolve();
-    if (this.roomWaiters.length > 0 && this.roomWaiters[0]!.mark !== this.core.roomGeneration) for (const w of this.roomWaiters.splice(0)) w.resolve();
     const report = this.core.report;
-    if (report === undefined) return;
-    const error = report.error ?? new LunlinkError(ErrorCode.Closed, `${this.volume.path}: the ring writer closed with ${report.unflushedFrames} frame(s) unwritten`, { path: this.volume.path });
-    for (const w of [...this.flushWaiters.splice(0), ...this.roomWaiters.splice(0)]) w.reject(error);
+    const stopped = report === undefined ? undefined : (report.error ?? new LunlinkError(ErrorCode.Closed, `${this.volume.path}: the ring writer closed with ${report.unflushedFrames} frame(s) unwritten`, { path: this.volume.path }));
+    this.waiters.settle(this.core.framesWritten, this.core.roomGeneration, stopped);
   }
 
   private throwIfStopped(what: string): void {
@@ -343,25 +316,6 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
 
 /** The status already on the volume (its newer valid slot of this volume): delivered marks to carry forward. */
 async function persistedStatus(volume: Volume, superblock: Superblock, keys: RingKeys | undefined): Promise<StatusBlock | undefined> {
-  const B = superblock.blockBytes;
-  const mac = keys?.statusMac;
-  const status = pickStatus(decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[0] * B, B), mac), decodeStatus(await volume.read(STATUS_SLOT_BLOCKS[1] * B, B), mac));
+  const { status } = await readStatusSlots(volume, superblock.blockBytes, keys?.statusMac);
   return status === undefined || status.volumeUuid !== superblock.volumeUuid ? undefined : status;
-}
-
-/**
- * Two nodes configured with the same id both pass the owner check at open: watch the status block
- * for liveCheckMs first, and refuse the ring if its heartbeat moves (a live writer holds it).
- */
-async function refuseLiveWriter(volume: Volume, superblock: Superblock, keys: RingKeys | undefined, clock: Clock, liveCheckMs: number, nodeId: number): Promise<void> {
-  const before = await persistedStatus(volume, superblock, keys);
-  await new Promise<void>((resolve) => clock.setTimer(liveCheckMs, resolve));
-  const after = await persistedStatus(volume, superblock, keys);
-  if (after !== undefined && (before === undefined || after.heartbeat !== before.heartbeat || after.generation !== before.generation || after.epoch !== before.epoch)) {
-    throw new LunlinkError(
-      ErrorCode.NotOwner,
-      `${volume.path}: node id ${nodeId} is live on this ring (its status heartbeat moved from ${before?.heartbeat ?? "none"} to ${after.heartbeat} within ${liveCheckMs} ms): two nodes configured with the same id? This writer does not start`,
-      { path: volume.path },
-    );
-  }
 }
