@@ -86,8 +86,9 @@ test("an iterator abandoned mid-queue releases the poll loop: onFrame keeps rece
   poller.start();
   t.teardown(() => poller.stop());
   const iterator = poller.frames();
+  const firstPending = iterator.next(); // an iterator collects from its first next() on (as `later` below)
   await write(0, 1);
-  const first = await iterator.next();
+  const first = await firstPending;
   t.is(first.done, false);
   // The consumer stops reading while frames keep coming: the queue fills to its bound and the loop pauses...
   await write(1, 10);
