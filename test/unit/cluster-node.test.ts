@@ -7,9 +7,11 @@ import { randomBytes } from "node:crypto";
 import test, { type ExecutionContext } from "ava";
 
 import { Volume } from "../../lib/io/volume.ts";
+import { generateKeys } from "../../lib/link/keys.ts";
 import { formatCluster } from "../../lib/ring/cluster.ts";
 import { checkAnyConfig, checkClusterConfig, checkConfig } from "../../lib/node/config.ts";
 import { ClusterNode, type ClusterMemberOptions } from "../../lib/node/cluster-node.ts";
+import { renderClusterMetrics, renderClusterStatus } from "../../lib/node/cluster-status.ts";
 import { sparseFile } from "../helpers/scratch.ts";
 
 const MEMBERS = [
@@ -164,4 +166,46 @@ test("three nodes on one cluster volume: path state per peer, packets routed by 
   t.deepEqual(s1.peers.map((p) => [p.node, p.active]), [[2, "primary"], [3, "storage"]], "status lists every peer with its active path");
   t.true(s1.peers[1]!.counters.sent.storage > 0 && s1.peers[0]!.counters.sent.primary > 0);
   t.is(s1.peers[1]!.storage.state, "up");
+});
+
+test("a keyed 2-member cluster is the pair's N = 2 case: sealed UDP per pair; status text lists every peer with its paths, metrics carry a peer label", async (t) => {
+  const file = await sparseFile(t, 8 * 1024 * 1024, "cluster2.img");
+  const volume = await Volume.open(file);
+  await formatCluster(volume, { nodes: [4, 9] });
+  await volume.close();
+  const base = 30_000 + Math.floor(Math.random() * 10_000) * 4;
+  const keys = [generateKeys(), generateKeys()];
+  const members = [4, 9].map((node, i) => ({ node, address: `198.18.100.${node}`, primary: { host: "127.0.0.1", port: base + 2 * i }, ring: file, publicKey: keys[i]!.publicKey }));
+  const nodes: ClusterNode[] = [];
+  const received: string[] = [];
+  for (const [i, id] of [4, 9].entries()) {
+    const node = await ClusterNode.open({ nodeId: id, subnet: `198.18.100.${id}/24`, members, storage: { dsync: false, pollMaxMs: 2, peerDownMs: 5000, damageTimeoutMs: 1000 }, timers: TIMERS, privateKey: keys[i]!.privateKey });
+    t.teardown(() => node.close());
+    node.onDataBatch((payloads, lengths, count) => {
+      let at = 0;
+      for (let k = 0; k < count; k++) {
+        received.push(`${id} ${Buffer.from(payloads.subarray(at + 20, at + lengths[k]!)).toString("utf8")}`);
+        at += lengths[k]!;
+      }
+    });
+    nodes.push(node);
+  }
+  await waitUntil("both on the primary, storage up", () => nodes.every((n) => n.peers[0]!.core.paths.active === "primary" && n.peers[0]!.core.paths.storage.state === "up"));
+  const packet = ipv4("198.18.100.4", "198.18.100.9", Buffer.from("sealed hello"));
+  t.is(nodes[0]!.sendBatch(packet, Uint32Array.of(packet.length), 1), 1);
+  await waitUntil("the packet delivered", () => received.length >= 1);
+  t.deepEqual(received, ["9 sealed hello"]);
+  const peerCounters = nodes[1]!.status().peers[0]!.counters;
+  t.is(peerCounters.authFailures + peerCounters.downgrades + peerCounters.replays, 0, "every sealed datagram opened under the pair's keys");
+  const status = nodes[0]!.status();
+  const text = renderClusterStatus(status);
+  t.regex(text, /^node 4: cluster of 2/);
+  t.regex(text, /\n {2}node 9: active primary\n {4}primary {2}up/);
+  t.regex(text, /\n {4}storage {2}up/);
+  const metrics = renderClusterMetrics(status);
+  t.regex(metrics, /\nlunlink_peer_path_up\{peer="9",path="primary"\} 1\n/);
+  t.regex(metrics, /\nlunlink_peer_active_path\{peer="9",path="primary"\} 1\n/);
+  t.regex(metrics, /\nlunlink_peer_failovers_total\{peer="9"\} \d+\n/);
+  const isolated = renderClusterStatus({ ...status, peers: status.peers.map((p) => ({ ...p, active: "isolated" })) });
+  t.regex(isolated, /ISOLATED from node 9: both paths silent/, "a total outage is reported, never hidden");
 });
