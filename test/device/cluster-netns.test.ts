@@ -2,7 +2,9 @@
 // namespaces on one switch, every node's ring in one shared loop cluster volume read directly by all.
 // One node's network is cut (its veth down): traffic to it moves to storage on both of its peers
 // while the other pair stays on the primary, pings between every pair are answered, and a TCP stream
-// between the cut node and another arrives with the sender's SHA-256. Needs the build in dist/.
+// between the cut node and another arrives with the sender's SHA-256. Then node 3 is killed: both
+// peers report it isolated (never hidden) and stay on the primary together; restarted, it rejoins.
+// Needs the build in dist/.
 import test from "ava";
 
 import { sleep } from "../helpers/exec.ts";
@@ -10,7 +12,7 @@ import { ClusterLab } from "../helpers/cluster-lab.ts";
 
 const peer = (s: { peers: { node: number; active: string; failovers: number; paths: { storage: { state: string } } }[] }, node: number) => s.peers.find((p) => p.node === node)!;
 
-test("3 nodes on one shared cluster volume: cut node 3's network; 1, 2 <-> 3 move to storage, 1 <-> 2 stay on the primary, a TCP stream 3 -> 1 arrives intact", async (t) => {
+test("3 nodes on one shared cluster volume: cut node 3's network; 1, 2 <-> 3 move to storage, 1 <-> 2 stay on the primary, a TCP stream 3 -> 1 arrives intact; killed, node 3 is reported isolated, restarted it rejoins", async (t) => {
   const lab = await ClusterLab.create(t, 3);
   for (const id of [1, 2, 3]) await lab.startNode(id);
   for (const id of [1, 2, 3]) {
@@ -46,4 +48,18 @@ test("3 nodes on one shared cluster volume: cut node 3's network; 1, 2 <-> 3 mov
 
   await lab.setNetwork(3, true);
   for (const [id, other] of [[1, 3], [3, 1]] as const) await lab.waitFor(id, `back on the primary to node ${other}`, (s) => peer(s, other).active === "primary", 15_000);
+
+  // Node 3 dies (network and storage silent at once): both peers report it isolated, and each other still on the primary.
+  lab.node(3).process!.kill("SIGKILL");
+  for (const id of [1, 2]) {
+    const s = await lab.waitFor(id, "reporting node 3 isolated", (x) => peer(x, 3).active === "isolated", 15_000);
+    t.is(peer(s, id === 1 ? 2 : 1).active, "primary", `node ${id}: its other peer still on the primary`);
+  }
+  // Restarted, it rejoins on both paths (a new epoch and session: its peers see a restart).
+  await lab.startNode(3);
+  for (const id of [1, 2]) {
+    const s = await lab.waitFor(id, "seeing node 3 back on both paths", (x) => peer(x, 3).active === "primary" && peer(x, 3).paths.storage.state === "up", 20_000);
+    t.true(s.peers.find((p) => p.node === 3)!.counters.peerRestarts >= 1, `node ${id}: node 3's restart seen`);
+  }
+  t.is(await lab.ping(3, 2, 3), 3, "the restarted node answers pings");
 });
