@@ -25,10 +25,15 @@ test("3 nodes on one shared cluster volume: cut node 3's network; 1, 2 <-> 3 mov
   const bytes = 8 * 1024 * 1024;
   const stream = await lab.startStream(3, 1, bytes, 4);
   await sleep(800);
+  const cutAtMs = Date.now();
   await lab.setNetwork(3, false);
-  for (const [id, other] of [[1, 3], [2, 3], [3, 1], [3, 2]] as const) {
-    await lab.waitFor(id, `on storage to node ${other}`, (s) => peer(s, other).active === "storage", 10_000);
-  }
+  const seenMs = await Promise.all(
+    ([[1, 3], [2, 3], [3, 1], [3, 2]] as const).map(async ([id, other]) => {
+      await lab.waitFor(id, `on storage to node ${other}`, (s) => peer(s, other).active === "storage", 10_000, 10);
+      return `${id}->${other} ${Date.now() - cutAtMs} ms`;
+    }),
+  );
+  t.log(`cut -> on storage, as polled every 10 ms (an upper bound, not asserted): ${seenMs.join(", ")}`);
   for (const [from, to] of [[1, 3], [3, 2]] as const) t.true((await lab.ping(from, to, 5)) >= 4, `ping ${from} -> ${to} answered over storage during the cut`);
   t.is(await lab.ping(1, 2, 5), 5, "ping 1 -> 2 still on the primary");
   const { sent, received } = await stream.finished;

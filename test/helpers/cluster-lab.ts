@@ -137,13 +137,13 @@ export class ClusterLab {
   }
 
   /** Polls a node's status until `check` holds; throws with the last peers' states after timeoutMs. */
-  async waitFor(id: number, what: string, check: (s: ClusterNodeStatus) => boolean, timeoutMs = 15_000): Promise<ClusterNodeStatus> {
+  async waitFor(id: number, what: string, check: (s: ClusterNodeStatus) => boolean, timeoutMs = 15_000, pollMs = 50): Promise<ClusterNodeStatus> {
     const deadline = Date.now() + timeoutMs;
     let last: ClusterNodeStatus | undefined;
     while (Date.now() < deadline) {
       last = await this.status(id);
       if (check(last)) return last;
-      await sleep(50);
+      await sleep(pollMs);
     }
     throw new Error(`node ${id}: not ${what} within ${timeoutMs} ms; peers: ${JSON.stringify(last?.peers.map((p) => [p.node, p.active, p.paths.primary.state, p.paths.storage.state]))}`);
   }

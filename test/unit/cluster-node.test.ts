@@ -173,7 +173,7 @@ test("a keyed 2-member cluster is the pair's N = 2 case: sealed UDP per pair; st
   const volume = await Volume.open(file);
   await formatCluster(volume, { nodes: [4, 9] });
   await volume.close();
-  const base = 30_000 + Math.floor(Math.random() * 10_000) * 4;
+  const base = 40_000 + Math.floor(Math.random() * 5_000) * 4;
   const keys = [generateKeys(), generateKeys()];
   const members = [4, 9].map((node, i) => ({ node, address: `198.18.100.${node}`, primary: { host: "127.0.0.1", port: base + 2 * i }, ring: file, publicKey: keys[i]!.publicKey }));
   const nodes: ClusterNode[] = [];
