@@ -3,17 +3,20 @@
 // One node's network is cut (its veth down): traffic to it moves to storage on both of its peers
 // while the other pair stays on the primary, pings between every pair are answered, and a TCP stream
 // between the cut node and another arrives with the sender's SHA-256. Then node 3 is killed: both
-// peers report it isolated (never hidden) and stay on the primary together; restarted, it rejoins.
+// peers report it isolated (never hidden, also in `lunlink status`) and stay on the primary together,
+// and release it after peerDownMs (reported); restarted, it rejoins.
 // Needs the build in dist/.
 import test from "ava";
 
-import { sleep } from "../helpers/exec.ts";
+import { lunlinkBin } from "../../lib/node/lab.ts";
+import { run, sleep } from "../helpers/exec.ts";
 import { ClusterLab } from "../helpers/cluster-lab.ts";
 
 const peer = (s: { peers: { node: number; active: string; failovers: number; paths: { storage: { state: string } } }[] }, node: number) => s.peers.find((p) => p.node === node)!;
 
 test("3 nodes on one shared cluster volume: cut node 3's network; 1, 2 <-> 3 move to storage, 1 <-> 2 stay on the primary, a TCP stream 3 -> 1 arrives intact; killed, node 3 is reported isolated, restarted it rejoins", async (t) => {
-  const lab = await ClusterLab.create(t, 3);
+  // peerDownMs above timers.storage.downMs (1500 by default) but short enough to see a release here.
+  const lab = await ClusterLab.create(t, 3, { storage: { peerDownMs: 2500 } });
   for (const id of [1, 2, 3]) await lab.startNode(id);
   for (const id of [1, 2, 3]) {
     await lab.waitFor(id, "up on both paths to every peer", (s) => s.peers.length === 2 && s.peers.every((p) => p.active === "primary" && p.paths.storage.state === "up"), 20_000);
@@ -60,6 +63,14 @@ test("3 nodes on one shared cluster volume: cut node 3's network; 1, 2 <-> 3 mov
     const s = await lab.waitFor(id, "reporting node 3 isolated", (x) => peer(x, 3).active === "isolated", 15_000);
     t.is(peer(s, id === 1 ? 2 : 1).active, "primary", `node ${id}: its other peer still on the primary`);
   }
+  // Its ring stops holding theirs back after peerDownMs, and that is reported (status counter and text).
+  for (const id of [1, 2]) await lab.waitFor(id, "releasing node 3", (x) => x.ring.writerCounters.peersReleased >= 1, 15_000);
+  const text = await run(process.execPath, [lunlinkBin(), "status", "--socket", lab.node(1).socketPath]);
+  t.regex(text, /^node 1: cluster of 3/, "lunlink status names the cluster");
+  t.regex(text, /ISOLATED from node 3/, "and the isolated peer");
+  t.regex(text, /\n {2}node 2: active primary\n {4}primary {2}up/, "every peer with its paths");
+  t.regex(text, /\n {2}node 3: active isolated\n {4}primary {2}down/);
+  t.regex(text, /peers released 1/);
   // Restarted, it rejoins on both paths (a new epoch and session: its peers see a restart).
   await lab.startNode(3);
   for (const id of [1, 2]) {

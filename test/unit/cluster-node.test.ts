@@ -163,6 +163,7 @@ test("three nodes on one cluster volume: path state per peer, packets routed by 
   t.is(n2.received.length, 40, "node 2 got exactly its 40 packets (not its own broadcast)");
   t.is(n3.received.length, 21, "node 3 got its 20 packets and the broadcast");
   const s1 = n1.node.status();
+  t.true(s1.udpStrays > 0, "node 3's datagrams, from an endpoint node 1 does not know for it, are dropped unread as strays");
   t.deepEqual(s1.peers.map((p) => [p.node, p.active]), [[2, "primary"], [3, "storage"]], "status lists every peer with its active path");
   t.true(s1.peers[1]!.counters.sent.storage > 0 && s1.peers[0]!.counters.sent.primary > 0);
   t.is(s1.peers[1]!.storage.state, "up");
