@@ -1,7 +1,8 @@
 // The composition root of a running cluster node (`lunlink up` with a config that has a `cluster`
 // section): ClusterNode + one TUN for the whole cluster + control socket + optional metrics. Returns
 // once the node was told to stop (`lunlink down`, SIGINT, SIGTERM) or its TUN failed, after closing
-// what it opened (TUN, then the node: last records flushed, then the control socket). The pair's
+// what it opened (TUN, then the node: last records flushed, then the control socket); under systemd
+// it reports readiness, status, watchdog and STOPPING=1 (cluster-service.ts). The pair's
 // runNode stays as it is; a 2-member cluster config runs here as the N = 2 case.
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import type { Server } from "node:net";
@@ -17,6 +18,8 @@ import { controlSocketPath, parseEndpoint, type ClusterConfig } from "./config.t
 import { serveControl } from "./control.ts";
 import { NodeObservability } from "./observe.ts";
 import { raiseScheduling } from "./scheduling.ts";
+import { startClusterServiceNotify } from "./cluster-service.ts";
+import type { ServiceNotifier } from "./service.ts";
 
 /** The ClusterNode's options from a checked cluster config (and the private key, read by the caller). */
 export function clusterNodeOptions(c: ClusterConfig, privateKey?: string, log?: ClusterNodeOptions["log"], observer?: ClusterNodeOptions["storage"]["observer"]): ClusterNodeOptions {
@@ -67,14 +70,21 @@ export async function runClusterNode(config: ClusterConfig, log: pino.Logger): P
   let server: Server | undefined;
   let stopping: (() => void) | undefined;
   const stopped = new Promise<void>((resolve) => (stopping = resolve));
-  const stop = () => stopping?.();
+  let service: ServiceNotifier | undefined;
+  // Every way down tells systemd first (STOPPING=1), so it does not count the exit as a failure.
+  const stop = (why: string) => {
+    service?.stopping(why);
+    stopping?.();
+  };
+  const onSigint = () => stop("SIGINT");
+  const onSigterm = () => stop("SIGTERM");
   let tunFailure: Error | undefined;
   try {
     tun = await TunDevice.open({ name: config.tun.name, mtu: config.tun.mtu, address: config.tun.address, up: true });
     tun.on("error", (error) => {
       log.error({ event: "tun-error", code: (error as { code?: string }).code, message: error.message }, "TUN device failed: stopping the node");
       tunFailure ??= error;
-      stop();
+      stop("tun-error");
     });
     const counters = { packetsToLink: 0, packetsNotSent: 0, packetsToTun: 0, packetsTunDropped: 0 };
     tun.onPackets((packets, lengths, count) => {
@@ -92,7 +102,7 @@ export async function runClusterNode(config: ClusterConfig, log: pino.Logger): P
     server = await serveControl(socketPath, async (cmd) => {
       if (cmd === "status") return status();
       if (cmd === "down") {
-        setImmediate(stop);
+        setImmediate(() => stop("lunlink down"));
         return { stopping: true };
       }
       throw new Error(`unknown command ${JSON.stringify(cmd)} (status, down)`);
@@ -108,15 +118,17 @@ export async function runClusterNode(config: ClusterConfig, log: pino.Logger): P
       });
       await new Promise<void>((resolve, reject) => metrics!.once("error", reject).listen(at.port, at.host, () => resolve()));
     }
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    process.once("SIGINT", onSigint);
+    process.once("SIGTERM", onSigterm);
     const peers = config.cluster.members.filter((m) => m.node !== config.node).map((m) => m.node);
     log.info({ event: "up", node: config.node, peers, tun: tun.name, address: config.tun.address, mtu: tun.mtu, control: socketPath }, `node ${config.node} up in a cluster of ${peers.length + 1}: ${tun.name} ${config.tun.address}`);
+    service = startClusterServiceNotify(node, log);
     await stopped;
     log.info({ event: "down" }, `node ${config.node} going down`);
   } finally {
-    process.off("SIGINT", stop);
-    process.off("SIGTERM", stop);
+    service?.close();
+    process.off("SIGINT", onSigint);
+    process.off("SIGTERM", onSigterm);
     if (server !== undefined) {
       server.close();
       await unlink(socketPath).catch(() => undefined);

@@ -12,6 +12,8 @@ import { formatCluster } from "../../lib/ring/cluster.ts";
 import { checkAnyConfig, checkClusterConfig, checkConfig } from "../../lib/node/config.ts";
 import { ClusterNode, type ClusterMemberOptions } from "../../lib/node/cluster-node.ts";
 import { renderClusterMetrics, renderClusterStatus } from "../../lib/node/cluster-status.ts";
+import { clusterServiceView } from "../../lib/node/cluster-service.ts";
+import { ServiceState } from "../../lib/node/service.ts";
 import { sparseFile } from "../helpers/scratch.ts";
 
 const MEMBERS = [
@@ -209,4 +211,13 @@ test("a keyed 2-member cluster is the pair's N = 2 case: sealed UDP per pair; st
   t.regex(metrics, /\nlunlink_peer_failovers_total\{peer="9"\} \d+\n/);
   const isolated = renderClusterStatus({ ...status, peers: status.peers.map((p) => ({ ...p, active: "isolated" })) });
   t.regex(isolated, /ISOLATED from node 9: both paths silent/, "a total outage is reported, never hidden");
+});
+
+test("systemd view of a cluster: each path's worst state over every peer, every peer's active path; READY=1 once every peer has a verdict", (t) => {
+  const peerOf = (node: number, active: string, primary: "up" | "suspect" | "down", storage: "up" | "suspect" | "down") => ({ node, core: { paths: { active, primary: { state: primary }, storage: { state: storage } } } });
+  t.deepEqual(clusterServiceView([peerOf(2, "primary", "up", "up"), peerOf(3, "storage", "down", "up")]), { active: "2:primary 3:storage", primary: "down", storage: "up" });
+  t.deepEqual(clusterServiceView([peerOf(2, "primary", "up", "suspect"), peerOf(3, "primary", "up", "up")]), { active: "2:primary 3:primary", primary: "up", storage: "suspect" });
+  const state = new ServiceState(0, TIMERS, undefined);
+  t.deepEqual(state.tick(10, clusterServiceView([peerOf(2, "primary", "up", "up"), peerOf(3, "isolated", "down", "down")])), [], "node 3 has no verdict yet");
+  t.deepEqual(state.tick(20, clusterServiceView([peerOf(2, "primary", "up", "up"), peerOf(3, "primary", "up", "up")])), ["READY=1", "STATUS=active 2:primary 3:primary (primary up, storage up)"]);
 });
