@@ -1,12 +1,15 @@
-// `lunlink up | down | status | check-config`: run one node of a pair in the foreground (the node
-// itself is composed in lib/node/run.ts), stop it, ask it how it is, or check a config file.
+// `lunlink up | down | status | check-config`: run one node of a pair or of a cluster in the
+// foreground (composed in lib/node/run.ts and lib/node/cluster-run.ts; the config's `cluster`
+// section decides which), stop it, ask it how it is, or check a config file.
 import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import pino from "pino";
 import pretty from "pino-pretty";
 
 import { ErrorCode, LunlinkError } from "../errors.ts";
-import { checkConfig, controlSocketPath, formatProblems, loadConfig, loadKeys } from "../node/config.ts";
+import { checkAnyConfig, controlSocketPath, formatProblems, loadAnyConfig, loadKeys, type AnyConfig } from "../node/config.ts";
+import { loadClusterKey, runClusterNode } from "../node/cluster-run.ts";
+import { renderClusterStatus, type ClusterNodeStatus } from "../node/cluster-status.ts";
 import { callControl } from "../node/control.ts";
 import { runNode } from "../node/run.ts";
 import { flag, parse } from "./args.ts";
@@ -37,17 +40,21 @@ export const upCommand: Command = {
     "until `lunlink down`, SIGINT or SIGTERM. Logs are structured (pino): human on a terminal, JSON",
     "lines otherwise or with --log-json. --metrics (or metrics.listen) serves Prometheus text at",
     "/metrics (loopback addresses only, unless metrics.allowRemote).",
+    "A config with a `cluster` section runs a cluster node: one TUN for the cluster, this node's ring",
+    "(its member's `ring`) written, every peer's ring read, a link per peer (README: Clusters).",
   ].join("\n"),
   async run(args) {
     const parsed = parse(args, { config: { type: "string" }, metrics: { type: "string" }, "log-json": { type: "boolean" } }, { min: 0, max: 0 });
     const file = configArg(parsed.values);
-    let config = await loadConfig(file);
+    let any: AnyConfig = await loadAnyConfig(file);
     if (typeof parsed.values.metrics === "string") {
-      const checked = checkConfig({ ...config, metrics: { ...config.metrics, listen: parsed.values.metrics } });
+      const checked = checkAnyConfig({ ...any.config, metrics: { ...any.config.metrics, listen: parsed.values.metrics } });
       if (!checked.ok) throw new LunlinkError(ErrorCode.BadConfig, formatProblems(`${file} with --metrics`, checked.problems), { path: file });
-      config = checked.config;
+      any = checked.config;
     }
-    await runNode(config, logger(flag(parsed, "log-json")));
+    const log = logger(flag(parsed, "log-json"));
+    if (any.kind === "cluster") await runClusterNode(any.config, log);
+    else await runNode(any.config, log);
   },
 };
 
@@ -78,8 +85,9 @@ export const statusCommand: Command = {
     const path = await socketFor(parsed.values);
     const json = flag(parsed, "json");
     const frame = async () => {
-      const s = (await callControl(path, "status")) as NodeStatus;
-      return json ? `${toJson(s)}\n` : renderStatus(s);
+      const s = (await callControl(path, "status")) as NodeStatus | ClusterNodeStatus;
+      if (json) return `${toJson(s)}\n`;
+      return "kind" in s && s.kind === "cluster" ? renderClusterStatus(s) : renderStatus(s as NodeStatus);
     };
     if (!flag(parsed, "watch")) {
       if (parsed.values.interval !== undefined || parsed.values.count !== undefined) throw new UsageError("--interval and --count go with --watch");
@@ -122,18 +130,22 @@ export const checkConfigCommand: Command = {
     } catch (error) {
       throw new LunlinkError(ErrorCode.BadConfig, `config ${file}: ${(error as Error).message}`, { path: file, cause: error });
     }
-    const result = checkConfig(raw);
+    const result = checkAnyConfig(raw);
     if (!result.ok) throw new LunlinkError(ErrorCode.BadConfig, `${result.problems.length} problem(s)\n${formatProblems(file, result.problems)}`, { path: file });
-    // The key file as `up` will read it: present, mode 0600 or stricter, a key, not the peer's own.
-    if (result.config.keys !== undefined) {
+    const any = result.config;
+    const c = any.config;
+    // The key file as `up` will read it: present, mode 0600 or stricter, a key, not a peer's own.
+    if (c.keys !== undefined) {
       try {
-        await loadKeys(result.config);
+        if (any.kind === "cluster") await loadClusterKey(any.config);
+        else await loadKeys(any.config);
       } catch (error) {
-        const problem = { key: "keys.private", value: result.config.keys.private, allowed: error instanceof Error ? error.message : String(error) };
+        const problem = { key: "keys.private", value: c.keys.private, allowed: error instanceof Error ? error.message : String(error) };
         throw new LunlinkError(ErrorCode.BadConfig, `1 problem(s)\n${formatProblems(file, [problem])}`, { path: file, cause: error });
       }
     }
-    out.stdout.write(flag(parsed, "json") ? `${toJson(result.config)}\n` : `${file}: ok (node ${result.config.node} <-> node ${result.config.peer}, ${result.config.tun.name} ${result.config.tun.address} mtu ${result.config.tun.mtu})\n`);
+    const who = any.kind === "cluster" ? `node ${c.node} in a cluster of ${any.config.cluster.members.length}` : `node ${c.node} <-> node ${any.config.peer}`;
+    out.stdout.write(flag(parsed, "json") ? `${toJson(c)}\n` : `${file}: ok (${who}, ${c.tun.name} ${c.tun.address} mtu ${c.tun.mtu})\n`);
   },
 };
 
@@ -146,5 +158,5 @@ function numberArg(value: unknown, name: string, fallback: number, min: number, 
 
 async function socketFor(values: Record<string, unknown>): Promise<string> {
   if (typeof values.socket === "string") return values.socket;
-  return controlSocketPath(await loadConfig(configArg(values)));
+  return controlSocketPath((await loadAnyConfig(configArg(values))).config);
 }

@@ -1,6 +1,7 @@
 // The node's config file (JSON): schema, defaults and cross-field rules, with one error per bad
 // value naming the key, the value found and what is allowed (`lunlink check-config` prints them
-// all). zod does the per-field checks; the rules that span fields (timers in order, an MTU every
+// all). Two kinds share every tuning key: a pair's node (peer, storage.send/receive) and a cluster's
+// (a `cluster` section listing the members; a 2-member cluster is the pair's N = 2 case). zod does the per-field checks; the rules that span fields (timers in order, an MTU every
 // path can carry) are below it. Nothing here touches a device or a socket.
 import { readFile } from "node:fs/promises";
 import { isIPv4 } from "node:net";
@@ -12,8 +13,13 @@ import { KEY_BASE64, publicKeyOf, readPrivateKeyFile } from "../link/keys.ts";
 import { MESSAGE_HEADER_BYTES } from "../link/message.ts";
 import { DEFAULT_TIMERS, type LinkTimers } from "../link/paths.ts";
 import { SEAL_OVERHEAD_BYTES } from "../link/seal.ts";
+import { MAX_CLUSTER_NODES, MAX_CLUSTER_NODE_ID, MIN_CLUSTER_NODES } from "../format/layout.ts";
+import { ClusterRoutes } from "./cluster-route.ts";
 import { DEFAULT_RECOVERY } from "../io/supervisor.ts";
 import type { Endpoint, LinkOptions } from "../link/link.ts";
+
+/** A cluster's default peerDownMs: far above any mirror lag, far below an operator's patience. */
+export const DEFAULT_PEER_DOWN_MS = 10_000;
 
 const IP_UDP_HEADER_BYTES = 28;
 /** The largest frame a storage record carries (the ring's u16 frame length). */
@@ -27,56 +33,74 @@ const pathTimers = (d: LinkTimers["primary"]) =>
     .strict()
     .prefault({});
 
+const tunSchema = z
+  .object({
+    name: z
+      .string()
+      .regex(/^[a-zA-Z0-9_.-]{1,15}$/, "1-15 characters: letters, digits, '_', '.', '-'")
+      .default("lunlink0"),
+    address: z.string().refine(isCidr, { message: "an IPv4 address with prefix length, like 198.18.100.1/24" }),
+    mtu: z.number().int().min(576).max(65535).default(1400),
+  })
+  .strict();
+
+/** Storage settings of a node's rings (where the rings are is the pair's `send`/`receive` or the cluster's members). */
+const storageTuning = {
+  dsync: z.boolean().default(true),
+  maxDelayMs: ms(0, 1000).default(DEFAULT_MAX_DELAY_MS),
+  pollMaxMs: ms(1, 1000).default(DEFAULT_POLL_MAX_MS),
+  ioTimeoutMs: ms(1, 3_600_000).default(DEFAULT_IO_TIMEOUT_MS),
+  // The longest a record of the peer takes from its write to whole on storage.receive (the mirror's worst lag; 0: one shared LUN).
+  mirrorLagMs: ms(0, 600_000).default(DEFAULT_MIRROR_LAG_MS),
+  // A slot invalid this long while the peer's head is past it is damaged and skipped; at least minDamageTimeoutMs().
+  damageTimeoutMs: ms(1, 600_000).default(DEFAULT_DAMAGE_TIMEOUT_MS),
+  // After a storage fault: reopen with a doubling, jittered delay (a stall waits for the device instead).
+  recovery: z
+    .object({
+      backoffMinMs: ms(1, 600_000).default(DEFAULT_RECOVERY.backoffMinMs),
+      backoffMaxMs: ms(1, 600_000).default(DEFAULT_RECOVERY.backoffMaxMs),
+      backoffJitter: z.number().min(0).max(1).default(DEFAULT_RECOVERY.backoffJitter),
+      reopenVolumeAfter: z.number().int().min(1).max(1000).default(DEFAULT_RECOVERY.reopenVolumeAfter),
+    })
+    .strict()
+    .prefault({}),
+};
+
+const timersSchema = z
+  .object({
+    primary: pathTimers(DEFAULT_TIMERS.primary),
+    storage: pathTimers(DEFAULT_TIMERS.storage),
+    holdDownMs: ms(0, 3_600_000).default(DEFAULT_TIMERS.holdDownMs),
+    selfPauseMs: ms(1, 600_000).default(DEFAULT_TIMERS.selfPauseMs),
+    failbackDrainMs: ms(0, 600_000).default(DEFAULT_TIMERS.failbackDrainMs),
+    controlRtoMs: ms(1, 600_000).default(200),
+  })
+  .strict()
+  .prefault({});
+
+/** The parts of a node's config that a pair and a cluster share. */
+const commonFields = {
+  node: z.number().int().min(1).max(255),
+  tun: tunSchema,
+  timers: timersSchema,
+  control: z.object({ socket: z.string().min(1).optional() }).strict().prefault({}),
+  metrics: z.object({ listen: endpoint.optional(), allowRemote: z.boolean().default(false) }).strict().prefault({}),
+  /** "realtime": SCHED_RR 1 for every thread, as corosync runs (lib/node/scheduling.ts); "normal": the default scheduler. */
+  scheduling: z.enum(["realtime", "normal"]).default("realtime"),
+};
+
 export const configSchema = z
   .object({
-    node: z.number().int().min(1).max(255),
+    ...commonFields,
     peer: z.number().int().min(1).max(255),
-    tun: z
-      .object({
-        name: z
-          .string()
-          .regex(/^[a-zA-Z0-9_.-]{1,15}$/, "1-15 characters: letters, digits, '_', '.', '-'")
-          .default("lunlink0"),
-        address: z.string().refine(isCidr, { message: "an IPv4 address with prefix length, like 198.18.100.1/24" }),
-        mtu: z.number().int().min(576).max(65535).default(1400),
-      })
-      .strict(),
     primary: z.object({ bind: endpoint, peer: endpoint, underlayMtu: z.number().int().min(576).max(65535).default(1500) }).strict(),
     storage: z
       .object({
         send: z.string().min(1),
         receive: z.string().min(1),
-        dsync: z.boolean().default(true),
-        maxDelayMs: ms(0, 1000).default(DEFAULT_MAX_DELAY_MS),
-        pollMaxMs: ms(1, 1000).default(DEFAULT_POLL_MAX_MS),
-        ioTimeoutMs: ms(1, 3_600_000).default(DEFAULT_IO_TIMEOUT_MS),
-        // The longest a record of the peer takes from its write to whole on storage.receive (the mirror's worst lag; 0: one shared LUN).
-        mirrorLagMs: ms(0, 600_000).default(DEFAULT_MIRROR_LAG_MS),
-        // A slot invalid this long while the peer's head is past it is damaged and skipped; at least minDamageTimeoutMs().
-        damageTimeoutMs: ms(1, 600_000).default(DEFAULT_DAMAGE_TIMEOUT_MS),
-        // After a storage fault: reopen with a doubling, jittered delay (a stall waits for the device instead).
-        recovery: z
-          .object({
-            backoffMinMs: ms(1, 600_000).default(DEFAULT_RECOVERY.backoffMinMs),
-            backoffMaxMs: ms(1, 600_000).default(DEFAULT_RECOVERY.backoffMaxMs),
-            backoffJitter: z.number().min(0).max(1).default(DEFAULT_RECOVERY.backoffJitter),
-            reopenVolumeAfter: z.number().int().min(1).max(1000).default(DEFAULT_RECOVERY.reopenVolumeAfter),
-          })
-          .strict()
-          .prefault({}),
+        ...storageTuning,
       })
       .strict(),
-    timers: z
-      .object({
-        primary: pathTimers(DEFAULT_TIMERS.primary),
-        storage: pathTimers(DEFAULT_TIMERS.storage),
-        holdDownMs: ms(0, 3_600_000).default(DEFAULT_TIMERS.holdDownMs),
-        selfPauseMs: ms(1, 600_000).default(DEFAULT_TIMERS.selfPauseMs),
-        failbackDrainMs: ms(0, 600_000).default(DEFAULT_TIMERS.failbackDrainMs),
-        controlRtoMs: ms(1, 600_000).default(200),
-      })
-      .strict()
-      .prefault({}),
     keys: z
       .object({
         private: z.string().min(1),
@@ -84,14 +108,95 @@ export const configSchema = z
       })
       .strict()
       .optional(),
-    control: z.object({ socket: z.string().min(1).optional() }).strict().prefault({}),
-    metrics: z.object({ listen: endpoint.optional(), allowRemote: z.boolean().default(false) }).strict().prefault({}),
-    /** "realtime": SCHED_RR 1 for every thread, as corosync runs (lib/node/scheduling.ts); "normal": the default scheduler. */
-    scheduling: z.enum(["realtime", "normal"]).default("realtime"),
   })
   .strict();
 
 export type NodeConfig = z.infer<typeof configSchema>;
+
+/**
+ * A node of a cluster (issue #14): the members (this node among them) each with its node id, its
+ * address on the TUN subnet, its primary UDP endpoint (this node binds its own) and where its ring is
+ * read from: a volume path, which on a cluster volume (format --cluster) means that node's region, or
+ * a mirror copy of its ring. This node writes its own member's ring. Keys: this node's private key and
+ * each peer's public key; every pair of nodes derives its own session keys as a pair does.
+ */
+export const clusterConfigSchema = z
+  .object({
+    ...commonFields,
+    primary: z.object({ underlayMtu: z.number().int().min(576).max(65535).default(1500) }).strict().prefault({}),
+    storage: z
+      .object({
+        ...storageTuning,
+        // A peer whose status heartbeat has not moved this long stops holding our ring back (reported).
+        peerDownMs: ms(1, 3_600_000).default(DEFAULT_PEER_DOWN_MS),
+      })
+      .strict()
+      .prefault({}),
+    cluster: z
+      .object({
+        members: z
+          .array(
+            z
+              .object({
+                node: z.number().int().min(1).max(MAX_CLUSTER_NODE_ID),
+                address: z.string().refine(isIPv4, { message: "the member's IPv4 address on the TUN subnet, like 198.18.100.2" }),
+                primary: endpoint,
+                ring: z.string().min(1),
+                publicKey: z.string().regex(KEY_BASE64, "the member's public key: 32 bytes in base64 (44 characters, from lunlink pubkey)").optional(),
+              })
+              .strict(),
+          )
+          .min(MIN_CLUSTER_NODES)
+          .max(MAX_CLUSTER_NODES),
+      })
+      .strict(),
+    keys: z.object({ private: z.string().min(1) }).strict().optional(),
+  })
+  .strict();
+
+export type ClusterConfig = z.infer<typeof clusterConfigSchema>;
+export type ClusterMemberConfig = ClusterConfig["cluster"]["members"][number];
+
+/** Parses and checks a cluster node's config object; returns every problem, or the config with defaults filled. */
+export function checkClusterConfig(raw: unknown): { ok: true; config: ClusterConfig } | { ok: false; problems: ConfigProblem[] } {
+  const parsed = clusterConfigSchema.safeParse(raw);
+  if (!parsed.success) return { ok: false, problems: zodProblems(raw, parsed.error.issues) };
+  const c = parsed.data;
+  const problems: ConfigProblem[] = [];
+  commonProblems(c, c.primary.underlayMtu, c.keys !== undefined, problems);
+  const members = c.cluster.members;
+  const self = members.find((m) => m.node === c.node);
+  if (self === undefined) problems.push({ key: "cluster.members", value: members.map((m) => m.node), allowed: `a member with node ${c.node} (this node)` });
+  const [tunHost] = c.tun.address.split("/");
+  if (self !== undefined && self.address !== tunHost) problems.push({ key: `cluster.members[node ${self.node}].address`, value: self.address, allowed: `this node's tun.address host (${tunHost})` });
+  try {
+    new ClusterRoutes(c.tun.address, members, c.node);
+  } catch (error) {
+    problems.push({ key: "cluster.members", value: members.map((m) => `${m.node} ${m.address}`), allowed: error instanceof Error ? error.message : String(error) });
+  }
+  const endpoints = new Set<string>();
+  members.forEach((m, i) => {
+    portProblem(`cluster.members.${i}.primary`, m.primary, problems);
+    if (endpoints.has(m.primary)) problems.push({ key: `cluster.members.${i}.primary`, value: m.primary, allowed: "an endpoint no other member has" });
+    endpoints.add(m.primary);
+    if (c.keys !== undefined && m.node !== c.node && m.publicKey === undefined) problems.push({ key: `cluster.members.${i}.publicKey`, value: undefined, allowed: "the member's public key (keys are configured)" });
+  });
+  if (c.storage.peerDownMs <= c.timers.storage.downMs) problems.push({ key: "storage.peerDownMs", value: c.storage.peerDownMs, allowed: `more than timers.storage.downMs (${c.timers.storage.downMs}): a peer is released only well after its storage path went down` });
+  return problems.length > 0 ? { ok: false, problems } : { ok: true, config: c };
+}
+
+/** A config file's contents: a pair's node (peer, send, receive) or a cluster's (a `cluster` section). */
+export type AnyConfig = { kind: "pair"; config: NodeConfig } | { kind: "cluster"; config: ClusterConfig };
+
+/** Checks a config object of either kind: one with a `cluster` key is a cluster node's. */
+export function checkAnyConfig(raw: unknown): { ok: true; config: AnyConfig } | { ok: false; problems: ConfigProblem[] } {
+  if (typeof raw === "object" && raw !== null && "cluster" in raw) {
+    const r = checkClusterConfig(raw);
+    return r.ok ? { ok: true, config: { kind: "cluster", config: r.config } } : r;
+  }
+  const r = checkConfig(raw);
+  return r.ok ? { ok: true, config: { kind: "pair", config: r.config } } : r;
+}
 
 export interface ConfigProblem {
   key: string;
@@ -99,38 +204,48 @@ export interface ConfigProblem {
   allowed: string;
 }
 
-/** Parses and checks a config object; returns every problem, or the config with defaults filled. */
+/** Parses and checks a pair's config object; returns every problem, or the config with defaults filled. */
 export function checkConfig(raw: unknown): { ok: true; config: NodeConfig } | { ok: false; problems: ConfigProblem[] } {
   const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) {
-    return {
-      ok: false,
-      problems: parsed.error.issues.map((issue) => {
-        const path = issue.path.map(String);
-        const key = issue.code === "unrecognized_keys" ? [...path, issue.keys.join(",")].join(".") : path.join(".");
-        return { key: key || "(top level)", value: issue.code === "unrecognized_keys" ? "(unknown key)" : valueAt(raw, path), allowed: issue.message };
-      }),
-    };
-  }
+  if (!parsed.success) return { ok: false, problems: zodProblems(raw, parsed.error.issues) };
   const c = parsed.data;
   const problems: ConfigProblem[] = [];
   if (c.peer === c.node) problems.push({ key: "peer", value: c.peer, allowed: "a node id other than node" });
+  commonProblems(c, c.primary.underlayMtu, c.keys !== undefined, problems);
+  for (const key of ["bind", "peer"] as const) portProblem(`primary.${key}`, c.primary[key], problems);
+  if (c.storage.send === c.storage.receive) problems.push({ key: "storage.receive", value: c.storage.receive, allowed: "a volume other than storage.send" });
+  return problems.length > 0 ? { ok: false, problems } : { ok: true, config: c };
+}
+
+type ZodIssues = z.ZodError["issues"];
+
+function zodProblems(raw: unknown, issues: ZodIssues): ConfigProblem[] {
+  return issues.map((issue) => {
+    const path = issue.path.map(String);
+    const key = issue.code === "unrecognized_keys" ? [...path, issue.keys.join(",")].join(".") : path.join(".");
+    return { key: key || "(top level)", value: issue.code === "unrecognized_keys" ? "(unknown key)" : valueAt(raw, path), allowed: issue.message };
+  });
+}
+
+/** The rules a pair and a cluster share: timers in order, an MTU every path carries, metrics, damage timer, backoff. */
+function commonProblems(
+  c: { tun: { mtu: number }; timers: z.infer<typeof timersSchema>; metrics: { listen?: string | undefined; allowRemote: boolean }; storage: { mirrorLagMs: number; pollMaxMs: number; damageTimeoutMs: number; recovery: { backoffMinMs: number; backoffMaxMs: number } } },
+  underlayMtu: number,
+  sealed: boolean,
+  problems: ConfigProblem[],
+): void {
   for (const name of ["primary", "storage"] as const) {
     const t = c.timers[name];
     if (t.suspectMs <= t.heartbeatMs) problems.push({ key: `timers.${name}.suspectMs`, value: t.suspectMs, allowed: `more than heartbeatMs (${t.heartbeatMs}): at least one heartbeat must be missed` });
     if (t.downMs <= t.suspectMs) problems.push({ key: `timers.${name}.downMs`, value: t.downMs, allowed: `more than suspectMs (${t.suspectMs})` });
   }
-  const sealBytes = c.keys === undefined ? 0 : SEAL_OVERHEAD_BYTES;
-  const udpMax = c.primary.underlayMtu - IP_UDP_HEADER_BYTES - MESSAGE_HEADER_BYTES - sealBytes;
-  if (c.tun.mtu > udpMax) problems.push({ key: "tun.mtu", value: c.tun.mtu, allowed: `at most ${udpMax}: the primary path carries underlayMtu ${c.primary.underlayMtu} - ${IP_UDP_HEADER_BYTES} (IP+UDP) - ${MESSAGE_HEADER_BYTES} (link header)${sealBytes === 0 ? "" : ` - ${sealBytes} (counter + AEAD tag)`}` });
+  const sealBytes = sealed ? SEAL_OVERHEAD_BYTES : 0;
+  const udpMax = underlayMtu - IP_UDP_HEADER_BYTES - MESSAGE_HEADER_BYTES - sealBytes;
+  if (c.tun.mtu > udpMax) problems.push({ key: "tun.mtu", value: c.tun.mtu, allowed: `at most ${udpMax}: the primary path carries underlayMtu ${underlayMtu} - ${IP_UDP_HEADER_BYTES} (IP+UDP) - ${MESSAGE_HEADER_BYTES} (link header)${sealBytes === 0 ? "" : ` - ${sealBytes} (counter + AEAD tag)`}` });
   if (c.tun.mtu > STORAGE_MAX_PAYLOAD_BYTES) problems.push({ key: "tun.mtu", value: c.tun.mtu, allowed: `at most ${STORAGE_MAX_PAYLOAD_BYTES}: the storage path's largest frame` });
   const metricsAt = c.metrics.listen === undefined ? undefined : parseEndpoint(c.metrics.listen);
   if (metricsAt !== undefined && !metricsAt.host.startsWith("127.") && !c.metrics.allowRemote) {
     problems.push({ key: "metrics.listen", value: c.metrics.listen, allowed: "a loopback address (127.0.0.0/8); set metrics.allowRemote to serve metrics beyond this host" });
-  }
-  for (const key of ["bind", "peer"] as const) {
-    const at = parseEndpoint(c.primary[key]);
-    if (at !== undefined && at.port > 65534) problems.push({ key: `primary.${key}`, value: c.primary[key], allowed: "a port of at most 65534 (the next port carries heartbeats and control)" });
   }
   const damageFloorMs = minDamageTimeoutMs(c.storage);
   if (c.storage.damageTimeoutMs < damageFloorMs) {
@@ -138,8 +253,11 @@ export function checkConfig(raw: unknown): { ok: true; config: NodeConfig } | { 
   }
   const r = c.storage.recovery;
   if (r.backoffMaxMs < r.backoffMinMs) problems.push({ key: "storage.recovery.backoffMaxMs", value: r.backoffMaxMs, allowed: `at least backoffMinMs (${r.backoffMinMs})` });
-  if (c.storage.send === c.storage.receive) problems.push({ key: "storage.receive", value: c.storage.receive, allowed: "a volume other than storage.send" });
-  return problems.length > 0 ? { ok: false, problems } : { ok: true, config: c };
+}
+
+function portProblem(key: string, value: string, problems: ConfigProblem[]): void {
+  const at = parseEndpoint(value);
+  if (at !== undefined && at.port > 65534) problems.push({ key, value, allowed: "a port of at most 65534 (the next port carries heartbeats and control)" });
 }
 
 /**
@@ -157,8 +275,15 @@ export function formatProblems(source: string, problems: ConfigProblem[]): strin
   return problems.map((p) => `${source}: ${p.key} = ${JSON.stringify(p.value) ?? "undefined"}: expected ${p.allowed}`).join("\n");
 }
 
-/** Reads and checks a config file; throws ERR_LUNLINK_BAD_CONFIG listing every problem. */
+/** Reads and checks a pair's config file; throws ERR_LUNLINK_BAD_CONFIG listing every problem (a cluster's too). */
 export async function loadConfig(file: string): Promise<NodeConfig> {
+  const any = await loadAnyConfig(file);
+  if (any.kind !== "pair") throw new LunlinkError(ErrorCode.BadConfig, `config ${file}: a cluster node's config (it has a cluster section); this needs a pair's`, { path: file });
+  return any.config;
+}
+
+/** Reads and checks a config file of either kind; throws ERR_LUNLINK_BAD_CONFIG listing every problem. */
+export async function loadAnyConfig(file: string): Promise<AnyConfig> {
   let text: string;
   try {
     text = await readFile(file, "utf8");
@@ -172,7 +297,7 @@ export async function loadConfig(file: string): Promise<NodeConfig> {
   } catch (error) {
     throw new LunlinkError(ErrorCode.BadConfig, `config ${file}: not valid JSON (${(error as Error).message})`, { path: file, cause: error });
   }
-  const result = checkConfig(raw);
+  const result = checkAnyConfig(raw);
   if (!result.ok) throw new LunlinkError(ErrorCode.BadConfig, formatProblems(file, result.problems), { path: file });
   return result.config;
 }
@@ -190,7 +315,7 @@ function isCidr(text: string): boolean {
 }
 
 /** The control socket path: configured, or /run/lunlink/<tun name>.sock. */
-export function controlSocketPath(c: NodeConfig): string {
+export function controlSocketPath(c: Pick<NodeConfig, "control" | "tun">): string {
   return c.control.socket ?? `/run/lunlink/${c.tun.name}.sock`;
 }
 

@@ -1,0 +1,296 @@
+// A cluster node's link side, composed: one ring writer on this node's own ring and one reader per
+// peer ring (ClusterStorage), one pair of UDP sockets shared by every peer (ClusterUdp), and one
+// PeerLink (LinkCore: path states, failover and failback, control, dedupe) per peer, so node A may
+// reach B over the network and C only over storage. Pipeline:
+//   send: a TUN read batch -> ClusterRoutes picks each packet's peer (broadcast/multicast: every
+//         peer) -> that PeerLink picks its paths -> its UDP batch (one sendmmsg per peer at the
+//         batch's end) | our ring, the frame addressed to that peer (one record per batch)
+//   receive: a datagram (demuxed by source endpoint) | a peer ring frame for us or for everyone ->
+//            that PeerLink -> data batches (onDataBatch: one call per UDP batch or ring poll).
+// A broadcast goes as one copy per peer (each peer's link numbers its own data: dedupe and failback
+// order are per pair); one ring frame with destination 0 read by all would need a cluster-wide
+// sequence, not built yet. Timers: one heartbeat interval per path and one tick for all peers.
+import { randomInt } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { monitorEventLoopDelay, performance } from "node:perf_hooks";
+
+import { ErrorCode, LunlinkError } from "../errors.ts";
+import type { StateChange, RecoveryOptions } from "../io/supervisor.ts";
+import type { Endpoint } from "../link/link.ts";
+import { PathId } from "../link/message.ts";
+import type { LinkTimers, Transition } from "../link/paths.ts";
+import type { RingObserver } from "../ring/fault-memory.ts";
+import type { RingWriterCounters } from "../ring/writer.ts";
+import { ClusterRoutes } from "./cluster-route.ts";
+import { PeerLink, type PeerStatus } from "./cluster-link.ts";
+import { ClusterStorage } from "./cluster-storage.ts";
+import { ClusterUdp } from "./cluster-udp.ts";
+
+export interface ClusterMemberOptions {
+  node: number;
+  /** The member's address on the TUN subnet. */
+  address: string;
+  /** Its primary UDP endpoint (data; control on port + 1). */
+  primary: Endpoint;
+  /** Where its ring is read from (a cluster volume: its region; or a node volume, e.g. a mirror copy). */
+  ring: string;
+  /** Its X25519 public key (base64), when keys are configured. */
+  publicKey?: string;
+}
+
+export interface ClusterNodeOptions {
+  nodeId: number;
+  /** The TUN subnet with this node's address, "198.18.100.1/24". */
+  subnet: string;
+  /** Every member, this node included (its entry: where it binds and writes its ring). */
+  members: readonly ClusterMemberOptions[];
+  storage: { dsync?: boolean; maxDelayMs?: number; pollMaxMs?: number; ioTimeoutMs?: number; damageTimeoutMs?: number; recovery?: RecoveryOptions; peerDownMs: number; observer?: RingObserver };
+  timers: LinkTimers;
+  controlRtoMs?: number;
+  /** Tick period of the state machines (default 5 ms). */
+  tickMs?: number;
+  /** This node's X25519 private key (base64): seals UDP per peer. */
+  privateKey?: string;
+  log?: (event: string, fields: Record<string, unknown>) => void;
+}
+
+export interface ClusterNodeEvents {
+  transition: [peer: number, t: Transition];
+  /** A storage component changed state: our ring (peer undefined) or a peer's ring. */
+  storage: [StateChange & { peer?: number }];
+  control: [peer: number, payload: Uint8Array];
+}
+
+/** Packets read from the TUN that went nowhere, by reason (ClusterRoutes), and those no path took. */
+export interface RouteCounters {
+  toPeers: number;
+  broadcasts: number;
+  notSent: number;
+  dropped: Record<"short" | "version" | "self" | "unknown-address" | "outside-subnet" | "too-large", number>;
+}
+
+export interface ClusterStatus {
+  node: number;
+  kind: "cluster";
+  peers: PeerStatus[];
+  ring: { headSeq: string; epoch: string; writerCounters: RingWriterCounters };
+  routes: RouteCounters;
+  udpStrays: number;
+  eventLoopDelayMs: { p50: number; p99: number; max: number };
+}
+
+export type DataBatchHandler = (payloads: Uint8Array, lengths: Uint32Array, count: number) => void;
+
+/** Bounds of one delivered data batch (what one TunDevice.writeBatch gets). */
+export const DELIVERY_BATCH_PACKETS = 256;
+export const DELIVERY_BATCH_BYTES = 1 << 20;
+
+export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
+  readonly options: ClusterNodeOptions;
+  readonly peers: readonly PeerLink[];
+  readonly routes: ClusterRoutes;
+  readonly routeCounters: RouteCounters = { toPeers: 0, broadcasts: 0, notSent: 0, dropped: { short: 0, version: 0, self: 0, "unknown-address": 0, "outside-subnet": 0, "too-large": 0 } };
+  private readonly udp: ClusterUdp;
+  private readonly storage: ClusterStorage;
+  private readonly byNode = new Map<number, PeerLink>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  private readonly delivery = { bytes: new Uint8Array(DELIVERY_BATCH_BYTES), lengths: new Uint32Array(DELIVERY_BATCH_PACKETS), count: 0, used: 0, scheduled: false };
+  private dataBatchHandler: DataBatchHandler | undefined;
+  private closed = false;
+
+  private constructor(options: ClusterNodeOptions, routes: ClusterRoutes, udp: ClusterUdp, storage: ClusterStorage, peers: PeerLink[]) {
+    super();
+    this.options = options;
+    this.routes = routes;
+    this.udp = udp;
+    this.storage = storage;
+    this.peers = peers;
+    for (const p of peers) {
+      this.byNode.set(p.node, p);
+      p.on("transition", (t) => this.emit("transition", p.node, t));
+      p.on("control", (payload) => this.emit("control", p.node, payload));
+    }
+    storage.on("change", (c) => this.emit("storage", c));
+  }
+
+  /** Opens every ring (ours in a new epoch) and the UDP sockets, then starts heartbeats on both paths to every peer. */
+  static async open(options: ClusterNodeOptions): Promise<ClusterNode> {
+    const self = options.members.find((m) => m.node === options.nodeId);
+    if (self === undefined) throw new LunlinkError(ErrorCode.BadConfig, `node ${options.nodeId} is not among the cluster members (${options.members.map((m) => m.node).join(", ")})`);
+    const routes = new ClusterRoutes(options.subnet, options.members, options.nodeId);
+    const peerMembers = options.members.filter((m) => m.node !== options.nodeId);
+    if (options.privateKey !== undefined) {
+      const missing = peerMembers.find((m) => m.publicKey === undefined);
+      if (missing !== undefined) throw new LunlinkError(ErrorCode.BadConfig, `keys are configured but member ${missing.node} has no publicKey`);
+    }
+    let node: ClusterNode | undefined;
+    const storage = await ClusterStorage.open({
+      ...options.storage,
+      nodeId: options.nodeId,
+      ring: self.ring,
+      peers: peerMembers.map((m) => ({ node: m.node, ring: m.ring })),
+      onFrame: (peer, _type, bytes, offset, length) => node?.peers[peer]!.receiveRing(bytes, offset, length),
+    });
+    let udp: ClusterUdp;
+    try {
+      udp = ClusterUdp.open({
+        bind: self.primary,
+        peers: peerMembers.map((m) => m.primary),
+        onDatagram: (peer, bytes, offset, length, address, port) => node?.peers[peer]!.receiveUdp(bytes, offset, length, address, port),
+        onBatchEnd: () => node?.flushDelivery(),
+        onError: (error) => options.log?.("udp-error", { message: error.message }),
+      });
+    } catch (error) {
+      await storage.close();
+      throw error;
+    }
+    // Strictly higher on every start: our ring's epoch (persisted, raised by every writer open), low bits random.
+    const session = (storage.epoch << 16n) | BigInt(randomInt(0x10000));
+    const peers = peerMembers.map(
+      (m, index) =>
+        new PeerLink(
+          {
+            nodeId: options.nodeId,
+            peerNodeId: m.node,
+            index,
+            session,
+            timers: options.timers,
+            controlRtoMs: options.controlRtoMs ?? 200,
+            ...(options.privateKey === undefined ? {} : { keys: { privateKey: options.privateKey, peerPublicKey: m.publicKey! } }),
+            deliver: (payload) => node?.deliver(payload),
+            ...(options.log === undefined ? {} : { log: options.log }),
+          },
+          udp,
+          storage,
+        ),
+    );
+    node = new ClusterNode(options, routes, udp, storage, peers);
+    node.start();
+    return node;
+  }
+
+  private start(): void {
+    this.loopDelay.enable();
+    const t = this.options.timers;
+    const heartbeat = (path: PathId) => () => {
+      if (this.closed) return;
+      for (const p of this.peers) p.heartbeat(path);
+    };
+    this.timers.push(setInterval(heartbeat(PathId.Primary), t.primary.heartbeatMs));
+    this.timers.push(setInterval(heartbeat(PathId.Storage), t.storage.heartbeatMs));
+    this.timers.push(setInterval(() => this.tick(), this.options.tickMs ?? 5));
+    heartbeat(PathId.Primary)();
+    heartbeat(PathId.Storage)();
+    this.tick();
+  }
+
+  /** The peer link of node `node`. */
+  peer(node: number): PeerLink | undefined {
+    return this.byNode.get(node);
+  }
+
+  /**
+   * Sends `count` IP packets stored back to back in `payloads` (packet i is lengths[i] bytes), e.g.
+   * one TUN read batch, each to the peer its destination address names (every peer for broadcast and
+   * multicast). Returns how many some path took (a broadcast counts once if any peer took it).
+   */
+  sendBatch(payloads: Uint8Array, lengths: Uint32Array, count: number): number {
+    if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed cluster node");
+    const now = performance.now();
+    const r = this.routeCounters;
+    let taken = 0;
+    let offset = 0;
+    for (const p of this.peers) p.batching = true;
+    try {
+      for (let i = 0; i < count; i++) {
+        const length = lengths[i]!;
+        const packet = payloads.subarray(offset, offset + length);
+        offset += length;
+        const route = this.routes.route(packet);
+        if (route.kind === "drop") {
+          r.dropped[route.reason]++;
+          continue;
+        }
+        let sent = false;
+        if (route.kind === "peer") {
+          const peer = this.byNode.get(route.node)!;
+          if (length > peer.maxPayloadBytes) {
+            r.dropped["too-large"]++;
+            continue;
+          }
+          r.toPeers++;
+          sent = peer.sendData(now, packet);
+        } else {
+          r.broadcasts++;
+          for (const peer of this.peers) if (peer.sendData(now, packet)) sent = true;
+        }
+        if (sent) taken++;
+        else r.notSent++;
+      }
+    } finally {
+      for (const p of this.peers) {
+        p.batching = false;
+        p.flushUdp();
+      }
+    }
+    return taken;
+  }
+
+  /** Data payloads in batches (one call per UDP receive batch or ring poll), for TunDevice.writeBatch. */
+  onDataBatch(handler: DataBatchHandler): void {
+    this.dataBatchHandler = handler;
+  }
+
+  status(): ClusterStatus {
+    return {
+      node: this.options.nodeId,
+      kind: "cluster",
+      peers: this.peers.map((p) => p.status()),
+      ring: { headSeq: String(this.storage.headSeq), epoch: String(this.storage.epoch), writerCounters: this.storage.writerCounters },
+      routes: { ...this.routeCounters, dropped: { ...this.routeCounters.dropped } },
+      udpStrays: this.udp.strays,
+      eventLoopDelayMs: { p50: this.loopDelay.percentile(50) / 1e6, p99: this.loopDelay.percentile(99) / 1e6, max: this.loopDelay.max / 1e6 },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.loopDelay.disable();
+    for (const p of this.peers) p.close();
+    this.udp.close();
+    await this.storage.close();
+  }
+
+  private tick(): void {
+    if (this.closed) return;
+    const now = performance.now();
+    for (const p of this.peers) p.tick(now);
+  }
+
+  private deliver(payload: Uint8Array): void {
+    if (this.dataBatchHandler === undefined || this.closed) return;
+    const d = this.delivery;
+    if (d.count === DELIVERY_BATCH_PACKETS || d.used + payload.length > DELIVERY_BATCH_BYTES) this.flushDelivery();
+    d.bytes.set(payload, d.used);
+    d.lengths[d.count++] = payload.length;
+    d.used += payload.length;
+    // Ring frames arrive one by one from a poller's record walk: flush after it (UDP flushes at batch end).
+    if (!d.scheduled) {
+      d.scheduled = true;
+      queueMicrotask(this.flushDelivery);
+    }
+  }
+
+  private readonly flushDelivery = (): void => {
+    const d = this.delivery;
+    d.scheduled = false;
+    if (d.count === 0) return;
+    const count = d.count;
+    d.count = 0;
+    d.used = 0;
+    if (!this.closed) this.dataBatchHandler?.(d.bytes, d.lengths, count);
+  };
+}
