@@ -6,6 +6,9 @@
 // time (ranges written meanwhile coalesce into contiguous runs, never lost), `timeoutMs` per run
 // (the command is killed past it), `retries` with `retryDelayMs` between tries; stderr is captured
 // (last 4 KiB) into the error. Ranges never wrap the ring end (records never straddle it).
+// close() detaches from the writers, lets the running invocation finish (bounded by timeoutMs, as
+// every invocation is) and starts no other: no command runs after it resolves, with the bytes it
+// left uncopied.
 import { spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 
@@ -46,6 +49,8 @@ export class HookMirror extends EventEmitter<HookMirrorEvents> {
   private dirty: [number, number][] = [];
   private running: Promise<void> | undefined;
   private lastError: LunlinkError | undefined;
+  private closed = false;
+  private readonly detachers: (() => void)[] = [];
 
   constructor(options: HookMirrorOptions) {
     super();
@@ -60,7 +65,26 @@ export class HookMirror extends EventEmitter<HookMirrorEvents> {
 
   /** Follows a writer: every range it writes is copied after it (on-command mode is sync()). */
   attach(writer: RingWriter): void {
-    writer.on("write", (offset, length) => this.markDirty(offset, length));
+    this.requireOpen();
+    const onWrite = (offset: number, length: number) => this.markDirty(offset, length);
+    writer.on("write", onWrite);
+    this.detachers.push(() => writer.off("write", onWrite));
+  }
+
+  /**
+   * Stops following: no command starts after this, the running one (if any) finishes within its
+   * timeoutMs. Resolves with the bytes left uncopied (they are not lost on the source; a later
+   * full copy or resync takes them). Idempotent.
+   */
+  async close(): Promise<number> {
+    this.closed = true;
+    for (const detach of this.detachers.splice(0)) detach();
+    while (this.running !== undefined) await this.running;
+    return this.pendingBytes;
+  }
+
+  private requireOpen(): void {
+    if (this.closed) throw new LunlinkError(ErrorCode.Closed, "mirror hook is closed");
   }
 
   /** Queues a byte range for copying; starts a copy unless one is running (it will pick this up). */
@@ -69,6 +93,7 @@ export class HookMirror extends EventEmitter<HookMirrorEvents> {
     if (offsetBytes % B !== 0 || lengthBytes % B !== 0 || lengthBytes <= 0) {
       throw new Error(`assertion failed: range ${offsetBytes}+${lengthBytes} is not whole ${B}-byte blocks`);
     }
+    this.requireOpen();
     this.addRange(offsetBytes, offsetBytes + lengthBytes);
     this.kick();
   }
@@ -93,6 +118,7 @@ export class HookMirror extends EventEmitter<HookMirrorEvents> {
    * now: the operator may have fixed the cause); rejects with the hook's error if it gives up again.
    */
   async sync(): Promise<void> {
+    this.requireOpen();
     if (this.dirty.length > 0) this.kick();
     while (this.running !== undefined) await this.running;
     if (this.dirty.length > 0 && this.lastError !== undefined) throw this.lastError;
@@ -100,7 +126,7 @@ export class HookMirror extends EventEmitter<HookMirrorEvents> {
 
   /** One drain at a time; ranges that arrive while it runs are picked up by it or the next one. */
   private kick(): void {
-    if (this.running !== undefined) return;
+    if (this.running !== undefined || this.closed) return;
     this.running = this.drain().finally(() => {
       this.running = undefined;
       if (this.dirty.length > 0 && this.lastError === undefined) this.kick();
@@ -114,7 +140,7 @@ export class HookMirror extends EventEmitter<HookMirrorEvents> {
 
   private async drain(): Promise<void> {
     this.lastError = undefined;
-    while (this.dirty.length > 0) {
+    while (this.dirty.length > 0 && !this.closed) {
       const [start, end] = this.dirty.shift()!;
       let attempt = 0;
       for (;;) {
@@ -128,7 +154,7 @@ export class HookMirror extends EventEmitter<HookMirrorEvents> {
         } catch (error) {
           this.counters.failures++;
           const failure = error as LunlinkError;
-          if (attempt++ >= this.options.retries) {
+          if (attempt++ >= this.options.retries || this.closed) {
             // Give up for now; the range stays dirty so nothing is lost, and sync() reports it.
             this.addRange(start, end);
             this.lastError = failure;

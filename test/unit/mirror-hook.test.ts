@@ -1,7 +1,7 @@
 // HookMirror with real commands: dd copies each range; failing, hanging and missing commands.
 import test, { type ExecutionContext } from "ava";
 import { existsSync } from "node:fs";
-import { rm, writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 import { ErrorCode, FrameType, LunlinkError, RingReader, RingWriter, Volume, formatVolume } from "../../lib/index.ts";
@@ -30,6 +30,9 @@ async function hookCopies(t: ExecutionContext, command: string, total: number): 
   });
   await formatVolume(a, { writerNode: 1, peerNode: 2, ringBlocks: 64n });
   const hook = new HookMirror({ command, source: aPath, destination: bPath, blockBytes: 4096 });
+  // Before the files go: a copy the writer's last writes started must not run into their removal
+  // (rsync recreated the removed destination: ENOTEMPTY in the scratch directory's teardown).
+  t.teardown(() => hook.close());
   hook.markDirty(0, 2 * MiB); // initial full copy, as a deployment's first sync would be
   await hook.sync();
   const reader = await RingReader.open(b, { nodeId: 2, start: "head" });
@@ -53,6 +56,8 @@ async function hookCopies(t: ExecutionContext, command: string, total: number): 
   }
   await produce;
   await writer.close();
+  await hook.close();
+  t.is(writer.listenerCount("write"), 0, "close() detached the hook from the writer");
   t.deepEqual(got, Array.from({ length: total }, (_, i) => i));
   t.is(reader.counters.lost, 0n);
   t.true(writer.counters.bytesWritten > 2 * 64 * 4096, `the ring lapped (${writer.counters.bytesWritten} bytes written)`);
@@ -93,4 +98,24 @@ test("a hanging hook is killed at its timeout; a missing command says so", async
   const notFound = await t.throwsAsync(missing.sync());
   t.regex(notFound.message, /exited 127 \(command not found\)/);
   t.false(existsSync(join(dir, "no-such-tool")));
+});
+
+test("close() lets the running copy finish, starts no other, and reports what it left; the hook refuses work after it", async (t) => {
+  const dir = await scratchDir(t);
+  const go = join(dir, "go");
+  const runs = join(dir, "runs");
+  // Each invocation waits for the test's "go" file (at most 20 s), then logs its range.
+  const command = `for i in $(seq 2000); do [ -e "${go}" ] && break; sleep 0.01; done; echo "$LUNLINK_OFFSET" >> "${runs}"`;
+  const hook = new HookMirror({ command, source: "/dev/null", destination: "/dev/null", blockBytes: 4096, retries: 0 });
+  t.teardown(() => hook.close());
+  hook.markDirty(0, 4096); // starts the first invocation, which waits for "go"
+  hook.markDirty(8192, 4096); // queued behind it
+  const closing = hook.close();
+  await writeFile(go, "");
+  t.is(await closing, 4096, "the queued range was left uncopied, and said so");
+  t.is(await readFile(runs, "utf8"), "0\n", "the running copy finished; no other started");
+  t.is(hook.counters.bytesCopied, 4096);
+  t.is(await hook.close(), 4096, "close() is idempotent");
+  t.throws(() => hook.markDirty(0, 4096), { code: ErrorCode.Closed });
+  await t.throwsAsync(hook.sync(), { code: ErrorCode.Closed });
 });
