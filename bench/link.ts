@@ -69,10 +69,15 @@ export async function linkBench(args: string[]): Promise<void> {
       { name: "lunlink0, storage, TCP cubic", address: lab.nodes[1].tunAddress, prepare: async () => undefined, congestion: "cubic" },
     ];
     const targets = storageOnly ? allTargets.filter((t) => t.name.includes("storage")) : allTargets;
-    const fioBytesPerSecond = await withScratch((scratch) => fourStreams(scratch, seconds)).catch((error: Error) => {
-      console.log(`fio four streams: not measured (${error.message})`);
-      return Number.NaN;
-    });
+    const fioBytesPerSecond: number[] = [];
+    for (const blockBytes of STORAGE_FIO_BLOCK_BYTES) {
+      fioBytesPerSecond.push(
+        await withScratch((scratch) => fourStreams(scratch, seconds, blockBytes)).catch((error: Error) => {
+          console.log(`fio four streams, ${blockBytes / 1024} KiB: not measured (${error.message})`);
+          return Number.NaN;
+        }),
+      );
+    }
     let veth = 0;
     const ringRows: string[][] = [];
     for (const target of targets) {
@@ -88,7 +93,7 @@ export async function linkBench(args: string[]): Promise<void> {
       if (veth === 0 && !storageOnly) veth = bytesPerSecond;
       const lunlink = target.name.startsWith("lunlink");
       const storage = target.name.includes("storage");
-      rows.push([target.name, rtt.p50.toFixed(3), rtt.p99.toFixed(3), (bytesPerSecond / 1e6).toFixed(1), ratio(bytesPerSecond, veth), storage ? ratio(bytesPerSecond, fioBytesPerSecond) : "", lunlink ? (cpu / ((bytesPerSecond * seconds) / 1e6)).toFixed(2) : ""]);
+      rows.push([target.name, rtt.p50.toFixed(3), rtt.p99.toFixed(3), (bytesPerSecond / 1e6).toFixed(1), ratio(bytesPerSecond, veth), ...fioBytesPerSecond.map((f) => (storage ? ratio(bytesPerSecond, f) : "")), lunlink ? (cpu / ((bytesPerSecond * seconds) / 1e6)).toFixed(2) : ""]);
       if (storage) for (const id of [1, 2] as const) ringRows.push([target.name, `${id} -> ${3 - id}`, ...ringActivity(before[id - 1]!, after[id - 1]!, before[2 - id]!, after[2 - id]!), id === 1 ? tcp : ""]);
     }
     if (!storageOnly) {
@@ -97,8 +102,9 @@ export async function linkBench(args: string[]): Promise<void> {
     }
     const cc = (await lab.exec(1, "sysctl", ["-n", "net.ipv4.tcp_congestion_control"])).trim();
     console.log(`\nRTT and TCP throughput (iperf3, 1 stream, ${seconds} s; TUN MTU ${tunMtu}, veth MTU ${Math.max(1500, tunMtu + 80)}; congestion control ${cc} unless named)`);
-    console.log(table(["path", "ping p50 ms", "ping p99 ms", "TCP MB/s", "x veth", "x fio four streams", "lunlink CPU ms/MB (both nodes)"], rows));
-    console.log(`fio four streams (write A O_DSYNC, read A, write B, read B; ${STORAGE_FIO_BLOCK_BYTES / 1024} KiB blocks, O_DIRECT, loop devices with direct I/O, ${seconds} s): ${(fioBytesPerSecond / 1e6).toFixed(1)} MB/s per stream (the rate data could cross that pipeline)`);
+    console.log(table(["path", "ping p50 ms", "ping p99 ms", "TCP MB/s", "x veth", ...STORAGE_FIO_BLOCK_BYTES.map((b) => `x fio 4 streams ${b / 1024} KiB`), "lunlink CPU ms/MB (both nodes)"], rows));
+    const fioFigures = STORAGE_FIO_BLOCK_BYTES.map((b, i) => `${(fioBytesPerSecond[i]! / 1e6).toFixed(1)} MB/s at ${b / 1024} KiB`).join(", ");
+    console.log(`fio four streams (write A O_DSYNC, read A, write B, read B at once; O_DIRECT, loop devices with direct I/O, ${seconds} s each), the slowest stream: ${fioFigures} (the rate data could cross that pipeline)`);
     console.log(`\nring activity during the storage TCP runs (writer of the sending node, reader of the receiving one; TCP as ss -tin saw it on node 1 halfway)`);
     console.log(table(["path", "direction", "records", "frames/record", "KiB/record", "frames dropped", "reader records", "reader lost", "ss -tin node 1"], ringRows));
     if (storageOnly) return;
