@@ -1,11 +1,15 @@
-// `npm run bench -- link [--cuts N] [--seconds S] [--keys] [--mtu N] [--plot DIR]`: the link end to end in the two-host lab
+// `npm run bench -- link [--cuts N] [--seconds S] [--keys] [--mtu N] [--plot DIR] [--only storage]`: the link end to end in the two-host lab
 // (lib/node/lab.ts: namespaces, veth, loop devices with direct I/O, local mirrors), side by side in
 // one run with the plain veth and wireguard-go over the same veth:
 //   1. failover: N cuts of the veth with a 1 ms UDP probe node 1 -> node 2 through lunlink0;
 //      per switch: the interruption (longest gap between probe arrivals from the cut until the
 //      restore, i.e. cut -> traffic flowing over storage), probes lost, duplicated, reordered;
 //   2. ping RTT (p50/p99 of 200 pings at 10 ms) and TCP throughput (iperf3, one stream);
-//   3. CPU per MB of the two lunlink processes during each TCP run.
+//   3. CPU per MB of the two lunlink processes during each TCP run; for the storage rows also what the
+//      ring did (records, frames per record, bytes per record, drops) and TCP's view (ss -tin: cwnd, rtt);
+//   4. fio running the storage path's four-stream pattern (write A, read A, write B, read B) on two
+//      loop devices of its own, the reference the storage rows are held against.
+// `--only storage` runs just the storage TCP rows and fio (no veth, wireguard-go, primary, failover).
 import { execFile } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -15,6 +19,9 @@ import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { Lab } from "../lib/node/lab.ts";
+import type { LinkStatus } from "../lib/link/link.ts";
+import { fourStreams, STORAGE_FIO_BLOCK_BYTES } from "./link-fio.ts";
+import { withScratch } from "./scratch.ts";
 import { numberArg, percentile, ratio, table } from "./stats.ts";
 import { assertCanPlot, writeCharts } from "../lib/cli/plot.ts";
 import { linkCharts, plotDirArg, type CutEvent, type ProbeRow } from "./plot.ts";
@@ -30,6 +37,7 @@ export async function linkBench(args: string[]): Promise<void> {
   const keys = args.includes("--keys");
   const tunMtu = numberArg(args, "--mtu", 1400);
   const plotDir = plotDirArg(args);
+  const storageOnly = args[args.indexOf("--only") + 1] === "storage" && args.includes("--only");
   if (plotDir !== undefined) await assertCanPlot();
   const lab = await Lab.create({ prefix: "llb-", keys, tunMtu });
   const stop = () => void lab.destroy().finally(() => process.exit(130));
@@ -37,14 +45,14 @@ export async function linkBench(args: string[]): Promise<void> {
   try {
     await lab.startPair();
     console.log(`lab: loop devices (direct I/O, 4096-byte sectors), mirrors in the root namespace, default timers, ${keys ? "keys: sealed UDP and keyed rings" : "no keys"}, TUN MTU ${tunMtu}`);
-    const wireguard = await startWireguard(lab).catch((error: Error) => {
+    const wireguard = storageOnly ? undefined : await startWireguard(lab).catch((error: Error) => {
       console.log(`wireguard-go: not measured (${error.message})`);
       return undefined;
     });
 
     // 2 + 3: RTT and throughput per path.
     const rows: string[][] = [];
-    const targets: { name: string; address: string; prepare: () => Promise<void>; congestion?: string }[] = [
+    const allTargets: { name: string; address: string; prepare: () => Promise<void>; congestion?: string }[] = [
       { name: "veth (no tunnel)", address: lab.nodes[1].underlayAddress, prepare: async () => undefined },
       ...(wireguard === undefined ? [] : [{ name: "wireguard-go over the veth", address: wireguard, prepare: async () => undefined }]),
       { name: "lunlink0, primary (UDP)", address: lab.nodes[1].tunAddress, prepare: async () => undefined },
@@ -60,22 +68,46 @@ export async function linkBench(args: string[]): Promise<void> {
       // packets every few ms) suits loss-based CUBIC better. Same path, TCP told to use cubic.
       { name: "lunlink0, storage, TCP cubic", address: lab.nodes[1].tunAddress, prepare: async () => undefined, congestion: "cubic" },
     ];
+    const targets = storageOnly ? allTargets.filter((t) => t.name.includes("storage")) : allTargets;
+    const fioBytesPerSecond: number[] = [];
+    for (const blockBytes of STORAGE_FIO_BLOCK_BYTES) {
+      fioBytesPerSecond.push(
+        await withScratch((scratch) => fourStreams(scratch, seconds, blockBytes)).catch((error: Error) => {
+          console.log(`fio four streams, ${blockBytes / 1024} KiB: not measured (${error.message})`);
+          return Number.NaN;
+        }),
+      );
+    }
     let veth = 0;
+    const ringRows: string[][] = [];
     for (const target of targets) {
       await target.prepare();
       const rtt = await pingRtt(lab, target.address);
       const cpuBefore = await cpuMs(lab);
+      const before = await Promise.all([lab.status(1), lab.status(2)]);
+      const sampled = target.name.includes("storage") ? sampleTcp(lab, seconds) : Promise.resolve("");
       const bytesPerSecond = await iperf(lab, target.address, seconds, target.congestion);
       const cpu = (await cpuMs(lab)) - cpuBefore;
-      if (veth === 0) veth = bytesPerSecond;
+      const after = await Promise.all([lab.status(1), lab.status(2)]);
+      const tcp = await sampled;
+      if (veth === 0 && !storageOnly) veth = bytesPerSecond;
       const lunlink = target.name.startsWith("lunlink");
-      rows.push([target.name, rtt.p50.toFixed(3), rtt.p99.toFixed(3), (bytesPerSecond / 1e6).toFixed(1), ratio(bytesPerSecond, veth), lunlink ? (cpu / ((bytesPerSecond * seconds) / 1e6)).toFixed(2) : ""]);
+      const storage = target.name.includes("storage");
+      rows.push([target.name, rtt.p50.toFixed(3), rtt.p99.toFixed(3), (bytesPerSecond / 1e6).toFixed(1), ratio(bytesPerSecond, veth), ...fioBytesPerSecond.map((f) => (storage ? ratio(bytesPerSecond, f) : "")), lunlink ? (cpu / ((bytesPerSecond * seconds) / 1e6)).toFixed(2) : ""]);
+      if (storage) for (const id of [1, 2] as const) ringRows.push([target.name, `${id} -> ${3 - id}`, ...ringActivity(before[id - 1]!, after[id - 1]!, before[2 - id]!, after[2 - id]!), id === 1 ? tcp : ""]);
     }
-    await lab.setPrimary(true);
-    for (const id of [1, 2] as const) await lab.waitFor(id, "back on the primary", (s) => s.active === "primary", 15_000);
+    if (!storageOnly) {
+      await lab.setPrimary(true);
+      for (const id of [1, 2] as const) await lab.waitFor(id, "back on the primary", (s) => s.active === "primary", 15_000);
+    }
     const cc = (await lab.exec(1, "sysctl", ["-n", "net.ipv4.tcp_congestion_control"])).trim();
     console.log(`\nRTT and TCP throughput (iperf3, 1 stream, ${seconds} s; TUN MTU ${tunMtu}, veth MTU ${Math.max(1500, tunMtu + 80)}; congestion control ${cc} unless named)`);
-    console.log(table(["path", "ping p50 ms", "ping p99 ms", "TCP MB/s", "x veth", "lunlink CPU ms/MB (both nodes)"], rows));
+    console.log(table(["path", "ping p50 ms", "ping p99 ms", "TCP MB/s", "x veth", ...STORAGE_FIO_BLOCK_BYTES.map((b) => `x fio 4 streams ${b / 1024} KiB`), "lunlink CPU ms/MB (both nodes)"], rows));
+    const fioFigures = STORAGE_FIO_BLOCK_BYTES.map((b, i) => `${(fioBytesPerSecond[i]! / 1e6).toFixed(1)} MB/s at ${b / 1024} KiB`).join(", ");
+    console.log(`fio four streams (write A O_DSYNC, read A, write B, read B at once; O_DIRECT, loop devices with direct I/O, ${seconds} s each), the slowest stream: ${fioFigures} (the rate data could cross that pipeline)`);
+    console.log(`\nring activity during the storage TCP runs (writer of the sending node, reader of the receiving one; TCP as ss -tin saw it on node 1 halfway)`);
+    console.log(table(["path", "direction", "records", "frames/record", "KiB/record", "frames dropped", "reader records", "reader lost", "ss -tin node 1"], ringRows));
+    if (storageOnly) return;
 
     // 1: failover.
     console.log(`\nfailover: ${cuts} cuts of the veth, 1 ms UDP probe node 1 -> node 2 through lunlink0`);
@@ -122,6 +154,29 @@ export async function linkBench(args: string[]): Promise<void> {
     process.off("SIGINT", stop);
     await lab.destroy();
   }
+}
+
+/** The writer's records, frames and bytes of one direction between two status snapshots, and its reader's. */
+function ringActivity(writerBefore: LinkStatus, writerAfter: LinkStatus, readerBefore: LinkStatus, readerAfter: LinkStatus): string[] {
+  const w0 = writerBefore.ring.writerCounters;
+  const w1 = writerAfter.ring.writerCounters;
+  const records = w1.records - w0.records;
+  const frames = w1.framesAppended - w0.framesAppended;
+  const bytes = w1.bytesWritten - w0.bytesWritten;
+  const r0 = readerBefore.ring.readerCounters;
+  const r1 = readerAfter.ring.readerCounters;
+  return [String(records), records > 0 ? (frames / records).toFixed(1) : "-", records > 0 ? (bytes / records / 1024).toFixed(1) : "-", String(w1.framesDropped - w0.framesDropped), String(r1.records - r0.records), String(BigInt(r1.lost) - BigInt(r0.lost))];
+}
+
+/** cwnd, rtt and unacked segments of node 1's iperf3 data connection, halfway through the run. */
+async function sampleTcp(lab: Lab, seconds: number): Promise<string> {
+  await sleep((seconds * 1000) / 2 + 300);
+  const out = await lab.exec(1, "ss", ["-tin", "dport", "=", String(IPERF_PORT)]).catch(() => "");
+  // The data connection is the one that moved the most bytes (the other is iperf3's control connection).
+  const bytes = (l: string) => Number(/bytes_acked:(\d+)/.exec(l)?.[1] ?? 0);
+  const last = out.split("\n").filter((l) => l.includes("cwnd:")).sort((x, y) => bytes(y) - bytes(x))[0] ?? "";
+  const pick = (re: RegExp) => re.exec(last)?.[1] ?? "?";
+  return `cwnd ${pick(/cwnd:(\d+)/)} rtt ${pick(/ rtt:([\d.]+)/)} ms unacked ${pick(/unacked:(\d+)/)} ${pick(/(bbr|cubic)/)}`;
 }
 
 async function pingRtt(lab: Lab, address: string): Promise<{ p50: number; p99: number }> {

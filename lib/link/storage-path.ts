@@ -23,6 +23,16 @@ import { SupervisedWriter } from "./supervised-writer.ts";
 import { Supervisor, type ComponentReport, type Incarnation, type RecoveryOptions, type StateChange } from "../io/supervisor.ts";
 import type { Ack, RingWriterCounters, RingWriterOptions } from "../ring/writer.ts";
 
+/**
+ * Largest record the link's send ring writes: 256 blocks, 1 MiB at B = 4096 (the RingWriter default is
+ * 65). Each record is one O_DSYNC write, whose cost here is mostly the device flush, not the bytes
+ * (bench link, 2-vCPU VM under load: 13-16 ms between record completions whatever their size, fio 4 KiB
+ * O_DSYNC 12 ms p50 beside 256 KiB at 1 ms). Records only grow while the previous write is in flight,
+ * so a lone packet still goes out at once; under a TCP stream the bytes per flush set the throughput.
+ * 1 MiB is also the mirror's write segment (write-pump.ts) and the reader's read-ahead window.
+ */
+export const LINK_MAX_RECORD_BLOCKS = 256;
+
 export interface StoragePathOptions {
   nodeId: number;
   peerNodeId: number;
@@ -279,6 +289,7 @@ function writerOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: (
     // It is ours by config; after a fault of our own writer, the superblock still names us.
     takeOver: o.takeOver ?? true,
     maxDelayMs: o.maxDelayMs ?? DEFAULT_MAX_DELAY_MS,
+    maxRecordBlocks: LINK_MAX_RECORD_BLOCKS,
     // The link acks and retransmits control itself: a dead peer must not stall the writer.
     controlWaitsForAck: false,
     peerAck: () => path()?.peerAck,
