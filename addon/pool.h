@@ -26,13 +26,21 @@ namespace lunlink {
 enum class Op : int32_t { kOpen = 0, kRead = 1, kWrite = 2, kFlush = 3, kWatch = 4 };
 
 // A watch re-reads one range until its first `compareBytes` differ from `baseline` or the timeout
-// passes, sleeping `sleepNs` between reads: waiting for the peer's next record happens here, with
-// nanosleep's resolution, instead of on JS timers (~1 ms granularity).
+// passes: waiting for the peer's next record happens here, with nanosleep's resolution, instead of
+// on JS timers (~1 ms granularity). The sleep between reads backs off here too, so an idle follower
+// costs native re-reads and no JS turn: it starts at `sleepNs`, is kept for kWatchRereads times its
+// length, then grows by kWatchGrowth, up to `maxSleepNs` (WatchPhase; lib/poll/adaptive-wait.ts
+// paceAfter() runs the same schedule to know where a wait left off).
 struct WatchRequest {
   std::vector<uint8_t> baseline;
   int64_t sleepNs;
+  int64_t maxSleepNs;  // >= sleepNs; equal: a constant pace
   int64_t timeoutNs;
 };
+
+// The watch back-off schedule; mirrored by WATCH_REREADS and SLEEP_GROWTH in lib/poll/adaptive-wait.ts.
+constexpr int64_t kWatchRereads = 4;
+constexpr int64_t kWatchGrowth = 8;
 
 struct OpenRequest {
   std::string path;
