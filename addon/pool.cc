@@ -31,6 +31,8 @@ Submitted Pool::Submit(Job job) {
     if (!SpawnLocked() && threads_ == 0) return Submitted::kNoThread;  // no thread would ever run it
   }
   pinnedBytes_ += bytes;
+  // A request right after a completion: back-to-back traffic, for which spinning pays.
+  if (spinMisses_ > 0 && std::chrono::steady_clock::now() - lastPost_ < std::chrono::nanoseconds(kSpinNs)) spinMisses_ = 0;
   jobs_.push_back(std::move(job));
   pendingJobs_.store(jobs_.size(), std::memory_order_release);
   wake_.notify_one();
@@ -142,7 +144,9 @@ void Pool::Run() {
   bool spin = true;
   for (;;) {
     idle_++;
-    if (spin && jobs_.empty() && !closing_ && !spinning_) SpinForWork(lock);
+    if (spin && spinMisses_ < kMaxSpinMisses && jobs_.empty() && !closing_ && !spinning_) {
+      spinMisses_ = SpinForWork(lock) ? 0 : spinMisses_ + 1;
+    }
     wake_.wait(lock, [this] { return !jobs_.empty() || closing_; });
     idle_--;
     if (jobs_.empty()) {
@@ -171,6 +175,7 @@ void Pool::Run() {
     const size_t bytes = job.block ? job.length : 0;
     job = Job{};  // drop the job's memory outside the lock
     lock.lock();
+    lastPost_ = std::chrono::steady_clock::now();
     running_--;
     pinnedBytes_ -= bytes;
     if (closing_) wake_.notify_all();

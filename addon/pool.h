@@ -10,6 +10,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -84,6 +85,10 @@ constexpr size_t kMaxPinnedBytes = size_t{1} << 30;
 // After a job, one thread per pool polls the queue this long before sleeping on the condition
 // variable: back-to-back requests (queue depth 1) then skip a futex wake-up. Measured in bench raw.
 constexpr int64_t kSpinNs = 50'000;
+// Spins that found no work in a row before the pool stops spinning: an idle volume (a request every
+// few ms) then pays no spin per request. It spins again once a request comes within kSpinNs of the
+// previous completion (back-to-back requests are back).
+constexpr int kMaxSpinMisses = 8;
 constexpr int kMaxThreads = 64;
 
 class Pool : public std::enable_shared_from_this<Pool> {
@@ -125,6 +130,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   int running_ = 0;
   size_t pinnedBytes_ = 0;  // job memory queued or running
   bool spinning_ = false;
+  int spinMisses_ = 0;                 // consecutive spins that found nothing
+  std::chrono::steady_clock::time_point lastPost_{};  // when the last job's completion was posted
   std::atomic<bool> stopping_{false};  // closing_, readable by a watch loop without the mutex
   std::atomic<size_t> pendingJobs_{0};  // jobs_.size(), readable without the mutex while spinning
   bool closing_ = false;
