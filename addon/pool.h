@@ -30,7 +30,7 @@ enum class Op : int32_t { kOpen = 0, kRead = 1, kWrite = 2, kFlush = 3, kWatch =
 // passes: waiting for the peer's next record happens here, with nanosleep's resolution, instead of
 // on JS timers (~1 ms granularity). The sleep between reads backs off here too, so an idle follower
 // costs native re-reads and no JS turn: it starts at `sleepNs`, is kept for kWatchRereads times its
-// length, then grows by kWatchGrowth, up to `maxSleepNs` (WatchPhase; lib/poll/adaptive-wait.ts
+// length, then grows by kWatchGrowth, up to `maxSleepNs` (lib/poll/adaptive-wait.ts
 // paceAfter() runs the same schedule to know where a wait left off).
 struct WatchRequest {
   std::vector<uint8_t> baseline;
