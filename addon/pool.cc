@@ -31,6 +31,8 @@ Submitted Pool::Submit(Job job) {
     if (!SpawnLocked() && threads_ == 0) return Submitted::kNoThread;  // no thread would ever run it
   }
   pinnedBytes_ += bytes;
+  // A request right after a completion: back-to-back traffic, for which spinning pays.
+  if (spinMisses_ > 0 && std::chrono::steady_clock::now() - lastPost_ < std::chrono::nanoseconds(kSpinNs)) spinMisses_ = 0;
   jobs_.push_back(std::move(job));
   pendingJobs_.store(jobs_.size(), std::memory_order_release);
   wake_.notify_one();
@@ -137,9 +139,14 @@ bool Pool::SpawnLocked() {
 
 void Pool::Run() {
   std::unique_lock<std::mutex> lock(mutex_);
+  // False after a watch that timed out unchanged: JS is idle (its next request comes after its own
+  // periodic work, not within kSpinNs), so spinning would only burn CPU on an idle follower.
+  bool spin = true;
   for (;;) {
     idle_++;
-    if (jobs_.empty() && !closing_ && !spinning_) SpinForWork(lock);
+    if (spin && spinMisses_ < kMaxSpinMisses && jobs_.empty() && !closing_ && !spinning_) {
+      spinMisses_ = SpinForWork(lock) ? 0 : spinMisses_ + 1;
+    }
     wake_.wait(lock, [this] { return !jobs_.empty() || closing_; });
     idle_--;
     if (jobs_.empty()) {
@@ -163,10 +170,12 @@ void Pool::Run() {
     lock.unlock();
     Completion done{job.requestId, 0, 0, Syscall::kNone};
     Execute(job, done);
+    spin = !(job.op == Op::kWatch && done.error == 0 && done.result == 0);
     channel_->Post(done);
     const size_t bytes = job.block ? job.length : 0;
     job = Job{};  // drop the job's memory outside the lock
     lock.lock();
+    lastPost_ = std::chrono::steady_clock::now();
     running_--;
     pinnedBytes_ -= bytes;
     if (closing_) wake_.notify_all();
@@ -255,11 +264,14 @@ bool Pool::Transfer(Job& job, Completion& done, int fd) {
 }
 
 // result: the bytes read (the range is in the buffer) if the range changed, 0 if the timeout passed
-// or the volume is closing with the range unchanged.
+// or the volume is closing with the range unchanged. The sleep follows the WatchRequest schedule; the
+// last one is cut short at the timeout, so a wait ends within one read of it.
 void Pool::ExecuteWatch(Job& job, Completion& done, int fd) {
   const WatchRequest& watch = *job.watch;
   struct timespec start;
   clock_gettime(CLOCK_MONOTONIC, &start);
+  int64_t sleepNs = std::min(watch.sleepNs, watch.maxSleepNs);
+  int64_t phaseEndNs = kWatchRereads * std::max<int64_t>(sleepNs, 1000);
   for (;;) {
     if (!Transfer(job, done, fd)) return;
     if (std::memcmp(job.data, watch.baseline.data(), watch.baseline.size()) != 0) return;  // changed
@@ -270,7 +282,13 @@ void Pool::ExecuteWatch(Job& job, Completion& done, int fd) {
       done.result = 0;
       return;
     }
-    struct timespec pause = {static_cast<time_t>(watch.sleepNs / 1'000'000'000LL), static_cast<long>(watch.sleepNs % 1'000'000'000LL)};
+    // Bounded: the sleep grows by kWatchGrowth per phase from >= 1 us to maxSleepNs (<= 1 s).
+    while (sleepNs < watch.maxSleepNs && elapsedNs >= phaseEndNs) {
+      sleepNs = std::min(watch.maxSleepNs, std::max<int64_t>(1000, sleepNs * kWatchGrowth));
+      phaseEndNs += kWatchRereads * sleepNs;
+    }
+    const int64_t pauseNs = std::min(sleepNs, watch.timeoutNs - elapsedNs);
+    struct timespec pause = {static_cast<time_t>(pauseNs / 1'000'000'000LL), static_cast<long>(pauseNs % 1'000'000'000LL)};
     while (nanosleep(&pause, &pause) != 0 && errno == EINTR) {
     }
   }

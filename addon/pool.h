@@ -10,6 +10,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -26,13 +27,21 @@ namespace lunlink {
 enum class Op : int32_t { kOpen = 0, kRead = 1, kWrite = 2, kFlush = 3, kWatch = 4 };
 
 // A watch re-reads one range until its first `compareBytes` differ from `baseline` or the timeout
-// passes, sleeping `sleepNs` between reads: waiting for the peer's next record happens here, with
-// nanosleep's resolution, instead of on JS timers (~1 ms granularity).
+// passes: waiting for the peer's next record happens here, with nanosleep's resolution, instead of
+// on JS timers (~1 ms granularity). The sleep between reads backs off here too, so an idle follower
+// costs native re-reads and no JS turn: it starts at `sleepNs`, is kept for kWatchRereads times its
+// length, then grows by kWatchGrowth, up to `maxSleepNs` (lib/poll/adaptive-wait.ts
+// paceAfter() runs the same schedule to know where a wait left off).
 struct WatchRequest {
   std::vector<uint8_t> baseline;
   int64_t sleepNs;
+  int64_t maxSleepNs;  // >= sleepNs; equal: a constant pace
   int64_t timeoutNs;
 };
+
+// The watch back-off schedule; mirrored by WATCH_REREADS and SLEEP_GROWTH in lib/poll/adaptive-wait.ts.
+constexpr int64_t kWatchRereads = 4;
+constexpr int64_t kWatchGrowth = 8;
 
 struct OpenRequest {
   std::string path;
@@ -76,6 +85,10 @@ constexpr size_t kMaxPinnedBytes = size_t{1} << 30;
 // After a job, one thread per pool polls the queue this long before sleeping on the condition
 // variable: back-to-back requests (queue depth 1) then skip a futex wake-up. Measured in bench raw.
 constexpr int64_t kSpinNs = 50'000;
+// Spins that found no work in a row before the pool stops spinning: an idle volume (a request every
+// few ms) then pays no spin per request. It spins again once a request comes within kSpinNs of the
+// previous completion (back-to-back requests are back).
+constexpr int kMaxSpinMisses = 8;
 constexpr int kMaxThreads = 64;
 
 class Pool : public std::enable_shared_from_this<Pool> {
@@ -117,6 +130,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   int running_ = 0;
   size_t pinnedBytes_ = 0;  // job memory queued or running
   bool spinning_ = false;
+  int spinMisses_ = 0;                 // consecutive spins that found nothing
+  std::chrono::steady_clock::time_point lastPost_{};  // when the last job's completion was posted
   std::atomic<bool> stopping_{false};  // closing_, readable by a watch loop without the mutex
   std::atomic<size_t> pendingJobs_{0};  // jobs_.size(), readable without the mutex while spinning
   bool closing_ = false;

@@ -181,8 +181,9 @@ Napi::Value NativeVolume::Read(const Napi::CallbackInfo& info) { return Transfer
 
 Napi::Value NativeVolume::Write(const Napi::CallbackInfo& info) { return Transfer(info, Op::kWrite); }
 
-// watch(requestId, offset, buffer, compareBytes, sleepUs, timeoutUs): the buffer's first
-// compareBytes are the baseline; completes when the range read differs there, or at the timeout.
+// watch(requestId, offset, buffer, compareBytes, sleepUs, timeoutUs[, maxSleepUs]): the buffer's
+// first compareBytes are the baseline; completes when the range read differs there, or at the
+// timeout. The sleep between reads backs off from sleepUs to maxSleepUs (default sleepUs: constant).
 Napi::Value NativeVolume::Watch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 6 || !info[2].IsTypedArray() || !info[3].IsNumber() || !info[4].IsNumber() || !info[5].IsNumber()) {
@@ -197,10 +198,17 @@ Napi::Value NativeVolume::Watch(const Napi::CallbackInfo& info) {
   }
   if (!(sleepUs >= 0) || sleepUs > 1e6) throw Napi::RangeError::New(env, "sleepUs must be in 0..1000000");
   if (!(timeoutUs >= 0) || timeoutUs > 6e7) throw Napi::RangeError::New(env, "timeoutUs must be in 0..60000000");
+  double maxSleepUs = sleepUs;
+  if (info.Length() > 6 && !info[6].IsUndefined()) {
+    if (!info[6].IsNumber()) throw Napi::TypeError::New(env, "maxSleepUs must be a number");
+    maxSleepUs = info[6].As<Napi::Number>().DoubleValue();
+    if (!(maxSleepUs >= sleepUs) || maxSleepUs > 1e6) throw Napi::RangeError::New(env, "maxSleepUs must be in sleepUs..1000000");
+  }
   const int64_t offset = OffsetArg(info[1]);
   auto watch = std::make_shared<WatchRequest>();
   watch->baseline.assign(view.data, view.data + static_cast<size_t>(compareBytes));
   watch->sleepNs = static_cast<int64_t>(sleepUs * 1000);
+  watch->maxSleepNs = static_cast<int64_t>(maxSleepUs * 1000);
   watch->timeoutNs = static_cast<int64_t>(timeoutUs * 1000);
   Job job{Op::kWatch, RequestIdArg(info[0]), offset, std::move(view.block), view.data, view.length, nullptr, watch};
   return SubmitResult(env, pool_->Submit(std::move(job)));

@@ -72,6 +72,18 @@ export interface VolumeEvents {
 
 type Offset = number | bigint;
 
+/** How a watch waits (Volume.watch). */
+export interface WatchOptions {
+  /** Bytes at the start of the range whose change ends the wait. */
+  compareBytes: number;
+  /** Sleep between re-reads at the start of the wait (us). */
+  sleepUs: number;
+  /** The sleep backs off up to this (us; default sleepUs: a constant pace). */
+  maxSleepUs?: number;
+  /** The wait ends unchanged after this long (ms). */
+  timeoutMs: number;
+}
+
 export class Volume extends EventEmitter<VolumeEvents> {
   readonly path: string;
   readonly geometry: VolumeGeometry;
@@ -254,23 +266,27 @@ export class Volume extends EventEmitter<VolumeEvents> {
   }
 
   /**
-   * Waits for a range to change: re-reads `buffer.length` bytes at `offset` (O_DIRECT) every
-   * `sleepUs` until the first `compareBytes` differ from what `buffer` holds now, or `timeoutMs`
-   * passes. Resolves true (the new content is in `buffer`) or false (timed out, unchanged). The
-   * waiting happens on the volume's I/O thread, with nanosleep resolution, not on JS timers.
+   * Waits for a range to change: re-reads `buffer.length` bytes at `offset` (O_DIRECT) until the
+   * first `compareBytes` differ from what `buffer` holds now, or `timeoutMs` passes. Resolves true
+   * (the new content is in `buffer`) or false (timed out, unchanged). The waiting happens on the
+   * volume's I/O thread, with nanosleep resolution, not on JS timers: it sleeps `sleepUs` between
+   * reads, backing off to `maxSleepUs` (default sleepUs) on the schedule of paceAfter()
+   * (lib/poll/adaptive-wait.ts), so an idle wait costs re-reads and no JS turn.
    */
-  async watch(offset: Offset, buffer: Uint8Array, options: { compareBytes: number; sleepUs: number; timeoutMs: number }): Promise<boolean> {
+  async watch(offset: Offset, buffer: Uint8Array, options: WatchOptions): Promise<boolean> {
     const at = this.check("read", offset, buffer);
     const { compareBytes, sleepUs, timeoutMs } = options;
     if (!Number.isInteger(compareBytes) || compareBytes < 1 || compareBytes > buffer.length) {
       throw invalidArgument("compareBytes", `an integer in 1..${buffer.length}`, compareBytes);
     }
     if (!Number.isInteger(sleepUs) || sleepUs < 0 || sleepUs > 1_000_000) throw invalidArgument("sleepUs", "an integer in 0..1000000", sleepUs);
+    const maxSleepUs = options.maxSleepUs ?? sleepUs;
+    if (!Number.isInteger(maxSleepUs) || maxSleepUs < sleepUs || maxSleepUs > 1_000_000) throw invalidArgument("maxSleepUs", `an integer in ${sleepUs} (sleepUs)..1000000`, maxSleepUs);
     if (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > 60_000) throw invalidArgument("timeoutMs", "an integer in 0..60000", timeoutMs);
     let changed = false;
     await this.submit("watch", at, buffer, timeoutMs, (result) => {
       changed = result > 0;
-    }, compareBytes, sleepUs);
+    }, compareBytes, sleepUs, maxSleepUs);
     return changed;
   }
 
@@ -370,6 +386,7 @@ export class Volume extends EventEmitter<VolumeEvents> {
     onResult?: (result: number) => void,
     compareBytes = 0,
     sleepUs = 0,
+    maxSleepUs = 0,
   ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const length = buffer?.byteLength ?? 0;
@@ -488,7 +505,7 @@ export class Volume extends EventEmitter<VolumeEvents> {
             ? this.handle.read(id, offset, memory!)
             : op === "write"
               ? this.handle.write(id, offset, memory!)
-              : this.handle.watch(id, offset, memory!, compareBytes, sleepUs, extraTimeoutMs * 1000);
+              : this.handle.watch(id, offset, memory!, compareBytes, sleepUs, extraTimeoutMs * 1000, maxSleepUs);
       if (submitted === Submitted.Accepted) {
         if (this.busyPollUs > 0) busyPoll(this.busyPollUs);
         return;

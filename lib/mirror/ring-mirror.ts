@@ -169,6 +169,12 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
   private sourceHeadSeq: bigint | undefined;
   /** The status slots last written to the sink in this attempt (undefined: unknown, write again). */
   private lastStatusCopy: Uint8Array | undefined;
+  /**
+   * Two buffers of both status slots, allocated once per attempt (a status copy runs a few times a
+   * second: no native allocation each time): one holds lastStatusCopy, the next read goes to the other.
+   * A new attempt takes new ones: a request parked on the old ones may still own them.
+   */
+  private statusBuffers: readonly [Uint8Array, Uint8Array] | undefined;
 
   protected constructor(source: Volume, superblock: Superblock, options: ResolvedMirrorOptions, component: string) {
     super();
@@ -319,6 +325,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
   /** Resync, then copy every new record as it lands, until the task stops (or the sink fails). */
   protected async follow(): Promise<void> {
     this.lastStatusCopy = undefined; // a new attempt (maybe a new session or destination): write it again
+    this.statusBuffers = undefined;
     // Capture the head first: whatever lands during the resync is copied by both, which is harmless.
     this.reader = await RingReader.open(this.source, { nodeId: this.superblock.peerNode, start: "head", framingOnly: true });
     await this.resync();
@@ -384,7 +391,8 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
    */
   protected async copyStatus(unchangedSkipped = false): Promise<boolean> {
     const B = this.blockBytes;
-    const slots = this.source.alloc(2 * B);
+    const buffers = (this.statusBuffers ??= [this.source.alloc(2 * B), this.source.alloc(2 * B)]);
+    const slots = buffers[0] === this.lastStatusCopy ? buffers[1] : buffers[0];
     await this.source.read(STATUS_SLOT_BLOCKS[0] * B, slots);
     const reader = this.reader;
     const keyed = this.superblock.authMode === AuthMode.Keyed;

@@ -1,14 +1,14 @@
 // AdaptiveWait: the pace of a ring follower, as a sans-IO state machine driven by the caller's clock.
-// After a record the next wait re-reads the expected block every minSleepUs; a wait lasts about
-// WATCH_REREADS re-reads, and each that ends with the block unchanged multiplies the sleep by
-// SLEEP_GROWTH up to maxSleepUs (the latency an idle follower adds); at maxSleepUs a wait lasts until
-// the periodic task is due. So an idle follower costs one native re-read per maxSleepUs and one JS
-// turn per period, and a burst right after a record is seen within minSleepUs. While records come
-// at a steady rate (a ping every 10 ms) the sleep stays below 1/GAP_SLEEP_FRACTION of their gap, for
-// up to two gaps after the last one, so moderate traffic does not wait maxSleepUs. The periodic task (a
-// status read or copy) runs periodMs after a record, else every idlePeriodMs: it follows the records
-// it reports. The first record snaps both back. Bounds: sleepUs in [minSleepUs, maxSleepUs], a
-// wait's timeout in [1, idlePeriodMs] ms, checked on entry.
+// A wait is one native watch: it re-reads the expected block, sleeping between reads, and backs the
+// sleep off by itself (paceAfter(): each sleep is kept WATCH_REREADS times its length, then grows by
+// SLEEP_GROWTH) from minSleepUs after a record up to maxSleepUs (the latency an idle follower adds).
+// JS sees a wait end only when the block changed or the periodic task is due, so an idle follower
+// costs one native re-read per maxSleepUs and one JS turn per period. While records come at a steady
+// rate (a ping every 10 ms) the sleep stays below 1/GAP_SLEEP_FRACTION of their gap, for up to two
+// gaps after the last one, so moderate traffic does not wait maxSleepUs. The periodic task (a status
+// read or copy) runs periodMs after a record, else every idlePeriodMs: it follows the records it
+// reports. The first record snaps both back. Bounds: sleepUs <= maxSleepUs of a wait, both in
+// [minSleepUs, maxSleepUs]; a wait's timeout in [1, idlePeriodMs] ms, checked on entry.
 import { integerOption, invalidArgument } from "../errors.ts";
 
 export interface AdaptiveWaitOptions {
@@ -22,9 +22,10 @@ export interface AdaptiveWaitOptions {
   idlePeriodMs: number;
 }
 
-/** What the next wait does: re-read every sleepUs, and return to the caller after timeoutMs at most. */
+/** What the next wait does: re-read from sleepUs backing off to maxSleepUs, back in the caller after timeoutMs at most. */
 export interface WaitPace {
   sleepUs: number;
+  maxSleepUs: number;
   timeoutMs: number;
 }
 
@@ -32,16 +33,33 @@ export interface WaitPace {
 export const MAX_SLEEP_BOUND_US = 1_000_000;
 /** Longest idle period of a periodic task (ms); also the longest a wait keeps JS away. */
 export const MAX_IDLE_PERIOD_MS = 60_000;
-/** Re-reads a wait below maxSleepUs lasts before JS backs the sleep off (a JS turn costs ~7 re-reads here). */
+/** A sleep is kept this many times its own length before it grows (mirrored by kWatchRereads in addon/pool.h). */
 export const WATCH_REREADS = 4;
-/** Factor by which an unchanged wait grows the sleep: 50 us reaches 16 ms in 3 waits (each wait back in JS costs ~7 re-reads). */
+/** Factor by which the sleep grows (mirrored by kWatchGrowth in addon/pool.h): 50 us reaches 16 ms in ~15 ms. */
 export const SLEEP_GROWTH = 8;
 
 /** While records keep their gap, the sleep stays at most gap / GAP_SLEEP_FRACTION. */
 export const GAP_SLEEP_FRACTION = 8;
 
+/**
+ * The sleep a watch that started at startUs has reached after elapsedUs: it keeps each sleep for
+ * WATCH_REREADS times its length (at least 1 us), then multiplies it by SLEEP_GROWTH, up to boundUs.
+ * The addon's watch (addon/pool.cc ExecuteWatch) runs the same schedule.
+ */
+export function paceAfter(startUs: number, boundUs: number, elapsedUs: number): number {
+  let sleepUs = Math.min(startUs, boundUs);
+  let phaseEndUs = WATCH_REREADS * Math.max(sleepUs, 1);
+  // Bounded: the sleep grows by SLEEP_GROWTH per turn from >= 1 us to boundUs (<= MAX_SLEEP_BOUND_US).
+  while (sleepUs < boundUs && elapsedUs >= phaseEndUs) {
+    sleepUs = Math.min(boundUs, Math.max(1, sleepUs * SLEEP_GROWTH));
+    phaseEndUs += WATCH_REREADS * sleepUs;
+  }
+  return sleepUs;
+}
+
 export class AdaptiveWait {
   readonly options: Readonly<AdaptiveWaitOptions>;
+  /** The sleep the next wait starts at. */
   private sleep: number;
   private lastPeriodicMs = Number.NEGATIVE_INFINITY;
   /** When the last record came, and the gap before it (ms). */
@@ -49,6 +67,9 @@ export class AdaptiveWait {
   private gapMs = Number.POSITIVE_INFINITY;
   /** A record came since the periodic task last ran. */
   private recordPending = true; // a follower starts as if one had: its first periodic task runs at once
+  /** The wait next() started: when, and its pace. */
+  private waitStartMs = Number.NaN;
+  private waitPace: WaitPace | undefined;
 
   constructor(options: AdaptiveWaitOptions) {
     const minSleepUs = integerOption("minSleepUs", options.minSleepUs, 0, 0, MAX_SLEEP_BOUND_US);
@@ -61,7 +82,7 @@ export class AdaptiveWait {
     this.sleep = minSleepUs;
   }
 
-  /** The current sleep between re-reads (us). */
+  /** The sleep the next wait starts at (us). */
   get sleepUs(): number {
     return this.sleep;
   }
@@ -86,9 +107,16 @@ export class AdaptiveWait {
     return Math.min(maxSleepUs, Math.max(minSleepUs, Math.floor((this.gapMs * 1000) / GAP_SLEEP_FRACTION)));
   }
 
-  /** A wait ended: with the block changed (keep the pace) or unchanged (back off, up to the bound). */
+  /**
+   * The wait that next() started ended: with the block changed (its start pace is kept: a change
+   * that is no record yet, a record being written, is read again soon) or unchanged (the next wait
+   * starts where the watch's back-off left off).
+   */
   waited(nowMs: number, changed: boolean): void {
-    if (!changed) this.sleep = Math.min(this.sleepBoundUs(nowMs), Math.max(1, this.sleep * SLEEP_GROWTH));
+    const pace = this.waitPace;
+    if (pace === undefined) return;
+    this.waitPace = undefined;
+    this.sleep = changed ? pace.sleepUs : paceAfter(pace.sleepUs, pace.maxSleepUs, Math.max(0, nowMs - this.waitStartMs) * 1000);
   }
 
   /** The periodic task is due (it never ran, or its period passed). */
@@ -102,16 +130,19 @@ export class AdaptiveWait {
     this.recordPending = false;
   }
 
-  /** The next wait: re-read every sleepUs, back in the caller to back off or when the periodic task is due. */
+  /**
+   * Starts the next wait: from the current sleep backing off to the bound; back in the caller when
+   * the periodic task is due, when the records' rhythm is broken (two gaps without one: the bound
+   * rises to maxSleepUs), or after idlePeriodMs.
+   */
   next(nowMs: number): WaitPace {
-    const untilDueMs = Math.ceil(this.lastPeriodicMs + this.periodMs - nowMs);
-    // Below the bound: back in JS after a few re-reads to back off. At a gap-bound below maxSleepUs:
-    // back when the records' rhythm has been broken (two gaps without one), to back off further.
     const boundUs = this.sleepBoundUs(nowMs);
-    const rhythmEndsMs = Math.ceil(this.lastRecordMs + 2 * this.gapMs - nowMs);
-    const backOffMs =
-      this.sleep < boundUs ? Math.ceil((this.sleep * WATCH_REREADS) / 1000) : boundUs < this.options.maxSleepUs ? Math.max(1, rhythmEndsMs) : this.options.idlePeriodMs;
-    const timeoutMs = Math.min(this.options.idlePeriodMs, backOffMs, Math.max(1, untilDueMs));
-    return { sleepUs: this.sleep, timeoutMs: Math.max(1, timeoutMs) };
+    const untilDueMs = Math.ceil(this.lastPeriodicMs + this.periodMs - nowMs);
+    const rhythmEndsMs = boundUs < this.options.maxSleepUs ? Math.ceil(this.lastRecordMs + 2 * this.gapMs - nowMs) : this.options.idlePeriodMs;
+    const timeoutMs = Math.max(1, Math.min(this.options.idlePeriodMs, rhythmEndsMs, untilDueMs));
+    const pace = { sleepUs: Math.min(this.sleep, boundUs), maxSleepUs: boundUs, timeoutMs };
+    this.waitStartMs = nowMs;
+    this.waitPace = pace;
+    return pace;
   }
 }

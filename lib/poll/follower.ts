@@ -2,11 +2,12 @@
 // frames) and RingMirror (copies records). Each turn: poll the expected block once; after progress
 // poll again at once; run the periodic task (status read or copy) when AdaptiveWait says it is due;
 // otherwise wait in the addon's watch (the volume's I/O thread re-reads the block with O_DIRECT and
-// nanosleeps; no JS timer, no JS turn until the block changes or the periodic task is due). The pace
-// backs off while idle and snaps back on the first record (adaptive-wait.ts). Bound: a turn does one
+// nanosleeps, backing its sleep off by itself; no JS timer, no JS turn until the block changes or the
+// periodic task is due). The pace snaps back on the first record (adaptive-wait.ts). Bound: a turn does one
 // poll, at most one periodic task and one wait; the loop ends when `running()` turns false.
 import { performance } from "node:perf_hooks";
 
+import type { WatchOptions } from "../io/volume.ts";
 import type { PollOutcome, RingReader } from "../ring/reader.ts";
 import { AdaptiveWait, type AdaptiveWaitOptions } from "./adaptive-wait.ts";
 
@@ -25,7 +26,7 @@ export interface FollowSteps {
 }
 
 export interface FollowOptions {
-  /** Only its watch is used here: the steps poll it. */
+  /** Only its watch is used here (it hands the options, maxSleepUs included, to Volume.watch): the steps poll it. */
   reader: Pick<RingReader, "watch">;
   pace: AdaptiveWaitOptions;
   running: () => boolean;
@@ -58,8 +59,8 @@ export async function follow(options: FollowOptions, steps: FollowSteps): Promis
       }
     }
     if (progress || !options.running()) continue;
-    const { sleepUs, timeoutMs } = wait.next(now());
-    fresh = await reader.watch({ compareBytes: WATCH_COMPARE_BYTES, sleepUs, timeoutMs });
+    const watch: WatchOptions = { compareBytes: WATCH_COMPARE_BYTES, ...wait.next(now()) };
+    fresh = await reader.watch(watch);
     wait.waited(now(), fresh);
   }
 }

@@ -63,7 +63,10 @@ console.log("exercise done");
   const other = await Volume.open(path);
   await other.write(0, b); await other.close();
   if (!(await pending)) throw new Error("watch missed the change");
-  const idle = w.watch(4096, w.alloc(4096), { compareBytes: 16, sleepUs: 100, timeoutMs: 5000 });
+  // The native back-off (sleep growing from sleepUs to maxSleepUs), timed out, then ended by close.
+  if (await w.watch(4096, w.alloc(4096), { compareBytes: 16, sleepUs: 50, maxSleepUs: 5000, timeoutMs: 60 })) throw new Error("watch reported a change");
+  const idle = w.watch(4096, w.alloc(4096), { compareBytes: 16, sleepUs: 100, maxSleepUs: 20000, timeoutMs: 5000 });
+  await new Promise((r) => setTimeout(r, 50));
   await w.close();
   if (await idle) throw new Error("watch reported a change on close");
   console.log("watch done");

@@ -5,40 +5,44 @@ import test from "ava";
 import fc from "fast-check";
 
 import { ErrorCode } from "../../lib/errors.ts";
-import { AdaptiveWait, GAP_SLEEP_FRACTION, SLEEP_GROWTH, WATCH_REREADS, type AdaptiveWaitOptions } from "../../lib/poll/adaptive-wait.ts";
+import { AdaptiveWait, GAP_SLEEP_FRACTION, SLEEP_GROWTH, WATCH_REREADS, paceAfter, type AdaptiveWaitOptions } from "../../lib/poll/adaptive-wait.ts";
+import type { WatchOptions } from "../../lib/io/volume.ts";
 import { follow } from "../../lib/poll/follower.ts";
 import type { PollOutcome } from "../../lib/ring/reader.ts";
 import { logSeed, SEED } from "../helpers/random.ts";
 
 const PACE: AdaptiveWaitOptions = { minSleepUs: 50, maxSleepUs: 16_000, periodMs: 20, idlePeriodMs: 250 };
 
-test("an idle wait backs off from minSleepUs by SLEEP_GROWTH per unchanged wait and stops at maxSleepUs", (t) => {
-  const wait = new AdaptiveWait(PACE);
-  const sleeps: number[] = [];
-  for (let i = 0; i < 8; i++) {
-    sleeps.push(wait.next(0).sleepUs);
-    wait.waited(0, false);
-  }
-  t.deepEqual(sleeps, [50, 400, 3200, 16_000, 16_000, 16_000, 16_000, 16_000]);
+test("paceAfter(): each sleep is kept WATCH_REREADS times its length, then grows by SLEEP_GROWTH, up to the bound", (t) => {
+  t.is(WATCH_REREADS, 4);
   t.is(SLEEP_GROWTH, 8);
+  const at = (elapsedUs: number) => paceAfter(50, 16_000, elapsedUs);
+  t.deepEqual([0, 199, 200, 1799, 1800, 14_599, 14_600, 1_000_000].map(at), [50, 50, 400, 400, 3200, 3200, 16_000, 16_000]);
+  t.is(paceAfter(16_000, 1250, 0), 1250, "a start above the bound (the rhythm came back) is capped");
+  t.deepEqual([0, 4, 8, 40].map((e) => paceAfter(0, 100, e)), [0, 1, 8, 64], "a zero sleep grows too");
+  t.is(paceAfter(300, 300, 1e9), 300, "start = bound: a constant pace");
 });
 
-test("a wait below the bound lasts about WATCH_REREADS re-reads; at the bound, until the periodic task is due", (t) => {
+test("a wait backs off natively from minSleepUs to maxSleepUs; the next one starts where it left off", (t) => {
   const wait = new AdaptiveWait(PACE);
   wait.periodicRan(0);
-  t.deepEqual(wait.next(0), { sleepUs: 50, timeoutMs: 1 });
-  for (let i = 0; i < 2; i++) wait.waited(0, false);
-  t.deepEqual(wait.next(0), { sleepUs: 3200, timeoutMs: Math.ceil((3200 * WATCH_REREADS) / 1000) });
-  wait.waited(0, false);
-  t.deepEqual(wait.next(10), { sleepUs: 16_000, timeoutMs: 240 }, "idle: back when the idle period ends");
+  t.deepEqual(wait.next(0), { sleepUs: 50, maxSleepUs: 16_000, timeoutMs: 250 }, "idle: one wait per idle period");
+  wait.waited(1, false);
+  t.is(wait.sleepUs, 400, "1 ms into the wait the watch sleeps 400 us");
+  wait.next(1);
+  wait.waited(20, false);
+  t.is(wait.sleepUs, 16_000);
+  t.deepEqual(wait.next(20), { sleepUs: 16_000, maxSleepUs: 16_000, timeoutMs: 230 }, "back when the idle period ends");
 });
 
 test("a changed block keeps the pace; a record snaps the sleep and the periodic task back", (t) => {
   const wait = new AdaptiveWait(PACE);
   wait.periodicRan(0);
-  for (let i = 0; i < 20; i++) wait.waited(0, false);
+  wait.next(0);
+  wait.waited(100, false);
   t.is(wait.sleepUs, 16_000);
-  wait.waited(0, true);
+  wait.next(100);
+  wait.waited(150, true);
   t.is(wait.sleepUs, 16_000, "a change that was no record yet (torn, being written) does not speed up or slow down");
   t.is(wait.periodMs, 250, "nothing to report: the idle period");
   t.false(wait.periodicDue(249));
@@ -48,6 +52,8 @@ test("a changed block keeps the pace; a record snaps the sleep and the periodic 
   t.true(wait.periodicDue(20));
   wait.periodicRan(20);
   t.is(wait.periodMs, 250, "reported: idle again until the next record");
+  wait.waited(30, false);
+  t.is(wait.sleepUs, 50, "no wait started: nothing to back off from");
 });
 
 test("the periodic task is due at once, then periodMs after a record and every idlePeriodMs without one", (t) => {
@@ -59,26 +65,23 @@ test("the periodic task is due at once, then periodMs after a record and every i
   wait.record(0);
   t.false(wait.periodicDue(19));
   t.true(wait.periodicDue(20));
-  t.is(wait.next(5).timeoutMs, 1, "short re-reads right after the record");
-  for (let i = 0; i < 5; i++) wait.waited(0, false);
-  t.is(wait.next(5).timeoutMs, 15, "at the bound: back when the periodic task is due");
+  t.deepEqual(wait.next(5), { sleepUs: 50, maxSleepUs: 16_000, timeoutMs: 15 }, "right after the record: back when the periodic task is due");
 });
 
 test("records at a steady gap keep the sleep below gap / GAP_SLEEP_FRACTION until two gaps pass without one", (t) => {
   const wait = new AdaptiveWait(PACE);
   for (const at of [0, 10, 20, 30]) wait.record(at);
   wait.periodicRan(30);
-  const sleeps: number[] = [];
-  for (const at of [30.5, 31.5, 33]) {
-    wait.waited(at, false);
-    sleeps.push(wait.sleepUs);
-  }
-  t.deepEqual(sleeps, [400, (10 * 1000) / GAP_SLEEP_FRACTION, 1250], "capped at 1250 us for a 10 ms rhythm");
-  t.is(wait.next(33).timeoutMs, 17, "at the cap, back in JS when the rhythm is broken (two gaps after the last record)");
+  const pace = wait.next(30);
+  t.deepEqual(pace, { sleepUs: 50, maxSleepUs: (10 * 1000) / GAP_SLEEP_FRACTION, timeoutMs: 20 }, "capped at 1250 us for a 10 ms rhythm, back in JS when the rhythm is broken");
   wait.waited(50, false);
-  t.is(wait.sleepUs, 10_000, "rhythm broken: backing off again");
-  wait.waited(51, false);
-  t.is(wait.sleepUs, PACE.maxSleepUs);
+  t.is(wait.sleepUs, 1250);
+  t.deepEqual(wait.next(50), { sleepUs: 1250, maxSleepUs: PACE.maxSleepUs, timeoutMs: 230 }, "rhythm broken: backing off to maxSleepUs, back when the periodic task is due");
+  wait.waited(52, false);
+  t.is(wait.sleepUs, 1250);
+  wait.next(52);
+  wait.waited(60, false);
+  t.is(wait.sleepUs, 10_000);
 });
 
 test("options out of range are refused with coded errors", (t) => {
@@ -87,7 +90,7 @@ test("options out of range are refused with coded errors", (t) => {
   t.throws(() => new AdaptiveWait({ ...PACE, periodMs: 0 }), { code: ErrorCode.InvalidArgument });
 });
 
-test("property: whatever happens, sleeps stay in [minSleepUs, maxSleepUs] and a wait's timeout in [1, idlePeriodMs]", (t) => {
+test("property: whatever happens, a wait's sleeps stay in [minSleepUs, maxSleepUs], start at most at its bound, and its timeout in [1, idlePeriodMs]", (t) => {
   logSeed(t);
   const event = fc.oneof(
     fc.record({ kind: fc.constant("record" as const), afterMs: fc.integer({ min: 0, max: 1000 }) }),
@@ -111,7 +114,7 @@ test("property: whatever happens, sleeps stay in [minSleepUs, maxSleepUs] and a 
           else if (e.kind === "waited") wait.waited(now, e.changed);
           else if (wait.periodicDue(now)) wait.periodicRan(now);
           const next = wait.next(now);
-          if (next.sleepUs < pace.minSleepUs || next.sleepUs > pace.maxSleepUs) return false;
+          if (next.sleepUs < pace.minSleepUs || next.sleepUs > next.maxSleepUs || next.maxSleepUs > pace.maxSleepUs) return false;
           if (next.timeoutMs < 1 || next.timeoutMs > pace.idlePeriodMs || !Number.isInteger(next.timeoutMs)) return false;
           if (e.kind === "record" && next.sleepUs !== pace.minSleepUs) return false;
         }
@@ -125,25 +128,29 @@ test("property: whatever happens, sleeps stay in [minSleepUs, maxSleepUs] and a 
 
 /**
  * A scripted ring: records land at the given times (ms); the reader's watch "sleeps" on the fake clock
- * (sleepUs per re-read) and returns as soon as a record landed or the timeout passed.
+ * like the addon's (from sleepUs backing off to maxSleepUs by paceAfter()) and returns as soon as a
+ * record landed or the timeout passed. `reads` counts its re-reads.
  */
 function scriptedRing(recordTimesMs: number[]) {
   let nowMs = 0;
   let delivered = 0;
+  let reads = 0;
   const landed = () => recordTimesMs.filter((at) => at <= nowMs).length;
-  const watches: { atMs: number; sleepUs: number; timeoutMs: number }[] = [];
+  const watches: { atMs: number; sleepUs: number; maxSleepUs: number; timeoutMs: number }[] = [];
   const polls: { atMs: number; outcome: PollOutcome }[] = [];
   const periodic: number[] = [];
   const reader = {
-    watch: async (o: { compareBytes: number; sleepUs: number; timeoutMs: number }): Promise<boolean> => {
-      watches.push({ atMs: nowMs, ...o });
+    watch: async (o: WatchOptions): Promise<boolean> => {
+      const maxSleepUs = o.maxSleepUs ?? o.sleepUs;
+      watches.push({ atMs: nowMs, sleepUs: o.sleepUs, maxSleepUs, timeoutMs: o.timeoutMs });
+      const startMs = nowMs;
       const until = nowMs + o.timeoutMs;
-      const stepMs = Math.max(o.sleepUs / 1000, 0.001);
-      while (nowMs < until) {
-        nowMs = Math.min(until, nowMs + stepMs);
+      for (;;) {
+        reads++;
         if (landed() > delivered) return true;
+        if (nowMs >= until) return false;
+        nowMs = Math.min(until, nowMs + Math.max(paceAfter(o.sleepUs, maxSleepUs, (nowMs - startMs) * 1000) / 1000, 0.001));
       }
-      return false;
     },
   };
   return {
@@ -160,6 +167,9 @@ function scriptedRing(recordTimesMs: number[]) {
     },
     get delivered() {
       return delivered;
+    },
+    get reads() {
+      return reads;
     },
   };
 }
@@ -180,8 +190,7 @@ test("follow(): backs off while idle, snaps back on the first record, and sees e
   t.is(ring.delivered, records.length);
   const deliveredAt = ring.polls.filter((p) => p.outcome === "delivered").map((p) => p.atMs);
   for (const [i, at] of deliveredAt.entries()) t.true(at - records[i]! <= PACE.maxSleepUs / 1000, `record ${i} landed at ${records[i]} ms, seen at ${at} ms`);
-  const sleeps = ring.watches.map((w) => w.sleepUs);
-  t.true(sleeps.every((s) => s >= PACE.minSleepUs && s <= PACE.maxSleepUs));
+  t.true(ring.watches.every((w) => w.sleepUs >= PACE.minSleepUs && w.sleepUs <= w.maxSleepUs && w.maxSleepUs <= PACE.maxSleepUs));
   const before = ring.watches.filter((w) => w.atMs < 5000);
   t.is(before.at(-1)!.sleepUs, PACE.maxSleepUs, "idle before the first record: fully backed off");
   const after = ring.watches.find((w) => w.atMs >= deliveredAt[2]!);
@@ -191,11 +200,14 @@ test("follow(): backs off while idle, snaps back on the first record, and sees e
   const bound = 12_000 / PACE.idlePeriodMs + records.length + 1;
   t.true(ring.periodic.length <= bound, `${ring.periodic.length} periodic runs in 12 s (bound ${bound})`);
   t.true(ring.periodic.some((at) => at >= 5000 && at <= 5002 + PACE.periodMs), "the records are reported within periodMs");
-  // Idle cost: once backed off, one JS turn (wait) per idlePeriodMs.
+  // Idle cost: one JS turn (wait) per idlePeriodMs, one re-read per maxSleepUs.
   const idleWaits = ring.watches.filter((w) => w.atMs > 1000 && w.atMs < 5000).length;
   t.true(idleWaits <= Math.ceil(4000 / PACE.idlePeriodMs) + 1, `${idleWaits} waits in 4 s of idle`);
   const rampWaits = ring.watches.filter((w) => w.atMs > 9000 && w.atMs < 9000 + PACE.idlePeriodMs).length;
-  t.true(rampWaits <= 6, `${rampWaits} waits to back off after a record (3 growth steps, a periodic task)`);
+  t.true(rampWaits <= 2, `${rampWaits} waits after a record (the back-off is the watch's: one until the periodic task, one after it)`);
+  // Each wait re-reads at most WATCH_REREADS + 1 times per sleep below maxSleepUs (50, 400, 3200 us).
+  const readBound = Math.ceil(12_000 / (PACE.maxSleepUs / 1000)) + ring.watches.length * (3 * (WATCH_REREADS + 1) + 1);
+  t.true(ring.reads <= readBound, `${ring.reads} re-reads in 12 s (bound ${readBound})`);
 });
 
 test("follow(): a periodic task that made progress (a new epoch) polls at once, without waiting", async (t) => {

@@ -302,6 +302,35 @@ test("watch resolves with the new content when the range changes, false when it 
   t.is((bad as LunlinkError).code, ErrorCode.InvalidArgument);
 });
 
+/** read(2)-family syscalls this process made so far (/proc/self/io syscr: pread64 included). */
+async function readSyscalls(): Promise<number> {
+  const io = await readFile("/proc/self/io", "utf8");
+  return Number(/^syscr: (\d+)$/m.exec(io)![1]);
+}
+
+// Serial: the count of read syscalls is the process's, so no other test may read meanwhile.
+test.serial("a watch backs its sleep off by itself up to maxSleepUs: few re-reads while nothing changes, and a change is still seen", async (t) => {
+  const { volume } = await openFile(t, MiB);
+  const writer = await Volume.open(volume.path);
+  t.teardown(() => writer.close());
+  const seen = volume.alloc(4096);
+  // 400 ms unchanged from 50 us: 50 us for 200 us, 400 us for 1.6 ms, 3.2 ms for 12.8 ms, then 20 ms:
+  // about 30 re-reads (a constant 50 us pace would make thousands). CPU pressure only makes fewer.
+  const before = await readSyscalls();
+  t.false(await volume.watch(8192, seen, { compareBytes: 16, sleepUs: 50, maxSleepUs: 20_000, timeoutMs: 400 }));
+  const reads = (await readSyscalls()) - before;
+  t.true(reads <= 100, `${reads} read syscalls during a 400 ms backed-off watch (about 30 expected)`);
+  const change = writer.alloc(4096);
+  change.fill(0x5a);
+  const watching = volume.watch(8192, seen, { compareBytes: 16, sleepUs: 50, maxSleepUs: 20_000, timeoutMs: 10_000 });
+  await new Promise((r) => setTimeout(r, 100));
+  await writer.write(8192, change);
+  t.true(await watching, "backed off to 20 ms, the watch still sees the change");
+  t.is(seen[0], 0x5a);
+  const bad = await t.throwsAsync(volume.watch(8192, seen, { compareBytes: 16, sleepUs: 100, maxSleepUs: 50, timeoutMs: 1 }));
+  t.is((bad as LunlinkError).code, ErrorCode.InvalidArgument, "maxSleepUs below sleepUs");
+});
+
 test("close ends a pending watch", async (t) => {
   const path = await sparseFile(t, MiB);
   const volume = await Volume.open(path);
