@@ -1,4 +1,5 @@
-// `npm run mutation [-- NAME...]`: mutation testing with StrykerJS 9 over lib/format, lib/link and the ring's decision table.
+// `npm run mutation [-- NAME...]`: mutation testing with StrykerJS 9 over lib/format, lib/link, the ring's
+// decision table and the pure parts of the ring and link shells.
 // Stryker has no ava runner: by default mutants run through scripts/mutation/ava-runner.mjs, which
 // loads a module's unit files once in one process (ava's API from a shim) with per-test coverage,
 // so a run takes seconds to minutes. MUTATION_RUNNER=command uses Stryker's command runner instead
@@ -40,6 +41,15 @@ const MODULES = [
     ],
     tests: unit("ring-table", "ring-table-reader"),
   },
+  // The pure parts split out of the reader, writer and link shells (issue 12).
+  { name: "ring/reader-cursor", mutate: ["lib/ring/reader-cursor.ts"], tests: unit("reader-cursor") },
+  { name: "ring/fault-memory", mutate: ["lib/ring/fault-memory.ts"], tests: unit("fault-memory") },
+  { name: "ring/writer-open", mutate: ["lib/ring/writer-open.ts"], tests: unit("writer-pure") },
+  { name: "ring/writer-waiters", mutate: ["lib/ring/writer-waiters.ts"], tests: unit("writer-pure") },
+  { name: "ring/peer-holds", mutate: ["lib/ring/peer-holds.ts"], tests: unit("writer-pure", "writer-core") },
+  { name: "link/delivery-batch", mutate: ["lib/link/delivery-batch.ts"], tests: unit("link-shell-parts") },
+  { name: "link/control-waiting", mutate: ["lib/link/control-waiting.ts"], tests: unit("link-shell-parts") },
+  { name: "link/link-status", mutate: ["lib/link/link-status.ts"], tests: unit("link-shell-parts") },
 ];
 
 const REPORT_DIR = "reports/mutation";
