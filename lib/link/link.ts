@@ -17,6 +17,7 @@ import { randomInt } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 
+import { DEFAULT_LINK_TICK_MS, LOOP_DELAY_RESOLUTION_MS } from "../defaults.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import { ControlWaiting, MAX_CONTROL_WAITING } from "./control-waiting.ts";
 import { DeliveryBatch } from "./delivery-batch.ts";
@@ -49,7 +50,7 @@ export interface LinkOptions {
   keys?: { privateKey: string; peerPublicKey: string };
   /** Control retransmission timeout (default 200 ms). */
   controlRtoMs?: number;
-  /** Tick period of the state machine (default 5 ms). */
+  /** Tick period of the state machine (default DEFAULT_LINK_TICK_MS, 25 ms). */
   tickMs?: number;
   /** Called for every state transition and notable event (the CLI logs them). */
   log?: (event: string, fields: Record<string, unknown>) => void;
@@ -89,7 +90,7 @@ export class Link extends EventEmitter<LinkEvents> {
   private readonly scratch = new Uint8Array(MESSAGE_HEADER_BYTES + 65535);
   private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
-  private readonly loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   private readonly sealer: Sealer | undefined;
   private readonly opener: Opener | undefined;
   /** sendControl calls waiting for room in the control window, in call order; acks admit them (no timers). */
@@ -170,7 +171,7 @@ export class Link extends EventEmitter<LinkEvents> {
     const heartbeat = (path: PathId) => () => this.closed || this.core.heartbeat(path, this.out);
     this.timers.push(setInterval(heartbeat(PathId.Primary), t.primary.heartbeatMs));
     this.timers.push(setInterval(heartbeat(PathId.Storage), t.storage.heartbeatMs));
-    this.timers.push(setInterval(() => this.tick(), this.options.tickMs ?? 5));
+    this.timers.push(setInterval(() => this.tick(), this.options.tickMs ?? DEFAULT_LINK_TICK_MS));
     heartbeat(PathId.Primary)();
     heartbeat(PathId.Storage)();
     this.tick();

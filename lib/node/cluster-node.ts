@@ -14,6 +14,7 @@ import { randomInt } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 
+import { DEFAULT_LINK_TICK_MS, LOOP_DELAY_RESOLUTION_MS } from "../defaults.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { StateChange, RecoveryOptions } from "../io/supervisor.ts";
 import type { Endpoint } from "../link/link.ts";
@@ -47,7 +48,7 @@ export interface ClusterNodeOptions {
   storage: { dsync?: boolean; maxDelayMs?: number; pollMaxMs?: number; ioTimeoutMs?: number; damageTimeoutMs?: number; recovery?: RecoveryOptions; peerDownMs: number; observer?: RingObserver };
   timers: LinkTimers;
   controlRtoMs?: number;
-  /** Tick period of the state machines (default 5 ms). */
+  /** Tick period of the state machines (default DEFAULT_LINK_TICK_MS, 25 ms). */
   tickMs?: number;
   /** This node's X25519 private key (base64): seals UDP per peer. */
   privateKey?: string;
@@ -94,7 +95,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   private readonly storage: ClusterStorage;
   private readonly byNode = new Map<number, PeerLink>();
   private readonly timers: NodeJS.Timeout[] = [];
-  private readonly loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   private readonly delivery = { bytes: new Uint8Array(DELIVERY_BATCH_BYTES), lengths: new Uint32Array(DELIVERY_BATCH_PACKETS), count: 0, used: 0, scheduled: false };
   private dataBatchHandler: DataBatchHandler | undefined;
   private closed = false;
@@ -179,7 +180,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     };
     this.timers.push(setInterval(heartbeat(PathId.Primary), t.primary.heartbeatMs));
     this.timers.push(setInterval(heartbeat(PathId.Storage), t.storage.heartbeatMs));
-    this.timers.push(setInterval(() => this.tick(), this.options.tickMs ?? 5));
+    this.timers.push(setInterval(() => this.tick(), this.options.tickMs ?? DEFAULT_LINK_TICK_MS));
     heartbeat(PathId.Primary)();
     heartbeat(PathId.Storage)();
     this.tick();
