@@ -13,7 +13,7 @@ import type { StatusBlock } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { uuidBytes } from "../format/uuid.ts";
 import { LunlinkError } from "../errors.ts";
-import type { Volume } from "../io/volume.ts";
+import type { Volume, WatchOptions } from "../io/volume.ts";
 import * as core from "./decide.ts";
 import { EpochCiphers } from "./epoch-ciphers.ts";
 import { FaultMemory, acceptFault, recordIdentity, statusFaults, type FaultReason, type FaultSource, type RingObserver } from "./fault-memory.ts";
@@ -96,7 +96,7 @@ export class RingReader {
   }
 
   /** Waits until the expected block changes (volume.watch into the reader's own buffer, dropped if the watch rejects); then poll(visit, true). */
-  watch(options: { compareBytes: number; sleepUs: number; timeoutMs: number }): Promise<boolean> {
+  watch(options: WatchOptions): Promise<boolean> {
     return this.buffers.use("first", (buffer) => this.volume.watch(this.expectedOffset, buffer, options));
   }
 

@@ -7,7 +7,7 @@ import { EventEmitter } from "node:events";
 
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { VolumeGeometry } from "../io/geometry.ts";
-import type { Volume, VolumeEvents } from "../io/volume.ts";
+import type { Volume, VolumeEvents, WatchOptions } from "../io/volume.ts";
 
 type Offset = number | bigint;
 
@@ -79,7 +79,7 @@ export class RegionVolume extends EventEmitter<VolumeEvents> {
     return this.base.write(this.place("write", offset, buffer.length), buffer);
   }
 
-  async watch(offset: Offset, buffer: Uint8Array, options: { compareBytes: number; sleepUs: number; timeoutMs: number }): Promise<boolean> {
+  async watch(offset: Offset, buffer: Uint8Array, options: WatchOptions): Promise<boolean> {
     return this.base.watch(this.place("read", offset, buffer.length), buffer, options);
   }
 
