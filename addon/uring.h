@@ -30,6 +30,7 @@ namespace lunlink {
 constexpr unsigned kRingEntries = 128;             // SQ entries; the kernel gives 2x CQ entries
 constexpr unsigned kMaxKernelOwned = 2 * kRingEntries;
 constexpr uint32_t kMaxRetries = 64;               // EINTR/EAGAIN resubmissions of one request
+constexpr int kMaxReapRounds = 4;                  // GETEVENTS rounds per wake-up while work keeps arriving
 
 // Why the engine is not io_uring: errno and syscall of the failed step, or error 0 if it was not asked.
 struct RingFailure {
