@@ -38,7 +38,8 @@ test("engine option: threads is honoured, auto picks io_uring where the kernel a
   if (!process.env["LUNLINK_ENGINE"]) {
     const plain = await Volume.open(path);
     await plain.close();
-    t.is(plain.engine, "threads", "the default engine is threads (io_uring is opt-in)");
+    t.is(plain.engine, auto.engine, "the default engine is auto: io_uring where the kernel allows it, else threads");
+    t.is(plain.engineFallback, auto.engineFallback);
   }
 });
 
