@@ -12,7 +12,7 @@ const deviceFiles = readdirSync("test/device").filter((f) => f.endsWith(".test.t
 // Volume-level device files run a second time with LUNLINK_ENGINE set (README "I/O engines"): the
 // stall, EIO, ENOSPC and recovery cases on both engines. volume-stall-ownership's one failure on
 // io_uring was the nbd helper's stop() returning before the group stop took effect (fixed there);
-// it, writer-faults and self-heal then passed 10, 2 and 2 runs in a row on io_uring.
+// it, writer-faults and self-heal then passed 12, 4 and 3 runs in a row on io_uring.
 const SECOND_ENGINE_FILES = ["loop.test.ts", "faults.test.ts", "volume-stall-ownership.test.ts", "writer-faults.test.ts", "self-heal.test.ts"];
 const suites = [
   // LUNLINK_NODE_MATRIX: the node-versions test must find Node 22 and 24 (scripts/deps.sh test installs them).
