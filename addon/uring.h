@@ -30,6 +30,7 @@ namespace lunlink {
 constexpr unsigned kRingEntries = 128;             // SQ entries; the kernel gives 2x CQ entries
 constexpr unsigned kMaxKernelOwned = 2 * kRingEntries;
 constexpr uint32_t kMaxRetries = 64;               // EINTR/EAGAIN resubmissions of one request
+constexpr int kMaxReapRounds = 4;                  // GETEVENTS rounds per wake-up while work keeps arriving
 
 // Why the engine is not io_uring: errno and syscall of the failed step, or error 0 if it was not asked.
 struct RingFailure {
@@ -74,6 +75,7 @@ class Ring : public std::enable_shared_from_this<Ring> {
   void Flush(bool calledFromJs = false);
   void Reap();
   void Dispatch(std::vector<Completion>& batch);
+  napi_value DispatchBuffer();
   void Finish(uint32_t slot, int error, Syscall syscall, std::vector<Completion>& batch);
   void FinishCloseIfDrained();
   void StopHandles();
@@ -129,6 +131,12 @@ class Ring : public std::enable_shared_from_this<Ring> {
   uv_check_t* check_ = nullptr;
   bool flushHooksActive_ = false;
   std::vector<Completion> batch_;  // reused per reap
+  // Backing of the arrays a batch is handed to JS in: ids and results (f64), errors and syscalls
+  // (i32), kMaxKernelOwned each (a reap returns at most that many).
+  static constexpr size_t kDispatchBufferBytes = 24 * kMaxKernelOwned;
+  napi_ref dispatchBuffer_ = nullptr;
+  bool dispatching_ = false;
+  bool handlesStopped_ = false;
 };
 
 }  // namespace lunlink

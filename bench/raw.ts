@@ -104,7 +104,7 @@ export async function rawBench(args: string[]): Promise<void> {
     const file = scratch.file("file.img", VOLUME_BYTES);
     const loop = scratch.loop("loop.img", VOLUME_BYTES);
     const dio = execFileSync("cat", [`/sys/block/${loop.slice(5)}/loop/dio`], { encoding: "utf8" }).trim();
-    // Asks for "auto" explicitly: the default engine is threads, so a default open would never show io_uring.
+    // Asks for "auto" explicitly, whatever the default (LUNLINK_ENGINE may name another).
     const probe = await Volume.open(file, { engine: "auto" });
     const autoEngine = probe.engine;
     await probe.close();

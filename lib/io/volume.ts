@@ -1,9 +1,9 @@
 // Volume: one block device or file opened for O_DIRECT I/O off the event loop and the libuv pool:
 // through the volume's own io_uring (engine "io_uring", addon/uring.cc) or lunlink's own threads
-// (engine "threads", addon/pool.cc, the default); "auto" takes io_uring when the kernel allows it.
-// Threads stay the default until io_uring is shown at least as fast across runs: a first, loaded
-// run wrote 64 KiB QD1 at 0.2x the thread engine, the 2026-11-29 bench run put it ahead in 18 of
-// 24 bench raw cells (README "I/O engines", "Benchmarks").
+// (engine "threads", addon/pool.cc); "auto", the default, takes io_uring when the kernel allows it
+// and falls back to threads (volume.engineFallback says why). io_uring is the default because it
+// was ahead of threads in 18 and then 20 of 24 bench raw cells of two runs (the second: geometric
+// mean 0.97x fio psync against 0.64x) and passes every device test (README "I/O engines").
 // Invariants checked before every syscall: the volume is open, offsets and lengths are multiples
 // of the logical block size, buffer addresses are aligned, the range lies inside the volume.
 // Every request has a deadline (ioTimeoutMs): past it a request that never started is cancelled
@@ -48,8 +48,9 @@ export interface VolumeOptions {
    */
   busyPollUs?: number;
   /**
-   * I/O engine (default "threads", or the LUNLINK_ENGINE environment variable): "io_uring" refuses
-   * to open where io_uring is unavailable, "threads" never tries it. See README "I/O engines".
+   * I/O engine (default "auto", or the LUNLINK_ENGINE environment variable): "auto" takes io_uring
+   * where the kernel allows it, else threads; "io_uring" refuses to open where io_uring is
+   * unavailable, "threads" never tries it. See README "I/O engines".
    */
   engine?: EngineChoice;
   signal?: AbortSignal;

@@ -3,7 +3,11 @@
 // filter), nbdfuse exposes it as a file on a FUSE mount, and a loop device with --direct-io=on sits
 // on that file. SIGSTOP on nbdkit and nbdfuse stalls I/O without an error; while `errorFile` exists
 // every request fails with EIO. Teardown resumes, detaches, unmounts and waits for both to exit.
-import { existsSync } from "node:fs";
+// stop() returns only once every thread of both is stopped: kill() returns while a group stop is
+// still spreading (measured under load: 17-22 threads still running, up to 26 ms), and a request
+// made in that window is served, so a "stalled" read completed with its data (seen with io_uring,
+// which submits in the same event-loop turn; the thread engine's thread wake-up hid the window).
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
@@ -22,6 +26,35 @@ export interface FaultDevice {
   resume(): void;
   /** Make every request fail with EIO (true) or succeed again (false). */
   setFailing(failing: boolean): Promise<void>;
+}
+
+/** How long stop() waits for every thread of nbdfuse and nbdkit to be stopped. */
+const STOP_SETTLE_MS = 5000;
+const STOP_POLL_MS = 0.2;
+const settleWait = new Int32Array(new SharedArrayBuffer(4));
+
+/** Threads of `pids` not yet in the stopped state ("T", or "t" when traced). */
+function runningThreads(pids: readonly number[]): number {
+  let running = 0;
+  for (const pid of pids) {
+    let tids: string[];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue; // gone
+    }
+    for (const tid of tids) {
+      try {
+        // State is the field after the parenthesised command name.
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+        const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+        if (state !== "T" && state !== "t") running++;
+      } catch {
+        // thread exited
+      }
+    }
+  }
+  return running;
 }
 
 export async function faultDevice(t: ExecutionContext, sizeMiB = 64): Promise<FaultDevice> {
@@ -70,7 +103,15 @@ export async function faultDevice(t: ExecutionContext, sizeMiB = 64): Promise<Fa
   t.teardown(() => signal("SIGCONT"));
   return {
     device,
-    stop: () => signal("SIGSTOP"),
+    stop: () => {
+      signal("SIGSTOP");
+      // Synchronous on purpose: callers issue the request that must stall right after stop().
+      const deadlineMs = performance.now() + STOP_SETTLE_MS;
+      while (runningThreads(pids) > 0) {
+        if (performance.now() > deadlineMs) throw new Error(`nbdfuse/nbdkit threads still running ${STOP_SETTLE_MS} ms after SIGSTOP`);
+        Atomics.wait(settleWait, 0, 0, STOP_POLL_MS); // sleep, leaving the CPU to the threads that must stop
+      }
+    },
     resume: () => signal("SIGCONT"),
     setFailing: async (failing) => (failing ? writeFile(errorFile, "") : rm(errorFile, { force: true })),
   };

@@ -38,7 +38,8 @@ test("engine option: threads is honoured, auto picks io_uring where the kernel a
   if (!process.env["LUNLINK_ENGINE"]) {
     const plain = await Volume.open(path);
     await plain.close();
-    t.is(plain.engine, "threads", "the default engine is threads (io_uring is opt-in)");
+    t.is(plain.engine, auto.engine, "the default engine is auto: io_uring where the kernel allows it, else threads");
+    t.is(plain.engineFallback, auto.engineFallback);
   }
 });
 
@@ -57,6 +58,25 @@ for (const engine of ["io_uring", "threads"] as const) {
     const back = await Promise.all(buffers.map((_, i) => (i % 2 === 0 ? volume.read(i * 4096, 4096) : volume.read(i * 4096, foreignAligned(4096)))));
     t.deepEqual(back.map((b) => b[4095]), buffers.map((_, i) => i % 251));
     t.is(volume.inFlight, 0);
+  });
+
+  test(`${engine}: rounds of 64 requests completing together all settle with their data (more completions per wake-up than the kernel runs per io_uring_enter)`, async (t) => {
+    const path = await sparseFile(t, 4 * MiB);
+    if (engine === "io_uring" && !(await ioUringAvailable(path))) return t.pass("io_uring unavailable on this host");
+    // A completion left behind by a wake-up would only settle at its deadline (IO_STALLED).
+    const volume = await Volume.open(path, { engine, ioThreads: 64, ioTimeoutMs: 20_000 });
+    t.teardown(() => volume.close());
+    const depth = 64;
+    const rounds = 20;
+    const buffers = Array.from({ length: depth }, () => volume.alloc(4096));
+    for (let round = 0; round < rounds; round++) {
+      buffers.forEach((b, i) => b.fill((round * depth + i) % 251));
+      await Promise.all(buffers.map((b, i) => volume.write(i * 4096, b)));
+      const back = await Promise.all(buffers.map((_, i) => volume.read(i * 4096, 4096)));
+      t.deepEqual(back.map((b) => b[0]), buffers.map((_, i) => (round * depth + i) % 251), `round ${round}`);
+    }
+    t.is(volume.inFlight, 0);
+    t.false(volume.stalled);
   });
 
   test(`${engine}: a read past the end of a truncated file is a coded short transfer`, async (t) => {
