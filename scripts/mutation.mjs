@@ -43,10 +43,10 @@ const MODULES = [
   },
   // The pure parts split out of the reader, writer and link shells (issue 12).
   { name: "ring/reader-cursor", mutate: ["lib/ring/reader-cursor.ts"], tests: unit("reader-cursor") },
-  { name: "ring/fault-memory", mutate: ["lib/ring/fault-memory.ts"], tests: unit("fault-memory") },
+  { name: "ring/fault-memory", mutate: ["lib/ring/fault-memory.ts"], tests: unit("fault-memory", "ring-bounds") },
   { name: "ring/writer-open", mutate: ["lib/ring/writer-open.ts"], tests: unit("writer-pure") },
   { name: "ring/writer-waiters", mutate: ["lib/ring/writer-waiters.ts"], tests: unit("writer-pure") },
-  { name: "ring/peer-holds", mutate: ["lib/ring/peer-holds.ts"], tests: unit("writer-pure", "writer-core") },
+  { name: "ring/peer-holds", mutate: ["lib/ring/peer-holds.ts"], tests: unit("writer-pure", "writer-core", "ring-bounds") },
   { name: "link/delivery-batch", mutate: ["lib/link/delivery-batch.ts"], tests: unit("link-shell-parts") },
   { name: "link/control-waiting", mutate: ["lib/link/control-waiting.ts"], tests: unit("link-shell-parts") },
   { name: "link/link-status", mutate: ["lib/link/link-status.ts"], tests: unit("link-shell-parts") },
