@@ -2,11 +2,13 @@
 // tables with ratios. Suites: raw (addon O_DIRECT vs fio psync), codec (checksums, record encode/decode), ring (RingWriter vs fio), latency (writer -> poller vs a C probe), mirror (resync vs dd), tun (packets/s
 // per core through a TunDevice, in a network namespace it creates), link (failover over N cuts; RTT and TCP through lunlink0 vs veth and wireguard-go), seal (sealed UDP cost), pressure (false
 // transitions of an uncut pair with and without a CPU hog on every core), layout (buffer-layout vs
-// DataView for the cold structures), idle (CPU of an idle node and mirror); `all` runs every suite
+// DataView for the cold structures), idle (CPU of an idle node and mirror), cluster (failover, idle CPU,
+// storage reads and TCP over storage per cluster size N, --nodes 2,3,5 by default); `all` runs every suite
 // with its defaults, one after another, in one run (the README's tables come from one such run).
 import { execFileSync } from "node:child_process";
 import { loadavg } from "node:os";
 
+import { clusterBench } from "./cluster.ts";
 import { codecBench } from "./codec.ts";
 import { idleBench } from "./idle.ts";
 import { latencyBench } from "./latency.ts";
@@ -31,6 +33,7 @@ const SUITES: Record<string, (args: string[]) => Promise<void>> = {
   pressure: pressureBench,
   layout: layoutBench,
   idle: idleBench,
+  cluster: clusterBench,
 };
 
 async function allBench(args: string[]): Promise<void> {

@@ -1,0 +1,308 @@
+// A cluster of N hosts on one machine, for the cluster device tests and `bench cluster`: N network
+// namespaces plugged into a bridge in a "switch" namespace (the primary network, 198.18.1.0/24 inside
+// the namespaces only), one shared loop device (direct I/O, 4096-byte sectors) formatted as a cluster
+// volume whose regions every node reads directly (the SAN case), and `lunlink up` with a cluster
+// config in each node's namespace. Every resource is named with the lab's prefix and recorded as it
+// is created; destroy() removes exactly those (safe twice and after a partial create()).
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+
+import { Volume } from "../io/volume.ts";
+import { MAX_CLUSTER_NODES } from "../format/layout.ts";
+import { formatCluster } from "../ring/cluster.ts";
+import type { ClusterNodeStatus } from "./cluster-status.ts";
+import { callControl } from "./control.ts";
+import { deleteNamespace, lunlinkBin, type StreamReport } from "./lab.ts";
+
+const execFileAsync = promisify(execFile);
+
+const UNDERLAY = "198.18.1";
+const TUN_SUBNET = "198.18.100";
+/** Lines of node logs kept (a bound: a chatty node must not grow the lab without limit). */
+const MAX_LOG_LINES = 5000;
+/** A node that does not stop on "down"/SIGTERM within this is killed. */
+const STOP_TIMEOUT_MS = 10_000;
+/** Attempts at `losetup --find` while another process races us for the same free device. */
+const LOOP_ATTACH_ATTEMPTS = 10;
+/** Shared volume size: 16 MiB per node, at least 48 MiB (each region needs room for its ring). */
+const VOLUME_BYTES_PER_NODE = 16 * 1024 * 1024;
+const MIN_VOLUME_BYTES = 48 * 1024 * 1024;
+
+export interface ClusterLabOptions {
+  /** Nodes, ids 1..count (2..MAX_CLUSTER_NODES). */
+  count: number;
+  /** Namespace and interface name prefix ("llt-" tests, "llb-" bench). */
+  prefix: string;
+  /** Prefix of the scratch directory's path (a disk file system: O_DIRECT); "/var/tmp/lunlink-test-" for tests. */
+  dirPrefix?: string;
+  /** Extra config for every node (timers, storage...), merged over the lab's. */
+  config?: Record<string, unknown>;
+}
+
+export interface ClusterLabNode {
+  id: number;
+  ns: string;
+  /** The node's end of its veth into the switch. */
+  veth: string;
+  underlayAddress: string;
+  tunAddress: string;
+  configPath: string;
+  socketPath: string;
+  process?: ChildProcess;
+}
+
+export class ClusterLab {
+  readonly nodes: ClusterLabNode[] = [];
+  /** The shared cluster volume (a loop device); "" until create() attached it. */
+  volume = "";
+  readonly logs: string[] = [];
+  readonly dir: string;
+  private readonly options: ClusterLabOptions;
+  private readonly tag = randomBytes(2).toString("hex");
+  private readonly namespaces: string[] = [];
+  private readonly extra: ChildProcess[] = [];
+  private destroyed = false;
+
+  private constructor(options: ClusterLabOptions, dir: string) {
+    this.options = options;
+    this.dir = dir;
+  }
+
+  /** Builds the namespaces, the switch, the shared cluster volume and every node's config (nodes not started). */
+  static async create(options: ClusterLabOptions): Promise<ClusterLab> {
+    if (!Number.isInteger(options.count) || options.count < 2 || options.count > MAX_CLUSTER_NODES) throw new Error(`a cluster lab has 2..${MAX_CLUSTER_NODES} nodes, got ${options.count}`);
+    const dir = await mkdtemp(options.dirPrefix ?? `/var/tmp/lunlink-${options.prefix.replace(/-$/, "")}-cluster-`);
+    const lab = new ClusterLab(options, dir);
+    try {
+      await lab.build();
+    } catch (error) {
+      await lab.destroy();
+      throw error;
+    }
+    return lab;
+  }
+
+  private async build(): Promise<void> {
+    const { prefix, count } = this.options;
+    const short = prefix.replace(/-$/, "");
+    const sw = await this.addNamespace(`${prefix}${this.tag}-sw`);
+    await ip(["-n", sw, "link", "add", "br0", "type", "bridge"]);
+    await ip(["-n", sw, "link", "set", "br0", "up"]);
+    for (let id = 1; id <= count; id++) {
+      const ns = await this.addNamespace(`${prefix}${this.tag}-n${id}`);
+      const veth = `${short}${this.tag}n${id}`.slice(0, 15);
+      const port = `${short}${this.tag}s${id}`.slice(0, 15);
+      // Created inside the namespaces: deleting them removes both ends.
+      await ip(["link", "add", veth, "netns", ns, "type", "veth", "peer", "name", port, "netns", sw]);
+      await ip(["-n", sw, "link", "set", port, "master", "br0"]);
+      await ip(["-n", sw, "link", "set", port, "up"]);
+      await ip(["-n", ns, "addr", "add", `${UNDERLAY}.${id}/24`, "dev", veth]);
+      await ip(["-n", ns, "link", "set", veth, "up"]);
+      this.nodes.push({ id, ns, veth, underlayAddress: `${UNDERLAY}.${id}`, tunAddress: `${TUN_SUBNET}.${id}`, configPath: join(this.dir, `node${id}.json`), socketPath: join(this.dir, `node${id}.sock`) });
+    }
+    // Written out, not sparse (a LUN has no holes: a first write into one stalls an O_DSYNC write).
+    const file = join(this.dir, "cluster.img");
+    const sizeBytes = Math.max(MIN_VOLUME_BYTES, count * VOLUME_BYTES_PER_NODE);
+    const handle = await open(file, "w");
+    try {
+      const zeros = Buffer.alloc(1024 * 1024);
+      for (let at = 0; at < sizeBytes; at += zeros.length) await handle.write(zeros, 0, zeros.length, at);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    this.volume = await attachLoop(file);
+    const volume = await Volume.open(this.volume, { dsync: true });
+    try {
+      await formatCluster(volume, { nodes: this.nodes.map((n) => n.id) });
+    } finally {
+      await volume.close();
+    }
+    const members = this.nodes.map((n) => ({ node: n.id, address: n.tunAddress, primary: `${n.underlayAddress}:7410`, ring: this.volume }));
+    for (const n of this.nodes) {
+      const c = { node: n.id, tun: { name: "lunlink0", address: `${n.tunAddress}/24` }, cluster: { members }, control: { socket: n.socketPath }, ...this.options.config };
+      await writeFile(n.configPath, `${JSON.stringify(c, null, 2)}\n`);
+    }
+  }
+
+  private async addNamespace(name: string): Promise<string> {
+    await ip(["netns", "add", name]);
+    this.namespaces.push(name);
+    await ip(["-n", name, "link", "set", "lo", "up"]);
+    return name;
+  }
+
+  node(id: number): ClusterLabNode {
+    const n = this.nodes[id - 1];
+    if (n === undefined) throw new Error(`no node ${id} in a cluster lab of ${this.nodes.length}`);
+    return n;
+  }
+
+  /** Starts `lunlink up` for a node in its namespace and waits until its control socket answers. */
+  async startNode(id: number, timeoutMs = 20_000): Promise<void> {
+    const n = this.node(id);
+    const child = spawn("ip", ["netns", "exec", n.ns, process.execPath, lunlinkBin(), "up", "--config", n.configPath, "--log-json"], { stdio: ["ignore", "ignore", "pipe"] });
+    n.process = child;
+    createInterface({ input: child.stderr! }).on("line", (line) => {
+      if (this.logs.length < MAX_LOG_LINES) this.logs.push(`${id} ${line}`);
+    });
+    const exited = new Promise<never>((_, reject) => child.once("exit", (code, signal) => reject(new Error(`node ${id} exited (${code ?? signal}) before it came up`))));
+    exited.catch(() => undefined);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await Promise.race([this.status(id), exited]);
+        return;
+      } catch (error) {
+        if (Date.now() > deadline || /exited/.test(String(error))) throw new Error(`${String(error)}\n${this.logs.filter((l) => l.startsWith(`${id} `)).slice(-10).join("\n")}`);
+        await sleep(100);
+      }
+    }
+  }
+
+  /** "down" through the control socket (the node closes cleanly; SIGTERM if the socket fails), SIGKILL after 10 s. */
+  async stopNode(id: number): Promise<void> {
+    const child = this.node(id).process;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exit = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    await callControl(this.node(id).socketPath, "down").catch(() => child.kill("SIGTERM"));
+    const timer = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS);
+    await exit;
+    clearTimeout(timer);
+  }
+
+  status(id: number): Promise<ClusterNodeStatus> {
+    return callControl(this.node(id).socketPath, "status") as Promise<ClusterNodeStatus>;
+  }
+
+  /** Polls a node's status until `check` holds; throws with the last peers' states after timeoutMs. */
+  async waitFor(id: number, what: string, check: (s: ClusterNodeStatus) => boolean, timeoutMs = 15_000, pollMs = 50): Promise<ClusterNodeStatus> {
+    const deadline = Date.now() + timeoutMs;
+    let last: ClusterNodeStatus | undefined;
+    while (Date.now() < deadline) {
+      last = await this.status(id);
+      if (check(last)) return last;
+      await sleep(pollMs);
+    }
+    throw new Error(`node ${id}: not ${what} within ${timeoutMs} ms; peers: ${JSON.stringify(last?.peers.map((p) => [p.node, p.active, p.paths.primary.state, p.paths.storage.state]))}`);
+  }
+
+  /** Cuts (or restores) a node's primary network: its veth into the switch goes down (up). Storage is untouched. */
+  async setNetwork(id: number, up: boolean): Promise<void> {
+    const n = this.node(id);
+    await ip(["-n", n.ns, "link", "set", n.veth, up ? "up" : "down"]);
+  }
+
+  /** Ping replies from node `from` to node `to`'s TUN address. */
+  async ping(from: number, to: number, count: number, replyWaitS = 10): Promise<number> {
+    const out = await this.exec(from, "ping", ["-n", "-c", String(count), "-i", "0.05", "-W", String(replyWaitS), this.node(to).tunAddress], 60_000).catch((e: { stdout?: string; message?: string }) => e.stdout ?? e.message ?? "");
+    return Number(/(\d+) received/.exec(out)?.[1] ?? 0);
+  }
+
+  /** Runs a command in a node's namespace and returns its stdout. */
+  async exec(id: number, command: string, args: string[], timeoutMs = 30_000): Promise<string> {
+    const { stdout } = await execFileAsync("ip", ["netns", "exec", this.node(id).ns, command, ...args], { timeout: timeoutMs, encoding: "utf8" });
+    return stdout;
+  }
+
+  /** Starts a long-running command in a node's namespace (killed by destroy() if still running). */
+  spawnIn(id: number, command: string, args: string[]): ChildProcess {
+    const child = spawn("ip", ["netns", "exec", this.node(id).ns, command, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    this.extra.push(child);
+    return child;
+  }
+
+  /** A checksummed TCP stream (`lunlink stream`) from node `from` to node `to`; resolves once the receiver listens. */
+  async startStream(from: number, to: number, bytes: number, rateMBps: number, port = 5001): Promise<{ finished: Promise<{ sent: StreamReport; received: StreamReport }> }> {
+    const target = this.node(to);
+    const server = this.spawnIn(to, process.execPath, [lunlinkBin(), "stream", "serve", "--listen", `${target.tunAddress}:${port}`, "--interval-ms", "1000", "--timeout-s", "60"]);
+    let received: StreamReport = { bytes: 0 };
+    let serverErr = "";
+    server.stderr!.on("data", (c: Buffer) => (serverErr += c.toString()));
+    await new Promise<void>((resolve, reject) => {
+      createInterface({ input: server.stdout! }).on("line", (line) => {
+        const o = JSON.parse(line) as StreamReport & { listening?: string };
+        if (o.listening !== undefined) resolve();
+        if (o.done === true) received = o;
+      });
+      server.once("exit", () => reject(new Error(`stream server exited before listening: ${serverErr}`)));
+    });
+    const serverDone = new Promise<void>((resolve) => server.once("exit", () => resolve()));
+    const sender = this.spawnIn(from, process.execPath, [lunlinkBin(), "stream", "send", "--to", `${target.tunAddress}:${port}`, "--bytes", String(bytes), "--rate-mbps", String(rateMBps), "--timeout-s", "60"]);
+    let sent: StreamReport = { bytes: 0 };
+    createInterface({ input: sender.stdout! }).on("line", (line) => (sent = JSON.parse(line) as StreamReport));
+    const senderDone = new Promise<void>((resolve) => sender.once("exit", () => resolve()));
+    return { finished: Promise.all([serverDone, senderDone]).then(() => ({ sent, received })) };
+  }
+
+  /** Stops every node, kills what spawnIn() started, deletes the namespaces, detaches the loop device, removes the scratch directory. */
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const n of this.nodes) await this.stopNode(n.id).catch(() => undefined);
+    for (const child of this.extra) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    for (const ns of this.namespaces) await deleteNamespace(ns);
+    if (this.volume !== "") await detachLoop(this.volume);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** `losetup --find --show` with direct I/O and 4096-byte sectors, retried while another process takes the same free device. */
+async function attachLoop(file: string): Promise<string> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < LOOP_ATTACH_ATTEMPTS; attempt++) {
+    try {
+      const device = (await execFileAsync("losetup", ["--find", "--show", "--sector-size", "4096", "--direct-io=on", file], { encoding: "utf8" })).stdout.trim();
+      await ensureDirectIo(device).catch(async (error: unknown) => {
+        await detachLoop(device);
+        throw error;
+      });
+      return device;
+    } catch (error) {
+      lastError = error;
+      if (!/busy|EBUSY|resource temporarily/i.test(String(error))) break;
+      await sleep(50 * (attempt + 1));
+    }
+  }
+  throw lastError;
+}
+
+/**
+ * The loop driver silently falls back to buffered I/O on the backing file when it cannot do direct
+ * I/O at attach time (reads then come from page cache); sets it again until /sys says dio = 1.
+ */
+async function ensureDirectIo(device: string): Promise<void> {
+  const flag = `/sys/block/${device.replace("/dev/", "")}/loop/dio`;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    if ((await readFile(flag, "utf8")).trim() === "1") return;
+    await execFileAsync("losetup", ["--direct-io=on", device]).catch(() => undefined);
+    await sleep(50 * (attempt + 1));
+  }
+  throw new Error(`${device}: the loop driver refuses direct I/O on its backing file (${flag} stays 0)`);
+}
+
+async function detachLoop(device: string): Promise<void> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      await execFileAsync("losetup", ["-d", device]);
+      return;
+    } catch (error) {
+      if (!/busy/i.test(String(error))) return;
+      await sleep(100);
+    }
+  }
+}
+
+async function ip(args: string[]): Promise<void> {
+  try {
+    await execFileAsync("ip", args, { timeout: 10_000 });
+  } catch (error) {
+    const e = error as { stderr?: string; message: string };
+    throw new Error(`ip ${args.join(" ")} failed: ${e.stderr?.trim() || e.message}`, { cause: error });
+  }
+}
