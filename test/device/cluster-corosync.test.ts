@@ -4,12 +4,16 @@
 // network (its veth down) does not change the membership: lunlink carries knet over storage within
 // its failover bound, far inside the token timeout. Negative control: node 3 loses network and
 // storage at once (its lunlink is killed, lunlink0 goes with it) and the membership does change.
+// `lunlink doctor` on node 1 (a cluster config) passes against the corosync.conf in use.
 // Outcomes only: no timing is asserted. Needs the build in dist/ and corosync (scripts/deps.sh test).
+import { join } from "node:path";
+
 import test from "ava";
 
+import { lunlinkBin } from "../../lib/node/lab.ts";
 import { ClusterLab } from "../helpers/cluster-lab.ts";
 import { CorosyncCluster, type Membership } from "../helpers/corosync.ts";
-import { sleep } from "../helpers/exec.ts";
+import { run, sleep } from "../helpers/exec.ts";
 import { scratchDir } from "../helpers/scratch.ts";
 
 const CUT_MS = 20_000;
@@ -32,6 +36,11 @@ test("corosync 3 over lunlink0 (3 nodes, knet, default token, two_node off): a 2
   const ringId = joined.get(1)!.ringId;
   for (const id of ALL) t.is(joined.get(id)!.ringId, ringId, `node ${id}: the one membership every node is in`);
   for (const id of ALL) t.deepEqual(await corosync.quorumMembers(id), [...ALL], `node ${id}: corosync-quorumtool lists all 3`);
+  // `lunlink doctor` on a running cluster node, against the corosync.conf corosync runs with.
+  const doctorOut = await run("ip", ["netns", "exec", lab.node(1).ns, process.execPath, lunlinkBin(), "doctor", "--config", lab.node(1).configPath, "--json", "--corosync-conf", join(dir, "corosync1.conf")], 60_000);
+  const doctor = JSON.parse(doctorOut) as { ok: boolean; findings: { check: string; severity: string; what: string }[] };
+  t.deepEqual(doctor.findings.filter((f) => f.severity === "fail"), [], "lunlink doctor on node 1 (a cluster config): nothing fails");
+  t.deepEqual(doctor.findings.filter((f) => f.check === "corosync").map((f) => f.severity), ["ok"], "and corosync's default token passes against the failover bound");
   const formedBefore = new Map(ALL.map((id) => [id, corosync.memberships(id).length]));
 
   // The cut: node 3's veth into the switch goes down for 20 s; storage is untouched.
