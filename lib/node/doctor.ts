@@ -4,7 +4,8 @@
 // timers (a stall instead of an error), TUN support, MTUs, key file modes, UDP ports taken or dropped
 // by the host's firewall, an unsynchronised clock, and a corosync token shorter than lunlink's
 // failover bound. Every check reads; none writes to a volume or keeps a socket. Each finding says
-// what is wrong, why it matters and the fix.
+// what is wrong, why it matters and the fix. A pair's config and a cluster node's get the same checks:
+// both are first reduced to a Target (the volumes the node opens, its UDP endpoint, TUN and timers).
 import { execFile } from "node:child_process";
 import dgram from "node:dgram";
 import { constants } from "node:fs";
@@ -13,7 +14,8 @@ import { promisify } from "node:util";
 
 import { LunlinkError } from "../errors.ts";
 import { probe, type ProbeResult } from "../io/probe.ts";
-import { loadConfig, loadKeys, parseEndpoint, type NodeConfig } from "./config.ts";
+import { loadAnyConfig, loadKeys, parseEndpoint, type ClusterConfig, type NodeConfig } from "./config.ts";
+import { loadClusterKey } from "./cluster-run.ts";
 
 const run = promisify(execFile);
 const SYSTEM_DIRS = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
@@ -56,46 +58,79 @@ const MULTIPATH_POLLING_INTERVAL_S = 5;
 const COROSYNC_TOKEN_MS = 3000;
 const COROSYNC_TOKEN_COEFFICIENT_MS = 650;
 
+/** What the checks need from a node's config, of either kind. */
+interface Target {
+  /** "pair" or "cluster of N". */
+  kind: string;
+  /** The volumes the node opens: its own ring first (role "send"), then each distinct one it reads. */
+  volumes: { role: string; path: string }[];
+  /** This node's primary UDP endpoint (data; control is port + 1). */
+  bind: string;
+  underlayMtu: number;
+  tun: NodeConfig["tun"];
+  timers: NodeConfig["timers"];
+  ioTimeoutMs: number;
+  /** The TUN addresses of every peer (a pair's is unknown: its config has none). */
+  peerAddresses?: string[];
+  keyCheck(): Promise<Finding>;
+}
+
+function pairTarget(c: NodeConfig): Target {
+  return { kind: "pair", volumes: [{ role: "send", path: c.storage.send }, { role: "receive", path: c.storage.receive }], bind: c.primary.bind, underlayMtu: c.primary.underlayMtu, tun: c.tun, timers: c.timers, ioTimeoutMs: c.storage.ioTimeoutMs, keyCheck: () => keyCheck(c) };
+}
+
+/** A cluster node writes its own member's ring and reads every peer's; peers' rings on the same volume (a cluster volume) are probed once. */
+function clusterTarget(c: ClusterConfig): Target {
+  const self = c.cluster.members.find((m) => m.node === c.node)!;
+  const volumes = [{ role: "send", path: self.ring }];
+  for (const m of c.cluster.members) if (!volumes.some((v) => v.path === m.ring)) volumes.push({ role: `receive.node${m.node}`, path: m.ring });
+  const peerAddresses = c.cluster.members.filter((m) => m.node !== c.node).map((m) => m.address);
+  return { kind: `cluster of ${c.cluster.members.length}`, volumes, bind: self.primary, underlayMtu: c.primary.underlayMtu, tun: c.tun, timers: c.timers, ioTimeoutMs: c.storage.ioTimeoutMs, peerAddresses, keyCheck: () => clusterKeyCheck(c) };
+}
+
 export async function doctor(configPath: string, options: DoctorOptions = {}): Promise<Finding[]> {
-  let config: NodeConfig;
+  let target: Target;
   try {
-    config = await loadConfig(configPath);
+    const any = await loadAnyConfig(configPath);
+    target = any.kind === "pair" ? pairTarget(any.config) : clusterTarget(any.config);
   } catch (error) {
     return [{ check: "config", severity: "fail", what: (error as Error).message, why: "lunlink up refuses to start with it", fix: "correct the keys named above (lunlink check-config FILE lists them all)" }];
   }
-  const findings: Finding[] = [{ check: "config", severity: "ok", what: `${configPath} is valid` }];
-  const volumes = await volumeChecks(config, findings);
-  for (const v of volumes) findings.push(...(await multipathCheck(v, config, options.multipathConf ?? "/etc/multipath.conf")));
-  findings.push(await inUseCheck(config.storage.send));
+  const findings: Finding[] = [{ check: "config", severity: "ok", what: `${configPath} is valid (${target.kind})` }];
+  const volumes = await volumeChecks(target, findings);
+  for (const v of volumes) findings.push(...(await multipathCheck(v, target, options.multipathConf ?? "/etc/multipath.conf")));
+  findings.push(await inUseCheck(target.volumes[0]!.path));
   findings.push(await tunCheck());
-  findings.push(...(await mtuChecks(config)));
-  findings.push(await keyCheck(config));
-  findings.push(...(await portChecks(config)));
+  findings.push(...(await mtuChecks(target)));
+  findings.push(await target.keyCheck());
+  findings.push(...(await portChecks(target)));
   findings.push(await clockCheck());
-  findings.push(...(await corosyncCheck(config, options.corosyncConf ?? "/etc/corosync/corosync.conf")));
+  findings.push(...(await corosyncCheck(target, options.corosyncConf ?? "/etc/corosync/corosync.conf")));
   return findings;
 }
 
-async function volumeChecks(config: NodeConfig, findings: Finding[]): Promise<ProbeResult[]> {
+async function volumeChecks(target: Target, findings: Finding[]): Promise<ProbeResult[]> {
   const found: ProbeResult[] = [];
-  for (const [role, path] of [["send", config.storage.send], ["receive", config.storage.receive]] as const) {
+  for (const { role, path } of target.volumes) {
     const check = `volume.${role}`;
     try {
-      const p = await probe(path, { ioTimeoutMs: Math.min(config.storage.ioTimeoutMs, 10_000) });
+      const p = await probe(path, { ioTimeoutMs: Math.min(target.ioTimeoutMs, 10_000) });
       found.push(p);
       if (!p.directIo) findings.push({ check, severity: "fail", what: `${path}: the file system${p.fileSystem === undefined ? "" : ` (${p.fileSystem})`} refuses O_DIRECT`, why: "without O_DIRECT the receive side reads stale page cache forever and the send side is not durable before the mirror copies it", fix: "put the volume on a block device or a disk file system (ext4, xfs)" });
       else if (p.memoryBacked) findings.push({ check, severity: "warn", what: `${path} is memory-backed (${p.fileSystem ?? p.kind})`, why: "it is not shared storage: nothing outside this host sees it", fix: "use a LUN (/dev/disk/by-id/...) or a file on a disk" });
       else findings.push({ check, severity: "ok", what: `${path}: ${p.kind}, O_DIRECT, ${p.logicalBlockSize}/${p.physicalBlockSize}-byte sectors` });
     } catch (error) {
-      findings.push({ check, severity: "fail", what: `${path}: ${(error as Error).message}`, why: `lunlink up cannot open its ${role} volume`, fix: role === "send" ? "check storage.send, the LUN's presentation to this host and its permissions" : "check storage.receive and that the mirror's target is presented to this host" });
+      const where = target.kind === "pair" ? (role === "send" ? "storage.send" : "storage.receive") : `cluster.members (node ${role === "send" ? "this" : role.slice("receive.node".length)}).ring`;
+      findings.push({ check, severity: "fail", what: `${path}: ${(error as Error).message}`, why: `lunlink up cannot open its ${role} volume`, fix: role === "send" ? `check ${where}, the LUN's presentation to this host and its permissions` : `check ${where} and that the LUN or the mirror's target is presented to this host` });
     }
   }
-  const [send, receive] = found.length === 2 ? found : [undefined, undefined];
-  if (send !== undefined && receive !== undefined) {
-    const a = Math.max(send.logicalBlockSize, send.physicalBlockSize);
-    const b = Math.max(receive.logicalBlockSize, receive.physicalBlockSize);
-    if (a !== b) findings.push({ check: "volume.sectors", severity: "fail", what: `send volume sectors ${send.logicalBlockSize}/${send.physicalBlockSize} bytes, receive volume ${receive.logicalBlockSize}/${receive.physicalBlockSize}`, why: "the pair's rings are formatted with one block size (max(4096, sector sizes)) and mirrored block for block; a copy with other sectors tears records differently", fix: "present both LUNs with the same logical and physical sector size (and format both from one host's view)" });
-    else findings.push({ check: "volume.sectors", severity: "ok", what: `both volumes address ${a}-byte blocks` });
+  // Only once every volume opened: a missing one is failed above, and the sizes of the rest prove nothing.
+  const [send, ...others] = found.length === target.volumes.length ? found : [];
+  if (send !== undefined && others.length > 0) {
+    const blocks = (p: ProbeResult) => Math.max(p.logicalBlockSize, p.physicalBlockSize);
+    const odd = others.find((r) => blocks(r) !== blocks(send));
+    if (odd !== undefined) findings.push({ check: "volume.sectors", severity: "fail", what: `send volume sectors ${send.logicalBlockSize}/${send.physicalBlockSize} bytes, receive volume ${odd.path} ${odd.logicalBlockSize}/${odd.physicalBlockSize}`, why: "the rings are formatted with one block size (max(4096, sector sizes)) and mirrored block for block; a copy with other sectors tears records differently", fix: "present every LUN with the same logical and physical sector size (and format them from one host's view)" });
+    else findings.push({ check: "volume.sectors", severity: "ok", what: `${others.length === 1 ? "both" : `all ${others.length + 1}`} volumes address ${blocks(send)}-byte blocks` });
   }
   return found;
 }
@@ -129,7 +164,7 @@ export function multipathFinding(path: string, table: string, conf: string | und
   return { check, severity: "ok", what: `${path}: multipath queues at most ${queueMs / 1000} s (no_path_retry ${retry} x ${interval} s), within ioTimeoutMs + storage downMs (${budgetMs} ms): path failovers are absorbed` };
 }
 
-async function multipathCheck(p: ProbeResult, config: NodeConfig, multipathConf: string): Promise<Finding[]> {
+async function multipathCheck(p: ProbeResult, target: Target, multipathConf: string): Promise<Finding[]> {
   const sys = sysBlock(p);
   if (sys === undefined) return [];
   const uuid = await readFile(`${sys}/dm/uuid`, "utf8").catch(() => "");
@@ -137,7 +172,7 @@ async function multipathCheck(p: ProbeResult, config: NodeConfig, multipathConf:
   const name = (await readFile(`${sys}/dm/name`, "utf8")).trim();
   const table = await execFileAsync("dmsetup", ["table", name]).then((r) => r.stdout, (error: Error) => `unreadable: ${error.message}`);
   const conf = await readFile(multipathConf, "utf8").catch(() => undefined);
-  return [multipathFinding(p.path, table, conf, config.storage.ioTimeoutMs, config.timers.storage.downMs)];
+  return [multipathFinding(p.path, table, conf, target.ioTimeoutMs, target.timers.storage.downMs)];
 }
 
 /** The send volume must be lunlink's alone: not mounted, no holders (LVM, md, a file system). */
@@ -200,15 +235,15 @@ interface IpAddress {
   addr_info?: { local: string }[];
 }
 
-async function mtuChecks(config: NodeConfig): Promise<Finding[]> {
+async function mtuChecks(config: Target): Promise<Finding[]> {
   const check = "mtu";
-  const bind = parseEndpoint(config.primary.bind)!;
+  const bind = parseEndpoint(config.bind)!;
   if (bind.host === "0.0.0.0") return [{ check, severity: "info", what: "primary.bind is 0.0.0.0: the underlay interface's MTU cannot be told apart from the others", fix: "bind to the underlay address to have it checked" }];
   const out = await execFileAsync("ip", ["-j", "addr", "show"]).then((r) => r.stdout, () => "[]");
   const iface = (JSON.parse(out) as IpAddress[]).find((i) => i.addr_info?.some((a) => a.local === bind.host));
   if (iface === undefined) return [{ check, severity: "fail", what: `no interface here has the primary bind address ${bind.host}`, why: "lunlink up cannot bind its UDP sockets", fix: "add the address, or correct primary.bind" }];
-  if (iface.mtu < config.primary.underlayMtu) return [{ check, severity: "fail", what: `${iface.ifname} has MTU ${iface.mtu}, the config says primary.underlayMtu ${config.primary.underlayMtu}`, why: `datagrams of a full ${config.tun.mtu}-byte TUN packet would be fragmented or dropped`, fix: `set primary.underlayMtu to ${iface.mtu} and lower tun.mtu to what check-config allows, or raise the interface's MTU` }];
-  return [{ check, severity: "ok", what: `${iface.ifname} MTU ${iface.mtu} carries tun.mtu ${config.tun.mtu} (primary.underlayMtu ${config.primary.underlayMtu})` }];
+  if (iface.mtu < config.underlayMtu) return [{ check, severity: "fail", what: `${iface.ifname} has MTU ${iface.mtu}, the config says primary.underlayMtu ${config.underlayMtu}`, why: `datagrams of a full ${config.tun.mtu}-byte TUN packet would be fragmented or dropped`, fix: `set primary.underlayMtu to ${iface.mtu} and lower tun.mtu to what check-config allows, or raise the interface's MTU` }];
+  return [{ check, severity: "ok", what: `${iface.ifname} MTU ${iface.mtu} carries tun.mtu ${config.tun.mtu} (primary.underlayMtu ${config.underlayMtu})` }];
 }
 
 async function keyCheck(config: NodeConfig): Promise<Finding> {
@@ -222,8 +257,8 @@ async function keyCheck(config: NodeConfig): Promise<Finding> {
   }
 }
 
-async function portChecks(config: NodeConfig): Promise<Finding[]> {
-  const bind = parseEndpoint(config.primary.bind)!;
+async function portChecks(config: Target): Promise<Finding[]> {
+  const bind = parseEndpoint(config.bind)!;
   const findings: Finding[] = [];
   const ruleset = await execFileAsync("nft", ["-j", "list", "ruleset"]).then(
     (r) => (r.stdout.trim() === "" || /^\s*\{/.test(r.stdout) ? r.stdout : undefined),
@@ -276,6 +311,17 @@ export function droppingRules(rulesetJson: string, port: number): string[] {
   return found;
 }
 
+async function clusterKeyCheck(config: ClusterConfig): Promise<Finding> {
+  const check = "keys";
+  if (config.keys === undefined) return { check, severity: "warn", what: "no keys configured", why: "UDP datagrams and ring records are neither authenticated nor encrypted: anyone on the network or the SAN can inject packets", fix: "lunlink keygen on each node, then keys.private and every member's publicKey (docs/security.md)" };
+  try {
+    await loadClusterKey(config);
+    return { check, severity: "ok", what: `${config.keys.private}: a private key, mode 0600` };
+  } catch (error) {
+    return { check, severity: "fail", what: (error as LunlinkError).message, why: "lunlink up refuses to start with it", fix: `chmod 600 ${config.keys.private} and check that each member's publicKey is that member's key (lunlink pubkey on it)` };
+  }
+}
+
 async function clockCheck(): Promise<Finding> {
   const check = "clock";
   const synced = await execFileAsync("timedatectl", ["show", "-p", "NTPSynchronized", "--value"]).then(
@@ -299,7 +345,7 @@ export function corosyncToken(conf: string): { tokenMs: number; nodes: number; e
   return { tokenMs: base + Math.max(0, nodes - 2) * coefficient, nodes, explicit: token !== null, ringAddresses };
 }
 
-async function corosyncCheck(config: NodeConfig, path: string): Promise<Finding[]> {
+async function corosyncCheck(config: Target, path: string): Promise<Finding[]> {
   const text = await readFile(path, "utf8").catch(() => undefined);
   if (text === undefined) return [];
   const check = "corosync";
@@ -309,7 +355,16 @@ async function corosyncCheck(config: NodeConfig, path: string): Promise<Finding[
   const failoverMs = t.primary.downMs + t.primary.heartbeatMs;
   const findings: Finding[] = [];
   const prefix = config.tun.address.split("/")[0]!.split(".").slice(0, 3).join(".");
+  const tunHost = config.tun.address.split("/")[0]!;
   if (c.ringAddresses.length > 0 && !c.ringAddresses.some((a) => a.startsWith(`${prefix}.`))) findings.push({ check, severity: "info", what: `${path}: no ring address is on ${config.tun.name}'s subnet (${config.tun.address}): corosync does not run over lunlink`, fix: "use the TUN addresses as ringX_addr (README: cluster integration)" });
+  else if (config.peerAddresses !== undefined) {
+    // A cluster routes by destination address: a ring address on the subnet that is no member's is never delivered.
+    const known = new Set([tunHost, ...config.peerAddresses]);
+    const strays = c.ringAddresses.filter((a) => a.startsWith(`${prefix}.`) && !known.has(a));
+    if (strays.length > 0) findings.push({ check, severity: "fail", what: `${path}: ring address${strays.length === 1 ? "" : "es"} ${strays.join(", ")} on ${config.tun.name}'s subnet ${strays.length === 1 ? "is" : "are"} no cluster member's address`, why: "lunlink routes a packet to the member whose address it is sent to; corosync's packets to these go nowhere and those nodes never join", fix: "make each node's ringX_addr its cluster.members address (or add the member to the lunlink config)" });
+    const missing = config.peerAddresses.filter((a) => !c.ringAddresses.includes(a));
+    if (missing.length > 0) findings.push({ check, severity: "info", what: `${path}: cluster member${missing.length === 1 ? "" : "s"} ${missing.join(", ")} ${missing.length === 1 ? "is" : "are"} in no corosync node's ring address`, fix: "none if those nodes are not in this corosync cluster" });
+  }
   if (c.tokenMs <= failoverMs) findings.push({ check, severity: "fail", what: `${path}: totem token ${c.tokenMs} ms is not longer than lunlink's failover bound ${failoverMs} ms (primary downMs ${t.primary.downMs} + heartbeatMs ${t.primary.heartbeatMs})`, why: "corosync loses the token before lunlink has moved traffic to storage: a network cut still splits the membership", fix: `raise token to at least ${failoverMs * 3} ms, or lower timers.primary.downMs` });
   else if (c.tokenMs < failoverMs * 3) findings.push({ check, severity: "warn", what: `${path}: totem token ${c.tokenMs} ms leaves less than 3x lunlink's failover bound (${failoverMs} ms)`, why: "one retransmit of the token over storage on top of the failover can exceed it", fix: `token ${failoverMs * 3} ms or more` });
   else findings.push({ check, severity: "ok", what: `${path}: totem token ${c.tokenMs} ms${c.explicit ? "" : " (default)"} is ${(c.tokenMs / failoverMs).toFixed(1)}x lunlink's failover bound (${failoverMs} ms)` });

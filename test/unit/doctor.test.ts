@@ -108,6 +108,63 @@ test("corosync.conf: a token shorter than lunlink's failover bound fails; the de
   t.is(byCheck(await doctor(file, { corosyncConf: conf }), "corosync")?.severity, "ok");
 });
 
+/** A cluster node's config (node 1 of 3, on loopback): every ring in `ring` (one cluster volume) or one file per node. */
+async function clusterConfig(dir: string, port: number, rings: "shared" | "per-node"): Promise<string> {
+  const keys = [generateKeys(), generateKeys(), generateKeys()] as const;
+  const privateFile = join(dir, "node1.key");
+  await writeFile(privateFile, `${keys[0].privateKey}\n`, { mode: 0o600 });
+  const members = [1, 2, 3].map((node) => ({ node, address: `198.18.100.${node}`, primary: `127.0.0.${node}:${port}`, ring: join(dir, rings === "shared" ? "cluster.img" : `ring${node}.img`), publicKey: keys[node - 1]!.publicKey }));
+  for (const m of members) await writeFile(m.ring, Buffer.alloc(1024 * 1024));
+  const file = join(dir, "cluster1.json");
+  await writeFile(file, JSON.stringify({ node: 1, tun: { address: "198.18.100.1/24" }, cluster: { members }, keys: { private: privateFile } }));
+  return file;
+}
+
+const corosyncNodes = (addresses: string[], totem = "") => `totem {\n  version: 2\n${totem}}\nnodelist {\n${addresses.map((a, i) => `  node {\n    ring0_addr: ${a}\n    nodeid: ${i + 1}\n  }\n`).join("")}}\n`;
+
+test("a cluster node's config gets the same checks: its ring volumes (a shared cluster volume once), keys, ports, MTU", async (t) => {
+  for (const rings of ["shared", "per-node"] as const) {
+    const dir = await scratchDir(t);
+    const port = await freePortPair();
+    const findings = await doctor(await clusterConfig(dir, port, rings), { corosyncConf: join(dir, "absent.conf") });
+    t.deepEqual(findings.filter((f) => f.severity === "fail"), [], `${rings}: no failed check`);
+    t.regex(byCheck(findings, "config")?.what ?? "", /valid \(cluster of 3\)/);
+    t.is(byCheck(findings, "volume.send")?.severity, "ok");
+    t.is(byCheck(findings, "volume.send.in-use")?.severity, "ok");
+    t.is(byCheck(findings, "keys")?.severity, "ok");
+    t.is(byCheck(findings, `udp.${port}`)?.severity, "ok");
+    t.is(byCheck(findings, "mtu")?.severity, "ok");
+    if (rings === "shared") {
+      t.is(findings.filter((f) => f.check.startsWith("volume.receive")).length, 0, "one cluster volume is probed once");
+      t.is(byCheck(findings, "volume.sectors"), undefined);
+    } else {
+      t.is(byCheck(findings, "volume.receive.node2")?.severity, "ok");
+      t.is(byCheck(findings, "volume.receive.node3")?.severity, "ok");
+      t.regex(byCheck(findings, "volume.sectors")?.what ?? "", /all 3 volumes address/);
+    }
+  }
+});
+
+test("corosync.conf against a cluster node's config: the failover bound holds for 3 nodes; a short token fails; a ring address that is no member's fails", async (t) => {
+  const dir = await scratchDir(t);
+  const port = await freePortPair();
+  const file = await clusterConfig(dir, port, "shared");
+  const conf = join(dir, "corosync.conf");
+  const members = ["198.18.100.1", "198.18.100.2", "198.18.100.3"];
+  await writeFile(conf, corosyncNodes(members));
+  const ok = (await doctor(file, { corosyncConf: conf })).filter((f) => f.check === "corosync");
+  t.deepEqual(ok.map((f) => f.severity), ["ok"]);
+  t.regex(ok[0]?.what ?? "", /totem token 3650 ms \(default\) is 20\.9x lunlink's failover bound \(175 ms\)/);
+  await writeFile(conf, corosyncNodes(members, "  token: 150\n  token_coefficient: 0\n"));
+  const short = byCheck(await doctor(file, { corosyncConf: conf }), "corosync");
+  t.is(short?.severity, "fail");
+  t.regex(short?.what ?? "", /token 150 ms is not longer than lunlink's failover bound 175 ms/);
+  await writeFile(conf, corosyncNodes(["198.18.100.1", "198.18.100.2", "198.18.100.9"]));
+  const stray = (await doctor(file, { corosyncConf: conf })).filter((f) => f.check === "corosync");
+  t.is(stray.find((f) => f.severity === "fail")?.what.includes("198.18.100.9 on lunlink0's subnet is no cluster member's address"), true);
+  t.regex(stray.find((f) => f.severity === "info")?.what ?? "", /member 198\.18\.100\.3 is in no corosync node's ring address/);
+});
+
 test("multipath: queueing forever fails, queueing past the storage timers warns, a bounded queue passes", (t) => {
   const queueing = "0 2097152 multipath 1 queue_if_no_path 1 alua 1 1 service-time 0 1 1 8:16 1";
   const forever = multipathFinding("/dev/mapper/mpatha", queueing, undefined, 5000, 1500);
