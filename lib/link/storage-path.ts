@@ -55,7 +55,7 @@ export interface StoragePathOptions {
   takeOver?: boolean;
   /** Writer: seal a record after this long (default 0). */
   maxDelayMs?: number;
-  /** Poller: longest sleep between reads while idle (default 2 ms). */
+  /** Poller: longest sleep between reads while idle (default DEFAULT_POLL_MAX_MS). */
   pollMaxMs?: number;
   /** Per-request deadline on both volumes (Volume default when absent). */
   ioTimeoutMs?: number;
