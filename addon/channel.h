@@ -54,7 +54,7 @@ class Channel {
   // Thread-safe. Never blocks on JS. Drops the completion if the environment is gone.
   void Post(const Completion& completion);
 
-  // Environment teardown: after this returns no thread calls into the ThreadSafeFunction.
+  // Environment teardown (JS thread): after this returns no thread calls into the ThreadSafeFunction.
   void Shutdown();
 
  private:
@@ -66,6 +66,15 @@ class Channel {
   std::vector<Completion> pending_;
   std::vector<Completion> draining_;  // reused on the JS thread: no allocation per batch once warm
   Napi::ThreadSafeFunction tsfn_;
+  // JS thread only. Backing of the four arrays a batch is handed to JS in (ids and results f64,
+  // errors and syscalls i32, kDrainBatch each): views over it instead of four new ArrayBuffers per
+  // batch. Created at the first batch, deleted by Shutdown (never on an I/O thread).
+  static constexpr size_t kDrainBatch = 256;
+  static constexpr size_t kDrainBufferBytes = 24 * kDrainBatch;
+  napi_env env_ = nullptr;
+  napi_ref drainBuffer_ = nullptr;
+  bool dispatching_ = false;
+  napi_value DrainBuffer(napi_env env);
 };
 
 }  // namespace lunlink

@@ -263,6 +263,16 @@ bool Pool::Transfer(Job& job, Completion& done, int fd) {
   return done.error == 0 && doneBytes == job.length;
 }
 
+// The range starts with a stamp of the watched magic and a seq >= untilSeq (little-endian, as the ring writes it).
+static bool StampReached(const uint8_t* data, size_t length, const WatchRequest& watch) {
+  if (length < 16) return false;
+  uint32_t magic = 0;
+  uint64_t seq = 0;
+  for (int i = 3; i >= 0; i--) magic = (magic << 8) | data[i];
+  for (int i = 15; i >= 8; i--) seq = (seq << 8) | data[i];
+  return magic == watch.stampMagic && seq >= static_cast<uint64_t>(watch.untilSeq);
+}
+
 // result: the bytes read (the range is in the buffer) if the range changed, 0 if the timeout passed
 // or the volume is closing with the range unchanged. The sleep follows the WatchRequest schedule; the
 // last one is cut short at the timeout, so a wait ends within one read of it.
@@ -274,7 +284,7 @@ void Pool::ExecuteWatch(Job& job, Completion& done, int fd) {
   int64_t phaseEndNs = kWatchRereads * std::max<int64_t>(sleepNs, 1000);
   for (;;) {
     if (!Transfer(job, done, fd)) return;
-    if (std::memcmp(job.data, watch.baseline.data(), watch.baseline.size()) != 0) return;  // changed
+    if (watch.untilSeq >= 0 ? StampReached(job.data, job.length, watch) : std::memcmp(job.data, watch.baseline.data(), watch.baseline.size()) != 0) return;  // changed
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     const int64_t elapsedNs = (now.tv_sec - start.tv_sec) * 1'000'000'000LL + (now.tv_nsec - start.tv_nsec);

@@ -32,8 +32,14 @@ enum class Op : int32_t { kOpen = 0, kRead = 1, kWrite = 2, kFlush = 3, kWatch =
 // costs native re-reads and no JS turn: it starts at `sleepNs`, is kept for kWatchRereads times its
 // length, then grows by kWatchGrowth, up to `maxSleepNs` (lib/poll/adaptive-wait.ts
 // paceAfter() runs the same schedule to know where a wait left off).
+// With `untilSeq` >= 0 the watch waits for a ring stamp instead (docs/format.md: u32 `stampMagic` at
+// byte 0, u64 seq at byte 8, little-endian): it completes once the range starts with a stamp of that
+// magic and a seq of at least untilSeq (the record the reader expects, or a newer one that lapped it),
+// so a follower that just passed a record watches the next slot without a read of its own first.
 struct WatchRequest {
   std::vector<uint8_t> baseline;
+  int64_t untilSeq = -1;  // < 0: compare with the baseline
+  uint32_t stampMagic = 0;
   int64_t sleepNs;
   int64_t maxSleepNs;  // >= sleepNs; equal: a constant pace
   int64_t timeoutNs;

@@ -181,9 +181,11 @@ Napi::Value NativeVolume::Read(const Napi::CallbackInfo& info) { return Transfer
 
 Napi::Value NativeVolume::Write(const Napi::CallbackInfo& info) { return Transfer(info, Op::kWrite); }
 
-// watch(requestId, offset, buffer, compareBytes, sleepUs, timeoutUs[, maxSleepUs]): the buffer's
-// first compareBytes are the baseline; completes when the range read differs there, or at the
-// timeout. The sleep between reads backs off from sleepUs to maxSleepUs (default sleepUs: constant).
+// watch(requestId, offset, buffer, compareBytes, sleepUs, timeoutUs[, maxSleepUs[, stampMagic, untilSeq]]):
+// the buffer's first compareBytes are the baseline; completes when the range read differs there, or
+// at the timeout. The sleep between reads backs off from sleepUs to maxSleepUs (default sleepUs:
+// constant). With stampMagic and untilSeq (a BigInt) it completes instead when the range starts with
+// a stamp of that magic and a seq >= untilSeq (WatchRequest): no baseline read is needed.
 Napi::Value NativeVolume::Watch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 6 || !info[2].IsTypedArray() || !info[3].IsNumber() || !info[4].IsNumber() || !info[5].IsNumber()) {
@@ -204,8 +206,22 @@ Napi::Value NativeVolume::Watch(const Napi::CallbackInfo& info) {
     maxSleepUs = info[6].As<Napi::Number>().DoubleValue();
     if (!(maxSleepUs >= sleepUs) || maxSleepUs > 1e6) throw Napi::RangeError::New(env, "maxSleepUs must be in sleepUs..1000000");
   }
+  int64_t untilSeq = -1;
+  uint32_t stampMagic = 0;
+  if (info.Length() > 8 && !info[8].IsUndefined()) {
+    if (!info[7].IsNumber() || !info[8].IsBigInt()) throw Napi::TypeError::New(env, "stampMagic must be a number and untilSeq a BigInt");
+    const double magic = info[7].As<Napi::Number>().DoubleValue();
+    if (!(magic >= 0) || magic > 4294967295.0 || std::floor(magic) != magic) throw Napi::RangeError::New(env, "stampMagic must be a u32");
+    bool lossless = false;
+    untilSeq = info[8].As<Napi::BigInt>().Int64Value(&lossless);
+    if (!lossless || untilSeq < 0) throw Napi::RangeError::New(env, "untilSeq must be in 0..2^63-1");
+    if (view.length < 16) throw Napi::RangeError::New(env, "a stamp watch needs at least 16 bytes");
+    stampMagic = static_cast<uint32_t>(magic);
+  }
   const int64_t offset = OffsetArg(info[1]);
   auto watch = std::make_shared<WatchRequest>();
+  watch->untilSeq = untilSeq;
+  watch->stampMagic = stampMagic;
   watch->baseline.assign(view.data, view.data + static_cast<size_t>(compareBytes));
   watch->sleepNs = static_cast<int64_t>(sleepUs * 1000);
   watch->maxSleepNs = static_cast<int64_t>(maxSleepUs * 1000);

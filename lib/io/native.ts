@@ -46,7 +46,8 @@ export interface NativeVolumeHandle {
   read(requestId: number, offset: number | bigint, buffer: Uint8Array): Submitted;
   write(requestId: number, offset: number | bigint, buffer: Uint8Array): Submitted;
   flush(requestId: number): Submitted;
-  watch(requestId: number, offset: number | bigint, buffer: Uint8Array, compareBytes: number, sleepUs: number, timeoutUs: number, maxSleepUs: number): Submitted;
+  /** With stampMagic and untilSeq: until the range starts with a stamp of that magic and a seq >= untilSeq (Volume.watch untilStamp). */
+  watch(requestId: number, offset: number | bigint, buffer: Uint8Array, compareBytes: number, sleepUs: number, timeoutUs: number, maxSleepUs: number, stampMagic?: number, untilSeq?: bigint): Submitted;
   /** true: the request had not started; it is removed and will never run nor complete. */
   cancel(requestId: number): boolean;
   /** Queued requests complete with ECANCELED; false if already closing. */

@@ -73,6 +73,9 @@ export interface VolumeEvents {
 
 type Offset = number | bigint;
 
+/** Bytes of a ring stamp a stamp watch reads (WatchOptions.untilStamp). */
+const STAMP_WATCH_BYTES = 16;
+
 /** How a watch waits (Volume.watch). */
 export interface WatchOptions {
   /** Bytes at the start of the range whose change ends the wait. */
@@ -83,6 +86,12 @@ export interface WatchOptions {
   maxSleepUs?: number;
   /** The wait ends unchanged after this long (ms). */
   timeoutMs: number;
+  /**
+   * Wait for a ring stamp instead of a change (docs/format.md: u32 magic at byte 0, u64 seq at byte
+   * 8): the wait ends once the range starts with `magic` and a seq of at least `seq`. No baseline is
+   * compared, so the caller needs no read of its own before the wait (compareBytes is still checked).
+   */
+  untilStamp?: { magic: number; seq: bigint };
 }
 
 export class Volume extends EventEmitter<VolumeEvents> {
@@ -284,10 +293,16 @@ export class Volume extends EventEmitter<VolumeEvents> {
     const maxSleepUs = options.maxSleepUs ?? sleepUs;
     if (!Number.isInteger(maxSleepUs) || maxSleepUs < sleepUs || maxSleepUs > 1_000_000) throw invalidArgument("maxSleepUs", `an integer in ${sleepUs} (sleepUs)..1000000`, maxSleepUs);
     if (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > 60_000) throw invalidArgument("timeoutMs", "an integer in 0..60000", timeoutMs);
+    const until = options.untilStamp;
+    if (until !== undefined) {
+      if (!Number.isInteger(until.magic) || until.magic < 0 || until.magic > 0xffffffff) throw invalidArgument("untilStamp.magic", "a u32", until.magic);
+      if (typeof until.seq !== "bigint" || until.seq < 0n || until.seq >= 1n << 63n) throw invalidArgument("untilStamp.seq", "a bigint in 0..2^63-1", until.seq);
+      if (buffer.length < STAMP_WATCH_BYTES) throw invalidArgument("buffer", `at least ${STAMP_WATCH_BYTES} bytes for a stamp watch`, buffer.length);
+    }
     let changed = false;
     await this.submit("watch", at, buffer, timeoutMs, (result) => {
       changed = result > 0;
-    }, compareBytes, sleepUs, maxSleepUs);
+    }, compareBytes, sleepUs, maxSleepUs, until);
     return changed;
   }
 
@@ -388,6 +403,7 @@ export class Volume extends EventEmitter<VolumeEvents> {
     compareBytes = 0,
     sleepUs = 0,
     maxSleepUs = 0,
+    untilStamp?: WatchOptions["untilStamp"],
   ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const length = buffer?.byteLength ?? 0;
@@ -506,7 +522,7 @@ export class Volume extends EventEmitter<VolumeEvents> {
             ? this.handle.read(id, offset, memory!)
             : op === "write"
               ? this.handle.write(id, offset, memory!)
-              : this.handle.watch(id, offset, memory!, compareBytes, sleepUs, extraTimeoutMs * 1000, maxSleepUs);
+              : this.handle.watch(id, offset, memory!, compareBytes, sleepUs, extraTimeoutMs * 1000, maxSleepUs, untilStamp?.magic, untilStamp?.seq);
       if (submitted === Submitted.Accepted) {
         if (this.busyPollUs > 0) busyPoll(this.busyPollUs);
         return;

@@ -9,7 +9,7 @@
 // the ring), and only the Link uses it, so every import here points down.
 import { EventEmitter } from "node:events";
 
-import { DEFAULT_MAX_DELAY_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
+import { DEFAULT_FOLLOW_IDLE_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
 import type { FrameType } from "../format/layout.ts";
 import type { StatusBlock } from "../format/status.ts";
 import { Volume } from "../io/volume.ts";
@@ -33,6 +33,15 @@ import type { Ack, RingWriterCounters, RingWriterOptions } from "../ring/writer.
  */
 export const LINK_MAX_RECORD_BLOCKS = 256;
 
+/**
+ * The peer's status block is re-read this long after a record of its ring (Poller statusPollMs), as
+ * while none comes (DEFAULT_FOLLOW_IDLE_MS). Its ack of our ring only feeds `drained` (failback waits
+ * for it at most failbackDrainMs, 500 ms) and the lag metrics: the link's writer overwrites unacked
+ * records, so ring space never waits for it. 20 ms read it after every storage heartbeat record, 10
+ * reads and JS turns a second on an idle node; 250 ms reads it 4 times a second (issue #13 section 4).
+ */
+export const LINK_STATUS_POLL_MS = DEFAULT_FOLLOW_IDLE_MS;
+
 export interface StoragePathOptions {
   nodeId: number;
   peerNodeId: number;
@@ -46,7 +55,7 @@ export interface StoragePathOptions {
   takeOver?: boolean;
   /** Writer: seal a record after this long (default 0). */
   maxDelayMs?: number;
-  /** Poller: longest sleep between reads while idle (default 2 ms). */
+  /** Poller: longest sleep between reads while idle (default DEFAULT_POLL_MAX_MS). */
   pollMaxMs?: number;
   /** Per-request deadline on both volumes (Volume default when absent). */
   ioTimeoutMs?: number;
@@ -244,7 +253,7 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
   }
 
   private newPoller(reader: RingReader): Poller {
-    const poller = new Poller(reader, { pollMinUs: DEFAULT_POLL_MIN_US, pollMaxMs: this.options.pollMaxMs ?? DEFAULT_POLL_MAX_MS, statusPollMs: 20, onFrame: this.options.onFrame });
+    const poller = new Poller(reader, { pollMinUs: DEFAULT_POLL_MIN_US, pollMaxMs: this.options.pollMaxMs ?? DEFAULT_POLL_MAX_MS, statusPollMs: LINK_STATUS_POLL_MS, onFrame: this.options.onFrame });
     poller.on("status", (status) => {
       if (status.ackSeq > 0n) this.peerAck = { epoch: status.ackEpoch, seq: status.ackSeq };
       this.emit("status", status);

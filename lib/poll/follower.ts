@@ -1,12 +1,16 @@
 // follow(): the one loop that keeps a RingReader at the head of a ring, for the Poller (delivers
-// frames) and RingMirror (copies records). Each turn: poll the expected block once; after progress
-// poll again at once; run the periodic task (status read or copy) when AdaptiveWait says it is due;
-// otherwise wait in the addon's watch (the volume's I/O thread re-reads the block with O_DIRECT and
-// nanosleeps, backing its sleep off by itself; no JS timer, no JS turn until the block changes or the
-// periodic task is due). The pace snaps back on the first record (adaptive-wait.ts). Bound: a turn does one
-// poll, at most one periodic task and one wait; the loop ends when `running()` turns false.
+// frames) and RingMirror (copies records). Each turn: poll the expected block once; run the periodic
+// task (status read or copy) when AdaptiveWait says it is due; then wait in the addon's watch (the
+// volume's I/O thread re-reads the block with O_DIRECT and nanosleeps, backing its sleep off by
+// itself; no JS timer, no JS turn until the block changes or the periodic task is due). After
+// progress from a read (a backlog) poll again at once, through the reader's read-ahead; after progress
+// from a watch (the follower is at the head) watch the next slot for the stamp of the next seq at once:
+// its first read is the one a poll would make, so a record costs one read and one JS turn, not two.
+// The pace snaps back on the first record (adaptive-wait.ts). Bound: a turn does one poll, at most
+// one periodic task and one wait; the loop ends when `running()` turns false.
 import { performance } from "node:perf_hooks";
 
+import { STAMP_MAGIC } from "../format/layout.ts";
 import type { WatchOptions } from "../io/volume.ts";
 import type { PollOutcome, RingReader } from "../ring/reader.ts";
 import { AdaptiveWait, type AdaptiveWaitOptions } from "./adaptive-wait.ts";
@@ -26,8 +30,8 @@ export interface FollowSteps {
 }
 
 export interface FollowOptions {
-  /** Only its watch is used here (it hands the options, maxSleepUs included, to Volume.watch): the steps poll it. */
-  reader: Pick<RingReader, "watch">;
+  /** Only its watch (it hands the options, maxSleepUs included, to Volume.watch) and the seq it expects are used here: the steps poll it. */
+  reader: Pick<RingReader, "watch" | "seq">;
   pace: AdaptiveWaitOptions;
   running: () => boolean;
   /** Monotonic ms (default performance.now); tests pass a fake one. */
@@ -47,6 +51,7 @@ export async function follow(options: FollowOptions, steps: FollowSteps): Promis
       continue;
     }
     const outcome = await steps.poll(fresh);
+    const watched = fresh;
     fresh = false;
     await steps.after?.(outcome);
     if (outcome !== "waiting") wait.record(now());
@@ -58,8 +63,8 @@ export async function follow(options: FollowOptions, steps: FollowSteps): Promis
         progress = true;
       }
     }
-    if (progress || !options.running()) continue;
-    const watch: WatchOptions = { compareBytes: WATCH_COMPARE_BYTES, ...wait.next(now()) };
+    if ((progress && !watched) || !options.running()) continue;
+    const watch: WatchOptions = { compareBytes: WATCH_COMPARE_BYTES, ...wait.next(now()), ...(progress ? { untilStamp: { magic: STAMP_MAGIC, seq: reader.seq } } : {}) };
     fresh = await reader.watch(watch);
     wait.waited(now(), fresh);
   }

@@ -65,10 +65,15 @@ export class MemVolume extends EventEmitter {
     return buffer;
   }
 
-  /** Volume.watch, simplified: reads the range once into `buffer`; true if its first compareBytes changed. */
-  async watch(offset: number | bigint, buffer: Uint8Array, options: { compareBytes: number }): Promise<boolean> {
+  /** Volume.watch, simplified: reads the range once into `buffer`; true if its first compareBytes changed (untilStamp: if it holds that stamp or a later seq). */
+  async watch(offset: number | bigint, buffer: Uint8Array, options: { compareBytes: number; untilStamp?: { magic: number; seq: bigint } }): Promise<boolean> {
     const before = buffer.slice(0, options.compareBytes);
     await this.read(offset, buffer);
+    const until = options.untilStamp;
+    if (until !== undefined) {
+      const v = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+      return v.getUint32(0, true) === until.magic && v.getBigUint64(8, true) >= until.seq;
+    }
     return Buffer.compare(before, buffer.subarray(0, options.compareBytes)) !== 0;
   }
 

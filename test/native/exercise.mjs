@@ -65,6 +65,15 @@ console.log("exercise done");
   if (!(await pending)) throw new Error("watch missed the change");
   // The native back-off (sleep growing from sleepUs to maxSleepUs), timed out, then ended by close.
   if (await w.watch(4096, w.alloc(4096), { compareBytes: 16, sleepUs: 50, maxSleepUs: 5000, timeoutMs: 60 })) throw new Error("watch reported a change");
+  // A stamp watch (untilStamp): ends on a stamp of the magic with a seq at least the one watched for.
+  const stamp = w.alloc(4096);
+  new DataView(stamp.buffer, stamp.byteOffset).setUint32(0, 0x4b424c4c, true);
+  new DataView(stamp.buffer, stamp.byteOffset).setBigUint64(8, 3n, true);
+  const stampWatch = { compareBytes: 16, sleepUs: 50, maxSleepUs: 2000, timeoutMs: 2000, untilStamp: { magic: 0x4b424c4c, seq: 3n } };
+  const until = w.watch(8192, w.alloc(4096), stampWatch);
+  await w.write(8192, stamp);
+  if (!(await until)) throw new Error("stamp watch missed its seq");
+  if (await w.watch(8192, w.alloc(4096), { ...stampWatch, timeoutMs: 30, untilStamp: { magic: 0x4b424c4c, seq: 4n } })) throw new Error("stamp watch ended below its seq");
   const idle = w.watch(4096, w.alloc(4096), { compareBytes: 16, sleepUs: 100, maxSleepUs: 20000, timeoutMs: 5000 });
   await new Promise((r) => setTimeout(r, 50));
   await w.close();

@@ -136,13 +136,17 @@ function scriptedRing(recordTimesMs: number[]) {
   let delivered = 0;
   let reads = 0;
   const landed = () => recordTimesMs.filter((at) => at <= nowMs).length;
-  const watches: { atMs: number; sleepUs: number; maxSleepUs: number; timeoutMs: number }[] = [];
+  const watches: { atMs: number; sleepUs: number; maxSleepUs: number; timeoutMs: number; untilSeq?: bigint }[] = [];
   const polls: { atMs: number; outcome: PollOutcome }[] = [];
   const periodic: number[] = [];
   const reader = {
+    /** The seq the reader expects next: records are numbered from 0 in the order they land. */
+    get seq(): bigint {
+      return BigInt(delivered);
+    },
     watch: async (o: WatchOptions): Promise<boolean> => {
       const maxSleepUs = o.maxSleepUs ?? o.sleepUs;
-      watches.push({ atMs: nowMs, sleepUs: o.sleepUs, maxSleepUs, timeoutMs: o.timeoutMs });
+      watches.push({ atMs: nowMs, sleepUs: o.sleepUs, maxSleepUs, timeoutMs: o.timeoutMs, ...(o.untilStamp === undefined ? {} : { untilSeq: o.untilStamp.seq }) });
       const startMs = nowMs;
       const until = nowMs + o.timeoutMs;
       for (;;) {
@@ -208,6 +212,35 @@ test("follow(): backs off while idle, snaps back on the first record, and sees e
   // Each wait re-reads at most WATCH_REREADS + 1 times per sleep below maxSleepUs (50, 400, 3200 us).
   const readBound = Math.ceil(12_000 / (PACE.maxSleepUs / 1000)) + ring.watches.length * (3 * (WATCH_REREADS + 1) + 1);
   t.true(ring.reads <= readBound, `${ring.reads} re-reads in 12 s (bound ${readBound})`);
+});
+
+test("follow(): a record a watch found is followed by a stamp watch for the next seq, with no poll of its own in between", async (t) => {
+  const records = [5000, 5030, 9000];
+  const ring = scriptedRing(records);
+  await follow({ reader: ring.reader, pace: PACE, running: () => ring.now() < 10_000, now: ring.now }, { poll: () => ring.poll(), periodic: async () => false });
+  t.is(ring.delivered, records.length);
+  for (const [i, at] of records.entries()) {
+    const seen = ring.polls.findIndex((p) => p.outcome === "delivered" && p.atMs >= at);
+    const next = ring.watches.find((w) => w.atMs >= ring.polls[seen]!.atMs);
+    t.is(next?.untilSeq, BigInt(i + 1), `after record ${i}: a watch for the stamp of seq ${i + 1}`);
+    t.not(ring.polls[seen + 1]?.atMs, ring.polls[seen]!.atMs, `after record ${i}: no poll at once`);
+  }
+  t.true(
+    ring.watches.filter((w) => w.untilSeq !== undefined).every((w) => ring.polls.some((p) => p.outcome === "delivered" && p.atMs === w.atMs)),
+    "stamp watches only right after a record",
+  );
+  // Polls: one per record, one per periodic turn or watch timeout, none wasted right after a record.
+  t.true(ring.polls.filter((p) => p.outcome === "waiting").length <= ring.watches.length, `${ring.polls.length} polls for ${ring.watches.length} watches`);
+});
+
+test("follow(): records read in a row (a backlog) are polled at once, through the read-ahead, not watched", async (t) => {
+  const ring = scriptedRing([0, 0, 0]);
+  await follow({ reader: ring.reader, pace: PACE, running: () => ring.delivered < 3, now: ring.now }, { poll: () => ring.poll(), periodic: async () => false });
+  t.deepEqual(
+    ring.polls.map((p) => p.outcome),
+    ["delivered", "delivered", "delivered"],
+  );
+  t.is(ring.watches.length, 0);
 });
 
 test("follow(): a periodic task that made progress (a new epoch) polls at once, without waiting", async (t) => {
