@@ -62,6 +62,13 @@ if (mode === "appender") {
   let corrupt = 0;
   poller.start();
   console.log(JSON.stringify({ ready: true }));
+  // Where the tailer stands, every 5 s on stderr: a test that times out waiting for the report shows
+  // it (json-lines puts stderr in its error), so a stuck stream names its cause (lost, damaged, lag).
+  const progress = setInterval(() => {
+    const { lost, damaged, overruns } = reader.counters;
+    console.error(JSON.stringify({ progress: count, seq: Number(reader.seq), lost: Number(lost), damaged, overruns, lag: Number(poller.lagRecords) }));
+  }, 5000);
+  progress.unref();
   for await (const frame of poller.frames()) {
     const i = new DataView(frame.payload.buffer, frame.payload.byteOffset).getUint32(0, true);
     if (i !== count) inOrder = false;
@@ -71,6 +78,7 @@ if (mode === "appender") {
     delivered = { epoch: reader.epoch, seq: frame.seq };
     if (count === frames) break;
   }
+  clearInterval(progress);
   await new Promise((r) => setTimeout(r, 50)); // let the last ack reach the status block
   await poller.stop();
   await ackWriter.close();
