@@ -4,10 +4,9 @@
 // WATCHDOG=1 and STOPPING=1 as for a pair. Nothing runs unless $NOTIFY_SOCKET is set.
 import type pino from "pino";
 
-import { notifySocketFrom, sdNotify } from "../io/notify.ts";
 import type { PathState } from "../link/paths.ts";
 import type { ClusterNode } from "./cluster-node.ts";
-import { ServiceState, watchdogIntervalMs, type ServiceNotifier, type ServiceView } from "./service.ts";
+import { startNotifier, type ServiceNotifier, type ServiceView } from "./service.ts";
 
 const WORST: readonly PathState[] = ["down", "suspect", "up"];
 
@@ -23,35 +22,5 @@ export function clusterServiceView(peers: readonly { node: number; core: { paths
 
 /** Starts notifying systemd if $NOTIFY_SOCKET is set; undefined otherwise. Call once the node serves. */
 export function startClusterServiceNotify(node: ClusterNode, log: pino.Logger, env: NodeJS.ProcessEnv = process.env): ServiceNotifier | undefined {
-  const socket = notifySocketFrom(env);
-  if (socket === undefined) return undefined;
-  const state = new ServiceState(performance.now(), node.options.timers, watchdogIntervalMs(env, process.pid));
-  let lastError = "";
-  const send = (lines: string[]) => {
-    if (lines.length === 0) return;
-    try {
-      sdNotify(socket, lines.join("\n"));
-    } catch (error) {
-      const code = (error as { code?: string }).code ?? "unknown";
-      if (code !== lastError) log.warn({ event: "notify-error", code, message: (error as Error).message }, `cannot notify systemd: ${(error as Error).message}`);
-      lastError = code;
-    }
-  };
-  const tick = () => send(state.tick(performance.now(), clusterServiceView(node.peers)));
-  const timer = setInterval(tick, state.tickMs);
-  timer.unref();
-  node.on("transition", tick);
-  tick();
-  log.info({ event: "notify", socket, tickMs: state.tickMs }, `notifying systemd on ${socket}`);
-  const close = () => {
-    clearInterval(timer);
-    node.off("transition", tick);
-  };
-  return {
-    stopping(why) {
-      close();
-      send(state.stopping(why));
-    },
-    close,
-  };
+  return startNotifier(node.options.timers, () => clusterServiceView(node.peers), node, log, env);
 }

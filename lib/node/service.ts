@@ -92,11 +92,26 @@ export interface ServiceNotifier {
   close(): void;
 }
 
+/** What the notifier ticks on besides its timer: a node that emits "transition" (a pair's Link, a ClusterNode). */
+export interface TransitionSource {
+  on(event: "transition", listener: () => void): unknown;
+  off(event: "transition", listener: () => void): unknown;
+}
+
 /** Starts notifying systemd if $NOTIFY_SOCKET is set; undefined otherwise. Call once the node serves. */
 export function startServiceNotify(link: Link, log: pino.Logger, env: NodeJS.ProcessEnv = process.env): ServiceNotifier | undefined {
+  const paths = link.core.paths;
+  return startNotifier(link.options.timers, () => ({ active: paths.active, primary: paths.primary.state, storage: paths.storage.state }), link, log, env);
+}
+
+/**
+ * The notifier shell for any node (pair or cluster): ticks ServiceState with `view()` on its timer and
+ * on every transition of `source`, and sends each tick's lines. Undefined when $NOTIFY_SOCKET is unset.
+ */
+export function startNotifier(timers: LinkTimers, view: () => ServiceView, source: TransitionSource, log: pino.Logger, env: NodeJS.ProcessEnv): ServiceNotifier | undefined {
   const socket = notifySocketFrom(env);
   if (socket === undefined) return undefined;
-  const state = new ServiceState(performance.now(), link.options.timers, watchdogIntervalMs(env, process.pid));
+  const state = new ServiceState(performance.now(), timers, watchdogIntervalMs(env, process.pid));
   const logged = new Set<string>();
   const send = (lines: string[]) => {
     if (lines.length === 0) return;
@@ -110,16 +125,15 @@ export function startServiceNotify(link: Link, log: pino.Logger, env: NodeJS.Pro
       }
     }
   };
-  const paths = link.core.paths;
-  const tick = () => send(state.tick(performance.now(), { active: paths.active, primary: paths.primary.state, storage: paths.storage.state }));
+  const tick = () => send(state.tick(performance.now(), view()));
   const timer = setInterval(tick, state.tickMs);
   timer.unref(); // the node's own lifetime decides when the process ends
-  link.on("transition", tick);
+  source.on("transition", tick);
   tick();
   log.info({ event: "notify", socket, tickMs: state.tickMs }, `notifying systemd on ${socket}`);
   const close = () => {
     clearInterval(timer);
-    link.off("transition", tick);
+    source.off("transition", tick);
   };
   return {
     stopping(why) {
