@@ -19,6 +19,7 @@ import { serveControl } from "./control.ts";
 import { NodeObservability } from "./observe.ts";
 import { raiseScheduling } from "./scheduling.ts";
 import { startClusterServiceNotify } from "./cluster-service.ts";
+import { logStorageChange } from "./run.ts";
 import type { ServiceNotifier } from "./service.ts";
 
 /** The ClusterNode's options from a checked cluster config (and the private key, read by the caller). */
@@ -58,13 +59,7 @@ export async function runClusterNode(config: ClusterConfig, log: pino.Logger): P
   log.warn({ event: "ring-unkeyed" }, "cluster rings are not authenticated yet (keyed clusters are not built): the shared volume must be trusted");
   const observe = new NodeObservability(log);
   const node = await ClusterNode.open(clusterNodeOptions(config, privateKey, (event, fields) => log.info({ event, ...fields }, event), observe.ringObserver));
-  node.on("storage", (c) => {
-    const fields = { event: "storage", component: c.component, peer: c.peer, from: c.from, to: c.to, ...(c.fault === undefined ? {} : { code: c.fault.code, message: c.fault.message }) };
-    const what = `${c.component} volume ${c.to}${c.fault === undefined ? "" : `: ${c.fault.message}`}`;
-    if (c.to === "failed") log.error(fields, `${what} (configuration fault: not retried; fix it and restart)`);
-    else if (c.to === "up" || c.to === "closed") log.info(fields, what);
-    else log.warn(fields, what);
-  });
+  node.on("storage", (c) => logStorageChange(log, c));
   let tun: TunDevice | undefined;
   let metrics: HttpServer | undefined;
   let server: Server | undefined;

@@ -28,13 +28,7 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
   const link = await Link.open({ ...options, storage: { ...options.storage, observer: observe.ringObserver } });
   if (keys === undefined) log.warn({ event: "no-keys" }, "no keys configured: UDP datagrams are neither authenticated nor encrypted (see docs/security.md)");
   // One line per state change of a storage component (not per retry): fault, recovery, configuration fault.
-  link.on("storage", (c) => {
-    const fields = { event: "storage", component: c.component, from: c.from, to: c.to, ...(c.fault === undefined ? {} : { code: c.fault.code, message: c.fault.message }), ...(c.outageMs === undefined ? {} : { outageMs: Math.round(c.outageMs) }) };
-    const what = `${c.component} volume ${c.to}${c.fault === undefined ? "" : `: ${c.fault.message}`}${c.outageMs === undefined ? "" : ` (down ${(c.outageMs / 1000).toFixed(1)} s)`}`;
-    if (c.to === "failed") log.error(fields, `${what} (configuration fault: not retried; fix it and restart)`);
-    else if (c.to === "up" || c.to === "closed") log.info(fields, what);
-    else log.warn(fields, what);
-  });
+  link.on("storage", (c) => logStorageChange(log, c));
   let tun: TunDevice | undefined;
   let metrics: HttpServer | undefined;
   let server: Server | undefined;
@@ -102,4 +96,13 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
     await link.close();
   }
   if (tunFailure !== undefined) throw tunFailure;
+}
+
+/** One log line for a state change of a storage component (pair or cluster, `peer` for a cluster's rings). */
+export function logStorageChange(log: pino.Logger, c: { component: string; peer?: number; from: string; to: string; fault?: { code: string; message: string }; outageMs?: number }): void {
+  const fields = { event: "storage", component: c.component, ...(c.peer === undefined ? {} : { peer: c.peer }), from: c.from, to: c.to, ...(c.fault === undefined ? {} : { code: c.fault.code, message: c.fault.message }), ...(c.outageMs === undefined ? {} : { outageMs: Math.round(c.outageMs) }) };
+  const what = `${c.component} volume ${c.to}${c.fault === undefined ? "" : `: ${c.fault.message}`}${c.outageMs === undefined ? "" : ` (down ${(c.outageMs / 1000).toFixed(1)} s)`}`;
+  if (c.to === "failed") log.error(fields, `${what} (configuration fault: not retried; fix it and restart)`);
+  else if (c.to === "up" || c.to === "closed") log.info(fields, what);
+  else log.warn(fields, what);
 }
