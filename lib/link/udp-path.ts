@@ -28,15 +28,19 @@ export interface UdpPathOptions {
 
 export type UdpPathState = "open" | "closed";
 
-/** One socket's outgoing batch: datagrams back to back and their lengths. */
-class SendBatch {
-  readonly bytes = new Uint8Array(UDP_SEND_BATCH_BYTES);
+/** One socket's outgoing batch: datagrams back to back and their lengths (also the cluster's, per peer). */
+export class SendBatch {
+  readonly bytes: Uint8Array;
   readonly lengths = new Uint32Array(UDP_BATCH_MESSAGES);
   count = 0;
   used = 0;
 
+  constructor(capacityBytes = UDP_SEND_BATCH_BYTES) {
+    this.bytes = new Uint8Array(capacityBytes);
+  }
+
   room(length: number): boolean {
-    return this.count < UDP_BATCH_MESSAGES && this.used + length <= UDP_SEND_BATCH_BYTES;
+    return this.count < UDP_BATCH_MESSAGES && this.used + length <= this.bytes.length;
   }
 }
 

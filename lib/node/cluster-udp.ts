@@ -4,9 +4,9 @@
 // is handed to the peer whose configured endpoint it came from (as WireGuard binds a peer to its
 // endpoint); any other source is counted and dropped before anything parses it.
 // Invariant: after close() nothing is sent or delivered. No allocation per datagram.
-import { ipv4, UDP_BATCH_MESSAGES, UDP_TABLE_WORDS, UdpSocket, type UdpEndpoint, type UdpSocketCounters } from "../io/udp.ts";
+import { ipv4, UDP_TABLE_WORDS, UdpSocket, type UdpEndpoint, type UdpSocketCounters } from "../io/udp.ts";
 import type { LunlinkError } from "../errors.ts";
-import { UDP_SOCKET_BUFFER_BYTES } from "../link/udp-path.ts";
+import { SendBatch, UDP_SOCKET_BUFFER_BYTES } from "../link/udp-path.ts";
 
 /** Bytes of one outgoing batch per socket and peer (a quarter of a pair's: up to 15 peers each have two). */
 export const CLUSTER_UDP_BATCH_BYTES = 256 * 1024;
@@ -22,17 +22,6 @@ export interface ClusterUdpOptions {
   onBatchEnd: () => void;
   /** A receive thread stopped on a system error (the path then only sends). */
   onError: (error: LunlinkError) => void;
-}
-
-class SendBatch {
-  readonly bytes = new Uint8Array(CLUSTER_UDP_BATCH_BYTES);
-  readonly lengths = new Uint32Array(UDP_BATCH_MESSAGES);
-  count = 0;
-  used = 0;
-
-  room(length: number): boolean {
-    return this.count < UDP_BATCH_MESSAGES && this.used + length <= CLUSTER_UDP_BATCH_BYTES;
-  }
 }
 
 export class ClusterUdp {
@@ -54,7 +43,7 @@ export class ClusterUdp {
     this.control = control;
     this.peerAddresses = options.peers.map((p) => ipv4(p.host));
     options.peers.forEach((p, i) => this.bySource.set(sourceKey(this.peerAddresses[i]!, p.port), i));
-    this.batches = options.peers.map(() => [new SendBatch(), new SendBatch()]);
+    this.batches = options.peers.map(() => [new SendBatch(CLUSTER_UDP_BATCH_BYTES), new SendBatch(CLUSTER_UDP_BATCH_BYTES)]);
   }
 
   static open(options: ClusterUdpOptions): ClusterUdp {
