@@ -45,9 +45,9 @@ export const LINK_STATUS_POLL_MS = DEFAULT_FOLLOW_IDLE_MS;
 /**
  * The send ring's status block is rewritten at least this often (RingWriter statusIntervalMs), and
  * 5 ms after a record (STATUS_IDLE_MS). The peer reads it every LINK_STATUS_POLL_MS, and the link's
- * liveness rides on heartbeat frames, not on the status heartbeat: the writer's default 100 ms wrote
- * 10 status blocks a second that nobody read (and 3 per 250 ms storage heartbeat), 250 ms writes one
- * per storage heartbeat record (issue #13 section 4).
+ * liveness rides on heartbeat frames, not on the status heartbeat: at the writer's default 100 ms an
+ * idle node would write 3 status blocks per 250 ms storage heartbeat for a peer that reads one; at
+ * 250 ms it writes one, after each heartbeat record (issue #13 section 4).
  */
 export const LINK_STATUS_INTERVAL_MS = LINK_STATUS_POLL_MS;
 
