@@ -5,7 +5,9 @@
 // as % of one core. Then, with the pair still idle (its followers backed off), N cuts of the primary
 // (default 10) measure the interruption a UDP probe sees (bench/link.ts's failover): backing off
 // must not cost the failover bound (300 ms). The load average is printed: the machine is shared.
-// --profile DIR: the nodes write V8 CPU profiles there (node --cpu-prof).
+// --profile DIR: the nodes write V8 CPU profiles there (node --cpu-prof). Each process's CPU is also
+// shown by thread (main thread apart, others by name) with its context switches a second: the
+// wake-ups an idle process pays for.
 import { readdir, readFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -27,6 +29,47 @@ async function cpuMs(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+}
+
+/** One thread's CPU (utime + stime, ms) and context switches (each one a wake-up or a preemption). */
+interface ThreadSample {
+  name: string;
+  cpuMs: number;
+  switches: number;
+}
+
+/** Every thread of a process, by tid (the main thread's tid is the pid). */
+async function threads(pid: number): Promise<Map<number, ThreadSample>> {
+  const out = new Map<number, ThreadSample>();
+  for (const entry of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    const stat = await readFile(`/proc/${pid}/task/${entry}/stat`, "utf8").catch(() => "");
+    const status = await readFile(`/proc/${pid}/task/${entry}/status`, "utf8").catch(() => "");
+    if (stat === "" || status === "") continue;
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const switches = [...status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    out.set(Number(entry), { name: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")), cpuMs: ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S, switches });
+  }
+  return out;
+}
+
+/**
+ * Where a process's CPU went between two samples, by thread: the main thread (JS, timers, wake-ups
+ * by the addon's threads) apart, the others summed by name; CPU % of a core and wake-ups a second.
+ */
+function threadRows(pid: number, before: Map<number, ThreadSample>, after: Map<number, ThreadSample>, elapsedMs: number): string[][] {
+  const groups = new Map<string, { cpuMs: number; switches: number; count: number }>();
+  for (const [tid, a] of after) {
+    const b = before.get(tid) ?? { name: a.name, cpuMs: 0, switches: 0 };
+    const key = tid === pid ? `main (${a.name})` : a.name;
+    const g = groups.get(key) ?? { cpuMs: 0, switches: 0, count: 0 };
+    g.cpuMs += a.cpuMs - b.cpuMs;
+    g.switches += a.switches - b.switches;
+    g.count++;
+    groups.set(key, g);
+  }
+  return [...groups.entries()]
+    .sort((x, y) => y[1].cpuMs - x[1].cpuMs || y[1].switches - x[1].switches)
+    .map(([name, g]) => [name, String(g.count), ((g.cpuMs / elapsedMs) * 100).toFixed(2), ((g.switches * 1000) / elapsedMs).toFixed(0)]);
 }
 
 /** The pid of the `lunlink mirror copy --follow SOURCE ...` process (the lab keeps it private). */
@@ -61,14 +104,21 @@ export async function idleBench(args: string[]): Promise<void> {
     ];
     const loadBefore = loadavg()[0]!;
     const before = await Promise.all(processes.map((p) => cpuMs(p.pid)));
+    const threadsBefore = await Promise.all(processes.map((p) => threads(p.pid)));
     const startMs = performance.now();
     await sleep(seconds * 1000);
     const after = await Promise.all(processes.map((p) => cpuMs(p.pid)));
+    const threadsAfter = await Promise.all(processes.map((p) => threads(p.pid)));
     const elapsedMs = performance.now() - startMs;
     const shares = processes.map((p, i) => ({ ...p, percent: ((after[i]! - before[i]!) / elapsedMs) * 100 }));
     console.log(`load average 1 min: ${loadBefore.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after (2 cores shared with other work)\n`);
     console.log(table(["process", "CPU ms", "% of a core", "target"], shares.map((s, i) => [s.name, (after[i]! - before[i]!).toFixed(0), s.percent.toFixed(2), "<= 2%"])));
     console.log(`pair total: ${shares.reduce((n, s) => n + s.percent, 0).toFixed(2)}% of a core`);
+    // By thread (context switches: wake-ups, plus preemptions on a loaded machine).
+    for (const [i, p] of processes.entries()) {
+      console.log(`\n${p.name}, by thread:`);
+      console.log(table(["thread", "threads", "% of a core", "switches/s"], threadRows(p.pid, threadsBefore[i]!, threadsAfter[i]!, elapsedMs)));
+    }
 
     if (cuts > 0) {
       console.log(`\nfailover from idle: ${cuts} cuts of the veth, 1 ms UDP probe node 1 -> node 2 through lunlink0`);

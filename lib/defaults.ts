@@ -32,13 +32,16 @@ export const DEFAULT_POLL_MIN_US = 50;
  */
 export const DEFAULT_FOLLOW_IDLE_MS = 250;
 /**
- * Link (pair and cluster): period of the clock that advances path states, the failover and control
- * retransmissions. 25 ms adds at most 25 ms to the primary's 150 ms down time (failover bound 300 ms)
- * and costs 40 wake-ups a second, not 200 (bench idle: 1.3 points of a core less per node, issue #13).
+ * Link (pair and cluster): longest gap between two ticks of the clock that advances path states, the
+ * failover and control retransmissions. 35 ms, the primary heartbeat period (DEFAULT_TIMERS): the
+ * pair's link ticks in the same wake-up as it sends a heartbeat (LinkClock), so an idle node's clock
+ * wakes 29 times a second for both, not 80; a tick adds at most 35 ms to detection (README timer
+ * arithmetic).
  */
-export const DEFAULT_LINK_TICK_MS = 25;
+export const DEFAULT_LINK_TICK_MS = 35;
 /**
- * Resolution of the event-loop delay histogram a link reports in its status: 50 ms still sees the
+ * Resolution of the event-loop delay histogram a cluster node reports in its status (a pair's link
+ * samples the lateness of its own clock instead, no timer of its own): 50 ms still sees the
  * pauses that matter to the timers above (selfPauseMs 100 ms and more) and wakes the loop 20 times a
  * second, not 1000 (1 ms) or 50 (20 ms): each wake-up is a loop turn of its own (issue #13 section 4).
  */

@@ -15,9 +15,9 @@
 // control is delivered once, in order; sendControl waits for acks, never polls.
 import { randomInt } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { monitorEventLoopDelay, performance } from "node:perf_hooks";
+import { createHistogram, performance } from "node:perf_hooks";
 
-import { DEFAULT_LINK_TICK_MS, LOOP_DELAY_RESOLUTION_MS } from "../defaults.ts";
+import { DEFAULT_LINK_TICK_MS } from "../defaults.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import { ControlWaiting, MAX_CONTROL_WAITING } from "./control-waiting.ts";
 import { DeliveryBatch } from "./delivery-batch.ts";
@@ -27,7 +27,7 @@ import type { StateChange } from "../io/supervisor.ts";
 import { encodeHeader, MAX_MESSAGE_BYTES, MessageKind, MESSAGE_HEADER_BYTES, PathId, RING_FRAME_TYPE, type MessageHeader } from "./message.ts";
 import { UdpPath } from "./udp-path.ts";
 import { ringKey, sharedSecret } from "./keys.ts";
-import { LinkCore, type LinkOutput, type LinkTimers, type Transition } from "./paths.ts";
+import { LinkClock, LinkCore, type LinkOutput, type LinkTimers, type Transition } from "./paths.ts";
 import { Opener, SEAL_OVERHEAD_BYTES, Sealer } from "./seal.ts";
 
 export interface Endpoint {
@@ -50,7 +50,7 @@ export interface LinkOptions {
   keys?: { privateKey: string; peerPublicKey: string };
   /** Control retransmission timeout (default 200 ms). */
   controlRtoMs?: number;
-  /** Tick period of the state machine (default DEFAULT_LINK_TICK_MS, 25 ms). */
+  /** Longest gap between two turns of the link's clock, which ticks the state machine (default DEFAULT_LINK_TICK_MS, 35 ms). */
   tickMs?: number;
   /** Called for every state transition and notable event (the CLI logs them). */
   log?: (event: string, fields: Record<string, unknown>) => void;
@@ -88,9 +88,14 @@ export class Link extends EventEmitter<LinkEvents> {
   private readonly delivery = new DeliveryBatch();
   private dataBatchHandler: DataBatchHandler | undefined;
   private readonly scratch = new Uint8Array(MESSAGE_HEADER_BYTES + 65535);
-  private readonly timers: NodeJS.Timeout[] = [];
+  /** The one timer of the link: the next turn of its clock (heartbeats and tick). */
+  private clockTimer: NodeJS.Timeout | undefined;
   private closed = false;
-  private readonly loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
+  /**
+   * Event-loop delay, ns: how late each clock turn ran. The clock's own timer is the sample, so
+   * measuring the loop costs no wake-up of its own (monitorEventLoopDelay's timer was 20 a second).
+   */
+  private readonly loopDelay = createHistogram();
   private readonly sealer: Sealer | undefined;
   private readonly opener: Opener | undefined;
   /** sendControl calls waiting for room in the control window, in call order; acks admit them (no timers). */
@@ -166,15 +171,20 @@ export class Link extends EventEmitter<LinkEvents> {
   private start(): void {
     // One event per state change of a storage component (not per retry): the node logs it.
     this.storage.on("change", (change) => this.emit("storage", change));
-    this.loopDelay.enable();
-    const t = this.options.timers;
-    const heartbeat = (path: PathId) => () => this.closed || this.core.heartbeat(path, this.out);
-    this.timers.push(setInterval(heartbeat(PathId.Primary), t.primary.heartbeatMs));
-    this.timers.push(setInterval(heartbeat(PathId.Storage), t.storage.heartbeatMs));
-    this.timers.push(setInterval(() => this.tick(), this.options.tickMs ?? DEFAULT_LINK_TICK_MS));
-    heartbeat(PathId.Primary)();
-    heartbeat(PathId.Storage)();
-    this.tick();
+    const now = performance.now();
+    this.turn(new LinkClock(this.options.timers, this.options.tickMs ?? DEFAULT_LINK_TICK_MS, now), now);
+  }
+
+  /** One turn of the clock: the heartbeats due, a tick, and the timer for the next turn (scheduled for `dueMs`). */
+  private turn(clock: LinkClock, dueMs: number): void {
+    if (this.closed) return;
+    const now = performance.now();
+    this.loopDelay.record(Math.max(1, Math.round((now - dueMs) * 1e6)));
+    const turn = clock.turn(now);
+    if (turn.primary) this.core.heartbeat(PathId.Primary, this.out);
+    if (turn.storage) this.core.heartbeat(PathId.Storage, this.out);
+    this.core.tick(now, this.out);
+    this.clockTimer = setTimeout(() => this.turn(clock, turn.nextMs), Math.max(1, Math.round(turn.nextMs - now)));
   }
 
   /** Sends one data datagram, best effort (like a network). Returns false if no path took it. */
@@ -267,8 +277,7 @@ export class Link extends EventEmitter<LinkEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const timer of this.timers) clearInterval(timer);
-    this.loopDelay.disable();
+    clearTimeout(this.clockTimer);
     this.udp.close();
     this.controlWaiting.rejectAll(new LunlinkError(ErrorCode.Closed, "the link closed before the control message could be sent"));
     await this.storage.close();
@@ -285,10 +294,6 @@ export class Link extends EventEmitter<LinkEvents> {
 
   private receive(bytes: Uint8Array, offset: number, length: number, arrivedOn: PathId): void {
     if (!this.closed) this.core.receive(performance.now(), bytes, offset, length, arrivedOn, this.out);
-  }
-
-  private tick(): void {
-    if (!this.closed) this.core.tick(performance.now(), this.out);
   }
 
   /** Encodes (or seals) the message straight into the UDP path's batch; sent at the batch's flush. */

@@ -50,17 +50,80 @@ export interface LinkTimers {
 }
 
 /**
- * Defaults: failover (cut -> data on storage) within 300 ms. The primary is suspect after 3 missed
- * 25 ms heartbeats (75 ms; data is then sent on both paths, the receiver dedupes) and down after
- * 150 ms; storage heartbeats every 100 ms, down after 1.5 s because a mirror may hiccup.
+ * Defaults: failover (cut -> data on storage) within 300 ms, with the fewest wake-ups an idle node
+ * can afford (README "Link", timer arithmetic). The primary is suspect after 3 missed 35 ms
+ * heartbeats (105 ms; data then goes on both paths, the receiver dedupes) and down after 4 (140 ms;
+ * control moves, and downMs + heartbeatMs = 175 ms stays the bound `lunlink doctor` checks): a cut
+ * costs at most suspectMs + one clock turn (35 ms) + the storage path's delivery from idle (~50 ms)
+ * = 190 ms, 110 ms inside the bound. Storage heartbeats every 250 ms, suspect after 3 missed, down
+ * after 1.5 s (6 missed) because a mirror may hiccup; storage is the fallback, so its heartbeat
+ * rate does not enter the failover bound.
  */
 export const DEFAULT_TIMERS: LinkTimers = {
-  primary: { heartbeatMs: 25, suspectMs: 75, downMs: 150 },
-  storage: { heartbeatMs: 100, suspectMs: 500, downMs: 1500 },
+  primary: { heartbeatMs: 35, suspectMs: 105, downMs: 140 },
+  storage: { heartbeatMs: 250, suspectMs: 750, downMs: 1500 },
   holdDownMs: 1000,
   selfPauseMs: 100,
   failbackDrainMs: 500,
 };
+
+/** Deadlines closer than this to a clock turn are served in that turn: one wake-up, not two ~1 ms apart. */
+export const CLOCK_COALESCE_MS = 2;
+
+/** The storage heartbeat may be this share of its period late, to ride a turn made for the primary or the tick. */
+export const STORAGE_SHARE = 0.25;
+
+/** What one turn of the link's clock does: send a heartbeat on each path that is due, tick, sleep until nextMs. */
+export interface ClockTurn {
+  primary: boolean;
+  storage: boolean;
+  nextMs: number;
+}
+
+/**
+ * The link's one clock, sans-IO: both heartbeats and the state machine's tick share one timer (an
+ * idle node wakes once per primary heartbeat, not three times: issue #13 section 4). Every turn
+ * ticks; a heartbeat is due every heartbeatMs of its path, keeping its cadence when a turn is a
+ * little late and restarting it (one heartbeat, never a burst) after a long pause; turns are at most
+ * tickMs apart. The storage heartbeat (the tolerant path: suspect after several periods) waits up to
+ * STORAGE_SHARE of its period for a turn the primary or the tick makes anyway, so it needs no wake-up
+ * of its own. The first turn (at construction time) sends both heartbeats.
+ */
+export class LinkClock {
+  private readonly primaryMs: number;
+  private readonly storageMs: number;
+  private readonly tickMs: number;
+  private nextPrimaryMs: number;
+  private nextStorageMs: number;
+
+  constructor(timers: Pick<LinkTimers, "primary" | "storage">, tickMs: number, nowMs: number) {
+    for (const [name, value] of [["primary.heartbeatMs", timers.primary.heartbeatMs], ["storage.heartbeatMs", timers.storage.heartbeatMs], ["tickMs", tickMs]] as const) {
+      if (!(value > 0)) throw new Error(`assertion failed: LinkClock ${name} ${value}`);
+    }
+    this.primaryMs = timers.primary.heartbeatMs;
+    this.storageMs = timers.storage.heartbeatMs;
+    this.tickMs = tickMs;
+    this.nextPrimaryMs = nowMs;
+    this.nextStorageMs = nowMs;
+  }
+
+  /** The turn at nowMs: which heartbeats to send (then tick), and when the next turn is due. */
+  turn(nowMs: number): ClockTurn {
+    const primary = nowMs + CLOCK_COALESCE_MS >= this.nextPrimaryMs;
+    const storage = nowMs + CLOCK_COALESCE_MS >= this.nextStorageMs;
+    if (primary) this.nextPrimaryMs = LinkClock.following(this.nextPrimaryMs, this.primaryMs, nowMs);
+    if (storage) this.nextStorageMs = LinkClock.following(this.nextStorageMs, this.storageMs, nowMs);
+    // The turn made anyway (primary heartbeat or tick) serves the storage heartbeat if it is not too late for it.
+    const anywayMs = Math.min(this.nextPrimaryMs, nowMs + this.tickMs);
+    return { primary, storage, nextMs: anywayMs <= this.nextStorageMs + STORAGE_SHARE * this.storageMs ? anywayMs : this.nextStorageMs };
+  }
+
+  /** The deadline after `dueMs`: one period on (cadence kept), or a period from now after a pause. */
+  private static following(dueMs: number, periodMs: number, nowMs: number): number {
+    const next = dueMs + periodMs;
+    return next > nowMs + CLOCK_COALESCE_MS ? next : nowMs + periodMs;
+  }
+}
 
 export class PathMonitor {
   readonly id: PathId;

@@ -42,6 +42,15 @@ export const LINK_MAX_RECORD_BLOCKS = 256;
  */
 export const LINK_STATUS_POLL_MS = DEFAULT_FOLLOW_IDLE_MS;
 
+/**
+ * The send ring's status block is rewritten at least this often (RingWriter statusIntervalMs), and
+ * 5 ms after a record (STATUS_IDLE_MS). The peer reads it every LINK_STATUS_POLL_MS, and the link's
+ * liveness rides on heartbeat frames, not on the status heartbeat: at the writer's default 100 ms an
+ * idle node would write 3 status blocks per 250 ms storage heartbeat for a peer that reads one; at
+ * 250 ms it writes one, after each heartbeat record (issue #13 section 4).
+ */
+export const LINK_STATUS_INTERVAL_MS = LINK_STATUS_POLL_MS;
+
 export interface StoragePathOptions {
   nodeId: number;
   peerNodeId: number;
@@ -299,6 +308,7 @@ function writerOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: (
     takeOver: o.takeOver ?? true,
     maxDelayMs: o.maxDelayMs ?? DEFAULT_MAX_DELAY_MS,
     maxRecordBlocks: LINK_MAX_RECORD_BLOCKS,
+    statusIntervalMs: LINK_STATUS_INTERVAL_MS,
     // The link acks and retransmits control itself: a dead peer must not stall the writer.
     controlWaitsForAck: false,
     peerAck: () => path()?.peerAck,

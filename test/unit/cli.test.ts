@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { chmod, mkdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
+import { DEFAULT_TIMERS } from "../../lib/link/paths.ts";
 import { scratchDir, sparseFile } from "../helpers/scratch.ts";
 
 const BIN = new URL("../../bin/lunlink.js", import.meta.url).pathname;
@@ -166,7 +167,7 @@ test("check-config: a valid file prints ok with defaults; every bad key is named
   const ok = await lunlink("check-config", goodPath, "--json");
   t.is(ok.code, 0, ok.stderr);
   const filled = JSON.parse(ok.stdout) as { tun: { name: string; mtu: number }; timers: { primary: { downMs: number } } };
-  t.deepEqual([filled.tun.name, filled.tun.mtu, filled.timers.primary.downMs], ["lunlink0", 1400, 150]);
+  t.deepEqual([filled.tun.name, filled.tun.mtu, filled.timers.primary.downMs], ["lunlink0", 1400, DEFAULT_TIMERS.primary.downMs]);
 
   const badPath = join(dir, "bad.json");
   await writeFile(badPath, JSON.stringify({ ...good, tun: { address: "10.1.1.1", colour: "red" }, primary: { bind: "198.18.1.1", peer: "198.18.1.2:7410" } }));

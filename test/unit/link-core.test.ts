@@ -257,7 +257,9 @@ test("paths: data goes on both paths while the primary is suspect, and stays on 
   }
   t.is(s.active, "primary");
   t.deepEqual(s.dataPaths(now, true), { primary: true, storage: false });
-  for (; now < 590; now += 5) {
+  // Silent half way between suspectMs and downMs.
+  const { suspectMs, downMs } = DEFAULT_TIMERS.primary;
+  for (; now < 500 + (suspectMs + downMs) / 2; now += 5) {
     beat(false);
     s.tick(now);
   }
