@@ -9,6 +9,8 @@
 // Keyed (a cluster secret): every ring is opened keyed under its writer's clusterRingKey, so a wrong
 // or missing key is refused at open (ERR_LUNLINK_WRONG_KEY naming the region) and each reader applies
 // the keyed rules of docs/format.md unchanged; the cluster UUID comes from our own ring's superblock.
+// Restart marks: each peer reader's replay floor (notBefore) is our own status row about that peer,
+// so a keyed reader never delivers a record again after a restart, whatever is copied back.
 import { EventEmitter } from "node:events";
 
 import { DEFAULT_MAX_DELAY_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
@@ -19,7 +21,7 @@ import { Supervisor, type Incarnation, type RecoveryOptions, type StateChange } 
 import type { StorageReport, VolumeReport } from "../link/storage-path.ts";
 import { SupervisedWriter } from "../link/supervised-writer.ts";
 import { Poller } from "../poll/poller.ts";
-import { clusterRingAuth, isClusterVolume, openCluster, openRegion, peerAckOf, type PeerAck } from "../ring/cluster.ts";
+import { clusterRingAuth, isClusterVolume, openCluster, openRegion, peerAckOf, persistedPeerMarks, type PeerAck } from "../ring/cluster.ts";
 import type { RingAuth } from "../ring/keys.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
 import type { RingObserver } from "../ring/fault-memory.ts";
@@ -145,13 +147,15 @@ export class ClusterStorage extends EventEmitter<ClusterStorageEvents> {
       // The cluster UUID is read unverified: a wrong one only derives keys that fail verification (our writer's open, then each reader's).
       const clusterUuid = options.clusterSecret === undefined ? undefined : (await openSuperblock(own)).superblock.pairUuid;
       const authOf = (node: number): RingAuth | undefined => (clusterUuid === undefined ? undefined : clusterRingAuth(options.clusterSecret, clusterUuid, node));
+      const ownAuth = authOf(options.nodeId);
+      // Our own status (MACed, so verified before any peer ring is read) holds each peer's delivered mark.
+      const marks = ownAuth === undefined ? undefined : await persistedPeerMarks(own, ownAuth, options.peers.map((p) => p.node));
       for (const p of options.peers) {
         const volume = await openRing(p.ring, p.node, { readOnly: true, ioTimeoutMs: options.ioTimeoutMs });
         opened.push(volume);
         const auth = authOf(p.node);
-        peers.push(new PeerRing(p.node, p.ring, volume, await RingReader.open(volume, readerOptions(options, p.node, auth, undefined)), auth));
+        peers.push(new PeerRing(p.node, p.ring, volume, await RingReader.open(volume, readerOptions(options, p.node, auth, marks?.get(p.node))), auth));
       }
-      const ownAuth = authOf(options.nodeId);
       send = await SupervisedWriter.open(own, {
         writer: {
           nodeId: options.nodeId,

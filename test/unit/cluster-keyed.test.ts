@@ -189,7 +189,7 @@ test("a member with another cluster secret, with none, or with one against an un
     ClusterStorage.open({ nodeId: node, ring, peers: [1, 2, 3].filter((n) => n !== node).map((n) => ({ node: n, ring })), ...STORAGE, ...(key === undefined ? {} : { clusterSecret: key }), onFrame: () => undefined });
   const wrong = await rejection(t, open(2, secret()));
   t.is(wrong.code, ErrorCode.WrongKey);
-  t.regex(wrong.message, /cluster\.img#node1: the superblock MAC does not verify/, "names the region (node 1's, the first peer ring opened)");
+  t.regex(wrong.message, /cluster\.img#node2: the superblock MAC does not verify/, "names the region (node 2's own, verified first: its status holds the restart marks)");
   const none = await rejection(t, open(2, undefined));
   t.is(none.code, ErrorCode.KeyRequired);
   t.regex(none.message, /#node1 is a keyed volume/);
@@ -257,4 +257,56 @@ test("a record forged into a peer's region by a process without the key is refus
   await waitUntil("the next legitimate frame delivered", () => got.length === 4);
   t.deepEqual(got, sent, "exactly the legitimate frames, in order");
   t.is(reader().authFailures, 1, "counted once, however often it was re-read");
+});
+
+test("restart marks per peer: after a restart, records replayed by copying an old status back into a peer's region are refused (replays), not delivered again", async (t) => {
+  const clusterSecret = secret();
+  const file = await clusterFile(t, [1, 2, 3], clusterSecret);
+  const got: string[] = [];
+  const open = (node: number) =>
+    ClusterStorage.open({
+      nodeId: node,
+      ring: file,
+      peers: [1, 2, 3].filter((n) => n !== node).map((n) => ({ node: n, ring: file })),
+      ...STORAGE,
+      clusterSecret,
+      onFrame: (_peer, _type, bytes, offset, length) => void (node === 2 && got.push(Buffer.from(bytes.subarray(offset, offset + length)).toString("utf8"))),
+    });
+  const s1 = await open(1);
+  let s2 = await open(2);
+  t.teardown(() => s2.close());
+  // The attacker keeps node 1's status slots (MACed, authentic) from before the records below.
+  const region1 = await regionOf(t, file, 1);
+  const oldStatus = region1.alloc(2 * B);
+  await region1.read(STATUS_SLOT_BLOCKS[0] * B, oldStatus);
+  const firstSeq = s1.headSeq;
+  const sent = Array.from({ length: 5 }, (_, i) => `once ${i}`);
+  for (const text of sent) t.is(s1.append(2, FrameType.Data, Buffer.from(text)), "queued");
+  await waitUntil("delivered once", () => got.length === 5);
+  t.deepEqual(got, sent);
+  // Node 2 persists its delivered mark of node 1's ring in its own status row about node 1.
+  const region2 = await regionOf(t, file, 2);
+  const probe = await Volume.open(file, { readOnly: true });
+  const clusterUuid = (await openCluster(probe)).clusterUuid;
+  await probe.close();
+  const statusKey = new RingKeys(clusterRingAuth(clusterSecret, clusterUuid, 2)!).statusMac;
+  const headOf1 = s1.headSeq;
+  await waitUntil("node 2's delivered mark of node 1 persisted", async () => {
+    const { status } = await readStatusSlots(region2, B, statusKey);
+    const row = status === undefined ? undefined : peerRow(status, 1);
+    return row !== undefined && row.deliveredSeq + 1n >= headOf1;
+  });
+  // Node 1 stops (so nothing rewrites its status: the test does not race it); node 2 restarts; the
+  // attacker copies the old status back: node 1's ring now says the five records are new.
+  await s1.close();
+  await s2.close();
+  await region1.write(STATUS_SLOT_BLOCKS[0] * B, oldStatus);
+  got.length = 0;
+  s2 = await open(2);
+  const records = Number(headOf1 - firstSeq); // the five frames went into this many records
+  await waitUntil("the replayed records read again", () => s2.peerRing(0).reader.replays + got.length >= records);
+  await new Promise((resolve) => setTimeout(resolve, 200)); // a late delivery would show up here
+  t.deepEqual(got, [], "nothing delivered twice");
+  t.is(s2.peerRing(0).reader.replays, records, "each replayed record refused and counted");
+  t.is(s2.peerRing(0).reader.records, 0);
 });
