@@ -8,8 +8,10 @@ import { Volume } from "../io/volume.ts";
 import { readPrivateKeyFile, ringKey, sharedSecret } from "../link/keys.ts";
 import { formatCluster, isClusterVolume, openCluster, openRegion } from "../ring/cluster.ts";
 import { inspectRing } from "../ring/inspect.ts";
+import { keyIdText } from "../ring/keys.ts";
 import { readStatusSlots } from "../ring/status.ts";
 import { formatVolume, openSuperblock } from "../ring/superblocks.ts";
+import { readClusterSecretFile } from "../node/cluster-secret.ts";
 import { flag, parse, type ParsedArgs } from "./args.ts";
 import type { Command } from "./command.ts";
 import { formatBytes, toJson } from "./output.ts";
@@ -36,11 +38,13 @@ export const formatCommand: Command = {
   summary: "format a send volume (superblocks, status block, empty ring)",
   usage: [
     "Usage: lunlink format <path> --node N --peer N [--pair UUID] [--key FILE --peer-public KEY] [--block-size N] [--ring-size SIZE] [--force] [--json]",
-    "       lunlink format <path> --cluster --nodes N [--node-ids 1,2,3] [--block-size N] [--ring-size SIZE] [--force] [--json]",
+    "       lunlink format <path> --cluster --nodes N [--node-ids 1,2,3] [--cluster-secret FILE] [--block-size N] [--ring-size SIZE] [--force] [--json]",
     "",
     "--cluster: N regions (2..16) on one volume, one send ring per node (node ids 1..N, or --node-ids,",
     "each 1..255), a cluster header at the first and last block; --ring-size is then each region's size.",
-    "Keyed cluster volumes are not supported yet (docs/format.md).",
+    "--cluster-secret: every region keyed (authMode keyed) under a key derived from the cluster secret",
+    "(lunlink keys cluster-secret; the file every member's keys.clusterSecret names). All regions are",
+    "keyed or none: a keyed node refuses an unkeyed region (ERR_LUNLINK_DOWNGRADE) and the reverse.",
     "",
     "Writes lunlink's format version 2 onto <path>: superblock copies at the first and last block,",
     "two status slots, and a ring over the rest (or --ring-size bytes of it). Refuses a volume that",
@@ -65,12 +69,14 @@ export const formatCommand: Command = {
         cluster: { type: "boolean" },
         nodes: { type: "string" },
         "node-ids": { type: "string" },
+        "cluster-secret": { type: "string" },
         force: { type: "boolean" },
         json: { type: "boolean" },
       },
       { min: 1, max: 1 },
     );
     if (flag(parsed, "cluster")) return formatClusterVolume(parsed, out);
+    if (parsed.values["cluster-secret"] !== undefined) throw invalidArgument("--cluster-secret", "given only with --cluster (a pair's volumes are keyed with --key and --peer-public)", parsed.values["cluster-secret"]);
     const writerNode = integer(parsed, "node", undefined);
     const peerNode = integer(parsed, "peer", undefined);
     if (writerNode === undefined) throw invalidArgument("--node", "this host's node id (1..4294967295)", undefined);
@@ -116,8 +122,12 @@ export const formatCommand: Command = {
 
 async function formatClusterVolume(parsed: ParsedArgs, out: Parameters<Command["run"]>[1]): Promise<void> {
   for (const single of ["node", "peer", "pair", "key", "peer-public"]) {
-    if (parsed.values[single] !== undefined) throw invalidArgument(`--${single}`, "not with --cluster (the cluster header names every node)", parsed.values[single]);
+    const why = single === "key" || single === "peer-public" ? "a keyed cluster volume takes --cluster-secret FILE" : "the cluster header names every node";
+    if (parsed.values[single] !== undefined) throw invalidArgument(`--${single}`, `not with --cluster (${why})`, parsed.values[single]);
   }
+  const secretFile = parsed.values["cluster-secret"];
+  // Read before the volume is touched: a bad secret file formats nothing.
+  const clusterSecret = typeof secretFile === "string" ? await readClusterSecretFile(secretFile) : undefined;
   const count = integer(parsed, "nodes", undefined);
   const idsRaw = parsed.values["node-ids"];
   const nodes = typeof idsRaw === "string" ? idsRaw.split(",").map((id) => (/^\d+$/.test(id) ? Number(id) : Number.NaN)) : Array.from({ length: count ?? 0 }, (_, i) => i + 1);
@@ -131,6 +141,7 @@ async function formatClusterVolume(parsed: ParsedArgs, out: Parameters<Command["
     const { header, superblocks } = await formatCluster(volume, {
       nodes,
       force: flag(parsed, "force"),
+      ...(clusterSecret === undefined ? {} : { clusterSecret }),
       ...(blockBytes === undefined ? {} : { blockBytes }),
       ...(typeof ringSize === "string" ? { regionBlocks: parseSize("--ring-size", ringSize) / BigInt(B) } : {}),
     });
@@ -142,8 +153,9 @@ async function formatClusterVolume(parsed: ParsedArgs, out: Parameters<Command["
     out.stdout.write(
       [
         `formatted ${volume.path} as a cluster volume of ${header.regions.length} nodes (format version 2)`,
+        clusterSecret === undefined ? "  unkeyed: records are neither authenticated nor encrypted (--cluster-secret FILE keys every region)" : `  every region keyed under the cluster secret ${String(secretFile)}`,
         `  cluster ${header.clusterUuid}, block size ${header.blockBytes} B, regions of ${header.regions[0]!.blocks} blocks (${formatBytes(regionBytes)})`,
-        ...header.regions.map((r, i) => `  node ${r.node}: region ${i} at block ${r.startBlock}, volume ${superblocks[i]!.volumeUuid}, epoch 1 starts at seq ${superblocks[i]!.epochStartSeq}`),
+        ...header.regions.map((r, i) => `  node ${r.node}: region ${i} at block ${r.startBlock}, volume ${superblocks[i]!.volumeUuid}, epoch 1 starts at seq ${superblocks[i]!.epochStartSeq}${clusterSecret === undefined ? "" : `, key id ${keyIdText(superblocks[i]!.keyId)}`}`),
         `  capacity rule, per region: ring >= 2 x peak write rate x (mirror lag + poll + max delay + lag back + poll)`,
       ].join("\n") + "\n",
     );

@@ -1,10 +1,13 @@
 // `lunlink keygen` / `lunlink pubkey`: X25519 key files for a pair (see docs/security.md). The
 // private key file is created with mode 0600 (O_EXCL: an existing key is never overwritten unless
-// --force); the public key is printed for the peer's config (keys.peerPublic).
+// --force); the public key is printed for the peer's config (keys.peerPublic). `lunlink keys
+// cluster-secret` writes a cluster's shared secret the same way (lib/node/cluster-secret.ts).
 import { open, unlink } from "node:fs/promises";
 
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import { generateKeys, publicKeyOf, readPrivateKeyFile } from "../link/keys.ts";
+import { writeClusterSecretFile } from "../node/cluster-secret.ts";
+import { UsageError } from "./output.ts";
 import { flag, parse } from "./args.ts";
 import type { Command } from "./command.ts";
 
@@ -40,5 +43,25 @@ export const pubkeyCommand: Command = {
   async run(args, out) {
     const parsed = parse(args, {}, { min: 1, max: 1 });
     out.stdout.write(`${publicKeyOf(await readPrivateKeyFile(parsed.positionals[0]!))}\n`);
+  },
+};
+
+export const keysCommand: Command = {
+  summary: "create a cluster secret file (mode 0600) that keys every cluster ring",
+  usage: [
+    "Usage: lunlink keys cluster-secret FILE [--force]",
+    "",
+    "Writes 32 random bytes (base64) to FILE with mode 0600. Copy the file to every member of the",
+    "cluster (as corosync's authkey: scp, mode 0600), name it in each node's config as",
+    "keys.clusterSecret, and format the cluster volume with it (lunlink format --cluster",
+    "--cluster-secret FILE). Every node's ring is then authenticated and encrypted under a key",
+    "derived from it (docs/format.md, Keyed clusters). Refuses an existing FILE unless --force.",
+  ].join("\n"),
+  async run(args, out) {
+    const parsed = parse(args, { force: { type: "boolean" } }, { min: 2, max: 2 });
+    const [what, file] = parsed.positionals as [string, string];
+    if (what !== "cluster-secret") throw new UsageError(`lunlink keys: unknown subcommand ${JSON.stringify(what)} (cluster-secret)`);
+    await writeClusterSecretFile(file, flag(parsed, "force"));
+    out.stdout.write(`wrote a cluster secret to ${file} (mode 0600): copy it to every member, mode 0600\n`);
   },
 };

@@ -7,7 +7,7 @@ import { ErrorCode, LunlinkError } from "../errors.ts";
 import { demoCommand } from "./demo.ts";
 import { doctorCommand } from "./doctor.ts";
 import { formatCommand, inspectCommand } from "./format.ts";
-import { keygenCommand, pubkeyCommand } from "./keys.ts";
+import { keygenCommand, keysCommand, pubkeyCommand } from "./keys.ts";
 import { mirrorCommand } from "./mirror.ts";
 import { checkConfigCommand, downCommand, statusCommand, upCommand } from "./node.ts";
 import { probeCommand } from "./probe.ts";
@@ -31,6 +31,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   stream: streamCommand,
   keygen: keygenCommand,
   pubkey: pubkeyCommand,
+  keys: keysCommand,
   demo: demoCommand,
 };
 

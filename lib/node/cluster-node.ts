@@ -52,6 +52,8 @@ export interface ClusterNodeOptions {
   tickMs?: number;
   /** This node's X25519 private key (base64): seals UDP per peer. */
   privateKey?: string;
+  /** The cluster secret (32 bytes): keys every ring (docs/format.md, Keyed clusters); absent, the rings are unkeyed. */
+  clusterSecret?: Uint8Array;
   log?: (event: string, fields: Record<string, unknown>) => void;
 }
 
@@ -131,6 +133,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       nodeId: options.nodeId,
       ring: self.ring,
       peers: peerMembers.map((m) => ({ node: m.node, ring: m.ring })),
+      ...(options.clusterSecret === undefined ? {} : { clusterSecret: options.clusterSecret }),
       onFrame: (peer, _type, bytes, offset, length) => node?.peers[peer]!.receiveRing(bytes, offset, length),
     });
     let udp: ClusterUdp;

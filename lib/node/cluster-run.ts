@@ -11,6 +11,7 @@ import type pino from "pino";
 
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import { publicKeyOf, readPrivateKeyFile } from "../link/keys.ts";
+import { readClusterSecretFile } from "./cluster-secret.ts";
 import { TunDevice } from "../tun/tun.ts";
 import { ClusterNode, type ClusterNodeOptions } from "./cluster-node.ts";
 import { CLUSTER_METRICS_CONTENT_TYPE, renderClusterMetrics, type ClusterNodeStatus } from "./cluster-status.ts";
@@ -22,8 +23,14 @@ import { startClusterServiceNotify } from "./cluster-service.ts";
 import { logStorageChange } from "./run.ts";
 import type { ServiceNotifier } from "./service.ts";
 
-/** The ClusterNode's options from a checked cluster config (and the private key, read by the caller). */
-export function clusterNodeOptions(c: ClusterConfig, privateKey?: string, log?: ClusterNodeOptions["log"], observer?: ClusterNodeOptions["storage"]["observer"]): ClusterNodeOptions {
+/** What loadClusterKey read: this node's private key (UDP sealing) and the cluster secret (keyed rings), if configured. */
+export interface ClusterKeys {
+  privateKey: string;
+  clusterSecret?: Buffer;
+}
+
+/** The ClusterNode's options from a checked cluster config (and the keys, read by the caller). */
+export function clusterNodeOptions(c: ClusterConfig, keys?: ClusterKeys, log?: ClusterNodeOptions["log"], observer?: ClusterNodeOptions["storage"]["observer"]): ClusterNodeOptions {
   const { controlRtoMs, ...timers } = c.timers;
   const { mirrorLagMs: _lag, ...storage } = c.storage;
   return {
@@ -33,19 +40,24 @@ export function clusterNodeOptions(c: ClusterConfig, privateKey?: string, log?: 
     storage: { ...storage, ...(observer === undefined ? {} : { observer }) },
     timers,
     controlRtoMs,
-    ...(privateKey === undefined ? {} : { privateKey }),
+    ...(keys === undefined ? {} : { privateKey: keys.privateKey }),
+    ...(keys?.clusterSecret === undefined ? {} : { clusterSecret: keys.clusterSecret }),
     ...(log === undefined ? {} : { log }),
   };
 }
 
-/** Reads the private key file (mode checked) if keys are configured; refuses a peer's key as our own. */
-export async function loadClusterKey(c: ClusterConfig): Promise<string | undefined> {
+/**
+ * Reads the key files if keys are configured: the private key (mode checked; a peer's key as our own
+ * is refused) and the cluster secret (mode 0600, 32 bytes). check-config and doctor call it too.
+ */
+export async function loadClusterKey(c: ClusterConfig): Promise<ClusterKeys | undefined> {
   if (c.keys === undefined) return undefined;
   const privateKey = await readPrivateKeyFile(c.keys.private);
   const mine = publicKeyOf(privateKey);
   const clash = c.cluster.members.find((m) => m.node !== c.node && m.publicKey === mine);
   if (clash !== undefined) throw new LunlinkError(ErrorCode.BadConfig, `cluster.members (node ${clash.node}).publicKey is this node's own public key: configure that member's (lunlink pubkey on it)`);
-  return privateKey;
+  if (c.keys.clusterSecret === undefined) return { privateKey };
+  return { privateKey, clusterSecret: await readClusterSecretFile(c.keys.clusterSecret) };
 }
 
 export async function runClusterNode(config: ClusterConfig, log: pino.Logger): Promise<void> {
@@ -53,12 +65,12 @@ export async function runClusterNode(config: ClusterConfig, log: pino.Logger): P
   if (scheduling.policy === "rr") log.info({ event: "scheduling", ...scheduling }, `real-time scheduling (SCHED_RR ${scheduling.priority})`);
   else log.warn({ event: "scheduling", ...scheduling }, `normal scheduling: heartbeats may be late under CPU pressure (${scheduling.reason})`);
   const socketPath = controlSocketPath(config);
-  const privateKey = await loadClusterKey(config);
-  if (privateKey === undefined) log.warn({ event: "no-keys" }, "no keys configured: UDP datagrams are neither authenticated nor encrypted (see docs/security.md)");
-  // Cluster rings are not keyed yet (docs/format.md, build order 1): say so rather than imply they are.
-  log.warn({ event: "ring-unkeyed" }, "cluster rings are not authenticated yet (keyed clusters are not built): the shared volume must be trusted");
+  const keys = await loadClusterKey(config);
+  if (keys === undefined) log.warn({ event: "no-keys" }, "no keys configured: UDP datagrams are neither authenticated nor encrypted (see docs/security.md)");
+  // An unkeyed cluster's rings: say so rather than imply they are authenticated.
+  if (keys?.clusterSecret === undefined) log.warn({ event: "ring-unkeyed" }, "cluster rings are not authenticated (no keys.clusterSecret): anyone who can write the shared volume can inject packets");
   const observe = new NodeObservability(log);
-  const node = await ClusterNode.open(clusterNodeOptions(config, privateKey, (event, fields) => log.info({ event, ...fields }, event), observe.ringObserver));
+  const node = await ClusterNode.open(clusterNodeOptions(config, keys, (event, fields) => log.info({ event, ...fields }, event), observe.ringObserver));
   node.on("storage", (c) => logStorageChange(log, c));
   let tun: TunDevice | undefined;
   let metrics: HttpServer | undefined;

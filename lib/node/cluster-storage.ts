@@ -6,6 +6,11 @@
 // Flow control per reader: the writer gets every peer's ack of our ring (peer P's status row about
 // us, read on P's status poll) and writes our row about each peer (its ack and delivered mark);
 // a peer silent for peerDownMs stops holding the ring back (the writer reports it).
+// Keyed (a cluster secret): every ring is opened keyed under its writer's clusterRingKey, so a wrong
+// or missing key is refused at open (ERR_LUNLINK_WRONG_KEY naming the region) and each reader applies
+// the keyed rules of docs/format.md unchanged; the cluster UUID comes from our own ring's superblock.
+// Restart marks: each peer reader's replay floor (notBefore) is our own status row about that peer,
+// so a keyed reader never delivers a record again after a restart, whatever is copied back.
 import { EventEmitter } from "node:events";
 
 import { DEFAULT_MAX_DELAY_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
@@ -16,7 +21,9 @@ import { Supervisor, type Incarnation, type RecoveryOptions, type StateChange } 
 import type { StorageReport, VolumeReport } from "../link/storage-path.ts";
 import { SupervisedWriter } from "../link/supervised-writer.ts";
 import { Poller } from "../poll/poller.ts";
-import { isClusterVolume, openCluster, openRegion, peerAckOf, type PeerAck } from "../ring/cluster.ts";
+import { clusterRingAuth, isClusterVolume, openCluster, openRegion, peerAckOf, persistedPeerMarks, type PeerAck } from "../ring/cluster.ts";
+import type { RingAuth } from "../ring/keys.ts";
+import { openSuperblock } from "../ring/superblocks.ts";
 import type { RingObserver } from "../ring/fault-memory.ts";
 import { RingReader, type RingReaderCounters } from "../ring/reader.ts";
 import { RegionVolume } from "../ring/region.ts";
@@ -42,6 +49,8 @@ export interface ClusterStorageOptions {
   /** A peer whose status heartbeat has not advanced this long stops holding our ring back. */
   peerDownMs: number;
   observer?: RingObserver;
+  /** Keyed cluster: the 32-byte cluster secret every member holds (absent: unkeyed rings, and a keyed ring is refused). */
+  clusterSecret?: Uint8Array;
   /** A frame of peer `peer`'s ring addressed to this node or to every node (a view, valid during the call). */
   onFrame: (peer: number, type: number, bytes: Uint8Array, offset: number, length: number) => void;
 }
@@ -92,13 +101,16 @@ class PeerRing {
   supervisor!: Supervisor;
   /** What the peer's status block says about our ring. */
   ack: PeerAck;
-  readonly retired: Pick<RingReaderCounters, "lost" | "damaged" | "overruns" | "tornSeen"> = { lost: 0n, damaged: 0, overruns: 0, tornSeen: 0 };
+  /** Keyed: the key of the peer's ring. */
+  readonly auth: RingAuth | undefined;
+  readonly retired: Pick<RingReaderCounters, RetiredCounter | "lost"> = { lost: 0n, damaged: 0, overruns: 0, tornSeen: 0, authFailures: 0, downgrades: 0, replays: 0 };
 
-  constructor(node: number, path: string, volume: Volume, reader: RingReader) {
+  constructor(node: number, path: string, volume: Volume, reader: RingReader, auth: RingAuth | undefined) {
     this.node = node;
     this.path = path;
     this.volume = volume;
     this.reader = reader;
+    this.auth = auth;
     this.ack = { node, ack: undefined, heartbeat: 0n };
   }
 }
@@ -130,13 +142,20 @@ export class ClusterStorage extends EventEmitter<ClusterStorageEvents> {
     let send: SupervisedWriter | undefined;
     const peers: PeerRing[] = [];
     try {
+      const own = await openRing(options.ring, options.nodeId, { dsync: options.dsync ?? true, ioTimeoutMs: options.ioTimeoutMs });
+      opened.push(own);
+      // The cluster UUID is read unverified: a wrong one only derives keys that fail verification (our writer's open, then each reader's).
+      const clusterUuid = options.clusterSecret === undefined ? undefined : (await openSuperblock(own)).superblock.pairUuid;
+      const authOf = (node: number): RingAuth | undefined => (clusterUuid === undefined ? undefined : clusterRingAuth(options.clusterSecret, clusterUuid, node));
+      const ownAuth = authOf(options.nodeId);
+      // Our own status (MACed, so verified before any peer ring is read) holds each peer's delivered mark.
+      const marks = ownAuth === undefined ? undefined : await persistedPeerMarks(own, ownAuth, options.peers.map((p) => p.node));
       for (const p of options.peers) {
         const volume = await openRing(p.ring, p.node, { readOnly: true, ioTimeoutMs: options.ioTimeoutMs });
         opened.push(volume);
-        peers.push(new PeerRing(p.node, p.ring, volume, await RingReader.open(volume, readerOptions(options, p.node))));
+        const auth = authOf(p.node);
+        peers.push(new PeerRing(p.node, p.ring, volume, await RingReader.open(volume, readerOptions(options, p.node, auth, marks?.get(p.node))), auth));
       }
-      const own = await openRing(options.ring, options.nodeId, { dsync: options.dsync ?? true, ioTimeoutMs: options.ioTimeoutMs });
-      opened.push(own);
       send = await SupervisedWriter.open(own, {
         writer: {
           nodeId: options.nodeId,
@@ -149,6 +168,7 @@ export class ClusterStorage extends EventEmitter<ClusterStorageEvents> {
           peerDownMs: options.peerDownMs,
           peerAcks: () => peers.map((p) => p.ack),
           peerRows: () => peers.map(peerRowOf),
+          ...(ownAuth === undefined ? {} : { auth: ownAuth }),
         },
         ...(options.recovery === undefined ? {} : { recovery: options.recovery }),
         reopenVolume: () => openRing(options.ring, options.nodeId, { dsync: options.dsync ?? true, ioTimeoutMs: options.ioTimeoutMs }),
@@ -187,16 +207,12 @@ export class ClusterStorage extends EventEmitter<ClusterStorageEvents> {
   }
 
   /** Peer `i`'s ack of our ring (null: none yet), its ring's lag and its reader counters. */
-  peerRing(i: number): { node: number; path: string; ackSeq: string | null; lagRecords: string; reader: { records: number; frames: number; lost: string; overruns: number; damaged: number; tornSeen: number } } {
+  peerRing(i: number): { node: number; path: string; keyed: boolean; ackSeq: string | null; lagRecords: string; reader: { records: number; frames: number; lost: string } & Record<RetiredCounter, number> } {
     const p = this.peers[i]!;
     const c = p.reader.counters;
-    return {
-      node: p.node,
-      path: p.path,
-      ackSeq: p.ack.ack === undefined ? null : String(p.ack.ack.seq),
-      lagRecords: String(p.poller.lagRecords),
-      reader: { records: c.records, frames: c.frames, lost: String(c.lost + p.retired.lost), overruns: c.overruns + p.retired.overruns, damaged: c.damaged + p.retired.damaged, tornSeen: c.tornSeen + p.retired.tornSeen },
-    };
+    const reader = { records: c.records, frames: c.frames, lost: String(c.lost + p.retired.lost), overruns: 0, damaged: 0, tornSeen: 0, authFailures: 0, downgrades: 0, replays: 0 };
+    for (const name of RETIRED_COUNTERS) reader[name] = c[name] + p.retired[name];
+    return { node: p.node, path: p.path, keyed: p.auth !== undefined, ackSeq: p.ack.ack === undefined ? null : String(p.ack.ack.seq), lagRecords: String(p.poller.lagRecords), reader };
   }
 
   /** The storage components as peer `i`'s link sees them: our send ring and its receive ring. */
@@ -253,15 +269,15 @@ export class ClusterStorage extends EventEmitter<ClusterStorageEvents> {
   private async reopenPeer(p: PeerRing, i: number, reopenVolume: boolean): Promise<Incarnation> {
     if (reopenVolume) {
       // A fresh handle: a new reader at the writer's head (data written meanwhile is lost; the link retransmits control).
+      // Keyed: never below what we delivered (the new reader refuses older records as replays).
+      const delivered = p.auth === undefined ? undefined : p.reader.delivered;
       await p.volume.close().catch(() => undefined);
       p.volume = await openRing(p.path, p.node, { readOnly: true, ioTimeoutMs: this.options.ioTimeoutMs });
       this.watch(p);
-      const reader = await RingReader.open(p.volume, readerOptions(this.options, p.node));
+      const reader = await RingReader.open(p.volume, readerOptions(this.options, p.node, p.auth, delivered));
       const c = p.reader.counters;
       p.retired.lost += c.lost;
-      p.retired.damaged += c.damaged;
-      p.retired.overruns += c.overruns;
-      p.retired.tornSeen += c.tornSeen;
+      for (const name of RETIRED_COUNTERS) p.retired[name] += c[name];
       p.reader = reader;
       p.poller = this.newPoller(p, i);
     } else {
@@ -288,13 +304,19 @@ function peerRowOf(p: PeerRing): PeerRow {
   return { node: p.node, flags: 0, ackEpoch: ack.epoch, ackSeq: ack.seq, deliveredEpoch: delivered.epoch, deliveredSeq: delivered.seq };
 }
 
-function readerOptions(o: ClusterStorageOptions, peer: number): Parameters<typeof RingReader.open>[1] {
+/** Reader counters carried over when a fresh volume handle replaces a reader (totals never go back: Prometheus counters). */
+const RETIRED_COUNTERS = ["damaged", "overruns", "tornSeen", "authFailures", "downgrades", "replays"] as const;
+type RetiredCounter = (typeof RETIRED_COUNTERS)[number];
+
+/** A peer ring's reader at the writer's head; keyed: under the peer's ring key, refusing records at or below `notBefore`. */
+function readerOptions(o: ClusterStorageOptions, peer: number, auth: RingAuth | undefined, notBefore: { epoch: bigint; seq: bigint } | undefined): Parameters<typeof RingReader.open>[1] {
   return {
     nodeId: o.nodeId,
     peerNodeId: peer,
     start: "head",
     ...(o.damageTimeoutMs === undefined ? {} : { damageTimeoutMs: o.damageTimeoutMs }),
     ...(o.observer === undefined ? {} : { observer: o.observer }),
+    ...(auth === undefined ? {} : { auth, ...(notBefore === undefined ? {} : { notBefore }) }),
   };
 }
 

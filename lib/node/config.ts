@@ -118,7 +118,8 @@ export type NodeConfig = z.infer<typeof configSchema>;
  * address on the TUN subnet, its primary UDP endpoint (this node binds its own) and where its ring is
  * read from: a volume path, which on a cluster volume (format --cluster) means that node's region, or
  * a mirror copy of its ring. This node writes its own member's ring. Keys: this node's private key and
- * each peer's public key; every pair of nodes derives its own session keys as a pair does.
+ * each peer's public key (every pair of nodes derives its own UDP session keys as a pair does), and
+ * the cluster secret file that keys every ring (one key per writer, known to every member).
  */
 export const clusterConfigSchema = z
   .object({
@@ -150,7 +151,14 @@ export const clusterConfigSchema = z
           .max(MAX_CLUSTER_NODES),
       })
       .strict(),
-    keys: z.object({ private: z.string().min(1) }).strict().optional(),
+    keys: z
+      .object({
+        private: z.string().min(1),
+        // The cluster secret file (lunlink keys cluster-secret, the same on every member): keys every ring; absent, the rings are unkeyed.
+        clusterSecret: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 

@@ -4,6 +4,9 @@
 // a complete one). Opening a node's region checks that its superblock agrees with the header's entry
 // (node, index, start, size, cluster UUID): a region copied elsewhere or a header pointing elsewhere is
 // never used as that node's ring. Peer acks: node P's ack of our ring is P's status row about us.
+// Keyed clusters: every region is keyed by its writer's clusterRingKey (one cluster secret, all
+// regions keyed or none); after a restart, this node's own status rows about its peers (MACed) give
+// each peer ring's replay floor (persistedPeerMarks).
 import { CLUSTER_MAGIC, MAX_BLOCK_BYTES, MAX_CLUSTER_NODES, MAX_CLUSTER_NODE_ID, MIN_CLUSTER_NODES, MIN_VOLUME_BLOCKS } from "../format/layout.ts";
 import { clusterProblem, decodeClusterHeader, encodeClusterHeader, planRegions, type ClusterDecode, type ClusterHeader } from "../format/cluster.ts";
 import { decodeSuperblock } from "../format/superblock.ts";
@@ -13,6 +16,7 @@ import { newUuid } from "../format/uuid.ts";
 import { ErrorCode, LunlinkError, invalidArgument } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { RegionVolume } from "./region.ts";
+import { RingKeys, clusterRingKey, type RingAuth } from "./keys.ts";
 import { readStatusSlots } from "./status.ts";
 import { formatVolume, minimumBlockBytes, openSuperblock } from "./superblocks.ts";
 import type { Ack } from "./writer-options.ts";
@@ -27,6 +31,8 @@ export interface ClusterFormatOptions {
   /** Overwrite a volume that already holds lunlink data where the headers or superblocks go. */
   force?: boolean;
   scanBatchBlocks?: number;
+  /** Keyed cluster: the 32-byte cluster secret; every region is formatted keyed under its writer's clusterRingKey. */
+  clusterSecret?: Uint8Array;
 }
 
 export interface ClusterFormatResult {
@@ -81,6 +87,7 @@ export async function formatCluster(volume: Volume, options: ClusterFormatOption
       blockBytes: B,
       force: true,
       region: { nodeCount: nodes.length, regionIndex: i, regionStartBlock: entry.startBlock },
+      ...(options.clusterSecret === undefined ? {} : { auth: { key: clusterRingKey(options.clusterSecret, header.clusterUuid, entry.node) } }),
       ...(options.scanBatchBlocks === undefined ? {} : { scanBatchBlocks: options.scanBatchBlocks }),
     });
     await view.close();
@@ -173,6 +180,29 @@ export async function isClusterVolume(volume: Volume): Promise<boolean> {
 export async function ringOf(volume: Volume, node: number): Promise<Volume> {
   if (!(await isClusterVolume(volume))) return volume;
   return (await openRegion(volume, await openCluster(volume), node)).view.asVolume();
+}
+
+/** The ring auth of `writerNode`'s ring in cluster `clusterUuid` (undefined: an unkeyed cluster). */
+export function clusterRingAuth(clusterSecret: Uint8Array | undefined, clusterUuid: string, writerNode: number): RingAuth | undefined {
+  return clusterSecret === undefined ? undefined : { key: clusterRingKey(clusterSecret, clusterUuid, writerNode) };
+}
+
+/**
+ * Keyed: the delivered mark of each peer's ring that this node persisted in its own (MACed) status
+ * block, its row about that peer: the replay floor (RingReader notBefore) after a restart. Our own
+ * superblock must verify under `auth` (else ERR_LUNLINK_WRONG_KEY / ERR_LUNLINK_DOWNGRADE).
+ */
+export async function persistedPeerMarks(volume: Volume, auth: RingAuth, peers: readonly number[]): Promise<Map<number, Ack>> {
+  const keys = new RingKeys(auth);
+  const { superblock } = await openSuperblock(volume, keys);
+  const { status } = await readStatusSlots(volume, superblock.blockBytes, keys.statusMac);
+  const marks = new Map<number, Ack>();
+  if (status === undefined) return marks;
+  for (const peer of peers) {
+    const row = peerRow(status, peer);
+    if (row !== undefined && row.deliveredSeq > 0n) marks.set(peer, { epoch: row.deliveredEpoch, seq: row.deliveredSeq });
+  }
+  return marks;
 }
 
 /** What one peer says about our ring: its ack row for us and its storage heartbeat. */

@@ -3,8 +3,11 @@
 // prefix "lunlink v1 "): superblock MAC ("ring superblock", empty salt), status MAC ("ring status",
 // empty salt), key id ("ring key id", first 4 bytes, stored in the superblock to name the key in
 // errors), and per writer epoch the record key ("record epoch <n>", salt = the superblock's 32-byte
-// salt, fresh random per epoch). No subkey is used for two purposes.
+// salt, fresh random per epoch). No subkey is used for two purposes. A cluster ring (read by every
+// member) is keyed by clusterRingKey: one key per writer from the cluster secret all members hold
+// (group authentication: docs/format.md, Keyed clusters).
 import { deriveKey } from "../format/kdf.ts";
+import { uuidBytes } from "../format/uuid.ts";
 import { RecordCipher } from "../format/record-cipher.ts";
 import { addonAead } from "../io/aead.ts";
 import type { Superblock } from "../format/superblock.ts";
@@ -48,6 +51,16 @@ export class RingKeys {
   recordCipher(superblock: Pick<Superblock, "salt" | "epoch">): RecordCipher {
     return new RecordCipher(addonAead, deriveKey(this.ringKey, superblock.salt, `record epoch ${superblock.epoch}`), superblock.epoch);
   }
+}
+
+/**
+ * The ring key of writer `writerNode`'s ring in a cluster: HKDF over the cluster secret (32 bytes,
+ * `lunlink keys cluster-secret`), salted with the cluster UUID, label "ring <writer>->cluster". Every
+ * member derives every writer's key, so any member can verify (and could forge) any ring; no outsider can.
+ */
+export function clusterRingKey(clusterSecret: Uint8Array, clusterUuid: string, writerNode: number): Buffer {
+  if (!(clusterSecret instanceof Uint8Array) || clusterSecret.length !== 32) throw invalidArgument("clusterSecret", "32 bytes (lunlink keys cluster-secret)", `${clusterSecret instanceof Uint8Array ? clusterSecret.length : typeof clusterSecret} bytes`);
+  return deriveKey(clusterSecret, uuidBytes(clusterUuid), `ring ${writerNode}->cluster`);
 }
 
 export function keyIdText(keyId: number): string {
