@@ -140,7 +140,10 @@ export const checkConfigCommand: Command = {
         if (any.kind === "cluster") await loadClusterKey(any.config);
         else await loadKeys(any.config);
       } catch (error) {
-        const problem = { key: "keys.private", value: c.keys.private, allowed: error instanceof Error ? error.message : String(error) };
+        // Name the file that failed: the cluster secret's errors carry its path.
+        const secret = any.kind === "cluster" ? any.config.keys?.clusterSecret : undefined;
+        const onSecret = secret !== undefined && error instanceof LunlinkError && error.path === secret;
+        const problem = { key: onSecret ? "keys.clusterSecret" : "keys.private", value: onSecret ? secret : c.keys.private, allowed: error instanceof Error ? error.message : String(error) };
         throw new LunlinkError(ErrorCode.BadConfig, `1 problem(s)\n${formatProblems(file, [problem])}`, { path: file, cause: error });
       }
     }

@@ -114,6 +114,14 @@ test("cluster config: keys.clusterSecret is read as up reads it (mode 0600, 32 b
   t.is((await loadClusterKey(config({ private: keyFile })))?.clusterSecret, undefined);
   await chmod(secretFile, 0o644);
   await t.throwsAsync(loadClusterKey(config({ private: keyFile, clusterSecret: secretFile })), { code: ErrorCode.BadKey, message: /cluster secret .* \(mode 0644\)/ });
+  // check-config names the key that failed: the secret, not the private key beside it.
+  const configFile = `${dir}/node1.json`;
+  await writeFile(configFile, JSON.stringify({ node: 1, tun: { address: "198.18.100.1/24" }, cluster: { members }, keys: { private: keyFile, clusterSecret: secretFile } }));
+  const out = { text: "", err: "" };
+  const io = { stdout: { write: (x: string) => (out.text += x) }, stderr: { write: (x: string) => (out.err += x) } };
+  t.is(await main(["check-config", configFile], io), 1);
+  t.regex(out.err, /keys\.clusterSecret/);
+  t.notRegex(out.err, /keys\.private/);
 });
 
 /** An IPv4 packet (20-byte header, no options) to `destination` carrying `body`. */
