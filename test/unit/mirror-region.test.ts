@@ -5,6 +5,7 @@
 // frame, also after the writer restarts (a new epoch). A destination of another cluster, and a cluster
 // volume mirrored without naming a region, are refused by name.
 import test, { type ExecutionContext } from "ava";
+import { execFile } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { ErrorCode, FrameType, LunlinkError, RingReader, RingWriter, Volume } from "../../lib/index.ts";
@@ -194,4 +195,30 @@ test("a cluster volume is mirrored only by region, onto a copy of its own cluste
   const notCluster = await t.throwsAsync(regionSource(r.nodeCopy, 2));
   t.is((notCluster as LunlinkError).code, ErrorCode.InvalidArgument);
   t.is((await openCluster(r.headerCopy)).clusterUuid, header.clusterUuid);
+});
+
+const CLI = new URL("../helpers/lunlink-cli.ts", import.meta.url).pathname;
+
+function lunlink(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ["--import=tsx", CLI, ...args], { encoding: "utf8", timeout: 60_000 }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr });
+    });
+  });
+}
+
+test("CLI: mirror copy of a cluster volume needs --region; copy --region 2 onto a node volume, then status --region 2 says in-sync", async (t) => {
+  const r = await rig(t);
+  await writeEpoch(r.cluster, 0, 10);
+  const [cluster, copy] = [r.cluster.path, r.nodeCopy.path];
+  await r.nodeCopy.close(); // the CLI opens the destination exclusively
+  const unnamed = await lunlink("mirror", "copy", cluster, copy);
+  t.is(unnamed.code, 2, "a usage error");
+  t.regex(unnamed.stderr, /ERR_LUNLINK_INVALID_ARGUMENT: --region must be the node whose region to mirror \(.*cluster\.img is a cluster volume\)/);
+  const copied = await lunlink("mirror", "copy", cluster, copy, "--region", "2");
+  t.is(copied.code, 0, copied.stderr);
+  t.regex(copied.stdout, /^mirrored .*cluster\.img#node2 -> .*node2-copy\.img: \d+ blocks copied/);
+  const status = await lunlink("mirror", "status", cluster, copy, "--region", "2", "--json");
+  t.is(status.code, 0, status.stderr);
+  t.like(JSON.parse(status.stdout), { state: "in-sync" });
 });
