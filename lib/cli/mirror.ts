@@ -1,17 +1,22 @@
 // `lunlink mirror copy|serve|push|status`: the mirror modes lunlink drives itself (local copy; remote
-// over TCP: serve on the far side, push on the near side) and a status report for any mode.
+// over TCP: serve on the far side, push on the near side) and a status report for any mode. Each takes
+// `--region NODE` to mirror one node's region of a cluster volume (lib/mirror/region.ts picks the views).
 // The long-running ones heal themselves (lib/io/supervisor.ts) and print one line per change of
 // health (a JSON line with --json), never one per retry; on SIGINT/SIGTERM they stop within
 // --close-timeout-ms and say what they could not flush.
 import { performance } from "node:perf_hooks";
 import { DEFAULT_IO_TIMEOUT_MS } from "../defaults.ts";
 import { ErrorCode, LunlinkError, integerOption, invalidArgument } from "../errors.ts";
+import { MAX_CLUSTER_NODE_ID } from "../format/layout.ts";
+import type { ClusterHeader } from "../format/cluster.ts";
 import { Volume } from "../io/volume.ts";
+import { isClusterVolume } from "../ring/cluster.ts";
 import { healthOf, healthSnapshot, type HealthChange } from "../mirror/health.ts";
 import { LocalMirror } from "../mirror/local.ts";
 import type { MirrorCloseReport, RingMirror } from "../mirror/ring-mirror.ts";
 import { RemoteMirrorPusher } from "../mirror/remote-pusher.ts";
 import { RemoteMirrorServer } from "../mirror/remote-server.ts";
+import { regionDestination, regionSource } from "../mirror/region.ts";
 import { mirrorStatus } from "../mirror/status.ts";
 import { flag, parse, type ParsedArgs } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -30,6 +35,19 @@ export function parseAddress(name: string, raw: unknown): { host: string; port: 
 function numberOption<K extends string>(parsed: ParsedArgs, flagName: string, key: K): Partial<Record<K, number>> {
   const raw = parsed.values[flagName];
   return raw === undefined ? {} : ({ [key]: Number(raw) } as Partial<Record<K, number>>);
+}
+
+/** --region NODE: the node whose region of a cluster volume is mirrored (undefined: the whole volume). */
+function regionOption(parsed: ParsedArgs): number | undefined {
+  const raw = parsed.values.region;
+  return raw === undefined ? undefined : integerOption("--region", Number(raw), 0, 1, MAX_CLUSTER_NODE_ID);
+}
+
+/** What a mirror reads: node `region`'s region of a cluster volume, or the volume; a cluster volume needs --region. */
+async function mirrorSource(volume: Volume, region: number | undefined): Promise<{ source: Volume; header?: ClusterHeader }> {
+  if (region !== undefined) return regionSource(volume, region);
+  if (await isClusterVolume(volume)) throw invalidArgument("--region", `the node whose region to mirror (${volume.path} is a cluster volume)`, undefined);
+  return { source: volume };
 }
 
 function jsonLine(out: Output, value: unknown): void {
@@ -77,10 +95,13 @@ function reportClose(out: Output, json: boolean, verb: string, report: MirrorClo
 async function copy(parsed: ParsedArgs, out: Output): Promise<void> {
   const [, sourcePath, destinationPath] = parsed.positionals as [string, string?, string?];
   if (destinationPath === undefined) throw invalidArgument("mirror copy", "<source> <destination>", parsed.positionals.slice(1).join(" "));
-  const source = await Volume.open(sourcePath!, { readOnly: true, ...ioTimeout(parsed) });
-  const destination = await Volume.open(destinationPath, { exclusive: true, ...ioTimeout(parsed) });
+  const region = regionOption(parsed);
+  const sourceVolume = await Volume.open(sourcePath!, { readOnly: true, ...ioTimeout(parsed) });
+  const destinationVolume = await Volume.open(destinationPath, { exclusive: true, ...ioTimeout(parsed) });
   try {
     const json = flag(parsed, "json");
+    const { source, header } = await mirrorSource(sourceVolume, region);
+    const destination = region === undefined ? destinationVolume : await regionDestination(destinationVolume, region, header);
     const mirror = await LocalMirror.open(source, destination, { force: flag(parsed, "force"), ...supervisorOptions(parsed) });
     mirror.on("progress", progressBar());
     const changed = flag(parsed, "changed");
@@ -111,10 +132,10 @@ async function copy(parsed: ParsedArgs, out: Output): Promise<void> {
     const summary = { source: sourcePath, destination: destinationPath, ...mirror.counters, supervisor: healthSnapshot(mirror.supervisor) };
     // --follow --json prints JSON lines (state changes, closed): the summary is one more line.
     if (json && flag(parsed, "follow")) jsonLine(out, { event: "done", ...summary });
-    else out.stdout.write(json ? `${toJson(summary)}\n` : `mirrored ${sourcePath} -> ${destinationPath}: ${mirror.counters.blocksCopied} blocks copied, ${mirror.counters.blocksSkipped} already equal, ${mirror.counters.records} records followed, ${mirror.counters.resyncs} resync(s)\n`);
+    else out.stdout.write(json ? `${toJson(summary)}\n` : `mirrored ${source.path} -> ${destination.path}: ${mirror.counters.blocksCopied} blocks copied, ${mirror.counters.blocksSkipped} already equal, ${mirror.counters.records} records followed, ${mirror.counters.resyncs} resync(s)\n`);
   } finally {
-    await source.close();
-    await destination.close();
+    await sourceVolume.close();
+    await destinationVolume.close();
   }
 }
 
@@ -123,8 +144,11 @@ async function serve(parsed: ParsedArgs, out: Output): Promise<void> {
   const volumePath = parsed.values.volume;
   if (typeof volumePath !== "string") throw invalidArgument("--volume", "the destination (receive) volume", volumePath);
   const json = flag(parsed, "json");
-  const destination = await Volume.open(volumePath, { exclusive: true, ...ioTimeout(parsed) });
+  const region = regionOption(parsed);
+  const destinationVolume = await Volume.open(volumePath, { exclusive: true, ...ioTimeout(parsed) });
   try {
+    // The pusher's cluster is not known before it connects: its volume identity is checked per session.
+    const destination = region === undefined ? destinationVolume : await regionDestination(destinationVolume, region);
     const server = await RemoteMirrorServer.listen(destination, { host, port, force: flag(parsed, "force"), ...numberOption(parsed, "close-timeout-ms", "closeTimeoutMs") });
     const log = (event: string, detail: Record<string, unknown>): void => {
       if (json) jsonLine(out, { event, ...detail });
@@ -137,8 +161,8 @@ async function serve(parsed: ParsedArgs, out: Output): Promise<void> {
     server.on("state", logState(out, json, "mirror serve"));
     server.on("error", (error) => log("error", { code: error instanceof LunlinkError ? error.code : "", message: error.message }));
     const address = `${server.address.host}:${server.address.port}`;
-    if (json) jsonLine(out, { event: "listening", address, volume: volumePath });
-    else out.stdout.write(`listening on ${address}, writing ${volumePath}\n`);
+    if (json) jsonLine(out, { event: "listening", address, volume: destination.path });
+    else out.stdout.write(`listening on ${address}, writing ${destination.path}\n`);
     await new Promise<void>((resolve) => {
       process.once("SIGINT", resolve);
       process.once("SIGTERM", resolve);
@@ -147,7 +171,7 @@ async function serve(parsed: ParsedArgs, out: Output): Promise<void> {
     if (json) jsonLine(out, { event: "stopped", ...server.counters, supervisor: healthSnapshot(server.supervisor) });
     else out.stdout.write(`stopped: ${server.counters.sessions} session(s), ${server.counters.writes} writes, ${server.counters.bytesWritten} bytes, ${server.counters.syncs} syncs\n`);
   } finally {
-    await destination.close();
+    await destinationVolume.close();
   }
 }
 
@@ -156,8 +180,9 @@ async function push(parsed: ParsedArgs, out: Output): Promise<void> {
   if (sourcePath === undefined || parsed.positionals.length !== 2) throw invalidArgument("mirror push", "<source> --to HOST:PORT", parsed.positionals.slice(1).join(" "));
   const { host, port } = parseAddress("--to", parsed.values.to);
   const json = flag(parsed, "json");
-  const source = await Volume.open(sourcePath, { readOnly: true, ...ioTimeout(parsed) });
+  const sourceVolume = await Volume.open(sourcePath, { readOnly: true, ...ioTimeout(parsed) });
   try {
+    const { source } = await mirrorSource(sourceVolume, regionOption(parsed));
     const pusher = await RemoteMirrorPusher.open(source, { host, port, once: flag(parsed, "once"), ...numberOption(parsed, "ack-timeout-ms", "ackTimeoutMs"), ...numberOption(parsed, "poll-max-ms", "pollMaxMs"), ...supervisorOptions(parsed) });
     pusher.on("progress", progressBar());
     pusher.on("connection", (state, detail) => {
@@ -169,20 +194,24 @@ async function push(parsed: ParsedArgs, out: Output): Promise<void> {
       if (json) jsonLine(out, { event: "resync", ...pusher.counters, ...pusher.link });
     });
     reportClose(out, json, "mirror push", await followMirror(pusher));
-    const summary = { source: sourcePath, to: `${host}:${port}`, ...pusher.counters, ...pusher.link, supervisor: healthSnapshot(pusher.supervisor) };
+    const summary = { source: source.path, to: `${host}:${port}`, ...pusher.counters, ...pusher.link, supervisor: healthSnapshot(pusher.supervisor) };
     if (json) jsonLine(out, { event: "done", ...summary });
-    else out.stdout.write(`pushed ${sourcePath} -> ${host}:${port}: ${pusher.counters.blocksCopied} blocks sent, ${pusher.counters.blocksSkipped} already equal, ${pusher.counters.records} records followed, ${pusher.counters.resyncs} resync(s), ${pusher.link.reconnects} reconnect(s)\n`);
+    else out.stdout.write(`pushed ${source.path} -> ${host}:${port}: ${pusher.counters.blocksCopied} blocks sent, ${pusher.counters.blocksSkipped} already equal, ${pusher.counters.records} records followed, ${pusher.counters.resyncs} resync(s), ${pusher.link.reconnects} reconnect(s)\n`);
   } finally {
-    await source.close();
+    await sourceVolume.close();
   }
 }
 
 async function status(parsed: ParsedArgs, out: Output): Promise<void> {
   const [, sourcePath, destinationPath] = parsed.positionals as [string, string?, string?];
   if (sourcePath === undefined || destinationPath === undefined) throw invalidArgument("mirror status", "<source> <destination>", parsed.positionals.slice(1).join(" "));
-  const source = await Volume.open(sourcePath, { readOnly: true });
-  const destination = await Volume.open(destinationPath, { readOnly: true });
+  const region = regionOption(parsed);
+  const sourceVolume = await Volume.open(sourcePath, { readOnly: true });
+  const destinationVolume = await Volume.open(destinationPath, { readOnly: true });
   try {
+    const { source } = await mirrorSource(sourceVolume, region);
+    // No header check here: a destination that is not a copy is reported as such ("not-a-copy").
+    const destination = region === undefined ? destinationVolume : await regionDestination(destinationVolume, region);
     const report = await mirrorStatus(source, destination);
     if (flag(parsed, "json")) {
       out.stdout.write(`${toJson(report)}\n`);
@@ -192,7 +221,7 @@ async function status(parsed: ParsedArgs, out: Output): Promise<void> {
     const d = report.destination;
     out.stdout.write(
       [
-        `mirror ${sourcePath} -> ${destinationPath}: ${report.state}`,
+        `mirror ${source.path} -> ${destination.path}: ${report.state}`,
         `  source       volume ${s.volumeUuid} epoch ${s.epoch} head seq ${s.headSeq ?? "?"}`,
         `  destination  ${d.volumeUuid === null ? `no lunlink volume (${d.problem})` : `volume ${d.volumeUuid} epoch ${d.epoch} head seq ${d.headSeq ?? "?"}, last copied seq ${d.newestSeq ?? "none"}`}`,
         `  lag          ${report.lagRecords === null ? "n/a" : `${report.lagRecords} record(s)`}${report.lagMs === null ? "" : `, status ${report.lagMs} ms behind`}`,
@@ -200,18 +229,18 @@ async function status(parsed: ParsedArgs, out: Output): Promise<void> {
       ].join("\n"),
     );
   } finally {
-    await source.close();
-    await destination.close();
+    await sourceVolume.close();
+    await destinationVolume.close();
   }
 }
 
 export const mirrorCommand: Command = {
   summary: "mirror a send volume onto a receive volume (local copy, remote serve/push) and report status",
   usage: [
-    "Usage: lunlink mirror copy <source> <destination> [--follow | --changed | --interval-ms N] [--force] [--json] [SUPERVISION]",
-    "       lunlink mirror serve --listen HOST:PORT --volume <destination> [--force] [--json] [--close-timeout-ms N] [--io-timeout-ms N]",
-    "       lunlink mirror push <source> --to HOST:PORT [--once] [--ack-timeout-ms N] [--poll-max-ms N] [--json] [SUPERVISION]",
-    "       lunlink mirror status <source> <destination> [--json]",
+    "Usage: lunlink mirror copy <source> <destination> [--region NODE] [--follow | --changed | --interval-ms N] [--force] [--json] [SUPERVISION]",
+    "       lunlink mirror serve --listen HOST:PORT --volume <destination> [--region NODE] [--force] [--json] [--close-timeout-ms N] [--io-timeout-ms N]",
+    "       lunlink mirror push <source> --to HOST:PORT [--region NODE] [--once] [--ack-timeout-ms N] [--poll-max-ms N] [--json] [SUPERVISION]",
+    "       lunlink mirror status <source> <destination> [--region NODE] [--json]",
     "",
     "copy    Copies the source send volume onto the destination receive volume with O_DIRECT: the ring",
     "        (end first), the status slots, then superblock copy B and copy A, each synced. --changed",
@@ -228,6 +257,11 @@ export const mirrorCommand: Command = {
     "status  Reads both volumes (any mirror mode, the array's too) and reports lag in records and ms,",
     "        head sequences and the last record copied.",
     "",
+    "--region NODE: the source is a cluster volume (format --cluster) and only node NODE's region is",
+    "        mirrored (a cluster volume source needs it). The destination is then the same region of a",
+    "        cluster volume carrying the source's cluster header (copy refuses another cluster's), or the",
+    "        whole destination otherwise (a node volume copy of the region, which a peer reads as its ring).",
+    "",
     "copy and serve refuse a destination formatted as another volume or pair unless --force. copy, serve",
     "and push run until SIGINT/SIGTERM (copy: with --follow); a progress bar shows on a terminal.",
     "",
@@ -241,7 +275,7 @@ export const mirrorCommand: Command = {
   async run(args, out) {
     const parsed = parse(
       args,
-      { follow: { type: "boolean" }, changed: { type: "boolean" }, "interval-ms": { type: "string" }, force: { type: "boolean" }, json: { type: "boolean" }, once: { type: "boolean" }, listen: { type: "string" }, volume: { type: "string" }, to: { type: "string" }, "ack-timeout-ms": { type: "string" }, "poll-max-ms": { type: "string" }, "retry-min-ms": { type: "string" }, "retry-max-ms": { type: "string" }, "close-timeout-ms": { type: "string" }, "io-timeout-ms": { type: "string" } },
+      { region: { type: "string" }, follow: { type: "boolean" }, changed: { type: "boolean" }, "interval-ms": { type: "string" }, force: { type: "boolean" }, json: { type: "boolean" }, once: { type: "boolean" }, listen: { type: "string" }, volume: { type: "string" }, to: { type: "string" }, "ack-timeout-ms": { type: "string" }, "poll-max-ms": { type: "string" }, "retry-min-ms": { type: "string" }, "retry-max-ms": { type: "string" }, "close-timeout-ms": { type: "string" }, "io-timeout-ms": { type: "string" } },
       { min: 1, max: 3 },
     );
     const verb = parsed.positionals[0];

@@ -11,6 +11,7 @@ import { checkAnyConfig, controlSocketPath, formatProblems, loadAnyConfig, loadK
 import { loadClusterKey, runClusterNode } from "../node/cluster-run.ts";
 import { renderClusterStatus, type ClusterNodeStatus } from "../node/cluster-status.ts";
 import { callControl } from "../node/control.ts";
+import { corosyncFindings } from "../node/doctor.ts";
 import { runNode } from "../node/run.ts";
 import { flag, parse } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -120,9 +121,18 @@ export const statusCommand: Command = {
 
 export const checkConfigCommand: Command = {
   summary: "check a node config file and print every problem",
-  usage: "Usage: lunlink check-config FILE [--json]\n\nExit 0 if the file is valid (prints it with defaults filled in), 1 with one line per bad key otherwise.\nWith keys configured it also reads the private key file as `up` would (present, mode 0600, a key).",
+  usage: [
+    "Usage: lunlink check-config FILE [--json] [--corosync-conf PATH]",
+    "",
+    "Exit 0 if the file is valid (prints it with defaults filled in), 1 with one line per bad key otherwise.",
+    "With keys configured it also reads the private key file as `up` would (present, mode 0600, a key).",
+    "It then holds the timers against corosync.conf (PATH, default /etc/corosync/corosync.conf; skipped if",
+    "absent), as `lunlink doctor` does, with the same findings: a WARN (a token under 3x lunlink's failover",
+    "bound) is printed on stderr and leaves the exit status 0; a FAIL (a token not longer than the bound, or",
+    "a ring address on the TUN subnet that is no member's) is printed on stderr and makes it 1.",
+  ].join("\n"),
   async run(args, out) {
-    const parsed = parse(args, { json: { type: "boolean" } }, { min: 1, max: 1 });
+    const parsed = parse(args, { json: { type: "boolean" }, "corosync-conf": { type: "string" } }, { min: 1, max: 1 });
     const file = parsed.positionals[0]!;
     let raw: unknown;
     try {
@@ -149,6 +159,10 @@ export const checkConfigCommand: Command = {
     }
     const who = any.kind === "cluster" ? `node ${c.node} in a cluster of ${any.config.cluster.members.length}` : `node ${c.node} <-> node ${any.config.peer}`;
     out.stdout.write(flag(parsed, "json") ? `${toJson(c)}\n` : `${file}: ok (${who}, ${c.tun.name} ${c.tun.address} mtu ${c.tun.mtu})\n`);
+    const corosyncConf = typeof parsed.values["corosync-conf"] === "string" ? parsed.values["corosync-conf"] : "/etc/corosync/corosync.conf";
+    const contradictions = (await corosyncFindings(any, corosyncConf)).filter((f) => f.severity === "warn" || f.severity === "fail");
+    for (const f of contradictions) out.stderr.write(`${f.severity === "fail" ? "FAIL" : "WARN"} ${f.check}: ${f.what}\n${f.why === undefined ? "" : `  why: ${f.why}\n`}${f.fix === undefined ? "" : `  fix: ${f.fix}\n`}`);
+    return contradictions.some((f) => f.severity === "fail") ? 1 : 0;
   },
 };
 

@@ -1,7 +1,10 @@
 // HookMirror: the external mode. After the writer's writes, a site command copies the changed range
 // of the send volume onto the receive volume (dd, rsync, or the array's own CLI: symrdf, drbdadm).
 // The command is run with /bin/sh -c and gets the range in its environment:
-//   LUNLINK_SRC, LUNLINK_DST, LUNLINK_OFFSET, LUNLINK_LENGTH (bytes), LUNLINK_BLOCK_SIZE
+//   LUNLINK_SRC, LUNLINK_DST, LUNLINK_OFFSET, LUNLINK_LENGTH (bytes), LUNLINK_BLOCK_SIZE,
+//   LUNLINK_DST_OFFSET (where the range goes on LUNLINK_DST; equal to LUNLINK_OFFSET unless a region
+//   of a cluster volume is copied elsewhere: offsets are absolute on each path, sourceOffsetBytes and
+//   destinationOffsetBytes being where the ring's volume or region starts on it)
 // and must exit 0 only once the range is durable on the destination. Bounds: one invocation at a
 // time (ranges written meanwhile coalesce into contiguous runs, never lost), `timeoutMs` per run
 // (the command is killed past it), `retries` with `retryDelayMs` between tries; stderr is captured
@@ -21,6 +24,10 @@ export interface HookMirrorOptions {
   source: string;
   destination: string;
   blockBytes: number;
+  /** Where the writer's volume starts on `source`: a region's start on a cluster volume (default 0). */
+  sourceOffsetBytes?: number;
+  /** Where the copy starts on `destination`: the same region's start, or 0 for a node volume copy (default sourceOffsetBytes). */
+  destinationOffsetBytes?: number;
   /** Per invocation (default 10000 ms). */
   timeoutMs?: number;
   /** Further tries after a failed invocation (default 3). */
@@ -60,7 +67,12 @@ export class HookMirror extends EventEmitter<HookMirrorEvents> {
       timeoutMs: integerOption("timeoutMs", options.timeoutMs, 10_000, 1, 3_600_000),
       retries: integerOption("retries", options.retries, 3, 0, 100),
       retryDelayMs: integerOption("retryDelayMs", options.retryDelayMs, 100, 0, 60_000),
+      sourceOffsetBytes: integerOption("sourceOffsetBytes", options.sourceOffsetBytes, 0, 0, Number.MAX_SAFE_INTEGER),
+      destinationOffsetBytes: integerOption("destinationOffsetBytes", options.destinationOffsetBytes, options.sourceOffsetBytes ?? 0, 0, Number.MAX_SAFE_INTEGER),
     };
+    for (const key of ["sourceOffsetBytes", "destinationOffsetBytes"] as const) {
+      if (this.options[key] % options.blockBytes !== 0) throw invalidArgument(key, `a multiple of the block size ${options.blockBytes}`, this.options[key]);
+    }
   }
 
   /** Follows a writer: every range it writes is copied after it (on-command mode is sync()). */
@@ -173,7 +185,8 @@ export class HookMirror extends EventEmitter<HookMirrorEvents> {
       ...process.env,
       LUNLINK_SRC: this.options.source,
       LUNLINK_DST: this.options.destination,
-      LUNLINK_OFFSET: String(offsetBytes),
+      LUNLINK_OFFSET: String(this.options.sourceOffsetBytes + offsetBytes),
+      LUNLINK_DST_OFFSET: String(this.options.destinationOffsetBytes + offsetBytes),
       LUNLINK_LENGTH: String(lengthBytes),
       LUNLINK_BLOCK_SIZE: String(this.options.blockBytes),
     };

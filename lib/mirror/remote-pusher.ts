@@ -21,6 +21,7 @@ import { MAX_SUMS_BLOCKS, MAX_WRITE_BYTES, MessageDecoder, SUM_BYTES, blockSums,
 import { REFUSALS } from "./remote-server.ts";
 import { RingMirror, resolveMirrorOptions, type MirrorCloseReport, type RingMirrorOptions } from "./ring-mirror.ts";
 import type { BlockSink } from "./sink.ts";
+import { mirrorReaderNode } from "./region.ts";
 
 export interface RemoteMirrorPusherOptions extends RingMirrorOptions {
   host: string;
@@ -105,7 +106,7 @@ export class RemoteMirrorPusher extends RingMirror {
       this.connected = true;
       this.emit("connection", "up", `${this.remote.host}:${this.remote.port}`);
       if (this.remote.once) {
-        this.reader = await RingReader.open(this.source, { nodeId: this.superblock.peerNode, start: "head", framingOnly: true });
+        this.reader = await RingReader.open(this.source, { nodeId: mirrorReaderNode(this.superblock), start: "head", framingOnly: true });
         await this.resync();
         return;
       }

@@ -30,6 +30,7 @@ import { openSuperblock } from "../ring/superblocks.ts";
 import { healthChange, mirrorRecovery, type BackoffOptions, type HealthChange } from "./health.ts";
 import type { BlockSink } from "./sink.ts";
 import { WritePump } from "./write-pump.ts";
+import { mirrorReaderNode } from "./region.ts";
 
 export interface RingMirrorOptions extends BackoffOptions {
   /** Status slots are copied this long after a record was copied (default 10 ms)... */
@@ -327,7 +328,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     this.lastStatusCopy = undefined; // a new attempt (maybe a new session or destination): write it again
     this.statusBuffers = undefined;
     // Capture the head first: whatever lands during the resync is copied by both, which is harmless.
-    this.reader = await RingReader.open(this.source, { nodeId: this.superblock.peerNode, start: "head", framingOnly: true });
+    this.reader = await RingReader.open(this.source, { nodeId: mirrorReaderNode(this.superblock), start: "head", framingOnly: true });
     await this.resync();
     const reader = this.reader;
     const noFrames = (): void => {};

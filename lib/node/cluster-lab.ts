@@ -1,9 +1,14 @@
 // A cluster of N hosts on one machine, for the cluster device tests and `bench cluster`: N network
 // namespaces plugged into a bridge in a "switch" namespace (the primary network, 198.18.1.0/24 inside
-// the namespaces only), one shared loop device (direct I/O, 4096-byte sectors) formatted as a cluster
-// volume whose regions every node reads directly (the SAN case), and `lunlink up` with a cluster
-// config in each node's namespace. Every resource is named with the lab's prefix and recorded as it
-// is created; destroy() removes exactly those (safe twice and after a partial create()).
+// the namespaces only), the rings, and `lunlink up` with a cluster config in each node's namespace.
+// Rings, by layout: "shared", one loop device (direct I/O, 4096-byte sectors) formatted as a cluster
+// volume whose regions every node reads directly (the SAN case); "mirrors", a volume per node (a
+// cluster volume of which it writes its own region) and on every node a copy of each peer's region
+// (a node volume) kept by `lunlink mirror copy --follow --region` in the root namespace, standing in
+// for the arrays (so a cut of a node's network never touches them), or for one pair by `mirror push`
+// in an "array" namespace to `mirror serve` in the reader's namespace over a storage veth of their own.
+// Every resource is named with the lab's prefix and recorded as it is created; destroy() removes
+// exactly those (safe twice and after a partial create()).
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
@@ -15,14 +20,20 @@ import { promisify } from "node:util";
 import { Volume } from "../io/volume.ts";
 import { MAX_CLUSTER_NODES } from "../format/layout.ts";
 import { formatCluster } from "../ring/cluster.ts";
+import { openSuperblock } from "../ring/superblocks.ts";
 import type { ClusterNodeStatus } from "./cluster-status.ts";
 import { callControl } from "./control.ts";
-import { deleteNamespace, lunlinkBin, type StreamReport } from "./lab.ts";
+import { MirrorProcess, deleteNamespace, lunlinkBin, type StreamReport } from "./lab.ts";
 
 const execFileAsync = promisify(execFile);
 
 const UNDERLAY = "198.18.1";
 const TUN_SUBNET = "198.18.100";
+/** The storage veth of a remote mirror (array namespace .1, reader's namespace .2), apart from the primary. */
+const STORAGE_SUBNET = "198.18.2";
+const REMOTE_MIRROR_PORT = 7420;
+/** Bound on a mirror's first full copy reaching its destination. */
+const MIRROR_RESYNC_TIMEOUT_MS = 30_000;
 /** Lines of node logs kept (a bound: a chatty node must not grow the lab without limit). */
 const MAX_LOG_LINES = 5000;
 /** A node that does not stop on "down"/SIGTERM within this is killed. */
@@ -42,6 +53,10 @@ export interface ClusterLabOptions {
   dirPrefix?: string;
   /** Extra config for every node (timers, storage...), merged over the lab's. */
   config?: Record<string, unknown>;
+  /** "shared" (default): one cluster volume read directly by all; "mirrors": a volume per node, peers read mirror copies. */
+  layout?: "shared" | "mirrors";
+  /** With "mirrors": the copy of node `from`'s region on node `to` is kept by `mirror push/serve` over a storage veth, not a local copy. */
+  remoteMirror?: { from: number; to: number };
 }
 
 export interface ClusterLabNode {
@@ -58,14 +73,19 @@ export interface ClusterLabNode {
 
 export class ClusterLab {
   readonly nodes: ClusterLabNode[] = [];
-  /** The shared cluster volume (a loop device); "" until create() attached it. */
+  /** The shared cluster volume (a loop device); "" until create() attached it, and with layout "mirrors". */
   volume = "";
+  /** Layout "mirrors": each node's own volume (a loop device), by node id - 1. */
+  readonly nodeVolumes: string[] = [];
+  /** Layout "mirrors": the local mirrors `lunlink mirror copy --follow --region` (root namespace). */
+  readonly mirrors: MirrorProcess[] = [];
   readonly logs: string[] = [];
   readonly dir: string;
   private readonly options: ClusterLabOptions;
   private readonly tag = randomBytes(2).toString("hex");
   private readonly namespaces: string[] = [];
   private readonly extra: ChildProcess[] = [];
+  private readonly loops: string[] = [];
   private destroyed = false;
 
   private constructor(options: ClusterLabOptions, dir: string) {
@@ -105,28 +125,99 @@ export class ClusterLab {
       await ip(["-n", ns, "link", "set", veth, "up"]);
       this.nodes.push({ id, ns, veth, underlayAddress: `${UNDERLAY}.${id}`, tunAddress: `${TUN_SUBNET}.${id}`, configPath: join(this.dir, `node${id}.json`), socketPath: join(this.dir, `node${id}.sock`) });
     }
-    // Written out, not sparse (a LUN has no holes: a first write into one stalls an O_DSYNC write).
-    const file = join(this.dir, "cluster.img");
-    const sizeBytes = Math.max(MIN_VOLUME_BYTES, count * VOLUME_BYTES_PER_NODE);
-    const handle = await open(file, "w");
-    try {
-      const zeros = Buffer.alloc(1024 * 1024);
-      for (let at = 0; at < sizeBytes; at += zeros.length) await handle.write(zeros, 0, zeros.length, at);
-      await handle.sync();
-    } finally {
-      await handle.close();
+    const rings = this.options.layout === "mirrors" ? await this.mirroredRings() : await this.sharedRings();
+    const members = this.nodes.map((n) => ({ node: n.id, address: n.tunAddress, primary: `${n.underlayAddress}:7410`, ring: "" }));
+    for (const n of this.nodes) {
+      const own = members.map((m) => ({ ...m, ring: rings(n.id, m.node) }));
+      const c = { node: n.id, tun: { name: "lunlink0", address: `${n.tunAddress}/24` }, cluster: { members: own }, control: { socket: n.socketPath }, ...this.options.config };
+      await writeFile(n.configPath, `${JSON.stringify(c, null, 2)}\n`);
     }
-    this.volume = await attachLoop(file);
-    const volume = await Volume.open(this.volume, { dsync: true });
+  }
+
+  /** One cluster volume holding every node's region, read directly by all: where node `reader` finds node `writer`'s ring. */
+  private async sharedRings(): Promise<(reader: number, writer: number) => string> {
+    const count = this.nodes.length;
+    this.volume = await this.attach(await writeOut(join(this.dir, "cluster.img"), Math.max(MIN_VOLUME_BYTES, count * VOLUME_BYTES_PER_NODE)));
+    await this.formatCluster(this.volume);
+    return () => this.volume;
+  }
+
+  /**
+   * A volume per node (a cluster volume of which the node writes its own region), and on each node a
+   * node-volume copy of every peer's region, kept by a mirror; each mirror has done its first copy
+   * before this returns. Where node `reader` finds node `writer`'s ring: its own volume, or its copy.
+   */
+  private async mirroredRings(): Promise<(reader: number, writer: number) => string> {
+    const count = this.nodes.length;
+    const uuids: string[] = [];
+    let regionBytes = 0;
+    for (const n of this.nodes) {
+      const device = await this.attach(await writeOut(join(this.dir, `node${n.id}.img`), Math.max(MIN_VOLUME_BYTES, count * VOLUME_BYTES_PER_NODE)));
+      this.nodeVolumes.push(device);
+      const { header, superblocks } = await this.formatCluster(device);
+      uuids.push(superblocks[n.id - 1]!.volumeUuid);
+      regionBytes = Number(header.regions[n.id - 1]!.blocks) * header.blockBytes;
+    }
+    const copy = (reader: number, writer: number): string => join(this.dir, `node${writer}-on-node${reader}.img`);
+    const remote = this.options.remoteMirror;
+    for (const reader of this.nodes) {
+      for (const writer of this.nodes) {
+        if (writer.id === reader.id) continue;
+        await writeOut(copy(reader.id, writer.id), regionBytes);
+        if (remote?.from === writer.id && remote.to === reader.id) await this.remoteMirror(writer.id, reader.id, copy(reader.id, writer.id));
+        else this.mirrors.push(new MirrorProcess(this.nodeVolumes[writer.id - 1]!, copy(reader.id, writer.id), writer.id));
+      }
+    }
+    for (const m of this.mirrors) await m.resynced(uuids[m.region! - 1]!);
+    if (remote !== undefined) await copied(copy(remote.to, remote.from), uuids[remote.from - 1]!);
+    return (reader, writer) => (reader === writer ? this.nodeVolumes[writer - 1]! : copy(reader, writer));
+  }
+
+  /**
+   * Node `from`'s region pushed by `lunlink mirror push --region` from an "array" namespace to
+   * `lunlink mirror serve` in node `to`'s namespace, over a veth of their own (the primary's cut
+   * leaves it up): the remote mirror mode, the replication link apart from the hosts' network.
+   */
+  private async remoteMirror(from: number, to: number, destination: string): Promise<void> {
+    const short = this.options.prefix.replace(/-$/, "");
+    const array = await this.addNamespace(`${this.options.prefix}${this.tag}-sa`);
+    const reader = this.node(to);
+    const arrayEnd = `${short}${this.tag}sa`.slice(0, 15);
+    const readerEnd = `${short}${this.tag}sr`.slice(0, 15);
+    await ip(["link", "add", arrayEnd, "netns", array, "type", "veth", "peer", "name", readerEnd, "netns", reader.ns]);
+    for (const [ns, dev, host] of [[array, arrayEnd, 1], [reader.ns, readerEnd, 2]] as const) {
+      await ip(["-n", ns, "addr", "add", `${STORAGE_SUBNET}.${host}/24`, "dev", dev]);
+      await ip(["-n", ns, "link", "set", dev, "up"]);
+    }
+    const listen = `${STORAGE_SUBNET}.2:${REMOTE_MIRROR_PORT}`;
+    const server = this.spawnNs(reader.ns, process.execPath, [lunlinkBin(), "mirror", "serve", "--listen", listen, "--volume", destination, "--json"]);
+    await new Promise<void>((resolve, reject) => {
+      let err = "";
+      server.stderr!.on("data", (c: Buffer) => (err = (err + c.toString()).slice(-2000)));
+      createInterface({ input: server.stdout! }).on("line", (line) => {
+        if (line.includes('"listening"')) resolve();
+      });
+      server.once("exit", () => reject(new Error(`mirror serve on node ${to} exited: ${err}`)));
+    });
+    const pusher = this.spawnNs(array, process.execPath, [lunlinkBin(), "mirror", "push", this.nodeVolumes[from - 1]!, "--region", String(from), "--to", listen, "--poll-max-ms", "2", "--retry-min-ms", "50"]);
+    pusher.stderr!.on("data", (c: Buffer) => {
+      if (this.logs.length < MAX_LOG_LINES) this.logs.push(`push ${from}->${to} ${c.toString().trim()}`);
+    });
+  }
+
+  /** A zero-filled file attached as a loop device (recorded for destroy()). */
+  private async attach(file: string): Promise<string> {
+    const device = await attachLoop(file);
+    this.loops.push(device);
+    return device;
+  }
+
+  private async formatCluster(device: string): Promise<Awaited<ReturnType<typeof formatCluster>>> {
+    const volume = await Volume.open(device, { dsync: true });
     try {
-      await formatCluster(volume, { nodes: this.nodes.map((n) => n.id) });
+      return await formatCluster(volume, { nodes: this.nodes.map((n) => n.id) });
     } finally {
       await volume.close();
-    }
-    const members = this.nodes.map((n) => ({ node: n.id, address: n.tunAddress, primary: `${n.underlayAddress}:7410`, ring: this.volume }));
-    for (const n of this.nodes) {
-      const c = { node: n.id, tun: { name: "lunlink0", address: `${n.tunAddress}/24` }, cluster: { members }, control: { socket: n.socketPath }, ...this.options.config };
-      await writeFile(n.configPath, `${JSON.stringify(c, null, 2)}\n`);
     }
   }
 
@@ -212,7 +303,11 @@ export class ClusterLab {
 
   /** Starts a long-running command in a node's namespace (killed by destroy() if still running). */
   spawnIn(id: number, command: string, args: string[]): ChildProcess {
-    const child = spawn("ip", ["netns", "exec", this.node(id).ns, command, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    return this.spawnNs(this.node(id).ns, command, args);
+  }
+
+  private spawnNs(ns: string, command: string, args: string[]): ChildProcess {
+    const child = spawn("ip", ["netns", "exec", ns, command, ...args], { stdio: ["pipe", "pipe", "pipe"] });
     this.extra.push(child);
     return child;
   }
@@ -246,9 +341,40 @@ export class ClusterLab {
     this.destroyed = true;
     for (const n of this.nodes) await this.stopNode(n.id).catch(() => undefined);
     for (const child of this.extra) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    for (const m of this.mirrors) await m.stop();
     for (const ns of this.namespaces) await deleteNamespace(ns);
-    if (this.volume !== "") await detachLoop(this.volume);
+    for (const device of this.loops) await detachLoop(device);
     await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A file of `sizeBytes` written out, not sparse (a LUN has no holes: a first write into one stalls an O_DSYNC write). */
+async function writeOut(file: string, sizeBytes: number): Promise<string> {
+  const handle = await open(file, "w");
+  try {
+    const zeros = Buffer.alloc(1024 * 1024);
+    for (let at = 0; at < sizeBytes; at += zeros.length) await handle.write(zeros, 0, Math.min(zeros.length, sizeBytes - at), at);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  return file;
+}
+
+/** Waits until `path` carries the superblock of volume `volumeUuid` (a mirror's first copy is done: the superblock goes last). */
+async function copied(path: string, volumeUuid: string): Promise<void> {
+  const deadline = Date.now() + MIRROR_RESYNC_TIMEOUT_MS;
+  for (;;) {
+    const volume = await Volume.open(path, { readOnly: true });
+    try {
+      if ((await openSuperblock(volume)).superblock.volumeUuid === volumeUuid) return;
+    } catch {
+      // not copied yet
+    } finally {
+      await volume.close();
+    }
+    if (Date.now() > deadline) throw new Error(`${path}: no copy of volume ${volumeUuid} within ${MIRROR_RESYNC_TIMEOUT_MS} ms`);
+    await sleep(50);
   }
 }
 

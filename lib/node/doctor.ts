@@ -14,7 +14,7 @@ import { promisify } from "node:util";
 
 import { LunlinkError } from "../errors.ts";
 import { probe, type ProbeResult } from "../io/probe.ts";
-import { loadAnyConfig, loadKeys, parseEndpoint, type ClusterConfig, type NodeConfig } from "./config.ts";
+import { loadAnyConfig, loadKeys, parseEndpoint, type AnyConfig, type ClusterConfig, type NodeConfig } from "./config.ts";
 import { loadClusterKey } from "./cluster-run.ts";
 
 const run = promisify(execFile);
@@ -343,6 +343,11 @@ export function corosyncToken(conf: string): { tokenMs: number; nodes: number; e
   const base = token === null ? COROSYNC_TOKEN_MS : Number(token[1]);
   // corosync 3: the real timeout grows with the node count beyond two (token + (nodes - 2) * coefficient).
   return { tokenMs: base + Math.max(0, nodes - 2) * coefficient, nodes, explicit: token !== null, ringAddresses };
+}
+
+/** The corosync check of a checked config of either kind: doctor's, and `check-config --corosync-conf`'s. None if `path` cannot be read. */
+export function corosyncFindings(config: AnyConfig, path: string): Promise<Finding[]> {
+  return corosyncCheck(config.kind === "pair" ? pairTarget(config.config) : clusterTarget(config.config), path);
 }
 
 async function corosyncCheck(config: Target, path: string): Promise<Finding[]> {

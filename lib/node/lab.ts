@@ -315,7 +315,7 @@ const MIRROR_RESYNC_TIMEOUT_MS = 30_000;
 /** A mirror that does not stop on SIGTERM within this is killed. */
 const MIRROR_STOP_TIMEOUT_MS = 5_000;
 
-/** `lunlink mirror copy --follow SOURCE DESTINATION` in its own session (setsid), until stop(). */
+/** `lunlink mirror copy --follow SOURCE DESTINATION [--region NODE]` in its own session (setsid), until stop(). */
 export class MirrorProcess {
   private child!: ChildProcess;
   private exited!: Promise<void>;
@@ -324,6 +324,8 @@ export class MirrorProcess {
   constructor(
     readonly source: string,
     readonly destination: string,
+    /** Mirror only this node's region of a cluster volume (onto a node volume copy or the same region). */
+    readonly region?: number,
   ) {
     this.start();
   }
@@ -333,7 +335,7 @@ export class MirrorProcess {
     if (this.child !== undefined && this.running) return;
     // Real-time like the nodes (chrt, SCHED_RR 1): the mirror stands in for the array, which has CPUs
     // of its own; at normal priority a CPU hog on this machine starved it and took the storage path down.
-    const mirror = [process.execPath, lunlinkBin(), "mirror", "copy", "--follow", this.source, this.destination];
+    const mirror = [process.execPath, lunlinkBin(), "mirror", "copy", "--follow", this.source, this.destination, ...(this.region === undefined ? [] : ["--region", String(this.region)])];
     this.child = spawn("chrt", ["--rr", "1", ...mirror], { detached: true, stdio: ["ignore", "ignore", "pipe"] });
     this.child.stderr!.on("data", (chunk: Buffer) => (this.stderr = (this.stderr + chunk.toString("utf8")).slice(-2000)));
     const child = this.child;
