@@ -21,7 +21,8 @@ import { PeerHolds, newer } from "./peer-holds.ts";
 import type { Ack, PeerAckInput, ResolvedWriterOptions, RingWriterCounters, WriterCloseReport } from "./writer-options.ts";
 
 /**
- * The machine's states. Exactly one of the writing/checking/rekeying states has an I/O in flight.
+ * The machine's states. The writing/checking/rekeying states have I/O in flight: writingRecord up to
+ * maxRecordsInFlight record writes, every other one exactly one I/O (alone).
  * idle -> batching -> (awaitingAck) -> writingPad? -> rekeying? -> writingRecord -> idle|batching;
  * writingStatus and checkingOwner between records; closed and failed are terminal.
  */
