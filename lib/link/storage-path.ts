@@ -43,6 +43,14 @@ export const LINK_MAX_RECORD_BLOCKS = 256;
 export const LINK_RECORDS_IN_FLIGHT = 4;
 
 /**
+ * With a record write in flight, the next record is sealed (and written beside it) once it holds this
+ * many bytes; below, it keeps growing until the pipeline drains (RingWriter flushThresholdBytes). So a
+ * lone packet still goes out at once, and a stream adds writes only when it outruns one per flush,
+ * without multiplying small records (each costs CPU: a write, a mirror copy, a reader poll).
+ */
+export const LINK_FLUSH_THRESHOLD_BYTES = 256 * 1024;
+
+/**
  * The peer's status block is re-read this long after a record of its ring (Poller statusPollMs), as
  * while none comes (DEFAULT_FOLLOW_IDLE_MS). Its ack of our ring only feeds `drained` (failback waits
  * for it at most failbackDrainMs, 500 ms) and the lag metrics: the link's writer overwrites unacked
@@ -309,6 +317,7 @@ function writerOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: (
     maxDelayMs: o.maxDelayMs ?? DEFAULT_MAX_DELAY_MS,
     maxRecordBlocks: LINK_MAX_RECORD_BLOCKS,
     maxRecordsInFlight: LINK_RECORDS_IN_FLIGHT,
+    flushThresholdBytes: LINK_FLUSH_THRESHOLD_BYTES,
     // The link acks and retransmits control itself: a dead peer must not stall the writer.
     controlWaitsForAck: false,
     peerAck: () => path()?.peerAck,

@@ -480,7 +480,7 @@ export class RingWriterCore {
       const statusIdleAtMs = this.statusStale ? this.lastRecordMs + STATUS_IDLE_MS : Number.POSITIVE_INFINITY;
       const statusDueAtMs = Math.min(statusIdleAtMs, this.lastStatusMs + this.o.statusIntervalMs);
       // Records in flight: a completion wakes the shell; only a batch that may still join them has a deadline.
-      if (this.pipeline.length > 0) return this.awaitRecords(nowMs, builder.frames > 0 && this.canSeal() ? this.fillingSinceMs + this.o.maxDelayMs : Number.POSITIVE_INFINITY);
+      if (this.pipeline.length > 0) return this.awaitRecords(nowMs);
       if (nowMs >= statusDueAtMs || (this.closeDeadlineMs !== undefined && this.statusStale)) return this.writeStatus(input);
       if (this.closeDeadlineMs !== undefined && builder.frames === 0 && this.queuedBytes === 0) {
         this.finish(WriterState.Closed);
@@ -512,26 +512,33 @@ export class RingWriterCore {
 
   /** undefined when no record is in flight (the caller's action may run alone), else the wait for them. */
   private drained(nowMs: number): WriterAction | undefined {
-    return this.pipeline.length === 0 ? undefined : this.awaitRecords(nowMs, Number.POSITIVE_INFINITY);
+    return this.pipeline.length === 0 ? undefined : this.awaitRecords(nowMs);
   }
 
   /**
    * Waiting for record writes in flight: each completion wakes the shell (it calls next() after
-   * completed()). The sleep's own deadline is a batch that may still join them, else a re-check
-   * after statusIntervalMs (a write that hangs fails by the volume's ioTimeoutMs), or close's deadline.
+   * completed()), and so does an append that makes a record due (flushThresholdBytes). The sleep's own
+   * deadline is a re-check after statusIntervalMs (a write that hangs fails by the volume's
+   * ioTimeoutMs), or close's deadline.
    */
-  private awaitRecords(nowMs: number, batchDueAtMs: number): WriterAction {
+  private awaitRecords(nowMs: number): WriterAction {
     this.stateNow = WriterState.WritingRecord;
-    return { kind: "sleep", untilMs: Math.min(batchDueAtMs, nowMs + this.o.statusIntervalMs, this.closeDeadlineMs ?? Number.POSITIVE_INFINITY) };
+    return { kind: "sleep", untilMs: Math.min(nowMs + this.o.statusIntervalMs, this.closeDeadlineMs ?? Number.POSITIVE_INFINITY) };
   }
 
+  /**
+   * With records in flight, maxDelayMs does not seal a record: it grows until flushThresholdBytes (or
+   * until the pipeline drains), so a second write goes out only when the bytes to carry outrun one
+   * write per flush. Sealing every few packets beside writes in flight multiplied records (and the
+   * CPU per record: write, mirror copy, reader poll) with no gain (bench link under load).
+   */
   private recordDue(nowMs: number, builder: RecordBuilder, input: WriterInput): boolean {
     return (
       this.closeDeadlineMs !== undefined ||
       input.roomWanted ||
       this.flushTarget > this.framesWritten ||
       builder.bytes >= this.o.flushThresholdBytes ||
-      nowMs - this.fillingSinceMs >= this.o.maxDelayMs ||
+      (this.pipeline.length === 0 && nowMs - this.fillingSinceMs >= this.o.maxDelayMs) ||
       !builder.fits(0) ||
       this.queuedBytes > 0
     );

@@ -37,7 +37,7 @@ function makeCore(options: Partial<RingWriterOptions> = {}, ringBlocks = 64): Ri
   const core = new RingWriterCore({
     superblock,
     keys: undefined,
-    options: resolveOptions({ nodeId: 1, maxDelayMs: 0, flushThresholdBytes: 1 << 20, statusIntervalMs: 100, ownerCheckMs: 1000, maxRecordsInFlight: 3, maxRecordBlocks: 4, ...options }),
+    options: resolveOptions({ nodeId: 1, maxDelayMs: 0, flushThresholdBytes: 100, statusIntervalMs: 100, ownerCheckMs: 1000, maxRecordsInFlight: 3, maxRecordBlocks: 4, ...options }),
     nowMs: 0,
     seq: 1n,
     headBlock: 0,
@@ -101,6 +101,22 @@ test("up to maxRecordsInFlight record writes are issued back to back; the next r
   const fourth = asRecord(t, core.next(12, input()));
   t.like(fourth, { seq: 4n, offsetBytes: (RING_START + 3) * B });
   t.is(core.counters.records, 2);
+});
+
+test("beside a write in flight a record is sealed at flushThresholdBytes, not after maxDelayMs: small frames grow one record until the drain", (t) => {
+  const core = makeCore({ maxRecordsInFlight: 3, flushThresholdBytes: 1000, maxDelayMs: 0 });
+  const lone = asRecord(t, appendAndNext(core, 10, 50));
+  t.is(lone.seq, 1n, "nothing in flight: a lone frame goes out at once (maxDelayMs 0)");
+  for (let i = 0; i < 5; i++) t.is(appendAndNext(core, 20 + i, 50).kind, "sleep", "small frames wait beside the write in flight");
+  const big = asRecord(t, appendAndNext(core, 30, 800));
+  t.like(big, { seq: 2n }, "the threshold reached: a second write goes out beside the first");
+  t.is(core.recordsInFlight, 2);
+  t.is(appendAndNext(core, 31, 50).kind, "sleep");
+  core.completed(32, 1n);
+  t.is(core.next(32, input()).kind, "sleep", "record 2 still in flight");
+  core.completed(32, 2n);
+  t.like(asRecord(t, core.next(32, input())), { seq: 3n }, "drained: the small batch goes out at once");
+  t.is(core.framesWritten, 7);
 });
 
 test("completions out of order: the head, flush() count and counters move only over the completed prefix", (t) => {

@@ -57,7 +57,7 @@ async function setup(options: Partial<RingWriterOptions> = {}) {
   const clock = new FakeClock();
   const volume = new GatedVolume();
   await formatVolume(volume.mem.asVolume(), { writerNode: 1, peerNode: 2, ringBlocks: BigInt(RING_BLOCKS) });
-  const open = () => RingWriter.open(volume.asVolume(), { nodeId: 1, maxRecordBlocks: 4, maxDelayMs: 0, maxRecordsInFlight: 3, statusIntervalMs: 50, clock, ...options });
+  const open = () => RingWriter.open(volume.asVolume(), { nodeId: 1, maxRecordBlocks: 4, maxDelayMs: 0, flushThresholdBytes: 100, maxRecordsInFlight: 3, statusIntervalMs: 50, clock, ...options });
   const writer = await open();
   volume.gating = true;
   return { clock, volume, writer, open };
