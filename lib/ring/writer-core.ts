@@ -474,13 +474,13 @@ export class RingWriterCore {
         continue;
       }
       if (this.queuedBytes > 0 && this.refill(nowMs)) continue;
+      // Records in flight: the status, the close and the batch deadline wait for the drain (a completion wakes the shell).
+      if (this.pipeline.length > 0) return this.awaitRecords(nowMs);
       // Status: on the heartbeat interval, and once the writer has been idle STATUS_IDLE_MS with a new
       // head (not after every record: under load that would double the writes, and a status write
       // must not sit in front of the next record of a conversation).
       const statusIdleAtMs = this.statusStale ? this.lastRecordMs + STATUS_IDLE_MS : Number.POSITIVE_INFINITY;
       const statusDueAtMs = Math.min(statusIdleAtMs, this.lastStatusMs + this.o.statusIntervalMs);
-      // Records in flight: a completion wakes the shell; only a batch that may still join them has a deadline.
-      if (this.pipeline.length > 0) return this.awaitRecords(nowMs);
       if (nowMs >= statusDueAtMs || (this.closeDeadlineMs !== undefined && this.statusStale)) return this.writeStatus(input);
       if (this.closeDeadlineMs !== undefined && builder.frames === 0 && this.queuedBytes === 0) {
         this.finish(WriterState.Closed);
