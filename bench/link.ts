@@ -8,11 +8,14 @@
 //   3. CPU per MB of the two lunlink processes during each TCP run; for the storage rows also what the
 //      ring did (records, frames per record, bytes per record, drops) and TCP's view (ss -tin: cwnd, rtt);
 //   4. fio running the storage path's four-stream pattern (write A, read A, write B, read B) on two
-//      loop devices of its own, the reference the storage rows are held against.
+//      loop devices of its own, the reference the storage rows are held against; and the send ring
+//      alone (the link's RingWriter settings flooded on a loop device, 1 vs LINK_RECORDS_IN_FLIGHT
+//      record writes in flight), the bound the writer sets with nothing else in the way.
 // `--only storage` runs just the storage TCP rows and fio (no veth, wireguard-go, primary, failover).
 import { execFile } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { loadavg } from "node:os";
 import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
 import { promisify } from "node:util";
@@ -20,7 +23,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import { Lab } from "../lib/node/lab.ts";
 import type { LinkStatus } from "../lib/link/link.ts";
-import { fourStreams, STORAGE_FIO_BLOCK_BYTES } from "./link-fio.ts";
+import { LINK_RECORDS_IN_FLIGHT } from "../lib/link/storage-path.ts";
+import { fourStreams, sendRingAlone, STORAGE_FIO_BLOCK_BYTES } from "./link-fio.ts";
 import { withScratch } from "./scratch.ts";
 import { numberArg, percentile, ratio, table } from "./stats.ts";
 import { assertCanPlot, writeCharts } from "../lib/cli/plot.ts";
@@ -107,6 +111,13 @@ export async function linkBench(args: string[]): Promise<void> {
     console.log(`fio four streams (write A O_DSYNC, read A, write B, read B at once; O_DIRECT, loop devices with direct I/O, ${seconds} s each), the slowest stream: ${fioFigures} (the rate data could cross that pipeline)`);
     console.log(`\nring activity during the storage TCP runs (writer of the sending node, reader of the receiving one; TCP as ss -tin saw it on node 1 halfway)`);
     console.log(table(["path", "direction", "records", "frames/record", "KiB/record", "frames dropped", "reader records", "reader lost", "ss -tin node 1"], ringRows));
+    const sendRing: string[][] = [];
+    for (const inFlight of [1, LINK_RECORDS_IN_FLIGHT]) {
+      const r = await withScratch((scratch) => sendRingAlone(scratch, seconds, inFlight)).catch((error: Error) => error);
+      sendRing.push(r instanceof Error ? [String(inFlight), `not measured (${r.message})`, "", ""] : [String(inFlight), (r.bytesPerSecond / 1e6).toFixed(1), r.cpuMsPerMB.toFixed(2), r.kibPerRecord.toFixed(0)]);
+    }
+    console.log(`\nthe send ring alone (RingWriter, the link's settings, O_DSYNC loop device, ${seconds} s flood of ${1400 + 64}-byte frames; no TCP, mirror or reader); load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+    console.log(table(["record writes in flight", "MB/s", "CPU ms/MB", "KiB/record"], sendRing));
     if (storageOnly) return;
 
     // 1: failover.

@@ -27,11 +27,28 @@ import type { Ack, RingWriterCounters, RingWriterOptions } from "../ring/writer.
  * Largest record the link's send ring writes: 256 blocks, 1 MiB at B = 4096 (the RingWriter default is
  * 65). Each record is one O_DSYNC write, whose cost here is mostly the device flush, not the bytes
  * (bench link, 2-vCPU VM under load: 13-16 ms between record completions whatever their size, fio 4 KiB
- * O_DSYNC 12 ms p50 beside 256 KiB at 1 ms). Records only grow while the previous write is in flight,
- * so a lone packet still goes out at once; under a TCP stream the bytes per flush set the throughput.
+ * O_DSYNC 12 ms p50 beside 256 KiB at 1 ms). Records only grow while LINK_RECORDS_IN_FLIGHT writes are
+ * in flight, so a lone packet still goes out at once; under a TCP stream the bytes per flush set the throughput.
  * 1 MiB is also the mirror's write segment (write-pump.ts) and the reader's read-ahead window.
  */
 export const LINK_MAX_RECORD_BLOCKS = 256;
+
+/**
+ * Record writes the link's send ring keeps in flight at once (RingWriter maxRecordsInFlight): O_DSYNC
+ * writes in flight together share device flushes, so under a TCP stream several records land per
+ * flush instead of one (bench link; fio on this VM: see the writer-core module comment). The status
+ * head still moves only over records whose writes all completed (docs/format.md, "Writer: record
+ * writes in flight"). Costs one record buffer (LINK_MAX_RECORD_BLOCKS blocks) each.
+ */
+export const LINK_RECORDS_IN_FLIGHT = 4;
+
+/**
+ * With a record write in flight, the next record is sealed (and written beside it) once it holds this
+ * many bytes; below, it keeps growing until the pipeline drains (RingWriter flushThresholdBytes). So a
+ * lone packet still goes out at once, and a stream adds writes only when it outruns one per flush,
+ * without multiplying small records (each costs CPU: a write, a mirror copy, a reader poll).
+ */
+export const LINK_FLUSH_THRESHOLD_BYTES = 256 * 1024;
 
 /**
  * The peer's status block is re-read this long after a record of its ring (Poller statusPollMs), as
@@ -309,6 +326,8 @@ function writerOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: (
     maxDelayMs: o.maxDelayMs ?? DEFAULT_MAX_DELAY_MS,
     maxRecordBlocks: LINK_MAX_RECORD_BLOCKS,
     statusIntervalMs: LINK_STATUS_INTERVAL_MS,
+    maxRecordsInFlight: LINK_RECORDS_IN_FLIGHT,
+    flushThresholdBytes: LINK_FLUSH_THRESHOLD_BYTES,
     // The link acks and retransmits control itself: a dead peer must not stall the writer.
     controlWaitsForAck: false,
     peerAck: () => path()?.peerAck,

@@ -1,10 +1,13 @@
 // RingWriterCore: every decision of the ring writer, with no I/O and no timers (sans-IO). The shell
-// (writer.ts) asks next(nowMs, input) for one action, performs it, reports the outcome (completed /
-// superblockRead / fail) and asks again; "sleep" means nothing to do before untilMs or a new input.
-// Invariants: at most one action in flight (next() refuses to run while one is), so the owner check,
-// a rekey, a status write and a record write can never race; sequences strictly increase; a record
-// holding a control frame is not overwritten before the peer acked it (in a cluster: every peer that
-// still holds the ring, see peer-holds.ts); every queue has a named bound.
+// (writer.ts) asks next(nowMs, input) for an action, performs it, reports the outcome (completed /
+// superblockRead / fail) and asks again; "sleep" means nothing to do before untilMs, a new input or
+// a completion. Invariants: up to maxRecordsInFlight record writes in flight at once (consecutive
+// ring positions, issued in seq order, completing in any order: O_DSYNC writes in flight together
+// share device flushes); every other action (pad, status, owner check, rekey) is issued only with no
+// record in flight and is then the only action in flight (next() refuses to run while it is), so the
+// status head names only records whose writes all completed (a contiguous prefix); sequences
+// strictly increase; a record holding a control frame is not overwritten before the peer acked it (in
+// a cluster: every peer that still holds the ring, see peer-holds.ts); every queue has a named bound.
 import { FRAME_HEADER_BYTES, FrameType, MAX_FRAME_BYTES, RING_START_BLOCK, STATUS_SLOT_BLOCKS, payloadCapacity } from "../format/layout.ts";
 import { RecordBuilder, encodePad } from "../format/record.ts";
 import type { RecordCipher } from "../format/record-cipher.ts";
@@ -18,7 +21,8 @@ import { PeerHolds, newer } from "./peer-holds.ts";
 import type { Ack, PeerAckInput, ResolvedWriterOptions, RingWriterCounters, WriterCloseReport } from "./writer-options.ts";
 
 /**
- * The machine's states. Exactly one of the writing/checking/rekeying states has an I/O in flight.
+ * The machine's states. The writing/checking/rekeying states have I/O in flight: writingRecord up to
+ * maxRecordsInFlight record writes, every other one exactly one I/O (alone).
  * idle -> batching -> (awaitingAck) -> writingPad? -> rekeying? -> writingRecord -> idle|batching;
  * writingStatus and checkingOwner between records; closed and failed are terminal.
  */
@@ -29,6 +33,7 @@ export const WriterState = {
   Batching: "batching",
   /** A sealed record's ring space holds an unacked record that may not be overwritten: waits for the ack. */
   AwaitingAck: "awaitingAck",
+  /** Record writes in flight (up to maxRecordsInFlight); another record may still be issued beside them. */
   WritingRecord: "writingRecord",
   /** The pad block that ends a lap. */
   WritingPad: "writingPad",
@@ -106,6 +111,21 @@ interface Pending {
   payload: Uint8Array;
 }
 
+/** A record buffer and its builder: maxRecordsInFlight + 1 of them (the in-flight ones and the filling one). */
+interface RecordSlot {
+  builder: RecordBuilder;
+  buffer: Uint8Array;
+}
+
+/** A record write issued and not yet retired (retired once it and every record before it completed). */
+interface InFlight {
+  seq: bigint;
+  startBlock: number;
+  blocks: number;
+  slot: RecordSlot;
+  done: boolean;
+}
+
 interface ClassQueue {
   frames: Fifo<Pending>;
   /** Payload plus frame header bytes queued: bounded by queueLimitBytes. */
@@ -131,18 +151,26 @@ export class RingWriterCore {
   private readonly blockBytes: number;
   private readonly ringBlocks: number;
   private readonly entropy: (lengthBytes: number) => Uint8Array;
-  private readonly recordBuffers: [Uint8Array, Uint8Array];
-  private readonly builders: [RecordBuilder, RecordBuilder];
+  /** Every record buffer (maxRecordsInFlight + 1); `filling`, `outgoing`, `pipeline` and `spare` share them out. */
+  private readonly slots: RecordSlot[];
   /** Largest payload a frame may carry. */
   readonly frameCapacityBytes: number;
-  private filling: 0 | 1 = 0;
-  /** The sealed record going out (awaiting room, pad, rekey or its write), or undefined. */
-  private outgoing: RecordBuilder | undefined;
+  private filling: RecordSlot;
+  /** Buffers free for the next filling record. */
+  private readonly spare: RecordSlot[];
+  /** The sealed record going out (awaiting room, pad, rekey or a free place in the pipeline), or undefined. */
+  private outgoing: RecordSlot | undefined;
+  /** Record writes issued and not yet retired, in seq order. Bound: maxRecordsInFlight. */
+  private readonly pipeline: Fifo<InFlight>;
+  /** Where the next record is issued: past the last one in the pipeline (seq, headBlock when it is empty). */
+  private issueSeq: bigint;
+  private issueBlock: number;
   private fillingSinceMs = 0;
   private readonly queues = new Map<number, ClassQueue>();
   private queuedBytes = 0;
   /** Records on the ring not yet freed, in the order the head meets them. Bound: 2 x ringBlocks (one start per block, with margin). */
   private readonly index: Fifo<Indexed>;
+  /** The head: the first record not yet written (every write below it completed). */
   private seq: bigint;
   private headBlock: number;
   private readonly statusBlock: Uint8Array;
@@ -160,7 +188,8 @@ export class RingWriterCore {
   private readonly peers: PeerHolds;
   /** The record an ack wait is on (ackWaits counts each record waited on once). */
   private waitingOnSeq: bigint | undefined;
-  private inflight: WriterAction["kind"] | undefined;
+  /** The non-record action in flight (the state it entered), if any: it runs alone. */
+  private inflight: WriterState | undefined;
   private closeDeadlineMs: number | undefined;
   private failure: LunlinkError | undefined;
   private closeReport: WriterCloseReport | undefined;
@@ -175,13 +204,21 @@ export class RingWriterCore {
     this.ringBlocks = Number(init.superblock.ringBlocks);
     this.entropy = init.entropy;
     const maxBlocks = Math.min(init.options.maxRecordBlocks, this.ringBlocks - 1);
-    this.recordBuffers = [init.alloc(maxBlocks * this.blockBytes), init.alloc(maxBlocks * this.blockBytes)];
-    this.builders = [new RecordBuilder(this.recordBuffers[0], this.blockBytes, maxBlocks), new RecordBuilder(this.recordBuffers[1], this.blockBytes, maxBlocks)];
+    this.slots = [];
+    for (let i = 0; i <= init.options.maxRecordsInFlight; i++) {
+      const buffer = init.alloc(maxBlocks * this.blockBytes);
+      this.slots.push({ buffer, builder: new RecordBuilder(buffer, this.blockBytes, maxBlocks) });
+    }
+    this.filling = this.slots[0]!;
+    this.spare = this.slots.slice(1);
+    this.pipeline = new Fifo<InFlight>(init.options.maxRecordsInFlight);
     this.frameCapacityBytes = Math.min(MAX_FRAME_BYTES, payloadCapacity(this.blockBytes, maxBlocks) - FRAME_HEADER_BYTES);
     this.statusBlock = init.alloc(this.blockBytes);
     this.padBlock = init.alloc(this.blockBytes);
     this.seq = init.seq;
     this.headBlock = init.headBlock;
+    this.issueSeq = init.seq;
+    this.issueBlock = init.headBlock;
     this.oldestAtOpen = init.oldestAtOpen > 0n ? init.oldestAtOpen : init.seq;
     this.deliveredMark = init.delivered;
     this.peers = new PeerHolds(init.options.peerDownMs, init.peerRows ?? [], this.counters);
@@ -229,9 +266,16 @@ export class RingWriterCore {
     return this.closeDeadlineMs !== undefined;
   }
 
-  /** Bytes waiting to be written: the filling record, the sealed one going out, and the class queues. */
+  /** Bytes waiting to be written: the filling record, the sealed one going out, those in flight, and the class queues. */
   get bufferedBytes(): number {
-    return this.current().bytes + (this.outgoing?.bytes ?? 0) + this.queuedBytes;
+    let bytes = this.current().bytes + (this.outgoing?.builder.bytes ?? 0) + this.queuedBytes;
+    for (let i = 0; i < this.pipeline.length; i++) bytes += this.pipeline.at(i)!.slot.builder.bytes;
+    return bytes;
+  }
+
+  /** Record writes issued and not yet retired (at most maxRecordsInFlight). */
+  get recordsInFlight(): number {
+    return this.pipeline.length;
   }
 
   /** True when the next append starts a batch (then it needs the time: append's nowMs). */
@@ -257,7 +301,7 @@ export class RingWriterCore {
       // At the threshold the record is sealed now, not when the pump next looks (it may be writing a
       // status block): records end at the threshold whatever the pump's timing. Not while the other
       // buffer is still going out: then this one keeps filling up to maxRecordBlocks.
-      if (this.outgoing === undefined) this.seal();
+      if (this.canSeal()) this.seal();
       return "queued, due";
     }
     // Back-pressured data waits for the next record buffer instead of being copied aside; heartbeat
@@ -284,38 +328,42 @@ export class RingWriterCore {
     if (this.closeDeadlineMs === undefined) this.closeDeadlineMs = nowMs + timeoutMs;
   }
 
-  /** The next action. Throws if one is still in flight: one I/O at a time by construction. */
+  /**
+   * The next action. Throws if a non-record action is still in flight (it runs alone by
+   * construction); with records in flight it may return another record write, or a sleep that a
+   * completion ends.
+   */
   next(nowMs: number, input: WriterInput): WriterAction {
     if (this.inflight !== undefined) throw new Error(`assertion failed: next() with ${this.inflight} in flight`);
     const action = this.decide(nowMs, input);
-    if (action.kind !== "sleep" && action.kind !== "stop") this.inflight = action.kind;
+    if (action.kind !== "sleep" && action.kind !== "stop" && !(action.kind === "write" && action.what === "record")) this.inflight = this.stateNow;
     return action;
   }
 
-  /** The write or superblock write returned by next() completed. */
-  completed(nowMs: number): void {
-    const was = this.stateNow;
+  /**
+   * A write or superblock write returned by next() completed. `seq`: the record's (records may
+   * complete in any order); absent: the one action in flight (the non-record action, or the only
+   * record write). The head moves over records only once every write below them completed.
+   */
+  completed(nowMs: number, seq?: bigint): void {
+    const was = this.inflight;
+    if (this.closeReport !== undefined) {
+      this.inflight = undefined;
+      return; // abandoned at the close timeout (or failed) while this I/O was in flight
+    }
+    if (was === undefined) {
+      this.recordCompleted(nowMs, seq);
+      this.stateNow = this.restingState();
+      return;
+    }
+    if (seq !== undefined) throw new Error(`assertion failed: completed(record ${seq}) with ${was} in flight`);
     this.inflight = undefined;
-    if (this.closeReport !== undefined) return; // abandoned at the close timeout while this I/O hung
-    if (was === WriterState.WritingRecord) {
-      const builder = this.outgoing!;
-      const blocks = builder.blocks;
-      this.index.push({ seq: this.seq, startBlock: this.headBlock, blocks, noOverwrite: builder.noOverwrite });
+    if (was === WriterState.WritingPad) {
       this.seq++;
-      this.headBlock += blocks;
-      if (this.headBlock >= this.ringBlocks) this.headBlock = 0;
-      this.counters.records++;
-      this.counters.bytesWritten += blocks * this.blockBytes;
-      this.blocksSinceOpen += blocks;
-      this.framesWritten += builder.frames;
-      builder.reset();
-      this.outgoing = undefined;
-      this.statusStale = true;
-      this.lastRecordMs = nowMs;
-    } else if (was === WriterState.WritingPad) {
-      this.seq++;
+      this.issueSeq = this.seq;
       this.counters.pads++;
       this.headBlock = 0;
+      this.issueBlock = 0;
     } else if (was === WriterState.WritingStatus) {
       this.lastStatusMs = nowMs;
       this.counters.statusWrites++;
@@ -326,6 +374,37 @@ export class RingWriterCore {
       throw new Error(`assertion failed: completed() in state ${was}`);
     }
     this.stateNow = this.restingState();
+  }
+
+  /** Marks the record done; retires the completed prefix of the pipeline (the head moves over it). */
+  private recordCompleted(nowMs: number, seq: bigint | undefined): void {
+    let entry: InFlight | undefined;
+    for (let i = 0; i < this.pipeline.length; i++) {
+      const candidate = this.pipeline.at(i)!;
+      if (seq === undefined ? !candidate.done : candidate.seq === seq) {
+        if (entry !== undefined) throw new Error("assertion failed: completed() without a seq while several records are in flight");
+        entry = candidate;
+        if (seq !== undefined) break;
+      }
+    }
+    if (entry === undefined || entry.done) throw new Error(`assertion failed: completed(${seq ?? "no seq"}) matches no record write in flight`);
+    entry.done = true;
+    for (let head = this.pipeline.peek(); head?.done === true; head = this.pipeline.peek()) {
+      this.pipeline.shift();
+      const builder = head.slot.builder;
+      if (head.seq !== this.seq || head.startBlock !== this.headBlock) throw new Error(`assertion failed: record ${head.seq} at block ${head.startBlock} retired with the head at ${this.seq}/${this.headBlock}`);
+      this.seq++;
+      this.headBlock += head.blocks;
+      if (this.headBlock >= this.ringBlocks) this.headBlock = 0;
+      this.counters.records++;
+      this.counters.bytesWritten += head.blocks * this.blockBytes;
+      this.blocksSinceOpen += head.blocks;
+      this.framesWritten += builder.frames;
+      builder.reset();
+      this.spare.push(head.slot);
+      this.statusStale = true;
+      this.lastRecordMs = nowMs;
+    }
   }
 
   /** The owner check's superblock read returned: another writer or epoch on it stops this one. */
@@ -347,7 +426,11 @@ export class RingWriterCore {
     }
   }
 
-  /** A fatal error (I/O, not owner): stop; what was not written is reported, buffers are let go. */
+  /**
+   * A fatal error (I/O, not owner): stop; what was not written is reported, buffers are let go.
+   * Records still in flight are abandoned: their completions are ignored, so the head (and the
+   * status) never moves over a failed write; what they held counts as not written.
+   */
   fail(error: unknown): LunlinkError {
     this.inflight = undefined;
     if (this.failure !== undefined) return this.failure;
@@ -380,16 +463,19 @@ export class RingWriterCore {
       }
       // Not before the first status write: open() just wrote the superblock, and open() expects the
       // status first (a slow open under CPU pressure used to find the owner check due already).
-      if (nowMs >= this.nextOwnerCheckMs && this.lastStatusMs !== Number.NEGATIVE_INFINITY) return this.enter(WriterState.CheckingOwner, { kind: "readSuperblock" });
+      // Both wait for the records in flight to drain (they run alone), and no record is issued meanwhile.
+      if (nowMs >= this.nextOwnerCheckMs && this.lastStatusMs !== Number.NEGATIVE_INFINITY) return this.drained(nowMs) ?? this.enter(WriterState.CheckingOwner, { kind: "readSuperblock" });
       // The storage heartbeat goes first once per interval, even under a flood of records.
-      if (nowMs >= this.lastStatusMs + this.o.statusIntervalMs) return this.writeStatus(input);
+      if (nowMs >= this.lastStatusMs + this.o.statusIntervalMs) return this.drained(nowMs) ?? this.writeStatus(input);
       if (this.outgoing !== undefined) return this.sendOutgoing(nowMs, input);
       const builder = this.current();
-      if (builder.frames > 0 && this.recordDue(nowMs, builder, input)) {
+      if (builder.frames > 0 && this.canSeal() && this.recordDue(nowMs, builder, input)) {
         this.seal();
         continue;
       }
       if (this.queuedBytes > 0 && this.refill(nowMs)) continue;
+      // Records in flight: the status, the close and the batch deadline wait for the drain (a completion wakes the shell).
+      if (this.pipeline.length > 0) return this.awaitRecords(nowMs);
       // Status: on the heartbeat interval, and once the writer has been idle STATUS_IDLE_MS with a new
       // head (not after every record: under load that would double the writes, and a status write
       // must not sit in front of the next record of a conversation).
@@ -406,20 +492,53 @@ export class RingWriterCore {
     }
   }
 
-  /** The filling record goes out; the other buffer starts filling. */
+  /**
+   * Can the filling record be sealed? Only with nothing sealed waiting and a free place in the
+   * pipeline (so a spare buffer is left to fill): with one record in flight at most, a record grows
+   * while the previous write is in flight, as before; with more, it grows while the pipeline is full.
+   */
+  private canSeal(): boolean {
+    return this.outgoing === undefined && this.pipeline.length < this.o.maxRecordsInFlight;
+  }
+
+  /** The filling record goes out; a spare buffer starts filling. */
   private seal(): void {
-    this.outgoing = this.current();
-    this.filling = this.filling === 0 ? 1 : 0;
+    const next = this.spare.pop();
+    if (next === undefined) throw new Error("assertion failed: no spare record buffer to seal into");
+    this.outgoing = this.filling;
+    this.filling = next;
     this.roomGeneration++;
   }
 
+  /** undefined when no record is in flight (the caller's action may run alone), else the wait for them. */
+  private drained(nowMs: number): WriterAction | undefined {
+    return this.pipeline.length === 0 ? undefined : this.awaitRecords(nowMs);
+  }
+
+  /**
+   * Waiting for record writes in flight: each completion wakes the shell (it calls next() after
+   * completed()), and so does an append that makes a record due (flushThresholdBytes). The sleep's own
+   * deadline is a re-check after statusIntervalMs (a write that hangs fails by the volume's
+   * ioTimeoutMs), or close's deadline.
+   */
+  private awaitRecords(nowMs: number): WriterAction {
+    this.stateNow = WriterState.WritingRecord;
+    return { kind: "sleep", untilMs: Math.min(nowMs + this.o.statusIntervalMs, this.closeDeadlineMs ?? Number.POSITIVE_INFINITY) };
+  }
+
+  /**
+   * With records in flight, maxDelayMs does not seal a record: it grows until flushThresholdBytes (or
+   * until the pipeline drains), so a second write goes out only when the bytes to carry outrun one
+   * write per flush. Sealing every few packets beside writes in flight multiplied records (and the
+   * CPU per record: write, mirror copy, reader poll) with no gain (bench link under load).
+   */
   private recordDue(nowMs: number, builder: RecordBuilder, input: WriterInput): boolean {
     return (
       this.closeDeadlineMs !== undefined ||
       input.roomWanted ||
       this.flushTarget > this.framesWritten ||
       builder.bytes >= this.o.flushThresholdBytes ||
-      nowMs - this.fillingSinceMs >= this.o.maxDelayMs ||
+      (this.pipeline.length === 0 && nowMs - this.fillingSinceMs >= this.o.maxDelayMs) ||
       !builder.fits(0) ||
       this.queuedBytes > 0
     );
@@ -428,29 +547,48 @@ export class RingWriterCore {
   /** Highest counters.framesAppended a flush() waits for (set by the shell). */
   flushTarget = 0;
 
-  /** The sealed record: end the lap if it does not fit, free its space, rekey if due, write it. */
+  /**
+   * The sealed record: end the lap if it does not fit, free its space, rekey if due, write it. The
+   * pad and the rekey wait for the records in flight to drain (they run alone: a pad's seq follows the
+   * last record's, and a new epoch's superblock is durable before its first record, as at open), so
+   * the records in flight always lie in one lap, below issueBlock: a record issued at issueBlock
+   * never overlaps one still being written.
+   */
   private sendOutgoing(nowMs: number, input: WriterInput): WriterAction {
-    const builder = this.outgoing!;
+    const slot = this.outgoing!;
+    const builder = slot.builder;
     const blocks = builder.blocks;
-    const wraps = this.headBlock + blocks > this.ringBlocks;
+    const wraps = this.issueBlock + blocks > this.ringBlocks;
+    if (wraps || this.pipeline.length >= this.o.maxRecordsInFlight) {
+      const wait = this.drained(nowMs);
+      if (wait !== undefined) return wait;
+    }
     // Ending the lap frees everything up to the ring end: a reader following this lap skips it.
-    const blocking = this.freeRange(this.headBlock, wraps ? this.ringBlocks - this.headBlock : blocks, input.peerAcks === undefined ? input.peerAck : this.peers.holdingAck(input.peerAcks));
+    const blocking = this.freeRange(this.issueBlock, wraps ? this.ringBlocks - this.issueBlock : blocks, input.peerAcks === undefined ? input.peerAck : this.peers.holdingAck(input.peerAcks));
     if (blocking !== undefined) return this.awaitAck(nowMs, blocking);
-    if (this.seq >= MAX_SEQ) throw new LunlinkError(ErrorCode.OutOfRange, `sequence ${this.seq} reached 2^63; reformat the volume`); // the shell fails with it
-    if (this.keys !== undefined && this.seq - this.superblockNow.epochStartSeq >= this.o.rekeyAfterRecords) return this.rekey();
+    if (this.issueSeq >= MAX_SEQ) throw new LunlinkError(ErrorCode.OutOfRange, `sequence ${this.issueSeq} reached 2^63; reformat the volume`); // the shell fails with it
+    if (this.keys !== undefined && this.issueSeq - this.superblockNow.epochStartSeq >= this.o.rekeyAfterRecords) return this.drained(nowMs) ?? this.rekey();
     const B = this.blockBytes;
     if (wraps) {
       encodePad(this.padBlock, B, { volumeUuid: this.uuid, epoch: this.superblockNow.epoch, seq: this.seq, timestampMs: BigInt(Math.trunc(input.wallMs)) }, this.sealing(this.headBlock));
       return this.enter(WriterState.WritingPad, { kind: "write", what: "pad", offsetBytes: (RING_START_BLOCK + this.headBlock) * B, bytes: this.padBlock });
     }
-    builder.finish({ volumeUuid: this.uuid, epoch: this.superblockNow.epoch, seq: this.seq, timestampMs: BigInt(Math.trunc(input.wallMs)) }, undefined, this.sealing(this.headBlock));
-    const buffer = this.builders[0] === builder ? this.recordBuffers[0] : this.recordBuffers[1];
+    const seq = this.issueSeq;
+    const startBlock = this.issueBlock;
+    builder.finish({ volumeUuid: this.uuid, epoch: this.superblockNow.epoch, seq, timestampMs: BigInt(Math.trunc(input.wallMs)) }, undefined, this.sealing(startBlock));
+    // Indexed when issued (the index is in the order the head meets records, which is issue order).
+    this.index.push({ seq, startBlock, blocks, noOverwrite: builder.noOverwrite });
+    this.pipeline.push({ seq, startBlock, blocks, slot, done: false });
+    this.outgoing = undefined;
+    this.issueSeq++;
+    this.issueBlock += blocks;
+    if (this.issueBlock >= this.ringBlocks) this.issueBlock = 0;
     return this.enter(WriterState.WritingRecord, {
       kind: "write",
       what: "record",
-      offsetBytes: (RING_START_BLOCK + this.headBlock) * B,
-      bytes: buffer.subarray(0, blocks * B),
-      seq: this.seq,
+      offsetBytes: (RING_START_BLOCK + startBlock) * B,
+      bytes: slot.buffer.subarray(0, blocks * B),
+      seq,
       blocks,
     });
   }
@@ -551,14 +689,22 @@ export class RingWriterCore {
     return action;
   }
 
-  /** Where the machine rests after an I/O (a sealed record still going out counts as batching). */
+  /** Where the machine rests after an I/O (records still in flight: writing; a sealed record still going out counts as batching). */
   private restingState(): WriterState {
+    if (this.pipeline.length > 0) return WriterState.WritingRecord;
     return this.outgoing !== undefined || this.current().frames > 0 ? WriterState.Batching : WriterState.Idle;
   }
 
   private finish(state: WriterState): void {
-    let frames = this.current().frames + (this.outgoing?.frames ?? 0);
-    let bytes = this.current().bytes + (this.outgoing?.bytes ?? 0);
+    let frames = this.current().frames + (this.outgoing?.builder.frames ?? 0);
+    let bytes = this.current().bytes + (this.outgoing?.builder.bytes ?? 0);
+    // Records in flight (or completed behind one still in flight) are not written as far as the head is concerned.
+    for (let i = 0; i < this.pipeline.length; i++) {
+      const builder = this.pipeline.at(i)!.slot.builder;
+      frames += builder.frames;
+      bytes += builder.bytes;
+    }
+    this.pipeline.clear();
     for (const queue of this.queues.values()) {
       frames += queue.frames.length;
       bytes += queue.bytes;
@@ -566,8 +712,9 @@ export class RingWriterCore {
       queue.bytes = 0;
     }
     this.queuedBytes = 0;
-    this.builders[0].reset();
-    this.builders[1].reset();
+    for (const slot of this.slots) slot.builder.reset();
+    this.spare.length = 0;
+    for (const slot of this.slots) if (slot !== this.filling) this.spare.push(slot);
     this.outgoing = undefined;
     this.index.clear();
     this.stateNow = state;
@@ -575,7 +722,7 @@ export class RingWriterCore {
   }
 
   private current(): RecordBuilder {
-    return this.builders[this.filling];
+    return this.filling.builder;
   }
 
   /** Keyed: the epoch's cipher and the ring block a record goes to (both part of its AEAD). */

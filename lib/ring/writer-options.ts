@@ -8,6 +8,11 @@ import type { Clock } from "./clock.ts";
 import type { PeerRow } from "../format/status.ts";
 import { REKEY_AFTER_RECORDS, type RingAuth } from "./keys.ts";
 
+/** Default record writes in flight (writer-core.ts): see RingWriterOptions.maxRecordsInFlight and bench link. */
+export const DEFAULT_RECORDS_IN_FLIGHT = 1;
+/** Bound on maxRecordsInFlight (each costs a record buffer of up to 4 MiB). */
+export const MAX_RECORDS_IN_FLIGHT = 16;
+
 export interface Ack {
   epoch: bigint;
   seq: bigint;
@@ -30,6 +35,14 @@ export interface RingWriterOptions {
   maxDelayMs?: number;
   /** Largest record in blocks (default 65, i.e. 256 KiB at B = 4096; at most 1024). */
   maxRecordBlocks?: number;
+  /**
+   * Record writes in flight at once (default DEFAULT_RECORDS_IN_FLIGHT, at most MAX_RECORDS_IN_FLIGHT).
+   * With O_DSYNC each record write costs mostly a device flush; writes in flight together share
+   * flushes. The head (and the status block) moves only over records whose writes all completed;
+   * pads, status writes, rekeys and the owner check wait for the records in flight to drain. Each
+   * costs a record buffer (maxRecordBlocks blocks): there are this many plus one.
+   */
+  maxRecordsInFlight?: number;
   /** Overflow bound per class while the record buffer is full, frame headers included (default 4 MiB each). */
   queueLimitBytes?: number;
   /**
@@ -142,6 +155,7 @@ export function resolveOptions(o: RingWriterOptions): ResolvedWriterOptions {
     flushThresholdBytes: integerOption("flushThresholdBytes", o.flushThresholdBytes, 64 * 1024, 1, 64 * 1024 * 1024),
     maxDelayMs: integerOption("maxDelayMs", o.maxDelayMs, DEFAULT_MAX_DELAY_MS, 0, 10_000),
     maxRecordBlocks: integerOption("maxRecordBlocks", o.maxRecordBlocks, 65, 1, MAX_RECORD_BLOCKS),
+    maxRecordsInFlight: integerOption("maxRecordsInFlight", o.maxRecordsInFlight, DEFAULT_RECORDS_IN_FLIGHT, 1, MAX_RECORDS_IN_FLIGHT),
     queueLimitBytes: integerOption("queueLimitBytes", o.queueLimitBytes, 4 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     statusIntervalMs: integerOption("statusIntervalMs", o.statusIntervalMs, 100, 1, 60_000),
     ownerCheckMs: integerOption("ownerCheckMs", o.ownerCheckMs, 1000, 10, 600_000),

@@ -3,9 +3,13 @@
 // filling record buffer (or a bounded per-class queue) -> (2) the core seals the record at
 // flushThresholdBytes or after maxDelayMs -> (3) one O_DIRECT write at the head (pad + wrap at the ring
 // end; flow control first) -> (4) status block (head, ack, delivered, heartbeat) -> sleep.
-// The shell only performs the core's one action at a time, sleeps on the injected clock until the
-// core's deadline or a notification (append, flush, close, peerAckChanged), and settles callers
-// (writer-waiters.ts); what open() decides about the volume is in writer-open.ts.
+// The shell performs the core's actions: record writes are started and not awaited (up to the core's
+// maxRecordsInFlight at once; each completion is reported with its seq and wakes the pump), every
+// other action is awaited (the core issues it alone). It sleeps on the injected clock until the
+// core's deadline or a notification (append, flush, close, peerAckChanged, a record completed), and
+// settles callers (writer-waiters.ts); what open() decides about the volume is in writer-open.ts.
+// The pump ends only once every write it started settled, so a writer reopened after a fault never
+// races a write of the one before it.
 // Fatal errors (I/O, another owner) stop the writer: 'error' is emitted when someone listens, else a
 // process warning is logged unless run() is awaited; run() rejects with the error; pending append()
 // and flush() calls reject with it; close() then returns at once with what was not written.
@@ -52,6 +56,8 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
   private readonly waiters = new WriterWaiters();
   private wake: (() => void) | undefined;
   private pump: Promise<void> = Promise.resolve();
+  /** Record writes started and not settled. Bound: the core's maxRecordsInFlight (it issues no more). */
+  private readonly recordWrites = new Set<Promise<void>>();
   private closing: Promise<WriterCloseReport> | undefined;
   private runObserved = false;
   /** The fatal error was emitted or warned about (once). */
@@ -214,7 +220,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     if (this.core.error !== undefined) throw this.core.error;
   }
 
-  /** The pump: one action of the core at a time until it says stop. Never rejects. */
+  /** The pump: the core's actions until it says stop, then waits for the record writes it started. Never rejects. */
   private async loop(): Promise<void> {
     for (;;) {
       let action: WriterAction;
@@ -226,19 +232,42 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       }
       if (action.kind === "stop") break;
       if (action.kind === "sleep") await this.sleep(action.untilMs);
+      else if (action.kind === "write" && action.what === "record") this.startRecord(action);
       else await this.perform(action).catch((error: unknown) => this.failWith(error));
       for (const event of this.core.peerEvents.splice(0)) this.emit("peerReleased", event.node, event.released);
       this.settleWaiters();
     }
+    while (this.recordWrites.size > 0) await Promise.all(this.recordWrites);
     this.settleWaiters();
   }
 
+  /** Starts one record write beside those in flight; its completion (or failure) wakes the pump. */
+  private startRecord(action: Extract<WriterAction, { what: "record" }>): void {
+    const write = this.volume
+      .write(action.offsetBytes, action.bytes)
+      .then(
+        () => {
+          this.core.completed(this.clock.nowMs(), action.seq);
+          this.emit("write", action.offsetBytes, action.bytes.length, "record");
+          this.emit("flush", action.seq, action.blocks);
+        },
+        (error: unknown) => this.failWith(error),
+      )
+      .catch((error: unknown) => this.failWith(error))
+      .finally(() => {
+        this.recordWrites.delete(write);
+        this.settleWaiters();
+        this.kick();
+      });
+    this.recordWrites.add(write);
+  }
+
+  /** Performs an action the core issued alone (pad, status, superblock read or write). */
   private async perform(action: Exclude<WriterAction, { kind: "sleep" | "stop" }>): Promise<void> {
     if (action.kind === "write") {
       await this.volume.write(action.offsetBytes, action.bytes);
       this.core.completed(this.clock.nowMs());
       this.emit("write", action.offsetBytes, action.bytes.length, action.what);
-      if (action.what === "record") this.emit("flush", action.seq, action.blocks);
     } else if (action.kind === "readSuperblock") {
       const { superblock } = await openSuperblock(this.volume, this.keys);
       this.core.superblockRead(this.clock.nowMs(), superblock, this.volume.path);

@@ -72,7 +72,7 @@ test("one action in flight by construction: next() refuses to run before the las
   const first = core.next(0, input());
   t.like(first, { kind: "write", what: "status" });
   t.is(core.state, WriterState.WritingStatus);
-  t.throws(() => core.next(0, input()), { message: /assertion failed: next\(\) with write in flight/ });
+  t.throws(() => core.next(0, input()), { message: /assertion failed: next\(\) with writingStatus in flight/ });
   core.completed(0);
   t.is(core.state, WriterState.Idle);
 });
