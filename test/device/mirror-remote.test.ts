@@ -70,7 +70,11 @@ function pusher(t: ExecutionContext, r: Rig, label = "push"): Pusher {
     last.push(line);
     if (last.length > PUSHER_HISTORY_LINES) last.shift();
   });
-  return { ...lines, kill: (signal) => child.kill(signal), history: () => `${label}: ${last.join("\n  ")}${lines.stderr() === "" ? "" : `\n  stderr: ${lines.stderr().slice(-2000)}`}` };
+  // A pusher that died (a signal, or an event loop left with nothing to wait for: exit code 13) says nothing on stdout.
+  let state = "running";
+  child.on("exit", (code, signal) => (state = `exited with code ${code} signal ${signal}`));
+  const history = (): string => `${label} (${state}): ${last.join("\n  ")}${lines.stderr() === "" ? "" : `\n  stderr: ${lines.stderr().slice(-2000)}`}`;
+  return { ...lines, kill: (signal) => child.kill(signal), history };
 }
 
 function peer(t: ExecutionContext, args: string[]): JsonLines {
