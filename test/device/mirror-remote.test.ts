@@ -60,7 +60,7 @@ async function serve(t: ExecutionContext, ns: string, to: string, dst: string): 
 /** Lines a pusher printed last, kept for a failure's diagnosis (json-lines hands each line to one reader only). */
 const PUSHER_HISTORY_LINES = 20;
 
-type Pusher = JsonLines & { kill(signal: NodeJS.Signals): void; history(): string };
+type Pusher = JsonLines & { kill(signal: NodeJS.Signals): void; history(): string; running(): boolean; died: Promise<string> };
 
 function pusher(t: ExecutionContext, r: Rig, label = "push"): Pusher {
   const child = spawnIn(t, r.nsA, process.execPath, ["--import=tsx", CLI, "mirror", "push", r.src, "--to", r.to, "--ack-timeout-ms", "1000", "--json"]);
@@ -72,9 +72,9 @@ function pusher(t: ExecutionContext, r: Rig, label = "push"): Pusher {
   });
   // A pusher that died (a signal, or an event loop left with nothing to wait for: exit code 13) says nothing on stdout.
   let state = "running";
-  child.on("exit", (code, signal) => (state = `exited with code ${code} signal ${signal}`));
+  const died = new Promise<string>((resolve) => child.on("exit", (code, signal) => resolve((state = `exited with code ${code} signal ${signal}`))));
   const history = (): string => `${label} (${state}): ${last.join("\n  ")}${lines.stderr() === "" ? "" : `\n  stderr: ${lines.stderr().slice(-2000)}`}`;
-  return { ...lines, kill: (signal) => child.kill(signal), history };
+  return { ...lines, kill: (signal) => child.kill(signal), history, running: () => state === "running", died: died.then(() => `${label} ${state}`) };
 }
 
 function peer(t: ExecutionContext, args: string[]): JsonLines {
@@ -164,9 +164,12 @@ async function stream(t: ExecutionContext, r: Rig, during: () => Promise<void>, 
   // Bounds that hold on a loaded machine: the pusher is killed and restarted meanwhile (node start-up, resync).
   let written: { framesDropped: number; overwrittenUnacked: number; bytesWritten: number };
   let read: { count: number; inOrder: boolean; corrupt: number; hash: string; lost: number; overruns: number };
+  // A pusher that dies while the stream runs fails the test at once, not 50 s later through the tailer.
+  const died = Promise.race(pushers().filter((p) => p.running()).map((p) => p.died.then((why) => Promise.reject(new Error(`${why} while the stream ran`)))));
+  died.catch(() => undefined);
   try {
-    written = (await appender.next(50_000)) as typeof written;
-    read = (await tailer.next(50_000)) as typeof read;
+    written = (await Promise.race([appender.next(50_000), died])) as typeof written;
+    read = (await Promise.race([tailer.next(50_000), died])) as typeof read;
   } catch (error) {
     throw await diagnosis(r, error, tailer, pushers());
   }
