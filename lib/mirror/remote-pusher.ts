@@ -277,6 +277,11 @@ class RemoteSession implements BlockSink {
     }
   }
 
+  /** Why the session ended (the link lost, the server's error), or undefined while it is up. */
+  lost(): Error | undefined {
+    return this.failure;
+  }
+
   /** Resolves once every write sent so far is durable on the far volume. */
   async flush(): Promise<void> {
     const last = this.nextSeq - 1;
