@@ -5,8 +5,9 @@
 // that differ are sent, ring end first) -> follow the ring (RingMirror: later blocks of a record
 // before its first, status after the records it names). Writes are acked by the server once
 // durable; at most windowBytes are sent and unacked. A write unacked for ackTimeoutMs, or any socket
-// error, ends the session; so does a fault of the source volume (stall, EIO) or one the server
-// reports for the destination (its code kept). The supervisor (ring-mirror.ts) waits it out and
+// error, ends the session (noticed at the mirror's next periodic step even with nothing left to write:
+// the server drops what it had not applied); so does a fault of the source volume (stall, EIO) or one
+// the server reports for the destination (its code kept). The supervisor (ring-mirror.ts) waits it out and
 // backs off (retryMinMs doubling to retryMaxMs, jittered), reconnects and resyncs by checksums
 // again, which makes resuming correct by construction.
 import { connect, type Socket } from "node:net";
@@ -276,6 +277,11 @@ class RemoteSession implements BlockSink {
       this.unacked.push({ seq, bytes: piece.length, sentAtMs: performance.now() });
       this.unackedTotal += piece.length;
     }
+  }
+
+  /** Why the session ended (the link lost, the server's error), or undefined while it is up. */
+  lost(): Error | undefined {
+    return this.failure;
   }
 
   /** Resolves once every write sent so far is durable on the far volume. */

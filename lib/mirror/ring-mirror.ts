@@ -361,6 +361,11 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
         },
         periodic: async () => {
           await pump.drain();
+          // A session lost after its last write was sent (the server drops what it had not applied,
+          // say a record's first block) fails here, not at the next write: a mirror at the head of
+          // an idle source writes nothing more, and would wait forever with the copy short.
+          const lost = this.sink.lost?.();
+          if (lost !== undefined) throw lost;
           // One read of the status slots serves both: the copy, and noticing a new epoch (the
           // writer restarted while the mirror waited at a slot it will never fill).
           if (!(await this.copyStatus(true))) return false;

@@ -6,6 +6,7 @@
 // arrive exactly once, in order, by hash.
 import test, { type ExecutionContext } from "ava";
 import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
 
 import { STATUS_SLOT_BLOCKS } from "../../lib/format/layout.ts";
 import { readStamp } from "../../lib/format/record.ts";
@@ -56,9 +57,24 @@ async function serve(t: ExecutionContext, ns: string, to: string, dst: string): 
   return server;
 }
 
-function pusher(t: ExecutionContext, r: Rig): JsonLines & { kill(signal: NodeJS.Signals): void } {
+/** Lines a pusher printed last, kept for a failure's diagnosis (json-lines hands each line to one reader only). */
+const PUSHER_HISTORY_LINES = 20;
+
+type Pusher = JsonLines & { kill(signal: NodeJS.Signals): void; history(): string; running(): boolean; died: Promise<string> };
+
+function pusher(t: ExecutionContext, r: Rig, label = "push"): Pusher {
   const child = spawnIn(t, r.nsA, process.execPath, ["--import=tsx", CLI, "mirror", "push", r.src, "--to", r.to, "--ack-timeout-ms", "1000", "--json"]);
-  return { ...jsonLines(child, "push"), kill: (signal) => child.kill(signal) };
+  const lines = jsonLines(child, label);
+  const last: string[] = [];
+  createInterface({ input: child.stdout! }).on("line", (line) => {
+    last.push(line);
+    if (last.length > PUSHER_HISTORY_LINES) last.shift();
+  });
+  // A pusher that died (a signal, or an event loop left with nothing to wait for: exit code 13) says nothing on stdout.
+  let state = "running";
+  const died = new Promise<string>((resolve) => child.on("exit", (code, signal) => resolve((state = `exited with code ${code} signal ${signal}`))));
+  const history = (): string => `${label} (${state}): ${last.join("\n  ")}${lines.stderr() === "" ? "" : `\n  stderr: ${lines.stderr().slice(-2000)}`}`;
+  return { ...lines, kill: (signal) => child.kill(signal), history, running: () => state === "running", died: died.then(() => `${label} ${state}`) };
 }
 
 function peer(t: ExecutionContext, args: string[]): JsonLines {
@@ -106,8 +122,37 @@ async function ringDifferences(r: Rig): Promise<string[]> {
   }
 }
 
+/** Heads of both volumes, as `lunlink mirror status` reads them. */
+async function heads(r: Rig): Promise<string> {
+  const [src, dst] = [await Volume.open(r.src, { readOnly: true }), await Volume.open(r.dst, { readOnly: true })];
+  try {
+    const s = await mirrorStatus(src, dst);
+    return `source head ${s.source.headSeq} epoch ${s.source.epoch}; copy head ${s.destination.headSeq} epoch ${s.destination.epoch}, newest intact record ${s.destination.newestSeq}; ${s.state}`;
+  } finally {
+    await src.close();
+    await dst.close();
+  }
+}
+
+/**
+ * A stream that did not finish names why: the tailer's last progress line (frames, seq, lost,
+ * damaged, overruns, lag), the pushers' last events, both status heads and the ring blocks that differ.
+ */
+async function diagnosis(r: Rig, error: unknown, tailer: JsonLines, pushers: readonly Pusher[]): Promise<Error> {
+  const progress = tailer.stderr().split("\n").filter((l) => l.startsWith('{"progress"')).at(-1) ?? "no progress line";
+  const differences = await ringDifferences(r);
+  const detail = [
+    (error as Error).message.split("; stderr:")[0],
+    `tailer's last progress: ${progress}`,
+    ...pushers.map((p) => p.history()),
+    await heads(r),
+    `${differences.length} ring block(s) differ${differences.length === 0 ? "" : `:\n  ${differences.slice(0, 40).join("\n  ")}`}`,
+  ];
+  return new Error(detail.join("\n"), { cause: error });
+}
+
 /** Starts tailer then appender (acks through their own volume), and returns their final reports. */
-async function stream(t: ExecutionContext, r: Rig, during: () => Promise<void>) {
+async function stream(t: ExecutionContext, r: Rig, during: () => Promise<void>, pushers: () => readonly Pusher[] = () => []) {
   const acks = await sparseFile(t, 4 * 1024 * 1024, "acks.img");
   const v = await Volume.open(acks, { dsync: true });
   await formatVolume(v, { writerNode: 2, peerNode: 1, ringBlocks: 64n });
@@ -117,8 +162,17 @@ async function stream(t: ExecutionContext, r: Rig, during: () => Promise<void>) 
   const appender = peer(t, ["appender", r.src, acks, String(FRAMES)]);
   await during();
   // Bounds that hold on a loaded machine: the pusher is killed and restarted meanwhile (node start-up, resync).
-  const written = (await appender.next(50_000)) as { framesDropped: number; overwrittenUnacked: number; bytesWritten: number };
-  const read = (await tailer.next(50_000)) as { count: number; inOrder: boolean; corrupt: number; hash: string; lost: number; overruns: number };
+  let written: { framesDropped: number; overwrittenUnacked: number; bytesWritten: number };
+  let read: { count: number; inOrder: boolean; corrupt: number; hash: string; lost: number; overruns: number };
+  // A pusher that dies while the stream runs fails the test at once, not 50 s later through the tailer.
+  const died = Promise.race(pushers().filter((p) => p.running()).map((p) => p.died.then((why) => Promise.reject(new Error(`${why} while the stream ran`)))));
+  died.catch(() => undefined);
+  try {
+    written = (await Promise.race([appender.next(50_000), died])) as typeof written;
+    read = (await Promise.race([tailer.next(50_000), died])) as typeof read;
+  } catch (error) {
+    throw await diagnosis(r, error, tailer, pushers());
+  }
   t.is(await appender.exited, 0, appender.stderr());
   t.is(await tailer.exited, 0, tailer.stderr());
   t.is(read.count, FRAMES);
@@ -136,13 +190,18 @@ test("cut and restore the replication link mid-stream: nothing lost or duplicate
   const push = pusher(t, r);
   await push.until((l) => l.event === "resync");
   let down: Record<string, unknown> | undefined;
-  await stream(t, r, async () => {
-    await copiedPast(r.dst, 150n);
-    await setLink(r.linkEnd, false);
-    down = await push.until((l) => l.event === "connection-down", 15_000);
-    await setLink(r.linkEnd, true);
-    await push.until((l) => l.event === "resync", 20_000);
-  });
+  await stream(
+    t,
+    r,
+    async () => {
+      await copiedPast(r.dst, 150n);
+      await setLink(r.linkEnd, false);
+      down = await push.until((l) => l.event === "connection-down", 15_000);
+      await setLink(r.linkEnd, true);
+      await push.until((l) => l.event === "resync", 20_000);
+    },
+    () => [push],
+  );
   t.regex(String(down?.detail), /no answer for 1000 ms|ENETUNREACH|EHOSTUNREACH/);
   push.kill("SIGTERM");
   const done = await push.until((l) => l.event === "done");
@@ -153,20 +212,25 @@ test("cut and restore the replication link mid-stream: nothing lost or duplicate
 
 test("kill -9 the pusher mid-copy and start it again: nothing lost or duplicated; once in sync, a restart sends no ring block", async (t) => {
   const r = await rig(t, "198.18.42");
-  const first = pusher(t, r);
+  const first = pusher(t, r, "first push");
   await first.until((l) => l.event === "resync");
-  let second: ReturnType<typeof pusher> | undefined;
-  await stream(t, r, async () => {
-    await copiedPast(r.dst, 150n);
-    first.kill("SIGKILL");
-    await first.exited;
-    second = pusher(t, r);
-    await second.until((l) => l.event === "resync", 20_000);
-  });
+  let second: Pusher | undefined;
+  await stream(
+    t,
+    r,
+    async () => {
+      await copiedPast(r.dst, 150n);
+      first.kill("SIGKILL");
+      await first.exited;
+      second = pusher(t, r, "second push");
+      await second.until((l) => l.event === "resync", 20_000);
+    },
+    () => (second === undefined ? [first] : [first, second]),
+  );
   // Everything the tailer read is on the receive volume: a pusher restarted now finds the ring equal.
   second!.kill("SIGKILL");
   await second!.exited;
-  const third = pusher(t, r);
+  const third = pusher(t, r, "third push");
   const before = await ringDifferences(r);
   const resync = await third.until((l) => l.event === "resync", 20_000);
   if (resync.blocksCopied !== 0) t.log(before.join("\n"));
@@ -185,14 +249,19 @@ test("kill -9 the server mid-copy and start it again: the pusher reconnects, not
   const r = await rig(t, "198.18.43");
   const push = pusher(t, r);
   await push.until((l) => l.event === "resync");
-  await stream(t, r, async () => {
-    await copiedPast(r.dst, 150n);
-    r.server.kill("SIGKILL");
-    await r.server.exited;
-    await push.until((l) => l.event === "connection-down", 15_000);
-    await serve(t, r.nsB, r.to, r.dst);
-    await push.until((l) => l.event === "resync", 20_000);
-  });
+  await stream(
+    t,
+    r,
+    async () => {
+      await copiedPast(r.dst, 150n);
+      r.server.kill("SIGKILL");
+      await r.server.exited;
+      await push.until((l) => l.event === "connection-down", 15_000);
+      await serve(t, r.nsB, r.to, r.dst);
+      await push.until((l) => l.event === "resync", 20_000);
+    },
+    () => [push],
+  );
   push.kill("SIGTERM");
   const done = await push.until((l) => l.event === "done");
   t.true((done.reconnects as number) >= 1, `reconnects ${done.reconnects}`);
