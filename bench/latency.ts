@@ -37,7 +37,7 @@ const LOAD_MBPS = 10;
  * so an older control record it never read is skipped (the link layer retransmits control; this bench
  * has no link layer). Without this bound a lapped loaded row waited forever.
  */
-const ROUND_DEADLINE_MS = 2000;
+const ROUND_DEADLINE_MS = 1000;
 
 interface LatencyRun {
   /** Delivered rounds only, sorted. */

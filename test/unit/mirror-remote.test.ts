@@ -89,7 +89,9 @@ test("a resync many times the window completes on one session (the server acks w
 
 test("continuous remote mirror: every frame once, in order, across laps, acks from the mirrored side", async (t) => {
   const { a, b, server } = await setup(t);
-  const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port: server.address.port, statusCopyMs: 2, pollMinUs: 50, pollMaxMs: 2 });
+  // A healthy loopback link never reconnects: the ack watchdog is set far above any scheduling delay
+  // a loaded test machine causes (its default, 5 s, once fired under a CPU hog and healed, as it should).
+  const pusher = await RemoteMirrorPusher.open(a, { host: "127.0.0.1", port: server.address.port, statusCopyMs: 2, pollMinUs: 50, pollMaxMs: 2, ackTimeoutMs: 30_000 });
   const resynced = new Promise<void>((resolve) => pusher.once("resync", () => resolve()));
   pusher.start();
   await resynced;
