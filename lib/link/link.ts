@@ -25,7 +25,7 @@ import { linkCounters, linkStatus, type LinkCounters, type LinkStatus } from "./
 import { StoragePath, type StoragePathOptions } from "./storage-path.ts";
 import type { StateChange } from "../io/supervisor.ts";
 import { encodeHeader, MAX_MESSAGE_BYTES, MessageKind, MESSAGE_HEADER_BYTES, PathId, RING_FRAME_TYPE, type MessageHeader } from "./message.ts";
-import { UdpPath } from "./udp-path.ts";
+import { UDP_SEND_BATCH_BYTES, UdpPath } from "./udp-path.ts";
 import { ringKey, sharedSecret } from "./keys.ts";
 import { LinkClock, LinkCore, type LinkOutput, type LinkTimers, type Transition } from "./paths.ts";
 import { Opener, SEAL_OVERHEAD_BYTES, Sealer } from "./seal.ts";
@@ -151,10 +151,12 @@ export class Link extends EventEmitter<LinkEvents> {
           : { auth: (pairUuid: string) => ({ send: { key: ringKey(secret, pairUuid, options.nodeId, options.peerNodeId) }, receive: { key: ringKey(secret, pairUuid, options.peerNodeId, options.nodeId) } }) }),
         onFrame: (_seq, _type, _flags, bytes, offset, length) => link?.receive(bytes, offset, length, PathId.Storage),
       });
-      udp = await UdpPath.open({
+      udp = UdpPath.open({
         bind: options.primary.bind,
-        peer: options.primary.peer,
-        onDatagram: (bytes, offset, length, address, port) => link?.receiveUdp(bytes, offset, length, address, port),
+        peers: [options.primary.peer],
+        sources: "any",
+        batchBytes: UDP_SEND_BATCH_BYTES,
+        onDatagram: (_peer, bytes, offset, length, address, port) => link?.receiveUdp(bytes, offset, length, address, port),
         onBatchEnd: () => link?.flushDelivery(),
         onError: (error) => link?.log("udp-error", { message: error.message }),
       });
@@ -300,7 +302,7 @@ export class Link extends EventEmitter<LinkEvents> {
   private sendUdp(header: MessageHeader, payload?: Uint8Array): boolean {
     const control = header.kind !== MessageKind.Data;
     const payloadBytes = payload?.length ?? 0;
-    const slot = this.udp.reserve(control, MESSAGE_HEADER_BYTES + payloadBytes + (this.sealer === undefined ? 0 : SEAL_OVERHEAD_BYTES));
+    const slot = this.udp.reserve(PEER, control, MESSAGE_HEADER_BYTES + payloadBytes + (this.sealer === undefined ? 0 : SEAL_OVERHEAD_BYTES));
     let length: number;
     if (this.sealer !== undefined) {
       length = this.sealer.sealInto(slot, header, payload ?? EMPTY);
@@ -309,7 +311,7 @@ export class Link extends EventEmitter<LinkEvents> {
       if (payload !== undefined) slot.set(payload, MESSAGE_HEADER_BYTES);
       length = MESSAGE_HEADER_BYTES + payloadBytes;
     }
-    this.udp.commit(control, length);
+    this.udp.commit(PEER, control, length);
     // Heartbeats, control and acks go at once; data inside sendBatch waits for the batch's flush.
     if (!this.sending) this.udpSendErrors += this.udp.flush();
     return true;
@@ -329,3 +331,5 @@ export class Link extends EventEmitter<LinkEvents> {
 }
 
 const EMPTY = new Uint8Array(0);
+/** The pair's one peer: its index in the UDP path's peer list. */
+const PEER = 0;

@@ -13,8 +13,8 @@ import { encodeHeader, MAX_MESSAGE_BYTES, MessageKind, MESSAGE_HEADER_BYTES, Pat
 import { LinkCore, type CoreCounters, type LinkOutput, type LinkState, type LinkTimers, type RefusedCounters, type Transition } from "../link/paths.ts";
 import { Opener, SEAL_OVERHEAD_BYTES, Sealer } from "../link/seal.ts";
 import type { StorageReport } from "../link/storage-path.ts";
+import type { UdpPath } from "../link/udp-path.ts";
 import type { ClusterStorage } from "./cluster-storage.ts";
-import type { ClusterUdp } from "./cluster-udp.ts";
 
 export interface PeerLinkOptions {
   nodeId: number;
@@ -55,7 +55,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   readonly core: LinkCore;
   /** Set by the node while it sends a TUN batch: UDP flushes once at the batch's end. */
   batching = false;
-  private readonly udp: ClusterUdp;
+  private readonly udp: UdpPath;
   private readonly storage: ClusterStorage;
   private readonly sealer: Sealer | undefined;
   private readonly opener: Opener | undefined;
@@ -81,7 +81,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     log: (event, fields) => this.log(event, fields),
   };
 
-  constructor(options: PeerLinkOptions, udp: ClusterUdp, storage: ClusterStorage) {
+  constructor(options: PeerLinkOptions, udp: UdpPath, storage: ClusterStorage) {
     super();
     this.options = options;
     this.udp = udp;
