@@ -11,6 +11,8 @@
 // or delivered.
 import { LunlinkError } from "../errors.ts";
 import { ipv4, UDP_BATCH_MESSAGES, UDP_TABLE_WORDS, UdpSocket, type UdpEndpoint, type UdpSocketCounters } from "../io/udp.ts";
+import { encodeHeader, MessageKind, MESSAGE_HEADER_BYTES, type MessageHeader } from "./message.ts";
+import { SEAL_OVERHEAD_BYTES, type Sealer } from "./seal.ts";
 
 /** Bytes of one outgoing batch per socket of a pair: UDP_BATCH_MESSAGES datagrams of a 1500-byte underlay, or fewer larger ones. */
 export const UDP_SEND_BATCH_BYTES = 1 << 20;
@@ -116,6 +118,25 @@ export class UdpPath {
     batch.used += length;
   }
 
+  /**
+   * One link message to `peer`, encoded (or sealed, with `sealer`) straight into its batch: on the
+   * control socket unless it is data. Sent at the batch's flush.
+   */
+  writeMessage(peer: number, header: MessageHeader, payload: Uint8Array | undefined, sealer: Sealer | undefined): void {
+    const control = header.kind !== MessageKind.Data;
+    const payloadBytes = payload?.length ?? 0;
+    const slot = this.reserve(peer, control, MESSAGE_HEADER_BYTES + payloadBytes + (sealer === undefined ? 0 : SEAL_OVERHEAD_BYTES));
+    let length: number;
+    if (sealer !== undefined) {
+      length = sealer.sealInto(slot, header, payload ?? EMPTY);
+    } else {
+      encodeHeader(slot, 0, header);
+      if (payload !== undefined) slot.set(payload, MESSAGE_HEADER_BYTES);
+      length = MESSAGE_HEADER_BYTES + payloadBytes;
+    }
+    this.commit(peer, control, length);
+  }
+
   /** Sends every pending batch (one sendmmsg each); returns the datagrams the kernel refused. */
   flush(): number {
     let refused = 0;
@@ -170,6 +191,13 @@ export class UdpPath {
     this.options.onBatchEnd();
   }
 }
+
+/** An IPv4 address (host order, as the receive table has it) and port, for logs. */
+export function endpointText(address: number, port: number): string {
+  return `${address >>> 24}.${(address >>> 16) & 255}.${(address >>> 8) & 255}.${address & 255}:${port}`;
+}
+
+const EMPTY = new Uint8Array(0);
 
 function sourceKey(address: number, port: number): number {
   return address * 65536 + port;
