@@ -16,15 +16,19 @@ export interface LinkCounters extends CoreCounters, RefusedCounters {
   udpBatches: { sendCalls: number; datagramsOut: number; receiveBatches: number; datagramsIn: number };
 }
 
-export interface LinkStatus {
-  node: number;
-  peer: number;
+/** The core's view of its peer, as a pair's link and each peer of a cluster node report it. */
+export interface PeerPathsStatus {
   active: string;
   paths: Record<"primary" | "storage", { state: string; reason: string; lastHeardAgoMs: number | null; upForMs: number | null }>;
   failovers: number;
   failbacks: number;
   selfPauses: number;
   controlPending: number;
+}
+
+export interface LinkStatus extends PeerPathsStatus {
+  node: number;
+  peer: number;
   /** The local storage components: up, recovering (stalled or retrying, with why), failed (configuration). */
   storage: StorageReport;
   ring: { headSeq: string; peerAckSeq: string | null; receiveLagRecords: string; writerQueuedBytes: number; writerCounters: RingWriterCounters; readerCounters: Omit<RingReaderCounters, "lost"> & { lost: string } };
@@ -62,17 +66,24 @@ export function pathStatus(nowMs: number, p: LinkState["primary"]): LinkStatus["
   };
 }
 
-export function linkStatus(nowMs: number, ids: { nodeId: number; peerNodeId: number }, core: Pick<LinkCore, "paths" | "controlOut">, storage: StorageView, counters: LinkCounters, eventLoopDelayMs: LinkStatus["eventLoopDelayMs"]): LinkStatus {
+/** The active path, each path's state and ages at nowMs, and the core's failover and control counts. */
+export function peerPathsStatus(nowMs: number, core: Pick<LinkCore, "paths" | "controlOut">): PeerPathsStatus {
   const state = core.paths;
   return {
-    node: ids.nodeId,
-    peer: ids.peerNodeId,
     active: state.active,
     paths: { primary: pathStatus(nowMs, state.primary), storage: pathStatus(nowMs, state.storage) },
     failovers: state.failovers,
     failbacks: state.failbacks,
     selfPauses: state.selfPauses,
     controlPending: core.controlOut.pending,
+  };
+}
+
+export function linkStatus(nowMs: number, ids: { nodeId: number; peerNodeId: number }, core: Pick<LinkCore, "paths" | "controlOut">, storage: StorageView, counters: LinkCounters, eventLoopDelayMs: LinkStatus["eventLoopDelayMs"]): LinkStatus {
+  return {
+    node: ids.nodeId,
+    peer: ids.peerNodeId,
+    ...peerPathsStatus(nowMs, core),
     storage: storage.report,
     ring: {
       headSeq: String(storage.headSeq),
@@ -84,6 +95,6 @@ export function linkStatus(nowMs: number, ids: { nodeId: number; peerNodeId: num
     },
     counters,
     eventLoopDelayMs,
-    transitions: [...state.transitions],
+    transitions: [...core.paths.transitions],
   };
 }

@@ -24,8 +24,8 @@ import { DeliveryBatch } from "./delivery-batch.ts";
 import { linkCounters, linkStatus, type LinkCounters, type LinkStatus } from "./link-status.ts";
 import { StoragePath, type StoragePathOptions } from "./storage-path.ts";
 import type { StateChange } from "../io/supervisor.ts";
-import { encodeHeader, MAX_MESSAGE_BYTES, MessageKind, MESSAGE_HEADER_BYTES, PathId, RING_FRAME_TYPE, type MessageHeader } from "./message.ts";
-import { UdpPath } from "./udp-path.ts";
+import { encodeHeader, MAX_MESSAGE_BYTES, MESSAGE_HEADER_BYTES, PathId, RING_FRAME_TYPE, type MessageHeader } from "./message.ts";
+import { endpointText, UDP_SEND_BATCH_BYTES, UdpPath } from "./udp-path.ts";
 import { ringKey, sharedSecret } from "./keys.ts";
 import { LinkClock, LinkCore, type LinkOutput, type LinkTimers, type Transition } from "./paths.ts";
 import { Opener, SEAL_OVERHEAD_BYTES, Sealer } from "./seal.ts";
@@ -151,10 +151,12 @@ export class Link extends EventEmitter<LinkEvents> {
           : { auth: (pairUuid: string) => ({ send: { key: ringKey(secret, pairUuid, options.nodeId, options.peerNodeId) }, receive: { key: ringKey(secret, pairUuid, options.peerNodeId, options.nodeId) } }) }),
         onFrame: (_seq, _type, _flags, bytes, offset, length) => link?.receive(bytes, offset, length, PathId.Storage),
       });
-      udp = await UdpPath.open({
+      udp = UdpPath.open({
         bind: options.primary.bind,
-        peer: options.primary.peer,
-        onDatagram: (bytes, offset, length, address, port) => link?.receiveUdp(bytes, offset, length, address, port),
+        peers: [options.primary.peer],
+        sources: "any",
+        batchBytes: UDP_SEND_BATCH_BYTES,
+        onDatagram: (_peer, bytes, offset, length, address, port) => link?.receiveUdp(bytes, offset, length, address, port),
         onBatchEnd: () => link?.flushDelivery(),
         onError: (error) => link?.log("udp-error", { message: error.message }),
       });
@@ -288,7 +290,7 @@ export class Link extends EventEmitter<LinkEvents> {
     if (this.opener === undefined) this.core.receive(performance.now(), bytes, offset, length, PathId.Primary, this.out);
     else {
       const opened = this.opener.open(bytes.subarray(offset, offset + length), this.openScratch);
-      this.core.receiveSealed(performance.now(), opened, opened.ok ? "" : `${address >>> 24}.${(address >>> 16) & 255}.${(address >>> 8) & 255}.${address & 255}:${port}`, this.out);
+      this.core.receiveSealed(performance.now(), opened, opened.ok ? "" : endpointText(address, port), this.out);
     }
   }
 
@@ -298,18 +300,7 @@ export class Link extends EventEmitter<LinkEvents> {
 
   /** Encodes (or seals) the message straight into the UDP path's batch; sent at the batch's flush. */
   private sendUdp(header: MessageHeader, payload?: Uint8Array): boolean {
-    const control = header.kind !== MessageKind.Data;
-    const payloadBytes = payload?.length ?? 0;
-    const slot = this.udp.reserve(control, MESSAGE_HEADER_BYTES + payloadBytes + (this.sealer === undefined ? 0 : SEAL_OVERHEAD_BYTES));
-    let length: number;
-    if (this.sealer !== undefined) {
-      length = this.sealer.sealInto(slot, header, payload ?? EMPTY);
-    } else {
-      encodeHeader(slot, 0, header);
-      if (payload !== undefined) slot.set(payload, MESSAGE_HEADER_BYTES);
-      length = MESSAGE_HEADER_BYTES + payloadBytes;
-    }
-    this.udp.commit(control, length);
+    this.udp.writeMessage(PEER, header, payload, this.sealer);
     // Heartbeats, control and acks go at once; data inside sendBatch waits for the batch's flush.
     if (!this.sending) this.udpSendErrors += this.udp.flush();
     return true;
@@ -328,4 +319,5 @@ export class Link extends EventEmitter<LinkEvents> {
   }
 }
 
-const EMPTY = new Uint8Array(0);
+/** The pair's one peer: its index in the UDP path's peer list. */
+const PEER = 0;

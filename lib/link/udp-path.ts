@@ -1,25 +1,37 @@
-// UdpPath: the link's primary path as one object, the same shape as StoragePath (open, send a batch,
-// close, state): two UDP sockets the addon owns (lib/io/udp.ts), data on `port` and heartbeats and
-// control on `port + 1`, so a data flood that overflows the data socket cannot drop them.
-// Send: the Link writes each message (encoded or sealed) straight into a slot of a preallocated batch
-// (reserve/commit: no allocation per datagram) and flush() hands each socket's batch to the kernel in
-// one sendmmsg; a full batch flushes by itself. Receive: one handler call per datagram, then one
-// batchEnd per batch (one wake-up per recvmmsg batch). Invariant: after close() nothing is sent or
-// delivered.
+// UdpPath: the primary path of a node to its 1..N peers (a pair's Link has one, a ClusterNode's peers
+// share one): two UDP sockets the addon owns (lib/io/udp.ts) bound at this node's endpoint, data on
+// `port` and heartbeats and control on `port + 1`, so a data flood that overflows the data socket
+// cannot drop them. Send: each peer has its own preallocated batch per socket; the caller writes each
+// message (encoded or sealed) straight into a slot (reserve/commit: no allocation per datagram) and
+// flush() hands each batch to the kernel in one sendmmsg; a full batch flushes by itself. Receive: one
+// handler call per datagram with the peer it is from, then one batchEnd per recvmmsg batch. Which peer:
+// "endpoint" hands a datagram to the peer whose configured endpoint sent it (as WireGuard binds a peer
+// to its endpoint) and counts any other source as a stray, dropped unread; "any" (a pair's one peer,
+// whose Link authenticates what arrives) takes every source. Invariant: after close() nothing is sent
+// or delivered.
 import { LunlinkError } from "../errors.ts";
 import { ipv4, UDP_BATCH_MESSAGES, UDP_TABLE_WORDS, UdpSocket, type UdpEndpoint, type UdpSocketCounters } from "../io/udp.ts";
+import { encodeHeader, MessageKind, MESSAGE_HEADER_BYTES, type MessageHeader } from "./message.ts";
+import { SEAL_OVERHEAD_BYTES, type Sealer } from "./seal.ts";
 
-/** Bytes of one outgoing batch per socket: UDP_BATCH_MESSAGES datagrams of a 1500-byte underlay, or fewer larger ones. */
+/** Bytes of one outgoing batch per socket of a pair: UDP_BATCH_MESSAGES datagrams of a 1500-byte underlay, or fewer larger ones. */
 export const UDP_SEND_BATCH_BYTES = 1 << 20;
+/** Bytes of one outgoing batch per socket and peer of a cluster node (a quarter of a pair's: up to 15 peers each have two). */
+export const CLUSTER_UDP_BATCH_BYTES = 256 * 1024;
 /** Socket buffers asked of the kernel (capped at rmem_max / wmem_max): TCP bursts through the TUN overflow the default. */
 export const UDP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 const MAX_DATAGRAM_BYTES = 65507;
 
 export interface UdpPathOptions {
   bind: UdpEndpoint;
-  peer: UdpEndpoint;
-  /** One datagram from the peer (a view, valid during the call); `from` for logs. */
-  onDatagram: (bytes: Uint8Array, offset: number, length: number, fromAddress: number, fromPort: number) => void;
+  /** Each peer's data endpoint (its control socket is port + 1), in peer index order. */
+  peers: readonly UdpEndpoint[];
+  /** Whose a datagram is: the peer whose endpoint sent it ("endpoint"), or the one peer's from any source ("any"). */
+  sources: "endpoint" | "any";
+  /** Bytes of each outgoing batch (one per socket and peer). */
+  batchBytes: number;
+  /** One datagram from peer `peer` (an index into `peers`; a view, valid during the call); `from` for logs. */
+  onDatagram: (peer: number, bytes: Uint8Array, offset: number, length: number, fromAddress: number, fromPort: number) => void;
   /** After the last datagram of a receive batch. */
   onBatchEnd: () => void;
   /** A receive thread stopped on a system error (the path then only sends). */
@@ -28,14 +40,14 @@ export interface UdpPathOptions {
 
 export type UdpPathState = "open" | "closed";
 
-/** One socket's outgoing batch: datagrams back to back and their lengths (also the cluster's, per peer). */
+/** One socket's outgoing batch to one peer: datagrams back to back and their lengths. */
 export class SendBatch {
   readonly bytes: Uint8Array;
   readonly lengths = new Uint32Array(UDP_BATCH_MESSAGES);
   count = 0;
   used = 0;
 
-  constructor(capacityBytes = UDP_SEND_BATCH_BYTES) {
+  constructor(capacityBytes: number) {
     this.bytes = new Uint8Array(capacityBytes);
   }
 
@@ -45,22 +57,32 @@ export class SendBatch {
 }
 
 export class UdpPath {
+  /** Datagrams from an address:port that is no peer's (dropped unread; always 0 with sources "any"). */
+  strays = 0;
   readonly options: UdpPathOptions;
   private readonly data: UdpSocket;
   private readonly control: UdpSocket;
-  private readonly batches: [SendBatch, SendBatch] = [new SendBatch(), new SendBatch()];
-  private readonly peerAddress: number;
+  /** [peer][0 = data, 1 = control] */
+  private readonly batches: [SendBatch, SendBatch][];
+  private readonly peerAddresses: number[];
+  /** (address * 65536 + data port) -> peer index; control datagrams come from data port + 1. */
+  private readonly bySource = new Map<number, number>();
   private closed = false;
 
   private constructor(options: UdpPathOptions, data: UdpSocket, control: UdpSocket) {
     this.options = options;
     this.data = data;
     this.control = control;
-    this.peerAddress = ipv4(options.peer.host);
+    this.peerAddresses = options.peers.map((p) => ipv4(p.host));
+    options.peers.forEach((p, i) => this.bySource.set(sourceKey(this.peerAddresses[i]!, p.port), i));
+    this.batches = options.peers.map(() => [new SendBatch(options.batchBytes), new SendBatch(options.batchBytes)]);
   }
 
   /** Binds both sockets and starts their receive threads. */
-  static async open(options: UdpPathOptions): Promise<UdpPath> {
+  static open(options: UdpPathOptions): UdpPath {
+    if (options.peers.length === 0 || (options.sources === "any" && options.peers.length !== 1)) {
+      throw new Error(`assertion failed: ${options.peers.length} peers with sources "${options.sources}"`);
+    }
     const data = UdpSocket.bind(options.bind, UDP_SOCKET_BUFFER_BYTES);
     let control: UdpSocket;
     try {
@@ -70,7 +92,8 @@ export class UdpPath {
       throw error;
     }
     const path = new UdpPath(options, data, control);
-    for (const socket of [data, control]) socket.start(path.onBatch, options.onError);
+    data.start(path.onData, options.onError);
+    control.start(path.onControl, options.onError);
     return path;
   }
 
@@ -79,25 +102,51 @@ export class UdpPath {
   }
 
   /**
-   * Room for one outgoing datagram of at most `maxBytes` on the data or control socket: write it into
-   * the returned view, then commit() its real length. Flushes first if the batch is full.
+   * Room for one outgoing datagram of at most `maxBytes` to `peer` on the data or control socket: write
+   * it into the returned view, then commit() its real length. Flushes that batch first if it is full.
    */
-  reserve(control: boolean, maxBytes: number): Uint8Array {
+  reserve(peer: number, control: boolean, maxBytes: number): Uint8Array {
     if (maxBytes > MAX_DATAGRAM_BYTES) throw new Error(`assertion failed: a datagram of ${maxBytes} bytes`);
-    const batch = this.batches[control ? 1 : 0];
-    if (!batch.room(maxBytes)) this.flushOne(control);
+    const batch = this.batches[peer]![control ? 1 : 0];
+    if (!batch.room(maxBytes)) this.flushOne(peer, control);
     return batch.bytes.subarray(batch.used, batch.used + maxBytes);
   }
 
-  commit(control: boolean, length: number): void {
-    const batch = this.batches[control ? 1 : 0];
+  commit(peer: number, control: boolean, length: number): void {
+    const batch = this.batches[peer]![control ? 1 : 0];
     batch.lengths[batch.count++] = length;
     batch.used += length;
   }
 
-  /** Sends both pending batches (one sendmmsg each); returns the datagrams the kernel refused. */
+  /**
+   * One link message to `peer`, encoded (or sealed, with `sealer`) straight into its batch: on the
+   * control socket unless it is data. Sent at the batch's flush.
+   */
+  writeMessage(peer: number, header: MessageHeader, payload: Uint8Array | undefined, sealer: Sealer | undefined): void {
+    const control = header.kind !== MessageKind.Data;
+    const payloadBytes = payload?.length ?? 0;
+    const slot = this.reserve(peer, control, MESSAGE_HEADER_BYTES + payloadBytes + (sealer === undefined ? 0 : SEAL_OVERHEAD_BYTES));
+    let length: number;
+    if (sealer !== undefined) {
+      length = sealer.sealInto(slot, header, payload ?? EMPTY);
+    } else {
+      encodeHeader(slot, 0, header);
+      if (payload !== undefined) slot.set(payload, MESSAGE_HEADER_BYTES);
+      length = MESSAGE_HEADER_BYTES + payloadBytes;
+    }
+    this.commit(peer, control, length);
+  }
+
+  /** Sends every pending batch (one sendmmsg each); returns the datagrams the kernel refused. */
   flush(): number {
-    return this.flushOne(false) + this.flushOne(true);
+    let refused = 0;
+    for (let peer = 0; peer < this.batches.length; peer++) refused += this.flushPeer(peer);
+    return refused;
+  }
+
+  /** Sends one peer's pending batches; returns the datagrams the kernel refused. */
+  flushPeer(peer: number): number {
+    return this.flushOne(peer, false) + this.flushOne(peer, true);
   }
 
   get counters(): { data: UdpSocketCounters; control: UdpSocketCounters } {
@@ -111,26 +160,45 @@ export class UdpPath {
     this.control.close();
   }
 
-  private flushOne(control: boolean): number {
-    const batch = this.batches[control ? 1 : 0];
+  private flushOne(peer: number, control: boolean): number {
+    const batch = this.batches[peer]![control ? 1 : 0];
     if (batch.count === 0) return 0;
     const count = batch.count;
     batch.count = 0;
     batch.used = 0;
     if (this.closed) return count;
     const socket = control ? this.control : this.data;
-    const sent = socket.sendBatch(batch.bytes, batch.lengths, count, this.peerAddress, this.options.peer.port + (control ? 1 : 0));
+    const sent = socket.sendBatch(batch.bytes, batch.lengths, count, this.peerAddresses[peer]!, this.options.peers[peer]!.port + (control ? 1 : 0));
     return count - sent;
   }
 
-  private readonly onBatch = (datagrams: Uint8Array, table: Uint32Array, count: number): void => {
+  private readonly onData = (datagrams: Uint8Array, table: Uint32Array, count: number): void => this.onBatch(datagrams, table, count, 0);
+  private readonly onControl = (datagrams: Uint8Array, table: Uint32Array, count: number): void => this.onBatch(datagrams, table, count, 1);
+
+  private onBatch(datagrams: Uint8Array, table: Uint32Array, count: number, portOffset: number): void {
     if (this.closed) return;
+    const anySource = this.options.sources === "any";
     let offset = 0;
     for (let i = 0; i < count; i++) {
       const length = table[UDP_TABLE_WORDS * i]!;
-      this.options.onDatagram(datagrams, offset, length, table[UDP_TABLE_WORDS * i + 1]!, table[UDP_TABLE_WORDS * i + 2]!);
+      const address = table[UDP_TABLE_WORDS * i + 1]!;
+      const port = table[UDP_TABLE_WORDS * i + 2]!;
+      const peer = anySource ? 0 : this.bySource.get(sourceKey(address, port - portOffset));
+      if (peer === undefined) this.strays++;
+      else this.options.onDatagram(peer, datagrams, offset, length, address, port);
       offset += length;
     }
     this.options.onBatchEnd();
-  };
+  }
+}
+
+/** An IPv4 address (host order, as the receive table has it) and port, for logs. */
+export function endpointText(address: number, port: number): string {
+  return `${address >>> 24}.${(address >>> 16) & 255}.${(address >>> 8) & 255}.${address & 255}:${port}`;
+}
+
+const EMPTY = new Uint8Array(0);
+
+function sourceKey(address: number, port: number): number {
+  return address * 65536 + port;
 }

@@ -9,12 +9,13 @@ import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 
 import { sharedSecret } from "../link/keys.ts";
-import { encodeHeader, MAX_MESSAGE_BYTES, MessageKind, MESSAGE_HEADER_BYTES, PathId, RING_FRAME_TYPE, type MessageHeader } from "../link/message.ts";
-import { LinkCore, type CoreCounters, type LinkOutput, type LinkState, type LinkTimers, type RefusedCounters, type Transition } from "../link/paths.ts";
+import { encodeHeader, MAX_MESSAGE_BYTES, MESSAGE_HEADER_BYTES, PathId, RING_FRAME_TYPE, type MessageHeader } from "../link/message.ts";
+import { peerPathsStatus, type PeerPathsStatus } from "../link/link-status.ts";
+import { LinkCore, type CoreCounters, type LinkOutput, type LinkTimers, type RefusedCounters, type Transition } from "../link/paths.ts";
 import { Opener, SEAL_OVERHEAD_BYTES, Sealer } from "../link/seal.ts";
 import type { StorageReport } from "../link/storage-path.ts";
+import { endpointText, type UdpPath } from "../link/udp-path.ts";
 import type { ClusterStorage } from "./cluster-storage.ts";
-import type { ClusterUdp } from "./cluster-udp.ts";
 
 export interface PeerLinkOptions {
   nodeId: number;
@@ -36,14 +37,8 @@ export interface PeerLinkEvents {
   control: [payload: Uint8Array];
 }
 
-export interface PeerStatus {
+export interface PeerStatus extends PeerPathsStatus {
   node: number;
-  active: string;
-  paths: Record<"primary" | "storage", { state: string; reason: string; lastHeardAgoMs: number | null; upForMs: number | null }>;
-  failovers: number;
-  failbacks: number;
-  selfPauses: number;
-  controlPending: number;
   storage: StorageReport;
   ring: ReturnType<ClusterStorage["peerRing"]>;
   counters: CoreCounters & RefusedCounters & { udpSendErrors: number; ringNotTaken: number };
@@ -55,7 +50,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   readonly core: LinkCore;
   /** Set by the node while it sends a TUN batch: UDP flushes once at the batch's end. */
   batching = false;
-  private readonly udp: ClusterUdp;
+  private readonly udp: UdpPath;
   private readonly storage: ClusterStorage;
   private readonly sealer: Sealer | undefined;
   private readonly opener: Opener | undefined;
@@ -81,7 +76,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     log: (event, fields) => this.log(event, fields),
   };
 
-  constructor(options: PeerLinkOptions, udp: ClusterUdp, storage: ClusterStorage) {
+  constructor(options: PeerLinkOptions, udp: UdpPath, storage: ClusterStorage) {
     super();
     this.options = options;
     this.udp = udp;
@@ -128,7 +123,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (this.opener === undefined) this.core.receive(performance.now(), bytes, offset, length, PathId.Primary, this.out);
     else {
       const opened = this.opener.open(bytes.subarray(offset, offset + length), this.openScratch);
-      this.core.receiveSealed(performance.now(), opened, opened.ok ? "" : `${Math.floor(address / 16777216)}.${Math.floor(address / 65536) & 255}.${Math.floor(address / 256) & 255}.${address & 255}:${port}`, this.out);
+      this.core.receiveSealed(performance.now(), opened, opened.ok ? "" : endpointText(address, port), this.out);
     }
   }
 
@@ -138,26 +133,13 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   }
 
   status(): PeerStatus {
-    const now = performance.now();
-    const state = this.core.paths;
-    const path = (p: LinkState["primary"]) => ({
-      state: p.state,
-      reason: p.reason,
-      lastHeardAgoMs: Number.isFinite(p.lastHeardMs) ? Math.round(now - p.lastHeardMs) : null,
-      upForMs: Number.isNaN(p.upSinceMs) ? null : Math.round(now - p.upSinceMs),
-    });
     return {
       node: this.options.peerNodeId,
-      active: state.active,
-      paths: { primary: path(state.primary), storage: path(state.storage) },
-      failovers: state.failovers,
-      failbacks: state.failbacks,
-      selfPauses: state.selfPauses,
-      controlPending: this.core.controlOut.pending,
+      ...peerPathsStatus(performance.now(), this.core),
       storage: this.storage.report(this.options.index),
       ring: this.storage.peerRing(this.options.index),
       counters: { ...this.core.counters, ...this.core.refused, sent: { ...this.core.counters.sent }, received: { ...this.core.counters.received }, udpSendErrors: this.udpSendErrors, ringNotTaken: this.ringNotTaken },
-      transitions: [...state.transitions],
+      transitions: [...this.core.paths.transitions],
     };
   }
 
@@ -167,20 +149,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
 
   /** Encodes (or seals) the message straight into this peer's UDP batch; heartbeats and control go at once. */
   private sendUdp(header: MessageHeader, payload?: Uint8Array): boolean {
-    const control = header.kind !== MessageKind.Data;
-    const payloadBytes = payload?.length ?? 0;
-    const peer = this.options.index;
-    const slot = this.udp.reserve(peer, control, MESSAGE_HEADER_BYTES + payloadBytes + (this.sealer === undefined ? 0 : SEAL_OVERHEAD_BYTES));
-    let length: number;
-    if (this.sealer !== undefined) {
-      length = this.sealer.sealInto(slot, header, payload ?? EMPTY);
-    } else {
-      encodeHeader(slot, 0, header);
-      if (payload !== undefined) slot.set(payload, MESSAGE_HEADER_BYTES);
-      length = MESSAGE_HEADER_BYTES + payloadBytes;
-    }
-    this.udp.commit(peer, control, length);
-    if (!this.batching) this.udpSendErrors += this.udp.flushPeer(peer);
+    this.udp.writeMessage(this.options.index, header, payload, this.sealer);
+    if (!this.batching) this.udpSendErrors += this.udp.flushPeer(this.options.index);
     return true;
   }
 
@@ -204,4 +174,3 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   }
 }
 
-const EMPTY = new Uint8Array(0);

@@ -1,5 +1,5 @@
 // A cluster node's link side, composed: one ring writer on this node's own ring and one reader per
-// peer ring (ClusterStorage), one pair of UDP sockets shared by every peer (ClusterUdp), and one
+// peer ring (ClusterStorage), one pair of UDP sockets shared by every peer (UdpPath), and one
 // PeerLink (LinkCore: path states, failover and failback, control, dedupe) per peer, so node A may
 // reach B over the network and C only over storage. Pipeline:
 //   send: a TUN read batch -> ClusterRoutes picks each packet's peer (broadcast/multicast: every
@@ -20,12 +20,12 @@ import type { StateChange, RecoveryOptions } from "../io/supervisor.ts";
 import type { Endpoint } from "../link/link.ts";
 import { PathId } from "../link/message.ts";
 import type { LinkTimers, Transition } from "../link/paths.ts";
+import { CLUSTER_UDP_BATCH_BYTES, UdpPath } from "../link/udp-path.ts";
 import type { RingObserver } from "../ring/fault-memory.ts";
 import type { RingWriterCounters } from "../ring/writer.ts";
 import { ClusterRoutes } from "./cluster-route.ts";
 import { PeerLink, type PeerStatus } from "./cluster-link.ts";
 import { ClusterStorage } from "./cluster-storage.ts";
-import { ClusterUdp } from "./cluster-udp.ts";
 
 export interface ClusterMemberOptions {
   node: number;
@@ -93,7 +93,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   readonly peers: readonly PeerLink[];
   readonly routes: ClusterRoutes;
   readonly routeCounters: RouteCounters = { toPeers: 0, broadcasts: 0, notSent: 0, dropped: { short: 0, version: 0, self: 0, "unknown-address": 0, "outside-subnet": 0, "too-large": 0 } };
-  private readonly udp: ClusterUdp;
+  private readonly udp: UdpPath;
   private readonly storage: ClusterStorage;
   private readonly byNode = new Map<number, PeerLink>();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -102,7 +102,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   private dataBatchHandler: DataBatchHandler | undefined;
   private closed = false;
 
-  private constructor(options: ClusterNodeOptions, routes: ClusterRoutes, udp: ClusterUdp, storage: ClusterStorage, peers: PeerLink[]) {
+  private constructor(options: ClusterNodeOptions, routes: ClusterRoutes, udp: UdpPath, storage: ClusterStorage, peers: PeerLink[]) {
     super();
     this.options = options;
     this.routes = routes;
@@ -136,11 +136,13 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       ...(options.clusterSecret === undefined ? {} : { clusterSecret: options.clusterSecret }),
       onFrame: (peer, _type, bytes, offset, length) => node?.peers[peer]!.receiveRing(bytes, offset, length),
     });
-    let udp: ClusterUdp;
+    let udp: UdpPath;
     try {
-      udp = ClusterUdp.open({
+      udp = UdpPath.open({
         bind: self.primary,
         peers: peerMembers.map((m) => m.primary),
+        sources: "endpoint",
+        batchBytes: CLUSTER_UDP_BATCH_BYTES,
         onDatagram: (peer, bytes, offset, length, address, port) => node?.peers[peer]!.receiveUdp(bytes, offset, length, address, port),
         onBatchEnd: () => node?.flushDelivery(),
         onError: (error) => options.log?.("udp-error", { message: error.message }),

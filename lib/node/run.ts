@@ -1,15 +1,17 @@
-// The composition root of a running node: TUN device + link + control socket + optional metrics,
-// built from one NodeConfig. `lunlink up` calls runNode; it returns once the node was told to stop
-// (`lunlink down`, SIGINT, SIGTERM) or its TUN device failed, after closing everything it opened:
-// the TUN device (the interface disappears), the link (last records flushed) and the control socket.
-// Under systemd (Type=notify, $NOTIFY_SOCKET) it reports readiness, status, watchdog and STOPPING=1.
+// The composition root of a running node: TUN device + node + control socket + optional metrics.
+// `lunlink up` calls runNode for a pair (a Link built from one NodeConfig) or runClusterNode
+// (cluster-run.ts) for a cluster; both open their node and hand it to serveNode, the one shell: it
+// returns once the node was told to stop (`lunlink down`, SIGINT, SIGTERM) or its TUN device failed,
+// after closing everything it opened: the TUN device (the interface disappears), the control socket,
+// the node (last records flushed). Under systemd (Type=notify, $NOTIFY_SOCKET) it reports readiness,
+// status, watchdog and STOPPING=1.
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import type { Server } from "node:net";
 import { unlink } from "node:fs/promises";
 import type pino from "pino";
 
 import { Link, type LinkStatus } from "../link/link.ts";
-import { bridge } from "../tun/bridge.ts";
+import { bridge, type BridgeCounters } from "../tun/bridge.ts";
 import { TunDevice } from "../tun/tun.ts";
 import { controlSocketPath, linkOptions, loadKeys, parseEndpoint, type NodeConfig } from "./config.ts";
 import { serveControl } from "./control.ts";
@@ -18,9 +20,7 @@ import { raiseScheduling } from "./scheduling.ts";
 import { startServiceNotify, type ServiceNotifier } from "./service.ts";
 
 export async function runNode(config: NodeConfig, log: pino.Logger): Promise<void> {
-  const scheduling = await raiseScheduling(config.scheduling);
-  if (scheduling.policy === "rr") log.info({ event: "scheduling", ...scheduling }, `real-time scheduling (SCHED_RR ${scheduling.priority})`);
-  else log.warn({ event: "scheduling", ...scheduling }, `normal scheduling: heartbeats may be late under CPU pressure (${scheduling.reason})`);
+  await raiseSchedulingLogged(config, log);
   const socketPath = controlSocketPath(config);
   const keys = await loadKeys(config);
   const observe = new NodeObservability(log);
@@ -29,6 +29,52 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
   if (keys === undefined) log.warn({ event: "no-keys" }, "no keys configured: UDP datagrams are neither authenticated nor encrypted (see docs/security.md)");
   // One line per state change of a storage component (not per retry): fault, recovery, configuration fault.
   link.on("storage", (c) => logStorageChange(log, c));
+  await serveNode(config, log, socketPath, {
+    bridge: (tun) => bridge(tun, link),
+    status: (tun, counters) => {
+      observe.attach(link, () => tun.counters);
+      return (): LinkStatus & { tun: object } => ({ ...observe.status(link), tun: { name: tun.name, mtu: tun.mtu, ...tun.counters, ...counters } });
+    },
+    metrics: { contentType: observe.metrics.contentType, render: () => observe.metrics.render() },
+    up: { fields: { peer: config.peer }, what: "up" },
+    notify: () => startServiceNotify(link, log),
+    downFields: () => link.status().counters,
+    close: () => link.close(),
+  });
+}
+
+/** Raises the node's scheduling as configured and says what it got (real-time, or why not). */
+export async function raiseSchedulingLogged(config: Pick<NodeConfig, "scheduling">, log: pino.Logger): Promise<void> {
+  const scheduling = await raiseScheduling(config.scheduling);
+  if (scheduling.policy === "rr") log.info({ event: "scheduling", ...scheduling }, `real-time scheduling (SCHED_RR ${scheduling.priority})`);
+  else log.warn({ event: "scheduling", ...scheduling }, `normal scheduling: heartbeats may be late under CPU pressure (${scheduling.reason})`);
+}
+
+/** What the `up` shell needs of an open node, a pair's Link or a ClusterNode: the rest is the same for both. */
+export interface ServedNode {
+  /** Joins the node to the TUN device both ways (batches whole); the counters it keeps. */
+  bridge(tun: TunDevice): BridgeCounters;
+  /** Called once the TUN is bridged: the control socket's `status` answer. */
+  status(tun: TunDevice, counters: BridgeCounters): () => object;
+  /** GET /metrics: Prometheus text. */
+  metrics: { contentType: string; render(): Promise<string> | string };
+  /** The `up` log line: its fields after `node` (the peer or peers) and the words after "node N". */
+  up: { fields: Record<string, unknown>; what: string };
+  /** Starts the systemd notifier (undefined without $NOTIFY_SOCKET). */
+  notify(): ServiceNotifier | undefined;
+  /** The `down` log line's fields after `event`. */
+  downFields(): object;
+  /** Closes the node (last records flushed). */
+  close(): Promise<void>;
+}
+
+/**
+ * The shell of `lunlink up` around an open node: TUN device, control socket, optional metrics,
+ * signals and systemd notification. Returns once the node was told to stop (`lunlink down`, SIGINT,
+ * SIGTERM) or its TUN device failed, after closing everything, the node last (it owns the node from
+ * the call on, even if opening the rest fails).
+ */
+export async function serveNode(config: Pick<NodeConfig, "node" | "tun" | "metrics">, log: pino.Logger, socketPath: string, node: ServedNode): Promise<void> {
   let tun: TunDevice | undefined;
   let metrics: HttpServer | undefined;
   let server: Server | undefined;
@@ -43,7 +89,7 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
   const onSigint = () => stop("SIGINT");
   const onSigterm = () => stop("SIGTERM");
   // A TUN read error (the interface deleted under us, say) ends the node through the same clean-up
-  // as `lunlink down`, then runNode rejects with it: never an uncaught exception.
+  // as `lunlink down`, then the runner rejects with it: never an uncaught exception.
   let tunFailure: Error | undefined;
   try {
     tun = await TunDevice.open({ name: config.tun.name, mtu: config.tun.mtu, address: config.tun.address, up: true });
@@ -52,9 +98,7 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
       tunFailure ??= error;
       stop("tun-error");
     });
-    const counters = bridge(tun, link);
-    observe.attach(link, () => tun!.counters);
-    const status = (): LinkStatus & { tun: object } => ({ ...observe.status(link), tun: { name: tun!.name, mtu: tun!.mtu, ...tun!.counters, ...counters } });
+    const status = node.status(tun, node.bridge(tun));
     server = await serveControl(socketPath, async (cmd) => {
       if (cmd === "status") return status();
       if (cmd === "down") {
@@ -70,19 +114,21 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
           res.writeHead(404).end();
           return;
         }
-        observe.metrics.render().then(
-          (text) => res.writeHead(200, { "content-type": observe.metrics.contentType }).end(text),
-          (error: unknown) => res.writeHead(500).end(String(error)),
-        );
+        Promise.resolve()
+          .then(() => node.metrics.render())
+          .then(
+            (text) => res.writeHead(200, { "content-type": node.metrics.contentType }).end(text),
+            (error: unknown) => res.writeHead(500).end(String(error)),
+          );
       });
       await new Promise<void>((resolve, reject) => metrics!.once("error", reject).listen(at.port, at.host, () => resolve()));
     }
     process.once("SIGINT", onSigint);
     process.once("SIGTERM", onSigterm);
-    log.info({ event: "up", node: config.node, peer: config.peer, tun: tun.name, address: config.tun.address, mtu: tun.mtu, control: socketPath }, `node ${config.node} up: ${tun.name} ${config.tun.address}`);
-    service = startServiceNotify(link, log);
+    log.info({ event: "up", node: config.node, ...node.up.fields, tun: tun.name, address: config.tun.address, mtu: tun.mtu, control: socketPath }, `node ${config.node} ${node.up.what}: ${tun.name} ${config.tun.address}`);
+    service = node.notify();
     await stopped;
-    log.info({ event: "down", ...link.status().counters }, `node ${config.node} going down`);
+    log.info({ event: "down", ...node.downFields() }, `node ${config.node} going down`);
   } finally {
     service?.close();
     process.off("SIGINT", onSigint);
@@ -93,7 +139,7 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
     }
     metrics?.close();
     await tun?.close();
-    await link.close();
+    await node.close();
   }
   if (tunFailure !== undefined) throw tunFailure;
 }

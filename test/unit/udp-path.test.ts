@@ -2,6 +2,8 @@
 // a batch reserved, written in place and flushed arrives complete and in order (one sendmmsg per
 // socket per flush); runs of equal-sized datagrams (UDP GSO where the kernel has it) arrive as the
 // same separate datagrams; control goes to port + 1; a closed path sends and delivers nothing.
+// Several peers on one path (a cluster node's): each datagram goes to the peer whose endpoint sent it,
+// on either socket, and any other source is counted as a stray and dropped unread.
 // Batch sealing: messages sealed in place into one batch buffer (Sealer.sealInto) open (Opener with
 // a reused buffer) to the same bytes, and a sealed batch with a forged datagram refuses only that one.
 import test from "ava";
@@ -9,7 +11,10 @@ import test from "ava";
 import { generateKeys, sharedSecret } from "../../lib/link/keys.ts";
 import { decodeHeader, MessageKind, MESSAGE_HEADER_BYTES, PathId } from "../../lib/link/message.ts";
 import { Opener, Sealer, SEAL_OVERHEAD_BYTES } from "../../lib/link/seal.ts";
-import { UdpPath } from "../../lib/link/udp-path.ts";
+import { CLUSTER_UDP_BATCH_BYTES, UDP_SEND_BATCH_BYTES, UdpPath, type UdpPathOptions } from "../../lib/link/udp-path.ts";
+
+/** A pair's path: one peer, any source (its Link authenticates), a pair's batch size. */
+const PAIR: Pick<UdpPathOptions, "sources" | "batchBytes"> = { sources: "any", batchBytes: UDP_SEND_BATCH_BYTES };
 
 interface Received {
   port: number;
@@ -24,16 +29,17 @@ async function pairOnLoopback(t: { teardown: (f: () => void) => void }) {
     let batchEnds = 0;
     let b: UdpPath | undefined;
     try {
-      b = await UdpPath.open({
+      b = UdpPath.open({
+        ...PAIR,
         bind: { host: "127.0.0.1", port: base + 2 },
-        peer: { host: "127.0.0.1", port: base },
-        onDatagram: (bytes, offset, length, _address, port) => received.push({ port, bytes: Buffer.from(bytes.subarray(offset, offset + length)) }),
+        peers: [{ host: "127.0.0.1", port: base }],
+        onDatagram: (_peer, bytes, offset, length, _address, port) => received.push({ port, bytes: Buffer.from(bytes.subarray(offset, offset + length)) }),
         onBatchEnd: () => batchEnds++,
         onError: (error) => {
           throw error;
         },
       });
-      const a = await UdpPath.open({ bind: { host: "127.0.0.1", port: base }, peer: { host: "127.0.0.1", port: base + 2 }, onDatagram: () => undefined, onBatchEnd: () => undefined, onError: () => undefined });
+      const a = UdpPath.open({ ...PAIR, bind: { host: "127.0.0.1", port: base }, peers: [{ host: "127.0.0.1", port: base + 2 }], onDatagram: () => undefined, onBatchEnd: () => undefined, onError: () => undefined });
       t.teardown(() => {
         a.close();
         b?.close();
@@ -55,10 +61,10 @@ async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void
   }
 }
 
-function write(path: UdpPath, control: boolean, bytes: Uint8Array): void {
-  const slot = path.reserve(control, bytes.length);
+function write(path: UdpPath, control: boolean, bytes: Uint8Array, peer = 0): void {
+  const slot = path.reserve(peer, control, bytes.length);
   slot.set(bytes);
-  path.commit(control, bytes.length);
+  path.commit(peer, control, bytes.length);
 }
 
 test("a batch of datagrams of mixed sizes goes in one sendmmsg and arrives complete and in order; control on port + 1", async (t) => {
@@ -110,6 +116,56 @@ test("a full batch flushes by itself, and a closed path sends and delivers nothi
   a.flush();
   await new Promise((r) => setTimeout(r, 100));
   t.is(received.length, 300, "nothing delivered after close");
+});
+
+test("several peers (sources endpoint): each datagram goes to the peer whose endpoint sent it, on either socket; any other source is a stray, dropped unread", async (t) => {
+  const quiet = { onDatagram: () => undefined, onBatchEnd: () => undefined, onError: () => undefined };
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 5_000) * 8;
+    const at = (port: number) => ({ host: "127.0.0.1", port });
+    const opened: UdpPath[] = [];
+    try {
+      const received: { peer: number; port: number; text: string }[] = [];
+      const hub = UdpPath.open({
+        bind: at(base),
+        peers: [at(base + 2), at(base + 4)],
+        sources: "endpoint",
+        batchBytes: CLUSTER_UDP_BATCH_BYTES,
+        onDatagram: (peer, bytes, offset, length, _address, port) => received.push({ peer, port, text: Buffer.from(bytes.subarray(offset, offset + length)).toString() }),
+        onBatchEnd: () => undefined,
+        onError: (error) => {
+          throw error;
+        },
+      });
+      opened.push(hub);
+      const options = { ...quiet, sources: "endpoint" as const, batchBytes: CLUSTER_UDP_BATCH_BYTES, peers: [at(base)] };
+      const [p0, p1, stranger] = [at(base + 2), at(base + 4), at(base + 6)].map((bind) => {
+        const path = UdpPath.open({ ...options, bind });
+        opened.push(path);
+        return path;
+      }) as [UdpPath, UdpPath, UdpPath];
+      t.teardown(() => opened.forEach((p) => p.close()));
+      write(p1, false, Buffer.from("from 1"));
+      write(p0, true, Buffer.from("control from 0"));
+      write(p0, false, Buffer.from("from 0"));
+      write(stranger, false, Buffer.from("stray data"));
+      write(stranger, true, Buffer.from("stray control"));
+      for (const p of [p0, p1, stranger]) t.is(p.flush(), 0);
+      await until(() => received.length === 3 && hub.strays === 2);
+      const sorted = received.sort((x, y) => x.text.localeCompare(y.text));
+      t.deepEqual(sorted, [
+        { peer: 0, port: base + 3, text: "control from 0" },
+        { peer: 0, port: base + 2, text: "from 0" },
+        { peer: 1, port: base + 4, text: "from 1" },
+      ]);
+      t.is(hub.strays, 2, "the stranger's data and control datagrams, counted and not delivered");
+      return;
+    } catch (error) {
+      opened.forEach((p) => p.close());
+      if (!(error instanceof Error) || !/EADDRINUSE/.test(error.message)) throw error;
+    }
+  }
+  t.fail("no free loopback ports");
 });
 
 test("batch sealing: messages sealed in place into one batch buffer open with a reused buffer; a forged one is refused alone", (t) => {
