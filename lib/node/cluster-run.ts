@@ -8,7 +8,7 @@ import { ErrorCode, LunlinkError } from "../errors.ts";
 import { publicKeyOf, readPrivateKeyFile } from "../link/keys.ts";
 import { readClusterSecretFile } from "./cluster-secret.ts";
 import { TunDevice } from "../tun/tun.ts";
-import type { BridgeCounters } from "../tun/bridge.ts";
+import { bridge } from "../tun/bridge.ts";
 import { ClusterNode, type ClusterNodeOptions } from "./cluster-node.ts";
 import { CLUSTER_METRICS_CONTENT_TYPE, renderClusterMetrics, type ClusterNodeStatus } from "./cluster-status.ts";
 import { controlSocketPath, parseEndpoint, type ClusterConfig } from "./config.ts";
@@ -65,22 +65,7 @@ export async function runClusterNode(config: ClusterConfig, log: pino.Logger): P
   node.on("storage", (c) => logStorageChange(log, c));
   const peers = config.cluster.members.filter((m) => m.node !== config.node).map((m) => m.node);
   await serveNode(config, log, socketPath, {
-    // The pair's bridge() (lib/tun/bridge.ts) takes a Link; the same two batch handlers for the node.
-    bridge: (tun: TunDevice) => {
-      const counters: BridgeCounters = { packetsToLink: 0, packetsNotSent: 0, packetsToTun: 0, packetsTunDropped: 0 };
-      tun.onPackets((packets, lengths, count) => {
-        const taken = node.sendBatch(packets, lengths, count);
-        counters.packetsToLink += taken;
-        counters.packetsNotSent += count - taken;
-      });
-      node.onDataBatch((payloads, lengths, count) => {
-        if (tun.isClosed) return;
-        const written = tun.writeBatch(payloads, lengths, count);
-        counters.packetsToTun += written;
-        counters.packetsTunDropped += count - written;
-      });
-      return counters;
-    },
+    bridge: (tun: TunDevice) => bridge(tun, node),
     status: (tun, counters) => (): ClusterNodeStatus => ({ ...node.status(), tun: { name: tun.name, address: config.tun.address, ...tun.counters, ...counters } }),
     metrics: { contentType: CLUSTER_METRICS_CONTENT_TYPE, render: () => renderClusterMetrics(node.status()) },
     up: { fields: { peers }, what: `up in a cluster of ${peers.length + 1}` },
