@@ -38,10 +38,14 @@ const LOAD_MBPS = 10;
  * has no link layer). Without this bound a lapped loaded row waited forever.
  */
 const ROUND_DEADLINE_MS = 1000;
+/** Each lunlink row stops after this long even if rounds remain (a loaded row on a busy machine: rounds of 0.5 s). */
+const ROW_BUDGET_MS = 60_000;
 
 interface LatencyRun {
   /** Delivered rounds only, sorted. */
   latenciesUs: Float64Array;
+  /** Rounds run (fewer than asked when the row's time budget ran out). */
+  roundsRun: number;
   lostProbes: number;
   overruns: number;
 }
@@ -140,7 +144,8 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
     const payload = new Uint8Array(64);
     const view = new DataView(payload.buffer);
     const lost = new Set<number>();
-    for (round = 0; round < rounds; round++) {
+    const rowStartMs = performance.now();
+    for (round = 0; round < rounds && performance.now() - rowStartMs < ROW_BUDGET_MS; round++) {
       let deadline: NodeJS.Timeout | undefined;
       const delivered = new Promise<void>((resolve) => {
         arrived = resolve;
@@ -163,7 +168,7 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
     stallWatch?.();
     await poller.stop();
     await writer.close();
-    return { latenciesUs: latenciesUs.filter((_v, i) => !lost.has(i)).sort(), lostProbes: lost.size, overruns: reader.counters.overruns };
+    return { latenciesUs: latenciesUs.subarray(0, round).filter((_v, i) => !lost.has(i)).sort(), roundsRun: round, lostProbes: lost.size, overruns: reader.counters.overruns };
   } finally {
     await mirror?.stop();
     for (const v of mirrorVolumes) await v.close();
@@ -245,7 +250,7 @@ export async function latencyBench(args: string[]): Promise<void> {
       const pr = await lunlinkLatency(loop, rounds, 500, load, mirrorTo);
       const kr = await lunlinkLatency(loop, rounds, 0, load, mirrorTo, true);
       const [l, p, k] = [lr.latenciesUs, pr.latenciesUs, kr.latenciesUs];
-      const lostOf = (r: LatencyRun): string => `${r.lostProbes} / ${r.overruns}`;
+      const lostOf = (r: LatencyRun): string => `${r.roundsRun} / ${r.lostProbes} / ${r.overruns}`;
       console.error(`  done ${condition}`);
       const row = (name: string, x: Float64Array, run?: LatencyRun): string[] => [
         condition,
@@ -259,8 +264,8 @@ export async function latencyBench(args: string[]): Promise<void> {
       cdfs.push(...([["C probe", c], ["lunlink", l], ["lunlink busyPollUs 500", p], ["lunlink keyed", k]] as const).map(([name, values]) => ({ group: condition, name, values })));
       rows.push(row("C probe", c), row("lunlink", l, lr), row("lunlink busyPollUs 500", p, pr), row(`lunlink keyed (p50 ${ratio(percentile(k, 50), percentile(l, 50))}x unkeyed)`, k, kr));
     }
-    console.log(table(["condition", "path (ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C", "probes lost / reader overruns"], rows));
-    console.log(`probes lost: rounds not delivered within ${ROUND_DEADLINE_MS} ms (the reader was lapped and resynced past them), left out of the percentiles.`);
+    console.log(table(["condition", "path (ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C", "rounds run / probes lost / reader overruns"], rows));
+    console.log(`probes lost: rounds not delivered within ${ROUND_DEADLINE_MS} ms (the reader was lapped and resynced past them), left out of the percentiles; a row stops after ${ROW_BUDGET_MS / 1000} s with the rounds it ran.`);
     if (plotDir !== undefined) for (const path of await writeCharts(plotDir, latencyCharts(cdfs))) console.log(`chart: ${path}`);
     console.log(`\nwhere the lunlink rounds' time goes (means in us; GC overlap: rounds during which a GC pause ran)`);
     console.log(table(["condition", "rounds", "total", "send -> write done", "write done -> watch woke", "watch woke -> delivered", "found without a watch", "GC overlap"], breakdowns));
