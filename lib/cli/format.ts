@@ -1,5 +1,6 @@
 // `lunlink format` and `lunlink inspect`: raw-device ops on a send volume's superblocks and status,
 // or on a cluster volume's header and every region (format --cluster: one ring per node on one LUN).
+// inspect reads keyed rings unverified; with --cluster-secret it also verifies each region's MACs.
 import type { Superblock } from "../format/superblock.ts";
 import { AuthMode } from "../format/layout.ts";
 import { newUuid } from "../format/uuid.ts";
