@@ -1,6 +1,7 @@
-// `npm run bench -- cluster [--nodes 2,3,5] [--cuts N] [--idle-s S] [--seconds S]`: how a cluster's
-// costs grow with its size. Per N, one cluster lab (lib/node/cluster-lab.ts: N namespaces on a switch,
-// every node's ring in one shared loop cluster volume read directly by all, default timers):
+// `npm run bench -- cluster [--nodes 2,3,5] [--cuts N] [--idle-s S] [--seconds S] [--keyed]`: how a
+// cluster's costs grow with its size. Per N, one cluster lab (lib/node/cluster-lab.ts: N namespaces on
+// a switch, every node's ring in one shared loop cluster volume read directly by all, default timers;
+// --keyed: the rings keyed by a cluster secret and the UDP sealed per pair):
 //   1. idle CPU per node (utime + stime from /proc/PID/stat over a fixed window) and storage reads
 //      per node (reads completed on the shared loop device / N, and read_bytes from /proc/PID/io);
 //   2. TCP (iperf3, one stream) node 1 -> node 2 with node 2's network cut, so over storage, while
@@ -48,11 +49,12 @@ export async function clusterBench(args: string[]): Promise<void> {
   const cutsOverride = args.includes("--cuts") ? numberArg(args, "--cuts", 20) : undefined;
   const idleSeconds = numberArg(args, "--idle-s", 10);
   const seconds = numberArg(args, "--seconds", 5);
+  const keyed = args.includes("--keyed");
   const results: SizeResult[] = [];
   for (const nodes of sizes) {
     const cuts = cutsOverride ?? defaultCuts(nodes);
-    console.log(`cluster of ${nodes}: ${cuts} cuts, idle window ${idleSeconds} s, TCP ${seconds} s (load ${loadavg().map((l) => l.toFixed(2)).join(" ")})`);
-    results.push(await measure(nodes, cuts, idleSeconds, seconds));
+    console.log(`cluster of ${nodes}${keyed ? ", keyed (cluster secret, sealed UDP)" : ""}: ${cuts} cuts, idle window ${idleSeconds} s, TCP ${seconds} s (load ${loadavg().map((l) => l.toFixed(2)).join(" ")})`);
+    results.push(await measure(nodes, cuts, idleSeconds, seconds, keyed));
   }
   print(results, idleSeconds, seconds);
 }
@@ -70,8 +72,8 @@ function nodesArg(args: string[]): number[] {
   return [...new Set(sizes)].sort((a, b) => a - b);
 }
 
-async function measure(nodes: number, cuts: number, idleSeconds: number, seconds: number): Promise<SizeResult> {
-  const lab = await ClusterLab.create({ count: nodes, prefix: "llb-" });
+async function measure(nodes: number, cuts: number, idleSeconds: number, seconds: number, keyed: boolean): Promise<SizeResult> {
+  const lab = await ClusterLab.create({ count: nodes, prefix: "llb-", keyed });
   const stop = () => void lab.destroy().finally(() => process.exit(130));
   process.once("SIGINT", stop);
   try {

@@ -1,14 +1,15 @@
 // `lunlink format` and `lunlink inspect`: raw-device ops on a send volume's superblocks and status,
 // or on a cluster volume's header and every region (format --cluster: one ring per node on one LUN).
+// inspect reads keyed rings unverified; with --cluster-secret it also verifies each region's MACs.
 import type { Superblock } from "../format/superblock.ts";
 import { AuthMode } from "../format/layout.ts";
 import { newUuid } from "../format/uuid.ts";
-import { invalidArgument } from "../errors.ts";
+import { LunlinkError, invalidArgument } from "../errors.ts";
 import { Volume } from "../io/volume.ts";
 import { readPrivateKeyFile, ringKey, sharedSecret } from "../link/keys.ts";
-import { formatCluster, isClusterVolume, openCluster, openRegion } from "../ring/cluster.ts";
+import { clusterRingAuth, formatCluster, isClusterVolume, openCluster, openRegion } from "../ring/cluster.ts";
 import { inspectRing } from "../ring/inspect.ts";
-import { keyIdText } from "../ring/keys.ts";
+import { RingKeys, keyIdText } from "../ring/keys.ts";
 import { readStatusSlots } from "../ring/status.ts";
 import { formatVolume, openSuperblock } from "../ring/superblocks.ts";
 import { readClusterSecretFile } from "../node/cluster-secret.ts";
@@ -167,17 +168,20 @@ async function formatClusterVolume(parsed: ParsedArgs, out: Parameters<Command["
 export const inspectCommand: Command = {
   summary: "show a volume's superblock, status block and ring contents",
   usage:
-    "Usage: lunlink inspect <path> [--json]\n\nReads (O_DIRECT, read-only) the superblock copies, both status slots and every ring block of a\nlunlink volume: intact records and frames, the sequence range, epochs present, and damaged records\n(seq and byte offset).",
+    "Usage: lunlink inspect <path> [--cluster-secret FILE] [--json]\n\nReads (O_DIRECT, read-only) the superblock copies, both status slots and every ring block of a\nlunlink volume: intact records and frames, the sequence range, epochs present, and damaged records\n(seq and byte offset). A keyed region is shown unverified, unless --cluster-secret (a cluster volume)\nis given: then each region's superblock and status MAC is verified under its writer's key and the\nresult printed per region (verified, or failed with why).",
   async run(args, out) {
-    const parsed = parse(args, { json: { type: "boolean" } }, { min: 1, max: 1 });
+    const parsed = parse(args, { json: { type: "boolean" }, "cluster-secret": { type: "string" } }, { min: 1, max: 1 });
+    const secretFile = parsed.values["cluster-secret"];
+    const clusterSecret = typeof secretFile === "string" ? await readClusterSecretFile(secretFile) : undefined;
     const volume = await Volume.open(parsed.positionals[0]!, { readOnly: true });
     try {
       if (await isClusterVolume(volume)) {
         const header = await openCluster(volume);
         const regions = [];
         for (const entry of header.regions) {
-          const { view } = await openRegion(volume, header, entry.node);
-          regions.push({ node: entry.node, ...(await inspectOne(view.asVolume())) });
+          const { view, superblock } = await openRegion(volume, header, entry.node);
+          const auth = clusterRingAuth(clusterSecret, superblock.pairUuid, entry.node);
+          regions.push({ node: entry.node, ...(await inspectOne(view.asVolume(), auth === undefined ? undefined : new RingKeys(auth))) });
         }
         if (flag(parsed, "json")) {
           out.stdout.write(`${toJson({ path: volume.path, cluster: header, regions: regions.map((r) => ({ node: r.node, ...r.report })) })}\n`);
@@ -188,6 +192,7 @@ export const inspectCommand: Command = {
         out.stdout.write(`${lines.join("\n")}\n`);
         return;
       }
+      if (clusterSecret !== undefined) throw invalidArgument("--cluster-secret", `given only with a cluster volume (${volume.path} is a node volume)`, secretFile);
       const { report, lines } = await inspectOne(volume);
       out.stdout.write(flag(parsed, "json") ? `${toJson(report)}\n` : `${lines.join("\n")}\n`);
     } finally {
@@ -196,15 +201,44 @@ export const inspectCommand: Command = {
   },
 };
 
-/** One ring (a node volume or one region): its superblock, status and ring, as a report and as lines. */
-async function inspectOne(volume: Volume): Promise<{ superblock: Superblock; report: Record<string, unknown>; lines: string[] }> {
+/** What a key says of a ring's MACs: each verified, or failed with why (the error code or the status slots' reasons). */
+interface MacCheck {
+  superblock: string;
+  status: string;
+}
+
+/** Verifies a ring's superblock and status MAC under `keys` (never throws for a MAC that fails: inspection reports it). */
+async function checkMacs(volume: Volume, keys: RingKeys, blockBytes: number): Promise<MacCheck> {
+  let superblockMac = "verified";
+  try {
+    await openSuperblock(volume, keys);
+  } catch (error) {
+    if (!(error instanceof LunlinkError)) throw error;
+    superblockMac = `failed (${error.code}: ${error.message})`;
+  }
+  const { slots, status } = await readStatusSlots(volume, blockBytes, keys.statusMac);
+  const statusMac = status !== undefined ? `verified (generation ${status.generation})` : `failed (${slots.map((s, i) => (s.ok ? `slot ${i} valid` : `slot ${i} ${s.reason}: ${s.detail}`)).join("; ")})`;
+  return { superblock: superblockMac, status: statusMac };
+}
+
+/** One ring (a node volume or one region): its superblock, status and ring, as a report and as lines; with `keys`, its MACs verified. */
+async function inspectOne(volume: Volume, keys?: RingKeys): Promise<{ superblock: Superblock; report: Record<string, unknown>; lines: string[] }> {
   const { superblock, repair } = await openSuperblock(volume);
   const B = superblock.blockBytes;
-  const mac = superblock.authMode === AuthMode.Keyed ? "unverified" : undefined; // inspection has no key
+  const mac = superblock.authMode === AuthMode.Keyed ? "unverified" : undefined; // the display reads unverified; checkMacs verifies
   const { slots, status } = await readStatusSlots(volume, B, mac);
   const ring = await inspectRing(volume, superblock);
+  const macs = keys === undefined ? undefined : await checkMacs(volume, keys, B);
+  const keyed = superblock.authMode === AuthMode.Keyed;
+  const authLine =
+    macs !== undefined
+      ? `superblock MAC ${macs.superblock}, status MAC ${macs.status}`
+      : keyed
+        ? `keyed (key id ${keyIdText(superblock.keyId)}), MACs unverified (inspect --cluster-secret FILE verifies a cluster volume's)`
+        : "none (unkeyed)";
   const report = {
     path: volume.path,
+    ...(macs === undefined ? {} : { macs }),
     superblock: { ...superblock, salt: undefined },
     superblockCopies: repair === "none" ? "both valid" : `copy ${repair.toUpperCase()} needs repair`,
     status: status ?? null,
@@ -217,6 +251,7 @@ async function inspectOne(volume: Volume): Promise<{ superblock: Superblock; rep
     `geometry     ${superblock.volumeBlocks} blocks of ${B} B, ring ${superblock.ringBlocks} blocks from block ${superblock.ringStartBlock}`,
     `epoch        ${superblock.epoch} (starts at seq ${superblock.epochStartSeq}, ring block ${superblock.epochStartBlock})`,
     `superblocks  ${report.superblockCopies}`,
+    `auth         ${authLine}`,
     `status       ${status === undefined ? "no valid slot" : `head seq ${status.headSeq} at ring block ${status.headBlock}, oldest seq ${status.oldestSeq}, ${status.peers === undefined ? `ack ${status.ackEpoch}/${status.ackSeq}` : `acks ${status.peers.map((r) => `node ${r.node} ${r.ackEpoch}/${r.ackSeq}${r.flags !== 0 ? " (released)" : ""}`).join(", ")}`}, heartbeat ${status.heartbeat}`}`,
     `status slots ${report.statusSlots.join("; ")}`,
     `ring         ${ring.records} records (${ring.frames} frames), ${ring.pads} pads, seq ${ring.oldestSeq ?? "-"}..${ring.newestSeq ?? "-"}, epochs ${ring.epochs.join(",") || "-"}`,

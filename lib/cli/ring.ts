@@ -1,10 +1,15 @@
 // `lunlink append` and `lunlink tail`: write frames to a send volume and read them from a receive
 // volume, for raw-device ops scripts. Both speak one JSON object per line with --json.
-import { FrameType } from "../format/layout.ts";
+// On a keyed cluster volume both take --cluster-secret FILE and work on the region keyed under its
+// writer's clusterRingKey (docs/format.md, Keyed clusters); without it a keyed region is refused
+// (ERR_LUNLINK_KEY_REQUIRED), and with it an unkeyed one (ERR_LUNLINK_DOWNGRADE, from the keyed open).
+import { AuthMode, FrameType } from "../format/layout.ts";
 import { ErrorCode, LunlinkError, invalidArgument } from "../errors.ts";
 import { Volume } from "../io/volume.ts";
 import { Poller } from "../poll/poller.ts";
-import { ringOf } from "../ring/cluster.ts";
+import { clusterRingAuth, isClusterVolume, openCluster, openRegion } from "../ring/cluster.ts";
+import type { RingAuth } from "../ring/keys.ts";
+import { readClusterSecretFile } from "../node/cluster-secret.ts";
 import { RingReader } from "../ring/reader.ts";
 import { RingWriter } from "../ring/writer.ts";
 import { flag, parse, type ParsedArgs } from "./args.ts";
@@ -21,6 +26,32 @@ function nodeArg(parsed: ParsedArgs, name = "node", what = "this host's node id"
   return n;
 }
 
+/** The cluster secret named by --cluster-secret (read before any volume is touched), or undefined. */
+async function clusterSecretArg(parsed: ParsedArgs): Promise<Buffer | undefined> {
+  const file = parsed.values["cluster-secret"];
+  return typeof file === "string" ? readClusterSecretFile(file) : undefined;
+}
+
+/**
+ * Node `node`'s ring on `volume`: its region of a cluster volume, with its ring auth when a cluster
+ * secret is given (the cluster UUID from the region's superblock, which openRegion checked against the
+ * header); a node volume as it is (a pair's volumes are keyed with --key, not a cluster secret).
+ */
+async function clusterRing(volume: Volume, node: number, clusterSecret: Buffer | undefined): Promise<{ ring: Volume; auth?: RingAuth }> {
+  if (!(await isClusterVolume(volume))) {
+    if (clusterSecret !== undefined) throw invalidArgument("--cluster-secret", `given only with a cluster volume (${volume.path} is a node volume)`, "a secret file");
+    return { ring: volume };
+  }
+  const { view, superblock } = await openRegion(volume, await openCluster(volume), node);
+  if (clusterSecret === undefined) {
+    if (superblock.authMode === AuthMode.Keyed) {
+      throw new LunlinkError(ErrorCode.KeyRequired, `${volume.path}#node${node} is a keyed cluster region (authMode keyed): pass --cluster-secret FILE (the cluster secret, keys.clusterSecret)`, { path: volume.path });
+    }
+    return { ring: view.asVolume() };
+  }
+  return { ring: view.asVolume(), auth: clusterRingAuth(clusterSecret, superblock.pairUuid, node)! };
+}
+
 async function readStdin(): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
@@ -30,15 +61,15 @@ async function readStdin(): Promise<Buffer> {
 export const appendCommand: Command = {
   summary: "append frames to a send volume",
   usage: [
-    "Usage: lunlink append <path> --node N [--to NODE] [--type heartbeat|control|data] [--take-over] [message | -]",
+    "Usage: lunlink append <path> --node N [--to NODE] [--cluster-secret FILE] [--type heartbeat|control|data] [--take-over] [message | -]",
     "",
     "Opens <path> as node N's send volume (a new epoch), appends the message as one frame (with -, each",
     "line of standard input is a frame), writes it with O_DIRECT|O_DSYNC and prints the sequence range.",
     "On a cluster volume it writes node N's region; --to names the destination node (default: every",
-    "reader, broadcast).",
+    "reader, broadcast). --cluster-secret: the cluster secret of a keyed cluster volume (required there).",
   ].join("\n"),
   async run(args, out) {
-    const parsed = parse(args, { node: { type: "string" }, to: { type: "string" }, type: { type: "string" }, "take-over": { type: "boolean" }, json: { type: "boolean" } }, { min: 1, max: 2 });
+    const parsed = parse(args, { node: { type: "string" }, to: { type: "string" }, "cluster-secret": { type: "string" }, type: { type: "string" }, "take-over": { type: "boolean" }, json: { type: "boolean" } }, { min: 1, max: 2 });
     const nodeId = nodeArg(parsed);
     const destination = parsed.values.to === undefined ? 0 : nodeArg(parsed, "to", "the destination node id");
     if (destination > 255) throw invalidArgument("--to", "a cluster node id (1..255)", destination);
@@ -50,9 +81,11 @@ export const appendCommand: Command = {
       message === undefined || message === "-"
         ? (await readStdin()).toString("utf8").split("\n").filter((l) => l.length > 0).map((l) => Buffer.from(l))
         : [Buffer.from(message)];
+    const clusterSecret = await clusterSecretArg(parsed);
     const volume = await Volume.open(parsed.positionals[0]!, { dsync: true, exclusive: true });
     try {
-      const writer = await RingWriter.open(await ringOf(volume, nodeId), { nodeId, takeOver: flag(parsed, "take-over"), maxDelayMs: 0 });
+      const { ring, auth } = await clusterRing(volume, nodeId, clusterSecret);
+      const writer = await RingWriter.open(ring, { nodeId, takeOver: flag(parsed, "take-over"), maxDelayMs: 0, ...(auth === undefined ? {} : { auth }) });
       const firstSeq = writer.headSeq;
       for (const f of frames) {
         if (!(await writer.append(type, f, destination))) throw new LunlinkError(ErrorCode.QueueFull, "the write queue dropped a frame");
@@ -71,16 +104,18 @@ export const appendCommand: Command = {
 export const tailCommand: Command = {
   summary: "print the frames on a receive volume",
   usage: [
-    "Usage: lunlink tail <path> --node N [--writer W] [--from SEQ | --from oldest] [--follow] [--json]",
+    "Usage: lunlink tail <path> --node N [--writer W [--cluster-secret FILE]] [--from SEQ | --from oldest] [--follow] [--json]",
     "",
     "Reads <path> as node N's receive volume (O_DIRECT) and prints one line per frame: by default the",
     "frames from the oldest still in the ring, or from SEQ; exits when it reaches the writer's head",
     "unless --follow. On a cluster volume --writer W names whose region to read (every frame of it is",
-    "printed; flags is its destination, 0 = broadcast). --json prints {seq, type, flags, timestamp,",
-    "text|base64} per line.",
+    "printed; flags is its destination, 0 = broadcast); --cluster-secret: the cluster secret of a keyed",
+    "cluster volume (required there: records are verified and decrypted; only the writer's current",
+    "epoch can be, as each append or restart starts one with a fresh key). --json prints {seq, type,",
+    "flags, timestamp, text|base64} per line.",
   ].join("\n"),
   async run(args, out) {
-    const parsed = parse(args, { node: { type: "string" }, writer: { type: "string" }, from: { type: "string" }, follow: { type: "boolean" }, json: { type: "boolean" } }, { min: 1, max: 1 });
+    const parsed = parse(args, { node: { type: "string" }, writer: { type: "string" }, "cluster-secret": { type: "string" }, from: { type: "string" }, follow: { type: "boolean" }, json: { type: "boolean" } }, { min: 1, max: 1 });
     const nodeId = nodeArg(parsed);
     const writerNode = parsed.values.writer === undefined ? undefined : nodeArg(parsed, "writer", "the node whose ring to read");
     const from = parsed.values.from;
@@ -90,10 +125,12 @@ export const tailCommand: Command = {
       start = { seq: BigInt(from) };
     }
     const json = flag(parsed, "json");
+    if (writerNode === undefined && parsed.values["cluster-secret"] !== undefined) throw invalidArgument("--cluster-secret", "given with --writer W (whose region of the cluster volume to read)", parsed.values["cluster-secret"]);
+    const clusterSecret = await clusterSecretArg(parsed);
     const volume = await Volume.open(parsed.positionals[0]!, { readOnly: true });
     try {
-      const ring = writerNode === undefined ? volume : await ringOf(volume, writerNode);
-      const reader = await RingReader.open(ring, { nodeId, start });
+      const { ring, auth } = writerNode === undefined ? { ring: volume, auth: undefined } : await clusterRing(volume, writerNode, clusterSecret);
+      const reader = await RingReader.open(ring, { nodeId, start, ...(auth === undefined ? {} : { auth }) });
       const print = (seq: bigint, type: number, flags: number, bytes: Uint8Array, offset: number, length: number): void => {
         const payload = Buffer.from(bytes.buffer, bytes.byteOffset + offset, length);
         const text = payload.toString("utf8");
@@ -109,7 +146,8 @@ export const tailCommand: Command = {
           const outcome = await reader.poll(print);
           if (outcome === "waiting") break;
         }
-        if (reader.counters.lost > 0n) out.stderr.write(`lunlink: warning: ${reader.counters.lost} record(s) lost (overwritten or damaged)\n`);
+        // Keyed: a reader derives record keys from the superblocks it verifies, so an earlier writer epoch's records count here too.
+        if (reader.counters.lost > 0n) out.stderr.write(`lunlink: warning: ${reader.counters.lost} record(s) lost (overwritten or damaged${auth === undefined ? "" : ", or of an earlier writer epoch, whose key a keyed reader cannot derive"})\n`);
         return;
       }
       await followUntilSignal(new Poller(reader, { onFrame: print }));

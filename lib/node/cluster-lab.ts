@@ -7,6 +7,8 @@
 // (a node volume) kept by `lunlink mirror copy --follow --region` in the root namespace, standing in
 // for the arrays (so a cut of a node's network never touches them), or for one pair by `mirror push`
 // in an "array" namespace to `mirror serve` in the reader's namespace over a storage veth of their own.
+// Keyed: a cluster secret (mode 0600) formats every region keyed and each node gets X25519 keys
+// (sealed UDP per pair), its private key file, the secret and every member's public key in its config.
 // Every resource is named with the lab's prefix and recorded as it is created; destroy() removes
 // exactly those (safe twice and after a partial create()).
 import { execFile, spawn, type ChildProcess } from "node:child_process";
@@ -19,9 +21,11 @@ import { promisify } from "node:util";
 
 import { Volume } from "../io/volume.ts";
 import { MAX_CLUSTER_NODES } from "../format/layout.ts";
+import { generateKeys } from "../link/keys.ts";
 import { formatCluster } from "../ring/cluster.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
 import type { ClusterNodeStatus } from "./cluster-status.ts";
+import { readClusterSecretFile, writeClusterSecretFile } from "./cluster-secret.ts";
 import { callControl } from "./control.ts";
 import { MirrorProcess, deleteNamespace, lunlinkBin, type StreamReport } from "./lab.ts";
 
@@ -57,6 +61,8 @@ export interface ClusterLabOptions {
   layout?: "shared" | "mirrors";
   /** With "mirrors": the copy of node `from`'s region on node `to` is kept by `mirror push/serve` over a storage veth, not a local copy. */
   remoteMirror?: { from: number; to: number };
+  /** A keyed cluster: every region keyed by a cluster secret, the UDP sealed per pair (X25519 keys per node). */
+  keyed?: boolean;
 }
 
 export interface ClusterLabNode {
@@ -81,6 +87,10 @@ export class ClusterLab {
   readonly mirrors: MirrorProcess[] = [];
   readonly logs: string[] = [];
   readonly dir: string;
+  /** Keyed: the cluster secret file (mode 0600) every node's config names; "" when unkeyed. */
+  clusterSecretPath = "";
+  /** Keyed: the cluster secret, which formats every volume of the lab. */
+  private clusterSecret: Buffer | undefined;
   private readonly options: ClusterLabOptions;
   private readonly tag = randomBytes(2).toString("hex");
   private readonly namespaces: string[] = [];
@@ -125,13 +135,30 @@ export class ClusterLab {
       await ip(["-n", ns, "link", "set", veth, "up"]);
       this.nodes.push({ id, ns, veth, underlayAddress: `${UNDERLAY}.${id}`, tunAddress: `${TUN_SUBNET}.${id}`, configPath: join(this.dir, `node${id}.json`), socketPath: join(this.dir, `node${id}.sock`) });
     }
+    const keys = this.options.keyed === true ? await this.writeKeys() : undefined;
     const rings = this.options.layout === "mirrors" ? await this.mirroredRings() : await this.sharedRings();
-    const members = this.nodes.map((n) => ({ node: n.id, address: n.tunAddress, primary: `${n.underlayAddress}:7410`, ring: "" }));
+    const members = this.nodes.map((n) => ({ node: n.id, address: n.tunAddress, primary: `${n.underlayAddress}:7410`, ring: "", ...(keys === undefined ? {} : { publicKey: keys.get(n.id)!.publicKey }) }));
     for (const n of this.nodes) {
       const own = members.map((m) => ({ ...m, ring: rings(n.id, m.node) }));
-      const c = { node: n.id, tun: { name: "lunlink0", address: `${n.tunAddress}/24` }, cluster: { members: own }, control: { socket: n.socketPath }, ...this.options.config };
+      const nodeKeys = keys === undefined ? {} : { keys: { private: keys.get(n.id)!.privateFile, clusterSecret: this.clusterSecretPath } };
+      const c = { node: n.id, tun: { name: "lunlink0", address: `${n.tunAddress}/24` }, cluster: { members: own }, control: { socket: n.socketPath }, ...nodeKeys, ...this.options.config };
       await writeFile(n.configPath, `${JSON.stringify(c, null, 2)}\n`);
     }
+  }
+
+  /** Keyed: the cluster secret (mode 0600) and each node's X25519 private key file (mode 0600); the public keys by node. */
+  private async writeKeys(): Promise<Map<number, { privateFile: string; publicKey: string }>> {
+    this.clusterSecretPath = join(this.dir, "cluster.secret");
+    await writeClusterSecretFile(this.clusterSecretPath, false);
+    this.clusterSecret = await readClusterSecretFile(this.clusterSecretPath);
+    const keys = new Map<number, { privateFile: string; publicKey: string }>();
+    for (const n of this.nodes) {
+      const { privateKey, publicKey } = generateKeys();
+      const privateFile = join(this.dir, `node${n.id}.key`);
+      await writeFile(privateFile, `${privateKey}\n`, { mode: 0o600, flag: "wx" });
+      keys.set(n.id, { privateFile, publicKey });
+    }
+    return keys;
   }
 
   /** One cluster volume holding every node's region, read directly by all: where node `reader` finds node `writer`'s ring. */
@@ -215,7 +242,7 @@ export class ClusterLab {
   private async formatCluster(device: string): Promise<Awaited<ReturnType<typeof formatCluster>>> {
     const volume = await Volume.open(device, { dsync: true });
     try {
-      return await formatCluster(volume, { nodes: this.nodes.map((n) => n.id) });
+      return await formatCluster(volume, { nodes: this.nodes.map((n) => n.id), ...(this.clusterSecret === undefined ? {} : { clusterSecret: this.clusterSecret }) });
     } finally {
       await volume.close();
     }
