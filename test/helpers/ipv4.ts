@@ -21,6 +21,20 @@ export function ipv4ToBytes(address: string): Uint8Array {
   return Uint8Array.from(parts);
 }
 
+/** A bare IPv4 packet (20-byte header, no options, no checksum) carrying `body`: what routing by destination reads. */
+export function ipv4Packet(source: string, destination: string, body: Uint8Array): Uint8Array {
+  const p = new Uint8Array(20 + body.length);
+  p[0] = 0x45;
+  p[2] = p.length >> 8;
+  p[3] = p.length & 255;
+  p[8] = 64;
+  p[9] = 17;
+  p.set(ipv4ToBytes(source), 12);
+  p.set(ipv4ToBytes(destination), 16);
+  p.set(body, 20);
+  return p;
+}
+
 function sum16(bytes: Uint8Array, start: number, end: number, initial: number): number {
   let sum = initial;
   for (let i = start; i < end; i += 2) sum += (bytes[i]! << 8) | (i + 1 < end ? bytes[i + 1]! : 0);

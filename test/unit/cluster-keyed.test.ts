@@ -25,6 +25,7 @@ import { checkClusterConfig } from "../../lib/node/config.ts";
 import { loadClusterKey } from "../../lib/node/cluster-run.ts";
 import { generateKeys } from "../../lib/link/keys.ts";
 import { scratchDir, sparseFile } from "../helpers/scratch.ts";
+import { ipv4Packet as ipv4 } from "../helpers/ipv4.ts";
 
 const B = 4096;
 const secret = (): Buffer => randomBytes(32);
@@ -124,20 +125,6 @@ test("cluster config: keys.clusterSecret is read as up reads it (mode 0600, 32 b
   t.notRegex(out.err, /keys\.private/);
 });
 
-/** An IPv4 packet (20-byte header, no options) to `destination` carrying `body`. */
-function ipv4(source: string, destination: string, body: Uint8Array): Uint8Array {
-  const p = new Uint8Array(20 + body.length);
-  p[0] = 0x45;
-  p[2] = p.length >> 8;
-  p[3] = p.length & 255;
-  p[8] = 64;
-  p[9] = 17;
-  source.split(".").forEach((o, i) => (p[12 + i] = Number(o)));
-  destination.split(".").forEach((o, i) => (p[16 + i] = Number(o)));
-  p.set(body, 20);
-  return p;
-}
-
 const TIMERS = {
   primary: { heartbeatMs: 20, suspectMs: 80, downMs: 160 },
   storage: { heartbeatMs: 20, suspectMs: 150, downMs: 400 },
@@ -217,11 +204,9 @@ async function regionOf(t: ExecutionContext, file: string, node: number): Promis
   return view;
 }
 
-test("a record forged into a peer's region by a process without the key is refused and counted (authFailures), never delivered; the stream goes on", async (t) => {
-  const clusterSecret = secret();
-  const file = await clusterFile(t, [1, 2, 3], clusterSecret);
-  const got: string[] = [];
-  const open = (node: number) =>
+/** Opens node `node` of a keyed 3-member cluster on `file`; node 2's delivered frames go to `got` as text. */
+function keyedStorage(file: string, clusterSecret: Buffer, got: string[]): (node: number) => Promise<ClusterStorage> {
+  return (node) =>
     ClusterStorage.open({
       nodeId: node,
       ring: file,
@@ -230,6 +215,13 @@ test("a record forged into a peer's region by a process without the key is refus
       clusterSecret,
       onFrame: (_peer, _type, bytes, offset, length) => void (node === 2 && got.push(Buffer.from(bytes.subarray(offset, offset + length)).toString("utf8"))),
     });
+}
+
+test("a record forged into a peer's region by a process without the key is refused and counted (authFailures), never delivered; the stream goes on", async (t) => {
+  const clusterSecret = secret();
+  const file = await clusterFile(t, [1, 2, 3], clusterSecret);
+  const got: string[] = [];
+  const open = keyedStorage(file, clusterSecret, got);
   const s1 = await open(1);
   t.teardown(() => s1.close());
   const s2 = await open(2);
@@ -271,15 +263,7 @@ test("restart marks per peer: after a restart, records replayed by copying an ol
   const clusterSecret = secret();
   const file = await clusterFile(t, [1, 2, 3], clusterSecret);
   const got: string[] = [];
-  const open = (node: number) =>
-    ClusterStorage.open({
-      nodeId: node,
-      ring: file,
-      peers: [1, 2, 3].filter((n) => n !== node).map((n) => ({ node: n, ring: file })),
-      ...STORAGE,
-      clusterSecret,
-      onFrame: (_peer, _type, bytes, offset, length) => void (node === 2 && got.push(Buffer.from(bytes.subarray(offset, offset + length)).toString("utf8"))),
-    });
+  const open = keyedStorage(file, clusterSecret, got);
   const s1 = await open(1);
   let s2 = await open(2);
   t.teardown(() => s2.close());

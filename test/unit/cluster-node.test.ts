@@ -15,6 +15,7 @@ import { renderClusterMetrics, renderClusterStatus } from "../../lib/node/cluste
 import { clusterServiceView } from "../../lib/node/cluster-service.ts";
 import { ServiceState } from "../../lib/node/service.ts";
 import { sparseFile } from "../helpers/scratch.ts";
+import { ipv4Packet as ipv4 } from "../helpers/ipv4.ts";
 
 const MEMBERS = [
   { node: 1, address: "198.18.100.1", primary: "198.18.1.1:7410", ring: "/dev/disk/by-id/cluster-lun" },
@@ -53,20 +54,6 @@ test("cluster config: every problem named (this node missing, address not its TU
   const dup = MEMBERS.map((m) => ({ ...m, address: m.node === 3 ? "198.18.100.2" : m.address }));
   t.deepEqual(keys(checkClusterConfig({ ...CLUSTER_CONFIG, cluster: { members: dup } })), ["cluster.members"], "two members with one address");
 });
-
-/** An IPv4 packet (20-byte header, no options) to `destination` carrying `body`. */
-function ipv4(source: string, destination: string, body: Uint8Array): Uint8Array {
-  const p = new Uint8Array(20 + body.length);
-  p[0] = 0x45;
-  p[2] = p.length >> 8;
-  p[3] = p.length & 255;
-  p[8] = 64;
-  p[9] = 17;
-  source.split(".").forEach((o, i) => (p[12 + i] = Number(o)));
-  destination.split(".").forEach((o, i) => (p[16 + i] = Number(o)));
-  p.set(body, 20);
-  return p;
-}
 
 const TIMERS = {
   primary: { heartbeatMs: 20, suspectMs: 80, downMs: 160 },
