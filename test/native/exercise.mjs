@@ -190,23 +190,24 @@ console.log("exercise done");
 {
   // NativeUdp (addon/udp.cc) on loopback: batches with and without GSO runs, receive thread, close
   // with batches in flight, a socket garbage-collected without close.
-  const { UdpPath } = await import("../../dist/lib/link/udp-path.js");
+  const { UdpPath, UDP_SEND_BATCH_BYTES } = await import("../../dist/lib/link/udp-path.js");
+  const pair = { sources: "any", batchBytes: UDP_SEND_BATCH_BYTES };
   const port = 30_000 + (process.pid % 10_000) * 2;
   let got = 0;
-  const b = await UdpPath.open({ bind: { host: "127.0.0.1", port: port + 2 }, peer: { host: "127.0.0.1", port }, onDatagram: () => got++, onBatchEnd: () => undefined, onError: (e) => { throw e; } });
-  const a = await UdpPath.open({ bind: { host: "127.0.0.1", port }, peer: { host: "127.0.0.1", port: port + 2 }, onDatagram: () => undefined, onBatchEnd: () => undefined, onError: (e) => { throw e; } });
+  const b = UdpPath.open({ ...pair, bind: { host: "127.0.0.1", port: port + 2 }, peers: [{ host: "127.0.0.1", port }], onDatagram: () => got++, onBatchEnd: () => undefined, onError: (e) => { throw e; } });
+  const a = UdpPath.open({ ...pair, bind: { host: "127.0.0.1", port }, peers: [{ host: "127.0.0.1", port: port + 2 }], onDatagram: () => undefined, onBatchEnd: () => undefined, onError: (e) => { throw e; } });
   for (let round = 0; round < 20; round++) {
     for (let i = 0; i < 300; i++) {
       const size = i % 7 === 0 ? 100 + i : 1400;
-      a.reserve(i % 50 === 0, size).fill(i & 0xff);
-      a.commit(i % 50 === 0, size);
+      a.reserve(0, i % 50 === 0, size).fill(i & 0xff);
+      a.commit(0, i % 50 === 0, size);
     }
     a.flush();
     await new Promise((r) => setTimeout(r, 5));
   }
   for (let i = 0; i < 200 && got < 6000; i++) await new Promise((r) => setTimeout(r, 10));
   console.log("udp received", got, "of 6000");
-  for (let i = 0; i < 100; i++) { a.reserve(false, 1000).fill(1); a.commit(false, 1000); }
+  for (let i = 0; i < 100; i++) { a.reserve(0, false, 1000).fill(1); a.commit(0, false, 1000); }
   a.flush();
   b.close();
   a.close();
