@@ -26,7 +26,7 @@ import type { ClusterNodeStatus } from "./cluster-status.ts";
 import { readClusterSecretFile, writeClusterSecretFile } from "./cluster-secret.ts";
 import { callControl } from "./control.ts";
 import { MirrorProcess, lunlinkBin } from "./lab.ts";
-import { attachDirectLoop, builtOrDestroyed, deleteNamespace, detachLoop, execIn, ip, spawnIn as spawnInNs, spawnUp, startLabStream, stopUp, untilAnswers, waitForCopy, writeOut, type StreamReport } from "./lab-plumbing.ts";
+import { attachDirectLoop, builtOrDestroyed, deleteNamespace, detachLoop, execIn, ip, spawnIn as spawnInNs, spawnUp, startLabStream, stopUp, untilAnswers, waitForCopy, writeOut, type LabHost, type StreamReport } from "./lab-plumbing.ts";
 
 const UNDERLAY = "198.18.1";
 const TUN_SUBNET = "198.18.100";
@@ -58,16 +58,8 @@ export interface ClusterLabOptions {
   keyed?: boolean;
 }
 
-export interface ClusterLabNode {
+export interface ClusterLabNode extends LabHost {
   id: number;
-  ns: string;
-  /** The node's end of its veth into the switch. */
-  veth: string;
-  underlayAddress: string;
-  tunAddress: string;
-  configPath: string;
-  socketPath: string;
-  process?: ChildProcess;
 }
 
 export class ClusterLab {

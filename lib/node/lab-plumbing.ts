@@ -14,6 +14,18 @@ import { openSuperblock } from "../ring/superblocks.ts";
 
 const execFileAsync = promisify(execFile);
 
+/** A lab's host: a namespace running `lunlink up` with its config and control socket. */
+export interface LabHost {
+  ns: string;
+  /** The node's end of its primary veth (to the peer, or into the switch). */
+  veth: string;
+  underlayAddress: string;
+  tunAddress: string;
+  configPath: string;
+  socketPath: string;
+  process?: ChildProcess;
+}
+
 /** Attempts at `losetup --find` while another process races us for the same free device. */
 const LOOP_ATTACH_ATTEMPTS = 10;
 /** Attempts at `losetup -d` while the device is still busy (100 ms apart). */

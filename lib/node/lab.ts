@@ -22,7 +22,7 @@ import { Volume } from "../io/volume.ts";
 import type { LinkStatus } from "../link/link.ts";
 import { formatVolume, openSuperblock } from "../ring/superblocks.ts";
 import { callControl } from "./control.ts";
-import { attachDirectLoop, builtOrDestroyed, deleteNamespace, detachLoop, execIn, ip, spawnIn as spawnInNs, spawnUp, startLabStream, stopUp, untilAnswers, waitForCopy, writeOut, type StreamReport } from "./lab-plumbing.ts";
+import { attachDirectLoop, builtOrDestroyed, deleteNamespace, detachLoop, execIn, ip, spawnIn as spawnInNs, spawnUp, startLabStream, stopUp, untilAnswers, waitForCopy, writeOut, type LabHost, type StreamReport } from "./lab-plumbing.ts";
 
 export interface LabOptions {
   /** Namespace/interface name prefix ("llt-" tests, "lld-" demo, "llb-" bench). */
@@ -44,18 +44,10 @@ export interface LabOptions {
   nodeArgs?: string[];
 }
 
-export interface LabNode {
+export interface LabNode extends LabHost {
   id: 1 | 2;
-  ns: string;
-  /** The node's end of the primary veth and its address. */
-  veth: string;
-  underlayAddress: string;
-  tunAddress: string;
-  configPath: string;
-  socketPath: string;
   send: string;
   receive: string;
-  process?: ChildProcess;
 }
 
 const SUBNET = "198.18.1";
