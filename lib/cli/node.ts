@@ -8,7 +8,8 @@ import pretty from "pino-pretty";
 
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import { checkAnyConfig, controlSocketPath, formatProblems, loadAnyConfig, loadKeys, type AnyConfig } from "../node/config.ts";
-import { loadClusterKey, runClusterNode } from "../node/cluster-run.ts";
+import { runClusterNode } from "../node/cluster-run.ts";
+import { ConfigValueError, loadClusterKey } from "../node/cluster-secret.ts";
 import { renderClusterStatus, type ClusterNodeStatus } from "../node/cluster-status.ts";
 import { callControl } from "../node/control.ts";
 import { corosyncFindings } from "../node/doctor.ts";
@@ -150,10 +151,8 @@ export const checkConfigCommand: Command = {
         if (any.kind === "cluster") await loadClusterKey(any.config);
         else await loadKeys(any.config);
       } catch (error) {
-        // Name the file that failed: the cluster secret's errors carry its path.
-        const secret = any.kind === "cluster" ? any.config.keys?.clusterSecret : undefined;
-        const onSecret = secret !== undefined && error instanceof LunlinkError && error.path === secret;
-        const problem = { key: onSecret ? "keys.clusterSecret" : "keys.private", value: onSecret ? secret : c.keys.private, allowed: error instanceof Error ? error.message : String(error) };
+        // A cluster's key errors name their config key; a pair's loadKeys reads keys.private.
+        const problem = error instanceof ConfigValueError ? error.problem : { key: "keys.private", value: c.keys.private, allowed: error instanceof Error ? error.message : String(error) };
         throw new LunlinkError(ErrorCode.BadConfig, `1 problem(s)\n${formatProblems(file, [problem])}`, { path: file, cause: error });
       }
     }

@@ -10,26 +10,23 @@
 // Keyed: a cluster secret (mode 0600) formats every region keyed and each node gets X25519 keys
 // (sealed UDP per pair), its private key file, the secret and every member's public key in its config.
 // Every resource is named with the lab's prefix and recorded as it is created; destroy() removes
-// exactly those (safe twice and after a partial create()).
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+// exactly those (safe twice and after a partial create()). Host plumbing shared with lab.ts: lab-plumbing.ts.
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
-import { promisify } from "node:util";
 
 import { Volume } from "../io/volume.ts";
 import { MAX_CLUSTER_NODES } from "../format/layout.ts";
 import { generateKeys } from "../link/keys.ts";
 import { formatCluster } from "../ring/cluster.ts";
-import { openSuperblock } from "../ring/superblocks.ts";
 import type { ClusterNodeStatus } from "./cluster-status.ts";
 import { readClusterSecretFile, writeClusterSecretFile } from "./cluster-secret.ts";
 import { callControl } from "./control.ts";
-import { MirrorProcess, deleteNamespace, lunlinkBin, type StreamReport } from "./lab.ts";
-
-const execFileAsync = promisify(execFile);
+import { MirrorProcess, lunlinkBin } from "./lab.ts";
+import { attachDirectLoop, builtOrDestroyed, deleteNamespace, detachLoop, execIn, ip, spawnIn as spawnInNs, spawnUp, startLabStream, stopUp, untilAnswers, waitForCopy, writeOut, type LabHost, type StreamReport } from "./lab-plumbing.ts";
 
 const UNDERLAY = "198.18.1";
 const TUN_SUBNET = "198.18.100";
@@ -40,10 +37,6 @@ const REMOTE_MIRROR_PORT = 7420;
 const MIRROR_RESYNC_TIMEOUT_MS = 30_000;
 /** Lines of node logs kept (a bound: a chatty node must not grow the lab without limit). */
 const MAX_LOG_LINES = 5000;
-/** A node that does not stop on "down"/SIGTERM within this is killed. */
-const STOP_TIMEOUT_MS = 10_000;
-/** Attempts at `losetup --find` while another process races us for the same free device. */
-const LOOP_ATTACH_ATTEMPTS = 10;
 /** Shared volume size: 16 MiB per node, at least 48 MiB (each region needs room for its ring). */
 const VOLUME_BYTES_PER_NODE = 16 * 1024 * 1024;
 const MIN_VOLUME_BYTES = 48 * 1024 * 1024;
@@ -65,16 +58,8 @@ export interface ClusterLabOptions {
   keyed?: boolean;
 }
 
-export interface ClusterLabNode {
+export interface ClusterLabNode extends LabHost {
   id: number;
-  ns: string;
-  /** The node's end of its veth into the switch. */
-  veth: string;
-  underlayAddress: string;
-  tunAddress: string;
-  configPath: string;
-  socketPath: string;
-  process?: ChildProcess;
 }
 
 export class ClusterLab {
@@ -108,13 +93,7 @@ export class ClusterLab {
     if (!Number.isInteger(options.count) || options.count < 2 || options.count > MAX_CLUSTER_NODES) throw new Error(`a cluster lab has 2..${MAX_CLUSTER_NODES} nodes, got ${options.count}`);
     const dir = await mkdtemp(options.dirPrefix ?? `/var/tmp/lunlink-${options.prefix.replace(/-$/, "")}-cluster-`);
     const lab = new ClusterLab(options, dir);
-    try {
-      await lab.build();
-    } catch (error) {
-      await lab.destroy();
-      throw error;
-    }
-    return lab;
+    return builtOrDestroyed(lab, () => lab.build(), () => lab.destroy());
   }
 
   private async build(): Promise<void> {
@@ -196,7 +175,7 @@ export class ClusterLab {
       }
     }
     for (const m of this.mirrors) await m.resynced(uuids[m.region! - 1]!);
-    if (remote !== undefined) await copied(copy(remote.to, remote.from), uuids[remote.from - 1]!);
+    if (remote !== undefined) await waitForCopy(copy(remote.to, remote.from), uuids[remote.from - 1]!, MIRROR_RESYNC_TIMEOUT_MS);
     return (reader, writer) => (reader === writer ? this.nodeVolumes[writer - 1]! : copy(reader, writer));
   }
 
@@ -234,7 +213,7 @@ export class ClusterLab {
 
   /** A zero-filled file attached as a loop device (recorded for destroy()). */
   private async attach(file: string): Promise<string> {
-    const device = await attachLoop(file);
+    const device = await attachDirectLoop(file);
     this.loops.push(device);
     return device;
   }
@@ -264,34 +243,17 @@ export class ClusterLab {
   /** Starts `lunlink up` for a node in its namespace and waits until its control socket answers. */
   async startNode(id: number, timeoutMs = 20_000): Promise<void> {
     const n = this.node(id);
-    const child = spawn("ip", ["netns", "exec", n.ns, process.execPath, lunlinkBin(), "up", "--config", n.configPath, "--log-json"], { stdio: ["ignore", "ignore", "pipe"] });
-    n.process = child;
-    createInterface({ input: child.stderr! }).on("line", (line) => {
+    n.process = spawnUp(n.ns, n.configPath, [], lunlinkBin(), (line) => {
       if (this.logs.length < MAX_LOG_LINES) this.logs.push(`${id} ${line}`);
     });
-    const exited = new Promise<never>((_, reject) => child.once("exit", (code, signal) => reject(new Error(`node ${id} exited (${code ?? signal}) before it came up`))));
-    exited.catch(() => undefined);
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        await Promise.race([this.status(id), exited]);
-        return;
-      } catch (error) {
-        if (Date.now() > deadline || /exited/.test(String(error))) throw new Error(`${String(error)}\n${this.logs.filter((l) => l.startsWith(`${id} `)).slice(-10).join("\n")}`);
-        await sleep(100);
-      }
-    }
+    await untilAnswers(n.process, `node ${id}`, () => this.status(id), timeoutMs).catch((error: unknown) => {
+      throw new Error(`${String(error)}\n${this.logs.filter((l) => l.startsWith(`${id} `)).slice(-10).join("\n")}`, { cause: error });
+    });
   }
 
   /** "down" through the control socket (the node closes cleanly; SIGTERM if the socket fails), SIGKILL after 10 s. */
   async stopNode(id: number): Promise<void> {
-    const child = this.node(id).process;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const exit = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    await callControl(this.node(id).socketPath, "down").catch(() => child.kill("SIGTERM"));
-    const timer = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS);
-    await exit;
-    clearTimeout(timer);
+    await stopUp(this.node(id).process, () => callControl(this.node(id).socketPath, "down"));
   }
 
   status(id: number): Promise<ClusterNodeStatus> {
@@ -310,6 +272,29 @@ export class ClusterLab {
     throw new Error(`node ${id}: not ${what} within ${timeoutMs} ms; peers: ${JSON.stringify(last?.peers.map((p) => [p.node, p.active, p.paths.primary.state, p.paths.storage.state]))}`);
   }
 
+  /** Starts every node, then waits until each is up on both paths to every peer, the primary active. */
+  async startAll(timeoutMs = 20_000): Promise<void> {
+    for (const n of this.nodes) await this.startNode(n.id);
+    for (const n of this.nodes) {
+      await this.waitFor(n.id, "up on both paths to every peer", (s) => s.peers.length === this.nodes.length - 1 && s.peers.every((p) => p.active === "primary" && p.paths.storage.state === "up"), timeoutMs);
+    }
+  }
+
+  /**
+   * Cuts node `id`'s network and waits until each [node, other] of `pairs` is on storage, polled every
+   * 10 ms; returns what each took ("1->3 240 ms"), as polled: an upper bound, for the log.
+   */
+  async cutToStorage(id: number, pairs: readonly (readonly [number, number])[], timeoutMs = 10_000): Promise<string[]> {
+    const cutAtMs = Date.now();
+    await this.setNetwork(id, false);
+    return Promise.all(
+      pairs.map(async ([node, other]) => {
+        await this.waitFor(node, `on storage to node ${other}`, (s) => s.peers.find((p) => p.node === other)?.active === "storage", timeoutMs, 10);
+        return `${node}->${other} ${Date.now() - cutAtMs} ms`;
+      }),
+    );
+  }
+
   /** Cuts (or restores) a node's primary network: its veth into the switch goes down (up). Storage is untouched. */
   async setNetwork(id: number, up: boolean): Promise<void> {
     const n = this.node(id);
@@ -323,9 +308,8 @@ export class ClusterLab {
   }
 
   /** Runs a command in a node's namespace and returns its stdout. */
-  async exec(id: number, command: string, args: string[], timeoutMs = 30_000): Promise<string> {
-    const { stdout } = await execFileAsync("ip", ["netns", "exec", this.node(id).ns, command, ...args], { timeout: timeoutMs, encoding: "utf8" });
-    return stdout;
+  exec(id: number, command: string, args: string[], timeoutMs = 30_000): Promise<string> {
+    return execIn(this.node(id).ns, command, args, timeoutMs);
   }
 
   /** Starts a long-running command in a node's namespace (killed by destroy() if still running). */
@@ -334,32 +318,14 @@ export class ClusterLab {
   }
 
   private spawnNs(ns: string, command: string, args: string[]): ChildProcess {
-    const child = spawn("ip", ["netns", "exec", ns, command, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawnInNs(ns, command, args);
     this.extra.push(child);
     return child;
   }
 
   /** A checksummed TCP stream (`lunlink stream`) from node `from` to node `to`; resolves once the receiver listens. */
   async startStream(from: number, to: number, bytes: number, rateMBps: number, port = 5001): Promise<{ finished: Promise<{ sent: StreamReport; received: StreamReport }> }> {
-    const target = this.node(to);
-    const server = this.spawnIn(to, process.execPath, [lunlinkBin(), "stream", "serve", "--listen", `${target.tunAddress}:${port}`, "--interval-ms", "1000", "--timeout-s", "60"]);
-    let received: StreamReport = { bytes: 0 };
-    let serverErr = "";
-    server.stderr!.on("data", (c: Buffer) => (serverErr += c.toString()));
-    await new Promise<void>((resolve, reject) => {
-      createInterface({ input: server.stdout! }).on("line", (line) => {
-        const o = JSON.parse(line) as StreamReport & { listening?: string };
-        if (o.listening !== undefined) resolve();
-        if (o.done === true) received = o;
-      });
-      server.once("exit", () => reject(new Error(`stream server exited before listening: ${serverErr}`)));
-    });
-    const serverDone = new Promise<void>((resolve) => server.once("exit", () => resolve()));
-    const sender = this.spawnIn(from, process.execPath, [lunlinkBin(), "stream", "send", "--to", `${target.tunAddress}:${port}`, "--bytes", String(bytes), "--rate-mbps", String(rateMBps), "--timeout-s", "60"]);
-    let sent: StreamReport = { bytes: 0 };
-    createInterface({ input: sender.stdout! }).on("line", (line) => (sent = JSON.parse(line) as StreamReport));
-    const senderDone = new Promise<void>((resolve) => sender.once("exit", () => resolve()));
-    return { finished: Promise.all([serverDone, senderDone]).then(() => ({ sent, received })) };
+    return startLabStream({ spawn: (id, command, args) => this.spawnIn(id, command, args), lunlinkBin: lunlinkBin(), from, to, toAddress: this.node(to).tunAddress }, bytes, rateMBps, port);
   }
 
   /** Stops every node, kills what spawnIn() started, deletes the namespaces, detaches the loop device, removes the scratch directory. */
@@ -370,92 +336,7 @@ export class ClusterLab {
     for (const child of this.extra) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     for (const m of this.mirrors) await m.stop();
     for (const ns of this.namespaces) await deleteNamespace(ns);
-    for (const device of this.loops) await detachLoop(device);
+    for (const device of this.loops) await detachLoop(device).catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true });
-  }
-}
-
-/** A file of `sizeBytes` written out, not sparse (a LUN has no holes: a first write into one stalls an O_DSYNC write). */
-async function writeOut(file: string, sizeBytes: number): Promise<string> {
-  const handle = await open(file, "w");
-  try {
-    const zeros = Buffer.alloc(1024 * 1024);
-    for (let at = 0; at < sizeBytes; at += zeros.length) await handle.write(zeros, 0, Math.min(zeros.length, sizeBytes - at), at);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  return file;
-}
-
-/** Waits until `path` carries the superblock of volume `volumeUuid` (a mirror's first copy is done: the superblock goes last). */
-async function copied(path: string, volumeUuid: string): Promise<void> {
-  const deadline = Date.now() + MIRROR_RESYNC_TIMEOUT_MS;
-  for (;;) {
-    const volume = await Volume.open(path, { readOnly: true });
-    try {
-      if ((await openSuperblock(volume)).superblock.volumeUuid === volumeUuid) return;
-    } catch {
-      // not copied yet
-    } finally {
-      await volume.close();
-    }
-    if (Date.now() > deadline) throw new Error(`${path}: no copy of volume ${volumeUuid} within ${MIRROR_RESYNC_TIMEOUT_MS} ms`);
-    await sleep(50);
-  }
-}
-
-/** `losetup --find --show` with direct I/O and 4096-byte sectors, retried while another process takes the same free device. */
-async function attachLoop(file: string): Promise<string> {
-  let lastError: unknown;
-  for (let attempt = 0; attempt < LOOP_ATTACH_ATTEMPTS; attempt++) {
-    try {
-      const device = (await execFileAsync("losetup", ["--find", "--show", "--sector-size", "4096", "--direct-io=on", file], { encoding: "utf8" })).stdout.trim();
-      await ensureDirectIo(device).catch(async (error: unknown) => {
-        await detachLoop(device);
-        throw error;
-      });
-      return device;
-    } catch (error) {
-      lastError = error;
-      if (!/busy|EBUSY|resource temporarily/i.test(String(error))) break;
-      await sleep(50 * (attempt + 1));
-    }
-  }
-  throw lastError;
-}
-
-/**
- * The loop driver silently falls back to buffered I/O on the backing file when it cannot do direct
- * I/O at attach time (reads then come from page cache); sets it again until /sys says dio = 1.
- */
-async function ensureDirectIo(device: string): Promise<void> {
-  const flag = `/sys/block/${device.replace("/dev/", "")}/loop/dio`;
-  for (let attempt = 0; attempt < 10; attempt++) {
-    if ((await readFile(flag, "utf8")).trim() === "1") return;
-    await execFileAsync("losetup", ["--direct-io=on", device]).catch(() => undefined);
-    await sleep(50 * (attempt + 1));
-  }
-  throw new Error(`${device}: the loop driver refuses direct I/O on its backing file (${flag} stays 0)`);
-}
-
-async function detachLoop(device: string): Promise<void> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    try {
-      await execFileAsync("losetup", ["-d", device]);
-      return;
-    } catch (error) {
-      if (!/busy/i.test(String(error))) return;
-      await sleep(100);
-    }
-  }
-}
-
-async function ip(args: string[]): Promise<void> {
-  try {
-    await execFileAsync("ip", args, { timeout: 10_000 });
-  } catch (error) {
-    const e = error as { stderr?: string; message: string };
-    throw new Error(`ip ${args.join(" ")} failed: ${e.stderr?.trim() || e.message}`, { cause: error });
   }
 }

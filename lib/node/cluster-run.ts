@@ -4,9 +4,7 @@
 // A 2-member cluster config runs here as the N = 2 case.
 import type pino from "pino";
 
-import { ErrorCode, LunlinkError } from "../errors.ts";
-import { publicKeyOf, readPrivateKeyFile } from "../link/keys.ts";
-import { readClusterSecretFile } from "./cluster-secret.ts";
+import { loadClusterKey, type ClusterKeys } from "./cluster-secret.ts";
 import { TunDevice } from "../tun/tun.ts";
 import { bridge } from "../tun/bridge.ts";
 import { ClusterNode, type ClusterNodeOptions } from "./cluster-node.ts";
@@ -15,12 +13,6 @@ import { controlSocketPath, parseEndpoint, type ClusterConfig } from "./config.t
 import { NodeObservability } from "./observe.ts";
 import { startClusterServiceNotify } from "./cluster-service.ts";
 import { logStorageChange, raiseSchedulingLogged, serveNode } from "./run.ts";
-
-/** What loadClusterKey read: this node's private key (UDP sealing) and the cluster secret (keyed rings), if configured. */
-export interface ClusterKeys {
-  privateKey: string;
-  clusterSecret?: Buffer;
-}
 
 /** The ClusterNode's options from a checked cluster config (and the keys, read by the caller). */
 export function clusterNodeOptions(c: ClusterConfig, keys?: ClusterKeys, log?: ClusterNodeOptions["log"], observer?: ClusterNodeOptions["storage"]["observer"]): ClusterNodeOptions {
@@ -37,20 +29,6 @@ export function clusterNodeOptions(c: ClusterConfig, keys?: ClusterKeys, log?: C
     ...(keys?.clusterSecret === undefined ? {} : { clusterSecret: keys.clusterSecret }),
     ...(log === undefined ? {} : { log }),
   };
-}
-
-/**
- * Reads the key files if keys are configured: the private key (mode checked; a peer's key as our own
- * is refused) and the cluster secret (mode 0600, 32 bytes). check-config and doctor call it too.
- */
-export async function loadClusterKey(c: ClusterConfig): Promise<ClusterKeys | undefined> {
-  if (c.keys === undefined) return undefined;
-  const privateKey = await readPrivateKeyFile(c.keys.private);
-  const mine = publicKeyOf(privateKey);
-  const clash = c.cluster.members.find((m) => m.node !== c.node && m.publicKey === mine);
-  if (clash !== undefined) throw new LunlinkError(ErrorCode.BadConfig, `cluster.members (node ${clash.node}).publicKey is this node's own public key: configure that member's (lunlink pubkey on it)`);
-  if (c.keys.clusterSecret === undefined) return { privateKey };
-  return { privateKey, clusterSecret: await readClusterSecretFile(c.keys.clusterSecret) };
 }
 
 export async function runClusterNode(config: ClusterConfig, log: pino.Logger): Promise<void> {

@@ -2,13 +2,70 @@
 // the same file on every member, like corosync's /etc/corosync/authkey. Every cluster ring's key is
 // derived from it (lib/ring/keys.ts clusterRingKey). It is read only if its owner alone can read it
 // (mode 0600 or stricter, as ssh and readPrivateKeyFile demand) and written only with mode 0600,
-// never over an existing file unless forced.
+// never over an existing file unless forced. loadClusterKey reads a cluster config's key files as `up`
+// does; its errors name the config key and the file, so check-config, doctor and `up` all say which.
 import { randomBytes } from "node:crypto";
 import { open, stat, unlink } from "node:fs/promises";
 
 import { KEY_BYTES } from "../format/kdf.ts";
-import { KEY_BASE64 } from "../link/keys.ts";
+import { KEY_BASE64, publicKeyOf, readPrivateKeyFile } from "../link/keys.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
+import type { ClusterConfig, ConfigProblem } from "./config.ts";
+
+/** What loadClusterKey read: this node's private key (UDP sealing) and the cluster secret (keyed rings), if configured. */
+export interface ClusterKeys {
+  privateKey: string;
+  clusterSecret?: Buffer;
+}
+
+/**
+ * A config value that is wrong only once its file is read (a key file missing, too open, not a key):
+ * the message starts with the config key; `problem` is the check-config row (key, value, what is wrong).
+ */
+export class ConfigValueError extends LunlinkError {
+  readonly problem: ConfigProblem;
+
+  constructor(key: string, value: string, cause: unknown) {
+    const inner = cause instanceof LunlinkError ? cause : undefined;
+    const what = cause instanceof Error ? cause.message : String(cause);
+    super(inner?.code ?? ErrorCode.BadConfig, `${key}: ${what}`, {
+      ...(inner?.path === undefined ? {} : { path: inner.path }),
+      ...(inner?.syscall === undefined ? {} : { syscall: inner.syscall }),
+      ...(inner?.errno === undefined ? {} : { errno: inner.errno }),
+      cause,
+    });
+    this.problem = { key, value, allowed: what };
+  }
+}
+
+/** Runs `read`, tagging what it throws with the config key whose value (a file) it read. */
+async function tagged<T>(key: string, value: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (error) {
+    throw new ConfigValueError(key, value, error);
+  }
+}
+
+/**
+ * Reads the key files if keys are configured: the private key (mode checked; a peer's key as our own
+ * is refused) and the cluster secret (mode 0600, 32 bytes). `up`, check-config and doctor call it;
+ * every error is a ConfigValueError naming the config key.
+ */
+export async function loadClusterKey(c: ClusterConfig): Promise<ClusterKeys | undefined> {
+  if (c.keys === undefined) return undefined;
+  const privateFile = c.keys.private;
+  const privateKey = await tagged("keys.private", privateFile, () => readPrivateKeyFile(privateFile));
+  const mine = publicKeyOf(privateKey);
+  const clash = c.cluster.members.find((m) => m.node !== c.node && m.publicKey === mine);
+  if (clash !== undefined) {
+    const why = new LunlinkError(ErrorCode.BadConfig, "this node's own public key: configure that member's (lunlink pubkey on it)");
+    throw new ConfigValueError(`cluster.members[node ${clash.node}].publicKey`, mine, why);
+  }
+  const secretFile = c.keys.clusterSecret;
+  if (secretFile === undefined) return { privateKey };
+  return { privateKey, clusterSecret: await tagged("keys.clusterSecret", secretFile, () => readClusterSecretFile(secretFile)) };
+}
 
 /** Reads a cluster secret file, refusing one that group or others can access, or that is not 32 bytes in base64. */
 export async function readClusterSecretFile(path: string): Promise<Buffer> {

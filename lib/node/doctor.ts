@@ -15,7 +15,7 @@ import { promisify } from "node:util";
 import { LunlinkError } from "../errors.ts";
 import { probe, type ProbeResult } from "../io/probe.ts";
 import { loadAnyConfig, loadKeys, parseEndpoint, type AnyConfig, type ClusterConfig, type NodeConfig } from "./config.ts";
-import { loadClusterKey } from "./cluster-run.ts";
+import { loadClusterKey } from "./cluster-secret.ts";
 
 const run = promisify(execFile);
 const SYSTEM_DIRS = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];

@@ -7,15 +7,13 @@
 // process or scheduling group (autogroup) with the caller, so a test or a bench measures the nodes,
 // not how the test runner's own load (or a hog started beside it) slows a mirror inside it.
 // Every resource is named with the lab's prefix and removed by destroy(), which is safe to call
-// twice and after a partial create().
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+// twice and after a partial create(). The host plumbing it shares with cluster-lab.ts: lab-plumbing.ts.
+import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createInterface } from "node:readline";
-import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { newUuid } from "../format/uuid.ts";
@@ -24,8 +22,7 @@ import { Volume } from "../io/volume.ts";
 import type { LinkStatus } from "../link/link.ts";
 import { formatVolume, openSuperblock } from "../ring/superblocks.ts";
 import { callControl } from "./control.ts";
-
-const execFileAsync = promisify(execFile);
+import { attachDirectLoop, builtOrDestroyed, deleteNamespace, detachLoop, execIn, ip, spawnIn as spawnInNs, spawnUp, startLabStream, stopUp, untilAnswers, waitForCopy, writeOut, type LabHost, type StreamReport } from "./lab-plumbing.ts";
 
 export interface LabOptions {
   /** Namespace/interface name prefix ("llt-" tests, "lld-" demo, "llb-" bench). */
@@ -47,25 +44,10 @@ export interface LabOptions {
   nodeArgs?: string[];
 }
 
-export interface StreamReport {
-  done?: boolean;
-  bytes: number;
-  sha256?: string;
-  seconds?: number;
-}
-
-export interface LabNode {
+export interface LabNode extends LabHost {
   id: 1 | 2;
-  ns: string;
-  /** The node's end of the primary veth and its address. */
-  veth: string;
-  underlayAddress: string;
-  tunAddress: string;
-  configPath: string;
-  socketPath: string;
   send: string;
   receive: string;
-  process?: ChildProcess;
 }
 
 const SUBNET = "198.18.1";
@@ -101,13 +83,7 @@ export class Lab {
       receive: "",
     });
     const lab = new Lab(options, dir, [node(1), node(2)]);
-    try {
-      await lab.build();
-    } catch (error) {
-      await lab.destroy();
-      throw error;
-    }
-    return lab;
+    return builtOrDestroyed(lab, () => lab.build(), () => lab.destroy());
   }
 
   private async build(): Promise<void> {
@@ -131,16 +107,9 @@ export class Lab {
     const pairUuid = newUuid();
     const paths: string[] = [];
     for (const name of ["node1-send", "node2-receive", "node2-send", "node1-receive"]) {
-      const file = join(this.dir, `${name}.img`);
-      // Written out, not sparse: a first write into a hole (or an unwritten extent) makes ext4
-      // allocate and journal, which stalls an O_DSYNC write for tens of ms; a LUN has no holes.
-      const handle = await open(file, "w");
-      const zeros = Buffer.alloc(1024 * 1024);
-      for (let at = 0; at < size; at += zeros.length) await handle.write(zeros, 0, Math.min(zeros.length, size - at), at);
-      await handle.sync();
-      await handle.close();
+      const file = await writeOut(join(this.dir, `${name}.img`), size);
       if (this.options.loopDevices ?? true) {
-        const device = (await execFileAsync("losetup", ["--find", "--show", "--sector-size", "4096", "--direct-io=on", file])).stdout.trim();
+        const device = await attachDirectLoop(file);
         this.loops.push(device);
         paths.push(device);
       } else paths.push(file);
@@ -183,40 +152,13 @@ export class Lab {
   /** Starts `lunlink up` for a node inside its namespace and waits until its control socket answers. */
   async startNode(id: 1 | 2, timeoutMs = 15_000): Promise<void> {
     const n = this.nodes[id - 1]!;
-    const child = spawn("ip", ["netns", "exec", n.ns, process.execPath, ...(this.options.nodeArgs ?? []), lunlinkBin(), "up", "--config", n.configPath, "--log-json"], { stdio: ["ignore", "ignore", "pipe"] });
-    n.process = child;
-    let pending = "";
-    child.stderr!.on("data", (chunk: Buffer) => {
-      pending += chunk.toString("utf8");
-      let nl: number;
-      while ((nl = pending.indexOf("\n")) >= 0) {
-        this.options.onLog?.(id, pending.slice(0, nl));
-        pending = pending.slice(nl + 1);
-      }
-    });
-    const exited = new Promise<never>((_, reject) => child.once("exit", (code, signal) => reject(new Error(`node ${id} exited (${code ?? signal}) before it came up`))));
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        await Promise.race([this.status(id), exited]);
-        return;
-      } catch (error) {
-        if (Date.now() > deadline || /exited/.test(String(error))) throw error;
-        await sleep(100);
-      }
-    }
+    n.process = spawnUp(n.ns, n.configPath, this.options.nodeArgs ?? [], lunlinkBin(), (line) => this.options.onLog?.(id, line));
+    await untilAnswers(n.process, `node ${id}`, () => this.status(id), timeoutMs);
   }
 
   /** Stops a node: "down" through its control socket, or SIGKILL (a crash). */
   async stopNode(id: 1 | 2, how: "down" | "kill" = "down"): Promise<void> {
-    const child = this.nodes[id - 1]!.process;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const exit = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    if (how === "kill") child.kill("SIGKILL");
-    else await callControl(this.nodes[id - 1]!.socketPath, "down").catch(() => child.kill("SIGTERM"));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-    await exit;
-    clearTimeout(timer);
+    await stopUp(this.nodes[id - 1]!.process, () => callControl(this.nodes[id - 1]!.socketPath, "down"), how);
   }
 
   status(id: 1 | 2): Promise<LinkStatus> {
@@ -255,14 +197,13 @@ export class Lab {
   }
 
   /** Runs a command in a node's namespace. */
-  async exec(id: 1 | 2, command: string, args: string[], timeoutMs = 30_000): Promise<string> {
-    const { stdout } = await execFileAsync("ip", ["netns", "exec", this.nodes[id - 1]!.ns, command, ...args], { timeout: timeoutMs, encoding: "utf8" });
-    return stdout;
+  exec(id: 1 | 2, command: string, args: string[], timeoutMs = 30_000): Promise<string> {
+    return execIn(this.nodes[id - 1]!.ns, command, args, timeoutMs);
   }
 
   /** Starts a long-running command in a node's namespace (killed by destroy() if still running). */
   spawnIn(id: 1 | 2, command: string, args: string[]): ChildProcess {
-    const child = spawn("ip", ["netns", "exec", this.nodes[id - 1]!.ns, command, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawnInNs(this.nodes[id - 1]!.ns, command, args);
     this.extra.push(child);
     return child;
   }
@@ -276,26 +217,7 @@ export class Lab {
    */
   async startStream(from: 1 | 2, bytes: number, rateMBps: number, onProgress?: (bytes: number) => void, port = 5001): Promise<{ finished: Promise<{ sent: StreamReport; received: StreamReport }> }> {
     const to = this.nodes[2 - from]!;
-    const server = this.spawnIn(to.id, process.execPath, [lunlinkBin(), "stream", "serve", "--listen", `${to.tunAddress}:${port}`, "--interval-ms", "1000", "--timeout-s", "60"]);
-    let received: StreamReport = { bytes: 0 };
-    let serverErr = "";
-    server.stderr!.on("data", (c: Buffer) => (serverErr += c.toString()));
-    const listening = new Promise<void>((resolve, reject) => {
-      createInterface({ input: server.stdout! }).on("line", (line) => {
-        const o = JSON.parse(line) as StreamReport & { listening?: string; progress?: boolean };
-        if (o.listening !== undefined) resolve();
-        if (o.progress === true) onProgress?.(o.bytes);
-        if (o.done === true) received = o;
-      });
-      server.once("exit", () => reject(new Error(`stream server exited before listening: ${serverErr}`)));
-    });
-    await listening;
-    const serverDone = new Promise<void>((resolve) => server.once("exit", () => resolve()));
-    const sender = this.spawnIn(from, process.execPath, [lunlinkBin(), "stream", "send", "--to", `${to.tunAddress}:${port}`, "--bytes", String(bytes), "--rate-mbps", String(rateMBps), "--timeout-s", "60"]);
-    let sent: StreamReport = { bytes: 0 };
-    createInterface({ input: sender.stdout! }).on("line", (line) => (sent = JSON.parse(line) as StreamReport));
-    const senderDone = new Promise<void>((resolve) => sender.once("exit", () => resolve()));
-    return { finished: Promise.all([serverDone, senderDone]).then(() => ({ sent, received })) };
+    return startLabStream({ spawn: (id, command, args) => this.spawnIn(id, command, args), lunlinkBin: lunlinkBin(), from, to: to.id, toAddress: to.tunAddress }, bytes, rateMBps, port, onProgress);
   }
 
   async destroy(): Promise<void> {
@@ -305,7 +227,7 @@ export class Lab {
     for (const child of this.extra) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     for (const m of this.mirrors) await m.stop();
     for (const ns of this.namespaces) await deleteNamespace(ns);
-    for (const loop of this.loops) await execFileAsync("losetup", ["-d", loop]).catch(() => undefined);
+    for (const loop of this.loops) await detachLoop(loop).catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true });
   }
 }
@@ -348,19 +270,11 @@ export class MirrorProcess {
 
   /** Resolves once the destination carries the source's superblock, i.e. the first resync is done (it is copied last). */
   async resynced(volumeUuid: string): Promise<void> {
-    const deadline = Date.now() + MIRROR_RESYNC_TIMEOUT_MS;
-    for (;;) {
-      if (!this.running) throw new Error(`mirror ${this.source} -> ${this.destination} exited: ${this.stderr.trim()}`);
-      const destination = await Volume.open(this.destination, { readOnly: true });
-      try {
-        if ((await openSuperblock(destination)).superblock.volumeUuid === volumeUuid) return;
-      } catch {
-        // not copied yet
-      } finally {
-        await destination.close();
-      }
-      if (Date.now() > deadline) throw new Error(`mirror ${this.source} -> ${this.destination}: no copy within ${MIRROR_RESYNC_TIMEOUT_MS} ms: ${this.stderr.trim()}`);
-      await sleep(50);
+    const gone = () => (this.running ? undefined : `mirror ${this.source} -> ${this.destination} exited: ${this.stderr.trim()}`);
+    try {
+      await waitForCopy(this.destination, volumeUuid, MIRROR_RESYNC_TIMEOUT_MS, gone);
+    } catch (error) {
+      throw gone() === undefined ? new Error(`mirror ${this.source} -> ${this.destination}: ${(error as Error).message}: ${this.stderr.trim()}`, { cause: error }) : error;
     }
   }
 
@@ -373,40 +287,6 @@ export class MirrorProcess {
     clearTimeout(timer);
   }
 }
-
-/**
- * Removes a network namespace this program created: kills what runs inside it, then deletes it
- * (which removes its veth ends and TUN devices), retrying while the kernel still holds it.
- */
-export async function deleteNamespace(name: string): Promise<void> {
-  const pids = await execFileAsync("ip", ["netns", "pids", name]).then((r) => r.stdout.split(/\s+/).filter(Boolean), () => []);
-  for (const pid of pids) {
-    try {
-      process.kill(Number(pid), "SIGKILL");
-    } catch {
-      // gone already
-    }
-  }
-  for (let attempt = 0; attempt < 20; attempt++) {
-    try {
-      await ip(["netns", "del", name]);
-      return;
-    } catch (error) {
-      if (/No such file|not found|Invalid/i.test(String(error))) return;
-      await sleep(50);
-    }
-  }
-}
-
-async function ip(args: string[]): Promise<void> {
-  try {
-    await execFileAsync("ip", args, { timeout: 10_000 });
-  } catch (error) {
-    const e = error as { stderr?: string; message: string };
-    throw new Error(`ip ${args.join(" ")} failed: ${e.stderr?.trim() || e.message}`, { cause: error });
-  }
-}
-
 
 /** bin/lunlink.js of this package, found from this module (source or dist). */
 export function lunlinkBin(): string {

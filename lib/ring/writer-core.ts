@@ -8,6 +8,7 @@
 // status head names only records whose writes all completed (a contiguous prefix); sequences
 // strictly increase; a record holding a control frame is not overwritten before the peer acked it (in
 // a cluster: every peer that still holds the ring, see peer-holds.ts); every queue has a named bound.
+// records-in-flight.ts keeps the books of writes in flight (head, issue position, the lone action).
 import { FRAME_HEADER_BYTES, FrameType, MAX_FRAME_BYTES, RING_START_BLOCK, STATUS_SLOT_BLOCKS, payloadCapacity } from "../format/layout.ts";
 import { RecordBuilder, encodePad } from "../format/record.ts";
 import type { RecordCipher } from "../format/record-cipher.ts";
@@ -18,6 +19,7 @@ import { ErrorCode, LunlinkError, invalidArgument } from "../errors.ts";
 import { Fifo } from "./fifo.ts";
 import { MAX_SEQ, type RingKeys } from "./keys.ts";
 import { PeerHolds, newer } from "./peer-holds.ts";
+import { RecordsInFlight } from "./records-in-flight.ts";
 import type { Ack, PeerAckInput, ResolvedWriterOptions, RingWriterCounters, WriterCloseReport } from "./writer-options.ts";
 
 /**
@@ -117,15 +119,6 @@ interface RecordSlot {
   buffer: Uint8Array;
 }
 
-/** A record write issued and not yet retired (retired once it and every record before it completed). */
-interface InFlight {
-  seq: bigint;
-  startBlock: number;
-  blocks: number;
-  slot: RecordSlot;
-  done: boolean;
-}
-
 interface ClassQueue {
   frames: Fifo<Pending>;
   /** Payload plus frame header bytes queued: bounded by queueLimitBytes. */
@@ -151,7 +144,7 @@ export class RingWriterCore {
   private readonly blockBytes: number;
   private readonly ringBlocks: number;
   private readonly entropy: (lengthBytes: number) => Uint8Array;
-  /** Every record buffer (maxRecordsInFlight + 1); `filling`, `outgoing`, `pipeline` and `spare` share them out. */
+  /** Every record buffer (maxRecordsInFlight + 1); `filling`, `outgoing`, `records` and `spare` share them out. */
   private readonly slots: RecordSlot[];
   /** Largest payload a frame may carry. */
   readonly frameCapacityBytes: number;
@@ -160,19 +153,17 @@ export class RingWriterCore {
   private readonly spare: RecordSlot[];
   /** The sealed record going out (awaiting room, pad, rekey or a free place in the pipeline), or undefined. */
   private outgoing: RecordSlot | undefined;
-  /** Record writes issued and not yet retired, in seq order. Bound: maxRecordsInFlight. */
-  private readonly pipeline: Fifo<InFlight>;
-  /** Where the next record is issued: past the last one in the pipeline (seq, headBlock when it is empty). */
-  private issueSeq: bigint;
-  private issueBlock: number;
+  /**
+   * The writes in flight: record writes issued and not yet retired (bound: maxRecordsInFlight), the
+   * head (the first record not yet written: every write below it completed), the issue position, and
+   * the non-record action in flight (the state it entered), if any: it runs alone.
+   */
+  private readonly records: RecordsInFlight<RecordSlot, WriterState>;
   private fillingSinceMs = 0;
   private readonly queues = new Map<number, ClassQueue>();
   private queuedBytes = 0;
   /** Records on the ring not yet freed, in the order the head meets them. Bound: 2 x ringBlocks (one start per block, with margin). */
   private readonly index: Fifo<Indexed>;
-  /** The head: the first record not yet written (every write below it completed). */
-  private seq: bigint;
-  private headBlock: number;
   private readonly statusBlock: Uint8Array;
   private readonly padBlock: Uint8Array;
   private statusGeneration = 0n;
@@ -188,8 +179,6 @@ export class RingWriterCore {
   private readonly peers: PeerHolds;
   /** The record an ack wait is on (ackWaits counts each record waited on once). */
   private waitingOnSeq: bigint | undefined;
-  /** The non-record action in flight (the state it entered), if any: it runs alone. */
-  private inflight: WriterState | undefined;
   private closeDeadlineMs: number | undefined;
   private failure: LunlinkError | undefined;
   private closeReport: WriterCloseReport | undefined;
@@ -211,14 +200,10 @@ export class RingWriterCore {
     }
     this.filling = this.slots[0]!;
     this.spare = this.slots.slice(1);
-    this.pipeline = new Fifo<InFlight>(init.options.maxRecordsInFlight);
+    this.records = new RecordsInFlight(init.options.maxRecordsInFlight, this.ringBlocks, init.seq, init.headBlock);
     this.frameCapacityBytes = Math.min(MAX_FRAME_BYTES, payloadCapacity(this.blockBytes, maxBlocks) - FRAME_HEADER_BYTES);
     this.statusBlock = init.alloc(this.blockBytes);
     this.padBlock = init.alloc(this.blockBytes);
-    this.seq = init.seq;
-    this.headBlock = init.headBlock;
-    this.issueSeq = init.seq;
-    this.issueBlock = init.headBlock;
     this.oldestAtOpen = init.oldestAtOpen > 0n ? init.oldestAtOpen : init.seq;
     this.deliveredMark = init.delivered;
     this.peers = new PeerHolds(init.options.peerDownMs, init.peerRows ?? [], this.counters);
@@ -255,7 +240,7 @@ export class RingWriterCore {
   }
 
   get headSeq(): bigint {
-    return this.seq;
+    return this.records.headSeq;
   }
 
   get error(): LunlinkError | undefined {
@@ -269,13 +254,13 @@ export class RingWriterCore {
   /** Bytes waiting to be written: the filling record, the sealed one going out, those in flight, and the class queues. */
   get bufferedBytes(): number {
     let bytes = this.current().bytes + (this.outgoing?.builder.bytes ?? 0) + this.queuedBytes;
-    for (let i = 0; i < this.pipeline.length; i++) bytes += this.pipeline.at(i)!.slot.builder.bytes;
+    for (let i = 0; i < this.records.length; i++) bytes += this.records.at(i)!.slot.builder.bytes;
     return bytes;
   }
 
   /** Record writes issued and not yet retired (at most maxRecordsInFlight). */
   get recordsInFlight(): number {
-    return this.pipeline.length;
+    return this.records.length;
   }
 
   /** True when the next append starts a batch (then it needs the time: append's nowMs). */
@@ -334,9 +319,9 @@ export class RingWriterCore {
    * completion ends.
    */
   next(nowMs: number, input: WriterInput): WriterAction {
-    if (this.inflight !== undefined) throw new Error(`assertion failed: next() with ${this.inflight} in flight`);
+    if (this.records.alone !== undefined) throw new Error(`assertion failed: next() with ${this.records.alone} in flight`);
     const action = this.decide(nowMs, input);
-    if (action.kind !== "sleep" && action.kind !== "stop" && !(action.kind === "write" && action.what === "record")) this.inflight = this.stateNow;
+    if (action.kind !== "sleep" && action.kind !== "stop" && !(action.kind === "write" && action.what === "record")) this.records.startAlone(this.stateNow);
     return action;
   }
 
@@ -346,24 +331,21 @@ export class RingWriterCore {
    * record write). The head moves over records only once every write below them completed.
    */
   completed(nowMs: number, seq?: bigint): void {
-    const was = this.inflight;
     if (this.closeReport !== undefined) {
-      this.inflight = undefined;
+      this.records.endAlone();
       return; // abandoned at the close timeout (or failed) while this I/O was in flight
     }
+    const was = this.records.alone;
     if (was === undefined) {
       this.recordCompleted(nowMs, seq);
       this.stateNow = this.restingState();
       return;
     }
     if (seq !== undefined) throw new Error(`assertion failed: completed(record ${seq}) with ${was} in flight`);
-    this.inflight = undefined;
+    this.records.endAlone();
     if (was === WriterState.WritingPad) {
-      this.seq++;
-      this.issueSeq = this.seq;
+      this.records.padWritten();
       this.counters.pads++;
-      this.headBlock = 0;
-      this.issueBlock = 0;
     } else if (was === WriterState.WritingStatus) {
       this.lastStatusMs = nowMs;
       this.counters.statusWrites++;
@@ -376,26 +358,11 @@ export class RingWriterCore {
     this.stateNow = this.restingState();
   }
 
-  /** Marks the record done; retires the completed prefix of the pipeline (the head moves over it). */
+  /** Marks the record done; retires the completed prefix of the records in flight (the head moves over it). */
   private recordCompleted(nowMs: number, seq: bigint | undefined): void {
-    let entry: InFlight | undefined;
-    for (let i = 0; i < this.pipeline.length; i++) {
-      const candidate = this.pipeline.at(i)!;
-      if (seq === undefined ? !candidate.done : candidate.seq === seq) {
-        if (entry !== undefined) throw new Error("assertion failed: completed() without a seq while several records are in flight");
-        entry = candidate;
-        if (seq !== undefined) break;
-      }
-    }
-    if (entry === undefined || entry.done) throw new Error(`assertion failed: completed(${seq ?? "no seq"}) matches no record write in flight`);
-    entry.done = true;
-    for (let head = this.pipeline.peek(); head?.done === true; head = this.pipeline.peek()) {
-      this.pipeline.shift();
+    this.records.complete(seq);
+    for (let head = this.records.retire(); head !== undefined; head = this.records.retire()) {
       const builder = head.slot.builder;
-      if (head.seq !== this.seq || head.startBlock !== this.headBlock) throw new Error(`assertion failed: record ${head.seq} at block ${head.startBlock} retired with the head at ${this.seq}/${this.headBlock}`);
-      this.seq++;
-      this.headBlock += head.blocks;
-      if (this.headBlock >= this.ringBlocks) this.headBlock = 0;
       this.counters.records++;
       this.counters.bytesWritten += head.blocks * this.blockBytes;
       this.blocksSinceOpen += head.blocks;
@@ -410,11 +377,11 @@ export class RingWriterCore {
   /** The owner check's superblock read returned: another writer or epoch on it stops this one. */
   superblockRead(nowMs: number, found: Pick<Superblock, "epoch" | "writerNode">, path: string): void {
     if (this.closeReport !== undefined) {
-      this.inflight = undefined;
+      this.records.endAlone();
       return;
     }
     if (this.stateNow !== WriterState.CheckingOwner) throw new Error(`assertion failed: superblockRead() in state ${this.stateNow}`);
-    this.inflight = undefined;
+    this.records.endAlone();
     this.nextOwnerCheckMs = nowMs + this.o.ownerCheckMs;
     this.stateNow = this.restingState();
     if (found.epoch !== this.superblockNow.epoch || found.writerNode !== this.superblockNow.writerNode) {
@@ -432,7 +399,7 @@ export class RingWriterCore {
    * status) never moves over a failed write; what they held counts as not written.
    */
   fail(error: unknown): LunlinkError {
-    this.inflight = undefined;
+    this.records.endAlone();
     if (this.failure !== undefined) return this.failure;
     const failure = error instanceof LunlinkError ? error : new LunlinkError(ErrorCode.System, String(error), { cause: error });
     if (this.closeReport !== undefined) return failure; // already closed (abandoned): nothing left to stop
@@ -475,7 +442,7 @@ export class RingWriterCore {
       }
       if (this.queuedBytes > 0 && this.refill(nowMs)) continue;
       // Records in flight: the status, the close and the batch deadline wait for the drain (a completion wakes the shell).
-      if (this.pipeline.length > 0) return this.awaitRecords(nowMs);
+      if (!this.records.drained) return this.awaitRecords(nowMs);
       // Status: on the heartbeat interval, and once the writer has been idle STATUS_IDLE_MS with a new
       // head (not after every record: under load that would double the writes, and a status write
       // must not sit in front of the next record of a conversation).
@@ -498,7 +465,7 @@ export class RingWriterCore {
    * while the previous write is in flight, as before; with more, it grows while the pipeline is full.
    */
   private canSeal(): boolean {
-    return this.outgoing === undefined && this.pipeline.length < this.o.maxRecordsInFlight;
+    return this.outgoing === undefined && !this.records.full;
   }
 
   /** The filling record goes out; a spare buffer starts filling. */
@@ -512,7 +479,7 @@ export class RingWriterCore {
 
   /** undefined when no record is in flight (the caller's action may run alone), else the wait for them. */
   private drained(nowMs: number): WriterAction | undefined {
-    return this.pipeline.length === 0 ? undefined : this.awaitRecords(nowMs);
+    return this.records.drained ? undefined : this.awaitRecords(nowMs);
   }
 
   /**
@@ -538,7 +505,7 @@ export class RingWriterCore {
       input.roomWanted ||
       this.flushTarget > this.framesWritten ||
       builder.bytes >= this.o.flushThresholdBytes ||
-      (this.pipeline.length === 0 && nowMs - this.fillingSinceMs >= this.o.maxDelayMs) ||
+      (this.records.drained && nowMs - this.fillingSinceMs >= this.o.maxDelayMs) ||
       !builder.fits(0) ||
       this.queuedBytes > 0
     );
@@ -558,31 +525,28 @@ export class RingWriterCore {
     const slot = this.outgoing!;
     const builder = slot.builder;
     const blocks = builder.blocks;
-    const wraps = this.issueBlock + blocks > this.ringBlocks;
-    if (wraps || this.pipeline.length >= this.o.maxRecordsInFlight) {
+    const wraps = this.records.wraps(blocks);
+    if (wraps || this.records.full) {
       const wait = this.drained(nowMs);
       if (wait !== undefined) return wait;
     }
     // Ending the lap frees everything up to the ring end: a reader following this lap skips it.
-    const blocking = this.freeRange(this.issueBlock, wraps ? this.ringBlocks - this.issueBlock : blocks, input.peerAcks === undefined ? input.peerAck : this.peers.holdingAck(input.peerAcks));
+    const blocking = this.freeRange(this.records.issueBlock, wraps ? this.ringBlocks - this.records.issueBlock : blocks, input.peerAcks === undefined ? input.peerAck : this.peers.holdingAck(input.peerAcks));
     if (blocking !== undefined) return this.awaitAck(nowMs, blocking);
-    if (this.issueSeq >= MAX_SEQ) throw new LunlinkError(ErrorCode.OutOfRange, `sequence ${this.issueSeq} reached 2^63; reformat the volume`); // the shell fails with it
-    if (this.keys !== undefined && this.issueSeq - this.superblockNow.epochStartSeq >= this.o.rekeyAfterRecords) return this.drained(nowMs) ?? this.rekey();
+    if (this.records.issueSeq >= MAX_SEQ) throw new LunlinkError(ErrorCode.OutOfRange, `sequence ${this.records.issueSeq} reached 2^63; reformat the volume`); // the shell fails with it
+    if (this.keys !== undefined && this.records.issueSeq - this.superblockNow.epochStartSeq >= this.o.rekeyAfterRecords) return this.drained(nowMs) ?? this.rekey();
     const B = this.blockBytes;
     if (wraps) {
-      encodePad(this.padBlock, B, { volumeUuid: this.uuid, epoch: this.superblockNow.epoch, seq: this.seq, timestampMs: BigInt(Math.trunc(input.wallMs)) }, this.sealing(this.headBlock));
-      return this.enter(WriterState.WritingPad, { kind: "write", what: "pad", offsetBytes: (RING_START_BLOCK + this.headBlock) * B, bytes: this.padBlock });
+      encodePad(this.padBlock, B, { volumeUuid: this.uuid, epoch: this.superblockNow.epoch, seq: this.records.headSeq, timestampMs: BigInt(Math.trunc(input.wallMs)) }, this.sealing(this.records.headBlock));
+      return this.enter(WriterState.WritingPad, { kind: "write", what: "pad", offsetBytes: (RING_START_BLOCK + this.records.headBlock) * B, bytes: this.padBlock });
     }
-    const seq = this.issueSeq;
-    const startBlock = this.issueBlock;
+    const seq = this.records.issueSeq;
+    const startBlock = this.records.issueBlock;
     builder.finish({ volumeUuid: this.uuid, epoch: this.superblockNow.epoch, seq, timestampMs: BigInt(Math.trunc(input.wallMs)) }, undefined, this.sealing(startBlock));
     // Indexed when issued (the index is in the order the head meets records, which is issue order).
     this.index.push({ seq, startBlock, blocks, noOverwrite: builder.noOverwrite });
-    this.pipeline.push({ seq, startBlock, blocks, slot, done: false });
+    this.records.issue(blocks, slot);
     this.outgoing = undefined;
-    this.issueSeq++;
-    this.issueBlock += blocks;
-    if (this.issueBlock >= this.ringBlocks) this.issueBlock = 0;
     return this.enter(WriterState.WritingRecord, {
       kind: "write",
       what: "record",
@@ -649,13 +613,13 @@ export class RingWriterCore {
    * (fresh salt, so a fresh record key), durable before its first record, as at open.
    */
   private rekey(): WriterAction {
-    this.superblockNow = { ...this.superblockNow, epoch: this.superblockNow.epoch + 1n, epochStartSeq: this.seq, epochStartBlock: BigInt(this.headBlock), salt: this.entropy(32) };
+    this.superblockNow = { ...this.superblockNow, epoch: this.superblockNow.epoch + 1n, epochStartSeq: this.records.headSeq, epochStartBlock: BigInt(this.records.headBlock), salt: this.entropy(32) };
     return this.enter(WriterState.Rekeying, { kind: "writeSuperblock", superblock: this.superblockNow });
   }
 
   private writeStatus(input: WriterInput): WriterAction {
     if (input.delivered !== undefined && (this.deliveredMark === undefined || newer(input.delivered, this.deliveredMark))) this.deliveredMark = input.delivered;
-    const oldest = this.blocksSinceOpen < this.ringBlocks ? this.oldestAtOpen : (this.index.peek()?.seq ?? this.seq);
+    const oldest = this.blocksSinceOpen < this.ringBlocks ? this.oldestAtOpen : (this.index.peek()?.seq ?? this.records.headSeq);
     this.statusGeneration++;
     this.heartbeat++;
     const slot = Number(this.statusGeneration % 2n) as 0 | 1;
@@ -666,8 +630,8 @@ export class RingWriterCore {
         volumeUuid: this.superblockNow.volumeUuid,
         epoch: this.superblockNow.epoch,
         generation: this.statusGeneration,
-        headSeq: this.seq,
-        headBlock: BigInt(this.headBlock),
+        headSeq: this.records.headSeq,
+        headBlock: BigInt(this.records.headBlock),
         oldestSeq: oldest,
         ackEpoch: input.localAck?.epoch ?? 0n,
         ackSeq: input.localAck?.seq ?? 0n,
@@ -691,7 +655,7 @@ export class RingWriterCore {
 
   /** Where the machine rests after an I/O (records still in flight: writing; a sealed record still going out counts as batching). */
   private restingState(): WriterState {
-    if (this.pipeline.length > 0) return WriterState.WritingRecord;
+    if (!this.records.drained) return WriterState.WritingRecord;
     return this.outgoing !== undefined || this.current().frames > 0 ? WriterState.Batching : WriterState.Idle;
   }
 
@@ -699,12 +663,12 @@ export class RingWriterCore {
     let frames = this.current().frames + (this.outgoing?.builder.frames ?? 0);
     let bytes = this.current().bytes + (this.outgoing?.builder.bytes ?? 0);
     // Records in flight (or completed behind one still in flight) are not written as far as the head is concerned.
-    for (let i = 0; i < this.pipeline.length; i++) {
-      const builder = this.pipeline.at(i)!.slot.builder;
+    for (let i = 0; i < this.records.length; i++) {
+      const builder = this.records.at(i)!.slot.builder;
       frames += builder.frames;
       bytes += builder.bytes;
     }
-    this.pipeline.clear();
+    this.records.clear();
     for (const queue of this.queues.values()) {
       frames += queue.frames.length;
       bytes += queue.bytes;

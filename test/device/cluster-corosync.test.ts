@@ -26,8 +26,7 @@ const same = (a: number[], b: readonly number[]) => a.length === b.length && a.e
 
 test("corosync 3 over lunlink0 (3 nodes, knet, default token, two_node off): a 20 s cut of node 3's network keeps the membership; node 3 losing network and storage leaves it", async (t) => {
   const lab = await ClusterLab.create(t, 3);
-  for (const id of ALL) await lab.startNode(id);
-  for (const id of ALL) await lab.waitFor(id, "up on both paths to every peer", (s) => s.peers.length === 2 && s.peers.every((p) => p.active === "primary" && p.paths.storage.state === "up"), 20_000);
+  await lab.startAll();
 
   const dir = await scratchDir(t);
   const corosync = await CorosyncCluster.start(t, dir, lab.nodes.map((n) => ({ id: n.id, ns: n.ns, address: n.tunAddress })));

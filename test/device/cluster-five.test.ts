@@ -20,10 +20,7 @@ const PING_WAIT_S = 5;
 
 test("5 nodes on one shared cluster volume: cut node 5's network; 1-4 keep the primary among themselves, 5 reaches every peer over storage, every node pings every node; restored, 5 is back on the primary", async (t) => {
   const lab = await ClusterLab.create(t, N);
-  for (const id of ids) await lab.startNode(id);
-  for (const id of ids) {
-    await lab.waitFor(id, "up on both paths to every peer", (s) => s.peers.length === N - 1 && s.peers.every((p) => p.active === "primary" && p.paths.storage.state === "up"), 30_000);
-  }
+  await lab.startAll(30_000);
   const pairs = ids.flatMap((from) => others(from).map((to) => [from, to] as const));
   t.is(pairs.length, N * (N - 1));
   const pingAll = async (): Promise<Map<string, number>> => {

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { spawn, type ChildProcess } from "node:child_process";
 
-import { deleteNamespace as deleteLabNamespace } from "../../lib/node/lab.ts";
+import { deleteNamespace as deleteLabNamespace } from "../../lib/node/lab-plumbing.ts";
 import { run } from "./exec.ts";
 
 export const NETNS_PREFIX = "llt-";

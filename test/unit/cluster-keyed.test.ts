@@ -22,7 +22,7 @@ import { ClusterNode } from "../../lib/node/cluster-node.ts";
 import { ClusterStorage, openRing } from "../../lib/node/cluster-storage.ts";
 import { readClusterSecretFile, writeClusterSecretFile } from "../../lib/node/cluster-secret.ts";
 import { checkClusterConfig } from "../../lib/node/config.ts";
-import { loadClusterKey } from "../../lib/node/cluster-run.ts";
+import { loadClusterKey } from "../../lib/node/cluster-secret.ts";
 import { generateKeys } from "../../lib/link/keys.ts";
 import { scratchDir, sparseFile } from "../helpers/scratch.ts";
 import { ipv4Packet as ipv4 } from "../helpers/ipv4.ts";

@@ -4,49 +4,19 @@
 // the middle (a hole), and a seeded random drive completing writes in random order.
 import test from "ava";
 
-import { AuthMode, FrameType } from "../../lib/format/layout.ts";
+import { FrameType } from "../../lib/format/layout.ts";
 import { decodeStatus } from "../../lib/format/status.ts";
-import type { Superblock } from "../../lib/format/superblock.ts";
 import { ErrorCode, LunlinkError } from "../../lib/errors.ts";
 import { RingWriterCore, STATUS_IDLE_MS, WriterState, type WriterAction, type WriterInput } from "../../lib/ring/writer-core.ts";
-import { resolveOptions, type Ack, type RingWriterOptions } from "../../lib/ring/writer-options.ts";
+import type { Ack, RingWriterOptions } from "../../lib/ring/writer-options.ts";
 import { generator } from "../helpers/random.ts";
+import { B, testWriterCore } from "../helpers/writer-core.ts";
 
-const B = 4096;
 /** The ring's first block on the volume (RING_START_BLOCK): record offsets are (3 + block) x B. */
 const RING_START = 3;
 
 function makeCore(options: Partial<RingWriterOptions> = {}, ringBlocks = 64): RingWriterCore {
-  const superblock: Superblock = {
-    volumeUuid: "00000000-0000-4000-8000-000000000001",
-    pairUuid: "00000000-0000-4000-8000-000000000002",
-    writerNode: 1,
-    peerNode: 2,
-    blockBytes: B,
-    volumeBlocks: BigInt(ringBlocks + 4),
-    ringStartBlock: 3n,
-    ringBlocks: BigInt(ringBlocks),
-    epoch: 2n,
-    epochStartSeq: 1n,
-    epochStartBlock: 0n,
-    authMode: AuthMode.None,
-    keyId: 0,
-    salt: new Uint8Array(32),
-    createdAtMs: 0n,
-  };
-  const core = new RingWriterCore({
-    superblock,
-    keys: undefined,
-    options: resolveOptions({ nodeId: 1, maxDelayMs: 0, flushThresholdBytes: 100, statusIntervalMs: 100, ownerCheckMs: 1000, maxRecordsInFlight: 3, maxRecordBlocks: 4, ...options }),
-    nowMs: 0,
-    seq: 1n,
-    headBlock: 0,
-    oldestAtOpen: 0n,
-    existing: [],
-    delivered: undefined,
-    alloc: (n) => new Uint8Array(n),
-    entropy: (n) => new Uint8Array(n),
-  });
+  const core = testWriterCore({ options: { maxDelayMs: 0, flushThresholdBytes: 100, statusIntervalMs: 100, ownerCheckMs: 1000, maxRecordsInFlight: 3, maxRecordBlocks: 4, ...options }, ringBlocks });
   // open()'s first status write.
   const first = core.next(0, input());
   if (first.kind !== "write" || first.what !== "status") throw new Error(`first action ${first.kind}`);

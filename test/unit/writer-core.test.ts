@@ -4,50 +4,17 @@
 // apart from the ack, and a seeded random drive checking the sequence invariants.
 import test from "ava";
 
-import { AuthMode, FrameType } from "../../lib/format/layout.ts";
+import { FrameType } from "../../lib/format/layout.ts";
 import { decodeStatus } from "../../lib/format/status.ts";
-import type { Superblock } from "../../lib/format/superblock.ts";
 import { ErrorCode } from "../../lib/errors.ts";
 import { RingWriterCore, WriterState, type Indexed, type WriterAction, type WriterInput } from "../../lib/ring/writer-core.ts";
-import { resolveOptions, type Ack, type RingWriterOptions } from "../../lib/ring/writer-options.ts";
+import type { Ack, RingWriterOptions } from "../../lib/ring/writer-options.ts";
 import { generator } from "../helpers/random.ts";
+import { B, testWriterCore } from "../helpers/writer-core.ts";
 
-const B = 4096;
-
-test.before(async () => {
-});
 
 function makeCore(options: Partial<RingWriterOptions> = {}, ringBlocks = 16, extra: { delivered?: Ack; existing?: Indexed[] } = {}): RingWriterCore {
-  const superblock: Superblock = {
-    volumeUuid: "00000000-0000-4000-8000-000000000001",
-    pairUuid: "00000000-0000-4000-8000-000000000002",
-    writerNode: 1,
-    peerNode: 2,
-    blockBytes: B,
-    volumeBlocks: BigInt(ringBlocks + 4),
-    ringStartBlock: 3n,
-    ringBlocks: BigInt(ringBlocks),
-    epoch: 2n,
-    epochStartSeq: 1n,
-    epochStartBlock: 0n,
-    authMode: AuthMode.None,
-    keyId: 0,
-    salt: new Uint8Array(32),
-    createdAtMs: 0n,
-  };
-  return new RingWriterCore({
-    superblock,
-    keys: undefined,
-    options: resolveOptions({ nodeId: 1, maxDelayMs: 2, flushThresholdBytes: 1 << 20, statusIntervalMs: 100, ownerCheckMs: 1000, ...options }),
-    nowMs: 0,
-    seq: 1n,
-    headBlock: 0,
-    oldestAtOpen: 0n,
-    existing: extra.existing ?? [],
-    delivered: extra.delivered,
-    alloc: (n) => new Uint8Array(n),
-    entropy: (n) => new Uint8Array(n),
-  });
+  return testWriterCore({ options: { maxDelayMs: 2, flushThresholdBytes: 1 << 20, statusIntervalMs: 100, ownerCheckMs: 1000, ...options }, ringBlocks, ...extra });
 }
 
 const input = (over: Partial<WriterInput> = {}): WriterInput => ({ wallMs: 0, peerAck: undefined, localAck: undefined, delivered: undefined, roomWanted: false, ...over });
