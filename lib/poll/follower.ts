@@ -14,6 +14,7 @@ import { STAMP_MAGIC } from "../format/layout.ts";
 import type { WatchOptions } from "../io/volume.ts";
 import type { PollOutcome, RingReader } from "../ring/reader.ts";
 import { AdaptiveWait, type AdaptiveWaitOptions } from "./adaptive-wait.ts";
+import { stageTrace } from "../ring/stage-trace.ts";
 
 /** Bytes of the expected block a watch compares: the stamp and the record header (docs/format.md). */
 export const WATCH_COMPARE_BYTES = 96;
@@ -50,7 +51,9 @@ export async function follow(options: FollowOptions, steps: FollowSteps): Promis
       await paused;
       continue;
     }
+    const seqBefore = reader.seq;
     const outcome = await steps.poll(fresh);
+    if (stageTrace !== undefined && reader.seq > seqBefore) stageTrace.mark("seen", seqBefore, reader.seq);
     const watched = fresh;
     fresh = false;
     await steps.after?.(outcome);
