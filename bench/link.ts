@@ -1,4 +1,4 @@
-// `npm run bench -- link [--cuts N] [--seconds S] [--keys] [--mtu N] [--plot DIR] [--only storage]`: the link end to end in the two-host lab
+// `npm run bench -- link [--cuts N] [--seconds S] [--keys] [--mtu N] [--plot DIR] [--only storage] [--stages]`: the link end to end in the two-host lab
 // (lib/node/lab.ts: namespaces, veth, loop devices with direct I/O, local mirrors), side by side in
 // one run with the plain veth and wireguard-go over the same veth:
 //   1. failover: N cuts of the veth with a 1 ms UDP probe node 1 -> node 2 through lunlink0;
@@ -12,8 +12,10 @@
 //      alone (the link's RingWriter settings flooded on a loop device, 1 vs LINK_RECORDS_IN_FLIGHT
 //      record writes in flight), the bound the writer sets with nothing else in the way.
 // `--only storage` runs just the storage TCP rows and fio (no veth, wireguard-go, primary, failover).
+// `--stages` traces every record of the storage TCP runs through writer, mirror and poller (link-stages.ts).
 import { execFile } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadavg } from "node:os";
 import { createInterface } from "node:readline";
@@ -25,6 +27,7 @@ import { Lab } from "../lib/node/lab.ts";
 import type { LinkStatus } from "../lib/link/link.ts";
 import { LINK_RECORDS_IN_FLIGHT } from "../lib/link/storage-path.ts";
 import { fourStreams, sendRingAlone, STORAGE_FIO_BLOCK_BYTES } from "./link-fio.ts";
+import { STAGE_COLUMNS, stageRows } from "./link-stages.ts";
 import { withScratch } from "./scratch.ts";
 import { numberArg, percentile, ratio, table } from "./stats.ts";
 import { assertCanPlot, writeCharts } from "../lib/cli/plot.ts";
@@ -34,6 +37,8 @@ const execFileAsync = promisify(execFile);
 const wallMs = () => performance.timeOrigin + performance.now();
 const PROBE_PORT = 6001;
 const IPERF_PORT = 5201;
+/** After a traced run: longer than the trace's flush period (stage-trace.ts), so every line is on disk. */
+const TRACE_SETTLE_MS = 800;
 
 export async function linkBench(args: string[]): Promise<void> {
   const cuts = numberArg(args, "--cuts", 50);
@@ -43,6 +48,10 @@ export async function linkBench(args: string[]): Promise<void> {
   const plotDir = plotDirArg(args);
   const storageOnly = args[args.indexOf("--only") + 1] === "storage" && args.includes("--only");
   if (plotDir !== undefined) await assertCanPlot();
+  // The lab's processes inherit the variable and trace (lib/ring/stage-trace.ts); this one does not (read at import).
+  const traceDir = args.includes("--stages") ? await mkdtemp(join(tmpdir(), "lunlink-stages-")) : undefined;
+  if (traceDir !== undefined) process.env["LUNLINK_STAGE_TRACE"] = traceDir;
+  const stages: string[][] = [];
   const lab = await Lab.create({ prefix: "llb-", keys, tunMtu });
   const stop = () => void lab.destroy().finally(() => process.exit(130));
   process.once("SIGINT", stop);
@@ -90,7 +99,12 @@ export async function linkBench(args: string[]): Promise<void> {
       const cpuBefore = await cpuMs(lab);
       const before = await Promise.all([lab.status(1), lab.status(2)]);
       const sampled = target.name.includes("storage") ? sampleTcp(lab, seconds) : Promise.resolve("");
+      const startUs = wallMs() * 1000;
       const bytesPerSecond = await iperf(lab, target.address, seconds, target.congestion);
+      if (traceDir !== undefined && target.name.includes("storage")) {
+        await sleep(TRACE_SETTLE_MS);
+        stages.push(...(await stageRows(traceDir, lab, target.congestion ?? "default", startUs, wallMs() * 1000 - TRACE_SETTLE_MS * 1000)));
+      }
       const cpu = (await cpuMs(lab)) - cpuBefore;
       const after = await Promise.all([lab.status(1), lab.status(2)]);
       const tcp = await sampled;
@@ -111,6 +125,10 @@ export async function linkBench(args: string[]): Promise<void> {
     console.log(`fio four streams (write A O_DSYNC, read A, write B, read B at once; O_DIRECT, loop devices with direct I/O, ${seconds} s each), the slowest stream: ${fioFigures} (the rate data could cross that pipeline)`);
     console.log(`\nring activity during the storage TCP runs (writer of the sending node, reader of the receiving one; TCP as ss -tin saw it on node 1 halfway)`);
     console.log(table(["path", "direction", "records", "frames/record", "KiB/record", "frames dropped", "reader records", "reader lost", "ss -tin node 1"], ringRows));
+    if (traceDir !== undefined) {
+      console.log(`\nwhere a record's time goes during the storage TCP runs (stage trace; each step from the one before; sealed is the writer's ms timestamp); load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+      console.log(table(STAGE_COLUMNS, stages));
+    }
     const sendRing: string[][] = [];
     for (const inFlight of [1, LINK_RECORDS_IN_FLIGHT]) {
       const r = await withScratch((scratch) => sendRingAlone(scratch, seconds, inFlight)).catch((error: Error) => error);
@@ -164,6 +182,7 @@ export async function linkBench(args: string[]): Promise<void> {
   } finally {
     process.off("SIGINT", stop);
     await lab.destroy();
+    if (traceDir !== undefined) await rm(traceDir, { recursive: true, force: true });
   }
 }
 

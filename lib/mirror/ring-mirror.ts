@@ -25,6 +25,7 @@ import { ErrorCode, LunlinkError, integerOption } from "../errors.ts";
 import { SupervisorCore, settledWithin, sleepUnless, untilRecovered, type FaultReason, type RecoveryOptions, type StateChange } from "../io/supervisor.ts";
 import type { Volume } from "../io/volume.ts";
 import { follow } from "../poll/follower.ts";
+import { stageTrace } from "../ring/stage-trace.ts";
 import { RingReader } from "../ring/reader.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
 import { healthChange, mirrorRecovery, type BackoffOptions, type HealthChange } from "./health.ts";
@@ -342,9 +343,13 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
       this.counters.lastCopyMs = performance.now();
       this.counters.lastSuccessWallMs = Date.now();
       this.emit("record", seq, blocks);
+      stageTrace?.mark("mirror-written", seq);
     });
     this.pump = pump;
-    const copyRecord = (record: Uint8Array, ringBlock: number, seq: bigint): Promise<void> => pump.add((RING_START_BLOCK + ringBlock) * B, record, seq);
+    const copyRecord = (record: Uint8Array, ringBlock: number, seq: bigint): Promise<void> => {
+      if (stageTrace !== undefined) traceRead(stageTrace, record, seq);
+      return pump.add((RING_START_BLOCK + ringBlock) * B, record, seq);
+    };
     const o = this.options;
     await follow(
       { reader, pace: { minSleepUs: o.pollMinUs, maxSleepUs: o.pollMaxMs * 1000, periodMs: o.statusCopyMs, idlePeriodMs: o.statusIdleMs }, running: () => this.task.running },
@@ -447,4 +452,14 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     await this.sink.flush();
     this.counters.superblockCopies++;
   }
+}
+
+/** Where block 0 of a record holds the writer's timestamp, ms (docs/format.md, record header). */
+const RECORD_TIMESTAMP_OFFSET = 64;
+
+/** The mirror read a record: now, and when its writer sealed it (the header's timestamp, ms). */
+function traceRead(trace: NonNullable<typeof stageTrace>, record: Uint8Array, seq: bigint): void {
+  trace.mark("mirror-read", seq);
+  const sealedMs = new DataView(record.buffer, record.byteOffset, record.byteLength).getBigUint64(RECORD_TIMESTAMP_OFFSET, true);
+  trace.mark("sealed", seq, seq + 1n, Number(sealedMs) * 1000);
 }

@@ -2,18 +2,21 @@
 // frames) and RingMirror (copies records). Each turn: poll the expected block once; run the periodic
 // task (status read or copy) when AdaptiveWait says it is due; then wait in the addon's watch (the
 // volume's I/O thread re-reads the block with O_DIRECT and nanosleeps, backing its sleep off by
-// itself; no JS timer, no JS turn until the block changes or the periodic task is due). After
-// progress from a read (a backlog) poll again at once, through the reader's read-ahead; after progress
-// from a watch (the follower is at the head) watch the next slot for the stamp of the next seq at once:
-// its first read is the one a poll would make, so a record costs one read and one JS turn, not two.
-// The pace snaps back on the first record (adaptive-wait.ts). Bound: a turn does one poll, at most
-// one periodic task and one wait; the loop ends when `running()` turns false.
+// itself; no JS timer, no JS turn until the block changes or the periodic task is due). After any
+// progress poll again at once, whether a read or a watch found the record: a backlog (records landing
+// faster than one watch each: a loaded mirror) is then read through the reader's read-ahead, one large
+// read for many records; watching before each record kept it at one watch and one body read per
+// record and dropped the read-ahead each time (bench link --stages: the mirror 47-89 ms behind at
+// p50). The poll that finds the next slot empty right after progress is followed by a watch for the
+// stamp of the next seq. The pace snaps back on the first record (adaptive-wait.ts). Bound: a turn
+// does one poll, at most one periodic task and one wait; the loop ends when `running()` turns false.
 import { performance } from "node:perf_hooks";
 
 import { STAMP_MAGIC } from "../format/layout.ts";
 import type { WatchOptions } from "../io/volume.ts";
 import type { PollOutcome, RingReader } from "../ring/reader.ts";
 import { AdaptiveWait, type AdaptiveWaitOptions } from "./adaptive-wait.ts";
+import { stageTrace } from "../ring/stage-trace.ts";
 
 /** Bytes of the expected block a watch compares: the stamp and the record header (docs/format.md). */
 export const WATCH_COMPARE_BYTES = 96;
@@ -44,14 +47,17 @@ export async function follow(options: FollowOptions, steps: FollowSteps): Promis
   const reader = options.reader;
   const wait = new AdaptiveWait(options.pace);
   let fresh = false;
+  /** The last poll or periodic task made progress: the next wait is for the next seq's stamp. */
+  let afterProgress = false;
   while (options.running()) {
     const paused = steps.paused?.();
     if (paused !== undefined) {
       await paused;
       continue;
     }
+    const seqBefore = reader.seq;
     const outcome = await steps.poll(fresh);
-    const watched = fresh;
+    if (stageTrace !== undefined && reader.seq > seqBefore) stageTrace.mark("seen", seqBefore, reader.seq);
     fresh = false;
     await steps.after?.(outcome);
     if (outcome !== "waiting") wait.record(now());
@@ -63,8 +69,10 @@ export async function follow(options: FollowOptions, steps: FollowSteps): Promis
         progress = true;
       }
     }
-    if ((progress && !watched) || !options.running()) continue;
-    const watch: WatchOptions = { compareBytes: WATCH_COMPARE_BYTES, ...wait.next(now()), ...(progress ? { untilStamp: { magic: STAMP_MAGIC, seq: reader.seq } } : {}) };
+    if (progress) afterProgress = true;
+    if (progress || !options.running()) continue;
+    const watch: WatchOptions = { compareBytes: WATCH_COMPARE_BYTES, ...wait.next(now()), ...(afterProgress ? { untilStamp: { magic: STAMP_MAGIC, seq: reader.seq } } : {}) };
+    afterProgress = false;
     fresh = await reader.watch(watch);
     wait.waited(now(), fresh);
   }

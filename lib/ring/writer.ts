@@ -23,6 +23,7 @@ import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { RingKeys } from "./keys.ts";
+import { stageTrace } from "./stage-trace.ts";
 import { scanRing } from "./scan.ts";
 import { readStatusSlots } from "./status.ts";
 import { openSuperblock, writeSuperblock } from "./superblocks.ts";
@@ -248,6 +249,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       .then(
         () => {
           this.core.completed(this.clock.nowMs(), action.seq);
+          stageTrace?.mark("written", action.seq);
           this.emit("write", action.offsetBytes, action.bytes.length, "record");
           this.emit("flush", action.seq, action.blocks);
         },

@@ -214,23 +214,38 @@ test("follow(): backs off while idle, snaps back on the first record, and sees e
   t.true(ring.reads <= readBound, `${ring.reads} re-reads in 12 s (bound ${readBound})`);
 });
 
-test("follow(): a record a watch found is followed by a stamp watch for the next seq, with no poll of its own in between", async (t) => {
+test("follow(): a record a watch found is polled past at once; the next slot empty, a stamp watch for the next seq follows", async (t) => {
   const records = [5000, 5030, 9000];
   const ring = scriptedRing(records);
   await follow({ reader: ring.reader, pace: PACE, running: () => ring.now() < 10_000, now: ring.now }, { poll: () => ring.poll(), periodic: async () => false });
   t.is(ring.delivered, records.length);
   for (const [i, at] of records.entries()) {
     const seen = ring.polls.findIndex((p) => p.outcome === "delivered" && p.atMs >= at);
+    t.deepEqual(ring.polls[seen + 1], { atMs: ring.polls[seen]!.atMs, outcome: "waiting" }, `after record ${i}: one poll at once`);
     const next = ring.watches.find((w) => w.atMs >= ring.polls[seen]!.atMs);
-    t.is(next?.untilSeq, BigInt(i + 1), `after record ${i}: a watch for the stamp of seq ${i + 1}`);
-    t.not(ring.polls[seen + 1]?.atMs, ring.polls[seen]!.atMs, `after record ${i}: no poll at once`);
+    t.is(next?.untilSeq, BigInt(i + 1), `after record ${i}: then a watch for the stamp of seq ${i + 1}`);
   }
   t.true(
     ring.watches.filter((w) => w.untilSeq !== undefined).every((w) => ring.polls.some((p) => p.outcome === "delivered" && p.atMs === w.atMs)),
     "stamp watches only right after a record",
   );
-  // Polls: one per record, one per periodic turn or watch timeout, none wasted right after a record.
-  t.true(ring.polls.filter((p) => p.outcome === "waiting").length <= ring.watches.length, `${ring.polls.length} polls for ${ring.watches.length} watches`);
+  // Polls: one per record, plus one per watch (the one after it, or the one at once after a record).
+  t.true(ring.polls.filter((p) => p.outcome === "waiting").length <= ring.watches.length + records.length, `${ring.polls.length} polls for ${ring.watches.length} watches`);
+});
+
+test("follow(): a backlog that forms after a watch found a record (records landing faster than they are read) is polled in a row, not watched record by record", async (t) => {
+  // A watch finds the first record at 5000 ms; by then four more have landed (a loaded mirror's
+  // case): they are read by polls in a row (through the read-ahead), with no watch between them.
+  const records = [5000, 5000, 5000, 5000, 5000];
+  const ring = scriptedRing(records);
+  await follow({ reader: ring.reader, pace: PACE, running: () => ring.delivered < records.length, now: ring.now }, { poll: () => ring.poll(), periodic: async () => false });
+  const firstAt = ring.polls.find((p) => p.outcome === "delivered")!.atMs;
+  t.true(ring.watches.some((w) => w.atMs < firstAt), "the first record was found by a watch");
+  t.deepEqual(
+    ring.polls.filter((p) => p.atMs >= firstAt).map((p) => p.outcome),
+    records.map(() => "delivered"),
+  );
+  t.is(ring.watches.filter((w) => w.atMs >= firstAt).length, 0, "no watch between the records of the backlog");
 });
 
 test("follow(): records read in a row (a backlog) are polled at once, through the read-ahead, not watched", async (t) => {
