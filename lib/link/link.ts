@@ -41,7 +41,7 @@ export interface LinkOptions {
   /** UDP: data on `port`, heartbeats and control on `port + 1` (both ends). */
   primary: { bind: Endpoint; peer: Endpoint };
   /** The storage path: volumes, writer and poller settings, recovery after faults (StoragePathOptions). */
-  storage: Omit<StoragePathOptions, "nodeId" | "peerNodeId" | "auth" | "onFrame">;
+  storage: Omit<StoragePathOptions, "nodeId" | "peerNodeId" | "heartbeatMs" | "auth" | "onFrame">;
   timers: LinkTimers;
   /**
    * Keys (base64 X25519, see keys.ts): when set, every UDP datagram is sealed (ChaCha20-Poly1305)
@@ -144,6 +144,7 @@ export class Link extends EventEmitter<LinkEvents> {
       const secret = keys === undefined ? undefined : sharedSecret(keys.privateKey, keys.peerPublicKey);
       storage = await StoragePath.open({
         ...options.storage,
+        heartbeatMs: options.timers.storage.heartbeatMs,
         nodeId: options.nodeId,
         peerNodeId: options.peerNodeId,
         ...(secret === undefined

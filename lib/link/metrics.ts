@@ -1,7 +1,8 @@
 // Prometheus metrics of a running node with prom-client: the lunlink series, read from each link's
 // status snapshot at scrape time (no second set of counters to drift), two histograms the node feeds
 // as events happen (failover interruption, one-way storage latency), and prom-client's default
-// process and Node.js metrics (CPU, memory, file descriptors, GC, event-loop lag). One Registry per
+// process and Node.js metrics (CPU, memory, file descriptors, GC, event-loop lag, sampled once a
+// second: see METRICS_LOOP_DELAY_RESOLUTION_MS). One Registry per
 // node, never prom-client's global one, so several nodes in one process (tests) do not collide.
 // Per-peer ready: every lunlink series carries LINK_LABEL_NAMES first; a node of N peers adds "peer"
 // there and calls addLink once per peer, and every collect() below already iterates the links.
@@ -27,6 +28,15 @@ export interface MetricsSource {
   tun?(): { packetsIn: number; packetsOut: number };
 }
 
+/**
+ * Resolution of prom-client's event-loop lag histogram (its eventLoopMonitoringPrecision; prom-client's
+ * default is 10 ms). That histogram is a repeating libuv timer: at 10 ms it was 100 of an idle node's
+ * ~170 event-loop turns a second, its largest wake-up source (issue #13 section 4, `bench idle`). At
+ * 1 s it costs one turn a second; the link's own loop delay (status eventLoopDelayMs, measured from
+ * its clock's lateness) has the finer view and costs no wake-up.
+ */
+export const METRICS_LOOP_DELAY_RESOLUTION_MS = 1000;
+
 type Labels = Record<string, string>;
 type Sample = [labels: Labels, value: number];
 
@@ -40,7 +50,7 @@ export class LinkMetrics {
   private scrape: Map<MetricsSource, LinkStatus> | undefined;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: METRICS_LOOP_DELAY_RESOLUTION_MS });
     const names = (own: readonly string[]) => [...LINK_LABEL_NAMES, ...own];
     const statusOf = (source: MetricsSource): LinkStatus => {
       let status = this.scrape?.get(source);

@@ -19,6 +19,7 @@ import type { RingAuth } from "../ring/keys.ts";
 import { RingReader, type FrameVisitor, type RingReaderCounters } from "../ring/reader.ts";
 import { persistedDelivered } from "../ring/status.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
+import { DEFAULT_TIMERS } from "./paths.ts";
 import { SupervisedWriter } from "./supervised-writer.ts";
 import { Supervisor, type ComponentReport, type Incarnation, type RecoveryOptions, type StateChange } from "../io/supervisor.ts";
 import type { Ack, RingWriterCounters, RingWriterOptions } from "../ring/writer.ts";
@@ -51,22 +52,31 @@ export const LINK_RECORDS_IN_FLIGHT = 4;
 export const LINK_FLUSH_THRESHOLD_BYTES = 256 * 1024;
 
 /**
- * The peer's status block is re-read this long after a record of its ring (Poller statusPollMs), as
- * while none comes (DEFAULT_FOLLOW_IDLE_MS). Its ack of our ring only feeds `drained` (failback waits
- * for it at most failbackDrainMs, 500 ms) and the lag metrics: the link's writer overwrites unacked
- * records, so ring space never waits for it. 20 ms read it after every storage heartbeat record, 10
- * reads and JS turns a second on an idle node; 250 ms reads it 4 times a second (issue #13 section 4).
+ * When the peer's status block is re-read (Poller statusPollMs / statusIdleMs), from the period of
+ * the peer's storage heartbeat records: due half a heartbeat after the last read once a record came,
+ * otherwise every two heartbeats. So on an idle link the read rides the turn a heartbeat record
+ * arrives in (one read a heartbeat, as before), and no watch ends just to read it: at 250 ms for both
+ * the read was a wake-up of its own, out of phase with the records (the watch's timeout, a poll of
+ * the unchanged block, the status read: 3 event-loop turns of ~6 per heartbeat on the receive side;
+ * issue #13 section 4). Its ack of our ring only feeds `drained` (failback waits for it at most
+ * failbackDrainMs, 500 ms) and the lag metrics: the link's writer overwrites unacked records, so ring
+ * space never waits for it. Under traffic it is read at most every half heartbeat; with the peer's
+ * records gone (its storage path down), every two heartbeats (epoch changes are seen then).
  */
-export const LINK_STATUS_POLL_MS = DEFAULT_FOLLOW_IDLE_MS;
+export function linkStatusPace(heartbeatMs: number): { statusPollMs: number; statusIdleMs: number } {
+  const statusPollMs = Math.max(1, Math.floor(heartbeatMs / 2));
+  return { statusPollMs, statusIdleMs: Math.max(statusPollMs, 2 * heartbeatMs) };
+}
 
 /**
  * The send ring's status block is rewritten at least this often (RingWriter statusIntervalMs), and
- * 5 ms after a record (STATUS_IDLE_MS). The peer reads it every LINK_STATUS_POLL_MS, and the link's
- * liveness rides on heartbeat frames, not on the status heartbeat: at the writer's default 100 ms an
- * idle node would write 3 status blocks per 250 ms storage heartbeat for a peer that reads one; at
- * 250 ms it writes one, after each heartbeat record (issue #13 section 4).
+ * 5 ms after a record (STATUS_IDLE_MS). The peer reads it once per storage heartbeat record
+ * (linkStatusPace), and the link's liveness rides on heartbeat frames, not on the status heartbeat:
+ * at the writer's default 100 ms an idle node would write 3 status blocks per 250 ms storage
+ * heartbeat for a peer that reads one; at 250 ms it writes one, after each heartbeat record (issue
+ * #13 section 4).
  */
-export const LINK_STATUS_INTERVAL_MS = LINK_STATUS_POLL_MS;
+export const LINK_STATUS_INTERVAL_MS = DEFAULT_FOLLOW_IDLE_MS;
 
 export interface StoragePathOptions {
   nodeId: number;
@@ -83,6 +93,8 @@ export interface StoragePathOptions {
   maxDelayMs?: number;
   /** Poller: longest sleep between reads while idle (default DEFAULT_POLL_MAX_MS). */
   pollMaxMs?: number;
+  /** The peer's storage heartbeat period (ms; default DEFAULT_TIMERS.storage.heartbeatMs): the status reads ride its records (linkStatusPace). */
+  heartbeatMs?: number;
   /** Per-request deadline on both volumes (Volume default when absent). */
   ioTimeoutMs?: number;
   /** Keyed rings: the two ring keys, derived from the pair UUID (read, unverified, from the send superblock). */
@@ -279,7 +291,7 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
   }
 
   private newPoller(reader: RingReader): Poller {
-    const poller = new Poller(reader, { pollMinUs: DEFAULT_POLL_MIN_US, pollMaxMs: this.options.pollMaxMs ?? DEFAULT_POLL_MAX_MS, statusPollMs: LINK_STATUS_POLL_MS, onFrame: this.options.onFrame });
+    const poller = new Poller(reader, { pollMinUs: DEFAULT_POLL_MIN_US, pollMaxMs: this.options.pollMaxMs ?? DEFAULT_POLL_MAX_MS, ...linkStatusPace(this.options.heartbeatMs ?? DEFAULT_TIMERS.storage.heartbeatMs), onFrame: this.options.onFrame });
     poller.on("status", (status) => {
       if (status.ackSeq > 0n) this.peerAck = { epoch: status.ackEpoch, seq: status.ackSeq };
       this.emit("status", status);
