@@ -359,6 +359,8 @@ export class RingWriterCore {
     if (seq !== undefined) throw new Error(`assertion failed: completed(record ${seq}) with ${was} in flight`);
     this.inflight = undefined;
     if (was === WriterState.WritingPad) {
+      // A pad is a record a reader must pass too: held like one (as at open, where the scan indexes pads).
+      this.index.push({ seq: this.seq, startBlock: this.headBlock, blocks: 1, noOverwrite: false });
       this.seq++;
       this.issueSeq = this.seq;
       this.counters.pads++;

@@ -69,3 +69,44 @@ for (const keyed of [false, true]) {
     t.is(writer.counters.overwrittenUnacked, 2);
   });
 }
+
+test("overwriteUnacked false holds a pad like any record: a reader waiting at a pad is never lapped there", async (t) => {
+  const volume = new MemVolume((RING_BLOCKS + 4) * B);
+  await formatVolume(volume.asVolume(), { writerNode: 1, peerNode: 2, ringBlocks: BigInt(RING_BLOCKS) });
+  let reader: RingReader | undefined;
+  const writer = await RingWriter.open(volume.asVolume(), { nodeId: 1, maxDelayMs: 0, flushThresholdBytes: 1, overwriteUnacked: false, statusIntervalMs: 60_000, peerAck: () => reader?.ack });
+  t.teardown(() => writer.close());
+  reader = await RingReader.open(volume.asVolume(), { nodeId: 2, start: "head" });
+  // 3-block records: 5 fill ring blocks 0..14, the 6th does not fit in block 15, so a pad ends each lap.
+  const big = (id: number): Uint8Array => {
+    const bytes = new Uint8Array(9000);
+    new DataView(bytes.buffer).setUint32(0, id, true);
+    return bytes;
+  };
+  const got: number[] = [];
+  const visit = (_seq: bigint, _type: number, _flags: number, bytes: Uint8Array, offset: number): void => void got.push(new DataView(bytes.buffer, bytes.byteOffset + offset).getUint32(0, true));
+  for (let id = 0; id < 5; id++) {
+    await writer.append(FrameType.Data, big(id));
+    await writer.flush();
+  }
+  // The reader takes the first lap's records and stops where the pad will be.
+  for (let n = 0; n < 5; n++) t.is(await reader.poll(visit), "delivered");
+  // The writer pads the lap, fills the next one (the first lap's records are acked), and reaches the
+  // unread pad's block again: it waits for the ack instead of overwriting it.
+  for (let id = 5; id < 10; id++) {
+    await writer.append(FrameType.Data, big(id));
+    await writer.flush();
+  }
+  void writer.append(FrameType.Data, big(10));
+  const flushed = writer.flush();
+  for (let turns = 0; turns < 1000 && writer.counters.ackWaits === 0; turns++) await new Promise((r) => setImmediate(r));
+  t.is(writer.counters.ackWaits, 1, "the writer waits at the unread pad");
+  const outcomes: string[] = [];
+  for (let n = 0; n < 20 && got.length < 10; n++) outcomes.push(await reader.poll(visit));
+  await flushed; // the ack passed the pad: the writer pads this lap and writes the last record
+  for (let n = 0; n < 20 && got.length < 11; n++) outcomes.push(await reader.poll(visit));
+  t.deepEqual(got, Array.from({ length: 11 }, (_, i) => i));
+  t.false(outcomes.includes("overrun"));
+  t.is(reader.counters.overruns, 0);
+  t.is(reader.counters.lost, 0n);
+});
