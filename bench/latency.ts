@@ -32,10 +32,10 @@ const POLL_MAX_MS = 1;
 
 const LOAD_MBPS = 10;
 /**
- * A round whose probe has not arrived by then is counted lost and the next one starts. Lost happens
- * when the reader is lapped under load: it resyncs past the newest record (docs/format.md, row N1),
- * so an older control record it never read is skipped (the link layer retransmits control; this bench
- * has no link layer). Without this bound a lapped loaded row waited forever.
+ * A round whose probe has not arrived by then is counted lost and the next one starts. Before #13's
+ * fix a reader lapped under load resynced at the newest record and skipped the unread probe (a control
+ * record the writer was holding), and the loaded row waited forever; it now resumes at the oldest
+ * intact record (docs/format.md, row N1), so a probe is lost only if something else breaks.
  */
 const ROUND_DEADLINE_MS = 1000;
 /** Each lunlink row stops after this long even if rounds remain (a loaded row on a busy machine: rounds of 0.5 s). */
@@ -47,7 +47,13 @@ interface LatencyRun {
   /** Rounds run (fewer than asked when the row's time budget ran out). */
   roundsRun: number;
   lostProbes: number;
+  /** Of the lost probes, those that arrived after their deadline (late, not skipped by the reader). */
+  lateProbes: number;
   overruns: number;
+  /** Records the reader counted lost (overwritten before it read them). */
+  lostRecords: bigint;
+  /** Times the writer waited for the reader's ack before overwriting a record holding a control frame. */
+  ackWaits: number;
 }
 
 /** One round's phases (ms, performance.now), for the breakdown. */
@@ -105,6 +111,7 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
     const latenciesUs = new Float64Array(rounds);
     let arrived: (() => void) | undefined;
     let round = 0;
+    let late = 0;
     const poller = new Poller(reader, {
       pollMinUs: POLL_MIN_US,
       pollMaxMs: POLL_MAX_MS,
@@ -112,7 +119,7 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
       onFrame: (_seq, type, _flags, bytes, offset) => {
         if (type !== FrameType.Control) return; // background load
         const probe = new DataView(bytes.buffer, bytes.byteOffset + offset, 12);
-        if (probe.getUint32(8, true) !== round) return; // a round already counted lost, arriving late
+        if (probe.getUint32(8, true) !== round) return void late++; // a round already counted lost, arriving late
         const sentMs = probe.getFloat64(0, true);
         const nowMs = performance.now();
         latenciesUs[round] = (nowMs - sentMs) * 1000;
@@ -168,7 +175,7 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
     stallWatch?.();
     await poller.stop();
     await writer.close();
-    return { latenciesUs: latenciesUs.subarray(0, round).filter((_v, i) => !lost.has(i)).sort(), roundsRun: round, lostProbes: lost.size, overruns: reader.counters.overruns };
+    return { latenciesUs: latenciesUs.subarray(0, round).filter((_v, i) => !lost.has(i)).sort(), roundsRun: round, lostProbes: lost.size, lateProbes: late, overruns: reader.counters.overruns, lostRecords: reader.counters.lost, ackWaits: writer.counters.ackWaits };
   } finally {
     await mirror?.stop();
     for (const v of mirrorVolumes) await v.close();
@@ -250,7 +257,7 @@ export async function latencyBench(args: string[]): Promise<void> {
       const pr = await lunlinkLatency(loop, rounds, 500, load, mirrorTo);
       const kr = await lunlinkLatency(loop, rounds, 0, load, mirrorTo, true);
       const [l, p, k] = [lr.latenciesUs, pr.latenciesUs, kr.latenciesUs];
-      const lostOf = (r: LatencyRun): string => `${r.roundsRun} / ${r.lostProbes} / ${r.overruns}`;
+      const lostOf = (r: LatencyRun): string => `${r.roundsRun} / ${r.lostProbes} (${r.lateProbes} late) / ${r.overruns} / ${r.lostRecords} / ${r.ackWaits}`;
       console.error(`  done ${condition}`);
       const row = (name: string, x: Float64Array, run?: LatencyRun): string[] => [
         condition,
@@ -264,8 +271,8 @@ export async function latencyBench(args: string[]): Promise<void> {
       cdfs.push(...([["C probe", c], ["lunlink", l], ["lunlink busyPollUs 500", p], ["lunlink keyed", k]] as const).map(([name, values]) => ({ group: condition, name, values })));
       rows.push(row("C probe", c), row("lunlink", l, lr), row("lunlink busyPollUs 500", p, pr), row(`lunlink keyed (p50 ${ratio(percentile(k, 50), percentile(l, 50))}x unkeyed)`, k, kr));
     }
-    console.log(table(["condition", "path (ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C", "rounds run / probes lost / reader overruns"], rows));
-    console.log(`probes lost: rounds not delivered within ${ROUND_DEADLINE_MS} ms (the reader was lapped and resynced past them), left out of the percentiles; a row stops after ${ROW_BUDGET_MS / 1000} s with the rounds it ran.`);
+    console.log(table(["condition", "path (ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C", "rounds run / probes lost (late) / reader overruns / records lost / writer ack waits"], rows));
+    console.log(`probes lost: rounds not delivered within ${ROUND_DEADLINE_MS} ms, left out of the percentiles (late: delivered after it); records lost: overwritten before the reader read them (it was lapped); writer ack waits: the writer held a probe's record for the reader's ack. A row stops after ${ROW_BUDGET_MS / 1000} s with the rounds it ran.`);
     if (plotDir !== undefined) for (const path of await writeCharts(plotDir, latencyCharts(cdfs))) console.log(`chart: ${path}`);
     console.log(`\nwhere the lunlink rounds' time goes (means in us; GC overlap: rounds during which a GC pause ran)`);
     console.log(table(["condition", "rounds", "total", "send -> write done", "write done -> watch woke", "watch woke -> delivered", "found without a watch", "GC overlap"], breakdowns));

@@ -63,8 +63,8 @@ export type Verb =
   | "suspect/torn" // as suspect, counted in tornSeen
   | "suspect/auth" // as suspect, counted in authFailures
   | "suspect/downgrade" // as suspect, counted in downgrades
-  | "overrun" // lapped: resync at the newer record (its stamp) or the status head; lost counted
-  | "verify-overrun" // keyed: an overrun only if the newer record verifies or the status says so; else suspect/torn
+  | "overrun" // lapped: resume at the oldest intact record after ours, else the newer record (its stamp) or the status head; lost counted
+  | "verify-overrun" // keyed: an overrun only if the newer record verifies or the status says so (then as overrun, the oldest record verified too); else suspect/torn
   | "wrong-pair" // ERR_LUNLINK_WRONG_PAIR
   | "adopt-epoch" // read the superblock; adopt its epoch (wait while the mirrored copy lags)
   | "adopt-epoch/suspect" // keyed: as adopt-epoch, and while not adopted, suspect
@@ -308,11 +308,24 @@ export function skipDamaged(s: ReaderState, found: Position | undefined, head: {
   return { ...to, lost: to.seq - s.seq - 1n };
 }
 
-/** Keyless overrun: the newer record's own start (its stamp), else the status head (same epoch), else the newer seq here. */
-export function resyncAfterOverrun(s: ReaderState, newerSeq: bigint, stamp: Stamp | undefined, status: StatusBlock | undefined): Jump {
+/**
+ * Keyless overrun: the oldest intact record after ours (`oldest`, scan.ts findOldestAfter: the writer
+ * has not overwritten it yet, and holds it if it carries control until our ack passes it), else the
+ * newer record's own start (its stamp), else the status head (same epoch), else the newer seq here.
+ * Only the records below where we resume were overwritten: they are what is lost.
+ */
+export function resyncAfterOverrun(s: ReaderState, newerSeq: bigint, stamp: Stamp | undefined, status: StatusBlock | undefined, oldest: Position | undefined): Jump {
+  const resumed = resumeAtOldest(s, newerSeq, oldest);
+  if (resumed !== undefined) return resumed;
   if (stamp !== undefined && stamp.seq === newerSeq && stamp.blockIndex <= s.block) return { seq: newerSeq, block: s.block - stamp.blockIndex, lost: newerSeq - s.seq };
   if (status !== undefined && status.epoch === s.epoch) return { seq: status.headSeq, block: Number(status.headBlock), lost: status.headSeq > s.seq ? status.headSeq - s.seq : 0n };
   return { seq: newerSeq, block: s.block, lost: newerSeq - s.seq };
+}
+
+/** An overrun's resume point when the oldest intact record after ours lies at or before the newer one (else undefined: resume as before). */
+export function resumeAtOldest(s: ReaderState, newerSeq: bigint, oldest: Position | undefined): Jump | undefined {
+  if (oldest === undefined || oldest.seq <= s.seq || oldest.seq > newerSeq) return undefined;
+  return { ...oldest, lost: oldest.seq - s.seq };
 }
 
 /** Keyed overrun, first evidence: where the newer record starts, to be verified there. */

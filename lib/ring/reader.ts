@@ -21,7 +21,7 @@ import { RingKeys } from "./keys.ts";
 import { ReaderBuffers } from "./read-buffers.ts";
 import { ReaderCursor } from "./reader-cursor.ts";
 import { checkReaderOptions, checkReceiveVolume, newReaderCounters, wrongPair, type FrameVisitor, type PollOutcome, type RecordVisitor, type RingReaderCounters, type RingReaderOptions } from "./reader-api.ts";
-import { findRecordStart, scanRing, scanStamps } from "./scan.ts";
+import { findOldestAfter, findRecordStart, scanRing, scanStamps } from "./scan.ts";
 import { readStatusSlots } from "./status.ts";
 import { openSuperblock } from "./superblocks.ts";
 
@@ -282,22 +282,33 @@ export class RingReader {
   }
 
   /**
-   * Lapped: a newer stamp at our slot. Keyless: resync at once. Keyed (`verify`): a claim, believed
-   * only if the newer record verifies at its own slot or the authenticated status says so; else torn.
+   * Lapped: a newer stamp at our slot. Keyless: resync at once, at the oldest intact record after
+   * ours (what the writer has not overwritten yet; an unacked control record among it is still there).
+   * Keyed (`verify`): a claim, believed only if the newer record verifies at its own slot or the
+   * authenticated status says so; else torn. Believed, it resumes at the oldest record if that verifies too.
    */
   private async overrun(newerSeq: bigint, row: string, verify: boolean): Promise<PollOutcome> {
     const stamp = readStamp(this.buffers.get("first"), 0);
+    const state = this.cursor.state;
     let to: core.Jump | undefined;
-    if (!verify) to = core.resyncAfterOverrun(this.cursor.state, newerSeq, stamp, await this.readStatus());
+    if (!verify) to = core.resyncAfterOverrun(state, newerSeq, stamp, await this.readStatus(), await this.oldestAfter());
     else {
-      const claim = core.overrunClaim(this.cursor.state, newerSeq, stamp);
-      if (claim !== undefined && (await this.verifyAt(claim.block, claim.seq))) to = { ...claim, lost: newerSeq - this.seq };
-      to ??= core.statusOverrun(this.cursor.state, await this.readStatus());
+      const claim = core.overrunClaim(state, newerSeq, stamp);
+      if (claim !== undefined && (await this.verifyAt(claim.block, claim.seq))) {
+        const oldest = core.resumeAtOldest(state, newerSeq, await this.oldestAfter());
+        to = oldest !== undefined && (await this.verifyAt(oldest.block, oldest.seq)) ? oldest : { ...claim, lost: newerSeq - this.seq };
+      }
+      to ??= core.statusOverrun(state, await this.readStatus());
     }
     if (to === undefined) return this.suspect(row, "tornSeen");
     this.counters.overruns++;
     this.cursor.moveTo(to);
     return "overrun";
+  }
+
+  /** The oldest record start above the expected seq, scanning from the expected block (scan.ts findOldestAfter). */
+  private oldestAfter(): Promise<core.Position | undefined> {
+    return findOldestAfter(this.volume, this.blockBytes, this.cursor.ringBlocks, this.block, this.seq);
   }
 
   /** The writer started a newer epoch: adopt it as its (verified) superblock says. */

@@ -1,8 +1,8 @@
 // The one stamp scanner of the ring: visits every stamped block in ring order from a start block
 // (wrapping at the ring end), reading bounded batches into one buffer of its own, and stops when the
 // visitor says so. Built on it: scanRing (format and writer open: the highest seq, so sequences
-// never repeat; the record starts a restarted writer must not overwrite blindly), the reader's seek
-// and damage skip, and inspect.
+// never repeat; the record starts a restarted writer must not overwrite blindly), the reader's seek,
+// damage skip and overrun resume (findOldestAfter), and inspect.
 import { RING_START_BLOCK } from "../format/layout.ts";
 import { readRecordStart, readStamp, type Stamp } from "../format/record.ts";
 import type { Volume } from "../io/volume.ts";
@@ -54,6 +54,31 @@ export async function findRecordStart(volume: Volume, blockBytes: number, ringBl
   };
   await scanStamps(volume, blockBytes, ringBlocks, visit, { limitBlocks });
   return best;
+}
+
+/**
+ * After an overrun at ring block `fromBlock` (the record of `afterSeq` there was overwritten): the
+ * oldest record start with a seq above `afterSeq`, where the reader resumes. In ring order from any
+ * block, record starts rise in seq and fall once, at the writer's head, where the lap not yet
+ * overwritten begins; so from fromBlock (the newer record that lapped us) the scan stops at the first
+ * start whose seq falls below the previous one: the oldest intact record. Without a fall within one
+ * ring, the first start seen is the oldest. Starts at or below `afterSeq` (remnants) are ignored. A
+ * record start found is only a stamp: the reader's table still checks the record there (and a write
+ * landing on it meanwhile is one more overrun).
+ */
+export async function findOldestAfter(volume: Volume, blockBytes: number, ringBlocks: number, fromBlock: number, afterSeq: bigint): Promise<{ seq: bigint; block: number } | undefined> {
+  let first: { seq: bigint; block: number } | undefined;
+  let previousSeq = -1n;
+  let oldest: { seq: bigint; block: number } | undefined;
+  const visit = (stamp: Stamp, block: number): boolean => {
+    if (stamp.blockIndex !== 0 || stamp.seq <= afterSeq) return false;
+    first ??= { seq: stamp.seq, block };
+    if (stamp.seq < previousSeq) oldest = { seq: stamp.seq, block };
+    previousSeq = stamp.seq;
+    return oldest !== undefined;
+  };
+  await scanStamps(volume, blockBytes, ringBlocks, visit, { fromBlock });
+  return oldest ?? first;
 }
 
 export interface RingScan {

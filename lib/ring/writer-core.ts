@@ -344,6 +344,8 @@ export class RingWriterCore {
     if (seq !== undefined) throw new Error(`assertion failed: completed(record ${seq}) with ${was} in flight`);
     this.records.endAlone();
     if (was === WriterState.WritingPad) {
+      // A pad is a record a reader must pass too: held like one (as at open, where the scan indexes pads).
+      this.index.push({ seq: this.records.headSeq, startBlock: this.records.headBlock, blocks: 1, noOverwrite: false });
       this.records.padWritten();
       this.counters.pads++;
     } else if (was === WriterState.WritingStatus) {

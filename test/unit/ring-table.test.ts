@@ -185,12 +185,18 @@ test("damaged slot: skipped only when the writer is two records past; the search
   t.deepEqual(core.skipDamaged(state(), undefined, { headSeq: 120n, headBlock: 40 }), { seq: 120n, block: 40, lost: 19n });
 });
 
-test("overrun: keyless resyncs at the newer record's start, else the status head, else here; keyed needs evidence", (t) => {
+test("overrun: keyless resumes at the oldest intact record after ours, else at the newer record's start, else the status head, else here; keyed needs evidence", (t) => {
   const s = state({ block: 10 });
-  t.deepEqual(core.resyncAfterOverrun(s, 130n, { seq: 130n, blockIndex: 2, blockCount: 3 }, undefined), { seq: 130n, block: 8, lost: 30n });
-  t.deepEqual(core.resyncAfterOverrun(s, 130n, { seq: 130n, blockIndex: 11, blockCount: 12 }, status()), { seq: 120n, block: 40, lost: 20n }, "its start lies before ring block 0: the status head");
-  t.deepEqual(core.resyncAfterOverrun(s, 130n, undefined, status({ headSeq: 90n })), { seq: 90n, block: 40, lost: 0n }, "a head behind us loses nothing");
-  t.deepEqual(core.resyncAfterOverrun(s, 130n, undefined, status({ epoch: EPOCH + 1n })), { seq: 130n, block: 10, lost: 30n });
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, { seq: 130n, blockIndex: 2, blockCount: 3 }, undefined, undefined), { seq: 130n, block: 8, lost: 30n });
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, { seq: 130n, blockIndex: 11, blockCount: 12 }, status(), undefined), { seq: 120n, block: 40, lost: 20n }, "its start lies before ring block 0: the status head");
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, undefined, status({ headSeq: 90n }), undefined), { seq: 90n, block: 40, lost: 0n }, "a head behind us loses nothing");
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, undefined, status({ epoch: EPOCH + 1n }), undefined), { seq: 130n, block: 10, lost: 30n });
+  // The oldest intact record after ours (scan.ts findOldestAfter) comes first: only what lies below it was overwritten.
+  const newer = { seq: 130n, blockIndex: 2, blockCount: 3 };
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, newer, status(), { seq: 104n, block: 30 }), { seq: 104n, block: 30, lost: 4n }, "the oldest intact record");
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, newer, status(), { seq: 130n, block: 8 }), { seq: 130n, block: 8, lost: 30n }, "nothing older survived: the newer record");
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, newer, undefined, { seq: 100n, block: 30 }), { seq: 130n, block: 8, lost: 30n }, "a start at our own seq is no resume point");
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, newer, undefined, { seq: 131n, block: 30 }), { seq: 130n, block: 8, lost: 30n }, "a start above the newer record is no resume point");
   t.deepEqual(core.overrunClaim(s, 130n, { seq: 130n, blockIndex: 10, blockCount: 11 }), { seq: 130n, block: 0 });
   t.is(core.overrunClaim(s, 130n, { seq: 131n, blockIndex: 0, blockCount: 1 }), undefined);
   t.is(core.statusOverrun(s, status({ oldestSeq: 100n })), undefined, "the oldest intact record is ours: no overrun");
@@ -246,10 +252,10 @@ test("positions: past a record, a pad ends the lap, the ring end wraps; start pl
 
 test("overrun evidence: only a stamp of the newer seq itself, inside the ring before us, places it; no stamp and no status: here", (t) => {
   const s = state({ block: 10 });
-  t.deepEqual(core.resyncAfterOverrun(s, 130n, undefined, undefined), { seq: 130n, block: 10, lost: 30n }, "no evidence at all: the newer seq, here");
-  t.deepEqual(core.resyncAfterOverrun(s, 130n, { seq: 131n, blockIndex: 2, blockCount: 3 }, undefined), { seq: 130n, block: 10, lost: 30n }, "another record's stamp says nothing");
-  t.deepEqual(core.resyncAfterOverrun(s, 130n, { seq: 130n, blockIndex: 10, blockCount: 11 }, undefined), { seq: 130n, block: 0, lost: 30n }, "its start at ring block 0");
-  t.deepEqual(core.resyncAfterOverrun(s, 130n, undefined, status({ headSeq: 100n })), { seq: 100n, block: 40, lost: 0n }, "a head at our seq loses nothing");
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, undefined, undefined, undefined), { seq: 130n, block: 10, lost: 30n }, "no evidence at all: the newer seq, here");
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, { seq: 131n, blockIndex: 2, blockCount: 3 }, undefined, undefined), { seq: 130n, block: 10, lost: 30n }, "another record's stamp says nothing");
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, { seq: 130n, blockIndex: 10, blockCount: 11 }, undefined, undefined), { seq: 130n, block: 0, lost: 30n }, "its start at ring block 0");
+  t.deepEqual(core.resyncAfterOverrun(s, 130n, undefined, status({ headSeq: 100n }), undefined), { seq: 100n, block: 40, lost: 0n }, "a head at our seq loses nothing");
   t.is(core.overrunClaim(s, 130n, undefined), undefined);
   t.is(core.overrunClaim(s, 130n, { seq: 131n, blockIndex: 2, blockCount: 3 }), undefined, "another record's stamp");
   t.is(core.overrunClaim(s, 130n, { seq: 130n, blockIndex: 11, blockCount: 12 }), undefined, "its start would lie before ring block 0");

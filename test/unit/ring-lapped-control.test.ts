@@ -1,0 +1,112 @@
+// A reader lapped while an unacked control record sits in the ring (issue #13, "A finding for the
+// ring"): the writer holds that record (it has not reached its slot, and would wait there for the
+// ack), so after the overrun the reader must resume at the oldest intact record, not the newest, and
+// still deliver the control frame; only what was truly overwritten is counted lost. In-memory volume,
+// one-block records, a 16-block ring; keyless and keyed.
+import test from "ava";
+
+import { FrameType } from "../../lib/format/layout.ts";
+import { RingReader } from "../../lib/ring/reader.ts";
+import { findRecordStart } from "../../lib/ring/scan.ts";
+import { formatVolume } from "../../lib/ring/superblocks.ts";
+import { RingWriter } from "../../lib/ring/writer.ts";
+import { MemVolume } from "../helpers/memvolume.ts";
+
+const RING_BLOCKS = 16;
+const B = 4096;
+
+function frame(id: number): Uint8Array {
+  const bytes = new Uint8Array(100);
+  new DataView(bytes.buffer).setUint32(0, id, true);
+  return bytes;
+}
+
+for (const keyed of [false, true]) {
+  test(`a lapped reader resumes at the oldest intact record and delivers the unacked control record${keyed ? " (keyed)" : ""}`, async (t) => {
+    const auth = keyed ? { auth: { key: new Uint8Array(32).fill(9) } } : {};
+    const volume = new MemVolume((RING_BLOCKS + 4) * B);
+    await formatVolume(volume.asVolume(), { writerNode: 1, peerNode: 2, ringBlocks: BigInt(RING_BLOCKS), ...auth });
+    let reader: RingReader | undefined;
+    const writer = await RingWriter.open(volume.asVolume(), { nodeId: 1, maxDelayMs: 0, flushThresholdBytes: 1, statusIntervalMs: 60_000, peerAck: () => reader?.ack, ...auth });
+    t.teardown(() => writer.close());
+    reader = await RingReader.open(volume.asVolume(), { nodeId: 2, start: "head", ...auth });
+    const firstSeq = reader.seq;
+    const firstBlock = reader.block;
+    // One record each: 3 data, the control probe, then data until the writer wrapped and overwrote
+    // the reader's slot and the next one (unacked data may be overwritten), stopping one record short
+    // of the control record's slot, which the writer may not overwrite before the ack passed it.
+    const ids: { id: number; type: number }[] = [];
+    for (let id = 0; id < RING_BLOCKS + 2; id++) {
+      const type = id === 3 ? FrameType.Control : FrameType.Data;
+      ids.push({ id, type });
+      await writer.append(type, frame(id));
+      await writer.flush();
+    }
+    t.is(writer.counters.ackWaits, 0, "the writer never had to wait: the control record's slot was not reached");
+    const controlSeq = firstSeq + 3n;
+    t.deepEqual(await findRecordStart(volume.asVolume(), B, RING_BLOCKS, controlSeq), { seq: controlSeq, block: (firstBlock + 3) % RING_BLOCKS }, "the control record is intact in its slot when the reader is lapped");
+    const got: { id: number; type: number }[] = [];
+    const visit = (_seq: bigint, type: number, _flags: number, bytes: Uint8Array, offset: number): void => {
+      got.push({ id: new DataView(bytes.buffer, bytes.byteOffset + offset).getUint32(0, true), type });
+    };
+    const outcomes: string[] = [];
+    for (let n = 0; n < 3 * RING_BLOCKS; n++) {
+      const outcome = await reader.poll(visit);
+      outcomes.push(outcome);
+      if (outcome === "waiting") break;
+    }
+    t.is(outcomes[0], "overrun");
+    t.is(reader.counters.overruns, 1);
+    // Records 0 and 1 were overwritten (the reader's slot at firstBlock and the next); 2 onwards are intact.
+    t.is(reader.counters.lost, 2n);
+    t.deepEqual(got, ids.slice(2), "everything not overwritten is delivered, in order, the control frame included");
+    t.true(got.some((f) => f.type === FrameType.Control && f.id === 3));
+    t.is(reader.seq, firstSeq + BigInt(RING_BLOCKS + 2));
+    t.is(reader.block, (firstBlock + RING_BLOCKS + 2) % RING_BLOCKS);
+    // The ack passed the control record only after it was delivered: the writer can go on.
+    await writer.append(FrameType.Data, frame(99));
+    await writer.flush();
+    t.is(writer.counters.overwrittenUnacked, 2);
+  });
+}
+
+test("overwriteUnacked false holds a pad like any record: a reader waiting at a pad is never lapped there", async (t) => {
+  const volume = new MemVolume((RING_BLOCKS + 4) * B);
+  await formatVolume(volume.asVolume(), { writerNode: 1, peerNode: 2, ringBlocks: BigInt(RING_BLOCKS) });
+  let reader: RingReader | undefined;
+  const writer = await RingWriter.open(volume.asVolume(), { nodeId: 1, maxDelayMs: 0, flushThresholdBytes: 1, overwriteUnacked: false, statusIntervalMs: 60_000, peerAck: () => reader?.ack });
+  t.teardown(() => writer.close());
+  reader = await RingReader.open(volume.asVolume(), { nodeId: 2, start: "head" });
+  // 3-block records: 5 fill ring blocks 0..14, the 6th does not fit in block 15, so a pad ends each lap.
+  const big = (id: number): Uint8Array => {
+    const bytes = new Uint8Array(9000);
+    new DataView(bytes.buffer).setUint32(0, id, true);
+    return bytes;
+  };
+  const got: number[] = [];
+  const visit = (_seq: bigint, _type: number, _flags: number, bytes: Uint8Array, offset: number): void => void got.push(new DataView(bytes.buffer, bytes.byteOffset + offset).getUint32(0, true));
+  for (let id = 0; id < 5; id++) {
+    await writer.append(FrameType.Data, big(id));
+    await writer.flush();
+  }
+  // The reader takes the first lap's records and stops where the pad will be.
+  for (let n = 0; n < 5; n++) t.is(await reader.poll(visit), "delivered");
+  // The writer pads the lap, fills the next one (the first lap's records are acked), and reaches the
+  // unread pad's block again: it waits for the ack instead of overwriting it.
+  for (let id = 5; id < 10; id++) {
+    await writer.append(FrameType.Data, big(id));
+    await writer.flush();
+  }
+  void writer.append(FrameType.Data, big(10));
+  const flushed = writer.flush();
+  for (let turns = 0; turns < 1000 && writer.counters.ackWaits === 0; turns++) await new Promise((r) => setImmediate(r));
+  t.is(writer.counters.ackWaits, 1, "the writer waits at the unread pad");
+  const outcomes: string[] = [];
+  for (let n = 0; n < 20 && got.length < 10; n++) outcomes.push(await reader.poll(visit));
+  await flushed; // the ack passed the pad: the writer pads this lap and writes the last record
+  for (let n = 0; n < 20 && got.length < 11; n++) outcomes.push(await reader.poll(visit));
+  t.deepEqual(got, Array.from({ length: 11 }, (_, i) => i));
+  t.false(outcomes.includes("overrun"));
+  t.is(reader.counters.overruns, 0);
+  t.is(reader.counters.lost, 0n);
+});
