@@ -149,7 +149,7 @@ export class Link extends EventEmitter<LinkEvents> {
         ...(secret === undefined
           ? {}
           : { auth: (pairUuid: string) => ({ send: { key: ringKey(secret, pairUuid, options.nodeId, options.peerNodeId) }, receive: { key: ringKey(secret, pairUuid, options.peerNodeId, options.nodeId) } }) }),
-        onFrame: (_seq, _type, _flags, bytes, offset, length) => link?.receive(bytes, offset, length, PathId.Storage),
+        onFrame: (_peer, _type, bytes, offset, length) => link?.receive(bytes, offset, length, PathId.Storage),
       });
       udp = UdpPath.open({
         bind: options.primary.bind,
@@ -193,7 +193,7 @@ export class Link extends EventEmitter<LinkEvents> {
   sendData(payload: Uint8Array): boolean {
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
     this.checkSize(payload);
-    return this.core.sendData(performance.now(), payload, this.storage.drained, this.out);
+    return this.core.sendData(performance.now(), payload, this.storage.drained(), this.out);
   }
 
   /**
@@ -204,7 +204,7 @@ export class Link extends EventEmitter<LinkEvents> {
   sendBatch(payloads: Uint8Array, lengths: Uint32Array, count: number): number {
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
     const now = performance.now();
-    const drained = this.storage.drained;
+    const drained = this.storage.drained();
     const max = this.maxPayloadBytes;
     let taken = 0;
     let offset = 0;
@@ -311,7 +311,7 @@ export class Link extends EventEmitter<LinkEvents> {
     const length = MESSAGE_HEADER_BYTES + (payload?.length ?? 0);
     encodeHeader(this.scratch, 0, header);
     if (payload !== undefined) this.scratch.set(payload, MESSAGE_HEADER_BYTES);
-    return this.storage.append(RING_FRAME_TYPE[header.kind], this.scratch.subarray(0, length)) === "queued";
+    return this.storage.append(PEER, RING_FRAME_TYPE[header.kind], this.scratch.subarray(0, length)) === "queued";
   }
 
   private log(event: string, fields: Record<string, unknown>): void {

@@ -20,7 +20,8 @@ import { RingReader, type FrameVisitor, type RingReaderCounters } from "../ring/
 import { persistedDelivered } from "../ring/status.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
 import { SupervisedWriter } from "./supervised-writer.ts";
-import { Supervisor, type ComponentReport, type Incarnation, type RecoveryOptions, type StateChange } from "../io/supervisor.ts";
+import { Supervisor, type Incarnation, type RecoveryOptions, type StateChange } from "../io/supervisor.ts";
+import { storageReport, volumeReport, type AppendResult, type PeerFrameHandler, type PeerStorage, type StorageReport } from "./peer-storage.ts";
 import type { Ack, RingWriterCounters, RingWriterOptions } from "../ring/writer.ts";
 
 /**
@@ -92,8 +93,8 @@ export interface StoragePathOptions {
   damageTimeoutMs?: number;
   /** Reader: told of each ring fault counted and each record delivered (the node logs and measures them). */
   observer?: RingObserver;
-  /** Every frame of the peer's ring, zero-copy (valid during the call). */
-  onFrame: FrameVisitor;
+  /** Every frame of the peer's ring (peer 0), zero-copy (valid during the call). */
+  onFrame: PeerFrameHandler;
 }
 
 export interface StoragePathEvents {
@@ -103,22 +104,10 @@ export interface StoragePathEvents {
   change: [StateChange];
 }
 
-export interface VolumeReport extends ComponentReport {
-  path: string;
-  /** While stalled: how long its oldest parked request has waited (time stalled plus the deadline it passed). */
-  stalledForMs: number | null;
-}
+export type { StorageReport, StorageState, VolumeReport } from "./peer-storage.ts";
 
-export type StorageState = "up" | "recovering" | "failed";
-
-export interface StorageReport {
-  /** up: both components work; recovering: one is stalled or retrying; failed: a configuration fault. */
-  state: StorageState;
-  send: VolumeReport;
-  receive: VolumeReport;
-}
-
-export class StoragePath extends EventEmitter<StoragePathEvents> {
+/** The pair's storage path: the PeerStorage of a node with one peer (index 0). */
+export class StoragePath extends EventEmitter<StoragePathEvents> implements PeerStorage {
   readonly options: StoragePathOptions;
   readonly send: SupervisedWriter;
   readonly receiveSupervisor: Supervisor;
@@ -132,6 +121,8 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
   /** Counters of readers replaced after a fresh volume handle (reported as totals). */
   private readonly retiredReader: Pick<RingReaderCounters, RetiredCounter | "lost"> = { lost: 0n, damaged: 0, overruns: 0, tornSeen: 0, authFailures: 0, downgrades: 0, replays: 0 };
   private closed = false;
+  /** The poller's frames, handed on as the peer's (index 0). */
+  private readonly onFrame: FrameVisitor = (_seq, type, _flags, bytes, offset, length) => this.options.onFrame(0, type, bytes, offset, length);
 
   private constructor(options: StoragePathOptions, send: SupervisedWriter, receive: Volume, reader: RingReader, auth: StoragePath["auth"], notBefore: Ack | undefined) {
     super();
@@ -183,8 +174,9 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
     }
   }
 
-  /** Queues one frame on the send ring: "down" while the writer is being recovered. */
-  append(type: FrameType, frame: Uint8Array): "queued" | "dropped" | "full" | "down" {
+  /** Queues one frame on the send ring for the peer (index 0): "down" while the writer is being recovered. */
+  append(peer: number, type: FrameType, frame: Uint8Array): AppendResult {
+    if (peer !== 0) throw new Error(`assertion failed: StoragePath has one peer, not ${peer}`);
     return this.send.tryAppend(type, frame);
   }
 
@@ -206,7 +198,7 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
   }
 
   /** Has the peer acked every record we wrote (a writer that is down has nothing to drain)? */
-  get drained(): boolean {
+  drained(): boolean {
     const writer = this.send.writer;
     if (writer === undefined) return true;
     const ack = this.peerAck;
@@ -235,14 +227,7 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
   }
 
   report(): StorageReport {
-    const volumeReport = (s: Supervisor, path: string, volume: Volume): VolumeReport => {
-      const r = s.report();
-      return { ...r, path, stalledForMs: r.state === "stalled" ? r.forMs + volume.ioTimeoutMs : null };
-    };
-    const send = volumeReport(this.send.supervisor, this.options.send, this.send.volume);
-    const receive = volumeReport(this.receiveSupervisor, this.options.receive, this.receiveVolume);
-    const state: StorageState = send.state === "failed" || receive.state === "failed" ? "failed" : send.state === "up" && receive.state === "up" ? "up" : "recovering";
-    return { state, send, receive };
+    return storageReport(volumeReport(this.send.supervisor, this.options.send, this.send.volume), volumeReport(this.receiveSupervisor, this.options.receive, this.receiveVolume));
   }
 
   async close(): Promise<void> {
@@ -279,7 +264,7 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
   }
 
   private newPoller(reader: RingReader): Poller {
-    const poller = new Poller(reader, { pollMinUs: DEFAULT_POLL_MIN_US, pollMaxMs: this.options.pollMaxMs ?? DEFAULT_POLL_MAX_MS, statusPollMs: LINK_STATUS_POLL_MS, onFrame: this.options.onFrame });
+    const poller = new Poller(reader, { pollMinUs: DEFAULT_POLL_MIN_US, pollMaxMs: this.options.pollMaxMs ?? DEFAULT_POLL_MAX_MS, statusPollMs: LINK_STATUS_POLL_MS, onFrame: this.onFrame });
     poller.on("status", (status) => {
       if (status.ackSeq > 0n) this.peerAck = { epoch: status.ackEpoch, seq: status.ackSeq };
       this.emit("status", status);

@@ -13,7 +13,7 @@ import { encodeHeader, MAX_MESSAGE_BYTES, MESSAGE_HEADER_BYTES, PathId, RING_FRA
 import { peerPathsStatus, type PeerPathsStatus } from "../link/link-status.ts";
 import { LinkCore, type CoreCounters, type LinkOutput, type LinkTimers, type RefusedCounters, type Transition } from "../link/paths.ts";
 import { Opener, SEAL_OVERHEAD_BYTES, Sealer } from "../link/seal.ts";
-import type { StorageReport } from "../link/storage-path.ts";
+import type { StorageReport } from "../link/peer-storage.ts";
 import { endpointText, type UdpPath } from "../link/udp-path.ts";
 import type { ClusterStorage } from "./cluster-storage.ts";
 
@@ -159,7 +159,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     const length = MESSAGE_HEADER_BYTES + (payload?.length ?? 0);
     encodeHeader(this.scratch, 0, header);
     if (payload !== undefined) this.scratch.set(payload, MESSAGE_HEADER_BYTES);
-    const taken = this.storage.append(this.options.peerNodeId, RING_FRAME_TYPE[header.kind], this.scratch.subarray(0, length)) === "queued";
+    const taken = this.storage.append(this.options.index, RING_FRAME_TYPE[header.kind], this.scratch.subarray(0, length)) === "queued";
     if (!taken) this.ringNotTaken++;
     return taken;
   }

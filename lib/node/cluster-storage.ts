@@ -18,7 +18,7 @@ import { BROADCAST, type FrameType } from "../format/layout.ts";
 import type { PeerRow } from "../format/status.ts";
 import { Volume } from "../io/volume.ts";
 import { Supervisor, type Incarnation, type RecoveryOptions, type StateChange } from "../io/supervisor.ts";
-import type { StorageReport, VolumeReport } from "../link/storage-path.ts";
+import { storageReport, volumeReport, type AppendResult, type PeerFrameHandler, type PeerStorage, type StorageReport } from "../link/peer-storage.ts";
 import { SupervisedWriter } from "../link/supervised-writer.ts";
 import { Poller } from "../poll/poller.ts";
 import { clusterRingAuth, isClusterVolume, openCluster, openRegion, peerAckOf, persistedPeerMarks, type PeerAck } from "../ring/cluster.ts";
@@ -52,7 +52,7 @@ export interface ClusterStorageOptions {
   /** Keyed cluster: the 32-byte cluster secret every member holds (absent: unkeyed rings, and a keyed ring is refused). */
   clusterSecret?: Uint8Array;
   /** A frame of peer `peer`'s ring addressed to this node or to every node (a view, valid during the call). */
-  onFrame: (peer: number, type: number, bytes: Uint8Array, offset: number, length: number) => void;
+  onFrame: PeerFrameHandler;
 }
 
 export interface ClusterStorageEvents {
@@ -115,7 +115,7 @@ class PeerRing {
   }
 }
 
-export class ClusterStorage extends EventEmitter<ClusterStorageEvents> {
+export class ClusterStorage extends EventEmitter<ClusterStorageEvents> implements PeerStorage {
   readonly options: ClusterStorageOptions;
   readonly send: SupervisedWriter;
   private readonly peers: PeerRing[];
@@ -181,9 +181,9 @@ export class ClusterStorage extends EventEmitter<ClusterStorageEvents> {
     }
   }
 
-  /** Queues one frame on our ring for `destination` (a node id, or BROADCAST): "down" while the writer recovers. */
-  append(destination: number, type: FrameType, frame: Uint8Array): "queued" | "dropped" | "full" | "down" {
-    return this.send.tryAppend(type, frame, destination);
+  /** Queues one frame on our ring addressed to peer `i`: "down" while the writer recovers. */
+  append(i: number, type: FrameType, frame: Uint8Array): AppendResult {
+    return this.send.tryAppend(type, frame, this.peers[i]!.node);
   }
 
   get epoch(): bigint {
@@ -218,10 +218,7 @@ export class ClusterStorage extends EventEmitter<ClusterStorageEvents> {
   /** The storage components as peer `i`'s link sees them: our send ring and its receive ring. */
   report(i: number): StorageReport {
     const p = this.peers[i]!;
-    const send = volumeReport(this.send.supervisor, this.options.ring, this.send.volume);
-    const receive = volumeReport(p.supervisor, p.path, p.volume);
-    const state = send.state === "failed" || receive.state === "failed" ? "failed" : send.state === "up" && receive.state === "up" ? "up" : "recovering";
-    return { state, send, receive };
+    return storageReport(volumeReport(this.send.supervisor, this.options.ring, this.send.volume), volumeReport(p.supervisor, p.path, p.volume));
   }
 
   async close(): Promise<void> {
@@ -318,9 +315,4 @@ function readerOptions(o: ClusterStorageOptions, peer: number, auth: RingAuth | 
     ...(o.observer === undefined ? {} : { observer: o.observer }),
     ...(auth === undefined ? {} : { auth, ...(notBefore === undefined ? {} : { notBefore }) }),
   };
-}
-
-function volumeReport(s: Supervisor, path: string, volume: Volume): VolumeReport {
-  const r = s.report();
-  return { ...r, path, stalledForMs: r.state === "stalled" ? r.forMs + volume.ioTimeoutMs : null };
 }
