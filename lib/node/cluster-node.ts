@@ -10,7 +10,6 @@
 // A broadcast goes as one copy per peer (each peer's link numbers its own data: dedupe and failback
 // order are per pair); one ring frame with destination 0 read by all would need a cluster-wide
 // sequence, not built yet. Timers: one heartbeat interval per path and one tick for all peers.
-import { randomInt } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 
@@ -20,11 +19,12 @@ import type { StateChange, RecoveryOptions } from "../io/supervisor.ts";
 import type { Endpoint } from "../link/link.ts";
 import { PathId } from "../link/message.ts";
 import type { LinkTimers, Transition } from "../link/paths.ts";
+import { newSession, PeerLink } from "../link/peer-link.ts";
 import { CLUSTER_UDP_BATCH_BYTES, UdpPath } from "../link/udp-path.ts";
 import type { RingObserver } from "../ring/fault-memory.ts";
 import type { RingWriterCounters } from "../ring/writer.ts";
 import { ClusterRoutes } from "./cluster-route.ts";
-import { PeerLink, type PeerStatus } from "./cluster-link.ts";
+import { peerStatus, type PeerStatus } from "./cluster-link.ts";
 import { ClusterStorage } from "./cluster-storage.ts";
 
 export interface ClusterMemberOptions {
@@ -151,8 +151,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       await storage.close();
       throw error;
     }
-    // Strictly higher on every start: our ring's epoch (persisted, raised by every writer open), low bits random.
-    const session = (storage.epoch << 16n) | BigInt(randomInt(0x10000));
+    const session = newSession(storage);
     const peers = peerMembers.map(
       (m, index) =>
         new PeerLink(
@@ -165,7 +164,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
             controlRtoMs: options.controlRtoMs ?? 200,
             ...(options.privateKey === undefined ? {} : { keys: { privateKey: options.privateKey, peerPublicKey: m.publicKey! } }),
             deliver: (payload) => node?.deliver(payload),
-            ...(options.log === undefined ? {} : { log: options.log }),
+            ...(options.log === undefined ? {} : { log: peerLog(options.log, m.node) }),
           },
           udp,
           storage,
@@ -252,7 +251,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     return {
       node: this.options.nodeId,
       kind: "cluster",
-      peers: this.peers.map((p) => p.status()),
+      peers: this.peers.map((p) => peerStatus(p, this.storage)),
       ring: { headSeq: String(this.storage.headSeq), epoch: String(this.storage.epoch), writerCounters: this.storage.writerCounters },
       routes: { ...this.routeCounters, dropped: { ...this.routeCounters.dropped } },
       udpStrays: this.udp.strays,
@@ -299,4 +298,9 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     d.used = 0;
     if (!this.closed) this.dataBatchHandler?.(d.bytes, d.lengths, count);
   };
+}
+
+/** A peer link's log lines name the peer. */
+function peerLog(log: (event: string, fields: Record<string, unknown>) => void, peer: number): (event: string, fields: Record<string, unknown>) => void {
+  return (event, fields) => log(event, { peer, ...fields });
 }
