@@ -15,7 +15,7 @@
 // heartbeats run on both paths all the time; the application never sees a data message twice;
 // control is delivered once, in order; sendControl waits for acks, never polls.
 import { EventEmitter } from "node:events";
-import { createHistogram, performance } from "node:perf_hooks";
+import { performance } from "node:perf_hooks";
 
 import { DEFAULT_LINK_TICK_MS } from "../defaults.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
@@ -27,7 +27,8 @@ import { PathId } from "./message.ts";
 import { newSession, PeerLink } from "./peer-link.ts";
 import { UDP_SEND_BATCH_BYTES, UdpPath } from "./udp-path.ts";
 import { ringKey, sharedSecret } from "./keys.ts";
-import { LinkClock, type LinkCore, type LinkTimers, type Transition } from "./paths.ts";
+import type { LinkCore, LinkTimers, Transition } from "./paths.ts";
+import { ClockTimer } from "./clock-timer.ts";
 
 export interface Endpoint {
   host: string;
@@ -81,14 +82,9 @@ export class Link extends EventEmitter<LinkEvents> {
   /** Data delivered since the last flush, for onDataBatch. */
   private readonly delivery = new DeliveryBatch();
   private dataBatchHandler: DataBatchHandler | undefined;
-  /** The one timer of the link: the next turn of its clock (heartbeats and tick). */
-  private clockTimer: NodeJS.Timeout | undefined;
+  /** The one timer of the link: its clock's turns (heartbeats and tick), which also sample the event-loop delay. */
+  private readonly clock: ClockTimer;
   private closed = false;
-  /**
-   * Event-loop delay, ns: how late each clock turn ran. The clock's own timer is the sample, so
-   * measuring the loop costs no wake-up of its own (monitorEventLoopDelay's timer was 20 a second).
-   */
-  private readonly loopDelay = createHistogram();
 
   private constructor(options: LinkOptions, udp: UdpPath, storage: StoragePath) {
     super();
@@ -112,6 +108,11 @@ export class Link extends EventEmitter<LinkEvents> {
     );
     this.peer.on("transition", (t) => this.emit("transition", t));
     this.peer.on("control", (payload) => this.emit("control", payload));
+    this.clock = new ClockTimer(options.timers, options.tickMs ?? DEFAULT_LINK_TICK_MS, (turn, nowMs) => {
+      if (turn.primary) this.peer.heartbeat(PathId.Primary);
+      if (turn.storage) this.peer.heartbeat(PathId.Storage);
+      this.peer.tick(nowMs);
+    });
   }
 
   /** The state machine of the pair (path states, transitions): what the node's status and notifier read. */
@@ -159,20 +160,7 @@ export class Link extends EventEmitter<LinkEvents> {
   private start(): void {
     // One event per state change of a storage component (not per retry): the node logs it.
     this.storage.on("change", (change) => this.emit("storage", change));
-    const now = performance.now();
-    this.turn(new LinkClock(this.options.timers, this.options.tickMs ?? DEFAULT_LINK_TICK_MS, now), now);
-  }
-
-  /** One turn of the clock: the heartbeats due, a tick, and the timer for the next turn (scheduled for `dueMs`). */
-  private turn(clock: LinkClock, dueMs: number): void {
-    if (this.closed) return;
-    const now = performance.now();
-    this.loopDelay.record(Math.max(1, Math.round((now - dueMs) * 1e6)));
-    const turn = clock.turn(now);
-    if (turn.primary) this.peer.heartbeat(PathId.Primary);
-    if (turn.storage) this.peer.heartbeat(PathId.Storage);
-    this.peer.tick(now);
-    this.clockTimer = setTimeout(() => this.turn(clock, turn.nextMs), Math.max(1, Math.round(turn.nextMs - now)));
+    this.clock.start();
   }
 
   /** Sends one data datagram, best effort (like a network). Returns false if no path took it. */
@@ -252,14 +240,13 @@ export class Link extends EventEmitter<LinkEvents> {
   status(): LinkStatus {
     const s = this.storage;
     const storage = { report: s.report(), headSeq: s.headSeq, peerAck: s.peerAck, lagRecords: s.lagRecords, queuedBytes: s.queuedBytes, writerCounters: s.writerCounters, readerCounters: s.readerCounters };
-    const loopDelayMs = { p50: this.loopDelay.percentile(50) / 1e6, p99: this.loopDelay.percentile(99) / 1e6, max: this.loopDelay.max / 1e6 };
-    return linkStatus(performance.now(), this.options, this.peer.core, storage, this.counters, loopDelayMs);
+    return linkStatus(performance.now(), this.options, this.peer.core, storage, this.counters, this.clock.loopDelayMs);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.clockTimer);
+    this.clock.stop();
     this.udp.close();
     this.peer.close();
     await this.storage.close();
