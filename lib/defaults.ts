@@ -39,13 +39,6 @@ export const DEFAULT_FOLLOW_IDLE_MS = 250;
  * arithmetic).
  */
 export const DEFAULT_LINK_TICK_MS = 35;
-/**
- * Resolution of the event-loop delay histogram a cluster node reports in its status (a pair's link
- * samples the lateness of its own clock instead, no timer of its own): 50 ms still sees the
- * pauses that matter to the timers above (selfPauseMs 100 ms and more) and wakes the loop 20 times a
- * second, not 1000 (1 ms) or 50 (20 ms): each wake-up is a loop turn of its own (issue #13 section 4).
- */
-export const LOOP_DELAY_RESOLUTION_MS = 50;
 /** RingWriter: seal a record after this long; 0 writes at once when idle and batches while a write is in flight. */
 export const DEFAULT_MAX_DELAY_MS = 0;
 /**

@@ -7,28 +7,28 @@
 //            LinkCore (decode, session, path heartbeat, control in order and acked, data dedupe and
 //            failback order) -> "data"/"control" events, and data batches (onDataBatch: one call per
 //            receive batch, for TunDevice.writeBatch)
-// Every decision is in the sans-IO LinkCore (paths.ts, with control.ts and window.ts); delivery
-// batches, waiting control calls and the status are pure too (delivery-batch.ts, control-waiting.ts,
-// link-status.ts); the storage path heals itself (lib/link/storage-path.ts); this shell only moves
-// bytes and time. Invariants:
+// Every decision is in the sans-IO LinkCore (paths.ts, with control.ts and window.ts), driven by the
+// per-peer shell a cluster node has one of per peer (PeerLink, peer-link.ts): the pair is its N = 2
+// case. This adds what is the pair's own: opening its sockets and rings, its clock, the delivery batch
+// and the pair's status (pure: delivery-batch.ts, link-status.ts); the storage path heals itself
+// (lib/link/storage-path.ts). Invariants:
 // heartbeats run on both paths all the time; the application never sees a data message twice;
 // control is delivered once, in order; sendControl waits for acks, never polls.
-import { randomInt } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { createHistogram, performance } from "node:perf_hooks";
+import { performance } from "node:perf_hooks";
 
 import { DEFAULT_LINK_TICK_MS } from "../defaults.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
-import { ControlWaiting, MAX_CONTROL_WAITING } from "./control-waiting.ts";
 import { DeliveryBatch } from "./delivery-batch.ts";
 import { linkCounters, linkStatus, type LinkCounters, type LinkStatus } from "./link-status.ts";
 import { StoragePath, type StoragePathOptions } from "./storage-path.ts";
 import type { StateChange } from "../io/supervisor.ts";
-import { encodeHeader, MAX_MESSAGE_BYTES, MESSAGE_HEADER_BYTES, PathId, RING_FRAME_TYPE, type MessageHeader } from "./message.ts";
-import { endpointText, UDP_SEND_BATCH_BYTES, UdpPath } from "./udp-path.ts";
+import { PathId } from "./message.ts";
+import { newSession, PeerLink } from "./peer-link.ts";
+import { UDP_SEND_BATCH_BYTES, UdpPath } from "./udp-path.ts";
 import { ringKey, sharedSecret } from "./keys.ts";
-import { LinkClock, LinkCore, type LinkOutput, type LinkTimers, type Transition } from "./paths.ts";
-import { Opener, SEAL_OVERHEAD_BYTES, Sealer } from "./seal.ts";
+import type { LinkCore, LinkTimers, Transition } from "./paths.ts";
+import { ClockTimer } from "./clock-timer.ts";
 
 export interface Endpoint {
   host: string;
@@ -74,63 +74,50 @@ export type DataBatchHandler = (payloads: Uint8Array, lengths: Uint32Array, coun
 
 export class Link extends EventEmitter<LinkEvents> {
   readonly options: LinkOptions;
-  readonly core: LinkCore;
-  /** What only the shell sees: UDP sends the kernel refused. */
-  private udpSendErrors = 0;
+  /** The link to the peer: LinkCore and the bytes it moves (the same shell a cluster node has per peer). */
+  readonly peer: PeerLink;
   /** The primary path: data on the bind port, heartbeats and control on port + 1. */
   private readonly udp: UdpPath;
   private readonly storage: StoragePath;
-  /** Inside sendBatch: UDP datagrams collect in the path's batch, flushed once at the end. */
-  private sending = false;
-  /** Unsealed datagrams land here (reused: no allocation per datagram). */
-  private readonly openScratch = Buffer.allocUnsafe(MAX_MESSAGE_BYTES);
   /** Data delivered since the last flush, for onDataBatch. */
   private readonly delivery = new DeliveryBatch();
   private dataBatchHandler: DataBatchHandler | undefined;
-  private readonly scratch = new Uint8Array(MESSAGE_HEADER_BYTES + 65535);
-  /** The one timer of the link: the next turn of its clock (heartbeats and tick). */
-  private clockTimer: NodeJS.Timeout | undefined;
+  /** The one timer of the link: its clock's turns (heartbeats and tick), which also sample the event-loop delay. */
+  private readonly clock: ClockTimer;
   private closed = false;
-  /**
-   * Event-loop delay, ns: how late each clock turn ran. The clock's own timer is the sample, so
-   * measuring the loop costs no wake-up of its own (monitorEventLoopDelay's timer was 20 a second).
-   */
-  private readonly loopDelay = createHistogram();
-  private readonly sealer: Sealer | undefined;
-  private readonly opener: Opener | undefined;
-  /** sendControl calls waiting for room in the control window, in call order; acks admit them (no timers). */
-  private readonly controlWaiting = new ControlWaiting();
-  /** The core's hands: every effect it decides goes through here. */
-  private readonly out: LinkOutput = {
-    send: (path, header, payload) => (path === PathId.Primary ? this.sendUdp(header, payload) : this.sendRing(header, payload)),
-    data: (payload, path) => this.deliver(payload, path),
-    control: (payload) => this.emit("control", payload),
-    peerSession: (session, restarted) => {
-      this.sealer?.bindTo(session); // authenticated (sealed UDP, or a keyed ring): bind our datagrams to it
-      if (restarted) this.log("peer-restarted", { session: String(session) });
-    },
-    controlRoom: () => this.controlWaiting.admit((payload) => this.core.submitControl(performance.now(), payload, this.out)),
-    transition: (t) => {
-      this.log("transition", { ...t });
-      this.emit("transition", t);
-    },
-    log: (event, fields) => this.log(event, fields),
-  };
 
   private constructor(options: LinkOptions, udp: UdpPath, storage: StoragePath) {
     super();
     this.options = options;
-    // Strictly higher on every start: the send ring's epoch (persisted on the volume, raised by every
-    // RingWriter.open), not the wall clock, which may step back. Low bits random.
-    const session = (storage.epoch << 16n) | BigInt(randomInt(0x10000));
-    this.core = new LinkCore(options.timers, { nodeId: options.nodeId, peerNodeId: options.peerNodeId, session, controlRtoMs: options.controlRtoMs ?? 200 });
     this.udp = udp;
     this.storage = storage;
-    if (options.keys !== undefined) {
-      const secret = sharedSecret(options.keys.privateKey, options.keys.peerPublicKey);
-      this.sealer = new Sealer(secret, session, options.nodeId, options.peerNodeId);
-      this.opener = new Opener(secret, options.peerNodeId, options.nodeId, session);
-    }
+    this.peer = new PeerLink(
+      {
+        nodeId: options.nodeId,
+        peerNodeId: options.peerNodeId,
+        index: PEER,
+        session: newSession(storage),
+        timers: options.timers,
+        controlRtoMs: options.controlRtoMs ?? 200,
+        ...(options.keys === undefined ? {} : { keys: options.keys }),
+        deliver: (payload, path) => this.deliver(payload, path),
+        log: (event, fields) => this.log(event, fields),
+      },
+      udp,
+      storage,
+    );
+    this.peer.on("transition", (t) => this.emit("transition", t));
+    this.peer.on("control", (payload) => this.emit("control", payload));
+    this.clock = new ClockTimer(options.timers, options.tickMs ?? DEFAULT_LINK_TICK_MS, (turn, nowMs) => {
+      if (turn.primary) this.peer.heartbeat(PathId.Primary);
+      if (turn.storage) this.peer.heartbeat(PathId.Storage);
+      this.peer.tick(nowMs);
+    });
+  }
+
+  /** The state machine of the pair (path states, transitions): what the node's status and notifier read. */
+  get core(): LinkCore {
+    return this.peer.core;
   }
 
   /** Opens both paths: binds the UDP sockets and opens the storage path (send ring in a new epoch, receive ring from its head). */
@@ -150,14 +137,14 @@ export class Link extends EventEmitter<LinkEvents> {
         ...(secret === undefined
           ? {}
           : { auth: (pairUuid: string) => ({ send: { key: ringKey(secret, pairUuid, options.nodeId, options.peerNodeId) }, receive: { key: ringKey(secret, pairUuid, options.peerNodeId, options.nodeId) } }) }),
-        onFrame: (_seq, _type, _flags, bytes, offset, length) => link?.receive(bytes, offset, length, PathId.Storage),
+        onFrame: (_peer, _type, bytes, offset, length) => link?.peer.receiveRing(bytes, offset, length),
       });
       udp = UdpPath.open({
         bind: options.primary.bind,
         peers: [options.primary.peer],
         sources: "any",
         batchBytes: UDP_SEND_BATCH_BYTES,
-        onDatagram: (_peer, bytes, offset, length, address, port) => link?.receiveUdp(bytes, offset, length, address, port),
+        onDatagram: (_peer, bytes, offset, length, address, port) => link?.peer.receiveUdp(bytes, offset, length, address, port),
         onBatchEnd: () => link?.flushDelivery(),
         onError: (error) => link?.log("udp-error", { message: error.message }),
       });
@@ -174,27 +161,14 @@ export class Link extends EventEmitter<LinkEvents> {
   private start(): void {
     // One event per state change of a storage component (not per retry): the node logs it.
     this.storage.on("change", (change) => this.emit("storage", change));
-    const now = performance.now();
-    this.turn(new LinkClock(this.options.timers, this.options.tickMs ?? DEFAULT_LINK_TICK_MS, now), now);
-  }
-
-  /** One turn of the clock: the heartbeats due, a tick, and the timer for the next turn (scheduled for `dueMs`). */
-  private turn(clock: LinkClock, dueMs: number): void {
-    if (this.closed) return;
-    const now = performance.now();
-    this.loopDelay.record(Math.max(1, Math.round((now - dueMs) * 1e6)));
-    const turn = clock.turn(now);
-    if (turn.primary) this.core.heartbeat(PathId.Primary, this.out);
-    if (turn.storage) this.core.heartbeat(PathId.Storage, this.out);
-    this.core.tick(now, this.out);
-    this.clockTimer = setTimeout(() => this.turn(clock, turn.nextMs), Math.max(1, Math.round(turn.nextMs - now)));
+    this.clock.start();
   }
 
   /** Sends one data datagram, best effort (like a network). Returns false if no path took it. */
   sendData(payload: Uint8Array): boolean {
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
     this.checkSize(payload);
-    return this.core.sendData(performance.now(), payload, this.storage.drained, this.out);
+    return this.peer.sendData(performance.now(), payload);
   }
 
   /**
@@ -205,20 +179,18 @@ export class Link extends EventEmitter<LinkEvents> {
   sendBatch(payloads: Uint8Array, lengths: Uint32Array, count: number): number {
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
     const now = performance.now();
-    const drained = this.storage.drained;
-    const max = this.maxPayloadBytes;
     let taken = 0;
     let offset = 0;
-    this.sending = true;
+    this.peer.batching = true;
     try {
       for (let i = 0; i < count; i++) {
         const length = lengths[i]!;
-        if (length <= max && this.core.sendData(now, payloads.subarray(offset, offset + length), drained, this.out)) taken++;
+        if (this.peer.sendData(now, payloads.subarray(offset, offset + length))) taken++;
         offset += length;
       }
     } finally {
-      this.sending = false;
-      this.udpSendErrors += this.udp.flush();
+      this.peer.batching = false;
+      this.peer.flushUdp();
     }
     return taken;
   }
@@ -248,16 +220,12 @@ export class Link extends EventEmitter<LinkEvents> {
   async sendControl(payload: Uint8Array): Promise<void> {
     this.checkSize(payload);
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
-    // Calls already waiting go first: the order of sendControl calls is the order of sequences.
-    if (this.controlWaiting.length === 0 && this.core.submitControl(performance.now(), payload, this.out)) return;
-    await new Promise<void>((resolve, reject) => {
-      if (!this.controlWaiting.add(payload, resolve, reject)) throw new LunlinkError(ErrorCode.QueueFull, `${MAX_CONTROL_WAITING} control messages already wait for the peer's acks`);
-    });
+    await this.peer.sendControl(payload);
   }
 
   /** The largest payload both paths carry: a UDP datagram (sealed or not) and a ring frame. */
   get maxPayloadBytes(): number {
-    return MAX_MESSAGE_BYTES - MESSAGE_HEADER_BYTES - (this.sealer === undefined ? 0 : SEAL_OVERHEAD_BYTES);
+    return this.peer.maxPayloadBytes;
   }
 
   private checkSize(payload: Uint8Array): void {
@@ -267,52 +235,22 @@ export class Link extends EventEmitter<LinkEvents> {
   }
 
   get counters(): LinkCounters {
-    return linkCounters(this.core, this.udp.counters, this.udpSendErrors);
+    return linkCounters(this.peer.core, this.udp.counters, this.peer.udpSendErrors);
   }
 
   status(): LinkStatus {
     const s = this.storage;
     const storage = { report: s.report(), headSeq: s.headSeq, peerAck: s.peerAck, lagRecords: s.lagRecords, queuedBytes: s.queuedBytes, writerCounters: s.writerCounters, readerCounters: s.readerCounters };
-    const loopDelayMs = { p50: this.loopDelay.percentile(50) / 1e6, p99: this.loopDelay.percentile(99) / 1e6, max: this.loopDelay.max / 1e6 };
-    return linkStatus(performance.now(), this.options, this.core, storage, this.counters, loopDelayMs);
+    return linkStatus(performance.now(), this.options, this.peer.core, storage, this.counters, this.clock.loopDelayMs);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.clockTimer);
+    this.clock.stop();
     this.udp.close();
-    this.controlWaiting.rejectAll(new LunlinkError(ErrorCode.Closed, "the link closed before the control message could be sent"));
+    this.peer.close();
     await this.storage.close();
-  }
-
-  private receiveUdp(bytes: Uint8Array, offset: number, length: number, address: number, port: number): void {
-    if (this.closed) return;
-    if (this.opener === undefined) this.core.receive(performance.now(), bytes, offset, length, PathId.Primary, this.out);
-    else {
-      const opened = this.opener.open(bytes.subarray(offset, offset + length), this.openScratch);
-      this.core.receiveSealed(performance.now(), opened, opened.ok ? "" : endpointText(address, port), this.out);
-    }
-  }
-
-  private receive(bytes: Uint8Array, offset: number, length: number, arrivedOn: PathId): void {
-    if (!this.closed) this.core.receive(performance.now(), bytes, offset, length, arrivedOn, this.out);
-  }
-
-  /** Encodes (or seals) the message straight into the UDP path's batch; sent at the batch's flush. */
-  private sendUdp(header: MessageHeader, payload?: Uint8Array): boolean {
-    this.udp.writeMessage(PEER, header, payload, this.sealer);
-    // Heartbeats, control and acks go at once; data inside sendBatch waits for the batch's flush.
-    if (!this.sending) this.udpSendErrors += this.udp.flush();
-    return true;
-  }
-
-  /** Appends a copy to the send ring ("down" while the storage path recovers: not taken). */
-  private sendRing(header: MessageHeader, payload?: Uint8Array): boolean {
-    const length = MESSAGE_HEADER_BYTES + (payload?.length ?? 0);
-    encodeHeader(this.scratch, 0, header);
-    if (payload !== undefined) this.scratch.set(payload, MESSAGE_HEADER_BYTES);
-    return this.storage.append(RING_FRAME_TYPE[header.kind], this.scratch.subarray(0, length)) === "queued";
   }
 
   private log(event: string, fields: Record<string, unknown>): void {

@@ -1,5 +1,5 @@
 // StoragePath: one node's storage path as one object: the send ring (RingWriter on the send volume)
-// and the receive ring (RingReader + Poller on the receive volume), each under a Supervisor, so an
+// and the receive ring (ReceiveRing: RingReader + Poller on the receive volume), each under a Supervisor, so an
 // EIO, ENOSPC, stall or vanished device takes the path down and it comes back by itself (a writer
 // reopen starts a new epoch; the reader keeps its position, or starts at the head on a fresh handle).
 // Invariants: frames are appended only to a writer that is up (otherwise "down": the link layer
@@ -13,15 +13,16 @@ import { DEFAULT_FOLLOW_IDLE_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_POLL_MAX_MS, DEFA
 import type { FrameType } from "../format/layout.ts";
 import type { StatusBlock } from "../format/status.ts";
 import { Volume } from "../io/volume.ts";
-import { Poller } from "../poll/poller.ts";
 import type { RingObserver } from "../ring/fault-memory.ts";
 import type { RingAuth } from "../ring/keys.ts";
-import { RingReader, type FrameVisitor, type RingReaderCounters } from "../ring/reader.ts";
+import { RingReader, type RingReaderCounters } from "../ring/reader.ts";
 import { persistedDelivered } from "../ring/status.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
 import { DEFAULT_TIMERS } from "./paths.ts";
 import { SupervisedWriter } from "./supervised-writer.ts";
-import { Supervisor, type ComponentReport, type Incarnation, type RecoveryOptions, type StateChange } from "../io/supervisor.ts";
+import type { RecoveryOptions, StateChange } from "../io/supervisor.ts";
+import { ReceiveRing, type ReceiveRingOptions } from "./receive-ring.ts";
+import { storageReport, volumeReport, type AppendResult, type PeerFrameHandler, type PeerStorage, type StorageReport } from "./peer-storage.ts";
 import type { Ack, RingWriterCounters, RingWriterOptions } from "../ring/writer.ts";
 
 /**
@@ -104,8 +105,8 @@ export interface StoragePathOptions {
   damageTimeoutMs?: number;
   /** Reader: told of each ring fault counted and each record delivered (the node logs and measures them). */
   observer?: RingObserver;
-  /** Every frame of the peer's ring, zero-copy (valid during the call). */
-  onFrame: FrameVisitor;
+  /** Every frame of the peer's ring (peer 0), zero-copy (valid during the call). */
+  onFrame: PeerFrameHandler;
 }
 
 export interface StoragePathEvents {
@@ -115,61 +116,35 @@ export interface StoragePathEvents {
   change: [StateChange];
 }
 
-export interface VolumeReport extends ComponentReport {
-  path: string;
-  /** While stalled: how long its oldest parked request has waited (time stalled plus the deadline it passed). */
-  stalledForMs: number | null;
-}
+export type { StorageReport, StorageState, VolumeReport } from "./peer-storage.ts";
 
-export type StorageState = "up" | "recovering" | "failed";
-
-export interface StorageReport {
-  /** up: both components work; recovering: one is stalled or retrying; failed: a configuration fault. */
-  state: StorageState;
-  send: VolumeReport;
-  receive: VolumeReport;
-}
-
-export class StoragePath extends EventEmitter<StoragePathEvents> {
+/** The pair's storage path: the PeerStorage of a node with one peer (index 0). */
+export class StoragePath extends EventEmitter<StoragePathEvents> implements PeerStorage {
   readonly options: StoragePathOptions;
   readonly send: SupervisedWriter;
-  readonly receiveSupervisor: Supervisor;
-  private receiveVolume: Volume;
-  private reader: RingReader;
-  private poller: Poller;
+  /** The peer's ring as we read it (healing itself). */
+  readonly receive: ReceiveRing;
   private readonly auth: { send: RingAuth; receive: RingAuth } | undefined;
-  private readonly notBefore: Ack | undefined;
   /** The peer's ack of our ring, from its status block. */
   peerAck: Ack | undefined;
-  /** Counters of readers replaced after a fresh volume handle (reported as totals). */
-  private readonly retiredReader: Pick<RingReaderCounters, RetiredCounter | "lost"> = { lost: 0n, damaged: 0, overruns: 0, tornSeen: 0, authFailures: 0, downgrades: 0, replays: 0 };
   private closed = false;
 
-  private constructor(options: StoragePathOptions, send: SupervisedWriter, receive: Volume, reader: RingReader, auth: StoragePath["auth"], notBefore: Ack | undefined) {
+  private constructor(options: StoragePathOptions, send: SupervisedWriter, receive: ReceiveRing, auth: StoragePath["auth"]) {
     super();
     this.options = options;
     this.send = send;
-    this.receiveVolume = receive;
-    this.reader = reader;
+    this.receive = receive;
     this.auth = auth;
-    this.notBefore = notBefore;
-    this.poller = this.newPoller(reader);
-    this.receiveSupervisor = new Supervisor("receive", () => this.receiveVolume, (reopen) => this.openReceive(reopen), options.recovery);
     send.on("change", (c) => this.emit("change", c));
-    this.receiveSupervisor.on("change", (c) => this.emit("change", c));
-    this.watchReceive(receive);
-    this.receiveSupervisor.adopt(this.pollerIncarnation());
+    receive.start();
   }
 
   /** Opens both volumes, a writer (new epoch) and a reader at the peer's head; throws on any error. */
   static async open(options: StoragePathOptions): Promise<StoragePath> {
-    const volumes: Volume[] = [];
+    let sendVolume: Volume | undefined;
     let send: SupervisedWriter | undefined;
     try {
-      const sendVolume = await openSend(options);
-      volumes.push(sendVolume);
-      const receive = await openReceive(options);
-      volumes.push(receive);
+      sendVolume = await openSend(options);
       let auth: StoragePath["auth"];
       let notBefore: Ack | undefined;
       if (options.auth !== undefined) {
@@ -185,18 +160,22 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
         ...(options.recovery === undefined ? {} : { recovery: options.recovery }),
         reopenVolume: () => openSend(options),
       });
-      const reader = await RingReader.open(receive, readerOptions(options, auth, notBefore));
-      path = new StoragePath(options, send, receive, reader, auth, notBefore);
+      const receive = await ReceiveRing.open(receiveOptions(options, auth, () => path), notBefore);
+      path = new StoragePath(options, send, receive, auth);
       return path;
     } catch (error) {
-      await send?.close();
-      for (const v of volumes) await v.close().catch(() => undefined);
+      if (send === undefined) await sendVolume?.close().catch(() => undefined);
+      else {
+        await send.close();
+        await send.volume.close().catch(() => undefined);
+      }
       throw error;
     }
   }
 
-  /** Queues one frame on the send ring: "down" while the writer is being recovered. */
-  append(type: FrameType, frame: Uint8Array): "queued" | "dropped" | "full" | "down" {
+  /** Queues one frame on the send ring for the peer (index 0): "down" while the writer is being recovered. */
+  append(peer: number, type: FrameType, frame: Uint8Array): AppendResult {
+    if (peer !== 0) throw new Error(`assertion failed: StoragePath has one peer, not ${peer}`);
     return this.send.tryAppend(type, frame);
   }
 
@@ -214,11 +193,11 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
   }
 
   get lagRecords(): bigint {
-    return this.poller.lagRecords;
+    return this.receive.lagRecords;
   }
 
   /** Has the peer acked every record we wrote (a writer that is down has nothing to drain)? */
-  get drained(): boolean {
+  drained(): boolean {
     const writer = this.send.writer;
     if (writer === undefined) return true;
     const ack = this.peerAck;
@@ -230,104 +209,55 @@ export class StoragePath extends EventEmitter<StoragePathEvents> {
   }
 
   get readerCounters(): RingReaderCounters {
-    const c = { ...this.reader.counters };
-    c.lost += this.retiredReader.lost;
-    for (const name of RETIRED_COUNTERS) c[name] += this.retiredReader[name];
-    return c;
+    return this.receive.counters;
   }
 
   /** Keyed: the authenticated high-water mark the status block's delivered fields persist. */
   deliveredMark(): Ack {
-    return this.reader.delivered;
+    return this.receive.delivered;
   }
 
   /** What our status block acks: keyed, the authenticated high-water mark (never lower); else the reader's position. */
   localAck(): Ack {
-    return this.auth === undefined ? this.reader.ack : this.reader.delivered;
+    return this.auth === undefined ? this.receive.ack : this.receive.delivered;
   }
 
   report(): StorageReport {
-    const volumeReport = (s: Supervisor, path: string, volume: Volume): VolumeReport => {
-      const r = s.report();
-      return { ...r, path, stalledForMs: r.state === "stalled" ? r.forMs + volume.ioTimeoutMs : null };
-    };
-    const send = volumeReport(this.send.supervisor, this.options.send, this.send.volume);
-    const receive = volumeReport(this.receiveSupervisor, this.options.receive, this.receiveVolume);
-    const state: StorageState = send.state === "failed" || receive.state === "failed" ? "failed" : send.state === "up" && receive.state === "up" ? "up" : "recovering";
-    return { state, send, receive };
+    return storageReport(volumeReport(this.send.supervisor, this.options.send, this.send.volume), this.receive.report());
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.receiveSupervisor.close();
-    await this.poller.stop().catch(() => undefined);
+    await this.receive.close();
     await this.send.close();
     await this.send.volume.close().catch(() => undefined);
-    await this.receiveVolume.close().catch(() => undefined);
-  }
-
-  // --- the receive side's supervision ---------------------------------------------------------
-
-  private async openReceive(reopenVolume: boolean): Promise<Incarnation> {
-    if (reopenVolume) {
-      // A fresh handle: a new reader at the writer's head (what was written meanwhile is lost for
-      // data and retransmitted by the link for control). Keyed: never below what we delivered.
-      const delivered = this.auth === undefined ? undefined : this.reader.delivered;
-      await this.receiveVolume.close().catch(() => undefined);
-      this.receiveVolume = await openReceive(this.options);
-      this.watchReceive(this.receiveVolume);
-      const reader = await RingReader.open(this.receiveVolume, readerOptions(this.options, this.auth, delivered ?? this.notBefore));
-      const c = this.reader.counters;
-      this.retiredReader.lost += c.lost;
-      for (const name of RETIRED_COUNTERS) this.retiredReader[name] += c[name];
-      this.reader = reader;
-      this.poller = this.newPoller(reader);
-    } else {
-      // Same handle, same reader, same position: a status read proves the device answers again.
-      await this.reader.refresh();
-    }
-    return this.pollerIncarnation();
-  }
-
-  private newPoller(reader: RingReader): Poller {
-    const poller = new Poller(reader, { pollMinUs: DEFAULT_POLL_MIN_US, pollMaxMs: this.options.pollMaxMs ?? DEFAULT_POLL_MAX_MS, ...linkStatusPace(this.options.heartbeatMs ?? DEFAULT_TIMERS.storage.heartbeatMs), onFrame: this.options.onFrame });
-    poller.on("status", (status) => {
-      if (status.ackSeq > 0n) this.peerAck = { epoch: status.ackEpoch, seq: status.ackSeq };
-      this.emit("status", status);
-    });
-    return poller;
-  }
-
-  /** Starts (or restarts, at the reader's position) the poller; its life ends with the error that stops it. */
-  private pollerIncarnation(): Incarnation {
-    const poller = this.poller;
-    poller.start();
-    return {
-      failed: poller.finished().then(
-        () => undefined,
-        (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
-      ),
-      close: () => poller.stop(),
-    };
-  }
-
-  private watchReceive(volume: Volume): void {
-    volume.on("stall", (parked) => (this.receiveSupervisor.parked = parked));
-    volume.on("recover", () => (this.receiveSupervisor.parked = 0));
   }
 }
-
-/** Reader counters carried over when a fresh volume handle replaces the reader (totals never go back: Prometheus counters). */
-const RETIRED_COUNTERS = ["damaged", "overruns", "tornSeen", "authFailures", "downgrades", "replays"] as const;
-type RetiredCounter = (typeof RETIRED_COUNTERS)[number];
 
 function openSend(o: StoragePathOptions): Promise<Volume> {
   return Volume.open(o.send, { dsync: o.dsync ?? true, exclusive: true, ...(o.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: o.ioTimeoutMs }) });
 }
 
-function openReceive(o: StoragePathOptions): Promise<Volume> {
-  return Volume.open(o.receive, { readOnly: true, ...(o.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: o.ioTimeoutMs }) });
+/** The peer's ring, read-only, at the writer's head; keyed: under the receive key, refusing records at or below the floor. */
+function receiveOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: () => StoragePath | undefined): ReceiveRingOptions {
+  return {
+    component: "receive",
+    path: o.receive,
+    openVolume: () => Volume.open(o.receive, { readOnly: true, ...(o.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: o.ioTimeoutMs }) }),
+    readerOptions: (notBefore) => readerOptions(o, auth, notBefore),
+    keyed: auth !== undefined,
+    poller: { pollMinUs: DEFAULT_POLL_MIN_US, pollMaxMs: o.pollMaxMs ?? DEFAULT_POLL_MAX_MS, ...linkStatusPace(o.heartbeatMs ?? DEFAULT_TIMERS.storage.heartbeatMs), onFrame: (_seq, type, _flags, bytes, offset, length) => o.onFrame(0, type, bytes, offset, length) },
+    // The peer's status block: its ack of our ring feeds drained() and the lag metrics.
+    onStatus: (status) => {
+      const p = path();
+      if (p === undefined) return;
+      if (status.ackSeq > 0n) p.peerAck = { epoch: status.ackEpoch, seq: status.ackSeq };
+      p.emit("status", status);
+    },
+    onChange: (change) => path()?.emit("change", change),
+    ...(o.recovery === undefined ? {} : { recovery: o.recovery }),
+  };
 }
 
 function writerOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: () => StoragePath | undefined, notBefore: Ack | undefined): RingWriterOptions {

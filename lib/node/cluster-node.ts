@@ -9,22 +9,23 @@
 //            that PeerLink -> data batches (onDataBatch: one call per UDP batch or ring poll).
 // A broadcast goes as one copy per peer (each peer's link numbers its own data: dedupe and failback
 // order are per pair); one ring frame with destination 0 read by all would need a cluster-wide
-// sequence, not built yet. Timers: one heartbeat interval per path and one tick for all peers.
-import { randomInt } from "node:crypto";
+// sequence, not built yet. Timers: one clock for all peers (ClockTimer over LinkClock, as a pair's Link).
 import { EventEmitter } from "node:events";
-import { monitorEventLoopDelay, performance } from "node:perf_hooks";
+import { performance } from "node:perf_hooks";
 
-import { DEFAULT_LINK_TICK_MS, LOOP_DELAY_RESOLUTION_MS } from "../defaults.ts";
+import { DEFAULT_LINK_TICK_MS } from "../defaults.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { StateChange, RecoveryOptions } from "../io/supervisor.ts";
+import { ClockTimer } from "../link/clock-timer.ts";
 import type { Endpoint } from "../link/link.ts";
 import { PathId } from "../link/message.ts";
 import type { LinkTimers, Transition } from "../link/paths.ts";
+import { newSession, PeerLink } from "../link/peer-link.ts";
 import { CLUSTER_UDP_BATCH_BYTES, UdpPath } from "../link/udp-path.ts";
 import type { RingObserver } from "../ring/fault-memory.ts";
 import type { RingWriterCounters } from "../ring/writer.ts";
 import { ClusterRoutes } from "./cluster-route.ts";
-import { PeerLink, type PeerStatus } from "./cluster-link.ts";
+import { peerStatus, type PeerStatus } from "./cluster-link.ts";
 import { ClusterStorage } from "./cluster-storage.ts";
 
 export interface ClusterMemberOptions {
@@ -48,7 +49,7 @@ export interface ClusterNodeOptions {
   storage: { dsync?: boolean; maxDelayMs?: number; pollMaxMs?: number; ioTimeoutMs?: number; damageTimeoutMs?: number; recovery?: RecoveryOptions; peerDownMs: number; observer?: RingObserver };
   timers: LinkTimers;
   controlRtoMs?: number;
-  /** Tick period of the state machines (default DEFAULT_LINK_TICK_MS, 25 ms). */
+  /** Longest gap between two turns of the clock, which ticks every peer's state machine (default DEFAULT_LINK_TICK_MS, 35 ms). */
   tickMs?: number;
   /** This node's X25519 private key (base64): seals UDP per peer. */
   privateKey?: string;
@@ -96,8 +97,8 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   private readonly udp: UdpPath;
   private readonly storage: ClusterStorage;
   private readonly byNode = new Map<number, PeerLink>();
-  private readonly timers: NodeJS.Timeout[] = [];
-  private readonly loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
+  /** The one timer of every peer link: the clock's turns (heartbeats and tick), which also sample the event-loop delay. */
+  private readonly clock: ClockTimer;
   private readonly delivery = { bytes: new Uint8Array(DELIVERY_BATCH_BYTES), lengths: new Uint32Array(DELIVERY_BATCH_PACKETS), count: 0, used: 0, scheduled: false };
   private dataBatchHandler: DataBatchHandler | undefined;
   private closed = false;
@@ -115,6 +116,13 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       p.on("control", (payload) => this.emit("control", p.node, payload));
     }
     storage.on("change", (c) => this.emit("storage", c));
+    this.clock = new ClockTimer(options.timers, options.tickMs ?? DEFAULT_LINK_TICK_MS, (turn, nowMs) => {
+      for (const p of peers) {
+        if (turn.primary) p.heartbeat(PathId.Primary);
+        if (turn.storage) p.heartbeat(PathId.Storage);
+        p.tick(nowMs);
+      }
+    });
   }
 
   /** Opens every ring (ours in a new epoch) and the UDP sockets, then starts heartbeats on both paths to every peer. */
@@ -151,8 +159,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       await storage.close();
       throw error;
     }
-    // Strictly higher on every start: our ring's epoch (persisted, raised by every writer open), low bits random.
-    const session = (storage.epoch << 16n) | BigInt(randomInt(0x10000));
+    const session = newSession(storage);
     const peers = peerMembers.map(
       (m, index) =>
         new PeerLink(
@@ -165,7 +172,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
             controlRtoMs: options.controlRtoMs ?? 200,
             ...(options.privateKey === undefined ? {} : { keys: { privateKey: options.privateKey, peerPublicKey: m.publicKey! } }),
             deliver: (payload) => node?.deliver(payload),
-            ...(options.log === undefined ? {} : { log: options.log }),
+            ...(options.log === undefined ? {} : { log: peerLog(options.log, m.node) }),
           },
           udp,
           storage,
@@ -177,18 +184,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   }
 
   private start(): void {
-    this.loopDelay.enable();
-    const t = this.options.timers;
-    const heartbeat = (path: PathId) => () => {
-      if (this.closed) return;
-      for (const p of this.peers) p.heartbeat(path);
-    };
-    this.timers.push(setInterval(heartbeat(PathId.Primary), t.primary.heartbeatMs));
-    this.timers.push(setInterval(heartbeat(PathId.Storage), t.storage.heartbeatMs));
-    this.timers.push(setInterval(() => this.tick(), this.options.tickMs ?? DEFAULT_LINK_TICK_MS));
-    heartbeat(PathId.Primary)();
-    heartbeat(PathId.Storage)();
-    this.tick();
+    this.clock.start();
   }
 
   /** The peer link of node `node`. */
@@ -252,28 +248,21 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     return {
       node: this.options.nodeId,
       kind: "cluster",
-      peers: this.peers.map((p) => p.status()),
+      peers: this.peers.map((p) => peerStatus(p, this.storage)),
       ring: { headSeq: String(this.storage.headSeq), epoch: String(this.storage.epoch), writerCounters: this.storage.writerCounters },
       routes: { ...this.routeCounters, dropped: { ...this.routeCounters.dropped } },
       udpStrays: this.udp.strays,
-      eventLoopDelayMs: { p50: this.loopDelay.percentile(50) / 1e6, p99: this.loopDelay.percentile(99) / 1e6, max: this.loopDelay.max / 1e6 },
+      eventLoopDelayMs: this.clock.loopDelayMs,
     };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const timer of this.timers) clearInterval(timer);
-    this.loopDelay.disable();
+    this.clock.stop();
     for (const p of this.peers) p.close();
     this.udp.close();
     await this.storage.close();
-  }
-
-  private tick(): void {
-    if (this.closed) return;
-    const now = performance.now();
-    for (const p of this.peers) p.tick(now);
   }
 
   private deliver(payload: Uint8Array): void {
@@ -299,4 +288,9 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     d.used = 0;
     if (!this.closed) this.dataBatchHandler?.(d.bytes, d.lengths, count);
   };
+}
+
+/** A peer link's log lines name the peer. */
+function peerLog(log: (event: string, fields: Record<string, unknown>) => void, peer: number): (event: string, fields: Record<string, unknown>) => void {
+  return (event, fields) => log(event, { peer, ...fields });
 }

@@ -1,7 +1,7 @@
 // The storage side of a cluster node: one ring writer on this node's own ring (its region of the
-// shared cluster volume, or a node volume) and one reader + poller per peer ring (the peer's region
-// read directly, or a mirror copy), each under a Supervisor so a storage fault heals by itself, as a
-// pair's StoragePath does. Frames carry their destination in the frame's flags byte: a frame for one
+// shared cluster volume, or a node volume) and one ReceiveRing (reader + poller) per peer ring (the
+// peer's region read directly, or a mirror copy), each under a Supervisor so a storage fault heals by
+// itself, as in a pair's StoragePath (the same ReceiveRing). Frames carry their destination in the frame's flags byte: a frame for one
 // peer names it, a broadcast is 0; a reader hands on only frames for this node or for everyone.
 // Flow control per reader: the writer gets every peer's ack of our ring (peer P's status row about
 // us, read on P's status poll) and writes our row about each peer (its ack and delivered mark);
@@ -15,12 +15,12 @@ import { EventEmitter } from "node:events";
 
 import { DEFAULT_MAX_DELAY_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
 import { BROADCAST, type FrameType } from "../format/layout.ts";
-import type { PeerRow } from "../format/status.ts";
+import type { PeerRow, StatusBlock } from "../format/status.ts";
 import { Volume } from "../io/volume.ts";
-import { Supervisor, type Incarnation, type RecoveryOptions, type StateChange } from "../io/supervisor.ts";
-import type { StorageReport, VolumeReport } from "../link/storage-path.ts";
+import type { RecoveryOptions, StateChange } from "../io/supervisor.ts";
+import { storageReport, volumeReport, type AppendResult, type PeerFrameHandler, type PeerStorage, type StorageReport } from "../link/peer-storage.ts";
+import { ReceiveRing, type ReceiveRingOptions } from "../link/receive-ring.ts";
 import { SupervisedWriter } from "../link/supervised-writer.ts";
-import { Poller } from "../poll/poller.ts";
 import { clusterRingAuth, isClusterVolume, openCluster, openRegion, peerAckOf, persistedPeerMarks, type PeerAck } from "../ring/cluster.ts";
 import type { RingAuth } from "../ring/keys.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
@@ -52,7 +52,7 @@ export interface ClusterStorageOptions {
   /** Keyed cluster: the 32-byte cluster secret every member holds (absent: unkeyed rings, and a keyed ring is refused). */
   clusterSecret?: Uint8Array;
   /** A frame of peer `peer`'s ring addressed to this node or to every node (a view, valid during the call). */
-  onFrame: (peer: number, type: number, bytes: Uint8Array, offset: number, length: number) => void;
+  onFrame: PeerFrameHandler;
 }
 
 export interface ClusterStorageEvents {
@@ -91,31 +91,18 @@ export async function openRing(path: string, node: number, options: { dsync?: bo
   }
 }
 
-/** One peer's ring as this node reads it. */
-class PeerRing {
+/** One peer's ring as this node reads it, and what its status block says about ours. */
+interface PeerRing {
   readonly node: number;
   readonly path: string;
-  volume: Volume;
-  reader: RingReader;
-  poller!: Poller;
-  supervisor!: Supervisor;
-  /** What the peer's status block says about our ring. */
-  ack: PeerAck;
+  readonly ring: ReceiveRing;
   /** Keyed: the key of the peer's ring. */
   readonly auth: RingAuth | undefined;
-  readonly retired: Pick<RingReaderCounters, RetiredCounter | "lost"> = { lost: 0n, damaged: 0, overruns: 0, tornSeen: 0, authFailures: 0, downgrades: 0, replays: 0 };
-
-  constructor(node: number, path: string, volume: Volume, reader: RingReader, auth: RingAuth | undefined) {
-    this.node = node;
-    this.path = path;
-    this.volume = volume;
-    this.reader = reader;
-    this.auth = auth;
-    this.ack = { node, ack: undefined, heartbeat: 0n };
-  }
+  /** What the peer's status block says about our ring. */
+  ack: PeerAck;
 }
 
-export class ClusterStorage extends EventEmitter<ClusterStorageEvents> {
+export class ClusterStorage extends EventEmitter<ClusterStorageEvents> implements PeerStorage {
   readonly options: ClusterStorageOptions;
   readonly send: SupervisedWriter;
   private readonly peers: PeerRing[];
@@ -127,34 +114,34 @@ export class ClusterStorage extends EventEmitter<ClusterStorageEvents> {
     this.send = send;
     this.peers = peers;
     send.on("change", (c) => this.emit("change", c));
-    peers.forEach((p, i) => {
-      this.watch(p);
-      p.poller = this.newPoller(p, i);
-      p.supervisor = new Supervisor(`receive node ${p.node}`, () => p.volume, (reopen) => this.reopenPeer(p, i, reopen), options.recovery);
-      p.supervisor.on("change", (c) => this.emit("change", { ...c, peer: p.node }));
-      p.supervisor.adopt(this.pollerIncarnation(p));
-    });
+    for (const p of peers) p.ring.start();
   }
 
   /** Opens our ring (a new epoch; refused if a live writer with our id holds it) and every peer's at its head; throws on any error. */
   static async open(options: ClusterStorageOptions): Promise<ClusterStorage> {
-    const opened: Volume[] = [];
+    let own: Volume | undefined;
     let send: SupervisedWriter | undefined;
     const peers: PeerRing[] = [];
+    let storage: ClusterStorage | undefined;
     try {
-      const own = await openRing(options.ring, options.nodeId, { dsync: options.dsync ?? true, ioTimeoutMs: options.ioTimeoutMs });
-      opened.push(own);
+      own = await openRing(options.ring, options.nodeId, { dsync: options.dsync ?? true, ioTimeoutMs: options.ioTimeoutMs });
       // The cluster UUID is read unverified: a wrong one only derives keys that fail verification (our writer's open, then each reader's).
       const clusterUuid = options.clusterSecret === undefined ? undefined : (await openSuperblock(own)).superblock.pairUuid;
       const authOf = (node: number): RingAuth | undefined => (clusterUuid === undefined ? undefined : clusterRingAuth(options.clusterSecret, clusterUuid, node));
       const ownAuth = authOf(options.nodeId);
       // Our own status (MACed, so verified before any peer ring is read) holds each peer's delivered mark.
       const marks = ownAuth === undefined ? undefined : await persistedPeerMarks(own, ownAuth, options.peers.map((p) => p.node));
-      for (const p of options.peers) {
-        const volume = await openRing(p.ring, p.node, { readOnly: true, ioTimeoutMs: options.ioTimeoutMs });
-        opened.push(volume);
+      for (const [i, p] of options.peers.entries()) {
         const auth = authOf(p.node);
-        peers.push(new PeerRing(p.node, p.ring, volume, await RingReader.open(volume, readerOptions(options, p.node, auth, marks?.get(p.node))), auth));
+        const ring = await ReceiveRing.open(
+          {
+            ...receiveOptions(options, i, p, auth),
+            onStatus: (status) => storage?.peerStatus(i, status),
+            onChange: (change) => storage?.emit("change", { ...change, peer: p.node }),
+          },
+          marks?.get(p.node),
+        );
+        peers.push({ node: p.node, path: p.ring, ring, auth, ack: { node: p.node, ack: undefined, heartbeat: 0n } });
       }
       send = await SupervisedWriter.open(own, {
         writer: {
@@ -173,17 +160,22 @@ export class ClusterStorage extends EventEmitter<ClusterStorageEvents> {
         ...(options.recovery === undefined ? {} : { recovery: options.recovery }),
         reopenVolume: () => openRing(options.ring, options.nodeId, { dsync: options.dsync ?? true, ioTimeoutMs: options.ioTimeoutMs }),
       });
-      return new ClusterStorage(options, send, peers);
+      storage = new ClusterStorage(options, send, peers);
+      return storage;
     } catch (error) {
-      await send?.close();
-      for (const v of opened) await v.close().catch(() => undefined);
+      if (send === undefined) await own?.close().catch(() => undefined);
+      else {
+        await send.close();
+        await send.volume.close().catch(() => undefined);
+      }
+      for (const p of peers) await p.ring.close();
       throw error;
     }
   }
 
-  /** Queues one frame on our ring for `destination` (a node id, or BROADCAST): "down" while the writer recovers. */
-  append(destination: number, type: FrameType, frame: Uint8Array): "queued" | "dropped" | "full" | "down" {
-    return this.send.tryAppend(type, frame, destination);
+  /** Queues one frame on our ring addressed to peer `i`: "down" while the writer recovers. */
+  append(i: number, type: FrameType, frame: Uint8Array): AppendResult {
+    return this.send.tryAppend(type, frame, this.peers[i]!.node);
   }
 
   get epoch(): bigint {
@@ -207,106 +199,65 @@ export class ClusterStorage extends EventEmitter<ClusterStorageEvents> {
   }
 
   /** Peer `i`'s ack of our ring (null: none yet), its ring's lag and its reader counters. */
-  peerRing(i: number): { node: number; path: string; keyed: boolean; ackSeq: string | null; lagRecords: string; reader: { records: number; frames: number; lost: string } & Record<RetiredCounter, number> } {
+  peerRing(i: number): { node: number; path: string; keyed: boolean; ackSeq: string | null; lagRecords: string; reader: Pick<RingReaderCounters, "records" | "frames" | RetiredCounter> & { lost: string } } {
     const p = this.peers[i]!;
-    const c = p.reader.counters;
-    const reader = { records: c.records, frames: c.frames, lost: String(c.lost + p.retired.lost), overruns: 0, damaged: 0, tornSeen: 0, authFailures: 0, downgrades: 0, replays: 0 };
-    for (const name of RETIRED_COUNTERS) reader[name] = c[name] + p.retired[name];
-    return { node: p.node, path: p.path, keyed: p.auth !== undefined, ackSeq: p.ack.ack === undefined ? null : String(p.ack.ack.seq), lagRecords: String(p.poller.lagRecords), reader };
+    const c = p.ring.counters;
+    const reader = { records: c.records, frames: c.frames, lost: String(c.lost), overruns: c.overruns, damaged: c.damaged, tornSeen: c.tornSeen, authFailures: c.authFailures, downgrades: c.downgrades, replays: c.replays };
+    return { node: p.node, path: p.path, keyed: p.auth !== undefined, ackSeq: p.ack.ack === undefined ? null : String(p.ack.ack.seq), lagRecords: String(p.ring.lagRecords), reader };
   }
 
   /** The storage components as peer `i`'s link sees them: our send ring and its receive ring. */
   report(i: number): StorageReport {
-    const p = this.peers[i]!;
-    const send = volumeReport(this.send.supervisor, this.options.ring, this.send.volume);
-    const receive = volumeReport(p.supervisor, p.path, p.volume);
-    const state = send.state === "failed" || receive.state === "failed" ? "failed" : send.state === "up" && receive.state === "up" ? "up" : "recovering";
-    return { state, send, receive };
+    return storageReport(volumeReport(this.send.supervisor, this.options.ring, this.send.volume), this.peers[i]!.ring.report());
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const p of this.peers) {
-      await p.supervisor.close();
-      await p.poller.stop().catch(() => undefined);
-    }
+    for (const p of this.peers) await p.ring.close();
     await this.send.close();
     await this.send.volume.close().catch(() => undefined);
-    for (const p of this.peers) await p.volume.close().catch(() => undefined);
   }
 
-  private newPoller(p: PeerRing, i: number): Poller {
-    const self = this.options.nodeId;
-    const onFrame = this.options.onFrame;
-    const poller = new Poller(p.reader, {
+  /** Peer `i`'s status block: its row about our ring (ack, heartbeat) feeds the writer's flow control. */
+  private peerStatus(i: number, status: StatusBlock): void {
+    const p = this.peers[i]!;
+    p.ack = peerAckOf(p.node, status, this.options.nodeId);
+    this.send.writer?.peerAckChanged();
+  }
+}
+
+/** Peer `i`'s ring, read-only, at its writer's head, handing on frames for us or for everyone; keyed: under its key, refusing records at or below the floor. */
+function receiveOptions(o: ClusterStorageOptions, i: number, peer: { node: number; ring: string }, auth: RingAuth | undefined): Omit<ReceiveRingOptions, "onStatus" | "onChange"> {
+  const self = o.nodeId;
+  const onFrame = o.onFrame;
+  return {
+    component: `receive node ${peer.node}`,
+    path: peer.ring,
+    openVolume: () => openRing(peer.ring, peer.node, { readOnly: true, ioTimeoutMs: o.ioTimeoutMs }),
+    readerOptions: (notBefore) => readerOptions(o, peer.node, auth, notBefore),
+    keyed: auth !== undefined,
+    poller: {
       pollMinUs: DEFAULT_POLL_MIN_US,
-      pollMaxMs: this.options.pollMaxMs ?? DEFAULT_POLL_MAX_MS,
+      pollMaxMs: o.pollMaxMs ?? DEFAULT_POLL_MAX_MS,
       statusPollMs: STATUS_POLL_MS,
       onFrame: (_seq, type, flags, bytes, offset, length) => {
         if (flags === BROADCAST || flags === self) onFrame(i, type, bytes, offset, length);
       },
-    });
-    poller.on("status", (status) => {
-      p.ack = peerAckOf(p.node, status, self);
-      this.send.writer?.peerAckChanged();
-    });
-    return poller;
-  }
-
-  private pollerIncarnation(p: PeerRing): Incarnation {
-    const poller = p.poller;
-    poller.start();
-    return {
-      failed: poller.finished().then(
-        () => undefined,
-        (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
-      ),
-      close: () => poller.stop(),
-    };
-  }
-
-  private async reopenPeer(p: PeerRing, i: number, reopenVolume: boolean): Promise<Incarnation> {
-    if (reopenVolume) {
-      // A fresh handle: a new reader at the writer's head (data written meanwhile is lost; the link retransmits control).
-      // Keyed: never below what we delivered (the new reader refuses older records as replays).
-      const delivered = p.auth === undefined ? undefined : p.reader.delivered;
-      await p.volume.close().catch(() => undefined);
-      p.volume = await openRing(p.path, p.node, { readOnly: true, ioTimeoutMs: this.options.ioTimeoutMs });
-      this.watch(p);
-      const reader = await RingReader.open(p.volume, readerOptions(this.options, p.node, p.auth, delivered));
-      const c = p.reader.counters;
-      p.retired.lost += c.lost;
-      for (const name of RETIRED_COUNTERS) p.retired[name] += c[name];
-      p.reader = reader;
-      p.poller = this.newPoller(p, i);
-    } else {
-      await p.reader.refresh();
-    }
-    return this.pollerIncarnation(p);
-  }
-
-  private watch(p: PeerRing): void {
-    const volume = p.volume;
-    volume.on("stall", (parked) => {
-      if (p.volume === volume) p.supervisor.parked = parked;
-    });
-    volume.on("recover", () => {
-      if (p.volume === volume) p.supervisor.parked = 0;
-    });
-  }
+    },
+    ...(o.recovery === undefined ? {} : { recovery: o.recovery }),
+  };
 }
 
 /** Our status row about a peer: how far we read its ring (ack) and delivered from it. */
 function peerRowOf(p: PeerRing): PeerRow {
-  const ack = p.reader.ack;
-  const delivered = p.reader.delivered;
+  const ack = p.ring.ack;
+  const delivered = p.ring.delivered;
   return { node: p.node, flags: 0, ackEpoch: ack.epoch, ackSeq: ack.seq, deliveredEpoch: delivered.epoch, deliveredSeq: delivered.seq };
 }
 
-/** Reader counters carried over when a fresh volume handle replaces a reader (totals never go back: Prometheus counters). */
-const RETIRED_COUNTERS = ["damaged", "overruns", "tornSeen", "authFailures", "downgrades", "replays"] as const;
-type RetiredCounter = (typeof RETIRED_COUNTERS)[number];
+/** The reader counters a peer ring's status shows besides records, frames and lost. */
+type RetiredCounter = "damaged" | "overruns" | "tornSeen" | "authFailures" | "downgrades" | "replays";
 
 /** A peer ring's reader at the writer's head; keyed: under the peer's ring key, refusing records at or below `notBefore`. */
 function readerOptions(o: ClusterStorageOptions, peer: number, auth: RingAuth | undefined, notBefore: { epoch: bigint; seq: bigint } | undefined): Parameters<typeof RingReader.open>[1] {
@@ -318,9 +269,4 @@ function readerOptions(o: ClusterStorageOptions, peer: number, auth: RingAuth | 
     ...(o.observer === undefined ? {} : { observer: o.observer }),
     ...(auth === undefined ? {} : { auth, ...(notBefore === undefined ? {} : { notBefore }) }),
   };
-}
-
-function volumeReport(s: Supervisor, path: string, volume: Volume): VolumeReport {
-  const r = s.report();
-  return { ...r, path, stalledForMs: r.state === "stalled" ? r.forMs + volume.ioTimeoutMs : null };
 }

@@ -204,7 +204,10 @@ async function regionOf(t: ExecutionContext, file: string, node: number): Promis
   return view;
 }
 
-/** Opens node `node` of a keyed 3-member cluster on `file`; node 2's delivered frames go to `got` as text. */
+/** Opens node `node` of a keyed 3-member cluster on `file` (peers in node order: node 1's peer 0 is node 2); node 2's delivered frames go to `got` as text. */
+/** Node 1's peer index of node 2 (ClusterStorage.append takes a peer index). */
+const TO_NODE_2 = 0;
+
 function keyedStorage(file: string, clusterSecret: Buffer, got: string[]): (node: number) => Promise<ClusterStorage> {
   return (node) =>
     ClusterStorage.open({
@@ -229,7 +232,7 @@ test("a record forged into a peer's region by a process without the key is refus
   const sent: string[] = [];
   const send = (text: string) => {
     sent.push(text);
-    t.is(s1.append(2, FrameType.Data, Buffer.from(text)), "queued");
+    t.is(s1.append(TO_NODE_2, FrameType.Data, Buffer.from(text)), "queued");
   };
   for (let i = 0; i < 3; i++) send(`legit ${i}`);
   await waitUntil("the first frames delivered", () => got.length === 3);
@@ -273,7 +276,7 @@ test("restart marks per peer: after a restart, records replayed by copying an ol
   await region1.read(STATUS_SLOT_BLOCKS[0] * B, oldStatus);
   const firstSeq = s1.headSeq;
   const sent = Array.from({ length: 5 }, (_, i) => `once ${i}`);
-  for (const text of sent) t.is(s1.append(2, FrameType.Data, Buffer.from(text)), "queued");
+  for (const text of sent) t.is(s1.append(TO_NODE_2, FrameType.Data, Buffer.from(text)), "queued");
   await waitUntil("delivered once", () => got.length === 5);
   t.deepEqual(got, sent);
   // Node 2 persists its delivered mark of node 1's ring in its own status row about node 1.

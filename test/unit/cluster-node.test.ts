@@ -158,6 +158,22 @@ test("three nodes on one cluster volume: path state per peer, packets routed by 
   t.is(s1.peers[1]!.storage.state, "up");
 });
 
+test("a cluster peer link carries control as a pair's link does (the same PeerLink shell): every sendControl delivered once, in call order, past a full control window", async (t) => {
+  const nodes = await threeNodes(t);
+  const [n1, n2] = nodes as [Running, Running, Running];
+  const got: string[] = [];
+  n2.node.on("control", (peer, payload) => {
+    if (peer === 1) got.push(Buffer.from(payload).toString("utf8"));
+  });
+  // More calls than the control window holds: the rest wait for acks (ControlWaiting), in call order.
+  const count = 300;
+  const sent = Array.from({ length: count }, (_, i) => `control ${i}`);
+  await Promise.all(sent.map((text) => n1.node.peer(2)!.sendControl(Buffer.from(text))));
+  await waitUntil("every control message delivered", () => got.length >= count);
+  await new Promise((resolve) => setTimeout(resolve, 200)); // a late duplicate would show up here
+  t.deepEqual(got, sent);
+});
+
 test("a keyed 2-member cluster is the pair's N = 2 case: sealed UDP per pair; status text lists every peer with its paths, metrics carry a peer label", async (t) => {
   const file = await sparseFile(t, 8 * 1024 * 1024, "cluster2.img");
   const volume = await Volume.open(file);

@@ -40,7 +40,7 @@ test("a burst appended while a record write is in flight goes out in records abo
   const frame = new Uint8Array(FRAME_BYTES).fill(7);
   const results = new Map<string, number>();
   for (let i = 0; i < BURST_FRAMES; i++) {
-    const r = path.append(FrameType.Data, frame);
+    const r = path.append(0, FrameType.Data, frame);
     results.set(r, (results.get(r) ?? 0) + 1);
   }
   t.deepEqual([...results], [["queued", BURST_FRAMES]], "every frame of the burst is taken");

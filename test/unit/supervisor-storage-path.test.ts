@@ -43,7 +43,7 @@ test("another node takes the send volume over: a configuration fault, reported o
   t.teardown(() => path.close());
   const changes: string[] = [];
   path.on("change", (c) => changes.push(`${c.component}:${c.from}->${c.to}`));
-  t.is(path.append(FrameType.Data, new Uint8Array(8)), "queued");
+  t.is(path.append(0, FrameType.Data, new Uint8Array(8)), "queued");
 
   // Node 3 takes the volume over (as --take-over would); our writer's owner check sees it.
   const other = await Volume.open(send, { dsync: true });
@@ -61,7 +61,7 @@ test("another node takes the send volume over: a configuration fault, reported o
   t.is(report.send.counters.failedAttempts, 0, "not retried");
   t.is(report.receive.state, "up", "the receive side is unaffected");
   t.deepEqual(changes, ["send:up->failed"], "one change, one log line");
-  t.is(path.append(FrameType.Data, new Uint8Array(8)), "down");
+  t.is(path.append(0, FrameType.Data, new Uint8Array(8)), "down");
   t.regex(storageLine(report), /^send volume failed: .*node 3 took the volume over.*\(configuration fault: not retried; fix it and restart\)$/);
 });
 
