@@ -25,14 +25,20 @@ test("keys on both paths: forged and downgraded UDP refused and counted, a cut c
   // A busy host may leave the primary suspect for a moment; heartbeats starved by the floods fail over.
   const flooded = await lab.waitFor(2, "primary up", (x) => x.paths.primary.state === "up");
   t.is(flooded.failovers, 0, "the floods did not starve heartbeats into a false failover");
+  const overPrimary = await stream.finished;
+  t.is(overPrimary.received.bytes, bytes);
+  t.is(overPrimary.received.sha256, overPrimary.sent.sha256, "the stream beside the floods is intact");
+  // A second stream runs across the cut: started once the link is on storage, so it cannot have ended
+  // before the cut (the first one may, on a host where the floods take seconds).
   await lab.setPrimary(false);
   await lab.waitFor(2, "on storage", (x) => x.active === "storage");
+  const acrossCut = await lab.startStream(1, bytes, 8, undefined, 5002);
   // The cut lasts until the stream has moved over the keyed ring (a loaded host carries it slower).
   await lab.waitFor(2, "receiving over storage", (x) => x.counters.received.storage > 100, 20_000);
   await lab.setPrimary(true);
-  const { sent, received } = await stream.finished;
+  const { sent, received } = await acrossCut.finished;
   t.is(received.bytes, bytes);
-  t.is(received.sha256, sent.sha256, "the stream is intact");
+  t.is(received.sha256, sent.sha256, "the stream across the cut is intact");
   const s = await lab.waitFor(2, "back on the primary", (x) => x.active === "primary");
   t.true(s.counters.received.storage > 100, `node 2 received over the keyed ring (${s.counters.received.storage} messages)`);
   t.true(s.counters.authFailures >= 2000, `forged datagrams refused (${s.counters.authFailures})`);
