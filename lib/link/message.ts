@@ -8,6 +8,10 @@
 //   controlAck: seq = 0, ack = cumulative control ack
 //   data:       seq = link sequence (dedupe across paths); ack = on the primary, the highest seq the
 //               sender put on storage alone (the receiver keeps order behind it, paths.ts), else 0
+//   broadcast:  seq = the sender node's broadcast sequence (1, 2, ... per session, one numbering for
+//               all its peers: the same message is one ring frame with destination 0, read by every
+//               peer, and one UDP datagram per peer on the primary); ack = 0. The receiver dedupes it
+//               per sender, apart from the pair's data sequence (docs/format.md, Link messages).
 // Layout (little-endian): version u8 | kind u8 | path u8 | node u8 | session u64 | seq u64 | ack u64.
 import { FrameType } from "../format/layout.ts";
 import { LunlinkError, ErrorCode } from "../errors.ts";
@@ -17,7 +21,7 @@ export const MESSAGE_HEADER_BYTES = 28;
 /** UDP datagram bound; the storage path's bound is the ring's frame capacity. */
 export const MAX_MESSAGE_BYTES = 65507;
 
-export const MessageKind = { Heartbeat: 1, Control: 2, ControlAck: 3, Data: 4 } as const;
+export const MessageKind = { Heartbeat: 1, Control: 2, ControlAck: 3, Data: 4, Broadcast: 5 } as const;
 export type MessageKind = (typeof MessageKind)[keyof typeof MessageKind];
 
 /** On storage a message rides one ring frame of its class: heartbeat > control (acks too) > data. */
@@ -26,6 +30,7 @@ export const RING_FRAME_TYPE: Record<MessageKind, FrameType> = {
   [MessageKind.Control]: FrameType.Control,
   [MessageKind.ControlAck]: FrameType.Control,
   [MessageKind.Data]: FrameType.Data,
+  [MessageKind.Broadcast]: FrameType.Data,
 };
 
 export const PathId = { Primary: 0, Storage: 1 } as const;
@@ -74,7 +79,7 @@ export function decodeHeader(bytes: Uint8Array, offset: number, length: number):
   const view = new DataView(bytes.buffer, bytes.byteOffset + offset, MESSAGE_HEADER_BYTES);
   if (view.getUint8(0) !== LINK_VERSION) return { ok: false, reason: "version" };
   const kind = view.getUint8(1);
-  if (kind < MessageKind.Heartbeat || kind > MessageKind.Data) return { ok: false, reason: "kind" };
+  if (kind < MessageKind.Heartbeat || kind > MessageKind.Broadcast) return { ok: false, reason: "kind" };
   const path = view.getUint8(2);
   if (path !== PathId.Primary && path !== PathId.Storage) return { ok: false, reason: "path" };
   return {

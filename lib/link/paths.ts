@@ -15,6 +15,10 @@
 // alone; the receiver holds primary data (in order, bounded by HOLD_* and failbackDrainMs) until the
 // ring has delivered up to that seq, then releases it. Loss on the ring costs at most failbackDrainMs
 // once, never a standing delay: after a timeout the receiver stops waiting for what it gave up on.
+// Broadcasts (a cluster node's one message to every peer, message.ts) are numbered by the sending node,
+// not by this pair: the core sends its peer's copy on the paths data goes on (the ring frame is the
+// node's one frame for all) and delivers each broadcast seq once per sender session, whichever path
+// brings it first. They take no part in failback order (no hold): like IP broadcast, unordered.
 import { FAULT_LOG_INTERVAL_MS, LogLimiter } from "./log-limiter.ts";
 import { ControlReceiver, ControlSender } from "./control.ts";
 import { decodeHeader, MessageKind, PathId, PATH_NAMES, type MessageHeader } from "./message.ts";
@@ -428,6 +432,8 @@ export class LinkCore {
   readonly controlOut = new ControlSender();
   readonly controlIn = new ControlReceiver();
   private readonly window = new SequenceWindow();
+  /** Receiver: the peer node's broadcast seqs seen (its own numbering, apart from this pair's data). */
+  private readonly broadcastWindow = new SequenceWindow();
   private readonly heartbeatSeq = [0n, 0n];
   private dataSeq = 0n;
   /** Sender: the highest data seq only the storage path took (primary data carries it as ack). */
@@ -501,11 +507,15 @@ export class LinkCore {
         this.deliverData(h.seq, payload, arrivedOn, out);
         return;
       }
+      case MessageKind.Broadcast:
+        this.deliverData(h.seq, payload, arrivedOn, out, this.broadcastWindow);
+        return;
     }
   }
 
-  private deliverData(seq: bigint, payload: Uint8Array, path: PathId, out: LinkOutput): void {
-    const verdict = this.window.check(seq);
+  /** Data (or a broadcast, in its own window) once: duplicates and seqs below the window are counted, not delivered. */
+  private deliverData(seq: bigint, payload: Uint8Array, path: PathId, out: LinkOutput, window = this.window): void {
+    const verdict = window.check(seq);
     if (verdict === "duplicate") this.counters.dataDuplicates++;
     else if (verdict === "old") this.counters.dataTooOld++;
     else {
@@ -560,6 +570,18 @@ export class LinkCore {
     return primary || storage;
   }
 
+  /**
+   * This peer's copy of the node's broadcast `seq` on the paths data goes on now (the storage copy is
+   * the node's one ring frame, LinkOutput.send decides); false if none took it.
+   */
+  sendBroadcast(nowMs: number, seq: bigint, payload: Uint8Array, storageDrained: boolean, out: LinkOutput): boolean {
+    if (seq <= 0n) throw new Error(`assertion failed: broadcast seq ${seq}`);
+    const paths = this.paths.dataPaths(nowMs, storageDrained);
+    const primary = paths.primary && this.transmit(PathId.Primary, this.header(MessageKind.Broadcast, seq, 0n, PathId.Primary), payload, out);
+    const storage = paths.storage && this.transmit(PathId.Storage, this.header(MessageKind.Broadcast, seq, 0n, PathId.Storage), payload, out);
+    return primary || storage;
+  }
+
   /** Numbers and sends one control message; false (nothing sent) while the window is full. */
   submitControl(nowMs: number, payload: Uint8Array, out: LinkOutput): boolean {
     const entry = this.controlOut.submit(payload, nowMs);
@@ -584,6 +606,7 @@ export class LinkCore {
     this.storageHeard = 0n;
     this.peerSession = session;
     this.window.reset();
+    this.broadcastWindow.reset();
     this.controlIn.reset();
     // The restarted peer expects control seq 1 again: renumber what it never acked.
     this.controlOut.restart();
@@ -608,7 +631,7 @@ export class LinkCore {
     if (taken) {
       if (path === PathId.Primary) this.counters.sent.primary++;
       else this.counters.sent.storage++;
-    } else if (path === PathId.Storage && header.kind === MessageKind.Data) {
+    } else if (path === PathId.Storage && (header.kind === MessageKind.Data || header.kind === MessageKind.Broadcast)) {
       this.counters.dataDroppedStorage++;
     }
     return taken;

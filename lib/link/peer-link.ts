@@ -6,16 +6,19 @@
 // addressed to this peer; time comes from the owner (heartbeat, tick). Invariants: every effect of the
 // core goes through `out`; a closed peer link sends and delivers nothing; sendControl calls are
 // sequenced in call order, waiting for acks (never polling) while the control window is full.
+// A broadcast's storage copy goes to the owner's broadcastRing (a cluster node writes one ring frame
+// with destination 0 for all its peers); without one, it is a frame addressed to this peer.
 import { randomInt } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 
 import { ErrorCode, LunlinkError } from "../errors.ts";
+import type { FrameType } from "../format/layout.ts";
 import { ControlWaiting, MAX_CONTROL_WAITING } from "./control-waiting.ts";
 import { sharedSecret } from "./keys.ts";
-import { encodeHeader, MAX_MESSAGE_BYTES, MESSAGE_HEADER_BYTES, PathId, RING_FRAME_TYPE, type MessageHeader } from "./message.ts";
+import { encodeHeader, MAX_MESSAGE_BYTES, MESSAGE_HEADER_BYTES, MessageKind, PathId, RING_FRAME_TYPE, type MessageHeader } from "./message.ts";
 import { LinkCore, type LinkOutput, type LinkTimers, type Transition } from "./paths.ts";
-import type { PeerStorage } from "./peer-storage.ts";
+import type { AppendResult, PeerStorage } from "./peer-storage.ts";
 import { Opener, SEAL_OVERHEAD_BYTES, Sealer } from "./seal.ts";
 import { endpointText, type UdpPath } from "./udp-path.ts";
 
@@ -32,6 +35,11 @@ export interface PeerLinkOptions {
   keys?: { privateKey: string; peerPublicKey: string };
   /** A data payload from this peer (a view, valid during the call), once, in failback order. */
   deliver: (payload: Uint8Array, path: PathId) => void;
+  /**
+   * The storage copy of broadcast `seq` (an encoded message, valid during the call): the owner writes
+   * one ring frame for every peer link that asks with the same seq and answers them all alike.
+   */
+  broadcastRing?: (seq: bigint, type: FrameType, frame: Uint8Array) => AppendResult;
   /** Every state transition and notable event, with this link's fields as given. */
   log?: (event: string, fields: Record<string, unknown>) => void;
 }
@@ -119,6 +127,12 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     return this.core.sendData(nowMs, payload, this.storage.drained(this.options.index), this.out);
   }
 
+  /** This peer's copy of the node's broadcast `seq` (UDP on the primary; storage: the one ring frame); false if no path took it. */
+  sendBroadcast(nowMs: number, seq: bigint, payload: Uint8Array): boolean {
+    if (this.closed || payload.length > this.maxPayloadBytes) return false;
+    return this.core.sendBroadcast(nowMs, seq, payload, this.storage.drained(this.options.index), this.out);
+  }
+
   /** Queues one control message (reliable, in order). Resolves once it is handed to a path. */
   async sendControl(payload: Uint8Array): Promise<void> {
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
@@ -172,12 +186,15 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     return true;
   }
 
-  /** Appends a copy to our ring addressed to this peer ("down" while the storage recovers, or full: not taken). */
+  /** Appends a copy to our ring addressed to this peer, or a broadcast's one frame ("down" while the storage recovers, or full: not taken). */
   private sendRing(header: MessageHeader, payload?: Uint8Array): boolean {
     const length = MESSAGE_HEADER_BYTES + (payload?.length ?? 0);
     encodeHeader(this.scratch, 0, header);
     if (payload !== undefined) this.scratch.set(payload, MESSAGE_HEADER_BYTES);
-    const taken = this.storage.append(this.options.index, RING_FRAME_TYPE[header.kind], this.scratch.subarray(0, length)) === "queued";
+    const frame = this.scratch.subarray(0, length);
+    const type = RING_FRAME_TYPE[header.kind];
+    const broadcastRing = header.kind === MessageKind.Broadcast ? this.options.broadcastRing : undefined;
+    const taken = (broadcastRing === undefined ? this.storage.append(this.options.index, type, frame) : broadcastRing(header.seq, type, frame)) === "queued";
     if (!taken) this.ringNotTakenCount++;
     return taken;
   }

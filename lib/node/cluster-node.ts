@@ -7,20 +7,25 @@
 //         batch's end) | our ring, the frame addressed to that peer (one record per batch)
 //   receive: a datagram (demuxed by source endpoint) | a peer ring frame for us or for everyone ->
 //            that PeerLink -> data batches (onDataBatch: one call per UDP batch or ring poll).
-// A broadcast goes as one copy per peer (each peer's link numbers its own data: dedupe and failback
-// order are per pair); one ring frame with destination 0 read by all would need a cluster-wide
-// sequence, not built yet. Timers: one clock for all peers (ClockTimer over LinkClock, as a pair's Link).
+// A broadcast gets this node's next broadcast seq (message.ts: its own numbering, since each pair
+// numbers its own data): every peer link sends its copy on the paths its data goes on, one UDP
+// datagram per peer on the primary (unicast, as knet does), and the storage copies are ONE ring frame
+// with destination 0, written if any peer's data goes on storage now and not at all otherwise; every
+// receiver delivers a broadcast seq once per sender, whichever path brings it first.
+// Timers: one clock for all peers (ClockTimer over LinkClock, as a pair's Link).
 import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 
 import { DEFAULT_LINK_TICK_MS } from "../defaults.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
+import type { FrameType } from "../format/layout.ts";
 import type { StateChange, RecoveryOptions } from "../io/supervisor.ts";
 import { ClockTimer } from "../link/clock-timer.ts";
 import type { Endpoint } from "../link/link.ts";
 import { PathId } from "../link/message.ts";
 import type { LinkTimers, Transition } from "../link/paths.ts";
 import { newSession, PeerLink } from "../link/peer-link.ts";
+import type { AppendResult } from "../link/peer-storage.ts";
 import { CLUSTER_UDP_BATCH_BYTES, UdpPath } from "../link/udp-path.ts";
 import type { RingObserver } from "../ring/fault-memory.ts";
 import type { RingWriterCounters } from "../ring/writer.ts";
@@ -69,6 +74,8 @@ export interface ClusterNodeEvents {
 export interface RouteCounters {
   toPeers: number;
   broadcasts: number;
+  /** Ring frames written for broadcasts (destination 0): at most one per broadcast, none while every peer is on the primary. */
+  broadcastRingFrames: number;
   notSent: number;
   dropped: Record<"short" | "version" | "self" | "unknown-address" | "outside-subnet" | "too-large", number>;
 }
@@ -93,7 +100,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   readonly options: ClusterNodeOptions;
   readonly peers: readonly PeerLink[];
   readonly routes: ClusterRoutes;
-  readonly routeCounters: RouteCounters = { toPeers: 0, broadcasts: 0, notSent: 0, dropped: { short: 0, version: 0, self: 0, "unknown-address": 0, "outside-subnet": 0, "too-large": 0 } };
+  readonly routeCounters: RouteCounters = { toPeers: 0, broadcasts: 0, broadcastRingFrames: 0, notSent: 0, dropped: { short: 0, version: 0, self: 0, "unknown-address": 0, "outside-subnet": 0, "too-large": 0 } };
   private readonly udp: UdpPath;
   private readonly storage: ClusterStorage;
   private readonly byNode = new Map<number, PeerLink>();
@@ -101,6 +108,10 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   private readonly clock: ClockTimer;
   private readonly delivery = { bytes: new Uint8Array(DELIVERY_BATCH_BYTES), lengths: new Uint32Array(DELIVERY_BATCH_PACKETS), count: 0, used: 0, scheduled: false };
   private dataBatchHandler: DataBatchHandler | undefined;
+  /** The last broadcast seq given out (this session; 0: none yet). */
+  private broadcastSeq = 0n;
+  /** The ring frame of the broadcast being sent: every peer link asking for that seq gets this answer. */
+  private readonly broadcastFrame: { seq: bigint; result: AppendResult } = { seq: 0n, result: "down" };
   private closed = false;
 
   private constructor(options: ClusterNodeOptions, routes: ClusterRoutes, udp: UdpPath, storage: ClusterStorage, peers: PeerLink[]) {
@@ -172,6 +183,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
             controlRtoMs: options.controlRtoMs ?? 200,
             ...(options.privateKey === undefined ? {} : { keys: { privateKey: options.privateKey, peerPublicKey: m.publicKey! } }),
             deliver: (payload) => node?.deliver(payload),
+            broadcastRing: (seq, type, frame) => node?.broadcastRing(seq, type, frame) ?? "down",
             ...(options.log === undefined ? {} : { log: peerLog(options.log, m.node) }),
           },
           udp,
@@ -225,7 +237,8 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
           sent = peer.sendData(now, packet);
         } else {
           r.broadcasts++;
-          for (const peer of this.peers) if (peer.sendData(now, packet)) sent = true;
+          const seq = ++this.broadcastSeq;
+          for (const peer of this.peers) if (peer.sendBroadcast(now, seq, packet)) sent = true;
         }
         if (sent) taken++;
         else r.notSent++;
@@ -263,6 +276,17 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     for (const p of this.peers) p.close();
     this.udp.close();
     await this.storage.close();
+  }
+
+  /** The storage copy of broadcast `seq`: one ring frame for every peer (destination 0), appended on the first ask. */
+  private broadcastRing(seq: bigint, type: FrameType, frame: Uint8Array): AppendResult {
+    const f = this.broadcastFrame;
+    if (f.seq === seq) return f.result;
+    if (seq <= f.seq) throw new Error(`assertion failed: broadcast seq ${seq} after ${f.seq}`);
+    f.seq = seq;
+    f.result = this.storage.appendBroadcast(type, frame);
+    if (f.result === "queued") this.routeCounters.broadcastRingFrames++;
+    return f.result;
   }
 
   private deliver(payload: Uint8Array): void {

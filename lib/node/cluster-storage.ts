@@ -1,8 +1,9 @@
 // The storage side of a cluster node: one ring writer on this node's own ring (its region of the
 // shared cluster volume, or a node volume) and one ReceiveRing (reader + poller) per peer ring (the
 // peer's region read directly, or a mirror copy), each under a Supervisor so a storage fault heals by
-// itself, as in a pair's StoragePath (the same ReceiveRing). Frames carry their destination in the frame's flags byte: a frame for one
-// peer names it, a broadcast is 0; a reader hands on only frames for this node or for everyone.
+// itself, as in a pair's StoragePath (the same ReceiveRing). Frames carry their destination in the
+// frame's flags byte: a frame for one peer names it (append), a broadcast is 0 (appendBroadcast: one
+// frame every peer's reader takes); a reader hands on only frames for this node or for everyone.
 // Flow control per reader: the writer gets every peer's ack of our ring (peer P's status row about
 // us, read on P's status poll) and writes our row about each peer (its ack and delivered mark);
 // a peer silent for peerDownMs stops holding the ring back (the writer reports it).
@@ -176,6 +177,11 @@ export class ClusterStorage extends EventEmitter<ClusterStorageEvents> implement
   /** Queues one frame on our ring addressed to peer `i`: "down" while the writer recovers. */
   append(i: number, type: FrameType, frame: Uint8Array): AppendResult {
     return this.send.tryAppend(type, frame, this.peers[i]!.node);
+  }
+
+  /** Queues one frame on our ring for every peer (destination 0, a node's broadcast): "down" while the writer recovers. */
+  appendBroadcast(type: FrameType, frame: Uint8Array): AppendResult {
+    return this.send.tryAppend(type, frame, BROADCAST);
   }
 
   get epoch(): bigint {
