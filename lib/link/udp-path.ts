@@ -120,10 +120,11 @@ export class UdpPath {
 
   /**
    * One link message to `peer`, encoded (or sealed, with `sealer`) straight into its batch: on the
-   * control socket unless it is data. Sent at the batch's flush.
+   * control socket unless it is data (a broadcast is data too: it must not queue behind or crowd out
+   * heartbeats). Sent at the batch's flush.
    */
   writeMessage(peer: number, header: MessageHeader, payload: Uint8Array | undefined, sealer: Sealer | undefined): void {
-    const control = header.kind !== MessageKind.Data;
+    const control = header.kind !== MessageKind.Data && header.kind !== MessageKind.Broadcast;
     const payloadBytes = payload?.length ?? 0;
     const slot = this.reserve(peer, control, MESSAGE_HEADER_BYTES + payloadBytes + (sealer === undefined ? 0 : SEAL_OVERHEAD_BYTES));
     let length: number;
