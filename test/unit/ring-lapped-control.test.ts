@@ -118,15 +118,17 @@ test("overwriteUnacked false holds a pad like any record: a reader waiting at a 
 for (const config of [
   { name: "the link's writer (controlWaitsForAck false, control among the data)", controlWaitsForAck: false, controlEvery: 5 },
   { name: "a default writer, data only", controlWaitsForAck: true, controlEvery: 0 },
+  { name: "the link's writer, keyed", controlWaitsForAck: false, controlEvery: 5, keyed: true },
 ]) {
   test(`lapped with nothing held, a reader as fast as the writer keeps up after the overrun: ${config.name}`, async (t) => {
     const RING = 64;
+    const auth = config.keyed === true ? { auth: { key: new Uint8Array(32).fill(9) } } : {};
     const volume = new MemVolume((RING + 4) * B);
-    await formatVolume(volume.asVolume(), { writerNode: 1, peerNode: 2, ringBlocks: BigInt(RING) });
+    await formatVolume(volume.asVolume(), { writerNode: 1, peerNode: 2, ringBlocks: BigInt(RING), ...auth });
     let reader: RingReader | undefined;
-    const writer = await RingWriter.open(volume.asVolume(), { nodeId: 1, maxDelayMs: 0, flushThresholdBytes: 1, statusIntervalMs: 60_000, controlWaitsForAck: config.controlWaitsForAck, peerAck: () => reader?.ack });
+    const writer = await RingWriter.open(volume.asVolume(), { nodeId: 1, maxDelayMs: 0, flushThresholdBytes: 1, statusIntervalMs: 60_000, controlWaitsForAck: config.controlWaitsForAck, peerAck: () => reader?.ack, ...auth });
     t.teardown(() => writer.close());
-    reader = await RingReader.open(volume.asVolume(), { nodeId: 2, start: "head" });
+    reader = await RingReader.open(volume.asVolume(), { nodeId: 2, start: "head", ...auth });
     let id = 0;
     const write = async (): Promise<void> => {
       const type = config.controlEvery > 0 && id % config.controlEvery === 0 ? FrameType.Control : FrameType.Data;
