@@ -45,6 +45,8 @@ export class ClockTimer {
     this.loopDelay.record(Math.max(1, Math.round((now - dueMs) * 1e6)));
     const turn = clock.turn(now);
     this.onTurn(turn, now);
+    // The owner may have stopped the clock in this turn (a transition listener closing the link).
+    if (this.stopped) return;
     this.timer = setTimeout(() => this.turn(clock, turn.nextMs), Math.max(1, Math.round(turn.nextMs - now)));
   }
 }

@@ -33,8 +33,8 @@ export interface ReceiveRingOptions {
   recovery?: RecoveryOptions;
 }
 
-/** Reader counters carried over when a fresh volume handle replaces the reader. */
-const RETIRED_COUNTERS = ["damaged", "overruns", "tornSeen", "authFailures", "downgrades", "replays"] as const;
+/** Reader counters carried over when a fresh volume handle replaces the reader (all but lost, a bigint). */
+const RETIRED_COUNTERS = ["records", "frames", "pads", "damaged", "overruns", "tornSeen", "epochChanges", "staleDataDropped", "authFailures", "downgrades", "replays"] as const;
 
 export class ReceiveRing {
   readonly options: ReceiveRingOptions;
@@ -42,7 +42,7 @@ export class ReceiveRing {
   private volume: Volume;
   private reader: RingReader;
   private poller: Poller;
-  private readonly retired: Pick<RingReaderCounters, (typeof RETIRED_COUNTERS)[number] | "lost"> = { lost: 0n, damaged: 0, overruns: 0, tornSeen: 0, authFailures: 0, downgrades: 0, replays: 0 };
+  private readonly retired: Pick<RingReaderCounters, (typeof RETIRED_COUNTERS)[number] | "lost"> = { lost: 0n, records: 0, frames: 0, pads: 0, damaged: 0, overruns: 0, tornSeen: 0, epochChanges: 0, staleDataDropped: 0, authFailures: 0, downgrades: 0, replays: 0 };
 
   private constructor(options: ReceiveRingOptions, volume: Volume, reader: RingReader) {
     this.options = options;

@@ -283,7 +283,8 @@ export class RingReader {
 
   /**
    * Lapped: a newer stamp at our slot. Keyless: resync at once, at the oldest intact record after
-   * ours (what the writer has not overwritten yet; an unacked control record among it is still there).
+   * ours (what the writer has not overwritten yet) if a record the writer holds (unacked control) is
+   * among it, else at the newer record (scan.ts findOldestAfter says why).
    * Keyed (`verify`): a claim, believed only if the newer record verifies at its own slot or the
    * authenticated status says so; else torn. Believed, it resumes at the oldest record if that verifies too.
    */
@@ -291,11 +292,11 @@ export class RingReader {
     const stamp = readStamp(this.buffers.get("first"), 0);
     const state = this.cursor.state;
     let to: core.Jump | undefined;
-    if (!verify) to = core.resyncAfterOverrun(state, newerSeq, stamp, await this.readStatus(), await this.oldestAfter());
+    if (!verify) to = core.resyncAfterOverrun(state, newerSeq, stamp, await this.readStatus(), await this.oldestAfter(newerSeq));
     else {
       const claim = core.overrunClaim(state, newerSeq, stamp);
       if (claim !== undefined && (await this.verifyAt(claim.block, claim.seq))) {
-        const oldest = core.resumeAtOldest(state, newerSeq, await this.oldestAfter());
+        const oldest = core.resumeAtOldest(state, newerSeq, await this.oldestAfter(newerSeq));
         to = oldest !== undefined && (await this.verifyAt(oldest.block, oldest.seq)) ? oldest : { ...claim, lost: newerSeq - this.seq };
       }
       to ??= core.statusOverrun(state, await this.readStatus());
@@ -306,9 +307,9 @@ export class RingReader {
     return "overrun";
   }
 
-  /** The oldest record start above the expected seq, scanning from the expected block (scan.ts findOldestAfter). */
-  private oldestAfter(): Promise<core.Position | undefined> {
-    return findOldestAfter(this.volume, this.blockBytes, this.cursor.ringBlocks, this.block, this.seq);
+  /** The oldest record start above the expected seq if a held record lies below `newerSeq`, scanning from the expected block (scan.ts findOldestAfter). */
+  private oldestAfter(newerSeq: bigint): Promise<core.Position | undefined> {
+    return findOldestAfter(this.volume, this.blockBytes, this.cursor.ringBlocks, this.block, this.seq, newerSeq);
   }
 
   /** The writer started a newer epoch: adopt it as its (verified) superblock says. */

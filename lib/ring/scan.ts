@@ -57,28 +57,36 @@ export async function findRecordStart(volume: Volume, blockBytes: number, ringBl
 }
 
 /**
- * After an overrun at ring block `fromBlock` (the record of `afterSeq` there was overwritten): the
- * oldest record start with a seq above `afterSeq`, where the reader resumes. In ring order from any
- * block, record starts rise in seq and fall once, at the writer's head, where the lap not yet
- * overwritten begins; so from fromBlock (the newer record that lapped us) the scan stops at the first
- * start whose seq falls below the previous one: the oldest intact record. Without a fall within one
- * ring, the first start seen is the oldest. Starts at or below `afterSeq` (remnants) are ignored. A
- * record start found is only a stamp: the reader's table still checks the record there (and a write
- * landing on it meanwhile is one more overrun).
+ * After an overrun at ring block `fromBlock` (the record of `afterSeq` there was overwritten by the
+ * newer record of `newerSeq`): the oldest record start with a seq above `afterSeq`, where the reader
+ * resumes, provided a record the writer holds (no-overwrite: control it waits for the ack of) lies
+ * intact in (afterSeq, newerSeq); else undefined (the reader resumes at the newer record). In ring
+ * order from any block, record starts rise in seq and fall once, at the writer's head, where the lap
+ * not yet overwritten begins; so from fromBlock the first start whose seq falls below the previous
+ * one is the oldest intact record (without a fall within one ring, the lowest start seen). Starts at
+ * or below `afterSeq` (remnants) are ignored. Why only with a held record: the oldest intact record
+ * is the writer's very next overwrite, so a reader that resumes there while the writer keeps its pace
+ * is lapped again at once, poll after poll, and delivers nothing (a writer with controlWaitsForAck
+ * false, the link's, holds nothing); a held record stops the writer, so resuming before it ends there.
+ * A record start found is only a stamp: the reader's table still checks the record there (and a
+ * write landing on it meanwhile is one more overrun). Bound: one ring; it stops early once the fall
+ * and a held record were seen.
  */
-export async function findOldestAfter(volume: Volume, blockBytes: number, ringBlocks: number, fromBlock: number, afterSeq: bigint): Promise<{ seq: bigint; block: number } | undefined> {
-  let first: { seq: bigint; block: number } | undefined;
+export async function findOldestAfter(volume: Volume, blockBytes: number, ringBlocks: number, fromBlock: number, afterSeq: bigint, newerSeq: bigint): Promise<{ seq: bigint; block: number } | undefined> {
+  let lowest: { seq: bigint; block: number } | undefined;
   let previousSeq = -1n;
-  let oldest: { seq: bigint; block: number } | undefined;
-  const visit = (stamp: Stamp, block: number): boolean => {
+  let fell = false;
+  let held = false;
+  const visit = (stamp: Stamp, block: number, batch: Uint8Array, at: number): boolean => {
     if (stamp.blockIndex !== 0 || stamp.seq <= afterSeq) return false;
-    first ??= { seq: stamp.seq, block };
-    if (stamp.seq < previousSeq) oldest = { seq: stamp.seq, block };
+    if (lowest === undefined || stamp.seq < lowest.seq) lowest = { seq: stamp.seq, block };
+    if (stamp.seq < previousSeq) fell = true;
     previousSeq = stamp.seq;
-    return oldest !== undefined;
+    if (!held && stamp.seq < newerSeq && readRecordStart(batch, at)?.noOverwrite === true) held = true;
+    return fell && held;
   };
   await scanStamps(volume, blockBytes, ringBlocks, visit, { fromBlock });
-  return oldest ?? first;
+  return held ? lowest : undefined;
 }
 
 export interface RingScan {

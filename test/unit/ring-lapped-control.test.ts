@@ -110,3 +110,45 @@ test("overwriteUnacked false holds a pad like any record: a reader waiting at a 
   t.is(reader.counters.overruns, 0);
   t.is(reader.counters.lost, 0n);
 });
+
+// Without a held record the oldest intact record is the writer's very next overwrite: a reader that
+// resumed there was lapped again by each record, poll after poll, and delivered nothing while the
+// writer kept its pace (review of #13: 0 of 300 records, 300 overruns). It resumes at the newer
+// record instead, a lap ahead of the writer, and keeps up.
+for (const config of [
+  { name: "the link's writer (controlWaitsForAck false, control among the data)", controlWaitsForAck: false, controlEvery: 5 },
+  { name: "a default writer, data only", controlWaitsForAck: true, controlEvery: 0 },
+  { name: "the link's writer, keyed", controlWaitsForAck: false, controlEvery: 5, keyed: true },
+]) {
+  test(`lapped with nothing held, a reader as fast as the writer keeps up after the overrun: ${config.name}`, async (t) => {
+    const RING = 64;
+    const auth = config.keyed === true ? { auth: { key: new Uint8Array(32).fill(9) } } : {};
+    const volume = new MemVolume((RING + 4) * B);
+    await formatVolume(volume.asVolume(), { writerNode: 1, peerNode: 2, ringBlocks: BigInt(RING), ...auth });
+    let reader: RingReader | undefined;
+    const writer = await RingWriter.open(volume.asVolume(), { nodeId: 1, maxDelayMs: 0, flushThresholdBytes: 1, statusIntervalMs: 60_000, controlWaitsForAck: config.controlWaitsForAck, peerAck: () => reader?.ack, ...auth });
+    t.teardown(() => writer.close());
+    reader = await RingReader.open(volume.asVolume(), { nodeId: 2, start: "head", ...auth });
+    let id = 0;
+    const write = async (): Promise<void> => {
+      const type = config.controlEvery > 0 && id % config.controlEvery === 0 ? FrameType.Control : FrameType.Data;
+      await writer.append(type, frame(id++));
+      await writer.flush();
+    };
+    const got: number[] = [];
+    const visit = (_seq: bigint, _type: number, _flags: number, bytes: Uint8Array, offset: number): void => void got.push(new DataView(bytes.buffer, bytes.byteOffset + offset).getUint32(0, true));
+    // A lap and a bit while the reader is away: it is lapped.
+    for (let n = 0; n < RING + 8; n++) await write();
+    // Then one record per poll: the writer's pace is the reader's.
+    const POLLS = 300;
+    for (let n = 0; n < POLLS; n++) {
+      await write();
+      await reader.poll(visit);
+    }
+    t.is(reader.counters.overruns, 1, "lapped once, not again");
+    // Polls that deliver nothing: the overrun itself, and the pad ending each lap.
+    t.true(got.length >= POLLS * 0.9, `delivered ${got.length} of ${POLLS} polls`);
+    t.deepEqual(got, [...got].sort((a, b) => a - b), "in order");
+    t.is(new Set(got).size, got.length, "none twice");
+  });
+}
