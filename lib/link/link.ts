@@ -218,9 +218,8 @@ export class Link extends EventEmitter<LinkEvents> {
 
   /** Queues one control message (reliable, in order). Resolves once it is handed to a path. */
   async sendControl(payload: Uint8Array): Promise<void> {
-    this.checkSize(payload);
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
-    await this.peer.sendControl(payload);
+    await this.peer.sendControl(payload); // the peer link refuses an oversize payload before numbering it
   }
 
   /** The largest payload both paths carry: a UDP datagram (sealed or not) and a ring frame. */

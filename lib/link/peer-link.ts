@@ -136,6 +136,11 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   /** Queues one control message (reliable, in order). Resolves once it is handed to a path. */
   async sendControl(payload: Uint8Array): Promise<void> {
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
+    // Checked before it is numbered: an oversize message in the control window would throw on every
+    // retransmission, inside the clock's turn.
+    if (payload.length > this.maxPayloadBytes) {
+      throw new LunlinkError(ErrorCode.FrameTooLarge, `a payload of ${payload.length} bytes does not fit a link message (at most ${this.maxPayloadBytes})`);
+    }
     // Calls already waiting go first: the order of sendControl calls is the order of sequences.
     if (this.controlWaiting.length === 0 && this.core.submitControl(performance.now(), payload, this.out)) return;
     await new Promise<void>((resolve, reject) => {

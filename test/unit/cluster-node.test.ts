@@ -172,6 +172,13 @@ test("a cluster peer link carries control as a pair's link does (the same PeerLi
   await waitUntil("every control message delivered", () => got.length >= count);
   await new Promise((resolve) => setTimeout(resolve, 200)); // a late duplicate would show up here
   t.deepEqual(got, sent);
+  // An oversize control message is refused with a coded error before it is numbered (it used to enter
+  // the control window and throw on every retransmission, inside the clock's turn, ending the process).
+  const peer2 = n1.node.peer(2)!;
+  await t.throwsAsync(peer2.sendControl(new Uint8Array(peer2.maxPayloadBytes + 1)), { code: "ERR_LUNLINK_FRAME_TOO_LARGE" });
+  await peer2.sendControl(Buffer.from("after the refusal"));
+  await waitUntil("the next control message delivered", () => got.length === count + 1);
+  t.is(got[count], "after the refusal");
 });
 
 test("a keyed 2-member cluster is the pair's N = 2 case: sealed UDP per pair; status text lists every peer with its paths, metrics carry a peer label", async (t) => {
