@@ -285,6 +285,7 @@ function readerOptions(o: StoragePathOptions, auth: StoragePath["auth"], notBefo
     nodeId: o.nodeId,
     peerNodeId: o.peerNodeId,
     start: "head",
+    resumeAtOldest: false, // our writer holds nothing (controlWaitsForAck false): no scan after an overrun
     ...(o.damageTimeoutMs === undefined ? {} : { damageTimeoutMs: o.damageTimeoutMs }),
     ...(o.observer === undefined ? {} : { observer: o.observer }),
     ...(auth === undefined ? {} : { auth: auth.receive, ...(notBefore === undefined ? {} : { notBefore }) }),

@@ -271,6 +271,7 @@ function readerOptions(o: ClusterStorageOptions, peer: number, auth: RingAuth | 
     nodeId: o.nodeId,
     peerNodeId: peer,
     start: "head",
+    resumeAtOldest: false, // our writer holds nothing (controlWaitsForAck false): no scan after an overrun
     ...(o.damageTimeoutMs === undefined ? {} : { damageTimeoutMs: o.damageTimeoutMs }),
     ...(o.observer === undefined ? {} : { observer: o.observer }),
     ...(auth === undefined ? {} : { auth, ...(notBefore === undefined ? {} : { notBefore }) }),

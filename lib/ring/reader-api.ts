@@ -25,6 +25,15 @@ export interface RingReaderOptions {
   /** Bound of the resync scan for a sequence, in blocks (default: the whole ring). */
   scanLimitBlocks?: number;
   /**
+   * After an overrun, look for a record the writer holds (unacked control, controlWaitsForAck) among
+   * the intact records after ours, reading up to one ring, and resume at the oldest of them if there
+   * is one (default true: such a record is then delivered, not skipped). Readers of a writer that
+   * holds nothing (the link's and a cluster's send rings: controlWaitsForAck false) pass false and
+   * resume at the newer record at once, with no scan: on a large LUN that scan is a read of the
+   * whole ring each time a reader falls a lap behind.
+   */
+  resumeAtOldest?: boolean;
+  /**
    * Keyed mode: verify everything under keys derived from auth.key. A volume without authentication
    * is refused (ERR_LUNLINK_DOWNGRADE), one keyed under another key too (ERR_LUNLINK_WRONG_KEY).
    */

@@ -46,6 +46,8 @@ export class RingReader {
   /** Fault counters count each bad record (status slot, superblock) once, however often it is re-read. */
   private readonly faults = new FaultMemory();
   private readonly observer: RingObserver | undefined;
+  /** RingReaderOptions.resumeAtOldest. */
+  private readonly resumeAtOldest: boolean;
 
   private constructor(volume: Volume, superblock: Superblock, options: RingReaderOptions, keys: RingKeys | undefined) {
     this.volume = volume;
@@ -53,6 +55,7 @@ export class RingReader {
     this.policy = keys === undefined ? core.KEYLESS : core.KEYED;
     this.framingOnly = options.framingOnly === true;
     this.observer = options.observer;
+    this.resumeAtOldest = options.resumeAtOldest ?? true;
     this.ciphers = keys === undefined ? undefined : new EpochCiphers(keys);
     this.ciphers?.add(superblock);
     this.uuid = uuidBytes(superblock.volumeUuid);
@@ -308,7 +311,8 @@ export class RingReader {
   }
 
   /** The oldest record start above the expected seq if a held record lies below `newerSeq`, scanning from the expected block (scan.ts findOldestAfter). */
-  private oldestAfter(newerSeq: bigint): Promise<core.Position | undefined> {
+  private async oldestAfter(newerSeq: bigint): Promise<core.Position | undefined> {
+    if (!this.resumeAtOldest) return undefined;
     return findOldestAfter(this.volume, this.blockBytes, this.cursor.ringBlocks, this.block, this.seq, newerSeq);
   }
 

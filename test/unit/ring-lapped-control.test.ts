@@ -152,3 +152,34 @@ for (const config of [
     t.is(new Set(got).size, got.length, "none twice");
   });
 }
+
+test("resumeAtOldest false (a reader of a writer that holds nothing: the link's): a lapped reader resumes at the newer record at once, with no scan for held records", async (t) => {
+  const volume = new MemVolume((RING_BLOCKS + 4) * B);
+  await formatVolume(volume.asVolume(), { writerNode: 1, peerNode: 2, ringBlocks: BigInt(RING_BLOCKS) });
+  let reader: RingReader | undefined;
+  const writer = await RingWriter.open(volume.asVolume(), { nodeId: 1, maxDelayMs: 0, flushThresholdBytes: 1, statusIntervalMs: 60_000, peerAck: () => reader?.ack });
+  t.teardown(() => writer.close());
+  reader = await RingReader.open(volume.asVolume(), { nodeId: 2, start: "head", resumeAtOldest: false });
+  const firstSeq = reader.seq;
+  for (let id = 0; id < RING_BLOCKS + 2; id++) {
+    await writer.append(id === 3 ? FrameType.Control : FrameType.Data, frame(id));
+    await writer.flush();
+  }
+  const got: number[] = [];
+  const visit = (_seq: bigint, _type: number, _flags: number, bytes: Uint8Array, offset: number): void => {
+    got.push(new DataView(bytes.buffer, bytes.byteOffset + offset).getUint32(0, true));
+  };
+  const outcomes: string[] = [];
+  for (let n = 0; n < 3 * RING_BLOCKS; n++) {
+    const outcome = await reader.poll(visit);
+    outcomes.push(outcome);
+    if (outcome === "waiting") break;
+  }
+  t.is(outcomes[0], "overrun");
+  t.is(reader.counters.overruns, 1);
+  // The newer record at the reader's slot is record 16 (seq firstSeq + 16): everything before it is
+  // counted lost, the held control record 3 among it (the option's documented trade).
+  t.is(reader.counters.lost, BigInt(RING_BLOCKS));
+  t.deepEqual(got, [RING_BLOCKS, RING_BLOCKS + 1], "only the records from the newer one on are delivered");
+  t.is(reader.seq, firstSeq + BigInt(RING_BLOCKS + 2));
+});
