@@ -50,12 +50,18 @@ async function lagRun(sendPath: string, copyPath: string, rateMBps: number, seco
   const send = await Volume.open(sendPath, { dsync: true });
   const reader = await RingReader.open(copy, { nodeId: 2, start: "head" });
   const lagsUs: number[] = [];
+  /** When the measured frames start (performance.now ms); frames stamped before it are the warm-up. */
+  let t0 = Number.POSITIVE_INFINITY;
+  let warmedUp = false;
   const poller = new Poller(reader, {
     pollMinUs: 100,
     pollMaxMs: 1,
     statusPollMs: 20,
     onFrame: (_seq, _type, _flags, bytes, offset) => {
-      lagsUs.push((performance.now() - new DataView(bytes.buffer, bytes.byteOffset + offset, 8).getFloat64(0, true)) * 1000);
+      const sentAtMs = new DataView(bytes.buffer, bytes.byteOffset + offset, 8).getFloat64(0, true);
+      // The warm-up frame may arrive after the clock started (a slow first copy): it is not one of `sent`.
+      if (sentAtMs < t0) warmedUp = true;
+      else lagsUs.push((performance.now() - sentAtMs) * 1000);
     },
   });
   poller.start();
@@ -66,9 +72,8 @@ async function lagRun(sendPath: string, copyPath: string, rateMBps: number, seco
   stamp.setFloat64(0, performance.now(), true);
   await writer.append(FrameType.Data, payload);
   await writer.flush();
-  for (let n = 0; n < 1000 && lagsUs.length === 0; n++) await new Promise((r) => setTimeout(r, 5));
-  lagsUs.length = 0;
-  const t0 = performance.now();
+  for (let n = 0; n < 1000 && !warmedUp; n++) await new Promise((r) => setTimeout(r, 5));
+  t0 = performance.now();
   let sent = 0;
   const frameRate = (rateMBps * 1e6) / FRAME_BYTES;
   while (performance.now() - t0 < seconds * 1000) {
