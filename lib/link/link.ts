@@ -24,7 +24,7 @@ import { linkCounters, linkStatus, type LinkCounters, type LinkStatus } from "./
 import { StoragePath, type StoragePathOptions } from "./storage-path.ts";
 import type { StateChange } from "../io/supervisor.ts";
 import { PathId } from "./message.ts";
-import { newSession, PeerLink } from "./peer-link.ts";
+import { checkPayloadSize, newSession, PeerLink } from "./peer-link.ts";
 import { UDP_SEND_BATCH_BYTES, UdpPath } from "./udp-path.ts";
 import { ringKey, sharedSecret } from "./keys.ts";
 import type { LinkCore, LinkTimers, Transition } from "./paths.ts";
@@ -167,7 +167,7 @@ export class Link extends EventEmitter<LinkEvents> {
   /** Sends one data datagram, best effort (like a network). Returns false if no path took it. */
   sendData(payload: Uint8Array): boolean {
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
-    this.checkSize(payload);
+    checkPayloadSize(payload, this.maxPayloadBytes);
     return this.peer.sendData(performance.now(), payload);
   }
 
@@ -225,12 +225,6 @@ export class Link extends EventEmitter<LinkEvents> {
   /** The largest payload both paths carry: a UDP datagram (sealed or not) and a ring frame. */
   get maxPayloadBytes(): number {
     return this.peer.maxPayloadBytes;
-  }
-
-  private checkSize(payload: Uint8Array): void {
-    if (payload.length > this.maxPayloadBytes) {
-      throw new LunlinkError(ErrorCode.FrameTooLarge, `a payload of ${payload.length} bytes does not fit a link message (at most ${this.maxPayloadBytes})`);
-    }
   }
 
   get counters(): LinkCounters {

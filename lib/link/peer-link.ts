@@ -50,6 +50,13 @@ export interface PeerLinkEvents {
   control: [payload: Uint8Array];
 }
 
+/** Throws ERR_LUNLINK_FRAME_TOO_LARGE for a payload no link message carries (the sendControl and Link.sendData refusal). */
+export function checkPayloadSize(payload: Uint8Array, maxPayloadBytes: number): void {
+  if (payload.length > maxPayloadBytes) {
+    throw new LunlinkError(ErrorCode.FrameTooLarge, `a payload of ${payload.length} bytes does not fit a link message (at most ${maxPayloadBytes})`);
+  }
+}
+
 /** A run's session: strictly higher on every start (the send ring's epoch, persisted and raised by every writer open, not the wall clock), low bits random. */
 export function newSession(storage: Pick<PeerStorage, "epoch">): bigint {
   return (storage.epoch << 16n) | BigInt(randomInt(0x10000));
@@ -138,9 +145,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
     // Checked before it is numbered: an oversize message in the control window would throw on every
     // retransmission, inside the clock's turn.
-    if (payload.length > this.maxPayloadBytes) {
-      throw new LunlinkError(ErrorCode.FrameTooLarge, `a payload of ${payload.length} bytes does not fit a link message (at most ${this.maxPayloadBytes})`);
-    }
+    checkPayloadSize(payload, this.maxPayloadBytes);
     // Calls already waiting go first: the order of sendControl calls is the order of sequences.
     if (this.controlWaiting.length === 0 && this.core.submitControl(performance.now(), payload, this.out)) return;
     await new Promise<void>((resolve, reject) => {

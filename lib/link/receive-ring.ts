@@ -9,6 +9,8 @@ import type { StatusBlock } from "../format/status.ts";
 import { Supervisor, type Incarnation, type RecoveryOptions, type StateChange } from "../io/supervisor.ts";
 import type { Volume } from "../io/volume.ts";
 import { Poller, type PollerOptions } from "../poll/poller.ts";
+import type { RingObserver } from "../ring/fault-memory.ts";
+import type { RingAuth } from "../ring/keys.ts";
 import { RingReader, type RingReaderCounters } from "../ring/reader.ts";
 import { volumeReport, type VolumeReport } from "./peer-storage.ts";
 
@@ -31,6 +33,23 @@ export interface ReceiveRingOptions {
   /** One call per state change of the supervisor (not per retry). */
   onChange: (change: StateChange) => void;
   recovery?: RecoveryOptions;
+}
+
+/**
+ * The reader options of a link's receive ring (a pair's, or one of a cluster node's): at the writer's
+ * head; keyed under `auth`, refusing records at or below `notBefore`. No held-record search after an
+ * overrun (resumeAtOldest false): the link's writers hold nothing (controlWaitsForAck false).
+ */
+export function linkReaderOptions(o: { nodeId: number; peerNodeId: number; damageTimeoutMs?: number; observer?: RingObserver }, auth: RingAuth | undefined, notBefore: { epoch: bigint; seq: bigint } | undefined): ReaderOptions {
+  return {
+    nodeId: o.nodeId,
+    peerNodeId: o.peerNodeId,
+    start: "head",
+    resumeAtOldest: false,
+    ...(o.damageTimeoutMs === undefined ? {} : { damageTimeoutMs: o.damageTimeoutMs }),
+    ...(o.observer === undefined ? {} : { observer: o.observer }),
+    ...(auth === undefined ? {} : { auth, ...(notBefore === undefined ? {} : { notBefore }) }),
+  };
 }
 
 /** Reader counters carried over when a fresh volume handle replaces the reader (all but lost, a bigint). */

@@ -15,13 +15,13 @@ import type { StatusBlock } from "../format/status.ts";
 import { Volume } from "../io/volume.ts";
 import type { RingObserver } from "../ring/fault-memory.ts";
 import type { RingAuth } from "../ring/keys.ts";
-import { RingReader, type RingReaderCounters } from "../ring/reader.ts";
+import type { RingReaderCounters } from "../ring/reader.ts";
 import { persistedDelivered } from "../ring/status.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
 import { DEFAULT_TIMERS } from "./paths.ts";
 import { SupervisedWriter } from "./supervised-writer.ts";
 import type { RecoveryOptions, StateChange } from "../io/supervisor.ts";
-import { ReceiveRing, type ReceiveRingOptions } from "./receive-ring.ts";
+import { linkReaderOptions, ReceiveRing, type ReceiveRingOptions } from "./receive-ring.ts";
 import { storageReport, volumeReport, type AppendResult, type PeerFrameHandler, type PeerStorage, type StorageReport } from "./peer-storage.ts";
 import type { Ack, RingWriterCounters, RingWriterOptions } from "../ring/writer.ts";
 
@@ -245,7 +245,7 @@ function receiveOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: 
     component: "receive",
     path: o.receive,
     openVolume: () => Volume.open(o.receive, { readOnly: true, ...(o.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: o.ioTimeoutMs }) }),
-    readerOptions: (notBefore) => readerOptions(o, auth, notBefore),
+    readerOptions: (notBefore) => linkReaderOptions(o, auth?.receive, notBefore),
     keyed: auth !== undefined,
     poller: { pollMinUs: DEFAULT_POLL_MIN_US, pollMaxMs: o.pollMaxMs ?? DEFAULT_POLL_MAX_MS, ...linkStatusPace(o.heartbeatMs ?? DEFAULT_TIMERS.storage.heartbeatMs), onFrame: (_seq, type, _flags, bytes, offset, length) => o.onFrame(0, type, bytes, offset, length) },
     // The peer's status block: its ack of our ring feeds drained() and the lag metrics.
@@ -280,14 +280,3 @@ function writerOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: (
   };
 }
 
-function readerOptions(o: StoragePathOptions, auth: StoragePath["auth"], notBefore: Ack | undefined): Parameters<typeof RingReader.open>[1] {
-  return {
-    nodeId: o.nodeId,
-    peerNodeId: o.peerNodeId,
-    start: "head",
-    resumeAtOldest: false, // our writer holds nothing (controlWaitsForAck false): no scan after an overrun
-    ...(o.damageTimeoutMs === undefined ? {} : { damageTimeoutMs: o.damageTimeoutMs }),
-    ...(o.observer === undefined ? {} : { observer: o.observer }),
-    ...(auth === undefined ? {} : { auth: auth.receive, ...(notBefore === undefined ? {} : { notBefore }) }),
-  };
-}

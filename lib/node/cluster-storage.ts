@@ -20,13 +20,13 @@ import type { PeerRow, StatusBlock } from "../format/status.ts";
 import { Volume } from "../io/volume.ts";
 import type { RecoveryOptions, StateChange } from "../io/supervisor.ts";
 import { storageReport, volumeReport, type AppendResult, type PeerFrameHandler, type PeerStorage, type StorageReport } from "../link/peer-storage.ts";
-import { ReceiveRing, type ReceiveRingOptions } from "../link/receive-ring.ts";
+import { linkReaderOptions, ReceiveRing, type ReceiveRingOptions } from "../link/receive-ring.ts";
 import { SupervisedWriter } from "../link/supervised-writer.ts";
 import { clusterRingAuth, isClusterVolume, openCluster, openRegion, peerAckOf, persistedPeerMarks, type PeerAck } from "../ring/cluster.ts";
 import type { RingAuth } from "../ring/keys.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
 import type { RingObserver } from "../ring/fault-memory.ts";
-import { RingReader, type RingReaderCounters } from "../ring/reader.ts";
+import type { RingReaderCounters } from "../ring/reader.ts";
 import { RegionVolume } from "../ring/region.ts";
 import type { RingWriterCounters } from "../ring/writer.ts";
 
@@ -241,7 +241,7 @@ function receiveOptions(o: ClusterStorageOptions, i: number, peer: { node: numbe
     component: `receive node ${peer.node}`,
     path: peer.ring,
     openVolume: () => openRing(peer.ring, peer.node, { readOnly: true, ioTimeoutMs: o.ioTimeoutMs }),
-    readerOptions: (notBefore) => readerOptions(o, peer.node, auth, notBefore),
+    readerOptions: (notBefore) => linkReaderOptions({ ...o, peerNodeId: peer.node }, auth, notBefore),
     keyed: auth !== undefined,
     poller: {
       pollMinUs: DEFAULT_POLL_MIN_US,
@@ -266,14 +266,3 @@ function peerRowOf(p: PeerRing): PeerRow {
 type RetiredCounter = "damaged" | "overruns" | "tornSeen" | "authFailures" | "downgrades" | "replays";
 
 /** A peer ring's reader at the writer's head; keyed: under the peer's ring key, refusing records at or below `notBefore`. */
-function readerOptions(o: ClusterStorageOptions, peer: number, auth: RingAuth | undefined, notBefore: { epoch: bigint; seq: bigint } | undefined): Parameters<typeof RingReader.open>[1] {
-  return {
-    nodeId: o.nodeId,
-    peerNodeId: peer,
-    start: "head",
-    resumeAtOldest: false, // our writer holds nothing (controlWaitsForAck false): no scan after an overrun
-    ...(o.damageTimeoutMs === undefined ? {} : { damageTimeoutMs: o.damageTimeoutMs }),
-    ...(o.observer === undefined ? {} : { observer: o.observer }),
-    ...(auth === undefined ? {} : { auth, ...(notBefore === undefined ? {} : { notBefore }) }),
-  };
-}
