@@ -6,7 +6,7 @@
 import test from "ava";
 
 import { FrameType } from "../../lib/format/layout.ts";
-import { RingReader } from "../../lib/ring/reader.ts";
+import { RingReader, type FrameVisitor } from "../../lib/ring/reader.ts";
 import { findRecordStart } from "../../lib/ring/scan.ts";
 import { formatVolume } from "../../lib/ring/superblocks.ts";
 import { RingWriter } from "../../lib/ring/writer.ts";
@@ -14,6 +14,17 @@ import { MemVolume } from "../helpers/memvolume.ts";
 
 const RING_BLOCKS = 16;
 const B = 4096;
+
+/** Polls until the reader waits at the head (bounded: three rings' worth of polls); the outcomes in order. */
+async function pollUntilWaiting(reader: RingReader, visit: FrameVisitor): Promise<string[]> {
+  const outcomes: string[] = [];
+  for (let n = 0; n < 3 * RING_BLOCKS; n++) {
+    const outcome = await reader.poll(visit);
+    outcomes.push(outcome);
+    if (outcome === "waiting") break;
+  }
+  return outcomes;
+}
 
 function frame(id: number): Uint8Array {
   const bytes = new Uint8Array(100);
@@ -49,12 +60,7 @@ for (const keyed of [false, true]) {
     const visit = (_seq: bigint, type: number, _flags: number, bytes: Uint8Array, offset: number): void => {
       got.push({ id: new DataView(bytes.buffer, bytes.byteOffset + offset).getUint32(0, true), type });
     };
-    const outcomes: string[] = [];
-    for (let n = 0; n < 3 * RING_BLOCKS; n++) {
-      const outcome = await reader.poll(visit);
-      outcomes.push(outcome);
-      if (outcome === "waiting") break;
-    }
+    const outcomes = await pollUntilWaiting(reader, visit);
     t.is(outcomes[0], "overrun");
     t.is(reader.counters.overruns, 1);
     // Records 0 and 1 were overwritten (the reader's slot at firstBlock and the next); 2 onwards are intact.
@@ -169,12 +175,7 @@ test("resumeAtOldest false (a reader of a writer that holds nothing: the link's)
   const visit = (_seq: bigint, _type: number, _flags: number, bytes: Uint8Array, offset: number): void => {
     got.push(new DataView(bytes.buffer, bytes.byteOffset + offset).getUint32(0, true));
   };
-  const outcomes: string[] = [];
-  for (let n = 0; n < 3 * RING_BLOCKS; n++) {
-    const outcome = await reader.poll(visit);
-    outcomes.push(outcome);
-    if (outcome === "waiting") break;
-  }
+  const outcomes = await pollUntilWaiting(reader, visit);
   t.is(outcomes[0], "overrun");
   t.is(reader.counters.overruns, 1);
   // The newer record at the reader's slot is record 16 (seq firstSeq + 16): everything before it is
