@@ -1,17 +1,20 @@
 // StoragePath.open (what `lunlink up` opens first) refuses a bad receive path before it touches the
 // send volume: missing, unreadable, not a lunlink volume, the wrong geometry (a ring larger than the
 // volume), another pair's or our own send volume. Each refusal keeps today's coded error, and the send
-// volume's bytes (superblocks, status, ring: the epoch) are the same after it. A receive volume that is
-// only not yet written (formatted, mirrored, no record yet) is still accepted. Plain files.
-import { createHash } from "node:crypto";
+// volume's bytes (superblocks, status, ring: the epoch) are the same after it; keyed, a ring under another
+// key too. A receive volume that is only not yet written (formatted, mirrored, no record yet) or stale
+// (its writer stopped) is still accepted: the reader follows it and heals. Plain files.
+import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readFile, truncate } from "node:fs/promises";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 
 import { ErrorCode } from "../../lib/errors.ts";
+import { FrameType } from "../../lib/format/layout.ts";
 import { Volume } from "../../lib/io/volume.ts";
 import { StoragePath } from "../../lib/link/storage-path.ts";
 import { formatVolume } from "../../lib/ring/superblocks.ts";
+import { RingWriter } from "../../lib/ring/writer.ts";
 import { scratchDir, sparseFileIn } from "../helpers/scratch.ts";
 
 const MiB = 1024 * 1024;
@@ -85,5 +88,42 @@ test("a receive volume formatted (mirrored) but not yet written is accepted: the
   const path = await open(send, receive);
   await path.close();
   t.true(path.epoch > 0n, "the writer opened an epoch");
+  t.not(await digest(send), before, "the send volume was opened for writing");
+});
+
+test("a stale receive volume (the peer wrote records, then stopped; the copy may lag its newest epoch) is accepted", async (t) => {
+  const { dir, send } = await sendVolume(t);
+  const receive = await sparseFileIn(dir, 2 * MiB, "node2-send.img");
+  await formatted(receive, 2, 1);
+  const v = await Volume.open(receive);
+  const writer = await RingWriter.open(v, { nodeId: 2, maxDelayMs: 0 });
+  for (let i = 0; i < 5; i++) await writer.append(FrameType.Data, Buffer.from(`old ${i}`));
+  await writer.flush();
+  await writer.close();
+  await v.close();
+  const path = await open(send, receive);
+  await path.close();
+  t.true(path.epoch > 0n, "the writer opened an epoch");
+});
+
+test("keyed: a receive ring under another key is refused (ERR_LUNLINK_WRONG_KEY) before the send volume is touched; under the right key it is accepted", async (t) => {
+  const dir = await scratchDir(t);
+  const [sendKey, receiveKey, otherKey] = [randomBytes(32), randomBytes(32), randomBytes(32)];
+  const keyed = async (name: string, writerNode: number, peerNode: number, key: Uint8Array): Promise<string> => {
+    const path = await sparseFileIn(dir, 2 * MiB, name);
+    const v = await Volume.open(path);
+    await formatVolume(v, { writerNode, peerNode, ringBlocks: RING_BLOCKS, auth: { key } });
+    await v.close();
+    return path;
+  };
+  const send = await keyed("node1-send.img", 1, 2, sendKey);
+  const forged = await keyed("node2-forged.img", 2, 1, otherKey);
+  const receive = await keyed("node2-send.img", 2, 1, receiveKey);
+  const openKeyed = (from: string) => StoragePath.open({ nodeId: 1, peerNodeId: 2, send, receive: from, dsync: false, auth: () => ({ send: { key: sendKey }, receive: { key: receiveKey } }), onFrame: () => undefined });
+  const before = await digest(send);
+  await t.throwsAsync(openKeyed(forged), { code: ErrorCode.WrongKey });
+  t.is(await digest(send), before, "the send volume's superblocks, status and epoch are unchanged");
+  const path = await openKeyed(receive);
+  await path.close();
   t.not(await digest(send), before, "the send volume was opened for writing");
 });
