@@ -3,7 +3,8 @@
 // volume), another pair's or our own send volume. Each refusal keeps today's coded error, and the send
 // volume's bytes (superblocks, status, ring: the epoch) are the same after it; keyed, a ring under another
 // key too. A receive volume that is only not yet written (formatted, mirrored, no record yet) or stale
-// (its writer stopped) is still accepted: the reader follows it and heals. Plain files.
+// (its writer stopped) is still accepted: the reader follows it and heals. A cluster node's storage
+// already opens every peer ring before its writer: a missing one leaves its own region unchanged. Plain files.
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readFile, truncate } from "node:fs/promises";
 import { join } from "node:path";
@@ -13,6 +14,8 @@ import { ErrorCode } from "../../lib/errors.ts";
 import { FrameType } from "../../lib/format/layout.ts";
 import { Volume } from "../../lib/io/volume.ts";
 import { StoragePath } from "../../lib/link/storage-path.ts";
+import { ClusterStorage } from "../../lib/node/cluster-storage.ts";
+import { formatCluster } from "../../lib/ring/cluster.ts";
 import { formatVolume } from "../../lib/ring/superblocks.ts";
 import { RingWriter } from "../../lib/ring/writer.ts";
 import { scratchDir, sparseFileIn } from "../helpers/scratch.ts";
@@ -126,4 +129,16 @@ test("keyed: a receive ring under another key is refused (ERR_LUNLINK_WRONG_KEY)
   const path = await openKeyed(receive);
   await path.close();
   t.not(await digest(send), before, "the send volume was opened for writing");
+});
+
+test("a cluster node whose peer ring is missing is refused (ERR_LUNLINK_NOT_FOUND) before its own ring is touched", async (t) => {
+  const dir = await scratchDir(t);
+  const file = await sparseFileIn(dir, 8 * MiB, "cluster.img");
+  const v = await Volume.open(file);
+  await formatCluster(v, { nodes: [1, 2] });
+  await v.close();
+  const before = await digest(file);
+  // Node 2's ring read from a mirror copy that is not there.
+  await t.throwsAsync(ClusterStorage.open({ nodeId: 1, ring: file, peers: [{ node: 2, ring: join(dir, "node2-copy.img") }], peerDownMs: 5000, dsync: false, onFrame: () => undefined }), { code: ErrorCode.NotFound });
+  t.is(await digest(file), before, "our region's superblocks, status and epoch are unchanged");
 });
