@@ -139,9 +139,15 @@ export class StoragePath extends EventEmitter<StoragePathEvents> implements Peer
     receive.start();
   }
 
-  /** Opens both volumes, a writer (new epoch) and a reader at the peer's head; throws on any error. */
+  /**
+   * Opens both volumes, a reader at the peer's head and a writer (new epoch); throws on any error.
+   * The receive ring is opened first: a bad receive path (missing, unreadable, not a lunlink volume,
+   * another pair's) is refused before the writer raises the send volume's epoch. A receive ring the
+   * reader accepts (an older epoch, nothing written yet) is followed and heals as before.
+   */
   static async open(options: StoragePathOptions): Promise<StoragePath> {
     let sendVolume: Volume | undefined;
+    let receive: ReceiveRing | undefined;
     let send: SupervisedWriter | undefined;
     try {
       sendVolume = await openSend(options);
@@ -155,12 +161,12 @@ export class StoragePath extends EventEmitter<StoragePathEvents> implements Peer
         notBefore = await persistedDelivered(sendVolume, auth.send);
       }
       let path: StoragePath | undefined;
+      receive = await ReceiveRing.open(receiveOptions(options, auth, () => path), notBefore);
       send = await SupervisedWriter.open(sendVolume, {
         writer: writerOptions(options, auth, () => path, notBefore),
         ...(options.recovery === undefined ? {} : { recovery: options.recovery }),
         reopenVolume: () => openSend(options),
       });
-      const receive = await ReceiveRing.open(receiveOptions(options, auth, () => path), notBefore);
       path = new StoragePath(options, send, receive, auth);
       return path;
     } catch (error) {
@@ -169,6 +175,7 @@ export class StoragePath extends EventEmitter<StoragePathEvents> implements Peer
         await send.close();
         await send.volume.close().catch(() => undefined);
       }
+      await receive?.close();
       throw error;
     }
   }

@@ -91,10 +91,17 @@ export class UdpPath {
       data.close();
       throw error;
     }
-    const path = new UdpPath(options, data, control);
-    data.start(path.onData, options.onError);
-    control.start(path.onControl, options.onError);
-    return path;
+    try {
+      // The constructor refuses a peer host that is no numeric IPv4 address: the bound sockets go with it.
+      const path = new UdpPath(options, data, control);
+      data.start(path.onData, options.onError);
+      control.start(path.onControl, options.onError);
+      return path;
+    } catch (error) {
+      control.close();
+      data.close();
+      throw error;
+    }
   }
 
   get state(): UdpPathState {

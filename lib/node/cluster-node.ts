@@ -155,7 +155,11 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       ...(options.clusterSecret === undefined ? {} : { clusterSecret: options.clusterSecret }),
       onFrame: (peer, _type, bytes, offset, length) => node?.peers[peer]!.receiveRing(bytes, offset, length),
     });
-    let udp: UdpPath;
+    // Everything opened from here on is closed again, in reverse order, if a later step throws (a
+    // peer's public key the PeerLink refuses, a peer endpoint UdpPath refuses): the caller gets the
+    // original error and no socket, volume handle or timer outlives the failed open.
+    let udp: UdpPath | undefined;
+    const peers: PeerLink[] = [];
     try {
       udp = UdpPath.open({
         bind: self.primary,
@@ -166,33 +170,37 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
         onBatchEnd: () => node?.flushDelivery(),
         onError: (error) => options.log?.("udp-error", { message: error.message }),
       });
+      const session = newSession(storage);
+      for (const [index, m] of peerMembers.entries()) {
+        peers.push(
+          new PeerLink(
+            {
+              nodeId: options.nodeId,
+              peerNodeId: m.node,
+              index,
+              session,
+              timers: options.timers,
+              controlRtoMs: options.controlRtoMs ?? 200,
+              ...(options.privateKey === undefined ? {} : { keys: { privateKey: options.privateKey, peerPublicKey: m.publicKey! } }),
+              deliver: (payload) => node?.deliver(payload),
+              broadcastRing: (seq, type, frame) => node?.broadcastRing(seq, type, frame) ?? "down",
+              ...(options.log === undefined ? {} : { log: peerLog(options.log, m.node) }),
+            },
+            udp,
+            storage,
+          ),
+        );
+      }
+      node = new ClusterNode(options, routes, udp, storage, peers);
+      node.start();
+      return node;
     } catch (error) {
+      node?.clock.stop();
+      for (const p of peers.reverse()) p.close();
+      udp?.close();
       await storage.close();
       throw error;
     }
-    const session = newSession(storage);
-    const peers = peerMembers.map(
-      (m, index) =>
-        new PeerLink(
-          {
-            nodeId: options.nodeId,
-            peerNodeId: m.node,
-            index,
-            session,
-            timers: options.timers,
-            controlRtoMs: options.controlRtoMs ?? 200,
-            ...(options.privateKey === undefined ? {} : { keys: { privateKey: options.privateKey, peerPublicKey: m.publicKey! } }),
-            deliver: (payload) => node?.deliver(payload),
-            broadcastRing: (seq, type, frame) => node?.broadcastRing(seq, type, frame) ?? "down",
-            ...(options.log === undefined ? {} : { log: peerLog(options.log, m.node) }),
-          },
-          udp,
-          storage,
-        ),
-    );
-    node = new ClusterNode(options, routes, udp, storage, peers);
-    node.start();
-    return node;
   }
 
   private start(): void {
