@@ -56,7 +56,15 @@ export async function readPrivateKeyFile(path: string): Promise<string> {
 
 /** The X25519 shared secret of our private key and the peer's public key (refuses low-order points). */
 export function sharedSecret(privateKeyBase64: string, peerPublicBase64: string): Buffer {
-  const secret = diffieHellman({ privateKey: privateKeyObject(privateKeyBase64, "private key"), publicKey: publicKeyObject(peerPublicBase64, "peer public key") });
+  const privateKey = privateKeyObject(privateKeyBase64, "private key");
+  const publicKey = publicKeyObject(peerPublicBase64, "peer public key");
+  let secret: Buffer;
+  try {
+    secret = diffieHellman({ privateKey, publicKey });
+  } catch (error) {
+    // OpenSSL refuses a low-order point itself (the derivation yields all zeroes) before the check below.
+    throw new LunlinkError(ErrorCode.BadKey, "the peer public key is a low-order point (X25519 derivation refused)", { cause: error });
+  }
   if (secret.every((b) => b === 0)) throw new LunlinkError(ErrorCode.BadKey, "the peer public key is a low-order point (shared secret all zero)");
   return secret;
 }

@@ -38,6 +38,16 @@ test("X25519: both ends agree on the secret; the public key derives from the pri
   t.regex(bad!.message, /expected 32 bytes in base64/);
 });
 
+test("a low-order peer public key (all zero, or the order-8 point) is refused with BAD_KEY, not OpenSSL's derivation error", (t) => {
+  const { a } = pair();
+  const lowOrder = [Buffer.alloc(32), Buffer.from("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800", "hex")];
+  for (const point of lowOrder) {
+    const bad = t.throws(() => sharedSecret(a.privateKey, point.toString("base64")));
+    t.is((bad as { code?: string }).code, ErrorCode.BadKey);
+    t.regex(bad!.message, /low-order point/);
+  }
+});
+
 test("a private key file readable by group or others is refused, naming its mode; 0600 is read", async (t) => {
   const dir = await scratchDir(t);
   const file = join(dir, "node.key");
