@@ -126,7 +126,7 @@ export async function linkBench(args: string[]): Promise<void> {
     console.log(`\nring activity during the storage TCP runs (writer of the sending node, reader of the receiving one; TCP as ss -tin saw it on node 1 halfway)`);
     console.log(table(["path", "direction", "records", "frames/record", "KiB/record", "frames dropped", "reader records", "reader lost", "ss -tin node 1"], ringRows));
     if (traceDir !== undefined) {
-      console.log(`\nwhere a record's time goes during the storage TCP runs (stage trace; each step from the one before; sealed is the writer's ms timestamp); load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+      console.log(`\nwhere a record's time goes during the storage TCP runs (stage trace; each step from the one before; enqueued: the record's first frame appended to the writer); load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
       console.log(table(STAGE_COLUMNS, stages));
     }
     const sendRing: string[][] = [];

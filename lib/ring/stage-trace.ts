@@ -1,10 +1,12 @@
 // Stage trace: where a record's time goes on the storage path, for `bench link --stages`. Off unless
 // LUNLINK_STAGE_TRACE names a directory (read once, at import): then each process appends
 // "<stage> <seq> <wall us>" lines to <dir>/<pid>.trace (its first line: "argv ..."), buffered and
-// written every FLUSH_LINES lines, every FLUSH_MS and at exit. Stages: the writer's record write done
-// ("written"), the mirror's read of it ("mirror-read", with the writer's seal time as "sealed"), its
-// destination write ("mirror-written"), and a follower's poll that passed it ("seen": the poller, in a
-// node). Bound: at most MAX_TRACE_LINES lines per process; later ones are dropped (counted at exit).
+// written every FLUSH_LINES lines, every FLUSH_MS and at exit. Stages: the writer's record: its first
+// (oldest) frame appended ("enqueued": Link.send and sendBatch append in their own turn; a frame that
+// overflowed to a class queue counts from its refill), sealed, write started ("issued") and done
+// ("written"); the mirror's read of it ("mirror-read"; it also marks the header's ms timestamp as
+// "sealed", which the bench uses only without the writer's), its destination write
+// ("mirror-written"), and a follower's poll that passed it ("seen": the poller, in a node). Bound: at most MAX_TRACE_LINES lines per process; later ones are dropped (counted at exit).
 import { appendFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -16,7 +18,7 @@ const FLUSH_MS = 500;
 /** Lines per process: a trace is for a bench run of seconds, not for a node's life. */
 export const MAX_TRACE_LINES = 2_000_000;
 
-export type TraceStage = "sealed" | "written" | "mirror-read" | "mirror-written" | "seen";
+export type TraceStage = "enqueued" | "sealed" | "issued" | "written" | "mirror-read" | "mirror-written" | "seen";
 
 class StageTrace {
   private readonly path: string;

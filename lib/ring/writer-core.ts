@@ -50,7 +50,7 @@ export const WriterState = {
 export type WriterState = (typeof WriterState)[keyof typeof WriterState];
 
 export type WriterAction =
-  | { kind: "write"; what: "record"; offsetBytes: number; bytes: Uint8Array; seq: bigint; blocks: number }
+  | { kind: "write"; what: "record"; offsetBytes: number; bytes: Uint8Array; seq: bigint; blocks: number; enqueuedMs: number; sealedMs: number }
   | { kind: "write"; what: "pad" | "status"; offsetBytes: number; bytes: Uint8Array }
   | { kind: "readSuperblock" }
   | { kind: "writeSuperblock"; superblock: Superblock }
@@ -117,6 +117,9 @@ interface Pending {
 interface RecordSlot {
   builder: RecordBuilder;
   buffer: Uint8Array;
+  /** When its first frame was appended and when it was sealed (the stage trace's enqueued and sealed). */
+  enqueuedMs: number;
+  sealedMs: number;
 }
 
 interface ClassQueue {
@@ -196,7 +199,7 @@ export class RingWriterCore {
     this.slots = [];
     for (let i = 0; i <= init.options.maxRecordsInFlight; i++) {
       const buffer = init.alloc(maxBlocks * this.blockBytes);
-      this.slots.push({ buffer, builder: new RecordBuilder(buffer, this.blockBytes, maxBlocks) });
+      this.slots.push({ buffer, builder: new RecordBuilder(buffer, this.blockBytes, maxBlocks), enqueuedMs: 0, sealedMs: 0 });
     }
     this.filling = this.slots[0]!;
     this.spare = this.slots.slice(1);
@@ -271,7 +274,8 @@ export class RingWriterCore {
   /**
    * One frame in: "queued" ("queued, due": the pump should look again, a record may be due),
    * "dropped" (counted) or "full" (wait for roomGeneration to move). No allocation on the hot path;
-   * `nowMs` is read only when batchEmpty (the shell skips the clock otherwise).
+   * `nowMs` is read only when batchEmpty (the shell skips the clock otherwise) and, for the stage
+   * trace only, as a threshold seal's time.
    */
   append(nowMs: number, type: number, payload: Uint8Array, flags: number): AppendResult {
     if (type !== FrameType.Heartbeat && type !== FrameType.Control && type !== FrameType.Data) throw invalidArgument("type", "1 (heartbeat), 2 (control) or 3 (data)", type);
@@ -286,7 +290,7 @@ export class RingWriterCore {
       // At the threshold the record is sealed now, not when the pump next looks (it may be writing a
       // status block): records end at the threshold whatever the pump's timing. Not while the other
       // buffer is still going out: then this one keeps filling up to maxRecordBlocks.
-      if (this.canSeal()) this.seal();
+      if (this.canSeal()) this.seal(nowMs);
       return "queued, due";
     }
     // Back-pressured data waits for the next record buffer instead of being copied aside; heartbeat
@@ -439,7 +443,7 @@ export class RingWriterCore {
       if (this.outgoing !== undefined) return this.sendOutgoing(nowMs, input);
       const builder = this.current();
       if (builder.frames > 0 && this.canSeal() && this.recordDue(nowMs, builder, input)) {
-        this.seal();
+        this.seal(nowMs);
         continue;
       }
       if (this.queuedBytes > 0 && this.refill(nowMs)) continue;
@@ -471,9 +475,11 @@ export class RingWriterCore {
   }
 
   /** The filling record goes out; a spare buffer starts filling. */
-  private seal(): void {
+  private seal(nowMs: number): void {
     const next = this.spare.pop();
     if (next === undefined) throw new Error("assertion failed: no spare record buffer to seal into");
+    this.filling.enqueuedMs = this.fillingSinceMs;
+    this.filling.sealedMs = nowMs;
     this.outgoing = this.filling;
     this.filling = next;
     this.roomGeneration++;
@@ -556,6 +562,8 @@ export class RingWriterCore {
       bytes: slot.buffer.subarray(0, blocks * B),
       seq,
       blocks,
+      enqueuedMs: slot.enqueuedMs,
+      sealedMs: slot.sealedMs,
     });
   }
 

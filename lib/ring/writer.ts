@@ -23,7 +23,7 @@ import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { Volume } from "../io/volume.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { RingKeys } from "./keys.ts";
-import { stageTrace } from "./stage-trace.ts";
+import { nowWallUs, stageTrace } from "./stage-trace.ts";
 import { scanRing } from "./scan.ts";
 import { readStatusSlots } from "./status.ts";
 import { openSuperblock, writeSuperblock } from "./superblocks.ts";
@@ -152,7 +152,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
    */
   tryAppend(type: FrameType, payload: Uint8Array, flags = 0): "queued" | "dropped" | "full" {
     this.throwIfStopped("append");
-    const result = this.core.append(this.core.batchEmpty ? this.clock.nowMs() : 0, type, payload, flags);
+    const result = this.core.append(this.core.batchEmpty || stageTrace !== undefined ? this.clock.nowMs() : 0, type, payload, flags);
     if (result === "queued") return result;
     if (result !== "dropped") this.kick();
     return result === "queued, due" ? "queued" : result;
@@ -244,6 +244,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
 
   /** Starts one record write beside those in flight; its completion (or failure) wakes the pump. */
   private startRecord(action: Extract<WriterAction, { what: "record" }>): void {
+    if (stageTrace !== undefined) traceIssue(stageTrace, this.clock, action);
     const write = this.volume
       .write(action.offsetBytes, action.bytes)
       .then(
@@ -343,6 +344,15 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     if (this.listenerCount("error") > 0) this.emit("error", failure);
     else if (!this.runObserved) process.emitWarning(`ring writer on ${this.volume.path} stopped: ${failure.message}`, { type: "LunlinkWarning", code: failure.code });
   }
+}
+
+/** A record write starts: when its first frame was appended, when it was sealed, and now (wall us). */
+function traceIssue(trace: NonNullable<typeof stageTrace>, clock: Clock, action: Extract<WriterAction, { what: "record" }>): void {
+  const nowMs = clock.nowMs();
+  const wallUs = nowWallUs();
+  trace.mark("enqueued", action.seq, action.seq + 1n, wallUs - (nowMs - action.enqueuedMs) * 1000);
+  trace.mark("sealed", action.seq, action.seq + 1n, wallUs - (nowMs - action.sealedMs) * 1000);
+  trace.mark("issued", action.seq, action.seq + 1n, wallUs);
 }
 
 /** The status already on the volume (its newer valid slot of this volume): delivered marks to carry forward. */
