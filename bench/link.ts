@@ -1,4 +1,4 @@
-// `npm run bench -- link [--cuts N] [--seconds S] [--keys] [--mtu N] [--plot DIR] [--only storage] [--stages]`: the link end to end in the two-host lab
+// `npm run bench -- link [--cuts N] [--seconds S] [--keys] [--mtu N] [--plot DIR] [--only storage] [--stages] [--hog]`: the link end to end in the two-host lab
 // (lib/node/lab.ts: namespaces, veth, loop devices with direct I/O, local mirrors), side by side in
 // one run with the plain veth and wireguard-go over the same veth:
 //   1. failover: N cuts of the veth with a 1 ms UDP probe node 1 -> node 2 through lunlink0;
@@ -13,7 +13,9 @@
 //      record writes in flight), the bound the writer sets with nothing else in the way.
 // `--only storage` runs just the storage TCP rows and fio (no veth, wireguard-go, primary, failover).
 // `--stages` traces every record of the storage TCP runs through writer, mirror and poller (link-stages.ts).
-import { execFile } from "node:child_process";
+// `--hog` adds the storage TCP rows again with stress-ng --cpu 2 (every core busy) running beside them,
+// each held against its quiet row ("x quiet"; issue #13: it must keep >= 0.5x).
+import { execFile, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -47,6 +49,7 @@ export async function linkBench(args: string[]): Promise<void> {
   const tunMtu = numberArg(args, "--mtu", 1400);
   const plotDir = plotDirArg(args);
   const storageOnly = args[args.indexOf("--only") + 1] === "storage" && args.includes("--only");
+  const hog = args.includes("--hog");
   if (plotDir !== undefined) await assertCanPlot();
   // The lab's processes inherit the variable and trace (lib/ring/stage-trace.ts); this one does not (read at import).
   const traceDir = args.includes("--stages") ? await mkdtemp(join(tmpdir(), "lunlink-stages-")) : undefined;
@@ -65,7 +68,7 @@ export async function linkBench(args: string[]): Promise<void> {
 
     // 2 + 3: RTT and throughput per path.
     const rows: string[][] = [];
-    const allTargets: { name: string; address: string; prepare: () => Promise<void>; congestion?: string }[] = [
+    const allTargets: { name: string; address: string; prepare: () => Promise<void>; congestion?: string; hogged?: boolean }[] = [
       { name: "veth (no tunnel)", address: lab.nodes[1].underlayAddress, prepare: async () => undefined },
       ...(wireguard === undefined ? [] : [{ name: "wireguard-go over the veth", address: wireguard, prepare: async () => undefined }]),
       { name: "lunlink0, primary (UDP)", address: lab.nodes[1].tunAddress, prepare: async () => undefined },
@@ -81,7 +84,15 @@ export async function linkBench(args: string[]): Promise<void> {
       // packets every few ms) suits loss-based CUBIC better. Same path, TCP told to use cubic.
       { name: "lunlink0, storage, TCP cubic", address: lab.nodes[1].tunAddress, prepare: async () => undefined, congestion: "cubic" },
     ];
+    if (hog) {
+      allTargets.push(
+        { name: "lunlink0, storage, CPU hog", address: lab.nodes[1].tunAddress, prepare: async () => undefined, hogged: true },
+        { name: "lunlink0, storage, TCP cubic, CPU hog", address: lab.nodes[1].tunAddress, prepare: async () => undefined, congestion: "cubic", hogged: true },
+      );
+    }
     const targets = storageOnly ? allTargets.filter((t) => t.name.includes("storage")) : allTargets;
+    /** Quiet storage rows by congestion control, for the hogged rows' "x quiet". */
+    const quiet = new Map<string, number>();
     const fioBytesPerSecond: number[] = [];
     for (const blockBytes of STORAGE_FIO_BLOCK_BYTES) {
       fioBytesPerSecond.push(
@@ -99,8 +110,9 @@ export async function linkBench(args: string[]): Promise<void> {
       const cpuBefore = await cpuMs(lab);
       const before = await Promise.all([lab.status(1), lab.status(2)]);
       const sampled = target.name.includes("storage") ? sampleTcp(lab, seconds) : Promise.resolve("");
+      const stopHog = target.hogged === true ? startHog(seconds) : undefined;
       const startUs = wallMs() * 1000;
-      const bytesPerSecond = await iperf(lab, target.address, seconds, target.congestion);
+      const bytesPerSecond = await iperf(lab, target.address, seconds, target.congestion).finally(() => stopHog?.());
       if (traceDir !== undefined && target.name.includes("storage")) {
         await sleep(TRACE_SETTLE_MS);
         stages.push(...(await stageRows(traceDir, lab, target.congestion ?? "default", startUs, wallMs() * 1000 - TRACE_SETTLE_MS * 1000)));
@@ -111,7 +123,9 @@ export async function linkBench(args: string[]): Promise<void> {
       if (veth === 0 && !storageOnly) veth = bytesPerSecond;
       const lunlink = target.name.startsWith("lunlink");
       const storage = target.name.includes("storage");
-      rows.push([target.name, rtt.p50.toFixed(3), rtt.p99.toFixed(3), (bytesPerSecond / 1e6).toFixed(1), ratio(bytesPerSecond, veth), ...fioBytesPerSecond.map((f) => (storage ? ratio(bytesPerSecond, f) : "")), lunlink ? (cpu / ((bytesPerSecond * seconds) / 1e6)).toFixed(2) : ""]);
+      if (storage && target.hogged !== true) quiet.set(target.congestion ?? "default", bytesPerSecond);
+      const quietBytesPerSecond = target.hogged === true ? quiet.get(target.congestion ?? "default") : undefined;
+      rows.push([target.name, rtt.p50.toFixed(3), rtt.p99.toFixed(3), (bytesPerSecond / 1e6).toFixed(1), ratio(bytesPerSecond, veth), ...fioBytesPerSecond.map((f) => (storage ? ratio(bytesPerSecond, f) : "")), lunlink ? (cpu / ((bytesPerSecond * seconds) / 1e6)).toFixed(2) : "", quietBytesPerSecond === undefined ? "" : ratio(bytesPerSecond, quietBytesPerSecond)]);
       if (storage) for (const id of [1, 2] as const) ringRows.push([target.name, `${id} -> ${3 - id}`, ...ringActivity(before[id - 1]!, after[id - 1]!, before[2 - id]!, after[2 - id]!), id === 1 ? tcp : ""]);
     }
     if (!storageOnly) {
@@ -120,7 +134,7 @@ export async function linkBench(args: string[]): Promise<void> {
     }
     const cc = (await lab.exec(1, "sysctl", ["-n", "net.ipv4.tcp_congestion_control"])).trim();
     console.log(`\nRTT and TCP throughput (iperf3, 1 stream, ${seconds} s; TUN MTU ${tunMtu}, veth MTU ${Math.max(1500, tunMtu + 80)}; congestion control ${cc} unless named)`);
-    console.log(table(["path", "ping p50 ms", "ping p99 ms", "TCP MB/s", "x veth", ...STORAGE_FIO_BLOCK_BYTES.map((b) => `x fio 4 streams ${b / 1024} KiB`), "lunlink CPU ms/MB (both nodes)"], rows));
+    console.log(table(["path", "ping p50 ms", "ping p99 ms", "TCP MB/s", "x veth", ...STORAGE_FIO_BLOCK_BYTES.map((b) => `x fio 4 streams ${b / 1024} KiB`), "lunlink CPU ms/MB (both nodes)", "x quiet (hogged rows)"], rows));
     const fioFigures = STORAGE_FIO_BLOCK_BYTES.map((b, i) => `${(fioBytesPerSecond[i]! / 1e6).toFixed(1)} MB/s at ${b / 1024} KiB`).join(", ");
     console.log(`fio four streams (write A O_DSYNC, read A, write B, read B at once; O_DIRECT, loop devices with direct I/O, ${seconds} s each), the slowest stream: ${fioFigures} (the rate data could cross that pipeline)`);
     console.log(`\nring activity during the storage TCP runs (writer of the sending node, reader of the receiving one; TCP as ss -tin saw it on node 1 halfway)`);
@@ -196,6 +210,22 @@ function ringActivity(writerBefore: LinkStatus, writerAfter: LinkStatus, readerB
   const r0 = readerBefore.ring.readerCounters;
   const r1 = readerAfter.ring.readerCounters;
   return [String(records), records > 0 ? (frames / records).toFixed(1) : "-", records > 0 ? (bytes / records / 1024).toFixed(1) : "-", String(w1.framesDropped - w0.framesDropped), String(r1.records - r0.records), String(BigInt(r1.lost) - BigInt(r0.lost))];
+}
+
+/** Bound on a hog's life beyond its TCP run: stress-ng stops itself even if this process dies first. */
+const HOG_MARGIN_S = 30;
+
+/**
+ * stress-ng --cpu 2 (one busy worker per core of the lab machine) in a session of its own, started
+ * now, stopped by the returned function (its whole process group, by its id), and by its own
+ * --timeout at the latest.
+ */
+function startHog(seconds: number): () => void {
+  const child = spawn("stress-ng", ["--cpu", "2", "--timeout", `${seconds + HOG_MARGIN_S}s`], { detached: true, stdio: "ignore" });
+  child.on("error", (error) => console.log(`stress-ng: ${error.message}`));
+  return () => {
+    if (child.pid !== undefined && child.exitCode === null) process.kill(-child.pid, "SIGTERM");
+  };
 }
 
 /** cwnd, rtt and unacked segments of node 1's iperf3 data connection, halfway through the run. */
