@@ -112,7 +112,7 @@ export async function linkBench(args: string[]): Promise<void> {
       const sampled = target.name.includes("storage") ? sampleTcp(lab, seconds) : Promise.resolve("");
       const stopHog = target.hogged === true ? startHog(seconds) : undefined;
       const startUs = wallMs() * 1000;
-      const bytesPerSecond = await iperf(lab, target.address, seconds, target.congestion).finally(() => stopHog?.());
+      const { bytesPerSecond, retransmits } = await iperf(lab, target.address, seconds, target.congestion).finally(() => stopHog?.());
       if (traceDir !== undefined && target.name.includes("storage")) {
         await sleep(TRACE_SETTLE_MS);
         stages.push(...(await stageRows(traceDir, lab, target.congestion ?? "default", startUs, wallMs() * 1000 - TRACE_SETTLE_MS * 1000)));
@@ -126,7 +126,7 @@ export async function linkBench(args: string[]): Promise<void> {
       if (storage && target.hogged !== true) quiet.set(target.congestion ?? "default", bytesPerSecond);
       const quietBytesPerSecond = target.hogged === true ? quiet.get(target.congestion ?? "default") : undefined;
       rows.push([target.name, rtt.p50.toFixed(3), rtt.p99.toFixed(3), (bytesPerSecond / 1e6).toFixed(1), ratio(bytesPerSecond, veth), ...fioBytesPerSecond.map((f) => (storage ? ratio(bytesPerSecond, f) : "")), lunlink ? (cpu / ((bytesPerSecond * seconds) / 1e6)).toFixed(2) : "", quietBytesPerSecond === undefined ? "" : ratio(bytesPerSecond, quietBytesPerSecond)]);
-      if (storage) for (const id of [1, 2] as const) ringRows.push([target.name, `${id} -> ${3 - id}`, ...ringActivity(before[id - 1]!, after[id - 1]!, before[2 - id]!, after[2 - id]!), id === 1 ? tcp : ""]);
+      if (storage) for (const id of [1, 2] as const) ringRows.push([target.name, `${id} -> ${3 - id}`, ...ringActivity(before[id - 1]!, after[id - 1]!, before[2 - id]!, after[2 - id]!), id === 1 ? `${tcp}; ${retransmits} retransmits` : ""]);
     }
     if (!storageOnly) {
       await lab.setPrimary(true);
@@ -138,7 +138,7 @@ export async function linkBench(args: string[]): Promise<void> {
     const fioFigures = STORAGE_FIO_BLOCK_BYTES.map((b, i) => `${(fioBytesPerSecond[i]! / 1e6).toFixed(1)} MB/s at ${b / 1024} KiB`).join(", ");
     console.log(`fio four streams (write A O_DSYNC, read A, write B, read B at once; O_DIRECT, loop devices with direct I/O, ${seconds} s each), the slowest stream: ${fioFigures} (the rate data could cross that pipeline)`);
     console.log(`\nring activity during the storage TCP runs (writer of the sending node, reader of the receiving one; TCP as ss -tin saw it on node 1 halfway)`);
-    console.log(table(["path", "direction", "records", "frames/record", "KiB/record", "frames dropped", "reader records", "reader lost", "ss -tin node 1"], ringRows));
+    console.log(table(["path", "direction", "records", "frames/record", "KiB/record", "frames dropped", "reader records", "reader lost", "ss -tin node 1; iperf3 retransmits"], ringRows));
     if (traceDir !== undefined) {
       console.log(`\nwhere a record's time goes during the storage TCP runs (stage trace; each step from the one before; enqueued: the record's first frame appended to the writer); load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
       console.log(table(STAGE_COLUMNS, stages));
@@ -245,12 +245,13 @@ async function pingRtt(lab: Lab, address: string): Promise<{ p50: number; p99: n
   return { p50: percentile(times, 50), p99: percentile(times, 99) };
 }
 
-async function iperf(lab: Lab, address: string, seconds: number, congestion?: string): Promise<number> {
+/** Received bytes per second of one iperf3 stream, and the sender's retransmitted segments. */
+async function iperf(lab: Lab, address: string, seconds: number, congestion?: string): Promise<{ bytesPerSecond: number; retransmits: number }> {
   const server = lab.spawnIn(2, "iperf3", ["-s", "-1", "-B", address, "-p", String(IPERF_PORT)]);
   await sleep(300);
-  const json = JSON.parse(await lab.exec(1, "iperf3", ["-c", address, "-p", String(IPERF_PORT), "-t", String(seconds), "-J", ...(congestion === undefined ? [] : ["-C", congestion])], (seconds + 30) * 1000)) as { end: { sum_received: { bits_per_second: number } } };
+  const json = JSON.parse(await lab.exec(1, "iperf3", ["-c", address, "-p", String(IPERF_PORT), "-t", String(seconds), "-J", ...(congestion === undefined ? [] : ["-C", congestion])], (seconds + 30) * 1000)) as { end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits?: number } } };
   await new Promise((r) => (server.exitCode === null ? server.once("exit", r) : r(undefined)));
-  return json.end.sum_received.bits_per_second / 8;
+  return { bytesPerSecond: json.end.sum_received.bits_per_second / 8, retransmits: json.end.sum_sent.retransmits ?? Number.NaN };
 }
 
 /** CPU time (user + system, ms) of both lunlink processes so far. */
