@@ -32,6 +32,10 @@ const POLL_MIN_US = 100;
 const POLL_MAX_MS = 1;
 
 const LOAD_MBPS = 10;
+/** performance.now() + this = CLOCK_MONOTONIC ms (both count from the same clock in Node): --slow prints it, to find a round in a kernel trace. */
+const MONO_OFFSET_MS = Number(process.hrtime.bigint()) / 1e6 - performance.now();
+/** Each condition's rounds run in this many slices, the paths in turn (--slices). */
+const DEFAULT_SLICES = 5;
 /**
  * A round whose probe has not arrived by then is counted lost and the next one starts. Before #13's
  * fix a reader lapped under load resynced at the newest record and skipped the unread probe (a control
@@ -308,8 +312,32 @@ function slowRounds(condition: string, traces: RoundTrace[], io: IoLog): string[
   const us = (ms: number): string => (Number.isFinite(ms) ? (ms * 1000).toFixed(0) : "-");
   return sorted.slice(-Math.max(1, Math.round(sorted.length / 100))).map((r) => {
     const c = causesOf(r, io);
-    return [condition, us(total(r)), us(c.queuedMs), us(c.behindMs), us(c.writeMs), us(r.wokeMs - r.writtenMs), Number.isFinite(c.watchSleepUs) ? c.watchSleepUs.toFixed(0) : "-", us(r.deliveredMs - r.wokeMs), us(r.loopActiveMs), `${c.inFlightAtSend}`, c.statusOverlap ? "yes" : "no"];
+    return [condition, ((r.sentMs + MONO_OFFSET_MS) / 1000).toFixed(6), us(total(r)), us(c.queuedMs), us(c.behindMs), us(c.writeMs), us(r.wokeMs - r.writtenMs), Number.isFinite(c.watchSleepUs) ? c.watchSleepUs.toFixed(0) : "-", us(r.deliveredMs - r.wokeMs), us(r.loopActiveMs), `${c.inFlightAtSend}`, c.statusOverlap ? "yes" : "no"];
   });
+}
+
+function sortedUnion(parts: Float64Array[]): Float64Array {
+  const all = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  return all.sort();
+}
+
+/** One row's slices as one run. */
+function mergeRuns(runs: LatencyRun[]): LatencyRun {
+  const sum = (f: (r: LatencyRun) => number): number => runs.reduce((n, r) => n + f(r), 0);
+  return {
+    latenciesUs: sortedUnion(runs.map((r) => r.latenciesUs)),
+    roundsRun: sum((r) => r.roundsRun),
+    lostProbes: sum((r) => r.lostProbes),
+    lateProbes: sum((r) => r.lateProbes),
+    overruns: sum((r) => r.overruns),
+    lostRecords: runs.reduce((n, r) => n + r.lostRecords, 0n),
+    ackWaits: sum((r) => r.ackWaits),
+  };
 }
 
 function probeLatency(binary: string, device: string, rounds: number, loadMBps = 0, mirrorTo?: string): Float64Array {
@@ -325,6 +353,8 @@ export async function latencyBench(args: string[]): Promise<void> {
   const plotDir = plotDirArg(args);
   const showSlow = args.includes("--slow");
   const sendOnDelivery = args.includes("--send-on-delivery");
+  const slices = numberArg(args, "--slices", DEFAULT_SLICES);
+  if (!Number.isInteger(slices) || slices < 1 || slices > rounds) throw new Error(`--slices must be an integer in 1..rounds (${rounds}), got ${slices}`);
   if (plotDir !== undefined) await assertCanPlot();
   const cdfs: CdfSeries[] = [];
   await withScratch(async (scratch) => {
@@ -332,7 +362,7 @@ export async function latencyBench(args: string[]): Promise<void> {
     execFileSync("gcc", ["-O2", "-Wall", "-pthread", "-o", binary, new URL("./probe/latency.c", import.meta.url).pathname]);
     const loop = scratch.loop("volume.img", 64 * 1024 * 1024);
     const receiveLoop = scratch.loop("receive.img", 64 * 1024 * 1024);
-    console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds`);
+    console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds in ${slices} slices (each path in turn), next probe ${sendOnDelivery ? "on delivery" : "once the previous probe's write returned (as the C probe)"}`);
     console.log(machineLine());
     console.log(`volumes: ${loop} (send) and ${receiveLoop} (receive, for row b), loop dio=on over 64 MiB files on ext4\n`);
     const rows: string[][] = [];
@@ -344,16 +374,26 @@ export async function latencyBench(args: string[]): Promise<void> {
       [0, receiveLoop, "(b) via local mirror, idle"],
     ];
     for (const [load, mirrorTo, condition] of conditions) {
-      const c = probeLatency(binary, loop, rounds, load, mirrorTo);
-      console.error(`  probe ${condition}`);
       const traces: RoundTrace[] = [];
       const stalls: Stalls = { gc: [] };
       const io: IoLog = { writes: [], watches: [] };
-      const lr = await lunlinkLatency(loop, rounds, 0, sendOnDelivery, load, mirrorTo, false, traces, stalls, io);
+      // Slices run in turn (C, lunlink, busy poll, keyed, then the next slice), so a load swing on a
+      // shared machine lands on every path alike instead of on whichever ran in its minute.
+      const cs: Float64Array[] = [];
+      const lrs: LatencyRun[] = [];
+      const prs: LatencyRun[] = [];
+      const krs: LatencyRun[] = [];
+      for (let slice = 0; slice < slices; slice++) {
+        const sliceRounds = Math.floor(rounds / slices) + (slice < rounds % slices ? 1 : 0);
+        cs.push(probeLatency(binary, loop, sliceRounds, load, mirrorTo));
+        lrs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, traces, stalls, io));
+        prs.push(await lunlinkLatency(loop, sliceRounds, 500, sendOnDelivery, load, mirrorTo));
+        krs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, true));
+      }
+      const c = sortedUnion(cs);
+      const [lr, pr, kr] = [mergeRuns(lrs), mergeRuns(prs), mergeRuns(krs)];
       breakdowns.push(...breakdown(traces, stalls, io).map((r) => [condition, ...r]));
       if (showSlow) slow.push(...slowRounds(condition, traces, io));
-      const pr = await lunlinkLatency(loop, rounds, 500, sendOnDelivery, load, mirrorTo);
-      const kr = await lunlinkLatency(loop, rounds, 0, sendOnDelivery, load, mirrorTo, true);
       const [l, p, k] = [lr.latenciesUs, pr.latenciesUs, kr.latenciesUs];
       const lostOf = (r: LatencyRun): string => `${r.roundsRun} / ${r.lostProbes} (${r.lateProbes} late) / ${r.overruns} / ${r.lostRecords} / ${r.ackWaits}`;
       console.error(`  done ${condition}`);
@@ -375,7 +415,7 @@ export async function latencyBench(args: string[]): Promise<void> {
     console.log(`\nwhere the lunlink rounds' time goes (means in us; GC overlap: rounds during which a GC pause ran)`);
     console.log(table(["condition", "rounds", "total", "send -> write done", "of which queued (behind a write in flight at send) / write", "write done -> watch woke", "watch sleep at write done", "watch woke -> delivered", "loop busy (JS)", "write in flight at send / status write overlap", "found without a watch", "GC overlap"], breakdowns));
     console.log("queued: send -> the probe's record write submitted; write: submitted -> completion seen by JS; watch sleep: the sleep the waking watch had backed off to (us, schedule of adaptive-wait.ts paceAfter); loop busy: event-loop time running JS during the round (eventLoopUtilization); the last counts are rounds.");
-    if (showSlow) console.log(`\nthe slowest 1% of rounds, one by one (us)\n${table(["condition", "total", "queued", "behind a write in flight", "write", "write done -> woke", "watch sleep", "woke -> delivered", "loop busy", "writes in flight at send", "status overlap"], slow)}`);
+    if (showSlow) console.log(`\nthe slowest 1% of rounds, one by one (us)\n${table(["condition", "sent (CLOCK_MONOTONIC s, as ftrace's mono clock)", "total", "queued", "behind a write in flight", "write", "write done -> woke", "watch sleep", "woke -> delivered", "loop busy", "writes in flight at send", "status overlap"], slow)}`);
     console.log(`\nloaded: a background stream of ${LOAD_MBPS} MB/s (lunlink: 1 KiB data frames through the same writer; C: 64 KiB writes to the same volume); the timed messages are control frames.`);
   });
 }
