@@ -62,7 +62,7 @@ interface LatencyRun {
 }
 
 /** One round's phases (ms, performance.now), for the breakdown. */
-interface RoundTrace {
+export interface RoundTrace {
   sentMs: number;
   writtenMs: number;
   wokeMs: number;
@@ -72,7 +72,7 @@ interface RoundTrace {
 }
 
 /** One I/O as JS saw it: submitted at startMs, settled at endMs (ms, performance.now). */
-interface IoSpan {
+export interface IoSpan {
   startMs: number;
   endMs: number;
   /** Writes: "record" or "status" (status and superblock blocks, below the ring); watches: the sleep (us) it started at. */
@@ -80,7 +80,7 @@ interface IoSpan {
 }
 
 /** Every write on the send volume and every watch on the receive volume during a row (bound: a few per round). */
-interface IoLog {
+export interface IoLog {
   writes: IoSpan[];
   watches: IoSpan[];
 }
@@ -241,7 +241,7 @@ function watchStalls(stalls: Stalls): () => void {
 }
 
 /** What one round met on its way (ms unless named), from the I/O log and its own trace. */
-interface RoundCauses {
+export interface RoundCauses {
   /** Send -> the probe's record write submitted (the writer's queue, and any write it ran first). */
   queuedMs: number;
   /** The probe's record write, submitted -> completion seen by JS. */
@@ -256,7 +256,7 @@ interface RoundCauses {
   watchSleepUs: number;
 }
 
-function causesOf(r: RoundTrace, io: IoLog): RoundCauses {
+export function causesOf(r: RoundTrace, io: IoLog): RoundCauses {
   // The probe's record write: the first record write submitted after the send (under load it may be a later one: an estimate).
   const own = io.writes.find((w) => w.what === "record" && w.startMs >= r.sentMs);
   const before = io.writes.filter((w) => w.startMs <= r.sentMs && w.endMs > r.sentMs);
