@@ -14,11 +14,12 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { PerformanceObserver, performance } from "node:perf_hooks";
 
-import { FrameType } from "../lib/format/layout.ts";
+import { FrameType, RING_START_BLOCK } from "../lib/format/layout.ts";
 import { Volume } from "../lib/index.ts";
+import { paceAfter } from "../lib/poll/adaptive-wait.ts";
 import { Poller } from "../lib/poll/poller.ts";
 import { RingReader } from "../lib/ring/reader.ts";
-import { formatVolume } from "../lib/ring/superblocks.ts";
+import { formatVolume, minimumBlockBytes } from "../lib/ring/superblocks.ts";
 import { RingWriter } from "../lib/ring/writer.ts";
 import { LocalMirror } from "../lib/mirror/local.ts";
 import { machineLine } from "./machine.ts";
@@ -31,6 +32,10 @@ const POLL_MIN_US = 100;
 const POLL_MAX_MS = 1;
 
 const LOAD_MBPS = 10;
+/** performance.now() + this = CLOCK_MONOTONIC ms (both count from the same clock in Node): --slow prints it, to find a round in a kernel trace. */
+const MONO_OFFSET_MS = Number(process.hrtime.bigint()) / 1e6 - performance.now();
+/** Each condition's rounds run in this many slices, the paths in turn (--slices). */
+const DEFAULT_SLICES = 5;
 /**
  * A round whose probe has not arrived by then is counted lost and the next one starts. Before #13's
  * fix a reader lapped under load resynced at the newest record and skipped the unread probe (a control
@@ -57,11 +62,27 @@ interface LatencyRun {
 }
 
 /** One round's phases (ms, performance.now), for the breakdown. */
-interface RoundTrace {
+export interface RoundTrace {
   sentMs: number;
   writtenMs: number;
   wokeMs: number;
   deliveredMs: number;
+  /** Event-loop time spent running JS (not waiting in epoll) between send and delivery (ms). */
+  loopActiveMs: number;
+}
+
+/** One I/O as JS saw it: submitted at startMs, settled at endMs (ms, performance.now). */
+export interface IoSpan {
+  startMs: number;
+  endMs: number;
+  /** Writes: "record" or "status" (status and superblock blocks, below the ring); watches: the sleep (us) it started at. */
+  what: string;
+}
+
+/** Every write on the send volume and every watch on the receive volume during a row (bound: a few per round). */
+export interface IoLog {
+  writes: IoSpan[];
+  watches: IoSpan[];
 }
 
 /** Intervals [start, end) (ms) during which the event loop was busy elsewhere: GC pauses. */
@@ -69,7 +90,7 @@ interface Stalls {
   gc: [number, number][];
 }
 
-async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, loadMBps = 0, mirrorTo?: string, keyed = false, traces?: RoundTrace[], stalls?: Stalls): Promise<LatencyRun> {
+async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, sendOnDelivery: boolean, loadMBps = 0, mirrorTo?: string, keyed = false, traces?: RoundTrace[], stalls?: Stalls, io?: IoLog): Promise<LatencyRun> {
   const auth = keyed ? { auth: { key: new Uint8Array(randomBytes(32)) } } : {};
   const send = await Volume.open(device, { dsync: true, busyPollUs });
   const receive = await Volume.open(mirrorTo ?? device, { readOnly: true, busyPollUs });
@@ -95,16 +116,34 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
     // Breakdown: when the last write completed and the last watch that saw a change woke, as JS saw them.
     let writtenMs = 0;
     let wokeMs = 0;
-    if (traces !== undefined) {
-      const write = send.write.bind(send);
-      send.write = async (offset, buffer) => {
-        await write(offset, buffer);
+    // The write carrying the round's probe: the first record write started after its append (under
+    // load the probe may ride a later record; the one started first is the one it waits behind).
+    let probeUnwritten = false;
+    let probeWritten: Promise<unknown> = Promise.resolve();
+    const ringStartBytes = RING_START_BLOCK * minimumBlockBytes(send);
+    const write = send.write.bind(send);
+    send.write = (offset, buffer) => {
+      const startMs = performance.now();
+      const what = Number(offset) < ringStartBytes ? "status" : "record";
+      const done = write(offset, buffer);
+      if (probeUnwritten && what === "record") {
+        probeUnwritten = false;
+        probeWritten = done.catch(() => undefined);
+      }
+      if (traces === undefined) return done;
+      return done.then(() => {
         writtenMs = performance.now();
-      };
+        io?.writes.push({ startMs, endMs: writtenMs, what });
+      });
+    };
+    if (traces !== undefined) {
       const watch = receive.watch.bind(receive);
       receive.watch = async (offset, buffer, options) => {
+        const startMs = performance.now();
         const changed = await watch(offset, buffer, options);
-        if (changed) wokeMs = performance.now();
+        const endMs = performance.now();
+        if (changed) wokeMs = endMs;
+        io?.watches.push({ startMs, endMs, what: String(options.sleepUs) });
         return changed;
       };
     }
@@ -123,7 +162,7 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
         const sentMs = probe.getFloat64(0, true);
         const nowMs = performance.now();
         latenciesUs[round] = (nowMs - sentMs) * 1000;
-        traces?.push({ sentMs, writtenMs, wokeMs, deliveredMs: nowMs });
+        traces?.push({ sentMs, writtenMs, wokeMs, deliveredMs: nowMs, loopActiveMs: performance.eventLoopUtilization(roundLoop).active });
         arrived?.();
       },
     });
@@ -151,6 +190,7 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
     const payload = new Uint8Array(64);
     const view = new DataView(payload.buffer);
     const lost = new Set<number>();
+    let roundLoop = performance.eventLoopUtilization();
     const rowStartMs = performance.now();
     for (round = 0; round < rounds && performance.now() - rowStartMs < ROW_BUDGET_MS; round++) {
       let deadline: NodeJS.Timeout | undefined;
@@ -161,6 +201,13 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
           resolve();
         }, ROUND_DEADLINE_MS);
       });
+      // As the C probe's writer, which stamps the next message once its pwrite of the previous one
+      // returned: the reader sees a record when its data is written, before the O_DSYNC flush that
+      // completes the write, so a probe sent on delivery would wait behind that flush (the writer
+      // issues one record write at a time), a wait the C probe never counts. --send-on-delivery: send at once.
+      if (!sendOnDelivery) await probeWritten;
+      roundLoop = performance.eventLoopUtilization();
+      probeUnwritten = true;
       view.setFloat64(0, performance.now(), true);
       view.setUint32(8, round, true);
       // append, not tryAppend: a probe that found its queue full would never be sent; the wait for
@@ -193,8 +240,39 @@ function watchStalls(stalls: Stalls): () => void {
   return () => observer.disconnect();
 }
 
-/** The median round against the slowest 1%: where their time went (us), and how many overlapped a stall. */
-function breakdown(traces: RoundTrace[], stalls: Stalls): string[][] {
+/** What one round met on its way (ms unless named), from the I/O log and its own trace. */
+export interface RoundCauses {
+  /** Send -> the probe's record write submitted (the writer's queue, and any write it ran first). */
+  queuedMs: number;
+  /** The probe's record write, submitted -> completion seen by JS. */
+  writeMs: number;
+  /** Writes in flight on the send volume when the probe was sent. */
+  inFlightAtSend: number;
+  /** Send -> the last write in flight at send completed (0 if none): how long the probe waited behind it. */
+  behindMs: number;
+  /** A status write ran between send and the probe's write completing. */
+  statusOverlap: boolean;
+  /** The sleep (us) the waking watch had backed off to when the write completed (paceAfter). */
+  watchSleepUs: number;
+}
+
+export function causesOf(r: RoundTrace, io: IoLog): RoundCauses {
+  // The probe's record write: the first record write submitted after the send (under load it may be a later one: an estimate).
+  const own = io.writes.find((w) => w.what === "record" && w.startMs >= r.sentMs);
+  const before = io.writes.filter((w) => w.startMs <= r.sentMs && w.endMs > r.sentMs);
+  const woke = io.watches.find((w) => w.endMs === r.wokeMs);
+  return {
+    queuedMs: own === undefined ? Number.NaN : own.startMs - r.sentMs,
+    writeMs: own === undefined ? Number.NaN : own.endMs - own.startMs,
+    inFlightAtSend: before.length,
+    behindMs: before.reduce((n, w) => Math.max(n, w.endMs - r.sentMs), 0),
+    statusOverlap: io.writes.some((w) => w.what === "status" && w.startMs < r.writtenMs && w.endMs > r.sentMs),
+    watchSleepUs: woke === undefined || r.writtenMs < woke.startMs ? Number.NaN : paceAfter(Number(woke.what), POLL_MAX_MS * 1000, (r.writtenMs - woke.startMs) * 1000),
+  };
+}
+
+/** The median round against the slowest 1%: where their time went (us), and what else was running. */
+function breakdown(traces: RoundTrace[], stalls: Stalls, io: IoLog): string[][] {
   const total = (r: RoundTrace): number => r.deliveredMs - r.sentMs;
   const sorted = [...traces].sort((a, b) => total(a) - total(b));
   const slowCount = Math.max(1, Math.round(sorted.length / 100));
@@ -203,20 +281,63 @@ function breakdown(traces: RoundTrace[], stalls: Stalls): string[][] {
     [`slowest 1% (${slowCount} rounds)`, sorted.slice(-slowCount)],
   ];
   const overlaps = (r: RoundTrace, spans: [number, number][]): boolean => spans.some(([a, b]) => a < r.deliveredMs && b > r.sentMs);
-  const mean = (xs: number[]): string => ((xs.reduce((n, x) => n + x, 0) / Math.max(1, xs.length)) * 1000).toFixed(0);
+  const mean = (xs: number[]): string => {
+    const known = xs.filter((x) => Number.isFinite(x));
+    return ((known.reduce((n, x) => n + x, 0) / Math.max(1, known.length)) * 1000).toFixed(0);
+  };
   return groups.map(([name, rs]) => {
     // A round whose record was found by a poll, not a watch (the watch had woken for an earlier one): no watch phase.
     const watched = rs.filter((r) => r.wokeMs >= r.writtenMs && r.writtenMs >= r.sentMs);
+    const causes = rs.map((r) => causesOf(r, io));
     return [
       name,
       mean(rs.map(total)),
       mean(rs.map((r) => Math.max(0, r.writtenMs - r.sentMs))),
+      `${mean(causes.map((c) => c.queuedMs))} (${mean(causes.map((c) => c.behindMs))}) / ${mean(causes.map((c) => c.writeMs))}`,
       mean(watched.map((r) => r.wokeMs - r.writtenMs)),
+      mean(causes.map((c) => c.watchSleepUs / 1000)),
       mean(watched.map((r) => r.deliveredMs - r.wokeMs)),
+      mean(rs.map((r) => r.loopActiveMs)),
+      `${causes.filter((c) => c.inFlightAtSend > 0).length} / ${causes.filter((c) => c.statusOverlap).length}`,
       `${rs.length - watched.length}`,
       `${rs.filter((r) => overlaps(r, stalls.gc)).length}`,
     ];
   });
+}
+
+/** Each of the slowest rounds, one line each (--slow): the evidence behind the breakdown's means. */
+function slowRounds(condition: string, traces: RoundTrace[], io: IoLog): string[][] {
+  const total = (r: RoundTrace): number => r.deliveredMs - r.sentMs;
+  const sorted = [...traces].sort((a, b) => total(a) - total(b));
+  const us = (ms: number): string => (Number.isFinite(ms) ? (ms * 1000).toFixed(0) : "-");
+  return sorted.slice(-Math.max(1, Math.round(sorted.length / 100))).map((r) => {
+    const c = causesOf(r, io);
+    return [condition, ((r.sentMs + MONO_OFFSET_MS) / 1000).toFixed(6), us(total(r)), us(c.queuedMs), us(c.behindMs), us(c.writeMs), us(r.wokeMs - r.writtenMs), Number.isFinite(c.watchSleepUs) ? c.watchSleepUs.toFixed(0) : "-", us(r.deliveredMs - r.wokeMs), us(r.loopActiveMs), `${c.inFlightAtSend}`, c.statusOverlap ? "yes" : "no"];
+  });
+}
+
+function sortedUnion(parts: Float64Array[]): Float64Array {
+  const all = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  return all.sort();
+}
+
+/** One row's slices as one run. */
+function mergeRuns(runs: LatencyRun[]): LatencyRun {
+  const sum = (f: (r: LatencyRun) => number): number => runs.reduce((n, r) => n + f(r), 0);
+  return {
+    latenciesUs: sortedUnion(runs.map((r) => r.latenciesUs)),
+    roundsRun: sum((r) => r.roundsRun),
+    lostProbes: sum((r) => r.lostProbes),
+    lateProbes: sum((r) => r.lateProbes),
+    overruns: sum((r) => r.overruns),
+    lostRecords: runs.reduce((n, r) => n + r.lostRecords, 0n),
+    ackWaits: sum((r) => r.ackWaits),
+  };
 }
 
 function probeLatency(binary: string, device: string, rounds: number, loadMBps = 0, mirrorTo?: string): Float64Array {
@@ -230,6 +351,10 @@ function probeLatency(binary: string, device: string, rounds: number, loadMBps =
 export async function latencyBench(args: string[]): Promise<void> {
   const rounds = numberArg(args, "--rounds", 2000);
   const plotDir = plotDirArg(args);
+  const showSlow = args.includes("--slow");
+  const sendOnDelivery = args.includes("--send-on-delivery");
+  const slices = numberArg(args, "--slices", DEFAULT_SLICES);
+  if (!Number.isInteger(slices) || slices < 1 || slices > rounds) throw new Error(`--slices must be an integer in 1..rounds (${rounds}), got ${slices}`);
   if (plotDir !== undefined) await assertCanPlot();
   const cdfs: CdfSeries[] = [];
   await withScratch(async (scratch) => {
@@ -237,25 +362,38 @@ export async function latencyBench(args: string[]): Promise<void> {
     execFileSync("gcc", ["-O2", "-Wall", "-pthread", "-o", binary, new URL("./probe/latency.c", import.meta.url).pathname]);
     const loop = scratch.loop("volume.img", 64 * 1024 * 1024);
     const receiveLoop = scratch.loop("receive.img", 64 * 1024 * 1024);
-    console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds`);
+    console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds in ${slices} slices (each path in turn), next probe ${sendOnDelivery ? "on delivery" : "once the previous probe's write returned (as the C probe)"}`);
     console.log(machineLine());
     console.log(`volumes: ${loop} (send) and ${receiveLoop} (receive, for row b), loop dio=on over 64 MiB files on ext4\n`);
     const rows: string[][] = [];
     const breakdowns: string[][] = [];
+    const slow: string[][] = [];
     const conditions: [number, string | undefined, string][] = [
       [0, undefined, "(a) idle"],
       [LOAD_MBPS, undefined, `(a) loaded ${LOAD_MBPS} MB/s`],
       [0, receiveLoop, "(b) via local mirror, idle"],
     ];
     for (const [load, mirrorTo, condition] of conditions) {
-      const c = probeLatency(binary, loop, rounds, load, mirrorTo);
-      console.error(`  probe ${condition}`);
       const traces: RoundTrace[] = [];
       const stalls: Stalls = { gc: [] };
-      const lr = await lunlinkLatency(loop, rounds, 0, load, mirrorTo, false, traces, stalls);
-      breakdowns.push(...breakdown(traces, stalls).map((r) => [condition, ...r]));
-      const pr = await lunlinkLatency(loop, rounds, 500, load, mirrorTo);
-      const kr = await lunlinkLatency(loop, rounds, 0, load, mirrorTo, true);
+      const io: IoLog = { writes: [], watches: [] };
+      // Slices run in turn (C, lunlink, busy poll, keyed, then the next slice), so a load swing on a
+      // shared machine lands on every path alike instead of on whichever ran in its minute.
+      const cs: Float64Array[] = [];
+      const lrs: LatencyRun[] = [];
+      const prs: LatencyRun[] = [];
+      const krs: LatencyRun[] = [];
+      for (let slice = 0; slice < slices; slice++) {
+        const sliceRounds = Math.floor(rounds / slices) + (slice < rounds % slices ? 1 : 0);
+        cs.push(probeLatency(binary, loop, sliceRounds, load, mirrorTo));
+        lrs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, traces, stalls, io));
+        prs.push(await lunlinkLatency(loop, sliceRounds, 500, sendOnDelivery, load, mirrorTo));
+        krs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, true));
+      }
+      const c = sortedUnion(cs);
+      const [lr, pr, kr] = [mergeRuns(lrs), mergeRuns(prs), mergeRuns(krs)];
+      breakdowns.push(...breakdown(traces, stalls, io).map((r) => [condition, ...r]));
+      if (showSlow) slow.push(...slowRounds(condition, traces, io));
       const [l, p, k] = [lr.latenciesUs, pr.latenciesUs, kr.latenciesUs];
       const lostOf = (r: LatencyRun): string => `${r.roundsRun} / ${r.lostProbes} (${r.lateProbes} late) / ${r.overruns} / ${r.lostRecords} / ${r.ackWaits}`;
       console.error(`  done ${condition}`);
@@ -275,7 +413,9 @@ export async function latencyBench(args: string[]): Promise<void> {
     console.log(`probes lost: rounds not delivered within ${ROUND_DEADLINE_MS} ms, left out of the percentiles (late: delivered after it); records lost: overwritten before the reader read them (it was lapped); writer ack waits: the writer held a probe's record for the reader's ack. A row stops after ${ROW_BUDGET_MS / 1000} s with the rounds it ran.`);
     if (plotDir !== undefined) for (const path of await writeCharts(plotDir, latencyCharts(cdfs))) console.log(`chart: ${path}`);
     console.log(`\nwhere the lunlink rounds' time goes (means in us; GC overlap: rounds during which a GC pause ran)`);
-    console.log(table(["condition", "rounds", "total", "send -> write done", "write done -> watch woke", "watch woke -> delivered", "found without a watch", "GC overlap"], breakdowns));
+    console.log(table(["condition", "rounds", "total", "send -> write done", "of which queued (behind a write in flight at send) / write", "write done -> watch woke", "watch sleep at write done", "watch woke -> delivered", "loop busy (JS)", "write in flight at send / status write overlap", "found without a watch", "GC overlap"], breakdowns));
+    console.log("queued: send -> the probe's record write submitted; write: submitted -> completion seen by JS; watch sleep: the sleep the waking watch had backed off to (us, schedule of adaptive-wait.ts paceAfter); loop busy: event-loop time running JS during the round (eventLoopUtilization); the last counts are rounds.");
+    if (showSlow) console.log(`\nthe slowest 1% of rounds, one by one (us)\n${table(["condition", "sent (CLOCK_MONOTONIC s, as ftrace's mono clock)", "total", "queued", "behind a write in flight", "write", "write done -> woke", "watch sleep", "woke -> delivered", "loop busy", "writes in flight at send", "status overlap"], slow)}`);
     console.log(`\nloaded: a background stream of ${LOAD_MBPS} MB/s (lunlink: 1 KiB data frames through the same writer; C: 64 KiB writes to the same volume); the timed messages are control frames.`);
   });
 }

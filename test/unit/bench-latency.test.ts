@@ -1,0 +1,41 @@
+// bench latency's breakdown: what a round met (causesOf). A probe sent while the previous probe's
+// write was still in flight (its O_DSYNC flush outlives the reader's view of the record) is counted
+// behind that write, its own write is the first record write after the send, and a status write
+// overlapping the round is named; times are made up (ms), no device.
+import test from "ava";
+
+import { causesOf, type IoLog, type RoundTrace } from "../../bench/latency.ts";
+
+const round: RoundTrace = { sentMs: 10, writtenMs: 13.2, wokeMs: 13.5, deliveredMs: 13.6, loopActiveMs: 0.3 };
+
+test("a probe sent while the previous probe's write is in flight waits behind it, then its own write runs", (t) => {
+  const io: IoLog = {
+    writes: [
+      { startMs: 9, endMs: 12.9, what: "record" }, // the previous probe's write, flushing when this one is sent
+      { startMs: 12.95, endMs: 13.2, what: "record" }, // this probe's write
+    ],
+    watches: [{ startMs: 12.85, endMs: 13.5, what: "100" }],
+  };
+  const c = causesOf(round, io);
+  t.is(c.inFlightAtSend, 1);
+  t.true(Math.abs(c.behindMs - 2.9) < 1e-9);
+  t.true(Math.abs(c.queuedMs - 2.95) < 1e-9);
+  t.true(Math.abs(c.writeMs - 0.25) < 1e-9);
+  t.false(c.statusOverlap);
+  t.is(c.watchSleepUs, 100); // 350 us into a watch that started at 100 us: still at 100 us (4 x 100 us)
+});
+
+test("a round with nothing in flight at send and a status write during it", (t) => {
+  const io: IoLog = {
+    writes: [
+      { startMs: 10.02, endMs: 13.2, what: "record" },
+      { startMs: 11, endMs: 11.3, what: "status" },
+    ],
+    watches: [{ startMs: 10.1, endMs: 13.5, what: "100" }],
+  };
+  const c = causesOf(round, io);
+  t.is(c.inFlightAtSend, 0);
+  t.is(c.behindMs, 0);
+  t.true(c.statusOverlap);
+  t.is(c.watchSleepUs, 800); // 3.1 ms into the watch: past 4 x 100 us, at 8 x 100 us
+});
