@@ -131,6 +131,12 @@ interface ClassQueue {
 const CLASS_ORDER = [FrameType.Heartbeat, FrameType.Control, FrameType.Data] as const;
 /** Idle time after the last record before the new head goes to the status block. */
 export const STATUS_IDLE_MS = 5;
+/**
+ * A record written this long after the one before it (an idle link's heartbeat record: no
+ * conversation follows it) has its status written at once, in the turn its write completed: waiting
+ * STATUS_IDLE_MS would cost a timer wake-up of its own (issue #13 section 4).
+ */
+export const STATUS_LONE_RECORD_GAP_MS = 100;
 
 export class RingWriterCore {
   readonly counters: RingWriterCounters = { framesAppended: 0, framesDropped: 0, records: 0, pads: 0, bytesWritten: 0, statusWrites: 0, overwrittenUnacked: 0, ackWaits: 0, rekeys: 0, peersReleased: 0, peersReturned: 0 };
@@ -174,6 +180,8 @@ export class RingWriterCore {
   private statusStale = false;
   private lastStatusMs: number;
   private lastRecordMs: number;
+  /** Time between the last two record completions (ms). */
+  private recordGapMs = 0;
   private nextOwnerCheckMs: number;
   private readonly oldestAtOpen: bigint;
   private blocksSinceOpen = 0;
@@ -376,6 +384,7 @@ export class RingWriterCore {
       builder.reset();
       this.spare.push(head.slot);
       this.statusStale = true;
+      this.recordGapMs = nowMs - this.lastRecordMs;
       this.lastRecordMs = nowMs;
     }
   }
@@ -451,8 +460,8 @@ export class RingWriterCore {
       if (!this.records.drained) return this.awaitRecords(nowMs);
       // Status: on the heartbeat interval, and once the writer has been idle STATUS_IDLE_MS with a new
       // head (not after every record: under load that would double the writes, and a status write
-      // must not sit in front of the next record of a conversation).
-      const statusIdleAtMs = this.statusStale ? this.lastRecordMs + STATUS_IDLE_MS : Number.POSITIVE_INFINITY;
+      // must not sit in front of the next record of a conversation); after a lone record, at once.
+      const statusIdleAtMs = this.statusStale ? this.lastRecordMs + (this.recordGapMs >= STATUS_LONE_RECORD_GAP_MS ? 0 : STATUS_IDLE_MS) : Number.POSITIVE_INFINITY;
       const statusDueAtMs = Math.min(statusIdleAtMs, this.lastStatusMs + this.o.statusIntervalMs);
       if (nowMs >= statusDueAtMs || (this.closeDeadlineMs !== undefined && this.statusStale)) return this.writeStatus(input);
       if (this.closeDeadlineMs !== undefined && builder.frames === 0 && this.queuedBytes === 0) {
