@@ -522,9 +522,9 @@ void Ring::Dispatch(std::vector<Completion>& batch) {
   {
     // The four arrays are this ring's persistent views over its dispatch buffer, passed with the
     // batch's count (no allocation per batch: four backing stores per batch were ~5% of the CPU
-    // per 4 KiB request, four typed arrays per batch another ~1-2 us per QD1 request); fresh
-    // arrays of the batch's length only for a nested call, an oversized batch, or a buffer JS
-    // managed to detach.
+    // per 4 KiB request, and the four typed arrays still made per batch showed in the QD1 profile,
+    // NewJSTypedArray and napi_create_typedarray); fresh arrays of the batch's length only for a
+    // nested call, an oversized batch, or a buffer JS managed to detach.
     napi_value buffer = DispatchBuffer();
     const bool pooled = buffer != nullptr && !dispatching_ && count <= kMaxKernelOwned;
     napi_value argv[5];
