@@ -76,6 +76,7 @@ class Ring : public std::enable_shared_from_this<Ring> {
   void Reap();
   void Dispatch(std::vector<Completion>& batch);
   napi_value DispatchBuffer();
+  void DeleteDispatchRefs();
   void Finish(uint32_t slot, int error, Syscall syscall, std::vector<Completion>& batch);
   void FinishCloseIfDrained();
   void StopHandles();
@@ -135,6 +136,9 @@ class Ring : public std::enable_shared_from_this<Ring> {
   // (i32), kMaxKernelOwned each (a reap returns at most that many).
   static constexpr size_t kDispatchBufferBytes = 24 * kMaxKernelOwned;
   napi_ref dispatchBuffer_ = nullptr;
+  // The four full-length typed arrays over it (ids, results, errors, syscalls), made with the
+  // buffer and handed to JS with the batch's count: no typed array is created per batch.
+  napi_ref dispatchViews_[4] = {nullptr, nullptr, nullptr, nullptr};
   bool dispatching_ = false;
   bool handlesStopped_ = false;
 };

@@ -5,6 +5,8 @@
 // on ext4. Queue depth N = N sequential streams over N equal regions (fio psync: numjobs=N,
 // offset_increment; fio io_uring: one job, iodepth=N); no O_DSYNC anywhere; default options (no
 // busy polling). Each cell runs for --seconds (default 2); the run order rotates per row.
+// Narrower runs (A/B comparisons on a shared machine): --targets loop,file  --ops write,read
+// --blocks 4096,65536,1048576  --depths 1,8 (defaults: all). --targets file needs no loop device.
 import { execFileSync } from "node:child_process";
 import { constants, open as openFile } from "node:fs/promises";
 import { loadavg } from "node:os";
@@ -98,12 +100,25 @@ function loadLine(): string {
   return `load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`;
 }
 
+/** A comma-separated list option, each entry one of `allowed`; all of them if absent. */
+function listArg<T extends string | number>(args: string[], name: string, allowed: readonly T[]): T[] {
+  const at = args.indexOf(name);
+  if (at < 0) return [...allowed];
+  const chosen = (args[at + 1] ?? "").split(",").map((v) => allowed.find((a) => String(a) === v));
+  if (chosen.length === 0 || chosen.some((v) => v === undefined)) throw new Error(`bench raw: ${name} takes a comma-separated subset of ${allowed.join(",")}`);
+  return chosen as T[];
+}
+
 export async function rawBench(args: string[]): Promise<void> {
   const seconds = numberArg(args, "--seconds", 2);
+  const targets = listArg(args, "--targets", ["loop", "file"] as const);
+  const ops = listArg(args, "--ops", ["write", "read"] as const);
+  const blockSizes = listArg(args, "--blocks", [4096, 65536, 1048576] as const);
+  const depths = listArg(args, "--depths", [1, 8] as const);
   await withScratch(async (scratch) => {
     const file = scratch.file("file.img", VOLUME_BYTES);
-    const loop = scratch.loop("loop.img", VOLUME_BYTES);
-    const dio = execFileSync("cat", [`/sys/block/${loop.slice(5)}/loop/dio`], { encoding: "utf8" }).trim();
+    const loop = targets.includes("loop") ? scratch.loop("loop.img", VOLUME_BYTES) : undefined;
+    const dio = loop === undefined ? "-" : execFileSync("cat", [`/sys/block/${loop.slice(5)}/loop/dio`], { encoding: "utf8" }).trim();
     // Asks for "auto" explicitly, whatever the default (LUNLINK_ENGINE may name another).
     const probe = await Volume.open(file, { engine: "auto" });
     const autoEngine = probe.engine;
@@ -112,14 +127,16 @@ export async function rawBench(args: string[]): Promise<void> {
     console.log(`# raw: lunlink Volume (engines io_uring and threads) vs fio psync, fio io_uring and node:fs, O_DIRECT, no O_DSYNC, ${seconds} s per cell`);
     console.log(machineLine());
     console.log(`engine (auto) on this host: ${autoEngine}; ${loadLine()} at start`);
-    console.log(`targets: loop = ${loop} over ext4 file, dio=${dio}; file = 1 GiB file on ext4 (/var/tmp)\n`);
+    console.log(`targets: ${loop === undefined ? "" : `loop = ${loop} over ext4 file, dio=${dio}; `}file = 1 GiB file on ext4 (/var/tmp)\n`);
     const rows: string[][] = [];
     const latencyRows: string[][] = [];
     const engines: Engine[] = autoEngine === "io_uring" ? ["io_uring", "threads"] : ["threads"];
-    for (const [target, path] of [["loop", loop], ["file", file]] as const) {
-      for (const op of ["write", "read"] as const) {
-        for (const blockBytes of [4096, 65536, 1048576]) {
-          for (const depth of [1, 8]) {
+    const paths = { loop, file };
+    for (const target of targets) {
+      const path = paths[target]!;
+      for (const op of ops) {
+        for (const blockBytes of blockSizes) {
+          for (const depth of depths) {
             const runs: (() => Promise<Cell>)[] = [
               ...engines.map((engine) => () => lunlinkRun(path, op, blockBytes, depth, seconds, engine)),
               () => nodeFsRun(path, op, blockBytes, depth, seconds),

@@ -146,23 +146,32 @@ export function nativeSyscallFailure(error: unknown): { errno: number; syscall: 
 /** Receives one completion: bytes transferred (or 0), errno (0 on success) and the failing syscall. */
 export type CompletionHandler = (result: number, errno: number, syscall: string) => void;
 
-const handlers = new Map<number, CompletionHandler>();
+/** A completion receiver that is an object (a volume's request): no closure per request. */
+export interface CompletionTarget {
+  complete(result: number, errno: number, syscall: string): void;
+}
+
+const handlers = new Map<number, CompletionHandler | CompletionTarget>();
 let nextRequestId = 1;
 
 /**
- * Delivers one batch of completions. A handler that throws (a user's `recover` listener runs inside
- * one) does not stop the batch: every other request still settles, then the first error is rethrown
- * and surfaces as an uncaught exception, as for any throwing listener.
+ * Delivers one batch of completions: the first `count` entries of the arrays (all of them when
+ * count is not given; the io_uring engine passes its ring's persistent arrays and the batch's
+ * count). A handler that throws (a user's `recover` listener runs inside one) does not stop the
+ * batch: every other request still settles, then the first error is rethrown and surfaces as an
+ * uncaught exception, as for any throwing listener.
  */
-export function routeCompletions(ids: Float64Array, results: Float64Array, errors: Int32Array, syscalls: Int32Array): void {
+export function routeCompletions(ids: Float64Array, results: Float64Array, errors: Int32Array, syscalls: Int32Array, count = ids.length): void {
   let failure: { error: unknown } | undefined;
-  for (let i = 0; i < ids.length; i++) {
+  const end = Math.min(count, ids.length);
+  for (let i = 0; i < end; i++) {
     const id = ids[i]!;
     const handler = handlers.get(id);
     if (handler === undefined) continue; // a request abandoned after its deadline: nothing waits
     handlers.delete(id);
     try {
-      handler(results[i]!, errors[i]!, syscallName(syscalls[i]!));
+      if (typeof handler === "function") handler(results[i]!, errors[i]!, syscallName(syscalls[i]!));
+      else handler.complete(results[i]!, errors[i]!, syscallName(syscalls[i]!));
     } catch (error) {
       failure ??= { error };
     }
@@ -171,7 +180,7 @@ export function routeCompletions(ids: Float64Array, results: Float64Array, error
 }
 
 /** Registers a handler and returns the request id to pass to the addon. */
-export function registerRequest(handler: CompletionHandler): number {
+export function registerRequest(handler: CompletionHandler | CompletionTarget): number {
   const id = nextRequestId++;
   handlers.set(id, handler);
   return id;

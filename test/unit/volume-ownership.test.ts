@@ -111,6 +111,36 @@ test("a throwing completion handler does not lose the rest of its batch", (t) =>
   t.deepEqual(settled, [1, 2, 3]);
 });
 
+test("a batch delivered in the ring's persistent arrays settles only its first `count` entries, and completion targets (objects) are routed like handlers", (t) => {
+  const settled: string[] = [];
+  const first = registerRequest({ complete: (result, errno) => settled.push(`first ${result} ${errno}`) });
+  const second = registerRequest((result) => settled.push(`second ${result}`));
+  const stale = registerRequest(() => settled.push("stale"));
+  // The arrays are longer than the batch: what lies past `count` is left over from an earlier batch.
+  const ids = new Float64Array([first, second, stale, 0]);
+  const results = new Float64Array([4096, 512, 7, 0]);
+  routeCompletions(ids, results, new Int32Array([0, 0, 0, 0]), new Int32Array(4), 2);
+  t.deepEqual(settled, ["first 4096 0", "second 512"]);
+  routeCompletions(new Float64Array([stale]), new Float64Array(1), new Int32Array(1), new Int32Array(1));
+  t.deepEqual(settled, ["first 4096 0", "second 512", "stale"]);
+});
+
+test("io_uring: batches of every size up to the queue depth, then single completions, each settle the right request with its own data", async (t) => {
+  const volume = await Volume.open(await sparseFile(t, 4 * MiB), { engine: "io_uring", ioThreads: 8 });
+  t.teardown(() => volume.close());
+  const blockBytes = 4096;
+  for (let i = 0; i < 64; i++) await volume.write(i * blockBytes, volume.alloc(blockBytes).fill(i + 1));
+  for (let round = 1; round <= 8; round++) {
+    // `round` reads in flight at once, then one alone: the persistent arrays hold a longer batch's
+    // leftovers when a shorter one is delivered.
+    const buffers = Array.from({ length: round }, () => volume.alloc(blockBytes));
+    await Promise.all(buffers.map((buffer, i) => volume.read((round + i) * blockBytes, buffer)));
+    buffers.forEach((buffer, i) => t.true(buffer.every((byte) => byte === round + i + 1), `round ${round} read ${i}`));
+    const single = await volume.read(round * 7 * blockBytes, blockBytes);
+    t.true(single.every((byte) => byte === round * 7 + 1), `round ${round} single read`);
+  }
+});
+
 test("a worker thread gets ERR_LUNLINK_WORKER_UNSUPPORTED and the main thread keeps working", async (t) => {
   const volumeModule = new URL("../../lib/io/volume.ts", import.meta.url).href;
   const addonPath = new URL("../../build/Release/lunlink.node", import.meta.url).pathname;
