@@ -7,11 +7,16 @@
 // must not cost the failover bound (300 ms). The load average is printed: the machine is shared.
 // --profile DIR: the nodes write V8 CPU profiles there (node --cpu-prof). Each process's CPU is also
 // shown by thread (main thread apart, others by name) with its context switches a second: the
-// wake-ups an idle process pays for.
+// wake-ups an idle process pays for. Reference row, measured in the same window: two bare Node.js
+// processes that only exchange the primary path's UDP heartbeat (bench/probe/heartbeat-floor.mjs),
+// the floor the design's timers put under any Node.js implementation on this machine.
+import { fork, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
 import { readdir, readFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 
+import { DEFAULT_TIMERS } from "../lib/link/paths.ts";
 import { Lab } from "../lib/node/lab.ts";
 import { failover } from "./link.ts";
 import { machineLine } from "./machine.ts";
@@ -84,6 +89,16 @@ async function mirrorPid(source: string): Promise<number> {
   throw new Error(`no mirror process for ${source}`);
 }
 
+/** Two heartbeat-floor processes that have exchanged ports and started their heartbeats. */
+async function startFloorPair(heartbeatMs: number): Promise<ChildProcess[]> {
+  const script = new URL("./probe/heartbeat-floor.mjs", import.meta.url);
+  const pair = [0, 1].map(() => fork(script, [String(heartbeatMs)], { stdio: ["ignore", "inherit", "inherit", "ipc"] }));
+  const ports = await Promise.all(pair.map(async (child) => ((await once(child, "message")) as [{ port: number }])[0].port));
+  pair[0]!.send({ peerPort: ports[1] });
+  pair[1]!.send({ peerPort: ports[0] });
+  return pair;
+}
+
 export async function idleBench(args: string[]): Promise<void> {
   const seconds = numberArg(args, "--seconds", 60);
   const cuts = args.includes("--no-failover") ? 0 : numberArg(args, "--cuts", 10);
@@ -93,14 +108,18 @@ export async function idleBench(args: string[]): Promise<void> {
   const lab = await Lab.create({ prefix: "lli-", ...(profileDir === undefined ? {} : { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] }) });
   const stop = () => void lab.destroy().finally(() => process.exit(130));
   process.once("SIGINT", stop);
+  let floor: ChildProcess[] = [];
   try {
     await lab.startPair();
     console.log(`# idle: the lab pair with nothing but heartbeats for ${seconds} s, default settings; CPU = utime + stime from /proc`);
     console.log(machineLine());
     await sleep(SETTLE_MS);
+    const heartbeatMs = DEFAULT_TIMERS.primary.heartbeatMs;
+    floor = await startFloorPair(heartbeatMs);
     const processes: { name: string; pid: number }[] = [
       ...lab.nodes.map((n) => ({ name: `lunlink up (node ${n.id})`, pid: n.process!.pid! })),
       ...(await Promise.all(lab.mirrors.map(async (m) => ({ name: `mirror copy --follow ${m.source === lab.nodes[0].send ? "1 -> 2" : "2 -> 1"}`, pid: await mirrorPid(m.source) })))),
+      ...floor.map((child, i) => ({ name: `reference: bare Node.js, ${heartbeatMs} ms UDP heartbeat (${i + 1})`, pid: child.pid! })),
     ];
     const loadBefore = loadavg()[0]!;
     const before = await Promise.all(processes.map((p) => cpuMs(p.pid)));
@@ -112,10 +131,12 @@ export async function idleBench(args: string[]): Promise<void> {
     const elapsedMs = performance.now() - startMs;
     const shares = processes.map((p, i) => ({ ...p, percent: ((after[i]! - before[i]!) / elapsedMs) * 100 }));
     console.log(`load average 1 min: ${loadBefore.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after (2 cores shared with other work)\n`);
-    console.log(table(["process", "CPU ms", "% of a core", "target"], shares.map((s, i) => [s.name, (after[i]! - before[i]!).toFixed(0), s.percent.toFixed(2), "<= 2%"])));
-    console.log(`pair total: ${shares.reduce((n, s) => n + s.percent, 0).toFixed(2)}% of a core`);
+    const lunlinkShares = shares.slice(0, shares.length - floor.length);
+    const floorPercent = shares.slice(-floor.length).reduce((n, s) => n + s.percent, 0) / floor.length;
+    console.log(table(["process", "CPU ms", "% of a core", "x reference", "target"], shares.map((s, i) => [s.name, (after[i]! - before[i]!).toFixed(0), s.percent.toFixed(2), (s.percent / floorPercent).toFixed(2), i < lunlinkShares.length ? "<= 2%" : "-"])));
+    console.log(`pair total: ${lunlinkShares.reduce((n, s) => n + s.percent, 0).toFixed(2)}% of a core; reference: two processes that only send and receive the primary heartbeat, no storage, no JS beyond the timer, in the same ${seconds} s`);
     // By thread (context switches: wake-ups, plus preemptions on a loaded machine).
-    for (const [i, p] of processes.entries()) {
+    for (const [i, p] of processes.slice(0, lunlinkShares.length).entries()) {
       console.log(`\n${p.name}, by thread:`);
       console.log(table(["thread", "threads", "% of a core", "switches/s"], threadRows(p.pid, threadsBefore[i]!, threadsAfter[i]!, elapsedMs)));
     }
@@ -129,6 +150,7 @@ export async function idleBench(args: string[]): Promise<void> {
       console.log(table(["cuts", "interruption p50 ms", "p95 ms", "max ms", "bound ms"], [[String(times.length), percentile(times, 50).toFixed(0), percentile(times, 95).toFixed(0), (times.at(-1) ?? Number.NaN).toFixed(0), String(FAILOVER_BOUND_MS)]]));
     }
   } finally {
+    for (const child of floor) if (child.connected) child.disconnect();
     process.off("SIGINT", stop);
     if (profileDir !== undefined) for (const id of [1, 2] as const) await lab.stopNode(id, "down").catch(() => undefined);
     await lab.destroy();
