@@ -115,7 +115,7 @@ export async function linkBench(args: string[]): Promise<void> {
       const { bytesPerSecond, retransmits } = await iperf(lab, target.address, seconds, target.congestion).finally(() => stopHog?.());
       if (traceDir !== undefined && target.name.includes("storage")) {
         await sleep(TRACE_SETTLE_MS);
-        stages.push(...(await stageRows(traceDir, lab, target.congestion ?? "default", startUs, wallMs() * 1000 - TRACE_SETTLE_MS * 1000)));
+        stages.push(...(await stageRows(traceDir, lab, stageRunLabel(target), startUs, wallMs() * 1000 - TRACE_SETTLE_MS * 1000)));
       }
       const cpu = (await cpuMs(lab)) - cpuBefore;
       const after = await Promise.all([lab.status(1), lab.status(2)]);
@@ -210,6 +210,11 @@ function ringActivity(writerBefore: LinkStatus, writerAfter: LinkStatus, readerB
   const r0 = readerBefore.ring.readerCounters;
   const r1 = readerAfter.ring.readerCounters;
   return [String(records), records > 0 ? (frames / records).toFixed(1) : "-", records > 0 ? (bytes / records / 1024).toFixed(1) : "-", String(w1.framesDropped - w0.framesDropped), String(r1.records - r0.records), String(BigInt(r1.lost) - BigInt(r0.lost))];
+}
+
+/** A storage run's name in the stage table: its congestion control, and the hog when one ran beside it. */
+export function stageRunLabel(target: { congestion?: string; hogged?: boolean }): string {
+  return `${target.congestion ?? "default"}${target.hogged === true ? ", CPU hog" : ""}`;
 }
 
 /** Bound on a hog's life beyond its TCP run: stress-ng stops itself even if this process dies first. */
