@@ -112,10 +112,13 @@ export async function linkBench(args: string[]): Promise<void> {
       const sampled = target.name.includes("storage") ? sampleTcp(lab, seconds) : Promise.resolve("");
       const stopHog = target.hogged === true ? startHog(seconds) : undefined;
       const startUs = wallMs() * 1000;
-      const { bytesPerSecond, retransmits } = await iperf(lab, target.address, seconds, target.congestion).finally(() => stopHog?.());
+      let hogRan = true;
+      const { bytesPerSecond, retransmits } = await iperf(lab, target.address, seconds, target.congestion).finally(() => {
+        if (stopHog !== undefined) hogRan = stopHog();
+      });
       if (traceDir !== undefined && target.name.includes("storage")) {
         await sleep(TRACE_SETTLE_MS);
-        stages.push(...(await stageRows(traceDir, lab, target.congestion ?? "default", startUs, wallMs() * 1000 - TRACE_SETTLE_MS * 1000)));
+        stages.push(...(await stageRows(traceDir, lab, stageRunLabel(target), startUs, wallMs() * 1000 - TRACE_SETTLE_MS * 1000)));
       }
       const cpu = (await cpuMs(lab)) - cpuBefore;
       const after = await Promise.all([lab.status(1), lab.status(2)]);
@@ -125,7 +128,7 @@ export async function linkBench(args: string[]): Promise<void> {
       const storage = target.name.includes("storage");
       if (storage && target.hogged !== true) quiet.set(target.congestion ?? "default", bytesPerSecond);
       const quietBytesPerSecond = target.hogged === true ? quiet.get(target.congestion ?? "default") : undefined;
-      rows.push([target.name, rtt.p50.toFixed(3), rtt.p99.toFixed(3), (bytesPerSecond / 1e6).toFixed(1), ratio(bytesPerSecond, veth), ...fioBytesPerSecond.map((f) => (storage ? ratio(bytesPerSecond, f) : "")), lunlink ? (cpu / ((bytesPerSecond * seconds) / 1e6)).toFixed(2) : "", quietBytesPerSecond === undefined ? "" : ratio(bytesPerSecond, quietBytesPerSecond)]);
+      rows.push([target.name, rtt.p50.toFixed(3), rtt.p99.toFixed(3), (bytesPerSecond / 1e6).toFixed(1), ratio(bytesPerSecond, veth), ...fioBytesPerSecond.map((f) => (storage ? ratio(bytesPerSecond, f) : "")), lunlink ? (cpu / ((bytesPerSecond * seconds) / 1e6)).toFixed(2) : "", quietBytesPerSecond === undefined ? "" : hogRan ? ratio(bytesPerSecond, quietBytesPerSecond) : "no hog (stress-ng not running)"]);
       if (storage) for (const id of [1, 2] as const) ringRows.push([target.name, `${id} -> ${3 - id}`, ...ringActivity(before[id - 1]!, after[id - 1]!, before[2 - id]!, after[2 - id]!), id === 1 ? `${tcp}; ${retransmits} retransmits` : ""]);
     }
     if (!storageOnly) {
@@ -212,6 +215,11 @@ function ringActivity(writerBefore: LinkStatus, writerAfter: LinkStatus, readerB
   return [String(records), records > 0 ? (frames / records).toFixed(1) : "-", records > 0 ? (bytes / records / 1024).toFixed(1) : "-", String(w1.framesDropped - w0.framesDropped), String(r1.records - r0.records), String(BigInt(r1.lost) - BigInt(r0.lost))];
 }
 
+/** A storage run's name in the stage table: its congestion control, and the hog when one ran beside it. */
+export function stageRunLabel(target: { congestion?: string; hogged?: boolean }): string {
+  return `${target.congestion ?? "default"}${target.hogged === true ? ", CPU hog" : ""}`;
+}
+
 /** Bound on a hog's life beyond its TCP run: stress-ng stops itself even if this process dies first. */
 const HOG_MARGIN_S = 30;
 
@@ -220,11 +228,15 @@ const HOG_MARGIN_S = 30;
  * now, stopped by the returned function (its whole process group, by its id), and by its own
  * --timeout at the latest.
  */
-function startHog(seconds: number): () => void {
+export function startHog(seconds: number): () => boolean {
   const child = spawn("stress-ng", ["--cpu", "2", "--timeout", `${seconds + HOG_MARGIN_S}s`], { detached: true, stdio: "ignore" });
   child.on("error", (error) => console.log(`stress-ng: ${error.message}`));
+  // True if the hog was still running (it ran beside the whole run); false if it never started or
+  // exited early (by a signal too: then its group may be gone, and a kill would throw ESRCH).
   return () => {
-    if (child.pid !== undefined && child.exitCode === null) process.kill(-child.pid, "SIGTERM");
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return false;
+    process.kill(-child.pid, "SIGTERM");
+    return true;
   };
 }
 
