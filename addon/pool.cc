@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "device.h"
+#include "thread-name.h"
 
 namespace lunlink {
 
@@ -138,6 +139,7 @@ bool Pool::SpawnLocked() {
 }
 
 void Pool::Run() {
+  NameThisThread("lunlink-io");  // I/O requests and watches of one volume (thread engine)
   std::unique_lock<std::mutex> lock(mutex_);
   // False after a watch that timed out unchanged: JS is idle (its next request comes after its own
   // periodic work, not within kSpinNs), so spinning would only burn CPU on an idle follower.

@@ -30,6 +30,7 @@
 
 #include "buffer.h"
 #include "channel.h"
+#include "thread-name.h"
 
 namespace lunlink {
 
@@ -137,6 +138,7 @@ bool IsPacketDrop(int error) {
 // JS is still busy with earlier batches the thread keeps filling the current slot (throughput),
 // and posts it when it is full or JS has caught up (Recycle wakes the thread through the eventfd).
 void TunReader::Run() {
+  NameThisThread("lunlink-tun");
   int slot = -1;
   for (;;) {
     if (slot < 0) {

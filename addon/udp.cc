@@ -31,6 +31,7 @@
 
 #include "buffer.h"
 #include "channel.h"
+#include "thread-name.h"
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -114,6 +115,7 @@ struct UdpReader {
 // Same batching policy as the TUN reader: post at once when JS is idle (latency), keep filling while
 // JS is busy (throughput), post when full or when JS caught up.
 void UdpReader::Run() {
+  NameThisThread("lunlink-udp");
   int slot = -1;
   for (;;) {
     if (slot < 0) {

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "state.h"
+#include "thread-name.h"
 
 namespace lunlink {
 
@@ -707,6 +708,7 @@ void Ring::Abandon() {
 
 // Parked-ring thread: waits for every SQE the kernel still owns, then unmaps and closes.
 void Ring::Drain() {
+  NameThisThread("lunlink-drain");  // an abandoned ring waiting for its last CQEs
   while (kernelOwned_ > 0) {
     const int r = SysEnter(ringFd_, 0, 1, IORING_ENTER_GETEVENTS);
     if (r < 0 && errno != EINTR && errno != EAGAIN && errno != EBUSY) break;  // the ring is unusable: keep the memory
