@@ -306,13 +306,16 @@ function breakdown(traces: RoundTrace[], stalls: Stalls, io: IoLog): string[][] 
 }
 
 /** Each of the slowest rounds, one line each (--slow): the evidence behind the breakdown's means. */
-function slowRounds(condition: string, traces: RoundTrace[], io: IoLog): string[][] {
+export function slowRounds(condition: string, traces: RoundTrace[], io: IoLog): string[][] {
   const total = (r: RoundTrace): number => r.deliveredMs - r.sentMs;
   const sorted = [...traces].sort((a, b) => total(a) - total(b));
   const us = (ms: number): string => (Number.isFinite(ms) ? (ms * 1000).toFixed(0) : "-");
   return sorted.slice(-Math.max(1, Math.round(sorted.length / 100))).map((r) => {
     const c = causesOf(r, io);
-    return [condition, ((r.sentMs + MONO_OFFSET_MS) / 1000).toFixed(6), us(total(r)), us(c.queuedMs), us(c.behindMs), us(c.writeMs), us(r.wokeMs - r.writtenMs), Number.isFinite(c.watchSleepUs) ? c.watchSleepUs.toFixed(0) : "-", us(r.deliveredMs - r.wokeMs), us(r.loopActiveMs), `${c.inFlightAtSend}`, c.statusOverlap ? "yes" : "no"];
+    // A round found without a watch of its own keeps the last watch's wake time, from an earlier
+    // round: no wake step then ("-"), as the breakdown's means leave such rounds out.
+    const wokeMs = r.wokeMs >= r.sentMs ? r.wokeMs : Number.NaN;
+    return [condition, ((r.sentMs + MONO_OFFSET_MS) / 1000).toFixed(6), us(total(r)), us(c.queuedMs), us(c.behindMs), us(c.writeMs), us(wokeMs - r.writtenMs), Number.isFinite(c.watchSleepUs) ? c.watchSleepUs.toFixed(0) : "-", us(r.deliveredMs - wokeMs), us(r.loopActiveMs), `${c.inFlightAtSend}`, c.statusOverlap ? "yes" : "no"];
   });
 }
 

@@ -4,7 +4,7 @@
 // overlapping the round is named; times are made up (ms), no device.
 import test from "ava";
 
-import { causesOf, type IoLog, type RoundTrace } from "../../bench/latency.ts";
+import { causesOf, slowRounds, type IoLog, type RoundTrace } from "../../bench/latency.ts";
 
 const round: RoundTrace = { sentMs: 10, writtenMs: 13.2, wokeMs: 13.5, deliveredMs: 13.6, loopActiveMs: 0.3 };
 
@@ -38,4 +38,18 @@ test("a round with nothing in flight at send and a status write during it", (t) 
   t.is(c.behindMs, 0);
   t.true(c.statusOverlap);
   t.is(c.watchSleepUs, 800); // 3.1 ms into the watch: past 4 x 100 us, at 8 x 100 us
+});
+
+test("--slow: a round found without a watch of its own shows no wake step, not the earlier round's wake time", (t) => {
+  // Found by a read right after the write (no watch ended in this round): wokeMs is still the
+  // previous round's, before this round's send; --slow printed -17 s for such rounds.
+  const found: RoundTrace = { sentMs: 20, writtenMs: 20.3, wokeMs: 13.5, deliveredMs: 25, loopActiveMs: 4 };
+  const io: IoLog = { writes: [{ startMs: 20.01, endMs: 20.3, what: "record" }], watches: [{ startMs: 12.85, endMs: 13.5, what: "100" }] };
+  const [row] = slowRounds("(b)", [found], io);
+  t.is(row![6], "-"); // write done -> woke
+  t.is(row![8], "-"); // woke -> delivered
+  t.is(row![2], "5000"); // the round's total stays
+  const [watched] = slowRounds("(a)", [round], { writes: [{ startMs: 10.02, endMs: 13.2, what: "record" }], watches: [{ startMs: 10.1, endMs: 13.5, what: "100" }] });
+  t.is(watched![6], "300");
+  t.is(watched![8], "100");
 });
