@@ -7,25 +7,17 @@ import { join } from "node:path";
 import pino from "pino";
 
 import { renderStatus, watch, type NodeStatus } from "../../lib/cli/status-view.ts";
-import { ErrorCode, LunlinkError, Volume } from "../../lib/index.ts";
+import { ErrorCode, LunlinkError } from "../../lib/index.ts";
 import { Link, type LinkOptions } from "../../lib/link/link.ts";
 import { DEFAULT_TIMERS, type Transition } from "../../lib/link/paths.ts";
 import { checkConfig, loadConfig, minDamageTimeoutMs } from "../../lib/node/config.ts";
 import { NodeObservability } from "../../lib/node/observe.ts";
 import { TIMELINE_ENTRIES, Timeline } from "../../lib/node/timeline.ts";
-import { formatVolume } from "../../lib/ring/superblocks.ts";
-import { scratchDir, sparseFile } from "../helpers/scratch.ts";
+import { pairFiles } from "../helpers/pair-files.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
-const MiB = 1024 * 1024;
-
-async function pair(t: Parameters<typeof sparseFile>[0]): Promise<[Link, Link]> {
-  const a = await sparseFile(t, 2 * MiB, "node1-send.img");
-  const b = await sparseFile(t, 2 * MiB, "node2-send.img");
-  for (const [path, writerNode, peerNode] of [[a, 1, 2], [b, 2, 1]] as const) {
-    const v = await Volume.open(path);
-    await formatVolume(v, { writerNode, peerNode, ringBlocks: 128n });
-    await v.close();
-  }
+async function pair(t: Parameters<typeof pairFiles>[0]): Promise<[Link, Link]> {
+  const { send: a, receive: b } = await pairFiles(t);
   const port = 20_000 + Math.floor(Math.random() * 20_000);
   const options = (node: number, send: string, receive: string, mine: number, theirs: number): LinkOptions => ({
     nodeId: node,

@@ -16,7 +16,7 @@ import { Link } from "../../lib/link/link.ts";
 import { DEFAULT_TIMERS } from "../../lib/link/paths.ts";
 import { ClusterNode, type ClusterMemberOptions } from "../../lib/node/cluster-node.ts";
 import { formatCluster } from "../../lib/ring/cluster.ts";
-import { formatVolume } from "../../lib/ring/superblocks.ts";
+import { pairFiles } from "../helpers/pair-files.ts";
 import { sparseFile } from "../helpers/scratch.ts";
 
 const MiB = 1024 * 1024;
@@ -115,21 +115,6 @@ test.serial("ClusterNode.open: a peer endpoint the UDP path refuses (not a numer
   const open = () => ClusterNode.open({ nodeId: 1, subnet: "198.18.100.1/24", members: members(file, randomBase(), { primary: { host: "peer.example", port: 7410 } }), storage: STORAGE, timers: DEFAULT_TIMERS });
   await refusedClean(t, open, ErrorCode.InvalidArgument);
 });
-
-/** A pair's two volumes on files: node 1's send ring and node 2's (node 1's receive volume). */
-async function pairFiles(t: ExecutionContext): Promise<{ send: string; receive: string }> {
-  const send = await sparseFile(t, 2 * MiB, "node1-send.img");
-  const receive = await sparseFile(t, 2 * MiB, "node2-send.img");
-  for (const [path, writerNode, peerNode] of [
-    [send, 1, 2],
-    [receive, 2, 1],
-  ] as const) {
-    const v = await Volume.open(path);
-    await formatVolume(v, { writerNode, peerNode, ringBlocks: 128n });
-    await v.close();
-  }
-  return { send, receive };
-}
 
 test.serial("Link.open: a peer endpoint the UDP path refuses (not a numeric address) closes the storage path and leaves no socket bound", async (t) => {
   const { send, receive } = await pairFiles(t);

@@ -18,22 +18,16 @@ import { ClusterStorage } from "../../lib/node/cluster-storage.ts";
 import { formatCluster } from "../../lib/ring/cluster.ts";
 import { formatVolume } from "../../lib/ring/superblocks.ts";
 import { RingWriter } from "../../lib/ring/writer.ts";
+import { PAIR_RING_BLOCKS, formatFile } from "../helpers/pair-files.ts";
 import { scratchDir, sparseFileIn } from "../helpers/scratch.ts";
 
 const MiB = 1024 * 1024;
-const RING_BLOCKS = 128n;
-
-async function formatted(path: string, writerNode: number, peerNode: number): Promise<void> {
-  const v = await Volume.open(path);
-  await formatVolume(v, { writerNode, peerNode, ringBlocks: RING_BLOCKS });
-  await v.close();
-}
 
 /** Node 1's send volume (formatted for 1 -> 2) and a scratch directory for the receive paths. */
 async function sendVolume(t: ExecutionContext): Promise<{ dir: string; send: string }> {
   const dir = await scratchDir(t);
   const send = await sparseFileIn(dir, 2 * MiB, "node1-send.img");
-  await formatted(send, 1, 2);
+  await formatFile(send, 1, 2);
   return { dir, send };
 }
 
@@ -56,13 +50,13 @@ const BAD: { what: string; code: string; make: (dir: string, send: string) => Pr
   { what: "not a lunlink volume (zeroes)", code: ErrorCode.NotFormatted, make: (dir) => sparseFileIn(dir, 2 * MiB, "blank.img") },
   { what: "the wrong geometry (its ring runs past the end of the volume)", code: ErrorCode.SuperblockConflict, make: async (dir) => {
       const path = await sparseFileIn(dir, 2 * MiB, "short.img");
-      await formatted(path, 2, 1);
+      await formatFile(path, 2, 1);
       await truncate(path, 64 * 1024);
       return path;
     } },
   { what: "another pair's (written by node 3 for node 4)", code: ErrorCode.WrongPair, make: async (dir) => {
       const path = await sparseFileIn(dir, 2 * MiB, "other-pair.img");
-      await formatted(path, 3, 4);
+      await formatFile(path, 3, 4);
       return path;
     } },
   { what: "our own send volume", code: ErrorCode.WrongPair, make: async (_dir, send) => send },
@@ -77,7 +71,7 @@ for (const bad of BAD) {
     t.is(await digest(send), before, "the send volume's superblocks, status and epoch are unchanged");
     // The refusal released the send volume (exclusive): a good start right after works.
     const peer = await sparseFileIn(dir, 2 * MiB, "node2-send.img");
-    await formatted(peer, 2, 1);
+    await formatFile(peer, 2, 1);
     const path = await open(send, peer);
     await path.close();
   });
@@ -86,7 +80,7 @@ for (const bad of BAD) {
 test("a receive volume formatted (mirrored) but not yet written is accepted: the send ring opens in a new epoch", async (t) => {
   const { dir, send } = await sendVolume(t);
   const receive = await sparseFileIn(dir, 2 * MiB, "node2-send.img");
-  await formatted(receive, 2, 1);
+  await formatFile(receive, 2, 1);
   const before = await digest(send);
   const path = await open(send, receive);
   await path.close();
@@ -97,7 +91,7 @@ test("a receive volume formatted (mirrored) but not yet written is accepted: the
 test("a stale receive volume (the peer wrote records, then stopped; the copy may lag its newest epoch) is accepted", async (t) => {
   const { dir, send } = await sendVolume(t);
   const receive = await sparseFileIn(dir, 2 * MiB, "node2-send.img");
-  await formatted(receive, 2, 1);
+  await formatFile(receive, 2, 1);
   const v = await Volume.open(receive);
   const writer = await RingWriter.open(v, { nodeId: 2, maxDelayMs: 0 });
   for (let i = 0; i < 5; i++) await writer.append(FrameType.Data, Buffer.from(`old ${i}`));
@@ -115,7 +109,7 @@ test("keyed: a receive ring under another key is refused (ERR_LUNLINK_WRONG_KEY)
   const keyed = async (name: string, writerNode: number, peerNode: number, key: Uint8Array): Promise<string> => {
     const path = await sparseFileIn(dir, 2 * MiB, name);
     const v = await Volume.open(path);
-    await formatVolume(v, { writerNode, peerNode, ringBlocks: RING_BLOCKS, auth: { key } });
+    await formatVolume(v, { writerNode, peerNode, ringBlocks: PAIR_RING_BLOCKS, auth: { key } });
     await v.close();
     return path;
   };

@@ -5,10 +5,8 @@
 import test from "ava";
 
 import { FrameType } from "../../lib/format/layout.ts";
-import { Volume } from "../../lib/index.ts";
 import { LINK_MAX_RECORD_BLOCKS, StoragePath } from "../../lib/link/storage-path.ts";
-import { formatVolume } from "../../lib/ring/superblocks.ts";
-import { sparseFile } from "../helpers/scratch.ts";
+import { pairFiles } from "../helpers/pair-files.ts";
 
 const MiB = 1024 * 1024;
 /** The RingWriter's own default record bound (lib/ring/writer-options.ts), which the link raises. */
@@ -19,16 +17,7 @@ const FRAME_BYTES = 1400;
 const BURST_FRAMES = Math.ceil((2 * MiB) / FRAME_BYTES);
 
 test("a burst appended while a record write is in flight goes out in records above the writer's default 65 blocks, at most LINK_MAX_RECORD_BLOCKS", async (t) => {
-  const send = await sparseFile(t, 8 * MiB, "node1-send.img");
-  const receive = await sparseFile(t, 8 * MiB, "node2-send.img");
-  for (const [path, writerNode, peerNode] of [
-    [send, 1, 2],
-    [receive, 2, 1],
-  ] as const) {
-    const v = await Volume.open(path);
-    await formatVolume(v, { writerNode, peerNode, ringBlocks: 1024n });
-    await v.close();
-  }
+  const { send, receive } = await pairFiles(t, { fileBytes: 8 * MiB, ringBlocks: 1024n });
   const path = await StoragePath.open({ nodeId: 1, peerNodeId: 2, send, receive, onFrame: () => undefined });
   t.teardown(() => path.close());
   const writer = path.send.writer;

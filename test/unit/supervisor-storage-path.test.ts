@@ -11,23 +11,7 @@ import { ErrorCode, Volume } from "../../lib/index.ts";
 import { StoragePath } from "../../lib/link/storage-path.ts";
 import { formatVolume } from "../../lib/ring/superblocks.ts";
 import { RingWriter } from "../../lib/ring/writer.ts";
-import { sparseFile } from "../helpers/scratch.ts";
-
-const MiB = 1024 * 1024;
-
-async function files(t: Parameters<typeof sparseFile>[0]) {
-  const send = await sparseFile(t, 2 * MiB, "node1-send.img");
-  const receive = await sparseFile(t, 2 * MiB, "node2-send.img");
-  for (const [path, writerNode, peerNode] of [
-    [send, 1, 2],
-    [receive, 2, 1],
-  ] as const) {
-    const v = await Volume.open(path);
-    await formatVolume(v, { writerNode, peerNode, ringBlocks: 128n });
-    await v.close();
-  }
-  return { send, receive };
-}
+import { pairFiles } from "../helpers/pair-files.ts";
 
 async function until(what: string, check: () => boolean, limitMs = 10_000): Promise<void> {
   const deadline = Date.now() + limitMs;
@@ -38,7 +22,7 @@ async function until(what: string, check: () => boolean, limitMs = 10_000): Prom
 }
 
 test("another node takes the send volume over: a configuration fault, reported once, never retried; appends answer down", async (t) => {
-  const { send, receive } = await files(t);
+  const { send, receive } = await pairFiles(t);
   const path = await StoragePath.open({ nodeId: 1, peerNodeId: 2, send, receive, recovery: { backoffMinMs: 5, backoffMaxMs: 20 }, onFrame: () => undefined });
   t.teardown(() => path.close());
   const changes: string[] = [];
@@ -66,7 +50,7 @@ test("another node takes the send volume over: a configuration fault, reported o
 });
 
 test("the receive volume is reformatted for another pair under the reader: wrong pair, a configuration fault, not retried", async (t) => {
-  const { send, receive } = await files(t);
+  const { send, receive } = await pairFiles(t);
   const path = await StoragePath.open({ nodeId: 1, peerNodeId: 2, send, receive, recovery: { backoffMinMs: 5, backoffMaxMs: 20 }, onFrame: () => undefined });
   t.teardown(() => path.close());
   // Node 2's ring is written once, then the volume is reformatted (another volume UUID) and written again.
