@@ -69,11 +69,11 @@ export class UdpPath {
   private readonly bySource = new Map<number, number>();
   private closed = false;
 
-  private constructor(options: UdpPathOptions, data: UdpSocket, control: UdpSocket) {
+  private constructor(options: UdpPathOptions, peerAddresses: number[], data: UdpSocket, control: UdpSocket) {
     this.options = options;
     this.data = data;
     this.control = control;
-    this.peerAddresses = options.peers.map((p) => ipv4(p.host));
+    this.peerAddresses = peerAddresses;
     options.peers.forEach((p, i) => this.bySource.set(sourceKey(this.peerAddresses[i]!, p.port), i));
     this.batches = options.peers.map(() => [new SendBatch(options.batchBytes), new SendBatch(options.batchBytes)]);
   }
@@ -83,22 +83,18 @@ export class UdpPath {
     if (options.peers.length === 0 || (options.sources === "any" && options.peers.length !== 1)) {
       throw new Error(`assertion failed: ${options.peers.length} peers with sources "${options.sources}"`);
     }
+    // A peer host that is no numeric IPv4 address is refused before any socket is bound.
+    const peerAddresses = options.peers.map((p) => ipv4(p.host));
     const data = UdpSocket.bind(options.bind, UDP_SOCKET_BUFFER_BYTES);
-    let control: UdpSocket;
+    let control: UdpSocket | undefined;
     try {
       control = UdpSocket.bind({ host: options.bind.host, port: options.bind.port + 1 }, UDP_SOCKET_BUFFER_BYTES);
-    } catch (error) {
-      data.close();
-      throw error;
-    }
-    try {
-      // The constructor refuses a peer host that is no numeric IPv4 address: the bound sockets go with it.
-      const path = new UdpPath(options, data, control);
+      const path = new UdpPath(options, peerAddresses, data, control);
       data.start(path.onData, options.onError);
       control.start(path.onControl, options.onError);
       return path;
     } catch (error) {
-      control.close();
+      control?.close();
       data.close();
       throw error;
     }
