@@ -538,10 +538,10 @@ void Ring::Dispatch(std::vector<Completion>& batch) {
       void* data = nullptr;
       napi_get_arraybuffer_info(env, buffer, &data, nullptr);
       auto* bytes = static_cast<uint8_t*>(data);
-      requestIds = reinterpret_cast<double*>(bytes);
-      results = reinterpret_cast<double*>(bytes + 8 * kMaxKernelOwned);
-      errors = reinterpret_cast<int32_t*>(bytes + 16 * kMaxKernelOwned);
-      syscalls = reinterpret_cast<int32_t*>(bytes + 20 * kMaxKernelOwned);
+      requestIds = reinterpret_cast<double*>(bytes + kDispatchViewOffsets[0]);
+      results = reinterpret_cast<double*>(bytes + kDispatchViewOffsets[1]);
+      errors = reinterpret_cast<int32_t*>(bytes + kDispatchViewOffsets[2]);
+      syscalls = reinterpret_cast<int32_t*>(bytes + kDispatchViewOffsets[3]);
       for (int i = 0; i < 4; i++) napi_get_reference_value(env, dispatchViews_[i], &argv[i]);
       napi_create_uint32(env, static_cast<uint32_t>(count), &argv[4]);
       argc = 5;
@@ -603,10 +603,9 @@ napi_value Ring::DispatchBuffer() {
     return nullptr;
   }
   const napi_typedarray_type types[4] = {napi_float64_array, napi_float64_array, napi_int32_array, napi_int32_array};
-  const size_t offsets[4] = {0, 8 * kMaxKernelOwned, 16 * kMaxKernelOwned, 20 * kMaxKernelOwned};
   for (int i = 0; i < 4; i++) {
     napi_value view;
-    if (napi_create_typedarray(env_, types[i], kMaxKernelOwned, buffer, offsets[i], &view) != napi_ok ||
+    if (napi_create_typedarray(env_, types[i], kMaxKernelOwned, buffer, kDispatchViewOffsets[i], &view) != napi_ok ||
         napi_create_reference(env_, view, 1, &dispatchViews_[i]) != napi_ok) {
       dispatchViews_[i] = nullptr;
       DeleteDispatchRefs();

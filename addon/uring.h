@@ -135,6 +135,9 @@ class Ring : public std::enable_shared_from_this<Ring> {
   // Backing of the arrays a batch is handed to JS in: ids and results (f64), errors and syscalls
   // (i32), kMaxKernelOwned each (a reap returns at most that many).
   static constexpr size_t kDispatchBufferBytes = 24 * kMaxKernelOwned;
+  // Where each of the four arrays starts in it (bytes): the views JS gets and the pointers a batch
+  // is written through use these alike.
+  static constexpr size_t kDispatchViewOffsets[4] = {0, 8 * kMaxKernelOwned, 16 * kMaxKernelOwned, 20 * kMaxKernelOwned};
   napi_ref dispatchBuffer_ = nullptr;
   // The four full-length typed arrays over it (ids, results, errors, syscalls), made with the
   // buffer and handed to JS with the batch's count: no typed array is created per batch.
