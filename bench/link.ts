@@ -13,9 +13,9 @@
 //      record writes in flight), the bound the writer sets with nothing else in the way.
 // `--only storage` runs just the storage TCP rows and fio (no veth, wireguard-go, primary, failover).
 // `--stages` traces every record of the storage TCP runs through writer, mirror and poller (link-stages.ts).
-// `--hog` adds the storage TCP rows again with stress-ng --cpu 2 (every core busy) running beside them,
+// `--hog` adds the storage TCP rows again with stress-ng (bench/hog.ts: a worker per core) running beside them,
 // each held against its quiet row ("x quiet"; issue #13: it must keep >= 0.5x).
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,6 +30,7 @@ import type { LinkStatus } from "../lib/link/link.ts";
 import { LINK_RECORDS_IN_FLIGHT } from "../lib/link/storage-path.ts";
 import { fourStreams, sendRingAlone, STORAGE_FIO_BLOCK_BYTES } from "./link-fio.ts";
 import { STAGE_COLUMNS, stageRows } from "./link-stages.ts";
+import { startHog } from "./hog.ts";
 import { withScratch } from "./scratch.ts";
 import { numberArg, percentile, ratio, table } from "./stats.ts";
 import { assertCanPlot, writeCharts } from "../lib/cli/plot.ts";
@@ -110,11 +111,11 @@ export async function linkBench(args: string[]): Promise<void> {
       const cpuBefore = await cpuMs(lab);
       const before = await Promise.all([lab.status(1), lab.status(2)]);
       const sampled = target.name.includes("storage") ? sampleTcp(lab, seconds) : Promise.resolve("");
-      const stopHog = target.hogged === true ? startHog(seconds) : undefined;
+      const hogger = target.hogged === true ? startHog(seconds + HOG_MARGIN_S) : undefined;
       const startUs = wallMs() * 1000;
       let hogRan = true;
-      const { bytesPerSecond, retransmits } = await iperf(lab, target.address, seconds, target.congestion).finally(() => {
-        if (stopHog !== undefined) hogRan = stopHog();
+      const { bytesPerSecond, retransmits } = await iperf(lab, target.address, seconds, target.congestion).finally(async () => {
+        if (hogger !== undefined) hogRan = await hogger.stop();
       });
       if (traceDir !== undefined && target.name.includes("storage")) {
         await sleep(TRACE_SETTLE_MS);
@@ -215,29 +216,12 @@ function ringActivity(writerBefore: LinkStatus, writerAfter: LinkStatus, readerB
   return [String(records), records > 0 ? (frames / records).toFixed(1) : "-", records > 0 ? (bytes / records / 1024).toFixed(1) : "-", String(w1.framesDropped - w0.framesDropped), String(r1.records - r0.records), String(BigInt(r1.lost) - BigInt(r0.lost))];
 }
 
-/** A storage run's name in the stage table: its congestion control, and the hog when one ran beside it. */
-export function stageRunLabel(target: { congestion?: string; hogged?: boolean }): string {
-  return `${target.congestion ?? "default"}${target.hogged === true ? ", CPU hog" : ""}`;
-}
-
 /** Bound on a hog's life beyond its TCP run: stress-ng stops itself even if this process dies first. */
 const HOG_MARGIN_S = 30;
 
-/**
- * stress-ng --cpu 2 (one busy worker per core of the lab machine) in a session of its own, started
- * now, stopped by the returned function (its whole process group, by its id), and by its own
- * --timeout at the latest.
- */
-export function startHog(seconds: number): () => boolean {
-  const child = spawn("stress-ng", ["--cpu", "2", "--timeout", `${seconds + HOG_MARGIN_S}s`], { detached: true, stdio: "ignore" });
-  child.on("error", (error) => console.log(`stress-ng: ${error.message}`));
-  // True if the hog was still running (it ran beside the whole run); false if it never started or
-  // exited early (by a signal too: then its group may be gone, and a kill would throw ESRCH).
-  return () => {
-    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return false;
-    process.kill(-child.pid, "SIGTERM");
-    return true;
-  };
+/** A storage run's name in the stage table: its congestion control, and the hog when one ran beside it. */
+export function stageRunLabel(target: { congestion?: string; hogged?: boolean }): string {
+  return `${target.congestion ?? "default"}${target.hogged === true ? ", CPU hog" : ""}`;
 }
 
 /** cwnd, rtt and unacked segments of node 1's iperf3 data connection, halfway through the run. */

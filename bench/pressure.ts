@@ -5,12 +5,12 @@
 // user's job or service would be); and with the same hog in the lab's own session (one autogroup with
 // the nodes and the mirrors, the harshest placement). A transition on a link nobody cut is a false
 // one; the table gives transitions per minute per node, self-pauses and the nodes' event-loop delay.
-import { spawn, type ChildProcess } from "node:child_process";
 import { availableParallelism, loadavg } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import type { LinkStatus } from "../lib/link/link.ts";
 import { Lab } from "../lib/node/lab.ts";
+import { startHog, type Hog } from "./hog.ts";
 import { numberArg, table } from "./stats.ts";
 import { machineLine } from "./machine.ts";
 
@@ -78,13 +78,13 @@ async function phase(name: string, seconds: number, hog: HogPlacement): Promise<
   const lab = await Lab.create({ prefix: "llb-", onLog });
   const stop = () => void lab.destroy().finally(() => process.exit(130));
   process.once("SIGINT", stop);
-  let stress: ChildProcess | undefined;
+  let stress: Hog | undefined;
   try {
     await lab.startPair(20_000);
     const before = await Promise.all([lab.status(1), lab.status(2)]);
     if (hog !== "none") {
-      // detached = setsid(): a new session, so the kernel puts the hog in an autogroup of its own.
-      stress = spawn("stress-ng", ["--cpu", String(availableParallelism()), "--timeout", `${seconds + 5}s`, "--quiet"], { stdio: "ignore", detached: hog === "own-session" });
+      // Its own session (setsid): the kernel puts the hog in an autogroup of its own.
+      stress = startHog(seconds + 5, { ownSession: hog === "own-session" });
     }
     await sleep(seconds * 1000);
     const load = loadavg().map((x) => x.toFixed(2)).join(" ");
@@ -102,20 +102,10 @@ async function phase(name: string, seconds: number, hog: HogPlacement): Promise<
       load,
     };
   } finally {
-    if (stress !== undefined) await stopHog(stress);
+    await stress?.stop();
     process.off("SIGINT", stop);
     await lab.destroy();
   }
-}
-
-/** SIGTERM lets stress-ng stop its workers; SIGKILL after 5 s (its own --timeout bounds it anyway). */
-async function stopHog(stress: ChildProcess): Promise<void> {
-  if (stress.exitCode !== null || stress.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => stress.once("exit", () => resolve()));
-  stress.kill("SIGTERM");
-  const timer = setTimeout(() => stress.kill("SIGKILL"), 5000);
-  await exited;
-  clearTimeout(timer);
 }
 
 /** Path and active-path transitions that happened between two status snapshots, as text. */

@@ -2,7 +2,8 @@
 // its quiet run, and a CPU hog that is not running is reported, not measured as if it were.
 import test from "ava";
 
-import { stageRunLabel, startHog } from "../../bench/link.ts";
+import { startHog } from "../../bench/hog.ts";
+import { stageRunLabel } from "../../bench/link.ts";
 
 test("the stage table's run label tells a hogged storage run from its quiet run of the same congestion control", (t) => {
   const quiet = [{}, { congestion: "cubic" }];
@@ -19,10 +20,10 @@ test.serial("a CPU hog that never ran (stress-ng not found) is reported as not r
   const log = console.log;
   console.log = (...parts: unknown[]) => void logged.push(parts.join(" "));
   try {
-    const stop = startHog(1);
+    const hog = startHog(1);
     // The spawn failure (ENOENT) arrives as an event; bounded wait for it.
     for (let i = 0; i < 100 && logged.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
-    t.is(stop(), false);
+    t.is(await hog.stop(), false);
   } finally {
     console.log = log;
     process.env["PATH"] = path;
