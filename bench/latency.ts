@@ -272,13 +272,22 @@ export function causesOf(r: RoundTrace, io: IoLog): RoundCauses {
 }
 
 /** The median round against the slowest 1%: where their time went (us), and what else was running. */
+/** A round's one-way time, send -> delivered (ms). */
+function roundMs(r: RoundTrace): number {
+  return r.deliveredMs - r.sentMs;
+}
+
+/** The rounds, fastest first, and the slowest 1% of them (at least one): what the breakdown and --slow look at. */
+function byRoundTime(traces: RoundTrace[]): { sorted: RoundTrace[]; slowest: RoundTrace[] } {
+  const sorted = [...traces].sort((a, b) => roundMs(a) - roundMs(b));
+  return { sorted, slowest: sorted.slice(-Math.max(1, Math.round(sorted.length / 100))) };
+}
+
 function breakdown(traces: RoundTrace[], stalls: Stalls, io: IoLog): string[][] {
-  const total = (r: RoundTrace): number => r.deliveredMs - r.sentMs;
-  const sorted = [...traces].sort((a, b) => total(a) - total(b));
-  const slowCount = Math.max(1, Math.round(sorted.length / 100));
+  const { sorted, slowest } = byRoundTime(traces);
   const groups: [string, RoundTrace[]][] = [
     ["median 10% of rounds", sorted.slice(Math.floor(sorted.length * 0.45), Math.ceil(sorted.length * 0.55))],
-    [`slowest 1% (${slowCount} rounds)`, sorted.slice(-slowCount)],
+    [`slowest 1% (${slowest.length} rounds)`, slowest],
   ];
   const overlaps = (r: RoundTrace, spans: [number, number][]): boolean => spans.some(([a, b]) => a < r.deliveredMs && b > r.sentMs);
   const mean = (xs: number[]): string => {
@@ -291,7 +300,7 @@ function breakdown(traces: RoundTrace[], stalls: Stalls, io: IoLog): string[][] 
     const causes = rs.map((r) => causesOf(r, io));
     return [
       name,
-      mean(rs.map(total)),
+      mean(rs.map(roundMs)),
       mean(rs.map((r) => Math.max(0, r.writtenMs - r.sentMs))),
       `${mean(causes.map((c) => c.queuedMs))} (${mean(causes.map((c) => c.behindMs))}) / ${mean(causes.map((c) => c.writeMs))}`,
       mean(watched.map((r) => r.wokeMs - r.writtenMs)),
@@ -307,15 +316,13 @@ function breakdown(traces: RoundTrace[], stalls: Stalls, io: IoLog): string[][] 
 
 /** Each of the slowest rounds, one line each (--slow): the evidence behind the breakdown's means. */
 export function slowRounds(condition: string, traces: RoundTrace[], io: IoLog): string[][] {
-  const total = (r: RoundTrace): number => r.deliveredMs - r.sentMs;
-  const sorted = [...traces].sort((a, b) => total(a) - total(b));
   const us = (ms: number): string => (Number.isFinite(ms) ? (ms * 1000).toFixed(0) : "-");
-  return sorted.slice(-Math.max(1, Math.round(sorted.length / 100))).map((r) => {
+  return byRoundTime(traces).slowest.map((r) => {
     const c = causesOf(r, io);
     // A round found without a watch of its own keeps the last watch's wake time, from an earlier
     // round: no wake step then ("-"), as the breakdown's means leave such rounds out.
     const wokeMs = r.wokeMs >= r.sentMs ? r.wokeMs : Number.NaN;
-    return [condition, ((r.sentMs + MONO_OFFSET_MS) / 1000).toFixed(6), us(total(r)), us(c.queuedMs), us(c.behindMs), us(c.writeMs), us(wokeMs - r.writtenMs), Number.isFinite(c.watchSleepUs) ? c.watchSleepUs.toFixed(0) : "-", us(r.deliveredMs - wokeMs), us(r.loopActiveMs), `${c.inFlightAtSend}`, c.statusOverlap ? "yes" : "no"];
+    return [condition, ((r.sentMs + MONO_OFFSET_MS) / 1000).toFixed(6), us(roundMs(r)), us(c.queuedMs), us(c.behindMs), us(c.writeMs), us(wokeMs - r.writtenMs), Number.isFinite(c.watchSleepUs) ? c.watchSleepUs.toFixed(0) : "-", us(r.deliveredMs - wokeMs), us(r.loopActiveMs), `${c.inFlightAtSend}`, c.statusOverlap ? "yes" : "no"];
   });
 }
 
