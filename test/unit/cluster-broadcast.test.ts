@@ -17,6 +17,7 @@ import { formatCluster } from "../../lib/ring/cluster.ts";
 import { RingReader } from "../../lib/ring/reader.ts";
 import { ipv4Packet as ipv4 } from "../helpers/ipv4.ts";
 import { sparseFile } from "../helpers/scratch.ts";
+import { pollUntil } from "../helpers/until.ts";
 
 /** A core's effects, recorded: what it sent (decoded headers) and what it delivered. */
 function recorder(): { out: LinkOutput; sent: MessageHeader[]; delivered: { text: string; path: PathId }[] } {
@@ -114,13 +115,7 @@ interface Running {
   received: string[];
 }
 
-async function waitUntil(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not ${what} within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+const waitUntil = (what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> => pollUntil(what, check, timeoutMs, 20);
 
 async function fourNodes(t: ExecutionContext, file: string): Promise<Running[]> {
   const base = 30_000 + Math.floor(Math.random() * 5_000) * 4;

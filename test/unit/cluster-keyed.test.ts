@@ -26,6 +26,7 @@ import { loadClusterKey } from "../../lib/node/cluster-secret.ts";
 import { generateKeys } from "../../lib/link/keys.ts";
 import { scratchDir, sparseFile } from "../helpers/scratch.ts";
 import { ipv4Packet as ipv4 } from "../helpers/ipv4.ts";
+import { pollUntil } from "../helpers/until.ts";
 
 const B = 4096;
 const secret = (): Buffer => randomBytes(32);
@@ -38,13 +39,7 @@ async function clusterFile(t: ExecutionContext, nodes: number[], clusterSecret: 
   return file;
 }
 
-async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`not ${what} within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+const waitUntil = (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> => pollUntil(what, check, timeoutMs, 20);
 
 async function rejection(t: ExecutionContext, promise: Promise<unknown>): Promise<LunlinkError> {
   const error = await t.throwsAsync(promise);

@@ -16,6 +16,7 @@ import { clusterServiceView } from "../../lib/node/cluster-service.ts";
 import { ServiceState } from "../../lib/node/service.ts";
 import { sparseFile } from "../helpers/scratch.ts";
 import { ipv4Packet as ipv4 } from "../helpers/ipv4.ts";
+import { pollUntil } from "../helpers/until.ts";
 
 const MEMBERS = [
   { node: 1, address: "198.18.100.1", primary: "198.18.1.1:7410", ring: "/dev/disk/by-id/cluster-lun" },
@@ -68,13 +69,7 @@ interface Running {
   received: string[];
 }
 
-async function waitUntil(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not ${what} within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+const waitUntil = (what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> => pollUntil(what, check, timeoutMs, 20);
 
 /** Three nodes on 127.0.0.1; nodes 1 and 2 know a wrong port for node 3, so 3 is reachable only over storage. */
 async function threeNodes(t: ExecutionContext): Promise<Running[]> {

@@ -15,6 +15,7 @@ import type { Volume } from "../../lib/io/volume.ts";
 import { classifyFault, faultReason, Supervisor, SupervisorCore, type Incarnation, type StateChange } from "../../lib/io/supervisor.ts";
 import { MIRROR_FATAL_REASONS, healthChange, mirrorRecovery } from "../../lib/mirror/health.ts";
 import { generator, logSeed, SEED } from "../helpers/random.ts";
+import { pollUntil } from "../helpers/until.ts";
 
 const err = (code: ErrorCode) => new LunlinkError(code, `test: ${code}`);
 
@@ -209,13 +210,7 @@ function component() {
   return { incarnation, fail, closed: () => closed };
 }
 
-async function until(what: string, check: () => boolean, limitMs = 5000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not ${what} within ${limitMs} ms`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
+const until = (what: string, check: () => boolean, limitMs = 5000): Promise<void> => pollUntil(what, check, limitMs, 2);
 
 test("shell: EIO, then a stall, then a configuration fault: reopened each time, states and counters follow", async (t) => {
   const volume = new FakeVolume();

@@ -15,6 +15,7 @@ import { NodeObservability } from "../../lib/node/observe.ts";
 import { TIMELINE_ENTRIES, Timeline } from "../../lib/node/timeline.ts";
 import { pairFiles } from "../helpers/pair-files.ts";
 import { scratchDir } from "../helpers/scratch.ts";
+import { pollUntil } from "../helpers/until.ts";
 
 async function pair(t: Parameters<typeof pairFiles>[0]): Promise<[Link, Link]> {
   const { send: a, receive: b } = await pairFiles(t);
@@ -35,13 +36,7 @@ async function pair(t: Parameters<typeof pairFiles>[0]): Promise<[Link, Link]> {
   return [one, two];
 }
 
-async function until(what: string, check: () => boolean, limitMs = 15_000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not ${what} within ${limitMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const until = (what: string, check: () => boolean, limitMs = 15_000): Promise<void> => pollUntil(what, check, limitMs, 10);
 
 const quiet = pino({ level: "silent" });
 

@@ -10,14 +10,9 @@ import { ReceiveRing } from "../../lib/link/receive-ring.ts";
 import { formatVolume } from "../../lib/ring/superblocks.ts";
 import { RingWriter } from "../../lib/ring/writer.ts";
 import { sparseFile } from "../helpers/scratch.ts";
+import { pollUntil } from "../helpers/until.ts";
 
-async function until(what: string, check: () => boolean, limitMs = 10_000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not ${what} within ${limitMs} ms`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const until = (what: string, check: () => boolean, limitMs = 10_000): Promise<void> => pollUntil(what, check, limitMs, 5);
 
 test("a fresh handle's new reader carries the old one's counters: records, frames and pads never go back", async (t) => {
   const path = await sparseFile(t, 2 * 1024 * 1024);

@@ -11,6 +11,7 @@ import { RingReader } from "../../lib/ring/reader.ts";
 import { formatVolume } from "../../lib/ring/superblocks.ts";
 import { RingWriter } from "../../lib/ring/writer.ts";
 import { sparseFile } from "../helpers/scratch.ts";
+import { pollUntil } from "../helpers/until.ts";
 
 async function ring(t: Parameters<typeof sparseFile>[0]) {
   const path = await sparseFile(t, 2 * 1024 * 1024);
@@ -31,13 +32,7 @@ async function ring(t: Parameters<typeof sparseFile>[0]) {
   return { writer, reader, receive, write };
 }
 
-async function until(what: string, check: () => boolean, limitMs = 10_000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not ${what} within ${limitMs} ms`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const until = (what: string, check: () => boolean, limitMs = 10_000): Promise<void> => pollUntil(what, check, limitMs, 5);
 
 const text = (bytes: Uint8Array, offset: number, length: number) => Buffer.from(bytes.buffer, bytes.byteOffset + offset, length).toString();
 

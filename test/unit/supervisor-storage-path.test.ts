@@ -12,14 +12,9 @@ import { StoragePath } from "../../lib/link/storage-path.ts";
 import { formatVolume } from "../../lib/ring/superblocks.ts";
 import { RingWriter } from "../../lib/ring/writer.ts";
 import { pairFiles } from "../helpers/pair-files.ts";
+import { pollUntil } from "../helpers/until.ts";
 
-async function until(what: string, check: () => boolean, limitMs = 10_000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not ${what} within ${limitMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const until = (what: string, check: () => boolean, limitMs = 10_000): Promise<void> => pollUntil(what, check, limitMs, 10);
 
 test("another node takes the send volume over: a configuration fault, reported once, never retried; appends answer down", async (t) => {
   const { send, receive } = await pairFiles(t);
