@@ -4,7 +4,9 @@
 // device (--direct-io=on, so the loop driver does not serve O_DIRECT from page cache) and on a file
 // on ext4. Queue depth N = N sequential streams over N equal regions (fio psync: numjobs=N,
 // offset_increment; fio io_uring: one job, iodepth=N); no O_DSYNC anywhere; default options (no
-// busy polling). Each cell runs for --seconds (default 2); the run order rotates per row.
+// busy polling). Each cell gives every tool --seconds (default 2) in --slices slices (default 4),
+// the tools in turn per slice (forward, then backward): a ratio is the median of the
+// slices' paired ratios, so a machine whose speed swings moves both sides of a pair alike.
 // Narrower runs (A/B comparisons on a shared machine): --targets loop,file  --ops write,read
 // --blocks 4096,65536,1048576  --depths 1,8 (defaults: all). --targets file needs no loop device.
 import { execFileSync } from "node:child_process";
@@ -16,17 +18,24 @@ import { Volume, alignedBuffer } from "../lib/index.ts";
 import { fio } from "./fio.ts";
 import { machineLine } from "./machine.ts";
 import { withScratch } from "./scratch.ts";
-import { mbps, numberArg, percentile, ratio, table } from "./stats.ts";
+import { mbps, median, numberArg, pairedRatios, percentile, table } from "./stats.ts";
 
-interface Cell {
+export interface Cell {
   bytesPerSecond: number;
   latencyUsP50: number;
   latencyUsP99: number;
   cpuPercent: number;
 }
 
+/** Each cell's tools run in this many slices, in turn (--slices). */
+const DEFAULT_SLICES = 4;
+/** A slice shorter than this measures mostly start-up (fio's, the volume's open). */
+const MIN_SLICE_SECONDS = 0.25;
+
 const VOLUME_BYTES = 1024 * 1024 * 1024;
 type Engine = "io_uring" | "threads";
+/** What a cell measures: lunlink's engines, node:fs, fio psync, fio io_uring. */
+type Tool = Engine | "nodeFs" | "psync" | "fioUring";
 
 /** Runs `depth` sequential streams of `step(streamIndex, offsetBytes)` for `seconds`. */
 async function streams(blockBytes: number, depth: number, seconds: number, step: (index: number, offsetBytes: number) => Promise<unknown>): Promise<Cell> {
@@ -93,7 +102,27 @@ function fioRun(path: string, op: "read" | "write", blockBytes: number, depth: n
     engine === "psync"
       ? ["--ioengine=psync", `--numjobs=${depth}`, `--size=${region}`, `--offset_increment=${region}`]
       : ["--ioengine=io_uring", `--iodepth=${depth}`, `--size=${region * depth}`];
-  return fio(["--name=raw", `--filename=${path}`, "--direct=1", `--rw=${op}`, `--bs=${blockBytes}`, ...layout, `--runtime=${seconds}`, "--time_based"]);
+  return fio(["--name=raw", `--filename=${path}`, "--direct=1", `--rw=${op}`, `--bs=${blockBytes}`, ...layout, `--runtime=${Math.round(seconds * 1000)}ms`, "--time_based"]);
+}
+
+/** The order a cell's `toolCount` tools take in `slice`: forward in even slices, backward in odd ones (ABBA), so over each pair of slices every tool has the same mean position and neighbours stay neighbours. */
+export function sliceOrder(toolCount: number, slice: number): number[] {
+  const forward = Array.from({ length: toolCount }, (_, k) => k);
+  return slice % 2 === 0 ? forward : forward.reverse();
+}
+
+/** One tool's slices of a cell as one cell: the median of each measure. */
+export function sliceMedians(slices: readonly Cell[]): Cell {
+  return {
+    bytesPerSecond: median(slices.map((c) => c.bytesPerSecond)),
+    latencyUsP50: median(slices.map((c) => c.latencyUsP50)),
+    latencyUsP99: median(slices.map((c) => c.latencyUsP99)),
+    cpuPercent: median(slices.map((c) => c.cpuPercent)),
+  };
+}
+
+function fixed2(value: number): string {
+  return Number.isFinite(value) ? value.toFixed(2) : "n/a";
 }
 
 function loadLine(): string {
@@ -111,6 +140,10 @@ function listArg<T extends string | number>(args: string[], name: string, allowe
 
 export async function rawBench(args: string[]): Promise<void> {
   const seconds = numberArg(args, "--seconds", 2);
+  const slices = numberArg(args, "--slices", DEFAULT_SLICES);
+  if (!Number.isInteger(slices) || seconds / slices < MIN_SLICE_SECONDS) {
+    throw new Error(`bench raw: --slices takes an integer that leaves each slice at least ${MIN_SLICE_SECONDS} s of --seconds (${seconds})`);
+  }
   const targets = listArg(args, "--targets", ["loop", "file"] as const);
   const ops = listArg(args, "--ops", ["write", "read"] as const);
   const blockSizes = listArg(args, "--blocks", [4096, 65536, 1048576] as const);
@@ -124,7 +157,7 @@ export async function rawBench(args: string[]): Promise<void> {
     const autoEngine = probe.engine;
     await probe.close();
 
-    console.log(`# raw: lunlink Volume (engines io_uring and threads) vs fio psync, fio io_uring and node:fs, O_DIRECT, no O_DSYNC, ${seconds} s per cell`);
+    console.log(`# raw: lunlink Volume (engines io_uring and threads) vs fio psync, fio io_uring and node:fs, O_DIRECT, no O_DSYNC, ${seconds} s per tool and cell in ${slices} slices (tools in turn)`);
     console.log(machineLine());
     console.log(`engine (auto) on this host: ${autoEngine}; ${loadLine()} at start`);
     console.log(`targets: ${loop === undefined ? "" : `loop = ${loop} over ext4 file, dio=${dio}; `}file = 1 GiB file on ext4 (/var/tmp)\n`);
@@ -137,41 +170,47 @@ export async function rawBench(args: string[]): Promise<void> {
       for (const op of ops) {
         for (const blockBytes of blockSizes) {
           for (const depth of depths) {
-            const runs: (() => Promise<Cell>)[] = [
-              ...engines.map((engine) => () => lunlinkRun(path, op, blockBytes, depth, seconds, engine)),
-              () => nodeFsRun(path, op, blockBytes, depth, seconds),
-              () => fioRun(path, op, blockBytes, depth, seconds, "psync"),
-              () => fioRun(path, op, blockBytes, depth, seconds, "io_uring"),
-            ];
-            // Rotate which runs first so drift in the device does not favour one side.
-            const results: Cell[] = new Array(runs.length);
-            for (let k = 0; k < runs.length; k++) {
-              const which = (k + rows.length) % runs.length;
-              results[which] = await runs[which]!();
+            // Every tool once per slice: psync, lunlink's best engine and fio io_uring side by side
+            // (the pairs the targets compare), forward in even slices and backward in odd ones, so
+            // neither drift in the device nor a load swing favours one side.
+            const order: Tool[] = ["psync", engines[0]!, "fioUring", ...(engines.length === 2 ? (["threads"] as const) : []), "nodeFs"];
+            const run = (tool: Tool, sliceS: number): Promise<Cell> =>
+              tool === "psync" || tool === "fioUring"
+                ? fioRun(path, op, blockBytes, depth, sliceS, tool === "psync" ? "psync" : "io_uring")
+                : tool === "nodeFs"
+                  ? nodeFsRun(path, op, blockBytes, depth, sliceS)
+                  : lunlinkRun(path, op, blockBytes, depth, sliceS, tool);
+            const slicesOf = new Map<Tool, Cell[]>(order.map((tool) => [tool, []]));
+            for (let slice = 0; slice < slices; slice++) {
+              for (const k of sliceOrder(order.length, slice)) slicesOf.get(order[k]!)!.push(await run(order[k]!, seconds / slices));
             }
-            const uring = engines.length === 2 ? results[0] : undefined;
-            const threads = results[engines.length - 1]!;
-            const [nodeFs, psync, fioUring] = results.slice(engines.length) as [Cell, Cell, Cell];
-            const best = uring ?? threads;
+            const uringSlices = slicesOf.get("io_uring");
+            const threadsSlices = slicesOf.get("threads")!;
+            const [nodeFsSlices, psyncSlices, fioUringSlices] = (["nodeFs", "psync", "fioUring"] as const).map((tool) => slicesOf.get(tool)!) as [Cell[], Cell[], Cell[]];
+            const bestSlices = uringSlices ?? threadsSlices;
+            const [uring, threads, nodeFs, psync, fioUring, best] = [uringSlices, threadsSlices, nodeFsSlices, psyncSlices, fioUringSlices, bestSlices].map((c) => (c === undefined ? undefined : sliceMedians(c)));
+            const bw = (c: Cell[]) => c.map((x) => x.bytesPerSecond);
+            const vsPsync = pairedRatios(bw(bestSlices), bw(psyncSlices));
             const size = blockBytes >= 1048576 ? `${blockBytes / 1048576} MiB` : `${blockBytes / 1024} KiB`;
             rows.push([
               target, op, size, String(depth),
-              uring === undefined ? "-" : mbps(uring.bytesPerSecond), mbps(threads.bytesPerSecond), mbps(nodeFs.bytesPerSecond),
-              mbps(psync.bytesPerSecond), mbps(fioUring.bytesPerSecond),
-              ratio(best.bytesPerSecond, psync.bytesPerSecond), ratio(best.bytesPerSecond, fioUring.bytesPerSecond),
-              ratio(threads.bytesPerSecond, psync.bytesPerSecond), ratio(nodeFs.bytesPerSecond, psync.bytesPerSecond),
-              best.cpuPercent.toFixed(0), threads.cpuPercent.toFixed(0),
+              uring === undefined ? "-" : mbps(uring.bytesPerSecond), mbps(threads!.bytesPerSecond), mbps(nodeFs!.bytesPerSecond),
+              mbps(psync!.bytesPerSecond), mbps(fioUring!.bytesPerSecond),
+              fixed2(vsPsync.median), `${fixed2(vsPsync.min)}-${fixed2(vsPsync.max)}`, fixed2(pairedRatios(bw(bestSlices), bw(fioUringSlices)).median),
+              fixed2(pairedRatios(bw(threadsSlices), bw(psyncSlices)).median), fixed2(pairedRatios(bw(nodeFsSlices), bw(psyncSlices)).median),
+              best!.cpuPercent.toFixed(0), threads!.cpuPercent.toFixed(0),
             ]);
             if (blockBytes === 4096 && depth === 1) {
-              latencyRows.push([target, op, uring === undefined ? "-" : uring.latencyUsP50.toFixed(1), threads.latencyUsP50.toFixed(1), nodeFs.latencyUsP50.toFixed(1), psync.latencyUsP50.toFixed(1), ratio(best.latencyUsP50, psync.latencyUsP50), uring === undefined ? "-" : uring.latencyUsP99.toFixed(1), threads.latencyUsP99.toFixed(1), psync.latencyUsP99.toFixed(1)]);
+              const p50 = (c: Cell[]) => c.map((x) => x.latencyUsP50);
+              latencyRows.push([target, op, uring === undefined ? "-" : uring.latencyUsP50.toFixed(1), threads!.latencyUsP50.toFixed(1), nodeFs!.latencyUsP50.toFixed(1), psync!.latencyUsP50.toFixed(1), fixed2(pairedRatios(p50(bestSlices), p50(psyncSlices)).median), uring === undefined ? "-" : uring.latencyUsP99.toFixed(1), threads!.latencyUsP99.toFixed(1), psync!.latencyUsP99.toFixed(1)]);
             }
-            console.error(`  done ${target} ${op} ${size} qd${depth}: ${mbps(best.bytesPerSecond)} vs psync ${mbps(psync.bytesPerSecond)} MB/s (${loadLine()})`);
+            console.error(`  done ${target} ${op} ${size} qd${depth}: ${mbps(best!.bytesPerSecond)} vs psync ${mbps(psync!.bytesPerSecond)} MB/s, paired ratios ${bw(bestSlices).map((b, k) => fixed2(b / psyncSlices[k]!.bytesPerSecond)).join(" ")} (${loadLine()})`);
           }
         }
       }
     }
-    console.log(table(["target", "op", "block", "QD", "io_uring MB/s", "threads MB/s", "node:fs MB/s", "fio psync MB/s", "fio io_uring MB/s", "ratio psync", "ratio fio io_uring", "threads/psync", "node:fs/psync", "CPU %", "CPU % threads"], rows));
-    console.log(`\nratio psync / ratio fio io_uring = lunlink's ${autoEngine} engine / fio with that engine (QD N: psync numjobs=N, io_uring iodepth=N). CPU % = lunlink process CPU time / wall time (200 = both cores). ${loadLine()} at end.`);
+    console.log(table(["target", "op", "block", "QD", "io_uring MB/s", "threads MB/s", "node:fs MB/s", "fio psync MB/s", "fio io_uring MB/s", "ratio psync", "psync range", "ratio fio io_uring", "threads/psync", "node:fs/psync", "CPU %", "CPU % threads"], rows));
+    console.log(`\nMB/s, CPU and latency: medians of the ${slices} slices. ratio psync / ratio fio io_uring = lunlink's ${autoEngine} engine / fio with that engine (QD N: psync numjobs=N, io_uring iodepth=N), the median of the slices' paired ratios (psync range: their lowest and highest). CPU % = lunlink process CPU time / wall time (200 = both cores). ${loadLine()} at end.`);
     console.log("\n4 KiB QD1 latency (us):\n");
     console.log(table(["target", "op", "io_uring p50", "threads p50", "node:fs p50", "fio psync p50", "p50 ratio", "io_uring p99", "threads p99", "fio psync p99"], latencyRows));
   });

@@ -25,3 +25,23 @@ export function numberArg(args: string[], name: string, fallback: number): numbe
   const value = at >= 0 ? Number(args[at + 1]) : Number.NaN;
   return value > 0 ? value : fallback;
 }
+
+/** The median of `values` (the mean of the middle two for an even count); NaN if empty. */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/**
+ * Ratios of runs made side by side in time: a[k] / b[k] for each slice k (a slice with b[k] <= 0
+ * is left out), summarised by their median and range. Pairing keeps a machine whose speed swings
+ * between slices from moving the ratio as it moves each side.
+ */
+export function pairedRatios(a: readonly number[], b: readonly number[]): { median: number; min: number; max: number } {
+  if (a.length !== b.length) throw new Error(`pairedRatios: ${a.length} slices against ${b.length}`);
+  const ratios = a.flatMap((value, k) => (b[k]! > 0 ? [value / b[k]!] : []));
+  if (ratios.length === 0) return { median: Number.NaN, min: Number.NaN, max: Number.NaN };
+  return { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) };
+}
