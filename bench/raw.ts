@@ -4,7 +4,7 @@
 // device (--direct-io=on, so the loop driver does not serve O_DIRECT from page cache) and on a file
 // on ext4. Queue depth N = N sequential streams over N equal regions (fio psync: numjobs=N,
 // offset_increment; fio io_uring: one job, iodepth=N); no O_DSYNC anywhere; default options (no
-// busy polling). Each cell gives every tool --seconds (default 2) in --slices slices (default 4),
+// busy polling). Each cell gives every tool --seconds (default 2) in --slices slices (default 6),
 // the tools in turn per slice (forward, then backward): a ratio is the median of the
 // slices' paired ratios, so a machine whose speed swings moves both sides of a pair alike.
 // Narrower runs (A/B comparisons on a shared machine): --targets loop,file  --ops write,read
@@ -28,7 +28,7 @@ export interface Cell {
 }
 
 /** Each cell's tools run in this many slices, in turn (--slices). */
-const DEFAULT_SLICES = 4;
+const DEFAULT_SLICES = 6;
 /** A slice shorter than this measures mostly start-up (fio's, the volume's open). */
 const MIN_SLICE_SECONDS = 0.25;
 
@@ -188,23 +188,24 @@ export async function rawBench(args: string[]): Promise<void> {
             const threadsSlices = slicesOf.get("threads")!;
             const [nodeFsSlices, psyncSlices, fioUringSlices] = (["nodeFs", "psync", "fioUring"] as const).map((tool) => slicesOf.get(tool)!) as [Cell[], Cell[], Cell[]];
             const bestSlices = uringSlices ?? threadsSlices;
-            const [uring, threads, nodeFs, psync, fioUring, best] = [uringSlices, threadsSlices, nodeFsSlices, psyncSlices, fioUringSlices, bestSlices].map((c) => (c === undefined ? undefined : sliceMedians(c)));
+            const uring = uringSlices === undefined ? undefined : sliceMedians(uringSlices);
+            const [threads, nodeFs, psync, fioUring, best] = [threadsSlices, nodeFsSlices, psyncSlices, fioUringSlices, bestSlices].map(sliceMedians) as [Cell, Cell, Cell, Cell, Cell];
             const bw = (c: Cell[]) => c.map((x) => x.bytesPerSecond);
             const vsPsync = pairedRatios(bw(bestSlices), bw(psyncSlices));
             const size = blockBytes >= 1048576 ? `${blockBytes / 1048576} MiB` : `${blockBytes / 1024} KiB`;
             rows.push([
               target, op, size, String(depth),
-              uring === undefined ? "-" : mbps(uring.bytesPerSecond), mbps(threads!.bytesPerSecond), mbps(nodeFs!.bytesPerSecond),
-              mbps(psync!.bytesPerSecond), mbps(fioUring!.bytesPerSecond),
+              uring === undefined ? "-" : mbps(uring.bytesPerSecond), mbps(threads.bytesPerSecond), mbps(nodeFs.bytesPerSecond),
+              mbps(psync.bytesPerSecond), mbps(fioUring.bytesPerSecond),
               fixed2(vsPsync.median), `${fixed2(vsPsync.min)}-${fixed2(vsPsync.max)}`, fixed2(pairedRatios(bw(bestSlices), bw(fioUringSlices)).median),
               fixed2(pairedRatios(bw(threadsSlices), bw(psyncSlices)).median), fixed2(pairedRatios(bw(nodeFsSlices), bw(psyncSlices)).median),
-              best!.cpuPercent.toFixed(0), threads!.cpuPercent.toFixed(0),
+              best.cpuPercent.toFixed(0), threads.cpuPercent.toFixed(0),
             ]);
             if (blockBytes === 4096 && depth === 1) {
               const p50 = (c: Cell[]) => c.map((x) => x.latencyUsP50);
-              latencyRows.push([target, op, uring === undefined ? "-" : uring.latencyUsP50.toFixed(1), threads!.latencyUsP50.toFixed(1), nodeFs!.latencyUsP50.toFixed(1), psync!.latencyUsP50.toFixed(1), fixed2(pairedRatios(p50(bestSlices), p50(psyncSlices)).median), uring === undefined ? "-" : uring.latencyUsP99.toFixed(1), threads!.latencyUsP99.toFixed(1), psync!.latencyUsP99.toFixed(1)]);
+              latencyRows.push([target, op, uring === undefined ? "-" : uring.latencyUsP50.toFixed(1), threads.latencyUsP50.toFixed(1), nodeFs.latencyUsP50.toFixed(1), psync.latencyUsP50.toFixed(1), fixed2(pairedRatios(p50(bestSlices), p50(psyncSlices)).median), uring === undefined ? "-" : uring.latencyUsP99.toFixed(1), threads.latencyUsP99.toFixed(1), psync.latencyUsP99.toFixed(1)]);
             }
-            console.error(`  done ${target} ${op} ${size} qd${depth}: ${mbps(best!.bytesPerSecond)} vs psync ${mbps(psync!.bytesPerSecond)} MB/s, paired ratios ${bw(bestSlices).map((b, k) => fixed2(b / psyncSlices[k]!.bytesPerSecond)).join(" ")} (${loadLine()})`);
+            console.error(`  done ${target} ${op} ${size} qd${depth}: ${mbps(best.bytesPerSecond)} vs psync ${mbps(psync.bytesPerSecond)} MB/s, paired ratios ${bw(bestSlices).map((b, k) => fixed2(b / psyncSlices[k]!.bytesPerSecond)).join(" ")} (${loadLine()})`);
           }
         }
       }
