@@ -36,9 +36,17 @@ const POLL_MAX_MS = 1;
 
 const LOAD_MBPS = 10;
 /** performance.now() + this = CLOCK_MONOTONIC ms (both count from the same clock in Node): --slow prints it, to find a round in a kernel trace. */
-const MONO_OFFSET_MS = Number(process.hrtime.bigint()) / 1e6 - performance.now();
+export const MONO_OFFSET_MS = Number(process.hrtime.bigint()) / 1e6 - performance.now();
 /** Each condition's rounds run in this many slices, the paths in turn (--slices). */
 const DEFAULT_SLICES = 5;
+/**
+ * Each slice of each path (the C probe too) starts with this many rounds that are run but not
+ * measured (--warmup), as fio's ramp_time: the first rounds after a path opens its volumes pay
+ * one-off costs (the setup's garbage collected, first reads and writes of a fresh writer, reader and
+ * watch); --slow showed 2-5 of a condition's 20 slowest lunlink rounds, the longest among them,
+ * in a slice's first 25 rounds.
+ */
+const DEFAULT_WARMUP_ROUNDS = 50;
 /**
  * A round whose probe has not arrived by then is counted lost and the next one starts. Before #13's
  * fix a reader lapped under load resynced at the newest record and skipped the unread probe (a control
@@ -129,7 +137,7 @@ function addAllocations(node: HeapProfiler.SamplingHeapProfileNode, into: Map<st
 }
 const PROFILE_INTERVAL_US = 50;
 
-async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, sendOnDelivery: boolean, loadMBps = 0, mirrorTo?: string, keyed = false, traces?: RoundTrace[], stalls?: Stalls, io?: IoLog, slice = 0, profile?: ProfileLog): Promise<LatencyRun> {
+async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, sendOnDelivery: boolean, loadMBps = 0, mirrorTo?: string, keyed = false, traces?: RoundTrace[], stalls?: Stalls, io?: IoLog, slice = 0, profile?: ProfileLog, warmupRounds = 0): Promise<LatencyRun> {
   const auth = keyed ? { auth: { key: new Uint8Array(randomBytes(32)) } } : {};
   const send = await Volume.open(device, { dsync: true, busyPollUs });
   const receive = await Volume.open(mirrorTo ?? device, { readOnly: true, busyPollUs });
@@ -211,11 +219,13 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
         if (type !== FrameType.Control) return; // background load
         const probe = new DataView(bytes.buffer, bytes.byteOffset + offset, 12);
         if (probe.getUint32(8, true) !== round) return void late++; // a round already counted lost, arriving late
+        const measured = round - warmupRounds;
+        if (measured < 0) return void arrived?.(); // the slice's warm-up: not measured
         const sentMs = probe.getFloat64(0, true);
         const nowMs = performance.now();
-        latenciesUs[round] = (nowMs - sentMs) * 1000;
+        latenciesUs[measured] = (nowMs - sentMs) * 1000;
         const sched = schedFd === undefined ? undefined : schedstat(schedFd, schedBuffer);
-        traces?.push({ sentMs, writtenMs, wokeMs, deliveredMs: nowMs, loopActiveMs: performance.eventLoopUtilization(roundLoop).active, slice, round, sinceRowStartMs: sentMs - rowStartMs, ...(sched === undefined ? {} : { onCpuMs: (sched[0] - schedAtSend[0]) / 1e6, runQueueMs: (sched[1] - schedAtSend[1]) / 1e6 }) });
+        traces?.push({ sentMs, writtenMs, wokeMs, deliveredMs: nowMs, loopActiveMs: performance.eventLoopUtilization(roundLoop).active, slice, round: measured, sinceRowStartMs: sentMs - rowStartMs, ...(sched === undefined ? {} : { onCpuMs: (sched[0] - schedAtSend[0]) / 1e6, runQueueMs: (sched[1] - schedAtSend[1]) / 1e6 }) });
         arrived?.();
       },
     });
@@ -245,12 +255,12 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
     const lost = new Set<number>();
     let roundLoop = performance.eventLoopUtilization();
     rowStartMs = performance.now();
-    for (round = 0; round < rounds && performance.now() - rowStartMs < ROW_BUDGET_MS; round++) {
+    for (round = 0; round < warmupRounds + rounds && performance.now() - rowStartMs < ROW_BUDGET_MS; round++) {
       let deadline: NodeJS.Timeout | undefined;
       const delivered = new Promise<void>((resolve) => {
         arrived = resolve;
         deadline = setTimeout(() => {
-          lost.add(round);
+          if (round >= warmupRounds) lost.add(round - warmupRounds);
           resolve();
         }, ROUND_DEADLINE_MS);
       });
@@ -282,7 +292,8 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
     if (schedFd !== undefined) closeSync(schedFd);
     await poller.stop();
     await writer.close();
-    return { latenciesUs: latenciesUs.subarray(0, round).filter((_v, i) => !lost.has(i)).sort(), roundsRun: round, lostProbes: lost.size, lateProbes: late, overruns: reader.counters.overruns, lostRecords: reader.counters.lost, ackWaits: writer.counters.ackWaits };
+    const measuredRun = Math.max(0, round - warmupRounds);
+    return { latenciesUs: latenciesUs.subarray(0, measuredRun).filter((_v, i) => !lost.has(i)).sort(), roundsRun: measuredRun, lostProbes: lost.size, lateProbes: late, overruns: reader.counters.overruns, lostRecords: reader.counters.lost, ackWaits: writer.counters.ackWaits };
   } finally {
     await mirror?.stop();
     for (const v of mirrorVolumes) await v.close();
@@ -390,14 +401,14 @@ export function slowRounds(condition: string, traces: RoundTrace[], io: IoLog): 
 }
 
 /** A sampled span of the main thread: [startMs, endMs) in performance.now ms, and the function on top of the stack. */
-interface Sample {
+export interface Sample {
   startMs: number;
   endMs: number;
   what: string;
 }
 
 /** Samples as spans on performance.now's clock (a profile counts CLOCK_MONOTONIC us; MONO_OFFSET_MS maps them), each lasting until the next sample. */
-function samplesOf(profile: Profiler.Profile): Sample[] {
+export function samplesOf(profile: Profiler.Profile): Sample[] {
   const names = new Map<number, string>();
   for (const node of profile.nodes) {
     const f = node.callFrame;
@@ -498,12 +509,13 @@ function mergeRuns(runs: LatencyRun[]): LatencyRun {
   };
 }
 
-function probeLatency(binary: string, device: string, rounds: number, loadMBps = 0, mirrorTo?: string): Float64Array {
-  const args = [device, String(rounds), "1", String(POLL_MIN_US), String(POLL_MAX_MS * 1000)];
+/** The C probe's rounds, less the first warmupRounds (run, not measured: as lunlink's slice warm-up). */
+function probeLatency(binary: string, device: string, rounds: number, warmupRounds: number, loadMBps = 0, mirrorTo?: string): Float64Array {
+  const args = [device, String(warmupRounds + rounds), "1", String(POLL_MIN_US), String(POLL_MAX_MS * 1000)];
   if (loadMBps > 0 || mirrorTo !== undefined) args.push(String(loadMBps));
   if (mirrorTo !== undefined) args.push(mirrorTo);
   const out = execFileSync(binary, args, { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
-  return Float64Array.from(out.trim().split("\n").map((ns) => Number(ns) / 1000)).sort();
+  return Float64Array.from(out.trim().split("\n").slice(warmupRounds).map((ns) => Number(ns) / 1000)).sort();
 }
 
 export async function latencyBench(args: string[]): Promise<void> {
@@ -514,6 +526,8 @@ export async function latencyBench(args: string[]): Promise<void> {
   const profiling = cpuProfile || args.includes("--sched");
   const sendOnDelivery = args.includes("--send-on-delivery");
   const slices = numberArg(args, "--slices", DEFAULT_SLICES);
+  const warmupRounds = numberArg(args, "--warmup", DEFAULT_WARMUP_ROUNDS);
+  if (!Number.isInteger(warmupRounds) || warmupRounds < 0) throw new Error(`--warmup must be a non-negative integer, got ${warmupRounds}`);
   if (!Number.isInteger(slices) || slices < 1 || slices > rounds) throw new Error(`--slices must be an integer in 1..rounds (${rounds}), got ${slices}`);
   if (plotDir !== undefined) await assertCanPlot();
   const cdfs: CdfSeries[] = [];
@@ -522,7 +536,7 @@ export async function latencyBench(args: string[]): Promise<void> {
     execFileSync("gcc", ["-O2", "-Wall", "-pthread", "-o", binary, new URL("./probe/latency.c", import.meta.url).pathname]);
     const loop = scratch.loop("volume.img", 64 * 1024 * 1024);
     const receiveLoop = scratch.loop("receive.img", 64 * 1024 * 1024);
-    console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds in ${slices} slices (each path in turn), next probe ${sendOnDelivery ? "on delivery" : "once the previous probe's write returned (as the C probe)"}`);
+    console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds in ${slices} slices (each path in turn, each slice after ${warmupRounds} unmeasured warm-up rounds on every path, C too), next probe ${sendOnDelivery ? "on delivery" : "once the previous probe's write returned (as the C probe)"}`);
     console.log(machineLine());
     console.log(`volumes: ${loop} (send) and ${receiveLoop} (receive, for row b), loop dio=on over 64 MiB files on ext4\n`);
     const rows: string[][] = [];
@@ -542,25 +556,29 @@ export async function latencyBench(args: string[]): Promise<void> {
       const stalls: Stalls = { gc: [], gcKinds: [] };
       const io: IoLog = { writes: [], watches: [] };
       const profile: ProfileLog | undefined = profiling ? { cpu: cpuProfile, profiles: [], allocatedBytes: new Map() } : undefined;
-      // Slices run in turn (C, lunlink, busy poll, keyed, then the next slice), so a load swing on a
-      // shared machine lands on every path alike instead of on whichever ran in its minute.
+      // Slices run in turn (C, lunlink, lunlink traced, busy poll, keyed, then the next slice), so a load
+      // swing on a shared machine lands on every path alike instead of on whichever ran in its minute.
+      // The breakdown's tracing (a wrapped write and watch, a log entry per I/O, two ELU reads a
+      // round) is work the C probe does not do: it runs in a row of its own, not in "lunlink".
       const cs: Float64Array[] = [];
       const lrs: LatencyRun[] = [];
+      const trs: LatencyRun[] = [];
       const prs: LatencyRun[] = [];
       const krs: LatencyRun[] = [];
       for (let slice = 0; slice < slices; slice++) {
         const sliceRounds = Math.floor(rounds / slices) + (slice < rounds % slices ? 1 : 0);
-        cs.push(probeLatency(binary, loop, sliceRounds, load, mirrorTo));
-        lrs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, traces, stalls, io, slice, profile));
-        prs.push(await lunlinkLatency(loop, sliceRounds, 500, sendOnDelivery, load, mirrorTo));
-        krs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, true));
+        cs.push(probeLatency(binary, loop, sliceRounds, warmupRounds, load, mirrorTo));
+        lrs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, undefined, undefined, undefined, slice, undefined, warmupRounds));
+        trs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, traces, stalls, io, slice, profile, warmupRounds));
+        prs.push(await lunlinkLatency(loop, sliceRounds, 500, sendOnDelivery, load, mirrorTo, false, undefined, undefined, undefined, slice, undefined, warmupRounds));
+        krs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, true, undefined, undefined, undefined, slice, undefined, warmupRounds));
       }
       const c = sortedUnion(cs);
-      const [lr, pr, kr] = [mergeRuns(lrs), mergeRuns(prs), mergeRuns(krs)];
+      const [lr, tr, pr, kr] = [mergeRuns(lrs), mergeRuns(trs), mergeRuns(prs), mergeRuns(krs)];
       breakdowns.push(...breakdown(traces, stalls, io).map((r) => [condition, ...r]));
       if (showSlow) slow.push(...slowRounds(condition, traces, io));
       if (profile !== undefined) profiles.push(...profileBreakdown(condition, traces, profile, stalls));
-      const [l, p, k] = [lr.latenciesUs, pr.latenciesUs, kr.latenciesUs];
+      const [l, t, p, k] = [lr.latenciesUs, tr.latenciesUs, pr.latenciesUs, kr.latenciesUs];
       const lostOf = (r: LatencyRun): string => `${r.roundsRun} / ${r.lostProbes} (${r.lateProbes} late) / ${r.overruns} / ${r.lostRecords} / ${r.ackWaits}`;
       console.error(`  done ${condition}`);
       const row = (name: string, x: Float64Array, run?: LatencyRun): string[] => [
@@ -573,12 +591,12 @@ export async function latencyBench(args: string[]): Promise<void> {
         run === undefined ? "-" : lostOf(run),
       ];
       cdfs.push(...([["C probe", c], ["lunlink", l], ["lunlink busyPollUs 500", p], ["lunlink keyed", k]] as const).map(([name, values]) => ({ group: condition, name, values })));
-      rows.push(row("C probe", c), row("lunlink", l, lr), row("lunlink busyPollUs 500", p, pr), row(`lunlink keyed (p50 ${ratio(percentile(k, 50), percentile(l, 50))}x unkeyed)`, k, kr));
+      rows.push(row("C probe", c), row("lunlink", l, lr), row(`lunlink traced, for the breakdown (p50 ${ratio(percentile(t, 50), percentile(l, 50))}x untraced)`, t, tr), row("lunlink busyPollUs 500", p, pr), row(`lunlink keyed (p50 ${ratio(percentile(k, 50), percentile(l, 50))}x unkeyed)`, k, kr));
     }
     console.log(table(["condition", "path (ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C", "rounds run / probes lost (late) / reader overruns / records lost / writer ack waits"], rows));
     console.log(`probes lost: rounds not delivered within ${ROUND_DEADLINE_MS} ms, left out of the percentiles (late: delivered after it); records lost: overwritten before the reader read them (it was lapped); writer ack waits: the writer held a probe's record for the reader's ack. A row stops after ${ROW_BUDGET_MS / 1000} s with the rounds it ran.`);
     if (plotDir !== undefined) for (const path of await writeCharts(plotDir, latencyCharts(cdfs))) console.log(`chart: ${path}`);
-    console.log(`\nwhere the lunlink rounds' time goes (means in us; GC overlap: rounds during which a GC pause ran)`);
+    console.log(`\nwhere the lunlink rounds' time goes (the traced row; means in us; GC overlap: rounds during which a GC pause ran)`);
     console.log(table(["condition", "rounds", "total", "send -> write done", "of which queued (behind a write in flight at send) / write", "write done -> watch woke", "watch sleep at write done", "watch woke -> delivered", "loop busy (JS)", "write in flight at send / status write overlap", "found without a watch", "GC overlap"], breakdowns));
     console.log("queued: send -> the probe's record write submitted; write: submitted -> completion seen by JS; watch sleep: the sleep the waking watch had backed off to (us, schedule of adaptive-wait.ts paceAfter); loop busy: event-loop time running JS during the round (eventLoopUtilization); the last counts are rounds.");
     if (showSlow) console.log(`\nthe slowest 1% of rounds, one by one (us)\n${table(["condition", "sent (CLOCK_MONOTONIC s, as ftrace's mono clock)", "slice / round / s into the slice", "total", "queued", "behind a write in flight", "write", "write done -> woke", "watch sleep", "woke -> delivered", "loop busy", "writes in flight at send", "status overlap"], slow)}`);

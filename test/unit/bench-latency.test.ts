@@ -4,7 +4,7 @@
 // overlapping the round is named; times are made up (ms), no device.
 import test from "ava";
 
-import { causesOf, slowRounds, type IoLog, type RoundTrace } from "../../bench/latency.ts";
+import { causesOf, MONO_OFFSET_MS, samplesOf, slowRounds, type IoLog, type RoundTrace } from "../../bench/latency.ts";
 
 const round: RoundTrace = { sentMs: 10, writtenMs: 13.2, wokeMs: 13.5, deliveredMs: 13.6, loopActiveMs: 0.3, slice: 0, round: 7, sinceRowStartMs: 3 };
 
@@ -53,4 +53,28 @@ test("--slow: a round found without a watch of its own shows no wake step, not t
   const [watched] = slowRounds("(a)", [round], { writes: [{ startMs: 10.02, endMs: 13.2, what: "record" }], watches: [{ startMs: 10.1, endMs: 13.5, what: "100" }] });
   t.is(watched![7], "300");
   t.is(watched![9], "100");
+});
+
+test("--profile: a profile's samples become spans on performance.now's clock, each lasting until the next sample", (t) => {
+  // A profile counts CLOCK_MONOTONIC us; performance.now() + MONO_OFFSET_MS is the same clock in ms.
+  const startUs = (100 + MONO_OFFSET_MS) * 1000;
+  const profile = {
+    nodes: [
+      { id: 1, callFrame: { functionName: "(root)", scriptId: "0", url: "", lineNumber: -1, columnNumber: -1 } },
+      { id: 2, callFrame: { functionName: "poll", scriptId: "1", url: "file:///x/lib/ring/reader.ts", lineNumber: 9, columnNumber: 0 } },
+      { id: 3, callFrame: { functionName: "(garbage collector)", scriptId: "0", url: "", lineNumber: -1, columnNumber: -1 } },
+    ],
+    startTime: startUs,
+    endTime: startUs + 400,
+    samples: [2, 3, 2],
+    timeDeltas: [50, 50, 200],
+  };
+  const spans = samplesOf(profile);
+  t.is(spans.length, 3);
+  t.is(spans[0]!.what, "poll reader.ts:10");
+  t.is(spans[1]!.what, "(garbage collector)");
+  t.true(Math.abs(spans[0]!.startMs - 100.05) < 1e-6); // first sample: startTime + its delta
+  t.true(Math.abs(spans[0]!.endMs - 100.1) < 1e-6); // ... until the next sample
+  t.true(Math.abs(spans[1]!.endMs - 100.3) < 1e-6);
+  t.true(Math.abs(spans[2]!.endMs - 100.4) < 1e-6); // the last lasts until the profile's end
 });
