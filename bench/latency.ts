@@ -8,7 +8,11 @@
 // Where the time goes (row a, lunlink): each round is split into send -> write done (writer queue +
 // O_DIRECT|O_DSYNC pwrite + its completion reaching JS), write done -> watch woke (the poll sleep and
 // the watch completion reaching JS), watch woke -> delivered (read and verify), and marked when a GC
-// pause overlapped it; the table compares the median rounds with the slowest 1%.
+// pause overlapped it; the table compares the median rounds with the slowest 1%. That tracing runs
+// in a row of its own ("lunlink traced"), not in the "lunlink" row compared with C. Each slice starts
+// with --warmup unmeasured rounds on every path. --sched adds the main thread's on-CPU and run-queue
+// time per round (schedstat) and the GC pauses by kind; --profile also a V8 CPU profile (samples
+// attributed to the median and slowest rounds' windows) and an allocation profile of the traced row.
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
