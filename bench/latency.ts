@@ -8,11 +8,18 @@
 // Where the time goes (row a, lunlink): each round is split into send -> write done (writer queue +
 // O_DIRECT|O_DSYNC pwrite + its completion reaching JS), write done -> watch woke (the poll sleep and
 // the watch completion reaching JS), watch woke -> delivered (read and verify), and marked when a GC
-// pause overlapped it; the table compares the median rounds with the slowest 1%.
+// pause overlapped it; the table compares the median rounds with the slowest 1%. That tracing runs
+// in a row of its own ("lunlink traced"), not in the "lunlink" row compared with C. Each slice starts
+// with --warmup unmeasured rounds on every path. --sched adds the main thread's on-CPU and run-queue
+// time per round (schedstat) and the GC pauses by kind; --profile also a V8 CPU profile (samples
+// attributed to the median and slowest rounds' windows) and an allocation profile of the traced row.
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { closeSync, openSync, readSync } from "node:fs";
+import type { HeapProfiler, Profiler } from "node:inspector";
+import { Session } from "node:inspector/promises";
 import { join } from "node:path";
-import { PerformanceObserver, performance } from "node:perf_hooks";
+import { PerformanceObserver, performance, type PerformanceEntry } from "node:perf_hooks";
 
 import { FrameType, RING_START_BLOCK } from "../lib/format/layout.ts";
 import { Volume } from "../lib/index.ts";
@@ -33,9 +40,17 @@ const POLL_MAX_MS = 1;
 
 const LOAD_MBPS = 10;
 /** performance.now() + this = CLOCK_MONOTONIC ms (both count from the same clock in Node): --slow prints it, to find a round in a kernel trace. */
-const MONO_OFFSET_MS = Number(process.hrtime.bigint()) / 1e6 - performance.now();
+export const MONO_OFFSET_MS = Number(process.hrtime.bigint()) / 1e6 - performance.now();
 /** Each condition's rounds run in this many slices, the paths in turn (--slices). */
 const DEFAULT_SLICES = 5;
+/**
+ * Each slice of each path (the C probe too) starts with this many rounds that are run but not
+ * measured (--warmup), as fio's ramp_time: the first rounds after a path opens its volumes pay
+ * one-off costs (the setup's garbage collected, first reads and writes of a fresh writer, reader and
+ * watch); --slow showed 2-5 of a condition's 20 slowest lunlink rounds, the longest among them,
+ * in a slice's first 25 rounds.
+ */
+const DEFAULT_WARMUP_ROUNDS = 50;
 /**
  * A round whose probe has not arrived by then is counted lost and the next one starts. Before #13's
  * fix a reader lapped under load resynced at the newest record and skipped the unread probe (a control
@@ -69,6 +84,20 @@ export interface RoundTrace {
   deliveredMs: number;
   /** Event-loop time spent running JS (not waiting in epoll) between send and delivery (ms). */
   loopActiveMs: number;
+  /** The slice (0-based), the round's index in it and ms since the slice's lunlink row started. */
+  slice: number;
+  round: number;
+  sinceRowStartMs: number;
+  /** --profile: the main thread's time on a CPU and waiting in the run queue between send and delivery (ms, /proc/thread-self/schedstat). */
+  onCpuMs?: number;
+  runQueueMs?: number;
+}
+
+/** The main thread's cumulative time on a CPU and in the run queue (ns), from the fd of /proc/thread-self/schedstat. */
+function schedstat(fd: number, buffer: Buffer): [number, number] {
+  const n = readSync(fd, buffer, 0, buffer.length, 0);
+  const [run, wait] = buffer.toString("latin1", 0, n).split(" ");
+  return [Number(run), Number(wait)];
 }
 
 /** One I/O as JS saw it: submitted at startMs, settled at endMs (ms, performance.now). */
@@ -88,9 +117,31 @@ export interface IoLog {
 /** Intervals [start, end) (ms) during which the event loop was busy elsewhere: GC pauses. */
 interface Stalls {
   gc: [number, number][];
+  /** Each pause's kind (perf_hooks' NODE_PERFORMANCE_GC_*: 1 minor, 2 major, 4 incremental, 8 weak callbacks), as gc. */
+  gcKinds: number[];
 }
 
-async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, sendOnDelivery: boolean, loadMBps = 0, mirrorTo?: string, keyed = false, traces?: RoundTrace[], stalls?: Stalls, io?: IoLog): Promise<LatencyRun> {
+/** --profile: V8 CPU profiles of the traced rows (sampled every PROFILE_INTERVAL_US) and the main thread's schedstat per round. */
+interface ProfileLog {
+  /** --profile: the CPU and allocation profiles too (--sched: the schedstat per round only, no profiler running). */
+  cpu: boolean;
+  profiles: Profiler.Profile[];
+  /** Sampled allocations (HeapProfiler.startSampling, collected objects included): bytes by allocating function. */
+  allocatedBytes: Map<string, number>;
+}
+/** One allocation sample per this many bytes, on average. */
+const ALLOCATION_SAMPLE_BYTES = 512;
+
+function addAllocations(node: HeapProfiler.SamplingHeapProfileNode, into: Map<string, number>): void {
+  const f = node.callFrame;
+  const file = f.url.split("/").pop() ?? "";
+  const name = file === "" ? f.functionName || "(anonymous)" : `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
+  if (node.selfSize > 0) into.set(name, (into.get(name) ?? 0) + node.selfSize);
+  for (const child of node.children) addAllocations(child, into);
+}
+const PROFILE_INTERVAL_US = 50;
+
+async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, sendOnDelivery: boolean, loadMBps = 0, mirrorTo?: string, keyed = false, traces?: RoundTrace[], stalls?: Stalls, io?: IoLog, slice = 0, profile?: ProfileLog, warmupRounds = 0): Promise<LatencyRun> {
   const auth = keyed ? { auth: { key: new Uint8Array(randomBytes(32)) } } : {};
   const send = await Volume.open(device, { dsync: true, busyPollUs });
   const receive = await Volume.open(mirrorTo ?? device, { readOnly: true, busyPollUs });
@@ -148,6 +199,19 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
       };
     }
     const latenciesUs = new Float64Array(rounds);
+    const schedFd = profile === undefined ? undefined : openSync("/proc/thread-self/schedstat", "r");
+    const schedBuffer = Buffer.alloc(128);
+    let schedAtSend: [number, number] = [0, 0];
+    let rowStartMs = performance.now();
+    const session = profile?.cpu === true ? new Session() : undefined;
+    if (session !== undefined) {
+      session.connect();
+      await session.post("Profiler.enable");
+      await session.post("Profiler.setSamplingInterval", { interval: PROFILE_INTERVAL_US });
+      await session.post("Profiler.start");
+      await session.post("HeapProfiler.enable");
+      await session.post("HeapProfiler.startSampling", { samplingInterval: ALLOCATION_SAMPLE_BYTES, includeObjectsCollectedByMinorGC: true, includeObjectsCollectedByMajorGC: true } as HeapProfiler.StartSamplingParameterType);
+    }
     let arrived: (() => void) | undefined;
     let round = 0;
     let late = 0;
@@ -159,10 +223,13 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
         if (type !== FrameType.Control) return; // background load
         const probe = new DataView(bytes.buffer, bytes.byteOffset + offset, 12);
         if (probe.getUint32(8, true) !== round) return void late++; // a round already counted lost, arriving late
+        const measured = round - warmupRounds;
+        if (measured < 0) return void arrived?.(); // the slice's warm-up: not measured
         const sentMs = probe.getFloat64(0, true);
         const nowMs = performance.now();
-        latenciesUs[round] = (nowMs - sentMs) * 1000;
-        traces?.push({ sentMs, writtenMs, wokeMs, deliveredMs: nowMs, loopActiveMs: performance.eventLoopUtilization(roundLoop).active });
+        latenciesUs[measured] = (nowMs - sentMs) * 1000;
+        const sched = schedFd === undefined ? undefined : schedstat(schedFd, schedBuffer);
+        traces?.push({ sentMs, writtenMs, wokeMs, deliveredMs: nowMs, loopActiveMs: performance.eventLoopUtilization(roundLoop).active, slice, round: measured, sinceRowStartMs: sentMs - rowStartMs, ...(sched === undefined ? {} : { onCpuMs: (sched[0] - schedAtSend[0]) / 1e6, runQueueMs: (sched[1] - schedAtSend[1]) / 1e6 }) });
         arrived?.();
       },
     });
@@ -191,13 +258,13 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
     const view = new DataView(payload.buffer);
     const lost = new Set<number>();
     let roundLoop = performance.eventLoopUtilization();
-    const rowStartMs = performance.now();
-    for (round = 0; round < rounds && performance.now() - rowStartMs < ROW_BUDGET_MS; round++) {
+    rowStartMs = performance.now();
+    for (round = 0; round < warmupRounds + rounds && performance.now() - rowStartMs < ROW_BUDGET_MS; round++) {
       let deadline: NodeJS.Timeout | undefined;
       const delivered = new Promise<void>((resolve) => {
         arrived = resolve;
         deadline = setTimeout(() => {
-          lost.add(round);
+          if (round >= warmupRounds) lost.add(round - warmupRounds);
           resolve();
         }, ROUND_DEADLINE_MS);
       });
@@ -207,6 +274,7 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
       // issues one record write at a time), a wait the C probe never counts. --send-on-delivery: send at once.
       if (!sendOnDelivery) await probeWritten;
       roundLoop = performance.eventLoopUtilization();
+      if (schedFd !== undefined) schedAtSend = schedstat(schedFd, schedBuffer);
       probeUnwritten = true;
       view.setFloat64(0, performance.now(), true);
       view.setUint32(8, round, true);
@@ -220,9 +288,16 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
     loading = false;
     await load;
     stallWatch?.();
+    if (session !== undefined) {
+      profile!.profiles.push((await session.post("Profiler.stop")).profile);
+      addAllocations((await session.post("HeapProfiler.stopSampling")).profile.head, profile!.allocatedBytes);
+      session.disconnect();
+    }
+    if (schedFd !== undefined) closeSync(schedFd);
     await poller.stop();
     await writer.close();
-    return { latenciesUs: latenciesUs.subarray(0, round).filter((_v, i) => !lost.has(i)).sort(), roundsRun: round, lostProbes: lost.size, lateProbes: late, overruns: reader.counters.overruns, lostRecords: reader.counters.lost, ackWaits: writer.counters.ackWaits };
+    const measuredRun = Math.max(0, round - warmupRounds);
+    return { latenciesUs: latenciesUs.subarray(0, measuredRun).filter((_v, i) => !lost.has(i)).sort(), roundsRun: measuredRun, lostProbes: lost.size, lateProbes: late, overruns: reader.counters.overruns, lostRecords: reader.counters.lost, ackWaits: writer.counters.ackWaits };
   } finally {
     await mirror?.stop();
     for (const v of mirrorVolumes) await v.close();
@@ -234,7 +309,10 @@ async function lunlinkLatency(device: string, rounds: number, busyPollUs: number
 /** Records GC pauses (a PerformanceObserver: no timer that would itself wake the loop) until the returned function is called. */
 function watchStalls(stalls: Stalls): () => void {
   const observer = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) stalls.gc.push([e.startTime, e.startTime + e.duration]);
+    for (const e of list.getEntries()) {
+      stalls.gc.push([e.startTime, e.startTime + e.duration]);
+      stalls.gcKinds.push(((e as PerformanceEntry & { detail?: { kind?: number } }).detail)?.kind ?? 0);
+    }
   });
   observer.observe({ entryTypes: ["gc"] });
   return () => observer.disconnect();
@@ -322,8 +400,93 @@ export function slowRounds(condition: string, traces: RoundTrace[], io: IoLog): 
     // A round found without a watch of its own keeps the last watch's wake time, from an earlier
     // round: no wake step then ("-"), as the breakdown's means leave such rounds out.
     const wokeMs = r.wokeMs >= r.sentMs ? r.wokeMs : Number.NaN;
-    return [condition, ((r.sentMs + MONO_OFFSET_MS) / 1000).toFixed(6), us(roundMs(r)), us(c.queuedMs), us(c.behindMs), us(c.writeMs), us(wokeMs - r.writtenMs), Number.isFinite(c.watchSleepUs) ? c.watchSleepUs.toFixed(0) : "-", us(r.deliveredMs - wokeMs), us(r.loopActiveMs), `${c.inFlightAtSend}`, c.statusOverlap ? "yes" : "no"];
+    return [condition, ((r.sentMs + MONO_OFFSET_MS) / 1000).toFixed(6), `${r.slice} / ${r.round} / ${(r.sinceRowStartMs / 1000).toFixed(2)}`, us(roundMs(r)), us(c.queuedMs), us(c.behindMs), us(c.writeMs), us(wokeMs - r.writtenMs), Number.isFinite(c.watchSleepUs) ? c.watchSleepUs.toFixed(0) : "-", us(r.deliveredMs - wokeMs), us(r.loopActiveMs), `${c.inFlightAtSend}`, c.statusOverlap ? "yes" : "no"];
   });
+}
+
+/** A sampled span of the main thread: [startMs, endMs) in performance.now ms, and the function on top of the stack. */
+export interface Sample {
+  startMs: number;
+  endMs: number;
+  what: string;
+}
+
+/** Samples as spans on performance.now's clock (a profile counts CLOCK_MONOTONIC us; MONO_OFFSET_MS maps them), each lasting until the next sample. */
+export function samplesOf(profile: Profiler.Profile): Sample[] {
+  const names = new Map<number, string>();
+  for (const node of profile.nodes) {
+    const f = node.callFrame;
+    const file = f.url.split("/").pop() ?? "";
+    names.set(node.id, file === "" ? f.functionName || "(anonymous)" : `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`);
+  }
+  const spans: Sample[] = [];
+  const samples = profile.samples ?? [];
+  const deltas = profile.timeDeltas ?? [];
+  let atUs = profile.startTime;
+  for (let i = 0; i < samples.length; i++) {
+    atUs += deltas[i] ?? 0;
+    const endUs = i + 1 < samples.length ? atUs + (deltas[i + 1] ?? 0) : profile.endTime;
+    spans.push({ startMs: atUs / 1000 - MONO_OFFSET_MS, endMs: endUs / 1000 - MONO_OFFSET_MS, what: names.get(samples[i]!) ?? "?" });
+  }
+  return spans;
+}
+
+/** A sample span this much longer than the sampling interval: the main thread was not running (or the sampler was not), not attributable. */
+const SAMPLE_GAP_MS = 0.5;
+/** A round whose main thread waited longer than this for a CPU (schedstat) is counted as preempted. */
+const RUN_QUEUE_SLOW_MS = 1;
+
+/**
+ * --profile: per group of rounds, their mean window, the main thread's on-CPU and run-queue time
+ * (schedstat), and the sampled time inside the windows by top-of-stack function (ms per round).
+ */
+function profileBreakdown(condition: string, traces: RoundTrace[], profile: ProfileLog, stalls: Stalls): string[] {
+  const spans = profile.profiles.flatMap(samplesOf).sort((a, b) => a.startMs - b.startMs);
+  const { sorted, slowest } = byRoundTime(traces);
+  const groups: [string, RoundTrace[]][] = [
+    ["median 10%", sorted.slice(Math.floor(sorted.length * 0.45), Math.ceil(sorted.length * 0.55))],
+    [`slowest 1% (${slowest.length})`, slowest],
+  ];
+  const lines: string[] = [];
+  const first = profile.profiles[0];
+  if (first !== undefined && traces[0] !== undefined) lines.push(`${condition}: clock check: first profile starts ${(traces[0].sentMs - (first.startTime / 1000 - MONO_OFFSET_MS)).toFixed(1)} ms before the first round's send (expect 0-50)`);
+  for (const [name, rs] of groups) {
+    const by = new Map<string, number>();
+    let gapMs = 0;
+    let windowMs = 0;
+    for (const r of rs) {
+      windowMs += roundMs(r);
+      // Binary search for the first span ending after the send.
+      let lo = 0;
+      let hi = spans.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (spans[mid]!.endMs <= r.sentMs) lo = mid + 1;
+        else hi = mid;
+      }
+      for (let i = lo; i < spans.length && spans[i]!.startMs < r.deliveredMs; i++) {
+        const sp = spans[i]!;
+        const ms = Math.min(sp.endMs, r.deliveredMs) - Math.max(sp.startMs, r.sentMs);
+        if (ms <= 0) continue;
+        if (sp.endMs - sp.startMs > SAMPLE_GAP_MS) gapMs += ms;
+        else by.set(sp.what, (by.get(sp.what) ?? 0) + ms);
+      }
+    }
+    const n = Math.max(1, rs.length);
+    const mean = (f: (r: RoundTrace) => number | undefined): string => (rs.reduce((x, r) => x + (f(r) ?? 0), 0) / n).toFixed(2);
+    const top = [...by].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([what, ms]) => `    ${(ms / n).toFixed(3)}  ${what}`);
+    const gcOverlap = rs.filter((r) => stalls.gc.some(([a, b]) => a < r.deliveredMs && b > r.sentMs)).length;
+    const queued = rs.filter((r) => (r.runQueueMs ?? 0) > RUN_QUEUE_SLOW_MS).length;
+    lines.push(`${condition}, ${name}: window ${(windowMs / n).toFixed(2)} ms, main thread on CPU ${mean((r) => r.onCpuMs)} ms, in the run queue ${mean((r) => r.runQueueMs)} ms (${queued} rounds > ${RUN_QUEUE_SLOW_MS} ms), loop busy ${mean((r) => r.loopActiveMs)} ms, ${gcOverlap} rounds overlapped a GC pause` + (profile.cpu ? `; sampled ${([...by.values()].reduce((x, y) => x + y, 0) / n).toFixed(2)} ms, in sample gaps > ${SAMPLE_GAP_MS} ms ${(gapMs / n).toFixed(2)} ms; top of stack (ms per round):` : ""), ...top);
+  }
+  const kinds = new Map<number, number[]>();
+  stalls.gc.forEach(([a, b], i) => kinds.set(stalls.gcKinds[i] ?? 0, [...(kinds.get(stalls.gcKinds[i] ?? 0) ?? []), b - a]));
+  lines.push(`${condition}: GC pauses in the traced rows (${traces.length} rounds): ${[...kinds].map(([kind, ms]) => `kind ${kind}: ${ms.length}, mean ${(ms.reduce((x, y) => x + y, 0) / ms.length).toFixed(2)} ms, max ${Math.max(...ms).toFixed(2)} ms`).join("; ")}`);
+  if (!profile.cpu) return lines;
+  const allocated = [...profile.allocatedBytes].sort((a, b) => b[1] - a[1]);
+  const totalBytes = allocated.reduce((x, [, b]) => x + b, 0);
+  lines.push(`${condition}: allocated (sampled) ${(totalBytes / Math.max(1, traces.length)).toFixed(0)} bytes per round; by function (bytes per round):`, ...allocated.slice(0, 15).map(([what, b]) => `    ${(b / Math.max(1, traces.length)).toFixed(0)}  ${what}`));
+  return lines;
 }
 
 function sortedUnion(parts: Float64Array[]): Float64Array {
@@ -350,20 +513,25 @@ function mergeRuns(runs: LatencyRun[]): LatencyRun {
   };
 }
 
-function probeLatency(binary: string, device: string, rounds: number, loadMBps = 0, mirrorTo?: string): Float64Array {
-  const args = [device, String(rounds), "1", String(POLL_MIN_US), String(POLL_MAX_MS * 1000)];
+/** The C probe's rounds, less the first warmupRounds (run, not measured: as lunlink's slice warm-up). */
+function probeLatency(binary: string, device: string, rounds: number, warmupRounds: number, loadMBps = 0, mirrorTo?: string): Float64Array {
+  const args = [device, String(warmupRounds + rounds), "1", String(POLL_MIN_US), String(POLL_MAX_MS * 1000)];
   if (loadMBps > 0 || mirrorTo !== undefined) args.push(String(loadMBps));
   if (mirrorTo !== undefined) args.push(mirrorTo);
   const out = execFileSync(binary, args, { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
-  return Float64Array.from(out.trim().split("\n").map((ns) => Number(ns) / 1000)).sort();
+  return Float64Array.from(out.trim().split("\n").slice(warmupRounds).map((ns) => Number(ns) / 1000)).sort();
 }
 
 export async function latencyBench(args: string[]): Promise<void> {
   const rounds = numberArg(args, "--rounds", 2000);
   const plotDir = plotDirArg(args);
   const showSlow = args.includes("--slow");
+  const cpuProfile = args.includes("--profile");
+  const profiling = cpuProfile || args.includes("--sched");
   const sendOnDelivery = args.includes("--send-on-delivery");
   const slices = numberArg(args, "--slices", DEFAULT_SLICES);
+  const warmupRounds = numberArg(args, "--warmup", DEFAULT_WARMUP_ROUNDS);
+  if (!Number.isInteger(warmupRounds) || warmupRounds < 0) throw new Error(`--warmup must be a non-negative integer, got ${warmupRounds}`);
   if (!Number.isInteger(slices) || slices < 1 || slices > rounds) throw new Error(`--slices must be an integer in 1..rounds (${rounds}), got ${slices}`);
   if (plotDir !== undefined) await assertCanPlot();
   const cdfs: CdfSeries[] = [];
@@ -372,39 +540,49 @@ export async function latencyBench(args: string[]): Promise<void> {
     execFileSync("gcc", ["-O2", "-Wall", "-pthread", "-o", binary, new URL("./probe/latency.c", import.meta.url).pathname]);
     const loop = scratch.loop("volume.img", 64 * 1024 * 1024);
     const receiveLoop = scratch.loop("receive.img", 64 * 1024 * 1024);
-    console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds in ${slices} slices (each path in turn), next probe ${sendOnDelivery ? "on delivery" : "once the previous probe's write returned (as the C probe)"}`);
+    console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds in ${slices} slices (each path in turn, each slice after ${warmupRounds} unmeasured warm-up rounds on every path, C too), next probe ${sendOnDelivery ? "on delivery" : "once the previous probe's write returned (as the C probe)"}`);
     console.log(machineLine());
     console.log(`volumes: ${loop} (send) and ${receiveLoop} (receive, for row b), loop dio=on over 64 MiB files on ext4\n`);
     const rows: string[][] = [];
     const breakdowns: string[][] = [];
     const slow: string[][] = [];
+    const profiles: string[] = [];
     const conditions: [number, string | undefined, string][] = [
       [0, undefined, "(a) idle"],
       [LOAD_MBPS, undefined, `(a) loaded ${LOAD_MBPS} MB/s`],
       [0, receiveLoop, "(b) via local mirror, idle"],
     ];
-    for (const [load, mirrorTo, condition] of conditions) {
+    // --only 1,3: run only these conditions (1-based), for narrow checks.
+    const only = args.includes("--only") ? new Set(String(args[args.indexOf("--only") + 1]).split(",").map(Number)) : undefined;
+    for (const [index, [load, mirrorTo, condition]] of conditions.entries()) {
+      if (only !== undefined && !only.has(index + 1)) continue;
       const traces: RoundTrace[] = [];
-      const stalls: Stalls = { gc: [] };
+      const stalls: Stalls = { gc: [], gcKinds: [] };
       const io: IoLog = { writes: [], watches: [] };
-      // Slices run in turn (C, lunlink, busy poll, keyed, then the next slice), so a load swing on a
-      // shared machine lands on every path alike instead of on whichever ran in its minute.
+      const profile: ProfileLog | undefined = profiling ? { cpu: cpuProfile, profiles: [], allocatedBytes: new Map() } : undefined;
+      // Slices run in turn (C, lunlink, lunlink traced, busy poll, keyed, then the next slice), so a load
+      // swing on a shared machine lands on every path alike instead of on whichever ran in its minute.
+      // The breakdown's tracing (a wrapped write and watch, a log entry per I/O, two ELU reads a
+      // round) is work the C probe does not do: it runs in a row of its own, not in "lunlink".
       const cs: Float64Array[] = [];
       const lrs: LatencyRun[] = [];
+      const trs: LatencyRun[] = [];
       const prs: LatencyRun[] = [];
       const krs: LatencyRun[] = [];
       for (let slice = 0; slice < slices; slice++) {
         const sliceRounds = Math.floor(rounds / slices) + (slice < rounds % slices ? 1 : 0);
-        cs.push(probeLatency(binary, loop, sliceRounds, load, mirrorTo));
-        lrs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, traces, stalls, io));
-        prs.push(await lunlinkLatency(loop, sliceRounds, 500, sendOnDelivery, load, mirrorTo));
-        krs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, true));
+        cs.push(probeLatency(binary, loop, sliceRounds, warmupRounds, load, mirrorTo));
+        lrs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, undefined, undefined, undefined, slice, undefined, warmupRounds));
+        trs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, traces, stalls, io, slice, profile, warmupRounds));
+        prs.push(await lunlinkLatency(loop, sliceRounds, 500, sendOnDelivery, load, mirrorTo, false, undefined, undefined, undefined, slice, undefined, warmupRounds));
+        krs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, true, undefined, undefined, undefined, slice, undefined, warmupRounds));
       }
       const c = sortedUnion(cs);
-      const [lr, pr, kr] = [mergeRuns(lrs), mergeRuns(prs), mergeRuns(krs)];
+      const [lr, tr, pr, kr] = [mergeRuns(lrs), mergeRuns(trs), mergeRuns(prs), mergeRuns(krs)];
       breakdowns.push(...breakdown(traces, stalls, io).map((r) => [condition, ...r]));
       if (showSlow) slow.push(...slowRounds(condition, traces, io));
-      const [l, p, k] = [lr.latenciesUs, pr.latenciesUs, kr.latenciesUs];
+      if (profile !== undefined) profiles.push(...profileBreakdown(condition, traces, profile, stalls));
+      const [l, t, p, k] = [lr.latenciesUs, tr.latenciesUs, pr.latenciesUs, kr.latenciesUs];
       const lostOf = (r: LatencyRun): string => `${r.roundsRun} / ${r.lostProbes} (${r.lateProbes} late) / ${r.overruns} / ${r.lostRecords} / ${r.ackWaits}`;
       console.error(`  done ${condition}`);
       const row = (name: string, x: Float64Array, run?: LatencyRun): string[] => [
@@ -417,15 +595,16 @@ export async function latencyBench(args: string[]): Promise<void> {
         run === undefined ? "-" : lostOf(run),
       ];
       cdfs.push(...([["C probe", c], ["lunlink", l], ["lunlink busyPollUs 500", p], ["lunlink keyed", k]] as const).map(([name, values]) => ({ group: condition, name, values })));
-      rows.push(row("C probe", c), row("lunlink", l, lr), row("lunlink busyPollUs 500", p, pr), row(`lunlink keyed (p50 ${ratio(percentile(k, 50), percentile(l, 50))}x unkeyed)`, k, kr));
+      rows.push(row("C probe", c), row("lunlink", l, lr), row(`lunlink traced, for the breakdown (p50 ${ratio(percentile(t, 50), percentile(l, 50))}x untraced)`, t, tr), row("lunlink busyPollUs 500", p, pr), row(`lunlink keyed (p50 ${ratio(percentile(k, 50), percentile(l, 50))}x unkeyed)`, k, kr));
     }
     console.log(table(["condition", "path (ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C", "rounds run / probes lost (late) / reader overruns / records lost / writer ack waits"], rows));
     console.log(`probes lost: rounds not delivered within ${ROUND_DEADLINE_MS} ms, left out of the percentiles (late: delivered after it); records lost: overwritten before the reader read them (it was lapped); writer ack waits: the writer held a probe's record for the reader's ack. A row stops after ${ROW_BUDGET_MS / 1000} s with the rounds it ran.`);
     if (plotDir !== undefined) for (const path of await writeCharts(plotDir, latencyCharts(cdfs))) console.log(`chart: ${path}`);
-    console.log(`\nwhere the lunlink rounds' time goes (means in us; GC overlap: rounds during which a GC pause ran)`);
+    console.log(`\nwhere the lunlink rounds' time goes (the traced row; means in us; GC overlap: rounds during which a GC pause ran)`);
     console.log(table(["condition", "rounds", "total", "send -> write done", "of which queued (behind a write in flight at send) / write", "write done -> watch woke", "watch sleep at write done", "watch woke -> delivered", "loop busy (JS)", "write in flight at send / status write overlap", "found without a watch", "GC overlap"], breakdowns));
     console.log("queued: send -> the probe's record write submitted; write: submitted -> completion seen by JS; watch sleep: the sleep the waking watch had backed off to (us, schedule of adaptive-wait.ts paceAfter); loop busy: event-loop time running JS during the round (eventLoopUtilization); the last counts are rounds.");
-    if (showSlow) console.log(`\nthe slowest 1% of rounds, one by one (us)\n${table(["condition", "sent (CLOCK_MONOTONIC s, as ftrace's mono clock)", "total", "queued", "behind a write in flight", "write", "write done -> woke", "watch sleep", "woke -> delivered", "loop busy", "writes in flight at send", "status overlap"], slow)}`);
+    if (showSlow) console.log(`\nthe slowest 1% of rounds, one by one (us)\n${table(["condition", "sent (CLOCK_MONOTONIC s, as ftrace's mono clock)", "slice / round / s into the slice", "total", "queued", "behind a write in flight", "write", "write done -> woke", "watch sleep", "woke -> delivered", "loop busy", "writes in flight at send", "status overlap"], slow)}`);
+    if (profiling) console.log(`\n--profile: the lunlink rows' rounds against a V8 CPU profile (sampled every ${PROFILE_INTERVAL_US} us) and the main thread's schedstat\n${profiles.join("\n")}`);
     console.log(`\nloaded: a background stream of ${LOAD_MBPS} MB/s (lunlink: 1 KiB data frames through the same writer; C: 64 KiB writes to the same volume); the timed messages are control frames.`);
   });
 }

@@ -4,9 +4,9 @@
 // overlapping the round is named; times are made up (ms), no device.
 import test from "ava";
 
-import { causesOf, slowRounds, type IoLog, type RoundTrace } from "../../bench/latency.ts";
+import { causesOf, MONO_OFFSET_MS, samplesOf, slowRounds, type IoLog, type RoundTrace } from "../../bench/latency.ts";
 
-const round: RoundTrace = { sentMs: 10, writtenMs: 13.2, wokeMs: 13.5, deliveredMs: 13.6, loopActiveMs: 0.3 };
+const round: RoundTrace = { sentMs: 10, writtenMs: 13.2, wokeMs: 13.5, deliveredMs: 13.6, loopActiveMs: 0.3, slice: 0, round: 7, sinceRowStartMs: 3 };
 
 test("a probe sent while the previous probe's write is in flight waits behind it, then its own write runs", (t) => {
   const io: IoLog = {
@@ -43,13 +43,38 @@ test("a round with nothing in flight at send and a status write during it", (t) 
 test("--slow: a round found without a watch of its own shows no wake step, not the earlier round's wake time", (t) => {
   // Found by a read right after the write (no watch ended in this round): wokeMs is still the
   // previous round's, before this round's send; --slow printed -17 s for such rounds.
-  const found: RoundTrace = { sentMs: 20, writtenMs: 20.3, wokeMs: 13.5, deliveredMs: 25, loopActiveMs: 4 };
+  const found: RoundTrace = { sentMs: 20, writtenMs: 20.3, wokeMs: 13.5, deliveredMs: 25, loopActiveMs: 4, slice: 1, round: 9, sinceRowStartMs: 5 };
   const io: IoLog = { writes: [{ startMs: 20.01, endMs: 20.3, what: "record" }], watches: [{ startMs: 12.85, endMs: 13.5, what: "100" }] };
   const [row] = slowRounds("(b)", [found], io);
-  t.is(row![6], "-"); // write done -> woke
-  t.is(row![8], "-"); // woke -> delivered
-  t.is(row![2], "5000"); // the round's total stays
+  t.is(row![7], "-"); // write done -> woke
+  t.is(row![9], "-"); // woke -> delivered
+  t.is(row![3], "5000"); // the round's total stays
+  t.is(row![2], "1 / 9 / 0.01"); // slice / round / s into the slice
   const [watched] = slowRounds("(a)", [round], { writes: [{ startMs: 10.02, endMs: 13.2, what: "record" }], watches: [{ startMs: 10.1, endMs: 13.5, what: "100" }] });
-  t.is(watched![6], "300");
-  t.is(watched![8], "100");
+  t.is(watched![7], "300");
+  t.is(watched![9], "100");
+});
+
+test("--profile: a profile's samples become spans on performance.now's clock, each lasting until the next sample", (t) => {
+  // A profile counts CLOCK_MONOTONIC us; performance.now() + MONO_OFFSET_MS is the same clock in ms.
+  const startUs = (100 + MONO_OFFSET_MS) * 1000;
+  const profile = {
+    nodes: [
+      { id: 1, callFrame: { functionName: "(root)", scriptId: "0", url: "", lineNumber: -1, columnNumber: -1 } },
+      { id: 2, callFrame: { functionName: "poll", scriptId: "1", url: "file:///x/lib/ring/reader.ts", lineNumber: 9, columnNumber: 0 } },
+      { id: 3, callFrame: { functionName: "(garbage collector)", scriptId: "0", url: "", lineNumber: -1, columnNumber: -1 } },
+    ],
+    startTime: startUs,
+    endTime: startUs + 400,
+    samples: [2, 3, 2],
+    timeDeltas: [50, 50, 200],
+  };
+  const spans = samplesOf(profile);
+  t.is(spans.length, 3);
+  t.is(spans[0]!.what, "poll reader.ts:10");
+  t.is(spans[1]!.what, "(garbage collector)");
+  t.true(Math.abs(spans[0]!.startMs - 100.05) < 1e-6); // first sample: startTime + its delta
+  t.true(Math.abs(spans[0]!.endMs - 100.1) < 1e-6); // ... until the next sample
+  t.true(Math.abs(spans[1]!.endMs - 100.3) < 1e-6);
+  t.true(Math.abs(spans[2]!.endMs - 100.4) < 1e-6); // the last lasts until the profile's end
 });
