@@ -7,6 +7,9 @@
 // socket and an eventfd (shutdown) and only touches its own slots, the socket and the
 // ThreadSafeFunction. Invariants: a slot is owned by one side at a time (free list under the mutex);
 // the thread is joined before either descriptor is closed; the ThreadSafeFunction is released once.
+// Held heartbeats: the thread writes a held slot only after taking it back under the mutex (holding
+// false), so drain() on the JS thread can take it whole while the thread sleeps in poll; nothing is
+// dropped (a batch that is not all heartbeats, or more than heldMax, is posted as before).
 // Syscall ids (channel.h): socket/bind/setsockopt report kSocket, recvmmsg kRead, sendmmsg kWrite.
 #include "udp.h"
 
@@ -17,6 +20,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -62,6 +66,22 @@ uint32_t U32Arg(const Napi::Value& value, const char* name, uint32_t min, uint32
   return static_cast<uint32_t>(d);
 }
 
+// A heartbeat-kind link message (docs/format.md "Link messages"; the header is cleartext when
+// sealed too): version 1 (plain, 28 bytes) or 2/3 (sealed: + counter and tag, 52 bytes), kind 1.
+// Forged ones are only held (bounded) and handed to JS like any other datagram.
+constexpr uint32_t kHeartbeatBytes = 28;
+constexpr uint32_t kSealedHeartbeatBytes = 28 + 8 + 16;
+bool IsHeartbeat(const uint8_t* datagram, uint32_t length) {
+  if (length != kHeartbeatBytes && length != kSealedHeartbeatBytes) return false;
+  return datagram[0] >= 1 && datagram[0] <= 3 && datagram[1] == 1;
+}
+
+double MonotonicMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
 void WakeOrDie(int fd) {
   const uint64_t one = 1;
   ssize_t n;
@@ -81,6 +101,8 @@ struct UdpBatch {
   uint32_t bytes;
   int32_t error;  // errno that ended the receive thread (0: more batches follow)
   Syscall syscall;
+  bool heartbeatsOnly;  // every datagram in the batch is heartbeat-kind
+  double firstMs;       // arrival of its first datagram (CLOCK_MONOTONIC, ms)
 };
 
 struct UdpReader {
@@ -91,6 +113,11 @@ struct UdpReader {
   bool stopping = false;      // guarded by mutex
   int inFlight = 0;           // guarded by mutex
   bool accumulating = false;  // guarded by mutex
+  bool holding = false;       // guarded by mutex: heldSlot holds heartbeats only, not posted
+  bool taken = false;         // guarded by mutex: drain() took heldSlot; the thread needs another slot
+  int heldSlot = -1;          // guarded by mutex
+  uint32_t heldMax = 0;       // set before the thread starts
+  double holdMaxMs = 0;       // set before the thread starts
   std::vector<int> free;      // guarded by mutex; capacity kUdpSlots
   bool delivering = true;     // JS thread only
   bool heldByJs[kUdpSlots] = {};
@@ -98,6 +125,8 @@ struct UdpReader {
   BlockRef tableBlocks[kUdpSlots];
   uint8_t* data[kUdpSlots] = {};
   uint32_t* table[kUdpSlots] = {};
+  double* times[kUdpSlots] = {};
+  BlockRef timeBlocks[kUdpSlots];
   UdpBatch batches[kUdpSlots] = {};
   // recvmmsg headers, reused by the thread for every call (no allocation per batch).
   struct mmsghdr msgs[kUdpBatchMessages] = {};
@@ -107,37 +136,59 @@ struct UdpReader {
   std::thread thread;
 
   void Run();
+  int Acquire();
   void Drain(UdpBatch& batch);
   void Recycle(int slot);
   static void Deliver(Napi::Env env, Napi::Function onBatch, UdpBatch* batch);
 };
 
+// A free slot, emptied, for the thread (-1: stopping).
+int UdpReader::Acquire() {
+  std::unique_lock<std::mutex> lock(mutex);
+  freed.wait(lock, [this] { return stopping || !free.empty(); });
+  if (stopping) return -1;
+  const int slot = free.back();
+  free.pop_back();
+  UdpBatch& fresh = batches[slot];
+  fresh.count = 0;
+  fresh.bytes = 0;
+  fresh.error = 0;
+  fresh.syscall = Syscall::kNone;
+  fresh.heartbeatsOnly = true;
+  fresh.firstMs = 0;
+  return slot;
+}
+
 // Same batching policy as the TUN reader: post at once when JS is idle (latency), keep filling while
-// JS is busy (throughput), post when full or when JS caught up.
+// JS is busy (throughput), post when full or when JS caught up. Heartbeats alone are held (above).
 void UdpReader::Run() {
   NameThisThread("lunlink-udp");
   int slot = -1;
+  bool held = false;  // this thread's view of `holding` for its slot (the poll timeout)
   for (;;) {
-    if (slot < 0) {
-      std::unique_lock<std::mutex> lock(mutex);
-      freed.wait(lock, [this] { return stopping || !free.empty(); });
-      if (stopping) return;
-      slot = free.back();
-      free.pop_back();
-      UdpBatch& fresh = batches[slot];
-      fresh.count = 0;
-      fresh.bytes = 0;
-      fresh.error = 0;
-      fresh.syscall = Syscall::kNone;
-    }
-    UdpBatch& batch = batches[slot];
+    if (slot < 0 && (slot = Acquire()) < 0) return;
+    int timeoutMs = -1;
+    if (held) timeoutMs = std::max(0, static_cast<int>(std::ceil(batches[slot].firstMs + holdMaxMs - MonotonicMs())));
     struct pollfd fds[2] = {{fd, POLLIN, 0}, {wakeFd, POLLIN, 0}};
-    const int r = poll(fds, 2, -1);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      batch.error = errno;
+    const int r = poll(fds, 2, timeoutMs);
+    const int pollErrno = r < 0 ? errno : 0;
+    if (held) {
+      // Take the held slot back before touching it again; drain() may have taken it meanwhile.
+      std::lock_guard<std::mutex> lock(mutex);
+      held = false;
+      holding = false;
+      if (taken) {
+        taken = false;
+        slot = -1;
+      }
+    }
+    if (slot < 0 && (slot = Acquire()) < 0) return;
+    UdpBatch& batch = batches[slot];
+    const bool timedOut = r == 0 && timeoutMs >= 0;
+    if (r < 0 && pollErrno != EINTR) {  // EINTR: decide again below (a held batch is held again)
+      batch.error = pollErrno;
       batch.syscall = Syscall::kPoll;
-    } else {
+    } else if (r > 0) {
       if (fds[1].revents != 0) {
         uint64_t value;
         ssize_t n;
@@ -154,6 +205,13 @@ void UdpReader::Run() {
       std::lock_guard<std::mutex> lock(mutex);
       if (batch.error == 0 && !full && (batch.count == 0 || inFlight > 0)) {
         accumulating = batch.count > 0;
+        continue;
+      }
+      if (batch.error == 0 && !full && !timedOut && batch.heartbeatsOnly && batch.count <= heldMax) {
+        accumulating = false;
+        holding = true;
+        heldSlot = slot;
+        held = true;
         continue;
       }
       accumulating = false;
@@ -184,6 +242,7 @@ void UdpReader::Drain(UdpBatch& batch) {
       msgs[j].msg_hdr.msg_iovlen = 1;
     }
     const int n = recvmmsg(fd, msgs, vlen, MSG_DONTWAIT, nullptr);
+    const double arrivedMs = n > 0 ? MonotonicMs() : 0;
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -202,6 +261,9 @@ void UdpReader::Drain(UdpBatch& batch) {
       t[kUdpTableWords * batch.count] = length;
       t[kUdpTableWords * batch.count + 1] = ntohl(from[j].sin_addr.s_addr);
       t[kUdpTableWords * batch.count + 2] = ntohs(from[j].sin_port);
+      times[batch.slot][batch.count] = arrivedMs;
+      if (batch.count == 0) batch.firstMs = arrivedMs;
+      batch.heartbeatsOnly = batch.heartbeatsOnly && IsHeartbeat(base + batch.bytes, length);
       batch.count++;
       batch.bytes += length;
     }
@@ -254,6 +316,7 @@ Napi::Function NativeUdp::Define(Napi::Env env) {
                          InstanceMethod<&NativeUdp::SendBatch>("sendBatch"),
                          InstanceMethod<&NativeUdp::Close>("close"),
                          InstanceMethod<&NativeUdp::RecycleSlot>("recycle"),
+                         InstanceMethod<&NativeUdp::DrainHeld>("drain"),
                      });
 }
 
@@ -295,6 +358,7 @@ int NativeUdp::Shutdown() {
     {
       std::lock_guard<std::mutex> lock(reader_->mutex);
       reader_->accumulating = false;
+      reader_->holding = false;  // held heartbeats of a closed socket are not delivered
     }
     reader_->delivering = false;
     reader_->tsfn.Release();
@@ -349,14 +413,20 @@ Napi::Value NativeUdp::Bind(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, ntohs(sin.sin_port));
 }
 
-// start(onBatch) -> [[datagrams: Uint8Array, table: Uint32Array], ...] (kUdpSlots pairs); table holds
-// kUdpTableWords words per datagram. onBatch(slot, count, bytes, errno, syscallId) on the JS thread.
+// start(onBatch, heldMax, holdMaxMs) -> [[datagrams: Uint8Array, table: Uint32Array, arrivals:
+// Float64Array], ...] (kUdpSlots triples); table holds kUdpTableWords words per datagram, arrivals its
+// receive time (CLOCK_MONOTONIC, ms). onBatch(slot, count, bytes, errno, syscallId) on the JS thread.
+// heldMax > 0: up to heldMax heartbeats wait for drain() (or holdMaxMs) instead of waking JS.
 Napi::Value NativeUdp::Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireOpen(env);
-  if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "start(onBatch)");
+  if (info.Length() < 3 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "start(onBatch, heldMax, holdMaxMs)");
   if (reader_) throw Napi::Error::New(env, "start called twice");
+  const uint32_t heldMax = U32Arg(info[1], "heldMax", 0, kUdpHeldMax);
+  const uint32_t holdMaxMs = U32Arg(info[2], "holdMaxMs", 1, 60000);
   auto reader = std::make_shared<UdpReader>();
+  reader->heldMax = heldMax;
+  reader->holdMaxMs = holdMaxMs;
   reader->fd = fd_;
   reader->wakeFd = eventfd(0, EFD_CLOEXEC);
   if (reader->wakeFd < 0) throw SystemError(env, errno, Syscall::kEventfd);
@@ -366,18 +436,23 @@ Napi::Value NativeUdp::Start(const Napi::CallbackInfo& info) {
     for (int i = 0; i < kUdpSlots; i++) {
       BlockRef dataBlock = NewBlock(kUdpBatchBytes, 64);
       BlockRef tableBlock = NewBlock(kUdpBatchMessages * kUdpTableWords * sizeof(uint32_t), 64);
-      if (!dataBlock || !tableBlock) throw Napi::RangeError::New(env, "UDP batch buffers: out of memory");
+      BlockRef timeBlock = NewBlock(kUdpBatchMessages * sizeof(double), 64);
+      if (!dataBlock || !tableBlock || !timeBlock) throw Napi::RangeError::New(env, "UDP batch buffers: out of memory");
       Napi::Uint8Array datagrams = Napi::Uint8Array::New(env, kUdpBatchBytes, ExposeBlock(env, dataBlock), 0);
       Napi::Uint32Array table = Napi::Uint32Array::New(env, kUdpBatchMessages * kUdpTableWords, ExposeBlock(env, tableBlock), 0);
+      Napi::Float64Array arrivals = Napi::Float64Array::New(env, kUdpBatchMessages, ExposeBlock(env, timeBlock), 0);
       reader->dataBlocks[i] = dataBlock;
       reader->tableBlocks[i] = tableBlock;
       reader->data[i] = dataBlock->data;
       reader->table[i] = reinterpret_cast<uint32_t*>(tableBlock->data);
-      reader->batches[i] = UdpBatch{reader.get(), i, 0, 0, 0, Syscall::kNone};
+      reader->timeBlocks[i] = timeBlock;
+      reader->times[i] = reinterpret_cast<double*>(timeBlock->data);
+      reader->batches[i] = UdpBatch{reader.get(), i, 0, 0, 0, Syscall::kNone, true, 0};
       reader->free.push_back(kUdpSlots - 1 - i);
-      Napi::Array pair = Napi::Array::New(env, 2);
+      Napi::Array pair = Napi::Array::New(env, 3);
       pair.Set(0u, datagrams);
       pair.Set(1u, table);
+      pair.Set(2u, arrivals);
       slots.Set(static_cast<uint32_t>(i), pair);
     }
     std::unique_ptr<std::shared_ptr<UdpReader>> keep(new std::shared_ptr<UdpReader>(reader));
@@ -519,6 +594,29 @@ Napi::Value NativeUdp::RecycleSlot(const Napi::CallbackInfo& info) {
   reader_->heldByJs[slot] = false;
   reader_->Recycle(slot);
   return env.Undefined();
+}
+
+// drain() -> [slot, count] of the held heartbeats, now JS's (hand the slot back with recycle), or
+// undefined if none are held. Never waits: the thread holds the mutex only briefly.
+Napi::Value NativeUdp::DrainHeld(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!reader_ || closed_) return env.Undefined();
+  int slot;
+  uint32_t count;
+  {
+    std::lock_guard<std::mutex> lock(reader_->mutex);
+    if (!reader_->holding) return env.Undefined();
+    reader_->holding = false;
+    reader_->taken = true;
+    slot = reader_->heldSlot;
+    count = reader_->batches[slot].count;
+    reader_->inFlight++;
+  }
+  reader_->heldByJs[slot] = true;
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, slot));
+  out.Set(1u, Napi::Number::New(env, count));
+  return out;
 }
 
 Napi::Value NativeUdp::Close(const Napi::CallbackInfo& info) {

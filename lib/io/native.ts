@@ -99,7 +99,10 @@ export interface NativeTunHandle {
 export interface NativeUdpHandle {
   /** Binds (address in host order, port 0: any); returns the bound port. */
   bind(address: number, port: number, bufferBytes: number): number;
-  start(onBatch: (slot: number, count: number, bytes: number, errno: number, syscallId: number) => boolean): [Uint8Array, Uint32Array][];
+  /** Slots of [datagrams, table, arrivals (CLOCK_MONOTONIC ms)]; heldMax > 0 holds up to that many heartbeats for drain() (at most holdMaxMs). */
+  start(onBatch: (slot: number, count: number, bytes: number, errno: number, syscallId: number) => boolean, heldMax: number, holdMaxMs: number): [Uint8Array, Uint32Array, Float64Array][];
+  /** The held heartbeats' [slot, count], now JS's until recycle(slot); undefined if none are held. */
+  drain(): [number, number] | undefined;
   /** Datagrams the kernel took of `count` back to back in buffer. */
   sendBatch(buffer: Uint8Array, lengths: Uint32Array, count: number, address: number, port: number, gso: boolean): number;
   close(): void;

@@ -3,6 +3,11 @@
 // valid only during the handler; a slot goes back to the receive thread once per event-loop turn, so
 // a flood cannot keep timers (heartbeats) waiting. Send: a whole batch in one sendmmsg (UDP GSO for
 // runs of equal sizes), never throwing for a network condition: what the kernel refused is counted.
+// Every datagram comes with its arrival time on performance.now()'s clock. Held heartbeats (start's
+// heldMax): the receive thread keeps a batch of nothing but heartbeats from waking JS; drainHeld()
+// hands it over synchronously, and whoever enables holding calls it before each liveness decision.
+import { performance } from "node:perf_hooks";
+
 import { invalidArgument, type LunlinkError, systemError } from "../errors.ts";
 import { addon, nativeSyscallFailure, syscallName, type NativeUdpHandle } from "./native.ts";
 
@@ -12,9 +17,26 @@ export const UDP_BATCH_MESSAGES = 256;
 export const UDP_BATCH_BYTES = 2 << 20;
 /** Words per datagram in a receive batch's table: length, source IPv4 (host order), source port. */
 export const UDP_TABLE_WORDS = 3;
+/** Mirror kUdpHeldMax in addon/udp.h: the most heartbeats a socket holds without waking JS. */
+export const UDP_HELD_MAX = 64;
 
-/** `count` datagrams back to back in `datagrams`; datagram i is table[3i] bytes from table[3i+1]:table[3i+2]. */
-export type UdpBatchHandler = (datagrams: Uint8Array, table: Uint32Array, count: number) => void;
+/**
+ * performance.now() minus CLOCK_MONOTONIC in ms: both run on CLOCK_MONOTONIC (libuv's hrtime), so
+ * one difference taken at load converts the addon's arrival times (sub-microsecond error).
+ */
+const MONOTONIC_TO_PERFORMANCE_MS = performance.now() - Number(process.hrtime.bigint()) / 1e6;
+
+/**
+ * `count` datagrams back to back in `datagrams`; datagram i is table[3i] bytes from
+ * table[3i+1]:table[3i+2], received at arrivals[i] (performance.now() ms; earlier than now if it was held).
+ */
+export type UdpBatchHandler = (datagrams: Uint8Array, table: Uint32Array, arrivals: Float64Array, count: number) => void;
+
+/** Held heartbeats (start): at most `max` wait for drainHeld(), none longer than `maxMs` (the safety net if nobody drains). */
+export interface UdpHoldOptions {
+  max: number;
+  maxMs: number;
+}
 
 export interface UdpEndpoint {
   host: string;
@@ -36,7 +58,7 @@ export class UdpSocket {
   /** UDP GSO (UDP_SEGMENT) for runs of equal-sized datagrams; the addon turns it off if the kernel refuses. */
   gso = true;
   private readonly native: NativeUdpHandle;
-  private slots: [Uint8Array, Uint32Array][] = [];
+  private slots: [Uint8Array, Uint32Array, Float64Array][] = [];
   private handler: UdpBatchHandler | undefined;
   private onError: ((error: LunlinkError) => void) | undefined;
   private closed = false;
@@ -58,11 +80,25 @@ export class UdpSocket {
     }
   }
 
-  /** Starts the receive thread; `handler` gets every batch, `onError` the error that stopped it. */
-  start(handler: UdpBatchHandler, onError: (error: LunlinkError) => void): void {
+  /** Starts the receive thread; `handler` gets every batch, `onError` the error that stopped it; `hold`: see UdpHoldOptions (none: every batch wakes JS). */
+  start(handler: UdpBatchHandler, onError: (error: LunlinkError) => void, hold?: UdpHoldOptions): void {
     this.handler = handler;
     this.onError = onError;
-    this.slots = this.native.start(this.onBatch);
+    this.slots = this.native.start(this.onBatch, hold?.max ?? 0, hold?.maxMs ?? 1);
+  }
+
+  /** Hands the heartbeats the receive thread holds to the handler now (synchronously); returns how many. */
+  drainHeld(): number {
+    if (this.closed || this.handler === undefined) return 0;
+    const held = this.native.drain();
+    if (held === undefined) return 0;
+    const [slot, count] = held;
+    try {
+      this.handle(slot, count);
+    } finally {
+      if (!this.closed) this.native.recycle(slot);
+    }
+    return count;
   }
 
   /** Sends `count` datagrams stored back to back in `buffer` to `to` (numeric IPv4); returns how many the kernel took. */
@@ -91,13 +127,7 @@ export class UdpSocket {
 
   private readonly onBatch = (slot: number, count: number, _bytes: number, errno: number, syscallId: number): boolean => {
     if (this.closed) return false;
-    if (count > 0) {
-      const views = this.slots[slot];
-      if (views === undefined || this.handler === undefined) throw new Error(`UDP batch for unknown slot ${slot}`);
-      this.counters.batchesIn++;
-      this.counters.datagramsIn += count;
-      this.handler(views[0], views[1], count);
-    }
+    if (count > 0) this.handle(slot, count);
     if (errno !== 0) {
       this.onError?.(systemError(errno, syscallName(syscallId), `udp:${this.port}`, "receive UDP"));
       return false;
@@ -109,6 +139,16 @@ export class UdpSocket {
     }
     return true;
   };
+
+  private handle(slot: number, count: number): void {
+    const views = this.slots[slot];
+    if (views === undefined || this.handler === undefined) throw new Error(`UDP batch for unknown slot ${slot}`);
+    this.counters.batchesIn++;
+    this.counters.datagramsIn += count;
+    const arrivals = views[2];
+    for (let i = 0; i < count; i++) arrivals[i] = arrivals[i]! + MONOTONIC_TO_PERFORMANCE_MS;
+    this.handler(views[0], views[1], arrivals, count);
+  }
 }
 
 /** "198.18.0.1" -> the address as an unsigned 32-bit integer (host order). */

@@ -109,6 +109,8 @@ export class Link extends EventEmitter<LinkEvents> {
     this.peer.on("transition", (t) => this.emit("transition", t));
     this.peer.on("control", (payload) => this.emit("control", payload));
     this.clock = new ClockTimer(options.timers, options.tickMs ?? DEFAULT_LINK_TICK_MS, (turn, nowMs) => {
+      // Heartbeats the UDP thread held go in first, with their arrival times: the echo we send and the tick see them.
+      udp.drainHeld();
       if (turn.primary) this.peer.heartbeat(PathId.Primary);
       if (turn.storage) this.peer.heartbeat(PathId.Storage);
       this.peer.tick(nowMs);
@@ -144,7 +146,7 @@ export class Link extends EventEmitter<LinkEvents> {
         peers: [options.primary.peer],
         sources: "any",
         batchBytes: UDP_SEND_BATCH_BYTES,
-        onDatagram: (_peer, bytes, offset, length, address, port) => link?.peer.receiveUdp(bytes, offset, length, address, port),
+        onDatagram: (_peer, bytes, offset, length, address, port, arrivedMs) => link?.peer.receiveUdp(bytes, offset, length, address, port, arrivedMs),
         onBatchEnd: () => link?.flushDelivery(),
         onError: (error) => link?.log("udp-error", { message: error.message }),
       });

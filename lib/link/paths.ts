@@ -152,18 +152,22 @@ export class PathMonitor {
     return PATH_NAMES[this.id]!;
   }
 
-  /** Any message from the peer on this path proves the rx direction. */
+  /**
+   * Any message from the peer on this path proves the rx direction. `nowMs` is when it arrived: a
+   * heartbeat the UDP thread held comes later with an earlier time than a message read at once, so
+   * the latest time is kept, never moved back.
+   */
   heard(nowMs: number): void {
-    this.lastHeardMs = nowMs;
+    if (nowMs > this.lastHeardMs) this.lastHeardMs = nowMs;
   }
 
-  /** A heartbeat: `seq` is its number, `echo` the highest of ours the peer heard on this path. */
+  /** A heartbeat (arrived at nowMs): `seq` is its number, `echo` the highest of ours the peer heard on this path. */
   heartbeat(nowMs: number, seq: bigint, echo: bigint): void {
-    this.lastHeardMs = nowMs;
+    this.heard(nowMs);
     if (seq > this.highestHeard) this.highestHeard = seq;
     if (echo > this.highestEcho) {
       this.highestEcho = echo;
-      this.lastEchoMs = nowMs;
+      if (nowMs > this.lastEchoMs) this.lastEchoMs = nowMs;
     }
   }
 

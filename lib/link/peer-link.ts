@@ -161,13 +161,13 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (!this.closed) this.core.tick(nowMs, this.out);
   }
 
-  /** A datagram from this peer (by its endpoint, or any sender for a pair). */
-  receiveUdp(bytes: Uint8Array, offset: number, length: number, address: number, port: number): void {
+  /** A datagram from this peer (by its endpoint, or any sender for a pair), received at arrivedMs (earlier than now if it was held). */
+  receiveUdp(bytes: Uint8Array, offset: number, length: number, address: number, port: number, arrivedMs: number): void {
     if (this.closed) return;
-    if (this.opener === undefined) this.core.receive(performance.now(), bytes, offset, length, PathId.Primary, this.out);
+    if (this.opener === undefined) this.core.receive(arrivedMs, bytes, offset, length, PathId.Primary, this.out);
     else {
       const opened = this.opener.open(bytes.subarray(offset, offset + length), this.openScratch);
-      this.core.receiveSealed(performance.now(), opened, opened.ok ? "" : endpointText(address, port), this.out);
+      this.core.receiveSealed(arrivedMs, opened, opened.ok ? "" : endpointText(address, port), this.out);
     }
   }
 

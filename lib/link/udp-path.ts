@@ -8,9 +8,13 @@
 // "endpoint" hands a datagram to the peer whose configured endpoint sent it (as WireGuard binds a peer
 // to its endpoint) and counts any other source as a stray, dropped unread; "any" (a pair's one peer,
 // whose Link authenticates what arrives) takes every source. Invariant: after close() nothing is sent
-// or delivered.
+// or delivered. Heartbeats: the control socket's receive thread holds a batch of nothing but
+// heartbeats (up to HELD_HEARTBEATS_PER_PEER a peer) instead of waking JS for each; the owner's clock
+// calls drainHeld() before every liveness decision, and each datagram carries its arrival time, so
+// a decision sees what it saw before (PathMonitor keeps the latest time). Anything else on the
+// control socket wakes JS at once and brings the held heartbeats along, in order.
 import { LunlinkError } from "../errors.ts";
-import { ipv4, UDP_BATCH_MESSAGES, UDP_TABLE_WORDS, UdpSocket, type UdpEndpoint, type UdpSocketCounters } from "../io/udp.ts";
+import { ipv4, UDP_BATCH_MESSAGES, UDP_HELD_MAX, UDP_TABLE_WORDS, UdpSocket, type UdpEndpoint, type UdpSocketCounters } from "../io/udp.ts";
 import { encodeHeader, MessageKind, MESSAGE_HEADER_BYTES, type MessageHeader } from "./message.ts";
 import { SEAL_OVERHEAD_BYTES, type Sealer } from "./seal.ts";
 
@@ -21,6 +25,13 @@ export const CLUSTER_UDP_BATCH_BYTES = 256 * 1024;
 /** Socket buffers asked of the kernel (capped at rmem_max / wmem_max): TCP bursts through the TUN overflow the default. */
 export const UDP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 const MAX_DATAGRAM_BYTES = 65507;
+/** Heartbeats the control socket holds per peer before it wakes JS anyway (a clock period holds ~1 a peer). */
+export const HELD_HEARTBEATS_PER_PEER = 4;
+/**
+ * The longest a heartbeat is held if nobody drains (the owner's clock drains every turn, at most
+ * tickMs apart): a safety net, not a schedule.
+ */
+export const HOLD_MAX_MS = 100;
 
 export interface UdpPathOptions {
   bind: UdpEndpoint;
@@ -30,8 +41,8 @@ export interface UdpPathOptions {
   sources: "endpoint" | "any";
   /** Bytes of each outgoing batch (one per socket and peer). */
   batchBytes: number;
-  /** One datagram from peer `peer` (an index into `peers`; a view, valid during the call); `from` for logs. */
-  onDatagram: (peer: number, bytes: Uint8Array, offset: number, length: number, fromAddress: number, fromPort: number) => void;
+  /** One datagram from peer `peer` (an index into `peers`; a view, valid during the call), received at arrivedMs (performance.now()); `from` for logs. */
+  onDatagram: (peer: number, bytes: Uint8Array, offset: number, length: number, fromAddress: number, fromPort: number, arrivedMs: number) => void;
   /** After the last datagram of a receive batch. */
   onBatchEnd: () => void;
   /** A receive thread stopped on a system error (the path then only sends). */
@@ -91,7 +102,7 @@ export class UdpPath {
       control = UdpSocket.bind({ host: options.bind.host, port: options.bind.port + 1 }, UDP_SOCKET_BUFFER_BYTES);
       const path = new UdpPath(options, peerAddresses, data, control);
       data.start(path.onData, options.onError);
-      control.start(path.onControl, options.onError);
+      control.start(path.onControl, options.onError, { max: Math.min(UDP_HELD_MAX, HELD_HEARTBEATS_PER_PEER * options.peers.length), maxMs: HOLD_MAX_MS });
       return path;
     } catch (error) {
       control?.close();
@@ -153,6 +164,11 @@ export class UdpPath {
     return this.flushOne(peer, false) + this.flushOne(peer, true);
   }
 
+  /** Delivers the heartbeats the control socket holds (onDatagram, then onBatchEnd), now; returns how many. */
+  drainHeld(): number {
+    return this.closed ? 0 : this.control.drainHeld();
+  }
+
   get counters(): { data: UdpSocketCounters; control: UdpSocketCounters } {
     return { data: { ...this.data.counters }, control: { ...this.control.counters } };
   }
@@ -176,10 +192,10 @@ export class UdpPath {
     return count - sent;
   }
 
-  private readonly onData = (datagrams: Uint8Array, table: Uint32Array, count: number): void => this.onBatch(datagrams, table, count, 0);
-  private readonly onControl = (datagrams: Uint8Array, table: Uint32Array, count: number): void => this.onBatch(datagrams, table, count, 1);
+  private readonly onData = (datagrams: Uint8Array, table: Uint32Array, arrivals: Float64Array, count: number): void => this.onBatch(datagrams, table, arrivals, count, 0);
+  private readonly onControl = (datagrams: Uint8Array, table: Uint32Array, arrivals: Float64Array, count: number): void => this.onBatch(datagrams, table, arrivals, count, 1);
 
-  private onBatch(datagrams: Uint8Array, table: Uint32Array, count: number, portOffset: number): void {
+  private onBatch(datagrams: Uint8Array, table: Uint32Array, arrivals: Float64Array, count: number, portOffset: number): void {
     if (this.closed) return;
     const anySource = this.options.sources === "any";
     let offset = 0;
@@ -189,7 +205,7 @@ export class UdpPath {
       const port = table[UDP_TABLE_WORDS * i + 2]!;
       const peer = anySource ? 0 : this.bySource.get(sourceKey(address, port - portOffset));
       if (peer === undefined) this.strays++;
-      else this.options.onDatagram(peer, datagrams, offset, length, address, port);
+      else this.options.onDatagram(peer, datagrams, offset, length, address, port, arrivals[i]!);
       offset += length;
     }
     this.options.onBatchEnd();

@@ -128,6 +128,8 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     }
     storage.on("change", (c) => this.emit("storage", c));
     this.clock = new ClockTimer(options.timers, options.tickMs ?? DEFAULT_LINK_TICK_MS, (turn, nowMs) => {
+      // Heartbeats the UDP thread held go in first, with their arrival times: the echoes we send and the ticks see them.
+      udp.drainHeld();
       for (const p of peers) {
         if (turn.primary) p.heartbeat(PathId.Primary);
         if (turn.storage) p.heartbeat(PathId.Storage);
@@ -166,7 +168,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
         peers: peerMembers.map((m) => m.primary),
         sources: "endpoint",
         batchBytes: CLUSTER_UDP_BATCH_BYTES,
-        onDatagram: (peer, bytes, offset, length, address, port) => node?.peers[peer]!.receiveUdp(bytes, offset, length, address, port),
+        onDatagram: (peer, bytes, offset, length, address, port, arrivedMs) => node?.peers[peer]!.receiveUdp(bytes, offset, length, address, port, arrivedMs),
         onBatchEnd: () => node?.flushDelivery(),
         onError: (error) => options.log?.("udp-error", { message: error.message }),
       });

@@ -207,6 +207,21 @@ console.log("exercise done");
   }
   for (let i = 0; i < 200 && got < 6000; i++) await new Promise((r) => setTimeout(r, 10));
   console.log("udp received", got, "of 6000");
+  // Held heartbeats (the control socket's receive thread, drain): drained with their arrival times,
+  // then one left held when the socket closes.
+  const { MessageKind, PathId } = await import("../../dist/lib/link/message.js");
+  const heartbeat = (seq) => a.writeMessage(0, { kind: MessageKind.Heartbeat, path: PathId.Primary, node: 1, session: 1n, seq: BigInt(seq), ack: 0n }, undefined, undefined);
+  const before = got;
+  for (let seq = 1; seq <= 3; seq++) heartbeat(seq);
+  a.flush();
+  for (let i = 0; i < 200 && got < before + 3; i++) {
+    b.drainHeld();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  console.log("udp held heartbeats drained", got - before, "of 3");
+  heartbeat(4);
+  a.flush();
+  await new Promise((r) => setTimeout(r, 20));
   for (let i = 0; i < 100; i++) { a.reserve(0, false, 1000).fill(1); a.commit(0, false, 1000); }
   a.flush();
   b.close();

@@ -30,7 +30,7 @@ const socket = UdpSocket.bind({ host: "127.0.0.1", port: 0 }, 1 << 20);
 const received = await new Promise<number>((resolve, reject) => {
   const timer = setTimeout(() => reject(new Error(`no loopback datagram within ${DATAGRAM_WAIT_MS} ms`)), DATAGRAM_WAIT_MS);
   socket.start(
-    (_datagrams, _table, count) => {
+    (_datagrams, _table, _arrivals, count) => {
       clearTimeout(timer);
       resolve(count);
     },
