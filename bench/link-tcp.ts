@@ -5,6 +5,8 @@
 // rcv_space and rcv_ssthresh (how far its window grew). Also the settings that bound the window inside
 // the namespaces (tcp_rmem/wmem, lunlink0's txqueuelen and qdisc backlog). One shell per namespace
 // loops `ss` (no process spawn per sample from here); the loop is bounded by a sample count.
+import { readdir, readFile } from "node:fs/promises";
+
 import type { Lab } from "../lib/node/lab.ts";
 import { percentile } from "./stats.ts";
 
@@ -95,7 +97,8 @@ export const TCP_COLUMNS = ["run", "samples", "cwnd p50/p95/max", "ssthresh", "u
 
 /** One row of the table from a run's sender and receiver series. */
 export function tcpRow(label: string, sender: TcpSample[], receiver: TcpSample[]): string[] {
-  const last = sender.at(-1);
+  // The limited-time counters of the data connection as of its last sample (the one that had moved the most).
+  const last = sender.reduce<TcpSample | undefined>((best, s) => ((s.bytesAcked ?? 0) >= (best?.bytesAcked ?? 0) ? s : best), undefined);
   const busy = last?.busyMs ?? 0;
   const rwnd = last?.rwndLimitedMs ?? 0;
   const sndbuf = last?.sndbufLimitedMs ?? 0;
@@ -135,4 +138,42 @@ export function timeCourse(sender: TcpSample[], perSecondMBps: number[]): string
       return `${mbps.toFixed(0)} MB/s ${median(second.map((s) => s.cwnd), 0)}/${median(second.map((s) => s.unacked), 0)}/${median(second.map((s) => s.rttMs), 0)}`;
     })
     .join(" | ");
+}
+
+/** Kernel counters that tell a retransmit's cause (RTO, spurious, reordering, drops) and the TUN's drops. */
+const COUNTER_PATTERN = /Retrans|Timeout|Spurious|DSACK|Reorder|Recovery|Loss|Drop|Prune|OFO|Undo|Hystart|Reneg|Collapse/;
+
+/** nstat's absolute counters (TCP/IP, the namespace's own) and lunlink0's TX/RX drops in node `id`'s namespace. */
+export async function netCounters(lab: Lab, id: 1 | 2): Promise<Map<string, number>> {
+  const counters = new Map<string, number>();
+  const out = await lab.exec(id, "nstat", ["-asz"]).catch(() => "");
+  for (const line of out.split("\n")) {
+    const [name, value] = line.trim().split(/\s+/);
+    if (name !== undefined && value !== undefined && COUNTER_PATTERN.test(name)) counters.set(name, Number(value));
+  }
+  const link = await lab.exec(id, "ip", ["-s", "-j", "link", "show", "lunlink0"]).catch(() => "[]");
+  const stats = (JSON.parse(link) as { stats64?: { tx?: { dropped?: number }; rx?: { dropped?: number } } }[])[0]?.stats64;
+  counters.set("lunlink0.tx_dropped", stats?.tx?.dropped ?? 0);
+  counters.set("lunlink0.rx_dropped", stats?.rx?.dropped ?? 0);
+  return counters;
+}
+
+/** The counters that moved between two snapshots, "name +delta". */
+export function counterDeltas(before: Map<string, number>, after: Map<string, number>): string {
+  const moved = [...after].map(([name, value]) => [name.replace(/^TcpExt/, ""), value - (before.get(name) ?? 0)] as const).filter(([, d]) => d !== 0);
+  return moved.length === 0 ? "none moved" : moved.map(([name, d]) => `${name} +${d}`).join(", ");
+}
+
+/** utime+stime (ms) of the `lunlink mirror copy --follow` processes whose source is one of `sources`. */
+export async function mirrorCpuMs(sources: string[]): Promise<number> {
+  let total = 0;
+  for (const pid of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (!cmdline.includes("mirror\0copy\0--follow\0") || !sources.some((s) => cmdline.includes(`--follow\0${s}\0`))) continue;
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    total += ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in USER_HZ (100)
+  }
+  return total;
 }

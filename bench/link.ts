@@ -14,6 +14,7 @@
 // `--only storage` runs just the storage TCP rows and fio (no veth, wireguard-go, primary, failover).
 // `--stages` traces every record of the storage TCP runs through writer, mirror and poller (link-stages.ts).
 // `--no-reference` skips fio and the send ring alone (quick A/B runs of the storage rows).
+// `--tun-txqueuelen N` sets lunlink0's txqueuelen on both nodes before the TCP runs (ip link; an experiment beside the product's own setting).
 // `--ss` samples `ss -tin` every 100 ms in both namespaces during the storage TCP runs (link-tcp.ts: what limits the window).
 // `--hog` adds the storage TCP rows again with stress-ng (bench/hog.ts: a worker per core) running beside them,
 // each held against its quiet row ("x quiet"; issue #13: it must keep >= 0.5x).
@@ -32,7 +33,7 @@ import type { LinkStatus } from "../lib/link/link.ts";
 import { LINK_RECORDS_IN_FLIGHT } from "../lib/link/storage-path.ts";
 import { fourStreams, sendRingAlone, STORAGE_FIO_BLOCK_BYTES } from "./link-fio.ts";
 import { STAGE_COLUMNS, stageRows } from "./link-stages.ts";
-import { sampleSeries, TCP_COLUMNS, tcpRow, timeCourse, windowSettings } from "./link-tcp.ts";
+import { counterDeltas, mirrorCpuMs, netCounters, sampleSeries, TCP_COLUMNS, tcpRow, timeCourse, windowSettings } from "./link-tcp.ts";
 import { startHog } from "./hog.ts";
 import { withScratch } from "./scratch.ts";
 import { numberArg, percentile, ratio, table } from "./stats.ts";
@@ -68,6 +69,8 @@ export async function linkBench(args: string[]): Promise<void> {
   process.once("SIGINT", stop);
   try {
     await lab.startPair();
+    const txQueueLen = args.includes("--tun-txqueuelen") ? numberArg(args, "--tun-txqueuelen", 0) : undefined;
+    if (txQueueLen !== undefined) for (const id of [1, 2] as const) await lab.exec(id, "/usr/sbin/ip", ["link", "set", "dev", "lunlink0", "txqueuelen", String(txQueueLen)]);
     console.log(`lab: loop devices (direct I/O, 4096-byte sectors), mirrors in the root namespace, default timers, ${keys ? "keys: sealed UDP and keyed rings" : "no keys"}, TUN MTU ${tunMtu}`);
     const wireguard = storageOnly ? undefined : await startWireguard(lab).catch((error: Error) => {
       console.log(`wireguard-go: not measured (${error.message})`);
@@ -122,6 +125,8 @@ export async function linkBench(args: string[]): Promise<void> {
       const cpuBefore = await cpuMs(lab);
       const before = await Promise.all([lab.status(1), lab.status(2)]);
       const sampled = target.name.includes("storage") ? sampleTcp(lab, seconds) : Promise.resolve("");
+      const countersBefore = ssSeries && target.name.includes("storage") ? await Promise.all([netCounters(lab, 1), netCounters(lab, 2)]) : undefined;
+      const mirrorCpuBefore = await mirrorCpuMs(lab.mirrors.map((m) => m.source));
       const series = ssSeries && target.name.includes("storage") ? Promise.all([sampleSeries(lab, 1, IPERF_PORT, seconds + 1, "sender"), sampleSeries(lab, 2, IPERF_PORT, seconds + 1, "receiver")]) : undefined;
       const hogger = target.hogged === true ? startHog(seconds + HOG_MARGIN_S) : undefined;
       const startUs = wallMs() * 1000;
@@ -134,12 +139,18 @@ export async function linkBench(args: string[]): Promise<void> {
         stages.push(...(await stageRows(traceDir, lab, stageRunLabel(target), startUs, wallMs() * 1000 - TRACE_SETTLE_MS * 1000)));
       }
       const cpu = (await cpuMs(lab)) - cpuBefore;
+      const mirrorCpu = (await mirrorCpuMs(lab.mirrors.map((m) => m.source))) - mirrorCpuBefore;
       const after = await Promise.all([lab.status(1), lab.status(2)]);
       const tcp = await sampled;
       if (series !== undefined) {
         const [sender, receiver] = await series;
         tcpRows.push(tcpRow(stageRunLabel(target), sender, receiver));
         tcpCourses.push(`${stageRunLabel(target)}: ${timeCourse(sender, perSecondMBps)}`);
+        if (countersBefore !== undefined) {
+          const after = await Promise.all([netCounters(lab, 1), netCounters(lab, 2)]);
+          tcpCourses.push(`${stageRunLabel(target)}: kernel counters node 1 (sender): ${counterDeltas(countersBefore[0], after[0])}; node 2 (receiver): ${counterDeltas(countersBefore[1], after[1])}`);
+        }
+        tcpCourses.push(`${stageRunLabel(target)}: mirrors' CPU ${(mirrorCpu / ((bytesPerSecond * seconds) / 1e6)).toFixed(2)} ms/MB (both), nodes' ${(cpu / ((bytesPerSecond * seconds) / 1e6)).toFixed(2)}`);
       }
       if (veth === 0 && !storageOnly) veth = bytesPerSecond;
       const lunlink = target.name.startsWith("lunlink");
