@@ -182,6 +182,8 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
    * A new attempt takes new ones: a request parked on the old ones may still own them.
    */
   private statusBuffers: readonly [Uint8Array, Uint8Array] | undefined;
+  /** The unkeyed status copy running beside the follow loop, if any (at most one). */
+  private statusCopy: StatusCopy | undefined;
 
   protected constructor(source: Volume, superblock: Superblock, options: ResolvedMirrorOptions, component: string) {
     super();
@@ -331,6 +333,7 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
 
   /** Resync, then copy every new record as it lands, until the task stops (or the sink fails). */
   protected async follow(): Promise<void> {
+    await this.settleStatusCopy(); // a copy of the attempt before may still own a status buffer
     this.lastStatusCopy = undefined; // a new attempt (maybe a new session or destination): write it again
     this.statusBuffers = undefined;
     this.livePump = undefined;
@@ -383,8 +386,20 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
           const lost = this.sink.lost?.();
           if (lost !== undefined) throw lost;
           // One read of the status slots serves both: the copy, and noticing a new epoch (the
-          // writer restarted while the mirror waited at a slot it will never fill).
-          if (!(await this.copyStatus(true))) return false;
+          // writer restarted while the mirror waited at a slot it will never fill). Unkeyed, the
+          // copy runs beside the loop (it needs no drain): the loop keeps reading records while
+          // it reads and writes the slots; its outcome (a newer epoch, or its error) is taken by
+          // the next periodic step, and a copy still in flight then skips that one.
+          let newerEpoch = false;
+          if (this.superblock.authMode === AuthMode.Keyed) newerEpoch = await this.copyStatus(true);
+          else {
+            const previous = this.statusCopy;
+            if (previous !== undefined && !previous.settled) return false;
+            this.statusCopy = undefined;
+            if (previous !== undefined) newerEpoch = await previous.outcome; // settled: rethrows the copy's error
+            if (!newerEpoch) this.statusCopy = startStatusCopy(this.copySlots(true));
+          }
+          if (!newerEpoch) return false;
           await pump.drain();
           const adopted = (await reader.refresh()) === "epoch";
           if (adopted) await this.adoptEpoch(); // the new superblock reaches the destination before its status
@@ -394,9 +409,17 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
       },
     );
     await pump.drain();
+    await this.settleStatusCopy();
     await this.copyStatus();
     await this.sink.flush();
     this.flushedOnStop = true;
+  }
+
+  /** Waits for a status copy running beside the loop (its error is left to the copy that follows: it would meet it again). */
+  private async settleStatusCopy(): Promise<void> {
+    const copy = this.statusCopy;
+    this.statusCopy = undefined;
+    await copy?.outcome.catch(() => undefined);
   }
 
   private async adoptEpoch(): Promise<void> {
@@ -413,6 +436,12 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
    * then copied (the caller adopts the epoch, superblock first, and copies again).
    */
   protected async copyStatus(unchangedSkipped = false): Promise<boolean> {
+    await this.settleStatusCopy(); // one copy at a time: they share the status buffers
+    return this.copySlots(unchangedSkipped);
+  }
+
+  /** copyStatus() itself, with no copy beside it (the caller made sure). */
+  private async copySlots(unchangedSkipped: boolean): Promise<boolean> {
     const B = this.blockBytes;
     const buffers = (this.statusBuffers ??= [this.source.alloc(2 * B), this.source.alloc(2 * B)]);
     const slots = buffers[0] === this.lastStatusCopy ? buffers[1] : buffers[0];
@@ -469,6 +498,21 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     await this.sink.flush();
     this.counters.superblockCopies++;
   }
+}
+
+/** A status copy started beside the follow loop: whether it settled, and its outcome (newer epoch seen). */
+interface StatusCopy {
+  outcome: Promise<boolean>;
+  settled: boolean;
+}
+
+function startStatusCopy(copy: Promise<boolean>): StatusCopy {
+  const state: StatusCopy = { outcome: copy, settled: false };
+  copy.then(
+    () => (state.settled = true),
+    () => (state.settled = true),
+  );
+  return state;
 }
 
 /** Where block 0 of a record holds its kind (docs/format.md, record header). */
