@@ -3,7 +3,8 @@
 // lib/poll/follower.ts, the Poller's too) -> write each record's later blocks, then its first block
 // (a reader on the destination never sees a header ahead of its payload) -> copy the status slots
 // statusCopyMs after a record, every statusIdleMs while none arrives, and only when they changed
-// (head capped at what was copied) and the superblock (copy B, sync, copy A, sync) when the epoch changes. A full resync runs at start and
+// (head capped at the records whose writes completed; unkeyed, the copy runs beside the
+// follow loop and waits for no write) and the superblock (copy B, sync, copy A, sync) when the epoch changes. A full resync runs at start and
 // after an overrun; how it copies is the subclass's (whole ring, or only blocks whose checksums
 // differ). Writes go to a BlockSink (a Volume, or a TCP session) in whole blocks of the source's size.
 // A mirror has no key (an array has none either): on a keyed ring it checks the plaintext framing
@@ -343,8 +344,9 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     const reader = this.reader;
     const noFrames = (): void => {};
     const B = this.blockBytes;
-    // Destination writes overlap the next source reads (write-pump.ts); every status, superblock or
-    // resync step first drains them, so the copied head never names a record not yet written.
+    // Destination writes overlap the next source reads (write-pump.ts); every superblock or resync
+    // step first drains them, and a status copy caps its head at the pump's written head (a keyed
+    // one drains: its slots cannot be re-sealed), so the copied head never names a record not yet written.
     // A fresh pump (and reader) per attempt: buffers a stalled request may still own are never reused.
     const pump = new WritePump(this.sink, B, (bytes) => this.source.alloc(bytes), (seq, blocks) => {
       this.counters.records++;
