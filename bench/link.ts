@@ -1,4 +1,4 @@
-// `npm run bench -- link [--cuts N] [--seconds S] [--keys] [--mtu N] [--plot DIR] [--only storage] [--stages] [--hog]`: the link end to end in the two-host lab
+// `npm run bench -- link [--cuts N] [--seconds S] [--keys] [--mtu N] [--plot DIR] [--only storage] [--stages] [--ss] [--hog]`: the link end to end in the two-host lab
 // (lib/node/lab.ts: namespaces, veth, loop devices with direct I/O, local mirrors), side by side in
 // one run with the plain veth and wireguard-go over the same veth:
 //   1. failover: N cuts of the veth with a 1 ms UDP probe node 1 -> node 2 through lunlink0;
@@ -13,6 +13,9 @@
 //      record writes in flight), the bound the writer sets with nothing else in the way.
 // `--only storage` runs just the storage TCP rows and fio (no veth, wireguard-go, primary, failover).
 // `--stages` traces every record of the storage TCP runs through writer, mirror and poller (link-stages.ts).
+// `--no-reference` skips fio and the send ring alone (quick A/B runs of the storage rows).
+// `--tun-txqueuelen N` sets lunlink0's txqueuelen on both nodes before the TCP runs (ip link; an experiment beside the product's own setting).
+// `--ss` samples `ss -tin` every 100 ms in both namespaces during the storage TCP runs (link-tcp.ts: what limits the window).
 // `--hog` adds the storage TCP rows again with stress-ng (bench/hog.ts: a worker per core) running beside them,
 // each held against its quiet row ("x quiet"; issue #13: it must keep >= 0.5x).
 import { execFile } from "node:child_process";
@@ -30,6 +33,7 @@ import type { LinkStatus } from "../lib/link/link.ts";
 import { LINK_RECORDS_IN_FLIGHT } from "../lib/link/storage-path.ts";
 import { fourStreams, sendRingAlone, STORAGE_FIO_BLOCK_BYTES } from "./link-fio.ts";
 import { STAGE_COLUMNS, stageRows } from "./link-stages.ts";
+import { counterDeltas, mirrorCpuMs, netCounters, sampleSeries, TCP_COLUMNS, tcpRow, timeCourse, windowSettings } from "./link-tcp.ts";
 import { startHog } from "./hog.ts";
 import { withScratch } from "./scratch.ts";
 import { numberArg, percentile, ratio, table } from "./stats.ts";
@@ -51,6 +55,10 @@ export async function linkBench(args: string[]): Promise<void> {
   const plotDir = plotDirArg(args);
   const storageOnly = args[args.indexOf("--only") + 1] === "storage" && args.includes("--only");
   const hog = args.includes("--hog");
+  const ssSeries = args.includes("--ss");
+  const references = !args.includes("--no-reference");
+  const tcpRows: string[][] = [];
+  const tcpCourses: string[] = [];
   if (plotDir !== undefined) await assertCanPlot();
   // The lab's processes inherit the variable and trace (lib/ring/stage-trace.ts); this one does not (read at import).
   const traceDir = args.includes("--stages") ? await mkdtemp(join(tmpdir(), "lunlink-stages-")) : undefined;
@@ -61,6 +69,8 @@ export async function linkBench(args: string[]): Promise<void> {
   process.once("SIGINT", stop);
   try {
     await lab.startPair();
+    const txQueueLen = args.includes("--tun-txqueuelen") ? numberArg(args, "--tun-txqueuelen", 0) : undefined;
+    if (txQueueLen !== undefined) for (const id of [1, 2] as const) await lab.exec(id, "/usr/sbin/ip", ["link", "set", "dev", "lunlink0", "txqueuelen", String(txQueueLen)]);
     console.log(`lab: loop devices (direct I/O, 4096-byte sectors), mirrors in the root namespace, default timers, ${keys ? "keys: sealed UDP and keyed rings" : "no keys"}, TUN MTU ${tunMtu}`);
     const wireguard = storageOnly ? undefined : await startWireguard(lab).catch((error: Error) => {
       console.log(`wireguard-go: not measured (${error.message})`);
@@ -96,6 +106,10 @@ export async function linkBench(args: string[]): Promise<void> {
     const quiet = new Map<string, number>();
     const fioBytesPerSecond: number[] = [];
     for (const blockBytes of STORAGE_FIO_BLOCK_BYTES) {
+      if (!references) {
+        fioBytesPerSecond.push(Number.NaN);
+        continue;
+      }
       fioBytesPerSecond.push(
         await withScratch((scratch) => fourStreams(scratch, seconds, blockBytes)).catch((error: Error) => {
           console.log(`fio four streams, ${blockBytes / 1024} KiB: not measured (${error.message})`);
@@ -111,10 +125,13 @@ export async function linkBench(args: string[]): Promise<void> {
       const cpuBefore = await cpuMs(lab);
       const before = await Promise.all([lab.status(1), lab.status(2)]);
       const sampled = target.name.includes("storage") ? sampleTcp(lab, seconds) : Promise.resolve("");
+      const countersBefore = ssSeries && target.name.includes("storage") ? await Promise.all([netCounters(lab, 1), netCounters(lab, 2)]) : undefined;
+      const mirrorCpuBefore = await mirrorCpuMs(lab.mirrors.map((m) => m.source));
+      const series = ssSeries && target.name.includes("storage") ? Promise.all([sampleSeries(lab, 1, IPERF_PORT, seconds + 1, "sender"), sampleSeries(lab, 2, IPERF_PORT, seconds + 1, "receiver")]) : undefined;
       const hogger = target.hogged === true ? startHog(seconds + HOG_MARGIN_S) : undefined;
       const startUs = wallMs() * 1000;
       let hogRan = true;
-      const { bytesPerSecond, retransmits } = await iperf(lab, target.address, seconds, target.congestion).finally(async () => {
+      const { bytesPerSecond, retransmits, perSecondMBps } = await iperf(lab, target.address, seconds, target.congestion).finally(async () => {
         if (hogger !== undefined) hogRan = await hogger.stop();
       });
       if (traceDir !== undefined && target.name.includes("storage")) {
@@ -122,8 +139,19 @@ export async function linkBench(args: string[]): Promise<void> {
         stages.push(...(await stageRows(traceDir, lab, stageRunLabel(target), startUs, wallMs() * 1000 - TRACE_SETTLE_MS * 1000)));
       }
       const cpu = (await cpuMs(lab)) - cpuBefore;
+      const mirrorCpu = (await mirrorCpuMs(lab.mirrors.map((m) => m.source))) - mirrorCpuBefore;
       const after = await Promise.all([lab.status(1), lab.status(2)]);
       const tcp = await sampled;
+      if (series !== undefined) {
+        const [sender, receiver] = await series;
+        tcpRows.push(tcpRow(stageRunLabel(target), sender, receiver));
+        tcpCourses.push(`${stageRunLabel(target)}: ${timeCourse(sender, perSecondMBps)}`);
+        if (countersBefore !== undefined) {
+          const after = await Promise.all([netCounters(lab, 1), netCounters(lab, 2)]);
+          tcpCourses.push(`${stageRunLabel(target)}: kernel counters node 1 (sender): ${counterDeltas(countersBefore[0], after[0])}; node 2 (receiver): ${counterDeltas(countersBefore[1], after[1])}`);
+        }
+        tcpCourses.push(`${stageRunLabel(target)}: mirrors' CPU ${(mirrorCpu / ((bytesPerSecond * seconds) / 1e6)).toFixed(2)} ms/MB (both), nodes' ${(cpu / ((bytesPerSecond * seconds) / 1e6)).toFixed(2)}`);
+      }
       if (veth === 0 && !storageOnly) veth = bytesPerSecond;
       const lunlink = target.name.startsWith("lunlink");
       const storage = target.name.includes("storage");
@@ -143,10 +171,18 @@ export async function linkBench(args: string[]): Promise<void> {
     console.log(`fio four streams (write A O_DSYNC, read A, write B, read B at once; O_DIRECT, loop devices with direct I/O, ${seconds} s each), the slowest stream: ${fioFigures} (the rate data could cross that pipeline)`);
     console.log(`\nring activity during the storage TCP runs (writer of the sending node, reader of the receiving one; TCP as ss -tin saw it on node 1 halfway)`);
     console.log(table(["path", "direction", "records", "frames/record", "KiB/record", "frames dropped", "reader records", "reader lost", "ss -tin node 1; iperf3 retransmits"], ringRows));
+    if (ssSeries) {
+      console.log(`\nwhat limits TCP during the storage runs (ss -tin every 100 ms in both namespaces; p50/p95/max; limited times from tcpi as of the last sample, share of busy)`);
+      for (const id of [1, 2] as const) console.log(await windowSettings(lab, id));
+      console.log(table(TCP_COLUMNS, tcpRows));
+      console.log(`per second (iperf3 sender MB/s, sender cwnd / unacked / rtt ms, median of the second's samples):`);
+      for (const line of tcpCourses) console.log(`  ${line}`);
+    }
     if (traceDir !== undefined) {
       console.log(`\nwhere a record's time goes during the storage TCP runs (stage trace; each step from the one before; enqueued: the record's first frame appended to the writer); load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
       console.log(table(STAGE_COLUMNS, stages));
     }
+    if (!references) return;
     const sendRing: string[][] = [];
     for (const inFlight of [1, LINK_RECORDS_IN_FLIGHT]) {
       const r = await withScratch((scratch) => sendRingAlone(scratch, seconds, inFlight)).catch((error: Error) => error);
@@ -242,12 +278,13 @@ async function pingRtt(lab: Lab, address: string): Promise<{ p50: number; p99: n
 }
 
 /** Received bytes per second of one iperf3 stream, and the sender's retransmitted segments. */
-async function iperf(lab: Lab, address: string, seconds: number, congestion?: string): Promise<{ bytesPerSecond: number; retransmits: number }> {
+async function iperf(lab: Lab, address: string, seconds: number, congestion?: string): Promise<{ bytesPerSecond: number; retransmits: number; perSecondMBps: number[] }> {
   const server = lab.spawnIn(2, "iperf3", ["-s", "-1", "-B", address, "-p", String(IPERF_PORT)]);
   await sleep(300);
-  const json = JSON.parse(await lab.exec(1, "iperf3", ["-c", address, "-p", String(IPERF_PORT), "-t", String(seconds), "-J", ...(congestion === undefined ? [] : ["-C", congestion])], (seconds + 30) * 1000)) as { end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits?: number } } };
+  const json = JSON.parse(await lab.exec(1, "iperf3", ["-c", address, "-p", String(IPERF_PORT), "-t", String(seconds), "-J", ...(congestion === undefined ? [] : ["-C", congestion])], (seconds + 30) * 1000)) as { intervals?: { sum: { bits_per_second: number } }[]; end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits?: number } } };
   await new Promise((r) => (server.exitCode === null ? server.once("exit", r) : r(undefined)));
-  return { bytesPerSecond: json.end.sum_received.bits_per_second / 8, retransmits: json.end.sum_sent.retransmits ?? Number.NaN };
+  const perSecondMBps = (json.intervals ?? []).map((i) => i.sum.bits_per_second / 8e6);
+  return { bytesPerSecond: json.end.sum_received.bits_per_second / 8, retransmits: json.end.sum_sent.retransmits ?? Number.NaN, perSecondMBps };
 }
 
 /** CPU time (user + system, ms) of both lunlink processes so far. */

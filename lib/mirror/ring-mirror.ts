@@ -3,7 +3,8 @@
 // lib/poll/follower.ts, the Poller's too) -> write each record's later blocks, then its first block
 // (a reader on the destination never sees a header ahead of its payload) -> copy the status slots
 // statusCopyMs after a record, every statusIdleMs while none arrives, and only when they changed
-// (head capped at what was copied) and the superblock (copy B, sync, copy A, sync) when the epoch changes. A full resync runs at start and
+// (head capped at the records whose writes completed; unkeyed, the copy runs beside the
+// follow loop and waits for no write) and the superblock (copy B, sync, copy A, sync) when the epoch changes. A full resync runs at start and
 // after an overrun; how it copies is the subclass's (whole ring, or only blocks whose checksums
 // differ). Writes go to a BlockSink (a Volume, or a TCP session) in whole blocks of the source's size.
 // A mirror has no key (an array has none either): on a keyed ring it checks the plaintext framing
@@ -16,7 +17,7 @@
 import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 
-import { AuthMode, RING_START_BLOCK, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
+import { AuthMode, RING_START_BLOCK, RecordKind, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { decodeStatus, encodeStatus } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { Background } from "../io/background.ts";
@@ -30,7 +31,7 @@ import { RingReader } from "../ring/reader.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
 import { healthChange, mirrorRecovery, type BackoffOptions, type HealthChange } from "./health.ts";
 import type { BlockSink } from "./sink.ts";
-import { WritePump } from "./write-pump.ts";
+import { WritePump, type RingPosition } from "./write-pump.ts";
 import { mirrorReaderNode } from "./region.ts";
 
 export interface RingMirrorOptions extends BackoffOptions {
@@ -165,6 +166,11 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
   private resyncStartMs = 0;
   /** The write pump of the current attempt (for what stop() could not flush). */
   private pump: WritePump | undefined;
+  /**
+   * The pump whose written head caps the status copy in this attempt (undefined during a resync: the
+   * copy then follows a drain), and the reader's position when it started.
+   */
+  private livePump: { pump: WritePump; start: RingPosition } | undefined;
   /** True once follow() ended with everything written, the status copied and the sink synced. */
   private flushedOnStop = false;
   /** The source's head in the reader's epoch, from the status slots the last copy read. */
@@ -177,6 +183,8 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
    * A new attempt takes new ones: a request parked on the old ones may still own them.
    */
   private statusBuffers: readonly [Uint8Array, Uint8Array] | undefined;
+  /** The unkeyed status copy running beside the follow loop, if any (at most one). */
+  private statusCopy: StatusCopy | undefined;
 
   protected constructor(source: Volume, superblock: Superblock, options: ResolvedMirrorOptions, component: string) {
     super();
@@ -326,16 +334,19 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
 
   /** Resync, then copy every new record as it lands, until the task stops (or the sink fails). */
   protected async follow(): Promise<void> {
+    await this.settleStatusCopy(); // a copy of the attempt before may still own a status buffer
     this.lastStatusCopy = undefined; // a new attempt (maybe a new session or destination): write it again
     this.statusBuffers = undefined;
+    this.livePump = undefined;
     // Capture the head first: whatever lands during the resync is copied by both, which is harmless.
     this.reader = await RingReader.open(this.source, { nodeId: mirrorReaderNode(this.superblock), start: "head", framingOnly: true });
     await this.resync();
     const reader = this.reader;
     const noFrames = (): void => {};
     const B = this.blockBytes;
-    // Destination writes overlap the next source reads (write-pump.ts); every status, superblock or
-    // resync step first drains them, so the copied head never names a record not yet written.
+    // Destination writes overlap the next source reads (write-pump.ts); every superblock or resync
+    // step first drains them, and a status copy caps its head at the pump's written head (a keyed
+    // one drains: its slots cannot be re-sealed), so the copied head never names a record not yet written.
     // A fresh pump (and reader) per attempt: buffers a stalled request may still own are never reused.
     const pump = new WritePump(this.sink, B, (bytes) => this.source.alloc(bytes), (seq, blocks) => {
       this.counters.records++;
@@ -346,9 +357,11 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
       stageTrace?.mark("mirror-written", seq);
     });
     this.pump = pump;
+    this.livePump = { pump, start: { seq: reader.seq, block: reader.block } };
+    const ringBlocks = Number(this.superblock.ringBlocks);
     const copyRecord = (record: Uint8Array, ringBlock: number, seq: bigint): Promise<void> => {
       if (stageTrace !== undefined) traceRead(stageTrace, record, seq);
-      return pump.add((RING_START_BLOCK + ringBlock) * B, record, seq);
+      return pump.add((RING_START_BLOCK + ringBlock) * B, record, seq, positionPast(record, ringBlock, seq, B, ringBlocks));
     };
     const o = this.options;
     await follow(
@@ -365,15 +378,31 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
           }
         },
         periodic: async () => {
-          await pump.drain();
+          // Unkeyed, no drain: the head copied is capped at what the pump has written (copyStatus).
+          // Keyed, a slot cannot be re-sealed with a lower head, only held back: drain so it is not held back under traffic.
+          if (this.superblock.authMode === AuthMode.Keyed) await pump.drain();
+          pump.throwIfFailed();
           // A session lost after its last write was sent (the server drops what it had not applied,
           // say a record's first block) fails here, not at the next write: a mirror at the head of
           // an idle source writes nothing more, and would wait forever with the copy short.
           const lost = this.sink.lost?.();
           if (lost !== undefined) throw lost;
           // One read of the status slots serves both: the copy, and noticing a new epoch (the
-          // writer restarted while the mirror waited at a slot it will never fill).
-          if (!(await this.copyStatus(true))) return false;
+          // writer restarted while the mirror waited at a slot it will never fill). Unkeyed, the
+          // copy runs beside the loop (it needs no drain): the loop keeps reading records while
+          // it reads and writes the slots; its outcome (a newer epoch, or its error) is taken by
+          // the next periodic step, and a copy still in flight then skips that one.
+          let newerEpoch = false;
+          if (this.superblock.authMode === AuthMode.Keyed) newerEpoch = await this.copyStatus(true);
+          else {
+            const previous = this.statusCopy;
+            if (previous !== undefined && !previous.settled) return false;
+            this.statusCopy = undefined;
+            if (previous !== undefined) newerEpoch = await previous.outcome; // settled: rethrows the copy's error
+            if (!newerEpoch) this.statusCopy = startStatusCopy(this.copySlots(true));
+          }
+          if (!newerEpoch) return false;
+          await pump.drain();
           const adopted = (await reader.refresh()) === "epoch";
           if (adopted) await this.adoptEpoch(); // the new superblock reaches the destination before its status
           await this.copyStatus();
@@ -382,9 +411,17 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
       },
     );
     await pump.drain();
+    await this.settleStatusCopy();
     await this.copyStatus();
     await this.sink.flush();
     this.flushedOnStop = true;
+  }
+
+  /** Waits for a status copy running beside the loop (its error is left to the copy that follows: it would meet it again). */
+  private async settleStatusCopy(): Promise<void> {
+    const copy = this.statusCopy;
+    this.statusCopy = undefined;
+    await copy?.outcome.catch(() => undefined);
   }
 
   private async adoptEpoch(): Promise<void> {
@@ -401,25 +438,36 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
    * then copied (the caller adopts the epoch, superblock first, and copies again).
    */
   protected async copyStatus(unchangedSkipped = false): Promise<boolean> {
+    await this.settleStatusCopy(); // one copy at a time: they share the status buffers
+    return this.copySlots(unchangedSkipped);
+  }
+
+  /** copyStatus() itself, with no copy beside it (the caller made sure). */
+  private async copySlots(unchangedSkipped: boolean): Promise<boolean> {
     const B = this.blockBytes;
     const buffers = (this.statusBuffers ??= [this.source.alloc(2 * B), this.source.alloc(2 * B)]);
     const slots = buffers[0] === this.lastStatusCopy ? buffers[1] : buffers[0];
     await this.source.read(STATUS_SLOT_BLOCKS[0] * B, slots);
     const reader = this.reader;
+    // The head a reader of the destination may learn: past the last record on the destination. With
+    // writes pending that is the pump's written head (or, before its first write, none: the position
+    // the follow started at); with none, the reader's position (past records it jumped over too).
+    const live = this.livePump;
+    const cap = reader === undefined ? undefined : live === undefined || live.pump.idle ? { seq: reader.seq, block: reader.block } : (live.pump.writtenHead ?? live.start);
     const keyed = this.superblock.authMode === AuthMode.Keyed;
     const ahead = [false, false];
     let newerEpoch = false;
-    if (reader !== undefined) {
+    if (reader !== undefined && cap !== undefined) {
       for (let i = 0; i < 2; i++) {
         const slot = slots.subarray(i * B, (i + 1) * B);
         const decoded = decodeStatus(slot, keyed ? "unverified" : undefined);
         if (!decoded.ok) continue;
         if (decoded.status.epoch > reader.epoch) newerEpoch = true;
         if (decoded.status.epoch === reader.epoch && (this.sourceHeadSeq === undefined || decoded.status.headSeq > this.sourceHeadSeq)) this.sourceHeadSeq = decoded.status.headSeq;
-        if (decoded.status.epoch !== reader.epoch || decoded.status.headSeq <= reader.seq) continue;
+        if (decoded.status.epoch !== reader.epoch || decoded.status.headSeq <= cap.seq) continue;
         // Keyed: the next copy (statusCopyMs later) sends it, once the records it names are there.
         if (keyed) ahead[i] = true;
-        else encodeStatus({ ...decoded.status, headSeq: reader.seq, headBlock: BigInt(reader.block) }, slot);
+        else encodeStatus({ ...decoded.status, headSeq: cap.seq, headBlock: BigInt(cap.block) }, slot);
       }
     }
     if (unchangedSkipped && newerEpoch) return true; // not copied: the caller adopts the epoch first
@@ -452,6 +500,31 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     await this.sink.flush();
     this.counters.superblockCopies++;
   }
+}
+
+/** A status copy started beside the follow loop: whether it settled, and its outcome (newer epoch seen). */
+interface StatusCopy {
+  outcome: Promise<boolean>;
+  settled: boolean;
+}
+
+function startStatusCopy(copy: Promise<boolean>): StatusCopy {
+  const state: StatusCopy = { outcome: copy, settled: false };
+  copy.then(
+    () => (state.settled = true),
+    () => (state.settled = true),
+  );
+  return state;
+}
+
+/** Where block 0 of a record holds its kind (docs/format.md, record header). */
+const RECORD_KIND_OFFSET = 21;
+
+/** The reader's position past a verified record at `ringBlock` (lib/ring/decide.ts past(): a pad continues at the ring start). */
+export function positionPast(record: Uint8Array, ringBlock: number, seq: bigint, blockBytes: number, ringBlocks: number): RingPosition {
+  if (record[RECORD_KIND_OFFSET] === RecordKind.Pad) return { seq: seq + 1n, block: 0 };
+  const block = ringBlock + record.length / blockBytes;
+  return { seq: seq + 1n, block: block >= ringBlocks ? 0 : block };
 }
 
 /** Where block 0 of a record holds the writer's timestamp, ms (docs/format.md, record header). */
