@@ -2,7 +2,6 @@
 #include "pool.h"
 
 #include <errno.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,6 +31,7 @@ Submitted Pool::Submit(Job job) {
     if (!SpawnLocked() && threads_ == 0) return Submitted::kNoThread;  // no thread would ever run it
   }
   pinnedBytes_ += bytes;
+  if (job.watch) job.watch->wakeGeneration = wakeGeneration_;
   // A request right after a completion: back-to-back traffic, for which spinning pays.
   if (spinMisses_ > 0 && std::chrono::steady_clock::now() - lastPost_ < std::chrono::nanoseconds(kSpinNs)) spinMisses_ = 0;
   jobs_.push_back(std::move(job));
@@ -72,6 +72,7 @@ bool Pool::Close(double requestId) {
     }
     if (threads_ == 0 && !SpawnLocked()) CloseDescriptor(lock);  // no thread to do it: close here
     wake_.notify_all();
+    watchWake_.notify_all();
   }
   return true;
 }
@@ -88,6 +89,13 @@ void Pool::Abandon() {
   for (const Job& job : dropped) pinnedBytes_ -= job.block ? job.length : 0;
   if (threads_ == 0 && !SpawnLocked()) CloseDescriptor(lock);
   wake_.notify_all();
+  watchWake_.notify_all();
+}
+
+void Pool::WakeWatches() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  wakeGeneration_++;
+  watchWake_.notify_all();
 }
 
 // With the lock held and no job running: closes the descriptor once and posts the close completion.
@@ -275,22 +283,22 @@ static bool StampReached(const uint8_t* data, size_t length, const WatchRequest&
   return magic == watch.stampMagic && seq >= static_cast<uint64_t>(watch.untilSeq);
 }
 
-// result: the bytes read (the range is in the buffer) if the range changed, 0 if the timeout passed
-// or the volume is closing with the range unchanged. The sleep follows the WatchRequest schedule; the
-// last one is cut short at the timeout, so a wait ends within one read of it.
+// result: the bytes read (the range is in the buffer) if the range changed, 0 if the timeout passed,
+// the volume is closing or WakeWatches() woke it, with the range unchanged. The sleep follows the
+// WatchRequest schedule on watchWake_, so a wake or close ends it at once (a woken watch re-reads first:
+// a record that landed meanwhile is reported); the last sleep is cut short at the timeout, so a wait
+// ends within one read of it.
 void Pool::ExecuteWatch(Job& job, Completion& done, int fd) {
   const WatchRequest& watch = *job.watch;
-  struct timespec start;
-  clock_gettime(CLOCK_MONOTONIC, &start);
+  const auto start = std::chrono::steady_clock::now();
   int64_t sleepNs = std::min(watch.sleepNs, watch.maxSleepNs);
   int64_t phaseEndNs = kWatchRereads * std::max<int64_t>(sleepNs, 1000);
+  bool woken = false;
   for (;;) {
     if (!Transfer(job, done, fd)) return;
     if (watch.untilSeq >= 0 ? StampReached(job.data, job.length, watch) : std::memcmp(job.data, watch.baseline.data(), watch.baseline.size()) != 0) return;  // changed
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    const int64_t elapsedNs = (now.tv_sec - start.tv_sec) * 1'000'000'000LL + (now.tv_nsec - start.tv_nsec);
-    if (elapsedNs >= watch.timeoutNs || stopping_.load(std::memory_order_acquire)) {
+    const int64_t elapsedNs = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+    if (woken || elapsedNs >= watch.timeoutNs || stopping_.load(std::memory_order_acquire)) {
       done.result = 0;
       return;
     }
@@ -300,9 +308,9 @@ void Pool::ExecuteWatch(Job& job, Completion& done, int fd) {
       phaseEndNs += kWatchRereads * sleepNs;
     }
     const int64_t pauseNs = std::min(sleepNs, watch.timeoutNs - elapsedNs);
-    struct timespec pause = {static_cast<time_t>(pauseNs / 1'000'000'000LL), static_cast<long>(pauseNs % 1'000'000'000LL)};
-    while (nanosleep(&pause, &pause) != 0 && errno == EINTR) {
-    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    // A wake since the watch was queued (even before this sleep began) is never lost: the generation is compared.
+    woken = watchWake_.wait_for(lock, std::chrono::nanoseconds(pauseNs), [this, &watch] { return wakeGeneration_ != watch.wakeGeneration || closing_; });
   }
 }
 

@@ -27,7 +27,7 @@ namespace lunlink {
 enum class Op : int32_t { kOpen = 0, kRead = 1, kWrite = 2, kFlush = 3, kWatch = 4 };
 
 // A watch re-reads one range until its first `compareBytes` differ from `baseline` or the timeout
-// passes: waiting for the peer's next record happens here, with nanosleep's resolution, instead of
+// passes: waiting for the peer's next record happens here, in a timed wait of the pool (watchWake_), instead of
 // on JS timers (~1 ms granularity). The sleep between reads backs off here too, so an idle follower
 // costs native re-reads and no JS turn: it starts at `sleepNs`, is kept for kWatchRereads times its
 // length, then grows by kWatchGrowth, up to `maxSleepNs` (lib/poll/adaptive-wait.ts
@@ -36,6 +36,7 @@ enum class Op : int32_t { kOpen = 0, kRead = 1, kWrite = 2, kFlush = 3, kWatch =
 // byte 0, u64 seq at byte 8, little-endian): it completes once the range starts with a stamp of that
 // magic and a seq of at least untilSeq (the record the reader expects, or a newer one that lapped it),
 // so a follower that just passed a record watches the next slot without a read of its own first.
+// The sleep is a wait on the pool's watch condition variable: WakeWatches() (or close) cuts it short.
 struct WatchRequest {
   std::vector<uint8_t> baseline;
   int64_t untilSeq = -1;  // < 0: compare with the baseline
@@ -43,6 +44,7 @@ struct WatchRequest {
   int64_t sleepNs;
   int64_t maxSleepNs;  // >= sleepNs; equal: a constant pace
   int64_t timeoutNs;
+  uint64_t wakeGeneration = 0;  // the pool's wake generation when it was queued (set by Submit)
 };
 
 // The watch back-off schedule; mirrored by WATCH_REREADS and SLEEP_GROWTH in lib/poll/adaptive-wait.ts.
@@ -109,6 +111,10 @@ class Pool : public std::enable_shared_from_this<Pool> {
   bool Close(double requestId);
   // Environment teardown or GC without close: close quietly, post nothing.
   void Abandon();
+  // Wakes every watch queued or running now: each re-reads at once and then ends (changed, or
+  // unchanged with result 0), so its caller starts the next one at the pace it wants now (a follower
+  // leaving its standby pace, lib/poll/poller.ts). Watches queued later are not affected.
+  void WakeWatches();
 
   Geometry geometry();
   int fd();  // -1 before open completed and after close
@@ -130,6 +136,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   const int maxThreads_;
   std::mutex mutex_;
   std::condition_variable wake_;
+  std::condition_variable watchWake_;  // a watch's sleep between re-reads; WakeWatches and close notify it
+  uint64_t wakeGeneration_ = 0;        // raised by WakeWatches (under mutex_)
   std::deque<Job> jobs_;
   int threads_ = 0;
   int idle_ = 0;

@@ -68,6 +68,7 @@ Napi::Function NativeVolume::Define(Napi::Env env) {
                          InstanceMethod<&NativeVolume::Watch>("watch"),
                          InstanceMethod<&NativeVolume::Cancel>("cancel"),
                          InstanceMethod<&NativeVolume::Close>("close"),
+                         InstanceMethod<&NativeVolume::WakeWatches>("wakeWatches"),
                          InstanceMethod<&NativeVolume::GetGeometry>("geometry"),
                          InstanceMethod<&NativeVolume::Pending>("pending"),
                          InstanceMethod<&NativeVolume::Engine>("engine"),
@@ -251,6 +252,13 @@ Napi::Value NativeVolume::Cancel(const Napi::CallbackInfo& info) {
 Napi::Value NativeVolume::Close(const Napi::CallbackInfo& info) {
   const double requestId = RequestIdArg(info[0]);
   return Napi::Boolean::New(info.Env(), ring_ ? ring_->Close(requestId) : pool_->Close(requestId));
+}
+
+// wakeWatches(): every watch queued or running now re-reads at once and ends (Pool::WakeWatches).
+// Watches always run on the pool, whatever the engine.
+Napi::Value NativeVolume::WakeWatches(const Napi::CallbackInfo& info) {
+  pool_->WakeWatches();
+  return info.Env().Undefined();
 }
 
 Napi::Value NativeVolume::Engine(const Napi::CallbackInfo& info) {

@@ -24,6 +24,7 @@ class NativeVolume : public Napi::ObjectWrap<NativeVolume> {
   Napi::Value Watch(const Napi::CallbackInfo& info);
   Napi::Value Cancel(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value WakeWatches(const Napi::CallbackInfo& info);
   Napi::Value GetGeometry(const Napi::CallbackInfo& info);
   Napi::Value Pending(const Napi::CallbackInfo& info);
   Napi::Value Engine(const Napi::CallbackInfo& info);

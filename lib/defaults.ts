@@ -24,6 +24,15 @@ export const DEFAULT_ENGINE = "auto";
  * 16 ms: an idle follower re-reads ~60 times a second, not 500 (bench idle: issue #13 section 4).
  */
 export const DEFAULT_POLL_MAX_MS = 16;
+/**
+ * A link's storage follower in standby (its primary up both ways, nothing but heartbeats on the ring
+ * for a storage heartbeat period) re-reads the next block this often: ~10 re-reads a second instead of
+ * ~60 (issue #13 section 4). Failover leaves standby at the clock turn that sees the primary suspect
+ * and wakes the sleeping watch at once, so the first record after a cut waits at most for the skew
+ * between the two ends' detection: the writer's end turned suspect at most one link tick (35 ms,
+ * DEFAULT_LINK_TICK_MS) before ours. Worst added first-record latency at failover: 35 ms, not 100.
+ */
+export const DEFAULT_POLL_STANDBY_MAX_MS = 100;
 /** Shortest such sleep, right after a record arrived. */
 export const DEFAULT_POLL_MIN_US = 50;
 /**

@@ -52,6 +52,8 @@ export interface NativeVolumeHandle {
   cancel(requestId: number): boolean;
   /** Queued requests complete with ECANCELED; false if already closing. */
   close(requestId: number): boolean;
+  /** Every watch queued or running now re-reads at once and ends (unchanged: false); later watches are not affected. */
+  wakeWatches(): void;
   geometry(): NativeGeometry | null;
   pending(): number;
   /** The engine serving read/write/flush (open and watch always run on the volume's threads). */

@@ -315,6 +315,16 @@ export class Volume extends EventEmitter<VolumeEvents> {
     return this.submit("watch", at, buffer, false, timeoutMs, compareBytes, sleepUs, maxSleepUs, until);
   }
 
+  /**
+   * Ends every watch queued or running now, after one more read: each resolves true if its range
+   * changed by then, else false at once instead of sleeping out its pace. The caller then starts the
+   * next watch at the pace it wants now (a follower leaving its standby pace, lib/poll/poller.ts).
+   * Watches started later are not affected; a no-op on a closed volume.
+   */
+  wakeWatches(): void {
+    if (!this.closed) this.handle.wakeWatches();
+  }
+
   /** fdatasync: every completed write is durable when this resolves. */
   async flush(): Promise<void> {
     this.assertOpen("flush");

@@ -108,6 +108,8 @@ export class Link extends EventEmitter<LinkEvents> {
     );
     this.peer.on("transition", (t) => this.emit("transition", t));
     this.peer.on("control", (payload) => this.emit("control", payload));
+    // The receive ring's follower sleeps long only while the primary carries everything (storage-path.ts).
+    this.peer.on("standby", (on) => this.storage.standby(on));
     this.clock = new ClockTimer(options.timers, options.tickMs ?? DEFAULT_LINK_TICK_MS, (turn, nowMs) => {
       // Heartbeats the UDP thread held go in first, with their arrival times: the echo we send and the tick see them.
       udp.drainHeld();

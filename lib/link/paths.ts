@@ -59,7 +59,10 @@ export interface LinkTimers {
  * heartbeats (105 ms; data then goes on both paths, the receiver dedupes) and down after 4 (140 ms;
  * control moves, and downMs + heartbeatMs = 175 ms stays the bound `lunlink doctor` checks): a cut
  * costs at most suspectMs + one clock turn (35 ms) + the storage path's delivery from idle (~50 ms)
- * = 190 ms, 110 ms inside the bound. Storage heartbeats every 250 ms, suspect after 3 missed, down
+ * = 190 ms, 110 ms inside the bound. The receiver's poller in standby (pollStandbyMaxMs 100 ms while
+ * the primary is up: LinkCore.storageStandby) is woken at its own suspect turn, itself within
+ * suspectMs + one clock turn of the cut, so the bound holds; it adds at most the skew between the two
+ * ends' detection (one turn, 35 ms) to the first record. Storage heartbeats every 250 ms, suspect after 3 missed, down
  * after 1.5 s (6 missed) because a mirror may hiccup; storage is the fallback, so its heartbeat
  * rate does not enter the failover bound.
  */
@@ -445,6 +448,8 @@ export class LinkCore {
   /** Receiver: the highest peer data seq heard on storage, or given up on after a hold timed out. */
   private storageHeard = 0n;
   private readonly held = new HeldData();
+  /** When a message other than a heartbeat last came on storage (data, control, acks, broadcasts). */
+  private storageTrafficMs = Number.NEGATIVE_INFINITY;
 
   constructor(timers: LinkTimers, id: LinkIdentity) {
     this.paths = new LinkState(timers);
@@ -474,6 +479,7 @@ export class LinkCore {
     if (arrivedOn === PathId.Primary) this.counters.received.primary++;
     else this.counters.received.storage++;
     path.heard(nowMs);
+    if (arrivedOn === PathId.Storage && h.kind !== MessageKind.Heartbeat && nowMs > this.storageTrafficMs) this.storageTrafficMs = nowMs;
     const payload = bytes.subarray(decoded.payloadOffset, offset + length);
     switch (h.kind) {
       case MessageKind.Heartbeat:
@@ -592,6 +598,18 @@ export class LinkCore {
     if (entry === undefined) return false;
     this.transmitControl(entry.seq, entry.payload, out);
     return true;
+  }
+
+  /**
+   * May the storage follower sleep at its standby pace (pollStandbyMaxMs)? Only while the primary is
+   * up both ways (a one-way cut is a missing echo: suspect) and active, and storage carried nothing but
+   * heartbeats for a storage heartbeat period (a failback's drain, control or data on the ring keep
+   * the normal pace). The peer writes data on the ring once its own end turns suspect, at most one
+   * clock turn before ours does (DEFAULT_POLL_STANDBY_MAX_MS).
+   */
+  storageStandby(nowMs: number): boolean {
+    const p = this.paths;
+    return p.primary.state === "up" && p.active === "primary" && nowMs - this.storageTrafficMs >= p.timers.storage.heartbeatMs;
   }
 
   /** Advances time: path states and the active path (transitions), control retransmissions. */

@@ -48,6 +48,8 @@ export interface PeerLinkEvents {
   transition: [Transition];
   /** A control payload, in order, exactly once. */
   control: [payload: Uint8Array];
+  /** The storage follower of this peer's ring may (true) or may no longer (false) sleep at its standby pace (LinkCore.storageStandby). */
+  standby: [on: boolean];
 }
 
 /** Throws ERR_LUNLINK_FRAME_TOO_LARGE for a payload no link message carries (the sendControl and Link.sendData refusal). */
@@ -81,6 +83,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   /** sendControl calls waiting for room in the control window, in call order; acks admit them (no timers). */
   private readonly controlWaiting = new ControlWaiting();
   private closed = false;
+  /** The last standby verdict emitted (a link starts with its primary down: off). */
+  private standbyOn = false;
   /** The core's hands: every effect it decides goes through here. */
   private readonly out: LinkOutput = {
     send: (path, header, payload) => (path === PathId.Primary ? this.sendUdp(header, payload) : this.sendRing(header, payload)),
@@ -158,7 +162,14 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   }
 
   tick(nowMs: number): void {
-    if (!this.closed) this.core.tick(nowMs, this.out);
+    if (this.closed) return;
+    this.core.tick(nowMs, this.out);
+    this.updateStandby(nowMs);
+  }
+
+  /** In standby (the last "standby" event said so). */
+  get inStandby(): boolean {
+    return this.standbyOn;
   }
 
   /** A datagram from this peer (by its endpoint, or any sender for a pair), received at arrivedMs (earlier than now if it was held). */
@@ -173,7 +184,19 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
 
   /** A frame of this peer's ring addressed to us (or to every node). */
   receiveRing(bytes: Uint8Array, offset: number, length: number): void {
-    if (!this.closed) this.core.receive(performance.now(), bytes, offset, length, PathId.Storage, this.out);
+    if (this.closed) return;
+    const nowMs = performance.now();
+    this.core.receive(nowMs, bytes, offset, length, PathId.Storage, this.out);
+    // Traffic on the ring (not a heartbeat) ends standby in the poll that read it, not at the next turn.
+    if (this.standbyOn) this.updateStandby(nowMs);
+  }
+
+  /** Emits "standby" when the core's verdict changed: each tick (path states) and after ring traffic. */
+  private updateStandby(nowMs: number): void {
+    const on = this.core.storageStandby(nowMs);
+    if (on === this.standbyOn) return;
+    this.standbyOn = on;
+    this.emit("standby", on);
   }
 
   /** Hands this peer's UDP batch to the kernel (the end of a batch), counting what it refused. */

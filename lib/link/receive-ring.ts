@@ -27,7 +27,7 @@ export interface ReceiveRingOptions {
   readerOptions: (notBefore: { epoch: bigint; seq: bigint } | undefined) => ReaderOptions;
   /** Keyed ring: a fresh reader starts no lower than what this one delivered. */
   keyed: boolean;
-  poller: Required<Pick<PollerOptions, "pollMinUs" | "pollMaxMs" | "statusPollMs" | "onFrame">> & Pick<PollerOptions, "statusIdleMs">;
+  poller: Required<Pick<PollerOptions, "pollMinUs" | "pollMaxMs" | "statusPollMs" | "onFrame">> & Pick<PollerOptions, "statusIdleMs" | "pollStandbyMaxMs">;
   /** The peer's status block, from every status poll (its ack of our ring, its heartbeat). */
   onStatus: (status: StatusBlock) => void;
   /** One call per state change of the supervisor (not per retry). */
@@ -61,6 +61,8 @@ export class ReceiveRing {
   private volume: Volume;
   private reader: RingReader;
   private poller: Poller;
+  /** The link's standby verdict, kept for a poller that replaces this one (reopen). */
+  private standbyOn = false;
   private readonly retired: Pick<RingReaderCounters, (typeof RETIRED_COUNTERS)[number] | "lost"> = { lost: 0n, records: 0, frames: 0, pads: 0, damaged: 0, overruns: 0, tornSeen: 0, epochChanges: 0, staleDataDropped: 0, authFailures: 0, downgrades: 0, replays: 0 };
 
   private constructor(options: ReceiveRingOptions, volume: Volume, reader: RingReader) {
@@ -111,6 +113,17 @@ export class ReceiveRing {
     return c;
   }
 
+  /** The follower's standby pace on or off (Poller.standby); kept across reopens. */
+  standby(on: boolean): void {
+    this.standbyOn = on;
+    this.poller.standby(on);
+  }
+
+  /** The poller in standby (for status and tests). */
+  get inStandby(): boolean {
+    return this.poller.inStandby;
+  }
+
   report(): VolumeReport {
     return volumeReport(this.supervisor, this.options.path, this.volume);
   }
@@ -145,6 +158,7 @@ export class ReceiveRing {
 
   private newPoller(reader: RingReader): Poller {
     const poller = new Poller(reader, this.options.poller);
+    poller.standby(this.standbyOn);
     poller.on("status", this.options.onStatus);
     return poller;
   }

@@ -94,6 +94,8 @@ export interface StoragePathOptions {
   maxDelayMs?: number;
   /** Poller: longest sleep between reads while idle (default DEFAULT_POLL_MAX_MS). */
   pollMaxMs?: number;
+  /** Poller: sleep between reads in standby (the link's primary up; default DEFAULT_POLL_STANDBY_MAX_MS, at least pollMaxMs). */
+  pollStandbyMaxMs?: number;
   /** The peer's storage heartbeat period (ms; default DEFAULT_TIMERS.storage.heartbeatMs): the status reads ride its records (linkStatusPace). */
   heartbeatMs?: number;
   /** Per-request deadline on both volumes (Volume default when absent). */
@@ -186,6 +188,15 @@ export class StoragePath extends EventEmitter<StoragePathEvents> implements Peer
     return this.send.tryAppend(type, frame);
   }
 
+  /**
+   * The link's verdict (PeerLink "standby"): on while its primary is up both ways and storage carries
+   * only heartbeats, so the receive ring's follower re-reads every pollStandbyMaxMs; off snaps it back
+   * to the normal pace at once (a watch asleep at the standby pace is woken).
+   */
+  standby(on: boolean): void {
+    if (!this.closed) this.receive.standby(on);
+  }
+
   /** The current (or last) writer's epoch and next sequence. */
   get epoch(): bigint {
     return this.send.epoch;
@@ -254,7 +265,7 @@ function receiveOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: 
     openVolume: () => Volume.open(o.receive, { readOnly: true, ...(o.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: o.ioTimeoutMs }) }),
     readerOptions: (notBefore) => linkReaderOptions(o, auth?.receive, notBefore),
     keyed: auth !== undefined,
-    poller: { pollMinUs: DEFAULT_POLL_MIN_US, pollMaxMs: o.pollMaxMs ?? DEFAULT_POLL_MAX_MS, ...linkStatusPace(o.heartbeatMs ?? DEFAULT_TIMERS.storage.heartbeatMs), onFrame: (_seq, type, _flags, bytes, offset, length) => o.onFrame(0, type, bytes, offset, length) },
+    poller: { pollMinUs: DEFAULT_POLL_MIN_US, pollMaxMs: o.pollMaxMs ?? DEFAULT_POLL_MAX_MS, ...(o.pollStandbyMaxMs === undefined ? {} : { pollStandbyMaxMs: o.pollStandbyMaxMs }), ...linkStatusPace(o.heartbeatMs ?? DEFAULT_TIMERS.storage.heartbeatMs), onFrame: (_seq, type, _flags, bytes, offset, length) => o.onFrame(0, type, bytes, offset, length) },
     // The peer's status block: its ack of our ring feeds drained() and the lag metrics.
     onStatus: (status) => {
       const p = path();

@@ -51,7 +51,7 @@ export interface ClusterNodeOptions {
   subnet: string;
   /** Every member, this node included (its entry: where it binds and writes its ring). */
   members: readonly ClusterMemberOptions[];
-  storage: { dsync?: boolean; maxDelayMs?: number; pollMaxMs?: number; ioTimeoutMs?: number; damageTimeoutMs?: number; recovery?: RecoveryOptions; peerDownMs: number; observer?: RingObserver };
+  storage: { dsync?: boolean; maxDelayMs?: number; pollMaxMs?: number; pollStandbyMaxMs?: number | undefined; ioTimeoutMs?: number; damageTimeoutMs?: number; recovery?: RecoveryOptions; peerDownMs: number; observer?: RingObserver };
   timers: LinkTimers;
   controlRtoMs?: number;
   /** Longest gap between two turns of the clock, which ticks every peer's state machine (default DEFAULT_LINK_TICK_MS, 35 ms). */
@@ -125,6 +125,8 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       this.byNode.set(p.node, p);
       p.on("transition", (t) => this.emit("transition", p.node, t));
       p.on("control", (payload) => this.emit("control", p.node, payload));
+      // Each peer ring's follower sleeps long only while that peer's primary carries everything (cluster-storage.ts).
+      p.on("standby", (on) => storage.standby(p.options.index, on));
     }
     storage.on("change", (c) => this.emit("storage", c));
     this.clock = new ClockTimer(options.timers, options.tickMs ?? DEFAULT_LINK_TICK_MS, (turn, nowMs) => {

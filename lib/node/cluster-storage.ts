@@ -44,6 +44,8 @@ export interface ClusterStorageOptions {
   dsync?: boolean;
   maxDelayMs?: number;
   pollMaxMs?: number;
+  /** Each peer ring's follower in standby (that peer's primary up; default DEFAULT_POLL_STANDBY_MAX_MS, at least pollMaxMs). */
+  pollStandbyMaxMs?: number | undefined;
   ioTimeoutMs?: number;
   damageTimeoutMs?: number;
   recovery?: RecoveryOptions;
@@ -212,6 +214,16 @@ export class ClusterStorage extends EventEmitter<ClusterStorageEvents> implement
     return { node: p.node, path: p.path, keyed: p.auth !== undefined, ackSeq: p.ack.ack === undefined ? null : String(p.ack.ack.seq), lagRecords: String(p.ring.lagRecords), reader };
   }
 
+  /**
+   * Peer `i`'s link verdict (PeerLink "standby"): its ring's follower re-reads every pollStandbyMaxMs
+   * while that peer's primary is up both ways and its ring carries only heartbeats for us. Per ring:
+   * a peer's ring is written by that peer alone, so another peer's failover never needs it faster
+   * (frames it writes for others are read in the same batches, only later).
+   */
+  standby(i: number, on: boolean): void {
+    if (!this.closed) this.peers[i]!.ring.standby(on);
+  }
+
   /** The storage components as peer `i`'s link sees them: our send ring and its receive ring. */
   report(i: number): StorageReport {
     return storageReport(volumeReport(this.send.supervisor, this.options.ring, this.send.volume), this.peers[i]!.ring.report());
@@ -246,6 +258,7 @@ function receiveOptions(o: ClusterStorageOptions, i: number, peer: { node: numbe
     poller: {
       pollMinUs: DEFAULT_POLL_MIN_US,
       pollMaxMs: o.pollMaxMs ?? DEFAULT_POLL_MAX_MS,
+      ...(o.pollStandbyMaxMs === undefined ? {} : { pollStandbyMaxMs: o.pollStandbyMaxMs }),
       statusPollMs: STATUS_POLL_MS,
       onFrame: (_seq, type, flags, bytes, offset, length) => {
         if (flags === BROADCAST || flags === self) onFrame(i, type, bytes, offset, length);

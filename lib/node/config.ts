@@ -49,6 +49,8 @@ const storageTuning = {
   dsync: z.boolean().default(true),
   maxDelayMs: ms(0, 1000).default(DEFAULT_MAX_DELAY_MS),
   pollMaxMs: ms(1, 1000).default(DEFAULT_POLL_MAX_MS),
+  // The receive follower's sleep in standby (primary up, storage idle); absent: DEFAULT_POLL_STANDBY_MAX_MS, or pollMaxMs if that is longer.
+  pollStandbyMaxMs: ms(1, 1000).optional(),
   ioTimeoutMs: ms(1, 3_600_000).default(DEFAULT_IO_TIMEOUT_MS),
   // The longest a record of the peer takes from its write to whole on storage.receive (the mirror's worst lag; 0: one shared LUN).
   mirrorLagMs: ms(0, 600_000).default(DEFAULT_MIRROR_LAG_MS),
@@ -237,7 +239,7 @@ function zodProblems(raw: unknown, issues: ZodIssues): ConfigProblem[] {
 
 /** The rules a pair and a cluster share: timers in order, an MTU every path carries, metrics, damage timer, backoff. */
 function commonProblems(
-  c: { tun: { mtu: number }; timers: z.infer<typeof timersSchema>; metrics: { listen?: string | undefined; allowRemote: boolean }; storage: { mirrorLagMs: number; pollMaxMs: number; damageTimeoutMs: number; recovery: { backoffMinMs: number; backoffMaxMs: number } } },
+  c: { tun: { mtu: number }; timers: z.infer<typeof timersSchema>; metrics: { listen?: string | undefined; allowRemote: boolean }; storage: { mirrorLagMs: number; pollMaxMs: number; pollStandbyMaxMs?: number | undefined; damageTimeoutMs: number; recovery: { backoffMinMs: number; backoffMaxMs: number } } },
   underlayMtu: number,
   sealed: boolean,
   problems: ConfigProblem[],
@@ -259,6 +261,8 @@ function commonProblems(
   if (c.storage.damageTimeoutMs < damageFloorMs) {
     problems.push({ key: "storage.damageTimeoutMs", value: c.storage.damageTimeoutMs, allowed: `at least ${damageFloorMs} = 2 x mirrorLagMs (${c.storage.mirrorLagMs}) + pollMaxMs (${c.storage.pollMaxMs}): a shorter timer skips records still in transit through the mirror as damaged (README: damageTimeoutMs)` });
   }
+  const standbyMs = c.storage.pollStandbyMaxMs;
+  if (standbyMs !== undefined && standbyMs < c.storage.pollMaxMs) problems.push({ key: "storage.pollStandbyMaxMs", value: standbyMs, allowed: `at least pollMaxMs (${c.storage.pollMaxMs}): standby only ever lengthens the idle sleep` });
   const r = c.storage.recovery;
   if (r.backoffMaxMs < r.backoffMinMs) problems.push({ key: "storage.recovery.backoffMaxMs", value: r.backoffMaxMs, allowed: `at least backoffMinMs (${r.backoffMinMs})` });
 }
@@ -341,7 +345,7 @@ export function linkOptions(c: NodeConfig, log?: LinkOptions["log"], keys?: Link
     nodeId: c.node,
     peerNodeId: c.peer,
     primary: { bind: parseEndpoint(c.primary.bind)!, peer: parseEndpoint(c.primary.peer)! },
-    storage: { send: c.storage.send, receive: c.storage.receive, dsync: c.storage.dsync, maxDelayMs: c.storage.maxDelayMs, pollMaxMs: c.storage.pollMaxMs, ioTimeoutMs: c.storage.ioTimeoutMs, damageTimeoutMs: c.storage.damageTimeoutMs, recovery: c.storage.recovery },
+    storage: { send: c.storage.send, receive: c.storage.receive, dsync: c.storage.dsync, maxDelayMs: c.storage.maxDelayMs, pollMaxMs: c.storage.pollMaxMs, ...(c.storage.pollStandbyMaxMs === undefined ? {} : { pollStandbyMaxMs: c.storage.pollStandbyMaxMs }), ioTimeoutMs: c.storage.ioTimeoutMs, damageTimeoutMs: c.storage.damageTimeoutMs, recovery: c.storage.recovery },
     timers,
     controlRtoMs,
     ...(log === undefined ? {} : { log }),

@@ -7,8 +7,11 @@
 // rate (a ping every 10 ms) the sleep stays below 1/GAP_SLEEP_FRACTION of their gap, for up to two
 // gaps after the last one, so moderate traffic does not wait maxSleepUs. The periodic task (a status
 // read or copy) runs periodMs after a record, else every idlePeriodMs: it follows the records it
-// reports. The first record snaps both back. Bounds: sleepUs <= maxSleepUs of a wait, both in
-// [minSleepUs, maxSleepUs]; a wait's timeout in [1, idlePeriodMs] ms, checked on entry.
+// reports. The first record snaps both back. Standby (standby(true): the link's primary is up, so the
+// ring carries only heartbeats) replaces that schedule with a constant standbyMaxSleepUs; leaving it
+// snaps back to minSleepUs, and the caller wakes a wait still running at the standby pace.
+// Bounds: sleepUs <= maxSleepUs of a wait, both in [minSleepUs, standbyMaxSleepUs]; a wait's timeout
+// in [1, idlePeriodMs] ms, checked on entry.
 import { integerOption, invalidArgument } from "../errors.ts";
 
 export interface AdaptiveWaitOptions {
@@ -20,6 +23,8 @@ export interface AdaptiveWaitOptions {
   periodMs: number;
   /** ... and this often while no record comes (ms); at least periodMs. */
   idlePeriodMs: number;
+  /** Sleep between re-reads in standby (us; at least maxSleepUs; default maxSleepUs: standby changes nothing). */
+  standbyMaxSleepUs?: number | undefined;
 }
 
 /** What the next wait does: re-read from sleepUs backing off to maxSleepUs, back in the caller after timeoutMs at most. */
@@ -58,7 +63,8 @@ export function paceAfter(startUs: number, boundUs: number, elapsedUs: number): 
 }
 
 export class AdaptiveWait {
-  readonly options: Readonly<AdaptiveWaitOptions>;
+  readonly options: Readonly<AdaptiveWaitOptions & { standbyMaxSleepUs: number }>;
+  private standbyOn = false;
   /** The sleep the next wait starts at. */
   private sleep: number;
   private lastPeriodicMs = Number.NEGATIVE_INFINITY;
@@ -78,7 +84,8 @@ export class AdaptiveWait {
     const periodMs = integerOption("periodMs", options.periodMs, 0, 1, MAX_IDLE_PERIOD_MS);
     const idlePeriodMs = integerOption("idlePeriodMs", options.idlePeriodMs, 0, 1, MAX_IDLE_PERIOD_MS);
     if (idlePeriodMs < periodMs) throw invalidArgument("idlePeriodMs", `at least periodMs (${periodMs} ms)`, idlePeriodMs);
-    this.options = { minSleepUs, maxSleepUs, periodMs, idlePeriodMs };
+    const standbyMaxSleepUs = integerOption("standbyMaxSleepUs", options.standbyMaxSleepUs, maxSleepUs, maxSleepUs, MAX_SLEEP_BOUND_US);
+    this.options = { minSleepUs, maxSleepUs, periodMs, idlePeriodMs, standbyMaxSleepUs };
     this.sleep = minSleepUs;
   }
 
@@ -124,6 +131,26 @@ export class AdaptiveWait {
     return nowMs - this.lastPeriodicMs >= this.periodMs;
   }
 
+  /** In standby (the link's primary is up both ways: the ring carries only heartbeats). */
+  get inStandby(): boolean {
+    return this.standbyOn;
+  }
+
+  /**
+   * Enters or leaves standby. On: later waits re-read every standbyMaxSleepUs. Off: the next wait
+   * starts at minSleepUs backing off to maxSleepUs; returns true if a wait started in standby is still
+   * running (the caller wakes it: Volume.wakeWatches), whose end then leaves the pace as set here.
+   */
+  standby(on: boolean): boolean {
+    if (on === this.standbyOn) return false;
+    this.standbyOn = on;
+    if (on) return false;
+    this.sleep = this.options.minSleepUs;
+    const running = this.waitPace !== undefined;
+    this.waitPace = undefined;
+    return running;
+  }
+
   /** The periodic task starts now. */
   periodicRan(nowMs: number): void {
     this.lastPeriodicMs = nowMs;
@@ -136,6 +163,14 @@ export class AdaptiveWait {
    * rises to maxSleepUs), or after idlePeriodMs.
    */
   next(nowMs: number): WaitPace {
+    if (this.standbyOn) {
+      // Heartbeat records only: no rhythm to keep, one re-read per standby sleep (a record snaps nothing back here; the link leaves standby on traffic).
+      const standbyUs = this.options.standbyMaxSleepUs;
+      const pace = { sleepUs: standbyUs, maxSleepUs: standbyUs, timeoutMs: Math.max(1, Math.min(this.options.idlePeriodMs, Math.ceil(this.lastPeriodicMs + this.periodMs - nowMs))) };
+      this.waitStartMs = nowMs;
+      this.waitPace = pace;
+      return pace;
+    }
     const boundUs = this.sleepBoundUs(nowMs);
     const untilDueMs = Math.ceil(this.lastPeriodicMs + this.periodMs - nowMs);
     const rhythmEndsMs = boundUs < this.options.maxSleepUs ? Math.ceil(this.lastRecordMs + 2 * this.gapMs - nowMs) : this.options.idlePeriodMs;

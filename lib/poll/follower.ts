@@ -35,7 +35,8 @@ export interface FollowSteps {
 export interface FollowOptions {
   /** Only its watch (it hands the options, maxSleepUs included, to Volume.watch) and the seq it expects are used here: the steps poll it. */
   reader: Pick<RingReader, "watch" | "seq">;
-  pace: AdaptiveWaitOptions;
+  /** The pace: its options (a fresh AdaptiveWait), or one the caller keeps to steer (Poller.standby). */
+  pace: AdaptiveWaitOptions | AdaptiveWait;
   running: () => boolean;
   /** Monotonic ms (default performance.now); tests pass a fake one. */
   now?: () => number;
@@ -45,7 +46,7 @@ export interface FollowOptions {
 export async function follow(options: FollowOptions, steps: FollowSteps): Promise<void> {
   const now = options.now ?? (() => performance.now());
   const reader = options.reader;
-  const wait = new AdaptiveWait(options.pace);
+  const wait = options.pace instanceof AdaptiveWait ? options.pace : new AdaptiveWait(options.pace);
   let fresh = false;
   /** The last poll or periodic task made progress: the next wait is for the next seq's stamp. */
   let afterProgress = false;

@@ -8,15 +8,18 @@
 // silent: it goes to "error" listeners, the iterator or finished(); with none of them, "error" is
 // emitted anyway (an unhandled error event, which crashes loudly). A stopped or failed poller can
 // be started again on the same reader (its position is kept): that is how supervision reopens it.
+// standby(on): the owner (the link: its primary is up both ways) lets an idle poller re-read only every
+// pollStandbyMaxMs; standby(false) snaps it back to pollMinUs at once, waking a watch asleep at the
+// standby pace (Volume.wakeWatches) instead of waiting it out. The setting outlives restarts.
 import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 
 import type { StatusBlock } from "../format/status.ts";
 import { Background } from "../io/background.ts";
-import { DEFAULT_FOLLOW_IDLE_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
+import { DEFAULT_FOLLOW_IDLE_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US, DEFAULT_POLL_STANDBY_MAX_MS } from "../defaults.ts";
 import { integerOption, invalidArgument } from "../errors.ts";
 import type { FrameVisitor, PollOutcome, RingReader } from "../ring/reader.ts";
-import type { AdaptiveWaitOptions } from "./adaptive-wait.ts";
+import { AdaptiveWait, type AdaptiveWaitOptions } from "./adaptive-wait.ts";
 import { follow } from "./follower.ts";
 
 export interface PollerOptions {
@@ -24,6 +27,8 @@ export interface PollerOptions {
   pollMinUs?: number;
   /** Longest sleep (the bound on added latency when idle; default DEFAULT_POLL_MAX_MS). */
   pollMaxMs?: number;
+  /** Sleep between reads in standby (standby(true); default DEFAULT_POLL_STANDBY_MAX_MS, at least pollMaxMs). */
+  pollStandbyMaxMs?: number;
   /** The peer status block is re-read this long after a record arrived (default 50 ms)... */
   statusPollMs?: number;
   /** ... and this often while none arrives (default DEFAULT_FOLLOW_IDLE_MS, at least statusPollMs). */
@@ -57,6 +62,9 @@ export class Poller extends EventEmitter<PollerEvents> {
   private queueWaiter: (() => void) | undefined;
   private drainWaiter: (() => void) | undefined;
   private iterating = false;
+  private standbyOn = false;
+  /** The pace of the running follow loop (standby() steers it). */
+  private wait: AdaptiveWait | undefined;
   /** Someone awaits finished(): the failure reaches them. */
   private watched = false;
 
@@ -68,7 +76,9 @@ export class Poller extends EventEmitter<PollerEvents> {
     if (maxSleepUs < minSleepUs) throw invalidArgument("pollMaxMs", `at least pollMinUs (${minSleepUs} us)`, options.pollMaxMs);
     const periodMs = integerOption("statusPollMs", options.statusPollMs, 50, 1, 60_000);
     const idlePeriodMs = integerOption("statusIdleMs", options.statusIdleMs, Math.max(periodMs, DEFAULT_FOLLOW_IDLE_MS), periodMs, 60_000);
-    this.pace = { minSleepUs, maxSleepUs, periodMs, idlePeriodMs };
+    const maxMs = maxSleepUs / 1000;
+    const standbyMaxSleepUs = integerOption("pollStandbyMaxMs", options.pollStandbyMaxMs, Math.max(maxMs, DEFAULT_POLL_STANDBY_MAX_MS), maxMs, 1000) * 1000;
+    this.pace = { minSleepUs, maxSleepUs, periodMs, idlePeriodMs, standbyMaxSleepUs };
     this.maxQueuedFrames = integerOption("maxQueuedFrames", options.maxQueuedFrames, 10_000, 1, 10_000_000);
     this.onFrame = options.onFrame;
   }
@@ -77,6 +87,21 @@ export class Poller extends EventEmitter<PollerEvents> {
   get lagRecords(): bigint {
     const head = this.reader.status?.headSeq;
     return head !== undefined && head > this.reader.seq ? head - this.reader.seq : 0n;
+  }
+
+  /** In standby (see standby()). */
+  get inStandby(): boolean {
+    return this.standbyOn;
+  }
+
+  /**
+   * On: later watches re-read every pollStandbyMaxMs. Off: back to pollMinUs backing off to pollMaxMs
+   * at once; a watch still asleep at the standby pace is woken (it re-reads, then the next one starts
+   * at the normal pace). Kept across stop/start.
+   */
+  standby(on: boolean): void {
+    this.standbyOn = on;
+    if (this.wait?.standby(on) === true) this.reader.volume.wakeWatches();
   }
 
   start(): void {
@@ -135,8 +160,11 @@ export class Poller extends EventEmitter<PollerEvents> {
         this.queue.push({ seq, type, flags, payload: bytes.slice(offset, offset + length), receivedAtMs: performance.now() });
       }
     };
+    const wait = new AdaptiveWait(this.pace);
+    wait.standby(this.standbyOn);
+    this.wait = wait;
     await follow(
-      { reader, pace: this.pace, running: () => this.task.running },
+      { reader, pace: wait, running: () => this.task.running },
       {
         paused: () => (this.queue.length >= this.maxQueuedFrames ? new Promise<void>((resolve) => (this.drainWaiter = resolve)).then(() => (this.drainWaiter = undefined)) : undefined),
         poll: (fresh) => reader.poll(visit, fresh),

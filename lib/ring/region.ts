@@ -83,6 +83,11 @@ export class RegionVolume extends EventEmitter<VolumeEvents> {
     return this.base.watch(this.place("read", offset, buffer.length), buffer, options);
   }
 
+  /** Wakes the base volume's watches (Volume.wakeWatches: a follower leaving its standby pace). */
+  wakeWatches(): void {
+    if (!this.closed) this.base.wakeWatches();
+  }
+
   async flush(): Promise<void> {
     this.assertOpen("flush");
     return this.base.flush();

@@ -74,6 +74,11 @@ console.log("exercise done");
   await w.write(8192, stamp);
   if (!(await until)) throw new Error("stamp watch missed its seq");
   if (await w.watch(8192, w.alloc(4096), { ...stampWatch, timeoutMs: 30, untilStamp: { magic: 0x4b424c4c, seq: 4n } })) throw new Error("stamp watch ended below its seq");
+  // wakeWatches(): a watch asleep at a long pace ends after one more read (a queued one too), unchanged here.
+  const asleep = [w.watch(4096, w.alloc(4096), { compareBytes: 16, sleepUs: 500000, timeoutMs: 5000 }), w.watch(12288, w.alloc(4096), { compareBytes: 16, sleepUs: 500000, timeoutMs: 5000 })];
+  await new Promise((r) => setTimeout(r, 20));
+  w.wakeWatches();
+  if ((await Promise.all(asleep)).some((changed) => changed)) throw new Error("a woken watch reported a change");
   const idle = w.watch(4096, w.alloc(4096), { compareBytes: 16, sleepUs: 100, maxSleepUs: 20000, timeoutMs: 5000 });
   await new Promise((r) => setTimeout(r, 50));
   await w.close();

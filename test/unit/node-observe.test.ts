@@ -10,7 +10,7 @@ import { renderStatus, watch, type NodeStatus } from "../../lib/cli/status-view.
 import { ErrorCode, LunlinkError } from "../../lib/index.ts";
 import { Link, type LinkOptions } from "../../lib/link/link.ts";
 import { DEFAULT_TIMERS, type Transition } from "../../lib/link/paths.ts";
-import { checkConfig, loadConfig, minDamageTimeoutMs } from "../../lib/node/config.ts";
+import { checkConfig, linkOptions, loadConfig, minDamageTimeoutMs } from "../../lib/node/config.ts";
 import { NodeObservability } from "../../lib/node/observe.ts";
 import { TIMELINE_ENTRIES, Timeline } from "../../lib/node/timeline.ts";
 import { pairFiles } from "../helpers/pair-files.ts";
@@ -184,4 +184,17 @@ test("config: storage.damageTimeoutMs below 2 x mirrorLagMs + pollMaxMs is refus
   const error = await t.throwsAsync(loadConfig(file), { instanceOf: LunlinkError });
   t.is(error?.code, ErrorCode.BadConfig);
   t.regex(error?.message ?? "", /storage\.damageTimeoutMs = 1000: expected at least 4016 = 2 x mirrorLagMs \(2000\) \+ pollMaxMs \(16\)/);
+});
+
+test("config: storage.pollStandbyMaxMs below pollMaxMs is refused; absent, the link gets none and its poller the default", (t) => {
+  const base = { node: 1, peer: 2, tun: { address: "198.18.100.1/24" }, primary: { bind: "198.18.1.1:7410", peer: "198.18.1.2:7410" } };
+  const ok = checkConfig({ ...base, storage: { send: "/dev/a", receive: "/dev/b" } });
+  t.true(ok.ok);
+  if (ok.ok) t.false("pollStandbyMaxMs" in linkOptions(ok.config).storage, "absent: DEFAULT_POLL_STANDBY_MAX_MS applies in the poller");
+  const set = checkConfig({ ...base, storage: { send: "/dev/a", receive: "/dev/b", pollMaxMs: 20, pollStandbyMaxMs: 20 } });
+  t.true(set.ok, "equal to pollMaxMs is allowed");
+  if (set.ok) t.is(linkOptions(set.config).storage.pollStandbyMaxMs, 20);
+  const low = checkConfig({ ...base, storage: { send: "/dev/a", receive: "/dev/b", pollMaxMs: 20, pollStandbyMaxMs: 19 } });
+  t.false(low.ok);
+  if (!low.ok) t.like(low.problems[0], { key: "storage.pollStandbyMaxMs", value: 19 });
 });

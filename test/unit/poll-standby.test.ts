@@ -1,0 +1,113 @@
+// The follower's standby pace: AdaptiveWait on a fake clock (standby waits re-read at a constant
+// standbyMaxSleepUs; leaving standby snaps back to minSleepUs and asks for a running wait to be woken),
+// and the addon's wake on a real file volume: Volume.wakeWatches() ends a watch asleep at a long pace
+// after one more read (a change that landed meanwhile is reported), so a Poller leaving standby
+// delivers the next record well before its standby sleep would have ended.
+import test from "ava";
+
+import { ErrorCode } from "../../lib/errors.ts";
+import { FrameType } from "../../lib/format/layout.ts";
+import { Volume } from "../../lib/index.ts";
+import { AdaptiveWait, type AdaptiveWaitOptions } from "../../lib/poll/adaptive-wait.ts";
+import { Poller } from "../../lib/poll/poller.ts";
+import { RingReader } from "../../lib/ring/reader.ts";
+import { formatVolume } from "../../lib/ring/superblocks.ts";
+import { RingWriter } from "../../lib/ring/writer.ts";
+import { sparseFile } from "../helpers/scratch.ts";
+
+const PACE: AdaptiveWaitOptions = { minSleepUs: 50, maxSleepUs: 16_000, periodMs: 20, idlePeriodMs: 250, standbyMaxSleepUs: 100_000 };
+
+test("AdaptiveWait standby: a constant standby pace; leaving it snaps to minSleepUs and asks to wake the wait in flight", (t) => {
+  const wait = new AdaptiveWait(PACE);
+  wait.periodicRan(0);
+  t.false(wait.standby(true), "entering standby wakes nothing");
+  t.true(wait.inStandby);
+  t.deepEqual(wait.next(0), { sleepUs: 100_000, maxSleepUs: 100_000, timeoutMs: 250 });
+  wait.waited(250, false);
+  wait.record(300);
+  wait.periodicRan(300);
+  t.deepEqual(wait.next(300), { sleepUs: 100_000, maxSleepUs: 100_000, timeoutMs: 250 }, "a heartbeat record keeps the standby pace (the link leaves standby on traffic)");
+  t.true(wait.standby(false), "a standby wait is in flight: it must be woken");
+  t.false(wait.standby(false), "no change, nothing to wake");
+  wait.waited(310, false); // the woken wait ends: its standby pace must not carry over
+  t.is(wait.sleepUs, 50);
+  t.deepEqual(wait.next(310), { sleepUs: 50, maxSleepUs: 16_000, timeoutMs: 240 }, "normal pace from minSleepUs");
+  wait.waited(320, false);
+  wait.standby(true);
+  t.false(wait.standby(false), "no wait in flight: nothing to wake");
+  t.is(wait.sleepUs, 50);
+  const error = t.throws(() => new AdaptiveWait({ ...PACE, standbyMaxSleepUs: 15_000 }));
+  t.is((error as { code?: string }).code, ErrorCode.InvalidArgument, "a standby sleep below maxSleepUs is refused");
+  t.is(new AdaptiveWait({ ...PACE, standbyMaxSleepUs: undefined }).options.standbyMaxSleepUs, 16_000, "default: maxSleepUs (standby changes nothing)");
+});
+
+test.serial("Volume.wakeWatches(): a watch asleep at a 1 s pace re-reads at once and reports the change; unchanged it ends false; later watches are not affected", async (t) => {
+  const path = await sparseFile(t, 1024 * 1024);
+  const volume = await Volume.open(path, { dsync: false });
+  t.teardown(() => volume.close());
+  const seen = volume.alloc(4096);
+  const slow = { compareBytes: 16, sleepUs: 1_000_000, maxSleepUs: 1_000_000, timeoutMs: 10_000 };
+  const started = performance.now();
+  const watching = volume.watch(0, seen, slow);
+  await new Promise((r) => setTimeout(r, 50)); // the watch read once and sleeps its 1 s
+  const block = volume.alloc(4096);
+  block.fill(7);
+  await volume.write(0, block);
+  volume.wakeWatches();
+  t.true(await watching, "the woken watch re-read and saw the change");
+  t.is(seen[0], 7);
+  const changedMs = performance.now() - started;
+  t.true(changedMs < 900, `woken after ${Math.round(changedMs)} ms, before its 1 s sleep ended`);
+
+  const idle = volume.watch(4096, volume.alloc(4096), slow);
+  await new Promise((r) => setTimeout(r, 50));
+  const wokeAt = performance.now();
+  volume.wakeWatches();
+  t.false(await idle, "unchanged: the woken watch ends with no change");
+  t.true(performance.now() - wokeAt < 900, "at once, not after its 1 s sleep");
+
+  volume.wakeWatches(); // no watch: a later one is not affected
+  t.false(await volume.watch(4096, volume.alloc(4096), { compareBytes: 16, sleepUs: 1000, timeoutMs: 100 }), "a later watch runs its whole timeout");
+  const closing = volume.watch(4096, volume.alloc(4096), slow);
+  await new Promise((r) => setTimeout(r, 50));
+  const closedAt = performance.now();
+  await volume.close();
+  t.false(await closing, "close ends a sleeping watch too");
+  t.true(performance.now() - closedAt < 900, "close did not wait out the 1 s sleep");
+  volume.wakeWatches(); // closed: a no-op
+});
+
+test.serial("Poller.standby(): idle at a 1 s standby pace, standby(false) wakes the watch and the next record is delivered well before the pace", async (t) => {
+  const path = await sparseFile(t, 8 * 1024 * 1024);
+  const send = await Volume.open(path, { dsync: true });
+  t.teardown(() => send.close());
+  await formatVolume(send, { writerNode: 1, peerNode: 2, ringBlocks: 256n, force: true });
+  const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 0 });
+  t.teardown(() => writer.close());
+  const receive = await Volume.open(path, { readOnly: true });
+  t.teardown(() => receive.close());
+  const reader = await RingReader.open(receive, { nodeId: 2, start: "head" });
+  const delivered: { text: string; atMs: number }[] = [];
+  const poller = new Poller(reader, {
+    pollMaxMs: 16,
+    pollStandbyMaxMs: 1000,
+    statusPollMs: 500,
+    statusIdleMs: 1000,
+    onFrame: (_seq, _type, _flags, bytes, offset, length) => void delivered.push({ text: new TextDecoder().decode(bytes.subarray(offset, offset + length)), atMs: performance.now() }),
+  });
+  t.teardown(() => poller.stop());
+  poller.standby(true);
+  t.true(poller.inStandby);
+  poller.start();
+  await new Promise((r) => setTimeout(r, 100)); // its first watch sleeps 1 s (and times out at statusIdleMs, 1 s)
+  await writer.append(FrameType.Data, new TextEncoder().encode("after the cut"));
+  const writtenMs = performance.now();
+  poller.standby(false);
+  for (let i = 0; i < 300 && delivered.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  t.deepEqual(delivered.map((d) => d.text), ["after the cut"]);
+  const tookMs = delivered[0]!.atMs - writtenMs;
+  t.true(tookMs < 600, `delivered ${Math.round(tookMs)} ms after standby(false), before the 1 s standby sleep would end`);
+  t.false(poller.inStandby);
+  const error = t.throws(() => new Poller(reader, { pollMaxMs: 16, pollStandbyMaxMs: 10 }));
+  t.is((error as { code?: string }).code, ErrorCode.InvalidArgument, "pollStandbyMaxMs below pollMaxMs is refused");
+});
