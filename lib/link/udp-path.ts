@@ -12,7 +12,8 @@
 // heartbeats (up to HELD_HEARTBEATS_PER_PEER a peer) instead of waking JS for each; the owner's clock
 // calls drainHeld() before every liveness decision, and each datagram carries its arrival time, so
 // a decision sees what it saw before (PathMonitor keeps the latest time). Anything else on the
-// control socket wakes JS at once and brings the held heartbeats along, in order.
+// control socket wakes JS at once and brings the held heartbeats along, in order; every data batch
+// drains them first (a held heartbeat is never read after more data than one batch that followed it).
 import { LunlinkError } from "../errors.ts";
 import { ipv4, UDP_BATCH_MESSAGES, UDP_HELD_MAX, UDP_TABLE_WORDS, UdpSocket, type UdpEndpoint, type UdpSocketCounters } from "../io/udp.ts";
 import { encodeHeader, MessageKind, MESSAGE_HEADER_BYTES, type MessageHeader } from "./message.ts";
@@ -192,7 +193,12 @@ export class UdpPath {
     return count - sent;
   }
 
-  private readonly onData = (datagrams: Uint8Array, table: Uint32Array, arrivals: Float64Array, count: number): void => this.onBatch(datagrams, table, arrivals, count, 0);
+  private readonly onData = (datagrams: Uint8Array, table: Uint32Array, arrivals: Float64Array, count: number): void => {
+    // Heartbeats held on the control socket go first: sealed, they share the peer's counter and replay
+    // window with this data, and a flood would push them out of the window before the clock's turn.
+    this.control.drainHeld();
+    this.onBatch(datagrams, table, arrivals, count, 0);
+  };
   private readonly onControl = (datagrams: Uint8Array, table: Uint32Array, arrivals: Float64Array, count: number): void => this.onBatch(datagrams, table, arrivals, count, 1);
 
   private onBatch(datagrams: Uint8Array, table: Uint32Array, arrivals: Float64Array, count: number, portOffset: number): void {
