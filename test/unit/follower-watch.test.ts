@@ -3,7 +3,6 @@
 // re-reads, counted as read syscalls of the addon's lunlink-io threads) and still sees the next record; a stamp watch
 // (untilStamp, what follow() uses right after a record) ends on the next seq's stamp only.
 import test from "ava";
-import { readdir, readFile } from "node:fs/promises";
 
 import type { WatchOptions } from "../../lib/io/volume.ts";
 import { Volume } from "../../lib/index.ts";
@@ -14,24 +13,7 @@ import { RingWriter } from "../../lib/ring/writer.ts";
 import { ErrorCode } from "../../lib/errors.ts";
 import { FrameType, STAMP_MAGIC } from "../../lib/format/layout.ts";
 import { sparseFile } from "../helpers/scratch.ts";
-
-/**
- * read(2)-family syscalls (syscr: pread64 included) the addon's I/O threads (named lunlink-io, where a
- * watch re-reads) made so far: the rest of the process (ava's IPC, Node's own reads) is not counted, so
- * a busy machine cannot add reads that are not the watch's.
- */
-async function readSyscalls(): Promise<number> {
-  let reads = 0;
-  for (const tid of await readdir("/proc/self/task")) {
-    try {
-      if ((await readFile(`/proc/self/task/${tid}/comm`, "utf8")).trim() !== "lunlink-io") continue;
-      reads += Number(/^syscr: (\d+)$/m.exec(await readFile(`/proc/self/task/${tid}/io`, "utf8"))![1]);
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return reads;
-}
+import { ioThreadReads } from "../helpers/syscalls.ts";
 
 test.serial("RingReader.watch hands maxSleepUs to the addon: an idle 400 ms wait makes few re-reads, and the next record ends it", async (t) => {
   const path = await sparseFile(t, 8 * 1024 * 1024);
@@ -47,9 +29,9 @@ test.serial("RingReader.watch hands maxSleepUs to the addon: an idle 400 ms wait
   // 50 us for 200 us, 400 us for 1.6 ms, 3.2 ms for 12.8 ms, then 20 ms: about 30 re-reads in 400 ms
   // (a constant 50 us pace: thousands). CPU pressure only makes fewer.
   const idle: WatchOptions = { compareBytes: WATCH_COMPARE_BYTES, sleepUs: 50, maxSleepUs: 20_000, timeoutMs: 400 };
-  const before = await readSyscalls();
+  const before = await ioThreadReads();
   t.false(await reader.watch(idle));
-  const reads = (await readSyscalls()) - before;
+  const reads = (await ioThreadReads()) - before;
   t.true(reads <= 100, `${reads} read syscalls during a 400 ms idle wait (about 30 expected)`);
   const watching = reader.watch({ ...idle, timeoutMs: 10_000 });
   await new Promise((r) => setTimeout(r, 100));

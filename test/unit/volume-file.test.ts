@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { ErrorCode, LunlinkError, Volume, alignedBuffer } from "../../lib/index.ts";
 import { scratchDir, sparseFile } from "../helpers/scratch.ts";
 import { logSeed, SEED } from "../helpers/random.ts";
+import { ioThreadReads } from "../helpers/syscalls.ts";
 
 const MiB = 1024 * 1024;
 
@@ -302,13 +303,7 @@ test("watch resolves with the new content when the range changes, false when it 
   t.is((bad as LunlinkError).code, ErrorCode.InvalidArgument);
 });
 
-/** read(2)-family syscalls this process made so far (/proc/self/io syscr: pread64 included). */
-async function readSyscalls(): Promise<number> {
-  const io = await readFile("/proc/self/io", "utf8");
-  return Number(/^syscr: (\d+)$/m.exec(io)![1]);
-}
-
-// Serial: the count of read syscalls is the process's, so no other test may read meanwhile.
+// Serial: no other test's watch may re-read on a lunlink-io thread meanwhile.
 test.serial("a watch backs its sleep off by itself up to maxSleepUs: few re-reads while nothing changes, and a change is still seen", async (t) => {
   const { volume } = await openFile(t, MiB);
   const writer = await Volume.open(volume.path);
@@ -316,9 +311,9 @@ test.serial("a watch backs its sleep off by itself up to maxSleepUs: few re-read
   const seen = volume.alloc(4096);
   // 400 ms unchanged from 50 us: 50 us for 200 us, 400 us for 1.6 ms, 3.2 ms for 12.8 ms, then 20 ms:
   // about 30 re-reads (a constant 50 us pace would make thousands). CPU pressure only makes fewer.
-  const before = await readSyscalls();
+  const before = await ioThreadReads();
   t.false(await volume.watch(8192, seen, { compareBytes: 16, sleepUs: 50, maxSleepUs: 20_000, timeoutMs: 400 }));
-  const reads = (await readSyscalls()) - before;
+  const reads = (await ioThreadReads()) - before;
   t.true(reads <= 100, `${reads} read syscalls during a 400 ms backed-off watch (about 30 expected)`);
   const change = writer.alloc(4096);
   change.fill(0x5a);
