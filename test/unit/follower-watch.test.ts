@@ -7,24 +7,14 @@ import test from "ava";
 import type { WatchOptions } from "../../lib/io/volume.ts";
 import { Volume } from "../../lib/index.ts";
 import { WATCH_COMPARE_BYTES } from "../../lib/poll/follower.ts";
-import { RingReader } from "../../lib/ring/reader.ts";
-import { formatVolume } from "../../lib/ring/superblocks.ts";
-import { RingWriter } from "../../lib/ring/writer.ts";
 import { ErrorCode } from "../../lib/errors.ts";
 import { FrameType, STAMP_MAGIC } from "../../lib/format/layout.ts";
+import { fileRing } from "../helpers/file-ring.ts";
 import { sparseFile } from "../helpers/scratch.ts";
 import { ioThreadReads } from "../helpers/syscalls.ts";
 
 test.serial("RingReader.watch hands maxSleepUs to the addon: an idle 400 ms wait makes few re-reads, and the next record ends it", async (t) => {
-  const path = await sparseFile(t, 8 * 1024 * 1024);
-  const send = await Volume.open(path, { dsync: true });
-  t.teardown(() => send.close());
-  await formatVolume(send, { writerNode: 1, peerNode: 2, ringBlocks: 256n, force: true });
-  const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 0 });
-  t.teardown(() => writer.close());
-  const receive = await Volume.open(path, { readOnly: true });
-  t.teardown(() => receive.close());
-  const reader = await RingReader.open(receive, { nodeId: 2, start: "head" });
+  const { writer, reader } = await fileRing(t);
   t.is(await reader.poll(() => {}), "waiting");
   // 50 us for 200 us, 400 us for 1.6 ms, 3.2 ms for 12.8 ms, then 20 ms: about 30 re-reads in 400 ms
   // (a constant 50 us pace: thousands). CPU pressure only makes fewer.
@@ -76,15 +66,7 @@ test.serial("a stamp watch ends on a stamp of the watched magic and seq or later
 });
 
 test.serial("RingReader after a record it watched for: a stamp watch for the next seq sees the next record", async (t) => {
-  const path = await sparseFile(t, 8 * 1024 * 1024);
-  const send = await Volume.open(path, { dsync: true });
-  t.teardown(() => send.close());
-  await formatVolume(send, { writerNode: 1, peerNode: 2, ringBlocks: 256n, force: true });
-  const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 0 });
-  t.teardown(() => writer.close());
-  const receive = await Volume.open(path, { readOnly: true });
-  t.teardown(() => receive.close());
-  const reader = await RingReader.open(receive, { nodeId: 2, start: "head" });
+  const { writer, reader } = await fileRing(t);
   const texts: string[] = [];
   const visit = (_s: bigint, _type: number, _f: number, bytes: Uint8Array, offset: number, length: number) => void texts.push(new TextDecoder().decode(bytes.subarray(offset, offset + length)));
   await writer.append(FrameType.Data, new TextEncoder().encode("one"));

@@ -10,9 +10,7 @@ import { FrameType } from "../../lib/format/layout.ts";
 import { Volume } from "../../lib/index.ts";
 import { AdaptiveWait, type AdaptiveWaitOptions } from "../../lib/poll/adaptive-wait.ts";
 import { Poller } from "../../lib/poll/poller.ts";
-import { RingReader } from "../../lib/ring/reader.ts";
-import { formatVolume } from "../../lib/ring/superblocks.ts";
-import { RingWriter } from "../../lib/ring/writer.ts";
+import { fileRing } from "../helpers/file-ring.ts";
 import { sparseFile } from "../helpers/scratch.ts";
 
 const PACE: AdaptiveWaitOptions = { minSleepUs: 50, maxSleepUs: 16_000, periodMs: 20, idlePeriodMs: 250, standbyMaxSleepUs: 100_000 };
@@ -78,15 +76,7 @@ test.serial("Volume.wakeWatches(): a watch asleep at a 1 s pace re-reads at once
 });
 
 test.serial("Poller.standby(): idle at a 1 s standby pace, standby(false) wakes the watch and the next record is delivered well before the pace", async (t) => {
-  const path = await sparseFile(t, 8 * 1024 * 1024);
-  const send = await Volume.open(path, { dsync: true });
-  t.teardown(() => send.close());
-  await formatVolume(send, { writerNode: 1, peerNode: 2, ringBlocks: 256n, force: true });
-  const writer = await RingWriter.open(send, { nodeId: 1, maxDelayMs: 0 });
-  t.teardown(() => writer.close());
-  const receive = await Volume.open(path, { readOnly: true });
-  t.teardown(() => receive.close());
-  const reader = await RingReader.open(receive, { nodeId: 2, start: "head" });
+  const { writer, reader } = await fileRing(t);
   const delivered: { text: string; atMs: number }[] = [];
   const poller = new Poller(reader, {
     pollMaxMs: 16,
