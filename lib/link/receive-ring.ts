@@ -61,15 +61,13 @@ export class ReceiveRing {
   private volume: Volume;
   private reader: RingReader;
   private poller: Poller;
-  /** The link's standby verdict, kept for a poller that replaces this one (reopen). */
-  private standbyOn = false;
   private readonly retired: Pick<RingReaderCounters, (typeof RETIRED_COUNTERS)[number] | "lost"> = { lost: 0n, records: 0, frames: 0, pads: 0, damaged: 0, overruns: 0, tornSeen: 0, epochChanges: 0, staleDataDropped: 0, authFailures: 0, downgrades: 0, replays: 0 };
 
   private constructor(options: ReceiveRingOptions, volume: Volume, reader: RingReader) {
     this.options = options;
     this.volume = volume;
     this.reader = reader;
-    this.poller = this.newPoller(reader);
+    this.poller = this.newPoller(reader, false);
     this.supervisor = new Supervisor(options.component, () => this.volume, (reopen) => this.reopen(reopen), options.recovery);
     this.supervisor.on("change", options.onChange);
     this.watch(volume);
@@ -115,7 +113,6 @@ export class ReceiveRing {
 
   /** The follower's standby pace on or off (Poller.standby); kept across reopens. */
   standby(on: boolean): void {
-    this.standbyOn = on;
     this.poller.standby(on);
   }
 
@@ -148,7 +145,8 @@ export class ReceiveRing {
       this.retired.lost += c.lost;
       for (const name of RETIRED_COUNTERS) this.retired[name] += c[name];
       this.reader = reader;
-      this.poller = this.newPoller(reader);
+      // The link's standby verdict carries over to the poller that replaces this one.
+      this.poller = this.newPoller(reader, this.poller.inStandby);
     } else {
       // Same handle, same reader, same position: a status read proves the device answers again.
       await this.reader.refresh();
@@ -156,9 +154,9 @@ export class ReceiveRing {
     return this.pollerIncarnation();
   }
 
-  private newPoller(reader: RingReader): Poller {
+  private newPoller(reader: RingReader, standby: boolean): Poller {
     const poller = new Poller(reader, this.options.poller);
-    poller.standby(this.standbyOn);
+    poller.standby(standby);
     poller.on("status", this.options.onStatus);
     return poller;
   }
