@@ -602,14 +602,19 @@ export class LinkCore {
 
   /**
    * May the storage follower sleep at its standby pace (pollStandbyMaxMs)? Only while the primary is
-   * up both ways (a one-way cut is a missing echo: suspect) and active, and storage carried nothing but
-   * heartbeats for a storage heartbeat period (a failback's drain, control or data on the ring keep
-   * the normal pace). The peer writes data on the ring once its own end turns suspect, at most one
-   * clock turn before ours does (DEFAULT_POLL_STANDBY_MAX_MS).
+   * up both ways (a one-way cut is a missing echo: suspect) and active, storage carried nothing but
+   * heartbeats for a storage heartbeat period (control or data on the ring keep the normal pace), and
+   * the peer's failback drain is over: after a failback the peer puts data on the ring alone for up
+   * to failbackDrainMs (dataPaths), from its own failback, which comes within the two ends' detection
+   * skew of ours (primary.suspectMs bounds it). A drain read at the standby pace cost each packet in it
+   * up to pollStandbyMaxMs, and its late acks kept the peer draining longer. The peer writes data on
+   * the ring otherwise only once its own end turns suspect, at most one clock turn before ours does
+   * (DEFAULT_POLL_STANDBY_MAX_MS).
    */
   storageStandby(nowMs: number): boolean {
     const p = this.paths;
-    return p.primary.state === "up" && p.active === "primary" && nowMs - this.storageTrafficMs >= p.timers.storage.heartbeatMs;
+    const peerDrainOverMs = p.drainUntilMs + p.timers.primary.suspectMs;
+    return p.primary.state === "up" && p.active === "primary" && nowMs - this.storageTrafficMs >= p.timers.storage.heartbeatMs && nowMs >= peerDrainOverMs;
   }
 
   /** Advances time: path states and the active path (transitions), control retransmissions. */
