@@ -26,7 +26,7 @@ import type { ClusterNodeStatus } from "./cluster-status.ts";
 import { readClusterSecretFile, writeClusterSecretFile } from "./cluster-secret.ts";
 import { callControl } from "./control.ts";
 import { MirrorProcess, lunlinkBin } from "./lab.ts";
-import { attachDirectLoop, builtOrDestroyed, deleteNamespace, detachLoop, execIn, ip, spawnIn as spawnInNs, spawnUp, startLabStream, stopUp, untilAnswers, waitForCopy, writeOut, type LabHost, type StreamReport } from "./lab-plumbing.ts";
+import { attachDirectLoop, builtOrDestroyed, deleteNamespace, detachLoop, execIn, ip, pingEach, spawnIn as spawnInNs, spawnUp, startLabStream, stopUp, untilAnswers, waitForCopy, writeOut, type LabHost, type StreamReport } from "./lab-plumbing.ts";
 
 const UNDERLAY = "198.18.1";
 const TUN_SUBNET = "198.18.100";
@@ -301,10 +301,9 @@ export class ClusterLab {
     await ip(["-n", n.ns, "link", "set", n.veth, up ? "up" : "down"]);
   }
 
-  /** Ping replies from node `from` to node `to`'s TUN address. */
-  async ping(from: number, to: number, count: number, replyWaitS = 10): Promise<number> {
-    const out = await this.exec(from, "ping", ["-n", "-c", String(count), "-i", "0.05", "-W", String(replyWaitS), this.node(to).tunAddress], 60_000).catch((e: { stdout?: string; message?: string }) => e.stdout ?? e.message ?? "");
-    return Number(/(\d+) received/.exec(out)?.[1] ?? 0);
+  /** Ping replies from node `from` to node `to`'s TUN address, each ping waiting up to replyWaitS for its own (pingEach). */
+  ping(from: number, to: number, count: number, replyWaitS = 10, args: readonly string[] = []): Promise<number> {
+    return pingEach(this.node(from).ns, this.node(to).tunAddress, count, replyWaitS, args);
   }
 
   /** Runs a command in a node's namespace and returns its stdout. */

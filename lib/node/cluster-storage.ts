@@ -207,11 +207,11 @@ export class ClusterStorage extends EventEmitter<ClusterStorageEvents> implement
   }
 
   /** Peer `i`'s ack of our ring (null: none yet), its ring's lag and its reader counters. */
-  peerRing(i: number): { node: number; path: string; keyed: boolean; ackSeq: string | null; lagRecords: string; reader: Pick<RingReaderCounters, "records" | "frames" | RetiredCounter> & { lost: string } } {
+  peerRing(i: number): { node: number; path: string; keyed: boolean; ackSeq: string | null; lagRecords: string; standby: boolean; reader: Pick<RingReaderCounters, "records" | "frames" | RetiredCounter> & { lost: string } } {
     const p = this.peers[i]!;
     const c = p.ring.counters;
     const reader = { records: c.records, frames: c.frames, lost: String(c.lost), overruns: c.overruns, damaged: c.damaged, tornSeen: c.tornSeen, authFailures: c.authFailures, downgrades: c.downgrades, replays: c.replays };
-    return { node: p.node, path: p.path, keyed: p.auth !== undefined, ackSeq: p.ack.ack === undefined ? null : String(p.ack.ack.seq), lagRecords: String(p.ring.lagRecords), reader };
+    return { node: p.node, path: p.path, keyed: p.auth !== undefined, ackSeq: p.ack.ack === undefined ? null : String(p.ack.ack.seq), lagRecords: String(p.ring.lagRecords), standby: p.ring.inStandby, reader };
   }
 
   /**

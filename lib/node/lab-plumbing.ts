@@ -223,6 +223,26 @@ export async function execIn(ns: string, command: string, args: string[], timeou
   return stdout;
 }
 
+/** Gap between the pings of pingEach (a ping -i 0.05 rhythm). */
+const PING_GAP_MS = 50;
+
+/**
+ * Echo replies to `count` pings from namespace `ns` to `address`, each its own `ping -c 1` started
+ * PING_GAP_MS after the last and waiting up to replyWaitS for its own reply: a reply counts unless it
+ * never comes within that wait. Not one `ping -c N -W S`: once any reply came, iputils waits after
+ * the last request only max(2 x the slowest round trip, the interval) (schedule_exit), not -W, so a
+ * reply the ring brings 60 ms after fast ones over the primary would count as lost.
+ */
+export async function pingEach(ns: string, address: string, count: number, replyWaitS: number, args: readonly string[] = []): Promise<number> {
+  const pings: Promise<boolean>[] = [];
+  for (let i = 0; i < count; i++) {
+    if (i > 0) await sleep(PING_GAP_MS);
+    const out = execIn(ns, "ping", ["-n", "-c", "1", "-W", String(replyWaitS), ...args, address], (replyWaitS + 10) * 1000);
+    pings.push(out.then((text) => /\b1 received/.test(text)).catch(() => false));
+  }
+  return (await Promise.all(pings)).filter(Boolean).length;
+}
+
 /** `lunlink up --config FILE --log-json` in namespace `ns` (node options first); every line it logs goes to onLine. */
 export function spawnUp(ns: string, configPath: string, nodeArgs: readonly string[], lunlinkBin: string, onLine: (line: string) => void): ChildProcess {
   const child = spawn("ip", ["netns", "exec", ns, process.execPath, ...nodeArgs, lunlinkBin, "up", "--config", configPath, "--log-json"], { stdio: ["ignore", "ignore", "pipe"] });

@@ -22,7 +22,7 @@ import { Volume } from "../io/volume.ts";
 import type { LinkStatus } from "../link/link.ts";
 import { formatVolume, openSuperblock } from "../ring/superblocks.ts";
 import { callControl } from "./control.ts";
-import { attachDirectLoop, builtOrDestroyed, deleteNamespace, detachLoop, execIn, ip, spawnIn as spawnInNs, spawnUp, startLabStream, stopUp, untilAnswers, waitForCopy, writeOut, type LabHost, type StreamReport } from "./lab-plumbing.ts";
+import { attachDirectLoop, builtOrDestroyed, deleteNamespace, detachLoop, execIn, ip, pingEach, spawnIn as spawnInNs, spawnUp, startLabStream, stopUp, untilAnswers, waitForCopy, writeOut, type LabHost, type StreamReport } from "./lab-plumbing.ts";
 
 export interface LabOptions {
   /** Namespace/interface name prefix ("llt-" tests, "lld-" demo, "llb-" bench). */
@@ -199,6 +199,11 @@ export class Lab {
   /** Runs a command in a node's namespace. */
   exec(id: 1 | 2, command: string, args: string[], timeoutMs = 30_000): Promise<string> {
     return execIn(this.nodes[id - 1]!.ns, command, args, timeoutMs);
+  }
+
+  /** Ping replies from node `from` to the other node's TUN address, each ping waiting up to replyWaitS for its own (pingEach). */
+  ping(from: 1 | 2, count: number, replyWaitS = 10): Promise<number> {
+    return pingEach(this.nodes[from - 1]!.ns, this.nodes[2 - from]!.tunAddress, count, replyWaitS);
   }
 
   /** Starts a long-running command in a node's namespace (killed by destroy() if still running). */

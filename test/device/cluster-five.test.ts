@@ -8,6 +8,7 @@ import test from "ava";
 
 import type { ClusterNodeStatus } from "../../lib/node/cluster-status.ts";
 import { ClusterLab } from "../helpers/cluster-lab.ts";
+import { pingExplained } from "../helpers/ping-explained.ts";
 
 const N = 5;
 const CUT = 5;
@@ -63,5 +64,5 @@ test("5 nodes on one shared cluster volume: cut node 5's network; 1-4 keep the p
   await lab.setNetwork(CUT, true);
   await lab.waitFor(CUT, "back on the primary to every peer", (s) => s.peers.every((p) => p.active === "primary"), 20_000);
   for (const id of others(CUT)) await lab.waitFor(id, `back on the primary to node ${CUT}`, (s) => peer(s, CUT).active === "primary", 20_000);
-  for (const to of others(CUT)) t.is(await lab.ping(CUT, to, PINGS, PING_WAIT_S), PINGS, `ping ${CUT} -> ${to} on the primary again`);
+  for (const to of others(CUT)) t.is(await pingExplained(t, lab, CUT, to, PINGS, PING_WAIT_S), PINGS, `ping ${CUT} -> ${to} on the primary again`);
 });

@@ -19,10 +19,7 @@ type Status = Awaited<ReturnType<ClusterLab["status"]>>;
 const peer = (s: Status, node: number) => s.peers.find((p) => p.node === node)!;
 
 /** Echo replies from `from` to `to`'s TUN address, each echo carrying PATTERN_HEX. */
-async function ping(lab: ClusterLab, from: number, to: number): Promise<number> {
-  const out = await lab.exec(from, "ping", ["-n", "-c", String(PINGS), "-i", "0.05", "-W", "10", "-p", PATTERN_HEX, lab.node(to).tunAddress], 60_000).catch((e: { stdout?: string; message?: string }) => e.stdout ?? e.message ?? "");
-  return Number(/(\d+) received/.exec(out)?.[1] ?? 0);
-}
+const ping = (lab: ClusterLab, from: number, to: number): Promise<number> => lab.ping(from, to, PINGS, 10, ["-p", PATTERN_HEX]);
 
 test("keyed 3 nodes on one shared volume: cut node 3's network; pings 1 -> 3 and 3 -> 2 answered over storage, 1 -> 2 on the primary; restored; no ping payload in clear on the volume", async (t) => {
   const lab = await ClusterLab.create({ count: 3, prefix: NETNS_PREFIX, dirPrefix: "/var/tmp/lunlink-test-", keyed: true });

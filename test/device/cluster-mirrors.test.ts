@@ -12,6 +12,7 @@ import test from "ava";
 import type { ClusterNodeStatus } from "../../lib/node/cluster-status.ts";
 import { sleep } from "../helpers/exec.ts";
 import { ClusterLab } from "../helpers/cluster-lab.ts";
+import { pingExplained } from "../helpers/ping-explained.ts";
 
 const peer = (s: ClusterNodeStatus, node: number) => s.peers.find((p) => p.node === node)!;
 
@@ -53,6 +54,6 @@ test("3 nodes, per-node volumes read through mirror copies (local copy, and push
 
   await lab.setNetwork(3, true);
   for (const [id, other] of [[1, 3], [3, 1], [2, 3], [3, 2]] as const) await lab.waitFor(id, `back on the primary to node ${other}`, (s) => peer(s, other).active === "primary", 15_000);
-  t.is(await lab.ping(3, 1, 3), 3, "ping 3 -> 1 on the primary again");
+  t.is(await pingExplained(t, lab, 3, 1, 3), 3, "ping 3 -> 1 on the primary again");
   for (const m of lab.mirrors) t.true(m.running, `mirror ${m.source} --region ${m.region} -> ${m.destination} still running`);
 });

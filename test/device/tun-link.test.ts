@@ -10,14 +10,10 @@ import { sleep } from "../helpers/exec.ts";
 import { upLab } from "../helpers/lab.ts";
 import { generator, logSeed, SEED } from "../helpers/random.ts";
 
-// Replies count within REPLY_WAIT_S of the last request: a storage round trip on a loaded host can
-// take seconds, and the test is about whether replies come, not how fast.
+// Each ping waits up to REPLY_WAIT_S for its reply (Lab.ping): a storage round trip on a loaded
+// host can take seconds, and the test is about whether replies come, not how fast.
 const REPLY_WAIT_S = 10;
-
-async function ping(lab: Lab, from: 1 | 2, count: number): Promise<number> {
-  const out = await lab.exec(from, "ping", ["-n", "-c", String(count), "-i", "0.05", "-W", String(REPLY_WAIT_S), lab.nodes[2 - from]!.tunAddress]).catch((e: { stdout?: string }) => e.stdout ?? "");
-  return Number(/(\d+) received/.exec(out)?.[1] ?? 0);
-}
+const ping = (lab: Lab, from: 1 | 2, count: number): Promise<number> => lab.ping(from, count, REPLY_WAIT_S);
 
 test("ping and a TCP stream survive a cut of the primary: SHA-256 equal, traffic over storage, failback", async (t) => {
   const lab = await upLab(t);
