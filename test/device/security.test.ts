@@ -53,8 +53,7 @@ test("keyed rings across a restart: node 2 reopens its keyed volumes (replay flo
   await lab.setPrimary(false);
   const s = await lab.waitFor(2, "on storage after the restart", (x) => x.active === "storage" && x.paths.storage.state === "up", 15_000);
   t.is(s.paths.storage.state, "up", "node 2 hears node 1 over the keyed ring after restarting");
-  const ping = await lab.exec(1, "ping", ["-n", "-c", "3", "-i", "0.2", "-W", "10", lab.nodes[1].tunAddress]).catch((e: { stdout?: string }) => e.stdout ?? "");
-  t.regex(ping, /[23] received/, "ping over storage works after the restart");
+  t.true((await lab.ping(1, 3, 10)) >= 2, "ping over storage works after the restart");
   const after = await lab.status(2);
   t.is(after.ring.readerCounters.authFailures, 0, "nothing of the legitimate ring failed authentication");
   t.is(after.ring.readerCounters.replays, 0, "and nothing legitimate fell under the replay floor");

@@ -13,7 +13,7 @@ function leaves(value: unknown, prefix = "", out = new Map<string, number>()): M
   else if (typeof value === "boolean") out.set(prefix, Number(value));
   else if (typeof value === "string" && /^-?\d+$/.test(value)) out.set(prefix, Number(value));
   else if (value !== null && typeof value === "object" && !Array.isArray(value)) {
-    for (const [k, v] of Object.entries(value)) if (!/AgoMs$|ForMs$|eventLoopDelayMs/.test(k)) leaves(v, prefix === "" ? k : `${prefix}.${k}`, out);
+    for (const [k, v] of Object.entries(value)) if (!/(ago|for)Ms$|eventLoopDelayMs/i.test(k)) leaves(v, prefix === "" ? k : `${prefix}.${k}`, out);
   }
   return out;
 }
