@@ -86,6 +86,17 @@ export function linkStatusIntervalMs(heartbeatMs: number): number {
   return heartbeatMs + Math.ceil(STORAGE_SHARE * heartbeatMs) + DEFAULT_LINK_TICK_MS;
 }
 
+/**
+ * The link's send-ring writer timing: the status interval above, and the owner check (the superblock
+ * re-read, every second) riding the next heartbeat record once due (RingWriter ownerCheckSlackMs, the
+ * same bound on the gap between two records): on its own timer it was a wake-up a second, often two
+ * (the timer fired a fraction of a ms early on libuv's cached loop time and was re-armed).
+ */
+export function linkWriterPace(heartbeatMs: number): { statusIntervalMs: number; ownerCheckSlackMs: number } {
+  const gapMs = linkStatusIntervalMs(heartbeatMs);
+  return { statusIntervalMs: gapMs, ownerCheckSlackMs: gapMs };
+}
+
 export interface StoragePathOptions {
   nodeId: number;
   peerNodeId: number;
@@ -292,7 +303,7 @@ function writerOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: (
     takeOver: o.takeOver ?? true,
     maxDelayMs: o.maxDelayMs ?? DEFAULT_MAX_DELAY_MS,
     maxRecordBlocks: LINK_MAX_RECORD_BLOCKS,
-    statusIntervalMs: linkStatusIntervalMs(o.heartbeatMs ?? DEFAULT_TIMERS.storage.heartbeatMs),
+    ...linkWriterPace(o.heartbeatMs ?? DEFAULT_TIMERS.storage.heartbeatMs),
     maxRecordsInFlight: LINK_RECORDS_IN_FLIGHT,
     flushThresholdBytes: LINK_FLUSH_THRESHOLD_BYTES,
     // The link acks and retransmits control itself: a dead peer must not stall the writer.
