@@ -9,7 +9,7 @@
 // the ring), and only the Link uses it, so every import here points down.
 import { EventEmitter } from "node:events";
 
-import { DEFAULT_FOLLOW_IDLE_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
+import { DEFAULT_LINK_TICK_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
 import type { FrameType } from "../format/layout.ts";
 import type { StatusBlock } from "../format/status.ts";
 import { Volume } from "../io/volume.ts";
@@ -18,7 +18,7 @@ import type { RingAuth } from "../ring/keys.ts";
 import type { RingReaderCounters } from "../ring/reader.ts";
 import { persistedDelivered } from "../ring/status.ts";
 import { openSuperblock } from "../ring/superblocks.ts";
-import { DEFAULT_TIMERS } from "./paths.ts";
+import { DEFAULT_TIMERS, STORAGE_SHARE } from "./paths.ts";
 import { SupervisedWriter } from "./supervised-writer.ts";
 import type { RecoveryOptions, StateChange } from "../io/supervisor.ts";
 import { linkReaderOptions, ReceiveRing, type ReceiveRingOptions } from "./receive-ring.ts";
@@ -71,13 +71,31 @@ export function linkStatusPace(heartbeatMs: number): { statusPollMs: number; sta
 
 /**
  * The send ring's status block is rewritten at least this often (RingWriter statusIntervalMs), and
- * 5 ms after a record (STATUS_IDLE_MS). The peer reads it once per storage heartbeat record
- * (linkStatusPace), and the link's liveness rides on heartbeat frames, not on the status heartbeat:
- * at the writer's default 100 ms an idle node would write 3 status blocks per 250 ms storage
- * heartbeat for a peer that reads one; at 250 ms it writes one, after each heartbeat record (issue
- * #13 section 4).
+ * 5 ms after a record (STATUS_IDLE_MS), at once after a lone record (STATUS_LONE_RECORD_GAP_MS). The
+ * peer reads it once per storage heartbeat record (linkStatusPace), and the link's liveness rides on
+ * heartbeat frames, not on the status heartbeat. On an idle link each heartbeat record brings its
+ * status, so the interval must never come due before the next heartbeat record: that record rides a
+ * clock turn up to STORAGE_SHARE of its period late (LinkClock), and that turn may itself run late
+ * (event-loop delay: one tick of margin). At exactly the heartbeat period (250 ms), the interval came
+ * due first about every other heartbeat (the record's lateness varies from one to the next): a timer
+ * wake-up for a status of its own, then the record and its status again, 3 writes and ~4 main-thread
+ * wake-ups instead of 2 (issue #13 section 4). Under traffic the interval only bounds a flood without
+ * an idle gap of STATUS_IDLE_MS.
  */
-export const LINK_STATUS_INTERVAL_MS = DEFAULT_FOLLOW_IDLE_MS;
+export function linkStatusIntervalMs(heartbeatMs: number): number {
+  return heartbeatMs + Math.ceil(STORAGE_SHARE * heartbeatMs) + DEFAULT_LINK_TICK_MS;
+}
+
+/**
+ * The link's send-ring writer timing: the status interval above, and the owner check (the superblock
+ * re-read, every second) riding the next heartbeat record once due (RingWriter ownerCheckSlackMs, the
+ * same bound on the gap between two records): on its own timer it was a wake-up a second, often two
+ * (the timer fired a fraction of a ms early on libuv's cached loop time and was re-armed).
+ */
+export function linkWriterPace(heartbeatMs: number): { statusIntervalMs: number; ownerCheckSlackMs: number } {
+  const gapMs = linkStatusIntervalMs(heartbeatMs);
+  return { statusIntervalMs: gapMs, ownerCheckSlackMs: gapMs };
+}
 
 export interface StoragePathOptions {
   nodeId: number;
@@ -96,7 +114,7 @@ export interface StoragePathOptions {
   pollMaxMs?: number;
   /** Poller: sleep between reads in standby (the link's primary up; default DEFAULT_POLL_STANDBY_MAX_MS, at least pollMaxMs). */
   pollStandbyMaxMs?: number;
-  /** The peer's storage heartbeat period (ms; default DEFAULT_TIMERS.storage.heartbeatMs): the status reads ride its records (linkStatusPace). */
+  /** The storage heartbeat period, both ends (ms; default DEFAULT_TIMERS.storage.heartbeatMs): the status reads ride the peer's records (linkStatusPace), our status writes ride ours (linkStatusIntervalMs). */
   heartbeatMs?: number;
   /** Per-request deadline on both volumes (Volume default when absent). */
   ioTimeoutMs?: number;
@@ -285,7 +303,7 @@ function writerOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: (
     takeOver: o.takeOver ?? true,
     maxDelayMs: o.maxDelayMs ?? DEFAULT_MAX_DELAY_MS,
     maxRecordBlocks: LINK_MAX_RECORD_BLOCKS,
-    statusIntervalMs: LINK_STATUS_INTERVAL_MS,
+    ...linkWriterPace(o.heartbeatMs ?? DEFAULT_TIMERS.storage.heartbeatMs),
     maxRecordsInFlight: LINK_RECORDS_IN_FLIGHT,
     flushThresholdBytes: LINK_FLUSH_THRESHOLD_BYTES,
     // The link acks and retransmits control itself: a dead peer must not stall the writer.

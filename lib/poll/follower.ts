@@ -57,21 +57,29 @@ export async function follow(options: FollowOptions, steps: FollowSteps): Promis
       continue;
     }
     const seqBefore = reader.seq;
+    const polledFresh = fresh;
     const outcome = await steps.poll(fresh);
     if (stageTrace !== undefined && reader.seq > seqBefore) stageTrace.mark("seen", seqBefore, reader.seq);
     fresh = false;
     await steps.after?.(outcome);
     if (outcome !== "waiting") wait.record(now());
     let progress = outcome !== "waiting";
+    let periodicProgress = false;
     if (wait.periodicDue(now())) {
       wait.periodicRan(now());
       if (await steps.periodic()) {
         wait.record(now());
-        progress = true;
+        progress = periodicProgress = true;
       }
     }
     if (progress) afterProgress = true;
-    if (progress || !options.running()) continue;
+    if (!options.running()) continue;
+    // In standby (the ring carries only heartbeat records) a record a watch found is followed by the
+    // stamp watch for the next seq at once, not by a poll of the next slot first: the watch's first
+    // read is that poll, done in the I/O thread, so the empty slot costs no read completion in JS (a
+    // record already there ends the watch at once). Elsewhere a poll follows, for the read-ahead.
+    const watchNext = polledFresh && outcome === "delivered" && !periodicProgress && wait.inStandby;
+    if (progress && !watchNext) continue;
     const watch: WatchOptions = { compareBytes: WATCH_COMPARE_BYTES, ...wait.next(now()), ...(afterProgress ? { untilStamp: { magic: STAMP_MAGIC, seq: reader.seq } } : {}) };
     afterProgress = false;
     fresh = await reader.watch(watch);

@@ -470,7 +470,8 @@ export class RingWriterCore {
       }
       this.stateNow = builder.frames > 0 ? WriterState.Batching : WriterState.Idle;
       const batchDueAtMs = builder.frames > 0 ? this.fillingSinceMs + this.o.maxDelayMs : Number.POSITIVE_INFINITY;
-      return { kind: "sleep", untilMs: Math.min(batchDueAtMs, statusDueAtMs, this.nextOwnerCheckMs, this.closeDeadlineMs ?? Number.POSITIVE_INFINITY) };
+      // A due owner check runs at the next next() call; only past its slack does it wake the writer itself.
+      return { kind: "sleep", untilMs: Math.min(batchDueAtMs, statusDueAtMs, this.nextOwnerCheckMs + this.o.ownerCheckSlackMs, this.closeDeadlineMs ?? Number.POSITIVE_INFINITY) };
     }
   }
 

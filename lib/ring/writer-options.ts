@@ -55,6 +55,13 @@ export interface RingWriterOptions {
   /** Re-read the superblock this often and stop if another writer took the volume (default 1000 ms). */
   ownerCheckMs?: number;
   /**
+   * The owner check, once due, waits up to this long for a wake-up the writer has anyway (an append, a
+   * completion) before it wakes the writer by itself (default 0: on time). A link's writer is woken by
+   * its storage heartbeat record: with the slack at least that period, an idle link's check rides the
+   * record instead of a timer wake-up of its own (issue #13 section 4).
+   */
+  ownerCheckSlackMs?: number;
+  /**
    * May records of heartbeat and data frames be overwritten before the peer acked them (default
    * true, counted in overwrittenUnacked, as a network drops)? false: every record waits for its ack.
    * Records holding control frames always wait.
@@ -159,6 +166,7 @@ export function resolveOptions(o: RingWriterOptions): ResolvedWriterOptions {
     queueLimitBytes: integerOption("queueLimitBytes", o.queueLimitBytes, 4 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     statusIntervalMs: integerOption("statusIntervalMs", o.statusIntervalMs, 100, 1, 60_000),
     ownerCheckMs: integerOption("ownerCheckMs", o.ownerCheckMs, 1000, 10, 600_000),
+    ownerCheckSlackMs: integerOption("ownerCheckSlackMs", o.ownerCheckSlackMs, 0, 0, 600_000),
     ackPollMs: integerOption("ackPollMs", o.ackPollMs, 1, 1, 60_000),
     closeTimeoutMs: integerOption("closeTimeoutMs", o.closeTimeoutMs, 3000, 0, 600_000),
     peerDownMs: integerOption("peerDownMs", o.peerDownMs, 0, 0, 3_600_000),

@@ -290,3 +290,24 @@ test("follow(): a pause (a full queue) holds the loop before the next poll", asy
   await done;
   t.is(ring.delivered, 3);
 });
+
+test("follow(): in standby a record a watch found is followed by the stamp watch for the next seq, with no poll of the empty slot between; a backlog still ends that watch at once", async (t) => {
+  const records = [1000, 1250, 1500, 1500, 1750];
+  const ring = scriptedRing(records);
+  const pace = new AdaptiveWait({ ...PACE, standbyMaxSleepUs: 100_000 });
+  pace.standby(true);
+  await follow({ reader: ring.reader, pace, running: () => ring.now() < 2000, now: ring.now }, { poll: () => ring.poll(), periodic: async () => false });
+  t.is(ring.delivered, records.length);
+  const deliveredAt = ring.polls.filter((p) => p.outcome === "delivered").map((p) => p.atMs);
+  for (const [i, at] of deliveredAt.entries()) t.true(at >= records[i]! && at - records[i]! <= 100, `record ${i} landed at ${records[i]} ms, seen at ${at} ms (within the standby sleep)`);
+  t.is(deliveredAt[3], deliveredAt[2], "a record already there when the watch starts ends it at once");
+  for (const at of deliveredAt) t.false(ring.polls.some((p) => p.outcome === "waiting" && p.atMs === at), `no poll of the empty slot right after the record at ${at} ms`);
+  for (const [i, at] of deliveredAt.entries()) {
+    const next = ring.watches.find((w) => w.atMs === at && w.untilSeq === BigInt(i + 1));
+    t.truthy(next, `after record ${i}: a stamp watch for seq ${i + 1} at once`);
+  }
+  // Out of standby: the poll follows, as before.
+  const normal = scriptedRing([1000]);
+  await follow({ reader: normal.reader, pace: PACE, running: () => normal.now() < 1100, now: normal.now }, { poll: () => normal.poll(), periodic: async () => false });
+  t.deepEqual(normal.polls.filter((p) => p.atMs === 1000).map((p) => p.outcome), ["delivered", "waiting"]);
+});
