@@ -87,6 +87,11 @@ export class ReaderBuffers {
       if (this.streak++ > 0) this.aheadBytes = Math.min(READ_AHEAD_MAX_BYTES, Math.max(2 * this.aheadBytes, READ_AHEAD_MIN_BYTES));
       return;
     }
+    this.caughtUp();
+  }
+
+  /** The reader caught up with the writer (nothing at the expected slot, or a watch for it): no backlog, no window. */
+  caughtUp(): void {
     this.streak = 0;
     this.aheadBytes = 0;
     this.aheadLength = 0;

@@ -98,8 +98,14 @@ export class RingReader {
     return this.buffers.get("first");
   }
 
-  /** Waits until the expected block changes (volume.watch into the reader's own buffer, dropped if the watch rejects); then poll(visit, true). */
+  /**
+   * Waits until the expected block changes (volume.watch into the reader's own buffer, dropped if the
+   * watch rejects); then poll(visit, true). A watch means the reader caught up: records a watch finds
+   * one by one (a standby follower watches right after a record) are no backlog, so the read-ahead
+   * streak ends here, as after a poll that found the slot empty.
+   */
   watch(options: WatchOptions): Promise<boolean> {
+    this.buffers.caughtUp();
     return this.buffers.use("first", (buffer) => this.volume.watch(this.expectedOffset, buffer, options));
   }
 

@@ -2,7 +2,8 @@
 // standbyMaxSleepUs; leaving standby snaps back to minSleepUs and asks for a running wait to be woken),
 // and the addon's wake on a real file volume: Volume.wakeWatches() ends a watch asleep at a long pace
 // after one more read (a change that landed meanwhile is reported), so a Poller leaving standby
-// delivers the next record well before its standby sleep would have ended.
+// delivers the next record well before its standby sleep would have ended; heartbeat records a standby
+// follower's watches find one by one grow no read-ahead window (a watch ends the streak).
 import test from "ava";
 
 import { ErrorCode } from "../../lib/errors.ts";
@@ -100,4 +101,37 @@ test.serial("Poller.standby(): idle at a 1 s standby pace, standby(false) wakes 
   t.false(poller.inStandby);
   const error = t.throws(() => new Poller(reader, { pollMaxMs: 16, pollStandbyMaxMs: 10 }));
   t.is((error as { code?: string }).code, ErrorCode.InvalidArgument, "pollStandbyMaxMs below pollMaxMs is refused");
+});
+
+test.serial("Poller in standby: heartbeat records each found by a watch are no backlog: leaving standby polls one block, not a read-ahead window", async (t) => {
+  const { writer, reader } = await fileRing(t);
+  const readBytes: number[] = [];
+  const volume = reader.volume;
+  const read = volume.read.bind(volume);
+  volume.read = (offset, lengthOrBuffer) => {
+    readBytes.push(typeof lengthOrBuffer === "number" ? lengthOrBuffer : lengthOrBuffer.byteLength);
+    return read(offset, lengthOrBuffer);
+  };
+  let records = 0;
+  // Status reads far apart: every watch in standby ends on a record, none on the periodic task.
+  const poller = new Poller(reader, { pollMaxMs: 2, pollStandbyMaxMs: 5, statusPollMs: 10_000, statusIdleMs: 20_000, onFrame: () => void records++ });
+  t.teardown(async () => {
+    const stopped = poller.stop();
+    volume.wakeWatches(); // its last watch would sleep until the status read is due
+    await stopped;
+  });
+  poller.standby(true);
+  poller.start();
+  const HEARTBEATS = 12;
+  for (let i = 0; i < HEARTBEATS; i++) {
+    await writer.append(FrameType.Heartbeat, new Uint8Array(40));
+    for (let n = 0; n < 400 && records <= i; n++) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 20)); // the next watch is asleep at the standby pace
+  }
+  t.is(records, HEARTBEATS);
+  readBytes.length = 0;
+  poller.standby(false); // woken: the follower polls the (empty) next slot
+  await new Promise((r) => setTimeout(r, 100));
+  t.true(readBytes.length > 0, "the follower read again after leaving standby");
+  t.true(readBytes.every((n) => n <= reader.firstBlock.byteLength), `reads after leaving standby: ${readBytes.join(", ")} bytes (one block each, no read-ahead window: heartbeats 20 ms apart are no backlog)`);
 });
