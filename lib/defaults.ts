@@ -40,6 +40,13 @@ export const DEFAULT_POLL_MIN_US = 50;
  * slots) while no record comes; after a record it runs statusPollMs / statusCopyMs later.
  */
 export const DEFAULT_FOLLOW_IDLE_MS = 250;
+/** Longest follower status period (Poller statusIdleMs), as the Poller enforces it. */
+export const MAX_FOLLOW_IDLE_MS = 60_000;
+/**
+ * Longest storage heartbeat a pair link takes: its receive follower re-reads the peer's status every
+ * 2 heartbeats while idle (linkStatusPace), which must stay within MAX_FOLLOW_IDLE_MS.
+ */
+export const MAX_PAIR_STORAGE_HEARTBEAT_MS = MAX_FOLLOW_IDLE_MS / 2;
 /**
  * Link (pair and cluster): longest gap between two ticks of the clock that advances path states, the
  * failover and control retransmissions. 35 ms, the primary heartbeat period (DEFAULT_TIMERS): the

@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import { isIPv4 } from "node:net";
 import { z } from "zod";
 
-import { DEFAULT_DAMAGE_TIMEOUT_MS, DEFAULT_IO_TIMEOUT_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_MIRROR_LAG_MS, DEFAULT_POLL_MAX_MS } from "../defaults.ts";
+import { DEFAULT_DAMAGE_TIMEOUT_MS, DEFAULT_IO_TIMEOUT_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_MIRROR_LAG_MS, DEFAULT_POLL_MAX_MS, MAX_PAIR_STORAGE_HEARTBEAT_MS } from "../defaults.ts";
 import { ErrorCode, LunlinkError } from "../errors.ts";
 import { KEY_BASE64, publicKeyOf, readPrivateKeyFile } from "../link/keys.ts";
 import { MESSAGE_HEADER_BYTES } from "../link/message.ts";
@@ -224,6 +224,8 @@ export function checkConfig(raw: unknown): { ok: true; config: NodeConfig } | { 
   commonProblems(c, c.primary.underlayMtu, c.keys !== undefined, problems);
   for (const key of ["bind", "peer"] as const) portProblem(`primary.${key}`, c.primary[key], problems);
   if (c.storage.send === c.storage.receive) problems.push({ key: "storage.receive", value: c.storage.receive, allowed: "a volume other than storage.send" });
+  const storageHeartbeatMs = c.timers.storage.heartbeatMs;
+  if (storageHeartbeatMs > MAX_PAIR_STORAGE_HEARTBEAT_MS) problems.push({ key: "timers.storage.heartbeatMs", value: storageHeartbeatMs, allowed: `at most ${MAX_PAIR_STORAGE_HEARTBEAT_MS}: the receiver re-reads the peer's status every 2 storage heartbeats while idle, at most every ${2 * MAX_PAIR_STORAGE_HEARTBEAT_MS} ms` });
   return problems.length > 0 ? { ok: false, problems } : { ok: true, config: c };
 }
 

@@ -16,7 +16,7 @@ import { performance } from "node:perf_hooks";
 
 import type { StatusBlock } from "../format/status.ts";
 import { Background } from "../io/background.ts";
-import { DEFAULT_FOLLOW_IDLE_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US, DEFAULT_POLL_STANDBY_MAX_MS } from "../defaults.ts";
+import { DEFAULT_FOLLOW_IDLE_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US, DEFAULT_POLL_STANDBY_MAX_MS, MAX_FOLLOW_IDLE_MS } from "../defaults.ts";
 import { integerOption, invalidArgument } from "../errors.ts";
 import type { FrameVisitor, PollOutcome, RingReader } from "../ring/reader.ts";
 import { AdaptiveWait, type AdaptiveWaitOptions } from "./adaptive-wait.ts";
@@ -75,7 +75,7 @@ export class Poller extends EventEmitter<PollerEvents> {
     const maxSleepUs = integerOption("pollMaxMs", options.pollMaxMs, DEFAULT_POLL_MAX_MS, 1, 1000) * 1000;
     if (maxSleepUs < minSleepUs) throw invalidArgument("pollMaxMs", `at least pollMinUs (${minSleepUs} us)`, options.pollMaxMs);
     const periodMs = integerOption("statusPollMs", options.statusPollMs, 50, 1, 60_000);
-    const idlePeriodMs = integerOption("statusIdleMs", options.statusIdleMs, Math.max(periodMs, DEFAULT_FOLLOW_IDLE_MS), periodMs, 60_000);
+    const idlePeriodMs = integerOption("statusIdleMs", options.statusIdleMs, Math.max(periodMs, DEFAULT_FOLLOW_IDLE_MS), periodMs, MAX_FOLLOW_IDLE_MS);
     const maxMs = maxSleepUs / 1000;
     const standbyMaxSleepUs = integerOption("pollStandbyMaxMs", options.pollStandbyMaxMs, Math.max(maxMs, DEFAULT_POLL_STANDBY_MAX_MS), maxMs, 1000) * 1000;
     this.pace = { minSleepUs, maxSleepUs, periodMs, idlePeriodMs, standbyMaxSleepUs };

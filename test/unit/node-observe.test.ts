@@ -10,6 +10,8 @@ import { renderStatus, watch, type NodeStatus } from "../../lib/cli/status-view.
 import { ErrorCode, LunlinkError } from "../../lib/index.ts";
 import { Link, type LinkOptions } from "../../lib/link/link.ts";
 import { DEFAULT_TIMERS, type Transition } from "../../lib/link/paths.ts";
+import { MAX_FOLLOW_IDLE_MS, MAX_PAIR_STORAGE_HEARTBEAT_MS } from "../../lib/defaults.ts";
+import { linkStatusPace } from "../../lib/link/storage-path.ts";
 import { checkConfig, linkOptions, loadConfig, minDamageTimeoutMs } from "../../lib/node/config.ts";
 import { NodeObservability } from "../../lib/node/observe.ts";
 import { TIMELINE_ENTRIES, Timeline } from "../../lib/node/timeline.ts";
@@ -197,4 +199,15 @@ test("config: storage.pollStandbyMaxMs below pollMaxMs is refused; absent, the l
   const low = checkConfig({ ...base, storage: { send: "/dev/a", receive: "/dev/b", pollMaxMs: 20, pollStandbyMaxMs: 19 } });
   t.false(low.ok);
   if (!low.ok) t.like(low.problems[0], { key: "storage.pollStandbyMaxMs", value: 19 });
+});
+
+test("config: a pair's timers.storage.heartbeatMs above MAX_PAIR_STORAGE_HEARTBEAT_MS is refused (its idle status re-read, 2 heartbeats, would pass the Poller's bound); at the bound it stays within", (t) => {
+  const base = { node: 1, peer: 2, tun: { address: "198.18.100.1/24" }, primary: { bind: "198.18.1.1:7410", peer: "198.18.1.2:7410" }, storage: { send: "/dev/a", receive: "/dev/b" } };
+  const at = checkConfig({ ...base, timers: { storage: { heartbeatMs: MAX_PAIR_STORAGE_HEARTBEAT_MS, suspectMs: 3 * MAX_PAIR_STORAGE_HEARTBEAT_MS, downMs: 6 * MAX_PAIR_STORAGE_HEARTBEAT_MS } } });
+  t.true(at.ok, "the bound itself is allowed");
+  t.true(linkStatusPace(MAX_PAIR_STORAGE_HEARTBEAT_MS).statusIdleMs <= MAX_FOLLOW_IDLE_MS, "its idle status re-read is within the Poller's bound");
+  t.true(linkStatusPace(MAX_PAIR_STORAGE_HEARTBEAT_MS + 1).statusIdleMs > MAX_FOLLOW_IDLE_MS, "one ms more would not be");
+  const over = checkConfig({ ...base, timers: { storage: { heartbeatMs: MAX_PAIR_STORAGE_HEARTBEAT_MS + 1, suspectMs: 3 * MAX_PAIR_STORAGE_HEARTBEAT_MS, downMs: 6 * MAX_PAIR_STORAGE_HEARTBEAT_MS } } });
+  t.false(over.ok);
+  if (!over.ok) t.like(over.problems[0], { key: "timers.storage.heartbeatMs", value: MAX_PAIR_STORAGE_HEARTBEAT_MS + 1 });
 });
