@@ -40,7 +40,7 @@ export const DEFAULT_POLL_MIN_US = 50;
  * slots) while no record comes; after a record it runs statusPollMs / statusCopyMs later.
  */
 export const DEFAULT_FOLLOW_IDLE_MS = 250;
-/** Longest follower status period (Poller statusIdleMs), as the Poller enforces it. */
+/** Longest period of a follower's periodic task (ms; Poller statusPollMs/statusIdleMs, the mirror's status copy, AdaptiveWait): also the longest a wait keeps JS away. */
 export const MAX_FOLLOW_IDLE_MS = 60_000;
 /**
  * Longest storage heartbeat a pair link takes: its receive follower re-reads the peer's status every

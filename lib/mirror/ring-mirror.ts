@@ -21,7 +21,7 @@ import { AuthMode, RING_START_BLOCK, RecordKind, STATUS_SLOT_BLOCKS } from "../f
 import { decodeStatus, encodeStatus } from "../format/status.ts";
 import type { Superblock } from "../format/superblock.ts";
 import { Background } from "../io/background.ts";
-import { DEFAULT_FOLLOW_IDLE_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
+import { DEFAULT_FOLLOW_IDLE_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US, MAX_FOLLOW_IDLE_MS } from "../defaults.ts";
 import { ErrorCode, LunlinkError, integerOption } from "../errors.ts";
 import { SupervisorCore, settledWithin, sleepUnless, untilRecovered, type FaultReason, type RecoveryOptions, type StateChange } from "../io/supervisor.ts";
 import type { Volume } from "../io/volume.ts";
@@ -59,10 +59,10 @@ export interface ResolvedMirrorOptions {
 }
 
 export function resolveMirrorOptions(options: RingMirrorOptions): ResolvedMirrorOptions {
-  const statusCopyMs = integerOption("statusCopyMs", options.statusCopyMs, 10, 1, 60_000);
+  const statusCopyMs = integerOption("statusCopyMs", options.statusCopyMs, 10, 1, MAX_FOLLOW_IDLE_MS);
   return {
     statusCopyMs,
-    statusIdleMs: integerOption("statusIdleMs", options.statusIdleMs, Math.max(statusCopyMs, DEFAULT_FOLLOW_IDLE_MS), statusCopyMs, 60_000),
+    statusIdleMs: integerOption("statusIdleMs", options.statusIdleMs, Math.max(statusCopyMs, DEFAULT_FOLLOW_IDLE_MS), statusCopyMs, MAX_FOLLOW_IDLE_MS),
     pollMinUs: integerOption("pollMinUs", options.pollMinUs, DEFAULT_POLL_MIN_US, 0, 1_000_000),
     pollMaxMs: integerOption("pollMaxMs", options.pollMaxMs, DEFAULT_POLL_MAX_MS, 1, 1000),
     resyncChunkBytes: integerOption("resyncChunkBytes", options.resyncChunkBytes, 1024 * 1024, 4096, 64 * 1024 * 1024),

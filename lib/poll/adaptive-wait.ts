@@ -12,6 +12,7 @@
 // snaps back to minSleepUs, and the caller wakes a wait still running at the standby pace.
 // Bounds: sleepUs <= maxSleepUs of a wait, both in [minSleepUs, standbyMaxSleepUs]; a wait's timeout
 // in [1, idlePeriodMs] ms, checked on entry.
+import { MAX_FOLLOW_IDLE_MS } from "../defaults.ts";
 import { integerOption, invalidArgument } from "../errors.ts";
 
 export interface AdaptiveWaitOptions {
@@ -36,8 +37,6 @@ export interface WaitPace {
 
 /** Longest sleep a follower may be configured with (us): a record never waits longer to be seen. */
 export const MAX_SLEEP_BOUND_US = 1_000_000;
-/** Longest idle period of a periodic task (ms); also the longest a wait keeps JS away. */
-export const MAX_IDLE_PERIOD_MS = 60_000;
 /** A sleep is kept this many times its own length before it grows (mirrored by kWatchRereads in addon/pool.h). */
 export const WATCH_REREADS = 4;
 /** Factor by which the sleep grows (mirrored by kWatchGrowth in addon/pool.h): 50 us reaches 16 ms in ~15 ms. */
@@ -81,8 +80,8 @@ export class AdaptiveWait {
     const minSleepUs = integerOption("minSleepUs", options.minSleepUs, 0, 0, MAX_SLEEP_BOUND_US);
     const maxSleepUs = integerOption("maxSleepUs", options.maxSleepUs, 0, 1, MAX_SLEEP_BOUND_US);
     if (maxSleepUs < minSleepUs) throw invalidArgument("maxSleepUs", `at least minSleepUs (${minSleepUs} us)`, maxSleepUs);
-    const periodMs = integerOption("periodMs", options.periodMs, 0, 1, MAX_IDLE_PERIOD_MS);
-    const idlePeriodMs = integerOption("idlePeriodMs", options.idlePeriodMs, 0, 1, MAX_IDLE_PERIOD_MS);
+    const periodMs = integerOption("periodMs", options.periodMs, 0, 1, MAX_FOLLOW_IDLE_MS);
+    const idlePeriodMs = integerOption("idlePeriodMs", options.idlePeriodMs, 0, 1, MAX_FOLLOW_IDLE_MS);
     if (idlePeriodMs < periodMs) throw invalidArgument("idlePeriodMs", `at least periodMs (${periodMs} ms)`, idlePeriodMs);
     const standbyMaxSleepUs = integerOption("standbyMaxSleepUs", options.standbyMaxSleepUs, maxSleepUs, maxSleepUs, MAX_SLEEP_BOUND_US);
     this.options = { minSleepUs, maxSleepUs, periodMs, idlePeriodMs, standbyMaxSleepUs };

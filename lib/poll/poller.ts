@@ -74,7 +74,7 @@ export class Poller extends EventEmitter<PollerEvents> {
     const minSleepUs = integerOption("pollMinUs", options.pollMinUs, DEFAULT_POLL_MIN_US, 0, 1_000_000);
     const maxSleepUs = integerOption("pollMaxMs", options.pollMaxMs, DEFAULT_POLL_MAX_MS, 1, 1000) * 1000;
     if (maxSleepUs < minSleepUs) throw invalidArgument("pollMaxMs", `at least pollMinUs (${minSleepUs} us)`, options.pollMaxMs);
-    const periodMs = integerOption("statusPollMs", options.statusPollMs, 50, 1, 60_000);
+    const periodMs = integerOption("statusPollMs", options.statusPollMs, 50, 1, MAX_FOLLOW_IDLE_MS);
     const idlePeriodMs = integerOption("statusIdleMs", options.statusIdleMs, Math.max(periodMs, DEFAULT_FOLLOW_IDLE_MS), periodMs, MAX_FOLLOW_IDLE_MS);
     const maxMs = maxSleepUs / 1000;
     const standbyMaxSleepUs = integerOption("pollStandbyMaxMs", options.pollStandbyMaxMs, Math.max(maxMs, DEFAULT_POLL_STANDBY_MAX_MS), maxMs, 1000) * 1000;
