@@ -6,6 +6,7 @@ import type { ExecutionContext } from "ava";
 
 import type { ClusterNodeStatus } from "../../lib/node/cluster-status.ts";
 import type { ClusterLab } from "./cluster-lab.ts";
+import { sleep } from "./exec.ts";
 
 /** Numeric leaves of a value, keyed by their dotted path (bigint strings count as numbers). */
 function leaves(value: unknown, prefix = "", out = new Map<string, number>()): Map<string, number> {
@@ -44,7 +45,7 @@ export async function pingExplained(t: ExecutionContext, lab: ClusterLab, from: 
     if (newer.length > 0) t.log(`  node ${id} -> ${other} transitions meanwhile: ${newer.map((x) => `${x.kind} ${x.subject} ${x.from}->${x.to} (${x.detail})`).join("; ")}`);
   }
   // Late or lost: what moved in the next second (a ring record read only now was late, not lost).
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  await sleep(1000);
   const [a2, b2] = await Promise.all([lab.status(from), lab.status(to)]);
   t.log(`  a second later, node ${from} moved: ${moved(view(a1, to), view(a2, to))}; node ${to} moved: ${moved(view(b1, from), view(b2, from))}`);
   return replies;

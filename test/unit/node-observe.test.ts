@@ -170,39 +170,40 @@ test("status --watch: in place on a terminal (home, lines cleared, rest cleared,
   t.deepEqual(none, [], "an aborted watch shows nothing more");
 });
 
+/** The parts of a pair config the config tests below do not vary. */
+const PAIR_BASE = { node: 1, peer: 2, tun: { address: "198.18.100.1/24" }, primary: { bind: "198.18.1.1:7410", peer: "198.18.1.2:7410" } };
+
 test("config: storage.damageTimeoutMs below 2 x mirrorLagMs + pollMaxMs is refused with ERR_LUNLINK_BAD_CONFIG naming the arithmetic", async (t) => {
-  const base = { node: 1, peer: 2, tun: { address: "198.18.100.1/24" }, primary: { bind: "198.18.1.1:7410", peer: "198.18.1.2:7410" } };
-  const ok = checkConfig({ ...base, storage: { send: "/dev/a", receive: "/dev/b" } });
+  const ok = checkConfig({ ...PAIR_BASE, storage: { send: "/dev/a", receive: "/dev/b" } });
   t.true(ok.ok);
   if (ok.ok) t.deepEqual([ok.config.storage.damageTimeoutMs, ok.config.storage.mirrorLagMs], [1000, 250], "defaults: 1000 >= 2 x 250 + 16");
   t.is(minDamageTimeoutMs({ mirrorLagMs: 100, pollMaxMs: 5 }), 205);
-  t.true(checkConfig({ ...base, storage: { send: "/dev/a", receive: "/dev/b", mirrorLagMs: 100, pollMaxMs: 5, damageTimeoutMs: 205 } }).ok, "the bound itself is allowed");
-  const low = checkConfig({ ...base, storage: { send: "/dev/a", receive: "/dev/b", mirrorLagMs: 100, pollMaxMs: 5, damageTimeoutMs: 204 } });
+  t.true(checkConfig({ ...PAIR_BASE, storage: { send: "/dev/a", receive: "/dev/b", mirrorLagMs: 100, pollMaxMs: 5, damageTimeoutMs: 205 } }).ok, "the bound itself is allowed");
+  const low = checkConfig({ ...PAIR_BASE, storage: { send: "/dev/a", receive: "/dev/b", mirrorLagMs: 100, pollMaxMs: 5, damageTimeoutMs: 204 } });
   t.false(low.ok);
   if (!low.ok) t.like(low.problems[0], { key: "storage.damageTimeoutMs", value: 204 });
   const dir = await scratchDir(t);
   const file = join(dir, "node.json");
-  await writeFile(file, JSON.stringify({ ...base, storage: { send: "/dev/a", receive: "/dev/b", mirrorLagMs: 2000, damageTimeoutMs: 1000 } }));
+  await writeFile(file, JSON.stringify({ ...PAIR_BASE, storage: { send: "/dev/a", receive: "/dev/b", mirrorLagMs: 2000, damageTimeoutMs: 1000 } }));
   const error = await t.throwsAsync(loadConfig(file), { instanceOf: LunlinkError });
   t.is(error?.code, ErrorCode.BadConfig);
   t.regex(error?.message ?? "", /storage\.damageTimeoutMs = 1000: expected at least 4016 = 2 x mirrorLagMs \(2000\) \+ pollMaxMs \(16\)/);
 });
 
 test("config: storage.pollStandbyMaxMs below pollMaxMs is refused; absent, the link gets none and its poller the default", (t) => {
-  const base = { node: 1, peer: 2, tun: { address: "198.18.100.1/24" }, primary: { bind: "198.18.1.1:7410", peer: "198.18.1.2:7410" } };
-  const ok = checkConfig({ ...base, storage: { send: "/dev/a", receive: "/dev/b" } });
+  const ok = checkConfig({ ...PAIR_BASE, storage: { send: "/dev/a", receive: "/dev/b" } });
   t.true(ok.ok);
   if (ok.ok) t.false("pollStandbyMaxMs" in linkOptions(ok.config).storage, "absent: DEFAULT_POLL_STANDBY_MAX_MS applies in the poller");
-  const set = checkConfig({ ...base, storage: { send: "/dev/a", receive: "/dev/b", pollMaxMs: 20, pollStandbyMaxMs: 20 } });
+  const set = checkConfig({ ...PAIR_BASE, storage: { send: "/dev/a", receive: "/dev/b", pollMaxMs: 20, pollStandbyMaxMs: 20 } });
   t.true(set.ok, "equal to pollMaxMs is allowed");
   if (set.ok) t.is(linkOptions(set.config).storage.pollStandbyMaxMs, 20);
-  const low = checkConfig({ ...base, storage: { send: "/dev/a", receive: "/dev/b", pollMaxMs: 20, pollStandbyMaxMs: 19 } });
+  const low = checkConfig({ ...PAIR_BASE, storage: { send: "/dev/a", receive: "/dev/b", pollMaxMs: 20, pollStandbyMaxMs: 19 } });
   t.false(low.ok);
   if (!low.ok) t.like(low.problems[0], { key: "storage.pollStandbyMaxMs", value: 19 });
 });
 
 test("config: a pair's timers.storage.heartbeatMs above MAX_PAIR_STORAGE_HEARTBEAT_MS is refused (its idle status re-read, 2 heartbeats, would pass the Poller's bound); at the bound it stays within", (t) => {
-  const base = { node: 1, peer: 2, tun: { address: "198.18.100.1/24" }, primary: { bind: "198.18.1.1:7410", peer: "198.18.1.2:7410" }, storage: { send: "/dev/a", receive: "/dev/b" } };
+  const base = { ...PAIR_BASE, storage: { send: "/dev/a", receive: "/dev/b" } };
   const at = checkConfig({ ...base, timers: { storage: { heartbeatMs: MAX_PAIR_STORAGE_HEARTBEAT_MS, suspectMs: 3 * MAX_PAIR_STORAGE_HEARTBEAT_MS, downMs: 6 * MAX_PAIR_STORAGE_HEARTBEAT_MS } } });
   t.true(at.ok, "the bound itself is allowed");
   t.true(linkStatusPace(MAX_PAIR_STORAGE_HEARTBEAT_MS).statusIdleMs <= MAX_FOLLOW_IDLE_MS, "its idle status re-read is within the Poller's bound");
