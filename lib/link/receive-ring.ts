@@ -27,7 +27,7 @@ export interface ReceiveRingOptions {
   readerOptions: (notBefore: { epoch: bigint; seq: bigint } | undefined) => ReaderOptions;
   /** Keyed ring: a fresh reader starts no lower than what this one delivered. */
   keyed: boolean;
-  poller: Required<Pick<PollerOptions, "pollMinUs" | "pollMaxMs" | "statusPollMs" | "onFrame">> & Pick<PollerOptions, "statusIdleMs" | "pollStandbyMaxMs">;
+  poller: Required<Pick<PollerOptions, "pollMinUs" | "pollMaxMs" | "statusPollMs" | "onFrame">> & Pick<PollerOptions, "statusIdleMs" | "statusStandbyMs" | "pollStandbyMaxMs">;
   /** The peer's status block, from every status poll (its ack of our ring, its heartbeat). */
   onStatus: (status: StatusBlock) => void;
   /** One call per state change of the supervisor (not per retry). */

@@ -63,10 +63,16 @@ export const LINK_FLUSH_THRESHOLD_BYTES = 256 * 1024;
  * failbackDrainMs, 500 ms) and the lag metrics: the link's writer overwrites unacked records, so ring
  * space never waits for it. Under traffic it is read at most every half heartbeat; with the peer's
  * records gone (its storage path down), every two heartbeats (epoch changes are seen then).
+ * In standby (the primary up both ways, storage carrying heartbeats only: nothing to drain, and
+ * leaving standby snaps the pace back at once) it is read in the turn of every other heartbeat
+ * record: at the first record a heartbeat and a half after the last read (statusStandbyMs; two
+ * records' gaps are longer, one is shorter but for a record late by more than the clock's share
+ * plus the standby sleep), one read completion less a heartbeat (issue #13 section 4).
  */
-export function linkStatusPace(heartbeatMs: number): { statusPollMs: number; statusIdleMs: number } {
+export function linkStatusPace(heartbeatMs: number): { statusPollMs: number; statusIdleMs: number; statusStandbyMs: number } {
   const statusPollMs = Math.max(1, Math.floor(heartbeatMs / 2));
-  return { statusPollMs, statusIdleMs: Math.max(statusPollMs, 2 * heartbeatMs) };
+  const statusIdleMs = Math.max(statusPollMs, 2 * heartbeatMs);
+  return { statusPollMs, statusIdleMs, statusStandbyMs: Math.min(statusIdleMs, Math.max(statusPollMs, Math.round(1.5 * heartbeatMs))) };
 }
 
 /**

@@ -9,7 +9,10 @@
 // read or copy) runs periodMs after a record, else every idlePeriodMs: it follows the records it
 // reports. The first record snaps both back. Standby (standby(true): the link's primary is up, so the
 // ring carries only heartbeats) replaces that schedule with a constant standbyMaxSleepUs; leaving it
-// snaps back to minSleepUs, and the caller wakes a wait still running at the standby pace.
+// snaps back to minSleepUs, and the caller wakes a wait still running at the standby pace. In standby
+// the periodic task rides the records: with a record to report it runs in the turn of the first record
+// standbyPeriodMs after its last run (a link: every other heartbeat record), and a wait ends for it
+// only idlePeriodMs after the last record (or its last run, with no record since).
 // Bounds: sleepUs <= maxSleepUs of a wait, both in [minSleepUs, standbyMaxSleepUs]; a wait's timeout
 // in [1, idlePeriodMs] ms, checked on entry.
 import { MAX_FOLLOW_IDLE_MS } from "../defaults.ts";
@@ -26,6 +29,8 @@ export interface AdaptiveWaitOptions {
   idlePeriodMs: number;
   /** Sleep between re-reads in standby (us; at least maxSleepUs; default maxSleepUs: standby changes nothing). */
   standbyMaxSleepUs?: number | undefined;
+  /** In standby, the periodic task runs at the first record this long after its last run (ms; in [periodMs, idlePeriodMs]; default periodMs). */
+  standbyPeriodMs?: number | undefined;
 }
 
 /** What the next wait does: re-read from sleepUs backing off to maxSleepUs, back in the caller after timeoutMs at most. */
@@ -62,7 +67,7 @@ export function paceAfter(startUs: number, boundUs: number, elapsedUs: number): 
 }
 
 export class AdaptiveWait {
-  readonly options: Readonly<AdaptiveWaitOptions & { standbyMaxSleepUs: number }>;
+  readonly options: Readonly<AdaptiveWaitOptions & { standbyMaxSleepUs: number; standbyPeriodMs: number }>;
   private standbyOn = false;
   /** The sleep the next wait starts at. */
   private sleep: number;
@@ -84,7 +89,8 @@ export class AdaptiveWait {
     const idlePeriodMs = integerOption("idlePeriodMs", options.idlePeriodMs, 0, 1, MAX_FOLLOW_IDLE_MS);
     if (idlePeriodMs < periodMs) throw invalidArgument("idlePeriodMs", `at least periodMs (${periodMs} ms)`, idlePeriodMs);
     const standbyMaxSleepUs = integerOption("standbyMaxSleepUs", options.standbyMaxSleepUs, maxSleepUs, maxSleepUs, MAX_SLEEP_BOUND_US);
-    this.options = { minSleepUs, maxSleepUs, periodMs, idlePeriodMs, standbyMaxSleepUs };
+    const standbyPeriodMs = integerOption("standbyPeriodMs", options.standbyPeriodMs, periodMs, periodMs, idlePeriodMs);
+    this.options = { minSleepUs, maxSleepUs, periodMs, idlePeriodMs, standbyMaxSleepUs, standbyPeriodMs };
     this.sleep = minSleepUs;
   }
 
@@ -93,9 +99,10 @@ export class AdaptiveWait {
     return this.sleep;
   }
 
-  /** The period of the periodic task right now: periodMs with a record to report, else idlePeriodMs. */
+  /** The period of the periodic task right now: periodMs (in standby standbyPeriodMs) with a record to report, else idlePeriodMs. */
   get periodMs(): number {
-    return this.recordPending ? this.options.periodMs : this.options.idlePeriodMs;
+    if (!this.recordPending) return this.options.idlePeriodMs;
+    return this.standbyOn ? this.options.standbyPeriodMs : this.options.periodMs;
   }
 
   /** A record (or any progress: pad, resync, epoch) was read: poll again at once, then wait short. */
@@ -164,8 +171,12 @@ export class AdaptiveWait {
   next(nowMs: number): WaitPace {
     if (this.standbyOn) {
       // Heartbeat records only: no rhythm to keep, one re-read per standby sleep (a record snaps nothing back here; the link leaves standby on traffic).
+      // The periodic task waits for a record's turn (a wait of its own would be a wake-up more per
+      // read): the wait ends for it only idlePeriodMs after the last record, or after its last run
+      // with no record since (the peer's records gone).
       const standbyUs = this.options.standbyMaxSleepUs;
-      const pace = { sleepUs: standbyUs, maxSleepUs: standbyUs, timeoutMs: Math.max(1, Math.min(this.options.idlePeriodMs, Math.ceil(this.lastPeriodicMs + this.periodMs - nowMs))) };
+      const sinceMs = this.recordPending ? Math.max(this.lastRecordMs, this.lastPeriodicMs) : this.lastPeriodicMs;
+      const pace = { sleepUs: standbyUs, maxSleepUs: standbyUs, timeoutMs: Math.max(1, Math.min(this.options.idlePeriodMs, Math.ceil(sinceMs + this.options.idlePeriodMs - nowMs))) };
       this.waitStartMs = nowMs;
       this.waitPace = pace;
       return pace;

@@ -1,8 +1,8 @@
 // Poller: keeps a RingReader at the head of the peer's ring and delivers its frames. Following is
 // follower.ts's loop (shared with the mirror): poll again at once after a record; otherwise wait in
 // the addon's watch, the sleep backing off from pollMinUs to pollMaxMs while idle. The peer's status
-// block is re-read statusPollMs after a record, every statusIdleMs while none arrives (acks,
-// epoch changes). Frames go to onFrame (zero-copy, valid during the
+// block is re-read statusPollMs after a record (in standby statusStandbyMs, in a record's turn), every
+// statusIdleMs while none arrives (acks, epoch changes). Frames go to onFrame (zero-copy, valid during the
 // call) and to an async iterator (copies, bounded by maxQueuedFrames: a slow consumer pauses polling;
 // an iterator abandoned mid-queue drops what it left and releases the poll loop). A failure is never
 // silent: it goes to "error" listeners, the iterator or finished(); with none of them, "error" is
@@ -33,6 +33,8 @@ export interface PollerOptions {
   statusPollMs?: number;
   /** ... and this often while none arrives (default DEFAULT_FOLLOW_IDLE_MS, at least statusPollMs). */
   statusIdleMs?: number;
+  /** In standby: re-read at the first record this long after the last read (default statusPollMs; in [statusPollMs, statusIdleMs]). */
+  statusStandbyMs?: number;
   /** Frames kept for the async iterator before polling pauses (default 10000). */
   maxQueuedFrames?: number;
   onFrame?: FrameVisitor;
@@ -78,7 +80,8 @@ export class Poller extends EventEmitter<PollerEvents> {
     const idlePeriodMs = integerOption("statusIdleMs", options.statusIdleMs, Math.max(periodMs, DEFAULT_FOLLOW_IDLE_MS), periodMs, MAX_FOLLOW_IDLE_MS);
     const maxMs = maxSleepUs / 1000;
     const standbyMaxSleepUs = integerOption("pollStandbyMaxMs", options.pollStandbyMaxMs, Math.max(maxMs, DEFAULT_POLL_STANDBY_MAX_MS), maxMs, 1000) * 1000;
-    this.pace = { minSleepUs, maxSleepUs, periodMs, idlePeriodMs, standbyMaxSleepUs };
+    const standbyPeriodMs = integerOption("statusStandbyMs", options.statusStandbyMs, periodMs, periodMs, idlePeriodMs);
+    this.pace = { minSleepUs, maxSleepUs, periodMs, idlePeriodMs, standbyMaxSleepUs, standbyPeriodMs };
     this.maxQueuedFrames = integerOption("maxQueuedFrames", options.maxQueuedFrames, 10_000, 1, 10_000_000);
     this.onFrame = options.onFrame;
   }

@@ -3,14 +3,15 @@
 // loop and AdaptiveWait with the link's pace (linkStatusPace) on a fake clock, against a scripted
 // ring whose records land once per heartbeat, late by up to the clock's storage share plus a mirror's
 // copy delay (seeded): no watch ends for the status read, one read per record; with the peer's records
-// gone, the status is still read every two heartbeats.
+// gone, the status is still read every two heartbeats. In standby (the primary up), every other
+// record's turn instead, still with no watch ending for it.
 import test from "ava";
 
 import { DEFAULT_TIMERS, STORAGE_SHARE } from "../../lib/link/paths.ts";
 import { linkStatusPace } from "../../lib/link/storage-path.ts";
-import { DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../../lib/defaults.ts";
+import { DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US, DEFAULT_POLL_STANDBY_MAX_MS } from "../../lib/defaults.ts";
 import type { WatchOptions } from "../../lib/io/volume.ts";
-import { paceAfter } from "../../lib/poll/adaptive-wait.ts";
+import { AdaptiveWait, paceAfter } from "../../lib/poll/adaptive-wait.ts";
 import { follow } from "../../lib/poll/follower.ts";
 import type { PollOutcome } from "../../lib/ring/reader.ts";
 import { generator, logSeed, simulationSeeds } from "../helpers/random.ts";
@@ -54,10 +55,19 @@ function scriptedRing(recordTimesMs: number[]) {
   return { reader, now: () => nowMs, poll, timeouts, deliveredAt, periodicAt };
 }
 
-async function run(recordTimesMs: number[], endMs: number) {
-  const { statusPollMs, statusIdleMs } = linkStatusPace(HEARTBEAT_MS);
+/** The link's receive-side follower (Poller options as storage-path.ts sets them) over the scripted ring, in standby or not. */
+async function run(recordTimesMs: number[], endMs: number, standby = false) {
+  const { statusPollMs, statusIdleMs, statusStandbyMs } = linkStatusPace(HEARTBEAT_MS);
   const ring = scriptedRing(recordTimesMs);
-  const pace = { minSleepUs: DEFAULT_POLL_MIN_US, maxSleepUs: DEFAULT_POLL_MAX_MS * 1000, periodMs: statusPollMs, idlePeriodMs: statusIdleMs };
+  const pace = new AdaptiveWait({
+    minSleepUs: DEFAULT_POLL_MIN_US,
+    maxSleepUs: DEFAULT_POLL_MAX_MS * 1000,
+    periodMs: statusPollMs,
+    idlePeriodMs: statusIdleMs,
+    standbyMaxSleepUs: DEFAULT_POLL_STANDBY_MAX_MS * 1000,
+    standbyPeriodMs: statusStandbyMs,
+  });
+  pace.standby(standby);
   await follow(
     { reader: ring.reader, pace, running: () => ring.now() < endMs, now: ring.now },
     {
@@ -72,8 +82,8 @@ async function run(recordTimesMs: number[], endMs: number) {
 }
 
 test("linkStatusPace: due half a heartbeat after a record, every two heartbeats without one", (t) => {
-  t.deepEqual(linkStatusPace(250), { statusPollMs: 125, statusIdleMs: 500 });
-  t.deepEqual(linkStatusPace(1), { statusPollMs: 1, statusIdleMs: 2 });
+  t.deepEqual(linkStatusPace(250), { statusPollMs: 125, statusIdleMs: 500, statusStandbyMs: 375 });
+  t.deepEqual(linkStatusPace(1), { statusPollMs: 1, statusIdleMs: 2, statusStandbyMs: 2 });
 });
 
 test("an idle link reads the peer's status in the turns its heartbeat records arrive in: no wake-up of its own", async (t) => {
@@ -99,6 +109,34 @@ test("an idle link reads the peer's status in the turns its heartbeat records ar
     // The peer's records gone (its storage path down): the status is still read, every two heartbeats.
     const after = ring.periodicAt.filter((at) => at > lastMs);
     t.true(after.length >= 8, `seed ${seed}: ${after.length} status reads in 5 s without records`);
+    for (let i = 1; i < after.length; i++) t.true(after[i]! - after[i - 1]! <= 2 * HEARTBEAT_MS + 1, `seed ${seed}: status read gap ${after[i]! - after[i - 1]!} ms`);
+  }
+});
+
+test("in standby the peer's status is read in the turn of every other heartbeat record: no wake-up of its own, half the reads", async (t) => {
+  for (const seed of simulationSeeds()) {
+    logSeed(t, "simulation", seed);
+    const random = generator(seed);
+    const heartbeats = 240; // one minute
+    const records = Array.from({ length: heartbeats }, (_, k) => 1000 + k * HEARTBEAT_MS + random() * MAX_LATE_MS);
+    const lastMs = records.at(-1)!;
+    const ring = await run(records, lastMs + 5000, true);
+    t.is(ring.deliveredAt.length, heartbeats, `seed ${seed}: every record delivered`);
+    for (const [i, at] of ring.deliveredAt.entries()) t.true(at - records[i]! <= DEFAULT_POLL_STANDBY_MAX_MS + 1, `seed ${seed}: record ${i} seen ${at - records[i]!} ms after it landed`);
+    const settledMs = records[1]!;
+    const early = ring.timeouts.filter((at) => at > settledMs && at < lastMs);
+    t.deepEqual(early, [], `seed ${seed}: watches that ended only for the status read while records came`);
+    const whileRecords = ring.periodicAt.filter((at) => at > settledMs && at <= lastMs);
+    t.true(
+      whileRecords.every((at) => ring.deliveredAt.includes(at)),
+      `seed ${seed}: status reads outside a record's turn: ${whileRecords.filter((at) => !ring.deliveredAt.includes(at)).join(", ")}`,
+    );
+    t.true(whileRecords.length >= heartbeats / 3 && whileRecords.length <= heartbeats / 2 + 10, `seed ${seed}: ${whileRecords.length} status reads for ${heartbeats} records`);
+    for (let i = 1; i < whileRecords.length; i++) t.true(whileRecords[i]! - whileRecords[i - 1]! <= 3 * HEARTBEAT_MS + MAX_LATE_MS + DEFAULT_POLL_STANDBY_MAX_MS, `seed ${seed}: status read gap ${whileRecords[i]! - whileRecords[i - 1]!} ms while records came`);
+    // The peer's records gone: still every two heartbeats (the first within two heartbeats of the last record).
+    const after = ring.periodicAt.filter((at) => at > lastMs);
+    t.true(after.length >= 8, `seed ${seed}: ${after.length} status reads in 5 s without records`);
+    t.true(after[0]! - ring.deliveredAt.at(-1)! <= 2 * HEARTBEAT_MS + 1, `seed ${seed}: first status read ${after[0]! - ring.deliveredAt.at(-1)!} ms after the last record`);
     for (let i = 1; i < after.length; i++) t.true(after[i]! - after[i - 1]! <= 2 * HEARTBEAT_MS + 1, `seed ${seed}: status read gap ${after[i]! - after[i - 1]!} ms`);
   }
 });
