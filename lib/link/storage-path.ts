@@ -98,9 +98,23 @@ export function linkStatusIntervalMs(heartbeatMs: number): number {
  * same bound on the gap between two records): on its own timer it was a wake-up a second, often two
  * (the timer fired a fraction of a ms early on libuv's cached loop time and was re-armed).
  */
-export function linkWriterPace(heartbeatMs: number): { statusIntervalMs: number; ownerCheckSlackMs: number } {
+export function linkWriterPace(heartbeatMs: number): { statusIntervalMs: number; ownerCheckSlackMs: number; standbyStatusIntervalMs: number; standbyStatusGapMs: number } {
   const gapMs = linkStatusIntervalMs(heartbeatMs);
-  return { statusIntervalMs: gapMs, ownerCheckSlackMs: gapMs };
+  return { statusIntervalMs: gapMs, ownerCheckSlackMs: gapMs, ...linkStandbyStatusPace(heartbeatMs) };
+}
+
+/**
+ * In standby (the link's primary up both ways, its storage carrying heartbeat records only) the
+ * status rides every other heartbeat record: a lone record brings it only a heartbeat and a half
+ * after the last status write (one gap between records is shorter, at most linkStatusIntervalMs;
+ * two are longer), and the interval is two of those gaps, so it never comes due before the second
+ * record. The peer reads our status for its ack of its ring (drained, lag metrics) and epoch
+ * changes: standby holds no drain (LinkCore.storageStandby waits for the failback drains to end),
+ * and leaving it writes a held status at once. One status write and its completion less per two
+ * heartbeats (issue #13 section 4).
+ */
+export function linkStandbyStatusPace(heartbeatMs: number): { standbyStatusIntervalMs: number; standbyStatusGapMs: number } {
+  return { standbyStatusIntervalMs: 2 * linkStatusIntervalMs(heartbeatMs), standbyStatusGapMs: Math.round(1.5 * heartbeatMs) };
 }
 
 export interface StoragePathOptions {
@@ -153,6 +167,8 @@ export class StoragePath extends EventEmitter<StoragePathEvents> implements Peer
   private readonly auth: { send: RingAuth; receive: RingAuth } | undefined;
   /** The peer's ack of our ring, from its status block. */
   peerAck: Ack | undefined;
+  /** The link's standby verdict (standby()): the send ring's status pace follows it too. */
+  private standbyOn = false;
   private closed = false;
 
   private constructor(options: StoragePathOptions, send: SupervisedWriter, receive: ReceiveRing, auth: StoragePath["auth"]) {
@@ -214,11 +230,21 @@ export class StoragePath extends EventEmitter<StoragePathEvents> implements Peer
 
   /**
    * The link's verdict (PeerLink "standby"): on while its primary is up both ways and storage carries
-   * only heartbeats, so the receive ring's follower re-reads every pollStandbyMaxMs; off snaps it back
-   * to the normal pace at once (a watch asleep at the standby pace is woken).
+   * only heartbeats, so the receive ring's follower re-reads every pollStandbyMaxMs and the send
+   * ring's status rides every other heartbeat record (linkStandbyStatusPace); off snaps both back to
+   * the normal pace at once (a watch asleep at the standby pace is woken, a held status is written).
    */
   standby(on: boolean): void {
-    if (!this.closed) this.receive.standby(on);
+    if (this.closed) return;
+    this.receive.standby(on);
+    if (on === this.standbyOn) return;
+    this.standbyOn = on;
+    this.send.writer?.paceChanged();
+  }
+
+  /** In standby (the last standby() said so): read by the send ring's writer at every step. */
+  get inStandby(): boolean {
+    return this.standbyOn;
   }
 
   /** The current (or last) writer's epoch and next sequence. */
@@ -315,6 +341,7 @@ function writerOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: (
     // The link acks and retransmits control itself: a dead peer must not stall the writer.
     controlWaitsForAck: false,
     peerAck: () => path()?.peerAck,
+    standby: () => path()?.inStandby === true,
     localAck: () => path()?.localAck() ?? notBefore,
     // Keyed: the authenticated high-water mark, persisted in the status block's delivered fields
     // (docs/format.md), where a restarted reader takes its replay floor from (persistedDelivered).

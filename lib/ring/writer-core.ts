@@ -75,6 +75,8 @@ export interface WriterInput {
   delivered: Ack | undefined;
   /** An append() waits for room: seal the filling record now instead of after maxDelayMs. */
   roomWanted: boolean;
+  /** Standby (RingWriterOptions.standby): the status at the standby pace. */
+  standby?: boolean;
 }
 
 export type AppendResult = "queued" | "queued, due" | "dropped" | "full";
@@ -448,7 +450,8 @@ export class RingWriterCore {
       // Both wait for the records in flight to drain (they run alone), and no record is issued meanwhile.
       if (nowMs >= this.nextOwnerCheckMs && this.lastStatusMs !== Number.NEGATIVE_INFINITY) return this.drained(nowMs) ?? this.enter(WriterState.CheckingOwner, { kind: "readSuperblock" });
       // The storage heartbeat goes first once per interval, even under a flood of records.
-      if (nowMs >= this.lastStatusMs + this.o.statusIntervalMs) return this.drained(nowMs) ?? this.writeStatus(input);
+      const statusIntervalMs = input.standby === true ? this.o.standbyStatusIntervalMs : this.o.statusIntervalMs;
+      if (nowMs >= this.lastStatusMs + statusIntervalMs) return this.drained(nowMs) ?? this.writeStatus(input);
       if (this.outgoing !== undefined) return this.sendOutgoing(nowMs, input);
       const builder = this.current();
       if (builder.frames > 0 && this.canSeal() && this.recordDue(nowMs, builder, input)) {
@@ -460,9 +463,9 @@ export class RingWriterCore {
       if (!this.records.drained) return this.awaitRecords(nowMs);
       // Status: on the heartbeat interval, and once the writer has been idle STATUS_IDLE_MS with a new
       // head (not after every record: under load that would double the writes, and a status write
-      // must not sit in front of the next record of a conversation); after a lone record, at once.
-      const statusIdleAtMs = this.statusStale ? this.lastRecordMs + (this.recordGapMs >= STATUS_LONE_RECORD_GAP_MS ? 0 : STATUS_IDLE_MS) : Number.POSITIVE_INFINITY;
-      const statusDueAtMs = Math.min(statusIdleAtMs, this.lastStatusMs + this.o.statusIntervalMs);
+      // must not sit in front of the next record of a conversation); after a lone record, at once,
+      // but in standby only standbyStatusGapMs after the last status (else a later record brings it).
+      const statusDueAtMs = Math.min(this.statusIdleAtMs(input), this.lastStatusMs + statusIntervalMs);
       if (nowMs >= statusDueAtMs || (this.closeDeadlineMs !== undefined && this.statusStale)) return this.writeStatus(input);
       if (this.closeDeadlineMs !== undefined && builder.frames === 0 && this.queuedBytes === 0) {
         this.finish(WriterState.Closed);
@@ -473,6 +476,14 @@ export class RingWriterCore {
       // A due owner check runs at the next next() call; only past its slack does it wake the writer itself.
       return { kind: "sleep", untilMs: Math.min(batchDueAtMs, statusDueAtMs, this.nextOwnerCheckMs + this.o.ownerCheckSlackMs, this.closeDeadlineMs ?? Number.POSITIVE_INFINITY) };
     }
+  }
+
+  /** When a stale status goes out by itself (not on the interval): STATUS_IDLE_MS after a record, at once after a lone one (in standby: not within standbyStatusGapMs of the last status). */
+  private statusIdleAtMs(input: WriterInput): number {
+    if (!this.statusStale) return Number.POSITIVE_INFINITY;
+    if (this.recordGapMs < STATUS_LONE_RECORD_GAP_MS) return this.lastRecordMs + STATUS_IDLE_MS;
+    if (input.standby === true && this.lastRecordMs < this.lastStatusMs + this.o.standbyStatusGapMs) return Number.POSITIVE_INFINITY;
+    return this.lastRecordMs;
   }
 
   /**

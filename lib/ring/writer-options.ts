@@ -52,6 +52,19 @@ export interface RingWriterOptions {
   fullQueue?: "drop" | "wait";
   /** Storage heartbeat: the status block is rewritten at least this often (default 100 ms). */
   statusIntervalMs?: number;
+  /**
+   * While `standby()` says so (a link whose primary is up both ways: its ring carries heartbeat
+   * records only and nobody drains it), the status interval (default statusIntervalMs)...
+   */
+  standbyStatusIntervalMs?: number;
+  /**
+   * ... and a lone record (STATUS_LONE_RECORD_GAP_MS after the one before) brings its status only
+   * this long after the last status write (default 0: every lone record), else the status rides a
+   * later record. A link sets both so that its status rides every other heartbeat record.
+   */
+  standbyStatusGapMs?: number;
+  /** Standby now (read at every step; default: never). Changes are signalled with RingWriter.paceChanged(). */
+  standby?: () => boolean;
   /** Re-read the superblock this often and stop if another writer took the volume (default 1000 ms). */
   ownerCheckMs?: number;
   /**
@@ -153,7 +166,7 @@ export interface WriterCloseReport {
   error?: LunlinkError;
 }
 
-export type ResolvedWriterOptions = Required<Omit<RingWriterOptions, "peerAck" | "peerAcks" | "peerRows" | "localAck" | "delivered" | "takeOver" | "auth" | "clock" | "entropy">>;
+export type ResolvedWriterOptions = Required<Omit<RingWriterOptions, "peerAck" | "peerAcks" | "peerRows" | "localAck" | "delivered" | "standby" | "takeOver" | "auth" | "clock" | "entropy">>;
 
 export function resolveOptions(o: RingWriterOptions): ResolvedWriterOptions {
   if (!Number.isInteger(o.nodeId) || o.nodeId < 1 || o.nodeId > 0xffffffff) throw invalidArgument("nodeId", "an integer in 1..4294967295", o.nodeId);
@@ -165,6 +178,8 @@ export function resolveOptions(o: RingWriterOptions): ResolvedWriterOptions {
     maxRecordsInFlight: integerOption("maxRecordsInFlight", o.maxRecordsInFlight, DEFAULT_RECORDS_IN_FLIGHT, 1, MAX_RECORDS_IN_FLIGHT),
     queueLimitBytes: integerOption("queueLimitBytes", o.queueLimitBytes, 4 * 1024 * 1024, 0, 1024 * 1024 * 1024),
     statusIntervalMs: integerOption("statusIntervalMs", o.statusIntervalMs, 100, 1, 60_000),
+    standbyStatusIntervalMs: integerOption("standbyStatusIntervalMs", o.standbyStatusIntervalMs, o.statusIntervalMs ?? 100, 1, 60_000),
+    standbyStatusGapMs: integerOption("standbyStatusGapMs", o.standbyStatusGapMs, 0, 0, 60_000),
     ownerCheckMs: integerOption("ownerCheckMs", o.ownerCheckMs, 1000, 10, 600_000),
     ownerCheckSlackMs: integerOption("ownerCheckSlackMs", o.ownerCheckSlackMs, 0, 0, 600_000),
     ackPollMs: integerOption("ackPollMs", o.ackPollMs, 1, 1, 60_000),

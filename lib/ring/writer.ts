@@ -185,6 +185,11 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
     this.kick();
   }
 
+  /** The `standby` option's answer changed: the writer re-plans at once (leaving standby, a status held for a later record goes out now). */
+  paceChanged(): void {
+    this.kick();
+  }
+
   /**
    * Drains what was appended and stops, within closeTimeoutMs even if the peer never acks or the
    * device hangs; resolves with what could not be written (never rejects; after a fatal error the
@@ -293,6 +298,7 @@ export class RingWriter extends EventEmitter<RingWriterEvents> {
       localAck: this.options.localAck?.(),
       delivered: this.options.delivered?.(),
       roomWanted: this.waiters.roomWanted,
+      ...(this.options.standby === undefined ? {} : { standby: this.options.standby() }),
     };
   }
 

@@ -4,7 +4,8 @@
 // and the writer runs at the link's options (linkStatusIntervalMs). Every status write must be the
 // one a heartbeat record brings: a status the interval makes due first is a timer wake-up of its own
 // and one write more (then the record's own status again). The owner check (a superblock re-read a
-// second) rides a record too: the writer never wakes on its own timer.
+// second) rides a record too: the writer never wakes on its own timer. In standby (the link's primary
+// up) the status rides every other record, still with no wake-up of its own.
 import test from "ava";
 
 import { DEFAULT_LINK_TICK_MS } from "../../lib/defaults.ts";
@@ -18,10 +19,10 @@ import { testWriterCore } from "../helpers/writer-core.ts";
 /** The first record after open has its status STATUS_IDLE_MS later, on the writer's timer (once): not counted. */
 const WARMUP_MS = 1000;
 
-const input = (): WriterInput => ({ wallMs: 0, peerAck: undefined, localAck: undefined, delivered: undefined, roomWanted: false });
+const input = (standby = false): WriterInput => ({ wallMs: 0, peerAck: undefined, localAck: undefined, delivered: undefined, roomWanted: false, standby });
 
 /** One idle link's writer for `durationMs`: records and status writes, and the status writes the interval (a writer timer) started. */
-function idleWriter(seed: number, heartbeatMs: number, durationMs: number): { records: number; statuses: number; timerStatuses: number; timerWakes: number; ownerChecks: number } {
+function idleWriter(seed: number, heartbeatMs: number, durationMs: number, standby = false): { records: number; statuses: number; timerStatuses: number; timerWakes: number; ownerChecks: number } {
   const random = generator(seed);
   const timers = { ...DEFAULT_TIMERS, storage: { ...DEFAULT_TIMERS.storage, heartbeatMs } };
   const core = testWriterCore({
@@ -34,7 +35,7 @@ function idleWriter(seed: number, heartbeatMs: number, durationMs: number): { re
     let now = startMs;
     if (byTimer && startMs >= WARMUP_MS) out.timerWakes++;
     for (let step = 0; step < 100; step++) {
-      const action = core.next(now, input());
+      const action = core.next(now, input(standby));
       if (action.kind === "sleep") return { sleepUntilMs: action.untilMs, doneMs: now };
       if (action.kind === "readSuperblock") {
         out.ownerChecks++;
@@ -110,4 +111,46 @@ test("owner check slack: with nothing to wake the writer, the check wakes it its
   t.deepEqual(core.next(1300, input()), { kind: "sleep", untilMs: 2600 });
   core.append(2400, FrameType.Heartbeat, new Uint8Array(40), 0);
   t.is(core.next(2400, input()).kind, "readSuperblock", "an append after the check is due runs it first, in that wake-up");
+});
+
+test("idle link in standby: the status rides every other heartbeat record, never the writer's own timer", (t) => {
+  for (const heartbeatMs of [DEFAULT_TIMERS.storage.heartbeatMs, 500, 1000]) {
+    for (let seed = 1; seed <= 5; seed++) {
+      const r = idleWriter(seed, heartbeatMs, 60_000, true);
+      t.true(r.records >= Math.floor(60_000 / heartbeatMs) - 1, `heartbeat ${heartbeatMs} ms seed ${seed}: ${r.records} records`);
+      t.is(r.timerStatuses, 0, `heartbeat ${heartbeatMs} ms seed ${seed}: ${r.timerStatuses} status writes of their own (of ${r.statuses}, ${r.records} records)`);
+      t.is(r.timerWakes, 0, `heartbeat ${heartbeatMs} ms seed ${seed}: ${r.timerWakes} wake-ups on the writer's own timer`);
+      t.true(Math.abs(r.statuses - (r.records / 2 + 1)) <= 1, `heartbeat ${heartbeatMs} ms seed ${seed}: ${r.statuses} status writes for ${r.records} records (one per two)`);
+    }
+  }
+});
+
+test("standby: a lone record within standbyStatusGapMs of the last status holds its status for a later record; leaving standby writes it at once", (t) => {
+  const core = testWriterCore({ options: { maxDelayMs: 0, ...linkWriterPace(250), ownerCheckMs: 600_000, controlWaitsForAck: false }, ringBlocks: 64 });
+  const gap = linkWriterPace(250);
+  t.is(gap.standbyStatusGapMs, 375);
+  t.is(gap.standbyStatusIntervalMs, 2 * linkStatusIntervalMs(250));
+  const record = (atMs: number, standby: boolean): string[] => {
+    core.append(atMs, FrameType.Heartbeat, new Uint8Array(40), 0);
+    const done: string[] = [];
+    for (;;) {
+      const action = core.next(atMs, input(standby));
+      if (action.kind === "sleep") return [...done, `sleep ${action.untilMs}`];
+      if (action.kind !== "write") throw new Error(`unexpected ${action.kind}`);
+      done.push(action.what);
+      if (action.what === "record") core.completed(atMs, action.seq);
+      else core.completed(atMs);
+    }
+  };
+  t.is(core.next(0, input(true)).kind, "write");
+  core.completed(0);
+  t.deepEqual(record(250, true), ["record", `sleep ${gap.standbyStatusIntervalMs}`], "250 ms after the last status: held for a later record (no timer before the interval)");
+  t.deepEqual(record(500, true), ["record", "status", `sleep ${500 + gap.standbyStatusIntervalMs}`], "two records on: it rides this one");
+  t.deepEqual(record(750, true), ["record", `sleep ${500 + gap.standbyStatusIntervalMs}`]);
+  t.deepEqual(record(1000, true), ["record", "status", `sleep ${1000 + gap.standbyStatusIntervalMs}`]);
+  t.deepEqual(record(1250, true), ["record", `sleep ${1000 + gap.standbyStatusIntervalMs}`]);
+  const leaving = core.next(1251, input(false));
+  t.is(leaving.kind === "write" ? leaving.what : leaving.kind, "status", "standby ends: the held status goes out at once");
+  core.completed(1251);
+  t.deepEqual(record(1500, false).slice(0, 2), ["record", "status"], "out of standby: every lone record brings its status");
 });
