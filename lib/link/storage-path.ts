@@ -67,7 +67,8 @@ export const LINK_FLUSH_THRESHOLD_BYTES = 256 * 1024;
  * leaving standby snaps the pace back at once) it is read in the turn of every other heartbeat
  * record: at the first record a heartbeat and a half after the last read (statusStandbyMs; two
  * records' gaps are longer, one is shorter but for a record late by more than the clock's share
- * plus the standby sleep), one read completion less a heartbeat (issue #13 section 4).
+ * plus the standby sleep): one status read and its completion less per two heartbeats (issue #13
+ * section 4). A cluster ring keeps one read per record (its Poller default: statusPollMs).
  */
 export function linkStatusPace(heartbeatMs: number): { statusPollMs: number; statusIdleMs: number; statusStandbyMs: number } {
   const statusPollMs = Math.max(1, Math.floor(heartbeatMs / 2));
