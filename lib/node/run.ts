@@ -33,7 +33,7 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
     bridge: (tun) => bridge(tun, link),
     status: (tun, counters) => {
       observe.attach(link, () => tun.counters);
-      return (): LinkStatus & { tun: object } => ({ ...observe.status(link), tun: { name: tun.name, mtu: tun.mtu, ...tun.counters, ...counters } });
+      return (): LinkStatus & { tun: object; superpackets: object } => ({ ...observe.status(link), tun: { name: tun.name, mtu: tun.mtu, offload: tun.offload, ...tun.counters, ...counters }, superpackets: { ...link.superpacketCounters } });
     },
     metrics: { contentType: observe.metrics.contentType, render: () => observe.metrics.render() },
     up: { fields: { peer: config.peer }, what: "up" },

@@ -9,7 +9,7 @@ import { EventEmitter } from "node:events";
 
 import { ErrorCode, LunlinkError, errnoName, integerOption, invalidArgument, systemError } from "../errors.ts";
 import { TunHandle, nativeSyscallFailure, syscallName } from "../io/tun-handle.ts";
-import { MAX_FRAMED_BYTES } from "./offload.ts";
+import { isFramed, MAX_FRAMED_BYTES } from "./offload.ts";
 
 /** Mirror the bounds in addon/tun.h. */
 export const TUN_BATCH_SLOTS = 4;
@@ -57,6 +57,8 @@ export interface TunCounters {
   superpacketsIn: number;
   /** Packets read whose vnet header the checks refused (dropped; the kernel never sends one). */
   malformedIn: number;
+  /** Of the packets given to write()/writeBatch(): vnet-framed superpackets (written whole with offload, else cut). */
+  superpacketsOut: number;
 }
 
 export interface TunEvents {
@@ -81,7 +83,7 @@ export class TunDevice extends EventEmitter<TunEvents> {
   readonly counters: Readonly<TunCounters>;
 
   private readonly handle: TunHandle;
-  private readonly live: TunCounters = { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, dropped: 0, batches: 0, superpacketsIn: 0, malformedIn: 0 };
+  private readonly live: TunCounters = { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, dropped: 0, batches: 0, superpacketsIn: 0, malformedIn: 0, superpacketsOut: 0 };
   private handler: TunPacketHandler | undefined;
   private slots: [Uint8Array, Uint32Array][] = [];
   private closed = false;
@@ -149,6 +151,7 @@ export class TunDevice extends EventEmitter<TunEvents> {
     if (!(packet instanceof Uint8Array) || packet.byteLength < 1 || packet.byteLength > MAX_FRAMED_BYTES) {
       throw invalidArgument("packet", `a Uint8Array of 1..${MAX_FRAMED_BYTES} bytes`, packet);
     }
+    if (isFramed(packet, 0, packet.length)) this.live.superpacketsOut++;
     const ok = this.nativeWrite(() => (this.handle.write(packet) ? 1 : 0));
     if (ok === 1) {
       this.live.packetsOut++;
@@ -173,9 +176,11 @@ export class TunDevice extends EventEmitter<TunEvents> {
       throw invalidArgument("count", `an integer in 0..${lengths.length} (lengths.length)`, count);
     }
     let totalBytes = 0;
+    let framed = 0;
     for (let i = 0; i < count; i++) {
       const length = lengths[i]!;
       if (length < 1 || length > MAX_FRAMED_BYTES) throw invalidArgument(`lengths[${i}]`, `1..${MAX_FRAMED_BYTES}`, length);
+      if (totalBytes < buffer.byteLength && isFramed(buffer, totalBytes, length)) framed++;
       totalBytes += length;
     }
     if (totalBytes > buffer.byteLength) {
@@ -185,6 +190,7 @@ export class TunDevice extends EventEmitter<TunEvents> {
     this.live.packetsOut += written;
     this.live.bytesOut += this.writtenBytes[0]!;
     this.live.dropped += count - written;
+    this.live.superpacketsOut += framed;
     return written;
   }
 
