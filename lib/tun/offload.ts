@@ -25,9 +25,16 @@ export const GSO_ERRORS: Readonly<Record<number, string>> = {
   7: "the segments do not fit the output",
 };
 
-/** A vnet-framed packet (header in front) rather than a bare IPv4/IPv6 one. */
+/**
+ * A vnet-framed TCP superpacket rather than a bare IPv4/IPv6 packet: a first byte whose high nibble
+ * is 0 (never an IP version), gso_type TCPv4 or TCPv6 (ECN bit allowed), and an IP version after the
+ * header. The TUN reader frames nothing else; any other payload is carried as it is.
+ */
 export function isFramed(bytes: Uint8Array, offset: number, length: number): boolean {
-  return length > VNET_HDR_BYTES && bytes[offset]! >> 4 === 0;
+  if (length <= VNET_HDR_BYTES || bytes[offset]! >> 4 !== 0) return false;
+  const type = bytes[offset + 1]! & 0x7f;
+  const version = bytes[offset + VNET_HDR_BYTES]! >> 4;
+  return (type === 1 && version === 4) || (type === 4 && version === 6);
 }
 
 /** The IP packet's offset within a payload: after the vnet header of a framed one. */
