@@ -13,6 +13,7 @@
         "addon/aead.cc",
         "addon/notify.cc",
         "addon/tun.cc",
+        "addon/gso.cc",
         "addon/udp.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
@@ -24,7 +25,7 @@
       "ldflags": ["-Wl,-z,relro", "-Wl,-z,now", "-Wl,-z,noexecstack"],
       "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],
       "conditions": [
-        ["OS!='linux'", { "sources!": ["addon/volume.cc", "addon/uring.cc", "addon/tun.cc", "addon/udp.cc"] }]
+        ["OS!='linux'", { "sources!": ["addon/volume.cc", "addon/uring.cc", "addon/tun.cc", "addon/gso.cc", "addon/udp.cc"] }]
       ]
     }
   ]

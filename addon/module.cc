@@ -1,6 +1,6 @@
 // Addon entry point. Exports are private to lib/io, lib/tun and lib/link: `init(dispatch)` wires the
 // completion channel, `NativeVolume`, `NativeTun`, `alignedBuffer`,
-// `addressAlignment`, `isNativeOwned`, `aeadSeal`/`aeadOpen` (sealed UDP datagrams).
+// `addressAlignment`, `isNativeOwned`, `aeadSeal`/`aeadOpen` (sealed UDP datagrams), `segmentTcp` (TUN offload, gso.h).
 // Main thread only: a worker's environment can be torn down while pool or TUN threads still run
 // addon code for it (a parked thread returns minutes later), so loading in a worker throws an error
 // with code ERR_LUNLINK_WORKER_UNSUPPORTED (lib/io/native.ts refuses before that, with a LunlinkError).
@@ -10,6 +10,7 @@
 #include "aead.h"
 #include "buffer.h"
 #include "channel.h"
+#include "gso.h"
 #include "notify.h"
 #include "state.h"
 #include "tun.h"
@@ -67,6 +68,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("aeadSeal", Napi::Function::New(env, AeadSeal, "aeadSeal"));
   exports.Set("aeadOpen", Napi::Function::New(env, AeadOpen, "aeadOpen"));
   exports.Set("aeadSealSegments", Napi::Function::New(env, AeadSealSegments, "aeadSealSegments"));
+  exports.Set("segmentTcp", Napi::Function::New(env, SegmentTcpJs, "segmentTcp"));
   exports.Set("aeadOpenSegments", Napi::Function::New(env, AeadOpenSegments, "aeadOpenSegments"));
   return exports;
 }

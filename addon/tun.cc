@@ -30,6 +30,7 @@
 
 #include "buffer.h"
 #include "channel.h"
+#include "gso.h"
 #include "thread-name.h"
 
 namespace lunlink {
@@ -39,6 +40,8 @@ struct TunBatch {
   int slot;
   uint32_t count;
   uint32_t bytes;
+  uint32_t superpackets;  // vnet-framed TCP superpackets among the packets
+  uint32_t malformed;     // packets dropped for a vnet header the checks refused (gso.h)
   int32_t error;  // errno that ended the reader thread (0: more batches follow)
   Syscall syscall;
 };
@@ -46,6 +49,7 @@ struct TunBatch {
 struct TunReader {
   int fd = -1;
   int wakeFd = -1;
+  bool offload = false;  // reads start with a virtio_net_hdr
   std::mutex mutex;
   std::condition_variable freed;
   bool stopping = false;     // guarded by mutex
@@ -69,6 +73,7 @@ struct TunReader {
   void Recycle(int slot);
   // Fills batches[slot] from the descriptor; returns false if the thread must end (error).
   void Drain(TunBatch& batch);
+  ssize_t Unframe(uint8_t* at, size_t n, TunBatch& batch);
   static void Deliver(Napi::Env env, Napi::Function onBatch, TunBatch* batch);
 };
 
@@ -151,6 +156,8 @@ void TunReader::Run() {
       TunBatch& fresh = batches[slot];
       fresh.count = 0;
       fresh.bytes = 0;
+      fresh.superpackets = 0;
+      fresh.malformed = 0;
       fresh.error = 0;
       fresh.syscall = Syscall::kNone;
     }
@@ -181,7 +188,7 @@ void TunReader::Run() {
         }
       }
     }
-    const bool full = batch.count >= kTunBatchPackets || kTunBatchBytes - batch.bytes < kTunMaxPacketBytes;
+    const bool full = batch.count >= kTunBatchPackets || kTunBatchBytes - batch.bytes < kTunReadRoomBytes;
     {
       std::lock_guard<std::mutex> lock(mutex);
       if (batch.error == 0 && !full && (batch.count == 0 || inFlight > 0)) {
@@ -201,8 +208,9 @@ void TunReader::Run() {
 void TunReader::Drain(TunBatch& batch) {
   uint8_t* base = data[batch.slot];
   uint32_t* table = lengths[batch.slot];
-  while (batch.count < kTunBatchPackets && kTunBatchBytes - batch.bytes >= kTunMaxPacketBytes) {
-    const ssize_t n = read(fd, base + batch.bytes, kTunMaxPacketBytes);
+  while (batch.count < kTunBatchPackets && kTunBatchBytes - batch.bytes >= kTunReadRoomBytes) {
+    uint8_t* at = base + batch.bytes;
+    ssize_t n = read(fd, at, kTunReadRoomBytes);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -211,9 +219,44 @@ void TunReader::Drain(TunBatch& batch) {
       return;
     }
     if (n == 0) return;  // nothing to read: a TUN read never returns 0 for a packet
+    if (offload) {
+      n = Unframe(at, static_cast<size_t>(n), batch);
+      if (n == 0) continue;  // refused (counted)
+    }
     table[batch.count++] = static_cast<uint32_t>(n);
     batch.bytes += static_cast<uint32_t>(n);
   }
+}
+
+// A read with offload on: a plain packet loses its vnet header (moved down over it) after its
+// checksum is completed; a TCP superpacket keeps it, hdr_len set to its real header length (the
+// kernel reports the linear part, which may be more). Returns the packet's length in the batch, 0 if
+// the header was refused (the kernel never sends one: counted, dropped).
+ssize_t TunReader::Unframe(uint8_t* at, size_t n, TunBatch& batch) {
+  if (n <= kVnetHdrBytes) {
+    batch.malformed++;
+    return 0;
+  }
+  VnetHdr h = ReadVnetHdr(at);
+  const size_t packetBytes = n - kVnetHdrBytes;
+  if (h.gsoType == kVnetGsoNone) {
+    if (CompleteChecksum(at + kVnetHdrBytes, packetBytes, h) != GsoError::kOk) {
+      batch.malformed++;
+      return 0;
+    }
+    std::memmove(at, at + kVnetHdrBytes, packetBytes);
+    return static_cast<ssize_t>(packetBytes);
+  }
+  size_t needBytes = 0;
+  if (SegmentBounds(at + kVnetHdrBytes, packetBytes, h, &needBytes) <= 0) {
+    batch.malformed++;
+    return 0;
+  }
+  const uint8_t* tcp = at + kVnetHdrBytes + h.csumStart;
+  h.hdrLen = static_cast<uint16_t>(h.csumStart + (tcp[12] >> 4) * 4);
+  WriteVnetHdr(at, h);
+  batch.superpackets++;
+  return static_cast<ssize_t>(n);
 }
 
 void TunReader::Recycle(int slot) {
@@ -252,7 +295,8 @@ void TunReader::Deliver(Napi::Env env, Napi::Function onBatch, TunBatch* batch) 
     Napi::HandleScope scope(env);
     Napi::Value keep = onBatch.Call({Napi::Number::New(env, batch->slot), Napi::Number::New(env, batch->count),
                                      Napi::Number::New(env, batch->bytes), Napi::Number::New(env, batch->error),
-                                     Napi::Number::New(env, static_cast<int32_t>(batch->syscall))});
+                                     Napi::Number::New(env, static_cast<int32_t>(batch->syscall)),
+                                     Napi::Number::New(env, batch->superpackets), Napi::Number::New(env, batch->malformed)});
     if (keep.IsBoolean() && keep.As<Napi::Boolean>().Value() && batch->error == 0) {
       reader->heldByJs[batch->slot] = true;
     } else {
@@ -356,28 +400,43 @@ void NativeTun::RequireOpen(Napi::Env env) const {
   if (fd_ < 0 || closed_) throw Napi::Error::New(env, "the TUN device is not open");
 }
 
-// open(name) -> the interface's actual name. "" lets the kernel pick tun%d.
+// open(name, offload) -> the interface's actual name. "" lets the kernel pick tun%d. With offload,
+// IFF_VNET_HDR and TUNSETOFFLOAD(CSUM | TSO4 | TSO6); a kernel that refuses TUNSETOFFLOAD gets the
+// device reopened without them (offload off, the errno kept for info()).
 Napi::Value NativeTun::Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "open(name)");
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "open(name, offload?)");
   if (fd_ >= 0 || closed_) throw Napi::Error::New(env, "open called twice");
   const std::string name = info[0].As<Napi::String>().Utf8Value();
   if (!ValidName(name)) throw Napi::RangeError::New(env, "invalid interface name");
+  bool offload = info.Length() >= 2 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
 
   int fd;
-  do {
-    fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0) throw SystemError(env, errno, Syscall::kOpen);
   struct ifreq ifr;
-  NameInto(&ifr, name);
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
-  const int error = Ioctl(fd, TUNSETIFF, &ifr);
-  if (error != 0) {
-    close(fd);
-    throw SystemError(env, error, Syscall::kIoctl);
+  for (;;) {
+    do {
+      fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) throw SystemError(env, errno, Syscall::kOpen);
+    NameInto(&ifr, name);
+    ifr.ifr_flags = static_cast<short>(IFF_TUN | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0));
+    const int error = Ioctl(fd, TUNSETIFF, &ifr);
+    if (error != 0) {
+      close(fd);
+      throw SystemError(env, error, Syscall::kIoctl);
+    }
+    if (!offload) break;
+    int r;
+    do {
+      r = ioctl(fd, TUNSETOFFLOAD, static_cast<unsigned long>(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6));
+    } while (r != 0 && errno == EINTR);
+    if (r == 0) break;
+    offloadError_ = errno;
+    offload = false;
+    close(fd);  // a persistent name is not held: the interface goes with its last descriptor
   }
   fd_ = fd;
+  offload_ = offload;
   name_.assign(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
   AddCleanupHook();
   return Napi::String::New(env, name_);
@@ -465,6 +524,8 @@ Napi::Value NativeTun::Info(const Napi::CallbackInfo& info) {
   out.Set("ifindex", ifindex);
   out.Set("flags", flags);
   out.Set("mtu", mtu);
+  out.Set("offload", offload_);
+  out.Set("offloadErrno", offloadError_);
   return out;
 }
 
@@ -478,6 +539,7 @@ Napi::Value NativeTun::Start(const Napi::CallbackInfo& info) {
 
   auto reader = std::make_shared<TunReader>();
   reader->fd = fd_;
+  reader->offload = offload_;
   reader->wakeFd = eventfd(0, EFD_CLOEXEC);
   if (reader->wakeFd < 0) throw SystemError(env, errno, Syscall::kEventfd);
   reader->free.reserve(kTunSlots);
@@ -493,7 +555,7 @@ Napi::Value NativeTun::Start(const Napi::CallbackInfo& info) {
       reader->lengthBlocks[i] = lengthBlock;
       reader->data[i] = packetBlock->data;
       reader->lengths[i] = reinterpret_cast<uint32_t*>(lengthBlock->data);
-      reader->batches[i] = TunBatch{reader.get(), i, 0, 0, 0, Syscall::kNone};
+      reader->batches[i] = TunBatch{reader.get(), i, 0, 0, 0, 0, 0, Syscall::kNone};
       reader->free.push_back(kTunSlots - 1 - i);
       Napi::Array pair = Napi::Array::New(env, 2);
       pair.Set(0u, packets);
@@ -525,14 +587,54 @@ Napi::Value NativeTun::Start(const Napi::CallbackInfo& info) {
   return slots;
 }
 
-bool NativeTun::WriteOne(Napi::Env env, const uint8_t* data, size_t length) {
+bool NativeTun::WriteRaw(Napi::Env env, const struct iovec* iov, int iovcnt, size_t length) {
   for (;;) {
-    const ssize_t n = write(fd_, data, length);
+    const ssize_t n = writev(fd_, iov, iovcnt);
     if (n >= 0) return static_cast<size_t>(n) == length;  // a TUN write is all or nothing
     if (errno == EINTR) continue;
     if (IsPacketDrop(errno)) return false;
     throw SystemError(env, errno, Syscall::kWrite);
   }
+}
+
+// One packet, bare or vnet-framed (first byte's high nibble 0): offload on, a bare packet gets an
+// all-zero header (complete, no GSO); offload off, a framed one is cut here (or its checksum
+// completed) and written segment by segment: true if all were taken.
+bool NativeTun::WriteOne(Napi::Env env, const uint8_t* data, size_t length) {
+  static const uint8_t kZeroHdr[kVnetHdrBytes] = {};
+  const bool framed = (data[0] >> 4) == 0;
+  if (offload_ && !framed) {
+    const struct iovec iov[2] = {{const_cast<uint8_t*>(kZeroHdr), kVnetHdrBytes}, {const_cast<uint8_t*>(data), length}};
+    return WriteRaw(env, iov, 2, kVnetHdrBytes + length);
+  }
+  if (offload_ || !framed || length <= kVnetHdrBytes) {
+    const struct iovec iov = {const_cast<uint8_t*>(data), length};
+    return WriteRaw(env, &iov, 1, length);  // a malformed framed packet: the kernel refuses it (a drop)
+  }
+  if (segmentScratch_.empty()) {
+    segmentScratch_.resize(kTunSegmentBytes);
+    segmentLengths_.resize(kTunSegmentMax);
+  }
+  const VnetHdr h = ReadVnetHdr(data);
+  const uint8_t* packet = data + kVnetHdrBytes;
+  const size_t packetBytes = length - kVnetHdrBytes;
+  int32_t count;
+  if (h.gsoType == kVnetGsoNone) {
+    std::memcpy(segmentScratch_.data(), packet, packetBytes);
+    count = CompleteChecksum(segmentScratch_.data(), packetBytes, h) == GsoError::kOk ? 1 : -1;
+    segmentLengths_[0] = static_cast<uint32_t>(packetBytes);
+  } else {
+    count = SegmentTcp(packet, packetBytes, h, segmentScratch_.data(), segmentScratch_.size(), segmentLengths_.data(), kTunSegmentMax);
+  }
+  if (count <= 0) return false;
+  bool all = true;
+  size_t offset = 0;
+  for (int32_t i = 0; i < count; i++) {
+    const struct iovec iov = {segmentScratch_.data() + offset, segmentLengths_[i]};
+    all = WriteRaw(env, &iov, 1, segmentLengths_[i]) && all;
+    offset += segmentLengths_[i];
+  }
+  return all;
 }
 
 // write(packet: Uint8Array) -> boolean (false: dropped)
@@ -543,8 +645,8 @@ Napi::Value NativeTun::Write(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "write(Uint8Array)");
   }
   Napi::Uint8Array packet = info[0].As<Napi::Uint8Array>();
-  if (packet.ByteLength() == 0 || packet.ByteLength() > 65535 || packet.Data() == nullptr) {
-    throw Napi::RangeError::New(env, "packet length must be 1..65535");
+  if (packet.ByteLength() == 0 || packet.ByteLength() > kTunMaxFramedBytes || packet.Data() == nullptr) {
+    throw Napi::RangeError::New(env, "packet length must be 1..65545");
   }
   return Napi::Boolean::New(env, WriteOne(env, packet.Data(), packet.ByteLength()));
 }
@@ -577,7 +679,7 @@ Napi::Value NativeTun::WriteBatch(const Napi::CallbackInfo& info) {
   size_t total = 0;
   for (uint32_t i = 0; i < count; i++) {
     const size_t length = lengthAt(i);
-    if (length == 0 || length > 65535) throw Napi::RangeError::New(env, "lengths[" + std::to_string(i) + "] must be 1..65535");
+    if (length == 0 || length > kTunMaxFramedBytes) throw Napi::RangeError::New(env, "lengths[" + std::to_string(i) + "] must be 1..65545");
     total += length;
     if (total > capacity) throw Napi::RangeError::New(env, "the lengths add up to more than the buffer holds");
   }

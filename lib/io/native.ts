@@ -69,18 +69,22 @@ export interface NativeTunInfo {
   ifindex: number;
   flags: number;
   mtu: number;
+  /** IFF_VNET_HDR + TUNSETOFFLOAD in effect (see addon/tun.h). */
+  offload: boolean;
+  /** errno of a TUNSETOFFLOAD the kernel refused (offload then off); 0 if none. */
+  offloadErrno: number;
 }
 
 /** Called on the JS thread per batch; the slot's buffers are valid only during the call. */
-export type NativeTunBatchHandler = (slot: number, count: number, bytes: number, errno: number, syscallId: number) => boolean | void;
+export type NativeTunBatchHandler = (slot: number, count: number, bytes: number, errno: number, syscallId: number, superpackets: number, malformed: number) => boolean | void;
 
 /**
  * One TUN interface (addon/tun.cc). Every method is synchronous; a failed syscall throws an Error
  * carrying `errno` and `syscallId` (see nativeSyscallFailure).
  */
 export interface NativeTunHandle {
-  /** TUNSETIFF with IFF_TUN | IFF_NO_PI; "" lets the kernel pick tun%d. Returns the actual name. */
-  open(name: string): string;
+  /** TUNSETIFF with IFF_TUN | IFF_NO_PI (+ IFF_VNET_HDR and TUNSETOFFLOAD with offload); "" lets the kernel pick tun%d. Returns the actual name. */
+  open(name: string, offload: boolean): string;
   setMtu(mtu: number): void;
   setAddress(address: number, prefixLength: number): void;
   setUp(up: boolean): void;
@@ -126,6 +130,8 @@ interface Addon {
   /** ChaCha20-Poly1305 open: true and the plaintext in out if the tag verifies, else false and out zeroed. */
   aeadOpen(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array, out: Uint8Array): boolean;
   /** ChaCha20-Poly1305 in place over `count` [start, end) ranges of buffer; the tag goes to `tag`. */
+  /** addon/gso.h: a vnet-framed packet cut into complete segments back to back in out; the count, or -GsoError. */
+  segmentTcp(input: Uint8Array, out: Uint8Array, lengths: Uint32Array): number;
   aeadSealSegments(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, buffer: Uint8Array, segments: Uint32Array, count: number, tag: Uint8Array): void;
   /** Verifies and decrypts in place: true if authentic, else false and the ranges zeroed. */
   aeadOpenSegments(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, buffer: Uint8Array, segments: Uint32Array, count: number, tag: Uint8Array): boolean;

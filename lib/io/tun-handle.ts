@@ -11,9 +11,12 @@ export type { NativeTunBatchHandler as TunBatchHandler, NativeTunInfo as TunHand
 export class TunHandle {
   private readonly native: NativeTunHandle = new (addon().NativeTun)();
 
-  /** TUNSETIFF with IFF_TUN | IFF_NO_PI; "" lets the kernel pick tun%d. Returns the actual name. */
-  open(name: string): string {
-    return this.native.open(name);
+  /**
+   * TUNSETIFF with IFF_TUN | IFF_NO_PI; "" lets the kernel pick tun%d. Returns the actual name.
+   * offload: IFF_VNET_HDR + TUNSETOFFLOAD(CSUM | TSO4 | TSO6), off if the kernel refuses (info().offloadErrno).
+   */
+  open(name: string, offload: boolean): string {
+    return this.native.open(name, offload);
   }
 
   setMtu(mtu: number): void {
@@ -56,4 +59,9 @@ export class TunHandle {
   recycle(slot: number): void {
     this.native.recycle(slot);
   }
+}
+
+/** addon/gso.h SegmentTcp on a vnet-framed packet: the segment count, or a negative GsoError (see lib/tun/offload.ts). */
+export function segmentTcpNative(input: Uint8Array, out: Uint8Array, lengths: Uint32Array): number {
+  return addon().segmentTcp(input, out, lengths);
 }

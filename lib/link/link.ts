@@ -29,6 +29,7 @@ import { UDP_SEND_BATCH_BYTES, UdpPath } from "./udp-path.ts";
 import { ringKey, sharedSecret } from "./keys.ts";
 import type { LinkCore, LinkTimers, Transition } from "./paths.ts";
 import { ClockTimer } from "./clock-timer.ts";
+import { SuperpacketLink, type SuperpacketCounters } from "./superpackets.ts";
 
 export interface Endpoint {
   host: string;
@@ -82,6 +83,9 @@ export class Link extends EventEmitter<LinkEvents> {
   /** Data delivered since the last flush, for onDataBatch. */
   private readonly delivery = new DeliveryBatch();
   private dataBatchHandler: DataBatchHandler | undefined;
+  /** TCP superpackets from an offload TUN: whole on storage alone, else cut (superpackets.ts). */
+  private readonly superpackets = new SuperpacketLink();
+  private readonly storageDrained = (): boolean => this.storage.drained(); // the pair's one peer
   /** The one timer of the link: its clock's turns (heartbeats and tick), which also sample the event-loop delay. */
   private readonly clock: ClockTimer;
   private closed = false;
@@ -179,6 +183,7 @@ export class Link extends EventEmitter<LinkEvents> {
    * Sends `count` data payloads stored back to back in `payloads` (payload i is lengths[i] bytes), e.g.
    * one TUN read batch: one sendmmsg for the UDP copies, one ring record for the storage copies.
    * Returns how many some path took. A payload too large for the link is counted as not taken.
+   * A vnet-framed TCP superpacket (TUN offload) goes whole on storage alone, else as its segments (superpackets.ts).
    */
   sendBatch(payloads: Uint8Array, lengths: Uint32Array, count: number): number {
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
@@ -189,7 +194,7 @@ export class Link extends EventEmitter<LinkEvents> {
     try {
       for (let i = 0; i < count; i++) {
         const length = lengths[i]!;
-        if (this.peer.sendData(now, payloads.subarray(offset, offset + length))) taken++;
+        if (this.superpackets.send(this.peer, now, payloads.subarray(offset, offset + length), this.storageDrained)) taken++;
         offset += length;
       }
     } finally {
@@ -208,8 +213,12 @@ export class Link extends EventEmitter<LinkEvents> {
   }
 
   private deliver(payload: Uint8Array, path: PathId): void {
-    if (this.listenerCount("data") > 0) this.emit("data", payload, path === PathId.Primary ? "primary" : "storage");
+    if (this.listenerCount("data") > 0) {
+      const name = path === PathId.Primary ? "primary" : "storage";
+      this.superpackets.eachSegment(payload, (segment) => this.emit("data", segment, name));
+    }
     if (this.dataBatchHandler === undefined) return;
+    this.superpackets.delivered(payload);
     if (!this.delivery.fits(payload.length)) this.flushDelivery();
     // Ring frames arrive one by one from the poller's record walk: flush after it (UDP flushes at batch end).
     if (this.delivery.push(payload)) queueMicrotask(this.flushDelivery);
@@ -229,6 +238,11 @@ export class Link extends EventEmitter<LinkEvents> {
   /** The largest payload both paths carry: a UDP datagram (sealed or not) and a ring frame. */
   get maxPayloadBytes(): number {
     return this.peer.maxPayloadBytes;
+  }
+
+  /** TCP superpackets carried (TUN offload): sent whole or cut, delivered. */
+  get superpacketCounters(): Readonly<SuperpacketCounters> {
+    return this.superpackets.counters;
   }
 
   get counters(): LinkCounters {

@@ -27,6 +27,8 @@ import type { LinkTimers, Transition } from "../link/paths.ts";
 import { newSession, PeerLink } from "../link/peer-link.ts";
 import type { AppendResult } from "../link/peer-storage.ts";
 import { CLUSTER_UDP_BATCH_BYTES, UdpPath } from "../link/udp-path.ts";
+import { SuperpacketLink, type SuperpacketCounters } from "../link/superpackets.ts";
+import { isFramed, VNET_HDR_BYTES } from "../tun/offload.ts";
 import type { RingObserver } from "../ring/fault-memory.ts";
 import type { RingWriterCounters } from "../ring/writer.ts";
 import { ClusterRoutes } from "./cluster-route.ts";
@@ -87,6 +89,8 @@ export interface ClusterStatus {
   ring: { headSeq: string; epoch: string; writerCounters: RingWriterCounters };
   routes: RouteCounters;
   udpStrays: number;
+  /** TCP superpackets (TUN offload) sent whole or cut, delivered (lib/link/superpackets.ts). */
+  superpackets: SuperpacketCounters;
   eventLoopDelayMs: { p50: number; p99: number; max: number };
 }
 
@@ -106,6 +110,9 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   private readonly byNode = new Map<number, PeerLink>();
   /** The one timer of every peer link: the clock's turns (heartbeats and tick), which also sample the event-loop delay. */
   private readonly clock: ClockTimer;
+  /** TCP superpackets from an offload TUN (superpackets.ts). */
+  private readonly superpackets = new SuperpacketLink();
+  private readonly peerDrained = (peer: PeerLink): boolean => this.storage.drained(peer.options.index);
   private readonly delivery = { bytes: new Uint8Array(DELIVERY_BATCH_BYTES), lengths: new Uint32Array(DELIVERY_BATCH_PACKETS), count: 0, used: 0, scheduled: false };
   private dataBatchHandler: DataBatchHandler | undefined;
   /** The last broadcast seq given out (this session; 0: none yet). */
@@ -222,6 +229,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
    * multicast). Returns how many some path took (a broadcast counts once if any peer took it).
    */
   sendBatch(payloads: Uint8Array, lengths: Uint32Array, count: number): number {
+    // TCP superpackets from an offload TUN go whole on a peer's ring when storage alone carries its data, else cut (superpackets.ts).
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed cluster node");
     const now = performance.now();
     const r = this.routeCounters;
@@ -233,7 +241,9 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
         const length = lengths[i]!;
         const packet = payloads.subarray(offset, offset + length);
         offset += length;
-        const route = this.routes.route(packet);
+        // A superpacket (TUN offload) is routed by its IP header, after the vnet header.
+        const framed = isFramed(packet, 0, length);
+        const route = this.routes.route(framed ? packet.subarray(VNET_HDR_BYTES) : packet);
         if (route.kind === "drop") {
           r.dropped[route.reason]++;
           continue;
@@ -241,12 +251,15 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
         let sent = false;
         if (route.kind === "peer") {
           const peer = this.byNode.get(route.node)!;
-          if (length > peer.maxPayloadBytes) {
+          if (length > peer.maxPayloadBytes && !framed) {
             r.dropped["too-large"]++;
             continue;
           }
           r.toPeers++;
-          sent = peer.sendData(now, packet);
+          sent = this.superpackets.send(peer, now, packet, this.peerDrained);
+        } else if (framed) {
+          r.dropped["too-large"]++; // TCP is never broadcast: a framed broadcast is not a packet to carry
+          continue;
         } else {
           r.broadcasts++;
           const seq = ++this.broadcastSeq;
@@ -277,6 +290,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       ring: { headSeq: String(this.storage.headSeq), epoch: String(this.storage.epoch), writerCounters: this.storage.writerCounters },
       routes: { ...this.routeCounters, dropped: { ...this.routeCounters.dropped } },
       udpStrays: this.udp.strays,
+      superpackets: { ...this.superpackets.counters },
       eventLoopDelayMs: this.clock.loopDelayMs,
     };
   }
@@ -303,6 +317,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
 
   private deliver(payload: Uint8Array): void {
     if (this.dataBatchHandler === undefined || this.closed) return;
+    this.superpackets.delivered(payload);
     const d = this.delivery;
     if (d.count === DELIVERY_BATCH_PACKETS || d.used + payload.length > DELIVERY_BATCH_BYTES) this.flushDelivery();
     d.bytes.set(payload, d.used);

@@ -10,6 +10,7 @@ import type { Server } from "node:net";
 import { unlink } from "node:fs/promises";
 import type pino from "pino";
 
+import { errnoName } from "../errors.ts";
 import { Link, type LinkStatus } from "../link/link.ts";
 import { bridge, type BridgeCounters } from "../tun/bridge.ts";
 import { TunDevice } from "../tun/tun.ts";
@@ -33,7 +34,7 @@ export async function runNode(config: NodeConfig, log: pino.Logger): Promise<voi
     bridge: (tun) => bridge(tun, link),
     status: (tun, counters) => {
       observe.attach(link, () => tun.counters);
-      return (): LinkStatus & { tun: object } => ({ ...observe.status(link), tun: { name: tun.name, mtu: tun.mtu, ...tun.counters, ...counters } });
+      return (): LinkStatus & { tun: object; superpackets: object } => ({ ...observe.status(link), tun: { name: tun.name, mtu: tun.mtu, offload: tun.offload, ...tun.counters, ...counters }, superpackets: { ...link.superpacketCounters } });
     },
     metrics: { contentType: observe.metrics.contentType, render: () => observe.metrics.render() },
     up: { fields: { peer: config.peer }, what: "up" },
@@ -98,6 +99,10 @@ export async function serveNode(config: Pick<NodeConfig, "node" | "tun" | "metri
       tunFailure ??= error;
       stop("tun-error");
     });
+    if (tun.offloadRefusedErrno !== 0) {
+      // As udp.cc's UDP_SEGMENT: a kernel that refuses TUN offload runs without it (one packet per MTU).
+      log.warn({ event: "tun-offload-refused", errno: errnoName(tun.offloadRefusedErrno) }, `TUNSETOFFLOAD refused (${errnoName(tun.offloadRefusedErrno)}): ${tun.name} runs without TCP superpackets`);
+    }
     const status = node.status(tun, node.bridge(tun));
     server = await serveControl(socketPath, async (cmd) => {
       if (cmd === "status") return status();
@@ -125,7 +130,7 @@ export async function serveNode(config: Pick<NodeConfig, "node" | "tun" | "metri
     }
     process.once("SIGINT", onSigint);
     process.once("SIGTERM", onSigterm);
-    log.info({ event: "up", node: config.node, ...node.up.fields, tun: tun.name, address: config.tun.address, mtu: tun.mtu, control: socketPath }, `node ${config.node} ${node.up.what}: ${tun.name} ${config.tun.address}`);
+    log.info({ event: "up", node: config.node, ...node.up.fields, tun: tun.name, address: config.tun.address, mtu: tun.mtu, offload: tun.offload, control: socketPath }, `node ${config.node} ${node.up.what}: ${tun.name} ${config.tun.address}`);
     service = node.notify();
     await stopped;
     log.info({ event: "down", ...node.downFields() }, `node ${config.node} going down`);

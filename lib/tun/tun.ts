@@ -3,11 +3,13 @@
 // of TUN_BATCH_SLOTS reused native-owned buffers; onPackets sees each batch zero-copy, valid only
 // during the call (a view kept later shows later packets; transferring it copies, never moves it).
 // Send: write()/writeBatch() on the JS thread; a packet the kernel refuses is a counted drop, never an
-// exception. Invariant: after close() no handler runs and no syscall is made on the descriptor.
+// exception. Offload (default on): TCP superpackets arrive vnet-framed and may be written so
+// (lib/tun/offload.ts); the interface MTU is unchanged, so every packet on a wire stays within it. Invariant: after close() no handler runs and no syscall is made on the descriptor.
 import { EventEmitter } from "node:events";
 
 import { ErrorCode, LunlinkError, errnoName, integerOption, invalidArgument, systemError } from "../errors.ts";
 import { TunHandle, nativeSyscallFailure, syscallName } from "../io/tun-handle.ts";
+import { isFramed, MAX_FRAMED_BYTES } from "./offload.ts";
 
 /** Mirror the bounds in addon/tun.h. */
 export const TUN_BATCH_SLOTS = 4;
@@ -32,6 +34,12 @@ export interface TunOptions {
   address?: string;
   /** Bring the interface up (default true). */
   up?: boolean;
+  /**
+   * TUN offload (default true): IFF_VNET_HDR + TUNSETOFFLOAD(CSUM | TSO4 | TSO6), so the kernel hands
+   * over TCP superpackets of up to 64 KiB (vnet-framed, lib/tun/offload.ts) instead of one packet per
+   * MTU. A kernel that refuses it leaves it off (`offload` false, `offloadRefusedErrno` set).
+   */
+  offload?: boolean;
 }
 
 export interface TunCounters {
@@ -45,6 +53,12 @@ export interface TunCounters {
   dropped: number;
   /** Batches read; packetsIn / batches is the mean batch size. */
   batches: number;
+  /** Of packetsIn: TCP superpackets (offload on), vnet-framed. */
+  superpacketsIn: number;
+  /** Packets read whose vnet header the checks refused (dropped; the kernel never sends one). */
+  malformedIn: number;
+  /** Of the packets given to write()/writeBatch(): vnet-framed superpackets (written whole with offload, else cut). */
+  superpacketsOut: number;
 }
 
 export interface TunEvents {
@@ -62,18 +76,24 @@ export class TunDevice extends EventEmitter<TunEvents> {
   readonly ifindex: number;
   /** The address as configured ("198.18.100.1/24"), if any. */
   readonly address: string | undefined;
+  /** Offload in effect (see TunOptions.offload). */
+  readonly offload: boolean;
+  /** errno of the TUNSETOFFLOAD the kernel refused, if it did (offload then off). */
+  readonly offloadRefusedErrno: number;
   readonly counters: Readonly<TunCounters>;
 
   private readonly handle: TunHandle;
-  private readonly live: TunCounters = { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, dropped: 0, batches: 0 };
+  private readonly live: TunCounters = { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, dropped: 0, batches: 0, superpacketsIn: 0, malformedIn: 0, superpacketsOut: 0 };
   private handler: TunPacketHandler | undefined;
   private slots: [Uint8Array, Uint32Array][] = [];
   private closed = false;
   /** writeBatch's second result (bytes written), preallocated: no allocation per batch. */
   private readonly writtenBytes = new Float64Array(1);
 
-  private constructor(handle: TunHandle, name: string, mtu: number, ifindex: number, address: string | undefined) {
+  private constructor(handle: TunHandle, name: string, mtu: number, ifindex: number, address: string | undefined, offload: { on: boolean; errno: number }) {
     super();
+    this.offload = offload.on;
+    this.offloadRefusedErrno = offload.errno;
     this.handle = handle;
     this.name = name;
     this.mtu = mtu;
@@ -88,11 +108,13 @@ export class TunDevice extends EventEmitter<TunEvents> {
     const address = options.address === undefined ? undefined : parseCidr(options.address);
     if (options.up !== undefined && typeof options.up !== "boolean") throw invalidArgument("up", "a boolean", options.up);
     const up = options.up ?? true;
+    if (options.offload !== undefined && typeof options.offload !== "boolean") throw invalidArgument("offload", "a boolean", options.offload);
+    const offload = options.offload ?? true;
 
     const handle = new TunHandle();
     let actual: string;
     try {
-      actual = handle.open(name);
+      actual = handle.open(name, offload);
     } catch (error) {
       throw tunError(error, TUN_PATH, `open TUN interface ${JSON.stringify(name)} on`);
     }
@@ -101,7 +123,7 @@ export class TunDevice extends EventEmitter<TunEvents> {
       if (address !== undefined) handle.setAddress(address.address, address.prefixLength);
       if (up) handle.setUp(true);
       const info = handle.info();
-      return new TunDevice(handle, actual, info.mtu, info.ifindex, options.address);
+      return new TunDevice(handle, actual, info.mtu, info.ifindex, options.address, { on: info.offload, errno: info.offloadErrno });
     } catch (error) {
       handle.close();
       throw tunError(error, actual, "configure TUN interface");
@@ -120,12 +142,16 @@ export class TunDevice extends EventEmitter<TunEvents> {
     if (first) this.slots = this.handle.start(this.onBatch);
   }
 
-  /** Writes one IP packet; false if the kernel dropped it (counted in `counters.dropped`). */
+  /**
+   * Writes one IP packet, bare or vnet-framed (a device without offload gets a framed one cut into
+   * segments); false if the kernel dropped it (counted in `counters.dropped`).
+   */
   write(packet: Uint8Array): boolean {
     this.assertOpen("write");
-    if (!(packet instanceof Uint8Array) || packet.byteLength < 1 || packet.byteLength > MAX_TUN_MTU) {
-      throw invalidArgument("packet", `a Uint8Array of 1..${MAX_TUN_MTU} bytes`, packet);
+    if (!(packet instanceof Uint8Array) || packet.byteLength < 1 || packet.byteLength > MAX_FRAMED_BYTES) {
+      throw invalidArgument("packet", `a Uint8Array of 1..${MAX_FRAMED_BYTES} bytes`, packet);
     }
+    if (isFramed(packet, 0, packet.length)) this.live.superpacketsOut++;
     const ok = this.nativeWrite(() => (this.handle.write(packet) ? 1 : 0));
     if (ok === 1) {
       this.live.packetsOut++;
@@ -150,9 +176,11 @@ export class TunDevice extends EventEmitter<TunEvents> {
       throw invalidArgument("count", `an integer in 0..${lengths.length} (lengths.length)`, count);
     }
     let totalBytes = 0;
+    let framed = 0;
     for (let i = 0; i < count; i++) {
       const length = lengths[i]!;
-      if (length < 1 || length > MAX_TUN_MTU) throw invalidArgument(`lengths[${i}]`, `1..${MAX_TUN_MTU}`, length);
+      if (length < 1 || length > MAX_FRAMED_BYTES) throw invalidArgument(`lengths[${i}]`, `1..${MAX_FRAMED_BYTES}`, length);
+      if (totalBytes < buffer.byteLength && isFramed(buffer, totalBytes, length)) framed++;
       totalBytes += length;
     }
     if (totalBytes > buffer.byteLength) {
@@ -162,6 +190,7 @@ export class TunDevice extends EventEmitter<TunEvents> {
     this.live.packetsOut += written;
     this.live.bytesOut += this.writtenBytes[0]!;
     this.live.dropped += count - written;
+    this.live.superpacketsOut += framed;
     return written;
   }
 
@@ -206,8 +235,9 @@ export class TunDevice extends EventEmitter<TunEvents> {
     for (const slot of this.kept.splice(0)) this.handle.recycle(slot);
   };
 
-  private readonly onBatch = (slot: number, count: number, bytes: number, errno: number, syscallId: number): boolean => {
+  private readonly onBatch = (slot: number, count: number, bytes: number, errno: number, syscallId: number, superpackets: number, malformed: number): boolean => {
     if (this.closed) return false;
+    this.live.malformedIn += malformed;
     if (count > 0) {
       const views = this.slots[slot];
       const handler = this.handler;
@@ -215,6 +245,7 @@ export class TunDevice extends EventEmitter<TunEvents> {
       this.live.batches++;
       this.live.packetsIn += count;
       this.live.bytesIn += bytes;
+      this.live.superpacketsIn += superpackets;
       handler(views[0], views[1], count); // a throwing handler is an uncaught exception, like any listener
     }
     if (errno !== 0) {
