@@ -52,8 +52,8 @@ flock "$lock" ip netns exec "$ns" env LUNLINK_EXERCISE_NETNS=1 LD_PRELOAD="$liba
 echo "== unit tests touching the addon"
 asan npx ava --config ava.config.js test/unit/volume-file.test.ts test/unit/volume-ownership.test.ts test/unit/link-seal.test.ts \
   test/unit/deadlines.test.ts test/unit/volume-engine.test.ts test/unit/udp-path.test.ts test/unit/record-cipher-compat.test.ts \
-  test/unit/service-notify.test.ts test/unit/udp-held.test.ts test/unit/poll-standby.test.ts
+  test/unit/service-notify.test.ts test/unit/udp-held.test.ts test/unit/poll-standby.test.ts test/unit/tun-offload.test.ts
 echo "== device tests touching the addon"
 asan flock "$lock" npx ava --config ava.device.config.js test/device/loop.test.ts test/device/faults.test.ts \
-  test/device/volume-stall-ownership.test.ts test/device/tun.test.ts test/device/addon-tun-slots.test.ts
+  test/device/volume-stall-ownership.test.ts test/device/tun.test.ts test/device/addon-tun-slots.test.ts test/device/tun-offload.test.ts
 echo "asan.sh: clean"
