@@ -41,6 +41,8 @@ const tunSchema = z
       .default("lunlink0"),
     address: z.string().refine(isCidr, { message: "an IPv4 address with prefix length, like 198.18.100.1/24" }),
     mtu: z.number().int().min(576).max(65535).default(1400),
+    /** TUN offload (TCP superpackets, docs/format.md): off for a peer older than superpackets. */
+    offload: z.boolean().default(true),
   })
   .strict();
 

@@ -93,7 +93,7 @@ export async function serveNode(config: Pick<NodeConfig, "node" | "tun" | "metri
   // as `lunlink down`, then the runner rejects with it: never an uncaught exception.
   let tunFailure: Error | undefined;
   try {
-    tun = await TunDevice.open({ name: config.tun.name, mtu: config.tun.mtu, address: config.tun.address, up: true });
+    tun = await TunDevice.open({ name: config.tun.name, mtu: config.tun.mtu, address: config.tun.address, offload: config.tun.offload, up: true });
     tun.on("error", (error) => {
       log.error({ event: "tun-error", code: (error as { code?: string }).code, message: error.message }, "TUN device failed: stopping the node");
       tunFailure ??= error;

@@ -212,3 +212,13 @@ test("config: a pair's timers.storage.heartbeatMs above MAX_PAIR_STORAGE_HEARTBE
   t.false(over.ok);
   if (!over.ok) t.like(over.problems[0], { key: "timers.storage.heartbeatMs", value: MAX_PAIR_STORAGE_HEARTBEAT_MS + 1 });
 });
+
+test("config: tun.offload defaults on, false is taken (a peer older than superpackets), anything else is refused naming the key", (t) => {
+  const on = checkConfig({ ...PAIR_BASE, storage: { send: "/dev/a", receive: "/dev/b" } });
+  t.true(on.ok && on.config.tun.offload);
+  const off = checkConfig({ ...PAIR_BASE, tun: { ...PAIR_BASE.tun, offload: false }, storage: { send: "/dev/a", receive: "/dev/b" } });
+  t.true(off.ok && !off.config.tun.offload);
+  const bad = checkConfig({ ...PAIR_BASE, tun: { ...PAIR_BASE.tun, offload: "yes" }, storage: { send: "/dev/a", receive: "/dev/b" } });
+  t.false(bad.ok);
+  if (!bad.ok) t.like(bad.problems[0], { key: "tun.offload", value: "yes" });
+});
