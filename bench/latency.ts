@@ -20,6 +20,7 @@ import type { HeapProfiler, Profiler } from "node:inspector";
 import { Session } from "node:inspector/promises";
 import { join } from "node:path";
 import { PerformanceObserver, performance, type PerformanceEntry } from "node:perf_hooks";
+import { getHeapStatistics } from "node:v8";
 
 import { FrameType, RING_START_BLOCK } from "../lib/format/layout.ts";
 import { Volume } from "../lib/index.ts";
@@ -141,10 +142,25 @@ function addAllocations(node: HeapProfiler.SamplingHeapProfileNode, into: Map<st
 }
 const PROFILE_INTERVAL_US = 50;
 
+/** The I/O engines the lunlink rows' volumes got (engine "auto" or LUNLINK_ENGINE), printed under the table. */
+const enginesSeen = new Set<string>();
+
+/**
+ * The V8 heap options of this process, where the lunlink rows run (a `lunlink up` daemon runs with
+ * Node's defaults): printed in the header, since a run with other heap settings (say
+ * --initial-old-space-size, which moves when major GCs start) measures something else.
+ */
+function heapLine(): string {
+  const heapFlag = /^--(max|initial)-(old|semi|young)-(space|generation)-size|^--max-heap-size/;
+  const flags = [...process.execArgv, ...(process.env["NODE_OPTIONS"] ?? "").split(/\s+/)].filter((a) => heapFlag.test(a));
+  return `lunlink rows: V8 heap ${flags.length === 0 ? "Node.js defaults (as the daemon)" : flags.join(" ")}, heap limit ${(getHeapStatistics().heap_size_limit / 2 ** 20).toFixed(0)} MiB`;
+}
+
 async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, sendOnDelivery: boolean, loadMBps = 0, mirrorTo?: string, keyed = false, traces?: RoundTrace[], stalls?: Stalls, io?: IoLog, slice = 0, profile?: ProfileLog, warmupRounds = 0): Promise<LatencyRun> {
   const auth = keyed ? { auth: { key: new Uint8Array(randomBytes(32)) } } : {};
   const send = await Volume.open(device, { dsync: true, busyPollUs });
   const receive = await Volume.open(mirrorTo ?? device, { readOnly: true, busyPollUs });
+  enginesSeen.add(send.engine).add(receive.engine);
   let mirror: LocalMirror | undefined;
   let mirrorVolumes: Volume[] = [];
   try {
@@ -542,6 +558,7 @@ export async function latencyBench(args: string[]): Promise<void> {
     const receiveLoop = scratch.loop("receive.img", 64 * 1024 * 1024);
     console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds in ${slices} slices (each path in turn, each slice after ${warmupRounds} unmeasured warm-up rounds on every path, C too), next probe ${sendOnDelivery ? "on delivery" : "once the previous probe's write returned (as the C probe)"}`);
     console.log(machineLine());
+    console.log(heapLine());
     console.log(`volumes: ${loop} (send) and ${receiveLoop} (receive, for row b), loop dio=on over 64 MiB files on ext4\n`);
     const rows: string[][] = [];
     const breakdowns: string[][] = [];
@@ -598,6 +615,7 @@ export async function latencyBench(args: string[]): Promise<void> {
       rows.push(row("C probe", c), row("lunlink", l, lr), row(`lunlink traced, for the breakdown (p50 ${ratio(percentile(t, 50), percentile(l, 50))}x untraced)`, t, tr), row("lunlink busyPollUs 500", p, pr), row(`lunlink keyed (p50 ${ratio(percentile(k, 50), percentile(l, 50))}x unkeyed)`, k, kr));
     }
     console.log(table(["condition", "path (ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C", "rounds run / probes lost (late) / reader overruns / records lost / writer ack waits"], rows));
+    console.log(`lunlink volumes' I/O engine: ${[...enginesSeen].join(", ")} (LUNLINK_ENGINE: ${process.env["LUNLINK_ENGINE"] ?? "unset"})`);
     console.log(`probes lost: rounds not delivered within ${ROUND_DEADLINE_MS} ms, left out of the percentiles (late: delivered after it); records lost: overwritten before the reader read them (it was lapped); writer ack waits: the writer held a probe's record for the reader's ack. A row stops after ${ROW_BUDGET_MS / 1000} s with the rounds it ran.`);
     if (plotDir !== undefined) for (const path of await writeCharts(plotDir, latencyCharts(cdfs))) console.log(`chart: ${path}`);
     console.log(`\nwhere the lunlink rounds' time goes (the traced row; means in us; GC overlap: rounds during which a GC pause ran)`);
