@@ -40,7 +40,7 @@ export { loadConfig, loadKeys, checkConfig, linkOptions } from "./node/config.ts
 export type { NodeConfig, ConfigProblem } from "./node/config.ts";
 export { DEFAULT_TIMERS } from "./link/paths.ts";
 export type { LinkTimers, PathTimers, PathState, Active, Transition } from "./link/paths.ts";
-export { bridge } from "./tun/bridge.ts";
+export { bridge } from "./node/bridge.ts";
 // Types the signatures above use (listed so the API reference documents them; typedoc.json names the internals it leaves out).
 export { AuthMode } from "./format/layout.ts";
 export type { Clock } from "./ring/clock.ts";
@@ -55,4 +55,4 @@ export type { WriterState } from "./ring/writer-core.ts";
 export type { WriterCloseReport } from "./ring/writer-options.ts";
 export type { RingWriterEvents } from "./ring/writer.ts";
 export type { RecordVisitor } from "./ring/reader-api.ts";
-export type { BridgeCounters } from "./tun/bridge.ts";
+export type { BridgeCounters } from "./node/bridge.ts";

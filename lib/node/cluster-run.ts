@@ -6,7 +6,7 @@ import type pino from "pino";
 
 import { loadClusterKey, type ClusterKeys } from "./cluster-secret.ts";
 import { TunDevice } from "../tun/tun.ts";
-import { bridge } from "../tun/bridge.ts";
+import { bridge } from "./bridge.ts";
 import { ClusterNode, type ClusterNodeOptions } from "./cluster-node.ts";
 import { CLUSTER_METRICS_CONTENT_TYPE, renderClusterMetrics, type ClusterNodeStatus } from "./cluster-status.ts";
 import { controlSocketPath, parseEndpoint, type ClusterConfig } from "./config.ts";

@@ -12,7 +12,7 @@ import type pino from "pino";
 
 import { errnoName } from "../errors.ts";
 import { Link, type LinkStatus } from "../link/link.ts";
-import { bridge, type BridgeCounters } from "../tun/bridge.ts";
+import { bridge, type BridgeCounters } from "./bridge.ts";
 import { TunDevice } from "../tun/tun.ts";
 import { controlSocketPath, linkOptions, loadKeys, parseEndpoint, type NodeConfig } from "./config.ts";
 import { serveControl } from "./control.ts";

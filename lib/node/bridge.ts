@@ -3,7 +3,7 @@
 // delivers (one per UDP receive batch or ring poll) goes to the TUN with one writeBatch. Nothing is
 // copied here (the link copies into its UDP batch or ring record; the TUN write copies into the kernel).
 import type { Link } from "../link/link.ts";
-import type { TunDevice } from "./tun.ts";
+import type { TunDevice } from "../tun/tun.ts";
 
 export interface BridgeCounters {
   packetsToLink: number;
