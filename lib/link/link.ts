@@ -1,6 +1,6 @@
 // Link: one node's end of a pair, carrying datagrams over two paths of one shape (UdpPath, StoragePath).
 // Pipeline, batches kept whole at every stage:
-//   send: sendBatch (a TUN read batch) -> LinkCore picks paths and headers per packet -> UdpPath batch
+//   send: sendBatch (a TUN read batch; superpackets only with `framed`) -> LinkCore picks paths and headers per packet -> UdpPath batch
 //         (encoded or sealed in place) flushed in one sendmmsg | StoragePath (frames into the ring
 //         writer's open record: one record per batch)
 //   receive: UdpPath recvmmsg batch (unsealed into one reused buffer) | StoragePath (receive ring) ->
@@ -70,8 +70,21 @@ export interface LinkEvents {
   storage: [StateChange];
 }
 
-/** Receives `count` data payloads back to back in `payloads` (payload i is lengths[i] bytes); valid during the call. */
-export type DataBatchHandler = (payloads: Uint8Array, lengths: Uint32Array, count: number) => void;
+/**
+ * Receives `count` data payloads back to back in `payloads` (payload i is lengths[i] bytes; framed[i]
+ * is 1 if its message header marked it a vnet-framed TCP superpacket, else it is an opaque datagram);
+ * valid during the call.
+ */
+export type DataBatchHandler = (payloads: Uint8Array, lengths: Uint32Array, count: number, framed: Uint8Array) => void;
+
+export interface SendBatchOptions {
+  /**
+   * The batch is an offload TUN's read batch (TunDevice with `offload`): a payload whose first nibble
+   * is 0 is a vnet-framed TCP superpacket (superpackets.ts). Without it every payload is an opaque
+   * datagram, carried as it is.
+   */
+  framed?: boolean;
+}
 
 export class Link extends EventEmitter<LinkEvents> {
   readonly options: LinkOptions;
@@ -104,7 +117,7 @@ export class Link extends EventEmitter<LinkEvents> {
         timers: options.timers,
         controlRtoMs: options.controlRtoMs ?? 200,
         ...(options.keys === undefined ? {} : { keys: options.keys }),
-        deliver: (payload, path) => this.deliver(payload, path),
+        deliver: (payload, path, framed) => this.deliver(payload, path, framed),
         log: (event, fields) => this.log(event, fields),
       },
       udp,
@@ -183,18 +196,21 @@ export class Link extends EventEmitter<LinkEvents> {
    * Sends `count` data payloads stored back to back in `payloads` (payload i is lengths[i] bytes), e.g.
    * one TUN read batch: one sendmmsg for the UDP copies, one ring record for the storage copies.
    * Returns how many some path took. A payload too large for the link is counted as not taken.
-   * A vnet-framed TCP superpacket (TUN offload) goes whole on storage alone, else as its segments (superpackets.ts).
+   * With `framed` (an offload TUN's batch), a vnet-framed TCP superpacket goes whole on storage alone,
+   * else as its segments (superpackets.ts); without it nothing is sniffed or cut.
    */
-  sendBatch(payloads: Uint8Array, lengths: Uint32Array, count: number): number {
+  sendBatch(payloads: Uint8Array, lengths: Uint32Array, count: number, options?: SendBatchOptions): number {
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed link");
     const now = performance.now();
     let taken = 0;
     let offset = 0;
+    const framed = options?.framed === true;
     this.peer.batching = true;
     try {
       for (let i = 0; i < count; i++) {
         const length = lengths[i]!;
-        if (this.superpackets.send(this.peer, now, payloads.subarray(offset, offset + length), this.storageDrained)) taken++;
+        const payload = payloads.subarray(offset, offset + length);
+        if (framed ? this.superpackets.sendTunPacket(this.peer, now, payload, this.storageDrained) : this.peer.sendData(now, payload)) taken++;
         offset += length;
       }
     } finally {
@@ -212,21 +228,23 @@ export class Link extends EventEmitter<LinkEvents> {
     this.dataBatchHandler = handler;
   }
 
-  private deliver(payload: Uint8Array, path: PathId): void {
+  /** framed: the message header marked the payload a superpacket (only then is it cut for "data" listeners). */
+  private deliver(payload: Uint8Array, path: PathId, framed: boolean): void {
     if (this.listenerCount("data") > 0) {
       const name = path === PathId.Primary ? "primary" : "storage";
-      this.superpackets.eachSegment(payload, (segment) => this.emit("data", segment, name));
+      if (framed) this.superpackets.eachSegment(payload, (segment) => this.emit("data", segment, name));
+      else this.emit("data", payload, name);
     }
     if (this.dataBatchHandler === undefined) return;
-    this.superpackets.delivered(payload);
+    if (framed) this.superpackets.delivered();
     if (!this.delivery.fits(payload.length)) this.flushDelivery();
     // Ring frames arrive one by one from the poller's record walk: flush after it (UDP flushes at batch end).
-    if (this.delivery.push(payload)) queueMicrotask(this.flushDelivery);
+    if (this.delivery.push(payload, framed)) queueMicrotask(this.flushDelivery);
   }
 
   private readonly flushDelivery = (): void => {
     const count = this.delivery.take();
-    if (count > 0 && !this.closed) this.dataBatchHandler?.(this.delivery.bytes, this.delivery.lengths, count);
+    if (count > 0 && !this.closed) this.dataBatchHandler?.(this.delivery.bytes, this.delivery.lengths, count, this.delivery.framed);
   };
 
   /** Queues one control message (reliable, in order). Resolves once it is handed to a path. */

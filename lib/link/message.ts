@@ -13,6 +13,8 @@
 //               peer, and one UDP datagram per peer on the primary); ack = 0. The receiver dedupes it
 //               per sender, apart from the pair's data sequence (docs/format.md, Link messages).
 // Layout (little-endian): version u8 | kind u8 | path u8 | node u8 | session u64 | seq u64 | ack u64.
+// The kind byte's high bit (FRAMED_KIND_BIT) marks a data message whose payload is a vnet-framed TCP
+// superpacket (TUN offload, superpackets.ts); it is valid with kind data only. Payloads are never sniffed.
 import { FrameType } from "../format/layout.ts";
 import { LunlinkError, ErrorCode } from "../errors.ts";
 
@@ -20,6 +22,9 @@ export const LINK_VERSION = 1;
 export const MESSAGE_HEADER_BYTES = 28;
 /** UDP datagram bound; the storage path's bound is the ring's frame capacity. */
 export const MAX_MESSAGE_BYTES = 65507;
+
+/** Kind byte bit: the data message's payload is a vnet-framed TCP superpacket (never set on another kind). */
+export const FRAMED_KIND_BIT = 0x80;
 
 export const MessageKind = { Heartbeat: 1, Control: 2, ControlAck: 3, Data: 4, Broadcast: 5 } as const;
 export type MessageKind = (typeof MessageKind)[keyof typeof MessageKind];
@@ -44,13 +49,16 @@ export interface MessageHeader {
   session: bigint;
   seq: bigint;
   ack: bigint;
+  /** Data only: the payload is a vnet-framed TCP superpacket (FRAMED_KIND_BIT). */
+  framed?: boolean;
 }
 
 /** Writes a header at `offset` of `target` (which must have room for it plus the payload). */
 export function encodeHeader(target: Uint8Array, offset: number, header: MessageHeader): void {
   const view = new DataView(target.buffer, target.byteOffset + offset, MESSAGE_HEADER_BYTES);
   view.setUint8(0, LINK_VERSION);
-  view.setUint8(1, header.kind);
+  if (header.framed === true && header.kind !== MessageKind.Data) throw new Error(`assertion failed: a framed message of kind ${header.kind}`);
+  view.setUint8(1, header.framed === true ? header.kind | FRAMED_KIND_BIT : header.kind);
   view.setUint8(2, header.path);
   view.setUint8(3, header.node);
   view.setBigUint64(4, header.session, true);
@@ -68,7 +76,7 @@ export function encodeMessage(header: MessageHeader, payload?: Uint8Array): Buff
   return out;
 }
 
-export type DecodeResult = { ok: true; header: MessageHeader; payloadOffset: number } | { ok: false; reason: "short" | "version" | "kind" | "path" };
+export type DecodeResult = { ok: true; header: MessageHeader & { framed: boolean }; payloadOffset: number } | { ok: false; reason: "short" | "version" | "kind" | "path" };
 
 /**
  * Reads the header of the message at bytes[offset, offset+length). Never throws on bad input: a
@@ -78,7 +86,10 @@ export function decodeHeader(bytes: Uint8Array, offset: number, length: number):
   if (length < MESSAGE_HEADER_BYTES || offset + length > bytes.length) return { ok: false, reason: "short" };
   const view = new DataView(bytes.buffer, bytes.byteOffset + offset, MESSAGE_HEADER_BYTES);
   if (view.getUint8(0) !== LINK_VERSION) return { ok: false, reason: "version" };
-  const kind = view.getUint8(1);
+  const kindByte = view.getUint8(1);
+  const framed = (kindByte & FRAMED_KIND_BIT) !== 0;
+  const kind = kindByte & ~FRAMED_KIND_BIT;
+  if (framed && kind !== MessageKind.Data) return { ok: false, reason: "kind" };
   if (kind < MessageKind.Heartbeat || kind > MessageKind.Broadcast) return { ok: false, reason: "kind" };
   const path = view.getUint8(2);
   if (path !== PathId.Primary && path !== PathId.Storage) return { ok: false, reason: "path" };
@@ -91,6 +102,7 @@ export function decodeHeader(bytes: Uint8Array, offset: number, length: number):
       session: view.getBigUint64(4, true),
       seq: view.getBigUint64(12, true),
       ack: view.getBigUint64(20, true),
+      framed,
     },
     payloadOffset: offset + MESSAGE_HEADER_BYTES,
   };

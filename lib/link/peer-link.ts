@@ -16,7 +16,7 @@ import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { FrameType } from "../format/layout.ts";
 import { ControlWaiting, MAX_CONTROL_WAITING } from "./control-waiting.ts";
 import { sharedSecret } from "./keys.ts";
-import { encodeHeader, MAX_MESSAGE_BYTES, MESSAGE_HEADER_BYTES, MessageKind, PathId, RING_FRAME_TYPE, type MessageHeader } from "./message.ts";
+import { encodeHeader, FRAMED_KIND_BIT, MAX_MESSAGE_BYTES, MESSAGE_HEADER_BYTES, MessageKind, PathId, RING_FRAME_TYPE, type MessageHeader } from "./message.ts";
 import { LinkCore, type LinkOutput, type LinkTimers, type Transition } from "./paths.ts";
 import type { AppendResult, PeerStorage } from "./peer-storage.ts";
 import { Opener, SEAL_OVERHEAD_BYTES, Sealer } from "./seal.ts";
@@ -34,7 +34,8 @@ export interface PeerLinkOptions {
   /** Keys (base64 X25519, see keys.ts): when set, every UDP datagram is sealed and unsealed ones are refused. */
   keys?: { privateKey: string; peerPublicKey: string };
   /** A data payload from this peer (a view, valid during the call), once, in failback order. */
-  deliver: (payload: Uint8Array, path: PathId) => void;
+  /** framed: the message header marked the payload a vnet-framed TCP superpacket (message.ts FRAMED_KIND_BIT). */
+  deliver: (payload: Uint8Array, path: PathId, framed: boolean) => void;
   /**
    * The storage copy of broadcast `seq` (an encoded message, valid during the call): the owner writes
    * one ring frame for every peer link that asks with the same seq and answers them all alike.
@@ -83,12 +84,20 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   /** sendControl calls waiting for room in the control window, in call order; acks admit them (no timers). */
   private readonly controlWaiting = new ControlWaiting();
   private closed = false;
+  /** Set during sendData(…, framed): the data message(s) it sends carry the framed mark. */
+  private sendingFramed = false;
+  /** During the receive of a marked message: where its payload starts (the core delivers that view); -1 otherwise. */
+  private framedIn: { bytes: Uint8Array | undefined; payloadByteOffset: number } = { bytes: undefined, payloadByteOffset: -1 };
   /** The last standby verdict emitted (a link starts with its primary down: off). */
   private standbyOn = false;
   /** The core's hands: every effect it decides goes through here. */
   private readonly out: LinkOutput = {
-    send: (path, header, payload) => (path === PathId.Primary ? this.sendUdp(header, payload) : this.sendRing(header, payload)),
-    data: (payload, path) => this.options.deliver(payload, path),
+    send: (path, header, payload) => {
+      if (this.sendingFramed && header.kind === MessageKind.Data) header.framed = true;
+      return path === PathId.Primary ? this.sendUdp(header, payload) : this.sendRing(header, payload);
+    },
+    // Only the payload of the marked message being received is framed: held data released by it is not (the core copied it).
+    data: (payload, path) => this.options.deliver(payload, path, payload.buffer === this.framedIn.bytes?.buffer && payload.byteOffset === this.framedIn.payloadByteOffset),
     control: (payload) => this.emit("control", payload),
     peerSession: (session, restarted) => {
       this.sealer?.bindTo(session); // authenticated (sealed UDP, or a keyed ring): bind our datagrams to it
@@ -132,10 +141,19 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     return this.ringNotTakenCount;
   }
 
-  /** One data payload to this peer on the paths data goes on now; false if none took it (or it is too large). */
-  sendData(nowMs: number, payload: Uint8Array): boolean {
+  /**
+   * One data payload to this peer on the paths data goes on now; false if none took it (or it is too
+   * large). framed: the payload is a vnet-framed TCP superpacket from an offload TUN, marked in the
+   * message header (the receiver hands it to its TUN framed); otherwise it is an opaque datagram.
+   */
+  sendData(nowMs: number, payload: Uint8Array, framed = false): boolean {
     if (this.closed || payload.length > this.maxPayloadBytes) return false;
-    return this.core.sendData(nowMs, payload, this.storage.drained(this.options.index), this.out);
+    this.sendingFramed = framed;
+    try {
+      return this.core.sendData(nowMs, payload, this.storage.drained(this.options.index), this.out);
+    } finally {
+      this.sendingFramed = false;
+    }
   }
 
   /** This peer's copy of the node's broadcast `seq` (UDP on the primary; storage: the one ring frame); false if no path took it. */
@@ -175,20 +193,33 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   /** A datagram from this peer (by its endpoint, or any sender for a pair), received at arrivedMs (earlier than now if it was held). */
   receiveUdp(bytes: Uint8Array, offset: number, length: number, address: number, port: number, arrivedMs: number): void {
     if (this.closed) return;
-    if (this.opener === undefined) this.core.receive(arrivedMs, bytes, offset, length, PathId.Primary, this.out);
-    else {
+    if (this.opener === undefined) {
+      this.noteFramed(bytes, offset, length);
+      this.core.receive(arrivedMs, bytes, offset, length, PathId.Primary, this.out);
+    } else {
       const opened = this.opener.open(bytes.subarray(offset, offset + length), this.openScratch);
+      if (opened.ok) this.noteFramed(opened.message, 0, opened.message.length);
       this.core.receiveSealed(arrivedMs, opened, opened.ok ? "" : endpointText(address, port), this.out);
     }
+    this.framedIn.bytes = undefined;
   }
 
   /** A frame of this peer's ring addressed to us (or to every node). */
   receiveRing(bytes: Uint8Array, offset: number, length: number): void {
     if (this.closed) return;
     const nowMs = performance.now();
+    this.noteFramed(bytes, offset, length);
     this.core.receive(nowMs, bytes, offset, length, PathId.Storage, this.out);
+    this.framedIn.bytes = undefined;
     // Traffic on the ring (not a heartbeat) ends standby in the poll that read it, not at the next turn.
     if (this.standbyOn) this.updateStandby(nowMs);
+  }
+
+  /** Before the core reads a message: if its header carries the framed mark, the payload view it will deliver. */
+  private noteFramed(bytes: Uint8Array, offset: number, length: number): void {
+    const marked = length >= MESSAGE_HEADER_BYTES && (bytes[offset + 1]! & FRAMED_KIND_BIT) !== 0;
+    this.framedIn.bytes = marked ? bytes : undefined;
+    this.framedIn.payloadByteOffset = marked ? bytes.byteOffset + offset + MESSAGE_HEADER_BYTES : -1;
   }
 
   /** Emits "standby" when the core's verdict changed: each tick (path states) and after ring traffic. */

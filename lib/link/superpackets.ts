@@ -1,10 +1,12 @@
-// TCP superpackets (TUN offload, lib/tun/offload.ts) on the link. Send: a vnet-framed superpacket
-// goes whole, as ONE data message (one seq: dedupe, failover and failback order treat it as one
-// packet; TCP retransmits a lost one whole), only when storage alone carries data now; whenever the
-// primary carries it (or it is too large for one message) it is cut natively into complete segments,
-// each its own data message, so every packet on the UDP path is complete and within the MTU.
-// Receive: a TUN consumer gets it framed (the TUN writes it with its header, or cuts it itself);
-// any other consumer ("data" listeners) gets complete segments.
+// TCP superpackets (TUN offload, lib/tun/offload.ts) on the link. Only a TUN read batch (sendBatch
+// with `framed`) can hold them: a payload from anywhere else is an opaque datagram, never sniffed or
+// cut. Send: a vnet-framed superpacket goes whole, as ONE data message marked in its header
+// (message.ts FRAMED_KIND_BIT; one seq: dedupe, failover and failback order treat it as one packet;
+// TCP retransmits a lost one whole), only when storage alone carries data now; whenever the primary
+// carries it (or it is too large for one message) it is cut natively into complete segments, each its
+// own unmarked data message, so every packet on the UDP path is complete and within the MTU.
+// Receive: only a marked payload is framed: a TUN consumer gets it framed (the TUN writes it with its
+// header, or cuts it itself); "data" listeners get its complete segments.
 import { isFramed, Segmenter } from "../tun/offload.ts";
 import type { PeerLink } from "./peer-link.ts";
 
@@ -14,9 +16,9 @@ export interface SuperpacketCounters {
   /** Superpackets cut before sending (the primary carries data, or too large), and the segments sent. */
   sentSegmented: number;
   segmentsSent: number;
-  /** Payloads that looked framed (first nibble 0) but the segmenter refused: sent as they are. */
+  /** TUN payloads that looked framed but the segmenter refused (sent unmarked, as they are), and marked ones delivered that it refused. */
   refused: number;
-  /** Superpackets delivered whole (to the TUN bridge), and cut for "data" listeners. */
+  /** Marked superpackets delivered whole (to the TUN bridge), and cut for "data" listeners. */
   delivered: number;
   deliveredSegmented: number;
 }
@@ -32,16 +34,18 @@ export class SuperpacketLink {
   private readonly deliverCut = new Segmenter();
 
   /**
-   * Sends one packet (bare or vnet-framed) to `peer`: framed and storage-only now, whole; framed
-   * otherwise, its segments. storageDrained: the peer storage's drained(), asked right before the
-   * send as PeerLink.sendData asks it, so both see the same LinkCore.dataPaths verdict.
+   * Sends one packet of an offload TUN's read batch (bare, or vnet-framed: its first nibble is 0, never
+   * an IP version) to `peer`: framed and storage-only now, whole and marked; framed otherwise, its
+   * segments. storageDrained: the peer storage's drained(), asked right before the send as
+   * PeerLink.sendData asks it, so both see the same LinkCore.dataPaths verdict. Never call it for a
+   * payload that did not come from an offload TUN (an API datagram goes to PeerLink.sendData as it is).
    */
-  send(peer: PeerLink, nowMs: number, packet: Uint8Array, storageDrained: (peer: PeerLink) => boolean): boolean {
+  sendTunPacket(peer: PeerLink, nowMs: number, packet: Uint8Array, storageDrained: (peer: PeerLink) => boolean): boolean {
     if (!isFramed(packet, 0, packet.length)) return peer.sendData(nowMs, packet);
     const paths = peer.core.paths.dataPaths(nowMs, storageDrained(peer));
     if (!paths.primary && packet.length <= peer.maxPayloadBytes) {
       this.counters.sentWhole++;
-      return peer.sendData(nowMs, packet);
+      return peer.sendData(nowMs, packet, true);
     }
     const s = this.sendCut;
     const count = s.trySegment(packet);
@@ -62,17 +66,20 @@ export class SuperpacketLink {
     return any;
   }
 
-  /** A delivered payload for the TUN bridge: counted if framed. */
-  delivered(payload: Uint8Array): void {
-    if (isFramed(payload, 0, payload.length)) this.counters.delivered++;
+  /** A marked payload delivered to the TUN bridge. */
+  delivered(): void {
+    this.counters.delivered++;
   }
 
-  /** A delivered payload for "data" listeners: each complete segment of a framed one (as is if not framed or refused). */
+  /** A marked payload for "data" listeners: each of its complete segments (as it is if the segmenter refuses it, counted). */
   eachSegment(payload: Uint8Array, each: (segment: Uint8Array) => void): void {
-    if (!isFramed(payload, 0, payload.length)) return each(payload);
     const s = this.deliverCut;
-    const count = s.trySegment(payload);
-    if (count <= 0) return each(payload);
+    // The mark is checked, not trusted: only a TCP superpacket (as the sender marks) is cut.
+    const count = isFramed(payload, 0, payload.length) ? s.trySegment(payload) : 0;
+    if (count <= 0) {
+      this.counters.refused++;
+      return each(payload);
+    }
     this.counters.deliveredSegmented++;
     let offset = 0;
     for (let i = 0; i < count; i++) {

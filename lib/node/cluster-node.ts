@@ -21,7 +21,8 @@ import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { FrameType } from "../format/layout.ts";
 import type { StateChange, RecoveryOptions } from "../io/supervisor.ts";
 import { ClockTimer } from "../link/clock-timer.ts";
-import type { Endpoint } from "../link/link.ts";
+import { DeliveryBatch } from "../link/delivery-batch.ts";
+import type { DataBatchHandler, Endpoint, SendBatchOptions } from "../link/link.ts";
 import { PathId } from "../link/message.ts";
 import type { LinkTimers, Transition } from "../link/paths.ts";
 import { newSession, PeerLink } from "../link/peer-link.ts";
@@ -94,11 +95,7 @@ export interface ClusterStatus {
   eventLoopDelayMs: { p50: number; p99: number; max: number };
 }
 
-export type DataBatchHandler = (payloads: Uint8Array, lengths: Uint32Array, count: number) => void;
-
-/** Bounds of one delivered data batch (what one TunDevice.writeBatch gets). */
-export const DELIVERY_BATCH_PACKETS = 256;
-export const DELIVERY_BATCH_BYTES = 1 << 20;
+export type { DataBatchHandler } from "../link/link.ts";
 
 export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   readonly options: ClusterNodeOptions;
@@ -113,7 +110,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
   /** TCP superpackets from an offload TUN (superpackets.ts). */
   private readonly superpackets = new SuperpacketLink();
   private readonly peerDrained = (peer: PeerLink): boolean => this.storage.drained(peer.options.index);
-  private readonly delivery = { bytes: new Uint8Array(DELIVERY_BATCH_BYTES), lengths: new Uint32Array(DELIVERY_BATCH_PACKETS), count: 0, used: 0, scheduled: false };
+  private readonly delivery = new DeliveryBatch();
   private dataBatchHandler: DataBatchHandler | undefined;
   /** The last broadcast seq given out (this session; 0: none yet). */
   private broadcastSeq = 0n;
@@ -193,7 +190,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
               timers: options.timers,
               controlRtoMs: options.controlRtoMs ?? 200,
               ...(options.privateKey === undefined ? {} : { keys: { privateKey: options.privateKey, peerPublicKey: m.publicKey! } }),
-              deliver: (payload) => node?.deliver(payload),
+              deliver: (payload, _path, framed) => node?.deliver(payload, framed),
               broadcastRing: (seq, type, frame) => node?.broadcastRing(seq, type, frame) ?? "down",
               ...(options.log === undefined ? {} : { log: peerLog(options.log, m.node) }),
             },
@@ -227,14 +224,16 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
    * Sends `count` IP packets stored back to back in `payloads` (packet i is lengths[i] bytes), e.g.
    * one TUN read batch, each to the peer its destination address names (every peer for broadcast and
    * multicast). Returns how many some path took (a broadcast counts once if any peer took it).
+   * With `framed` (an offload TUN's batch), a vnet-framed TCP superpacket goes whole on a peer's ring
+   * when storage alone carries its data, else cut (superpackets.ts); without it nothing is sniffed or cut.
    */
-  sendBatch(payloads: Uint8Array, lengths: Uint32Array, count: number): number {
-    // TCP superpackets from an offload TUN go whole on a peer's ring when storage alone carries its data, else cut (superpackets.ts).
+  sendBatch(payloads: Uint8Array, lengths: Uint32Array, count: number, options?: SendBatchOptions): number {
     if (this.closed) throw new LunlinkError(ErrorCode.Closed, "send on a closed cluster node");
     const now = performance.now();
     const r = this.routeCounters;
     let taken = 0;
     let offset = 0;
+    const tun = options?.framed === true;
     for (const p of this.peers) p.batching = true;
     try {
       for (let i = 0; i < count; i++) {
@@ -242,7 +241,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
         const packet = payloads.subarray(offset, offset + length);
         offset += length;
         // A superpacket (TUN offload) is routed by its IP header, after the vnet header.
-        const framed = isFramed(packet, 0, length);
+        const framed = tun && isFramed(packet, 0, length);
         const route = this.routes.route(framed ? packet.subarray(VNET_HDR_BYTES) : packet);
         if (route.kind === "drop") {
           r.dropped[route.reason]++;
@@ -256,7 +255,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
             continue;
           }
           r.toPeers++;
-          sent = this.superpackets.send(peer, now, packet, this.peerDrained);
+          sent = framed ? this.superpackets.sendTunPacket(peer, now, packet, this.peerDrained) : peer.sendData(now, packet);
         } else if (framed) {
           r.dropped["too-large"]++; // TCP is never broadcast: a framed broadcast is not a packet to carry
           continue;
@@ -315,29 +314,18 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     return f.result;
   }
 
-  private deliver(payload: Uint8Array): void {
+  /** framed: the message header marked the payload a superpacket (delivery-batch.ts carries the flag to the TUN). */
+  private deliver(payload: Uint8Array, framed: boolean): void {
     if (this.dataBatchHandler === undefined || this.closed) return;
-    this.superpackets.delivered(payload);
-    const d = this.delivery;
-    if (d.count === DELIVERY_BATCH_PACKETS || d.used + payload.length > DELIVERY_BATCH_BYTES) this.flushDelivery();
-    d.bytes.set(payload, d.used);
-    d.lengths[d.count++] = payload.length;
-    d.used += payload.length;
+    if (framed) this.superpackets.delivered();
+    if (!this.delivery.fits(payload.length)) this.flushDelivery();
     // Ring frames arrive one by one from a poller's record walk: flush after it (UDP flushes at batch end).
-    if (!d.scheduled) {
-      d.scheduled = true;
-      queueMicrotask(this.flushDelivery);
-    }
+    if (this.delivery.push(payload, framed)) queueMicrotask(this.flushDelivery);
   }
 
   private readonly flushDelivery = (): void => {
-    const d = this.delivery;
-    d.scheduled = false;
-    if (d.count === 0) return;
-    const count = d.count;
-    d.count = 0;
-    d.used = 0;
-    if (!this.closed) this.dataBatchHandler?.(d.bytes, d.lengths, count);
+    const count = this.delivery.take();
+    if (count > 0 && !this.closed) this.dataBatchHandler?.(this.delivery.bytes, this.delivery.lengths, count, this.delivery.framed);
   };
 }
 

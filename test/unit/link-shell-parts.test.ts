@@ -13,34 +13,35 @@ import type { RingWriterCounters } from "../../lib/ring/writer.ts";
 
 test("DeliveryBatch: payloads back to back with their lengths; one flush scheduled per batch; take empties it", (t) => {
   const batch = new DeliveryBatch();
-  t.true(batch.push(new Uint8Array([1, 2, 3])), "the first payload schedules a flush");
-  t.false(batch.push(new Uint8Array([4, 5])), "already scheduled");
+  t.true(batch.push(new Uint8Array([1, 2, 3]), false), "the first payload schedules a flush");
+  t.false(batch.push(new Uint8Array([4, 5]), true), "already scheduled");
   t.deepEqual([...batch.bytes.subarray(0, 5)], [1, 2, 3, 4, 5]);
   t.deepEqual([...batch.lengths.subarray(0, 2)], [3, 2]);
+  t.deepEqual([...batch.framed.subarray(0, 2)], [0, 1], "each payload's framed flag");
   t.is(batch.take(), 2);
   t.is(batch.take(), 0, "taken: empty");
-  t.true(batch.push(new Uint8Array([9])), "after a take the next payload schedules again");
+  t.true(batch.push(new Uint8Array([9]), false), "after a take the next payload schedules again");
   t.is(batch.bytes[0], 9, "a new batch starts at the buffer's start");
 });
 
 test("DeliveryBatch: exactly DELIVERY_BATCH_PACKETS payloads fit, not one more", (t) => {
   const batch = new DeliveryBatch();
   const one = new Uint8Array(1);
-  for (let i = 0; i < DELIVERY_BATCH_PACKETS - 1; i++) batch.push(one);
+  for (let i = 0; i < DELIVERY_BATCH_PACKETS - 1; i++) batch.push(one, false);
   t.true(batch.fits(1));
-  batch.push(one);
+  batch.push(one, false);
   t.false(batch.fits(0));
-  t.throws(() => batch.push(one), { message: /assertion failed/ });
+  t.throws(() => batch.push(one, false), { message: /assertion failed/ });
   t.is(batch.take(), DELIVERY_BATCH_PACKETS);
 });
 
 test("DeliveryBatch: exactly DELIVERY_BATCH_BYTES fit, not one byte more", (t) => {
   const batch = new DeliveryBatch();
   const chunk = new Uint8Array(DELIVERY_BATCH_BYTES / 4);
-  for (let i = 0; i < 3; i++) batch.push(chunk);
+  for (let i = 0; i < 3; i++) batch.push(chunk, false);
   t.true(batch.fits(chunk.length));
   t.false(batch.fits(chunk.length + 1));
-  batch.push(chunk);
+  batch.push(chunk, false);
   t.false(batch.fits(1));
   t.true(batch.fits(0), "full to the byte: an empty payload still fits (4 of 256 packets)");
 });

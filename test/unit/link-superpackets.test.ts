@@ -1,12 +1,21 @@
-// SuperpacketLink (lib/link/superpackets.ts): a vnet-framed TCP superpacket goes to the peer link as
-// ONE data message when storage alone carries data, and as its complete segments (one message each)
-// whenever the primary carries data or it is too large for one message; bare packets and payloads
-// that only look framed go as they are. "data" listeners get segments.
+// SuperpacketLink (lib/link/superpackets.ts): a vnet-framed TCP superpacket of an offload TUN's batch
+// goes to the peer link as ONE data message, marked in its header, when storage alone carries data,
+// and as its complete segments (one unmarked message each) whenever the primary carries data or it is
+// too large for one message; bare packets and payloads that only look framed go as they are. Marked,
+// never sniffed: a datagram that is byte for byte a superpacket, sent without `framed`, arrives as it
+// is (a real pair of Links on loopback and two files); "data" listeners get a marked one's segments.
 import test from "ava";
 
+import { Link, type LinkOptions } from "../../lib/link/link.ts";
+import { decodeHeader, encodeHeader, FRAMED_KIND_BIT, MESSAGE_HEADER_BYTES, MessageKind, PathId, type MessageHeader } from "../../lib/link/message.ts";
+import { DEFAULT_TIMERS } from "../../lib/link/paths.ts";
 import type { PeerLink } from "../../lib/link/peer-link.ts";
 import { SuperpacketLink } from "../../lib/link/superpackets.ts";
+import { bridge } from "../../lib/node/bridge.ts";
 import { VNET_HDR_BYTES } from "../../lib/tun/offload.ts";
+import type { TunDevice } from "../../lib/tun/tun.ts";
+import { pairFiles } from "../helpers/pair-files.ts";
+import { pollUntil } from "../helpers/until.ts";
 
 /** A framed IPv4 TCP superpacket of `payloadBytes` at gso_size 1360. */
 function superpacket(payloadBytes: number): Uint8Array {
@@ -32,38 +41,41 @@ function superpacket(payloadBytes: number): Uint8Array {
 }
 
 /** The parts of a PeerLink the sender reads, recording every sendData. */
-function fakePeer(paths: { primary: boolean; storage: boolean }, maxPayloadBytes = 65479): { peer: PeerLink; sent: Uint8Array[]; drainedAsked: number[] } {
+function fakePeer(paths: { primary: boolean; storage: boolean }, maxPayloadBytes = 65479): { peer: PeerLink; sent: Uint8Array[]; marked: boolean[] } {
   const sent: Uint8Array[] = [];
-  const drainedAsked: number[] = [];
+  const marked: boolean[] = [];
   const peer = {
     core: { paths: { dataPaths: () => paths } },
     maxPayloadBytes,
-    sendData: (_now: number, payload: Uint8Array) => {
+    sendData: (_now: number, payload: Uint8Array, framed = false) => {
       sent.push(payload.slice());
+      marked.push(framed);
       return true;
     },
   };
-  return { peer: peer as unknown as PeerLink, sent, drainedAsked };
+  return { peer: peer as unknown as PeerLink, sent, marked };
 }
 
 const drained = (): boolean => true;
 
 test("storage alone: a superpacket is one data message, framed, whole", (t) => {
   const link = new SuperpacketLink();
-  const { peer, sent } = fakePeer({ primary: false, storage: true });
+  const { peer, sent, marked } = fakePeer({ primary: false, storage: true });
   const packet = superpacket(40 * 1360);
-  t.true(link.send(peer, 0, packet, drained));
+  t.true(link.sendTunPacket(peer, 0, packet, drained));
   t.is(sent.length, 1);
   t.deepEqual(sent[0], packet);
+  t.deepEqual(marked, [true], "marked in the message header");
   t.like(link.counters, { sentWhole: 1, sentSegmented: 0 });
 });
 
 for (const paths of [{ primary: true, storage: false }, { primary: true, storage: true }]) {
   test(`primary ${paths.storage ? "and storage" : "alone"}: a superpacket goes as its complete segments`, (t) => {
     const link = new SuperpacketLink();
-    const { peer, sent } = fakePeer(paths);
-    t.true(link.send(peer, 0, superpacket(5 * 1360 + 7), drained));
+    const { peer, sent, marked } = fakePeer(paths);
+    t.true(link.sendTunPacket(peer, 0, superpacket(5 * 1360 + 7), drained));
     t.is(sent.length, 6);
+    t.true(marked.every((m) => !m), "segments are bare IP packets: unmarked");
     for (const s of sent) {
       t.is(s[0]! >> 4, 4, "a bare IPv4 packet");
       t.true(s.length <= 1400);
@@ -76,36 +88,166 @@ test("storage alone but larger than one message: cut", (t) => {
   const link = new SuperpacketLink();
   const packet = superpacket(20 * 1360);
   const { peer, sent } = fakePeer({ primary: false, storage: true }, packet.length - 1);
-  link.send(peer, 0, packet, drained);
+  link.sendTunPacket(peer, 0, packet, drained);
   t.is(sent.length, 20);
 });
 
 test("bare packets and payloads that only look framed go as they are", (t) => {
   const link = new SuperpacketLink();
-  const { peer, sent } = fakePeer({ primary: true, storage: false });
+  const { peer, sent, marked } = fakePeer({ primary: true, storage: false });
   const bare = superpacket(100).subarray(VNET_HDR_BYTES);
   const notIp = new Uint8Array(300); // first nibble 0, no valid vnet header
-  link.send(peer, 0, bare, drained);
-  link.send(peer, 0, notIp, drained);
+  link.sendTunPacket(peer, 0, bare, drained);
+  link.sendTunPacket(peer, 0, notIp, drained);
   t.deepEqual(sent, [bare.slice(), notIp]);
   const badGsoSize = superpacket(3000);
   badGsoSize[4] = 0; // gso_size 0: framed, refused by the segmenter, carried as it is
   badGsoSize[5] = 0;
-  link.send(peer, 0, badGsoSize, drained);
+  link.sendTunPacket(peer, 0, badGsoSize, drained);
   t.deepEqual(sent[2], badGsoSize);
+  t.deepEqual(marked, [false, false, false]);
   t.like(link.counters, { refused: 1, sentWhole: 0, sentSegmented: 0 });
 });
 
-test("delivery: the TUN bridge counts framed payloads; data listeners get segments", (t) => {
+test("delivery: a marked payload is counted and cut for data listeners; one the segmenter refuses is handed over as it is", (t) => {
   const link = new SuperpacketLink();
   const packet = superpacket(3 * 1360);
-  link.delivered(packet);
-  link.delivered(packet.subarray(VNET_HDR_BYTES));
+  link.delivered();
   const segments: number[] = [];
   link.eachSegment(packet, (s) => segments.push(s.length));
   t.deepEqual(segments, [1400, 1400, 1400]);
   const plain: number[] = [];
   link.eachSegment(new Uint8Array(300), (s) => plain.push(s.length));
   t.deepEqual(plain, [300]);
-  t.like(link.counters, { delivered: 1, deliveredSegmented: 1 });
+  t.like(link.counters, { delivered: 1, deliveredSegmented: 1, refused: 1 });
+});
+
+const header = (kind: MessageKind, framed?: boolean): MessageHeader => ({ kind, path: PathId.Storage, node: 2, session: 7n, seq: 9n, ack: 0n, ...(framed === undefined ? {} : { framed }) });
+
+test("message header: the framed mark is the kind byte's high bit, data only", (t) => {
+  const bytes = new Uint8Array(MESSAGE_HEADER_BYTES);
+  encodeHeader(bytes, 0, header(MessageKind.Data, true));
+  t.is(bytes[1], MessageKind.Data | FRAMED_KIND_BIT);
+  t.like(decodeHeader(bytes, 0, bytes.length), { ok: true, header: { kind: MessageKind.Data, framed: true, seq: 9n } });
+  encodeHeader(bytes, 0, header(MessageKind.Data));
+  t.is(bytes[1], MessageKind.Data);
+  t.like(decodeHeader(bytes, 0, bytes.length), { ok: true, header: { kind: MessageKind.Data, framed: false } });
+  for (const kind of [MessageKind.Heartbeat, MessageKind.Control, MessageKind.ControlAck, MessageKind.Broadcast]) {
+    encodeHeader(bytes, 0, header(kind));
+    bytes[1] = kind | FRAMED_KIND_BIT;
+    t.deepEqual(decodeHeader(bytes, 0, bytes.length), { ok: false, reason: "kind" }, `the mark on kind ${kind}: malformed`);
+    t.throws(() => encodeHeader(bytes, 0, header(kind, true)), { message: /assertion failed/ });
+  }
+});
+
+/** A real pair on loopback and two files; `primary` false: each end's peer port is one nobody binds (storage alone). */
+async function pair(t: Parameters<typeof pairFiles>[0], primary: boolean): Promise<[Link, Link]> {
+  const { send: a, receive: b } = await pairFiles(t);
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const options = (node: number, send: string, receive: string, mine: number, theirs: number): LinkOptions => ({
+    nodeId: node,
+    peerNodeId: 3 - node,
+    primary: { bind: { host: "127.0.0.1", port: mine }, peer: { host: "127.0.0.1", port: primary ? theirs : theirs + 4 } },
+    storage: { send, receive, dsync: false },
+    timers: DEFAULT_TIMERS,
+  });
+  const one = await Link.open(options(1, a, b, port, port + 2));
+  const two = await Link.open(options(2, b, a, port + 2, port));
+  t.teardown(async () => {
+    await one.close();
+    await two.close();
+  });
+  const active = primary ? "primary" : "storage";
+  await pollUntil(`both ends active on ${active}`, () => [one, two].every((l) => l.status().active === active && l.status().paths.storage.state === "up"), 15_000, 10);
+  return [one, two];
+}
+
+/** What a receiving Link hands over: "data" events and data batches (with their framed flags). */
+function record(link: Link): { events: Uint8Array[]; batch: { payload: Uint8Array; framed: number }[] } {
+  const events: Uint8Array[] = [];
+  const batch: { payload: Uint8Array; framed: number }[] = [];
+  link.on("data", (p) => events.push(p.slice()));
+  link.onDataBatch((payloads, lengths, count, framed) => {
+    let offset = 0;
+    for (let i = 0; i < count; i++) {
+      batch.push({ payload: payloads.slice(offset, offset + lengths[i]!), framed: framed[i]! });
+      offset += lengths[i]!;
+    }
+  });
+  return { events, batch };
+}
+
+for (const primary of [true, false]) {
+  test(`a datagram that is byte for byte a vnet-framed TCPv4 superpacket, sent without framed (${primary ? "primary" : "storage alone"}), arrives unchanged and uncut`, async (t) => {
+    const [one, two] = await pair(t, primary);
+    const got = record(two);
+    const lookalike = superpacket(3 * 1360);
+    t.is(one.sendBatch(lookalike, Uint32Array.of(lookalike.length), 1), 1);
+    t.true(one.sendData(lookalike));
+    await pollUntil("both delivered", () => got.events.length >= 2 && got.batch.length >= 2, 15_000, 10);
+    await new Promise((r) => setTimeout(r, 100)); // nothing more (segments) follows
+    t.deepEqual(got.events, [lookalike, lookalike]);
+    t.deepEqual(got.batch, [{ payload: lookalike, framed: 0 }, { payload: lookalike, framed: 0 }]);
+    t.like(one.superpacketCounters, { sentWhole: 0, sentSegmented: 0 });
+    t.like(two.superpacketCounters, { delivered: 0, deliveredSegmented: 0 });
+  });
+}
+
+test("a TUN batch's superpacket (framed): whole and marked on storage alone, its segments for data listeners", async (t) => {
+  const [one, two] = await pair(t, false);
+  const got = record(two);
+  const packet = superpacket(3 * 1360);
+  t.is(one.sendBatch(packet, Uint32Array.of(packet.length), 1, { framed: true }), 1);
+  await pollUntil("delivered", () => got.batch.length >= 1 && got.events.length >= 3, 15_000, 10);
+  t.deepEqual(got.batch, [{ payload: packet, framed: 1 }], "the TUN side gets it whole, flagged");
+  t.deepEqual(got.events.map((e) => [e.length, e[0]! >> 4]), [[1400, 4], [1400, 4], [1400, 4]], "data listeners: complete IPv4 segments");
+  t.like(one.superpacketCounters, { sentWhole: 1, sentSegmented: 0 });
+  t.like(two.superpacketCounters, { delivered: 1, deliveredSegmented: 1 });
+});
+
+test("a TUN batch's superpacket (framed) over the primary: cut, its segments unmarked", async (t) => {
+  const [one, two] = await pair(t, true);
+  const got = record(two);
+  const packet = superpacket(3 * 1360);
+  t.is(one.sendBatch(packet, Uint32Array.of(packet.length), 1, { framed: true }), 1);
+  await pollUntil("delivered", () => got.batch.length >= 3 && got.events.length >= 3, 15_000, 10);
+  t.deepEqual(got.batch.map((b) => [b.payload.length, b.framed]), [[1400, 0], [1400, 0], [1400, 0]]);
+  t.like(one.superpacketCounters, { sentWhole: 0, sentSegmented: 1, segmentsSent: 3 });
+});
+
+test("bridge: an offload TUN's batches go framed; a delivered payload with first nibble 0 reaches the TUN only if marked", (t) => {
+  const writes: number[][] = [];
+  let onPackets: ((p: Uint8Array, l: Uint32Array, c: number) => void) | undefined;
+  const tun = {
+    offload: true,
+    isClosed: false,
+    onPackets: (h: typeof onPackets) => (onPackets = h),
+    writeBatch: (buffer: Uint8Array, lengths: Uint32Array, count: number) => {
+      let offset = 0;
+      const firsts: number[] = [];
+      for (let i = 0; i < count; i++) {
+        firsts.push(buffer[offset]!, lengths[i]!);
+        offset += lengths[i]!;
+      }
+      writes.push(firsts);
+      return count;
+    },
+  } as unknown as TunDevice;
+  let handler: ((p: Uint8Array, l: Uint32Array, c: number, f: Uint8Array) => void) | undefined;
+  const sendOptions: unknown[] = [];
+  const node = {
+    sendBatch: (_p: Uint8Array, _l: Uint32Array, count: number, options?: unknown) => {
+      sendOptions.push(options);
+      return count;
+    },
+    onDataBatch: (h: typeof handler) => (handler = h),
+  };
+  const counters = bridge(tun, node);
+  onPackets!(new Uint8Array([0x45]), Uint32Array.of(1), 1);
+  t.deepEqual(sendOptions, [{ framed: true }]);
+  // ip4 (3 bytes), unmarked nibble 0 (2), marked (4), ip6 (5), unmarked nibble 0 (1)
+  const payloads = Uint8Array.of(0x45, 0, 0, 0x01, 0, 0x01, 1, 2, 3, 0x60, 0, 0, 0, 0, 0x00);
+  handler!(payloads, Uint32Array.of(3, 2, 4, 5, 1), 5, Uint8Array.of(0, 0, 1, 0, 0));
+  t.deepEqual(writes, [[0x45, 3], [0x01, 4, 0x60, 5]]);
+  t.like(counters, { packetsToTun: 3, packetsNotIp: 2, packetsTunDropped: 0 });
 });
