@@ -199,6 +199,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     } else {
       const opened = this.opener.open(bytes.subarray(offset, offset + length), this.openScratch);
       if (opened.ok) this.noteFramed(opened.message, 0, opened.message.length);
+      else this.framedIn.bytes = undefined;
       this.core.receiveSealed(arrivedMs, opened, opened.ok ? "" : endpointText(address, port), this.out);
     }
     this.framedIn.bytes = undefined;

@@ -165,6 +165,8 @@ export class TunDevice extends EventEmitter<TunEvents> {
   /**
    * Writes `count` packets stored back to back in `buffer` (packet i is `lengths[i]` bytes).
    * Returns the packets written; the others were dropped (counted). A bad length table writes nothing.
+   * A packet whose first nibble is 0 is taken as vnet-framed: give one only if it is (the bridge
+   * passes only payloads their message header marked, lib/node/bridge.ts).
    */
   writeBatch(buffer: Uint8Array, lengths: Uint32Array | Uint16Array, count: number): number {
     this.assertOpen("writeBatch");
