@@ -311,7 +311,8 @@ export class LinkState {
 export interface LinkOutput {
   /** Transmit a message on a path; false if the path did not take it (socket error, ring down or full). */
   send(path: PathId, header: MessageHeader, payload?: Uint8Array): boolean;
-  data(payload: Uint8Array, path: PathId): void;
+  /** framed: the data message's header carried the superpacket mark (message.ts FRAMED_KIND_BIT); never for held data. */
+  data(payload: Uint8Array, path: PathId, framed: boolean): void;
   control(payload: Uint8Array): void;
   /** The peer started a new session (authenticated): sealed datagrams are bound to it from now on. */
   peerSession(session: bigint, restarted: boolean): void;
@@ -500,7 +501,7 @@ export class LinkCore {
       }
       case MessageKind.Data: {
         if (arrivedOn === PathId.Storage) {
-          this.deliverData(h.seq, payload, arrivedOn, out);
+          this.deliverData(h.seq, payload, arrivedOn, out, this.window, h.framed);
           if (h.seq > this.storageHeard) this.storageHeard = h.seq;
           this.held.release(this.storageHeard, false, (seq, _needs, p) => this.deliverData(seq, p, PathId.Primary, out));
           return;
@@ -514,7 +515,7 @@ export class LinkCore {
             return;
           }
         }
-        this.deliverData(h.seq, payload, arrivedOn, out);
+        this.deliverData(h.seq, payload, arrivedOn, out, this.window, h.framed);
         return;
       }
       case MessageKind.Broadcast:
@@ -524,13 +525,13 @@ export class LinkCore {
   }
 
   /** Data (or a broadcast, in its own window) once: duplicates and seqs below the window are counted, not delivered. */
-  private deliverData(seq: bigint, payload: Uint8Array, path: PathId, out: LinkOutput, window = this.window): void {
+  private deliverData(seq: bigint, payload: Uint8Array, path: PathId, out: LinkOutput, window = this.window, framed = false): void {
     const verdict = window.check(seq);
     if (verdict === "duplicate") this.counters.dataDuplicates++;
     else if (verdict === "old") this.counters.dataTooOld++;
     else {
       this.counters.dataDelivered++;
-      out.data(payload, path);
+      out.data(payload, path, framed);
     }
   }
 
@@ -570,12 +571,12 @@ export class LinkCore {
   }
 
   /** One data message on the paths data goes on now; false if none took it. */
-  sendData(nowMs: number, payload: Uint8Array, storageDrained: boolean, out: LinkOutput): boolean {
+  sendData(nowMs: number, payload: Uint8Array, storageDrained: boolean, out: LinkOutput, framed = false): boolean {
     const paths = this.paths.dataPaths(nowMs, storageDrained);
     const seq = ++this.dataSeq;
     // The primary copy names the last data the ring alone carries: the receiver keeps order behind it.
-    const primary = paths.primary && this.transmit(PathId.Primary, this.header(MessageKind.Data, seq, this.storageOnlySeq, PathId.Primary), payload, out);
-    const storage = paths.storage && this.transmit(PathId.Storage, this.header(MessageKind.Data, seq, 0n, PathId.Storage), payload, out);
+    const primary = paths.primary && this.transmit(PathId.Primary, this.dataHeader(seq, this.storageOnlySeq, PathId.Primary, framed), payload, out);
+    const storage = paths.storage && this.transmit(PathId.Storage, this.dataHeader(seq, 0n, PathId.Storage, framed), payload, out);
     if (storage && !primary) this.storageOnlySeq = seq;
     return primary || storage;
   }
@@ -666,5 +667,12 @@ export class LinkCore {
 
   private header(kind: MessageKind, seq: bigint, ack: bigint, path: PathId): MessageHeader {
     return { kind, path, node: this.id.nodeId, session: this.id.session, seq, ack };
+  }
+
+  /** A data message's header; framed: its payload is a vnet-framed TCP superpacket (the mark in the kind byte). */
+  private dataHeader(seq: bigint, ack: bigint, path: PathId, framed: boolean): MessageHeader {
+    const header = this.header(MessageKind.Data, seq, ack, path);
+    if (framed) header.framed = true;
+    return header;
   }
 }

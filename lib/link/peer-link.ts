@@ -16,7 +16,7 @@ import { ErrorCode, LunlinkError } from "../errors.ts";
 import type { FrameType } from "../format/layout.ts";
 import { ControlWaiting, MAX_CONTROL_WAITING } from "./control-waiting.ts";
 import { sharedSecret } from "./keys.ts";
-import { encodeHeader, FRAMED_KIND_BIT, MAX_MESSAGE_BYTES, MESSAGE_HEADER_BYTES, MessageKind, PathId, RING_FRAME_TYPE, type MessageHeader } from "./message.ts";
+import { encodeHeader, MAX_MESSAGE_BYTES, MESSAGE_HEADER_BYTES, MessageKind, PathId, RING_FRAME_TYPE, type MessageHeader } from "./message.ts";
 import { LinkCore, type LinkOutput, type LinkTimers, type Transition } from "./paths.ts";
 import type { AppendResult, PeerStorage } from "./peer-storage.ts";
 import { Opener, SEAL_OVERHEAD_BYTES, Sealer } from "./seal.ts";
@@ -84,20 +84,12 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   /** sendControl calls waiting for room in the control window, in call order; acks admit them (no timers). */
   private readonly controlWaiting = new ControlWaiting();
   private closed = false;
-  /** Set during sendData(…, framed): the data message(s) it sends carry the framed mark. */
-  private sendingFramed = false;
-  /** During the receive of a marked message: where its payload starts (the core delivers that view); -1 otherwise. */
-  private framedIn: { bytes: Uint8Array | undefined; payloadByteOffset: number } = { bytes: undefined, payloadByteOffset: -1 };
   /** The last standby verdict emitted (a link starts with its primary down: off). */
   private standbyOn = false;
   /** The core's hands: every effect it decides goes through here. */
   private readonly out: LinkOutput = {
-    send: (path, header, payload) => {
-      if (this.sendingFramed && header.kind === MessageKind.Data) header.framed = true;
-      return path === PathId.Primary ? this.sendUdp(header, payload) : this.sendRing(header, payload);
-    },
-    // Only the payload of the marked message being received is framed: held data released by it is not (the core copied it).
-    data: (payload, path) => this.options.deliver(payload, path, payload.buffer === this.framedIn.bytes?.buffer && payload.byteOffset === this.framedIn.payloadByteOffset),
+    send: (path, header, payload) => (path === PathId.Primary ? this.sendUdp(header, payload) : this.sendRing(header, payload)),
+    data: (payload, path, framed) => this.options.deliver(payload, path, framed),
     control: (payload) => this.emit("control", payload),
     peerSession: (session, restarted) => {
       this.sealer?.bindTo(session); // authenticated (sealed UDP, or a keyed ring): bind our datagrams to it
@@ -148,12 +140,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
    */
   sendData(nowMs: number, payload: Uint8Array, framed = false): boolean {
     if (this.closed || payload.length > this.maxPayloadBytes) return false;
-    this.sendingFramed = framed;
-    try {
-      return this.core.sendData(nowMs, payload, this.storage.drained(this.options.index), this.out);
-    } finally {
-      this.sendingFramed = false;
-    }
+    return this.core.sendData(nowMs, payload, this.storage.drained(this.options.index), this.out, framed);
   }
 
   /** This peer's copy of the node's broadcast `seq` (UDP on the primary; storage: the one ring frame); false if no path took it. */
@@ -193,34 +180,20 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   /** A datagram from this peer (by its endpoint, or any sender for a pair), received at arrivedMs (earlier than now if it was held). */
   receiveUdp(bytes: Uint8Array, offset: number, length: number, address: number, port: number, arrivedMs: number): void {
     if (this.closed) return;
-    if (this.opener === undefined) {
-      this.noteFramed(bytes, offset, length);
-      this.core.receive(arrivedMs, bytes, offset, length, PathId.Primary, this.out);
-    } else {
+    if (this.opener === undefined) this.core.receive(arrivedMs, bytes, offset, length, PathId.Primary, this.out);
+    else {
       const opened = this.opener.open(bytes.subarray(offset, offset + length), this.openScratch);
-      if (opened.ok) this.noteFramed(opened.message, 0, opened.message.length);
-      else this.framedIn.bytes = undefined;
       this.core.receiveSealed(arrivedMs, opened, opened.ok ? "" : endpointText(address, port), this.out);
     }
-    this.framedIn.bytes = undefined;
   }
 
   /** A frame of this peer's ring addressed to us (or to every node). */
   receiveRing(bytes: Uint8Array, offset: number, length: number): void {
     if (this.closed) return;
     const nowMs = performance.now();
-    this.noteFramed(bytes, offset, length);
     this.core.receive(nowMs, bytes, offset, length, PathId.Storage, this.out);
-    this.framedIn.bytes = undefined;
     // Traffic on the ring (not a heartbeat) ends standby in the poll that read it, not at the next turn.
     if (this.standbyOn) this.updateStandby(nowMs);
-  }
-
-  /** Before the core reads a message: if its header carries the framed mark, the payload view it will deliver. */
-  private noteFramed(bytes: Uint8Array, offset: number, length: number): void {
-    const marked = length >= MESSAGE_HEADER_BYTES && (bytes[offset + 1]! & FRAMED_KIND_BIT) !== 0;
-    this.framedIn.bytes = marked ? bytes : undefined;
-    this.framedIn.payloadByteOffset = marked ? bytes.byteOffset + offset + MESSAGE_HEADER_BYTES : -1;
   }
 
   /** Emits "standby" when the core's verdict changed: each tick (path states) and after ring traffic. */
