@@ -4,6 +4,8 @@
 import type { ExecutionContext } from "ava";
 
 import { Volume } from "../../lib/io/volume.ts";
+import { Link, type LinkOptions } from "../../lib/link/link.ts";
+import { DEFAULT_TIMERS } from "../../lib/link/paths.ts";
 import { formatVolume } from "../../lib/ring/superblocks.ts";
 import { scratchDir, sparseFileIn } from "./scratch.ts";
 
@@ -29,4 +31,28 @@ export async function pairFiles(t: ExecutionContext, sizes: { fileBytes?: number
   await formatFile(send, 1, 2, ringBlocks);
   await formatFile(receive, 2, 1, ringBlocks);
   return { send, receive };
+}
+
+/**
+ * A real pair of Links on loopback over pairFiles, closed at teardown. `primary` false: each end's peer
+ * port is one nobody binds, so storage alone carries the pair.
+ */
+export async function linkPair(t: ExecutionContext, options: { primary?: boolean } = {}): Promise<[Link, Link]> {
+  const { primary = true } = options;
+  const { send: a, receive: b } = await pairFiles(t);
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const linkOptions = (node: number, send: string, receive: string, mine: number, theirs: number): LinkOptions => ({
+    nodeId: node,
+    peerNodeId: 3 - node,
+    primary: { bind: { host: "127.0.0.1", port: mine }, peer: { host: "127.0.0.1", port: primary ? theirs : theirs + 4 } },
+    storage: { send, receive, dsync: false },
+    timers: DEFAULT_TIMERS,
+  });
+  const one = await Link.open(linkOptions(1, a, b, port, port + 2));
+  const two = await Link.open(linkOptions(2, b, a, port + 2, port));
+  t.teardown(async () => {
+    await one.close();
+    await two.close();
+  });
+  return [one, two];
 }

@@ -6,15 +6,14 @@
 // is (a real pair of Links on loopback and two files); "data" listeners get a marked one's segments.
 import test from "ava";
 
-import { Link, type LinkOptions } from "../../lib/link/link.ts";
+import type { Link } from "../../lib/link/link.ts";
 import { decodeHeader, encodeHeader, FRAMED_KIND_BIT, MESSAGE_HEADER_BYTES, MessageKind, PathId, type MessageHeader } from "../../lib/link/message.ts";
-import { DEFAULT_TIMERS } from "../../lib/link/paths.ts";
 import type { PeerLink } from "../../lib/link/peer-link.ts";
 import { SuperpacketLink } from "../../lib/link/superpackets.ts";
 import { bridge } from "../../lib/node/bridge.ts";
 import { VNET_HDR_BYTES } from "../../lib/tun/offload.ts";
 import type { TunDevice } from "../../lib/tun/tun.ts";
-import { pairFiles } from "../helpers/pair-files.ts";
+import { linkPair } from "../helpers/pair-files.ts";
 import { pollUntil } from "../helpers/until.ts";
 
 /** A framed IPv4 TCP superpacket of `payloadBytes` at gso_size 1360. */
@@ -140,23 +139,9 @@ test("message header: the framed mark is the kind byte's high bit, data only", (
   }
 });
 
-/** A real pair on loopback and two files; `primary` false: each end's peer port is one nobody binds (storage alone). */
-async function pair(t: Parameters<typeof pairFiles>[0], primary: boolean): Promise<[Link, Link]> {
-  const { send: a, receive: b } = await pairFiles(t);
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const options = (node: number, send: string, receive: string, mine: number, theirs: number): LinkOptions => ({
-    nodeId: node,
-    peerNodeId: 3 - node,
-    primary: { bind: { host: "127.0.0.1", port: mine }, peer: { host: "127.0.0.1", port: primary ? theirs : theirs + 4 } },
-    storage: { send, receive, dsync: false },
-    timers: DEFAULT_TIMERS,
-  });
-  const one = await Link.open(options(1, a, b, port, port + 2));
-  const two = await Link.open(options(2, b, a, port + 2, port));
-  t.teardown(async () => {
-    await one.close();
-    await two.close();
-  });
+/** linkPair (pair-files.ts), once both ends are active on the path it is to use. */
+async function pair(t: Parameters<typeof linkPair>[0], primary: boolean): Promise<[Link, Link]> {
+  const [one, two] = await linkPair(t, { primary });
   const active = primary ? "primary" : "storage";
   await pollUntil(`both ends active on ${active}`, () => [one, two].every((l) => l.status().active === active && l.status().paths.storage.state === "up"), 15_000, 10);
   return [one, two];

@@ -8,42 +8,23 @@ import pino from "pino";
 
 import { renderStatus, watch, type NodeStatus } from "../../lib/cli/status-view.ts";
 import { ErrorCode, LunlinkError } from "../../lib/index.ts";
-import { Link, type LinkOptions } from "../../lib/link/link.ts";
-import { DEFAULT_TIMERS, type Transition } from "../../lib/link/paths.ts";
+import type { Transition } from "../../lib/link/paths.ts";
 import { MAX_FOLLOW_IDLE_MS, MAX_PAIR_STORAGE_HEARTBEAT_MS } from "../../lib/defaults.ts";
 import { linkStatusPace } from "../../lib/link/storage-path.ts";
 import { checkConfig, linkOptions, loadConfig, minDamageTimeoutMs } from "../../lib/node/config.ts";
 import { NodeObservability } from "../../lib/node/observe.ts";
 import { TIMELINE_ENTRIES, Timeline } from "../../lib/node/timeline.ts";
-import { pairFiles } from "../helpers/pair-files.ts";
+import { linkPair } from "../helpers/pair-files.ts";
 import { scratchDir } from "../helpers/scratch.ts";
 import { pollUntil } from "../helpers/until.ts";
 
-async function pair(t: Parameters<typeof pairFiles>[0]): Promise<[Link, Link]> {
-  const { send: a, receive: b } = await pairFiles(t);
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const options = (node: number, send: string, receive: string, mine: number, theirs: number): LinkOptions => ({
-    nodeId: node,
-    peerNodeId: 3 - node,
-    primary: { bind: { host: "127.0.0.1", port: mine }, peer: { host: "127.0.0.1", port: theirs } },
-    storage: { send, receive, dsync: false },
-    timers: DEFAULT_TIMERS,
-  });
-  const one = await Link.open(options(1, a, b, port, port + 2));
-  const two = await Link.open(options(2, b, a, port + 2, port));
-  t.teardown(async () => {
-    await one.close();
-    await two.close();
-  });
-  return [one, two];
-}
 
 const until = (what: string, check: () => boolean, limitMs = 15_000): Promise<void> => pollUntil(what, check, limitMs, 10);
 
 const quiet = pino({ level: "silent" });
 
 test("metrics: the lunlink series of a live pair, prom-client's process and event-loop metrics, and both histograms", async (t) => {
-  const [one, two] = await pair(t);
+  const [one, two] = await linkPair(t);
   const observe = new NodeObservability(quiet);
   observe.attach(one, () => ({ packetsIn: 7, packetsOut: 9 }));
   await until("both paths up, primary active", () => one.status().paths.primary.state === "up" && one.status().paths.storage.state === "up" && one.status().active === "primary");
