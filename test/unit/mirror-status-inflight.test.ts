@@ -59,6 +59,8 @@ test("a status copy goes out while a record write is held, naming only records a
     await a.close();
     await b.close();
   });
+  const copiedSeqs: bigint[] = [];
+  mirror.on("record", (seq) => copiedSeqs.push(seq));
   const resynced = new Promise<void>((resolve) => mirror.once("resync", () => resolve()));
   mirror.start();
   await resynced;
@@ -71,9 +73,13 @@ test("a status copy goes out while a record write is held, naming only records a
     await a.read(STATUS_SLOT_BLOCKS[0] * B, sourceSlots);
     return statusHead(sourceSlots) ?? 0n;
   };
-  // The source's status names record 0 and the copy caught up with it: that head is on both.
-  await pollUntil("the source's status past record 0, copied", async () => (await sourceHead()) > 0n && statusHeads.at(-1) === (await sourceHead()), 10_000, 5);
+  // The source's status names record 0 and the copy caught up with it: that head is on both. The
+  // writer writes the record, then its status: the mirror may copy the record while the source's
+  // status still names the head the writer opened with (record 0's seq), so wait for the head past it.
+  const record0 = copiedSeqs[0]!;
+  await pollUntil("the source's status past record 0, copied", async () => (await sourceHead()) > record0 && statusHeads.at(-1) === (await sourceHead()), 10_000, 5);
   const headBefore = await sourceHead();
+  t.is(headBefore, record0 + 1n, "the source's head names record 0 and nothing after it");
 
   gateClosed = true;
   await writer.append(FrameType.Control, mirrorFrame(1));
