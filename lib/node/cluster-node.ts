@@ -204,9 +204,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
       return node;
     } catch (error) {
       node?.clock.stop();
-      for (const p of peers.reverse()) p.close();
-      udp?.close();
-      await storage.close();
+      await closeParts(peers, udp, storage);
       throw error;
     }
   }
@@ -298,9 +296,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     if (this.closed) return;
     this.closed = true;
     this.clock.stop();
-    for (const p of this.peers) p.close();
-    this.udp.close();
-    await this.storage.close();
+    await closeParts(this.peers, this.udp, this.storage);
   }
 
   /** The storage copy of broadcast `seq`: one ring frame for every peer (destination 0), appended on the first ask. */
@@ -327,6 +323,13 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> {
     const count = this.delivery.take();
     if (count > 0 && !this.closed) this.dataBatchHandler?.(this.delivery.bytes, this.delivery.lengths, count, this.delivery.framed);
   };
+}
+
+/** Closes what a node opened, last opened first: its peer links, the UDP sockets, the rings (close() and a failed open() alike). */
+async function closeParts(peers: readonly PeerLink[], udp: UdpPath | undefined, storage: ClusterStorage): Promise<void> {
+  for (const p of [...peers].reverse()) p.close();
+  udp?.close();
+  await storage.close();
 }
 
 /** A peer link's log lines name the peer. */
