@@ -19,7 +19,7 @@ import { performance } from "node:perf_hooks";
 
 import { AuthMode, RING_START_BLOCK, RecordKind, STATUS_SLOT_BLOCKS } from "../format/layout.ts";
 import { decodeStatus, encodeStatus } from "../format/status.ts";
-import type { Superblock } from "../format/superblock.ts";
+import { decodeSuperblock, type Superblock } from "../format/superblock.ts";
 import { Background } from "../io/background.ts";
 import { DEFAULT_FOLLOW_IDLE_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US, MAX_FOLLOW_IDLE_MS } from "../defaults.ts";
 import { ErrorCode, LunlinkError, integerOption } from "../errors.ts";
@@ -488,18 +488,42 @@ export abstract class RingMirror extends EventEmitter<MirrorEvents> {
     return newerEpoch;
   }
 
-  /** Copy B, sync, copy A, sync: a reader of the destination never sees A ahead of B. */
+  /**
+   * Copy B, sync, copy A, sync: a reader of the destination never sees A ahead of B. What is copied
+   * is the source's newer copy: a writer opening an epoch writes its B, syncs, then its A, so between
+   * the two the source's A still holds the epoch before while openSuperblock (and so this mirror's
+   * adoptEpoch) already reads the new one from B. Copying A alone then left the destination a whole
+   * epoch behind for good (its readers waited at the new epoch's first record until the writer's next
+   * restart, as a loaded test run showed).
+   */
   protected async copySuperblock(): Promise<void> {
     const B = this.blockBytes;
     const lastOffset = Number(this.superblock.volumeBlocks - 1n) * B;
-    const block = this.source.alloc(B);
-    await this.source.read(0, block);
+    const block = await newerSuperblockBlock(this.source, B, lastOffset);
     await this.sink.write(lastOffset, block);
     await this.sink.flush();
     await this.sink.write(0, block);
     await this.sink.flush();
     this.counters.superblockCopies++;
   }
+}
+
+/**
+ * The source's superblock block to copy: copy A or copy B, whichever decodes with the higher epoch
+ * (A on a tie, and when neither decodes: the destination then gets what the source has, and a
+ * reader of it says what is wrong). Keyed volumes are decoded unverified (a mirror has no key):
+ * the epoch only chooses between the writer's two copies, the bytes are copied as they are.
+ */
+async function newerSuperblockBlock(source: Volume, blockBytes: number, lastOffset: number): Promise<Uint8Array> {
+  const a = source.alloc(blockBytes);
+  const b = source.alloc(blockBytes);
+  await source.read(0, a);
+  await source.read(lastOffset, b);
+  const epochOf = (block: Uint8Array): bigint => {
+    const decoded = decodeSuperblock(block);
+    return decoded.ok ? decoded.superblock.epoch : -1n;
+  };
+  return epochOf(b) > epochOf(a) ? b : a;
 }
 
 /** A status copy started beside the follow loop: whether it settled, and its outcome (newer epoch seen). */
