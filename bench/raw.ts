@@ -9,12 +9,14 @@
 // slices' paired ratios, so a machine whose speed swings moves both sides of a pair alike.
 // Narrower runs (A/B comparisons on a shared machine): --targets loop,file  --ops write,read
 // --blocks 4096,65536,1048576  --depths 1,8 (defaults: all). --targets file needs no loop device.
+// The Volume measured is the built dist/ (what a user runs; bench/built-lib.ts), or lib/ through
+// tsx with --lib src; the header names which.
 import { execFileSync } from "node:child_process";
 import { constants, open as openFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 
-import { Volume, alignedBuffer } from "../lib/index.ts";
+import { loadLunlink, type Lunlink } from "./built-lib.ts";
 import { fio } from "./fio.ts";
 import { machineLine } from "./machine.ts";
 import { withScratch } from "./scratch.ts";
@@ -72,7 +74,7 @@ async function streams(blockBytes: number, depth: number, seconds: number, step:
   };
 }
 
-async function lunlinkRun(path: string, op: "read" | "write", blockBytes: number, depth: number, seconds: number, engine: Engine): Promise<Cell> {
+async function lunlinkRun({ Volume }: Lunlink, path: string, op: "read" | "write", blockBytes: number, depth: number, seconds: number, engine: Engine): Promise<Cell> {
   const volume = await Volume.open(path, { ioThreads: depth, engine });
   if (volume.engine !== engine) throw new Error(`bench raw: engine ${engine} asked for, ${volume.engine} opened (${volume.engineFallback ?? ""})`);
   try {
@@ -84,7 +86,7 @@ async function lunlinkRun(path: string, op: "read" | "write", blockBytes: number
 }
 
 /** What a Node user would otherwise write: fs.promises FileHandle, O_DIRECT, aligned buffers, libuv pool. */
-async function nodeFsRun(path: string, op: "read" | "write", blockBytes: number, depth: number, seconds: number): Promise<Cell> {
+async function nodeFsRun({ alignedBuffer }: Lunlink, path: string, op: "read" | "write", blockBytes: number, depth: number, seconds: number): Promise<Cell> {
   const handle = await openFile(path, constants.O_RDWR | constants.O_DIRECT);
   try {
     const buffers = Array.from({ length: depth }, (_, i) => alignedBuffer(blockBytes, 4096).fill(i + 1));
@@ -148,6 +150,8 @@ export async function rawBench(args: string[]): Promise<void> {
   const ops = listArg(args, "--ops", ["write", "read"] as const);
   const blockSizes = listArg(args, "--blocks", [4096, 65536, 1048576] as const);
   const depths = listArg(args, "--depths", [1, 8] as const);
+  const { lib, description } = await loadLunlink(args);
+  const { Volume } = lib;
   await withScratch(async (scratch) => {
     const file = scratch.file("file.img", VOLUME_BYTES);
     const loop = targets.includes("loop") ? scratch.loop("loop.img", VOLUME_BYTES) : undefined;
@@ -159,6 +163,7 @@ export async function rawBench(args: string[]): Promise<void> {
 
     console.log(`# raw: lunlink Volume (engines io_uring and threads) vs fio psync, fio io_uring and node:fs, O_DIRECT, no O_DSYNC, ${seconds} s per tool and cell in ${slices} slices (tools in turn)`);
     console.log(machineLine());
+    console.log(`lunlink measured: ${description}`);
     console.log(`engine (auto) on this host: ${autoEngine}; ${loadLine()} at start`);
     console.log(`targets: ${loop === undefined ? "" : `loop = ${loop} over ext4 file, dio=${dio}; `}file = 1 GiB file on ext4 (/var/tmp)\n`);
     const rows: string[][] = [];
@@ -178,8 +183,8 @@ export async function rawBench(args: string[]): Promise<void> {
               tool === "psync" || tool === "fioUring"
                 ? fioRun(path, op, blockBytes, depth, sliceS, tool === "psync" ? "psync" : "io_uring")
                 : tool === "nodeFs"
-                  ? nodeFsRun(path, op, blockBytes, depth, sliceS)
-                  : lunlinkRun(path, op, blockBytes, depth, sliceS, tool);
+                  ? nodeFsRun(lib, path, op, blockBytes, depth, sliceS)
+                  : lunlinkRun(lib, path, op, blockBytes, depth, sliceS, tool);
             const slicesOf = new Map<Tool, Cell[]>(order.map((tool) => [tool, []]));
             for (let slice = 0; slice < slices; slice++) {
               for (const k of sliceOrder(order.length, slice)) slicesOf.get(order[k]!)!.push(await run(order[k]!, seconds / slices));
