@@ -5,7 +5,8 @@
 // rcv_space and rcv_ssthresh (how far its window grew). Also the settings that bound the window inside
 // the namespaces (tcp_rmem/wmem, lunlink0's txqueuelen and qdisc backlog). One shell per namespace
 // loops `ss` (no process spawn per sample from here); the loop is bounded by a sample count.
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 
 import type { Lab } from "../lib/node/lab.ts";
 import { percentile } from "./stats.ts";
@@ -70,6 +71,9 @@ export async function sampleSeries(lab: Lab, id: 1 | 2, port: number, seconds: n
   const filter = side === "sender" ? `dport = ${port}` : `sport = ${port}`;
   const script = `i=0; while [ $i -lt ${count} ]; do ss -tin ${filter}; tc -s qdisc show dev lunlink0 | grep -o 'backlog [0-9]*b [0-9]*p' | head -1; echo ${SEPARATOR}; sleep ${SAMPLE_MS / 1000}; i=$((i+1)); done`;
   const out = await lab.exec(id, "sh", ["-c", script], (seconds + 30) * 1000).catch(() => "");
+  // LUNLINK_SS_RAW=DIR keeps each run's raw samples (bbr's own state: bw, mrtt, pacing_rate, app_limited).
+  const rawDir = process.env["LUNLINK_SS_RAW"];
+  if (rawDir !== undefined) await writeFile(join(rawDir, `${Date.now()}-node${id}-${side}.txt`), out);
   return out.split(SEPARATOR).flatMap((chunk) => {
     const sample = parseSs(chunk);
     if (sample === undefined) return [];
