@@ -24,6 +24,7 @@ import { getHeapStatistics } from "node:v8";
 
 import { FrameType, RING_START_BLOCK } from "../lib/format/layout.ts";
 import { Volume } from "../lib/index.ts";
+import type { IoEngine } from "../lib/io/volume.ts";
 import { paceAfter } from "../lib/poll/adaptive-wait.ts";
 import { Poller } from "../lib/poll/poller.ts";
 import { RingReader } from "../lib/ring/reader.ts";
@@ -40,6 +41,13 @@ const POLL_MIN_US = 100;
 const POLL_MAX_MS = 1;
 
 const LOAD_MBPS = 10;
+/** --engines: extra untraced rows, each slice in turn with the others, naming the writer's and the poller's engine (the "lunlink" row takes "auto"). */
+const ENGINE_ROWS: Required<RowEngines>[] = [
+  { send: "io_uring", receive: "io_uring" },
+  { send: "threads", receive: "io_uring" },
+  { send: "io_uring", receive: "threads" },
+  { send: "threads", receive: "threads" },
+];
 /** performance.now() + this = CLOCK_MONOTONIC ms (both count from the same clock in Node): --slow prints it, to find a round in a kernel trace. */
 export const MONO_OFFSET_MS = Number(process.hrtime.bigint()) / 1e6 - performance.now();
 /** Each condition's rounds run in this many slices, the paths in turn (--slices). */
@@ -156,10 +164,16 @@ function heapLine(): string {
   return `lunlink rows: V8 heap ${flags.length === 0 ? "Node.js defaults (as the daemon)" : flags.join(" ")}, heap limit ${(getHeapStatistics().heap_size_limit / 2 ** 20).toFixed(0)} MiB`;
 }
 
-async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, sendOnDelivery: boolean, loadMBps = 0, mirrorTo?: string, keyed = false, traces?: RoundTrace[], stalls?: Stalls, io?: IoLog, slice = 0, profile?: ProfileLog, warmupRounds = 0): Promise<LatencyRun> {
+/** --engines: the I/O engine of the writer's (send) and the poller's (receive) volume; unset: "auto" (or LUNLINK_ENGINE). */
+interface RowEngines {
+  send?: IoEngine;
+  receive?: IoEngine;
+}
+
+async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, sendOnDelivery: boolean, loadMBps = 0, mirrorTo?: string, keyed = false, traces?: RoundTrace[], stalls?: Stalls, io?: IoLog, slice = 0, profile?: ProfileLog, warmupRounds = 0, engines: RowEngines = {}): Promise<LatencyRun> {
   const auth = keyed ? { auth: { key: new Uint8Array(randomBytes(32)) } } : {};
-  const send = await Volume.open(device, { dsync: true, busyPollUs });
-  const receive = await Volume.open(mirrorTo ?? device, { readOnly: true, busyPollUs });
+  const send = await Volume.open(device, { dsync: true, busyPollUs, ...(engines.send === undefined ? {} : { engine: engines.send }) });
+  const receive = await Volume.open(mirrorTo ?? device, { readOnly: true, busyPollUs, ...(engines.receive === undefined ? {} : { engine: engines.receive }) });
   enginesSeen.add(send.engine).add(receive.engine);
   let mirror: LocalMirror | undefined;
   let mirrorVolumes: Volume[] = [];
@@ -545,6 +559,7 @@ export async function latencyBench(args: string[]): Promise<void> {
   const cpuProfile = args.includes("--profile");
   const profiling = cpuProfile || args.includes("--sched");
   const sendOnDelivery = args.includes("--send-on-delivery");
+  const withEngines = args.includes("--engines");
   const slices = numberArg(args, "--slices", DEFAULT_SLICES);
   const warmupRounds = numberArg(args, "--warmup", DEFAULT_WARMUP_ROUNDS);
   if (!Number.isInteger(warmupRounds) || warmupRounds < 0) throw new Error(`--warmup must be a non-negative integer, got ${warmupRounds}`);
@@ -586,6 +601,7 @@ export async function latencyBench(args: string[]): Promise<void> {
       const trs: LatencyRun[] = [];
       const prs: LatencyRun[] = [];
       const krs: LatencyRun[] = [];
+      const ers: LatencyRun[][] = ENGINE_ROWS.map(() => []);
       for (let slice = 0; slice < slices; slice++) {
         const sliceRounds = Math.floor(rounds / slices) + (slice < rounds % slices ? 1 : 0);
         cs.push(probeLatency(binary, loop, sliceRounds, warmupRounds, load, mirrorTo));
@@ -593,6 +609,9 @@ export async function latencyBench(args: string[]): Promise<void> {
         trs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, traces, stalls, io, slice, profile, warmupRounds));
         prs.push(await lunlinkLatency(loop, sliceRounds, 500, sendOnDelivery, load, mirrorTo, false, undefined, undefined, undefined, slice, undefined, warmupRounds));
         krs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, true, undefined, undefined, undefined, slice, undefined, warmupRounds));
+        for (const [i, engines] of ENGINE_ROWS.entries()) {
+          if (withEngines) ers[i]!.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, undefined, undefined, undefined, slice, undefined, warmupRounds, engines));
+        }
       }
       const c = sortedUnion(cs);
       const [lr, tr, pr, kr] = [mergeRuns(lrs), mergeRuns(trs), mergeRuns(prs), mergeRuns(krs)];
@@ -613,6 +632,12 @@ export async function latencyBench(args: string[]): Promise<void> {
       ];
       cdfs.push(...([["C probe", c], ["lunlink", l], ["lunlink busyPollUs 500", p], ["lunlink keyed", k]] as const).map(([name, values]) => ({ group: condition, name, values })));
       rows.push(row("C probe", c), row("lunlink", l, lr), row(`lunlink traced, for the breakdown (p50 ${ratio(percentile(t, 50), percentile(l, 50))}x untraced)`, t, tr), row("lunlink busyPollUs 500", p, pr), row(`lunlink keyed (p50 ${ratio(percentile(k, 50), percentile(l, 50))}x unkeyed)`, k, kr));
+      if (withEngines) {
+        for (const [i, engines] of ENGINE_ROWS.entries()) {
+          const run = mergeRuns(ers[i]!);
+          rows.push(row(`lunlink writer ${engines.send}, poller ${engines.receive}`, run.latenciesUs, run));
+        }
+      }
     }
     console.log(table(["condition", "path (ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C", "rounds run / probes lost (late) / reader overruns / records lost / writer ack waits"], rows));
     console.log(`lunlink volumes' I/O engine: ${[...enginesSeen].join(", ")} (LUNLINK_ENGINE: ${process.env["LUNLINK_ENGINE"] ?? "unset"})`);
