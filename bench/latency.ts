@@ -609,8 +609,11 @@ export async function latencyBench(args: string[]): Promise<void> {
         trs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, traces, stalls, io, slice, profile, warmupRounds));
         prs.push(await lunlinkLatency(loop, sliceRounds, 500, sendOnDelivery, load, mirrorTo, false, undefined, undefined, undefined, slice, undefined, warmupRounds));
         krs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, true, undefined, undefined, undefined, slice, undefined, warmupRounds));
-        for (const [i, engines] of ENGINE_ROWS.entries()) {
-          if (withEngines) ers[i]!.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, undefined, undefined, undefined, slice, undefined, warmupRounds, engines));
+        // Rotated per slice (slice s starts at row s): a row's place after the others moved p50 by up
+        // to 1.5x (the "lunlink" row against the identical io_uring/io_uring row, same run).
+        for (let j = 0; withEngines && j < ENGINE_ROWS.length; j++) {
+          const i = (slice + j) % ENGINE_ROWS.length;
+          ers[i]!.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, undefined, undefined, undefined, slice, undefined, warmupRounds, ENGINE_ROWS[i]));
         }
       }
       const c = sortedUnion(cs);
