@@ -19,6 +19,17 @@ export const DEFAULT_IO_THREADS = 4;
  */
 export const DEFAULT_ENGINE = "auto";
 /**
+ * The I/O engine of a link's receive volume (the peer's ring its poller reads: StoragePath
+ * receiveEngine, node config storage.receiveEngine) when neither names one and LUNLINK_ENGINE is not
+ * set: lunlink's threads, not io_uring. bench latency --engines, 12 runs on 2026-11-30 (writer
+ * io_uring both ways): the idle one-way p50 with a threads poller was lower in 12 of 12 runs (e.g.
+ * 0.71-0.95x the C probe against 0.85-1.48x), p99 lower in 11 of 12 (e.g. 1.07-1.86x against
+ * 2.21-2.88x; one run 2.62 against 2.54); bench idle: node CPU within the io_uring rounds' spread
+ * (1.77-1.98x the bare Node reference against 1.75-1.94x), failover from idle max 133-158 ms; storage
+ * TCP no worse (bbr 62.5, 32.9 against 29.4, 30.3 MB/s; cubic 56.7, 67.4 against 53.2, 54.2).
+ */
+export const DEFAULT_RECEIVE_ENGINE = "threads";
+/**
  * Longest sleep between reads of the next block while a ring follower (poller, mirror) is idle: the
  * latency an idle follower adds to the first record (it snaps back to DEFAULT_POLL_MIN_US on it).
  * 16 ms: an idle follower re-reads ~60 times a second, not 500 (bench idle: issue #13 section 4).

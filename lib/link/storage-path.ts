@@ -9,10 +9,10 @@
 // the ring), and only the Link uses it, so every import here points down.
 import { EventEmitter } from "node:events";
 
-import { DEFAULT_LINK_TICK_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US } from "../defaults.ts";
+import { DEFAULT_LINK_TICK_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_POLL_MAX_MS, DEFAULT_POLL_MIN_US, DEFAULT_RECEIVE_ENGINE } from "../defaults.ts";
 import type { FrameType } from "../format/layout.ts";
 import type { StatusBlock } from "../format/status.ts";
-import { Volume } from "../io/volume.ts";
+import { Volume, type EngineChoice } from "../io/volume.ts";
 import type { RingObserver } from "../ring/fault-memory.ts";
 import type { RingAuth } from "../ring/keys.ts";
 import type { RingReaderCounters } from "../ring/reader.ts";
@@ -139,6 +139,8 @@ export interface StoragePathOptions {
   heartbeatMs?: number;
   /** Per-request deadline on both volumes (Volume default when absent). */
   ioTimeoutMs?: number;
+  /** I/O engine of the receive volume (default: LUNLINK_ENGINE when set, else DEFAULT_RECEIVE_ENGINE, "threads"). The send volume takes the Volume default. */
+  receiveEngine?: EngineChoice;
   /** Keyed rings: the two ring keys, derived from the pair UUID (read, unverified, from the send superblock). */
   auth?: (pairUuid: string) => { send: RingAuth; receive: RingAuth };
   recovery?: RecoveryOptions;
@@ -309,11 +311,17 @@ function openSend(o: StoragePathOptions): Promise<Volume> {
 }
 
 /** The peer's ring, read-only, at the writer's head; keyed: under the receive key, refusing records at or below the floor. */
+/** The receive volume's engine option: as named, else LUNLINK_ENGINE's (Volume reads it), else DEFAULT_RECEIVE_ENGINE. */
+export function receiveVolumeEngine(named: EngineChoice | undefined): { engine?: EngineChoice } {
+  if (named !== undefined) return { engine: named };
+  return process.env["LUNLINK_ENGINE"] === undefined ? { engine: DEFAULT_RECEIVE_ENGINE } : {};
+}
+
 function receiveOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: () => StoragePath | undefined): ReceiveRingOptions {
   return {
     component: "receive",
     path: o.receive,
-    openVolume: () => Volume.open(o.receive, { readOnly: true, ...(o.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: o.ioTimeoutMs }) }),
+    openVolume: () => Volume.open(o.receive, { readOnly: true, ...receiveVolumeEngine(o.receiveEngine), ...(o.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: o.ioTimeoutMs }) }),
     readerOptions: (notBefore) => linkReaderOptions(o, auth?.receive, notBefore),
     keyed: auth !== undefined,
     poller: { pollMinUs: DEFAULT_POLL_MIN_US, pollMaxMs: o.pollMaxMs ?? DEFAULT_POLL_MAX_MS, ...(o.pollStandbyMaxMs === undefined ? {} : { pollStandbyMaxMs: o.pollStandbyMaxMs }), ...linkStatusPace(o.heartbeatMs ?? DEFAULT_TIMERS.storage.heartbeatMs), onFrame: (_seq, type, _flags, bytes, offset, length) => o.onFrame(0, type, bytes, offset, length) },

@@ -102,6 +102,8 @@ export const configSchema = z
       .object({
         send: z.string().min(1),
         receive: z.string().min(1),
+        // The receive volume's I/O engine (a pair's only: a cluster's peer rings open through cluster-storage with the Volume default).
+        receiveEngine: z.enum(["auto", "io_uring", "threads"]).optional(),
         ...storageTuning,
       })
       .strict(),
@@ -349,7 +351,7 @@ export function linkOptions(c: NodeConfig, log?: LinkOptions["log"], keys?: Link
     nodeId: c.node,
     peerNodeId: c.peer,
     primary: { bind: parseEndpoint(c.primary.bind)!, peer: parseEndpoint(c.primary.peer)! },
-    storage: { send: c.storage.send, receive: c.storage.receive, dsync: c.storage.dsync, maxDelayMs: c.storage.maxDelayMs, pollMaxMs: c.storage.pollMaxMs, ...(c.storage.pollStandbyMaxMs === undefined ? {} : { pollStandbyMaxMs: c.storage.pollStandbyMaxMs }), ioTimeoutMs: c.storage.ioTimeoutMs, damageTimeoutMs: c.storage.damageTimeoutMs, recovery: c.storage.recovery },
+    storage: { send: c.storage.send, receive: c.storage.receive, ...(c.storage.receiveEngine === undefined ? {} : { receiveEngine: c.storage.receiveEngine }), dsync: c.storage.dsync, maxDelayMs: c.storage.maxDelayMs, pollMaxMs: c.storage.pollMaxMs, ...(c.storage.pollStandbyMaxMs === undefined ? {} : { pollStandbyMaxMs: c.storage.pollStandbyMaxMs }), ioTimeoutMs: c.storage.ioTimeoutMs, damageTimeoutMs: c.storage.damageTimeoutMs, recovery: c.storage.recovery },
     timers,
     controlRtoMs,
     ...(log === undefined ? {} : { log }),
