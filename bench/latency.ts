@@ -25,6 +25,7 @@ import { getHeapStatistics } from "node:v8";
 import { FrameType, RING_START_BLOCK } from "../lib/format/layout.ts";
 import { Volume } from "../lib/index.ts";
 import type { IoEngine } from "../lib/io/volume.ts";
+import { receiveVolumeEngine } from "../lib/link/storage-path.ts";
 import { paceAfter } from "../lib/poll/adaptive-wait.ts";
 import { Poller } from "../lib/poll/poller.ts";
 import { RingReader } from "../lib/ring/reader.ts";
@@ -41,7 +42,7 @@ const POLL_MIN_US = 100;
 const POLL_MAX_MS = 1;
 
 const LOAD_MBPS = 10;
-/** --engines: extra untraced rows, each slice in turn with the others, naming the writer's and the poller's engine (the "lunlink" row takes "auto"). */
+/** --engines: extra untraced rows, each slice in turn with the others, naming the writer's and the poller's engine (the "lunlink" row takes what a pair opens: receiveVolumeEngine). */
 const ENGINE_ROWS: Required<RowEngines>[] = [
   { send: "io_uring", receive: "io_uring" },
   { send: "threads", receive: "io_uring" },
@@ -164,7 +165,7 @@ function heapLine(): string {
   return `lunlink rows: V8 heap ${flags.length === 0 ? "Node.js defaults (as the daemon)" : flags.join(" ")}, heap limit ${(getHeapStatistics().heap_size_limit / 2 ** 20).toFixed(0)} MiB`;
 }
 
-/** --engines: the I/O engine of the writer's (send) and the poller's (receive) volume; unset: "auto" (or LUNLINK_ENGINE). */
+/** --engines: the I/O engine of the writer's (send) and the poller's (receive) volume; unset: as a pair opens them (send "auto" or LUNLINK_ENGINE; receive receiveVolumeEngine: LUNLINK_ENGINE, else threads). */
 interface RowEngines {
   send?: IoEngine;
   receive?: IoEngine;
@@ -173,7 +174,7 @@ interface RowEngines {
 async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, sendOnDelivery: boolean, loadMBps = 0, mirrorTo?: string, keyed = false, traces?: RoundTrace[], stalls?: Stalls, io?: IoLog, slice = 0, profile?: ProfileLog, warmupRounds = 0, engines: RowEngines = {}): Promise<LatencyRun> {
   const auth = keyed ? { auth: { key: new Uint8Array(randomBytes(32)) } } : {};
   const send = await Volume.open(device, { dsync: true, busyPollUs, ...(engines.send === undefined ? {} : { engine: engines.send }) });
-  const receive = await Volume.open(mirrorTo ?? device, { readOnly: true, busyPollUs, ...(engines.receive === undefined ? {} : { engine: engines.receive }) });
+  const receive = await Volume.open(mirrorTo ?? device, { readOnly: true, busyPollUs, ...receiveVolumeEngine(engines.receive) });
   enginesSeen.add(send.engine).add(receive.engine);
   let mirror: LocalMirror | undefined;
   let mirrorVolumes: Volume[] = [];
