@@ -310,13 +310,13 @@ function openSend(o: StoragePathOptions): Promise<Volume> {
   return Volume.open(o.send, { dsync: o.dsync ?? true, exclusive: true, ...(o.ioTimeoutMs === undefined ? {} : { ioTimeoutMs: o.ioTimeoutMs }) });
 }
 
-/** The peer's ring, read-only, at the writer's head; keyed: under the receive key, refusing records at or below the floor. */
 /** The receive volume's engine option: as named, else LUNLINK_ENGINE's (Volume reads it), else DEFAULT_RECEIVE_ENGINE. */
 export function receiveVolumeEngine(named: EngineChoice | undefined): { engine?: EngineChoice } {
   if (named !== undefined) return { engine: named };
   return process.env["LUNLINK_ENGINE"] === undefined ? { engine: DEFAULT_RECEIVE_ENGINE } : {};
 }
 
+/** The peer's ring, read-only, at the writer's head; keyed: under the receive key, refusing records at or below the floor. */
 function receiveOptions(o: StoragePathOptions, auth: StoragePath["auth"], path: () => StoragePath | undefined): ReceiveRingOptions {
   return {
     component: "receive",
