@@ -18,7 +18,7 @@ export const WATCH_INTERVAL_DEFAULT_S = 1;
 export function renderStatus(s: NodeStatus): string {
   const r = s.ring.readerCounters;
   const lines = [
-    `node ${s.node} <-> node ${s.peer}: active path ${s.active}${s.active === "isolated" ? " (both paths silent; lunlink does not fence)" : ""}`,
+    `node ${s.node} <-> node ${s.peer}: active path ${s.active}${s.active === "isolated" ? " (both paths silent; lunlink does not fence)" : ""}${dataOnNote(s)}`,
     `  primary  ${pathLine(s.paths.primary)}`,
     `  storage  ${s.storage.state === "up" ? `${pathLine(s.paths.storage)}${s.paths.storage.state === "up" ? "" : " (local volumes fine: the mirror or the peer)"}` : `${s.storage.state}  ${storageLine(s.storage)}`}`,
     `  failovers ${s.failovers}, failbacks ${s.failbacks}, self pauses ${s.selfPauses}, control pending ${s.controlPending}`,
@@ -34,6 +34,13 @@ export function renderStatus(s: NodeStatus): string {
     for (const e of shown) lines.push(`    ${clock(e.at)}  ${`${e.subject}`.padEnd(14)} ${`${e.from} -> ${e.to}`.padEnd(20)} ${e.reason}`);
   }
   return `${lines.join("\n")}\n`;
+}
+
+/** Where data goes when that is not simply the active path: a suspect primary, a failback drain. */
+function dataOnNote(s: NodeStatus): string {
+  if (s.dataOn === s.active || s.active === "isolated") return "";
+  if (s.dataOn === "both") return "; data on both paths (primary suspect)";
+  return `; data on ${s.dataOn} (failback: the ring drains first)`;
 }
 
 function pathLine(p: LinkStatus["paths"]["primary"]): string {

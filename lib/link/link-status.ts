@@ -19,6 +19,11 @@ export interface LinkCounters extends CoreCounters, RefusedCounters {
 /** The core's view of its peer, as a pair's link and each peer of a cluster node report it. */
 export interface PeerPathsStatus {
   active: string;
+  /**
+   * Where a data message sent now goes (LinkCore dataPaths): the active path, both while the
+   * primary is suspect or the link isolated, storage alone while a failback drains the ring.
+   */
+  dataOn: "primary" | "storage" | "both";
   paths: Record<"primary" | "storage", { state: string; reason: string; lastHeardAgoMs: number | null; upForMs: number | null }>;
   failovers: number;
   failbacks: number;
@@ -47,6 +52,8 @@ export interface StorageView {
   queuedBytes: number;
   writerCounters: RingWriterCounters;
   readerCounters: RingReaderCounters;
+  /** The peer acked every record of ours (StoragePath drained()): a failback drain is over. */
+  drained: boolean;
 }
 
 /** The link's counters: the core's (copied), the control window's, and the UDP path's batches summed over its two sockets. */
@@ -66,11 +73,16 @@ export function pathStatus(nowMs: number, p: LinkState["primary"]): LinkStatus["
   };
 }
 
-/** The active path, each path's state and ages at nowMs, and the core's failover and control counts. */
-export function peerPathsStatus(nowMs: number, core: Pick<LinkCore, "paths" | "controlOut">): PeerPathsStatus {
+/**
+ * The active path, where data goes now, each path's state and ages at nowMs, and the core's failover
+ * and control counts. storageDrained: the peer storage's drained(), as a send asks it.
+ */
+export function peerPathsStatus(nowMs: number, core: Pick<LinkCore, "paths" | "controlOut">, storageDrained: boolean): PeerPathsStatus {
   const state = core.paths;
+  const data = state.dataPaths(nowMs, storageDrained);
   return {
     active: state.active,
+    dataOn: data.primary && data.storage ? "both" : data.primary ? "primary" : "storage",
     paths: { primary: pathStatus(nowMs, state.primary), storage: pathStatus(nowMs, state.storage) },
     failovers: state.failovers,
     failbacks: state.failbacks,
@@ -83,7 +95,7 @@ export function linkStatus(nowMs: number, ids: { nodeId: number; peerNodeId: num
   return {
     node: ids.nodeId,
     peer: ids.peerNodeId,
-    ...peerPathsStatus(nowMs, core),
+    ...peerPathsStatus(nowMs, core, storage.drained),
     storage: storage.report,
     ring: {
       headSeq: String(storage.headSeq),

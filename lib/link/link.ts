@@ -269,7 +269,7 @@ export class Link extends EventEmitter<LinkEvents> {
 
   status(): LinkStatus {
     const s = this.storage;
-    const storage = { report: s.report(), headSeq: s.headSeq, peerAck: s.peerAck, lagRecords: s.lagRecords, queuedBytes: s.queuedBytes, writerCounters: s.writerCounters, readerCounters: s.readerCounters };
+    const storage = { report: s.report(), headSeq: s.headSeq, peerAck: s.peerAck, lagRecords: s.lagRecords, queuedBytes: s.queuedBytes, writerCounters: s.writerCounters, readerCounters: s.readerCounters, drained: s.drained() };
     return linkStatus(performance.now(), this.options, this.peer.core, storage, this.counters, this.clock.loopDelayMs);
   }
 

@@ -24,7 +24,7 @@ export function peerStatus(peer: PeerLink, storage: ClusterStorage): PeerStatus 
   const i = peer.options.index;
   return {
     node: peer.node,
-    ...peerPathsStatus(performance.now(), core),
+    ...peerPathsStatus(performance.now(), core, storage.drained(i)),
     storage: storage.report(i),
     ring: storage.peerRing(i),
     counters: { ...core.counters, ...core.refused, sent: { ...core.counters.sent }, received: { ...core.counters.received }, udpSendErrors: peer.udpSendErrors, ringNotTaken: peer.ringNotTaken },

@@ -119,6 +119,7 @@ test("linkStatus: ids, the core's path state, the ring's 64-bit values as string
     queuedBytes: 512,
     writerCounters: { records: 3 } as RingWriterCounters,
     readerCounters: { ...newReaderCounters(), lost: 7n },
+    drained: true,
   };
   const status = linkStatus(1000, { nodeId: 2, peerNodeId: 1 }, c, storage, linkCounters(c, udp(), 0), { p50: 1, p99: 2, max: 3 });
   t.like(status, { node: 2, peer: 1, active: c.paths.active, controlPending: 0, failovers: 0, eventLoopDelayMs: { p50: 1, p99: 2, max: 3 } });
@@ -126,4 +127,19 @@ test("linkStatus: ids, the core's path state, the ring's 64-bit values as string
   t.deepEqual(status.paths.primary, { state: c.paths.primary.state, reason: c.paths.primary.reason, lastHeardAgoMs: null, upForMs: null });
   t.not(status.transitions, c.paths.transitions);
   t.is(linkStatus(1000, { nodeId: 2, peerNodeId: 1 }, c, { ...storage, peerAck: { epoch: 1n, seq: 41n } }, status.counters, status.eventLoopDelayMs).ring.peerAckSeq, "41");
+});
+
+test("linkStatus dataOn: where data sent now goes, as the send decides it (isolated both, storage while a failback drains an unacked ring)", (t) => {
+  const c = core();
+  const storage = { report: { state: "up" }, headSeq: 1n, peerAck: undefined, lagRecords: 0n, queuedBytes: 0, writerCounters: {}, readerCounters: { ...newReaderCounters(), lost: 0n } } as unknown as StorageView;
+  const dataOn = (drained: boolean) => linkStatus(1000, { nodeId: 2, peerNodeId: 1 }, c, { ...storage, drained }, linkCounters(c, udp(), 0), { p50: 0, p99: 0, max: 0 }).dataOn;
+  t.is(dataOn(true), "both", "isolated: offered on both");
+  c.paths.active = "storage";
+  t.is(dataOn(true), "storage");
+  c.paths.active = "primary";
+  c.paths.drainUntilMs = 1500; // a failback at 1000 drains until 1500
+  t.is(dataOn(false), "storage", "failback drain: the ring holds records the peer has not acked");
+  t.is(dataOn(true), "primary", "drain over once the peer acked the ring");
+  c.paths.drainUntilMs = 900;
+  t.is(dataOn(false), "primary", "drain over after failbackDrainMs");
 });

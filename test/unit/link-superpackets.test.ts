@@ -139,11 +139,20 @@ test("message header: the framed mark is the kind byte's high bit, data only", (
   }
 });
 
-/** linkPair (pair-files.ts), once both ends are active on the path it is to use. */
+/**
+ * linkPair (pair-files.ts), once both ends are active on the path it is to use and send data on it:
+ * the pair starts on storage and fails back to the primary, whose drain keeps data on the ring alone
+ * until the peer acks it or failbackDrainMs pass (a loaded machine gets there after "active primary").
+ * The caller sends in the same turn as the last check (no tick in between).
+ */
 async function pair(t: Parameters<typeof linkPair>[0], primary: boolean): Promise<[Link, Link]> {
   const [one, two] = await linkPair(t, { primary });
   const active = primary ? "primary" : "storage";
-  await pollUntil(`both ends active on ${active}`, () => [one, two].every((l) => l.status().active === active && l.status().paths.storage.state === "up"), 15_000, 10);
+  const ready = (l: Link) => {
+    const s = l.status();
+    return s.active === active && s.dataOn === active && s.paths.storage.state === "up";
+  };
+  await pollUntil(`both ends active on ${active}, data on it`, () => [one, two].every(ready), 15_000, 10);
   return [one, two];
 }
 

@@ -90,6 +90,7 @@ function sampleStatus(timeline: NodeStatus["timeline"]): NodeStatus {
     node: 1,
     peer: 2,
     active: "primary",
+    dataOn: "primary",
     paths: { primary: path, storage: path },
     failovers: 1,
     failbacks: 1,
@@ -109,6 +110,9 @@ test("status text shows the peer-ring counters and the last transitions with the
   timeline.transition({ atMs: 0, kind: "active", subject: "storage", from: "primary", to: "storage", detail: "primary down (rx), storage up" }, Date.now());
   const text = renderStatus(sampleStatus(timeline.entries()));
   t.regex(text, /peer ring: lost 0, damaged 0, torn seen 1, overruns 0; refused: auth 1, downgrade 0, replay 0/);
+  t.regex(text, /^node 1 <-> node 2: active path primary\n/, "data on the active path: nothing more said");
+  t.regex(renderStatus({ ...sampleStatus(undefined), dataOn: "storage" }), /^node 1 <-> node 2: active path primary; data on storage \(failback: the ring drains first\)\n/);
+  t.regex(renderStatus({ ...sampleStatus(undefined), dataOn: "both" }), /^node 1 <-> node 2: active path primary; data on both paths \(primary suspect\)\n/);
   t.regex(text, /timeline \(last 2 of 2, oldest first\):\n {4}\d\d:\d\d:\d\d\.\d{3} {2}primary +up -> down +nothing heard from the peer \(rx\)\n {4}\d\d:\d\d:\d\d\.\d{3} {2}path +primary -> storage +primary down \(rx\), storage up\n$/);
 });
 
