@@ -42,7 +42,7 @@ const POLL_MIN_US = 100;
 const POLL_MAX_MS = 1;
 
 const LOAD_MBPS = 10;
-/** --engines: extra untraced rows, each slice in turn with the others, naming the writer's and the poller's engine (the "lunlink" row takes what a pair opens: receiveVolumeEngine). */
+/** --engines: extra untraced rows, in the slice's rotated order with the others, naming the writer's and the poller's engine (the "lunlink" row takes what a pair opens: receiveVolumeEngine). */
 const ENGINE_ROWS: Required<RowEngines>[] = [
   { send: "io_uring", receive: "io_uring" },
   { send: "threads", receive: "io_uring" },
@@ -171,7 +171,29 @@ interface RowEngines {
   receive?: IoEngine;
 }
 
-async function lunlinkLatency(device: string, rounds: number, busyPollUs: number, sendOnDelivery: boolean, loadMBps = 0, mirrorTo?: string, keyed = false, traces?: RoundTrace[], stalls?: Stalls, io?: IoLog, slice = 0, profile?: ProfileLog, warmupRounds = 0, engines: RowEngines = {}): Promise<LatencyRun> {
+/** One slice of one condition: what every row of it runs. */
+interface SliceRun {
+  device: string;
+  rounds: number;
+  warmupRounds: number;
+  sendOnDelivery: boolean;
+  loadMBps: number;
+  mirrorTo: string | undefined;
+  slice: number;
+}
+
+/** What sets a lunlink row apart: busy polling, keys, the volumes' engines, the breakdown's tracing. */
+interface RowOptions {
+  busyPollUs?: number;
+  keyed?: boolean;
+  engines?: RowEngines;
+  trace?: { traces: RoundTrace[]; stalls: Stalls; io: IoLog; profile: ProfileLog | undefined };
+}
+
+async function lunlinkLatency(run: SliceRun, row: RowOptions = {}): Promise<LatencyRun> {
+  const { device, rounds, warmupRounds, sendOnDelivery, loadMBps, mirrorTo, slice } = run;
+  const { busyPollUs = 0, keyed = false, engines = {} } = row;
+  const { traces, stalls, io, profile } = row.trace ?? {};
   const auth = keyed ? { auth: { key: new Uint8Array(randomBytes(32)) } } : {};
   const send = await Volume.open(device, { dsync: true, busyPollUs, ...(engines.send === undefined ? {} : { engine: engines.send }) });
   const receive = await Volume.open(mirrorTo ?? device, { readOnly: true, busyPollUs, ...receiveVolumeEngine(engines.receive) });
@@ -572,7 +594,7 @@ export async function latencyBench(args: string[]): Promise<void> {
     execFileSync("gcc", ["-O2", "-Wall", "-pthread", "-o", binary, new URL("./probe/latency.c", import.meta.url).pathname]);
     const loop = scratch.loop("volume.img", 64 * 1024 * 1024);
     const receiveLoop = scratch.loop("receive.img", 64 * 1024 * 1024);
-    console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds in ${slices} slices (each path in turn, each slice after ${warmupRounds} unmeasured warm-up rounds on every path, C too), next probe ${sendOnDelivery ? "on delivery" : "once the previous probe's write returned (as the C probe)"}`);
+    console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds in ${slices} slices (each path in turn, in an order rotated per slice, each slice after ${warmupRounds} unmeasured warm-up rounds on every path, C too), next probe ${sendOnDelivery ? "on delivery" : "once the previous probe's write returned (as the C probe)"}`);
     console.log(machineLine());
     console.log(heapLine());
     console.log(`volumes: ${loop} (send) and ${receiveLoop} (receive, for row b), loop dio=on over 64 MiB files on ext4\n`);
@@ -593,8 +615,10 @@ export async function latencyBench(args: string[]): Promise<void> {
       const stalls: Stalls = { gc: [], gcKinds: [] };
       const io: IoLog = { writes: [], watches: [] };
       const profile: ProfileLog | undefined = profiling ? { cpu: cpuProfile, profiles: [], allocatedBytes: new Map() } : undefined;
-      // Slices run in turn (C, lunlink, lunlink traced, busy poll, keyed, then the next slice), so a load
-      // swing on a shared machine lands on every path alike instead of on whichever ran in its minute.
+      // Slices run in turn (every row, then the next slice), so a load swing on a shared machine lands
+      // on every path alike instead of on whichever ran in its minute. The rows' order rotates per
+      // slice (slice s starts at row s): the row right after the C probe read up to 1.6x slower at p50
+      // than the same configuration later in the slice, so no row keeps that place.
       // The breakdown's tracing (a wrapped write and watch, a log entry per I/O, two ELU reads a
       // round) is work the C probe does not do: it runs in a row of its own, not in "lunlink".
       const cs: Float64Array[] = [];
@@ -605,17 +629,16 @@ export async function latencyBench(args: string[]): Promise<void> {
       const ers: LatencyRun[][] = ENGINE_ROWS.map(() => []);
       for (let slice = 0; slice < slices; slice++) {
         const sliceRounds = Math.floor(rounds / slices) + (slice < rounds % slices ? 1 : 0);
-        cs.push(probeLatency(binary, loop, sliceRounds, warmupRounds, load, mirrorTo));
-        lrs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, undefined, undefined, undefined, slice, undefined, warmupRounds));
-        trs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, traces, stalls, io, slice, profile, warmupRounds));
-        prs.push(await lunlinkLatency(loop, sliceRounds, 500, sendOnDelivery, load, mirrorTo, false, undefined, undefined, undefined, slice, undefined, warmupRounds));
-        krs.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, true, undefined, undefined, undefined, slice, undefined, warmupRounds));
-        // Rotated per slice (slice s starts at row s): a row's place after the others moved p50 by up
-        // to 1.5x (the "lunlink" row against the identical io_uring/io_uring row, same run).
-        for (let j = 0; withEngines && j < ENGINE_ROWS.length; j++) {
-          const i = (slice + j) % ENGINE_ROWS.length;
-          ers[i]!.push(await lunlinkLatency(loop, sliceRounds, 0, sendOnDelivery, load, mirrorTo, false, undefined, undefined, undefined, slice, undefined, warmupRounds, ENGINE_ROWS[i]));
-        }
+        const run: SliceRun = { device: loop, rounds: sliceRounds, warmupRounds, sendOnDelivery, loadMBps: load, mirrorTo, slice };
+        const rows: (() => Promise<unknown>)[] = [
+          async () => cs.push(probeLatency(binary, loop, sliceRounds, warmupRounds, load, mirrorTo)),
+          async () => lrs.push(await lunlinkLatency(run)),
+          async () => trs.push(await lunlinkLatency(run, { trace: { traces, stalls, io, profile } })),
+          async () => prs.push(await lunlinkLatency(run, { busyPollUs: 500 })),
+          async () => krs.push(await lunlinkLatency(run, { keyed: true })),
+          ...(withEngines ? ENGINE_ROWS.map((engines, i) => async () => ers[i]!.push(await lunlinkLatency(run, { engines }))) : []),
+        ];
+        for (let j = 0; j < rows.length; j++) await rows[(slice + j) % rows.length]!();
       }
       const c = sortedUnion(cs);
       const [lr, tr, pr, kr] = [mergeRuns(lrs), mergeRuns(trs), mergeRuns(prs), mergeRuns(krs)];
