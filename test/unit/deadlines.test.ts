@@ -2,6 +2,16 @@ import test from "ava";
 
 import { DeadlineTracker } from "../../lib/io/deadlines.ts";
 import { performance } from "node:perf_hooks";
+import { pollUntil } from "../helpers/until.ts";
+
+/**
+ * Waits until the tracker's timer has run past a deadline, as `check` observes it. A fixed sleep
+ * longer than the deadline is not that: a timer's start is libuv's loop time, cached when the turn
+ * began, so on a loaded machine (a turn that ran 25 ms or more before add()) the tracker's timer and
+ * the test's sleep came due in the same loop iteration, the tracker found its deadline (performance.now)
+ * not yet passed and re-armed, and the sleep's callback ran first: parkedCount 0 under stress-ng.
+ */
+const expiry = (what: string, check: () => boolean): Promise<void> => pollUntil(what, check, 10_000, 1);
 
 function tracker() {
   const events: string[] = [];
@@ -30,7 +40,7 @@ test("expired requests are parked until they complete, then the tracker recovers
   deadlines.add(1, { deadlineMs: now + 10, expire: () => void expired.push(1) });
   deadlines.add(2, { deadlineMs: now + 10, expire: () => void expired.push(2) });
   deadlines.add(3, { deadlineMs: now + 100_000, expire: () => void expired.push(3) });
-  await new Promise((r) => setTimeout(r, 50));
+  await expiry("requests 1 and 2 expired", () => expired.length >= 2);
   t.deepEqual(expired, [1, 2]);
   t.deepEqual(events, ["stall:2"]);
   t.is(deadlines.parkedCount, 2);
@@ -53,7 +63,7 @@ test("a request cancelled at its deadline (expire returns false) is forgotten, n
   const now = performance.now();
   deadlines.add(1, { deadlineMs: now + 10, expire: () => true });
   deadlines.add(2, { deadlineMs: now + 10, expire: () => false });
-  await new Promise((r) => setTimeout(r, 50));
+  await expiry("requests 1 and 2 past their deadline", () => !deadlines.isLive(1) && !deadlines.isLive(2));
   t.deepEqual(events, ["stall:1"]);
   t.is(deadlines.parkedCount, 1);
   t.false(deadlines.isLive(2));
@@ -71,7 +81,7 @@ test("a throwing recover listener leaves the tracker consistent", async (t) => {
     },
   );
   deadlines.add(1, { deadlineMs: performance.now() + 5, expire: () => true });
-  await new Promise((r) => setTimeout(r, 30));
+  await expiry("request 1 past its deadline", () => !deadlines.isLive(1));
   t.is(deadlines.parkedCount, 1);
   t.throws(() => deadlines.complete(1), { message: "listener bug" });
   t.is(deadlines.parkedCount, 0);
