@@ -156,14 +156,24 @@ test("four nodes: a broadcast to 3 peers, two on storage, is one ring frame (des
   await volume.close();
   const nodes = await fourNodes(t, file);
   const [n1, n2, n3, n4] = nodes as [Running, Running, Running, Running];
-  const active = (r: Running, peer: number) => r.node.peer(peer)!.core.paths.active;
-  await waitUntil("1 <-> 2 on the primary, 1 <-> 3 and 1 <-> 4 on storage, 2 <-> every peer on the primary", () =>
-    NODES.every((a) => NODES.every((b) => a === b || active(nodes[a - 1]!, b) === (cut(a, b) ? "storage" : "primary"))) &&
-    n2.node.peer(1)!.core.paths.storage.state === "up",
-  );
+  // Active is not enough: after its failback a pair's data (and broadcasts) go on the ring alone for
+  // up to failbackDrainMs while the ring holds a record the peer has not acked, and every storage
+  // heartbeat (20 ms here) or broadcast ring frame is one (dataPaths). Asked as if the ring were never
+  // drained, data goes on the expected path alone only once every drain window is over.
+  const dataOn = (r: Running, peer: number) => {
+    const paths = r.node.peer(peer)!.core.paths;
+    const data = paths.dataPaths(performance.now(), false);
+    return data.primary && data.storage ? "both" : data.primary ? "primary" : "storage";
+  };
+  const ready = () =>
+    NODES.every((a) => NODES.every((b) => a === b || dataOn(nodes[a - 1]!, b) === (cut(a, b) ? "storage" : "primary"))) &&
+    n2.node.peer(1)!.core.paths.storage.state === "up";
+  const what = "1 <-> 2 on the primary, 1 <-> 3 and 1 <-> 4 on storage, 2 <-> every peer on the primary, each with data on that path alone";
+  await waitUntil(what, ready);
   // Node 1's ring, read as node 2 reads it, from its head now: which frames the broadcasts add.
   const ring = await RingReader.open(await openRing(file, 1, { readOnly: true }), { nodeId: 2, peerNodeId: 1, start: "head" });
   t.teardown(() => ring.volume.close());
+  await waitUntil(what, ready); // again after the open's I/O: the broadcasts below go in the turn of this check
   const tag = randomBytes(4).toString("hex");
   const count = 10;
   const broadcast = (from: Running, i: number) => {
