@@ -10,19 +10,39 @@ import { scratchDir, sparseFile } from "../helpers/scratch.ts";
 
 const BIN = new URL("../../bin/lunlink.js", import.meta.url).pathname;
 
-function lunlink(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/**
+ * A hang guard, not a timing: a command that never ends is killed and fails by this name. Each run
+ * starts a Node process that loads the whole CLI: ~1 s of CPU and 4-9 s of wall time for `--version`
+ * alone at load 16-20 on 2 cores, and this file's 11 tests run their 46 commands up to 11 at once.
+ * The former 20 s guard killed commands that were only waiting for a core (code -1: 7 of 11 tests
+ * failed in a full unit run under stress-ng, 10-11 of 11 in each of 4 runs of the file, 2 at a time).
+ * 120 s as node-versions' children have.
+ */
+const COMMAND_GUARD_MS = 120_000;
+
+function run(input: string | undefined, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 20_000 }, (error, stdout, stderr) => {
+    const child = execFile(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: COMMAND_GUARD_MS, killSignal: "SIGKILL" }, (error, stdout, stderr) => {
+      const killed = error !== null && error.killed === true;
       const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
-      resolve({ code, stdout, stderr });
+      resolve({ code, stdout, stderr: killed ? `${stderr}[test: lunlink ${args.join(" ")} killed by its ${COMMAND_GUARD_MS} ms hang guard]` : stderr });
     });
+    if (input !== undefined) child.stdin?.end(input);
   });
+}
+
+function lunlink(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run(undefined, args);
+}
+
+function lunlinkWithInput(input: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run(input, args);
 }
 
 test("--version prints the package version", async (t) => {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
-  const { code, stdout } = await lunlink("--version");
-  t.is(code, 0);
+  const { code, stdout, stderr } = await lunlink("--version");
+  t.is(code, 0, stderr);
   t.is(stdout.trim(), pkg.version);
 });
 
@@ -78,16 +98,6 @@ test("bad input: one line on stderr, a coded error, a non-zero exit", async (t) 
     t.is(stdout, "");
   }
 });
-
-function lunlinkWithInput(input: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 20_000 }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin?.end(input);
-  });
-}
 
 test("format, append and tail a volume from the command line", async (t) => {
   const path = await sparseFile(t, 4 * 1024 * 1024);
