@@ -21,9 +21,17 @@ function start(t: import("ava").ExecutionContext, path: string, node: number, li
   return { ...jsonLines(child, label), stop: () => child.stdin.end() };
 }
 
+/**
+ * A hang guard for each line, not a timing: each child is a Node process that compiles the writer and
+ * lib through tsx before its first line (seconds of CPU). jsonLines' 25 s default ran out for both
+ * children of the first two tests in a full unit run under stress-ng (load ~30 on 2 cores), with
+ * nothing on their stderr: they were still starting.
+ */
+const LINE_GUARD_MS = 120_000;
+
 /** The next line is this event (the whole line shown if not: a refusal says why). */
 async function expectEvent(t: import("ava").ExecutionContext, lines: JsonLines, event: string, what?: string): Promise<Record<string, unknown>> {
-  const line = await lines.next();
+  const line = await lines.next(LINE_GUARD_MS);
   t.like(line, { event }, `${what ?? event}: ${JSON.stringify(line)}`);
   return line;
 }
