@@ -48,7 +48,10 @@ test("same id, second watches first: the second refuses to start (live heartbeat
   const path = await clusterFile(t);
   const first = start(t, path, 2, 0, "first");
   await expectEvent(t, first, "open");
-  const second = start(t, path, 2, 500, "second");
+  // The live check's window is a parameter here, not the subject: the first writer's status moves
+  // every 20 ms, but a child process starved of CPU (load ~41 on 2 cores) went 500 ms without a status
+  // write, the second opened a new epoch and the first's owner check stopped it. 5 s holds under load.
+  const second = start(t, path, 2, 5000, "second");
   const refused = await expectEvent(t, second, "refused");
   t.is(refused.code, ErrorCode.NotOwner);
   t.regex(String(refused.message), /node id 2 is live on this ring.*two nodes configured with the same id/);
