@@ -16,13 +16,22 @@ const DD = 'dd if="$LUNLINK_SRC" of="$LUNLINK_DST" bs="$LUNLINK_BLOCK_SIZE" skip
 // and rewriting only those that differ in place; --ignore-times because a volume's size never changes.
 const RSYNC = 'rsync --inplace --fsync --copy-devices --write-devices --no-whole-file --ignore-times "$LUNLINK_SRC" "$LUNLINK_DST"';
 
-test("a dd hook copies every write; the reader on the destination gets every frame once, in order", (t) => hookCopies(t, DD, 1200));
+/**
+ * A hang guard declared to ava (its inactivity bound then waits as long): every hook run forks a
+ * process and an fsync; under stress-ng's sync-write hogs the rsync test's 900 frames over a 2 MiB
+ * volume ran past ava's 180 s without a hang.
+ */
+const HOOK_TEST_GUARD_MS = 600_000;
 
-test("an rsync --inplace --fsync --copy-devices --write-devices hook: every frame once, in order", (t) => hookCopies(t, RSYNC, 900));
+test("a dd hook copies every write; the reader on the destination gets every frame once, in order", (t) => hookCopies(t, DD, 1200, 2 * MiB, 64n));
 
-async function hookCopies(t: ExecutionContext, command: string, total: number): Promise<void> {
-  const aPath = await sparseFile(t, 2 * MiB, "a.img");
-  const bPath = await sparseFile(t, 2 * MiB, "b.img");
+// rsync copies the whole volume on every run: a 256 KiB volume with a 16-block ring laps as often as the dd test with a fifth of its frames.
+test("an rsync --inplace --fsync --copy-devices --write-devices hook: every frame once, in order", (t) => hookCopies(t, RSYNC, 240, 256 * 1024, 16n));
+
+async function hookCopies(t: ExecutionContext, command: string, total: number, volumeBytes: number, ringBlocks: bigint): Promise<void> {
+  t.timeout(HOOK_TEST_GUARD_MS);
+  const aPath = await sparseFile(t, volumeBytes, "a.img");
+  const bPath = await sparseFile(t, volumeBytes, "b.img");
   // The device deadline (5 s by default) is the product's stall detector, not this test's subject: on a
   // disk shared with sync-write hogs (stress-ng --hdd) a read of b once took longer, and the test failed
   // ERR_LUNLINK_IO_STALLED. A stall that lasts is still an error, after IO_GUARD_MS.
@@ -32,18 +41,18 @@ async function hookCopies(t: ExecutionContext, command: string, total: number): 
     await a.close();
     await b.close();
   });
-  await formatVolume(a, { writerNode: 1, peerNode: 2, ringBlocks: 64n });
+  await formatVolume(a, { writerNode: 1, peerNode: 2, ringBlocks });
   const hook = new HookMirror({ command, source: aPath, destination: bPath, blockBytes: 4096 });
   // Before the files go: a copy the writer's last writes started must not run into their removal
   // (rsync recreated the removed destination: ENOTEMPTY in the scratch directory's teardown).
   t.teardown(() => hook.close());
-  hook.markDirty(0, 2 * MiB); // initial full copy, as a deployment's first sync would be
+  hook.markDirty(0, volumeBytes); // initial full copy, as a deployment's first sync would be
   await hook.sync();
   const reader = await RingReader.open(b, { nodeId: 2, start: "head" });
   const writer = await RingWriter.open(a, { nodeId: 1, maxDelayMs: 1, maxRecordBlocks: 4, overwriteUnacked: false, fullQueue: "wait", queueLimitBytes: 32 * 1024, peerAck: () => reader.ack });
   hook.attach(writer);
   hook.markDirty(0, 4096); // the new epoch's superblock (copy A) and, below, copy B
-  hook.markDirty(2 * MiB - 4096, 4096);
+  hook.markDirty(volumeBytes - 4096, 4096);
   const got: number[] = [];
   const visit = (_s: bigint, _t: number, _f: number, bytes: Uint8Array, offset: number) => got.push(new DataView(bytes.buffer, bytes.byteOffset + offset).getUint32(0, true));
   const produce = (async () => {
@@ -64,9 +73,10 @@ async function hookCopies(t: ExecutionContext, command: string, total: number): 
   t.is(writer.listenerCount("write"), 0, "close() detached the hook from the writer");
   t.deepEqual(got, Array.from({ length: total }, (_, i) => i));
   t.is(reader.counters.lost, 0n);
-  t.true(writer.counters.bytesWritten > 2 * 64 * 4096, `the ring lapped (${writer.counters.bytesWritten} bytes written)`);
+  t.true(writer.counters.bytesWritten > 2 * Number(ringBlocks) * 4096, `the ring lapped (${writer.counters.bytesWritten} bytes written)`);
   t.true(hook.counters.invocations > 10);
   t.is(hook.counters.failures, 0);
+  t.log(`${hook.counters.invocations} hook runs, ${writer.counters.bytesWritten} bytes written`);
 }
 
 test("a failing hook is retried, reported with its stderr, and its range is copied once it heals", async (t) => {
