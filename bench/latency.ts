@@ -171,6 +171,20 @@ interface RowEngines {
   receive?: IoEngine;
 }
 
+/**
+ * The order of `n` rows in slice `slice`: from row slice % n, stepping by the slice's stride, the
+ * strides being the numbers coprime to n in turn (1, 2, 3, 4 for n = 5). A rotation alone keeps every
+ * row's neighbours (the row after the C probe stayed after it in every slice, and read up to 1.6x
+ * slower at p50 and 2.5x at p99 than its identical twin elsewhere); a new stride gives the C probe a
+ * new successor each slice.
+ */
+export function sliceOrder(n: number, slice: number): number[] {
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  const strides = Array.from({ length: n }, (_, k) => k).filter((k) => k > 0 && gcd(k, n) === 1);
+  const stride = strides.length === 0 ? 1 : strides[slice % strides.length]!;
+  return Array.from({ length: n }, (_, j) => (slice + j * stride) % n);
+}
+
 /** One slice of one condition: what every row of it runs. */
 interface SliceRun {
   device: string;
@@ -594,7 +608,7 @@ export async function latencyBench(args: string[]): Promise<void> {
     execFileSync("gcc", ["-O2", "-Wall", "-pthread", "-o", binary, new URL("./probe/latency.c", import.meta.url).pathname]);
     const loop = scratch.loop("volume.img", 64 * 1024 * 1024);
     const receiveLoop = scratch.loop("receive.img", 64 * 1024 * 1024);
-    console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds in ${slices} slices (each path in turn, in an order rotated per slice, each slice after ${warmupRounds} unmeasured warm-up rounds on every path, C too), next probe ${sendOnDelivery ? "on delivery" : "once the previous probe's write returned (as the C probe)"}`);
+    console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds in ${slices} slices (each path in turn, in an order changed per slice, each slice after ${warmupRounds} unmeasured warm-up rounds on every path, C too), next probe ${sendOnDelivery ? "on delivery" : "once the previous probe's write returned (as the C probe)"}`);
     console.log(machineLine());
     console.log(heapLine());
     console.log(`volumes: ${loop} (send) and ${receiveLoop} (receive, for row b), loop dio=on over 64 MiB files on ext4\n`);
@@ -616,9 +630,9 @@ export async function latencyBench(args: string[]): Promise<void> {
       const io: IoLog = { writes: [], watches: [] };
       const profile: ProfileLog | undefined = profiling ? { cpu: cpuProfile, profiles: [], allocatedBytes: new Map() } : undefined;
       // Slices run in turn (every row, then the next slice), so a load swing on a shared machine lands
-      // on every path alike instead of on whichever ran in its minute. The rows' order rotates per
-      // slice (slice s starts at row s): the row right after the C probe read up to 1.6x slower at p50
-      // than the same configuration later in the slice, so no row keeps that place.
+      // on every path alike instead of on whichever ran in its minute. The rows' order changes per
+      // slice (sliceOrder): the row right after the C probe read up to 1.6x slower at p50 than the
+      // same configuration elsewhere, so no row keeps that place.
       // The breakdown's tracing (a wrapped write and watch, a log entry per I/O, two ELU reads a
       // round) is work the C probe does not do: it runs in a row of its own, not in "lunlink".
       const cs: Float64Array[] = [];
@@ -638,7 +652,7 @@ export async function latencyBench(args: string[]): Promise<void> {
           async () => krs.push(await lunlinkLatency(run, { keyed: true })),
           ...(withEngines ? ENGINE_ROWS.map((engines, i) => async () => ers[i]!.push(await lunlinkLatency(run, { engines }))) : []),
         ];
-        for (let j = 0; j < rows.length; j++) await rows[(slice + j) % rows.length]!();
+        for (const i of sliceOrder(rows.length, slice)) await rows[i]!();
       }
       const c = sortedUnion(cs);
       const [lr, tr, pr, kr] = [mergeRuns(lrs), mergeRuns(trs), mergeRuns(prs), mergeRuns(krs)];

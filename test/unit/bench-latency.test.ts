@@ -4,7 +4,7 @@
 // overlapping the round is named; times are made up (ms), no device.
 import test from "ava";
 
-import { causesOf, MONO_OFFSET_MS, samplesOf, slowRounds, type IoLog, type RoundTrace } from "../../bench/latency.ts";
+import { causesOf, MONO_OFFSET_MS, samplesOf, sliceOrder, slowRounds, type IoLog, type RoundTrace } from "../../bench/latency.ts";
 
 const round: RoundTrace = { sentMs: 10, writtenMs: 13.2, wokeMs: 13.5, deliveredMs: 13.6, loopActiveMs: 0.3, slice: 0, round: 7, sinceRowStartMs: 3 };
 
@@ -77,4 +77,20 @@ test("--profile: a profile's samples become spans on performance.now's clock, ea
   t.true(Math.abs(spans[0]!.endMs - 100.1) < 1e-6); // ... until the next sample
   t.true(Math.abs(spans[1]!.endMs - 100.3) < 1e-6);
   t.true(Math.abs(spans[2]!.endMs - 100.4) < 1e-6); // the last lasts until the profile's end
+});
+
+test("sliceOrder: every slice runs each row once, and the C probe (row 0) has a new successor in each slice until the strides run out", (t) => {
+  // The strides coprime to n: 1 for n 1 and 2; 1-4 for 5 (the default rows); 1, 2, 4, 5, 7, 8 for 9 (--engines).
+  for (const [n, strides] of [[1, 1], [2, 1], [5, 4], [9, 6]] as const) {
+    const successors = new Set<number>();
+    for (let slice = 0; slice < strides; slice++) {
+      const order = sliceOrder(n, slice);
+      t.deepEqual([...order].sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i), `n ${n} slice ${slice}: a permutation`);
+      t.is(order[0], slice % n, `n ${n} slice ${slice}: starts at row ${slice % n}`);
+      const at = order.indexOf(0);
+      if (n > 1) successors.add(order[(at + 1) % n]!);
+    }
+    if (n > 2) t.is(successors.size, strides, `n ${n}: the C probe's successor changes every slice`);
+  }
+  t.deepEqual(sliceOrder(5, 1), [1, 3, 0, 2, 4]);
 });
