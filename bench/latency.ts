@@ -42,7 +42,7 @@ const POLL_MIN_US = 100;
 const POLL_MAX_MS = 1;
 
 const LOAD_MBPS = 10;
-/** --engines: extra untraced rows, in the slice's rotated order with the others, naming the writer's and the poller's engine (the "lunlink" row takes what a pair opens: receiveVolumeEngine). */
+/** --engines: extra untraced rows, in the slice's order (sliceOrder) with the others, naming the writer's and the poller's engine (the "lunlink" row takes what a pair opens: receiveVolumeEngine). */
 const ENGINE_ROWS: Required<RowEngines>[] = [
   { send: "io_uring", receive: "io_uring" },
   { send: "threads", receive: "io_uring" },

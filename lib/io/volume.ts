@@ -28,7 +28,8 @@ import { Submitted, addon, busyPoll, registerRequest, routeCompletions, syscallN
 export type IoEngine = "io_uring" | "threads";
 /** The `engine` open option: "auto" takes io_uring when the kernel allows it, else threads. */
 export type EngineChoice = "auto" | IoEngine;
-const ENGINE_CHOICES: readonly EngineChoice[] = ["auto", "io_uring", "threads"];
+/** The `engine` choices, as the open option, LUNLINK_ENGINE and the node config (storage.receiveEngine) take them. */
+export const ENGINE_CHOICES = ["auto", "io_uring", "threads"] as const satisfies readonly EngineChoice[];
 
 export interface VolumeOptions {
   /** O_DIRECT (default true). Without it reads of a receive volume may be served from stale page cache. */

@@ -73,16 +73,20 @@ export function pathStatus(nowMs: number, p: LinkState["primary"]): LinkStatus["
   };
 }
 
+/** LinkState dataPaths as one word: both, primary, or storage (the paths a data message goes on). */
+export function dataOn(paths: { primary: boolean; storage: boolean }): PeerPathsStatus["dataOn"] {
+  return paths.primary && paths.storage ? "both" : paths.primary ? "primary" : "storage";
+}
+
 /**
  * The active path, where data goes now, each path's state and ages at nowMs, and the core's failover
  * and control counts. storageDrained: the peer storage's drained(), as a send asks it.
  */
 export function peerPathsStatus(nowMs: number, core: Pick<LinkCore, "paths" | "controlOut">, storageDrained: boolean): PeerPathsStatus {
   const state = core.paths;
-  const data = state.dataPaths(nowMs, storageDrained);
   return {
     active: state.active,
-    dataOn: data.primary && data.storage ? "both" : data.primary ? "primary" : "storage",
+    dataOn: dataOn(state.dataPaths(nowMs, storageDrained)),
     paths: { primary: pathStatus(nowMs, state.primary), storage: pathStatus(nowMs, state.storage) },
     failovers: state.failovers,
     failbacks: state.failbacks,

@@ -16,6 +16,7 @@ import { SEAL_OVERHEAD_BYTES } from "../link/seal.ts";
 import { MAX_CLUSTER_NODES, MAX_CLUSTER_NODE_ID, MIN_CLUSTER_NODES } from "../format/layout.ts";
 import { ClusterRoutes } from "./cluster-route.ts";
 import { DEFAULT_RECOVERY } from "../io/supervisor.ts";
+import { ENGINE_CHOICES } from "../io/volume.ts";
 import type { Endpoint, LinkOptions } from "../link/link.ts";
 
 /** A cluster's default peerDownMs: far above any mirror lag, far below an operator's patience. */
@@ -103,7 +104,7 @@ export const configSchema = z
         send: z.string().min(1),
         receive: z.string().min(1),
         // The receive volume's I/O engine (a pair's only: a cluster's peer rings open through cluster-storage with the Volume default).
-        receiveEngine: z.enum(["auto", "io_uring", "threads"]).optional(),
+        receiveEngine: z.enum(ENGINE_CHOICES).optional(),
         ...storageTuning,
       })
       .strict(),

@@ -10,6 +10,7 @@ import test, { type ExecutionContext } from "ava";
 import { FrameType } from "../../lib/format/layout.ts";
 import { Volume } from "../../lib/io/volume.ts";
 import { decodeHeader, encodeMessage, MessageKind, PathId, RING_FRAME_TYPE, type MessageHeader } from "../../lib/link/message.ts";
+import { dataOn } from "../../lib/link/link-status.ts";
 import { DEFAULT_TIMERS, LinkCore, type LinkOutput } from "../../lib/link/paths.ts";
 import { ClusterNode, type ClusterMemberOptions } from "../../lib/node/cluster-node.ts";
 import { openRing } from "../../lib/node/cluster-storage.ts";
@@ -160,13 +161,9 @@ test("four nodes: a broadcast to 3 peers, two on storage, is one ring frame (des
   // up to failbackDrainMs while the ring holds a record the peer has not acked, and every storage
   // heartbeat (20 ms here) or broadcast ring frame is one (dataPaths). Asked as if the ring were never
   // drained, data goes on the expected path alone only once every drain window is over.
-  const dataOn = (r: Running, peer: number) => {
-    const paths = r.node.peer(peer)!.core.paths;
-    const data = paths.dataPaths(performance.now(), false);
-    return data.primary && data.storage ? "both" : data.primary ? "primary" : "storage";
-  };
+  const dataOnNow = (r: Running, peer: number) => dataOn(r.node.peer(peer)!.core.paths.dataPaths(performance.now(), false));
   const ready = () =>
-    NODES.every((a) => NODES.every((b) => a === b || dataOn(nodes[a - 1]!, b) === (cut(a, b) ? "storage" : "primary"))) &&
+    NODES.every((a) => NODES.every((b) => a === b || dataOnNow(nodes[a - 1]!, b) === (cut(a, b) ? "storage" : "primary"))) &&
     n2.node.peer(1)!.core.paths.storage.state === "up";
   const what = "1 <-> 2 on the primary, 1 <-> 3 and 1 <-> 4 on storage, 2 <-> every peer on the primary, each with data on that path alone";
   await waitUntil(what, ready);
