@@ -51,8 +51,8 @@ const ENGINE_ROWS: Required<RowEngines>[] = [
 ];
 /** performance.now() + this = CLOCK_MONOTONIC ms (both count from the same clock in Node): --slow prints it, to find a round in a kernel trace. */
 export const MONO_OFFSET_MS = Number(process.hrtime.bigint()) / 1e6 - performance.now();
-/** Each condition's rounds run in this many slices, the paths in turn (--slices). */
-const DEFAULT_SLICES = 5;
+/** Each condition's rounds run in this many slices, the paths in turn (--slices): one period of sliceOrder for the 5 default rows. */
+const DEFAULT_SLICES = slicePeriod(5);
 /**
  * Each slice of each path (the C probe too) starts with this many rounds that are run but not
  * measured (--warmup), as fio's ramp_time: the first rounds after a path opens its volumes pay
@@ -172,17 +172,24 @@ interface RowEngines {
 }
 
 /**
- * The order of `n` rows in slice `slice`: from row slice % n, stepping by the slice's stride, the
- * strides being the numbers coprime to n in turn (1, 2, 3, 4 for n = 5). A rotation alone keeps every
- * row's neighbours (the row after the C probe stayed after it in every slice, and read up to 1.6x
- * slower at p50 and 2.5x at p99 than its identical twin elsewhere); a new stride gives the C probe a
- * new successor each slice.
+ * The order of `n` rows in slice `slice`: a Williams design (a balanced Latin square). The base order
+ * is 0, 1, n-1, 2, n-2, ...; slice k adds k to every row (mod n), and for odd n slices n..2n-1 run the
+ * same orders reversed. Over one period (n slices for even n, 2n for odd n) every row runs once in
+ * each position and right after each other row equally often (once; twice for odd n). Session 12's
+ * strides (1, 2, 3, 4 for n = 5) gave the C probe new successors but left row n-1 last in four slices
+ * of five; a plain rotation kept every row's neighbours (the row after the C probe read up to 1.6x
+ * slower at p50 than its identical twin elsewhere).
  */
 export function sliceOrder(n: number, slice: number): number[] {
-  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
-  const strides = Array.from({ length: n }, (_, k) => k).filter((k) => k > 0 && gcd(k, n) === 1);
-  const stride = strides.length === 0 ? 1 : strides[slice % strides.length]!;
-  return Array.from({ length: n }, (_, j) => (slice + j * stride) % n);
+  const base = Array.from({ length: n }, (_, j) => (j % 2 === 1 ? (j + 1) / 2 : (n - j / 2) % n));
+  const k = slice % slicePeriod(n);
+  const order = base.map((row) => (row + k) % n);
+  return k < n ? order : order.reverse();
+}
+
+/** The slices after which sliceOrder has balanced positions and neighbours: n for even n, 2n for odd n. */
+export function slicePeriod(n: number): number {
+  return n % 2 === 0 ? n : 2 * n;
 }
 
 /** One slice of one condition: what every row of it runs. */
@@ -597,6 +604,8 @@ export async function latencyBench(args: string[]): Promise<void> {
   const profiling = cpuProfile || args.includes("--sched");
   const sendOnDelivery = args.includes("--send-on-delivery");
   const withEngines = args.includes("--engines");
+  /** The rows of a slice: C, lunlink, traced, busyPollUs, keyed, and the engine rows with --engines. */
+  const rowCount = 5 + (withEngines ? ENGINE_ROWS.length : 0);
   const slices = numberArg(args, "--slices", DEFAULT_SLICES);
   const warmupRounds = numberArg(args, "--warmup", DEFAULT_WARMUP_ROUNDS);
   if (!Number.isInteger(warmupRounds) || warmupRounds < 0) throw new Error(`--warmup must be a non-negative integer, got ${warmupRounds}`);
@@ -608,7 +617,7 @@ export async function latencyBench(args: string[]): Promise<void> {
     execFileSync("gcc", ["-O2", "-Wall", "-pthread", "-o", binary, new URL("./probe/latency.c", import.meta.url).pathname]);
     const loop = scratch.loop("volume.img", 64 * 1024 * 1024);
     const receiveLoop = scratch.loop("receive.img", 64 * 1024 * 1024);
-    console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds in ${slices} slices (each path in turn, in an order changed per slice, each slice after ${warmupRounds} unmeasured warm-up rounds on every path, C too), next probe ${sendOnDelivery ? "on delivery" : "once the previous probe's write returned (as the C probe)"}`);
+    console.log(`# latency: one-way writer -> poller on one volume, O_DIRECT|O_DSYNC writes, poll sleep ${POLL_MIN_US} us doubling to ${POLL_MAX_MS} ms, ${rounds} rounds in ${slices} slices (each path in turn, in a balanced order changed per slice${slices % slicePeriod(rowCount) === 0 ? "" : ` (balanced every ${slicePeriod(rowCount)} slices: --slices ${slicePeriod(rowCount)})`}, each slice after ${warmupRounds} unmeasured warm-up rounds on every path, C too), next probe ${sendOnDelivery ? "on delivery" : "once the previous probe's write returned (as the C probe)"}`);
     console.log(machineLine());
     console.log(heapLine());
     console.log(`volumes: ${loop} (send) and ${receiveLoop} (receive, for row b), loop dio=on over 64 MiB files on ext4\n`);
@@ -631,8 +640,8 @@ export async function latencyBench(args: string[]): Promise<void> {
       const profile: ProfileLog | undefined = profiling ? { cpu: cpuProfile, profiles: [], allocatedBytes: new Map() } : undefined;
       // Slices run in turn (every row, then the next slice), so a load swing on a shared machine lands
       // on every path alike instead of on whichever ran in its minute. The rows' order changes per
-      // slice (sliceOrder): the row right after the C probe read up to 1.6x slower at p50 than the
-      // same configuration elsewhere, so no row keeps that place.
+      // slice (sliceOrder, a balanced Latin square): the row right after the C probe read up to 1.6x
+      // slower at p50 than the same configuration elsewhere, so no row keeps a place or a neighbour.
       // The breakdown's tracing (a wrapped write and watch, a log entry per I/O, two ELU reads a
       // round) is work the C probe does not do: it runs in a row of its own, not in "lunlink".
       const cs: Float64Array[] = [];

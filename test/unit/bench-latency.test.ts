@@ -4,7 +4,7 @@
 // overlapping the round is named; times are made up (ms), no device.
 import test from "ava";
 
-import { causesOf, MONO_OFFSET_MS, samplesOf, sliceOrder, slowRounds, type IoLog, type RoundTrace } from "../../bench/latency.ts";
+import { causesOf, MONO_OFFSET_MS, samplesOf, sliceOrder, slicePeriod, slowRounds, type IoLog, type RoundTrace } from "../../bench/latency.ts";
 
 const round: RoundTrace = { sentMs: 10, writtenMs: 13.2, wokeMs: 13.5, deliveredMs: 13.6, loopActiveMs: 0.3, slice: 0, round: 7, sinceRowStartMs: 3 };
 
@@ -79,18 +79,30 @@ test("--profile: a profile's samples become spans on performance.now's clock, ea
   t.true(Math.abs(spans[2]!.endMs - 100.4) < 1e-6); // the last lasts until the profile's end
 });
 
-test("sliceOrder: every slice runs each row once, and the C probe (row 0) has a new successor in each slice until the strides run out", (t) => {
-  // The strides coprime to n: 1 for n 1 and 2; 1-4 for 5 (the default rows); 1, 2, 4, 5, 7, 8 for 9 (--engines).
-  for (const [n, strides] of [[1, 1], [2, 1], [5, 4], [9, 6]] as const) {
-    const successors = new Set<number>();
-    for (let slice = 0; slice < strides; slice++) {
+test("sliceOrder: over one period every row runs once per slice, once in each position, and right after each other row equally often", (t) => {
+  // A Williams design: period n for even n, 2n for odd n (5 default rows: 10; 9 with --engines: 18).
+  for (const n of [1, 2, 4, 5, 9]) {
+    const period = slicePeriod(n);
+    t.is(period, n % 2 === 0 ? n : 2 * n);
+    const atPosition = Array.from({ length: n }, () => new Map<number, number>());
+    const after = new Map<string, number>();
+    for (let slice = 0; slice < period; slice++) {
       const order = sliceOrder(n, slice);
       t.deepEqual([...order].sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i), `n ${n} slice ${slice}: a permutation`);
-      t.is(order[0], slice % n, `n ${n} slice ${slice}: starts at row ${slice % n}`);
-      const at = order.indexOf(0);
-      if (n > 1) successors.add(order[(at + 1) % n]!);
+      order.forEach((row, position) => atPosition[position]!.set(row, (atPosition[position]!.get(row) ?? 0) + 1));
+      for (let j = 1; j < n; j++) after.set(`${order[j - 1]}>${order[j]}`, (after.get(`${order[j - 1]}>${order[j]}`) ?? 0) + 1);
+      t.deepEqual(sliceOrder(n, slice + period), order, `n ${n}: the orders repeat after the period`);
     }
-    if (n > 2) t.is(successors.size, strides, `n ${n}: the C probe's successor changes every slice`);
+    const perPosition = period / n;
+    for (const [position, rows] of atPosition.entries()) {
+      t.is(rows.size, n, `n ${n}: every row at position ${position}`);
+      t.true([...rows.values()].every((count) => count === perPosition), `n ${n}: position ${position} balanced`);
+    }
+    if (n > 1) {
+      t.is(after.size, n * (n - 1), `n ${n}: every ordered pair of rows adjacent`);
+      t.true([...after.values()].every((count) => count === perPosition), `n ${n}: each pair adjacent ${perPosition} times`);
+    }
   }
-  t.deepEqual(sliceOrder(5, 1), [1, 3, 0, 2, 4]);
+  t.deepEqual(sliceOrder(5, 0), [0, 1, 4, 2, 3]);
+  t.deepEqual(sliceOrder(5, 5), [3, 2, 4, 1, 0]);
 });
