@@ -34,7 +34,7 @@ import { RingWriter } from "../lib/ring/writer.ts";
 import { LocalMirror } from "../lib/mirror/local.ts";
 import { machineLine } from "./machine.ts";
 import { withScratch } from "./scratch.ts";
-import { numberArg, percentile, ratio, table } from "./stats.ts";
+import { numberArg, percentile, ratio, slicedRatioInterval, table } from "./stats.ts";
 import { assertCanPlot, writeCharts, type CdfSeries } from "../lib/cli/plot.ts";
 import { latencyCharts, plotDirArg } from "./plot.ts";
 
@@ -671,26 +671,34 @@ export async function latencyBench(args: string[]): Promise<void> {
       const [l, t, p, k] = [lr.latenciesUs, tr.latenciesUs, pr.latenciesUs, kr.latenciesUs];
       const lostOf = (r: LatencyRun): string => `${r.roundsRun} / ${r.lostProbes} (${r.lateProbes} late) / ${r.overruns} / ${r.lostRecords} / ${r.ackWaits}`;
       console.error(`  done ${condition}`);
-      const row = (name: string, x: Float64Array, run?: LatencyRun): string[] => [
+      // The p99 ratio's 90% bootstrap interval over the slices (stats.ts): identical rows read up to
+      // 2x apart at p99, as slow rounds come in bursts and a row's p99 is a few of them.
+      const interval = (slices: LatencyRun[]): string => {
+        const { low, high } = slicedRatioInterval(slices.map((r) => r.latenciesUs), cs, 99);
+        return `${low.toFixed(2)}-${high.toFixed(2)}`;
+      };
+      const row = (name: string, x: Float64Array, run?: LatencyRun, slices?: LatencyRun[]): string[] => [
         condition,
         name,
         percentile(x, 50).toFixed(0),
         percentile(x, 99).toFixed(0),
         ratio(percentile(x, 50), percentile(c, 50)),
         ratio(percentile(x, 99), percentile(c, 99)),
+        slices === undefined ? "-" : interval(slices),
         run === undefined ? "-" : lostOf(run),
       ];
       cdfs.push(...([["C probe", c], ["lunlink", l], ["lunlink busyPollUs 500", p], ["lunlink keyed", k]] as const).map(([name, values]) => ({ group: condition, name, values })));
-      rows.push(row("C probe", c), row("lunlink", l, lr), row(`lunlink traced, for the breakdown (p50 ${ratio(percentile(t, 50), percentile(l, 50))}x untraced)`, t, tr), row("lunlink busyPollUs 500", p, pr), row(`lunlink keyed (p50 ${ratio(percentile(k, 50), percentile(l, 50))}x unkeyed)`, k, kr));
+      rows.push(row("C probe", c), row("lunlink", l, lr, lrs), row(`lunlink traced, for the breakdown (p50 ${ratio(percentile(t, 50), percentile(l, 50))}x untraced)`, t, tr, trs), row("lunlink busyPollUs 500", p, pr, prs), row(`lunlink keyed (p50 ${ratio(percentile(k, 50), percentile(l, 50))}x unkeyed)`, k, kr, krs));
       if (withEngines) {
         for (const [i, engines] of ENGINE_ROWS.entries()) {
           const run = mergeRuns(ers[i]!);
-          rows.push(row(`lunlink writer ${engines.send}, poller ${engines.receive}`, run.latenciesUs, run));
+          rows.push(row(`lunlink writer ${engines.send}, poller ${engines.receive}`, run.latenciesUs, run, ers[i]!));
         }
       }
     }
-    console.log(table(["condition", "path (ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C", "rounds run / probes lost (late) / reader overruns / records lost / writer ack waits"], rows));
+    console.log(table(["condition", "path (ping-pong)", "p50 us", "p99 us", "p50 vs C", "p99 vs C", "p99 vs C, 90% interval (slices resampled)", "rounds run / probes lost (late) / reader overruns / records lost / writer ack waits"], rows));
     console.log(`lunlink volumes' I/O engine: ${[...enginesSeen].join(", ")} (LUNLINK_ENGINE: ${process.env["LUNLINK_ENGINE"] ?? "unset"})`);
+    console.log("p99 vs C, 90% interval: the slices drawn with replacement 1000 times (a row and the C probe by the same slice indices), the 5th-95th percentile of the pooled p99 ratios; rows whose intervals overlap are not told apart by this run.");
     console.log(`probes lost: rounds not delivered within ${ROUND_DEADLINE_MS} ms, left out of the percentiles (late: delivered after it); records lost: overwritten before the reader read them (it was lapped); writer ack waits: the writer held a probe's record for the reader's ack. A row stops after ${ROW_BUDGET_MS / 1000} s with the rounds it ran.`);
     if (plotDir !== undefined) for (const path of await writeCharts(plotDir, latencyCharts(cdfs))) console.log(`chart: ${path}`);
     console.log(`\nwhere the lunlink rounds' time goes (the traced row; means in us; GC overlap: rounds during which a GC pause ran)`);

@@ -45,3 +45,33 @@ export function pairedRatios(a: readonly number[], b: readonly number[]): { medi
   if (ratios.length === 0) return { median: Number.NaN, min: Number.NaN, max: Number.NaN };
   return { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) };
 }
+
+/**
+ * The ratio of two paths' p-th percentiles when both ran in the same slices, with a bootstrap
+ * interval: `resamples` times, draw slice indices with replacement (the same indices for both
+ * sides, which ran side by side), pool those slices' samples and take the ratio of their
+ * percentiles; the interval is the 5th to 95th percentile of those ratios (90%). A tail percentile
+ * of a row rests on a few slow rounds that come in bursts: the interval says how far the ratio
+ * moves with which slices caught a burst. `random` is injectable for tests.
+ */
+export function slicedRatioInterval(a: readonly Float64Array[], b: readonly Float64Array[], p: number, resamples = 1000, random: () => number = Math.random): { low: number; high: number } {
+  if (a.length !== b.length) throw new Error(`slicedRatioInterval: ${a.length} slices against ${b.length}`);
+  if (a.length === 0) return { low: Number.NaN, high: Number.NaN };
+  const pooled = (slices: readonly Float64Array[], picks: readonly number[]): Float64Array => {
+    const all = new Float64Array(picks.reduce((n, k) => n + slices[k]!.length, 0));
+    let at = 0;
+    for (const k of picks) {
+      all.set(slices[k]!, at);
+      at += slices[k]!.length;
+    }
+    return all.sort();
+  };
+  const ratios: number[] = [];
+  for (let r = 0; r < resamples; r++) {
+    const picks = Array.from({ length: a.length }, () => Math.floor(random() * a.length));
+    const below = percentile(pooled(b, picks), p);
+    if (below > 0) ratios.push(percentile(pooled(a, picks), p) / below);
+  }
+  ratios.sort((x, y) => x - y);
+  return { low: percentile(ratios, 5), high: percentile(ratios, 95) };
+}

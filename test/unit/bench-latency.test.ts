@@ -5,6 +5,7 @@
 import test from "ava";
 
 import { causesOf, MONO_OFFSET_MS, samplesOf, sliceOrder, slicePeriod, slowRounds, type IoLog, type RoundTrace } from "../../bench/latency.ts";
+import { slicedRatioInterval } from "../../bench/stats.ts";
 
 const round: RoundTrace = { sentMs: 10, writtenMs: 13.2, wokeMs: 13.5, deliveredMs: 13.6, loopActiveMs: 0.3, slice: 0, round: 7, sinceRowStartMs: 3 };
 
@@ -105,4 +106,38 @@ test("sliceOrder: over one period every row runs once per slice, once in each po
   }
   t.deepEqual(sliceOrder(5, 0), [0, 1, 4, 2, 3]);
   t.deepEqual(sliceOrder(5, 5), [3, 2, 4, 1, 0]);
+});
+
+/** A seeded generator (mulberry32) for the bootstrap, so its draws repeat. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(a ^ (a >>> 15), 1 | a);
+    x ^= x + Math.imul(x ^ (x >>> 7), 61 | x);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const slice = (values: number[]): Float64Array => Float64Array.from(values).sort();
+
+test("the p99 ratio's bootstrap interval: a single point for uniform slices, wide when one slice holds a burst of slow rounds", (t) => {
+  // 10 slices of 200 rounds; C at 500 us everywhere.
+  const c = Array.from({ length: 10 }, () => slice(Array.from({ length: 200 }, (_, i) => 450 + (i % 100))));
+  const even = c.map((s) => s.map((v) => v * 1.5));
+  const flat = slicedRatioInterval(even, c, 99, 200, seeded(1));
+  t.true(Math.abs(flat.low - 1.5) < 1e-9 && Math.abs(flat.high - 1.5) < 1e-9);
+  // The same row with a burst of 30 slow rounds (4 ms) in slice 3: the pooled p99 is 4 ms or the
+  // ordinary tail depending on whether slice 3 was drawn (and how often).
+  const burst = even.map((s, k) => (k === 3 ? slice([...s.subarray(30), ...Array.from({ length: 30 }, () => 4000)]) : s));
+  const wide = slicedRatioInterval(burst, c, 99, 400, seeded(2));
+  t.true(wide.low < 1.6, `low ${wide.low}`);
+  t.true(wide.high > 7, `high ${wide.high}`);
+  t.deepEqual(slicedRatioInterval(burst, c, 99, 400, seeded(2)), wide, "the same draws give the same interval");
+});
+
+test("the bootstrap interval refuses unequal slice counts and is NaN for no slices", (t) => {
+  t.throws(() => slicedRatioInterval([slice([1])], [], 99), { message: /1 slices against 0/ });
+  const none = slicedRatioInterval([], [], 99);
+  t.true(Number.isNaN(none.low) && Number.isNaN(none.high));
 });
