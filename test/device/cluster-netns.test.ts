@@ -62,7 +62,9 @@ test("3 nodes on one shared cluster volume: cut node 3's network; 1, 2 <-> 3 mov
   const text = await run(process.execPath, [lunlinkBin(), "status", "--socket", lab.node(1).socketPath]);
   t.regex(text, /^node 1: cluster of 3/, "lunlink status names the cluster");
   t.regex(text, /ISOLATED from node 3/, "and the isolated peer");
-  t.regex(text, /\n {2}node 2: active primary\n {4}primary {2}up/, "every peer with its paths");
+  // Node 2's primary was up when the waits above ended; under CPU load a beat missed since reads
+  // suspect (data still on the primary): the line names it either way.
+  t.regex(text, /\n {2}node 2: active primary\n {4}primary {2}(up|suspect) +last heard \d+ ms ago/, "every peer with its paths");
   t.regex(text, /\n {2}node 3: active isolated\n {4}primary {2}down/);
   t.regex(text, new RegExp(`peers released ${releasedBefore.get(1)! + 1}\\b`));
   // Restarted, it rejoins on both paths (a new epoch and session: its peers see a restart).
