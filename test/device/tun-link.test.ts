@@ -92,10 +92,12 @@ test("status and metrics of a running node: `lunlink status` (human and --json) 
   await lab.waitFor(1, "up on both paths", (s) => s.paths.primary.state === "up" && s.paths.storage.state === "up");
   const human = await lab.exec(1, process.execPath, [bin, "status", "--socket", lab.nodes[0].socketPath]);
   t.regex(human, /node 1 <-> node 2: active path primary/);
-  t.regex(human, /primary\s+up\s+last heard \d+ ms ago/);
+  // Both paths were up when the wait ended; each status command takes seconds under CPU load, and a
+  // beat missed since reads suspect (data still on the primary): the lines name the state either way.
+  t.regex(human, /primary\s+(up|suspect)\s+last heard \d+ ms ago/);
   const json = JSON.parse(await lab.exec(1, process.execPath, [bin, "status", "--socket", lab.nodes[0].socketPath, "--json"])) as { active: string; paths: { storage: { state: string } } };
   t.is(json.active, "primary");
-  t.is(json.paths.storage.state, "up");
+  t.true(["up", "suspect"].includes(json.paths.storage.state), `storage ${json.paths.storage.state}`);
   const metrics = await lab.exec(1, process.execPath, ["-e", "fetch('http://127.0.0.1:9410/metrics').then(async (r) => console.log(r.headers.get('content-type') + '\\n' + (await r.text())))"]);
   t.regex(metrics, /^text\/plain; version=0\.0\.4/);
   t.regex(metrics, /lunlink_path_state\{path="primary"\} 2/);
