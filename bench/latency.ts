@@ -34,7 +34,7 @@ import { RingWriter } from "../lib/ring/writer.ts";
 import { LocalMirror } from "../lib/mirror/local.ts";
 import { machineLine } from "./machine.ts";
 import { withScratch } from "./scratch.ts";
-import { numberArg, percentile, ratio, slicedRatioInterval, table } from "./stats.ts";
+import { numberArg, percentile, ratio, slicedRatioInterval, sortedUnion, table } from "./stats.ts";
 import { assertCanPlot, writeCharts, type CdfSeries } from "../lib/cli/plot.ts";
 import { latencyCharts, plotDirArg } from "./plot.ts";
 
@@ -51,8 +51,10 @@ const ENGINE_ROWS: Required<RowEngines>[] = [
 ];
 /** performance.now() + this = CLOCK_MONOTONIC ms (both count from the same clock in Node): --slow prints it, to find a round in a kernel trace. */
 export const MONO_OFFSET_MS = Number(process.hrtime.bigint()) / 1e6 - performance.now();
-/** Each condition's rounds run in this many slices, the paths in turn (--slices): one period of sliceOrder for the 5 default rows. */
-const DEFAULT_SLICES = slicePeriod(5);
+/** A slice's rows without --engines: C, lunlink, traced, busyPollUs, keyed. */
+const DEFAULT_ROWS = 5;
+/** Each condition's rounds run in this many slices, the paths in turn (--slices): one period of sliceOrder for the default rows. */
+const DEFAULT_SLICES = slicePeriod(DEFAULT_ROWS);
 /**
  * Each slice of each path (the C probe too) starts with this many rounds that are run but not
  * measured (--warmup), as fio's ramp_time: the first rounds after a path opens its volumes pay
@@ -563,16 +565,6 @@ function profileBreakdown(condition: string, traces: RoundTrace[], profile: Prof
   return lines;
 }
 
-function sortedUnion(parts: Float64Array[]): Float64Array {
-  const all = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    all.set(p, at);
-    at += p.length;
-  }
-  return all.sort();
-}
-
 /** One row's slices as one run. */
 function mergeRuns(runs: LatencyRun[]): LatencyRun {
   const sum = (f: (r: LatencyRun) => number): number => runs.reduce((n, r) => n + f(r), 0);
@@ -604,8 +596,7 @@ export async function latencyBench(args: string[]): Promise<void> {
   const profiling = cpuProfile || args.includes("--sched");
   const sendOnDelivery = args.includes("--send-on-delivery");
   const withEngines = args.includes("--engines");
-  /** The rows of a slice: C, lunlink, traced, busyPollUs, keyed, and the engine rows with --engines. */
-  const rowCount = 5 + (withEngines ? ENGINE_ROWS.length : 0);
+  const rowCount = DEFAULT_ROWS + (withEngines ? ENGINE_ROWS.length : 0);
   const slices = numberArg(args, "--slices", DEFAULT_SLICES);
   const warmupRounds = numberArg(args, "--warmup", DEFAULT_WARMUP_ROUNDS);
   if (!Number.isInteger(warmupRounds) || warmupRounds < 0) throw new Error(`--warmup must be a non-negative integer, got ${warmupRounds}`);
@@ -673,18 +664,18 @@ export async function latencyBench(args: string[]): Promise<void> {
       console.error(`  done ${condition}`);
       // The p99 ratio's 90% bootstrap interval over the slices (stats.ts): identical rows read up to
       // 2x apart at p99, as slow rounds come in bursts and a row's p99 is a few of them.
-      const interval = (slices: LatencyRun[]): string => {
-        const { low, high } = slicedRatioInterval(slices.map((r) => r.latenciesUs), cs, 99);
+      const interval = (sliceRuns: LatencyRun[]): string => {
+        const { low, high } = slicedRatioInterval(sliceRuns.map((r) => r.latenciesUs), cs, 99);
         return `${low.toFixed(2)}-${high.toFixed(2)}`;
       };
-      const row = (name: string, x: Float64Array, run?: LatencyRun, slices?: LatencyRun[]): string[] => [
+      const row = (name: string, x: Float64Array, run?: LatencyRun, sliceRuns?: LatencyRun[]): string[] => [
         condition,
         name,
         percentile(x, 50).toFixed(0),
         percentile(x, 99).toFixed(0),
         ratio(percentile(x, 50), percentile(c, 50)),
         ratio(percentile(x, 99), percentile(c, 99)),
-        slices === undefined ? "-" : interval(slices),
+        sliceRuns === undefined ? "-" : interval(sliceRuns),
         run === undefined ? "-" : lostOf(run),
       ];
       cdfs.push(...([["C probe", c], ["lunlink", l], ["lunlink busyPollUs 500", p], ["lunlink keyed", k]] as const).map(([name, values]) => ({ group: condition, name, values })));

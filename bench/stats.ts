@@ -57,21 +57,23 @@ export function pairedRatios(a: readonly number[], b: readonly number[]): { medi
 export function slicedRatioInterval(a: readonly Float64Array[], b: readonly Float64Array[], p: number, resamples = 1000, random: () => number = Math.random): { low: number; high: number } {
   if (a.length !== b.length) throw new Error(`slicedRatioInterval: ${a.length} slices against ${b.length}`);
   if (a.length === 0) return { low: Number.NaN, high: Number.NaN };
-  const pooled = (slices: readonly Float64Array[], picks: readonly number[]): Float64Array => {
-    const all = new Float64Array(picks.reduce((n, k) => n + slices[k]!.length, 0));
-    let at = 0;
-    for (const k of picks) {
-      all.set(slices[k]!, at);
-      at += slices[k]!.length;
-    }
-    return all.sort();
-  };
   const ratios: number[] = [];
   for (let r = 0; r < resamples; r++) {
     const picks = Array.from({ length: a.length }, () => Math.floor(random() * a.length));
-    const below = percentile(pooled(b, picks), p);
-    if (below > 0) ratios.push(percentile(pooled(a, picks), p) / below);
+    const below = percentile(sortedUnion(picks.map((k) => b[k]!)), p);
+    if (below > 0) ratios.push(percentile(sortedUnion(picks.map((k) => a[k]!)), p) / below);
   }
   ratios.sort((x, y) => x - y);
   return { low: percentile(ratios, 5), high: percentile(ratios, 95) };
+}
+
+/** The samples of every part (slices, a part twice if listed twice), in one array sorted ascending. */
+export function sortedUnion(parts: readonly Float64Array[]): Float64Array {
+  const all = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  return all.sort();
 }
